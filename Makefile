@@ -1,0 +1,48 @@
+# pullgate: a registry mirror that refuses images carrying cryptominers.
+#   make deps   install the Debian packages pullgate needs to build and test
+#   make run    build and start pullgate on its embedded defaults (:5000, ./data)
+#   make test   vet and run every test, the end-to-end suite with a real dockerd included
+#   make bench  the benchmarks (see README, "Performance")
+
+GO      ?= go
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+BIN     := bin/pullgate
+SUDO    := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+# Build: libyara (cgo). Tests: redis-server, dockerd with its containerd,
+# skopeo, the yara CLI (benchmark baseline), unshare and ip (the end-to-end
+# suite runs in its own network namespace).
+DEBS := gcc pkg-config libyara-dev yara redis-server docker.io containerd skopeo util-linux iproute2 ca-certificates
+
+.PHONY: deps build run test test-unit test-e2e bench vet clean
+
+deps:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+build: deps
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/pullgate
+
+run: build
+	./$(BIN) serve
+
+vet:
+	$(GO) vet ./...
+
+test: deps vet test-unit test-e2e
+
+test-unit:
+	$(GO) test -race -count=1 -timeout 10m ./cmd/... ./proxy/... ./scanner/... ./storage/... ./internal/...
+
+test-e2e:
+	$(GO) test -count=1 -timeout 15m ./e2e/...
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./scanner/
+	PULLGATE_BENCH=1 $(GO) test -count=1 -timeout 30m -run '^$$' -bench . -benchtime 1x ./e2e/
+
+clean:
+	rm -rf bin data

@@ -1,0 +1,264 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is everything pullgate serve reads. Defaults are set by
+// defaultConfig; a YAML file (--config) overrides them, PULLGATE_*
+// environment variables override the file, and flags override both.
+// configs/pullgate.yaml documents every field.
+type Config struct {
+	Listen    string              `yaml:"listen"`
+	DataDir   string              `yaml:"data_dir"`
+	Redis     string              `yaml:"redis"`
+	Upstreams map[string]Upstream `yaml:"upstreams"`
+	Rules     []string            `yaml:"rules"`
+	Workers   int                 `yaml:"workers"`
+	Log       LogConfig           `yaml:"log"`
+	Gate      GateConfig          `yaml:"gate"`
+	Scan      ScanConfig          `yaml:"scan"`
+}
+
+// Upstream is one registry pullgate fetches from.
+type Upstream struct {
+	URL          string `yaml:"url"`
+	Username     string `yaml:"username"`
+	Password     string `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
+	Insecure     bool   `yaml:"insecure"`
+}
+
+// LogConfig sets the structured logs' level (debug, info, warn, error) and
+// format (text or json).
+type LogConfig struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// GateConfig holds the gate's timing and size limits.
+type GateConfig struct {
+	Hold           Duration `yaml:"hold"`
+	HoldDocker     Duration `yaml:"hold_docker"`
+	RetryAfter     Duration `yaml:"retry_after"`
+	TagTTL         Duration `yaml:"tag_ttl"`
+	IngestTimeout  Duration `yaml:"ingest_timeout"`
+	MaxBlobBytes   int64    `yaml:"max_blob_bytes"`
+	MaxConfigBytes int64    `yaml:"max_config_bytes"`
+	MaxLayers      int      `yaml:"max_layers"`
+}
+
+// ScanConfig holds the scanner's limits; every one fails closed.
+type ScanConfig struct {
+	MaxLayerBytes int64    `yaml:"max_layer_bytes"`
+	MaxFiles      int64    `yaml:"max_files"`
+	MaxFileBytes  int64    `yaml:"max_file_bytes"`
+	Window        int64    `yaml:"window"`
+	LayerTimeout  Duration `yaml:"layer_timeout"`
+}
+
+// Duration reads "25s" or "10m" from YAML.
+type Duration time.Duration
+
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+func defaultConfig() Config {
+	return Config{
+		Listen:    ":5000",
+		DataDir:   "./data",
+		Rules:     []string{},
+		Upstreams: map[string]Upstream{"docker.io": {URL: "https://registry-1.docker.io"}},
+		Log:       LogConfig{Level: "info", Format: "text"},
+		Gate: GateConfig{
+			Hold:           Duration(25 * time.Second),
+			HoldDocker:     Duration(10 * time.Minute),
+			RetryAfter:     Duration(10 * time.Second),
+			TagTTL:         Duration(60 * time.Second),
+			IngestTimeout:  Duration(30 * time.Minute),
+			MaxBlobBytes:   16 << 30,
+			MaxConfigBytes: 8 << 20,
+			MaxLayers:      500,
+		},
+		Scan: ScanConfig{
+			MaxLayerBytes: 8 << 30,
+			MaxFiles:      1_000_000,
+			MaxFileBytes:  2 << 30,
+			Window:        16 << 20,
+			LayerTimeout:  Duration(10 * time.Minute),
+		},
+	}
+}
+
+// loadFile reads a YAML config over c; unknown keys are errors, so a typo
+// never silently leaves a default in place.
+func (c *Config) loadFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+// listFlag is a repeatable flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// serveFlags are the flags of pullgate serve; each has a PULLGATE_*
+// environment variable of the same name.
+type serveFlags struct {
+	config, listen, dataDir, redis string
+	upstreams, rules               listFlag
+	workers                        int
+}
+
+func (f *serveFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.config, "config", "", "YAML config file (env PULLGATE_CONFIG)")
+	fs.StringVar(&f.listen, "listen", "", `address to listen on (default ":5000"; env PULLGATE_LISTEN)`)
+	fs.StringVar(&f.dataDir, "data-dir", "", `directory for blobs and the embedded verdict store (default "./data"; env PULLGATE_DATA_DIR)`)
+	fs.StringVar(&f.redis, "redis", "", "Redis URL for shared verdicts; empty: embedded store (env PULLGATE_REDIS)")
+	fs.Var(&f.upstreams, "upstream", "REGISTRY=URL, repeatable, e.g. docker.io=http://127.0.0.1:5001 (env PULLGATE_UPSTREAM, comma-separated)")
+	fs.Var(&f.rules, "rules", "extra YARA rule file or folder, repeatable (env PULLGATE_RULES, colon-separated)")
+	fs.IntVar(&f.workers, "workers", 0, "scanner workers (default: CPU count; env PULLGATE_WORKERS)")
+}
+
+// resolve builds the Config: defaults, then file, then env, then flags.
+func (f *serveFlags) resolve(getenv func(string) string) (Config, error) {
+	c := defaultConfig()
+	path := firstNonEmpty(f.config, getenv("PULLGATE_CONFIG"))
+	if path != "" {
+		if err := c.loadFile(path); err != nil {
+			return c, err
+		}
+	}
+	if v := getenv("PULLGATE_LISTEN"); v != "" {
+		c.Listen = v
+	}
+	if v := getenv("PULLGATE_DATA_DIR"); v != "" {
+		c.DataDir = v
+	}
+	if v := getenv("PULLGATE_REDIS"); v != "" {
+		c.Redis = v
+	}
+	if v := getenv("PULLGATE_WORKERS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return c, fmt.Errorf("PULLGATE_WORKERS: %w", err)
+		}
+		c.Workers = n
+	}
+	if v := getenv("PULLGATE_RULES"); v != "" {
+		c.Rules = append(c.Rules, filepath.SplitList(v)...)
+	}
+	if err := c.setUpstreams(splitNonEmpty(getenv("PULLGATE_UPSTREAM"), ",")); err != nil {
+		return c, fmt.Errorf("PULLGATE_UPSTREAM: %w", err)
+	}
+
+	if f.listen != "" {
+		c.Listen = f.listen
+	}
+	if f.dataDir != "" {
+		c.DataDir = f.dataDir
+	}
+	if f.redis != "" {
+		c.Redis = f.redis
+	}
+	if f.workers != 0 {
+		c.Workers = f.workers
+	}
+	c.Rules = append(c.Rules, f.rules...)
+	if err := c.setUpstreams(f.upstreams); err != nil {
+		return c, fmt.Errorf("--upstream: %w", err)
+	}
+	return c, c.validate()
+}
+
+// setUpstreams applies REGISTRY=URL pairs, keeping credentials already
+// configured for that registry.
+func (c *Config) setUpstreams(pairs []string) error {
+	for _, p := range pairs {
+		name, url, ok := strings.Cut(p, "=")
+		if !ok || name == "" || url == "" {
+			return fmt.Errorf("%q is not REGISTRY=URL", p)
+		}
+		if c.Upstreams == nil {
+			c.Upstreams = map[string]Upstream{}
+		}
+		u := c.Upstreams[name]
+		u.URL = url
+		c.Upstreams[name] = u
+	}
+	return nil
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.Listen == "" {
+		errs = append(errs, errors.New("listen is empty"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir is empty"))
+	}
+	if len(c.Upstreams) == 0 {
+		errs = append(errs, errors.New("no upstreams"))
+	}
+	names := make([]string, 0, len(c.Upstreams))
+	for name := range c.Upstreams {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if c.Upstreams[name].URL == "" {
+			errs = append(errs, fmt.Errorf("upstream %s has no url", name))
+		}
+	}
+	if c.Workers < 0 {
+		errs = append(errs, errors.New("workers is negative"))
+	}
+	return errors.Join(errs...)
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func splitNonEmpty(s, sep string) []string {
+	var out []string
+	for _, p := range strings.Split(s, sep) {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

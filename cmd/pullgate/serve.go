@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pullgate/pullgate/proxy"
+	"github.com/pullgate/pullgate/proxy/upstream"
+	"github.com/pullgate/pullgate/scanner"
+	"github.com/pullgate/pullgate/storage"
+)
+
+func serve(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("pullgate serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f serveFlags
+	f.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	cfg, err := f.resolve(os.Getenv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, stderr)
+	slog.SetDefault(log)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	sc, err := scanner.New(scannerOptions(cfg))
+	if err != nil {
+		return fmt.Errorf("rules: %w", err)
+	}
+	defer sc.Close()
+
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	blobs, err := storage.NewFilesystemBlobs(ctx, filepath.Join(cfg.DataDir, "blobs"))
+	if err != nil {
+		return fmt.Errorf("blob store: %w", err)
+	}
+	verdicts, err := openVerdicts(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer verdicts.Close()
+
+	ups, err := newUpstreams(cfg)
+	if err != nil {
+		return err
+	}
+	srv, err := proxy.New(proxy.Options{
+		Upstreams:         ups,
+		Blobs:             blobs,
+		Verdicts:          verdicts,
+		Scanner:           sc,
+		Hold:              time.Duration(cfg.Gate.Hold),
+		HoldDocker:        time.Duration(cfg.Gate.HoldDocker),
+		RetryAfter:        time.Duration(cfg.Gate.RetryAfter),
+		TagTTL:            time.Duration(cfg.Gate.TagTTL),
+		IngestTimeout:     time.Duration(cfg.Gate.IngestTimeout),
+		MaxBlobBytes:      cfg.Gate.MaxBlobBytes,
+		MaxConfigBytes:    cfg.Gate.MaxConfigBytes,
+		MaxManifestLayers: cfg.Gate.MaxLayers,
+		Logger:            log,
+		Version:           version,
+	})
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	names := make([]string, 0, len(ups))
+	for n := range ups {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	log.Info("pullgate serving", "listen", ln.Addr().String(), "data_dir", cfg.DataDir,
+		"verdicts", verdicts.Kind(), "upstreams", strings.Join(names, ","),
+		"ruleset", sc.RulesetID(), "rules", sc.RuleCount(), "workers", sc.Workers(), "version", version)
+
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+func scannerOptions(cfg Config) scanner.Options {
+	return scanner.Options{
+		Workers:   cfg.Workers,
+		RulePaths: cfg.Rules,
+		Limits: scanner.Limits{
+			MaxLayerBytes: cfg.Scan.MaxLayerBytes,
+			MaxFiles:      cfg.Scan.MaxFiles,
+			MaxFileBytes:  cfg.Scan.MaxFileBytes,
+			Window:        cfg.Scan.Window,
+			LayerTimeout:  time.Duration(cfg.Scan.LayerTimeout),
+		},
+	}
+}
+
+// openVerdicts opens Redis when configured, else the embedded store under
+// the data dir.
+func openVerdicts(ctx context.Context, cfg Config) (storage.Store, error) {
+	if cfg.Redis != "" {
+		s, err := storage.OpenRedis(ctx, cfg.Redis)
+		if err != nil {
+			return nil, fmt.Errorf("verdict store: %w", err)
+		}
+		return s, nil
+	}
+	s, err := storage.OpenBolt(filepath.Join(cfg.DataDir, "verdicts.db"))
+	if err != nil {
+		return nil, fmt.Errorf("verdict store: %w", err)
+	}
+	return s, nil
+}
+
+func newUpstreams(cfg Config) (map[string]*upstream.Registry, error) {
+	out := make(map[string]*upstream.Registry, len(cfg.Upstreams))
+	for name, u := range cfg.Upstreams {
+		password := u.Password
+		if u.PasswordFile != "" {
+			b, err := os.ReadFile(u.PasswordFile)
+			if err != nil {
+				return nil, fmt.Errorf("upstream %s: password_file: %w", name, err)
+			}
+			password = strings.TrimSpace(string(b))
+		}
+		r, err := upstream.New(upstream.Config{
+			Name:      name,
+			URL:       u.URL,
+			Username:  u.Username,
+			Password:  password,
+			Insecure:  u.Insecure,
+			UserAgent: "pullgate/" + version,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("upstream %s: %w", name, err)
+		}
+		out[name] = r
+	}
+	return out, nil
+}
+
+func newLogger(c LogConfig, w io.Writer) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

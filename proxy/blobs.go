@@ -1,0 +1,83 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+
+	"github.com/pullgate/pullgate/storage"
+)
+
+// blob serves HEAD|GET /v2/<name>/blobs/<digest>: from the store, only with
+// a clean verdict under the current ruleset. A blob without a verdict is
+// ingested first (held like a manifest); it is never streamed unscanned.
+func (s *Server) blob(w http.ResponseWriter, r *http.Request, t target) {
+	start := time.Now()
+	ctx := r.Context()
+	holdCtx, cancel := context.WithTimeout(ctx, s.holdFor(r))
+	defer cancel()
+
+	ref := blobRef{Digest: t.Digest, Size: -1}
+	v, err := s.verdict(holdCtx, s.upstream(t), t.Repo, ref)
+	if err != nil {
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, context.DeadlineExceeded):
+			msg := fmt.Sprintf("pullgate: blob %s of %s is still being scanned; retry in %s", t.Digest, t.Registry+"/"+t.Repo, s.opts.RetryAfter)
+			writeError(w, r, errStillScanning(msg, s.opts.RetryAfter))
+		default:
+			writeError(w, r, upstreamError(fmt.Sprintf("pullgate: blob %s of %s", t.Digest, t.Registry+"/"+t.Repo), err))
+		}
+		return
+	}
+	if v.Status != storage.StatusClean {
+		d := blockedDecision(t.Registry+"/"+t.Repo, ref, v)
+		if v.Status == storage.StatusError {
+			d.err = errDenied(fmt.Sprintf("pullgate: blob %s of %s refused: could not be scanned: %s", t.Digest, t.Registry+"/"+t.Repo, v.Reason))
+		}
+		s.record(event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: t.Registry + "/" + t.Repo, Digest: t.Digest,
+			Decision: d.name(), Findings: d.findings, Reason: d.message, Latency: time.Since(start)})
+		writeError(w, r, d.err)
+		return
+	}
+
+	rc, size, err := s.opts.Blobs.Open(ctx, t.Digest)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			writeError(w, r, &apiError{Code: errcode.ErrorCodeBlobUnknown, Message: fmt.Sprintf("pullgate: blob %s is not in the store", t.Digest)})
+			return
+		}
+		writeError(w, r, errUnavailable(fmt.Sprintf("pullgate: open blob %s: %v", t.Digest, err)))
+		return
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Docker-Content-Digest", t.Digest.String())
+	w.Header().Set("Etag", `"`+t.Digest.String()+`"`)
+	w.Header().Set("Cache-Control", "max-age=31536000")
+	if r.Method == http.MethodHead {
+		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+		return
+	}
+	cw := &countingWriter{ResponseWriter: w}
+	http.ServeContent(cw, r, "", time.Time{}, rc)
+	s.metrics.servedBytes(int(cw.n))
+}
+
+// countingWriter counts the bytes served.
+type countingWriter struct {
+	http.ResponseWriter
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.n += int64(n)
+	return n, err
+}

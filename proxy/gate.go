@@ -1,0 +1,222 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/proxy/upstream"
+	"github.com/pullgate/pullgate/storage"
+)
+
+// outcome is what the gate decided about an image manifest.
+type outcome int
+
+const (
+	allowed        outcome = iota // every blob scanned clean
+	blocked                       // a finding blocks it
+	failed                        // a blob could not be scanned (limit, corrupt): refused
+	pending                       // still scanning when the hold ran out
+	upstreamFailed                // a blob could not be fetched or verified
+	overridden                    // an operator decided
+)
+
+// decision is the gate's answer for one image manifest. err is what the
+// client gets when it is not allowed.
+type decision struct {
+	outcome  outcome
+	findings []storage.Finding
+	message  string
+	err      error
+}
+
+func (d decision) name() string {
+	return [...]string{"allowed", "blocked", "error", "pending", "upstream-error", "override"}[d.outcome]
+}
+
+// imageManifest is the part of a Docker schema2 or OCI image manifest the
+// gate reads: the config and the layers.
+type imageManifest struct {
+	Config descriptor   `json:"config"`
+	Layers []descriptor `json:"layers"`
+}
+
+type descriptor struct {
+	MediaType string        `json:"mediaType"`
+	Digest    digest.Digest `json:"digest"`
+	Size      int64         `json:"size"`
+	URLs      []string      `json:"urls"`
+}
+
+// blobsOf lists the blobs an image manifest needs, config first.
+func (s *Server) blobsOf(body []byte) ([]blobRef, error) {
+	var m imageManifest
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, fmt.Errorf("malformed image manifest: %v", err)
+	}
+	if len(m.Layers) > s.opts.MaxManifestLayers {
+		return nil, fmt.Errorf("%d layers, over the limit of %d", len(m.Layers), s.opts.MaxManifestLayers)
+	}
+	refs := make([]blobRef, 0, 1+len(m.Layers))
+	for i, d := range append([]descriptor{m.Config}, m.Layers...) {
+		if err := d.Digest.Validate(); err != nil {
+			return nil, fmt.Errorf("blob %d: invalid digest %q", i, truncate(string(d.Digest), 80))
+		}
+		if d.Size < 0 {
+			return nil, fmt.Errorf("blob %s: negative size", d.Digest)
+		}
+		if len(d.URLs) > 0 {
+			// A foreign layer lives outside the registry; fetching it from
+			// wherever it says would make pullgate an open proxy.
+			return nil, fmt.Errorf("layer %s is a foreign layer (urls), which pullgate does not fetch", d.Digest)
+		}
+		refs = append(refs, blobRef{Digest: d.Digest, Size: d.Size, Config: i == 0})
+	}
+	return refs, nil
+}
+
+// decide holds an image manifest until every blob it names has a verdict
+// under the current ruleset (or the hold runs out), and decides.
+func (s *Server) decide(ctx context.Context, up *upstream.Registry, t target, dgst digest.Digest, body []byte, hold time.Duration) decision {
+	image := t.imageAt(dgst)
+	if d, ok := s.overridden(ctx, t, dgst, image); ok {
+		return d
+	}
+	refs, err := s.blobsOf(body)
+	if err != nil {
+		msg := fmt.Sprintf("pullgate: %s refused: %v", image, err)
+		return decision{outcome: failed, message: msg, err: &apiError{Code: errcode.ErrorCodeManifestInvalid, Message: msg}}
+	}
+
+	holdCtx, cancel := context.WithTimeout(ctx, hold)
+	defer cancel()
+	type answer struct {
+		ref blobRef
+		v   storage.Verdict
+		err error
+	}
+	answers := make(chan answer, len(refs))
+	for _, ref := range refs {
+		go func() {
+			v, err := s.verdict(holdCtx, up, t.Repo, ref)
+			answers <- answer{ref, v, err}
+		}()
+	}
+
+	var (
+		worst     *decision
+		done      int
+		stillBusy bool
+	)
+	for range refs {
+		a := <-answers
+		switch {
+		case a.err == nil && a.v.Status == storage.StatusClean:
+			done++
+		case a.err == nil && a.v.Status == storage.StatusBlocked:
+			d := blockedDecision(image, a.ref, a.v)
+			// Nothing can make a blocked image pass: answer now and let
+			// the other scans finish in the background.
+			cancel()
+			return d
+		case a.err == nil:
+			msg := fmt.Sprintf("pullgate: %s refused: %s %s could not be scanned: %s", image, a.ref.noun(), a.ref.Digest, a.v.Reason)
+			worst = pick(worst, decision{outcome: failed, message: msg, err: errDenied(msg)})
+		case errors.Is(a.err, context.DeadlineExceeded) && ctx.Err() == nil:
+			stillBusy = true
+		case ctx.Err() != nil:
+			return decision{outcome: pending, message: "client went away", err: ctx.Err()}
+		default:
+			msg := fmt.Sprintf("pullgate: %s refused: %v", image, a.err)
+			worst = pick(worst, decision{outcome: upstreamFailed, message: msg, err: upstreamError(fmt.Sprintf("pullgate: %s", image), a.err)})
+		}
+	}
+	if worst != nil {
+		return *worst
+	}
+	if stillBusy {
+		msg := fmt.Sprintf("pullgate: %s is still being scanned (%d of %d blobs done); retry in %s", image, done, len(refs), s.opts.RetryAfter)
+		return decision{outcome: pending, message: msg, err: errStillScanning(msg, s.opts.RetryAfter)}
+	}
+	return decision{outcome: allowed}
+}
+
+// pick keeps the decision that says most: a content error over an upstream one.
+func pick(cur *decision, d decision) *decision {
+	if cur == nil || (cur.outcome == upstreamFailed && d.outcome == failed) {
+		return &d
+	}
+	return cur
+}
+
+// blockedDecision words a refusal the way a person can act on it: which
+// image, which layer, which file, which rule.
+func blockedDecision(image string, ref blobRef, v storage.Verdict) decision {
+	var parts []string
+	for _, f := range v.Findings {
+		if f.Severity != "high" && len(v.Findings) > 1 {
+			continue
+		}
+		where := "file " + f.Path
+		if p, ok := strings.CutPrefix(f.Path, "config:"); ok {
+			where = p
+		}
+		desc := f.Rule
+		if f.Description != "" {
+			desc += " (" + f.Description + ")"
+		}
+		parts = append(parts, fmt.Sprintf("%s %s, %s matched %s", ref.noun(), ref.Digest, where, desc))
+	}
+	if len(parts) == 0 {
+		parts = append(parts, fmt.Sprintf("%s %s", ref.noun(), ref.Digest))
+	}
+	msg := fmt.Sprintf("pullgate: %s blocked: %s", image, parts[0])
+	if len(parts) > 1 {
+		msg += fmt.Sprintf(" (and %d more)", len(parts)-1)
+	}
+	return decision{outcome: blocked, findings: v.Findings, message: msg, err: errDenied(msg)}
+}
+
+// verdict returns a blob's verdict under the current ruleset, waiting for
+// its ingest (shared with every other request for it) when there is none.
+func (s *Server) verdict(ctx context.Context, up *upstream.Registry, repo string, ref blobRef) (storage.Verdict, error) {
+	rid := s.scanner().RulesetID()
+	v, err := s.opts.Verdicts.Verdict(ctx, ref.Digest, rid)
+	switch {
+	case err == nil && s.usable(ctx, v):
+		s.metrics.verdictCache(true)
+		return v, nil
+	case err != nil && !errors.Is(err, storage.ErrNotFound):
+		// Fail closed: without the verdict store nothing is known.
+		return storage.Verdict{}, fmt.Errorf("%w: verdict store: %v", errTransient, err)
+	}
+	s.metrics.verdictCache(false)
+	fl := s.flights.start(ref.Digest, func() (storage.Verdict, error) { return s.ingest(up, repo, ref) })
+	return fl.wait(ctx)
+}
+
+// overridden applies an operator's decision on the image digest or the
+// repository, which stands until the operator removes it.
+func (s *Server) overridden(ctx context.Context, t target, dgst digest.Digest, image string) (decision, bool) {
+	for _, subject := range []string{dgst.String(), t.Registry + "/" + t.Repo} {
+		o, err := s.opts.Verdicts.Override(ctx, subject)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			msg := fmt.Sprintf("pullgate: %s refused: verdict store unavailable: %v", image, err)
+			return decision{outcome: upstreamFailed, message: msg, err: errUnavailable(msg)}, true
+		}
+		if o.Action == storage.Deny {
+			msg := fmt.Sprintf("pullgate: %s denied by operator %s: %s", image, o.Actor, o.Reason)
+			return decision{outcome: overridden, message: msg, err: errDenied(msg)}, true
+		}
+	}
+	return decision{}, false
+}

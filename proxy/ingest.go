@@ -1,0 +1,303 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/proxy/upstream"
+	"github.com/pullgate/pullgate/scanner"
+	"github.com/pullgate/pullgate/storage"
+)
+
+// blobRef is a blob the gate must decide on.
+type blobRef struct {
+	Digest digest.Digest
+	Size   int64 // from the manifest; -1 when unknown (a bare blob request)
+	Config bool  // an image config: scanned as JSON, not as a layer
+}
+
+func (b blobRef) noun() string {
+	if b.Config {
+		return "config"
+	}
+	return "layer"
+}
+
+// errTransient marks an ingest failure that says nothing about the content
+// (upstream down, wrong bytes on the wire): refused now, never cached.
+var errTransient = errors.New("transient")
+
+// ingest produces the verdict for one blob under the current ruleset: from
+// the verdict store when it is there, else by scanning the local copy (a new
+// ruleset), else by fetching it from upstream while scanning it. It runs once
+// per digest at a time (see flights) and outlives the requests waiting on it.
+//
+// The store only ever gains a blob whose digest verified and whose verdict is
+// clean: the upstream bytes go to a storage writer and to the scanner at the
+// same time, and the writer is committed after both agree, else cancelled.
+func (s *Server) ingest(up *upstream.Registry, repo string, ref blobRef) (storage.Verdict, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.IngestTimeout)
+	defer cancel()
+	sc := s.scanner()
+	rid := sc.RulesetID()
+
+	// Another flight (or replica) may have finished between the caller's
+	// look-up and this flight's start.
+	if v, err := s.opts.Verdicts.Verdict(ctx, ref.Digest, rid); err == nil && s.usable(ctx, v) {
+		return v, nil
+	}
+
+	start := time.Now()
+	var (
+		v   storage.Verdict
+		err error
+	)
+	if _, statErr := s.opts.Blobs.Stat(ctx, ref.Digest); statErr == nil {
+		v, err = s.rescanLocal(ctx, sc, ref)
+	} else {
+		v, err = s.fetchAndScan(ctx, sc, up, repo, ref)
+	}
+	if err != nil {
+		s.log.Warn("ingest failed", "digest", ref.Digest.String(), "upstream", up.Name(), "repo", repo, "err", err)
+		return storage.Verdict{}, err
+	}
+	v.Time = time.Now().UTC()
+	v.Duration = time.Since(start)
+	if err := s.opts.Verdicts.PutVerdict(ctx, v); err != nil {
+		// The blob may already be committed; without a stored verdict it is
+		// never served, and the next request scans it again from local storage.
+		return storage.Verdict{}, fmt.Errorf("%w: record verdict for %s: %v", errTransient, ref.Digest, err)
+	}
+	s.metrics.scanned(v)
+	s.log.Info("scanned", "digest", ref.Digest.String(), "kind", ref.noun(), "status", string(v.Status),
+		"findings", len(v.Findings), "bytes", v.Bytes, "files", v.Files, "duration", v.Duration.String())
+	return v, nil
+}
+
+// usable reports whether a stored verdict can be acted on: a clean verdict
+// only while the blob is still in the store to serve.
+func (s *Server) usable(ctx context.Context, v storage.Verdict) bool {
+	if v.Status != storage.StatusClean {
+		return true
+	}
+	_, err := s.opts.Blobs.Stat(ctx, v.Digest)
+	return err == nil
+}
+
+// fetchAndScan streams the blob from upstream into the store and the scanner.
+func (s *Server) fetchAndScan(ctx context.Context, sc *scanner.Scanner, up *upstream.Registry, repo string, ref blobRef) (storage.Verdict, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	body, size, err := up.Blob(ctx, repo, ref.Digest)
+	if err != nil {
+		return storage.Verdict{}, fmt.Errorf("%w: fetch %s %s from %s: %w", errTransient, ref.noun(), ref.Digest, up.Name(), err)
+	}
+	defer body.Close()
+	s.metrics.upstreamBlob(up.Name())
+
+	want := ref.Size
+	if want < 0 {
+		want = size
+	}
+	if want >= 0 && size >= 0 && size != want {
+		return storage.Verdict{}, fmt.Errorf("%w: %s %s from %s: upstream declares %d bytes, the manifest %d", errTransient, ref.noun(), ref.Digest, up.Name(), size, want)
+	}
+	limit := s.opts.MaxBlobBytes
+	if want >= 0 {
+		limit = want
+	}
+	if ref.Config && limit > s.opts.MaxConfigBytes {
+		return s.contentError(sc, ref, fmt.Errorf("%w: config of %d bytes is over the %d byte limit", scanner.ErrLimit, limit, s.opts.MaxConfigBytes)), nil
+	}
+
+	w, err := s.opts.Blobs.Create(ctx)
+	if err != nil {
+		return storage.Verdict{}, fmt.Errorf("%w: store %s: %v", errTransient, ref.Digest, err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			_ = w.Cancel(context.WithoutCancel(ctx))
+		}
+	}()
+
+	digester := digest.Canonical.Digester()
+	src := io.TeeReader(io.LimitReader(body, limit+1), io.MultiWriter(w, digester.Hash()))
+
+	var (
+		res     scanner.Result
+		scanErr error
+		n       int64
+		copyErr error
+	)
+	if ref.Config {
+		var buf []byte
+		buf, copyErr = io.ReadAll(src)
+		n = int64(len(buf))
+		if copyErr == nil && n <= limit {
+			res, scanErr = sc.ScanConfig(ctx, buf, scanner.Interactive)
+		}
+	} else {
+		n, res, copyErr, scanErr = teeScan(ctx, sc, src)
+	}
+
+	switch {
+	case copyErr != nil:
+		return storage.Verdict{}, fmt.Errorf("%w: fetch %s %s from %s: %w", errTransient, ref.noun(), ref.Digest, up.Name(), copyErr)
+	case n > limit:
+		return storage.Verdict{}, fmt.Errorf("%w: %s %s from %s: upstream sent more than %d bytes", errTransient, ref.noun(), ref.Digest, up.Name(), limit)
+	case want >= 0 && n != want:
+		return storage.Verdict{}, fmt.Errorf("%w: %s %s from %s: truncated: got %d of %d bytes", errTransient, ref.noun(), ref.Digest, up.Name(), n, want)
+	case digester.Digest() != ref.Digest:
+		return storage.Verdict{}, fmt.Errorf("%w: %s %s from %s: content does not match its digest (got %s)", errTransient, ref.noun(), ref.Digest, up.Name(), digester.Digest())
+	}
+	// The bytes are the ones the digest names; what the scanner said about
+	// them is now a fact worth keeping.
+	if scanErr != nil {
+		if ctx.Err() != nil {
+			return storage.Verdict{}, fmt.Errorf("%w: scan %s %s: %w", errTransient, ref.noun(), ref.Digest, scanErr)
+		}
+		return s.contentError(sc, ref, scanErr), nil
+	}
+	v := s.verdictOf(sc, ref, res)
+	if v.Status != storage.StatusClean {
+		return v, nil
+	}
+	if err := w.Commit(ctx, ref.Digest, n); err != nil {
+		return storage.Verdict{}, fmt.Errorf("%w: commit %s %s: %v", errTransient, ref.noun(), ref.Digest, err)
+	}
+	committed = true
+	return v, nil
+}
+
+// teeScan feeds src to the layer scanner while returning how many bytes were
+// read. The scanner may stop early (a limit, a corrupt stream); reading then
+// goes on to the end so that the digest is still checked, and a scanner
+// verdict is only kept for bytes that proved to be the right ones.
+func teeScan(ctx context.Context, sc *scanner.Scanner, src io.Reader) (int64, scanner.Result, error, error) {
+	pr, pw := io.Pipe()
+	type scanned struct {
+		res scanner.Result
+		err error
+	}
+	out := make(chan scanned, 1)
+	go func() {
+		res, err := sc.ScanLayer(ctx, pr, scanner.Interactive)
+		if err == nil {
+			err = errors.New("scanner stopped before the end of the layer")
+			// A clean ScanLayer reads to EOF; if it returned first, the
+			// rest of the stream was never looked at.
+			if _, probe := pr.Read(make([]byte, 1)); probe == io.EOF {
+				err = nil
+			}
+		}
+		pr.CloseWithError(errScannerDone)
+		out <- scanned{res, err}
+	}()
+	n, copyErr := io.Copy(&sink{w: pw}, src)
+	pw.CloseWithError(copyErr)
+	r := <-out
+	return n, r.res, copyErr, r.err
+}
+
+var errScannerDone = errors.New("scanner finished")
+
+// sink writes to the scanner's pipe until the scanner stops reading, then
+// swallows the rest so the copy can finish verifying the digest.
+type sink struct {
+	w    io.Writer
+	done bool
+}
+
+func (s *sink) Write(p []byte) (int, error) {
+	if !s.done {
+		if _, err := s.w.Write(p); err != nil {
+			s.done = true
+		}
+	}
+	return len(p), nil
+}
+
+// rescanLocal scans a blob already in the store under a ruleset that has no
+// verdict for it yet; a blob now found bad leaves the store.
+func (s *Server) rescanLocal(ctx context.Context, sc *scanner.Scanner, ref blobRef) (storage.Verdict, error) {
+	rc, _, err := s.opts.Blobs.Open(ctx, ref.Digest)
+	if err != nil {
+		return storage.Verdict{}, fmt.Errorf("%w: open stored %s %s: %v", errTransient, ref.noun(), ref.Digest, err)
+	}
+	defer rc.Close()
+	var res scanner.Result
+	if ref.Config {
+		buf, err := io.ReadAll(io.LimitReader(rc, s.opts.MaxConfigBytes+1))
+		if err != nil {
+			return storage.Verdict{}, fmt.Errorf("%w: read stored config %s: %v", errTransient, ref.Digest, err)
+		}
+		res, err = sc.ScanConfig(ctx, buf, scanner.Interactive)
+		if err != nil {
+			return s.dropLocal(ctx, s.contentError(sc, ref, err))
+		}
+	} else {
+		res, err = sc.ScanLayer(ctx, rc, scanner.Interactive)
+		if err != nil {
+			if ctx.Err() != nil {
+				return storage.Verdict{}, fmt.Errorf("%w: rescan %s: %w", errTransient, ref.Digest, err)
+			}
+			return s.dropLocal(ctx, s.contentError(sc, ref, err))
+		}
+	}
+	v := s.verdictOf(sc, ref, res)
+	if v.Status != storage.StatusClean {
+		return s.dropLocal(ctx, v)
+	}
+	return v, nil
+}
+
+// dropLocal removes a stored blob whose new verdict is not clean.
+func (s *Server) dropLocal(ctx context.Context, v storage.Verdict) (storage.Verdict, error) {
+	if err := s.opts.Blobs.Delete(ctx, v.Digest); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return storage.Verdict{}, fmt.Errorf("%w: remove %s from the store: %v", errTransient, v.Digest, err)
+	}
+	s.log.Warn("stored blob now refused; removed", slog.String("digest", v.Digest.String()), slog.String("status", string(v.Status)))
+	return v, nil
+}
+
+// verdictOf turns a scan result into the verdict to store.
+func (s *Server) verdictOf(sc *scanner.Scanner, ref blobRef, res scanner.Result) storage.Verdict {
+	v := storage.Verdict{
+		Digest:         ref.Digest,
+		RulesetID:      sc.RulesetID(),
+		Status:         storage.StatusClean,
+		Bytes:          res.Bytes,
+		Files:          res.Files,
+		ScannerVersion: scanner.Version,
+	}
+	for _, f := range res.Findings {
+		v.Findings = append(v.Findings, storage.Finding{
+			Rule: f.Rule, Category: f.Category, Severity: f.Severity,
+			Description: f.Description, Path: f.Path, Layer: ref.Digest,
+		})
+	}
+	if len(res.Blocking()) > 0 {
+		v.Status = storage.StatusBlocked
+	}
+	return v
+}
+
+// contentError is the verdict for content the scanner could not finish
+// (a limit, a corrupt stream): refused, with the reason.
+func (s *Server) contentError(sc *scanner.Scanner, ref blobRef, err error) storage.Verdict {
+	return storage.Verdict{
+		Digest:         ref.Digest,
+		RulesetID:      sc.RulesetID(),
+		Status:         storage.StatusError,
+		Reason:         err.Error(),
+		ScannerVersion: scanner.Version,
+	}
+}

@@ -1,0 +1,198 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/pullgate/pullgate/proxy/upstream"
+	"github.com/pullgate/pullgate/storage"
+)
+
+// Manifest media types pullgate serves.
+const (
+	mediaTypeDockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
+	mediaTypeDockerList     = "application/vnd.docker.distribution.manifest.list.v2+json"
+	mediaTypeOCIManifest    = ocispec.MediaTypeImageManifest
+	mediaTypeOCIIndex       = ocispec.MediaTypeImageIndex
+)
+
+var manifestTypes = []string{mediaTypeOCIIndex, mediaTypeDockerList, mediaTypeOCIManifest, mediaTypeDockerManifest}
+
+// maxManifestBytes bounds a manifest, as registries do (4 MiB).
+const maxManifestBytes = 4 << 20
+
+// manifest serves HEAD|GET /v2/<name>/manifests/<ref>. An index is served as
+// it is (it only points at manifests, each gated when asked for); an image
+// manifest only once the gate has a clean verdict for its config and layers.
+func (s *Server) manifest(w http.ResponseWriter, r *http.Request, t target) {
+	start := time.Now()
+	ctx := r.Context()
+	up := s.upstream(t)
+	accept := acceptedTypes(r)
+
+	desc, err := s.resolve(ctx, up, t, accept)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	body, mediaType, err := s.loadManifest(ctx, up, t, desc.Digest)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+
+	ev := event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: t.Image(), Digest: desc.Digest}
+	switch mediaType {
+	case mediaTypeOCIIndex, mediaTypeDockerList:
+		ev.Decision = "index"
+	case mediaTypeOCIManifest, mediaTypeDockerManifest:
+		d := s.decide(ctx, up, t, desc.Digest, body, s.holdFor(r))
+		ev.Decision, ev.Findings, ev.Reason = d.name(), d.findings, d.message
+		ev.Latency = time.Since(start)
+		s.record(ev)
+		if d.err != nil {
+			writeError(w, r, d.err)
+			return
+		}
+	default:
+		writeError(w, r, &apiError{Code: errcode.ErrorCodeManifestInvalid,
+			Message: fmt.Sprintf("pullgate: %s has media type %q, which pullgate does not serve", t.imageAt(desc.Digest), mediaType)})
+		return
+	}
+	if ev.Decision == "index" {
+		ev.Latency = time.Since(start)
+		s.record(ev)
+	}
+
+	w.Header().Set("Content-Type", mediaType)
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.Header().Set("Docker-Content-Digest", desc.Digest.String())
+	w.Header().Set("Etag", `"`+desc.Digest.String()+`"`)
+	if r.Method == http.MethodHead {
+		return
+	}
+	_, _ = w.Write(body)
+	s.metrics.servedBytes(len(body))
+}
+
+// resolve turns the reference into a digest: a digest as it is, a tag from
+// the tag cache, else by an upstream HEAD, else (upstream unreachable or
+// rate-limited) from the last mapping seen, which is logged.
+func (s *Server) resolve(ctx context.Context, up *upstream.Registry, t target, accept []string) (upstream.Descriptor, error) {
+	if t.Digest != "" {
+		return upstream.Descriptor{Digest: t.Digest}, nil
+	}
+	key := t.Registry + "/" + t.Repo + ":" + t.Ref + "|" + strings.Join(accept, ",")
+	if d, ok := s.tags.get(key); ok {
+		s.metrics.tagCache(true)
+		return d, nil
+	}
+	s.metrics.tagCache(false)
+	d, err := up.Resolve(ctx, t.Repo, t.Ref, accept)
+	if err == nil {
+		s.tags.put(key, d)
+		rec := storage.TagRecord{Digest: d.Digest, MediaType: d.MediaType, Size: d.Size, Time: time.Now().UTC()}
+		if perr := s.opts.Verdicts.PutTag(ctx, key, rec); perr != nil {
+			s.log.Warn("remember tag", "image", t.Image(), "err", perr)
+		}
+		return d, nil
+	}
+	if upstream.IsNotFound(err) {
+		return d, &apiError{Code: errcode.ErrorCodeManifestUnknown, Message: fmt.Sprintf("pullgate: %s: not found upstream", t.Image())}
+	}
+	if rec, terr := s.opts.Verdicts.Tag(ctx, key); terr == nil {
+		s.log.Warn("upstream unavailable; serving last known tag", "image", t.Image(), "digest", rec.Digest.String(),
+			"seen", rec.Time, "upstream", up.Name(), "err", err)
+		return upstream.Descriptor{Digest: rec.Digest, MediaType: rec.MediaType, Size: rec.Size}, nil
+	}
+	return d, upstreamError(fmt.Sprintf("pullgate: resolve %s", t.Image()), err)
+}
+
+// loadManifest returns a manifest's bytes and media type, from the store or
+// else from upstream (verified against its digest, then stored).
+func (s *Server) loadManifest(ctx context.Context, up *upstream.Registry, t target, dgst digest.Digest) ([]byte, string, error) {
+	body, mt, err := s.opts.Blobs.Manifest(ctx, dgst)
+	if err == nil {
+		return body, mt, nil
+	}
+	if !errors.Is(err, storage.ErrNotFound) {
+		return nil, "", errUnavailable(fmt.Sprintf("pullgate: read manifest %s: %v", dgst, err))
+	}
+	body, desc, err := up.Manifest(ctx, t.Repo, dgst, manifestTypes)
+	if err != nil {
+		if upstream.IsNotFound(err) {
+			return nil, "", &apiError{Code: errcode.ErrorCodeManifestUnknown, Message: fmt.Sprintf("pullgate: %s: not found upstream", t.imageAt(dgst))}
+		}
+		return nil, "", upstreamError(fmt.Sprintf("pullgate: fetch manifest %s", t.imageAt(dgst)), err)
+	}
+	mt = manifestMediaType(desc.MediaType, body)
+	if err := s.opts.Blobs.PutManifest(ctx, dgst, mt, body); err != nil {
+		return nil, "", errUnavailable(fmt.Sprintf("pullgate: store manifest %s: %v", dgst, err))
+	}
+	return body, mt, nil
+}
+
+// manifestMediaType prefers the media type inside the manifest; OCI allows
+// it to be absent, and then the shape says which it is.
+func manifestMediaType(header string, body []byte) string {
+	var probe struct {
+		MediaType string          `json:"mediaType"`
+		Manifests json.RawMessage `json:"manifests"`
+		Config    json.RawMessage `json:"config"`
+	}
+	if err := json.Unmarshal(body, &probe); err != nil {
+		return header
+	}
+	switch {
+	case probe.MediaType != "":
+		return probe.MediaType
+	case probe.Manifests != nil:
+		return mediaTypeOCIIndex
+	case probe.Config != nil:
+		return mediaTypeOCIManifest
+	}
+	return header
+}
+
+// acceptedTypes lists the manifest types the client accepts, in a stable
+// order (part of the tag cache key: a client that takes no index gets a
+// platform's manifest from upstream). No Accept header means all of them.
+func acceptedTypes(r *http.Request) []string {
+	var out []string
+	for _, h := range r.Header.Values("Accept") {
+		for _, part := range strings.Split(h, ",") {
+			mt, _, _ := strings.Cut(strings.TrimSpace(part), ";")
+			mt = strings.TrimSpace(mt)
+			if slices.Contains(manifestTypes, mt) && !slices.Contains(out, mt) {
+				out = append(out, mt)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return manifestTypes
+	}
+	sort.Strings(out)
+	return out
+}
+
+// upstreamError says what upstream answered, in the client's terms: a 429
+// stays a 429 with its Retry-After, anything else is 503.
+func upstreamError(what string, err error) error {
+	var ue *upstream.Error
+	if errors.As(err, &ue) && ue.StatusCode == http.StatusTooManyRequests {
+		return &apiError{Code: errcode.ErrorCodeTooManyRequests, Message: what + ": upstream rate limit: " + err.Error(), RetryAfter: ue.RetryAfter}
+	}
+	return errUnavailable(what + ": " + err.Error())
+}

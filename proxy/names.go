@@ -1,0 +1,150 @@
+package proxy
+
+import (
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+
+	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
+)
+
+// DefaultRegistry is where a request goes when it names no registry:
+// the Docker daemon's registry-mirrors only ever send Docker Hub pulls.
+const DefaultRegistry = "docker.io"
+
+// kind is what a /v2/ path asks for.
+type kind int
+
+const (
+	kindManifest kind = iota
+	kindBlob
+	kindTags
+)
+
+// target is one parsed distribution API request: which registry, which
+// repository in it, and which manifest, blob or tag list.
+type target struct {
+	Registry string // "docker.io"
+	Repo     string // repository path in that registry: "library/alpine"
+	Kind     kind
+	Ref      string        // tag or digest (manifests)
+	Digest   digest.Digest // set when Ref is a digest, and for blobs
+}
+
+// Image names the target as people write it: docker.io/library/alpine:3.20
+// or docker.io/library/alpine@sha256:….
+func (t target) Image() string {
+	name := t.Registry + "/" + t.Repo
+	if t.Digest != "" {
+		return name + "@" + t.Digest.String()
+	}
+	if t.Ref != "" {
+		return name + ":" + t.Ref
+	}
+	return name
+}
+
+// imageAt names the repository at a manifest digest.
+func (t target) imageAt(d digest.Digest) string {
+	return t.Registry + "/" + t.Repo + "@" + d.String()
+}
+
+var (
+	anchoredTag = regexp.MustCompile(`^` + reference.TagRegexp.String() + `$`)
+	// anchoredPath is a repository path inside a registry (no domain):
+	// lower-case components joined by "/", as distribution defines them.
+	anchoredPath = regexp.MustCompile(`^` + pathComponent + `(?:/` + pathComponent + `)*$`)
+)
+
+const pathComponent = `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`
+
+// maxNameLength bounds a repository name (distribution's limit).
+const maxNameLength = 255
+
+// parseTarget splits /v2/<name>/manifests/<ref>, /v2/<name>/blobs/<digest>
+// and /v2/<name>/tags/list, picks the registry, and normalizes the name.
+// The registry comes from containerd's ?ns= parameter, else from a first path
+// component naming a configured registry, else DefaultRegistry; registries
+// that are not configured are refused so pullgate is never an open proxy.
+func parseTarget(r *http.Request, configured func(string) bool) (target, error) {
+	p := strings.TrimPrefix(r.URL.Path, "/v2/")
+	var t target
+	var name string
+	switch {
+	case strings.HasSuffix(p, "/tags/list"):
+		t.Kind = kindTags
+		name = strings.TrimSuffix(p, "/tags/list")
+	default:
+		i := strings.LastIndex(p, "/manifests/")
+		j := strings.LastIndex(p, "/blobs/")
+		switch {
+		case i > 0 && i > j:
+			t.Kind = kindManifest
+			name, t.Ref = p[:i], p[i+len("/manifests/"):]
+		case j > 0:
+			t.Kind = kindBlob
+			name, t.Ref = p[:j], p[j+len("/blobs/"):]
+		default:
+			return t, errNotFound("unknown API path")
+		}
+	}
+
+	registry := DefaultRegistry
+	if ns := r.URL.Query().Get("ns"); ns != "" {
+		registry = canonicalRegistry(ns)
+		if !configured(registry) {
+			return t, errDenied(fmt.Sprintf("pullgate: registry %q is not configured here", ns))
+		}
+	} else if first, rest, ok := strings.Cut(name, "/"); ok && looksLikeHost(first) {
+		registry = canonicalRegistry(first)
+		if !configured(registry) {
+			return t, errDenied(fmt.Sprintf("pullgate: registry %q is not configured here", first))
+		}
+		name = rest
+	}
+	if !configured(registry) {
+		return t, errDenied(fmt.Sprintf("pullgate: registry %q is not configured here", registry))
+	}
+	t.Registry = registry
+
+	if len(name) == 0 || len(name) > maxNameLength || !anchoredPath.MatchString(name) {
+		return t, errNameInvalid(name)
+	}
+	if registry == "docker.io" && !strings.Contains(name, "/") {
+		name = "library/" + name
+	}
+	t.Repo = name
+
+	switch t.Kind {
+	case kindBlob:
+		d, err := digest.Parse(t.Ref)
+		if err != nil {
+			return t, errDigestInvalid(t.Ref)
+		}
+		t.Digest = d
+	case kindManifest:
+		if d, err := digest.Parse(t.Ref); err == nil {
+			t.Digest = d
+		} else if !anchoredTag.MatchString(t.Ref) {
+			return t, errManifestInvalidRef(t.Ref)
+		}
+	}
+	return t, nil
+}
+
+// looksLikeHost reports whether a first path component is a registry host
+// (as in docker.io/library/alpine) rather than a Docker Hub namespace.
+func looksLikeHost(s string) bool {
+	return strings.ContainsAny(s, ".:") || s == "localhost"
+}
+
+// canonicalRegistry maps Docker Hub's aliases to one name.
+func canonicalRegistry(s string) string {
+	switch s {
+	case "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com":
+		return "docker.io"
+	}
+	return strings.ToLower(s)
+}

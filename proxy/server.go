@@ -1,0 +1,244 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pullgate/pullgate/proxy/upstream"
+	"github.com/pullgate/pullgate/scanner"
+	"github.com/pullgate/pullgate/storage"
+)
+
+// Options configure a Server. Zero durations and sizes take the defaults
+// documented on each field.
+type Options struct {
+	// Upstreams by registry name ("docker.io"). A request for a registry
+	// that is not here is refused.
+	Upstreams map[string]*upstream.Registry
+	Blobs     *storage.Blobs
+	Verdicts  storage.Store
+	Scanner   *scanner.Scanner
+
+	// Hold is how long a manifest request waits for its scans before the
+	// client is told to come back (429 with Retry-After). Default 25s, under
+	// containerd's 30s response-header timeout.
+	Hold time.Duration
+	// HoldDocker replaces Hold for the Docker Engine, which has no
+	// response-header timeout and falls back to Docker Hub on any error, so
+	// holding it until the verdict is the better answer. Default 10m.
+	HoldDocker time.Duration
+	// RetryAfter is sent with "still scanning". Default 10s.
+	RetryAfter time.Duration
+	// TagTTL is how long a tag→digest mapping is trusted before it is
+	// revalidated upstream with a HEAD. Default 60s.
+	TagTTL time.Duration
+	// IngestTimeout bounds one blob's fetch and scan. Default 30m.
+	IngestTimeout time.Duration
+	// MaxBlobBytes bounds a blob whose size no manifest declared. Default 16 GiB.
+	MaxBlobBytes int64
+	// MaxConfigBytes bounds an image config. Default 8 MiB.
+	MaxConfigBytes int64
+	// MaxManifestLayers bounds the layers of one image. Default 500.
+	MaxManifestLayers int
+
+	Logger   *slog.Logger
+	Registry *prometheus.Registry // metrics go here; nil: a new one
+	Version  string
+}
+
+func (o *Options) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.Hold, 25*time.Second)
+	def(&o.HoldDocker, 10*time.Minute)
+	def(&o.RetryAfter, 10*time.Second)
+	def(&o.TagTTL, 60*time.Second)
+	def(&o.IngestTimeout, 30*time.Minute)
+	if o.MaxBlobBytes <= 0 {
+		o.MaxBlobBytes = 16 << 30
+	}
+	if o.MaxConfigBytes <= 0 {
+		o.MaxConfigBytes = 8 << 20
+	}
+	if o.MaxManifestLayers <= 0 {
+		o.MaxManifestLayers = 500
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+	}
+}
+
+// Server is pullgate's HTTP side: the read half of the OCI distribution API
+// as a pull-through mirror, with the gate in front of every manifest and
+// blob it serves.
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	sc      atomic.Pointer[scanner.Scanner]
+	flights flights
+	tags    tagCache
+	metrics *metrics
+	started time.Time
+}
+
+// New checks the options and builds a Server.
+func New(opts Options) (*Server, error) {
+	if len(opts.Upstreams) == 0 {
+		return nil, errors.New("proxy: no upstream registry configured")
+	}
+	if opts.Blobs == nil || opts.Verdicts == nil || opts.Scanner == nil {
+		return nil, errors.New("proxy: blob store, verdict store and scanner are required")
+	}
+	opts.setDefaults()
+	s := &Server{
+		opts:    opts,
+		log:     opts.Logger,
+		metrics: newMetrics(opts.Registry),
+		started: time.Now(),
+	}
+	s.sc.Store(opts.Scanner)
+	s.tags.ttl = opts.TagTTL
+	s.metrics.observeScanner(s.scanner)
+	return s, nil
+}
+
+// scanner is the scanner of the current ruleset.
+func (s *Server) scanner() *scanner.Scanner { return s.sc.Load() }
+
+// SetScanner swaps in a scanner with a new ruleset; verdicts of the old one
+// become stale and blobs are rescanned as they are asked for. It returns the
+// old scanner for the caller to close once its scans finish.
+func (s *Server) SetScanner(sc *scanner.Scanner) *scanner.Scanner { return s.sc.Swap(sc) }
+
+// Handler returns the routes: /v2/ (the registry API), /metrics, /healthz
+// and /readyz.
+func (s *Server) Handler() http.Handler {
+	r := chi.NewRouter()
+	r.Use(middleware.Recoverer)
+	r.Use(s.metrics.middleware)
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	r.Get("/readyz", s.ready)
+	r.Handle("/metrics", promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{}))
+	r.Route("/v2", func(r chi.Router) {
+		r.Use(apiVersion)
+		r.Get("/", s.ping)
+		r.Head("/", s.ping)
+		r.Get("/*", s.read)
+		r.Head("/*", s.read)
+		for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+			r.Method(m, "/*", http.HandlerFunc(readOnly))
+		}
+	})
+	return r
+}
+
+func apiVersion(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) ping(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", "3")
+	if r.Method == http.MethodHead {
+		return
+	}
+	_, _ = w.Write([]byte("{}\n"))
+}
+
+func readOnly(w http.ResponseWriter, r *http.Request) {
+	writeError(w, r, errUnsupported("pullgate is a read-only mirror: "+r.Method+" is not supported"))
+}
+
+// read dispatches GET and HEAD under /v2/.
+func (s *Server) read(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/v2/_catalog") {
+		writeError(w, r, errUnsupported("pullgate does not list repositories"))
+		return
+	}
+	t, err := parseTarget(r, s.configured)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	switch t.Kind {
+	case kindManifest:
+		s.manifest(w, r, t)
+	case kindBlob:
+		s.blob(w, r, t)
+	case kindTags:
+		s.tagList(w, r, t)
+	}
+}
+
+func (s *Server) configured(registry string) bool {
+	_, ok := s.opts.Upstreams[registry]
+	return ok
+}
+
+func (s *Server) upstream(t target) *upstream.Registry { return s.opts.Upstreams[t.Registry] }
+
+// ready answers 200 when the store, the verdict store and the rules work.
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	var problems []string
+	if err := s.opts.Blobs.Ping(ctx); err != nil {
+		problems = append(problems, "blob store: "+err.Error())
+	}
+	if err := s.opts.Verdicts.Ping(ctx); err != nil {
+		problems = append(problems, "verdict store: "+err.Error())
+	}
+	if sc := s.scanner(); sc == nil || sc.RuleCount() == 0 {
+		problems = append(problems, "scanner: no rules loaded")
+	}
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		http.Error(w, strings.Join(problems, "\n"), http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// clientOf names the client for logs and events.
+func clientOf(r *http.Request) string {
+	host := r.RemoteAddr
+	if i := strings.LastIndexByte(host, ':'); i > 0 {
+		host = host[:i]
+	}
+	return strings.Trim(host, "[]")
+}
+
+// holdFor picks the hold time for a client (see Options.Hold).
+func (s *Server) holdFor(r *http.Request) time.Duration {
+	if isDockerEngine(r.UserAgent()) {
+		return s.opts.HoldDocker
+	}
+	return s.opts.Hold
+}
+
+// isDockerEngine recognises the Docker daemon's own pulls ("docker/20.10.24
+// go/… containerd-client/…"), not Docker's containerd image store, whose
+// user agent starts with "containerd/".
+func isDockerEngine(ua string) bool {
+	return strings.HasPrefix(ua, "docker/")
+}

@@ -1,0 +1,511 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/pullgate/pullgate/internal/samples"
+	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/proxy/upstream"
+	"github.com/pullgate/pullgate/scanner"
+	"github.com/pullgate/pullgate/storage"
+)
+
+// fixture is pullgate in front of a real distribution registry with token
+// auth and CDN redirects, on a real scanner and real stores.
+type fixture struct {
+	hub    *testregistry.Registry
+	srv    *Server
+	url    string
+	blobs  *storage.Blobs
+	store  storage.Store
+	client *http.Client
+}
+
+func newFixture(t *testing.T, mods ...func(*Options, *scanner.Options)) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	hub := testregistry.Start(t)
+	up, err := upstream.New(upstream.Config{Name: "docker.io", URL: hub.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs, err := storage.NewInMemoryBlobs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := storage.OpenBolt(filepath.Join(t.TempDir(), "verdicts.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+
+	opts := Options{
+		Upstreams: map[string]*upstream.Registry{"docker.io": up},
+		Blobs:     blobs,
+		Verdicts:  store,
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	sopts := scanner.Options{Workers: 2}
+	for _, m := range mods {
+		m(&opts, &sopts)
+	}
+	sc, err := scanner.New(sopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sc.Close() })
+	opts.Scanner = sc
+	srv, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	return &fixture{hub: hub, srv: srv, url: ts.URL, blobs: blobs, store: store, client: ts.Client()}
+}
+
+func (f *fixture) do(t *testing.T, method, path string, hdr ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, f.url+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Add(hdr[i], hdr[i+1])
+	}
+	resp, err := f.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, body
+}
+
+// ociError decodes an OCI error body.
+func ociError(t *testing.T, body []byte) (code, message string) {
+	t.Helper()
+	var e struct {
+		Errors []struct{ Code, Message string }
+	}
+	if err := json.Unmarshal(body, &e); err != nil || len(e.Errors) == 0 {
+		t.Fatalf("not an OCI error body: %q", body)
+	}
+	return e.Errors[0].Code, e.Errors[0].Message
+}
+
+func cleanImage(extra string) testregistry.Image {
+	script, bin := samples.Benign()
+	return testregistry.Image{Layers: [][]byte{
+		testregistry.Layer(testregistry.File{Path: "etc/motd", Data: []byte("hello " + extra + "\n")}),
+		testregistry.Layer(testregistry.File{Path: "usr/local/bin/start.sh", Mode: 0o755, Data: script},
+			testregistry.File{Path: "usr/local/bin/app", Mode: 0o755, Data: bin}),
+	}}
+}
+
+func minerImage() testregistry.Image {
+	img := cleanImage("miner")
+	img.Layers = append(img.Layers, testregistry.Layer(testregistry.File{Path: "usr/bin/kworker", Mode: 0o755, Data: samples.XMRig()}))
+	return img
+}
+
+func TestPingAndReadOnly(t *testing.T) {
+	f := newFixture(t)
+	resp, _ := f.do(t, "GET", "/v2/")
+	if resp.StatusCode != 200 || resp.Header.Get("Docker-Distribution-API-Version") != "registry/2.0" {
+		t.Fatalf("ping: %d %v", resp.StatusCode, resp.Header)
+	}
+	for _, m := range []string{"POST", "PUT", "PATCH", "DELETE"} {
+		resp, body := f.do(t, m, "/v2/library/alpine/blobs/uploads/")
+		if resp.StatusCode != http.StatusMethodNotAllowed {
+			t.Errorf("%s: status %d", m, resp.StatusCode)
+		}
+		if code, _ := ociError(t, body); code != "UNSUPPORTED" {
+			t.Errorf("%s: code %s", m, code)
+		}
+	}
+}
+
+func TestCleanImageServedExactly(t *testing.T) {
+	f := newFixture(t)
+	img := cleanImage("clean")
+	mdgst := f.hub.Push(t, "library/clean", "1.0", img)
+	wantType, wantBody := f.hub.Manifest(t, "library/clean", mdgst.String())
+
+	// The short Docker Hub name, as a Docker daemon asks a mirror.
+	resp, body := f.do(t, "GET", "/v2/clean/manifests/1.0", "Accept", wantType)
+	if resp.StatusCode != 200 {
+		t.Fatalf("manifest: %d %s", resp.StatusCode, body)
+	}
+	if string(body) != string(wantBody) || resp.Header.Get("Docker-Content-Digest") != mdgst.String() ||
+		resp.Header.Get("Content-Type") != wantType || resp.Header.Get("Content-Length") != fmt.Sprint(len(wantBody)) {
+		t.Fatalf("manifest served differently: %v", resp.Header)
+	}
+	head, hbody := f.do(t, "HEAD", "/v2/library/clean/manifests/"+mdgst.String())
+	if head.StatusCode != 200 || len(hbody) != 0 || head.Header.Get("Docker-Content-Digest") != mdgst.String() {
+		t.Fatalf("HEAD by digest: %d %v", head.StatusCode, head.Header)
+	}
+
+	for _, layer := range img.Layers {
+		d := digest.FromBytes(layer)
+		resp, body := f.do(t, "GET", "/v2/library/clean/blobs/"+d.String())
+		if resp.StatusCode != 200 || digest.FromBytes(body) != d || resp.Header.Get("Docker-Content-Digest") != d.String() {
+			t.Fatalf("blob %s: %d", d, resp.StatusCode)
+		}
+		resp, body = f.do(t, "GET", "/v2/library/clean/blobs/"+d.String(), "Range", "bytes=10-19")
+		if resp.StatusCode != http.StatusPartialContent || string(body) != string(layer[10:20]) {
+			t.Fatalf("range: %d %q", resp.StatusCode, body)
+		}
+	}
+}
+
+func TestMinerLayerRefused(t *testing.T) {
+	f := newFixture(t)
+	img := minerImage()
+	mdgst := f.hub.Push(t, "someone/tool", "latest", img)
+	bad := digest.FromBytes(img.Layers[2])
+
+	resp, body := f.do(t, "GET", "/v2/someone/tool/manifests/latest")
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	code, msg := ociError(t, body)
+	if code != "DENIED" {
+		t.Fatalf("code %s", code)
+	}
+	for _, want := range []string{"docker.io/someone/tool@" + mdgst.String(), "blocked", "layer " + bad.String(), "file /usr/bin/kworker", "matched "} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q lacks %q", msg, want)
+		}
+	}
+
+	head, hbody := f.do(t, "HEAD", "/v2/someone/tool/manifests/latest")
+	if head.StatusCode != http.StatusForbidden || len(hbody) != 0 {
+		t.Fatalf("HEAD: %d %q", head.StatusCode, hbody)
+	}
+	if resp, _ := f.do(t, "GET", "/v2/someone/tool/blobs/"+bad.String()); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("blocked blob served: %d", resp.StatusCode)
+	}
+	if _, err := f.blobs.Stat(context.Background(), bad); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("blocked layer is in the store: %v", err)
+	}
+	// The clean layers of the image are stored and can be served: they are
+	// clean on their own, and other images may share them.
+	if _, err := f.blobs.Stat(context.Background(), digest.FromBytes(img.Layers[0])); err != nil {
+		t.Fatalf("clean layer not stored: %v", err)
+	}
+}
+
+func TestMinerInConfigRefused(t *testing.T) {
+	f := newFixture(t)
+	img := cleanImage("cmd")
+	img.Config = ocispec.Image{Config: ocispec.ImageConfig{Entrypoint: samples.MinerCmd()}}
+	f.hub.Push(t, "someone/web", "v1", img)
+	resp, body := f.do(t, "GET", "/v2/someone/web/manifests/v1")
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	if _, msg := ociError(t, body); !strings.Contains(msg, "config sha256:") || !strings.Contains(msg, "Entrypoint") {
+		t.Fatalf("message %q should name the config and Entrypoint", msg)
+	}
+}
+
+func TestConcurrentColdPullsFetchEachBlobOnce(t *testing.T) {
+	f := newFixture(t)
+	img := cleanImage("busy")
+	f.hub.Push(t, "library/busy", "1", img)
+	var wg sync.WaitGroup
+	codes := make(chan int, 10)
+	for range 10 {
+		wg.Go(func() {
+			resp, _ := f.do(t, "GET", "/v2/library/busy/manifests/1")
+			codes <- resp.StatusCode
+		})
+	}
+	wg.Wait()
+	close(codes)
+	for c := range codes {
+		if c != 200 {
+			t.Fatalf("a pull got %d", c)
+		}
+	}
+	for _, l := range img.Layers {
+		if n := f.hub.CDNGets(digest.FromBytes(l)); n != 1 {
+			t.Errorf("layer fetched %d times from upstream", n)
+		}
+	}
+	// A second pull, blobs included, fetches nothing more.
+	f.do(t, "GET", "/v2/library/busy/manifests/1")
+	for _, l := range img.Layers {
+		d := digest.FromBytes(l)
+		if resp, _ := f.do(t, "GET", "/v2/library/busy/blobs/"+d.String()); resp.StatusCode != 200 {
+			t.Fatalf("blob: %d", resp.StatusCode)
+		}
+		if n := f.hub.CDNGets(d); n != 1 {
+			t.Errorf("warm pull fetched a layer again (%d)", n)
+		}
+	}
+}
+
+func TestUpstreamCorruptionRefusedAndNotCached(t *testing.T) {
+	for name, fault := range map[string]testregistry.Fault{
+		"wrong digest": {Corrupt: true, Times: 1},
+		"truncated":    {Truncate: true, Times: 1},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t)
+			img := cleanImage(name)
+			f.hub.Push(t, "library/flaky", "1", img)
+			d := digest.FromBytes(img.Layers[1])
+			f.hub.Fault(d, fault)
+
+			resp, body := f.do(t, "GET", "/v2/library/flaky/manifests/1")
+			if resp.StatusCode == 200 {
+				t.Fatal("served an image whose layer did not verify")
+			}
+			if _, msg := ociError(t, body); !strings.Contains(msg, d.String()) {
+				t.Errorf("message %q does not name the layer", msg)
+			}
+			if _, err := f.blobs.Stat(context.Background(), d); !errors.Is(err, storage.ErrNotFound) {
+				t.Fatalf("bad bytes were stored: %v", err)
+			}
+			if _, err := f.store.Verdict(context.Background(), d, f.srv.scanner().RulesetID()); !errors.Is(err, storage.ErrNotFound) {
+				t.Fatalf("a verdict was kept for bytes that did not verify: %v", err)
+			}
+			// The fault was once: the retry fetches the right bytes.
+			if resp, body := f.do(t, "GET", "/v2/library/flaky/manifests/1"); resp.StatusCode != 200 {
+				t.Fatalf("retry: %d %s", resp.StatusCode, body)
+			}
+		})
+	}
+}
+
+func TestStillScanningAnswersRetryLater(t *testing.T) {
+	f := newFixture(t, func(o *Options, _ *scanner.Options) { o.Hold = 300 * time.Millisecond; o.RetryAfter = 2 * time.Second })
+	img := cleanImage("slow")
+	f.hub.Push(t, "library/slow", "1", img)
+	release := make(chan struct{})
+	f.hub.Fault(digest.FromBytes(img.Layers[1]), testregistry.Fault{Block: release})
+
+	resp, body := f.do(t, "GET", "/v2/library/slow/manifests/1", "User-Agent", "containerd/v1.7.0")
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "2" {
+		t.Fatalf("status %d, Retry-After %q: %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	if code, msg := ociError(t, body); code != "TOOMANYREQUESTS" || !strings.Contains(msg, "still being scanned") {
+		t.Fatalf("%s: %s", code, msg)
+	}
+	close(release)
+	// The scan went on without the client; the retry gets the image.
+	waitFor(t, 10*time.Second, "the held image to be served", func() bool {
+		resp, _ := f.do(t, "GET", "/v2/library/slow/manifests/1")
+		return resp.StatusCode == 200
+	})
+	if n := f.hub.CDNGets(digest.FromBytes(img.Layers[1])); n != 1 {
+		t.Fatalf("layer fetched %d times", n)
+	}
+}
+
+func TestUnknownBlobIsScannedBeforeItIsServed(t *testing.T) {
+	f := newFixture(t)
+	clean := f.hub.PushBlob(t, "library/raw", testregistry.Layer(testregistry.File{Path: "a", Data: []byte("a")}))
+	bad := f.hub.PushBlob(t, "library/raw", testregistry.Layer(testregistry.File{Path: "opt/x/xmrig", Mode: 0o755, Data: samples.XMRig()}))
+	if resp, _ := f.do(t, "GET", "/v2/library/raw/blobs/"+clean.String()); resp.StatusCode != 200 {
+		t.Fatalf("clean blob: %d", resp.StatusCode)
+	}
+	resp, body := f.do(t, "GET", "/v2/library/raw/blobs/"+bad.String())
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("miner blob: %d", resp.StatusCode)
+	}
+	if _, msg := ociError(t, body); !strings.Contains(msg, "/opt/x/xmrig") {
+		t.Fatalf("message %q", msg)
+	}
+}
+
+func TestScanLimitRefusesWithReason(t *testing.T) {
+	f := newFixture(t, func(_ *Options, s *scanner.Options) { s.Limits.MaxFiles = 2 })
+	img := testregistry.Image{Layers: [][]byte{testregistry.Layer(
+		testregistry.File{Path: "a", Data: []byte("1")}, testregistry.File{Path: "b", Data: []byte("2")},
+		testregistry.File{Path: "c", Data: []byte("3")})}}
+	f.hub.Push(t, "library/many", "1", img)
+	resp, body := f.do(t, "GET", "/v2/library/many/manifests/1")
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if _, msg := ociError(t, body); !strings.Contains(msg, "could not be scanned") {
+		t.Fatalf("message %q", msg)
+	}
+}
+
+func TestIndexServedAndPlatformGated(t *testing.T) {
+	f := newFixture(t)
+	good := f.hub.Push(t, "library/multi", "", cleanImage("amd64"))
+	bad := f.hub.Push(t, "library/multi", "", minerImage())
+	idx := f.hub.PushIndex(t, "library/multi", "1", map[string]digest.Digest{"linux/amd64": good, "linux/arm64": bad})
+	resp, _ := f.do(t, "GET", "/v2/library/multi/manifests/1")
+	if resp.StatusCode != 200 || resp.Header.Get("Docker-Content-Digest") != idx.String() {
+		t.Fatalf("index: %d", resp.StatusCode)
+	}
+	if resp, _ := f.do(t, "GET", "/v2/library/multi/manifests/"+good.String()); resp.StatusCode != 200 {
+		t.Fatalf("clean platform: %d", resp.StatusCode)
+	}
+	if resp, _ := f.do(t, "GET", "/v2/library/multi/manifests/"+bad.String()); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("miner platform: %d", resp.StatusCode)
+	}
+}
+
+func TestTagsResolvedByHeadAndCached(t *testing.T) {
+	f := newFixture(t, func(o *Options, _ *scanner.Options) { o.TagTTL = time.Hour })
+	f.hub.Push(t, "library/tagged", "1", cleanImage("tag"))
+	head := func() {
+		if resp, _ := f.do(t, "HEAD", "/v2/library/tagged/manifests/1"); resp.StatusCode != 200 {
+			t.Fatalf("HEAD %d", resp.StatusCode)
+		}
+	}
+	head()
+	first := f.hub.ManifestHeads("library/tagged", "1") // the token challenge may add one
+	if first == 0 {
+		t.Fatal("the tag was not resolved upstream")
+	}
+	head()
+	head()
+	if n := f.hub.ManifestHeads("library/tagged", "1"); n != first {
+		t.Errorf("%d more upstream HEADs for one tag within its TTL", n-first)
+	}
+	if n := f.hub.ManifestGets("library/tagged", "1"); n != 0 {
+		t.Errorf("%d upstream GETs by tag: tags must resolve by HEAD", n)
+	}
+}
+
+func TestLastKnownTagServedWhileUpstreamIsDown(t *testing.T) {
+	f := newFixture(t, func(o *Options, _ *scanner.Options) { o.TagTTL = time.Nanosecond })
+	f.hub.Push(t, "library/steady", "1", cleanImage("steady"))
+	if resp, _ := f.do(t, "GET", "/v2/library/steady/manifests/1"); resp.StatusCode != 200 {
+		t.Fatalf("first pull: %d", resp.StatusCode)
+	}
+	f.hub.SetDown(true)
+	if resp, body := f.do(t, "GET", "/v2/library/steady/manifests/1"); resp.StatusCode != 200 {
+		t.Fatalf("cached image while upstream is down: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := f.do(t, "GET", "/v2/library/never-seen/manifests/1"); resp.StatusCode == 200 {
+		t.Fatal("an image never seen was served while upstream is down")
+	}
+}
+
+func TestNamesAndRegistries(t *testing.T) {
+	f := newFixture(t)
+	cases := []struct {
+		path   string
+		status int
+		code   string
+	}{
+		{"/v2/library/x/manifests/" + strings.Repeat("a", 200), 400, "MANIFEST_INVALID"},
+		{"/v2/Upper/x/manifests/1", 400, "NAME_INVALID"},
+		{"/v2/library/x/blobs/sha256:nothex", 400, "DIGEST_INVALID"},
+		{"/v2/library/x/manifests/1?ns=evil.example.com", 403, "DENIED"},
+		{"/v2/evil.example.com/x/manifests/1", 403, "DENIED"},
+		{"/v2/_catalog", 405, "UNSUPPORTED"},
+		{"/v2/library/x/nothing", 404, "NAME_UNKNOWN"},
+	}
+	for _, c := range cases {
+		resp, body := f.do(t, "GET", c.path)
+		if resp.StatusCode != c.status {
+			t.Errorf("%s: status %d, want %d (%s)", c.path, resp.StatusCode, c.status, body)
+			continue
+		}
+		if code, _ := ociError(t, body); code != c.code {
+			t.Errorf("%s: code %s, want %s", c.path, code, c.code)
+		}
+	}
+	// ?ns=docker.io and an explicit docker.io prefix route to Docker Hub.
+	f.hub.Push(t, "library/routed", "1", cleanImage("routed"))
+	for _, p := range []string{"/v2/routed/manifests/1?ns=docker.io", "/v2/docker.io/library/routed/manifests/1"} {
+		if resp, body := f.do(t, "GET", p); resp.StatusCode != 200 {
+			t.Errorf("%s: %d %s", p, resp.StatusCode, body)
+		}
+	}
+}
+
+func TestTagList(t *testing.T) {
+	f := newFixture(t)
+	f.hub.Push(t, "library/listed", "a", cleanImage("a"))
+	f.hub.Push(t, "library/listed", "b", cleanImage("b"))
+	resp, body := f.do(t, "GET", "/v2/listed/tags/list")
+	if resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	var tl struct {
+		Name string
+		Tags []string
+	}
+	if err := json.Unmarshal(body, &tl); err != nil || len(tl.Tags) != 2 {
+		t.Fatalf("%s %v", body, err)
+	}
+}
+
+func TestRulesetChangeRescansFromLocalStore(t *testing.T) {
+	f := newFixture(t)
+	img := cleanImage("rescan")
+	f.hub.Push(t, "library/rescan", "1", img)
+	if resp, _ := f.do(t, "GET", "/v2/library/rescan/manifests/1"); resp.StatusCode != 200 {
+		t.Fatal("first pull")
+	}
+	// New rules that make the motd file a finding.
+	rule := filepath.Join(t.TempDir(), "motd.yar")
+	writeRule(t, rule, `rule TestMotd { meta: category = "miner" severity = "high" description = "test rule" strings: $a = "hello rescan" condition: $a }`)
+	sc, err := scanner.New(scanner.Options{Workers: 1, RulePaths: []string{rule}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sc.Close() })
+	old := f.srv.SetScanner(sc)
+	t.Cleanup(func() { old.Close() })
+
+	resp, body := f.do(t, "GET", "/v2/library/rescan/manifests/1")
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("after new rules: %d %s", resp.StatusCode, body)
+	}
+	d := digest.FromBytes(img.Layers[0])
+	if n := f.hub.CDNGets(d); n != 1 {
+		t.Errorf("rescan fetched the layer again (%d): it should read the local copy", n)
+	}
+	if _, err := f.blobs.Stat(context.Background(), d); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("a layer now found bad is still in the store")
+	}
+}
+
+func writeRule(t *testing.T, path, src string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

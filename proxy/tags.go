@@ -1,0 +1,90 @@
+package proxy
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+
+	"github.com/pullgate/pullgate/proxy/upstream"
+)
+
+// tagList serves GET /v2/<name>/tags/list from upstream: tags are names,
+// not content, so there is nothing to gate.
+func (s *Server) tagList(w http.ResponseWriter, r *http.Request, t target) {
+	n := 0
+	if v := r.URL.Query().Get("n"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 0 {
+			writeError(w, r, &apiError{Code: errcode.ErrorCodePaginationNumberInvalid, Message: fmt.Sprintf("invalid n %q", truncate(v, 20))})
+			return
+		}
+	}
+	body, link, err := s.upstream(t).Tags(r.Context(), t.Repo, n, r.URL.Query().Get("last"))
+	if err != nil {
+		if upstream.IsNotFound(err) {
+			writeError(w, r, &apiError{Code: errcode.ErrorCodeNameUnknown, Message: fmt.Sprintf("pullgate: %s/%s: not found upstream", t.Registry, t.Repo)})
+			return
+		}
+		writeError(w, r, upstreamError(fmt.Sprintf("pullgate: list tags of %s/%s", t.Registry, t.Repo), err))
+		return
+	}
+	if link != "" {
+		w.Header().Set("Link", link)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	if r.Method == http.MethodHead {
+		return
+	}
+	_, _ = w.Write(body)
+}
+
+// tagCache keeps tag→digest mappings for a short time, so a burst of pulls
+// of one tag costs one upstream HEAD.
+type tagCache struct {
+	ttl time.Duration
+	mu  sync.Mutex
+	m   map[string]tagEntry
+}
+
+type tagEntry struct {
+	desc upstream.Descriptor
+	at   time.Time
+}
+
+// maxTagEntries bounds the cache; when full, expired entries go first, and
+// if none has expired the whole cache is dropped (it is only an optimisation).
+const maxTagEntries = 10000
+
+func (c *tagCache) get(key string) (upstream.Descriptor, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[key]
+	if !ok || time.Since(e.at) > c.ttl {
+		return upstream.Descriptor{}, false
+	}
+	return e.desc, true
+}
+
+func (c *tagCache) put(key string, d upstream.Descriptor) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = make(map[string]tagEntry)
+	}
+	if len(c.m) >= maxTagEntries {
+		for k, e := range c.m {
+			if time.Since(e.at) > c.ttl {
+				delete(c.m, k)
+			}
+		}
+		if len(c.m) >= maxTagEntries {
+			clear(c.m)
+		}
+	}
+	c.m[key] = tagEntry{desc: d, at: time.Now()}
+}

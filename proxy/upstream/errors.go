@@ -1,0 +1,197 @@
+package upstream
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"oras.land/oras-go/v2/registry/remote/errcode"
+)
+
+var (
+	// ErrDigestMismatch: the bytes received do not hash to the digest asked for.
+	ErrDigestMismatch = errors.New("digest mismatch")
+	// ErrTooLarge: a manifest or tag list exceeds its size cap.
+	ErrTooLarge = errors.New("response too large")
+)
+
+// maxErrorBody caps how much of an error response is read.
+const maxErrorBody = 64 << 10
+
+// Error is a failed upstream call. StatusCode is 0 when no HTTP status was
+// received (connection failure, timeout, digest mismatch); Err then says why.
+type Error struct {
+	Registry string // registry name: "docker.io"
+	Method   string // HTTP method: "GET", "HEAD"
+	Repo     string // repository: "library/alpine"
+	Kind     string // "manifest", "blob" or "tags"
+	Ref      string // tag or digest; empty for tags
+
+	StatusCode int
+	Code       string // OCI error code from the body, e.g. "MANIFEST_UNKNOWN"
+	Message    string // OCI error message, or the start of a non-OCI body
+	RetryAfter time.Duration
+	Err        error // underlying cause, if any; errors.Is/As see through it
+
+	secrets []string
+}
+
+// Error renders e as
+// "docker.io: GET library/alpine manifest sha256:…: 404 MANIFEST_UNKNOWN: manifest unknown".
+// Credentials configured for the registry are redacted.
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %s %s %s", e.Registry, e.Method, e.Repo, e.Kind)
+	if e.Ref != "" {
+		b.WriteString(" " + e.Ref)
+	}
+	b.WriteString(":")
+	if e.StatusCode != 0 {
+		fmt.Fprintf(&b, " %d", e.StatusCode)
+		if e.Code != "" {
+			b.WriteString(" " + e.Code)
+		}
+		if e.Message != "" || e.Err != nil {
+			b.WriteString(":")
+		}
+	}
+	if e.Err != nil {
+		b.WriteString(" " + e.Err.Error())
+		if e.Message != "" {
+			b.WriteString(":")
+		}
+	}
+	if e.Message != "" {
+		b.WriteString(" " + e.Message)
+	}
+	if e.RetryAfter > 0 {
+		fmt.Fprintf(&b, " (retry after %s)", e.RetryAfter)
+	}
+	return redact(b.String(), e.secrets)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// IsNotFound reports whether err says the repository, manifest or blob does
+// not exist upstream.
+func IsNotFound(err error) bool {
+	var e *Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	switch e.Code {
+	case "MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "NAME_UNKNOWN":
+		return true
+	}
+	return e.StatusCode == http.StatusNotFound
+}
+
+// IsRateLimited reports whether upstream answered 429 Too Many Requests;
+// the *Error's RetryAfter says how long it asked to wait, if it did.
+func IsRateLimited(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && (e.StatusCode == http.StatusTooManyRequests || e.Code == "TOOMANYREQUESTS")
+}
+
+// IsUnauthorized reports whether upstream (or its token service) refused
+// our credentials or access: 401 or 403.
+func IsUnauthorized(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && (e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden)
+}
+
+// errorFor builds an *Error about q.
+func (r *Registry) errorFor(q request, status int, err error) *Error {
+	return &Error{
+		Registry: r.name, Method: q.method, Repo: q.repo, Kind: q.kind, Ref: q.ref,
+		StatusCode: status, Err: err, secrets: r.secrets,
+	}
+}
+
+// transportError wraps an error from the HTTP client. oras-go reports a
+// failed token fetch as an errcode.ErrorResponse; its status and code are
+// lifted so callers can tell an auth refusal from a network failure.
+func (r *Registry) transportError(q request, err error) *Error {
+	e := r.errorFor(q, 0, err)
+	var resp *errcode.ErrorResponse
+	if errors.As(err, &resp) {
+		e.StatusCode = resp.StatusCode
+		if len(resp.Errors) > 0 {
+			e.Code = strings.ToUpper(resp.Errors[0].Code)
+			e.Message = resp.Errors[0].Message
+		}
+		e.Err = errors.New("token request failed")
+	}
+	return e
+}
+
+// responseError turns a non-2xx response into an *Error, reading a capped
+// amount of its body, and closes the body.
+func (r *Registry) responseError(q request, resp *http.Response) *Error {
+	defer resp.Body.Close()
+	e := r.errorFor(q, resp.StatusCode, nil)
+	e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	var oci struct {
+		Errors []struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"errors"`
+	}
+	if json.Unmarshal(body, &oci) == nil && len(oci.Errors) > 0 {
+		e.Code = strings.ToUpper(oci.Errors[0].Code)
+		e.Message = oci.Errors[0].Message
+	} else if len(body) > 0 {
+		e.Message = snippet(body)
+	} else {
+		e.Message = http.StatusText(resp.StatusCode)
+	}
+	return e
+}
+
+// snippet returns the start of a non-OCI error body, one line, printable.
+func snippet(body []byte) string {
+	const max = 200
+	s := strings.Join(strings.Fields(string(body)), " ")
+	if len(s) > max {
+		s = s[:max]
+		for !utf8.ValidString(s) {
+			s = s[:len(s)-1]
+		}
+		s += "…"
+	}
+	return s
+}
+
+// parseRetryAfter reads a Retry-After value: delay-seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(v); err == nil {
+		if secs < 0 {
+			return 0
+		}
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now).Round(time.Second)
+	}
+	return 0
+}
+
+func redact(s string, secrets []string) string {
+	for _, secret := range secrets {
+		if secret != "" {
+			s = strings.ReplaceAll(s, secret, "[redacted]")
+		}
+	}
+	return s
+}

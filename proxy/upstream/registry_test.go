@@ -1,0 +1,196 @@
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+func TestResolveUsesHEADOnly(t *testing.T) {
+	f := newFixture(t)
+	img := f.push("library/alpine", "3.20", []byte("layer bytes"))
+	r := f.client(t, "", "")
+
+	desc, err := r.Resolve(context.Background(), "library/alpine", "3.20", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: img.desc.Digest, Size: img.desc.Size}
+	if desc != want {
+		t.Fatalf("Resolve = %+v, want %+v", desc, want)
+	}
+	requests, _, _, _ := f.seen()
+	heads := 0
+	for _, req := range requests {
+		if strings.HasPrefix(req, "GET ") && strings.Contains(req, "/manifests/") {
+			t.Errorf("Resolve sent %s; it must only HEAD", req)
+		}
+		if strings.HasPrefix(req, "HEAD ") {
+			heads++
+		}
+	}
+	if heads == 0 {
+		t.Fatalf("no HEAD reached the registry: %v", requests)
+	}
+}
+
+func TestManifestByDigest(t *testing.T) {
+	f := newFixture(t)
+	img := f.push("library/alpine", "3.20", []byte("layer bytes"))
+	r := f.client(t, "", "")
+
+	body, desc, err := r.Manifest(context.Background(), "library/alpine", img.desc.Digest, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(body, img.manifest) {
+		t.Fatalf("manifest bytes differ:\n got %s\nwant %s", body, img.manifest)
+	}
+	if desc.Digest != img.desc.Digest || desc.Size != img.desc.Size || desc.MediaType != ocispec.MediaTypeImageManifest {
+		t.Fatalf("descriptor %+v, want %+v", desc, img.desc)
+	}
+}
+
+func TestBlobThroughCDNRedirect(t *testing.T) {
+	f := newFixture(t)
+	content := bytes.Repeat([]byte("miner-free layer "), 4096)
+	img := f.push("library/alpine", "3.20", content)
+	r := f.client(t, "", "")
+
+	rc, size, err := r.Blob(context.Background(), "library/alpine", img.layer.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, content) || size != int64(len(content)) {
+		t.Fatalf("blob: %d bytes (declared %d), want %d", len(got), size, len(content))
+	}
+	_, regAuth, cdnAuth, _ := f.seen()
+	if len(cdnAuth) == 0 {
+		t.Fatal("the CDN was never asked: no redirect followed")
+	}
+	for _, a := range cdnAuth {
+		if a != "" {
+			t.Errorf("CDN received Authorization %q", a)
+		}
+	}
+	bearer := false
+	for _, a := range regAuth {
+		bearer = bearer || strings.HasPrefix(a, "Bearer ")
+	}
+	if !bearer {
+		t.Fatalf("registry never saw a Bearer token on the blob GET: %q", regAuth)
+	}
+}
+
+func TestNotFound(t *testing.T) {
+	f := newFixture(t)
+	f.push("library/alpine", "3.20", []byte("layer"))
+	r := f.client(t, "", "")
+	ctx := context.Background()
+	missing := digest.FromString("nothing here")
+
+	_, err := r.Resolve(ctx, "library/alpine", "nope", nil)
+	if !IsNotFound(err) {
+		t.Errorf("Resolve unknown tag: %v, want not found", err)
+	}
+	_, _, err = r.Manifest(ctx, "library/alpine", missing, nil)
+	if !IsNotFound(err) {
+		t.Errorf("Manifest unknown digest: %v, want not found", err)
+	}
+	var e *Error
+	if !errors.As(err, &e) || e.Code != "MANIFEST_UNKNOWN" || e.StatusCode != 404 {
+		t.Errorf("Manifest error %#v, want 404 MANIFEST_UNKNOWN", e)
+	}
+	if want := "docker.io: GET library/alpine manifest " + missing.String() + ": 404 MANIFEST_UNKNOWN: "; !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("error string %q, want prefix %q", err, want)
+	}
+	if _, _, err = r.Blob(ctx, "library/alpine", missing); !IsNotFound(err) {
+		t.Errorf("Blob unknown digest: %v, want not found", err)
+	}
+	if _, _, err = r.Tags(ctx, "library/nothing", 0, ""); !IsNotFound(err) {
+		t.Errorf("Tags unknown repo: %v, want not found", err)
+	}
+}
+
+func TestTagsPagination(t *testing.T) {
+	f := newFixture(t)
+	for _, tag := range []string{"a", "b", "c"} {
+		f.push("library/alpine", tag, []byte("layer"))
+	}
+	r := f.client(t, "", "")
+
+	body, link, err := r.Tags(context.Background(), "library/alpine", 2, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(body), `"tags":["a","b"]`) || !strings.Contains(link, `rel="next"`) {
+		t.Fatalf("page 1: body %s link %q", body, link)
+	}
+	body, link, err = r.Tags(context.Background(), "library/alpine", 2, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(body), `"tags":["c"]`) || link != "" {
+		t.Fatalf("page 2: body %s link %q", body, link)
+	}
+}
+
+func TestCredentialsUsedForTokenAndNeverInErrors(t *testing.T) {
+	const user, password = "pullgate-bot", "s3cret-Passw0rd!"
+	f := newFixture(t, withCredentials(user, password), withEchoAuth())
+	img := f.push("private/app", "v1", []byte("layer"))
+	ctx := context.Background()
+
+	r := f.client(t, user, password)
+	if _, _, err := r.Manifest(ctx, "private/app", img.desc.Digest, nil); err != nil {
+		t.Fatalf("with credentials: %v", err)
+	}
+	_, _, _, tokenAuth := f.seen()
+	if len(tokenAuth) == 0 || tokenAuth[len(tokenAuth)-1] != user {
+		t.Fatalf("token endpoint saw basic auth users %q, want %q", tokenAuth, user)
+	}
+
+	// Errors from a call that succeeds at auth but fails after it.
+	_, _, err := r.Manifest(ctx, "private/app", digest.FromString("missing"), nil)
+	if !IsNotFound(err) {
+		t.Fatalf("missing manifest: %v", err)
+	}
+	errs := []error{err}
+
+	// The token endpoint rejects a wrong password and echoes what it got.
+	wrong := f.client(t, user, password+"x")
+	_, err = wrong.Resolve(ctx, "private/app", "v1", nil)
+	if !IsUnauthorized(err) {
+		t.Fatalf("wrong password: %v, want unauthorized", err)
+	}
+	errs = append(errs, err)
+	anon := f.client(t, "", "")
+	if _, err = anon.Resolve(ctx, "private/app", "v1", nil); !IsUnauthorized(err) {
+		t.Fatalf("anonymous: %v, want unauthorized", err)
+	}
+
+	secrets := []string{password, base64.StdEncoding.EncodeToString([]byte(user + ":" + password)),
+		password + "x", base64.StdEncoding.EncodeToString([]byte(user + ":" + password + "x"))}
+	for _, err := range errs {
+		for _, s := range secrets {
+			if strings.Contains(err.Error(), s) {
+				t.Errorf("error %q contains a credential", err)
+			}
+		}
+	}
+	if !strings.Contains(errs[1].Error(), "[redacted]") {
+		t.Errorf("the echoed credentials were not redacted, so this test proves nothing: %q", errs[1])
+	}
+}
