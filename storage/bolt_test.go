@@ -1,0 +1,80 @@
+package storage_test
+
+import (
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/pullgate/pullgate/storage"
+	"github.com/pullgate/pullgate/storage/storetest"
+)
+
+func openBolt(t *testing.T, path string) *storage.BoltStore {
+	t.Helper()
+	s, err := storage.OpenBolt(path)
+	if err != nil {
+		t.Fatalf("OpenBolt(%s): %v", path, err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func TestBoltConformance(t *testing.T) {
+	storetest.Run(t,
+		func(t *testing.T) storage.Store {
+			return openBolt(t, filepath.Join(t.TempDir(), "verdicts.db"))
+		},
+		storetest.WithReopen(func(t *testing.T, s storage.Store) storage.Store {
+			path := s.(*storage.BoltStore).Path()
+			if err := s.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			return openBolt(t, path)
+		}),
+	)
+}
+
+func TestBoltLockedByAnotherHolder(t *testing.T) {
+	storage.SetBoltOpenTimeout(t, 100*time.Millisecond)
+	path := filepath.Join(t.TempDir(), "verdicts.db")
+	first := openBolt(t, path)
+
+	// bbolt takes an flock, which a second open file description conflicts
+	// with even inside one process, just as another pullgate would.
+	start := time.Now()
+	_, err := storage.OpenBolt(path)
+	if err == nil {
+		t.Fatal("second OpenBolt of a held file succeeded")
+	}
+	if !errors.Is(err, bolterrors.ErrTimeout) || !strings.Contains(err.Error(), "locked by another process") || !strings.Contains(err.Error(), path) {
+		t.Fatalf("second OpenBolt: %v; want a lock timeout naming the file", err)
+	}
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Fatalf("second OpenBolt took %s", waited)
+	}
+
+	if err := first.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	openBolt(t, path)
+}
+
+func TestBoltCreatesParentDirectory(t *testing.T) {
+	openBolt(t, filepath.Join(t.TempDir(), "a", "b", "verdicts.db"))
+}
+
+func TestBoltRefusesEmptyPath(t *testing.T) {
+	if _, err := storage.OpenBolt(""); !errors.Is(err, storage.ErrInvalid) {
+		t.Fatalf("OpenBolt(\"\"): %v, want ErrInvalid", err)
+	}
+}
+
+func TestBoltLocker(t *testing.T) {
+	storetest.RunLocker(t, func(t *testing.T) storage.Locker {
+		return openBolt(t, filepath.Join(t.TempDir(), "verdicts.db"))
+	})
+}

@@ -1,0 +1,94 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"strings"
+
+	distst "github.com/distribution/distribution/v3/registry/storage"
+	"github.com/opencontainers/go-digest"
+)
+
+// Manifests are stored as blobs, byte for byte, linked under their own
+// internal repository; the media type a registry served them with goes in a
+// sidecar file beside them, since the bytes alone do not always say it.
+
+// PutManifest stores body under dgst with its media type. It refuses a body
+// that does not hash to dgst.
+func (b *Blobs) PutManifest(ctx context.Context, dgst digest.Digest, mediaType string, body []byte) error {
+	if err := dgst.Validate(); err != nil {
+		return fmt.Errorf("put manifest %q: %w: %w", dgst, ErrInvalid, err)
+	}
+	if mediaType == "" || strings.ContainsAny(mediaType, "\r\n") {
+		return fmt.Errorf("put manifest %s: %w: media type %q", dgst, ErrInvalid, mediaType)
+	}
+	if got := dgst.Algorithm().FromBytes(body); got != dgst {
+		return fmt.Errorf("put manifest %s: %w: body hashes to %s", dgst, ErrDigestMismatch, got)
+	}
+
+	// The media type goes first: a reader finds the manifest only through
+	// the link Commit writes, and by then the sidecar is in place.
+	if err := b.driver.PutContent(ctx, mediaTypePath(dgst), []byte(mediaType)); err != nil {
+		return fmt.Errorf("put manifest %s media type: %w", dgst, err)
+	}
+	w, err := b.create(ctx, b.manifests, manifestRepoName)
+	if err != nil {
+		return fmt.Errorf("put manifest %s: %w", dgst, err)
+	}
+	defer w.Cancel(ctx)
+	if _, err := w.Write(body); err != nil {
+		return fmt.Errorf("put manifest %s: %w", dgst, err)
+	}
+	if err := w.Commit(ctx, dgst, int64(len(body))); err != nil {
+		return fmt.Errorf("put manifest: %w", err)
+	}
+	return nil
+}
+
+// Manifest returns the exact bytes stored under dgst and their media type,
+// or an error wrapping ErrNotFound.
+func (b *Blobs) Manifest(ctx context.Context, dgst digest.Digest) ([]byte, string, error) {
+	if err := dgst.Validate(); err != nil {
+		return nil, "", fmt.Errorf("get manifest %q: %w: %w", dgst, ErrInvalid, err)
+	}
+	desc, err := b.manifests.Stat(ctx, dgst)
+	if err != nil {
+		return nil, "", fmt.Errorf("get manifest %s: %w", dgst, notFound(err))
+	}
+	body, err := b.manifests.Get(ctx, desc.Digest)
+	if err != nil {
+		return nil, "", fmt.Errorf("get manifest %s: %w", dgst, notFound(err))
+	}
+	// Manifests are small; checking them on every read catches a corrupted
+	// backend before a client caches what it got.
+	if got := dgst.Algorithm().FromBytes(body); got != dgst {
+		return nil, "", fmt.Errorf("get manifest %s: stored bytes hash to %s: %w", dgst, got, ErrDigestMismatch)
+	}
+	mt, err := b.driver.GetContent(ctx, mediaTypePath(dgst))
+	if err != nil {
+		return nil, "", fmt.Errorf("get manifest %s media type: %w", dgst, notFound(err))
+	}
+	return body, string(mt), nil
+}
+
+// DeleteManifest removes a stored manifest and its media type.
+func (b *Blobs) DeleteManifest(ctx context.Context, dgst digest.Digest) error {
+	if err := dgst.Validate(); err != nil {
+		return fmt.Errorf("delete manifest %q: %w: %w", dgst, ErrInvalid, err)
+	}
+	if err := b.manifests.Delete(ctx, dgst); err != nil {
+		return fmt.Errorf("delete manifest %s: %w", dgst, notFound(err))
+	}
+	if err := b.driver.Delete(ctx, path.Dir(mediaTypePath(dgst))); err != nil && !isPathNotFound(err) {
+		return fmt.Errorf("delete manifest %s media type: %w", dgst, err)
+	}
+	if err := distst.NewVacuum(ctx, b.driver).RemoveBlob(dgst.String()); err != nil && !isPathNotFound(err) {
+		return fmt.Errorf("delete manifest %s data: %w", dgst, err)
+	}
+	return nil
+}
+
+func mediaTypePath(dgst digest.Digest) string {
+	return path.Join(pullgateRoot, "manifests", dgst.Algorithm().String(), dgst.Encoded(), "mediatype")
+}

@@ -1,0 +1,235 @@
+package storage
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/redis/go-redis/v9"
+)
+
+// Key layout, all under one prefix so pullgate can share a Redis:
+//
+//	pullgate:verdicts:<digest>  hash  ruleset id -> Verdict JSON
+//	pullgate:overrides          hash  subject -> Override JSON
+//	pullgate:tag:<key>          string  TagRecord JSON
+const (
+	redisPrefix       = "pullgate:"
+	redisOverridesKey = redisPrefix + "overrides"
+)
+
+func redisVerdictsKey(d digest.Digest) string { return redisPrefix + "verdicts:" + string(d) }
+func redisTagKey(key string) string           { return redisPrefix + "tag:" + key }
+
+// RedisStore is the shared verdict store for several replicas.
+type RedisStore struct {
+	client *redis.Client
+	addr   string // URL without credentials, for messages
+}
+
+var (
+	_ Store  = (*RedisStore)(nil)
+	_ Locker = (*RedisStore)(nil)
+)
+
+// OpenRedis connects to the redis:// (or rediss://, unix://) URL and pings
+// it. The URL's password never appears in errors.
+func OpenRedis(ctx context.Context, rawURL string) (*RedisStore, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		// url.Error repeats the URL, password included: do not wrap it.
+		return nil, fmt.Errorf("open redis verdict store: %w: malformed URL", ErrInvalid)
+	}
+	shown := u.Redacted()
+	opts, err := redis.ParseURL(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("open redis verdict store %s: %w: %w", shown, ErrInvalid, err)
+	}
+	// Short timeouts: a pull waiting on a dead Redis must fail, not hang.
+	opts.DialTimeout = 3 * time.Second
+	opts.ReadTimeout = 3 * time.Second
+	opts.WriteTimeout = 3 * time.Second
+	client := redis.NewClient(opts)
+	s := &RedisStore{client: client, addr: shown}
+	if err := s.Ping(ctx); err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("open redis verdict store: %w", err)
+	}
+	return s, nil
+}
+
+// Kind returns "redis".
+func (s *RedisStore) Kind() string { return "redis" }
+
+// Close closes the connection pool. Closing twice is harmless.
+func (s *RedisStore) Close() error {
+	if err := s.client.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
+		return fmt.Errorf("close redis %s: %w", s.addr, err)
+	}
+	return nil
+}
+
+// Ping checks Redis answers.
+func (s *RedisStore) Ping(ctx context.Context) error {
+	if err := s.client.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("ping redis %s: %w", s.addr, err)
+	}
+	return nil
+}
+
+func (s *RedisStore) Verdict(ctx context.Context, dgst digest.Digest, rulesetID string) (Verdict, error) {
+	if err := dgst.Validate(); err != nil {
+		return Verdict{}, fmt.Errorf("get verdict %q: %w: %w", dgst, ErrInvalid, err)
+	}
+	if err := validateRulesetID(rulesetID); err != nil {
+		return Verdict{}, fmt.Errorf("get verdict %s: %w", dgst, err)
+	}
+	raw, err := s.client.HGet(ctx, redisVerdictsKey(dgst), rulesetID).Bytes()
+	if err != nil {
+		return Verdict{}, fmt.Errorf("get verdict %s ruleset %s: %w", dgst, rulesetID, s.wrap(err))
+	}
+	var v Verdict
+	if err := decodeVerdict(raw, dgst, &v); err != nil {
+		return Verdict{}, fmt.Errorf("get verdict %s ruleset %s: %w", dgst, rulesetID, err)
+	}
+	return v, nil
+}
+
+func (s *RedisStore) PutVerdict(ctx context.Context, v Verdict) error {
+	if err := v.Validate(); err != nil {
+		return fmt.Errorf("put verdict: %w", err)
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("put verdict %s: %w", v.Digest, err)
+	}
+	if err := s.client.HSet(ctx, redisVerdictsKey(v.Digest), v.RulesetID, raw).Err(); err != nil {
+		return fmt.Errorf("put verdict %s ruleset %s: %w", v.Digest, v.RulesetID, s.wrap(err))
+	}
+	return nil
+}
+
+func (s *RedisStore) Verdicts(ctx context.Context, dgst digest.Digest) ([]Verdict, error) {
+	if err := dgst.Validate(); err != nil {
+		return nil, fmt.Errorf("list verdicts %q: %w: %w", dgst, ErrInvalid, err)
+	}
+	all, err := s.client.HGetAll(ctx, redisVerdictsKey(dgst)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list verdicts %s: %w", dgst, s.wrap(err))
+	}
+	vs := make([]Verdict, 0, len(all))
+	for _, raw := range all {
+		var v Verdict
+		if err := decodeVerdict([]byte(raw), dgst, &v); err != nil {
+			return nil, fmt.Errorf("list verdicts %s: %w", dgst, err)
+		}
+		vs = append(vs, v)
+	}
+	sortVerdicts(vs)
+	return vs, nil
+}
+
+func (s *RedisStore) Override(ctx context.Context, subject string) (Override, error) {
+	if err := ValidateSubject(subject); err != nil {
+		return Override{}, fmt.Errorf("get override: %w", err)
+	}
+	raw, err := s.client.HGet(ctx, redisOverridesKey, subject).Bytes()
+	if err != nil {
+		return Override{}, fmt.Errorf("get override %s: %w", subject, s.wrap(err))
+	}
+	var o Override
+	if err := json.Unmarshal(raw, &o); err != nil {
+		return Override{}, fmt.Errorf("get override %s: decode: %w", subject, err)
+	}
+	return o, nil
+}
+
+func (s *RedisStore) PutOverride(ctx context.Context, o Override) error {
+	if err := o.Validate(); err != nil {
+		return fmt.Errorf("put override: %w", err)
+	}
+	raw, err := json.Marshal(o)
+	if err != nil {
+		return fmt.Errorf("put override %s: %w", o.Subject, err)
+	}
+	if err := s.client.HSet(ctx, redisOverridesKey, o.Subject, raw).Err(); err != nil {
+		return fmt.Errorf("put override %s: %w", o.Subject, s.wrap(err))
+	}
+	return nil
+}
+
+func (s *RedisStore) DeleteOverride(ctx context.Context, subject string) error {
+	if err := ValidateSubject(subject); err != nil {
+		return fmt.Errorf("delete override: %w", err)
+	}
+	n, err := s.client.HDel(ctx, redisOverridesKey, subject).Result()
+	if err != nil {
+		return fmt.Errorf("delete override %s: %w", subject, s.wrap(err))
+	}
+	if n == 0 {
+		return fmt.Errorf("delete override %s: %w", subject, ErrNotFound)
+	}
+	return nil
+}
+
+func (s *RedisStore) Overrides(ctx context.Context) ([]Override, error) {
+	all, err := s.client.HGetAll(ctx, redisOverridesKey).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list overrides: %w", s.wrap(err))
+	}
+	out := make([]Override, 0, len(all))
+	for subject, raw := range all {
+		var o Override
+		if err := json.Unmarshal([]byte(raw), &o); err != nil {
+			return nil, fmt.Errorf("list overrides: decode %s: %w", subject, err)
+		}
+		out = append(out, o)
+	}
+	sortOverrides(out)
+	return out, nil
+}
+
+func (s *RedisStore) Tag(ctx context.Context, key string) (TagRecord, error) {
+	if err := validateTagKey(key); err != nil {
+		return TagRecord{}, fmt.Errorf("get tag: %w", err)
+	}
+	raw, err := s.client.Get(ctx, redisTagKey(key)).Bytes()
+	if err != nil {
+		return TagRecord{}, fmt.Errorf("get tag %s: %w", key, s.wrap(err))
+	}
+	var t TagRecord
+	if err := json.Unmarshal(raw, &t); err != nil {
+		return TagRecord{}, fmt.Errorf("get tag %s: decode: %w", key, err)
+	}
+	return t, nil
+}
+
+func (s *RedisStore) PutTag(ctx context.Context, key string, t TagRecord) error {
+	if err := validateTagKey(key); err != nil {
+		return fmt.Errorf("put tag: %w", err)
+	}
+	if err := t.Validate(); err != nil {
+		return fmt.Errorf("put tag %s: %w", key, err)
+	}
+	raw, err := json.Marshal(t)
+	if err != nil {
+		return fmt.Errorf("put tag %s: %w", key, err)
+	}
+	if err := s.client.Set(ctx, redisTagKey(key), raw, 0).Err(); err != nil {
+		return fmt.Errorf("put tag %s: %w", key, s.wrap(err))
+	}
+	return nil
+}
+
+// wrap turns redis.Nil into ErrNotFound and names the server in every
+// other error, so an outage reads as one.
+func (s *RedisStore) wrap(err error) error {
+	if errors.Is(err, redis.Nil) {
+		return ErrNotFound
+	}
+	return fmt.Errorf("redis %s: %w", s.addr, err)
+}

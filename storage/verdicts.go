@@ -1,0 +1,197 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
+)
+
+// Status is the outcome of scanning one blob under one ruleset.
+type Status string
+
+const (
+	StatusClean   Status = "clean"
+	StatusBlocked Status = "blocked"
+	StatusError   Status = "error" // the scan could not finish; serve nothing
+)
+
+// Valid reports whether s is one of the known statuses.
+func (s Status) Valid() bool {
+	switch s {
+	case StatusClean, StatusBlocked, StatusError:
+		return true
+	}
+	return false
+}
+
+// Finding is one rule match inside a blob.
+type Finding struct {
+	Rule        string        `json:"rule"`
+	Category    string        `json:"category"`
+	Severity    string        `json:"severity"`
+	Description string        `json:"description"`
+	Path        string        `json:"path"` // file path inside the layer; empty for the image config
+	Layer       digest.Digest `json:"layer"`
+}
+
+// Verdict is the result of scanning the blob Digest under the ruleset
+// RulesetID. A verdict under another ruleset says nothing about this one.
+type Verdict struct {
+	Digest         digest.Digest `json:"digest"`
+	RulesetID      string        `json:"ruleset_id"`
+	Status         Status        `json:"status"`
+	Findings       []Finding     `json:"findings,omitempty"`
+	Reason         string        `json:"reason,omitempty"` // for StatusError: why the scan could not finish
+	Bytes          int64         `json:"bytes"`            // decompressed bytes scanned
+	Files          int64         `json:"files"`            // files scanned
+	Duration       time.Duration `json:"duration"`         // nanoseconds
+	ScannerVersion string        `json:"scanner_version"`
+	Time           time.Time     `json:"time"`
+}
+
+// Validate refuses a verdict that cannot be stored or looked up again.
+func (v Verdict) Validate() error {
+	if err := v.Digest.Validate(); err != nil {
+		return fmt.Errorf("verdict digest %q: %w: %w", v.Digest, ErrInvalid, err)
+	}
+	if err := validateRulesetID(v.RulesetID); err != nil {
+		return fmt.Errorf("verdict for %s: %w", v.Digest, err)
+	}
+	if !v.Status.Valid() {
+		return fmt.Errorf("verdict for %s: %w: status %q", v.Digest, ErrInvalid, v.Status)
+	}
+	return nil
+}
+
+func validateRulesetID(id string) error {
+	if id == "" {
+		return fmt.Errorf("%w: empty ruleset id", ErrInvalid)
+	}
+	return nil
+}
+
+// Action is what an operator override does to its subject.
+type Action string
+
+const (
+	Allow Action = "allow"
+	Deny  Action = "deny"
+)
+
+// Override is an operator's explicit decision about a digest or a whole
+// repository. Overrides never expire; only DeleteOverride removes one.
+type Override struct {
+	// Subject is a digest ("sha256:…") or a fully qualified repository
+	// name ("docker.io/library/alpine").
+	Subject string    `json:"subject"`
+	Action  Action    `json:"action"`
+	Reason  string    `json:"reason"`
+	Actor   string    `json:"actor"`
+	Time    time.Time `json:"time"`
+}
+
+// Validate refuses an override whose subject or action is malformed, or
+// that does not say who made it (overrides are audited).
+func (o Override) Validate() error {
+	if err := ValidateSubject(o.Subject); err != nil {
+		return err
+	}
+	if o.Action != Allow && o.Action != Deny {
+		return fmt.Errorf("override for %s: %w: action %q", o.Subject, ErrInvalid, o.Action)
+	}
+	if o.Actor == "" {
+		return fmt.Errorf("override for %s: %w: empty actor", o.Subject, ErrInvalid)
+	}
+	return nil
+}
+
+// ValidateSubject accepts a digest or a fully qualified repository name
+// without tag or digest, the two kinds of override subject.
+func ValidateSubject(subject string) error {
+	if subject == "" {
+		return fmt.Errorf("override subject: %w: empty", ErrInvalid)
+	}
+	if _, err := digest.Parse(subject); err == nil {
+		return nil
+	}
+	named, err := reference.ParseNamed(subject)
+	if err != nil {
+		return fmt.Errorf("override subject %q: %w: not a digest or a fully qualified repository name: %w", subject, ErrInvalid, err)
+	}
+	if !reference.IsNameOnly(named) {
+		return fmt.Errorf("override subject %q: %w: repository with a tag or digest", subject, ErrInvalid)
+	}
+	return nil
+}
+
+// TagRecord is the last known mapping of a tag to a manifest digest, served
+// when the upstream cannot be asked.
+type TagRecord struct {
+	Digest    digest.Digest `json:"digest"`
+	MediaType string        `json:"media_type"`
+	Size      int64         `json:"size"`
+	Time      time.Time     `json:"time"` // when upstream last confirmed it
+}
+
+// Validate refuses a record with a malformed digest.
+func (r TagRecord) Validate() error {
+	if err := r.Digest.Validate(); err != nil {
+		return fmt.Errorf("tag record digest %q: %w: %w", r.Digest, ErrInvalid, err)
+	}
+	return nil
+}
+
+func validateTagKey(key string) error {
+	if key == "" {
+		return fmt.Errorf("tag key: %w: empty", ErrInvalid)
+	}
+	return nil
+}
+
+// Store keeps verdicts, operator overrides and last known tags. Every
+// "absent" answer wraps ErrNotFound; every backend failure is an error that
+// does not, so callers can fail closed.
+type Store interface {
+	// Verdict returns the verdict for dgst under rulesetID.
+	Verdict(ctx context.Context, dgst digest.Digest, rulesetID string) (Verdict, error)
+	// PutVerdict stores v, replacing any verdict for the same digest and
+	// ruleset. Readers see the old or the new value, never a mix.
+	PutVerdict(ctx context.Context, v Verdict) error
+	// Verdicts returns every ruleset's verdict for dgst, newest first; none
+	// is an empty slice, not an error.
+	Verdicts(ctx context.Context, dgst digest.Digest) ([]Verdict, error)
+
+	Override(ctx context.Context, subject string) (Override, error)
+	PutOverride(ctx context.Context, o Override) error
+	// DeleteOverride removes an override; an absent one wraps ErrNotFound.
+	DeleteOverride(ctx context.Context, subject string) error
+	// Overrides returns every override, sorted by subject.
+	Overrides(ctx context.Context) ([]Override, error)
+
+	// Tag returns the last known record for key, e.g.
+	// "docker.io/library/alpine:3.20".
+	Tag(ctx context.Context, key string) (TagRecord, error)
+	PutTag(ctx context.Context, key string, t TagRecord) error
+
+	Ping(ctx context.Context) error
+	Close() error
+	// Kind names the implementation: "redis" or "embedded".
+	Kind() string
+}
+
+func sortVerdicts(vs []Verdict) {
+	sort.Slice(vs, func(i, j int) bool {
+		if !vs[i].Time.Equal(vs[j].Time) {
+			return vs[i].Time.After(vs[j].Time)
+		}
+		return vs[i].RulesetID < vs[j].RulesetID
+	})
+}
+
+func sortOverrides(list []Override) {
+	sort.Slice(list, func(i, j int) bool { return list[i].Subject < list[j].Subject })
+}
