@@ -509,3 +509,16 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestRelativeLink(t *testing.T) {
+	for in, want := range map[string]string{
+		`<https://registry-1.docker.io/v2/library/a/tags/list?last=b&n=1>; rel="next"`: `</v2/library/a/tags/list?last=b&n=1>; rel="next"`,
+		`</v2/library/a/tags/list?last=b&n=1>; rel="next"`:                             `</v2/library/a/tags/list?last=b&n=1>; rel="next"`,
+		`<https://evil.example/elsewhere>; rel="next"`:                                 ``,
+		`garbage`: ``,
+	} {
+		if got := relativeLink(in); got != want {
+			t.Errorf("relativeLink(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -3,7 +3,9 @@ package proxy
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,7 +34,7 @@ func (s *Server) tagList(w http.ResponseWriter, r *http.Request, t target) {
 		writeError(w, r, upstreamError(fmt.Sprintf("pullgate: list tags of %s/%s", t.Registry, t.Repo), err))
 		return
 	}
-	if link != "" {
+	if link = relativeLink(link); link != "" {
 		w.Header().Set("Link", link)
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -41,6 +43,21 @@ func (s *Server) tagList(w http.ResponseWriter, r *http.Request, t target) {
 		return
 	}
 	_, _ = w.Write(body)
+}
+
+// relativeLink keeps the path and query of a pagination Link header
+// (`<url>; rel="next"`), so that the next page is asked of pullgate, never
+// of the upstream host.
+func relativeLink(link string) string {
+	start, end := strings.IndexByte(link, '<'), strings.IndexByte(link, '>')
+	if start < 0 || end < start {
+		return ""
+	}
+	u, err := url.Parse(link[start+1 : end])
+	if err != nil || !strings.HasPrefix(u.Path, "/v2/") {
+		return ""
+	}
+	return "<" + (&url.URL{Path: u.Path, RawQuery: u.RawQuery}).String() + ">" + link[end+1:]
 }
 
 // tagCache keeps tag→digest mappings for a short time, so a burst of pulls

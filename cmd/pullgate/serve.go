@@ -37,6 +37,7 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	log := newLogger(cfg.Log, stderr)
 	slog.SetDefault(log)
+	storage.RouteDistributionLogs(log)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
