@@ -1,0 +1,153 @@
+package scanner
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// configRawPath is the Path of findings in the config JSON as a whole,
+// reported only for rules that matched no individual field.
+const configRawPath = "config:json"
+
+// imageConfig holds the parts of an OCI/Docker image config that say
+// what a container runs.
+type imageConfig struct {
+	Config          containerConfig `json:"config"`
+	ContainerConfig containerConfig `json:"container_config"` // Docker v1 configs
+	History         []struct {
+		CreatedBy string `json:"created_by"`
+	} `json:"history"`
+}
+
+type containerConfig struct {
+	Entrypoint stringList        `json:"Entrypoint"`
+	Cmd        stringList        `json:"Cmd"`
+	Env        []string          `json:"Env"`
+	Labels     map[string]string `json:"Labels"`
+}
+
+// stringList accepts a JSON array of strings or a single string, as
+// Docker has written both for Entrypoint and Cmd.
+type stringList []string
+
+func (l *stringList) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		*l = stringList{s}
+		return nil
+	}
+	var ss []string
+	if err := json.Unmarshal(b, &ss); err != nil {
+		return err
+	}
+	*l = ss
+	return nil
+}
+
+// ScanConfig scans an image config JSON blob: the raw bytes, and
+// Entrypoint, Cmd, Env, Labels and each history[].created_by as text with
+// Path "config:<field>". A config that is not valid JSON is scanned raw
+// and reported as ErrCorrupt.
+func (s *Scanner) ScanConfig(ctx context.Context, config []byte, prio Priority) (Result, error) {
+	start := time.Now()
+	if int64(len(config)) > s.limits.MaxFileBytes {
+		return Result{}, limitError("image config is %d bytes, more than MaxFileBytes %d", len(config), s.limits.MaxFileBytes)
+	}
+	st, cancel, err := s.newScan(ctx, contextConfig, prio)
+	if err != nil {
+		return Result{}, err
+	}
+	defer cancel()
+
+	items := rawWindows(config, int(s.limits.Window))
+	var cfg imageConfig
+	parseErr := json.Unmarshal(config, &cfg)
+	if parseErr == nil {
+		items = append(items, cfg.Config.items("")...)
+		items = append(items, cfg.ContainerConfig.items("container_config.")...)
+		for i, h := range cfg.History {
+			items = appendText(items, fmt.Sprintf("history[%d]", i), h.CreatedBy)
+		}
+	}
+
+	if err = st.acquire(); err == nil {
+		err = s.submit(&job{scan: st, items: items})
+	}
+	// The items point into config: wait for the worker even if ctx ends,
+	// so config is never read after we return. Workers skip the items of
+	// a cancelled scan, so this is quick.
+	st.drain()
+	if err == nil {
+		err = st.firstErr()
+	}
+	if cerr := s.ctxErr(ctx, st); cerr != nil {
+		err = cerr
+	}
+	res := Result{Findings: configFindings(st.result()), Files: 1, Bytes: int64(len(config)), Duration: time.Since(start)}
+	if err != nil {
+		return res, fmt.Errorf("scan image config: %w", err)
+	}
+	if parseErr != nil {
+		return res, corruptError("parse image config", parseErr)
+	}
+	return res, nil
+}
+
+func (c containerConfig) items(prefix string) []item {
+	var items []item
+	items = appendText(items, prefix+"Entrypoint", strings.Join(c.Entrypoint, " "))
+	items = appendText(items, prefix+"Cmd", strings.Join(c.Cmd, " "))
+	items = appendText(items, prefix+"Env", strings.Join(c.Env, "\n"))
+	if len(c.Labels) > 0 {
+		labels := make([]string, 0, len(c.Labels))
+		for k, v := range c.Labels {
+			labels = append(labels, k+"="+v)
+		}
+		slices.Sort(labels)
+		items = appendText(items, prefix+"Labels", strings.Join(labels, "\n"))
+	}
+	return items
+}
+
+func appendText(items []item, field, text string) []item {
+	if text == "" {
+		return items
+	}
+	return append(items, item{path: "config:" + field, name: field, data: []byte(text)})
+}
+
+// rawWindows splits in-memory content into overlapping windows without
+// copying.
+func rawWindows(b []byte, window int) []item {
+	var items []item
+	for off := 0; ; off += window - windowOverlap {
+		end := min(off+window, len(b))
+		items = append(items, item{path: configRawPath, name: "json", ext: "json", data: b[off:end]})
+		if end == len(b) {
+			return items
+		}
+	}
+}
+
+// configFindings drops raw-JSON findings for rules that also matched a
+// field: the field says where the indicator is.
+func configFindings(fs []Finding) []Finding {
+	inField := map[string]bool{}
+	for _, f := range fs {
+		if f.Path != configRawPath {
+			inField[f.Rule] = true
+		}
+	}
+	out := fs[:0]
+	for _, f := range fs {
+		if f.Path == configRawPath && inField[f.Rule] {
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
+}

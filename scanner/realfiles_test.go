@@ -1,0 +1,115 @@
+package scanner
+
+import (
+	"archive/tar"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+// realFiles picks regular files from dirs (not recursing), at most
+// maxFile bytes each and budget bytes in all, spread over every dir.
+func realFiles(t *testing.T, budget, maxFile int64, dirs ...string) []string {
+	var perDir [][]string
+	for _, d := range dirs {
+		entries, err := os.ReadDir(d)
+		if err != nil {
+			t.Logf("skip %s: %v", d, err)
+			continue
+		}
+		var files []string
+		for _, e := range entries {
+			if e.Type().IsRegular() {
+				files = append(files, filepath.Join(d, e.Name()))
+			}
+		}
+		slices.Sort(files)
+		perDir = append(perDir, files)
+	}
+	var picked []string
+	var total int64
+	for i := 0; total < budget; i++ {
+		progress := false
+		for _, files := range perDir {
+			if i >= len(files) {
+				continue
+			}
+			progress = true
+			fi, err := os.Stat(files[i])
+			if err != nil || fi.Size() > maxFile || total+fi.Size() > budget {
+				continue
+			}
+			picked = append(picked, files[i])
+			total += fi.Size()
+		}
+		if !progress {
+			break
+		}
+	}
+	return picked
+}
+
+// streamTar writes files into a tar as the scanner reads it, keeping their
+// modes, so executables are seen as executables.
+func streamTar(t *testing.T, files []string) io.Reader {
+	pr, pw := io.Pipe()
+	go func() {
+		tw := tar.NewWriter(pw)
+		err := func() error {
+			for _, name := range files {
+				f, err := os.Open(name)
+				if err != nil {
+					return err
+				}
+				fi, err := f.Stat()
+				if err == nil {
+					err = tw.WriteHeader(&tar.Header{Name: name, Mode: int64(fi.Mode().Perm()), Size: fi.Size(), Typeflag: tar.TypeReg})
+				}
+				if err == nil {
+					_, err = io.Copy(tw, f)
+				}
+				f.Close()
+				if err != nil {
+					return err
+				}
+			}
+			return tw.Close()
+		}()
+		pw.CloseWithError(err)
+	}()
+	t.Cleanup(func() { pr.Close() })
+	return pr
+}
+
+// Ordinary Debian binaries and libraries, and Go's toolchain, must not be
+// refused.
+func TestRealFilesAreNotBlocked(t *testing.T) {
+	budget := int64(400 << 20)
+	if testing.Short() {
+		budget = 64 << 20
+	}
+	files := realFiles(t, budget, 64<<20, "/usr/local/go/bin", "/usr/local/go/pkg/tool/linux_amd64", "/usr/bin", "/usr/sbin", "/usr/lib/x86_64-linux-gnu", "/etc", "/usr/share/doc/bash")
+	if len(files) < 100 {
+		t.Fatalf("only %d real files found to scan", len(files))
+	}
+	s := newTestScanner(t, Options{})
+	res, err := s.ScanLayer(context.Background(), streamTar(t, files), Interactive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Files != int64(len(files)) {
+		t.Errorf("scanned %d files, want %d", res.Files, len(files))
+	}
+	for _, f := range res.Blocking() {
+		t.Errorf("ordinary file blocked: %+v", f)
+	}
+	for _, f := range res.Findings {
+		if f.Severity != SeverityHigh {
+			t.Logf("non-blocking finding: %+v", f)
+		}
+	}
+	t.Logf("%d files, %d MiB in %v (%.0f MB/s)", res.Files, res.Bytes>>20, res.Duration, float64(res.Bytes)/res.Duration.Seconds()/1e6)
+}

@@ -1,0 +1,51 @@
+package scanner
+
+import (
+	"cmp"
+	"slices"
+	"time"
+)
+
+// Finding is one indicator found in a layer or an image config.
+type Finding struct {
+	Rule        string `json:"rule"`        // YARA rule name, e.g. "MinerXMRig"
+	Category    string `json:"category"`    // rule meta: miner, miner-config, dropper, pool, wallet, packer
+	Severity    string `json:"severity"`    // rule meta: high, medium, low
+	Description string `json:"description"` // rule meta, one line a person can act on, e.g. "XMRig cryptominer"
+	Path        string `json:"path"`        // file path inside the layer, absolute ("/usr/bin/kworker"), or "config:Cmd", "config:Entrypoint", "config:Env", "config:history[3]" for image configs
+}
+
+// Severities a rule may declare in its meta.
+const (
+	SeverityHigh   = "high"
+	SeverityMedium = "medium"
+	SeverityLow    = "low"
+)
+
+// Result is what one ScanLayer or ScanConfig call found.
+type Result struct {
+	Findings []Finding
+	Files    int64 // regular files scanned
+	Bytes    int64 // uncompressed bytes scanned
+	Duration time.Duration
+}
+
+// Blocking returns the findings that make an image refused: every finding
+// of severity "high". This is the only place that decision is made.
+func (r Result) Blocking() []Finding {
+	var out []Finding
+	for _, f := range r.Findings {
+		if f.Severity == SeverityHigh {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// sortFindings orders findings by path, then rule, so results compare
+// and print stably.
+func sortFindings(fs []Finding) {
+	slices.SortFunc(fs, func(a, b Finding) int {
+		return cmp.Or(cmp.Compare(a.Path, b.Path), cmp.Compare(a.Rule, b.Rule))
+	})
+}

@@ -1,0 +1,214 @@
+package scanner
+
+import (
+	"crypto/sha256"
+	"embed"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/hillu/go-yara/v4"
+)
+
+//go:embed rules/*.yar
+var defaultRules embed.FS
+
+// ruleNamespace is the one YARA namespace every source is compiled into,
+// so operator rules can use the default ruleset's private helpers (such as
+// ScriptLike) and a duplicate rule name is a compile error rather than an
+// ambiguous finding.
+const ruleNamespace = "pullgate"
+
+// Externals every rule may use. Their defaults are declared in the
+// compiler; each worker redefines them before every scan.
+const (
+	extFilepath   = "filepath"   // "/usr/bin/x", or "config:Cmd"
+	extFilename   = "filename"   // "x"
+	extExtension  = "extension"  // "sh": lower case, no dot
+	extExecutable = "executable" // ELF/Mach-O/PE magic or an exec mode bit
+	extContext    = "context"    // "layer" or "config"
+)
+
+const (
+	contextLayer  = "layer"
+	contextConfig = "config"
+)
+
+// ruleSource is one rule file: the name used in errors and in the ruleset
+// id, and its text.
+type ruleSource struct {
+	name string
+	data []byte
+}
+
+// ruleMeta is what a Finding takes from the rule that matched.
+type ruleMeta struct {
+	category    string
+	severity    string
+	description string
+}
+
+// Meta defaults for operator rules that leave them out. A rule an operator
+// adds is meant to refuse images unless it says otherwise.
+const (
+	defaultCategory = "custom"
+	defaultSeverity = SeverityHigh
+)
+
+// loadSources returns the embedded rules followed by the operator's files,
+// each group sorted by name, so compilation and the ruleset id are
+// deterministic.
+func loadSources(extra []string) ([]ruleSource, error) {
+	var srcs []ruleSource
+	err := fs.WalkDir(defaultRules, "rules", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := defaultRules.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		srcs = append(srcs, ruleSource{name: "embedded:" + p, data: b})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read embedded rules: %w", err)
+	}
+	var ops []ruleSource
+	for _, root := range extra {
+		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() {
+				return nil
+			}
+			ext := strings.ToLower(filepath.Ext(p))
+			if p != root && ext != ".yar" && ext != ".yara" {
+				return nil
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			ops = append(ops, ruleSource{name: p, data: b})
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("read rules from %s: %w", root, err)
+		}
+	}
+	slices.SortFunc(ops, func(a, b ruleSource) int { return strings.Compare(a.name, b.name) })
+	return append(srcs, ops...), nil
+}
+
+// compileRules compiles every source into one namespace. Errors name the
+// file and line. Warnings (such as a string that slows scanning) are
+// returned for tests and operators to see.
+func compileRules(srcs []ruleSource) (*yara.Rules, []string, error) {
+	c, err := yara.NewCompiler()
+	if err != nil {
+		return nil, nil, fmt.Errorf("create yara compiler: %w", err)
+	}
+	defer c.Destroy()
+	defaults := []struct {
+		name  string
+		value any
+	}{
+		{extFilepath, ""},
+		{extFilename, ""},
+		{extExtension, ""},
+		{extExecutable, false},
+		{extContext, contextLayer},
+	}
+	for _, d := range defaults {
+		if err := c.DefineVariable(d.name, d.value); err != nil {
+			return nil, nil, fmt.Errorf("define yara external %s: %w", d.name, err)
+		}
+	}
+	for _, src := range srcs {
+		if err := c.AddString(string(src.data), ruleNamespace); err != nil {
+			return nil, nil, compileError(src.name, c.Errors, err)
+		}
+	}
+	var warnings []string
+	for _, w := range c.Warnings {
+		warnings = append(warnings, fmt.Sprintf("line %d: %s", w.Line, w.Text))
+	}
+	rules, err := c.GetRules()
+	if err != nil {
+		return nil, warnings, fmt.Errorf("link yara rules: %w", err)
+	}
+	return rules, warnings, nil
+}
+
+// compileError reports the compiler's messages for one source as
+// "file:line: text".
+func compileError(name string, msgs []yara.CompilerMessage, err error) error {
+	if len(msgs) == 0 {
+		return fmt.Errorf("compile rules %s: %w", name, err)
+	}
+	lines := make([]string, len(msgs))
+	for i, m := range msgs {
+		lines[i] = fmt.Sprintf("%s:%d: %s", name, m.Line, m.Text)
+	}
+	return fmt.Errorf("compile rules: %s", strings.Join(lines, "; "))
+}
+
+// ruleMetas reads category, severity and description of every rule,
+// keyed by rule identifier, and counts the public rules.
+func ruleMetas(rules *yara.Rules) (map[string]ruleMeta, int) {
+	all := rules.GetRules()
+	metas := make(map[string]ruleMeta, len(all))
+	public := 0
+	for _, r := range all {
+		if !r.IsPrivate() {
+			public++
+		}
+		m := ruleMeta{category: defaultCategory, severity: defaultSeverity, description: r.Identifier()}
+		for _, kv := range r.Metas() {
+			s, ok := kv.Value.(string)
+			if !ok || s == "" {
+				continue
+			}
+			switch kv.Identifier {
+			case "category":
+				m.category = s
+			case "severity":
+				m.severity = strings.ToLower(s)
+			case "description":
+				m.description = s
+			}
+		}
+		metas[r.Identifier()] = m
+	}
+	return metas, public
+}
+
+// rulesetID hashes everything that decides a verdict: the scanner version,
+// the YARA engine version, every rule source and the limits.
+func rulesetID(srcs []ruleSource, l Limits) string {
+	h := sha256.New()
+	field := func(b []byte) {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	field([]byte(Version))
+	field([]byte(yaraVersion))
+	sorted := slices.Clone(srcs)
+	slices.SortFunc(sorted, func(a, b ruleSource) int { return strings.Compare(a.name, b.name) })
+	for _, s := range sorted {
+		field([]byte(s.name))
+		field(s.data)
+	}
+	field(fmt.Appendf(nil, "%d/%d/%d/%d/%d/%d",
+		l.MaxLayerBytes, l.MaxFiles, l.MaxFileBytes, l.Window, int64(l.LayerTimeout), windowOverlap))
+	return hex.EncodeToString(h.Sum(nil))
+}
