@@ -7,9 +7,25 @@
 // scanner is content analysis only: it never touches the network, never
 // talks to Redis or any store, and never imports other pullgate packages.
 // Callers hand it bytes and get back findings; what to do about them is
-// the caller's decision.
+// the caller's decision, except for Result.Blocking, the one place that
+// says which findings refuse an image.
 //
 // Every limit fails closed: a layer that is too big, has too many files,
 // takes too long or cannot be decoded produces an error (wrapping ErrLimit
 // or ErrCorrupt), never a clean Result.
+//
+// The default rules live in rules/*.yar and are embedded. They are
+// compiled, in name order, into one namespace together with the
+// operator's files, so operator rules may use the private helper rules
+// (such as ScriptLike) and rule names must be unique. Each rule carries
+// meta category, severity and description; an operator rule that leaves
+// them out is taken as category "custom", severity "high". Indicator
+// strings in the default rules are written with \x escapes so that the
+// pullgate binary, which embeds them, does not match its own rules.
+//
+// Rules may use these externals, set per file: filepath ("/usr/bin/x" or
+// "config:Cmd"), filename ("x"), extension ("sh", lower case, no dot),
+// executable (ELF/Mach-O/PE magic or an exec mode bit) and context
+// ("layer" or "config"). Scans run in YARA's fast mode, so rules must not
+// depend on string counts (#s) or on matches after the first (@s[2]).
 package scanner

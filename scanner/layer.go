@@ -71,6 +71,10 @@ func (s *Scanner) ScanLayer(ctx context.Context, r io.Reader, prio Priority) (Re
 		err = st.firstErr()
 	}
 	if err != nil {
+		if w.batch != nil {
+			w.batch.buf.put()
+			w.batch = nil
+		}
 		err = w.explain(err)
 	}
 	res := Result{Findings: st.result(), Files: w.files, Bytes: w.bytes, Duration: time.Since(start)}
