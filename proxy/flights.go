@@ -3,7 +3,11 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"io"
+	"sort"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -15,6 +19,20 @@ type flight struct {
 	done    chan struct{}
 	verdict storage.Verdict
 	err     error
+
+	info  FlightInfo   // fixed at start
+	bytes atomic.Int64 // compressed bytes read so far
+}
+
+// FlightInfo describes an ingest in progress, for the operator's view.
+type FlightInfo struct {
+	Digest   digest.Digest `json:"digest"`
+	Registry string        `json:"registry"`
+	Repo     string        `json:"repo"`
+	Kind     string        `json:"kind"` // layer or config
+	Size     int64         `json:"size"` // -1 when unknown
+	Started  time.Time     `json:"started"`
+	Bytes    int64         `json:"bytes"` // read so far
 }
 
 // flights runs at most one ingest per digest in this process. The ingest
@@ -26,8 +44,10 @@ type flights struct {
 	m  map[digest.Digest]*flight
 }
 
-// start returns the running flight for d, or starts fn as a new one.
-func (f *flights) start(d digest.Digest, fn func() (storage.Verdict, error)) *flight {
+// start returns the running flight for info.Digest, or starts fn as a new
+// one; fn reports its progress on the flight it is given.
+func (f *flights) start(info FlightInfo, fn func(*flight) (storage.Verdict, error)) *flight {
+	d := info.Digest
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if fl, ok := f.m[d]; ok {
@@ -36,7 +56,8 @@ func (f *flights) start(d digest.Digest, fn func() (storage.Verdict, error)) *fl
 	if f.m == nil {
 		f.m = make(map[digest.Digest]*flight)
 	}
-	fl := &flight{done: make(chan struct{})}
+	info.Started = time.Now().UTC()
+	fl := &flight{done: make(chan struct{}), info: info}
 	f.m[d] = fl
 	go func() {
 		defer func() {
@@ -48,16 +69,35 @@ func (f *flights) start(d digest.Digest, fn func() (storage.Verdict, error)) *fl
 			f.mu.Unlock()
 			close(fl.done)
 		}()
-		fl.verdict, fl.err = fn()
+		fl.verdict, fl.err = fn(fl)
 	}()
 	return fl
 }
 
-// running reports how many ingests are in progress.
-func (f *flights) running() int {
+// list describes the ingests in progress, oldest first.
+func (f *flights) list() []FlightInfo {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.m)
+	out := make([]FlightInfo, 0, len(f.m))
+	for _, fl := range f.m {
+		info := fl.info
+		info.Bytes = fl.bytes.Load()
+		out = append(out, info)
+	}
+	f.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Started.Before(out[j].Started) })
+	return out
+}
+
+// progress counts the bytes an ingest has read.
+type progress struct {
+	r  io.Reader
+	fl *flight
+}
+
+func (p progress) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.fl.bytes.Add(int64(n))
+	return n, err
 }
 
 // wait returns the flight's outcome, or ctx's error if ctx ends first.

@@ -197,7 +197,8 @@ func (s *Server) verdict(ctx context.Context, up *upstream.Registry, repo string
 		return storage.Verdict{}, fmt.Errorf("%w: verdict store: %v", errTransient, err)
 	}
 	s.metrics.verdictCache(false)
-	fl := s.flights.start(ref.Digest, func() (storage.Verdict, error) { return s.ingest(up, repo, ref) })
+	info := FlightInfo{Digest: ref.Digest, Registry: up.Name(), Repo: repo, Kind: ref.noun(), Size: ref.Size}
+	fl := s.flights.start(info, func(fl *flight) (storage.Verdict, error) { return s.ingest(fl, up, repo, ref) })
 	return fl.wait(ctx)
 }
 

@@ -41,7 +41,7 @@ var errTransient = errors.New("transient")
 // The store only ever gains a blob whose digest verified and whose verdict is
 // clean: the upstream bytes go to a storage writer and to the scanner at the
 // same time, and the writer is committed after both agree, else cancelled.
-func (s *Server) ingest(up *upstream.Registry, repo string, ref blobRef) (storage.Verdict, error) {
+func (s *Server) ingest(fl *flight, up *upstream.Registry, repo string, ref blobRef) (storage.Verdict, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.IngestTimeout)
 	defer cancel()
 	sc := s.scanner()
@@ -59,9 +59,9 @@ func (s *Server) ingest(up *upstream.Registry, repo string, ref blobRef) (storag
 		err error
 	)
 	if _, statErr := s.opts.Blobs.Stat(ctx, ref.Digest); statErr == nil {
-		v, err = s.rescanLocal(ctx, sc, ref)
+		v, err = s.rescanLocal(ctx, fl, sc, ref)
 	} else {
-		v, err = s.fetchAndScan(ctx, sc, up, repo, ref)
+		v, err = s.fetchAndScan(ctx, fl, sc, up, repo, ref)
 	}
 	if err != nil {
 		s.log.Warn("ingest failed", "digest", ref.Digest.String(), "upstream", up.Name(), "repo", repo, "err", err)
@@ -91,7 +91,7 @@ func (s *Server) usable(ctx context.Context, v storage.Verdict) bool {
 }
 
 // fetchAndScan streams the blob from upstream into the store and the scanner.
-func (s *Server) fetchAndScan(ctx context.Context, sc *scanner.Scanner, up *upstream.Registry, repo string, ref blobRef) (storage.Verdict, error) {
+func (s *Server) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scanner, up *upstream.Registry, repo string, ref blobRef) (storage.Verdict, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -129,7 +129,7 @@ func (s *Server) fetchAndScan(ctx context.Context, sc *scanner.Scanner, up *upst
 	}()
 
 	digester := digest.Canonical.Digester()
-	src := io.TeeReader(io.LimitReader(body, limit+1), io.MultiWriter(w, digester.Hash()))
+	src := io.TeeReader(io.LimitReader(progress{body, fl}, limit+1), io.MultiWriter(w, digester.Hash()))
 
 	var (
 		res     scanner.Result
@@ -227,12 +227,13 @@ func (s *sink) Write(p []byte) (int, error) {
 
 // rescanLocal scans a blob already in the store under a ruleset that has no
 // verdict for it yet; a blob now found bad leaves the store.
-func (s *Server) rescanLocal(ctx context.Context, sc *scanner.Scanner, ref blobRef) (storage.Verdict, error) {
-	rc, _, err := s.opts.Blobs.Open(ctx, ref.Digest)
+func (s *Server) rescanLocal(ctx context.Context, fl *flight, sc *scanner.Scanner, ref blobRef) (storage.Verdict, error) {
+	stored, _, err := s.opts.Blobs.Open(ctx, ref.Digest)
 	if err != nil {
 		return storage.Verdict{}, fmt.Errorf("%w: open stored %s %s: %v", errTransient, ref.noun(), ref.Digest, err)
 	}
-	defer rc.Close()
+	defer stored.Close()
+	rc := progress{stored, fl}
 	var res scanner.Result
 	if ref.Config {
 		buf, err := io.ReadAll(io.LimitReader(rc, s.opts.MaxConfigBytes+1))

@@ -242,3 +242,6 @@ func (s *Server) holdFor(r *http.Request) time.Duration {
 func isDockerEngine(ua string) bool {
 	return strings.HasPrefix(ua, "docker/")
 }
+
+// Scans describes the blobs being fetched and scanned right now.
+func (s *Server) Scans() []FlightInfo { return s.flights.list() }
