@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -92,6 +93,11 @@ func parseTarget(r *http.Request, configured func(string) bool) (target, error) 
 	}
 
 	registry := DefaultRegistry
+	// In gateway mode clients reach pullgate under the registry's own name
+	// (registry-1.docker.io, ghcr.io), and the Host says which one.
+	if h := canonicalRegistry(hostOnly(r.Host)); h != "" && configured(h) {
+		registry = h
+	}
 	if ns := r.URL.Query().Get("ns"); ns != "" {
 		registry = canonicalRegistry(ns)
 		if !configured(registry) {
@@ -138,6 +144,14 @@ func parseTarget(r *http.Request, configured func(string) bool) (target, error) 
 // (as in docker.io/library/alpine) rather than a Docker Hub namespace.
 func looksLikeHost(s string) bool {
 	return strings.ContainsAny(s, ".:") || s == "localhost"
+}
+
+// hostOnly drops the port from a Host header.
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return hostport
 }
 
 // canonicalRegistry maps Docker Hub's aliases to one name.

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sort"
@@ -245,3 +246,18 @@ func isDockerEngine(ua string) bool {
 
 // Scans describes the blobs being fetched and scanned right now.
 func (s *Server) Scans() []FlightInfo { return s.flights.list() }
+
+// GatewayHandler serves clients that reach pullgate under a registry's own
+// host name (gateway mode: their DNS sends registry-1.docker.io here). A
+// Host that names no configured registry is refused rather than answered
+// with another registry's content.
+func (s *Server) GatewayHandler() http.Handler {
+	h := s.Handler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if reg := canonicalRegistry(hostOnly(r.Host)); strings.HasPrefix(r.URL.Path, "/v2/") && !s.configured(reg) {
+			writeError(w, r, errDenied(fmt.Sprintf("pullgate: registry %q is not configured here", truncate(reg, 100))))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}

@@ -522,3 +522,34 @@ func TestRelativeLink(t *testing.T) {
 		}
 	}
 }
+
+// In gateway mode the Host header names the registry.
+func TestHostNamesTheRegistry(t *testing.T) {
+	f := newFixture(t)
+	f.hub.Push(t, "library/hosted", "1", cleanImage("hosted"))
+	for _, host := range []string{"registry-1.docker.io", "index.docker.io:443"} {
+		req, _ := http.NewRequest("GET", f.url+"/v2/library/hosted/manifests/1", nil)
+		req.Host = host
+		resp, err := f.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("Host %s: %d", host, resp.StatusCode)
+		}
+	}
+	// The gateway refuses a host it does not serve, and never dials it.
+	gw := httptest.NewServer(f.srv.GatewayHandler())
+	defer gw.Close()
+	req, _ := http.NewRequest("GET", gw.URL+"/v2/library/hosted/manifests/1", nil)
+	req.Host = "ghcr.io"
+	resp, err := gw.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("gateway, unconfigured Host: %d", resp.StatusCode)
+	}
+}
