@@ -20,6 +20,7 @@ type blobRef struct {
 	Digest digest.Digest
 	Size   int64 // from the manifest; -1 when unknown (a bare blob request)
 	Config bool  // an image config: scanned as JSON, not as a layer
+	Prio   scanner.Priority
 }
 
 func (b blobRef) noun() string {
@@ -52,12 +53,16 @@ func (s *Server) ingest(fl *flight, up *upstream.Registry, repo string, ref blob
 	if v, err := s.opts.Verdicts.Verdict(ctx, ref.Digest, rid); err == nil && s.usable(ctx, v) {
 		return v, nil
 	}
+	release, v, found, err := s.claim(ctx, ref, rid)
+	if err != nil {
+		return storage.Verdict{}, err
+	}
+	if found {
+		return v, nil
+	}
+	defer release()
 
 	start := time.Now()
-	var (
-		v   storage.Verdict
-		err error
-	)
 	if _, statErr := s.opts.Blobs.Stat(ctx, ref.Digest); statErr == nil {
 		v, err = s.rescanLocal(ctx, fl, sc, ref)
 	} else {
@@ -142,10 +147,10 @@ func (s *Server) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scann
 		buf, copyErr = io.ReadAll(src)
 		n = int64(len(buf))
 		if copyErr == nil && n <= limit {
-			res, scanErr = sc.ScanConfig(ctx, buf, scanner.Interactive)
+			res, scanErr = sc.ScanConfig(ctx, buf, ref.Prio)
 		}
 	} else {
-		n, res, copyErr, scanErr = teeScan(ctx, sc, src)
+		n, res, copyErr, scanErr = teeScan(ctx, sc, ref.Prio, src)
 	}
 
 	switch {
@@ -181,7 +186,7 @@ func (s *Server) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scann
 // read. The scanner may stop early (a limit, a corrupt stream); reading then
 // goes on to the end so that the digest is still checked, and a scanner
 // verdict is only kept for bytes that proved to be the right ones.
-func teeScan(ctx context.Context, sc *scanner.Scanner, src io.Reader) (int64, scanner.Result, error, error) {
+func teeScan(ctx context.Context, sc *scanner.Scanner, prio scanner.Priority, src io.Reader) (int64, scanner.Result, error, error) {
 	pr, pw := io.Pipe()
 	type scanned struct {
 		res scanner.Result
@@ -189,7 +194,7 @@ func teeScan(ctx context.Context, sc *scanner.Scanner, src io.Reader) (int64, sc
 	}
 	out := make(chan scanned, 1)
 	go func() {
-		res, err := sc.ScanLayer(ctx, pr, scanner.Interactive)
+		res, err := sc.ScanLayer(ctx, pr, prio)
 		if err == nil {
 			err = errors.New("scanner stopped before the end of the layer")
 			// A clean ScanLayer reads to EOF; if it returned first, the
@@ -240,12 +245,12 @@ func (s *Server) rescanLocal(ctx context.Context, fl *flight, sc *scanner.Scanne
 		if err != nil {
 			return storage.Verdict{}, fmt.Errorf("%w: read stored config %s: %v", errTransient, ref.Digest, err)
 		}
-		res, err = sc.ScanConfig(ctx, buf, scanner.Interactive)
+		res, err = sc.ScanConfig(ctx, buf, ref.Prio)
 		if err != nil {
 			return s.dropLocal(ctx, s.contentError(sc, ref, err))
 		}
 	} else {
-		res, err = sc.ScanLayer(ctx, rc, scanner.Interactive)
+		res, err = sc.ScanLayer(ctx, rc, ref.Prio)
 		if err != nil {
 			if ctx.Err() != nil {
 				return storage.Verdict{}, fmt.Errorf("%w: rescan %s: %w", errTransient, ref.Digest, err)

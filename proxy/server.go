@@ -46,6 +46,10 @@ type Options struct {
 	TagTTL time.Duration
 	// IngestTimeout bounds one blob's fetch and scan. Default 30m.
 	IngestTimeout time.Duration
+	// IngestLease is how long a replica's claim on an ingest lasts without
+	// renewal (it is renewed every third of it); a crashed replica's work is
+	// taken over after at most this. Default 30s.
+	IngestLease time.Duration
 	// MaxBlobBytes bounds a blob whose size no manifest declared. Default 16 GiB.
 	MaxBlobBytes int64
 	// MaxConfigBytes bounds an image config. Default 8 MiB.
@@ -69,6 +73,7 @@ func (o *Options) setDefaults() {
 	def(&o.RetryAfter, 10*time.Second)
 	def(&o.TagTTL, 60*time.Second)
 	def(&o.IngestTimeout, 30*time.Minute)
+	def(&o.IngestLease, 30*time.Second)
 	if o.MaxBlobBytes <= 0 {
 		o.MaxBlobBytes = 16 << 30
 	}

@@ -553,3 +553,5 @@ func TestHostNamesTheRegistry(t *testing.T) {
 		t.Errorf("gateway, unconfigured Host: %d", resp.StatusCode)
 	}
 }
+
+func httptestClient() *http.Client { return &http.Client{Timeout: time.Minute} }

@@ -1,0 +1,85 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/pullgate/pullgate/storage"
+)
+
+// Replicas sharing Redis and one object store fetch and scan each blob once
+// between them: the ingest takes a lease on the digest in the verdict store
+// (Redis SET NX with expiry, renewed while the ingest runs), and a replica
+// that finds the lease taken waits for the holder's verdict. A holder that
+// crashes stops renewing; its lease expires and a waiter takes over.
+
+// leasePoll is how often a waiting replica looks for the holder's verdict.
+const leasePoll = 150 * time.Millisecond
+
+// claim takes the ingest lease for ref. It returns a release func when this
+// replica should ingest, or the verdict another replica produced meanwhile.
+func (s *Server) claim(ctx context.Context, ref blobRef, rulesetID string) (release func(), v storage.Verdict, found bool, err error) {
+	locker, ok := s.opts.Verdicts.(storage.Locker)
+	if !ok {
+		return func() {}, storage.Verdict{}, false, nil
+	}
+	key := "ingest:" + ref.Digest.String()
+	waited := false
+	for {
+		lease, err := locker.TryLock(ctx, key, s.opts.IngestLease)
+		if err == nil {
+			if waited {
+				// The holder finished (or died) while this replica waited;
+				// its verdict may be there now.
+				if v, err := s.opts.Verdicts.Verdict(ctx, ref.Digest, rulesetID); err == nil && s.usable(ctx, v) {
+					_ = lease.Unlock(context.WithoutCancel(ctx))
+					return nil, v, true, nil
+				}
+			}
+			return s.keepLease(ctx, lease, key), storage.Verdict{}, false, nil
+		}
+		if !errors.Is(err, storage.ErrLocked) {
+			return nil, storage.Verdict{}, false, fmt.Errorf("%w: ingest lease for %s: %v", errTransient, ref.Digest, err)
+		}
+		waited = true
+		if v, err := s.opts.Verdicts.Verdict(ctx, ref.Digest, rulesetID); err == nil && s.usable(ctx, v) {
+			return nil, v, true, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, storage.Verdict{}, false, fmt.Errorf("%w: waiting for another replica's scan of %s: %w", errTransient, ref.Digest, ctx.Err())
+		case <-time.After(leasePoll):
+		}
+	}
+}
+
+// keepLease renews the lease until the returned release func is called.
+func (s *Server) keepLease(ctx context.Context, lease storage.Lease, key string) func() {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(s.opts.IngestLease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				if err := lease.Extend(ctx, s.opts.IngestLease); err != nil {
+					// Another replica may now scan the same blob too: a
+					// duplicate fetch, never a wrong verdict.
+					s.log.Warn("ingest lease lost", "lease", key, "err", err)
+					return
+				}
+			}
+		}
+	}()
+	return func() {
+		close(stop)
+		<-done
+		_ = lease.Unlock(context.WithoutCancel(ctx))
+	}
+}
