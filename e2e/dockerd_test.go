@@ -41,6 +41,13 @@ type DockerdOptions struct {
 	Insecure []string
 	// Debug runs dockerd with --debug (more detail in Log).
 	Debug bool
+	// Hosts, if set, is what dockerd sees as /etc/hosts: it then runs in
+	// its own mount namespace with this bind-mounted there (gateway mode:
+	// "127.0.0.1 registry-1.docker.io"). Only for StartDockerd.
+	Hosts string
+	// TrustPEM, if set, is CA certificates (PEM) dockerd trusts besides the
+	// system's, through SSL_CERT_FILE. Only for StartDockerd.
+	TrustPEM []byte
 }
 
 // Dockerd is a running dockerd (vfs storage, no bridge, no iptables, its own
@@ -204,7 +211,16 @@ func startDockerd(opts DockerdOptions) (*Dockerd, error) {
 		"-H", "unix://" + d.socket,
 	}
 	appendLog(d.logPath, "--- dockerd "+strings.Join(args, " ")+"\n")
-	d.proc, err = startProcess("dockerd", d.logPath, dockerdBinary, args...)
+	bin, env, err := d.isolation(opts)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if bin != dockerdBinary {
+		args = append([]string{"--mount", "--propagation", "private", "--", "/bin/sh", "-c",
+			`mount --bind "$0" /etc/hosts && exec "$@"`, filepath.Join(dir, "hosts"), dockerdBinary}, args...)
+	}
+	d.proc, err = startProcessEnv("dockerd", d.logPath, env, bin, args...)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -223,6 +239,28 @@ func startDockerd(opts DockerdOptions) (*Dockerd, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// isolation prepares what opts.Hosts and opts.TrustPEM need: the binary
+// to run (unshare for its own mount namespace) and extra environment.
+func (d *Dockerd) isolation(opts DockerdOptions) (string, []string, error) {
+	bin := dockerdBinary
+	var env []string
+	if opts.Hosts != "" {
+		if err := os.WriteFile(filepath.Join(d.dir, "hosts"), []byte(opts.Hosts), 0o644); err != nil {
+			return "", nil, err
+		}
+		bin = "unshare"
+	}
+	if len(opts.TrustPEM) > 0 {
+		system, _ := os.ReadFile("/etc/ssl/certs/ca-certificates.crt")
+		bundle := filepath.Join(d.dir, "ca-bundle.pem")
+		if err := os.WriteFile(bundle, append(append(system, '\n'), opts.TrustPEM...), 0o644); err != nil {
+			return "", nil, err
+		}
+		env = append(env, "SSL_CERT_FILE="+bundle)
+	}
+	return bin, env, nil
 }
 
 func (d *Dockerd) ping() error {

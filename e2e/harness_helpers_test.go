@@ -180,13 +180,18 @@ type process struct {
 }
 
 func startProcess(name, logPath string, bin string, args ...string) (*process, error) {
+	return startProcessEnv(name, logPath, nil, bin, args...)
+}
+
+// startProcessEnv is startProcess with extra environment variables.
+func startProcessEnv(name, logPath string, env []string, bin string, args ...string) (*process, error) {
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = withoutProxyEnv(os.Environ())
+	cmd.Env = append(withoutProxyEnv(os.Environ()), env...)
 	// If the suite dies without cleaning up, its children follow.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
@@ -405,3 +410,13 @@ func (pg *Pullgate) DataDir() string { return pg.dataDir }
 
 // Log is everything pullgate wrote to stdout and stderr, across restarts.
 func (pg *Pullgate) Log() string { return readLog(pg.logPath, 0) }
+
+// Signal sends sig to the running pullgate (SIGHUP reloads its rules).
+func (pg *Pullgate) Signal(sig os.Signal) error {
+	pg.mu.Lock()
+	defer pg.mu.Unlock()
+	if pg.proc == nil || pg.proc.exited() {
+		return fmt.Errorf("pullgate is not running")
+	}
+	return pg.proc.cmd.Process.Signal(sig)
+}

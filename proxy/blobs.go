@@ -23,6 +23,20 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request, t target) {
 	defer cancel()
 
 	ref := blobRef{Digest: t.Digest, Size: -1}
+	name := t.Registry + "/" + t.Repo
+	od, hasOverride := s.overridden(ctx, t, t.Digest, name+"@"+t.Digest.String())
+	if hasOverride && od.err != nil {
+		s.record(event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: name, Digest: t.Digest,
+			Decision: od.name(), Reason: od.message, Latency: time.Since(start)})
+		writeError(w, r, od.err)
+		return
+	}
+	if d, bad := s.knownBad(name, t.Digest, nil); bad {
+		s.record(event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: name, Digest: t.Digest,
+			Decision: d.name(), Findings: d.findings, Reason: d.message, Latency: time.Since(start)})
+		writeError(w, r, d.err)
+		return
+	}
 	v, err := s.verdict(holdCtx, s.upstream(t), t.Repo, ref)
 	if err != nil {
 		switch {
@@ -36,7 +50,16 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request, t target) {
 		}
 		return
 	}
-	if v.Status != storage.StatusClean {
+	if v.Status != storage.StatusClean && hasOverride {
+		// An operator allowed what the scanner refused: fetch it as it is
+		// (digest verified), keep it, and say so in the audit trail.
+		if err := s.fetchOverridden(holdCtx, s.upstream(t), t.Repo, ref); err != nil {
+			writeError(w, r, upstreamError(fmt.Sprintf("pullgate: blob %s of %s", t.Digest, name), err))
+			return
+		}
+		s.record(event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: name, Digest: t.Digest,
+			Decision: od.name(), Findings: v.Findings, Reason: od.message, Latency: time.Since(start)})
+	} else if v.Status != storage.StatusClean {
 		d := blockedDecision(t.Registry+"/"+t.Repo, ref, v)
 		if v.Status == storage.StatusError {
 			d.err = errDenied(fmt.Sprintf("pullgate: blob %s of %s refused: could not be scanned: %s", t.Digest, t.Registry+"/"+t.Repo, v.Reason))

@@ -93,6 +93,9 @@ func (s *Server) decide(ctx context.Context, up *upstream.Registry, t target, dg
 		msg := fmt.Sprintf("pullgate: %s refused: %v", image, err)
 		return decision{outcome: failed, message: msg, err: &apiError{Code: errcode.ErrorCodeManifestInvalid, Message: msg}}
 	}
+	if d, ok := s.knownBad(image, dgst, refs); ok {
+		return d
+	}
 
 	holdCtx, cancel := context.WithTimeout(ctx, hold)
 	defer cancel()
@@ -202,9 +205,11 @@ func (s *Server) verdict(ctx context.Context, up *upstream.Registry, repo string
 	return fl.wait(ctx)
 }
 
-// overridden applies an operator's decision on the image digest or the
-// repository, which stands until the operator removes it.
+// overridden applies an operator's decision on the digest (of an image
+// manifest or a blob) or on the repository, which stands until the operator
+// removes it. A deny wins over an allow.
 func (s *Server) overridden(ctx context.Context, t target, dgst digest.Digest, image string) (decision, bool) {
+	var allow *decision
 	for _, subject := range []string{dgst.String(), t.Registry + "/" + t.Repo} {
 		o, err := s.opts.Verdicts.Override(ctx, subject)
 		if errors.Is(err, storage.ErrNotFound) {
@@ -214,10 +219,37 @@ func (s *Server) overridden(ctx context.Context, t target, dgst digest.Digest, i
 			msg := fmt.Sprintf("pullgate: %s refused: verdict store unavailable: %v", image, err)
 			return decision{outcome: upstreamFailed, message: msg, err: errUnavailable(msg)}, true
 		}
-		if o.Action == storage.Deny {
+		switch o.Action {
+		case storage.Deny:
 			msg := fmt.Sprintf("pullgate: %s denied by operator %s: %s", image, o.Actor, o.Reason)
 			return decision{outcome: overridden, message: msg, err: errDenied(msg)}, true
+		case storage.Allow:
+			if allow == nil {
+				msg := fmt.Sprintf("pullgate: %s allowed by operator %s (%s): %s", image, o.Actor, o.Subject, o.Reason)
+				allow = &decision{outcome: overridden, message: msg}
+			}
 		}
+	}
+	if allow != nil {
+		return *allow, true
+	}
+	return decision{}, false
+}
+
+// knownBad blocks an image whose manifest or any blob is on the known-bad
+// list, before anything is fetched.
+func (s *Server) knownBad(image string, dgst digest.Digest, refs []blobRef) (decision, bool) {
+	if s.opts.KnownBad == nil {
+		return decision{}, false
+	}
+	for _, ref := range append([]blobRef{{Digest: dgst}}, refs...) {
+		if !s.opts.KnownBad.Has(ref.Digest) {
+			continue
+		}
+		f := storage.Finding{Rule: "KnownBadDigest", Category: "known-bad", Severity: "high",
+			Description: "digest on the known-bad list", Path: "", Layer: ref.Digest}
+		msg := fmt.Sprintf("pullgate: %s blocked: %s is on the known-bad list", image, ref.Digest)
+		return decision{outcome: blocked, findings: []storage.Finding{f}, message: msg, err: errDenied(msg)}, true
 	}
 	return decision{}, false
 }

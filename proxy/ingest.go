@@ -65,11 +65,13 @@ func (s *Server) ingest(fl *flight, up *upstream.Registry, repo string, ref blob
 	start := time.Now()
 	if _, statErr := s.opts.Blobs.Stat(ctx, ref.Digest); statErr == nil {
 		v, err = s.rescanLocal(ctx, fl, sc, ref)
+	} else if up == nil {
+		return storage.Verdict{}, fmt.Errorf("%w: %s %s: %w", errTransient, ref.noun(), ref.Digest, errNoUpstream)
 	} else {
 		v, err = s.fetchAndScan(ctx, fl, sc, up, repo, ref)
 	}
 	if err != nil {
-		s.log.Warn("ingest failed", "digest", ref.Digest.String(), "upstream", up.Name(), "repo", repo, "err", err)
+		s.log.Warn("ingest failed", "digest", ref.Digest.String(), "repo", repo, "err", err)
 		return storage.Verdict{}, err
 	}
 	v.Time = time.Now().UTC()
@@ -166,7 +168,7 @@ func (s *Server) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scann
 	// The bytes are the ones the digest names; what the scanner said about
 	// them is now a fact worth keeping.
 	if scanErr != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || errors.Is(scanErr, scanner.ErrClosed) {
 			return storage.Verdict{}, fmt.Errorf("%w: scan %s %s: %w", errTransient, ref.noun(), ref.Digest, scanErr)
 		}
 		return s.contentError(sc, ref, scanErr), nil
@@ -247,12 +249,15 @@ func (s *Server) rescanLocal(ctx context.Context, fl *flight, sc *scanner.Scanne
 		}
 		res, err = sc.ScanConfig(ctx, buf, ref.Prio)
 		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, scanner.ErrClosed) {
+				return storage.Verdict{}, fmt.Errorf("%w: rescan %s: %w", errTransient, ref.Digest, err)
+			}
 			return s.dropLocal(ctx, s.contentError(sc, ref, err))
 		}
 	} else {
 		res, err = sc.ScanLayer(ctx, rc, ref.Prio)
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || errors.Is(err, scanner.ErrClosed) {
 				return storage.Verdict{}, fmt.Errorf("%w: rescan %s: %w", errTransient, ref.Digest, err)
 			}
 			return s.dropLocal(ctx, s.contentError(sc, ref, err))
@@ -306,4 +311,50 @@ func (s *Server) contentError(sc *scanner.Scanner, ref blobRef, err error) stora
 		Reason:         err.Error(),
 		ScannerVersion: scanner.Version,
 	}
+}
+
+// fetchOverridden stores a blob that an operator allowed although its
+// verdict is not clean: fetched once, its digest verified, committed without
+// the scanner's consent. The override, not the verdict, lets it be served,
+// and only while the override stands.
+func (s *Server) fetchOverridden(ctx context.Context, up *upstream.Registry, repo string, ref blobRef) error {
+	if _, err := s.opts.Blobs.Stat(ctx, ref.Digest); err == nil {
+		return nil
+	}
+	info := FlightInfo{Digest: ref.Digest, Registry: up.Name(), Repo: repo, Kind: "override", Size: ref.Size}
+	fl := s.allowFlights.start(info, func(fl *flight) (storage.Verdict, error) {
+		return storage.Verdict{}, s.fetchVerified(fl, up, repo, ref)
+	})
+	_, err := fl.wait(ctx)
+	return err
+}
+
+func (s *Server) fetchVerified(fl *flight, up *upstream.Registry, repo string, ref blobRef) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.IngestTimeout)
+	defer cancel()
+	body, size, err := up.Blob(ctx, repo, ref.Digest)
+	if err != nil {
+		return fmt.Errorf("fetch %s from %s: %w", ref.Digest, up.Name(), err)
+	}
+	defer body.Close()
+	limit := s.opts.MaxBlobBytes
+	if size >= 0 {
+		limit = size
+	}
+	w, err := s.opts.Blobs.Create(ctx)
+	if err != nil {
+		return fmt.Errorf("store %s: %w", ref.Digest, err)
+	}
+	n, err := io.Copy(w, io.LimitReader(progress{body, fl}, limit+1))
+	if err == nil && n > limit {
+		err = fmt.Errorf("upstream sent more than %d bytes", limit)
+	}
+	if err == nil {
+		err = w.Commit(ctx, ref.Digest, n)
+	}
+	if err != nil {
+		_ = w.Cancel(context.WithoutCancel(ctx))
+		return fmt.Errorf("fetch %s from %s: %w", ref.Digest, up.Name(), err)
+	}
+	return nil
 }

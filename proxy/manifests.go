@@ -74,6 +74,7 @@ func (s *Server) manifest(w http.ResponseWriter, r *http.Request, t target) {
 	if ev.Decision == "index" {
 		ev.Latency = time.Since(start)
 		s.record(ev)
+		s.prefetch(up, t, desc.Digest, body)
 	}
 
 	w.Header().Set("Content-Type", mediaType)

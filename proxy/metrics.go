@@ -4,10 +4,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
@@ -23,7 +25,15 @@ type metrics struct {
 	verdictLookup *prometheus.CounterVec
 	tagLookup     *prometheus.CounterVec
 	upstreamBlobs *prometheus.CounterVec
+	upstreamErrs  *prometheus.CounterVec
+	audit         *prometheus.CounterVec
+	webhooks      *prometheus.CounterVec
+	adminAuth     prometheus.Counter
+	overrides     *prometheus.CounterVec
 	reg           prometheus.Registerer
+
+	// For the admin page, which reads them without scraping.
+	hits, misses, servedTotal atomic.Int64
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -57,10 +67,53 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		upstreamBlobs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pullgate_upstream_blob_fetches_total", Help: "Blobs fetched from upstream, by registry.",
 		}, []string{"upstream"}),
+		upstreamErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pullgate_upstream_errors_total", Help: "Pulls refused because an upstream failed, by registry.",
+		}, []string{"upstream"}),
+		audit: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pullgate_audit_log_errors_total", Help: "Audit records not written, by reason (failed, dropped: queue full).",
+		}, []string{"reason"}),
+		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pullgate_webhook_deliveries_total", Help: "Alert deliveries by result (delivered, retried, failed, dropped).",
+		}, []string{"result"}),
+		adminAuth: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pullgate_admin_auth_failures_total", Help: "Admin requests with a wrong token.",
+		}),
+		overrides: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pullgate_override_changes_total", Help: "Operator override changes by action (allow, deny, remove).",
+		}, []string{"action"}),
 	}
 	reg.MustRegister(m.requests, m.decisions, m.blocks, m.scanSeconds, m.scanBytes, m.served,
-		m.verdictLookup, m.tagLookup, m.upstreamBlobs)
+		m.verdictLookup, m.tagLookup, m.upstreamBlobs, m.upstreamErrs, m.audit, m.webhooks, m.adminAuth, m.overrides)
 	return m
+}
+
+// observeUpstreams exports the pull budget each upstream last reported
+// (Docker Hub's ratelimit headers); a registry that never sent one has no
+// series.
+func (m *metrics) observeUpstreams(ups map[string]*upstream.Registry) {
+	for name, up := range ups {
+		labels := prometheus.Labels{"upstream": name}
+		m.reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pullgate_upstream_ratelimit_remaining",
+				Help: "Pulls left in the upstream's rate-limit window, as last reported (-1: never reported).", ConstLabels: labels},
+				func() float64 { return rateLimitValue(up, false) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pullgate_upstream_ratelimit_limit",
+				Help: "Pulls allowed per upstream rate-limit window, as last reported (-1: never reported).", ConstLabels: labels},
+				func() float64 { return rateLimitValue(up, true) }),
+		)
+	}
+}
+
+func rateLimitValue(up *upstream.Registry, limit bool) float64 {
+	rl := up.RateLimit()
+	switch {
+	case rl.Seen.IsZero():
+		return -1
+	case limit:
+		return float64(rl.Limit)
+	}
+	return float64(rl.Remaining)
 }
 
 // observeScanner exports the worker pool's state as it is when scraped.
@@ -89,6 +142,11 @@ func routeOf(r *http.Request) string {
 	switch {
 	case p == "/v2/" || p == "/v2":
 		return "ping"
+	case strings.HasPrefix(p, "/admin/api/"):
+		name, _, _ := strings.Cut(strings.TrimPrefix(p, "/admin/api/"), "/")
+		return "admin-api-" + name
+	case strings.HasPrefix(p, "/admin"):
+		return "admin"
 	case strings.HasPrefix(p, "/v2/"):
 		for _, k := range []string{"/manifests/", "/blobs/", "/tags/list"} {
 			if strings.Contains(p, k) {
@@ -102,6 +160,9 @@ func routeOf(r *http.Request) string {
 
 func (m *metrics) decision(ev event) {
 	m.decisions.WithLabelValues(ev.Decision).Inc()
+	if ev.Decision == "upstream-error" {
+		m.upstreamErrs.WithLabelValues(registryOf(ev.Image)).Inc()
+	}
 	if ev.Decision == "blocked" {
 		for _, f := range ev.Findings {
 			m.blocks.WithLabelValues(f.Rule).Inc()
@@ -114,10 +175,27 @@ func (m *metrics) scanned(v storage.Verdict) {
 	m.scanBytes.Add(float64(v.Bytes))
 }
 
-func (m *metrics) servedBytes(n int)        { m.served.Add(float64(n)) }
-func (m *metrics) upstreamBlob(name string) { m.upstreamBlobs.WithLabelValues(name).Inc() }
-func (m *metrics) verdictCache(hit bool)    { m.verdictLookup.WithLabelValues(hitMiss(hit)).Inc() }
-func (m *metrics) tagCache(hit bool)        { m.tagLookup.WithLabelValues(hitMiss(hit)).Inc() }
+func (m *metrics) servedBytes(n int) {
+	m.served.Add(float64(n))
+	m.servedTotal.Add(int64(n))
+}
+
+func (m *metrics) verdictCache(hit bool) {
+	m.verdictLookup.WithLabelValues(hitMiss(hit)).Inc()
+	if hit {
+		m.hits.Add(1)
+	} else {
+		m.misses.Add(1)
+	}
+}
+
+func (m *metrics) upstreamBlob(name string)      { m.upstreamBlobs.WithLabelValues(name).Inc() }
+func (m *metrics) tagCache(hit bool)             { m.tagLookup.WithLabelValues(hitMiss(hit)).Inc() }
+func (m *metrics) auditFailed()                  { m.audit.WithLabelValues("failed").Inc() }
+func (m *metrics) auditDropped()                 { m.audit.WithLabelValues("dropped").Inc() }
+func (m *metrics) webhook(result string)         { m.webhooks.WithLabelValues(result).Inc() }
+func (m *metrics) adminAuthFailed()              { m.adminAuth.Inc() }
+func (m *metrics) overrideChanged(action string) { m.overrides.WithLabelValues(action).Inc() }
 
 func hitMiss(hit bool) string {
 	if hit {

@@ -48,14 +48,27 @@ type Options struct {
 	IngestTimeout time.Duration
 	// IngestLease is how long a replica's claim on an ingest lasts without
 	// renewal (it is renewed every third of it); a crashed replica's work is
-	// taken over after at most this. Default 30s.
+	// taken over after at most this. Default 10s, well inside a hold.
 	IngestLease time.Duration
+	// Policy is the publisher policy per registry name, checked before
+	// any scan.
+	Policy map[string]RepoPolicy
+	// KnownBad lists blob (and image manifest) digests that always block.
+	KnownBad DigestSet
+	// PrefetchPlatforms ("os/arch[/variant]") are pre-scanned in the
+	// background when their index is pulled. Default linux/amd64 and
+	// linux/arm64; set to an empty, non-nil slice to turn prefetch off.
+	PrefetchPlatforms []string
 	// MaxBlobBytes bounds a blob whose size no manifest declared. Default 16 GiB.
 	MaxBlobBytes int64
 	// MaxConfigBytes bounds an image config. Default 8 MiB.
 	MaxConfigBytes int64
 	// MaxManifestLayers bounds the layers of one image. Default 500.
 	MaxManifestLayers int
+
+	// Admin configures /admin/ (the page and its API), the audit log and
+	// the alerts (admin.go).
+	Admin AdminOptions
 
 	Logger   *slog.Logger
 	Registry *prometheus.Registry // metrics go here; nil: a new one
@@ -73,7 +86,7 @@ func (o *Options) setDefaults() {
 	def(&o.RetryAfter, 10*time.Second)
 	def(&o.TagTTL, 60*time.Second)
 	def(&o.IngestTimeout, 30*time.Minute)
-	def(&o.IngestLease, 30*time.Second)
+	def(&o.IngestLease, 10*time.Second)
 	if o.MaxBlobBytes <= 0 {
 		o.MaxBlobBytes = 16 << 30
 	}
@@ -82,6 +95,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxManifestLayers <= 0 {
 		o.MaxManifestLayers = 500
+	}
+	if o.PrefetchPlatforms == nil {
+		o.PrefetchPlatforms = []string{"linux/amd64", "linux/arm64"}
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -99,9 +115,14 @@ type Server struct {
 	log     *slog.Logger
 	sc      atomic.Pointer[scanner.Scanner]
 	flights flights
-	tags    tagCache
-	metrics *metrics
-	started time.Time
+	// allowFlights fetch blobs an operator allowed despite their verdict.
+	allowFlights flights
+	tags         tagCache
+	prefetches   prefetcher
+	metrics      *metrics
+	started      time.Time
+
+	admin // the operator's window: admin*.go, events.go
 }
 
 // New checks the options and builds a Server.
@@ -120,8 +141,12 @@ func New(opts Options) (*Server, error) {
 		started: time.Now(),
 	}
 	s.sc.Store(opts.Scanner)
+	s.prefetches.sem = make(chan struct{}, 2)
 	s.tags.ttl = opts.TagTTL
 	s.metrics.observeScanner(s.scanner)
+	if err := s.startAdmin(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -134,7 +159,7 @@ func (s *Server) scanner() *scanner.Scanner { return s.sc.Load() }
 func (s *Server) SetScanner(sc *scanner.Scanner) *scanner.Scanner { return s.sc.Swap(sc) }
 
 // Handler returns the routes: /v2/ (the registry API), /metrics, /healthz
-// and /readyz.
+// and /readyz, and /admin/ unless it has a listener of its own.
 func (s *Server) Handler() http.Handler {
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
@@ -142,6 +167,9 @@ func (s *Server) Handler() http.Handler {
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	r.Get("/readyz", s.ready)
 	r.Handle("/metrics", promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{}))
+	if !s.opts.Admin.Separate {
+		r.Mount("/admin", s.adminRoutes())
+	}
 	r.Route("/v2", func(r chi.Router) {
 		r.Use(apiVersion)
 		r.Get("/", s.ping)
@@ -185,6 +213,14 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeError(w, r, err)
 		return
+	}
+	if t.Kind != kindTags {
+		if err := s.checkPolicy(t); err != nil {
+			s.record(event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: t.Image(), Digest: t.Digest,
+				Decision: "policy", Reason: asAPIError(err).Message})
+			writeError(w, r, err)
+			return
+		}
 	}
 	switch t.Kind {
 	case kindManifest:

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -364,6 +365,12 @@ func TestIndexServedAndPlatformGated(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Header.Get("Docker-Content-Digest") != idx.String() {
 		t.Fatalf("index: %d", resp.StatusCode)
 	}
+	// Serving the index pre-scans both platforms in the background.
+	waitFor(t, 20*time.Second, "both platforms to be prefetched", func() bool {
+		_, errGood := f.store.Verdict(context.Background(), digest.FromBytes(cleanImage("amd64").Layers[0]), f.srv.scanner().RulesetID())
+		_, errBad := f.store.Verdict(context.Background(), digest.FromBytes(minerImage().Layers[2]), f.srv.scanner().RulesetID())
+		return errGood == nil && errBad == nil
+	})
 	if resp, _ := f.do(t, "GET", "/v2/library/multi/manifests/"+good.String()); resp.StatusCode != 200 {
 		t.Fatalf("clean platform: %d", resp.StatusCode)
 	}
@@ -555,3 +562,157 @@ func TestHostNamesTheRegistry(t *testing.T) {
 }
 
 func httptestClient() *http.Client { return &http.Client{Timeout: time.Minute} }
+
+func TestOperatorOverrides(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	img := minerImage()
+	mdgst := f.hub.Push(t, "someone/tool", "1", img)
+	bad := digest.FromBytes(img.Layers[2])
+	if resp, _ := f.do(t, "GET", "/v2/someone/tool/manifests/1"); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("miner image served: %d", resp.StatusCode)
+	}
+
+	// Allow the image and its blocked layer: both are served, the layer as
+	// upstream has it.
+	for _, subject := range []string{mdgst.String(), bad.String()} {
+		if err := f.store.PutOverride(ctx, storage.Override{Subject: subject, Action: storage.Allow, Reason: "vendor's test fixture", Actor: "admin", Time: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if resp, body := f.do(t, "GET", "/v2/someone/tool/manifests/1"); resp.StatusCode != 200 {
+		t.Fatalf("allowed image: %d %s", resp.StatusCode, body)
+	}
+	resp, body := f.do(t, "GET", "/v2/someone/tool/blobs/"+bad.String())
+	if resp.StatusCode != 200 || digest.FromBytes(body) != bad {
+		t.Fatalf("allowed layer: %d", resp.StatusCode)
+	}
+	// Without the override the layer is refused again, although it is stored.
+	if err := f.store.DeleteOverride(ctx, bad.String()); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := f.do(t, "GET", "/v2/someone/tool/blobs/"+bad.String()); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("layer served after its override was removed: %d", resp.StatusCode)
+	}
+
+	// Deny a repository: clean content in it is refused too, and the deny
+	// wins over an allow on the digest.
+	clean := f.hub.Push(t, "someone/tool", "clean", cleanImage("deny"))
+	if err := f.store.PutOverride(ctx, storage.Override{Subject: "docker.io/someone/tool", Action: storage.Deny, Reason: "known-bad publisher", Actor: "admin", Time: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = f.do(t, "GET", "/v2/someone/tool/manifests/"+clean.String())
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("denied repository served: %d", resp.StatusCode)
+	}
+	if _, msg := ociError(t, body); !strings.Contains(msg, "known-bad publisher") || !strings.Contains(msg, "denied by operator admin") {
+		t.Fatalf("message %q", msg)
+	}
+	if resp, _ := f.do(t, "GET", "/v2/someone/tool/manifests/1"); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("deny on the repository must win over allow on the digest: %d", resp.StatusCode)
+	}
+	if resp, _ := f.do(t, "GET", "/v2/someone/tool/blobs/"+digest.FromBytes(img.Layers[0]).String()); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("blob of a denied repository served: %d", resp.StatusCode)
+	}
+}
+
+type digestList []digest.Digest
+
+func (l digestList) Has(d digest.Digest) bool { return slices.Contains(l, d) }
+
+func TestPublisherPolicyAndKnownBad(t *testing.T) {
+	img := testregistry.Image{Layers: [][]byte{
+		testregistry.Layer(testregistry.File{Path: "etc/motd", Data: []byte("shared base")}),
+		testregistry.Layer(testregistry.File{Path: "opt/known/tool", Data: []byte("a layer on the known-bad list")}),
+	}}
+	known := digest.FromBytes(img.Layers[1])
+	f := newFixture(t, func(o *Options, _ *scanner.Options) {
+		o.Policy = map[string]RepoPolicy{"docker.io": {
+			Allow: []string{"library/*", "goodcorp/**"},
+			Deny:  []string{"library/evil*"},
+		}}
+		o.KnownBad = digestList{known}
+	})
+	for _, repo := range []string{"library/ok", "goodcorp/team/app", "library/evilbox", "docker123321/xmr"} {
+		f.hub.Push(t, repo, "1", cleanImage(repo))
+	}
+	cases := []struct {
+		path, want string
+		status     int
+	}{
+		{"/v2/ok/manifests/1", "", 200},
+		{"/v2/goodcorp/team/app/manifests/1", "", 200},
+		{"/v2/library/evilbox/manifests/1", `deny pattern "library/evil*"`, 403},
+		{"/v2/docker123321/xmr/manifests/1", "not on the allow list of docker.io", 403},
+		{"/v2/docker123321/xmr/blobs/" + digest.FromBytes(img.Layers[0]).String(), "not on the allow list", 403},
+	}
+	for _, c := range cases {
+		resp, body := f.do(t, "GET", c.path)
+		if resp.StatusCode != c.status {
+			t.Errorf("%s: %d, want %d", c.path, resp.StatusCode, c.status)
+			continue
+		}
+		if c.want != "" {
+			if _, msg := ociError(t, body); !strings.Contains(msg, c.want) {
+				t.Errorf("%s: message %q lacks %q", c.path, msg, c.want)
+			}
+		}
+	}
+	if f.hub.ManifestHeads("docker123321/xmr", "1") != 0 {
+		t.Error("a repository refused by policy was looked up upstream")
+	}
+
+	f.hub.Push(t, "library/known", "1", img)
+	resp, body := f.do(t, "GET", "/v2/library/known/manifests/1")
+	if resp.StatusCode != 403 {
+		t.Fatalf("image with a known-bad layer: %d", resp.StatusCode)
+	}
+	if _, msg := ociError(t, body); !strings.Contains(msg, known.String()+" is on the known-bad list") {
+		t.Fatalf("message %q", msg)
+	}
+	if f.hub.CDNGets(known) != 0 {
+		t.Error("a known-bad layer was fetched")
+	}
+}
+
+func TestRescanUnderNewRulesRemovesWhatIsNowBad(t *testing.T) {
+	f := newFixture(t)
+	img := cleanImage("retro")
+	f.hub.Push(t, "library/retro", "1", img)
+	if resp, _ := f.do(t, "GET", "/v2/library/retro/manifests/1"); resp.StatusCode != 200 {
+		t.Fatal("first pull")
+	}
+	rule := filepath.Join(t.TempDir(), "retro.yar")
+	writeRule(t, rule, `rule TestRetro { meta: category = "miner" severity = "high" description = "test rule" strings: $a = "hello retro" condition: $a }`)
+	sc, err := scanner.New(scanner.Options{Workers: 1, RulePaths: []string{rule}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sc.Close() })
+	old := f.srv.SetScanner(sc)
+	t.Cleanup(func() { old.Close() })
+
+	rep, err := f.srv.Rescan(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := digest.FromBytes(img.Layers[0])
+	// Config and two layers were stored; all three are rescanned.
+	if rep.Checked != 3 || rep.Scanned != 3 || rep.Failed != 0 || len(rep.Refused) != 1 || rep.Refused[0] != bad {
+		t.Fatalf("report %+v", rep)
+	}
+	if _, err := f.blobs.Stat(context.Background(), bad); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatal("the now-bad layer is still stored")
+	}
+	if n := f.hub.CDNGets(bad); n != 1 {
+		t.Fatalf("the rescan fetched from upstream (%d)", n)
+	}
+	// A second rescan finds nothing left to do.
+	rep, err = f.srv.Rescan(context.Background())
+	if err != nil || rep.Scanned != 0 || rep.Checked != 2 {
+		t.Fatalf("second rescan %+v %v", rep, err)
+	}
+	if resp, _ := f.do(t, "GET", "/v2/library/retro/manifests/1"); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("image served after its layer was found bad: %d", resp.StatusCode)
+	}
+}

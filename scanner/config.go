@@ -101,6 +101,12 @@ func (c containerConfig) items(prefix string) []item {
 	var items []item
 	items = appendText(items, prefix+"Entrypoint", strings.Join(c.Entrypoint, " "))
 	items = appendText(items, prefix+"Cmd", strings.Join(c.Cmd, " "))
+	if len(c.Entrypoint) > 0 && len(c.Cmd) > 0 {
+		// What the container runs is both together; an indicator may be
+		// split between them (the binary and pool in one, the wallet in
+		// the other).
+		items = appendText(items, prefix+"Entrypoint+Cmd", strings.Join(append(slices.Clone([]string(c.Entrypoint)), c.Cmd...), " "))
+	}
 	items = appendText(items, prefix+"Env", strings.Join(c.Env, "\n"))
 	if len(c.Labels) > 0 {
 		labels := make([]string, 0, len(c.Labels))

@@ -5,9 +5,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"path"
 	"strings"
@@ -347,6 +349,7 @@ func (w *walker) addSmall(it item, r io.Reader, size, batchCap int) error {
 	w.used += size
 	w.bytes += int64(size)
 	it.exec = it.exec || hasExecMagic(data)
+	it.hash = w.s.knownBad != nil
 	it.data = data
 	w.batch.items = append(w.batch.items, it)
 	return nil
@@ -369,6 +372,10 @@ func (w *walker) scanWindows(it item, r io.Reader, size int64) error {
 	maxBytes := w.s.limits.MaxFileBytes
 	var read int64
 	w.tail = w.tail[:0]
+	var sum hash.Hash
+	if w.s.knownBad != nil {
+		sum = sha256.New()
+	}
 	for first := true; ; first = false {
 		if err := w.st.acquire(); err != nil {
 			return err
@@ -402,6 +409,11 @@ func (w *walker) scanWindows(it item, r io.Reader, size int64) error {
 			break
 		}
 		data := buf.b[:n+m]
+		if sum != nil {
+			// Hashed before the window goes to a worker, which gives the
+			// buffer back to the pool when done.
+			sum.Write(data[n:])
+		}
 		if first {
 			it.exec = it.exec || hasExecMagic(data)
 		}
@@ -418,6 +430,12 @@ func (w *walker) scanWindows(it item, r io.Reader, size int64) error {
 		}
 	}
 	w.bytes += read
+	if sum != nil {
+		var s [sha256.Size]byte
+		if f, ok := w.s.knownBad.finding([sha256.Size]byte(sum.Sum(s[:0])), it.path); ok {
+			w.st.add(f)
+		}
+	}
 	return nil
 }
 

@@ -111,7 +111,7 @@ func TestScanLayerFamilies(t *testing.T) {
 		{
 			name:     "miner name alone does not block",
 			files:    []tfile{reg("usr/local/bin/xmrig-proxy", 0o755, "#!/bin/sh\necho not really\n")},
-			wantRule: "MinerXMRigName", wantPath: "/usr/local/bin/xmrig-proxy",
+			wantRule: "MinerNameExecutable", wantPath: "/usr/local/bin/xmrig-proxy",
 		},
 		{
 			name:     "UPX packed ELF does not block",

@@ -2,6 +2,7 @@ package scanner
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"sync"
 	"time"
@@ -16,6 +17,7 @@ type item struct {
 	name string // "x"
 	ext  string // "sh"
 	exec bool
+	hash bool // a whole file to check against the known-bad list
 	data []byte
 }
 
@@ -266,6 +268,11 @@ func (w *worker) scan(st *scanState, it *item) error {
 	for _, rule := range w.matches {
 		m := w.s.metas[rule]
 		st.add(Finding{Rule: rule, Category: m.category, Severity: m.severity, Description: m.description, Path: it.path})
+	}
+	if it.hash {
+		if f, ok := w.s.knownBad.finding(sha256.Sum256(it.data), it.path); ok {
+			st.add(f)
+		}
 	}
 	return nil
 }

@@ -30,16 +30,12 @@ type Result struct {
 	Duration time.Duration
 }
 
-// Blocking returns the findings that make an image refused: every finding
-// of severity "high". This is the only place that decision is made.
+// Blocking returns the findings that would refuse an image made of this
+// one blob under DefaultPolicy: DefaultPolicy().Decide(r.Findings).Blocking.
+// An image's decision takes the findings of all its blobs together (see
+// Policy.Decide); this is the same decision for a single blob.
 func (r Result) Blocking() []Finding {
-	var out []Finding
-	for _, f := range r.Findings {
-		if f.Severity == SeverityHigh {
-			out = append(out, f)
-		}
-	}
-	return out
+	return DefaultPolicy().Decide(r.Findings).Blocking
 }
 
 // sortFindings orders findings by path, then rule, so results compare

@@ -108,8 +108,8 @@ func loadSources(extra []string) ([]ruleSource, error) {
 }
 
 // compileRules compiles every source into one namespace. Errors name the
-// file and line. Warnings (such as a string that slows scanning) are
-// returned for tests and operators to see.
+// file and line. Warnings (such as a string that slows scanning), as
+// "file:line: text", are returned for tests and operators to see.
 func compileRules(srcs []ruleSource) (*yara.Rules, []string, error) {
 	c, err := yara.NewCompiler()
 	if err != nil {
@@ -131,14 +131,16 @@ func compileRules(srcs []ruleSource) (*yara.Rules, []string, error) {
 			return nil, nil, fmt.Errorf("define yara external %s: %w", d.name, err)
 		}
 	}
+	var warnings []string
 	for _, src := range srcs {
 		if err := c.AddString(string(src.data), ruleNamespace); err != nil {
 			return nil, nil, compileError(src.name, c.Errors, err)
 		}
-	}
-	var warnings []string
-	for _, w := range c.Warnings {
-		warnings = append(warnings, fmt.Sprintf("line %d: %s", w.Line, w.Text))
+		// The compiler keeps every warning so far; the new ones are this
+		// source's.
+		for _, w := range c.Warnings[len(warnings):] {
+			warnings = append(warnings, fmt.Sprintf("%s:%d: %s", src.name, w.Line, w.Text))
+		}
 	}
 	rules, err := c.GetRules()
 	if err != nil {
@@ -192,7 +194,7 @@ func ruleMetas(rules *yara.Rules) (map[string]ruleMeta, int) {
 
 // rulesetID hashes everything that decides a verdict: the scanner version,
 // the YARA engine version, every rule source and the limits.
-func rulesetID(srcs []ruleSource, l Limits) string {
+func rulesetID(srcs []ruleSource, l Limits, knownBad []string) string {
 	h := sha256.New()
 	field := func(b []byte) {
 		var n [8]byte
@@ -210,5 +212,9 @@ func rulesetID(srcs []ruleSource, l Limits) string {
 	}
 	field(fmt.Appendf(nil, "%d/%d/%d/%d/%d/%d",
 		l.MaxLayerBytes, l.MaxFiles, l.MaxFileBytes, l.Window, int64(l.LayerTimeout), windowOverlap))
+	if len(knownBad) > 0 {
+		field([]byte("known-bad"))
+		field([]byte(strings.Join(knownBad, "\n")))
+	}
 	return hex.EncodeToString(h.Sum(nil))
 }

@@ -139,7 +139,9 @@ func TestRulesetID(t *testing.T) {
 // The embedded rule files all carry the escaped indicator convention; a
 // plain-text indicator in a rule source would make pullgate match itself.
 func TestRuleSourcesEscapeIndicators(t *testing.T) {
-	for _, ind := range []string{stratumTCP, "stratum+ssl://", donateLevel, "XMRig/%s", "xmrig", "kdevtmpfsi", "kinsing", "cryptonight", "randomx"} {
+	for _, ind := range []string{stratumTCP, "stratum+ssl://", donateLevel, "XMRig/%s", "xmrig", "kdevtmpfsi", "kinsing", "cryptonight", "randomx",
+		"xmr-stak", "cpuminer", "minerd", "ccminer", "cgminer", "bfgminer", "ethminer", "lolMiner", "NBMiner", "PhoenixMiner", "nanominer", "SRBMiner",
+		"mining.subscribe", "ethash", "kawpow", "nr_hugepages", "wallet_address", "pool_list"} {
 		err := fs.WalkDir(defaultRules, "rules", func(p string, d fs.DirEntry, err error) error {
 			if err != nil || d.IsDir() {
 				return err

@@ -3,6 +3,8 @@ package scanner
 import (
 	"archive/tar"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 	"testing"
 
@@ -176,4 +178,9 @@ func hasFinding(fs []Finding, rule, path string) bool {
 		}
 	}
 	return false
+}
+
+func hexSHA256(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }

@@ -27,6 +27,11 @@ type Options struct {
 	Workers   int      // default runtime.NumCPU()
 	Limits    Limits   // zero fields take defaults
 	RulePaths []string // extra .yar files or folders (recursively *.yar, *.yara), compiled together with the embedded default rules
+	// KnownBadFiles lists sha256 digests of files that always block. When
+	// it is not empty every regular file of a layer is hashed (whole, up
+	// to MaxFileBytes) and a listed one gives a KnownBadRule finding of
+	// severity high. The list is part of the ruleset id.
+	KnownBadFiles *KnownBad
 }
 
 // batchSize is the size of the buffers small files are packed into; files
@@ -42,7 +47,9 @@ const maxSlots = 16
 type Scanner struct {
 	rules    *yara.Rules
 	metas    map[string]ruleMeta
+	infos    []RuleInfo
 	nrules   int
+	knownBad *KnownBad // nil when no list, so workers skip hashing
 	id       string
 	warnings []string
 	limits   Limits
@@ -84,12 +91,18 @@ func New(opts Options) (*Scanner, error) {
 		return nil, err
 	}
 	metas, nrules := ruleMetas(rules)
+	var knownBad *KnownBad
+	if opts.KnownBadFiles.Len() > 0 {
+		knownBad = opts.KnownBadFiles
+	}
 	s := &Scanner{
 		rules:    rules,
 		metas:    metas,
+		infos:    ruleInfos(rules, metas, srcs),
 		nrules:   nrules,
-		id:       rulesetID(srcs, limits),
-		warnings: warnings,
+		knownBad: knownBad,
+		id:       rulesetID(srcs, limits, knownBad.Digests()),
+		warnings: append(warnings, lintSources(srcs)...),
 		limits:   limits,
 		// The default rules use no string counts or match offsets beyond
 		// the first, so YARA may stop looking for a string once found.
@@ -129,8 +142,9 @@ func (s *Scanner) RulesetID() string { return s.id }
 // RuleCount is the number of public rules compiled.
 func (s *Scanner) RuleCount() int { return s.nrules }
 
-// Warnings are the compiler's warnings (such as strings that slow
-// scanning down), as "line N: text".
+// Warnings are the compiler's warnings and pullgate's own lint of the
+// rule sources (strings that may slow scanning down: no fixed run of 4
+// bytes), each as "file:line: text".
 func (s *Scanner) Warnings() []string { return append([]string(nil), s.warnings...) }
 
 // Limits returns the limits in force, defaults filled in.

@@ -291,3 +291,18 @@ func isPathNotFound(err error) bool {
 	var pnf storagedriver.PathNotFoundError
 	return errors.As(err, &pnf)
 }
+
+// Walk calls fn with the digest of every stored blob (manifests excluded),
+// for background work such as rescanning under new rules. An error from fn
+// stops the walk and is returned.
+func (b *Blobs) Walk(ctx context.Context, fn func(digest.Digest) error) error {
+	e, ok := b.blobs.(distribution.BlobEnumerator)
+	if !ok {
+		return errors.New("blob store cannot enumerate its blobs")
+	}
+	err := e.Enumerate(ctx, fn)
+	if isPathNotFound(err) {
+		return nil
+	}
+	return err
+}

@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/pullgate/pullgate/proxy"
+	"github.com/pullgate/pullgate/storage"
 )
 
 // Config is everything pullgate serve reads. Defaults are set by
@@ -28,15 +31,33 @@ type Config struct {
 	Log       LogConfig           `yaml:"log"`
 	Gate      GateConfig          `yaml:"gate"`
 	Scan      ScanConfig          `yaml:"scan"`
+	Gateway   GatewayConfig       `yaml:"gateway"`
+	// Platforms of a multi-platform image that are fetched and scanned
+	// ahead of need (index prefetch, warm), as "os/arch[/variant]".
+	Platforms []string   `yaml:"platforms"`
+	Warm      WarmConfig `yaml:"warm"`
+	// Policy is the publisher policy per registry: repository globs to
+	// allow and deny, checked before any scan.
+	Policy map[string]proxy.RepoPolicy `yaml:"policy"`
+	// KnownBad is a file of sha256 digests (blobs, image manifests, files
+	// inside layers) that always block.
+	KnownBad string `yaml:"known_bad"`
+	// Admin is the /admin/ page and API, the audit log and alerts.
+	Admin AdminConfig `yaml:"admin"`
 }
 
-// Upstream is one registry pullgate fetches from.
+// Upstream is one registry pullgate fetches from. Credentials come from
+// username with password, password_file or token, or from credentials_file
+// (a Docker config.json); they are never logged or sent to clients.
 type Upstream struct {
-	URL          string `yaml:"url"`
-	Username     string `yaml:"username"`
-	Password     string `yaml:"password"`
-	PasswordFile string `yaml:"password_file"`
-	Insecure     bool   `yaml:"insecure"`
+	URL             string `yaml:"url"`
+	Username        string `yaml:"username"`
+	Password        string `yaml:"password"`
+	PasswordFile    string `yaml:"password_file"`
+	Token           string `yaml:"token"`
+	CredentialsFile string `yaml:"credentials_file"`
+	MaxConcurrent   int    `yaml:"max_concurrent"`
+	Insecure        bool   `yaml:"insecure"`
 }
 
 // LogConfig sets the structured logs' level (debug, info, warn, error) and
@@ -56,6 +77,7 @@ type GateConfig struct {
 	MaxBlobBytes   int64    `yaml:"max_blob_bytes"`
 	MaxConfigBytes int64    `yaml:"max_config_bytes"`
 	MaxLayers      int      `yaml:"max_layers"`
+	IngestLease    Duration `yaml:"ingest_lease"`
 }
 
 // ScanConfig holds the scanner's limits; every one fails closed.
@@ -97,6 +119,7 @@ func defaultConfig() Config {
 			MaxBlobBytes:   16 << 30,
 			MaxConfigBytes: 8 << 20,
 			MaxLayers:      500,
+			IngestLease:    Duration(10 * time.Second),
 		},
 		Scan: ScanConfig{
 			MaxLayerBytes: 8 << 30,
@@ -105,6 +128,10 @@ func defaultConfig() Config {
 			Window:        16 << 20,
 			LayerTimeout:  Duration(10 * time.Minute),
 		},
+		Platforms: []string{"linux/amd64", "linux/arm64"},
+		Policy:    map[string]proxy.RepoPolicy{},
+		Warm:      WarmConfig{Images: []string{}, Interval: Duration(time.Hour), Timeout: Duration(30 * time.Minute)},
+		Admin:     AdminConfig{AuditRetention: storage.DefaultAuditRetention},
 	}
 }
 
@@ -136,6 +163,8 @@ type serveFlags struct {
 	config, listen, dataDir, redis string
 	upstreams, rules               listFlag
 	workers                        int
+	gateway                        gatewayFlags
+	admin                          adminFlags
 }
 
 func (f *serveFlags) register(fs *flag.FlagSet) {
@@ -146,6 +175,8 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.upstreams, "upstream", "REGISTRY=URL, repeatable, e.g. docker.io=http://127.0.0.1:5001 (env PULLGATE_UPSTREAM, comma-separated)")
 	fs.Var(&f.rules, "rules", "extra YARA rule file or folder, repeatable (env PULLGATE_RULES, colon-separated)")
 	fs.IntVar(&f.workers, "workers", 0, "scanner workers (default: CPU count; env PULLGATE_WORKERS)")
+	f.gateway.register(fs)
+	f.admin.register(fs)
 }
 
 // resolve builds the Config: defaults, then file, then env, then flags.
@@ -196,6 +227,8 @@ func (f *serveFlags) resolve(getenv func(string) string) (Config, error) {
 	if err := c.setUpstreams(f.upstreams); err != nil {
 		return c, fmt.Errorf("--upstream: %w", err)
 	}
+	f.gateway.apply(&c.Gateway, getenv)
+	f.admin.apply(&c.Admin, getenv)
 	return c, c.validate()
 }
 
@@ -241,6 +274,7 @@ func (c *Config) validate() error {
 	if c.Workers < 0 {
 		errs = append(errs, errors.New("workers is negative"))
 	}
+	errs = append(errs, c.Gateway.validate(), c.Warm.validate(), validatePlatforms(c.Platforms), proxy.ValidatePolicy(c.Policy), c.Admin.validate())
 	return errors.Join(errs...)
 }
 

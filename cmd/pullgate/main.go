@@ -22,6 +22,8 @@ usage:
   pullgate serve [flags]          run the mirror (pullgate serve -h for flags)
   pullgate scan [flags] PATH...   scan an image tarball, an OCI layout or a layer
   pullgate rules check [flags]    compile the rules and list them
+  pullgate warm [flags] IMAGE...  ask a running pullgate to fetch and scan images
+  pullgate verdicts ls|show|allow|deny|rm   blocked images and overrides, via the admin API
   pullgate version
 `
 
@@ -41,6 +43,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = serve(args[1:], stderr)
 	case "scan":
 		return scan(args[1:], stdout, stderr)
+	case "warm":
+		return warm(args[1:], stdout, stderr)
+	case "verdicts":
+		err = verdicts(args[1:], stdout, stderr)
 	case "rules":
 		err = rules(args[1:], stdout, stderr)
 	case "version":

@@ -65,6 +65,11 @@ func serve(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	audit, err := openAudit(cfg, verdicts)
+	if err != nil {
+		return err
+	}
+	defer audit.Close()
 	srv, err := proxy.New(proxy.Options{
 		Upstreams:         ups,
 		Blobs:             blobs,
@@ -75,9 +80,13 @@ func serve(args []string, stderr io.Writer) error {
 		RetryAfter:        time.Duration(cfg.Gate.RetryAfter),
 		TagTTL:            time.Duration(cfg.Gate.TagTTL),
 		IngestTimeout:     time.Duration(cfg.Gate.IngestTimeout),
+		IngestLease:       time.Duration(cfg.Gate.IngestLease),
+		PrefetchPlatforms: append([]string{}, cfg.Platforms...),
+		Policy:            cfg.Policy,
 		MaxBlobBytes:      cfg.Gate.MaxBlobBytes,
 		MaxConfigBytes:    cfg.Gate.MaxConfigBytes,
 		MaxManifestLayers: cfg.Gate.MaxLayers,
+		Admin:             adminOptions(cfg.Admin, audit),
 		Logger:            log,
 		Version:           version,
 	})
@@ -95,6 +104,7 @@ func serve(args []string, stderr io.Writer) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	hs.RegisterOnShutdown(srv.StopStreams)
 	names := make([]string, 0, len(ups))
 	for n := range ups {
 		names = append(names, n)
@@ -104,8 +114,22 @@ func serve(args []string, stderr io.Writer) error {
 		"verdicts", verdicts.Kind(), "upstreams", strings.Join(names, ","),
 		"ruleset", sc.RulesetID(), "rules", sc.RuleCount(), "workers", sc.Workers(), "version", version)
 
-	errc := make(chan error, 1)
+	errc := make(chan error, 3)
 	go func() { errc <- hs.Serve(ln) }()
+	adm, err := startAdminListener(cfg.Admin, srv, log, errc)
+	if err != nil {
+		return err
+	}
+	gw, err := startGateway(cfg.Gateway, srv.GatewayHandler(), log, errc)
+	if err != nil {
+		return err
+	}
+	go keepWarm(ctx, cfg, ln.Addr(), log)
+	rl := &reloader{cfg: cfg, srv: srv, log: log, grace: time.Duration(cfg.Gate.IngestTimeout)}
+	go rl.run(ctx)
+	// Blobs stored under other rules (an upgrade, a rules change while
+	// stopped) get verdicts under these rules before anyone asks.
+	go rl.rescan(ctx)
 	select {
 	case err := <-errc:
 		return err
@@ -114,7 +138,10 @@ func serve(args []string, stderr io.Writer) error {
 	log.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := hs.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+	err = errors.Join(hs.Shutdown(shutdownCtx), gw.shutdown(shutdownCtx), adm.shutdown(shutdownCtx))
+	// The queued audit records and alerts in flight, after the last request.
+	srv.Close(shutdownCtx)
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
 	return nil
@@ -154,21 +181,19 @@ func openVerdicts(ctx context.Context, cfg Config) (storage.Store, error) {
 func newUpstreams(cfg Config) (map[string]*upstream.Registry, error) {
 	out := make(map[string]*upstream.Registry, len(cfg.Upstreams))
 	for name, u := range cfg.Upstreams {
-		password := u.Password
-		if u.PasswordFile != "" {
-			b, err := os.ReadFile(u.PasswordFile)
-			if err != nil {
-				return nil, fmt.Errorf("upstream %s: password_file: %w", name, err)
-			}
-			password = strings.TrimSpace(string(b))
+		creds, err := upstreamCredentials(name, u)
+		if err != nil {
+			return nil, fmt.Errorf("upstream %s: %w", name, err)
 		}
 		r, err := upstream.New(upstream.Config{
-			Name:      name,
-			URL:       u.URL,
-			Username:  u.Username,
-			Password:  password,
-			Insecure:  u.Insecure,
-			UserAgent: "pullgate/" + version,
+			Name:          name,
+			URL:           u.URL,
+			Username:      creds.Username,
+			Password:      creds.Password,
+			Token:         creds.RefreshToken,
+			MaxConcurrent: u.MaxConcurrent,
+			Insecure:      u.Insecure,
+			UserAgent:     "pullgate/" + version,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("upstream %s: %w", name, err)

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -430,9 +431,15 @@ func (r *Registry) blob(ctx context.Context, repo string, dgst digest.Digest) ([
 	if err != nil {
 		return nil, err
 	}
-	data, err := rp.Blobs(ctx).Get(ctx, dgst)
+	// Open, not Get: distribution's BlobStore.Get refuses blobs over 4 MiB
+	// ("storage: read exceeds limit").
+	rc, err := rp.Blobs(ctx).Open(ctx, dgst)
 	if errors.Is(err, distribution.ErrBlobUnknown) {
 		return nil, fmt.Errorf("blob %s unknown to %s", dgst, repo)
 	}
-	return data, err
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
 }

@@ -26,6 +26,9 @@ const (
 	DefaultUserAgent = "pullgate"
 	DefaultTimeout   = 30 * time.Second
 	DefaultRetries   = 2
+	// DefaultMaxConcurrent caps the requests open at once to one registry
+	// (see Config.MaxConcurrent).
+	DefaultMaxConcurrent = 32
 
 	// MaxManifestSize caps a manifest body, as distribution and containerd do.
 	MaxManifestSize = 4 << 20
@@ -49,6 +52,16 @@ type Config struct {
 	// in logs or errors.
 	Username string
 	Password string
+	// Token is an identity (refresh) token, sent to the registry's token
+	// service instead of a password, as `docker login` stores it in
+	// "identitytoken". Same care as Password.
+	Token string
+	// MaxConcurrent caps the requests open at once to this registry, a blob
+	// download counting until its body is closed. Requests past the cap wait
+	// in line (as long as their context allows) rather than fail, so that
+	// clients do not give up on pullgate and fall back around it. Zero means
+	// DefaultMaxConcurrent; negative means no cap.
+	MaxConcurrent int
 	// Insecure allows plain http to any host and skips TLS verification.
 	Insecure bool
 	// UserAgent is sent with every request; defaults to DefaultUserAgent.
@@ -78,6 +91,7 @@ type Registry struct {
 	backoff  time.Duration // first retry delay; doubles per attempt
 	client   *auth.Client
 	secrets  []string
+	slots    *slots // nil: no cap
 
 	mu        sync.Mutex
 	rateLimit RateLimit
@@ -131,6 +145,12 @@ func New(cfg Config) (*Registry, error) {
 	if r.retries == 0 {
 		r.retries = DefaultRetries
 	}
+	switch {
+	case cfg.MaxConcurrent == 0:
+		r.slots = newSlots(DefaultMaxConcurrent)
+	case cfg.MaxConcurrent > 0:
+		r.slots = newSlots(cfg.MaxConcurrent)
+	}
 	rt := cfg.Transport
 	if rt == nil {
 		rt = sharedTransport()
@@ -147,8 +167,8 @@ func New(cfg Config) (*Registry, error) {
 		Header: http.Header{"User-Agent": {ua}},
 		Cache:  auth.NewCache(),
 	}
-	if cfg.Username != "" || cfg.Password != "" {
-		cred := auth.Credential{Username: cfg.Username, Password: cfg.Password}
+	if cfg.Username != "" || cfg.Password != "" || cfg.Token != "" {
+		cred := auth.Credential{Username: cfg.Username, Password: cfg.Password, RefreshToken: cfg.Token}
 		host := base.Host
 		// oras-go resolves credentials per host:port of the request; only
 		// the configured registry's host gets them (and then its realm).
@@ -161,6 +181,9 @@ func New(cfg Config) (*Registry, error) {
 		if cfg.Password != "" {
 			r.secrets = append(r.secrets, cfg.Password,
 				base64.StdEncoding.EncodeToString([]byte(cfg.Username+":"+cfg.Password)))
+		}
+		if cfg.Token != "" {
+			r.secrets = append(r.secrets, cfg.Token)
 		}
 		// Short user names would mangle unrelated words in messages.
 		if len(cfg.Username) >= 4 {
@@ -292,14 +315,24 @@ func (r *Registry) send(ctx context.Context, q request) (*http.Response, error) 
 // if no response headers arrive in time; once they have, the context lives
 // until the body is closed.
 func (r *Registry) try(ctx context.Context, q request, u string) (*http.Response, error) {
+	// Waiting for a slot is not waiting for headers: the header timeout
+	// starts once the request can go.
+	release, err := r.slots.acquire(ctx)
+	if err != nil {
+		return nil, r.errorFor(q, 0, fmt.Errorf("waiting for a connection slot: %w", err))
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
+	done := func(cause error) {
+		cancel(cause)
+		release()
+	}
 	var timer *time.Timer
 	if r.timeout > 0 {
 		timer = time.AfterFunc(r.timeout, func() { cancel(errHeaderTimeout) })
 	}
 	req, err := http.NewRequestWithContext(ctx, q.method, u, nil)
 	if err != nil {
-		cancel(nil)
+		done(nil)
 		return nil, r.errorFor(q, 0, err)
 	}
 	if len(q.accept) > 0 {
@@ -310,15 +343,15 @@ func (r *Registry) try(ctx context.Context, q request, u string) (*http.Response
 		if err == nil {
 			resp.Body.Close()
 		}
-		cancel(nil)
+		done(nil)
 		return nil, r.errorFor(q, 0, fmt.Errorf("%w after %s: %w", errHeaderTimeout, r.timeout, context.DeadlineExceeded))
 	}
 	if err != nil {
-		cancel(nil)
+		done(nil)
 		return nil, r.transportError(q, err)
 	}
 	r.observe(resp)
-	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, done: done}
 	return resp, nil
 }
 
@@ -345,14 +378,16 @@ func transient(err error) bool {
 	return errors.As(e.Err, &opErr) || (errors.As(e.Err, &netErr) && netErr.Timeout())
 }
 
-// cancelOnClose releases a request's context when its body is closed.
+// cancelOnClose releases a request's context and its connection slot when
+// its body is closed (once, however often Close is called).
 type cancelOnClose struct {
 	io.ReadCloser
-	cancel context.CancelCauseFunc
+	done func(error)
+	once sync.Once
 }
 
 func (c *cancelOnClose) Close() error {
 	err := c.ReadCloser.Close()
-	c.cancel(nil)
+	c.once.Do(func() { c.done(nil) })
 	return err
 }

@@ -1,6 +1,6 @@
 /*
  * Kinsing (H2Miner) style implants: a miner named like a kernel thread
- * (kdevtmpfs + "i") and a loader named after the family, usually dropped
+ * (kdevtmpfs + "i"), a Go loader named after the family, usually dropped
  * into /tmp by a shell script.
  */
 
@@ -27,4 +27,23 @@ rule KinsingDropper
         $kins  = "kins\x69ng" fullword
     condition:
         $cmd or (uint32(0) == 0x464c457f and $kdev and $kins)
+}
+
+rule KinsingGoLoader
+{
+    meta:
+        category = "dropper"
+        severity = "high"
+        description = "Kinsing-style Go loader (C2 polling, masscan spreading, miner watchdog), whatever its name"
+    strings:
+        $f1 = "main.minerRunningChec\x6b"
+        $f2 = "main.downloadAndExecut\x65"
+        $f3 = "main.masscan"
+        $f4 = "main.backconnec\x74"
+        $f5 = "main.getActiveC2CUr\x6c"
+        $f6 = "main.getMinerPi\x64"
+        $f7 = "main.isHostAlreadyScanne\x64"
+        $f8 = "main.runTaskWithScan"
+    condition:
+        uint32(0) == 0x464c457f and 3 of them
 }

@@ -1,0 +1,351 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/distribution/reference"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// WarmConfig lists images the server keeps fetched and scanned: it asks
+// itself for each of them at start-up and then every interval, so a big
+// image never makes a client wait, a moved tag is scanned before anyone
+// pulls it, and new rules rescan them ahead of need.
+type WarmConfig struct {
+	Images   []string `yaml:"images"`
+	Interval Duration `yaml:"interval"`
+	// Timeout bounds one image's warm-up (fetch and scan of every platform).
+	Timeout Duration `yaml:"timeout"`
+}
+
+func (c WarmConfig) validate() error {
+	var errs []error
+	for _, img := range c.Images {
+		if _, err := reference.ParseNormalizedNamed(img); err != nil {
+			errs = append(errs, fmt.Errorf("warm: image %q: %w", img, err))
+		}
+	}
+	if len(c.Images) > 0 && time.Duration(c.Interval) <= 0 {
+		errs = append(errs, errors.New("warm: interval must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// validatePlatforms checks "os/arch[/variant]" entries.
+func validatePlatforms(ps []string) error {
+	for _, p := range ps {
+		if _, err := parsePlatform(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func parsePlatform(s string) (ocispec.Platform, error) {
+	parts := strings.Split(s, "/")
+	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+		return ocispec.Platform{}, fmt.Errorf("platform %q: want os/arch[/variant]", s)
+	}
+	p := ocispec.Platform{OS: parts[0], Architecture: parts[1]}
+	if len(parts) == 3 {
+		p.Variant = parts[2]
+	}
+	return p, nil
+}
+
+// platformMatches compares an index entry's platform with a wanted one; a
+// wanted platform without a variant takes any variant.
+func platformMatches(want ocispec.Platform, got *ocispec.Platform) bool {
+	if got == nil || got.OS != want.OS || got.Architecture != want.Architecture {
+		return false
+	}
+	return want.Variant == "" || want.Variant == got.Variant
+}
+
+// warm is `pullgate warm`: ask a running pullgate to fetch and scan images.
+func warm(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("pullgate warm", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	server := fs.String("server", "", `pullgate's URL (default "http://127.0.0.1:5000"; env PULLGATE_SERVER)`)
+	config := fs.String("config", "", "YAML config whose platforms to use (env PULLGATE_CONFIG)")
+	var platforms listFlag
+	fs.Var(&platforms, "platform", "os/arch[/variant] of an index to warm, repeatable (default: the config's platforms)")
+	timeout := fs.Duration("timeout", 30*time.Minute, "how long to wait for one image's scans")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "usage: pullgate warm [--server URL] [--platform OS/ARCH]... IMAGE...\n\n"+
+			"Asks a running pullgate to fetch and scan each image (every listed platform of a\n"+
+			"multi-platform image) and waits for the verdicts. Exit 0: all clean; 1: something\n"+
+			"was refused or failed; 2: usage.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return 2
+	}
+	cfg := defaultConfig()
+	if path := firstNonEmpty(*config, os.Getenv("PULLGATE_CONFIG")); path != "" {
+		if err := cfg.loadFile(path); err != nil {
+			fmt.Fprintln(stderr, "pullgate warm:", err)
+			return 2
+		}
+	}
+	if len(platforms) > 0 {
+		cfg.Platforms = platforms
+	}
+	w, err := newWarmer(firstNonEmpty(*server, os.Getenv("PULLGATE_SERVER"), "http://127.0.0.1:5000"), cfg.Platforms, "pullgate-warm/"+version)
+	if err != nil {
+		fmt.Fprintln(stderr, "pullgate warm:", err)
+		return 2
+	}
+	code := 0
+	for _, img := range fs.Args() {
+		ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+		results, err := w.warm(ctx, img)
+		cancel()
+		for _, r := range results {
+			fmt.Fprintln(stdout, r)
+			if r.Status != "clean" {
+				code = 1
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(stdout, "%s\terror\t%v\n", img, err)
+			code = 1
+		}
+	}
+	return code
+}
+
+// warmResult is one manifest's outcome.
+type warmResult struct {
+	Image    string // as given
+	Platform string // "" for a single-platform image
+	Digest   string
+	Status   string // clean, blocked, error
+	Message  string
+}
+
+func (r warmResult) String() string {
+	platform := r.Platform
+	if platform == "" {
+		platform = "-"
+	}
+	s := r.Image + "\t" + platform + "\t" + r.Digest + "\t" + r.Status
+	if r.Message != "" {
+		s += "\t" + r.Message
+	}
+	return s
+}
+
+// warmer asks pullgate for manifests the way a client does, so the gate
+// fetches and scans everything they reference.
+type warmer struct {
+	base      *url.URL
+	platforms []ocispec.Platform
+	agent     string
+	client    *http.Client
+}
+
+func newWarmer(server string, platforms []string, agent string) (*warmer, error) {
+	u, err := url.Parse(strings.TrimSuffix(server, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("server %q is not an http(s) URL", server)
+	}
+	w := &warmer{base: u, agent: agent, client: &http.Client{}}
+	for _, p := range platforms {
+		pl, err := parsePlatform(p)
+		if err != nil {
+			return nil, err
+		}
+		w.platforms = append(w.platforms, pl)
+	}
+	return w, nil
+}
+
+var warmAccept = []string{ocispec.MediaTypeImageIndex, "application/vnd.docker.distribution.manifest.list.v2+json",
+	ocispec.MediaTypeImageManifest, "application/vnd.docker.distribution.manifest.v2+json"}
+
+// warm fetches image's manifest through pullgate and, for an index, the
+// manifest of every wanted platform, each held until its scans are done.
+func (w *warmer) warm(ctx context.Context, image string) ([]warmResult, error) {
+	named, err := reference.ParseNormalizedNamed(image)
+	if err != nil {
+		return nil, fmt.Errorf("image %q: %w", image, err)
+	}
+	named = reference.TagNameOnly(named)
+	ref := ""
+	if d, ok := named.(reference.Digested); ok {
+		ref = d.Digest().String()
+	} else if t, ok := named.(reference.Tagged); ok {
+		ref = t.Tag()
+	}
+	registry, repo := reference.Domain(named), reference.Path(named)
+
+	status, mt, body, msg, err := w.getManifest(ctx, registry, repo, ref)
+	if err != nil {
+		return nil, err
+	}
+	if status != http.StatusOK {
+		return []warmResult{{Image: image, Digest: ref, Status: refusal(status), Message: msg}}, nil
+	}
+	if mt != ocispec.MediaTypeImageIndex && mt != "application/vnd.docker.distribution.manifest.list.v2+json" {
+		return []warmResult{{Image: image, Digest: ref, Status: "clean"}}, nil
+	}
+	var idx ocispec.Index
+	if err := json.Unmarshal(body, &idx); err != nil {
+		return nil, fmt.Errorf("index of %s: %w", image, err)
+	}
+	var out []warmResult
+	for _, m := range idx.Manifests {
+		if !slices.ContainsFunc(w.platforms, func(p ocispec.Platform) bool { return platformMatches(p, m.Platform) }) {
+			continue
+		}
+		p := m.Platform.OS + "/" + m.Platform.Architecture
+		if m.Platform.Variant != "" {
+			p += "/" + m.Platform.Variant
+		}
+		r := warmResult{Image: image, Platform: p, Digest: m.Digest.String(), Status: "clean"}
+		status, _, _, msg, err := w.getManifest(ctx, registry, repo, m.Digest.String())
+		switch {
+		case err != nil:
+			r.Status, r.Message = "error", err.Error()
+		case status != http.StatusOK:
+			r.Status, r.Message = refusal(status), msg
+		}
+		out = append(out, r)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("index of %s lists none of the platforms asked for", image)
+	}
+	return out, nil
+}
+
+func refusal(status int) string {
+	if status == http.StatusForbidden {
+		return "blocked"
+	}
+	return "error"
+}
+
+// getManifest GETs one manifest from pullgate (the registry named by ?ns=,
+// as containerd does), retrying "still scanning" answers (429) after their
+// Retry-After until ctx ends. It returns the final status, with the
+// message of an error answer.
+func (w *warmer) getManifest(ctx context.Context, registry, repo, ref string) (int, string, []byte, string, error) {
+	u := *w.base
+	u.Path += "/v2/" + repo + "/manifests/" + ref
+	u.RawQuery = url.Values{"ns": {registry}}.Encode()
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+		if err != nil {
+			return 0, "", nil, "", err
+		}
+		req.Header.Set("Accept", strings.Join(warmAccept, ", "))
+		req.Header.Set("User-Agent", w.agent)
+		resp, err := w.client.Do(req)
+		if err != nil {
+			return 0, "", nil, "", err
+		}
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+		resp.Body.Close()
+		if err != nil {
+			return 0, "", nil, "", err
+		}
+		if resp.StatusCode == http.StatusOK {
+			mt, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
+			return resp.StatusCode, strings.TrimSpace(mt), body, "", nil
+		}
+		msg := errorMessage(body)
+		if resp.StatusCode != http.StatusTooManyRequests {
+			return resp.StatusCode, "", nil, msg, nil
+		}
+		wait := 5 * time.Second
+		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+			wait = time.Duration(secs) * time.Second
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return resp.StatusCode, "", nil, msg, fmt.Errorf("gave up waiting: %w (last answer: %s)", context.Cause(ctx), msg)
+		case <-t.C:
+		}
+	}
+}
+
+// errorMessage takes the first OCI error message from a body.
+func errorMessage(body []byte) string {
+	var e struct {
+		Errors []struct{ Code, Message string } `json:"errors"`
+	}
+	if json.Unmarshal(body, &e) == nil && len(e.Errors) > 0 {
+		return e.Errors[0].Message
+	}
+	return strings.TrimSpace(string(body))
+}
+
+// keepWarm warms cfg.Warm.Images through the server's own listener at
+// start-up and then every interval, until ctx ends. Several replicas
+// warming the same images share the work through the gate's locks.
+func keepWarm(ctx context.Context, cfg Config, addr net.Addr, log *slog.Logger) {
+	if len(cfg.Warm.Images) == 0 {
+		return
+	}
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		log.Error("warm: listener address", "err", err)
+		return
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	w, err := newWarmer("http://"+net.JoinHostPort(host, port), cfg.Platforms, "pullgate-warm/"+version)
+	if err != nil {
+		log.Error("warm", "err", err)
+		return
+	}
+	for {
+		for _, img := range cfg.Warm.Images {
+			ictx, cancel := context.WithTimeout(ctx, time.Duration(cfg.Warm.Timeout))
+			results, err := w.warm(ictx, img)
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				log.Warn("warm failed", "image", img, "err", err)
+			}
+			for _, r := range results {
+				lvl := slog.LevelInfo
+				if r.Status != "clean" {
+					lvl = slog.LevelWarn
+				}
+				log.Log(ctx, lvl, "warmed", "image", img, "platform", r.Platform, "digest", r.Digest, "status", r.Status, "reason", r.Message)
+			}
+		}
+		t := time.NewTimer(time.Duration(cfg.Warm.Interval))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}

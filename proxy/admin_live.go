@@ -1,0 +1,189 @@
+package proxy
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/storage"
+)
+
+// recentEvents is how many pull decisions the admin page keeps in memory
+// (and reloads from the audit log at start).
+const recentEvents = 1000
+
+// BlockedImage is a refused image (or blob) as the admin page shows it:
+// what was found where, when, and who kept asking.
+type BlockedImage struct {
+	Image     string            `json:"image"` // as last asked for
+	Digest    digest.Digest     `json:"digest"`
+	Decision  string            `json:"decision"` // of the last attempt
+	Reason    string            `json:"reason"`
+	Findings  []storage.Finding `json:"findings"`
+	FirstSeen time.Time         `json:"first_seen"`
+	LastSeen  time.Time         `json:"last_seen"`
+	Attempts  int               `json:"attempts"`
+	Clients   map[string]int    `json:"clients"` // address -> attempts
+	Override  *storage.Override `json:"override,omitempty"`
+}
+
+// sseMessage is one server-sent event: its name and JSON data.
+type sseMessage struct {
+	Event string
+	Data  any
+}
+
+// live is the admin page's memory: a ring of recent decisions, the blocked
+// images, the last upstream errors, and the subscribers to changes.
+type live struct {
+	mu       sync.Mutex
+	ring     []Event // oldest first once full, see add
+	next     int
+	full     bool
+	blocked  map[digest.Digest]*BlockedImage
+	upErrors map[string]time.Time // registry -> last upstream error
+	subs     map[chan sseMessage]struct{}
+}
+
+func newLive() *live {
+	return &live{
+		ring:     make([]Event, recentEvents),
+		blocked:  map[digest.Digest]*BlockedImage{},
+		upErrors: map[string]time.Time{},
+		subs:     map[chan sseMessage]struct{}{},
+	}
+}
+
+// add keeps ev and tells the subscribers.
+func (l *live) add(ev Event) {
+	l.mu.Lock()
+	l.keep(ev)
+	l.mu.Unlock()
+	l.notify(sseMessage{Event: "pull", Data: ev})
+}
+
+// load replays records from the audit log, oldest first, without telling
+// anyone.
+func (l *live) load(records []storage.AuditRecord) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := len(records) - 1; i >= 0; i-- {
+		if records[i].Kind == storage.AuditPull || records[i].Kind == storage.AuditRetroactive {
+			l.keep(eventOf(records[i]))
+		}
+	}
+}
+
+func (l *live) keep(ev Event) {
+	l.ring[l.next] = ev
+	l.next = (l.next + 1) % len(l.ring)
+	l.full = l.full || l.next == 0
+	switch ev.Decision {
+	case "blocked", "error", "policy", "retroactive-block":
+		b := l.blocked[ev.Digest]
+		if b == nil {
+			b = &BlockedImage{Digest: ev.Digest, FirstSeen: ev.Time, Clients: map[string]int{}}
+			l.blocked[ev.Digest] = b
+		}
+		b.Image, b.Decision, b.Reason, b.LastSeen = ev.Image, ev.Decision, ev.Reason, ev.Time
+		if len(ev.Findings) > 0 {
+			b.Findings = ev.Findings
+		}
+		b.Attempts++
+		b.Clients[ev.Client]++
+	case "upstream-error":
+		l.upErrors[registryOf(ev.Image)] = ev.Time
+	default:
+		// A digest served since (an operator allowed it) keeps its row,
+		// with the decision that changed.
+		if b := l.blocked[ev.Digest]; b != nil {
+			b.Decision, b.LastSeen = ev.Decision, ev.Time
+		}
+	}
+}
+
+// recent returns up to n decisions, newest first.
+func (l *live) recent(n int) []Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	size := l.next
+	if l.full {
+		size = len(l.ring)
+	}
+	n = min(n, size)
+	out := make([]Event, 0, n)
+	for i := 1; i <= n; i++ {
+		out = append(out, l.ring[(l.next-i+len(l.ring))%len(l.ring)])
+	}
+	return out
+}
+
+// blockedImages returns the blocked images, most recently seen first.
+func (l *live) blockedImages() []BlockedImage {
+	l.mu.Lock()
+	out := make([]BlockedImage, 0, len(l.blocked))
+	for _, b := range l.blocked {
+		c := *b
+		c.Clients = make(map[string]int, len(b.Clients))
+		for k, v := range b.Clients {
+			c.Clients[k] = v
+		}
+		out = append(out, c)
+	}
+	l.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].LastSeen.After(out[j].LastSeen) })
+	return out
+}
+
+// blockedFindings returns the findings recorded for a refused digest.
+func (l *live) blockedFindings(d digest.Digest) []storage.Finding {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if b := l.blocked[d]; b != nil {
+		return append([]storage.Finding(nil), b.Findings...)
+	}
+	return nil
+}
+
+func (l *live) lastUpstreamError(registry string) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.upErrors[registry]
+}
+
+// subscribe returns a channel of changes and a function to stop them.
+func (l *live) subscribe() (<-chan sseMessage, func()) {
+	ch := make(chan sseMessage, 64)
+	l.mu.Lock()
+	l.subs[ch] = struct{}{}
+	l.mu.Unlock()
+	return ch, func() {
+		l.mu.Lock()
+		delete(l.subs, ch)
+		l.mu.Unlock()
+	}
+}
+
+// notify sends m to every subscriber without waiting: one that is not
+// keeping up misses it (the page catches up on the next message or tick).
+func (l *live) notify(m sseMessage) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for ch := range l.subs {
+		select {
+		case ch <- m:
+		default:
+		}
+	}
+}
+
+func registryOf(image string) string {
+	for i := 0; i < len(image); i++ {
+		if image[i] == '/' {
+			return image[:i]
+		}
+	}
+	return image
+}

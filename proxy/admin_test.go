@@ -1,0 +1,404 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/scanner"
+	"github.com/pullgate/pullgate/storage"
+)
+
+const (
+	testAdminToken    = "admin-token-0123456789abcdef"
+	testReadOnlyToken = "readonly-token-0123456789abcdef"
+)
+
+// syncBuffer collects log output from many goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type adminFixture struct {
+	*fixture
+	audit storage.AuditLog
+	logs  *syncBuffer
+}
+
+func newAdminFixture(t *testing.T, mods ...func(*Options)) *adminFixture {
+	t.Helper()
+	audit, err := storage.OpenFileAuditLog(filepath.Join(t.TempDir(), "audit.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { audit.Close() })
+	logs := &syncBuffer{}
+	f := newFixture(t, func(o *Options, _ *scanner.Options) {
+		o.Admin = AdminOptions{Token: testAdminToken, ReadOnlyToken: testReadOnlyToken, Audit: audit}
+		o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		for _, m := range mods {
+			m(o)
+		}
+	})
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		f.srv.Close(ctx)
+		for _, tok := range []string{testAdminToken, testReadOnlyToken} {
+			if strings.Contains(logs.String(), tok) {
+				t.Errorf("a token appears in the logs")
+			}
+		}
+	})
+	return &adminFixture{fixture: f, audit: audit, logs: logs}
+}
+
+// req sends an admin request; auth is "bearer:TOKEN", "basic:USER:TOKEN"
+// or "" for none; hdr are extra header pairs.
+func (f *adminFixture) req(t *testing.T, method, path, auth string, body io.Reader, hdr ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, f.url+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case strings.HasPrefix(auth, "bearer:"):
+		req.Header.Set("Authorization", "Bearer "+strings.TrimPrefix(auth, "bearer:"))
+	case strings.HasPrefix(auth, "basic:"):
+		user, pass, _ := strings.Cut(strings.TrimPrefix(auth, "basic:"), ":")
+		req.SetBasicAuth(user, pass)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	client := *f.client
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
+}
+
+var csrfMeta = regexp.MustCompile(`<meta name="csrf-token" content="([0-9a-f]+)">`)
+
+// csrf reads the anti-forgery token from the page, as a browser would.
+func (f *adminFixture) csrf(t *testing.T, auth string) string {
+	t.Helper()
+	resp, body := f.req(t, "GET", "/admin/", auth, nil)
+	m := csrfMeta.FindSubmatch(body)
+	if resp.StatusCode != 200 || m == nil {
+		t.Fatalf("GET /admin/: %d, no csrf token in %q", resp.StatusCode, truncate(string(body), 300))
+	}
+	return string(m[1])
+}
+
+func overrideJSON(subject, action, reason string) io.Reader {
+	b, _ := json.Marshal(OverrideRequest{Subject: subject, Action: action, Reason: reason})
+	return bytes.NewReader(b)
+}
+
+func TestAdminAccessControl(t *testing.T) {
+	f := newAdminFixture(t)
+	admin, ro := "bearer:"+testAdminToken, "bearer:"+testReadOnlyToken
+	basicAdmin, basicRO := "basic:alice:"+testAdminToken, "basic:bob:"+testReadOnlyToken
+	csrf := f.csrf(t, basicAdmin)
+	roCSRF := f.csrf(t, basicRO)
+	subject := digest.FromString("access-control").String()
+	jsonCT := []string{"Content-Type", "application/json"}
+
+	cases := []struct {
+		name, method, path, auth string
+		body                     func() io.Reader
+		hdr                      []string
+		want                     int
+	}{
+		{"no token", "GET", "/admin/api/status", "", nil, nil, 401},
+		{"no token, page", "GET", "/admin/", "", nil, nil, 401},
+		{"wrong bearer", "GET", "/admin/api/status", "bearer:not-the-token-at-all", nil, nil, 401},
+		{"wrong basic password", "GET", "/admin/", "basic:alice:not-the-token-at-all", nil, nil, 401},
+		{"token as basic user name", "GET", "/admin/", "basic:" + testAdminToken + ":", nil, nil, 401},
+		{"admin bearer reads", "GET", "/admin/api/status", admin, nil, nil, 200},
+		{"read-only bearer reads", "GET", "/admin/api/overrides", ro, nil, nil, 200},
+		{"basic auth, any user, reads", "GET", "/admin/", basicRO, nil, nil, 200},
+		{"static files need a login too", "GET", "/admin/static/admin.css", "", nil, nil, 401},
+		{"read-only bearer writes", "POST", "/admin/api/overrides", ro, func() io.Reader { return overrideJSON(subject, "deny", "r") }, jsonCT, 403},
+		{"read-only basic writes with its csrf", "POST", "/admin/api/overrides", basicRO, func() io.Reader { return overrideJSON(subject, "deny", "r") }, append([]string{"X-CSRF-Token", roCSRF}, jsonCT...), 403},
+		{"read-only deletes", "DELETE", "/admin/api/overrides?subject=" + subject, ro, nil, nil, 403},
+		{"basic admin without csrf", "POST", "/admin/api/overrides", basicAdmin, func() io.Reader { return overrideJSON(subject, "deny", "r") }, jsonCT, 403},
+		{"basic admin with a wrong csrf", "POST", "/admin/api/overrides", basicAdmin, func() io.Reader { return overrideJSON(subject, "deny", "r") }, append([]string{"X-CSRF-Token", roCSRF}, jsonCT...), 403},
+		{"basic admin form without csrf", "POST", "/admin/overrides", basicAdmin, func() io.Reader {
+			return strings.NewReader(url.Values{"subject": {subject}, "action": {"deny"}, "reason": {"r"}}.Encode())
+		}, []string{"Content-Type", "application/x-www-form-urlencoded"}, 403},
+		{"basic admin from another origin", "POST", "/admin/api/overrides", basicAdmin, func() io.Reader { return overrideJSON(subject, "deny", "r") },
+			append([]string{"X-CSRF-Token", csrf, "Origin", "https://evil.example"}, jsonCT...), 403},
+		{"basic admin cross-site", "POST", "/admin/api/overrides", basicAdmin, func() io.Reader { return overrideJSON(subject, "deny", "r") },
+			append([]string{"X-CSRF-Token", csrf, "Sec-Fetch-Site", "cross-site"}, jsonCT...), 403},
+		{"missing reason", "POST", "/admin/api/overrides", admin, func() io.Reader { return overrideJSON(subject, "deny", " ") }, jsonCT, 400},
+		{"a tag is not a subject", "POST", "/admin/api/overrides", admin, func() io.Reader { return overrideJSON("alpine:3.20", "deny", "r") }, jsonCT, 400},
+		{"basic admin with csrf", "POST", "/admin/api/overrides", basicAdmin, func() io.Reader { return overrideJSON(subject, "deny", "r") }, append([]string{"X-CSRF-Token", csrf}, jsonCT...), 201},
+		{"basic admin form with csrf", "POST", "/admin/overrides", basicAdmin, func() io.Reader {
+			return strings.NewReader(url.Values{"csrf": {csrf}, "subject": {"someone/tool"}, "action": {"deny"}, "reason": {"r"}}.Encode())
+		}, []string{"Content-Type", "application/x-www-form-urlencoded"}, 303},
+		{"bearer admin needs no csrf", "DELETE", "/admin/api/overrides?subject=" + subject, admin, nil, nil, 200},
+		{"removing nothing", "DELETE", "/admin/api/overrides?subject=" + subject, admin, nil, nil, 404},
+	}
+	for _, tc := range cases {
+		var body io.Reader
+		if tc.body != nil {
+			body = tc.body()
+		}
+		resp, b := f.req(t, tc.method, tc.path, tc.auth, body, tc.hdr...)
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s: %s %s = %d, want %d: %s", tc.name, tc.method, tc.path, resp.StatusCode, tc.want, truncate(string(b), 200))
+		}
+		if resp.StatusCode == 401 && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Basic ") {
+			t.Errorf("%s: 401 without a basic auth challenge", tc.name)
+		}
+		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") || resp.Header.Get("X-Frame-Options") != "DENY" {
+			t.Errorf("%s: security headers missing: CSP %q", tc.name, csp)
+		}
+		for _, tok := range []string{testAdminToken, testReadOnlyToken} {
+			if strings.Contains(string(b), tok) {
+				t.Errorf("%s: the answer contains a token", tc.name)
+			}
+		}
+	}
+	o, err := f.store.Override(context.Background(), "docker.io/someone/tool")
+	if err != nil || o.Action != storage.Deny || o.Actor != "admin:alice" {
+		t.Errorf("the form's override: %+v, %v", o, err)
+	}
+	if !strings.Contains(f.logs.String(), "admin: authentication failed") {
+		t.Error("failed logins are not logged")
+	}
+}
+
+func TestAdminDisabledWithoutToken(t *testing.T) {
+	f := newFixture(t)
+	resp, body := f.do(t, "GET", "/admin/api/status", "Authorization", "Bearer anything-at-all-here")
+	if resp.StatusCode != http.StatusNotFound || !strings.Contains(string(body), "disabled") {
+		t.Fatalf("no token configured: %d %s", resp.StatusCode, body)
+	}
+}
+
+// A blocked pull shows on the API with its file and rule; allowing the
+// image (by digest) lets the next pull through, the change is audited, and
+// removing the allow blocks it again.
+func TestAdminBlockedThenAllowed(t *testing.T) {
+	f := newAdminFixture(t)
+	mdgst := f.hub.Push(t, "someone/miner", "1", minerImage())
+	bad := digest.FromBytes(minerImage().Layers[2])
+	admin := "bearer:" + testAdminToken
+
+	if resp, body := f.do(t, "GET", "/v2/someone/miner/manifests/1"); resp.StatusCode != 403 {
+		t.Fatalf("miner pull: %d %s", resp.StatusCode, body)
+	}
+	var blocked struct{ Blocked []BlockedImage }
+	_, body := f.req(t, "GET", "/admin/api/blocked", admin, nil)
+	if err := json.Unmarshal(body, &blocked); err != nil || len(blocked.Blocked) != 1 {
+		t.Fatalf("blocked: %s", body)
+	}
+	b := blocked.Blocked[0]
+	if b.Digest != mdgst || b.Image != "docker.io/someone/miner:1" || b.Attempts != 1 || len(b.Findings) == 0 ||
+		b.Findings[0].Path != "/usr/bin/kworker" || b.Findings[0].Layer != bad || b.Findings[0].Rule == "" {
+		t.Fatalf("blocked entry: %+v", b)
+	}
+	var pulls struct{ Pulls []Event }
+	_, body = f.req(t, "GET", "/admin/api/pulls", admin, nil)
+	if err := json.Unmarshal(body, &pulls); err != nil || len(pulls.Pulls) == 0 || pulls.Pulls[0].Decision != "blocked" {
+		t.Fatalf("pulls: %s", body)
+	}
+
+	resp, body := f.req(t, "POST", "/admin/api/overrides", admin,
+		overrideJSON("docker.io/someone/miner@"+mdgst.String(), "allow", "vendor tool, reviewed"), "Content-Type", "application/json")
+	var created struct{ Overrides []storage.Override }
+	if err := json.Unmarshal(body, &created); resp.StatusCode != 201 || err != nil || len(created.Overrides) != 2 ||
+		created.Overrides[0].Subject != mdgst.String() || created.Overrides[1].Subject != bad.String() || created.Overrides[0].Actor != "admin" {
+		t.Fatalf("allow: %d %s", resp.StatusCode, body)
+	}
+	resp, body = f.do(t, "GET", "/v2/someone/miner/manifests/1")
+	if resp.StatusCode != 200 {
+		t.Fatalf("pull after allow: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := f.do(t, "GET", "/v2/someone/miner/blobs/"+bad.String()); resp.StatusCode != 200 {
+		t.Fatalf("allowed layer: %d", resp.StatusCode)
+	}
+
+	var audit struct{ Records []storage.AuditRecord }
+	_, body = f.req(t, "GET", "/admin/api/audit?digest="+mdgst.String(), admin, nil)
+	if err := json.Unmarshal(body, &audit); err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]int{}
+	for _, r := range audit.Records {
+		kinds[r.Kind+"/"+r.Decision+r.Action]++
+	}
+	if kinds["override/allow"] != 1 || kinds["pull/blocked"] != 1 || kinds["pull/override"] == 0 {
+		t.Fatalf("audit for %s: %v\n%s", mdgst, kinds, body)
+	}
+	_, body = f.req(t, "GET", "/admin/api/audit?image=someone/miner", admin, nil)
+	if err := json.Unmarshal(body, &audit); err != nil || len(audit.Records) < 2 {
+		t.Fatalf("audit by image: %s", body)
+	}
+
+	var rep VerdictReport
+	_, body = f.req(t, "GET", "/admin/api/verdicts/"+mdgst.String(), admin, nil)
+	if err := json.Unmarshal(body, &rep); err != nil || rep.Override == nil || len(rep.Blobs) != 4 {
+		t.Fatalf("verdict report: %s", body)
+	}
+
+	resp, body = f.req(t, "DELETE", "/admin/api/overrides?subject="+url.QueryEscape(mdgst.String()), admin, nil)
+	if resp.StatusCode != 200 || !strings.Contains(string(body), bad.String()) {
+		t.Fatalf("remove: %d %s", resp.StatusCode, body)
+	}
+	if list, _ := f.store.Overrides(context.Background()); len(list) != 0 {
+		t.Fatalf("overrides left: %+v", list)
+	}
+	if resp, _ := f.do(t, "GET", "/v2/someone/miner/manifests/1"); resp.StatusCode != 403 {
+		t.Fatalf("pull after removing the allow: %d", resp.StatusCode)
+	}
+}
+
+// The stream announces itself and then each decision.
+func TestAdminStream(t *testing.T) {
+	f := newAdminFixture(t)
+	f.hub.Push(t, "library/clean", "1", cleanImage("stream"))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", f.url+"/admin/api/stream", nil)
+	req.Header.Set("Authorization", "Bearer "+testReadOnlyToken)
+	resp, err := f.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("content type %q", ct)
+	}
+	lines := bufio.NewScanner(resp.Body)
+	next := func(event string) string {
+		t.Helper()
+		for lines.Scan() {
+			if lines.Text() == "event: "+event && lines.Scan() {
+				return lines.Text()
+			}
+		}
+		t.Fatalf("stream ended before %q: %v", event, lines.Err())
+		return ""
+	}
+	next("hello")
+	if r, body := f.do(t, "GET", "/v2/library/clean/manifests/1"); r.StatusCode != 200 {
+		t.Fatalf("pull: %d %s", r.StatusCode, body)
+	}
+	data := next("pull")
+	var ev Event
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(data, "data: ")), &ev); err != nil || ev.Image != "docker.io/library/clean:1" || ev.Decision != "allowed" {
+		t.Fatalf("pull event %q: %v", data, err)
+	}
+}
+
+// The page and its live fragment render what the API says, and a new
+// server reloads recent decisions from the audit log.
+func TestAdminPageAndReload(t *testing.T) {
+	f := newAdminFixture(t)
+	f.hub.Push(t, "someone/miner", "1", minerImage())
+	if resp, _ := f.do(t, "GET", "/v2/someone/miner/manifests/1"); resp.StatusCode != 403 {
+		t.Fatal("not blocked")
+	}
+	auth := "basic:carol:" + testReadOnlyToken
+	resp, body := f.req(t, "GET", "/admin/live", auth, nil)
+	for _, want := range []string{"docker.io/someone/miner:1", "/usr/bin/kworker", "MinerXMRig"} {
+		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+			t.Errorf("live fragment lacks %q", want)
+		}
+	}
+	if strings.Contains(string(body), "Allow…") {
+		t.Error("the read-only page offers to allow")
+	}
+	resp, _ = f.req(t, "GET", "/admin/static/admin.js", auth, nil)
+	if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Content-Type"), "javascript") {
+		t.Errorf("admin.js: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+
+	// A second server on the same audit log starts with the refusal.
+	srv2, err := New(Options{Upstreams: f.srv.opts.Upstreams, Blobs: f.blobs, Verdicts: f.store, Scanner: f.srv.scanner(),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Admin: AdminOptions{Audit: f.audit}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := srv2.live.blockedImages(); len(got) != 1 || got[0].Image != "docker.io/someone/miner:1" {
+		t.Fatalf("reloaded blocked list: %+v", got)
+	}
+}
+
+func TestAdminMetrics(t *testing.T) {
+	f := newAdminFixture(t)
+	_, body := f.do(t, "GET", "/metrics")
+	for _, want := range []string{"pullgate_upstream_ratelimit_remaining{upstream=\"docker.io\"}", "pullgate_scan_queue_depth", "pullgate_scan_workers_busy"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	f.req(t, "GET", "/admin/api/verdicts/sha256:"+strings.Repeat("a", 64), "bearer:"+testAdminToken, nil)
+	_, body = f.do(t, "GET", "/metrics")
+	if !strings.Contains(string(body), `route="admin-api-verdicts"`) || strings.Contains(string(body), "aaaaaaaa") {
+		t.Error("admin API requests are not labelled by endpoint alone")
+	}
+}
+
+// With a separate listener, the main one has no /admin.
+func TestAdminSeparateListener(t *testing.T) {
+	f := newAdminFixture(t, func(o *Options) { o.Admin.Separate = true })
+	if resp, _ := f.req(t, "GET", "/admin/api/status", "bearer:"+testAdminToken, nil); resp.StatusCode != 404 {
+		t.Fatalf("main listener serves /admin: %d", resp.StatusCode)
+	}
+	rec := newRecorder()
+	req, _ := http.NewRequest("GET", "/admin/api/status", nil)
+	req.Header.Set("Authorization", "Bearer "+testAdminToken)
+	f.srv.AdminHandler().ServeHTTP(rec, req)
+	if rec.code != 200 || !strings.Contains(rec.body.String(), `"ruleset_id"`) {
+		t.Fatalf("admin handler: %d %s", rec.code, rec.body.String())
+	}
+}
+
+type recorder struct {
+	h    http.Header
+	code int
+	body bytes.Buffer
+}
+
+func newRecorder() *recorder                    { return &recorder{h: http.Header{}, code: 200} }
+func (r *recorder) Header() http.Header         { return r.h }
+func (r *recorder) WriteHeader(c int)           { r.code = c }
+func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }

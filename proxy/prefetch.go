@@ -1,0 +1,142 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/proxy/upstream"
+	"github.com/pullgate/pullgate/scanner"
+	"github.com/pullgate/pullgate/storage"
+)
+
+// Pulling an index prefetches and pre-scans the platforms the operator
+// listed, in the background and behind interactive scans, so that the
+// platform a client asks for next is usually decided already.
+
+// prefetchMemory is how long an index stays "prefetched" before a pull of
+// it prefetches again (new rules, a store wiped).
+const prefetchMemory = 10 * time.Minute
+
+type prefetcher struct {
+	mu   sync.Mutex
+	seen map[digest.Digest]time.Time
+	sem  chan struct{} // bounds concurrent prefetches
+}
+
+func (p *prefetcher) claim(d digest.Digest) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if at, ok := p.seen[d]; ok && time.Since(at) < prefetchMemory {
+		return false
+	}
+	if p.seen == nil {
+		p.seen = make(map[digest.Digest]time.Time)
+	}
+	for k, at := range p.seen {
+		if time.Since(at) >= prefetchMemory {
+			delete(p.seen, k)
+		}
+	}
+	p.seen[d] = time.Now()
+	return true
+}
+
+type indexEntry struct {
+	MediaType string        `json:"mediaType"`
+	Digest    digest.Digest `json:"digest"`
+	Platform  *struct {
+		OS           string `json:"os"`
+		Architecture string `json:"architecture"`
+		Variant      string `json:"variant"`
+	} `json:"platform"`
+}
+
+// platformsOf lists the entries of an index whose platform is wanted.
+func platformsOf(body []byte, wanted []string) []indexEntry {
+	var idx struct {
+		Manifests []indexEntry `json:"manifests"`
+	}
+	if json.Unmarshal(body, &idx) != nil {
+		return nil
+	}
+	var out []indexEntry
+	for _, m := range idx.Manifests {
+		if m.Platform == nil || m.Digest.Validate() != nil {
+			continue
+		}
+		for _, w := range wanted {
+			if platformMatches(w, m.Platform.OS, m.Platform.Architecture, m.Platform.Variant) {
+				out = append(out, m)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// platformMatches compares "os/arch[/variant]"; a pattern without a variant
+// matches every variant.
+func platformMatches(pattern, os, arch, variant string) bool {
+	parts := strings.Split(pattern, "/")
+	if len(parts) < 2 || parts[0] != os || parts[1] != arch {
+		return false
+	}
+	return len(parts) < 3 || parts[2] == variant
+}
+
+// prefetch pre-scans the wanted platforms of an index. It never blocks the
+// request that served the index.
+func (s *Server) prefetch(up *upstream.Registry, t target, index digest.Digest, body []byte) {
+	if len(s.opts.PrefetchPlatforms) == 0 || !s.prefetches.claim(index) {
+		return
+	}
+	entries := platformsOf(body, s.opts.PrefetchPlatforms)
+	if len(entries) == 0 {
+		return
+	}
+	go func() {
+		s.prefetches.sem <- struct{}{}
+		defer func() { <-s.prefetches.sem }()
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.IngestTimeout)
+		defer cancel()
+		for _, e := range entries {
+			s.prefetchImage(ctx, up, t, e.Digest)
+		}
+	}()
+}
+
+func (s *Server) prefetchImage(ctx context.Context, up *upstream.Registry, t target, dgst digest.Digest) {
+	body, mt, err := s.loadManifest(ctx, up, t, dgst)
+	if err != nil {
+		s.log.Warn("prefetch", "image", t.imageAt(dgst), "err", err)
+		return
+	}
+	if mt != mediaTypeOCIManifest && mt != mediaTypeDockerManifest {
+		return
+	}
+	refs, err := s.blobsOf(body)
+	if err != nil {
+		return
+	}
+	var wg sync.WaitGroup
+	blocked := false
+	var mu sync.Mutex
+	for _, ref := range refs {
+		ref.Prio = scanner.Background
+		wg.Go(func() {
+			v, err := s.verdict(ctx, up, t.Repo, ref)
+			if err == nil && v.Status != storage.StatusClean {
+				mu.Lock()
+				blocked = true
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	s.log.Info("prefetched", "image", t.imageAt(dgst), "blocked", blocked)
+}

@@ -1,0 +1,48 @@
+package storage
+
+import (
+	"context"
+	"slices"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+)
+
+func TestBlobsWalk(t *testing.T) {
+	ctx := context.Background()
+	b, err := NewFilesystemBlobs(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var none []digest.Digest
+	if err := b.Walk(ctx, func(d digest.Digest) error { none = append(none, d); return nil }); err != nil || len(none) != 0 {
+		t.Fatalf("empty store: %v %v", none, err)
+	}
+	var want []digest.Digest
+	for _, s := range []string{"one", "two", "three"} {
+		w, err := b.Create(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+		d := digest.FromString(s)
+		if err := w.Commit(ctx, d, int64(len(s))); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, d)
+	}
+	if err := b.PutManifest(ctx, digest.FromString("{}"), "application/vnd.oci.image.manifest.v1+json", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	var got []digest.Digest
+	if err := b.Walk(ctx, func(d digest.Digest) error { got = append(got, d); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("walked %v, want %v", got, want)
+	}
+}

@@ -1,0 +1,131 @@
+package storage_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/pullgate/pullgate/internal/redisserver"
+	"github.com/pullgate/pullgate/storage"
+	"github.com/pullgate/pullgate/storage/storetest"
+)
+
+func openFileAudit(t *testing.T, path string) *storage.FileAuditLog {
+	t.Helper()
+	l, err := storage.OpenFileAuditLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	return l
+}
+
+func TestFileAuditConformance(t *testing.T) {
+	var mu sync.Mutex
+	paths := map[storage.AuditLog]string{}
+	storetest.RunAudit(t,
+		func(t *testing.T) storage.AuditLog {
+			p := filepath.Join(t.TempDir(), "audit.jsonl")
+			l := openFileAudit(t, p)
+			mu.Lock()
+			paths[l] = p
+			mu.Unlock()
+			return l
+		},
+		func(t *testing.T, l storage.AuditLog) storage.AuditLog {
+			mu.Lock()
+			p := paths[l]
+			mu.Unlock()
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			return openFileAudit(t, p)
+		})
+}
+
+func TestRedisAuditConformance(t *testing.T) {
+	var mu sync.Mutex
+	urls := map[storage.AuditLog]string{}
+	storetest.RunAudit(t,
+		func(t *testing.T) storage.AuditLog {
+			// One Redis per log: every log starts empty.
+			srv := redisserver.Start(t)
+			l := openRedis(t, srv.URL()).AuditLog(0)
+			mu.Lock()
+			urls[l] = srv.URL()
+			mu.Unlock()
+			return l
+		},
+		func(t *testing.T, l storage.AuditLog) storage.AuditLog {
+			mu.Lock()
+			u := urls[l]
+			mu.Unlock()
+			return openRedis(t, u).AuditLog(0)
+		})
+}
+
+func TestTeeAuditConformance(t *testing.T) {
+	storetest.RunAudit(t, func(t *testing.T) storage.AuditLog {
+		srv := redisserver.Start(t)
+		return storage.TeeAuditLog{openRedis(t, srv.URL()).AuditLog(0), openFileAudit(t, filepath.Join(t.TempDir(), "a.jsonl"))}
+	}, nil)
+}
+
+// The Redis stream keeps only the newest entries.
+func TestRedisAuditRetention(t *testing.T) {
+	srv := redisserver.Start(t)
+	l := openRedis(t, srv.URL()).AuditLog(10)
+	for i := 0; i < 25; i++ {
+		if err := l.Append(context.Background(), storage.AuditRecord{Kind: storage.AuditPull, Image: fmt.Sprintf("docker.io/library/r%d:1", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := l.Query(context.Background(), storage.AuditQuery{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 10 || got[0].Image != "docker.io/library/r24:1" {
+		t.Fatalf("kept %d entries, newest %+v; want 10, newest r24", len(got), got[0])
+	}
+}
+
+// Blocks boundaries and torn lines: a query reads across 64 KiB blocks and
+// skips a line a crash cut short.
+func TestFileAuditLongLogAndTornLine(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "audit.jsonl")
+	l := openFileAudit(t, p)
+	long := strings.Repeat("x", 3000)
+	for i := 0; i < 100; i++ {
+		if err := l.Append(context.Background(), storage.AuditRecord{Kind: storage.AuditPull, Image: fmt.Sprintf("docker.io/library/n%d:1", i), Reason: long}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = f.WriteString(`{"kind":"pull","ima`)
+	f.Close()
+	// Reopened after the crash, the next record lands on a line of its own.
+	l.Close()
+	l = openFileAudit(t, p)
+	if err := l.Append(context.Background(), storage.AuditRecord{Kind: storage.AuditPull, Image: "docker.io/library/n100:1", Reason: long}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := l.Query(context.Background(), storage.AuditQuery{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 101 {
+		t.Fatalf("%d records, want 101", len(got))
+	}
+	for i, r := range got {
+		if want := fmt.Sprintf("docker.io/library/n%d:1", 100-i); r.Image != want || r.Reason != long {
+			t.Fatalf("record %d: image %q, want %q", i, r.Image, want)
+		}
+	}
+}
