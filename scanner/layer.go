@@ -16,8 +16,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/pullgate/pullgate/internal/isal"
 )
 
 // zstdMaxWindow bounds the memory a zstd stream may make the decoder hold.
@@ -32,7 +33,6 @@ var (
 
 var (
 	bufioPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
-	gzipPool  sync.Pool // *gzip.Reader
 	zstdPool  = sync.Pool{New: func() any {
 		d, err := zstd.NewReader(nil,
 			zstd.WithDecoderConcurrency(1), // decode in the walker's goroutine
@@ -162,14 +162,13 @@ func (w *walker) walk(r io.Reader) error {
 	var body io.Reader = br
 	switch {
 	case bytes.HasPrefix(magic, gzipMagic):
-		zr, _ := gzipPool.Get().(*gzip.Reader)
-		if zr == nil {
-			zr = new(gzip.Reader)
+		// ISA-L inflates about three times as fast as Go on one core,
+		// and inflating is most of a cold pull's CPU.
+		zr, err := isal.NewReader(br)
+		if err != nil {
+			return err
 		}
-		if err := zr.Reset(br); err != nil {
-			return corruptError("read gzip header", err)
-		}
-		defer gzipPool.Put(zr)
+		defer zr.Close()
 		body = zr
 	case bytes.HasPrefix(magic, zstdMagic):
 		zr := zstdPool.Get().(*zstd.Decoder)
