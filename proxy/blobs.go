@@ -50,7 +50,7 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request, t target) {
 		}
 		return
 	}
-	if v.Status != storage.StatusClean && hasOverride {
+	if s.blobBlocked(v) && hasOverride {
 		// An operator allowed what the scanner refused: fetch it as it is
 		// (digest verified), keep it, and say so in the audit trail.
 		if err := s.fetchOverridden(holdCtx, s.upstream(t), t.Repo, ref); err != nil {
@@ -59,11 +59,8 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request, t target) {
 		}
 		s.record(event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: name, Digest: t.Digest,
 			Decision: od.name(), Findings: v.Findings, Reason: od.message, Latency: time.Since(start)})
-	} else if v.Status != storage.StatusClean {
-		d := blockedDecision(t.Registry+"/"+t.Repo, ref, v)
-		if v.Status == storage.StatusError {
-			d.err = errDenied(fmt.Sprintf("pullgate: blob %s of %s refused: could not be scanned: %s", t.Digest, t.Registry+"/"+t.Repo, v.Reason))
-		}
+	} else if s.blobBlocked(v) {
+		d := s.blobRefusal(name, ref, v)
 		s.record(event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: t.Registry + "/" + t.Repo, Digest: t.Digest,
 			Decision: d.name(), Findings: d.findings, Reason: d.message, Latency: time.Since(start)})
 		writeError(w, r, d.err)

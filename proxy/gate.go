@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
@@ -34,6 +33,7 @@ type decision struct {
 	findings []storage.Finding
 	message  string
 	err      error
+	warnings []string // Warning header values for an image served with warnings
 }
 
 func (d decision) name() string {
@@ -116,21 +116,24 @@ func (s *Server) decide(ctx context.Context, up *upstream.Registry, t target, dg
 		worst     *decision
 		done      int
 		stillBusy bool
+		clean     []storage.Verdict
 	)
+	config := refs[0].Digest
 	for range refs {
 		a := <-answers
 		switch {
-		case a.err == nil && a.v.Status == storage.StatusClean:
-			done++
-		case a.err == nil && a.v.Status == storage.StatusBlocked:
-			d := blockedDecision(image, a.ref, a.v)
-			// Nothing can make a blocked image pass: answer now and let
-			// the other scans finish in the background.
-			cancel()
-			return d
-		case a.err == nil:
+		case a.err == nil && a.v.Status == storage.StatusError:
 			msg := fmt.Sprintf("pullgate: %s refused: %s %s could not be scanned: %s", image, a.ref.noun(), a.ref.Digest, a.v.Reason)
 			worst = pick(worst, decision{outcome: failed, message: msg, err: errDenied(msg)})
+		case a.err == nil && s.blobBlocked(a.v):
+			// Findings only add up: a blob that is refused alone refuses
+			// the image. Answer now; the other scans finish in the background.
+			cancel()
+			j := s.judge([]storage.Verdict{a.v})
+			return blockedBy(image, j.blocked, config)
+		case a.err == nil:
+			done++
+			clean = append(clean, a.v)
 		case errors.Is(a.err, context.DeadlineExceeded) && ctx.Err() == nil:
 			stillBusy = true
 		case ctx.Err() != nil:
@@ -147,7 +150,18 @@ func (s *Server) decide(ctx context.Context, up *upstream.Registry, t target, dg
 		msg := fmt.Sprintf("pullgate: %s is still being scanned (%d of %d blobs done); retry in %s", image, done, len(refs), s.opts.RetryAfter)
 		return decision{outcome: pending, message: msg, err: errStillScanning(msg, s.opts.RetryAfter)}
 	}
-	return decision{outcome: allowed}
+	// Every blob passes alone; together they may not (two medium
+	// indicators in different layers, a packed binary and a wallet).
+	j := s.judge(clean)
+	if len(j.blocked) > 0 {
+		return blockedBy(image, j.blocked, config)
+	}
+	d := decision{outcome: allowed, findings: j.warnings}
+	if len(j.warnings) > 0 {
+		d.message = fmt.Sprintf("pullgate: %s allowed with %d warnings: %s", image, len(j.warnings), describe(j.warnings[0], config))
+		d.warnings = warningHeader(image, j.warnings, config)
+	}
+	return d
 }
 
 // pick keeps the decision that says most: a content error over an upstream one.
@@ -156,34 +170,6 @@ func pick(cur *decision, d decision) *decision {
 		return &d
 	}
 	return cur
-}
-
-// blockedDecision words a refusal the way a person can act on it: which
-// image, which layer, which file, which rule.
-func blockedDecision(image string, ref blobRef, v storage.Verdict) decision {
-	var parts []string
-	for _, f := range v.Findings {
-		if f.Severity != "high" && len(v.Findings) > 1 {
-			continue
-		}
-		where := "file " + f.Path
-		if p, ok := strings.CutPrefix(f.Path, "config:"); ok {
-			where = p
-		}
-		desc := f.Rule
-		if f.Description != "" {
-			desc += " (" + f.Description + ")"
-		}
-		parts = append(parts, fmt.Sprintf("%s %s, %s matched %s", ref.noun(), ref.Digest, where, desc))
-	}
-	if len(parts) == 0 {
-		parts = append(parts, fmt.Sprintf("%s %s", ref.noun(), ref.Digest))
-	}
-	msg := fmt.Sprintf("pullgate: %s blocked: %s", image, parts[0])
-	if len(parts) > 1 {
-		msg += fmt.Sprintf(" (and %d more)", len(parts)-1)
-	}
-	return decision{outcome: blocked, findings: v.Findings, message: msg, err: errDenied(msg)}
 }
 
 // verdict returns a blob's verdict under the current ruleset, waiting for

@@ -87,10 +87,11 @@ func (s *Server) ingest(fl *flight, up *upstream.Registry, repo string, ref blob
 	return v, nil
 }
 
-// usable reports whether a stored verdict can be acted on: a clean verdict
-// only while the blob is still in the store to serve.
+// usable reports whether a stored verdict can be acted on: one that lets
+// the blob pass (under the current policy) only while the blob is in the
+// store to serve; otherwise it is fetched and scanned again.
 func (s *Server) usable(ctx context.Context, v storage.Verdict) bool {
-	if v.Status != storage.StatusClean {
+	if s.blobBlocked(v) {
 		return true
 	}
 	_, err := s.opts.Blobs.Stat(ctx, v.Digest)
@@ -295,7 +296,7 @@ func (s *Server) verdictOf(sc *scanner.Scanner, ref blobRef, res scanner.Result)
 			Description: f.Description, Path: f.Path, Layer: ref.Digest,
 		})
 	}
-	if len(res.Blocking()) > 0 {
+	if s.blobBlocked(v) {
 		v.Status = storage.StatusBlocked
 	}
 	return v

@@ -66,6 +66,9 @@ func (s *Server) manifest(w http.ResponseWriter, r *http.Request, t target) {
 			writeError(w, r, d.err)
 			return
 		}
+		for _, warning := range d.warnings {
+			w.Header().Add("Warning", warning)
+		}
 	default:
 		writeError(w, r, &apiError{Code: errcode.ErrorCodeManifestInvalid,
 			Message: fmt.Sprintf("pullgate: %s has media type %q, which pullgate does not serve", t.imageAt(desc.Digest), mediaType)})

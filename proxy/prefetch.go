@@ -11,7 +11,6 @@ import (
 
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
-	"github.com/pullgate/pullgate/storage"
 )
 
 // Pulling an index prefetches and pre-scans the platforms the operator
@@ -130,7 +129,7 @@ func (s *Server) prefetchImage(ctx context.Context, up *upstream.Registry, t tar
 		ref.Prio = scanner.Background
 		wg.Go(func() {
 			v, err := s.verdict(ctx, up, t.Repo, ref)
-			if err == nil && v.Status != storage.StatusClean {
+			if err == nil && s.blobBlocked(v) {
 				mu.Lock()
 				blocked = true
 				mu.Unlock()

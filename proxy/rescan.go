@@ -56,7 +56,7 @@ func (s *Server) Rescan(ctx context.Context) (RescanReport, error) {
 			switch {
 			case err != nil:
 				rep.Failed++
-			case v.Status != storage.StatusClean:
+			case s.blobBlocked(v):
 				scanned.Add(1)
 				rep.Refused = append(rep.Refused, d)
 				s.record(event{Image: "(stored blob)", Digest: d, Decision: "retroactive-block", Findings: v.Findings,

@@ -53,6 +53,10 @@ type Options struct {
 	// Policy is the publisher policy per registry name, checked before
 	// any scan.
 	Policy map[string]RepoPolicy
+	// Decision turns findings into block, warn or pass: per-category
+	// actions and how many medium indicators block together. The zero
+	// value is scanner.DefaultPolicy.
+	Decision scanner.Policy
 	// KnownBad lists blob (and image manifest) digests that always block.
 	KnownBad DigestSet
 	// PrefetchPlatforms ("os/arch[/variant]") are pre-scanned in the
@@ -95,6 +99,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxManifestLayers <= 0 {
 		o.MaxManifestLayers = 500
+	}
+	if o.Decision.Actions == nil && o.Decision.MediumToBlock == 0 && o.Decision.PackerCorroborators == nil {
+		o.Decision = scanner.DefaultPolicy()
 	}
 	if o.PrefetchPlatforms == nil {
 		o.PrefetchPlatforms = []string{"linux/amd64", "linux/arm64"}

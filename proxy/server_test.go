@@ -716,3 +716,58 @@ func TestRescanUnderNewRulesRemovesWhatIsNowBad(t *testing.T) {
 		t.Fatalf("image served after its layer was found bad: %d", resp.StatusCode)
 	}
 }
+
+// Evidence adds up across layers: two different medium indicators in two
+// layers block the image though each layer passes alone; a low finding
+// only warns, and the image is served with an OCI Warning header.
+func TestImageDecisionAddsUpEvidenceAcrossLayers(t *testing.T) {
+	rules := filepath.Join(t.TempDir(), "test.yar")
+	writeRule(t, rules, `
+rule TestMediumA { meta: category = "miner" severity = "medium" description = "first hint" strings: $a = "HINT-ALPHA" condition: $a }
+rule TestMediumB { meta: category = "pool" severity = "medium" description = "second hint" strings: $a = "HINT-BRAVO" condition: $a }
+rule TestLow { meta: category = "wallet" severity = "low" description = "a wallet" strings: $a = "HINT-LOW" condition: $a }
+`)
+	f := newFixture(t, func(_ *Options, s *scanner.Options) { s.RulePaths = []string{rules} })
+	layer := func(name, content string) []byte {
+		return testregistry.Layer(testregistry.File{Path: name, Data: []byte(content)})
+	}
+	two := testregistry.Image{Layers: [][]byte{layer("a.txt", "HINT-ALPHA"), layer("b.txt", "HINT-BRAVO")}}
+	f.hub.Push(t, "library/two", "1", two)
+	resp, body := f.do(t, "GET", "/v2/library/two/manifests/1")
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("two medium indicators in two layers: %d", resp.StatusCode)
+	}
+	if _, msg := ociError(t, body); !strings.Contains(msg, "TestMedium") || !strings.Contains(msg, "(and 1 more)") {
+		t.Fatalf("message %q", msg)
+	}
+	// Each layer alone is fine, and can be served to images that use it.
+	if resp, _ := f.do(t, "GET", "/v2/library/two/blobs/"+digest.FromBytes(two.Layers[0]).String()); resp.StatusCode != 200 {
+		t.Fatalf("a layer with one medium finding: %d", resp.StatusCode)
+	}
+
+	one := testregistry.Image{Layers: [][]byte{layer("a.txt", "HINT-ALPHA"), layer("w.txt", "HINT-LOW")}}
+	f.hub.Push(t, "library/one", "1", one)
+	resp, _ = f.do(t, "GET", "/v2/library/one/manifests/1")
+	if resp.StatusCode != 200 {
+		t.Fatalf("one medium and one low: %d", resp.StatusCode)
+	}
+	warnings := strings.Join(resp.Header.Values("Warning"), "\n")
+	if !strings.Contains(warnings, `299 - "pullgate: docker.io/library/one`) || !strings.Contains(warnings, "TestLow") || !strings.Contains(warnings, "TestMediumA") {
+		t.Fatalf("Warning headers %q", warnings)
+	}
+}
+
+// The policy is applied to stored findings when deciding, so changing it
+// needs no rescan: a category set to "block" refuses at once.
+func TestCategoryActionFromPolicy(t *testing.T) {
+	rules := filepath.Join(t.TempDir(), "test.yar")
+	writeRule(t, rules, `rule TestLowPool { meta: category = "pool" severity = "low" description = "pool host" strings: $a = "HINT-POOL" condition: $a }`)
+	f := newFixture(t, func(o *Options, s *scanner.Options) {
+		s.RulePaths = []string{rules}
+		o.Decision = scanner.Policy{Actions: map[string]scanner.Action{"pool": scanner.ActionBlock}}
+	})
+	f.hub.Push(t, "library/pool", "1", testregistry.Image{Layers: [][]byte{testregistry.Layer(testregistry.File{Path: "etc/hosts", Data: []byte("HINT-POOL")})}})
+	if resp, _ := f.do(t, "GET", "/v2/library/pool/manifests/1"); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("category set to block: %d", resp.StatusCode)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/pullgate/pullgate/proxy"
+	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
 
@@ -42,6 +43,8 @@ type Config struct {
 	// KnownBad is a file of sha256 digests (blobs, image manifests, files
 	// inside layers) that always block.
 	KnownBad string `yaml:"known_bad"`
+	// Decision turns findings into block, warn or pass.
+	Decision DecisionConfig `yaml:"decision"`
 	// Admin is the /admin/ page and API, the audit log and alerts.
 	Admin AdminConfig `yaml:"admin"`
 }
@@ -130,8 +133,13 @@ func defaultConfig() Config {
 		},
 		Platforms: []string{"linux/amd64", "linux/arm64"},
 		Policy:    map[string]proxy.RepoPolicy{},
-		Warm:      WarmConfig{Images: []string{}, Interval: Duration(time.Hour), Timeout: Duration(30 * time.Minute)},
-		Admin:     AdminConfig{AuditRetention: storage.DefaultAuditRetention},
+		Decision: DecisionConfig{
+			Actions:             map[string]string{},
+			MediumToBlock:       scanner.DefaultPolicy().MediumToBlock,
+			PackerCorroborators: scanner.DefaultPolicy().PackerCorroborators,
+		},
+		Warm:  WarmConfig{Images: []string{}, Interval: Duration(time.Hour), Timeout: Duration(30 * time.Minute)},
+		Admin: AdminConfig{AuditRetention: storage.DefaultAuditRetention},
 	}
 }
 
@@ -274,7 +282,7 @@ func (c *Config) validate() error {
 	if c.Workers < 0 {
 		errs = append(errs, errors.New("workers is negative"))
 	}
-	errs = append(errs, c.Gateway.validate(), c.Warm.validate(), validatePlatforms(c.Platforms), proxy.ValidatePolicy(c.Policy), c.Admin.validate())
+	errs = append(errs, c.Gateway.validate(), c.Warm.validate(), validatePlatforms(c.Platforms), proxy.ValidatePolicy(c.Policy), c.Decision.policy().Validate(), c.Admin.validate())
 	return errors.Join(errs...)
 }
 
@@ -295,4 +303,23 @@ func splitNonEmpty(s, sep string) []string {
 		}
 	}
 	return out
+}
+
+// DecisionConfig is the image-level decision: per-category actions
+// (block, warn, ignore; a category not listed is decided by severity), how
+// many different medium indicators block together, and which low findings
+// count as medium next to a packed executable.
+type DecisionConfig struct {
+	Actions             map[string]string `yaml:"actions"`
+	MediumToBlock       int               `yaml:"medium_to_block"`
+	PackerCorroborators []string          `yaml:"packer_corroborators"`
+}
+
+// policy is the scanner's Policy for this config.
+func (d DecisionConfig) policy() scanner.Policy {
+	p := scanner.Policy{MediumToBlock: d.MediumToBlock, PackerCorroborators: d.PackerCorroborators, Actions: map[string]scanner.Action{}}
+	for cat, a := range d.Actions {
+		p.Actions[cat] = scanner.Action(a)
+	}
+	return p
 }

@@ -56,7 +56,12 @@ func (r *reloader) run(ctx context.Context) {
 
 func (r *reloader) reload(ctx context.Context, why string) {
 	r.print = rulesFingerprint(r.cfg.Rules)
-	sc, err := scanner.New(scannerOptions(r.cfg))
+	opts, err := scannerOptions(r.cfg)
+	if err != nil {
+		r.log.Error("rules reload failed; keeping the current rules", "reason", why, "err", err)
+		return
+	}
+	sc, err := scanner.New(opts)
 	if err != nil {
 		r.log.Error("rules reload failed; keeping the current rules", "reason", why, "err", err)
 		return

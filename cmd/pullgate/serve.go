@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/pullgate/pullgate/proxy"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
@@ -42,7 +44,11 @@ func serve(args []string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	sc, err := scanner.New(scannerOptions(cfg))
+	sopts, err := scannerOptions(cfg)
+	if err != nil {
+		return err
+	}
+	sc, err := scanner.New(sopts)
 	if err != nil {
 		return fmt.Errorf("rules: %w", err)
 	}
@@ -83,6 +89,8 @@ func serve(args []string, stderr io.Writer) error {
 		IngestLease:       time.Duration(cfg.Gate.IngestLease),
 		PrefetchPlatforms: append([]string{}, cfg.Platforms...),
 		Policy:            cfg.Policy,
+		Decision:          cfg.Decision.policy(),
+		KnownBad:          knownBadDigests{sopts.KnownBadFiles},
 		MaxBlobBytes:      cfg.Gate.MaxBlobBytes,
 		MaxConfigBytes:    cfg.Gate.MaxConfigBytes,
 		MaxManifestLayers: cfg.Gate.MaxLayers,
@@ -147,10 +155,23 @@ func serve(args []string, stderr io.Writer) error {
 	return nil
 }
 
-func scannerOptions(cfg Config) scanner.Options {
+// knownBadDigests lets the gate ask the known-bad list about blobs.
+type knownBadDigests struct{ *scanner.KnownBad }
+
+func (k knownBadDigests) Has(d digest.Digest) bool { return k.KnownBad.Has(d.String()) }
+
+func scannerOptions(cfg Config) (scanner.Options, error) {
+	var kb *scanner.KnownBad
+	if cfg.KnownBad != "" {
+		var err error
+		if kb, err = scanner.LoadKnownBad(cfg.KnownBad); err != nil {
+			return scanner.Options{}, fmt.Errorf("known_bad: %w", err)
+		}
+	}
 	return scanner.Options{
-		Workers:   cfg.Workers,
-		RulePaths: cfg.Rules,
+		KnownBadFiles: kb,
+		Workers:       cfg.Workers,
+		RulePaths:     cfg.Rules,
 		Limits: scanner.Limits{
 			MaxLayerBytes: cfg.Scan.MaxLayerBytes,
 			MaxFiles:      cfg.Scan.MaxFiles,
@@ -158,7 +179,7 @@ func scannerOptions(cfg Config) scanner.Options {
 			Window:        cfg.Scan.Window,
 			LayerTimeout:  time.Duration(cfg.Scan.LayerTimeout),
 		},
-	}
+	}, nil
 }
 
 // openVerdicts opens Redis when configured, else the embedded store under
