@@ -12,8 +12,8 @@ SUDO    := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # Build: libyara (cgo). Tests: redis-server, dockerd with its containerd,
 # containerd (ctr), podman,
 # skopeo, the yara CLI (benchmark baseline), unshare and ip (the end-to-end
-# suite runs in its own network namespace).
-DEBS := gcc pkg-config libyara-dev libisal-dev yara redis-server docker.io containerd skopeo podman util-linux iproute2 ca-certificates
+# suite runs in its own network namespace), chromium (the admin page test).
+DEBS := gcc pkg-config libyara-dev libisal-dev yara redis-server docker.io containerd skopeo podman util-linux iproute2 ca-certificates chromium
 
 .PHONY: deps build run test test-unit test-e2e bench vet clean
 

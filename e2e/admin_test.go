@@ -117,8 +117,24 @@ func TestAdminPageInBrowser(t *testing.T) {
 		_, err := cdp.Call(ctx, tg, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: network.Headers{"Authorization": basic}})
 		return chromedp.Void{}, err
 	}
-	err = chromedp.Do(browser,
-		setAuth,
+	// The first Run starts the browser, for as long as ctx; each later
+	// step gets its own deadline, so a page that is not as expected fails
+	// quickly.
+	if err := chromedp.Do(browser, setAuth); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	step := func() context.Context {
+		c, cancel := context.WithTimeout(browser, 30*time.Second)
+		t.Cleanup(cancel)
+		return c
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			body, _ := chromedp.Run(step(), chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
+			t.Logf("the page said:\n%s", truncateText(body, 3000))
+		}
+	})
+	err = chromedp.Do(step(),
 		chromedp.Navigate(pg.URL()+"/admin/"),
 		chromedp.WaitVisible(chromedp.CSS("#conn.ok")),
 	)
@@ -135,7 +151,7 @@ func TestAdminPageInBrowser(t *testing.T) {
 		t.Fatalf("the miner image was pulled:\n%s", out)
 	}
 
-	if err := chromedp.Do(browser, chromedp.WaitVisible(chromedp.CSS("#blocked article.blocked"))); err != nil {
+	if err := chromedp.Do(step(), chromedp.WaitVisible(chromedp.CSS("#blocked article.blocked"))); err != nil {
 		t.Fatalf("wait for the block on the page: %v", err)
 	}
 	blocked := text(t, browser, "#blocked")
@@ -150,7 +166,7 @@ func TestAdminPageInBrowser(t *testing.T) {
 	writeScreenshot(t, browser)
 
 	// Allow it from the page: the blocked entry's link fills in the form.
-	err = chromedp.Do(browser,
+	err = chromedp.Do(step(),
 		chromedp.Click(chromedp.CSS("#blocked article.blocked a.button")),
 		chromedp.WaitVisible(chromedp.CSS("#reason")),
 	)
@@ -161,7 +177,7 @@ func TestAdminPageInBrowser(t *testing.T) {
 	if err != nil || subject != mdgst.String() {
 		t.Fatalf("the form's subject is %q (%v), want %s", subject, err, mdgst)
 	}
-	err = chromedp.Do(browser,
+	err = chromedp.Do(step(),
 		chromedp.SendKeys(chromedp.CSS("#reason"), "reviewed: test fixture, not a real miner"),
 		chromedp.Click(chromedp.CSS("#override-submit")),
 		chromedp.WaitVisible(chromedp.CSS("#form-done")),
@@ -220,6 +236,13 @@ func text(t *testing.T, browser context.Context, sel string) string {
 	s, err := chromedp.Run(browser, chromedp.Text(chromedp.CSS(sel)))
 	if err != nil {
 		t.Fatalf("text of %s: %v", sel, err)
+	}
+	return s
+}
+
+func truncateText(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
 	}
 	return s
 }

@@ -156,7 +156,9 @@ func checkForgery(w http.ResponseWriter, r *http.Request, p principal) string {
 	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
 		return "cross-site request refused"
 	}
-	if o := r.Header.Get("Origin"); o != "" {
+	// "null" (a privacy setting, a sandboxed frame) says nothing: the
+	// token decides.
+	if o := r.Header.Get("Origin"); o != "" && o != "null" {
 		u, err := url.Parse(o)
 		if err != nil || u.Host != r.Host {
 			return "request from another origin refused"
@@ -183,7 +185,9 @@ func securityHeaders(next http.Handler) http.Handler {
 		h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
+		// same-origin, not no-referrer: with no-referrer a browser sends
+		// "Origin: null" on the page's own form posts.
+		h.Set("Referrer-Policy", "same-origin")
 		h.Set("Cache-Control", "no-store")
 		h.Set("Cross-Origin-Opener-Policy", "same-origin")
 		next.ServeHTTP(w, r)

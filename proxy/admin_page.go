@@ -41,6 +41,9 @@ var pageTemplate = template.Must(template.New("admin.html").Funcs(template.FuncM
 	"ago":   ago,
 	"clock": func(t time.Time) string { return t.Local().Format("15:04:05") },
 	"latency": func(d time.Duration) string {
+		if d < time.Millisecond {
+			return "<1ms"
+		}
 		if d < time.Second {
 			return d.Round(time.Millisecond).String()
 		}

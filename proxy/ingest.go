@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -188,32 +189,41 @@ func (s *Server) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scann
 // teeScan feeds src to the layer scanner while returning how many bytes were
 // read. The scanner may stop early (a limit, a corrupt stream); reading then
 // goes on to the end so that the digest is still checked, and a scanner
-// verdict is only kept for bytes that proved to be the right ones.
+// verdict is only kept for bytes that proved to be the right ones. Between
+// the download and the scanner sits a bounded buffer (scanAhead), so each
+// goes at its own pace.
 func teeScan(ctx context.Context, sc *scanner.Scanner, prio scanner.Priority, src io.Reader) (int64, scanner.Result, error, error) {
-	pr, pw := io.Pipe()
+	p := newBufPipe(scanAhead)
 	type scanned struct {
 		res scanner.Result
 		err error
 	}
 	out := make(chan scanned, 1)
 	go func() {
-		res, err := sc.ScanLayer(ctx, pr, prio)
+		res, err := sc.ScanLayer(ctx, p, prio)
 		if err == nil {
-			err = errors.New("scanner stopped before the end of the layer")
 			// A clean ScanLayer reads to EOF; if it returned first, the
 			// rest of the stream was never looked at.
-			if _, probe := pr.Read(make([]byte, 1)); probe == io.EOF {
-				err = nil
+			if _, probe := p.Read(make([]byte, 1)); probe != io.EOF {
+				err = errors.New("scanner stopped before the end of the layer")
 			}
 		}
-		pr.CloseWithError(errScannerDone)
+		p.CloseRead(errScannerDone)
 		out <- scanned{res, err}
 	}()
-	n, copyErr := io.Copy(&sink{w: pw}, src)
-	pw.CloseWithError(copyErr)
+	buf := copyBuffers.Get().(*[]byte)
+	n, copyErr := io.CopyBuffer(&sink{w: p}, src, *buf)
+	copyBuffers.Put(buf)
+	p.CloseWrite(copyErr)
 	r := <-out
 	return n, r.res, copyErr, r.err
 }
+
+// scanAhead is how far a download may run ahead of its scanner.
+const scanAhead = 8 << 20
+
+// copyBuffers make fewer, larger reads and writes than io.Copy's 32 KiB.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
 var errScannerDone = errors.New("scanner finished")
 

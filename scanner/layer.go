@@ -328,8 +328,13 @@ func (w *walker) scanFile(it item, r io.Reader, size int64) error {
 	return w.scanWindows(it, r, size)
 }
 
+// maxBatchItems caps the files packed into one job, so a layer of
+// millions of empty or tiny files is still spread over the workers and
+// its item lists stay small.
+const maxBatchItems = 1024
+
 func (w *walker) addSmall(it item, r io.Reader, size, batchCap int) error {
-	if w.batch != nil && w.used+size > batchCap {
+	if w.batch != nil && (w.used+size > batchCap || len(w.batch.items) >= maxBatchItems) {
 		if err := w.flush(); err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -18,99 +19,187 @@ import (
 	"github.com/pullgate/pullgate/scanner"
 )
 
-// scan runs the gate's engine over local content: a `docker save` tarball
-// (or its extracted folder), an OCI image layout, or a single layer. Exit
-// code 0: every image would pass; 1: one would be refused; 2: the input
-// could not be read.
+// Exit codes of pullgate scan.
+const (
+	exitClean   = 0 // every image would be served (warnings allowed)
+	exitRefused = 1 // an image would be refused: a blocking finding, or content that cannot be scanned
+	exitError   = 2 // the input could not be read or fetched, or the command line is wrong
+)
+
+// scan runs the gate's engine over content outside the gate: a root
+// filesystem folder, a `docker save` tarball (or its folder), an OCI image
+// layout, a single layer blob, or an image reference fetched through the
+// configured upstreams. Findings of all of an image's blobs are judged
+// together by the default policy, as the gate does.
 func scan(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("pullgate scan", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var rulePaths listFlag
+	var rulePaths, upstreams, actions listFlag
 	fs.Var(&rulePaths, "rules", "extra YARA rule file or folder, repeatable")
+	fs.Var(&upstreams, "upstream", "REGISTRY=URL for image references, repeatable (default docker.io=https://registry-1.docker.io; env PULLGATE_UPSTREAM, comma-separated)")
+	fs.Var(&actions, "action", "CATEGORY=block|warn|ignore, repeatable: overrides the policy for a category")
 	workers := fs.Int("workers", 0, "scanner workers (default: CPU count)")
 	asJSON := fs.Bool("json", false, "print a JSON report")
+	knownBad := fs.String("known-bad", "", "file of sha256 digests (files or blobs) that always block")
+	platform := fs.String("platform", "linux/amd64", "platform to pick from a multi-platform image reference")
+	insecure := fs.Bool("insecure", false, "allow plain http to non-loopback upstreams")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: pullgate scan [--json] [--rules PATH] IMAGE.tar|OCI-LAYOUT-DIR|LAYER...")
+		fmt.Fprintln(stderr, "usage: pullgate scan [flags] ROOTFS-DIR|IMAGE.tar|OCI-LAYOUT|LAYER|IMAGE-REF...")
+		fmt.Fprintln(stderr, "exit code: 0 clean, 1 would be refused, 2 error")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return exitError
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
-		return 2
+		return exitError
 	}
-	sc, err := scanner.New(scanner.Options{Workers: *workers, RulePaths: rulePaths})
+	policy := scanner.DefaultPolicy()
+	for _, a := range actions {
+		cat, act, ok := strings.Cut(a, "=")
+		if !ok {
+			fmt.Fprintf(stderr, "pullgate: --action %q is not CATEGORY=ACTION\n", a)
+			return exitError
+		}
+		if policy.Actions == nil {
+			policy.Actions = map[string]scanner.Action{}
+		}
+		policy.Actions[cat] = scanner.Action(act)
+	}
+	if err := policy.Validate(); err != nil {
+		fmt.Fprintln(stderr, "pullgate:", err)
+		return exitError
+	}
+	opts := scanner.Options{Workers: *workers, RulePaths: rulePaths}
+	if *knownBad != "" {
+		kb, err := scanner.LoadKnownBad(*knownBad)
+		if err != nil {
+			fmt.Fprintln(stderr, "pullgate:", err)
+			return exitError
+		}
+		opts.KnownBadFiles = kb
+	}
+	sc, err := scanner.New(opts)
 	if err != nil {
 		fmt.Fprintln(stderr, "pullgate: rules:", err)
-		return 2
+		return exitError
 	}
 	defer sc.Close()
 
+	s := &scanRun{sc: sc, policy: policy, knownBad: opts.KnownBadFiles, platform: *platform}
 	var reports []scanReport
 	for _, p := range fs.Args() {
-		r, err := scanPath(context.Background(), sc, p)
+		var r []scanReport
+		if _, statErr := os.Stat(p); statErr == nil || !looksLikeReference(p) {
+			r, err = s.path(context.Background(), p)
+		} else {
+			r, err = s.reference(context.Background(), p, upstreams, *insecure)
+		}
 		if err != nil {
 			fmt.Fprintf(stderr, "pullgate: %s: %v\n", p, err)
-			return 2
+			return exitError
 		}
 		reports = append(reports, r...)
 	}
-	refused := false
+	code := exitClean
 	for _, r := range reports {
 		if r.Decision != "clean" {
-			refused = true
+			code = exitRefused
 		}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(reports)
+		if err := enc.Encode(reports); err != nil {
+			return exitError
+		}
 	} else {
 		for _, r := range reports {
 			printReport(stdout, r)
 		}
 	}
-	if refused {
-		return 1
-	}
-	return 0
+	return code
 }
 
-// scanReport is what pullgate scan says about one image or layer.
+// scanRun is what every input of one pullgate scan shares.
+type scanRun struct {
+	sc       *scanner.Scanner
+	policy   scanner.Policy
+	knownBad *scanner.KnownBad
+	platform string
+}
+
+// scanReport is what pullgate scan says about one image.
 type scanReport struct {
-	Source   string       `json:"source"`
-	Image    string       `json:"image,omitempty"`
-	Decision string       `json:"decision"` // clean, blocked, error
-	Blobs    []blobReport `json:"blobs"`
+	Source   string            `json:"source"`
+	Image    string            `json:"image,omitempty"`
+	Decision string            `json:"decision"` // clean, blocked, error
+	Reason   string            `json:"reason,omitempty"`
+	Blocking []scanner.Finding `json:"blocking,omitempty"`
+	Warnings []scanner.Finding `json:"warnings,omitempty"`
+	Blobs    []blobReport      `json:"blobs"`
 }
 
 type blobReport struct {
 	Kind     string            `json:"kind"` // config or layer
 	Name     string            `json:"name"`
+	Digest   string            `json:"digest,omitempty"`
 	Findings []scanner.Finding `json:"findings,omitempty"`
-	Blocking int               `json:"blocking"`
 	Error    string            `json:"error,omitempty"`
 	Files    int64             `json:"files"`
 	Bytes    int64             `json:"bytes"`
 }
 
+// decide judges an image from all its blobs, as the gate does: a blob on
+// the known-bad list or one that could not be scanned refuses it, else the
+// policy decides over every finding together.
+func (s *scanRun) decide(r *scanReport) {
+	var all []scanner.Finding
+	var failed []string
+	for _, b := range r.Blobs {
+		all = append(all, b.Findings...)
+		if b.Error != "" {
+			failed = append(failed, fmt.Sprintf("%s %s could not be scanned: %s", b.Kind, b.Name, b.Error))
+		}
+	}
+	d := s.policy.Decide(all)
+	r.Blocking, r.Warnings = d.Blocking, d.Warnings
+	switch {
+	case d.Blocked:
+		r.Decision, r.Reason = "blocked", d.Reason
+	case len(failed) > 0:
+		r.Decision, r.Reason = "error", failed[0]
+	default:
+		r.Decision = "clean"
+	}
+}
+
 func printReport(w io.Writer, r scanReport) {
 	name := r.Source
-	if r.Image != "" {
+	if r.Image != "" && r.Image != r.Source {
 		name += " (" + r.Image + ")"
 	}
-	fmt.Fprintf(w, "%s: %s\n", name, r.Decision)
+	fmt.Fprintf(w, "%s: %s", name, r.Decision)
+	if r.Reason != "" {
+		fmt.Fprintf(w, ": %s", r.Reason)
+	}
+	fmt.Fprintln(w)
 	for _, b := range r.Blobs {
 		if b.Error != "" {
 			fmt.Fprintf(w, "  %s %s: could not be scanned: %s\n", b.Kind, b.Name, b.Error)
 		}
-		for _, f := range b.Findings {
+	}
+	for _, group := range []struct {
+		label string
+		fs    []scanner.Finding
+	}{{"BLOCK", r.Blocking}, {"warn ", r.Warnings}} {
+		for _, f := range group.fs {
 			where := "file " + f.Path
 			if p, ok := strings.CutPrefix(f.Path, "config:"); ok {
-				where = p
+				where = "config " + p
 			}
-			fmt.Fprintf(w, "  %s %s, %s matched %s (%s) [%s, %s]\n", b.Kind, b.Name, where, f.Rule, f.Description, f.Category, f.Severity)
+			fmt.Fprintf(w, "  %s %s matched %s (%s) [%s, %s]\n", group.label, where, f.Rule, f.Description, f.Category, f.Severity)
 		}
 	}
 }
@@ -177,13 +266,33 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func scanPath(ctx context.Context, sc *scanner.Scanner, p string) ([]scanReport, error) {
+// isImageArchive says whether a folder or tar holds a docker save or OCI
+// layout rather than a root filesystem.
+func isImageArchive(a archive) bool {
+	return a.has("manifest.json") || a.has("index.json")
+}
+
+// path scans a local input: a root filesystem folder, an image archive
+// (folder or tar), or a layer blob.
+func (s *scanRun) path(ctx context.Context, p string) ([]scanReport, error) {
 	st, err := os.Stat(p)
 	if err != nil {
 		return nil, err
 	}
 	var a archive
 	if st.IsDir() {
+		if !isImageArchive(dirArchive(p)) {
+			r := scanReport{Source: p, Image: "rootfs"}
+			rc := streamDir(p)
+			b, err := s.blob(ctx, "layer", p, "", rc)
+			rc.Close()
+			if err != nil {
+				return nil, err
+			}
+			r.Blobs = append(r.Blobs, b)
+			s.decide(&r)
+			return []scanReport{r}, nil
+		}
 		a = dirArchive(p)
 	} else {
 		f, err := os.Open(p)
@@ -191,14 +300,20 @@ func scanPath(ctx context.Context, sc *scanner.Scanner, p string) ([]scanReport,
 			return nil, err
 		}
 		defer f.Close()
-		if ta, err := openTarArchive(f); err == nil && (ta.has("manifest.json") || ta.has("index.json")) {
+		if ta, err := openTarArchive(f); err == nil && isImageArchive(ta) {
 			a = ta
 		} else {
 			if _, err := f.Seek(0, io.SeekStart); err != nil {
 				return nil, err
 			}
-			b := scanBlob(ctx, sc, "layer", filepath.Base(p), f)
-			return []scanReport{{Source: p, Decision: decisionOf([]blobReport{b}), Blobs: []blobReport{b}}}, nil
+			r := scanReport{Source: p, Image: "layer"}
+			b, err := s.blob(ctx, "layer", filepath.Base(p), "", f)
+			if err != nil {
+				return nil, err
+			}
+			r.Blobs = append(r.Blobs, b)
+			s.decide(&r)
+			return []scanReport{r}, nil
 		}
 	}
 	images, err := imagesIn(a)
@@ -217,13 +332,58 @@ func scanPath(ctx context.Context, sc *scanner.Scanner, p string) ([]scanReport,
 			if err != nil {
 				return nil, err
 			}
-			r.Blobs = append(r.Blobs, scanBlob(ctx, sc, kind, name, rc))
+			b, err := s.blob(ctx, kind, name, "", rc)
 			rc.Close()
+			if err != nil {
+				return nil, err
+			}
+			r.Blobs = append(r.Blobs, b)
 		}
-		r.Decision = decisionOf(r.Blobs)
+		s.decide(&r)
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// streamDir writes the regular files under dir into a tar as the scanner
+// reads it, with paths relative to dir and their modes kept, so a root
+// filesystem is walked exactly as a layer would be.
+func streamDir(dir string) io.ReadCloser {
+	pr, pw := io.Pipe()
+	go func() {
+		tw := tar.NewWriter(pw)
+		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if !d.Type().IsRegular() {
+				return nil
+			}
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			fi, err := f.Stat()
+			if err != nil {
+				return err
+			}
+			rel, err := filepath.Rel(dir, p)
+			if err != nil {
+				return err
+			}
+			if err := tw.WriteHeader(&tar.Header{Name: filepath.ToSlash(rel), Mode: int64(fi.Mode().Perm()), Size: fi.Size(), Typeflag: tar.TypeReg, ModTime: fi.ModTime()}); err != nil {
+				return err
+			}
+			_, err = io.Copy(tw, f)
+			return err
+		})
+		if err == nil {
+			err = tw.Close()
+		}
+		pw.CloseWithError(err)
+	}()
+	return pr
 }
 
 // localImage names an image's config and layers inside an archive.
@@ -260,45 +420,55 @@ func imagesIn(a archive) ([]localImage, error) {
 		if depth > 4 {
 			return errors.New("indexes nested too deep")
 		}
-		var idx struct {
-			MediaType string `json:"mediaType"`
-			Manifests []struct {
-				MediaType   string            `json:"mediaType"`
-				Digest      digest.Digest     `json:"digest"`
-				Annotations map[string]string `json:"annotations"`
-			} `json:"manifests"`
-			Config struct {
-				Digest digest.Digest `json:"digest"`
-			} `json:"config"`
-			Layers []struct {
-				Digest digest.Digest `json:"digest"`
-			} `json:"layers"`
-		}
-		if err := readJSON(a, name, &idx); err != nil {
+		var m ociManifest
+		if err := readJSON(a, name, &m); err != nil {
 			return err
 		}
-		if idx.Config.Digest != "" {
-			img := localImage{name: name, config: blobPath(idx.Config.Digest)}
-			for _, l := range idx.Layers {
+		if m.Config.Digest != "" {
+			img := localImage{name: name, config: blobPath(m.Config.Digest)}
+			for _, l := range m.Layers {
 				img.layers = append(img.layers, blobPath(l.Digest))
 			}
 			out = append(out, img)
 			return nil
 		}
-		for _, m := range idx.Manifests {
-			if err := m.Digest.Validate(); err != nil {
+		for _, d := range m.Manifests {
+			if err := d.Digest.Validate(); err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
-			if err := walk(blobPath(m.Digest), depth+1); err != nil {
+			n := len(out)
+			if err := walk(blobPath(d.Digest), depth+1); err != nil {
 				return err
 			}
-			if ref := m.Annotations["org.opencontainers.image.ref.name"]; ref != "" && len(out) > 0 {
+			if ref := d.Annotations["org.opencontainers.image.ref.name"]; ref != "" && len(out) > n {
 				out[len(out)-1].name = ref
 			}
 		}
 		return nil
 	}
 	return out, walk("index.json", 0)
+}
+
+// ociManifest is the part of an index or image manifest (OCI or Docker)
+// that scan reads.
+type ociManifest struct {
+	MediaType string          `json:"mediaType"`
+	Manifests []ociDescriptor `json:"manifests"`
+	Config    ociDescriptor   `json:"config"`
+	Layers    []ociDescriptor `json:"layers"`
+}
+
+type ociDescriptor struct {
+	MediaType   string            `json:"mediaType"`
+	Digest      digest.Digest     `json:"digest"`
+	Size        int64             `json:"size"`
+	Annotations map[string]string `json:"annotations"`
+	URLs        []string          `json:"urls"`
+	Platform    *struct {
+		OS           string `json:"os"`
+		Architecture string `json:"architecture"`
+		Variant      string `json:"variant"`
+	} `json:"platform"`
 }
 
 func blobPath(d digest.Digest) string { return "blobs/" + d.Algorithm().String() + "/" + d.Encoded() }
@@ -315,38 +485,57 @@ func readJSON(a archive, name string, v any) error {
 	return nil
 }
 
-func scanBlob(ctx context.Context, sc *scanner.Scanner, kind, name string, r io.Reader) blobReport {
+// maxConfigBytes caps an image config read into memory (as the gate does).
+const maxConfigBytes = 8 << 20
+
+// blob scans one config or layer. The bytes are hashed as they are read,
+// so a blob on the known-bad list is refused whatever it contains, and a
+// fetched blob whose digest (want, when known) does not match is an error.
+//
+// Content the scanner refuses (a limit, a corrupt stream) is reported in
+// the blob; an error reading the input is returned.
+func (s *scanRun) blob(ctx context.Context, kind, name string, want digest.Digest, r io.Reader) (blobReport, error) {
 	b := blobReport{Kind: kind, Name: name}
+	digester := digest.Canonical.Digester()
+	src := io.TeeReader(r, digester.Hash())
 	var (
 		res scanner.Result
 		err error
 	)
 	if kind == "config" {
 		var buf []byte
-		buf, err = io.ReadAll(io.LimitReader(r, 8<<20))
-		if err == nil {
-			res, err = sc.ScanConfig(ctx, buf, scanner.Interactive)
+		buf, err = io.ReadAll(io.LimitReader(src, maxConfigBytes+1))
+		switch {
+		case err != nil:
+		case len(buf) > maxConfigBytes:
+			err = fmt.Errorf("%w: image config over %d bytes", scanner.ErrLimit, maxConfigBytes)
+		default:
+			res, err = s.sc.ScanConfig(ctx, buf, scanner.Interactive)
 		}
 	} else {
-		res, err = sc.ScanLayer(ctx, r, scanner.Interactive)
+		res, err = s.sc.ScanLayer(ctx, src, scanner.Interactive)
 	}
+	b.Findings, b.Files, b.Bytes = res.Findings, res.Files, res.Bytes
 	if err != nil {
-		b.Error = err.Error()
-		return b
-	}
-	b.Findings, b.Blocking, b.Files, b.Bytes = res.Findings, len(res.Blocking()), res.Files, res.Bytes
-	return b
-}
-
-func decisionOf(blobs []blobReport) string {
-	d := "clean"
-	for _, b := range blobs {
-		switch {
-		case b.Blocking > 0:
-			return "blocked"
-		case b.Error != "":
-			d = "error"
+		if !errors.Is(err, scanner.ErrLimit) && !errors.Is(err, scanner.ErrCorrupt) {
+			return b, fmt.Errorf("%s %s: %w", kind, name, err)
 		}
+		b.Error = err.Error()
+		return b, nil
 	}
-	return d
+	// A clean scan read the blob to its end, so the digest is whole.
+	got := digester.Digest()
+	b.Digest = got.String()
+	if want != "" && got != want {
+		b.Error = fmt.Sprintf("content does not match its digest %s (got %s)", want, got)
+	}
+	if s.knownBad.Has(got.String()) {
+		note, _ := s.knownBad.Note(got.String())
+		desc := "blob on the known-bad list"
+		if note != "" {
+			desc += ": " + note
+		}
+		b.Findings = append(b.Findings, scanner.Finding{Rule: "KnownBadBlob", Category: scanner.CategoryKnownBad, Severity: scanner.SeverityHigh, Description: desc, Path: "/"})
+	}
+	return b, nil
 }

@@ -61,6 +61,13 @@ func verdicts(args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return errUsage
 	}
+	switch pos[0] {
+	case "ls", "show", "allow", "deny", "rm":
+	default:
+		fmt.Fprintf(stderr, "pullgate verdicts: unknown command %q\n\n", pos[0])
+		fs.Usage()
+		return errUsage
+	}
 	c := apiClient{base: firstNonEmpty(*base, getenv("PULLGATE_URL"), "http://127.0.0.1:5000"),
 		token: firstNonEmpty(*token, getenv("PULLGATE_ADMIN_TOKEN"))}
 	if c.token == "" {
@@ -104,8 +111,6 @@ func verdicts(args []string, stdout, stderr io.Writer) error {
 		}
 		return c.rm(ctx, stdout, operands[0], *asJSON)
 	}
-	fmt.Fprintf(stderr, "pullgate verdicts: unknown command %q\n\n", cmd)
-	fs.Usage()
 	return errUsage
 }
 
