@@ -13,9 +13,9 @@ SUDO    := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # containerd (ctr), podman,
 # skopeo, the yara CLI (benchmark baseline), unshare and ip (the end-to-end
 # suite runs in its own network namespace), chromium (the admin page test).
-DEBS := gcc pkg-config libyara-dev libisal-dev yara redis-server docker.io containerd skopeo podman util-linux iproute2 ca-certificates chromium
+DEBS := gcc pkg-config libyara-dev libisal-dev yara redis-server docker.io containerd skopeo podman debootstrap util-linux iproute2 ca-certificates chromium
 
-.PHONY: deps build run test test-unit test-e2e bench vet clean
+.PHONY: deps build run test test-unit test-e2e bench eval vet clean
 
 deps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -33,7 +33,11 @@ run: build
 vet:
 	$(GO) vet ./...
 
-test: deps vet test-unit test-e2e
+# staticcheck, pinned, run from the module proxy.
+lint: vet
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+test: deps lint test-unit test-e2e
 
 test-unit:
 	$(GO) test -race -count=1 -timeout 10m ./cmd/... ./proxy/... ./scanner/... ./storage/... ./internal/...
@@ -44,6 +48,13 @@ test-e2e:
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./scanner/
 	PULLGATE_BENCH=1 $(GO) test -count=1 -timeout 30m -run '^$$' -bench . -benchtime 1x ./e2e/
+
+# eval: the default ruleset on a labelled corpus (docs/detection.md):
+# synthetic positives, and real negatives (this machine's /usr, a Debian
+# bookworm root filesystem from debootstrap, near-the-line Debian packages),
+# cached under .cache/eval. Needs root for debootstrap.
+eval: deps
+	$(GO) run ./cmd/pullgate-eval -cache .cache/eval
 
 clean:
 	rm -rf bin data

@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -104,7 +103,8 @@ func goTool() string {
 	if p, err := exec.LookPath("go"); err == nil {
 		return p
 	}
-	return filepath.Join(runtime.GOROOT(), "bin", "go")
+	// Where Go is installed on these machines, for a PATH without it.
+	return "/usr/local/go/bin/go"
 }
 
 // buildPullgate runs `go build -o bin ./cmd/pullgate` in the module root.

@@ -30,9 +30,6 @@ const (
 
 var manifestTypes = []string{mediaTypeOCIIndex, mediaTypeDockerList, mediaTypeOCIManifest, mediaTypeDockerManifest}
 
-// maxManifestBytes bounds a manifest, as registries do (4 MiB).
-const maxManifestBytes = 4 << 20
-
 // manifest serves HEAD|GET /v2/<name>/manifests/<ref>. An index is served as
 // it is (it only points at manifests, each gated when asked for); an image
 // manifest only once the gate has a clean verdict for its config and layers.

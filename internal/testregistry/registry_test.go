@@ -117,11 +117,11 @@ func TestPushPullWithToken(t *testing.T) {
 		t.Fatalf("login = %d, %v", code, err)
 	}
 
-	resp, raw := c.do(http.MethodHead, "/v2/library/hello/manifests/1.0", schema2.MediaTypeManifest)
+	resp, _ := c.do(http.MethodHead, "/v2/library/hello/manifests/1.0", schema2.MediaTypeManifest)
 	if resp.StatusCode != 200 || resp.Header.Get("Docker-Content-Digest") != mdgst.String() {
 		t.Fatalf("HEAD manifest = %d %q", resp.StatusCode, resp.Header.Get("Docker-Content-Digest"))
 	}
-	resp, raw = c.do(http.MethodGet, "/v2/library/hello/manifests/1.0", schema2.MediaTypeManifest)
+	resp, raw := c.do(http.MethodGet, "/v2/library/hello/manifests/1.0", schema2.MediaTypeManifest)
 	if resp.StatusCode != 200 || digest.FromBytes(raw) != mdgst {
 		t.Fatalf("GET manifest = %d, digest %s want %s", resp.StatusCode, digest.FromBytes(raw), mdgst)
 	}
