@@ -431,6 +431,11 @@ func TestNamesAndRegistries(t *testing.T) {
 		{"/v2/evil.example.com/x/manifests/1", 403, "DENIED"},
 		{"/v2/_catalog", 405, "UNSUPPORTED"},
 		{"/v2/library/x/nothing", 404, "NAME_UNKNOWN"},
+		{"/v2/library/..%2f..%2fetc/manifests/1", 400, "NAME_INVALID"},
+		{"/v2/library/a//b/manifests/1", 400, "NAME_INVALID"},
+		{"/v2/" + strings.Repeat("a/", 130) + "b/manifests/1", 400, "NAME_INVALID"},
+		{"/v2/library/x/manifests/sha256:" + strings.Repeat("0", 65), 400, "MANIFEST_INVALID"},
+		{"/v2/library/x/blobs/md5:d41d8cd98f00b204e9800998ecf8427e", 400, "DIGEST_INVALID"},
 	}
 	for _, c := range cases {
 		resp, body := f.do(t, "GET", c.path)

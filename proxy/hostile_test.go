@@ -1,0 +1,105 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/proxy/upstream"
+	"github.com/pullgate/pullgate/scanner"
+	"github.com/pullgate/pullgate/storage"
+)
+
+// hostileUpstream serves, under tag "1" of each repository, a manifest a
+// real registry would not accept: the content a compromised or broken
+// upstream could send.
+func hostileUpstream(t *testing.T, manifests map[string]struct{ mediaType, body string }) string {
+	t.Helper()
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v2/" {
+			return
+		}
+		for repo, m := range manifests {
+			d := digest.FromString(m.body)
+			if r.URL.Path == "/v2/"+repo+"/manifests/1" || r.URL.Path == "/v2/"+repo+"/manifests/"+d.String() {
+				w.Header().Set("Content-Type", m.mediaType)
+				w.Header().Set("Docker-Content-Digest", d.String())
+				w.Header().Set("Content-Length", fmt.Sprint(len(m.body)))
+				if r.Method == http.MethodGet {
+					_, _ = io.WriteString(w, m.body)
+				}
+				return
+			}
+		}
+		http.NotFound(w, r)
+	})
+	ts := httptest.NewServer(h)
+	t.Cleanup(ts.Close)
+	return ts.URL
+}
+
+func TestHostileManifestsRefusedClearly(t *testing.T) {
+	const schema2 = "application/vnd.docker.distribution.manifest.v2+json"
+	layer := `{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","digest":"sha256:` + strings.Repeat("a", 64) + `","size":10}`
+	many := strings.Repeat(layer+",", 600)
+	cases := map[string]struct {
+		mediaType, body, want string
+	}{
+		"library/garbage":  {schema2, `{"schemaVersion":2,"config":`, "malformed image manifest"},
+		"library/many":     {schema2, `{"schemaVersion":2,"mediaType":"` + schema2 + `","config":` + layer + `,"layers":[` + many[:len(many)-1] + `]}`, "600 layers, over the limit of 500"},
+		"library/baddgst":  {schema2, `{"schemaVersion":2,"mediaType":"` + schema2 + `","config":{"digest":"sha256:zz","size":1},"layers":[]}`, "invalid digest"},
+		"library/foreign":  {schema2, `{"schemaVersion":2,"mediaType":"` + schema2 + `","config":` + layer + `,"layers":[{"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip","digest":"sha256:` + strings.Repeat("b", 64) + `","size":10,"urls":["https://evil.example/layer"]}]}`, "foreign layer"},
+		"library/schema1":  {"application/vnd.docker.distribution.manifest.v1+prettyjws", `{"schemaVersion":1,"name":"x"}`, "which pullgate does not serve"},
+		"library/negative": {schema2, `{"schemaVersion":2,"mediaType":"` + schema2 + `","config":{"digest":"sha256:` + strings.Repeat("c", 64) + `","size":-5},"layers":[]}`, "negative size"},
+	}
+	manifests := map[string]struct{ mediaType, body string }{}
+	for repo, c := range cases {
+		manifests[repo] = struct{ mediaType, body string }{c.mediaType, c.body}
+	}
+	url := hostileUpstream(t, manifests)
+
+	ctx := context.Background()
+	up, err := upstream.New(upstream.Config{Name: "docker.io", URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs, _ := storage.NewInMemoryBlobs(ctx)
+	store, err := storage.OpenBolt(filepath.Join(t.TempDir(), "v.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	sc, err := scanner.New(scanner.Options{Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	srv, err := New(Options{Upstreams: map[string]*upstream.Registry{"docker.io": up}, Blobs: blobs, Verdicts: store, Scanner: sc,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	f := &fixture{url: ts.URL, client: ts.Client()}
+
+	for repo, c := range cases {
+		t.Run(repo, func(t *testing.T) {
+			resp, body := f.do(t, "GET", "/v2/"+repo+"/manifests/1")
+			if resp.StatusCode < 400 || resp.StatusCode >= 500 {
+				t.Fatalf("status %d: %s", resp.StatusCode, body)
+			}
+			if _, msg := ociError(t, body); !strings.Contains(msg, c.want) {
+				t.Fatalf("message %q lacks %q", msg, c.want)
+			}
+		})
+	}
+}
