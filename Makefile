@@ -47,7 +47,7 @@ test-e2e:
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./scanner/
-	PULLGATE_BENCH=1 $(GO) test -count=1 -timeout 30m -run '^$$' -bench . -benchtime 1x ./e2e/
+	PULLGATE_BENCH=1 $(GO) test -count=1 -timeout 30m -run '^$$' -bench . -benchtime 3x ./bench/
 
 # eval: the default ruleset on a labelled corpus (docs/detection.md):
 # synthetic positives, and real negatives (this machine's /usr, a Debian
