@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
@@ -132,6 +133,10 @@ func BenchmarkPull(b *testing.B) {
 	b.Run("loopback/gunzip", func(b *testing.B) {
 		throttled(false)
 		measure(b, "loopback/gunzip", size, 1, nil, func() error { return gunzipAll(im.layers) })
+	})
+	b.Run("loopback/gunzip-cli", func(b *testing.B) {
+		files := layerFiles(b, im.layers)
+		measure(b, "loopback/gunzip-cli", size, 1, nil, func() error { return gunzipCLI(files) })
 	})
 	b.Run("loopback/pullgate-cold", func(b *testing.B) {
 		throttled(false)
@@ -448,6 +453,35 @@ func gunzipAll(layers [][]byte) error {
 			}
 			_, err = io.Copy(io.Discard, zr)
 			return err
+		})
+	}
+	return g.Wait()
+}
+
+// layerFiles writes the layers to files once, for the gzip command.
+func layerFiles(b *testing.B, layers [][]byte) []string {
+	dir := b.TempDir()
+	var out []string
+	for i, l := range layers {
+		p := filepath.Join(dir, fmt.Sprintf("layer%d.tar.gz", i))
+		if err := os.WriteFile(p, l, 0o600); err != nil {
+			b.Fatal(err)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// gunzipCLI runs Debian's `gzip -dc` on every layer, concurrency at a
+// time like the client: the plain gunzip, output thrown away.
+func gunzipCLI(files []string) error {
+	var g errgroup.Group
+	g.SetLimit(concurrency)
+	for _, f := range files {
+		g.Go(func() error {
+			cmd := exec.Command("gzip", "-dc", f)
+			cmd.Stdout = io.Discard
+			return cmd.Run()
 		})
 	}
 	return g.Wait()

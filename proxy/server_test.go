@@ -776,3 +776,49 @@ func TestCategoryActionFromPolicy(t *testing.T) {
 		t.Fatalf("category set to block: %d", resp.StatusCode)
 	}
 }
+
+// A layer found bad by a rescan is reported with the images that carry it
+// and the clients the audit log says pulled them.
+func TestRetroactiveBlockNamesWhoPulledIt(t *testing.T) {
+	audit, err := storage.OpenFileAuditLog(filepath.Join(t.TempDir(), "audit.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, func(o *Options, _ *scanner.Options) { o.Admin.Audit = audit })
+	img := cleanImage("told")
+	mdgst := f.hub.Push(t, "library/told", "1", img)
+	if resp, _ := f.do(t, "GET", "/v2/library/told/manifests/1"); resp.StatusCode != 200 {
+		t.Fatal("first pull")
+	}
+	waitFor(t, 10*time.Second, "the pull in the audit log", func() bool {
+		recs, err := audit.Query(context.Background(), storage.AuditQuery{Digest: mdgst, Kind: storage.AuditPull})
+		return err == nil && len(recs) == 1
+	})
+	rule := filepath.Join(t.TempDir(), "told.yar")
+	writeRule(t, rule, `rule TestTold { meta: category = "miner" severity = "high" description = "test rule" strings: $a = "hello told" condition: $a }`)
+	sc, err := scanner.New(scanner.Options{Workers: 1, RulePaths: []string{rule}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sc.Close() })
+	old := f.srv.SetScanner(sc)
+	t.Cleanup(func() { old.Close() })
+	if _, err := f.srv.Rescan(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var got *Event
+	for _, ev := range f.srv.live.recent(50) {
+		if ev.Decision == "retroactive-block" {
+			got = &ev
+			break
+		}
+	}
+	if got == nil {
+		t.Fatal("no retroactive-block event")
+	}
+	for _, want := range []string{"docker.io/library/told@" + mdgst.String(), "pulled before by 127.0.0.1", digest.FromBytes(img.Layers[0]).String()} {
+		if !strings.Contains(got.Reason, want) {
+			t.Errorf("reason %q lacks %q", got.Reason, want)
+		}
+	}
+}

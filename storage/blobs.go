@@ -306,3 +306,16 @@ func (b *Blobs) Walk(ctx context.Context, fn func(digest.Digest) error) error {
 	}
 	return err
 }
+
+// WalkManifests calls fn with the digest of every stored manifest.
+func (b *Blobs) WalkManifests(ctx context.Context, fn func(digest.Digest) error) error {
+	e, ok := b.manifests.(distribution.BlobEnumerator)
+	if !ok {
+		return errors.New("manifest store cannot enumerate its manifests")
+	}
+	err := e.Enumerate(ctx, fn)
+	if isPathNotFound(err) {
+		return nil
+	}
+	return err
+}

@@ -46,3 +46,26 @@ func TestBlobsWalk(t *testing.T) {
 		t.Fatalf("walked %v, want %v", got, want)
 	}
 }
+
+func TestBlobsWalkManifests(t *testing.T) {
+	ctx := context.Background()
+	b, err := NewInMemoryBlobs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []digest.Digest{digest.FromString(`{"a":1}`), digest.FromString(`{"b":2}`)}
+	for _, body := range []string{`{"a":1}`, `{"b":2}`} {
+		if err := b.PutManifest(ctx, digest.FromString(body), "application/vnd.oci.image.manifest.v1+json", []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []digest.Digest
+	if err := b.WalkManifests(ctx, func(d digest.Digest) error { got = append(got, d); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("walked %v, want %v", got, want)
+	}
+}
