@@ -13,7 +13,7 @@ SUDO    := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # containerd (ctr), podman,
 # skopeo, the yara CLI (benchmark baseline), unshare and ip (the end-to-end
 # suite runs in its own network namespace), chromium (the admin page test).
-DEBS := gcc pkg-config libyara-dev libisal-dev yara redis-server docker.io containerd skopeo podman debootstrap util-linux iproute2 ca-certificates chromium
+DEBS := gcc pkg-config libyara-dev libisal-dev yara redis-server docker.io containerd skopeo podman debootstrap util-linux iproute2 ca-certificates chromium fonts-dejavu-core
 
 .PHONY: deps build run test test-unit test-e2e bench eval vet clean
 
