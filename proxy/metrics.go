@@ -101,6 +101,12 @@ func (m *metrics) observeUpstreams(ups map[string]*upstream.Registry) {
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pullgate_upstream_ratelimit_limit",
 				Help: "Pulls allowed per upstream rate-limit window, as last reported (-1: never reported).", ConstLabels: labels},
 				func() float64 { return rateLimitValue(up, true) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pullgate_upstream_requests_in_flight",
+				Help: "Requests open to the upstream (bodies included).", ConstLabels: labels},
+				func() float64 { return float64(up.Load().InFlight) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pullgate_upstream_requests_waiting",
+				Help: "Requests queued for a connection slot to the upstream (max_concurrent reached).", ConstLabels: labels},
+				func() float64 { return float64(up.Load().Waiting) }),
 		)
 	}
 }
