@@ -481,15 +481,7 @@ func TestRulesetChangeRescansFromLocalStore(t *testing.T) {
 		t.Fatal("first pull")
 	}
 	// New rules that make the motd file a finding.
-	rule := filepath.Join(t.TempDir(), "motd.yar")
-	writeRule(t, rule, `rule TestMotd { meta: category = "miner" severity = "high" description = "test rule" strings: $a = "hello rescan" condition: $a }`)
-	sc, err := scanner.New(scanner.Options{Workers: 1, RulePaths: []string{rule}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sc.Close() })
-	old := f.srv.SetScanner(sc)
-	t.Cleanup(func() { old.Close() })
+	f.newRules(t, "TestMotd", "hello rescan")
 
 	resp, body := f.do(t, "GET", "/v2/library/rescan/manifests/1")
 	if resp.StatusCode != http.StatusForbidden {
@@ -687,15 +679,7 @@ func TestRescanUnderNewRulesRemovesWhatIsNowBad(t *testing.T) {
 	if resp, _ := f.do(t, "GET", "/v2/library/retro/manifests/1"); resp.StatusCode != 200 {
 		t.Fatal("first pull")
 	}
-	rule := filepath.Join(t.TempDir(), "retro.yar")
-	writeRule(t, rule, `rule TestRetro { meta: category = "miner" severity = "high" description = "test rule" strings: $a = "hello retro" condition: $a }`)
-	sc, err := scanner.New(scanner.Options{Workers: 1, RulePaths: []string{rule}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sc.Close() })
-	old := f.srv.SetScanner(sc)
-	t.Cleanup(func() { old.Close() })
+	f.newRules(t, "TestRetro", "hello retro")
 
 	rep, err := f.srv.Rescan(context.Background())
 	if err != nil {
@@ -794,15 +778,7 @@ func TestRetroactiveBlockNamesWhoPulledIt(t *testing.T) {
 		recs, err := audit.Query(context.Background(), storage.AuditQuery{Digest: mdgst, Kind: storage.AuditPull})
 		return err == nil && len(recs) == 1
 	})
-	rule := filepath.Join(t.TempDir(), "told.yar")
-	writeRule(t, rule, `rule TestTold { meta: category = "miner" severity = "high" description = "test rule" strings: $a = "hello told" condition: $a }`)
-	sc, err := scanner.New(scanner.Options{Workers: 1, RulePaths: []string{rule}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sc.Close() })
-	old := f.srv.SetScanner(sc)
-	t.Cleanup(func() { old.Close() })
+	f.newRules(t, "TestTold", "hello told")
 	if _, err := f.srv.Rescan(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -821,4 +797,19 @@ func TestRetroactiveBlockNamesWhoPulledIt(t *testing.T) {
 			t.Errorf("reason %q lacks %q", got.Reason, want)
 		}
 	}
+}
+
+// newRules swaps in a ruleset whose one rule, name, blocks any file that
+// contains needle: what an operator's new rules do to a cached image.
+func (f *fixture) newRules(t *testing.T, name, needle string) {
+	t.Helper()
+	rule := filepath.Join(t.TempDir(), name+".yar")
+	writeRule(t, rule, `rule `+name+` { meta: category = "miner" severity = "high" description = "test rule" strings: $a = "`+needle+`" condition: $a }`)
+	sc, err := scanner.New(scanner.Options{Workers: 1, RulePaths: []string{rule}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sc.Close() })
+	old := f.srv.SetScanner(sc)
+	t.Cleanup(func() { old.Close() })
 }

@@ -19,7 +19,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"maps"
 	"os"
 	"os/exec"
@@ -302,46 +301,10 @@ func dirImage(name, kind, dir string) image {
 		if _, err := os.Stat(dir); err != nil {
 			return nil, err
 		}
-		return streamDir(dir), nil
+		return scanner.DirLayer(dir, true), nil
 	}}
 }
 
-// streamDir writes the regular files under dir into a tar as the scanner
-// reads it, keeping their modes. Unreadable files are skipped.
-func streamDir(dir string) io.ReadCloser {
-	pr, pw := io.Pipe()
-	go func() {
-		tw := tar.NewWriter(pw)
-		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return nil
-			}
-			if !d.Type().IsRegular() {
-				return nil
-			}
-			f, err := os.Open(p)
-			if err != nil {
-				return nil
-			}
-			defer f.Close()
-			fi, err := f.Stat()
-			if err != nil {
-				return nil
-			}
-			rel, _ := filepath.Rel(dir, p)
-			if err := tw.WriteHeader(&tar.Header{Name: filepath.ToSlash(rel), Mode: int64(fi.Mode().Perm()), Size: fi.Size(), Typeflag: tar.TypeReg}); err != nil {
-				return err
-			}
-			_, err = io.Copy(tw, f)
-			return err
-		})
-		if err == nil {
-			err = tw.Close()
-		}
-		pw.CloseWithError(err)
-	}()
-	return pr
-}
 
 // report prints the figures as Markdown.
 func report(w io.Writer, sc *scanner.Scanner, outs []outcome) {

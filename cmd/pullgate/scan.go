@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -283,7 +282,7 @@ func (s *scanRun) path(ctx context.Context, p string) ([]scanReport, error) {
 	if st.IsDir() {
 		if !isImageArchive(dirArchive(p)) {
 			r := scanReport{Source: p, Image: "rootfs"}
-			rc := streamDir(p)
+			rc := scanner.DirLayer(p, false)
 			b, err := s.blob(ctx, "layer", p, "", rc)
 			rc.Close()
 			if err != nil {
@@ -345,46 +344,6 @@ func (s *scanRun) path(ctx context.Context, p string) ([]scanReport, error) {
 	return out, nil
 }
 
-// streamDir writes the regular files under dir into a tar as the scanner
-// reads it, with paths relative to dir and their modes kept, so a root
-// filesystem is walked exactly as a layer would be.
-func streamDir(dir string) io.ReadCloser {
-	pr, pw := io.Pipe()
-	go func() {
-		tw := tar.NewWriter(pw)
-		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if !d.Type().IsRegular() {
-				return nil
-			}
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			fi, err := f.Stat()
-			if err != nil {
-				return err
-			}
-			rel, err := filepath.Rel(dir, p)
-			if err != nil {
-				return err
-			}
-			if err := tw.WriteHeader(&tar.Header{Name: filepath.ToSlash(rel), Mode: int64(fi.Mode().Perm()), Size: fi.Size(), Typeflag: tar.TypeReg, ModTime: fi.ModTime()}); err != nil {
-				return err
-			}
-			_, err = io.Copy(tw, f)
-			return err
-		})
-		if err == nil {
-			err = tw.Close()
-		}
-		pw.CloseWithError(err)
-	}()
-	return pr
-}
 
 // localImage names an image's config and layers inside an archive.
 type localImage struct {
