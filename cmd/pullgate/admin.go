@@ -50,23 +50,13 @@ func (f *adminFlags) register(fs *flag.FlagSet) {
 
 // apply sets c from the environment, then from the flags.
 func (f *adminFlags) apply(c *AdminConfig, getenv func(string) string) {
-	for _, kv := range []struct {
-		dst        *string
-		env, value string
-	}{
+	applyStrings(getenv, []stringSetting{
 		{&c.Token, "PULLGATE_ADMIN_TOKEN", f.token},
 		{&c.ReadOnlyToken, "PULLGATE_ADMIN_READONLY_TOKEN", f.readonly},
 		{&c.Listen, "PULLGATE_ADMIN_LISTEN", f.listen},
 		{&c.Webhook.URL, "PULLGATE_WEBHOOK_URL", f.webhookURL},
 		{&c.Webhook.Secret, "PULLGATE_WEBHOOK_SECRET", f.webhookSecret},
-	} {
-		if v := getenv(kv.env); v != "" {
-			*kv.dst = v
-		}
-		if kv.value != "" {
-			*kv.dst = kv.value
-		}
-	}
+	})
 }
 
 func (c AdminConfig) validate() error {

@@ -323,3 +323,23 @@ func (d DecisionConfig) policy() scanner.Policy {
 	}
 	return p
 }
+
+// stringSetting is one string option: where it goes, its PULLGATE_*
+// variable, and the flag's value.
+type stringSetting struct {
+	dst        *string
+	env, value string
+}
+
+// applyStrings sets each option from the environment, then from its flag:
+// the flag wins, as everywhere in the config.
+func applyStrings(getenv func(string) string, settings []stringSetting) {
+	for _, kv := range settings {
+		if v := getenv(kv.env); v != "" {
+			*kv.dst = v
+		}
+		if kv.value != "" {
+			*kv.dst = kv.value
+		}
+	}
+}

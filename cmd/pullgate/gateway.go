@@ -39,21 +39,11 @@ func (f *gatewayFlags) register(fs *flag.FlagSet) {
 
 // apply sets c from the environment, then from the flags.
 func (f *gatewayFlags) apply(c *GatewayConfig, getenv func(string) string) {
-	for _, kv := range []struct {
-		dst        *string
-		env, value string
-	}{
+	applyStrings(getenv, []stringSetting{
 		{&c.Listen, "PULLGATE_GATEWAY_LISTEN", f.listen},
 		{&c.TLSCert, "PULLGATE_TLS_CERT", f.cert},
 		{&c.TLSKey, "PULLGATE_TLS_KEY", f.key},
-	} {
-		if v := getenv(kv.env); v != "" {
-			*kv.dst = v
-		}
-		if kv.value != "" {
-			*kv.dst = kv.value
-		}
-	}
+	})
 }
 
 func (c GatewayConfig) validate() error {

@@ -344,7 +344,6 @@ func (s *scanRun) path(ctx context.Context, p string) ([]scanReport, error) {
 	return out, nil
 }
 
-
 // localImage names an image's config and layers inside an archive.
 type localImage struct {
 	name   string
