@@ -68,7 +68,7 @@ func TestAdminPageInBrowser(t *testing.T) {
 		secret = "e2e-webhook-secret"
 	)
 	hub := testregistry.Start(t)
-	img := e2eMinerImage()
+	img := testregistry.MinerImage("miner")
 	mdgst := hub.Push(t, "someone/miner", "1", img)
 	bad := digest.FromBytes(img.Layers[2])
 	recv := &alertReceiver{}

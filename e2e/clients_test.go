@@ -72,7 +72,7 @@ func TestContainerdPullsThroughHostsToml(t *testing.T) {
 	hubImg, ghImg := harmlessImage("ctr-hub"), harmlessImage("ctr-ghcr")
 	hubDgst := u.hub.Push(t, "library/e2e-ctr", "1", hubImg)
 	ghDgst := u.ghcr.Push(t, "team/app", "1", ghImg)
-	minerDgst := u.hub.Push(t, "someone/miner", "1", e2eMinerImage())
+	minerDgst := u.hub.Push(t, "someone/miner", "1", testregistry.MinerImage("miner"))
 	rec := newRecorder(t, u.pg.URL())
 	c := StartContainerd(t)
 	ctx := clientCtx(t)
@@ -149,7 +149,7 @@ func TestSkopeoThroughRegistriesConf(t *testing.T) {
 	hubImg, ghImg := harmlessImage("sk-hub"), harmlessImage("sk-ghcr")
 	u.hub.Push(t, "library/e2e-skopeo", "1", hubImg)
 	u.ghcr.Push(t, "team/tool", "2", ghImg)
-	minerDgst := u.hub.Push(t, "someone/miner", "1", e2eMinerImage())
+	minerDgst := u.hub.Push(t, "someone/miner", "1", testregistry.MinerImage("miner"))
 	ctx := clientCtx(t)
 	mirror := writeTemp(t, "registries.conf", configSnippet(t, "registries.conf", u.pg.Addr()))
 	direct := writeTemp(t, "registries.conf", configSnippet(t, "registries.conf.no-fallback", u.pg.Addr())+
@@ -199,7 +199,7 @@ func TestPodmanNoFallback(t *testing.T) {
 	u := startTwoUpstreams(t)
 	img := harmlessImage("podman")
 	want := u.hub.Push(t, "library/e2e-podman", "1", img)
-	minerDgst := u.hub.Push(t, "someone/miner", "1", e2eMinerImage())
+	minerDgst := u.hub.Push(t, "someone/miner", "1", testregistry.MinerImage("miner"))
 	conf := writeTemp(t, "registries.conf", configSnippet(t, "registries.conf.no-fallback", u.pg.Addr()))
 	dir, err := os.MkdirTemp("/tmp", "pgp")
 	if err != nil {

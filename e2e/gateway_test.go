@@ -95,7 +95,7 @@ func TestGatewayModeDockerPull(t *testing.T) {
 	hub := testregistry.Start(t)
 	cleanImg := harmlessImage("gateway")
 	clean := hub.Push(t, "library/e2e-gateway", "1", cleanImg)
-	miner := hub.Push(t, "someone/miner", "1", e2eMinerImage())
+	miner := hub.Push(t, "someone/miner", "1", testregistry.MinerImage("miner"))
 
 	ca := newTestCA(t)
 	dir := t.TempDir()

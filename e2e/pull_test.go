@@ -24,21 +24,6 @@ import (
 // The core scenarios: a real dockerd pulls through the pullgate binary from
 // a real distribution registry with token auth and CDN redirects.
 
-func e2eCleanImage(tag string) testregistry.Image {
-	script, bin := samples.Benign()
-	return testregistry.Image{Layers: [][]byte{
-		testregistry.Layer(testregistry.File{Path: "etc/os-release", Data: []byte("NAME=pullgate-test\nVERSION=" + tag + "\n")}),
-		testregistry.Layer(testregistry.File{Path: "usr/local/bin/entry.sh", Mode: 0o755, Data: script},
-			testregistry.File{Path: "usr/local/bin/app", Mode: 0o755, Data: bin}),
-	}}
-}
-
-func e2eMinerImage() testregistry.Image {
-	img := e2eCleanImage("miner")
-	img.Layers = append(img.Layers, testregistry.Layer(testregistry.File{Path: "usr/bin/kworker", Mode: 0o755, Data: samples.XMRig()}))
-	return img
-}
-
 func pullCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
@@ -47,7 +32,7 @@ func pullCtx(t *testing.T) context.Context {
 
 func TestDockerPullsCleanImageThroughMirror(t *testing.T) {
 	hub := testregistry.Start(t)
-	img := e2eCleanImage("1")
+	img := testregistry.CleanImage("1")
 	want := hub.Push(t, "library/e2e-clean", "1", img)
 	pg := StartPullgate(t, PullgateOptions{Upstreams: map[string]string{"docker.io": hub.URL()}})
 	d := SharedDockerd(t, DockerdOptions{Mirrors: []string{pg.URL()}})
@@ -82,7 +67,7 @@ func TestDockerPullsCleanImageThroughMirror(t *testing.T) {
 
 func TestDockerPullOfMinerRefused(t *testing.T) {
 	hub := testregistry.Start(t)
-	img := e2eMinerImage()
+	img := testregistry.MinerImage("miner")
 	mdgst := hub.Push(t, "someone/miner", "1", img)
 	bad := digest.FromBytes(img.Layers[2])
 	pg := StartPullgate(t, PullgateOptions{Upstreams: map[string]string{"docker.io": hub.URL()}})
@@ -116,7 +101,7 @@ func TestDockerPullOfMinerRefused(t *testing.T) {
 
 func TestDockerPullOfMinerInConfigRefused(t *testing.T) {
 	hub := testregistry.Start(t)
-	img := e2eCleanImage("cmd")
+	img := testregistry.CleanImage("cmd")
 	img.Config = ocispec.Image{Config: ocispec.ImageConfig{Cmd: samples.MinerCmd()}}
 	hub.Push(t, "someone/cmdminer", "1", img)
 	pg := StartPullgate(t, PullgateOptions{Upstreams: map[string]string{"docker.io": hub.URL()}})
@@ -138,9 +123,9 @@ func TestVerdictsSurviveRestart(t *testing.T) {
 	for _, store := range []string{"embedded", "redis"} {
 		t.Run(store, func(t *testing.T) {
 			hub := testregistry.Start(t)
-			clean := e2eCleanImage(store)
+			clean := testregistry.CleanImage(store)
 			hub.Push(t, "library/e2e-keep", "1", clean)
-			hub.Push(t, "someone/e2e-bad", "1", e2eMinerImage())
+			hub.Push(t, "someone/e2e-bad", "1", testregistry.MinerImage("miner"))
 			opts := PullgateOptions{Upstreams: map[string]string{"docker.io": hub.URL()}}
 			if store == "redis" {
 				opts.Redis = redisserver.Start(t).URL()
@@ -182,7 +167,7 @@ func TestVerdictsSurviveRestart(t *testing.T) {
 // pullgate fetch each layer from upstream exactly once.
 func TestConcurrentColdPullsFetchEachLayerOnce(t *testing.T) {
 	hub := testregistry.Start(t)
-	img := e2eCleanImage("fleet")
+	img := testregistry.CleanImage("fleet")
 	img.Layers = append(img.Layers, testregistry.Layer(testregistry.File{Path: "srv/data.bin", Data: make([]byte, 4<<20)}))
 	hub.Push(t, "library/e2e-fleet", "1", img)
 	pg := StartPullgate(t, PullgateOptions{Upstreams: map[string]string{"docker.io": hub.URL()}})
@@ -225,7 +210,7 @@ func TestUpstreamCorruptionRefusedAndNothingCached(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			fault, want := c.fault, c.want
 			hub := testregistry.Start(t)
-			img := e2eCleanImage(name)
+			img := testregistry.CleanImage(name)
 			hub.Push(t, "library/e2e-flaky", "1", img)
 			bad := digest.FromBytes(img.Layers[1])
 			hub.Fault(bad, fault)

@@ -16,7 +16,7 @@ import (
 // refused with its file:line, and the last good one stays in force.
 func TestRulesReloadWithoutRestart(t *testing.T) {
 	hub := testregistry.Start(t)
-	hub.Push(t, "library/e2e-reload", "1", e2eCleanImage("reload"))
+	hub.Push(t, "library/e2e-reload", "1", testregistry.CleanImage("reload"))
 	rules := t.TempDir()
 	writeTestFile(t, filepath.Join(rules, "site.yar"), `rule SiteNothing { meta: category = "miner" severity = "high" description = "matches nothing" condition: false }`)
 	pg := StartPullgate(t, PullgateOptions{Upstreams: map[string]string{"docker.io": hub.URL()}, Extra: []string{"--rules", rules}})
@@ -29,8 +29,8 @@ func TestRulesReloadWithoutRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The operator learns that this image's os-release marks a bad build.
-	writeTestFile(t, filepath.Join(rules, "site.yar"), `rule SiteBadBuild { meta: category = "miner" severity = "high" description = "site rule: bad build" strings: $a = "VERSION=reload" condition: $a }`)
+	// The operator learns that this image's motd marks a bad build.
+	writeTestFile(t, filepath.Join(rules, "site.yar"), `rule SiteBadBuild { meta: category = "miner" severity = "high" description = "site rule: bad build" strings: $a = "hello reload" condition: $a }`)
 	before := len(pg.Log())
 	if err := pg.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)

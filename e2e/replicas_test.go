@@ -123,7 +123,7 @@ func TestReplicaCrashMidIngestDoesNotWedge(t *testing.T) {
 func multiPlatform(t *testing.T, hub *testregistry.Registry, repo string) (index, amd64, arm64 digest.Digest, minerLayer digest.Digest) {
 	t.Helper()
 	amdImg := harmlessImage("multi-" + repo)
-	armImg := e2eMinerImage()
+	armImg := testregistry.MinerImage("miner")
 	armImg.Config.OS, armImg.Config.Architecture = "linux", "arm64"
 	amd64 = hub.Push(t, repo, "", amdImg)
 	arm64 = hub.Push(t, repo, "", armImg)

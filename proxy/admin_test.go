@@ -19,6 +19,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/pullgate/pullgate/internal/testregistry"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
@@ -218,8 +219,8 @@ func TestAdminDisabledWithoutToken(t *testing.T) {
 // removing the allow blocks it again.
 func TestAdminBlockedThenAllowed(t *testing.T) {
 	f := newAdminFixture(t)
-	mdgst := f.hub.Push(t, "someone/miner", "1", minerImage())
-	bad := digest.FromBytes(minerImage().Layers[2])
+	mdgst := f.hub.Push(t, "someone/miner", "1", testregistry.MinerImage("miner"))
+	bad := digest.FromBytes(testregistry.MinerImage("miner").Layers[2])
 	admin := "bearer:" + testAdminToken
 
 	if resp, body := f.do(t, "GET", "/v2/someone/miner/manifests/1"); resp.StatusCode != 403 {
@@ -294,7 +295,7 @@ func TestAdminBlockedThenAllowed(t *testing.T) {
 // The stream announces itself and then each decision.
 func TestAdminStream(t *testing.T) {
 	f := newAdminFixture(t)
-	f.hub.Push(t, "library/clean", "1", cleanImage("stream"))
+	f.hub.Push(t, "library/clean", "1", testregistry.CleanImage("stream"))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "GET", f.url+"/admin/api/stream", nil)
@@ -333,7 +334,7 @@ func TestAdminStream(t *testing.T) {
 // server reloads recent decisions from the audit log.
 func TestAdminPageAndReload(t *testing.T) {
 	f := newAdminFixture(t)
-	f.hub.Push(t, "someone/miner", "1", minerImage())
+	f.hub.Push(t, "someone/miner", "1", testregistry.MinerImage("miner"))
 	if resp, _ := f.do(t, "GET", "/v2/someone/miner/manifests/1"); resp.StatusCode != 403 {
 		t.Fatal("not blocked")
 	}

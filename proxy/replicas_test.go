@@ -63,7 +63,7 @@ func replicaSet(t *testing.T, hub *testregistry.Registry, n int, lease time.Dura
 
 func TestReplicasIngestEachBlobOnce(t *testing.T) {
 	hub := testregistry.Start(t)
-	img := cleanImage("replicas")
+	img := testregistry.CleanImage("replicas")
 	hub.Push(t, "library/shared", "1", img)
 	urls, _ := replicaSet(t, hub, 2, 5*time.Second)
 
@@ -88,7 +88,7 @@ func TestReplicasIngestEachBlobOnce(t *testing.T) {
 // over once it expires instead of waiting forever.
 func TestReplicaTakesOverFromACrashedOne(t *testing.T) {
 	hub := testregistry.Start(t)
-	img := cleanImage("crashed")
+	img := testregistry.CleanImage("crashed")
 	hub.Push(t, "library/orphan", "1", img)
 	urls, store := replicaSet(t, hub, 1, 500*time.Millisecond)
 	for _, l := range img.Layers {

@@ -114,21 +114,6 @@ func ociError(t *testing.T, body []byte) (code, message string) {
 	return e.Errors[0].Code, e.Errors[0].Message
 }
 
-func cleanImage(extra string) testregistry.Image {
-	script, bin := samples.Benign()
-	return testregistry.Image{Layers: [][]byte{
-		testregistry.Layer(testregistry.File{Path: "etc/motd", Data: []byte("hello " + extra + "\n")}),
-		testregistry.Layer(testregistry.File{Path: "usr/local/bin/start.sh", Mode: 0o755, Data: script},
-			testregistry.File{Path: "usr/local/bin/app", Mode: 0o755, Data: bin}),
-	}}
-}
-
-func minerImage() testregistry.Image {
-	img := cleanImage("miner")
-	img.Layers = append(img.Layers, testregistry.Layer(testregistry.File{Path: "usr/bin/kworker", Mode: 0o755, Data: samples.XMRig()}))
-	return img
-}
-
 func TestPingAndReadOnly(t *testing.T) {
 	f := newFixture(t)
 	resp, _ := f.do(t, "GET", "/v2/")
@@ -148,7 +133,7 @@ func TestPingAndReadOnly(t *testing.T) {
 
 func TestCleanImageServedExactly(t *testing.T) {
 	f := newFixture(t)
-	img := cleanImage("clean")
+	img := testregistry.CleanImage("clean")
 	mdgst := f.hub.Push(t, "library/clean", "1.0", img)
 	wantType, wantBody := f.hub.Manifest(t, "library/clean", mdgst.String())
 
@@ -181,7 +166,7 @@ func TestCleanImageServedExactly(t *testing.T) {
 
 func TestMinerLayerRefused(t *testing.T) {
 	f := newFixture(t)
-	img := minerImage()
+	img := testregistry.MinerImage("miner")
 	mdgst := f.hub.Push(t, "someone/tool", "latest", img)
 	bad := digest.FromBytes(img.Layers[2])
 
@@ -218,7 +203,7 @@ func TestMinerLayerRefused(t *testing.T) {
 
 func TestMinerInConfigRefused(t *testing.T) {
 	f := newFixture(t)
-	img := cleanImage("cmd")
+	img := testregistry.CleanImage("cmd")
 	img.Config = ocispec.Image{Config: ocispec.ImageConfig{Entrypoint: samples.MinerCmd()}}
 	f.hub.Push(t, "someone/web", "v1", img)
 	resp, body := f.do(t, "GET", "/v2/someone/web/manifests/v1")
@@ -232,7 +217,7 @@ func TestMinerInConfigRefused(t *testing.T) {
 
 func TestConcurrentColdPullsFetchEachBlobOnce(t *testing.T) {
 	f := newFixture(t)
-	img := cleanImage("busy")
+	img := testregistry.CleanImage("busy")
 	f.hub.Push(t, "library/busy", "1", img)
 	var wg sync.WaitGroup
 	codes := make(chan int, 10)
@@ -274,7 +259,7 @@ func TestUpstreamCorruptionRefusedAndNotCached(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			f := newFixture(t)
-			img := cleanImage(name)
+			img := testregistry.CleanImage(name)
 			f.hub.Push(t, "library/flaky", "1", img)
 			d := digest.FromBytes(img.Layers[1])
 			f.hub.Fault(d, fault)
@@ -302,7 +287,7 @@ func TestUpstreamCorruptionRefusedAndNotCached(t *testing.T) {
 
 func TestStillScanningAnswersRetryLater(t *testing.T) {
 	f := newFixture(t, func(o *Options, _ *scanner.Options) { o.Hold = 300 * time.Millisecond; o.RetryAfter = 2 * time.Second })
-	img := cleanImage("slow")
+	img := testregistry.CleanImage("slow")
 	f.hub.Push(t, "library/slow", "1", img)
 	release := make(chan struct{})
 	f.hub.Fault(digest.FromBytes(img.Layers[1]), testregistry.Fault{Block: release})
@@ -358,8 +343,8 @@ func TestScanLimitRefusesWithReason(t *testing.T) {
 
 func TestIndexServedAndPlatformGated(t *testing.T) {
 	f := newFixture(t)
-	good := f.hub.Push(t, "library/multi", "", cleanImage("amd64"))
-	bad := f.hub.Push(t, "library/multi", "", minerImage())
+	good := f.hub.Push(t, "library/multi", "", testregistry.CleanImage("amd64"))
+	bad := f.hub.Push(t, "library/multi", "", testregistry.MinerImage("miner"))
 	idx := f.hub.PushIndex(t, "library/multi", "1", map[string]digest.Digest{"linux/amd64": good, "linux/arm64": bad})
 	resp, _ := f.do(t, "GET", "/v2/library/multi/manifests/1")
 	if resp.StatusCode != 200 || resp.Header.Get("Docker-Content-Digest") != idx.String() {
@@ -367,8 +352,8 @@ func TestIndexServedAndPlatformGated(t *testing.T) {
 	}
 	// Serving the index pre-scans both platforms in the background.
 	waitFor(t, 20*time.Second, "both platforms to be prefetched", func() bool {
-		_, errGood := f.store.Verdict(context.Background(), digest.FromBytes(cleanImage("amd64").Layers[0]), f.srv.scanner().RulesetID())
-		_, errBad := f.store.Verdict(context.Background(), digest.FromBytes(minerImage().Layers[2]), f.srv.scanner().RulesetID())
+		_, errGood := f.store.Verdict(context.Background(), digest.FromBytes(testregistry.CleanImage("amd64").Layers[0]), f.srv.scanner().RulesetID())
+		_, errBad := f.store.Verdict(context.Background(), digest.FromBytes(testregistry.MinerImage("miner").Layers[2]), f.srv.scanner().RulesetID())
 		return errGood == nil && errBad == nil
 	})
 	if resp, _ := f.do(t, "GET", "/v2/library/multi/manifests/"+good.String()); resp.StatusCode != 200 {
@@ -381,7 +366,7 @@ func TestIndexServedAndPlatformGated(t *testing.T) {
 
 func TestTagsResolvedByHeadAndCached(t *testing.T) {
 	f := newFixture(t, func(o *Options, _ *scanner.Options) { o.TagTTL = time.Hour })
-	f.hub.Push(t, "library/tagged", "1", cleanImage("tag"))
+	f.hub.Push(t, "library/tagged", "1", testregistry.CleanImage("tag"))
 	head := func() {
 		if resp, _ := f.do(t, "HEAD", "/v2/library/tagged/manifests/1"); resp.StatusCode != 200 {
 			t.Fatalf("HEAD %d", resp.StatusCode)
@@ -404,7 +389,7 @@ func TestTagsResolvedByHeadAndCached(t *testing.T) {
 
 func TestLastKnownTagServedWhileUpstreamIsDown(t *testing.T) {
 	f := newFixture(t, func(o *Options, _ *scanner.Options) { o.TagTTL = time.Nanosecond })
-	f.hub.Push(t, "library/steady", "1", cleanImage("steady"))
+	f.hub.Push(t, "library/steady", "1", testregistry.CleanImage("steady"))
 	if resp, _ := f.do(t, "GET", "/v2/library/steady/manifests/1"); resp.StatusCode != 200 {
 		t.Fatalf("first pull: %d", resp.StatusCode)
 	}
@@ -448,7 +433,7 @@ func TestNamesAndRegistries(t *testing.T) {
 		}
 	}
 	// ?ns=docker.io and an explicit docker.io prefix route to Docker Hub.
-	f.hub.Push(t, "library/routed", "1", cleanImage("routed"))
+	f.hub.Push(t, "library/routed", "1", testregistry.CleanImage("routed"))
 	for _, p := range []string{"/v2/routed/manifests/1?ns=docker.io", "/v2/docker.io/library/routed/manifests/1"} {
 		if resp, body := f.do(t, "GET", p); resp.StatusCode != 200 {
 			t.Errorf("%s: %d %s", p, resp.StatusCode, body)
@@ -458,8 +443,8 @@ func TestNamesAndRegistries(t *testing.T) {
 
 func TestTagList(t *testing.T) {
 	f := newFixture(t)
-	f.hub.Push(t, "library/listed", "a", cleanImage("a"))
-	f.hub.Push(t, "library/listed", "b", cleanImage("b"))
+	f.hub.Push(t, "library/listed", "a", testregistry.CleanImage("a"))
+	f.hub.Push(t, "library/listed", "b", testregistry.CleanImage("b"))
 	resp, body := f.do(t, "GET", "/v2/listed/tags/list")
 	if resp.StatusCode != 200 {
 		t.Fatalf("%d %s", resp.StatusCode, body)
@@ -475,7 +460,7 @@ func TestTagList(t *testing.T) {
 
 func TestRulesetChangeRescansFromLocalStore(t *testing.T) {
 	f := newFixture(t)
-	img := cleanImage("rescan")
+	img := testregistry.CleanImage("rescan")
 	f.hub.Push(t, "library/rescan", "1", img)
 	if resp, _ := f.do(t, "GET", "/v2/library/rescan/manifests/1"); resp.StatusCode != 200 {
 		t.Fatal("first pull")
@@ -530,7 +515,7 @@ func TestRelativeLink(t *testing.T) {
 // In gateway mode the Host header names the registry.
 func TestHostNamesTheRegistry(t *testing.T) {
 	f := newFixture(t)
-	f.hub.Push(t, "library/hosted", "1", cleanImage("hosted"))
+	f.hub.Push(t, "library/hosted", "1", testregistry.CleanImage("hosted"))
 	for _, host := range []string{"registry-1.docker.io", "index.docker.io:443"} {
 		req, _ := http.NewRequest("GET", f.url+"/v2/library/hosted/manifests/1", nil)
 		req.Host = host
@@ -563,7 +548,7 @@ func httptestClient() *http.Client { return &http.Client{Timeout: time.Minute} }
 func TestOperatorOverrides(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	img := minerImage()
+	img := testregistry.MinerImage("miner")
 	mdgst := f.hub.Push(t, "someone/tool", "1", img)
 	bad := digest.FromBytes(img.Layers[2])
 	if resp, _ := f.do(t, "GET", "/v2/someone/tool/manifests/1"); resp.StatusCode != http.StatusForbidden {
@@ -594,7 +579,7 @@ func TestOperatorOverrides(t *testing.T) {
 
 	// Deny a repository: clean content in it is refused too, and the deny
 	// wins over an allow on the digest.
-	clean := f.hub.Push(t, "someone/tool", "clean", cleanImage("deny"))
+	clean := f.hub.Push(t, "someone/tool", "clean", testregistry.CleanImage("deny"))
 	if err := f.store.PutOverride(ctx, storage.Override{Subject: "docker.io/someone/tool", Action: storage.Deny, Reason: "known-bad publisher", Actor: "admin", Time: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
@@ -631,7 +616,7 @@ func TestPublisherPolicyAndKnownBad(t *testing.T) {
 		o.KnownBad = digestList{known}
 	})
 	for _, repo := range []string{"library/ok", "goodcorp/team/app", "library/evilbox", "docker123321/xmr"} {
-		f.hub.Push(t, repo, "1", cleanImage(repo))
+		f.hub.Push(t, repo, "1", testregistry.CleanImage(repo))
 	}
 	cases := []struct {
 		path, want string
@@ -674,7 +659,7 @@ func TestPublisherPolicyAndKnownBad(t *testing.T) {
 
 func TestRescanUnderNewRulesRemovesWhatIsNowBad(t *testing.T) {
 	f := newFixture(t)
-	img := cleanImage("retro")
+	img := testregistry.CleanImage("retro")
 	f.hub.Push(t, "library/retro", "1", img)
 	if resp, _ := f.do(t, "GET", "/v2/library/retro/manifests/1"); resp.StatusCode != 200 {
 		t.Fatal("first pull")
@@ -769,7 +754,7 @@ func TestRetroactiveBlockNamesWhoPulledIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := newFixture(t, func(o *Options, _ *scanner.Options) { o.Admin.Audit = audit })
-	img := cleanImage("told")
+	img := testregistry.CleanImage("told")
 	mdgst := f.hub.Push(t, "library/told", "1", img)
 	if resp, _ := f.do(t, "GET", "/v2/library/told/manifests/1"); resp.StatusCode != 200 {
 		t.Fatal("first pull")

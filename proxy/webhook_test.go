@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/internal/testregistry"
 )
 
 // webhookReceiver fails its first `failures` deliveries with 503, then
@@ -57,8 +59,8 @@ func TestWebhookOnBlockSignedAndRetried(t *testing.T) {
 	f := newAdminFixture(t, func(o *Options) {
 		o.Admin.Webhook = WebhookOptions{URL: recv.URL + "/hook", Secret: secret, Backoff: 20 * time.Millisecond}
 	})
-	mdgst := f.hub.Push(t, "someone/miner", "1", minerImage())
-	bad := digest.FromBytes(minerImage().Layers[2])
+	mdgst := f.hub.Push(t, "someone/miner", "1", testregistry.MinerImage("miner"))
+	bad := digest.FromBytes(testregistry.MinerImage("miner").Layers[2])
 	if resp, _ := f.do(t, "GET", "/v2/someone/miner/manifests/1"); resp.StatusCode != 403 {
 		t.Fatalf("miner pull: %d", resp.StatusCode)
 	}
