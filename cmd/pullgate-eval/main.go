@@ -241,6 +241,10 @@ func prepareNegatives(cache, hostUsr, mirror string) ([]image, error) {
 		if err := command("debootstrap", "bookworm", tmp, mirror); err != nil {
 			return nil, fmt.Errorf("debootstrap (make deps installs it; needs root): %w", err)
 		}
+		// A rootfs left incomplete (no os-release) is replaced whole.
+		if err := os.RemoveAll(rootfs); err != nil {
+			return nil, err
+		}
 		if err := os.Rename(tmp, rootfs); err != nil {
 			return nil, err
 		}

@@ -4,6 +4,11 @@
  * wallet address counts as evidence next to a packed executable (see
  * Policy in scanner/policy.go); a pool host name never does, because DNS
  * blocklists name them all.
+ *
+ * Host names are matched as written (lower case), not nocase: pool host
+ * names are lower case in configs, scripts and binaries, and nocase on
+ * thirty strings cost a tenth of the whole ruleset's scan time on a Debian
+ * root filesystem (yara -p 1 over /usr/bin: 1.42 s against 1.26 s).
  */
 
 rule MiningPoolDomain
@@ -13,36 +18,36 @@ rule MiningPoolDomain
         severity = "low"
         description = "known cryptocurrency mining pool host name"
     strings:
-        $p1  = "minexmr.com" nocase
-        $p2  = "supportxmr.com" nocase
-        $p3  = "nanopool.org" nocase
-        $p4  = "moneroocean.stream" nocase
-        $p5  = "c3pool.com" nocase
-        $p6  = "hashvault.pro" nocase
-        $p7  = "herominers.com" nocase
-        $p8  = "unmineable.com" nocase
-        $p9  = "minergate.com" nocase
-        $p10 = "2miners.com" nocase
-        $p11 = "f2pool.com" nocase
-        $p12 = "xmrpool.eu" nocase
-        $p13 = "dwarfpool.com" nocase
-        $p14 = "monerohash.com" nocase
-        $p15 = "crypto-pool.fr" nocase
-        $p16 = "xmr.pool.gntl.co.uk" nocase
-        $p17 = "nicehash.com" nocase
-        $p18 = "donate.v2.xmr\x69g.com" nocase
-        $p19 = "ethermine.org" nocase
-        $p20 = "flexpool.io" nocase
-        $p21 = "hiveon.net" nocase
-        $p22 = "zergpool.com" nocase
-        $p23 = "miningpoolhub.com" nocase
-        $p24 = "prohashing.com" nocase
-        $p25 = "woolypooly.com" nocase
-        $p26 = "kryptex.network" nocase
-        $p27 = "zpool.ca" nocase
-        $p28 = "rplant.xyz" nocase
-        $p29 = "moneropool.com" nocase
-        $p30 = "skypool.org" nocase
+        $p1  = "minexmr.com"
+        $p2  = "supportxmr.com"
+        $p3  = "nanopool.org"
+        $p4  = "moneroocean.stream"
+        $p5  = "c3pool.com"
+        $p6  = "hashvault.pro"
+        $p7  = "herominers.com"
+        $p8  = "unmineable.com"
+        $p9  = "minergate.com"
+        $p10 = "2miners.com"
+        $p11 = "f2pool.com"
+        $p12 = "xmrpool.eu"
+        $p13 = "dwarfpool.com"
+        $p14 = "monerohash.com"
+        $p15 = "crypto-pool.fr"
+        $p16 = "xmr.pool.gntl.co.uk"
+        $p17 = "nicehash.com"
+        $p18 = "donate.v2.xmr\x69g.com"
+        $p19 = "ethermine.org"
+        $p20 = "flexpool.io"
+        $p21 = "hiveon.net"
+        $p22 = "zergpool.com"
+        $p23 = "miningpoolhub.com"
+        $p24 = "prohashing.com"
+        $p25 = "woolypooly.com"
+        $p26 = "kryptex.network"
+        $p27 = "zpool.ca"
+        $p28 = "rplant.xyz"
+        $p29 = "moneropool.com"
+        $p30 = "skypool.org"
     condition:
         any of them
 }
