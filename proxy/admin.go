@@ -42,6 +42,7 @@ type admin struct {
 	auth        adminAuth
 	live        *live
 	audit       *auditWriter
+	logins      loginLimiter
 	hook        *webhook
 	size        storeSize
 	streamsDone chan struct{}

@@ -8,7 +8,10 @@ import (
 	"encoding/hex"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
+	"time"
 )
 
 // role is what an admin credential may do.
@@ -120,11 +123,18 @@ func (s *Server) adminGuard(next http.Handler) http.Handler {
 			adminError(w, r, http.StatusNotFound, "the admin page is disabled: set an admin token (--admin-token, PULLGATE_ADMIN_TOKEN or admin.token)")
 			return
 		}
+		client := clientOf(r)
+		if wait := s.logins.wait(client); wait > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
+			adminError(w, r, http.StatusTooManyRequests, "too many failed logins from this address; try again later")
+			return
+		}
 		p, ok := s.auth.authenticate(r)
 		if !ok {
 			if r.Header.Get("Authorization") != "" {
 				s.metrics.adminAuthFailed()
-				s.log.Warn("admin: authentication failed", "client", clientOf(r), "path", r.URL.Path)
+				s.logins.fail(client)
+				s.log.Warn("admin: authentication failed", "client", client, "path", r.URL.Path)
 			}
 			w.Header().Set("WWW-Authenticate", `Basic realm="pullgate admin", charset="UTF-8"`)
 			adminError(w, r, http.StatusUnauthorized, "authentication required: an admin token as a bearer token or as the basic auth password")
@@ -192,4 +202,66 @@ func securityHeaders(next http.Handler) http.Handler {
 		h.Set("Cross-Origin-Opener-Policy", "same-origin")
 		next.ServeHTTP(w, r)
 	})
+}
+
+// loginLimiter slows down token guessing: an address with maxFailures
+// failed logins within failureWindow is refused until the window passes.
+type loginLimiter struct {
+	mu       sync.Mutex
+	failures map[string][]time.Time
+}
+
+const (
+	maxFailures   = 10
+	failureWindow = time.Minute
+	// maxTracked bounds the addresses remembered; when full, the oldest
+	// records are the first to go.
+	maxTracked = 10000
+)
+
+// wait is how long client must wait before trying again (0: go ahead).
+func (l *loginLimiter) wait(client string) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	recent := l.recent(client, time.Now())
+	if len(recent) < maxFailures {
+		return 0
+	}
+	return time.Until(recent[0].Add(failureWindow))
+}
+
+func (l *loginLimiter) fail(client string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	if l.failures == nil {
+		l.failures = make(map[string][]time.Time)
+	}
+	if len(l.failures) >= maxTracked {
+		for c := range l.failures {
+			if len(l.recent(c, now)) == 0 {
+				delete(l.failures, c)
+			}
+		}
+		if len(l.failures) >= maxTracked {
+			clear(l.failures)
+		}
+	}
+	l.failures[client] = append(l.recent(client, now), now)
+}
+
+// recent keeps and returns the client's failures inside the window.
+func (l *loginLimiter) recent(client string, now time.Time) []time.Time {
+	fs := l.failures[client]
+	i := 0
+	for i < len(fs) && now.Sub(fs[i]) > failureWindow {
+		i++
+	}
+	fs = fs[i:]
+	if len(fs) == 0 {
+		delete(l.failures, client)
+	} else {
+		l.failures[client] = fs
+	}
+	return fs
 }

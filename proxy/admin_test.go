@@ -430,3 +430,36 @@ func TestGrafanaDashboardUsesRealMetrics(t *testing.T) {
 		}
 	}
 }
+
+// Guessing tokens is slowed down: after ten failed logins from an address
+// within a minute it is refused (429 with Retry-After), even with the right
+// token, until the minute has passed.
+func TestAdminLoginFailuresAreLimited(t *testing.T) {
+	f := newAdminFixture(t)
+	for i := range maxFailures {
+		if resp, _ := f.req(t, "GET", "/admin/api/status", "bearer:wrong-token-guess-"+strings.Repeat("x", i), nil); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %d", i, resp.StatusCode)
+		}
+	}
+	resp, _ := f.req(t, "GET", "/admin/api/status", "bearer:"+testAdminToken, nil)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("after %d failures: %d, Retry-After %q", maxFailures, resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+}
+
+func TestLoginLimiterForgetsOldFailures(t *testing.T) {
+	var l loginLimiter
+	for range maxFailures {
+		l.fail("10.0.0.1")
+	}
+	if l.wait("10.0.0.1") <= 0 || l.wait("10.0.0.2") != 0 {
+		t.Fatal("the limit applies to the failing address only")
+	}
+	// Age the failures past the window.
+	for i := range l.failures["10.0.0.1"] {
+		l.failures["10.0.0.1"][i] = l.failures["10.0.0.1"][i].Add(-2 * failureWindow)
+	}
+	if l.wait("10.0.0.1") != 0 {
+		t.Fatal("failures older than the window still count")
+	}
+}
