@@ -120,6 +120,27 @@ type FileAuditLog struct {
 	mu   sync.Mutex
 	f    *os.File
 	path string
+	size int64
+
+	// When the file passes maxBytes it is renamed path.1 (path.1 becoming
+	// path.2, and so on, keep generations in all) and a new one started;
+	// queries read the generations newest first.
+	maxBytes int64
+	keep     int
+}
+
+// Audit log rotation defaults: 256 MiB a file, four old files kept.
+const (
+	DefaultAuditFileBytes = 256 << 20
+	DefaultAuditFileKeep  = 4
+)
+
+// SetRotation changes when the file is rotated and how many old files
+// are kept (maxBytes <= 0: never rotate).
+func (l *FileAuditLog) SetRotation(maxBytes int64, keep int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.maxBytes, l.keep = maxBytes, max(keep, 1)
 }
 
 var _ AuditLog = (*FileAuditLog)(nil)
@@ -145,7 +166,42 @@ func OpenFileAuditLog(path string) (*FileAuditLog, error) {
 			}
 		}
 	}
-	return &FileAuditLog{f: f, path: path}, nil
+	l := &FileAuditLog{f: f, path: path, maxBytes: DefaultAuditFileBytes, keep: DefaultAuditFileKeep}
+	if st, err := f.Stat(); err == nil {
+		l.size = st.Size()
+	}
+	return l, nil
+}
+
+// rotate renames the generations one step back and starts a new file.
+// The caller holds l.mu.
+func (l *FileAuditLog) rotate() error {
+	if err := l.f.Close(); err != nil {
+		return err
+	}
+	l.f = nil
+	for i := l.keep - 1; i >= 1; i-- {
+		if err := os.Rename(l.generation(i), l.generation(i+1)); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+	}
+	if err := os.Rename(l.path, l.generation(1)); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(l.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	l.f, l.size = f, 0
+	return nil
+}
+
+// generation names the file i rotations old (0: the current one).
+func (l *FileAuditLog) generation(i int) string {
+	if i == 0 {
+		return l.path
+	}
+	return fmt.Sprintf("%s.%d", l.path, i)
 }
 
 func stamp(r *AuditRecord) error {
@@ -182,34 +238,57 @@ func (l *FileAuditLog) Append(ctx context.Context, r AuditRecord) error {
 	if err := l.f.Sync(); err != nil {
 		return fmt.Errorf("sync audit log %s: %w", l.path, err)
 	}
+	l.size += int64(len(line))
+	if l.maxBytes > 0 && l.size >= l.maxBytes {
+		if err := l.rotate(); err != nil {
+			return fmt.Errorf("rotate audit log %s: %w", l.path, err)
+		}
+	}
 	return nil
 }
 
-// Query reads the file backwards in blocks. A line that does not parse (a
-// write torn by a crash) is skipped.
+// Query reads the files backwards in blocks, the current one first and
+// then the rotated ones. A line that does not parse (a write torn by a
+// crash) is skipped.
 func (l *FileAuditLog) Query(ctx context.Context, q AuditQuery) ([]AuditRecord, error) {
 	l.mu.Lock()
-	closed := l.f == nil
+	closed, keep := l.f == nil, l.keep
 	l.mu.Unlock()
 	if closed {
 		return nil, fmt.Errorf("query audit log %s: closed", l.path)
 	}
-	f, err := os.Open(l.path)
+	out := []AuditRecord{}
+	for i := 0; i <= keep && len(out) < q.limit(); i++ {
+		var err error
+		out, err = queryFile(ctx, l.generation(i), q, out)
+		if errors.Is(err, os.ErrNotExist) && i > 0 {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// queryFile adds the records of one file that q selects to out, newest
+// first, until q's limit.
+func queryFile(ctx context.Context, name string, q AuditQuery, out []AuditRecord) ([]AuditRecord, error) {
+	f, err := os.Open(name)
 	if err != nil {
-		return nil, fmt.Errorf("query audit log %s: %w", l.path, err)
+		return out, fmt.Errorf("query audit log %s: %w", name, err)
 	}
 	defer f.Close()
 	end, err := f.Seek(0, io.SeekEnd)
 	if err != nil {
-		return nil, fmt.Errorf("query audit log %s: %w", l.path, err)
+		return out, fmt.Errorf("query audit log %s: %w", name, err)
 	}
 	limit := q.limit()
-	out := []AuditRecord{}
 	const block = 64 << 10
 	var rest []byte // the start of a line whose beginning is further back
 	for pos := end; pos > 0 && len(out) < limit; {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return out, err
 		}
 		n := int64(block)
 		if pos < n {
@@ -218,7 +297,7 @@ func (l *FileAuditLog) Query(ctx context.Context, q AuditQuery) ([]AuditRecord, 
 		pos -= n
 		buf := make([]byte, n, int(n)+len(rest))
 		if _, err := f.ReadAt(buf, pos); err != nil {
-			return nil, fmt.Errorf("query audit log %s: %w", l.path, err)
+			return out, fmt.Errorf("query audit log %s: %w", name, err)
 		}
 		buf = append(buf, rest...)
 		lines := bytes.Split(buf, []byte{'\n'})

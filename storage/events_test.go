@@ -129,3 +129,49 @@ func TestFileAuditLongLogAndTornLine(t *testing.T) {
 		}
 	}
 }
+
+// The file log rotates when it passes its size, keeps the generations it
+// was told to, and queries read them all, newest first.
+func TestFileAuditLogRotates(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l, err := storage.OpenFileAuditLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	l.SetRotation(1000, 2)
+	const n = 60
+	for i := range n {
+		if err := l.Append(ctx, storage.AuditRecord{Kind: storage.AuditPull, Image: fmt.Sprintf("docker.io/library/r%02d:1", i), Decision: "allowed"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range []string{path, path + ".1", path + ".2"} {
+		st, err := os.Stat(name)
+		if err != nil {
+			t.Fatalf("generation %s: %v", name, err)
+		}
+		if st.Size() > 1000+200 {
+			t.Errorf("%s is %d bytes, past the rotation size", name, st.Size())
+		}
+	}
+	if _, err := os.Stat(path + ".3"); !os.IsNotExist(err) {
+		t.Fatalf("more generations kept than asked: %v", err)
+	}
+	got, err := l.Query(ctx, storage.AuditQuery{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) == 0 || len(got) >= n {
+		t.Fatalf("%d records back: the oldest should have rotated away, the rest be found", len(got))
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i-1].Image < got[i].Image {
+			t.Fatalf("not newest first: %s before %s", got[i-1].Image, got[i].Image)
+		}
+	}
+	if got[0].Image != fmt.Sprintf("docker.io/library/r%02d:1", n-1) {
+		t.Fatalf("newest record %s", got[0].Image)
+	}
+}

@@ -22,6 +22,8 @@ type AdminConfig struct {
 	ReadOnlyToken  string        `yaml:"readonly_token"`
 	Listen         string        `yaml:"listen"`
 	AuditRetention int64         `yaml:"audit_retention"`
+	AuditFileBytes int64         `yaml:"audit_file_bytes"`
+	AuditFileKeep  int           `yaml:"audit_file_keep"`
 	Webhook        WebhookConfig `yaml:"webhook"`
 }
 
@@ -72,6 +74,9 @@ func (c AdminConfig) validate() error {
 	if c.Webhook.URL != "" && c.Webhook.Secret == "" {
 		errs = append(errs, errors.New("admin.webhook.url needs admin.webhook.secret to sign alerts"))
 	}
+	if c.AuditFileKeep < 1 {
+		errs = append(errs, errors.New("admin.audit_file_keep must be at least 1"))
+	}
 	if c.AuditRetention < 0 {
 		errs = append(errs, errors.New("admin.audit_retention is negative"))
 	}
@@ -86,6 +91,7 @@ func openAudit(cfg Config, verdicts storage.Store) (storage.AuditLog, error) {
 	if err != nil {
 		return nil, err
 	}
+	file.SetRotation(cfg.Admin.AuditFileBytes, cfg.Admin.AuditFileKeep)
 	if rs, ok := verdicts.(*storage.RedisStore); ok {
 		return storage.TeeAuditLog{rs.AuditLog(cfg.Admin.AuditRetention), file}, nil
 	}

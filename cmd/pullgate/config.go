@@ -138,8 +138,9 @@ func defaultConfig() Config {
 			MediumToBlock:       scanner.DefaultPolicy().MediumToBlock,
 			PackerCorroborators: scanner.DefaultPolicy().PackerCorroborators,
 		},
-		Warm:  WarmConfig{Images: []string{}, Interval: Duration(time.Hour), Timeout: Duration(30 * time.Minute)},
-		Admin: AdminConfig{AuditRetention: storage.DefaultAuditRetention},
+		Warm: WarmConfig{Images: []string{}, Interval: Duration(time.Hour), Timeout: Duration(30 * time.Minute)},
+		Admin: AdminConfig{AuditRetention: storage.DefaultAuditRetention,
+			AuditFileBytes: storage.DefaultAuditFileBytes, AuditFileKeep: storage.DefaultAuditFileKeep},
 	}
 }
 
