@@ -12,24 +12,34 @@ import (
 // Replicas sharing Redis and one object store fetch and scan each blob once
 // between them: the ingest takes a lease on the digest in the verdict store
 // (Redis SET NX with expiry, renewed while the ingest runs), and a replica
-// that finds the lease taken waits for the holder's verdict. A holder that
-// crashes stops renewing; its lease expires and a waiter takes over.
+// that finds the lease taken waits for the holder's verdict, woken by the
+// holder's release notification. A holder that crashes stops renewing; its
+// lease expires and a waiter takes over.
 
-// leasePoll is how often a waiting replica looks for the holder's verdict.
-const leasePoll = 150 * time.Millisecond
+// leasePoll is how often a waiting replica looks for the holder's verdict
+// when no release wakes it first (a holder that died releases nothing).
+const leasePoll = 500 * time.Millisecond
 
 // claim takes the ingest lease for ref. It returns a release func when this
 // replica should ingest, or the verdict another replica produced meanwhile.
+// A waiting replica is woken when the holder releases the lease (Redis
+// pub/sub), and polls in case the holder died and its lease ran out.
 func (s *Server) claim(ctx context.Context, ref blobRef, rulesetID string) (release func(), v storage.Verdict, found bool, err error) {
 	locker, ok := s.opts.Verdicts.(storage.Locker)
 	if !ok {
 		return func() {}, storage.Verdict{}, false, nil
 	}
+	watcher, _ := locker.(storage.LeaseWatcher)
 	key := "ingest:" + ref.Digest.String()
 	waited := false
 	for {
+		released, stopWatch := (<-chan struct{})(nil), func() {}
+		if watcher != nil {
+			released, stopWatch = watcher.WatchRelease(key)
+		}
 		lease, err := locker.TryLock(ctx, key, s.opts.IngestLease)
 		if err == nil {
+			stopWatch()
 			if waited {
 				// The holder finished (or died) while this replica waited;
 				// its verdict may be there now.
@@ -41,17 +51,22 @@ func (s *Server) claim(ctx context.Context, ref blobRef, rulesetID string) (rele
 			return s.keepLease(ctx, lease, key), storage.Verdict{}, false, nil
 		}
 		if !errors.Is(err, storage.ErrLocked) {
+			stopWatch()
 			return nil, storage.Verdict{}, false, fmt.Errorf("%w: ingest lease for %s: %v", errTransient, ref.Digest, err)
 		}
 		waited = true
 		if v, err := s.opts.Verdicts.Verdict(ctx, ref.Digest, rulesetID); err == nil && s.usable(ctx, v) {
+			stopWatch()
 			return nil, v, true, nil
 		}
 		select {
 		case <-ctx.Done():
+			stopWatch()
 			return nil, storage.Verdict{}, false, fmt.Errorf("%w: waiting for another replica's scan of %s: %w", errTransient, ref.Digest, ctx.Err())
+		case <-released:
 		case <-time.After(leasePoll):
 		}
+		stopWatch()
 	}
 }
 

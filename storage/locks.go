@@ -108,14 +108,16 @@ func (l *redisLease) Unlock(ctx context.Context) error {
 	if n == 0 {
 		return fmt.Errorf("unlock %s: %w", l.key, ErrLockLost)
 	}
+	l.s.publishRelease(ctx, l.key)
 	return nil
 }
 
 // localLocker is the embedded store's Locker. A bbolt file has one process
 // holding it, so leases only need to be shared inside this process.
 type localLocker struct {
-	mu     sync.Mutex
-	leases map[string]localLease
+	mu       sync.Mutex
+	leases   map[string]localLease
+	released watchers
 }
 
 type localLease struct {
@@ -176,6 +178,7 @@ func (h *localHeld) Unlock(ctx context.Context) error {
 	held := h.held(time.Now())
 	if cur, ok := h.l.leases[h.key]; ok && cur.token == h.token {
 		delete(h.l.leases, h.key) // expired or not, it was ours
+		h.l.released.wake(h.key)
 	}
 	if !held {
 		return fmt.Errorf("unlock %s: %w", h.key, ErrLockLost)

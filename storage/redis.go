@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -29,6 +30,10 @@ func redisTagKey(key string) string           { return redisPrefix + "tag:" + ke
 type RedisStore struct {
 	client *redis.Client
 	addr   string // URL without credentials, for messages
+
+	subscribe sync.Once
+	pubsub    *redis.PubSub // once a lease release is watched
+	released  watchers
 }
 
 var (
@@ -67,6 +72,7 @@ func (s *RedisStore) Kind() string { return "redis" }
 
 // Close closes the connection pool. Closing twice is harmless.
 func (s *RedisStore) Close() error {
+	s.closeSubscription()
 	if err := s.client.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
 		return fmt.Errorf("close redis %s: %w", s.addr, err)
 	}

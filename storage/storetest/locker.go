@@ -22,6 +22,7 @@ func RunLocker(t *testing.T, open func(t *testing.T) storage.Locker) {
 		{"Extend", testLockExtend},
 		{"Invalid", testLockInvalid},
 		{"Race", testLockRace},
+		{"WatchRelease", testWatchRelease},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -155,5 +156,46 @@ func testLockRace(t *testing.T, l storage.Locker) {
 	wg.Wait()
 	if n := wins.Load(); n != 1 {
 		t.Fatalf("%d of %d contenders took the lease, want exactly 1", n, contenders)
+	}
+}
+
+// testWatchRelease: a waiter watching a lease is woken when its holder
+// releases it, and not before; a stopped watch is never woken.
+func testWatchRelease(t *testing.T, l storage.Locker) {
+	w, ok := l.(storage.LeaseWatcher)
+	if !ok {
+		t.Skip("this locker does not tell waiters of releases")
+	}
+	key := "watch-" + t.Name()
+	lease := mustLock(t, l, key, time.Minute)
+	released, stop := w.WatchRelease(key)
+	defer stop()
+	stopped, stopEarly := w.WatchRelease(key)
+	stopEarly()
+	other, stopOther := w.WatchRelease(key + "-other")
+	defer stopOther()
+	select {
+	case <-released:
+		t.Fatal("woken while the lease is held")
+	default:
+	}
+	if err := lease.Unlock(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-released:
+	case <-time.After(5 * time.Second):
+		t.Fatal("not woken within 5s of the release")
+	}
+	select {
+	case <-other:
+		t.Fatal("a watch on another key was woken")
+	default:
+	}
+	// A stopped watch's channel is closed by stop itself; that is all.
+	select {
+	case <-stopped:
+	default:
+		t.Fatal("stop did not close the watch")
 	}
 }
