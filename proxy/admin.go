@@ -41,6 +41,7 @@ type AdminOptions struct {
 type admin struct {
 	auth        adminAuth
 	live        *live
+	share       *eventShare // nil unless the verdict store has an event bus
 	audit       *auditWriter
 	logins      loginLimiter
 	hook        *webhook
@@ -64,15 +65,19 @@ func (s *Server) startAdmin() error {
 	}
 	s.hook = hook
 	s.audit = newAuditWriter(o.Audit, s.log, s.metrics)
+	// Join the bus before reading the audit log, so that no decision falls
+	// between the two; live keeps one that is in both once.
+	s.share = startSharing(s.opts.Verdicts, s.live, s.log, s.metrics)
+	var recs []storage.AuditRecord
 	if o.Audit != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		recs, err := o.Audit.Query(ctx, storage.AuditQuery{Limit: recentEvents})
-		if err != nil {
+		var err error
+		if recs, err = o.Audit.Query(ctx, storage.AuditQuery{Limit: recentEvents}); err != nil {
 			s.log.Warn("admin: recent decisions not reloaded from the audit log", "err", err)
 		}
-		s.live.load(recs)
 	}
+	s.live.load(recs)
 	return nil
 }
 
@@ -95,10 +100,12 @@ func (s *Server) AdminHandler() http.Handler {
 // http.Server.RegisterOnShutdown.
 func (s *Server) StopStreams() { s.streamsOnce.Do(func() { close(s.streamsDone) }) }
 
-// Close stops the background work: it ends the event streams, writes the
-// queued audit records and lets alerts in flight finish, until ctx ends.
+// Close stops the background work: it ends the event streams, leaves the
+// event bus after publishing what is queued, writes the queued audit
+// records and lets alerts in flight finish, until ctx ends.
 func (s *Server) Close(ctx context.Context) {
 	s.StopStreams()
+	s.share.close(ctx)
 	s.audit.close(ctx)
 	s.hook.close(ctx)
 }

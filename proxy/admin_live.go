@@ -35,8 +35,9 @@ type sseMessage struct {
 	Data  any
 }
 
-// live is the admin page's memory: a ring of recent decisions, the blocked
-// images, the last upstream errors, and the subscribers to changes.
+// live is the admin page's memory: a ring of recent decisions (this
+// replica's and, with a shared store, the others'), the blocked images, the
+// last upstream errors, and the subscribers to changes.
 type live struct {
 	mu       sync.Mutex
 	ring     []Event // oldest first once full, see add
@@ -45,6 +46,24 @@ type live struct {
 	blocked  map[digest.Digest]*BlockedImage
 	upErrors map[string]time.Time // registry -> last upstream error
 	subs     map[chan sseMessage]struct{}
+
+	// Other replicas' decisions wait in pending until load has replayed
+	// the audit log; one that load already kept (written to the shared
+	// log before it reached us) is then dropped, once, by its key.
+	loaded  map[eventKey]struct{} // nil until load
+	pending []Event
+}
+
+// eventKey tells a decision from the others, wherever it comes from.
+type eventKey struct {
+	time     int64 // Unix nanoseconds: the decision's time survives JSON
+	digest   digest.Digest
+	decision string
+	client   string
+}
+
+func keyOf(ev Event) eventKey {
+	return eventKey{time: ev.Time.UnixNano(), digest: ev.Digest, decision: ev.Decision, client: ev.Client}
 }
 
 func newLive() *live {
@@ -64,16 +83,53 @@ func (l *live) add(ev Event) {
 	l.notify(sseMessage{Event: "pull", Data: ev})
 }
 
-// load replays records from the audit log, oldest first, without telling
-// anyone.
+// addShared keeps a decision another replica made, once.
+func (l *live) addShared(ev Event) {
+	l.mu.Lock()
+	if l.loaded == nil {
+		if len(l.pending) < recentEvents {
+			l.pending = append(l.pending, ev)
+		}
+		l.mu.Unlock()
+		return
+	}
+	if k := keyOf(ev); l.seen(k) {
+		l.mu.Unlock()
+		return
+	}
+	l.keep(ev)
+	l.mu.Unlock()
+	l.notify(sseMessage{Event: "pull", Data: ev})
+}
+
+// seen reports whether load kept the decision k, and forgets it: each
+// arrives on the bus at most once.
+func (l *live) seen(k eventKey) bool {
+	_, ok := l.loaded[k]
+	delete(l.loaded, k)
+	return ok
+}
+
+// load replays records from the audit log (newest first, as a query
+// returns them; nil without one), then the decisions shared while it was
+// read, without telling anyone. It is called once, at start.
 func (l *live) load(records []storage.AuditRecord) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.loaded = make(map[eventKey]struct{}, len(records))
 	for i := len(records) - 1; i >= 0; i-- {
 		if records[i].Kind == storage.AuditPull || records[i].Kind == storage.AuditRetroactive {
-			l.keep(eventOf(records[i]))
+			ev := eventOf(records[i])
+			l.keep(ev)
+			l.loaded[keyOf(ev)] = struct{}{}
 		}
 	}
+	for _, ev := range l.pending {
+		if !l.seen(keyOf(ev)) {
+			l.keep(ev)
+		}
+	}
+	l.pending = nil
 }
 
 func (l *live) keep(ev Event) {

@@ -28,6 +28,7 @@ type metrics struct {
 	upstreamErrs  *prometheus.CounterVec
 	audit         *prometheus.CounterVec
 	webhooks      *prometheus.CounterVec
+	eventBus      *prometheus.CounterVec
 	adminAuth     prometheus.Counter
 	overrides     *prometheus.CounterVec
 	reg           prometheus.Registerer
@@ -76,6 +77,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pullgate_webhook_deliveries_total", Help: "Alert deliveries by result (delivered, retried, failed, dropped).",
 		}, []string{"result"}),
+		eventBus: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pullgate_event_bus_errors_total",
+			Help: "Decisions not shared with the other replicas' admin pages, by reason (failed, dropped: queue full, malformed: received).",
+		}, []string{"reason"}),
 		adminAuth: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pullgate_admin_auth_failures_total", Help: "Admin requests with a wrong token.",
 		}),
@@ -84,7 +89,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"action"}),
 	}
 	reg.MustRegister(m.requests, m.decisions, m.blocks, m.scanSeconds, m.scanBytes, m.served,
-		m.verdictLookup, m.tagLookup, m.upstreamBlobs, m.upstreamErrs, m.audit, m.webhooks, m.adminAuth, m.overrides)
+		m.verdictLookup, m.tagLookup, m.upstreamBlobs, m.upstreamErrs, m.audit, m.webhooks, m.eventBus, m.adminAuth, m.overrides)
 	return m
 }
 
@@ -200,6 +205,7 @@ func (m *metrics) tagCache(hit bool)             { m.tagLookup.WithLabelValues(h
 func (m *metrics) auditFailed()                  { m.audit.WithLabelValues("failed").Inc() }
 func (m *metrics) auditDropped()                 { m.audit.WithLabelValues("dropped").Inc() }
 func (m *metrics) webhook(result string)         { m.webhooks.WithLabelValues(result).Inc() }
+func (m *metrics) eventBusError(reason string)   { m.eventBus.WithLabelValues(reason).Inc() }
 func (m *metrics) adminAuthFailed()              { m.adminAuth.Inc() }
 func (m *metrics) overrideChanged(action string) { m.overrides.WithLabelValues(action).Inc() }
 
