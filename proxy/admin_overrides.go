@@ -1,0 +1,219 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/storage"
+)
+
+// parseSubject turns what an operator typed into an override subject: a
+// digest (an image given by digest counts as its digest) or a fully
+// qualified repository name.
+func parseSubject(in string) (subject string, image string, err error) {
+	in = strings.TrimSpace(in)
+	if in == "" {
+		return "", "", fmt.Errorf("%w: a subject is required: a digest, an image by digest, or a repository", errBadRequest)
+	}
+	if d, err := digest.Parse(in); err == nil {
+		return d.String(), "", nil
+	}
+	named, err := reference.ParseNormalizedNamed(in)
+	if err != nil {
+		return "", "", fmt.Errorf("%w: %q is not a digest, an image by digest or a repository: %v", errBadRequest, in, err)
+	}
+	if c, ok := named.(reference.Canonical); ok {
+		return c.Digest().String(), named.String(), nil
+	}
+	if _, ok := named.(reference.Tagged); ok {
+		return "", "", fmt.Errorf("%w: %q names a tag, which can move: give the image's digest, or the repository %s", errBadRequest, in, reference.TrimNamed(named).String())
+	}
+	return named.Name(), "", nil
+}
+
+// setOverride records an operator's allow or deny. Allowing an image by
+// its manifest digest also allows each of its blobs that did not scan
+// clean, so its layers can be served; those overrides name the image in
+// their reason and go when it goes. Each change is written to the audit
+// log first: a change that cannot be audited is not made.
+func (s *Server) setOverride(ctx context.Context, p principal, req OverrideRequest) ([]storage.Override, error) {
+	subject, image, err := parseSubject(req.Subject)
+	if err != nil {
+		return nil, err
+	}
+	action := storage.Action(strings.ToLower(strings.TrimSpace(req.Action)))
+	if action != storage.Allow && action != storage.Deny {
+		return nil, fmt.Errorf("%w: action must be allow or deny, not %q", errBadRequest, req.Action)
+	}
+	reason := strings.TrimSpace(req.Reason)
+	if reason == "" {
+		return nil, fmt.Errorf("%w: a reason is required", errBadRequest)
+	}
+	if len(reason) > 500 {
+		return nil, fmt.Errorf("%w: the reason is longer than 500 characters", errBadRequest)
+	}
+	now := time.Now().UTC()
+	list := []storage.Override{{Subject: subject, Action: action, Reason: reason, Actor: p.actor(), Time: now}}
+	if d, err := digest.Parse(subject); err == nil && action == storage.Allow {
+		blobs, err := s.unclean(ctx, d)
+		if err != nil {
+			return nil, err
+		}
+		for _, b := range blobs {
+			list = append(list, storage.Override{Subject: b.String(), Action: storage.Allow,
+				Reason: reason + " " + partOf(d), Actor: p.actor(), Time: now})
+		}
+	}
+	for _, o := range list {
+		if err := o.Validate(); err != nil {
+			return nil, fmt.Errorf("%w: %v", errBadRequest, err)
+		}
+	}
+	for _, o := range list {
+		rec := storage.AuditRecord{Time: now, Kind: storage.AuditOverride, Actor: o.Actor, Subject: o.Subject,
+			Action: string(o.Action), Reason: o.Reason, Image: image}
+		if err := s.audit.appendNow(ctx, rec); err != nil {
+			return nil, fmt.Errorf("audit log unavailable, override not made: %w", err)
+		}
+		if err := s.opts.Verdicts.PutOverride(ctx, o); err != nil {
+			return nil, fmt.Errorf("store override for %s: %w", o.Subject, err)
+		}
+		s.log.Warn("override set", "subject", o.Subject, "action", string(o.Action), "actor", o.Actor, "reason", o.Reason)
+	}
+	s.metrics.overrideChanged(string(action))
+	s.live.notify(sseMessage{Event: "override", Data: list})
+	return list, nil
+}
+
+// partOf marks the blob overrides made for an image.
+func partOf(d digest.Digest) string { return "(blob of image " + d.String() + ")" }
+
+// removeOverride removes an override, and with an image's allow the allows
+// made for its blobs.
+func (s *Server) removeOverride(ctx context.Context, p principal, in string) ([]string, error) {
+	subject, _, err := parseSubject(in)
+	if err != nil {
+		return nil, err
+	}
+	o, err := s.opts.Verdicts.Override(ctx, subject)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, fmt.Errorf("no override for %s: %w", subject, err)
+		}
+		return nil, err
+	}
+	subjects := []string{subject}
+	if d, err := digest.Parse(subject); err == nil && o.Action == storage.Allow {
+		all, err := s.opts.Verdicts.Overrides(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, b := range all {
+			if b.Subject != subject && strings.HasSuffix(b.Reason, partOf(d)) {
+				subjects = append(subjects, b.Subject)
+			}
+		}
+	}
+	for _, sub := range subjects {
+		rec := storage.AuditRecord{Kind: storage.AuditOverride, Actor: p.actor(), Subject: sub, Action: "remove",
+			Reason: "removed " + string(o.Action) + " override"}
+		if err := s.audit.appendNow(ctx, rec); err != nil {
+			return nil, fmt.Errorf("audit log unavailable, override not removed: %w", err)
+		}
+		if err := s.opts.Verdicts.DeleteOverride(ctx, sub); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return nil, fmt.Errorf("remove override for %s: %w", sub, err)
+		}
+		s.log.Warn("override removed", "subject", sub, "actor", p.actor())
+	}
+	s.metrics.overrideChanged("remove")
+	s.live.notify(sseMessage{Event: "override", Data: map[string]any{"removed": subjects}})
+	return subjects, nil
+}
+
+// unclean lists the blobs of image manifest d whose verdict under the
+// current ruleset is not clean: from the manifest in the store, and from
+// the findings of its refusals.
+func (s *Server) unclean(ctx context.Context, d digest.Digest) ([]digest.Digest, error) {
+	rid := s.scanner().RulesetID()
+	var candidates []digest.Digest
+	if refs, ok := s.storedImageBlobs(ctx, d); ok {
+		for _, ref := range refs {
+			candidates = append(candidates, ref.Digest)
+		}
+	}
+	for _, f := range s.live.blockedFindings(d) {
+		if f.Layer != "" {
+			candidates = append(candidates, f.Layer)
+		}
+	}
+	seen := map[digest.Digest]bool{d: true}
+	var out []digest.Digest
+	for _, c := range candidates {
+		if seen[c] {
+			continue
+		}
+		seen[c] = true
+		v, err := s.opts.Verdicts.Verdict(ctx, c, rid)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("verdict store: %w", err)
+		case v.Status != storage.StatusClean:
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// storedImageBlobs lists the blobs of d when d is an image manifest in the
+// store.
+func (s *Server) storedImageBlobs(ctx context.Context, d digest.Digest) ([]blobRef, bool) {
+	body, mt, err := s.opts.Blobs.Manifest(ctx, d)
+	if err != nil || (mt != mediaTypeOCIManifest && mt != mediaTypeDockerManifest) {
+		return nil, false
+	}
+	refs, err := s.blobsOf(body)
+	return refs, err == nil
+}
+
+func (s *Server) overrideOf(ctx context.Context, subject string) (*storage.Override, error) {
+	o, err := s.opts.Verdicts.Override(ctx, subject)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	return &o, nil
+}
+
+// blockedWithOverrides is the blocked list with each entry's override on
+// its digest or its repository.
+func (s *Server) blockedWithOverrides(ctx context.Context) []BlockedImage {
+	list := s.live.blockedImages()
+	overrides, err := s.opts.Verdicts.Overrides(ctx)
+	if err != nil {
+		return list
+	}
+	by := make(map[string]storage.Override, len(overrides))
+	for _, o := range overrides {
+		by[o.Subject] = o
+	}
+	for i := range list {
+		if o, ok := by[list[i].Digest.String()]; ok {
+			list[i].Override = &o
+		} else if named, err := reference.ParseNormalizedNamed(list[i].Image); err == nil {
+			if o, ok := by[named.Name()]; ok {
+				list[i].Override = &o
+			}
+		}
+	}
+	return list
+}
