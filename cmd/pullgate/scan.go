@@ -15,6 +15,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
 )
 
@@ -41,6 +42,7 @@ func scan(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print a JSON report")
 	knownBad := fs.String("known-bad", "", "file of sha256 digests (files or blobs) that always block")
 	platform := fs.String("platform", "linux/amd64", "platform to pick from a multi-platform image reference")
+	configPath := fs.String("config", "", "pullgate.yaml to take rules, known_bad, decision and upstreams (with credentials) from, as serve does (env PULLGATE_CONFIG)")
 	insecure := fs.Bool("insecure", false, "allow plain http to non-loopback upstreams")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: pullgate scan [flags] ROOTFS-DIR|IMAGE.tar|OCI-LAYOUT|LAYER|IMAGE-REF...")
@@ -54,15 +56,17 @@ func scan(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return exitError
 	}
-	policy := scanner.DefaultPolicy()
+	cfg, err := scanConfig(*configPath, upstreams, *insecure)
+	if err != nil {
+		fmt.Fprintln(stderr, "pullgate:", err)
+		return exitError
+	}
+	policy := cfg.Decision.policy()
 	for _, a := range actions {
 		cat, act, ok := strings.Cut(a, "=")
 		if !ok {
 			fmt.Fprintf(stderr, "pullgate: --action %q is not CATEGORY=ACTION\n", a)
 			return exitError
-		}
-		if policy.Actions == nil {
-			policy.Actions = map[string]scanner.Action{}
 		}
 		policy.Actions[cat] = scanner.Action(act)
 	}
@@ -70,7 +74,10 @@ func scan(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "pullgate:", err)
 		return exitError
 	}
-	opts := scanner.Options{Workers: *workers, RulePaths: rulePaths}
+	opts := scanner.Options{Workers: *workers, RulePaths: append(append([]string{}, cfg.Rules...), rulePaths...)}
+	if *knownBad == "" {
+		*knownBad = cfg.KnownBad
+	}
 	if *knownBad != "" {
 		kb, err := scanner.LoadKnownBad(*knownBad)
 		if err != nil {
@@ -79,6 +86,11 @@ func scan(args []string, stdout, stderr io.Writer) int {
 		}
 		opts.KnownBadFiles = kb
 	}
+	ups, err := newUpstreams(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "pullgate:", err)
+		return exitError
+	}
 	sc, err := scanner.New(opts)
 	if err != nil {
 		fmt.Fprintln(stderr, "pullgate: rules:", err)
@@ -86,14 +98,14 @@ func scan(args []string, stdout, stderr io.Writer) int {
 	}
 	defer sc.Close()
 
-	s := &scanRun{sc: sc, policy: policy, knownBad: opts.KnownBadFiles, platform: *platform}
+	s := &scanRun{sc: sc, policy: policy, knownBad: opts.KnownBadFiles, platform: *platform, upstreams: ups}
 	var reports []scanReport
 	for _, p := range fs.Args() {
 		var r []scanReport
 		if _, statErr := os.Stat(p); statErr == nil || !looksLikeReference(p) {
 			r, err = s.path(context.Background(), p)
 		} else {
-			r, err = s.reference(context.Background(), p, upstreams, *insecure)
+			r, err = s.reference(context.Background(), p)
 		}
 		if err != nil {
 			fmt.Fprintf(stderr, "pullgate: %s: %v\n", p, err)
@@ -123,10 +135,37 @@ func scan(args []string, stdout, stderr io.Writer) int {
 
 // scanRun is what every input of one pullgate scan shares.
 type scanRun struct {
-	sc       *scanner.Scanner
-	policy   scanner.Policy
-	knownBad *scanner.KnownBad
-	platform string
+	sc        *scanner.Scanner
+	policy    scanner.Policy
+	knownBad  *scanner.KnownBad
+	platform  string
+	upstreams map[string]*upstream.Registry
+}
+
+// scanConfig is what scan shares with serve: the config file if any (rules,
+// known_bad, decision, upstreams with their credentials), then
+// PULLGATE_UPSTREAM, then --upstream flags.
+func scanConfig(path string, upstreams []string, insecure bool) (Config, error) {
+	cfg := defaultConfig()
+	if path = firstNonEmpty(path, os.Getenv("PULLGATE_CONFIG")); path != "" {
+		if err := cfg.loadFile(path); err != nil {
+			return cfg, err
+		}
+	}
+	if err := cfg.setUpstreams(splitNonEmpty(os.Getenv("PULLGATE_UPSTREAM"), ",")); err != nil {
+		return cfg, fmt.Errorf("PULLGATE_UPSTREAM: %w", err)
+	}
+	if err := cfg.setUpstreams(upstreams); err != nil {
+		return cfg, fmt.Errorf("--upstream: %w", err)
+	}
+	for name, u := range cfg.Upstreams {
+		u.Insecure = u.Insecure || insecure
+		cfg.Upstreams[name] = u
+	}
+	if cfg.Decision.Actions == nil {
+		cfg.Decision.Actions = map[string]string{}
+	}
+	return cfg, nil
 }
 
 // scanReport is what pullgate scan says about one image.

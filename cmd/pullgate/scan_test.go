@@ -244,3 +244,34 @@ func TestScanReference(t *testing.T) {
 		t.Errorf("unconfigured registry: exit %d, %s", code, stderr)
 	}
 }
+
+// With --config, scan uses what serve would: the config's upstreams with
+// their credentials, its extra rules and its decision policy.
+func TestScanReferenceWithServeConfig(t *testing.T) {
+	hub := testregistry.Start(t, testregistry.WithCredentials("scanbot", "s3cret-registry-password"))
+	hub.Push(t, "team/app", "1", testregistry.CleanImage("team build 42"))
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "site.yar")
+	writeFile(t, rules, `rule SiteBadBuild { meta: category = "miner" severity = "high" description = "site rule" strings: $a = "team build 42" condition: $a }`)
+	cfg := filepath.Join(dir, "pullgate.yaml")
+	writeFile(t, cfg, "upstreams:\n  docker.io:\n    url: "+hub.URL()+"\n    username: scanbot\n    password: s3cret-registry-password\nrules: ["+rules+"]\n")
+
+	code, reports, stderr := runScan(t, "--config", cfg, "team/app:1")
+	if code != exitRefused || len(reports) != 1 || reports[0].Blocking[0].Rule != "SiteBadBuild" {
+		t.Fatalf("exit %d %+v %s", code, reports, stderr)
+	}
+	// The same rule set to warn by the config's decision: served, with a warning.
+	writeFile(t, cfg, "upstreams:\n  docker.io:\n    url: "+hub.URL()+"\n    username: scanbot\n    password: s3cret-registry-password\nrules: ["+rules+"]\ndecision:\n  actions: {miner: warn}\n")
+	code, reports, stderr = runScan(t, "--config", cfg, "team/app:1")
+	if code != exitClean || len(reports[0].Warnings) == 0 {
+		t.Fatalf("with miner: warn: exit %d %+v %s", code, reports, stderr)
+	}
+	if strings.Contains(stderr, "s3cret-registry-password") {
+		t.Fatal("the registry password was printed")
+	}
+	// Without the credentials this registry refuses the pull: they were used.
+	writeFile(t, cfg, "upstreams:\n  docker.io:\n    url: "+hub.URL()+"\n")
+	if code, _, stderr := runScan(t, "--config", cfg, "team/app:1"); code != exitError {
+		t.Fatalf("without credentials: exit %d %s", code, stderr)
+	}
+}

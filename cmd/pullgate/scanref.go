@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/distribution/reference"
@@ -24,24 +23,16 @@ func looksLikeReference(arg string) bool {
 // reference fetches an image through the configured upstreams, as the gate
 // would, and scans its config and every layer. An index is resolved to the
 // manifest of the requested platform.
-func (s *scanRun) reference(ctx context.Context, arg string, pairs []string, insecure bool) ([]scanReport, error) {
+func (s *scanRun) reference(ctx context.Context, arg string) ([]scanReport, error) {
 	named, err := reference.ParseNormalizedNamed(arg)
 	if err != nil {
 		return nil, err
 	}
 	named = reference.TagNameOnly(named)
 	registry, repo := reference.Domain(named), reference.Path(named)
-	ups, err := scanUpstreams(pairs)
-	if err != nil {
-		return nil, err
-	}
-	urlFor, ok := ups[registry]
+	up, ok := s.upstreams[registry]
 	if !ok {
-		return nil, fmt.Errorf("registry %s is not configured (add --upstream %s=URL)", registry, registry)
-	}
-	up, err := upstream.New(upstream.Config{Name: registry, URL: urlFor, Insecure: insecure, UserAgent: "pullgate-scan/" + version})
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("registry %s is not configured (add --upstream %s=URL, or it to the config's upstreams)", registry, registry)
 	}
 	ref := ""
 	if d, ok := named.(reference.Digested); ok {
@@ -115,18 +106,4 @@ func (s *scanRun) reference(ctx context.Context, arg string, pairs []string, ins
 	}
 	s.decide(&r)
 	return []scanReport{r}, nil
-}
-
-// scanUpstreams maps registry names to base URLs: Docker Hub by default,
-// then PULLGATE_UPSTREAM, then --upstream flags.
-func scanUpstreams(flags []string) (map[string]string, error) {
-	out := map[string]string{upstream.DockerHubName: upstream.DockerHubURL}
-	for _, p := range append(splitNonEmpty(os.Getenv("PULLGATE_UPSTREAM"), ","), flags...) {
-		name, url, ok := strings.Cut(p, "=")
-		if !ok || name == "" || url == "" {
-			return nil, fmt.Errorf("upstream %q is not REGISTRY=URL", p)
-		}
-		out[name] = url
-	}
-	return out, nil
 }
