@@ -319,3 +319,17 @@ func (b *Blobs) WalkManifests(ctx context.Context, fn func(digest.Digest) error)
 	}
 	return err
 }
+
+// PurgeUploads removes uploads started before olderThan that were never
+// committed or cancelled: what a process killed mid-ingest leaves behind.
+// They are never visible as blobs; this reclaims their space. With a store
+// shared by replicas, olderThan must be before any live upload's start.
+func (b *Blobs) PurgeUploads(ctx context.Context, olderThan time.Time) (int, error) {
+	// distribution reports a store that never had an upload as an error
+	// (as text), so look first.
+	if _, err := b.driver.Stat(ctx, uploadsRoot); isPathNotFound(err) {
+		return 0, nil
+	}
+	deleted, errs := distst.PurgeUploads(ctx, b.driver, olderThan, true)
+	return len(deleted), errors.Join(errs...)
+}

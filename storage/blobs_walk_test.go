@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -67,5 +68,50 @@ func TestBlobsWalkManifests(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Fatalf("walked %v, want %v", got, want)
+	}
+}
+
+// An upload a killed process left behind is purged; a committed blob and a
+// fresh upload are not.
+func TestPurgeUploads(t *testing.T) {
+	ctx := context.Background()
+	b, err := NewFilesystemBlobs(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.PurgeUploads(ctx, time.Now()); err != nil || n != 0 {
+		t.Fatalf("empty store: %d, %v", n, err)
+	}
+	left, err := b.Create(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := left.Write([]byte("half a layer")); err != nil {
+		t.Fatal(err)
+	}
+	w, err := b.Create(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("whole")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(ctx, digest.FromString("whole"), 5); err != nil {
+		t.Fatal(err)
+	}
+	n, err := b.PurgeUploads(ctx, time.Now().Add(time.Second))
+	if err != nil || n != 1 {
+		t.Fatalf("purged %d, %v; want the one abandoned upload", n, err)
+	}
+	if _, err := b.Stat(ctx, digest.FromString("whole")); err != nil {
+		t.Fatalf("a committed blob went with the uploads: %v", err)
+	}
+	fresh, err := b.Create(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Cancel(ctx)
+	if n, err := b.PurgeUploads(ctx, time.Now().Add(-time.Hour)); err != nil || n != 0 {
+		t.Fatalf("a fresh upload was purged: %d, %v", n, err)
 	}
 }

@@ -138,6 +138,16 @@ func serve(args []string, stderr io.Writer) error {
 	// Blobs stored under other rules (an upgrade, a rules change while
 	// stopped) get verdicts under these rules before anyone asks.
 	go rl.rescan(ctx)
+	// Uploads a killed process left behind are never visible; reclaim
+	// their space. Any upload older than one ingest can be no replica's.
+	go func() {
+		n, err := blobs.PurgeUploads(ctx, time.Now().Add(-time.Duration(cfg.Gate.IngestTimeout)))
+		if err != nil {
+			log.Warn("purge abandoned uploads", "err", err)
+		} else if n > 0 {
+			log.Info("purged abandoned uploads", "uploads", n)
+		}
+	}()
 	select {
 	case err := <-errc:
 		return err
