@@ -372,3 +372,34 @@ func TestRejectsBadNames(t *testing.T) {
 		t.Errorf("%d requests sent for invalid input", n)
 	}
 }
+
+// No upstream, nor a redirect from one, can make pullgate connect to a
+// link-local address (cloud metadata) or an unspecified one. The refusal
+// comes before any packet is sent.
+func TestForbiddenAddressesAreNeverDialled(t *testing.T) {
+	for _, base := range []string{"http://169.254.169.254", "http://[fe80::1%25lo]:80", "http://0.0.0.0:5000"} {
+		r, err := New(Config{Name: "docker.io", URL: base, Insecure: true, Retries: -1})
+		if err != nil {
+			t.Fatalf("%s: %v", base, err)
+		}
+		_, _, err = r.Blob(t.Context(), "library/x", digest.FromString("x"))
+		if !errors.Is(err, errForbiddenAddress) {
+			t.Errorf("%s: %v, want a refusal to connect", base, err)
+		}
+	}
+	// A redirect from a real (loopback) upstream to such an address too.
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == "/v2/" {
+			return
+		}
+		http.Redirect(w, req, "http://169.254.169.254/latest/meta-data/", http.StatusTemporaryRedirect)
+	}))
+	defer redirector.Close()
+	r, err := New(Config{Name: "docker.io", URL: redirector.URL, Retries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.Blob(t.Context(), "library/x", digest.FromString("x")); !errors.Is(err, errForbiddenAddress) {
+		t.Fatalf("redirect to a metadata address: %v", err)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"oras.land/oras-go/v2/registry"
@@ -237,7 +238,7 @@ var insecureTransport = sync.OnceValue(func() *http.Transport {
 })
 
 func newTransport(tlsConfig *tls.Config) *http.Transport {
-	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: dialControl}
 	return &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           dialer.DialContext,
@@ -390,4 +391,27 @@ func (c *cancelOnClose) Close() error {
 	err := c.ReadCloser.Close()
 	c.once.Do(func() { c.done(nil) })
 	return err
+}
+
+// errForbiddenAddress refuses a connection no registry or CDN can be at.
+var errForbiddenAddress = errors.New("refusing to connect to a link-local, unspecified or multicast address")
+
+// dialControl runs before every upstream connection is made. No registry
+// or CDN lives at a link-local address (where cloud metadata services do:
+// 169.254.169.254), an unspecified or a multicast one, so a redirect from a
+// compromised or misconfigured upstream cannot make pullgate reach them.
+func dialControl(_, address string, _ syscall.RawConn) error {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return err
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return err
+	}
+	ip = ip.Unmap()
+	if ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsInterfaceLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified() {
+		return fmt.Errorf("%w: %s", errForbiddenAddress, ip)
+	}
+	return nil
 }
