@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pullgate/pullgate/storage"
 )
@@ -80,12 +78,7 @@ func (s *Server) startAdmin() error {
 // AdminHandler serves /admin/ with /metrics, /healthz and /readyz, for a
 // listener of its own (AdminOptions.Separate).
 func (s *Server) AdminHandler() http.Handler {
-	r := chi.NewRouter()
-	r.Use(middleware.Recoverer)
-	r.Use(s.metrics.middleware)
-	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	r.Get("/readyz", s.ready)
-	r.Handle("/metrics", promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{}))
+	r := s.operationalRouter()
 	r.Mount("/admin", s.adminRoutes())
 	r.Get("/", http.RedirectHandler("/admin/", http.StatusFound).ServeHTTP)
 	return r

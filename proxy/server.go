@@ -168,12 +168,7 @@ func (s *Server) SetScanner(sc *scanner.Scanner) *scanner.Scanner { return s.sc.
 // Handler returns the routes: /v2/ (the registry API), /metrics, /healthz
 // and /readyz, and /admin/ unless it has a listener of its own.
 func (s *Server) Handler() http.Handler {
-	r := chi.NewRouter()
-	r.Use(middleware.Recoverer)
-	r.Use(s.metrics.middleware)
-	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	r.Get("/readyz", s.ready)
-	r.Handle("/metrics", promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{}))
+	r := s.operationalRouter()
 	if !s.opts.Admin.Separate {
 		r.Mount("/admin", s.adminRoutes())
 	}
@@ -290,6 +285,18 @@ func (s *Server) holdFor(r *http.Request) time.Duration {
 // user agent starts with "containerd/".
 func isDockerEngine(ua string) bool {
 	return strings.HasPrefix(ua, "docker/")
+}
+
+// operationalRouter is a router with the middleware every listener uses and
+// the routes every listener serves: /healthz, /readyz and /metrics.
+func (s *Server) operationalRouter() chi.Router {
+	r := chi.NewRouter()
+	r.Use(middleware.Recoverer)
+	r.Use(s.metrics.middleware)
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	r.Get("/readyz", s.ready)
+	r.Handle("/metrics", promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{}))
+	return r
 }
 
 // Scans describes the blobs being fetched and scanned right now.
