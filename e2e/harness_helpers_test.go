@@ -7,6 +7,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -274,6 +276,10 @@ type PullgateOptions struct {
 	DataDir string
 	// Extra arguments appended to `pullgate serve ...`.
 	Extra []string
+	// TLSRoots, when set, means pullgate serves TLS (Extra carries
+	// --listen-cert and --listen-key) and is reached over https, trusting
+	// these roots.
+	TLSRoots *x509.CertPool
 }
 
 // Pullgate is a running `pullgate serve`.
@@ -284,6 +290,8 @@ type Pullgate struct {
 	addr    string
 	dataDir string
 	logPath string
+
+	roots *x509.CertPool
 
 	mu   sync.Mutex
 	proc *process
@@ -313,7 +321,7 @@ func StartPullgate(t testing.TB, opts PullgateOptions) *Pullgate {
 	}
 	args = append(args, opts.Extra...)
 
-	pg := &Pullgate{t: t, bin: bin, args: args, addr: addr, dataDir: dataDir, logPath: filepath.Join(t.TempDir(), "pullgate.log")}
+	pg := &Pullgate{t: t, bin: bin, args: args, addr: addr, dataDir: dataDir, logPath: filepath.Join(t.TempDir(), "pullgate.log"), roots: opts.TLSRoots}
 	t.Cleanup(func() {
 		if err := pg.stop(); err != nil {
 			t.Errorf("stop pullgate: %v", err)
@@ -336,7 +344,8 @@ func (pg *Pullgate) start() {
 	pg.mu.Lock()
 	pg.proc = proc
 	pg.mu.Unlock()
-	client := &http.Client{Timeout: 2 * time.Second}
+	client := pg.Client()
+	client.Timeout = 2 * time.Second
 	err = poll(30*time.Second, func() bool {
 		if proc.exited() {
 			return true
@@ -399,8 +408,21 @@ func (pg *Pullgate) Running() bool {
 	return pg.proc != nil && !pg.proc.exited()
 }
 
-// URL is "http://127.0.0.1:N".
-func (pg *Pullgate) URL() string { return "http://" + pg.addr }
+// URL is "http://127.0.0.1:N" ("https://…" with TLSRoots).
+func (pg *Pullgate) URL() string {
+	if pg.roots != nil {
+		return "https://" + pg.addr
+	}
+	return "http://" + pg.addr
+}
+
+// Client is an HTTP client for URL (trusting TLSRoots when set).
+func (pg *Pullgate) Client() *http.Client {
+	if pg.roots == nil {
+		return &http.Client{}
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pg.roots}}}
+}
 
 // Addr is "127.0.0.1:N", as used in image references and insecure-registries.
 func (pg *Pullgate) Addr() string { return pg.addr }

@@ -32,6 +32,7 @@ type Config struct {
 	Log       LogConfig           `yaml:"log"`
 	Gate      GateConfig          `yaml:"gate"`
 	Scan      ScanConfig          `yaml:"scan"`
+	TLS       ListenTLS           `yaml:"tls"`
 	Gateway   GatewayConfig       `yaml:"gateway"`
 	// Platforms of a multi-platform image that are fetched and scanned
 	// ahead of need (index prefetch, warm), as "os/arch[/variant]".
@@ -170,6 +171,7 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 // environment variable of the same name.
 type serveFlags struct {
 	config, listen, dataDir, redis string
+	listenCert, listenKey          string
 	upstreams, rules               listFlag
 	workers                        int
 	gateway                        gatewayFlags
@@ -179,6 +181,8 @@ type serveFlags struct {
 func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.config, "config", "", "YAML config file (env PULLGATE_CONFIG)")
 	fs.StringVar(&f.listen, "listen", "", `address to listen on (default ":5000"; env PULLGATE_LISTEN)`)
+	fs.StringVar(&f.listenCert, "listen-cert", "", "PEM certificate (chain) to serve --listen over TLS, reloaded when it changes (env PULLGATE_LISTEN_CERT)")
+	fs.StringVar(&f.listenKey, "listen-key", "", "PEM private key for --listen-cert (env PULLGATE_LISTEN_KEY)")
 	fs.StringVar(&f.dataDir, "data-dir", "", `directory for blobs and the embedded verdict store (default "./data"; env PULLGATE_DATA_DIR)`)
 	fs.StringVar(&f.redis, "redis", "", "Redis URL for shared verdicts; empty: embedded store (env PULLGATE_REDIS)")
 	fs.Var(&f.upstreams, "upstream", "REGISTRY=URL, repeatable, e.g. docker.io=http://127.0.0.1:5001 (env PULLGATE_UPSTREAM, comma-separated)")
@@ -236,6 +240,10 @@ func (f *serveFlags) resolve(getenv func(string) string) (Config, error) {
 	if err := c.setUpstreams(f.upstreams); err != nil {
 		return c, fmt.Errorf("--upstream: %w", err)
 	}
+	applyStrings(getenv, []stringSetting{
+		{&c.TLS.Cert, "PULLGATE_LISTEN_CERT", f.listenCert},
+		{&c.TLS.Key, "PULLGATE_LISTEN_KEY", f.listenKey},
+	})
 	f.gateway.apply(&c.Gateway, getenv)
 	f.admin.apply(&c.Admin, getenv)
 	return c, c.validate()
@@ -282,6 +290,9 @@ func (c *Config) validate() error {
 	}
 	if c.Workers < 0 {
 		errs = append(errs, errors.New("workers is negative"))
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		errs = append(errs, errors.New("tls needs both cert and key"))
 	}
 	errs = append(errs, c.Gateway.validate(), c.Warm.validate(), validatePlatforms(c.Platforms), proxy.ValidatePolicy(c.Policy), c.Decision.policy().Validate(), c.Admin.validate())
 	return errors.Join(errs...)
@@ -343,4 +354,12 @@ func applyStrings(getenv func(string) string, settings []stringSetting) {
 			*kv.dst = kv.value
 		}
 	}
+}
+
+// ListenTLS serves the main listener over TLS: Docker only uses a mirror
+// over plain HTTP when it is listed in insecure-registries. The files are
+// read again when they change, so a renewed certificate needs no restart.
+type ListenTLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
 }

@@ -99,7 +99,7 @@ func (g *gateway) shutdown(ctx context.Context) error {
 	return g.hs.Shutdown(ctx)
 }
 
-// certReloader hands out the gateway's certificate, re-reading the files
+// certReloader hands out a listener's certificate, re-reading the files
 // when their modification time or size changes (checked at most once a
 // second), so a renewed certificate is used without a restart. A pair that
 // does not load keeps the previous certificate in service and is logged.
@@ -117,11 +117,11 @@ func newCertReloader(certPath, keyPath string, log *slog.Logger) (*certReloader,
 	r := &certReloader{certPath: certPath, keyPath: keyPath, log: log}
 	stamp, err := r.fileStamp()
 	if err != nil {
-		return nil, fmt.Errorf("gateway certificate: %w", err)
+		return nil, fmt.Errorf("TLS certificate %s: %w", certPath, err)
 	}
 	cert, err := tls.LoadX509KeyPair(certPath, keyPath)
 	if err != nil {
-		return nil, fmt.Errorf("gateway certificate: %w", err)
+		return nil, fmt.Errorf("TLS certificate %s: %w", certPath, err)
 	}
 	r.cert, r.stamp, r.lastCheck = &cert, stamp, time.Now()
 	return r, nil
@@ -155,10 +155,10 @@ func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	if err != nil {
 		// Often the certificate and the key are being replaced one after
 		// the other: keep serving the old pair and look again next second.
-		r.log.Warn("gateway certificate not reloaded; keeping the previous one", "tls_cert", r.certPath, "err", err)
+		r.log.Warn("TLS certificate not reloaded; keeping the previous one", "tls_cert", r.certPath, "err", err)
 		return r.cert, nil
 	}
 	r.cert, r.stamp = &cert, stamp
-	r.log.Info("gateway certificate reloaded", "tls_cert", r.certPath)
+	r.log.Info("TLS certificate reloaded", "tls_cert", r.certPath)
 	return r.cert, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -118,12 +119,21 @@ func serve(args []string, stderr io.Writer) error {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	log.Info("pullgate serving", "listen", ln.Addr().String(), "data_dir", cfg.DataDir,
+	log.Info("pullgate serving", "listen", ln.Addr().String(), "tls", cfg.TLS.Cert != "", "data_dir", cfg.DataDir,
 		"verdicts", verdicts.Kind(), "upstreams", strings.Join(names, ","),
 		"ruleset", sc.RulesetID(), "rules", sc.RuleCount(), "workers", sc.Workers(), "version", version)
 
 	errc := make(chan error, 3)
-	go func() { errc <- hs.Serve(ln) }()
+	if cfg.TLS.Cert != "" {
+		certs, err := newCertReloader(cfg.TLS.Cert, cfg.TLS.Key, log)
+		if err != nil {
+			return err
+		}
+		hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get}
+		go func() { errc <- hs.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { errc <- hs.Serve(ln) }()
+	}
 	adm, err := startAdminListener(cfg.Admin, srv, log, errc)
 	if err != nil {
 		return err
