@@ -77,6 +77,7 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request, t target) {
 		return
 	}
 	defer rc.Close()
+	s.usage.touch(t.Digest)
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Docker-Content-Digest", t.Digest.String())
 	w.Header().Set("Etag", `"`+t.Digest.String()+`"`)

@@ -25,6 +25,8 @@ type metrics struct {
 	verdictLookup *prometheus.CounterVec
 	tagLookup     *prometheus.CounterVec
 	upstreamBlobs *prometheus.CounterVec
+	evictedBlobs  prometheus.Counter
+	evictedBytes  prometheus.Counter
 	upstreamErrs  *prometheus.CounterVec
 	audit         *prometheus.CounterVec
 	webhooks      *prometheus.CounterVec
@@ -88,6 +90,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "pullgate_override_changes_total", Help: "Operator override changes by action (allow, deny, remove).",
 		}, []string{"action"}),
 	}
+	m.evictedBlobs = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pullgate_store_evicted_blobs_total", Help: "Blobs removed from the store to keep it within its size.",
+	})
+	m.evictedBytes = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pullgate_store_evicted_bytes_total", Help: "Bytes removed from the store to keep it within its size.",
+	})
+	reg.MustRegister(m.evictedBlobs, m.evictedBytes)
 	reg.MustRegister(m.requests, m.decisions, m.blocks, m.scanSeconds, m.scanBytes, m.served,
 		m.verdictLookup, m.tagLookup, m.upstreamBlobs, m.upstreamErrs, m.audit, m.webhooks, m.eventBus, m.adminAuth, m.overrides)
 	return m
@@ -214,4 +223,9 @@ func hitMiss(hit bool) string {
 		return "hit"
 	}
 	return "miss"
+}
+
+func (m *metrics) evicted(blobs int, bytes int64) {
+	m.evictedBlobs.Add(float64(blobs))
+	m.evictedBytes.Add(float64(bytes))
 }

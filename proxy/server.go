@@ -59,6 +59,9 @@ type Options struct {
 	Decision scanner.Policy
 	// KnownBad lists blob (and image manifest) digests that always block.
 	KnownBad DigestSet
+	// MaxStoreBytes bounds the blob store: Evict removes the blobs used
+	// least recently past it. 0: unbounded.
+	MaxStoreBytes int64
 	// PrefetchPlatforms ("os/arch[/variant]") are pre-scanned in the
 	// background when their index is pulled. Default linux/amd64 and
 	// linux/arm64; set to an empty, non-nil slice to turn prefetch off.
@@ -126,6 +129,7 @@ type Server struct {
 	allowFlights flights
 	tags         tagCache
 	prefetches   prefetcher
+	usage        usage
 	metrics      *metrics
 	started      time.Time
 

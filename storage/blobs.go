@@ -333,3 +333,35 @@ func (b *Blobs) PurgeUploads(ctx context.Context, olderThan time.Time) (int, err
 	deleted, errs := distst.PurgeUploads(ctx, b.driver, olderThan, true)
 	return len(deleted), errors.Join(errs...)
 }
+
+// BlobInfo describes one stored blob, for keeping the store within a size.
+type BlobInfo struct {
+	Digest digest.Digest
+	Size   int64
+	Stored time.Time // when its data was written
+}
+
+// Usage lists the stored blobs (manifests excluded) with their sizes and
+// the time each was stored.
+func (b *Blobs) Usage(ctx context.Context) ([]BlobInfo, error) {
+	var out []BlobInfo
+	err := b.Walk(ctx, func(d digest.Digest) error {
+		fi, err := b.driver.Stat(ctx, blobDataPath(d))
+		if isPathNotFound(err) {
+			return nil // removed since the walk listed it
+		}
+		if err != nil {
+			return fmt.Errorf("stat blob %s: %w", d, err)
+		}
+		out = append(out, BlobInfo{Digest: d, Size: fi.Size(), Stored: fi.ModTime()})
+		return nil
+	})
+	return out, err
+}
+
+// blobDataPath is where distribution keeps a blob's bytes
+// (registry/storage/paths.go: blobDataPathSpec).
+func blobDataPath(d digest.Digest) string {
+	hex := d.Encoded()
+	return "/docker/registry/v2/blobs/" + d.Algorithm().String() + "/" + hex[:2] + "/" + hex + "/data"
+}

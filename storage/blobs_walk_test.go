@@ -115,3 +115,38 @@ func TestPurgeUploads(t *testing.T) {
 		t.Fatalf("a fresh upload was purged: %d, %v", n, err)
 	}
 }
+
+func TestBlobsUsage(t *testing.T) {
+	ctx := context.Background()
+	b, err := NewFilesystemBlobs(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now().Add(-time.Second)
+	for _, s := range []string{"a", "bbbb"} {
+		w, err := b.Create(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Commit(ctx, digest.FromString(s), int64(len(s))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	infos, err := b.Usage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sizes := map[digest.Digest]int64{}
+	for _, in := range infos {
+		sizes[in.Digest] = in.Size
+		if in.Stored.Before(before) {
+			t.Errorf("%s stored at %s, before the test began", in.Digest, in.Stored)
+		}
+	}
+	if len(sizes) != 2 || sizes[digest.FromString("a")] != 1 || sizes[digest.FromString("bbbb")] != 4 {
+		t.Fatalf("usage %v", infos)
+	}
+}

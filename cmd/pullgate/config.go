@@ -23,17 +23,21 @@ import (
 // environment variables override the file, and flags override both.
 // configs/pullgate.yaml documents every field.
 type Config struct {
-	Listen    string              `yaml:"listen"`
-	DataDir   string              `yaml:"data_dir"`
-	Redis     string              `yaml:"redis"`
-	Upstreams map[string]Upstream `yaml:"upstreams"`
-	Rules     []string            `yaml:"rules"`
-	Workers   int                 `yaml:"workers"`
-	Log       LogConfig           `yaml:"log"`
-	Gate      GateConfig          `yaml:"gate"`
-	Scan      ScanConfig          `yaml:"scan"`
-	TLS       ListenTLS           `yaml:"tls"`
-	Gateway   GatewayConfig       `yaml:"gateway"`
+	Listen  string `yaml:"listen"`
+	DataDir string `yaml:"data_dir"`
+	// MaxStoreBytes bounds the blob store; past it the blobs used least
+	// recently are removed (they are fetched and scanned again if asked
+	// for). 0: unbounded.
+	MaxStoreBytes int64               `yaml:"max_store_bytes"`
+	Redis         string              `yaml:"redis"`
+	Upstreams     map[string]Upstream `yaml:"upstreams"`
+	Rules         []string            `yaml:"rules"`
+	Workers       int                 `yaml:"workers"`
+	Log           LogConfig           `yaml:"log"`
+	Gate          GateConfig          `yaml:"gate"`
+	Scan          ScanConfig          `yaml:"scan"`
+	TLS           ListenTLS           `yaml:"tls"`
+	Gateway       GatewayConfig       `yaml:"gateway"`
 	// Platforms of a multi-platform image that are fetched and scanned
 	// ahead of need (index prefetch, warm), as "os/arch[/variant]".
 	Platforms []string   `yaml:"platforms"`
@@ -287,6 +291,9 @@ func (c *Config) validate() error {
 		if c.Upstreams[name].URL == "" {
 			errs = append(errs, fmt.Errorf("upstream %s has no url", name))
 		}
+	}
+	if c.MaxStoreBytes < 0 {
+		errs = append(errs, errors.New("max_store_bytes is negative"))
 	}
 	if c.Workers < 0 {
 		errs = append(errs, errors.New("workers is negative"))

@@ -89,6 +89,7 @@ func serve(args []string, stderr io.Writer) error {
 		IngestTimeout:     time.Duration(cfg.Gate.IngestTimeout),
 		IngestLease:       time.Duration(cfg.Gate.IngestLease),
 		PrefetchPlatforms: append([]string{}, cfg.Platforms...),
+		MaxStoreBytes:     cfg.MaxStoreBytes,
 		Policy:            cfg.Policy,
 		Decision:          cfg.Decision.policy(),
 		KnownBad:          knownBadDigests{sopts.KnownBadFiles},
@@ -148,6 +149,9 @@ func serve(args []string, stderr io.Writer) error {
 	// Blobs stored under other rules (an upgrade, a rules change while
 	// stopped) get verdicts under these rules before anyone asks.
 	go rl.rescan(ctx)
+	if cfg.MaxStoreBytes > 0 {
+		go keepStoreWithinSize(ctx, srv, log)
+	}
 	// Uploads a killed process left behind are never visible; reclaim
 	// their space. Any upload older than one ingest can be no replica's.
 	go func() {
@@ -254,4 +258,24 @@ func newLogger(c LogConfig, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// evictEvery is how often the store is checked against max_store_bytes.
+const evictEvery = time.Minute
+
+// keepStoreWithinSize evicts the least recently used blobs past
+// max_store_bytes, at start and then every evictEvery.
+func keepStoreWithinSize(ctx context.Context, srv *proxy.Server, log *slog.Logger) {
+	t := time.NewTicker(evictEvery)
+	defer t.Stop()
+	for {
+		if _, err := srv.Evict(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("keep the store within max_store_bytes", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

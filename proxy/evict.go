@@ -1,0 +1,84 @@
+package proxy
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// The store is a cache: with Options.MaxStoreBytes set, the blobs used
+// least recently are removed when it grows past that size, down to nine
+// tenths of it. Their verdicts stay; a removed blob that is asked for again
+// is fetched from upstream and scanned again, like any blob the store lacks
+// (see usable). Manifests are small and are kept.
+
+// usage remembers when each blob was last used: served, or part of an
+// image the gate let through.
+type usage struct {
+	last sync.Map // digest.Digest → time.Time
+}
+
+func (u *usage) touch(d digest.Digest) { u.last.Store(d, time.Now()) }
+
+func (u *usage) lastUsed(d digest.Digest, stored time.Time) time.Time {
+	if v, ok := u.last.Load(d); ok && v.(time.Time).After(stored) {
+		return v.(time.Time)
+	}
+	return stored
+}
+
+// EvictReport says what one pass of Evict did.
+type EvictReport struct {
+	StoreBytes   int64 `json:"store_bytes"`   // before the pass
+	Evicted      int   `json:"evicted"`       // blobs removed
+	EvictedBytes int64 `json:"evicted_bytes"` // their bytes
+}
+
+// Evict keeps the store within Options.MaxStoreBytes, removing the blobs
+// used least recently; blobs being ingested are left alone.
+func (s *Server) Evict(ctx context.Context) (EvictReport, error) {
+	var rep EvictReport
+	if s.opts.MaxStoreBytes <= 0 {
+		return rep, nil
+	}
+	infos, err := s.opts.Blobs.Usage(ctx)
+	if err != nil {
+		return rep, err
+	}
+	for _, in := range infos {
+		rep.StoreBytes += in.Size
+	}
+	if rep.StoreBytes <= s.opts.MaxStoreBytes {
+		return rep, nil
+	}
+	sort.Slice(infos, func(i, j int) bool {
+		return s.usage.lastUsed(infos[i].Digest, infos[i].Stored).Before(s.usage.lastUsed(infos[j].Digest, infos[j].Stored))
+	})
+	busy := map[digest.Digest]bool{}
+	for _, f := range s.flights.list() {
+		busy[f.Digest] = true
+	}
+	total, target := rep.StoreBytes, s.opts.MaxStoreBytes/10*9
+	for _, in := range infos {
+		if total <= target {
+			break
+		}
+		if busy[in.Digest] {
+			continue
+		}
+		if err := s.opts.Blobs.Delete(ctx, in.Digest); err != nil {
+			return rep, err
+		}
+		s.usage.last.Delete(in.Digest)
+		total -= in.Size
+		rep.Evicted++
+		rep.EvictedBytes += in.Size
+	}
+	s.metrics.evicted(rep.Evicted, rep.EvictedBytes)
+	s.log.Info("store kept within its size", "store_bytes", rep.StoreBytes, "max_bytes", s.opts.MaxStoreBytes,
+		"evicted", rep.Evicted, "evicted_bytes", rep.EvictedBytes)
+	return rep, nil
+}
