@@ -19,10 +19,13 @@ DEBS := gcc pkg-config libyara-dev libisal-dev yara redis-server docker.io conta
 
 deps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+	@# An S3-compatible server for the storage tests (s3rver, pinned by its lock file).
+	@[ -x internal/s3server/npm/node_modules/.bin/s3rver ] || npm ci --prefix internal/s3server/npm --no-audit --no-fund --loglevel=error
 
 build: deps
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/pullgate

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -118,12 +119,21 @@ func (b *Blobs) Open(ctx context.Context, dgst digest.Digest) (io.ReadSeekCloser
 	if err != nil {
 		return nil, 0, fmt.Errorf("open blob %s: %w", dgst, notFound(err))
 	}
+	if desc.Size == 0 {
+		// Some drivers (s3-aws) fail to read an empty object back; there
+		// is nothing to read.
+		return nopSeekCloser{bytes.NewReader(nil)}, 0, nil
+	}
 	rc, err := b.blobs.Open(ctx, desc.Digest)
 	if err != nil {
 		return nil, 0, fmt.Errorf("open blob %s: %w", dgst, notFound(err))
 	}
 	return rc, desc.Size, nil
 }
+
+type nopSeekCloser struct{ io.ReadSeeker }
+
+func (nopSeekCloser) Close() error { return nil }
 
 // Delete removes a blob: first its link, so it stops being served at once,
 // then its data.

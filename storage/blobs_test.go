@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/pullgate/pullgate/internal/s3server"
 	"github.com/pullgate/pullgate/storage"
 )
 
@@ -46,6 +48,25 @@ func eachBlobs(t *testing.T, fn func(t *testing.T, b *storage.Blobs)) {
 		}
 		fn(t, b)
 	})
+	t.Run("s3", func(t *testing.T) {
+		t.Parallel()
+		fn(t, newS3Blobs(t))
+	})
+}
+
+// newS3Blobs opens a store under a root of its own in the shared s3rver.
+func newS3Blobs(t *testing.T) *storage.Blobs {
+	t.Helper()
+	srv := s3server.Shared(t)
+	b, err := storage.NewS3Blobs(t.Context(), storage.S3Config{
+		Bucket: s3server.Bucket, Region: "us-east-1", Endpoint: srv.Endpoint,
+		AccessKey: s3server.AccessKey, SecretKey: s3server.SecretKey,
+		RootDirectory: "/" + strings.ReplaceAll(t.Name(), "/", "-"), Insecure: true, PathStyle: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func randomBytes(t *testing.T, n int) []byte {

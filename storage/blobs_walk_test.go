@@ -2,11 +2,15 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/internal/s3server"
 )
 
 func TestBlobsWalk(t *testing.T) {
@@ -148,5 +152,34 @@ func TestBlobsUsage(t *testing.T) {
 	}
 	if len(sizes) != 2 || sizes[digest.FromString("a")] != 1 || sizes[digest.FromString("bbbb")] != 4 {
 		t.Fatalf("usage %v", infos)
+	}
+}
+
+// Walk and Usage work on the S3 driver as on the filesystem.
+func TestS3WalkAndUsage(t *testing.T) {
+	ctx := context.Background()
+	srv := s3server.Shared(t)
+	b, err := NewS3Blobs(ctx, S3Config{Bucket: s3server.Bucket, Region: "us-east-1", Endpoint: srv.Endpoint,
+		AccessKey: s3server.AccessKey, SecretKey: s3server.SecretKey, RootDirectory: "/walk-usage", Insecure: true, PathStyle: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := b.Create(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("on s3")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(ctx, digest.FromString("on s3"), 5); err != nil {
+		t.Fatal(err)
+	}
+	infos, err := b.Usage(ctx)
+	if err != nil || len(infos) != 1 || infos[0].Digest != digest.FromString("on s3") || infos[0].Size != 5 {
+		t.Fatalf("usage %+v, %v", infos, err)
+	}
+	err = redactSecret(errors.New("signature for wrong-secret-value does not match"), "wrong-secret-value")
+	if strings.Contains(err.Error(), "wrong-secret-value") {
+		t.Fatalf("the secret key is in the error: %v", err)
 	}
 }

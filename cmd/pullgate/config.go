@@ -28,16 +28,19 @@ type Config struct {
 	// MaxStoreBytes bounds the blob store; past it the blobs used least
 	// recently are removed (they are fetched and scanned again if asked
 	// for). 0: unbounded.
-	MaxStoreBytes int64               `yaml:"max_store_bytes"`
-	Redis         string              `yaml:"redis"`
-	Upstreams     map[string]Upstream `yaml:"upstreams"`
-	Rules         []string            `yaml:"rules"`
-	Workers       int                 `yaml:"workers"`
-	Log           LogConfig           `yaml:"log"`
-	Gate          GateConfig          `yaml:"gate"`
-	Scan          ScanConfig          `yaml:"scan"`
-	TLS           ListenTLS           `yaml:"tls"`
-	Gateway       GatewayConfig       `yaml:"gateway"`
+	MaxStoreBytes int64 `yaml:"max_store_bytes"`
+	// Storage is where blobs and manifests live: the filesystem under
+	// data_dir, or an S3 bucket shared by replicas.
+	Storage   StorageConfig       `yaml:"storage"`
+	Redis     string              `yaml:"redis"`
+	Upstreams map[string]Upstream `yaml:"upstreams"`
+	Rules     []string            `yaml:"rules"`
+	Workers   int                 `yaml:"workers"`
+	Log       LogConfig           `yaml:"log"`
+	Gate      GateConfig          `yaml:"gate"`
+	Scan      ScanConfig          `yaml:"scan"`
+	TLS       ListenTLS           `yaml:"tls"`
+	Gateway   GatewayConfig       `yaml:"gateway"`
 	// Platforms of a multi-platform image that are fetched and scanned
 	// ahead of need (index prefetch, warm), as "os/arch[/variant]".
 	Platforms []string   `yaml:"platforms"`
@@ -138,6 +141,7 @@ func defaultConfig() Config {
 		},
 		Platforms: []string{"linux/amd64", "linux/arm64"},
 		Policy:    map[string]proxy.RepoPolicy{},
+		Storage:   StorageConfig{Driver: "filesystem"},
 		Decision: DecisionConfig{
 			Actions:             map[string]string{},
 			MediumToBlock:       scanner.DefaultPolicy().MediumToBlock,
@@ -245,6 +249,7 @@ func (f *serveFlags) resolve(getenv func(string) string) (Config, error) {
 		return c, fmt.Errorf("--upstream: %w", err)
 	}
 	applyStrings(getenv, []stringSetting{
+		{&c.Storage.S3.SecretKey, "PULLGATE_S3_SECRET_KEY", ""},
 		{&c.TLS.Cert, "PULLGATE_LISTEN_CERT", f.listenCert},
 		{&c.TLS.Key, "PULLGATE_LISTEN_KEY", f.listenKey},
 	})
@@ -292,6 +297,7 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("upstream %s has no url", name))
 		}
 	}
+	errs = append(errs, c.Storage.validate())
 	if c.MaxStoreBytes < 0 {
 		errs = append(errs, errors.New("max_store_bytes is negative"))
 	}
@@ -369,4 +375,36 @@ func applyStrings(getenv func(string) string, settings []stringSetting) {
 type ListenTLS struct {
 	Cert string `yaml:"cert"`
 	Key  string `yaml:"key"`
+}
+
+// StorageConfig picks the blob store's driver.
+type StorageConfig struct {
+	Driver string   `yaml:"driver"` // "filesystem" or "s3"
+	S3     S3Config `yaml:"s3"`
+}
+
+// S3Config is a bucket on AWS S3 or an S3-compatible service.
+type S3Config struct {
+	Bucket        string `yaml:"bucket"`
+	Region        string `yaml:"region"`
+	Endpoint      string `yaml:"endpoint"`
+	AccessKey     string `yaml:"access_key"`
+	SecretKey     string `yaml:"secret_key"`
+	SecretKeyFile string `yaml:"secret_key_file"`
+	RootDirectory string `yaml:"root_directory"`
+	Insecure      bool   `yaml:"insecure"`
+	PathStyle     bool   `yaml:"path_style"`
+}
+
+func (c StorageConfig) validate() error {
+	switch c.Driver {
+	case "filesystem":
+		return nil
+	case "s3":
+		if c.S3.Bucket == "" || c.S3.Region == "" {
+			return errors.New("storage.s3 needs bucket and region")
+		}
+		return nil
+	}
+	return fmt.Errorf("storage.driver %q is not filesystem or s3", c.Driver)
 }

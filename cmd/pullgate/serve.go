@@ -58,7 +58,7 @@ func serve(args []string, stderr io.Writer) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	blobs, err := storage.NewFilesystemBlobs(ctx, filepath.Join(cfg.DataDir, "blobs"))
+	blobs, err := openBlobs(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("blob store: %w", err)
 	}
@@ -278,4 +278,24 @@ func keepStoreWithinSize(ctx context.Context, srv *proxy.Server, log *slog.Logge
 		case <-t.C:
 		}
 	}
+}
+
+// openBlobs opens the blob store the config names.
+func openBlobs(ctx context.Context, cfg Config) (*storage.Blobs, error) {
+	if cfg.Storage.Driver != "s3" {
+		return storage.NewFilesystemBlobs(ctx, filepath.Join(cfg.DataDir, "blobs"))
+	}
+	c := cfg.Storage.S3
+	secret := c.SecretKey
+	if c.SecretKeyFile != "" {
+		b, err := os.ReadFile(c.SecretKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("storage.s3.secret_key_file: %w", err)
+		}
+		secret = strings.TrimSpace(string(b))
+	}
+	return storage.NewS3Blobs(ctx, storage.S3Config{
+		Bucket: c.Bucket, Region: c.Region, Endpoint: c.Endpoint, AccessKey: c.AccessKey, SecretKey: secret,
+		RootDirectory: c.RootDirectory, Insecure: c.Insecure, PathStyle: c.PathStyle,
+	})
 }
