@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -29,10 +30,10 @@ func TestReplicasShareAnS3Store(t *testing.T) {
     endpoint: %s
     access_key: %s
     secret_key: %s
-    root_directory: /e2e-replicas
+    root_directory: /e2e-replicas-%d
     insecure: true
     path_style: true
-`, s3server.Bucket, s3.Endpoint, s3server.AccessKey, s3server.SecretKey))
+`, s3server.Bucket, s3.Endpoint, s3server.AccessKey, s3server.SecretKey, time.Now().UnixNano()))
 	opts := PullgateOptions{Upstreams: map[string]string{"docker.io": hub.URL()}, Redis: redis.URL(), Extra: []string{"--config", cfg}}
 	a := StartPullgate(t, opts)
 	b := StartPullgate(t, opts) // its own data dir: only Redis and the bucket are shared

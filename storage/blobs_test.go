@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -61,7 +62,8 @@ func newS3Blobs(t *testing.T) *storage.Blobs {
 	b, err := storage.NewS3Blobs(t.Context(), storage.S3Config{
 		Bucket: s3server.Bucket, Region: "us-east-1", Endpoint: srv.Endpoint,
 		AccessKey: s3server.AccessKey, SecretKey: s3server.SecretKey,
-		RootDirectory: "/" + strings.ReplaceAll(t.Name(), "/", "-"), Insecure: true, PathStyle: true,
+		RootDirectory: "/" + strings.ReplaceAll(t.Name(), "/", "-") + "-" + hex.EncodeToString(randomBytes(t, 4)),
+		Insecure:      true, PathStyle: true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -170,7 +172,9 @@ func TestBlobsServeRange(t *testing.T) {
 
 		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL, nil)
 		req.Header.Set("Range", "bytes=50000-50099")
-		resp, err := http.DefaultClient.Do(req)
+		// Not http.DefaultClient: the AWS SDK replaces its transport when
+		// AWS_CA_BUNDLE is set, while another test opens an S3 store.
+		resp, err := srv.Client().Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -160,7 +160,7 @@ func TestS3WalkAndUsage(t *testing.T) {
 	ctx := context.Background()
 	srv := s3server.Shared(t)
 	b, err := NewS3Blobs(ctx, S3Config{Bucket: s3server.Bucket, Region: "us-east-1", Endpoint: srv.Endpoint,
-		AccessKey: s3server.AccessKey, SecretKey: s3server.SecretKey, RootDirectory: "/walk-usage", Insecure: true, PathStyle: true})
+		AccessKey: s3server.AccessKey, SecretKey: s3server.SecretKey, RootDirectory: "/walk-usage-" + time.Now().Format("150405.000000000"), Insecure: true, PathStyle: true})
 	if err != nil {
 		t.Fatal(err)
 	}
