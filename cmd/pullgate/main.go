@@ -20,7 +20,7 @@ const usage = `pullgate: a registry mirror that refuses images carrying cryptomi
 
 usage:
   pullgate serve [flags]          run the mirror (pullgate serve -h for flags)
-  pullgate scan [flags] PATH...   scan an image tarball, an OCI layout or a layer
+  pullgate scan [flags] INPUT...  scan a root filesystem, image tarball, OCI layout, layer or image reference
   pullgate rules check [flags]    compile the rules and list them
   pullgate warm [flags] IMAGE...  ask a running pullgate to fetch and scan images
   pullgate verdicts ls|show|allow|deny|rm   blocked images and overrides, via the admin API
