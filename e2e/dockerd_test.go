@@ -304,9 +304,6 @@ type APIError struct {
 
 func (e *APIError) Error() string { return fmt.Sprintf("dockerd: %d: %s", e.Status, e.Message) }
 
-// Socket is the path of dockerd's API socket.
-func (d *Dockerd) Socket() string { return d.socket }
-
 // Host is the -H value for the docker CLI, "unix:///tmp/pgd.../d.sock".
 func (d *Dockerd) Host() string { return "unix://" + d.socket }
 

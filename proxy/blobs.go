@@ -25,6 +25,7 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request, t target) {
 	ref := blobRef{Digest: t.Digest, Size: -1}
 	name := t.Registry + "/" + t.Repo
 	od, hasOverride := s.overridden(ctx, t, t.Digest, name+"@"+t.Digest.String())
+	allowed := hasOverride && od.err == nil // an operator's allow on the digest or repository
 	if hasOverride && od.err != nil {
 		s.record(event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: name, Digest: t.Digest,
 			Decision: od.name(), Reason: od.message, Latency: time.Since(start)})
@@ -40,17 +41,18 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request, t target) {
 	v, err := s.verdict(holdCtx, s.upstream(t), t.Repo, ref)
 	if err != nil {
 		switch {
-		case ctx.Err() != nil:
-			return
-		case errors.Is(err, context.DeadlineExceeded):
-			msg := fmt.Sprintf("pullgate: blob %s of %s is still being scanned; retry in %s", t.Digest, t.Registry+"/"+t.Repo, s.opts.RetryAfter)
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+			msg := fmt.Sprintf("pullgate: blob %s of %s is still being scanned; retry in %s", t.Digest, name, s.opts.RetryAfter)
 			writeError(w, r, errStillScanning(msg, s.opts.RetryAfter))
 		default:
-			writeError(w, r, upstreamError(fmt.Sprintf("pullgate: blob %s of %s", t.Digest, t.Registry+"/"+t.Repo), err))
+			// The client may be gone (ctx ended); it still gets a refusal,
+			// never an empty 200.
+			writeError(w, r, upstreamError(fmt.Sprintf("pullgate: blob %s of %s", t.Digest, name), err))
 		}
 		return
 	}
-	if s.blobBlocked(v) && hasOverride {
+	switch blocked := s.blobBlocked(v); {
+	case blocked && allowed:
 		// An operator allowed what the scanner refused: fetch it as it is
 		// (digest verified), keep it, and say so in the audit trail.
 		if err := s.fetchOverridden(holdCtx, s.upstream(t), t.Repo, ref); err != nil {
@@ -59,9 +61,9 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request, t target) {
 		}
 		s.record(event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: name, Digest: t.Digest,
 			Decision: od.name(), Findings: v.Findings, Reason: od.message, Latency: time.Since(start)})
-	} else if s.blobBlocked(v) {
+	case blocked:
 		d := s.blobRefusal(name, ref, v)
-		s.record(event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: t.Registry + "/" + t.Repo, Digest: t.Digest,
+		s.record(event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: name, Digest: t.Digest,
 			Decision: d.name(), Findings: d.findings, Reason: d.message, Latency: time.Since(start)})
 		writeError(w, r, d.err)
 		return
@@ -77,7 +79,7 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request, t target) {
 		return
 	}
 	defer rc.Close()
-	s.usage.touch(t.Digest)
+	s.touch(t.Digest)
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Docker-Content-Digest", t.Digest.String())
 	w.Header().Set("Etag", `"`+t.Digest.String()+`"`)

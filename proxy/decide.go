@@ -118,9 +118,6 @@ func (s *Server) blobRefusal(name string, ref blobRef, v storage.Verdict) decisi
 	if ref.Config {
 		config = ref.Digest
 	}
-	if len(j.blocked) == 0 { // the stored status says blocked, the policy no longer does
-		j.blocked = v.Findings
-	}
 	return blockedBy(name, j.blocked, config)
 }
 

@@ -21,7 +21,12 @@ type usage struct {
 	last sync.Map // digest.Digest → time.Time
 }
 
-func (u *usage) touch(d digest.Digest) { u.last.Store(d, time.Now()) }
+// touch records that d was used; only a bounded store needs to know.
+func (s *Server) touch(d digest.Digest) {
+	if s.opts.MaxStoreBytes > 0 {
+		s.usage.last.Store(d, time.Now())
+	}
+}
 
 func (u *usage) lastUsed(d digest.Digest, stored time.Time) time.Time {
 	if v, ok := u.last.Load(d); ok && v.(time.Time).After(stored) {

@@ -7,13 +7,16 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/scanner"
 )
 
 // Past its size the store gives up the blobs used least recently; their
 // verdicts stay, and an evicted blob asked for again is fetched and scanned
 // again, so the image still pulls.
 func TestEvictKeepsTheStoreWithinItsSize(t *testing.T) {
-	f := newFixture(t)
+	// A bound far above what the test stores: nothing is evicted yet, but
+	// the store records what was used when.
+	f := newFixture(t, func(o *Options, _ *scanner.Options) { o.MaxStoreBytes = 1 << 40 })
 	srv := f.srv
 	ctx := context.Background()
 	old := testregistry.CleanImage("old image, pulled first and not since")
@@ -39,7 +42,7 @@ func TestEvictKeepsTheStoreWithinItsSize(t *testing.T) {
 		total += in.Size
 	}
 	if rep, err := srv.Evict(ctx); err != nil || rep.Evicted != 0 {
-		t.Fatalf("unbounded store evicted %+v, %v", rep, err)
+		t.Fatalf("a store under its bound evicted %+v, %v", rep, err)
 	}
 
 	// Room for the recent image's blobs (and a little), not the old one's.

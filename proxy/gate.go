@@ -134,7 +134,7 @@ func (s *Server) decide(ctx context.Context, up *upstream.Registry, t target, dg
 		case a.err == nil:
 			done++
 			clean = append(clean, a.v)
-			s.usage.touch(a.ref.Digest)
+			s.touch(a.ref.Digest)
 		case errors.Is(a.err, context.DeadlineExceeded) && ctx.Err() == nil:
 			stillBusy = true
 		case ctx.Err() != nil:

@@ -61,19 +61,6 @@ func ParseKnownBad(r io.Reader, name string) (*KnownBad, error) {
 	return k, nil
 }
 
-// NewKnownBad builds a set from digests ("sha256:<hex>" or "<hex>").
-func NewKnownBad(digests ...string) (*KnownBad, error) {
-	k := &KnownBad{notes: make(map[[sha256.Size]byte]string, len(digests))}
-	for _, d := range digests {
-		sum, err := parseSHA256(d)
-		if err != nil {
-			return nil, fmt.Errorf("known-bad digest: %w", err)
-		}
-		k.notes[sum] = ""
-	}
-	return k, nil
-}
-
 func parseSHA256(s string) ([sha256.Size]byte, error) {
 	var sum [sha256.Size]byte
 	hexPart := strings.ToLower(s)

@@ -309,7 +309,6 @@ func dirImage(name, kind, dir string) image {
 	}}
 }
 
-
 // report prints the figures as Markdown.
 func report(w io.Writer, sc *scanner.Scanner, outs []outcome) {
 	type counts struct{ tpFiles, fpFiles, fpHigh int }

@@ -189,9 +189,6 @@ func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.It
 // URL returns a redis:// URL for database 0.
 func (s *Server) URL() string { return "redis://" + s.Addr() + "/0" }
 
-// Dir returns the server's working directory (where RDB/AOF files go).
-func (s *Server) Dir() string { return s.dir }
-
 // PID returns the process id of the running server.
 func (s *Server) PID() int {
 	s.mu.Lock()
@@ -236,13 +233,6 @@ func (s *Server) Restart() {
 	if err := s.start(); err != nil {
 		s.t.Fatalf("redisserver: restart: %v", err)
 	}
-}
-
-// Output returns what redis-server has logged so far.
-func (s *Server) Output() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.output.String()
 }
 
 type syncBuffer struct {

@@ -2,7 +2,6 @@ package samples
 
 import (
 	"encoding/json"
-	"fmt"
 	"strings"
 )
 
@@ -105,7 +104,7 @@ func Positives() []Case {
 		one("stratum-protocol-elf", "miner", exe("/usr/sbin/netd", ELF("mining.subscribe", "mining.authorize", "cryptonight")), "MinerProtocolExecutable"),
 
 		// Kinsing.
-		one("kinsing-kdevtmpfsi", "kinsing", exe("/tmp/kdevtmpfsi", filler(3000)), "KinsingBinary"),
+		one("kinsing-kdevtmpfsi", "kinsing", exe("/tmp/kdevtmpfsi", Filler(3000)), "KinsingBinary"),
 		one("kinsing-loader-by-name", "kinsing", File{Path: "/var/tmp/kinsing", Mode: 0o600, Data: ELF("main.main")}, "KinsingBinary"),
 		one("kinsing-go-loader-renamed", "kinsing", exe("/usr/bin/dbus-update", ELF("main.minerRunningCheck", "main.downloadAndExecute", "main.masscan", "main.getActiveC2CUrl")), "KinsingGoLoader"),
 		one("kinsing-dropper", "kinsing", script("/usr/local/bin/start.sh", KinsingDropper()), "KinsingDropper"),
@@ -253,9 +252,4 @@ echo 1280 > /proc/sys/vm/nr_hugepages
 // boost scripts do.
 func TuningScript() string {
 	return "#!/bin/sh\nsysctl -w vm.nr_hugepages=1280\nmodprobe msr allow_writes=on\nwrmsr -a 0xc0011020 0\nwrmsr -a 0x1a4 0xf\n"
-}
-
-// Describe returns a one-line summary of a case for reports.
-func (c Case) Describe() string {
-	return fmt.Sprintf("%s (%s, %d files, config %t)", c.Name, c.Family, len(c.Files), c.Config != nil)
 }

@@ -15,7 +15,7 @@ import (
 // Status faults are answered where the client asks: at the registry for blob
 // GETs (before the redirect) and for manifests. Byte faults (Corrupt,
 // Truncate, Delay, Block, BytesPerSecond) apply where the bytes are served:
-// at the CDN for blobs (at the registry WithoutRedirect), and at the
+// at the CDN for blobs and at the
 // registry for manifests. Several byte faults combine.
 type Fault struct {
 	// Status, if set, is answered instead of the content, with a

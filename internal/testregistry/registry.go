@@ -40,7 +40,6 @@ type Registry struct {
 	user, pass   string
 	enforceLimit bool
 	pullLimit    int
-	redirect     bool
 	cdnHost      string
 
 	driver storagedriver.StorageDriver
@@ -87,21 +86,6 @@ func WithPullLimit(n int) Option {
 	return func(r *Registry) { r.pullLimit, r.enforceLimit = n, true }
 }
 
-// WithoutRedirect makes blob GETs answer 200 with the bytes at the registry
-// instead of a 307 to the CDN.
-func WithoutRedirect() Option {
-	return func(r *Registry) { r.redirect = false }
-}
-
-// WithCDNHost sets the address the CDN listens on. The default is 127.0.0.2
-// (falling back to 127.0.0.1 where that cannot be bound) so that the CDN is a
-// different host from the registry, as production.cloudflare.docker.com is
-// from registry-1.docker.io; HTTP clients only strip Authorization on a
-// redirect to a different host.
-func WithCDNHost(host string) Option {
-	return func(r *Registry) { r.cdnHost = host }
-}
-
 var (
 	driverSeq   atomic.Int64
 	logrusQuiet sync.Once
@@ -121,8 +105,11 @@ func (f driverFactory) Create(context.Context, map[string]any) (storagedriver.St
 func Start(t testing.TB, opts ...Option) *Registry {
 	t.Helper()
 	r := &Registry{
-		pullLimit:     DefaultPullLimit,
-		redirect:      true,
+		pullLimit: DefaultPullLimit,
+		// The CDN is another host (falling back to 127.0.0.1 where 127.0.0.2
+		// cannot be bound), as production.cloudflare.docker.com is from
+		// registry-1.docker.io: clients strip Authorization only on a
+		// redirect to a different host.
 		cdnHost:       "127.0.0.2",
 		blobGets:      map[digest.Digest]int{},
 		cdnGets:       map[digest.Digest]int{},
@@ -365,10 +352,6 @@ func (r *Registry) serveBlob(w http.ResponseWriter, req *http.Request, repo stri
 	if rec.Code != http.StatusOK {
 		// Let the registry answer the GET itself: the same error, with body.
 		r.app.ServeHTTP(w, req)
-		return
-	}
-	if !r.redirect {
-		r.serveBlobBytes(w, req, repo, dgst)
 		return
 	}
 	loc := fmt.Sprintf("%s/cdn/%s/%s?expires=%d", r.cdnURL, repo, dgst, time.Now().Add(20*time.Minute).Unix())
