@@ -190,11 +190,7 @@ func TestConcurrentColdPullsFetchEachLayerOnce(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	for _, l := range img.Layers {
-		if n := hub.CDNGets(digest.FromBytes(l)); n != 1 {
-			t.Errorf("layer %s fetched %d times from upstream", digest.FromBytes(l), n)
-		}
-	}
+	assertFetchedOnce(t, hub, img)
 }
 
 // Upstream sending the wrong bytes or a cut-off blob: refused, nothing
@@ -319,4 +315,15 @@ func parseManifest(body []byte) ([]digest.Digest, error) {
 		out = append(out, l.Digest)
 	}
 	return out, nil
+}
+
+// assertFetchedOnce checks that every layer of img was fetched from
+// upstream exactly once, however many clients or replicas asked.
+func assertFetchedOnce(t *testing.T, hub *testregistry.Registry, img testregistry.Image) {
+	t.Helper()
+	for _, l := range img.Layers {
+		if n := hub.CDNGets(digest.FromBytes(l)); n != 1 {
+			t.Errorf("layer %s fetched %d times from upstream", digest.FromBytes(l), n)
+		}
+	}
 }

@@ -72,11 +72,7 @@ func TestReplicasFetchAndScanEachLayerOnce(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	for _, l := range img.Layers {
-		if n := hub.CDNGets(digest.FromBytes(l)); n != 1 {
-			t.Errorf("layer %s fetched %d times", digest.FromBytes(l), n)
-		}
-	}
+	assertFetchedOnce(t, hub, img)
 	if n := scans(a, b); n != len(img.Layers)+1 {
 		t.Errorf("%d scans between the replicas, want %d (each layer and the config once)", n, len(img.Layers)+1)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,59 +13,22 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/pullgate/pullgate/internal/redisserver"
 	"github.com/pullgate/pullgate/internal/testregistry"
-	"github.com/pullgate/pullgate/proxy/upstream"
-	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
 
-// adminReplica is one of several pullgate servers sharing one Redis (verdicts
-// and audit stream), one blob store and one webhook receiver.
-type adminReplica struct {
-	srv *Server
-	url string
-}
-
-func adminReplicas(t *testing.T, hub *testregistry.Registry, hook string, n int) []adminReplica {
+// adminReplicas are replicas (see replicas) that also share the audit
+// stream and one webhook receiver, and are closed when the test ends.
+func adminReplicas(t *testing.T, hub *testregistry.Registry, hook string, n int) []replica {
 	t.Helper()
-	ctx := context.Background()
-	redis := redisserver.Start(t)
-	blobs, err := storage.NewInMemoryBlobs(ctx)
-	if err != nil {
-		t.Fatal(err)
+	rs := replicas(t, hub, n, func(o *Options, store *storage.RedisStore) {
+		o.Admin = AdminOptions{Token: testAdminToken, Audit: store.AuditLog(0),
+			Webhook: WebhookOptions{URL: hook, Secret: "webhook-secret-for-tests", Backoff: 20 * time.Millisecond}}
+	})
+	for _, r := range rs {
+		t.Cleanup(func() { closeServer(r.srv) })
 	}
-	var out []adminReplica
-	for range n {
-		store, err := storage.OpenRedis(ctx, redis.URL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { store.Close() })
-		up, err := upstream.New(upstream.Config{Name: "docker.io", URL: hub.URL()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc, err := scanner.New(scanner.Options{Workers: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { sc.Close() })
-		srv, err := New(Options{
-			Upstreams: map[string]*upstream.Registry{"docker.io": up}, Blobs: blobs, Verdicts: store, Scanner: sc,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Admin: AdminOptions{Token: testAdminToken, Audit: store.AuditLog(0),
-				Webhook: WebhookOptions{URL: hook, Secret: "webhook-secret-for-tests", Backoff: 20 * time.Millisecond}},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ts := httptest.NewServer(srv.Handler())
-		t.Cleanup(ts.Close)
-		t.Cleanup(func() { closeServer(srv) })
-		out = append(out, adminReplica{srv: srv, url: ts.URL})
-	}
-	return out
+	return rs
 }
 
 func closeServer(srv *Server) {
@@ -76,7 +38,7 @@ func closeServer(srv *Server) {
 }
 
 // get answers path on r's admin API, decoded into v.
-func (r adminReplica) get(t *testing.T, path string, v any) {
+func (r replica) get(t *testing.T, path string, v any) {
 	t.Helper()
 	req, err := http.NewRequest("GET", r.url+path, nil)
 	if err != nil {
@@ -98,7 +60,7 @@ func (r adminReplica) get(t *testing.T, path string, v any) {
 }
 
 // blocked returns r's blocked entries for d.
-func (r adminReplica) blocked(t *testing.T, d digest.Digest) []BlockedImage {
+func (r replica) blocked(t *testing.T, d digest.Digest) []BlockedImage {
 	t.Helper()
 	var list struct{ Blocked []BlockedImage }
 	r.get(t, "/admin/api/blocked", &list)
@@ -112,7 +74,7 @@ func (r adminReplica) blocked(t *testing.T, d digest.Digest) []BlockedImage {
 }
 
 // pulls returns r's recent decisions about d.
-func (r adminReplica) pulls(t *testing.T, d digest.Digest) []Event {
+func (r replica) pulls(t *testing.T, d digest.Digest) []Event {
 	t.Helper()
 	var list struct{ Pulls []Event }
 	r.get(t, "/admin/api/pulls?limit=1000", &list)
@@ -127,7 +89,7 @@ func (r adminReplica) pulls(t *testing.T, d digest.Digest) []Event {
 
 // pullEvents opens r's event stream and sends the digest of each "pull"
 // on the channel it returns, until the test ends.
-func (r adminReplica) pullEvents(t *testing.T) <-chan digest.Digest {
+func (r replica) pullEvents(t *testing.T) <-chan digest.Digest {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -205,7 +167,7 @@ func TestAdminPageSharedAcrossReplicas(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "B's pull on A's page", func() bool { return len(a.pulls(t, clean)) > 0 })
 
-	for name, r := range map[string]adminReplica{"A": a, "B": b} {
+	for name, r := range map[string]replica{"A": a, "B": b} {
 		list := r.blocked(t, miner)
 		if len(list) != 1 || list[0].Attempts != 1 || list[0].Image != "docker.io/someone/miner:1" || len(list[0].Findings) == 0 {
 			t.Errorf("%s's blocked list for the miner: %+v, want one entry of one attempt", name, list)

@@ -18,8 +18,17 @@ import (
 	"github.com/pullgate/pullgate/storage"
 )
 
-// replicaSet is n pullgate servers sharing one Redis and one blob store.
-func replicaSet(t *testing.T, hub *testregistry.Registry, n int, lease time.Duration) ([]string, storage.Store) {
+// replica is one of several pullgate servers sharing one Redis and one
+// blob store; store is its own connection to that Redis.
+type replica struct {
+	srv   *Server
+	url   string
+	store *storage.RedisStore
+}
+
+// replicas starts n servers sharing one Redis and one blob store; mod sets
+// each one's options.
+func replicas(t *testing.T, hub *testregistry.Registry, n int, mod func(*Options, *storage.RedisStore)) []replica {
 	t.Helper()
 	ctx := context.Background()
 	redis := redisserver.Start(t)
@@ -27,17 +36,13 @@ func replicaSet(t *testing.T, hub *testregistry.Registry, n int, lease time.Dura
 	if err != nil {
 		t.Fatal(err)
 	}
-	var urls []string
-	var first storage.Store
+	var out []replica
 	for range n {
 		store, err := storage.OpenRedis(ctx, redis.URL())
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { store.Close() })
-		if first == nil {
-			first = store
-		}
 		up, err := upstream.New(upstream.Config{Name: "docker.io", URL: hub.URL()})
 		if err != nil {
 			t.Fatal(err)
@@ -47,18 +52,34 @@ func replicaSet(t *testing.T, hub *testregistry.Registry, n int, lease time.Dura
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { sc.Close() })
-		srv, err := New(Options{
+		opts := Options{
 			Upstreams: map[string]*upstream.Registry{"docker.io": up}, Blobs: blobs, Verdicts: store, Scanner: sc,
-			IngestLease: lease, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		})
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		}
+		if mod != nil {
+			mod(&opts, store)
+		}
+		srv, err := New(opts)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ts := httptest.NewServer(srv.Handler())
 		t.Cleanup(ts.Close)
-		urls = append(urls, ts.URL)
+		out = append(out, replica{srv: srv, url: ts.URL, store: store})
 	}
-	return urls, first
+	return out
+}
+
+// replicaSet is n servers with the given ingest lease: their URLs and the
+// first one's store.
+func replicaSet(t *testing.T, hub *testregistry.Registry, n int, lease time.Duration) ([]string, storage.Store) {
+	t.Helper()
+	rs := replicas(t, hub, n, func(o *Options, _ *storage.RedisStore) { o.IngestLease = lease })
+	urls := make([]string, len(rs))
+	for i, r := range rs {
+		urls[i] = r.url
+	}
+	return urls, rs[0].store
 }
 
 func TestReplicasIngestEachBlobOnce(t *testing.T) {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/pullgate/pullgate/internal/samples"
 )
 
 var (
@@ -32,13 +34,13 @@ func benchLayer(b *testing.B) ([]byte, int64) {
 			add(fmt.Sprintf("usr/lib/python3/site-packages/pkg%d/mod%d.py", i/50, i), 0o644, text[:512+(i*37)%(len(text)-512)])
 		}
 		for i := range 300 {
-			add(fmt.Sprintf("usr/share/data/blob%d.dat", i), 0o644, filler(64<<10+i*512))
+			add(fmt.Sprintf("usr/share/data/blob%d.dat", i), 0o644, samples.Filler(64<<10+i*512))
 		}
 		for i := range 60 {
-			add(fmt.Sprintf("usr/bin/tool%d", i), 0o755, append(fakeELF("GLIBC_2.34", "Usage: %s [OPTION]...", "--help"), filler(700<<10+i*4096)...))
+			add(fmt.Sprintf("usr/bin/tool%d", i), 0o755, append(samples.ELF("GLIBC_2.34", "Usage: %s [OPTION]...", "--help"), samples.Filler(700<<10+i*4096)...))
 		}
-		add("usr/lib/libbig.so.1", 0o644, append(fakeELF("GLIBC_2.34"), filler(24<<20)...))
-		add("usr/local/bin/app", 0o755, append(fakeELF("runtime.main", "net/http"), filler(40<<20)...))
+		add("usr/lib/libbig.so.1", 0o644, append(samples.ELF("GLIBC_2.34"), samples.Filler(24<<20)...))
+		add("usr/local/bin/app", 0o755, append(samples.ELF("runtime.main", "net/http"), samples.Filler(40<<20)...))
 		benchTar = tarLayer(b, files...)
 	})
 	return benchTar, benchBytes

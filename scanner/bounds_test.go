@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pullgate/pullgate/internal/samples"
 )
 
 // Each test here feeds the scanner a hostile layer and checks that it
@@ -197,7 +199,7 @@ func TestHugeFileWindows(t *testing.T) {
 		size = 256 << 20
 	}
 	indicator := []byte("\x00donate.v2.xmrig.com:443\x00")
-	head := fakeELF("ordinary")
+	head := samples.ELF("ordinary")
 	total := int64(len(head)) + size + int64(len(indicator))
 
 	var hdr bytes.Buffer
@@ -208,7 +210,7 @@ func TestHugeFileWindows(t *testing.T) {
 	tw.Flush()
 	pad := (512 - total%512) % 512
 	layer := io.MultiReader(&hdr, bytes.NewReader(head),
-		&patternReader{pattern: filler(1 << 20), size: size, tail: indicator},
+		&patternReader{pattern: samples.Filler(1 << 20), size: size, tail: indicator},
 		bytes.NewReader(make([]byte, pad+1024)))
 
 	s := newTestScanner(t, Options{Workers: 2, Limits: Limits{MaxFileBytes: 4 << 30}})
@@ -289,7 +291,7 @@ func TestBrokenHeaders(t *testing.T) {
 	for i := range 20 {
 		files = append(files, reg("etc/f"+strconv.Itoa(i), 0o644, strings.Repeat("data ", 100+i*50)))
 	}
-	files = append(files, tfile{name: "usr/bin/kworker", mode: 0o755, data: fakeELF("XMRig/%s")})
+	files = append(files, tfile{name: "usr/bin/kworker", mode: 0o755, data: samples.ELF("XMRig/%s")})
 	layer := tarLayer(t, files...)
 	var headers []int
 	for off := 0; off+512 <= len(layer); off += 512 {

@@ -9,11 +9,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/pullgate/pullgate/internal/samples"
 )
 
 func TestScanLayerFamilies(t *testing.T) {
 	s := newTestScanner(t, Options{Workers: 4})
-	upx := fakeELF("ordinary")
+	upx := samples.ELF("ordinary")
 	copy(upx[200:], "UPX!")
 
 	cases := []struct {
@@ -25,27 +27,27 @@ func TestScanLayerFamilies(t *testing.T) {
 	}{
 		{
 			name:     "xmrig renamed to a kernel thread",
-			files:    []tfile{{name: "usr/bin/kworker", mode: 0o755, data: fakeELF("XMRig/%s libuv/%s", "donate.v2.xmrig.com", "cryptonight")}},
+			files:    []tfile{{name: "usr/bin/kworker", mode: 0o755, data: samples.ELF("XMRig/%s libuv/%s", "donate.v2.xmrig.com", "cryptonight")}},
 			wantRule: "MinerXMRig", wantPath: "/usr/bin/kworker", wantBlock: true,
 		},
 		{
 			name:     "xmrig build without user agent, exec bit unset",
-			files:    []tfile{{name: "./opt/app/.cache/dbus", mode: 0o644, data: fakeELF(donateLevel, "randomx")}},
+			files:    []tfile{{name: "./opt/app/.cache/dbus", mode: 0o644, data: samples.ELF(donateLevel, "randomx")}},
 			wantRule: "MinerXMRig", wantPath: "/opt/app/.cache/dbus", wantBlock: true,
 		},
 		{
 			name:     "xmrig strings only",
-			files:    []tfile{{name: "bin/x", mode: 0o700, data: fakeELF("xmrig", "RandomX", "cryptonight/r", stratumTCP)}},
+			files:    []tfile{{name: "bin/x", mode: 0o700, data: samples.ELF("xmrig", "RandomX", "cryptonight/r", stratumTCP)}},
 			wantRule: "MinerXMRig", wantPath: "/bin/x", wantBlock: true,
 		},
 		{
 			name:     "stratum pool URL built into an ELF",
-			files:    []tfile{{name: "usr/local/bin/worker", mode: 0o755, data: fakeELF(stratumTCP + "eu.pool.example.org:3333")}},
+			files:    []tfile{{name: "usr/local/bin/worker", mode: 0o755, data: samples.ELF(stratumTCP + "eu.pool.example.org:3333")}},
 			wantRule: "MinerStratumExecutable", wantPath: "/usr/local/bin/worker", wantBlock: true,
 		},
 		{
 			name:     "stratum protocol miner",
-			files:    []tfile{{name: "usr/sbin/netd", mode: 0o755, data: fakeELF("mining.subscribe", "mining.authorize", "cryptonight")}},
+			files:    []tfile{{name: "usr/sbin/netd", mode: 0o755, data: samples.ELF("mining.subscribe", "mining.authorize", "cryptonight")}},
 			wantRule: "MinerProtocolExecutable", wantPath: "/usr/sbin/netd", wantBlock: true,
 		},
 		{
@@ -80,12 +82,12 @@ func TestScanLayerFamilies(t *testing.T) {
 		},
 		{
 			name:     "kinsing miner by name, exec bit",
-			files:    []tfile{{name: "tmp/kdevtmpfsi", mode: 0o755, data: filler(3000)}},
+			files:    []tfile{{name: "tmp/kdevtmpfsi", mode: 0o755, data: samples.Filler(3000)}},
 			wantRule: "KinsingBinary", wantPath: "/tmp/kdevtmpfsi", wantBlock: true,
 		},
 		{
 			name:     "kinsing loader by name, ELF magic",
-			files:    []tfile{{name: "var/tmp/kinsing", mode: 0o600, data: fakeELF("main.main")}},
+			files:    []tfile{{name: "var/tmp/kinsing", mode: 0o600, data: samples.ELF("main.main")}},
 			wantRule: "KinsingBinary", wantPath: "/var/tmp/kinsing", wantBlock: true,
 		},
 		{
@@ -122,7 +124,7 @@ func TestScanLayerFamilies(t *testing.T) {
 			name: "clean layer",
 			files: []tfile{
 				{name: "bin/", typeflag: '5', mode: 0o755},
-				{name: "bin/busybox", mode: 0o755, data: fakeELF("BusyBox v1.36.1", "Usage: %s [OPTIONS]", "-o FILE", "/proc/self/exe")},
+				{name: "bin/busybox", mode: 0o755, data: samples.ELF("BusyBox v1.36.1", "Usage: %s [OPTIONS]", "-o FILE", "/proc/self/exe")},
 				{name: "bin/sh", typeflag: '2', link: "busybox"},
 				{name: "bin/ls", typeflag: '1', link: "bin/busybox"},
 				reg("etc/os-release", 0o644, "NAME=\"Alpine Linux\"\nID=alpine\n"),
@@ -185,9 +187,9 @@ func TestScanLayerRawBlob(t *testing.T) {
 	}{
 		{"empty", nil, false},
 		{"short text", []byte("hi"), false},
-		{"miner ELF", fakeELF("XMRig/%s"), true},
-		{"miner ELF over several windows", append(fakeELF("x"), append(filler(3*minWindow), "XMRig/%s"...)...), true},
-		{"gzip of a miner ELF", gzipBytes(t, fakeELF("XMRig/%s")), true},
+		{"miner ELF", samples.ELF("XMRig/%s"), true},
+		{"miner ELF over several windows", append(samples.ELF("x"), append(samples.Filler(3*minWindow), "XMRig/%s"...)...), true},
+		{"gzip of a miner ELF", gzipBytes(t, samples.ELF("XMRig/%s")), true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -259,10 +261,10 @@ func TestScanLayerCorrupt(t *testing.T) {
 		"truncated tar":            layer[:1000],
 		"truncated gzip":           gz[:len(gz)/2],
 		"gzip checksum mismatch":   badCRC,
-		"gzip garbage":             append([]byte{0x1f, 0x8b}, filler(5000)...),
+		"gzip garbage":             append([]byte{0x1f, 0x8b}, samples.Filler(5000)...),
 		"gzip trailing garbage":    append(bytes.Clone(gz), "trailing"...),
 		"truncated zstd":           zs[:len(zs)/2],
-		"zstd garbage":             append([]byte{0x28, 0xb5, 0x2f, 0xfd}, filler(5000)...),
+		"zstd garbage":             append([]byte{0x28, 0xb5, 0x2f, 0xfd}, samples.Filler(5000)...),
 	}
 	for name, blob := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -302,11 +304,11 @@ func TestScanLayerConcurrent(t *testing.T) {
 	s := newTestScanner(t, Options{Workers: 4})
 	bad := tarLayer(t,
 		reg("etc/hosts", 0o644, "127.0.0.1 localhost\n"),
-		tfile{name: "usr/bin/kworker", mode: 0o755, data: fakeELF("XMRig/%s")},
+		tfile{name: "usr/bin/kworker", mode: 0o755, data: samples.ELF("XMRig/%s")},
 		reg("big", 0o644, strings.Repeat("z", 5<<20)))
 	clean := tarLayer(t,
 		reg("etc/hosts", 0o644, "127.0.0.1 localhost\n"),
-		tfile{name: "usr/bin/ls", mode: 0o755, data: fakeELF("GNU coreutils")},
+		tfile{name: "usr/bin/ls", mode: 0o755, data: samples.ELF("GNU coreutils")},
 		reg("big", 0o644, strings.Repeat("z", 5<<20)))
 	var wg sync.WaitGroup
 	errs := make(chan error, 32)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/gzip"
+
+	"github.com/pullgate/pullgate/internal/samples"
 )
 
 // repeatReader serves data n times over without holding more than one copy.
@@ -102,7 +104,7 @@ func TestLimits(t *testing.T) {
 		{
 			name:    "raw blob over MaxFileBytes",
 			limits:  Limits{MaxFileBytes: 1 << 20, Window: minWindow},
-			blob:    func(t *testing.T) io.Reader { return bytes.NewReader(filler(3 << 20)) },
+			blob:    func(t *testing.T) io.Reader { return bytes.NewReader(samples.Filler(3 << 20)) },
 			wantMsg: "MaxFileBytes 1048576",
 		},
 	}
@@ -137,7 +139,7 @@ func TestWindowBoundary(t *testing.T) {
 	const window = minWindow
 	indicator := "donate.v2.xmrig.com"
 	for _, at := range []int{window - 7, 2*(window-windowOverlap) + window - 3} {
-		data := append(fakeELF(), filler(4*window)...)
+		data := append(samples.ELF(), samples.Filler(4*window)...)
 		copy(data[at:], indicator)
 		s := newTestScanner(t, Options{Workers: 2, Limits: Limits{Window: window}})
 		layer := tarLayer(t, tfile{name: "usr/bin/big", mode: 0o644, data: data})
@@ -154,7 +156,7 @@ func TestWindowBoundary(t *testing.T) {
 	}
 	// Past MaxFileBytes the file is refused, not silently cut.
 	s := newTestScanner(t, Options{Workers: 1, Limits: Limits{Window: window, MaxFileBytes: 2 * window}})
-	layer := tarLayer(t, tfile{name: "big", mode: 0o644, data: filler(3 * window)})
+	layer := tarLayer(t, tfile{name: "big", mode: 0o644, data: samples.Filler(3 * window)})
 	if _, err := s.ScanLayer(context.Background(), bytes.NewReader(layer), Interactive); !errors.Is(err, ErrLimit) {
 		t.Errorf("err = %v, want ErrLimit", err)
 	}

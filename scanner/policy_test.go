@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pullgate/pullgate/internal/samples"
 )
 
 func fnd(rule, cat, sev, path string) Finding {
@@ -108,7 +110,7 @@ func TestResultBlockingIsDefaultPolicy(t *testing.T) {
 func TestKnownBad(t *testing.T) {
 	bad := []byte("#!/bin/sh\necho a harmless file that a list calls bad\n")
 	badSum := "sha256:" + hexSHA256(bad)
-	bigBad := append(fakeELF("ordinary"), filler(3*minWindow)...)
+	bigBad := append(samples.ELF("ordinary"), samples.Filler(3*minWindow)...)
 	list := "# known bad\n" + badSum + "  kinsing loader v3\n\n" + strings.TrimPrefix("sha256:"+hexSHA256(bigBad), "sha256:") + "\n"
 	path := filepath.Join(t.TempDir(), "known-bad.txt")
 	if err := os.WriteFile(path, []byte(list), 0o600); err != nil {

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/pullgate/pullgate/internal/samples"
 )
 
 func TestDefaultRulesAreWellFormed(t *testing.T) {
@@ -53,7 +55,7 @@ func TestRulesDoNotMatchTheirOwnSource(t *testing.T) {
 	for _, src := range srcs {
 		parts = append(parts, string(src.data))
 	}
-	layer := tarLayer(t, tfile{name: "usr/bin/pullgate", mode: 0o755, data: fakeELF(parts...)})
+	layer := tarLayer(t, tfile{name: "usr/bin/pullgate", mode: 0o755, data: samples.ELF(parts...)})
 	res, err := s.ScanLayer(context.Background(), strings.NewReader(string(layer)), Interactive)
 	if err != nil {
 		t.Fatal(err)

@@ -15,35 +15,6 @@ import (
 // The samples below are harmless: a few header bytes and the indicator
 // strings miners carry, built at test time. Nothing here executes.
 
-// fakeELF returns an ELF-looking blob (64-bit little-endian header, then
-// filler) with strs embedded as NUL-terminated strings, the way a compiled
-// binary carries its string constants.
-func fakeELF(strs ...string) []byte {
-	var b bytes.Buffer
-	b.Write([]byte{0x7f, 'E', 'L', 'F', 2, 1, 1, 0})
-	b.Write(make([]byte, 56))
-	b.Write(filler(4096))
-	for _, s := range strs {
-		b.WriteString(s)
-		b.WriteByte(0)
-		b.Write(filler(512))
-	}
-	return b.Bytes()
-}
-
-// filler returns n deterministic bytes that look like machine code.
-func filler(n int) []byte {
-	b := make([]byte, n)
-	x := uint32(2463534242)
-	for i := range b {
-		x ^= x << 13
-		x ^= x >> 17
-		x ^= x << 5
-		b[i] = byte(x)
-	}
-	return b
-}
-
 // testWallet is a made-up address with the shape of a Monero one:
 // "4", then a digit or A/B, then 93 base58 characters.
 var testWallet = func() string {

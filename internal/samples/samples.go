@@ -20,14 +20,26 @@ func ELF(strs ...string) []byte {
 	binary.LittleEndian.PutUint16(hdr[18:], 0x3e) // x86-64
 	binary.LittleEndian.PutUint32(hdr[20:], 1)
 	b.Write(hdr)
-	filler := bytes.Repeat([]byte{0x90, 0x48, 0x89, 0xe5, 0xc3, 0x00, 0x0f, 0x1f}, 512)
-	b.Write(filler)
+	b.Write(Filler(4096))
 	for _, s := range strs {
 		b.WriteString(s)
 		b.WriteByte(0)
-		b.Write(filler[:256])
+		b.Write(Filler(512))
 	}
 	return b.Bytes()
+}
+
+// Filler returns n deterministic bytes that look like machine code.
+func Filler(n int) []byte {
+	b := make([]byte, n)
+	x := uint32(2463534242)
+	for i := range b {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		b[i] = byte(x)
+	}
+	return b
 }
 
 // XMRig is a stand-in for an XMRig build: an ELF carrying the strings a real

@@ -94,7 +94,7 @@ func upx(payload []byte, altered bool, bits int) []byte {
 		b.WriteString("\x00$Info: This file is packed with the UPX executable packer http://upx.sf.net $\n")
 		b.WriteString("\x00$Id: UPX 4.02 Copyright (C) 1996-2023 the UPX Team. All Rights Reserved. $\n")
 	}
-	b.Write(filler(512)) // the loader stub
+	b.Write(Filler(512)) // the loader stub
 	// PackHeader
 	b.Write(magic)
 	b.Write([]byte{14, format, 14, 10})
@@ -118,17 +118,4 @@ func scramble(p []byte) []byte {
 		out[i] = c ^ byte(x)
 	}
 	return out
-}
-
-// filler returns n deterministic bytes that look like machine code.
-func filler(n int) []byte {
-	b := make([]byte, n)
-	x := uint32(2463534242)
-	for i := range b {
-		x ^= x << 13
-		x ^= x >> 17
-		x ^= x << 5
-		b[i] = byte(x)
-	}
-	return b
 }
