@@ -31,7 +31,6 @@ func (s *Server) claim(ctx context.Context, ref blobRef, rulesetID string) (rele
 	}
 	watcher, _ := locker.(storage.LeaseWatcher)
 	key := "ingest:" + ref.Digest.String()
-	waited := false
 	for {
 		released, stopWatch := (<-chan struct{})(nil), func() {}
 		if watcher != nil {
@@ -40,13 +39,12 @@ func (s *Server) claim(ctx context.Context, ref blobRef, rulesetID string) (rele
 		lease, err := locker.TryLock(ctx, key, s.opts.IngestLease)
 		if err == nil {
 			stopWatch()
-			if waited {
-				// The holder finished (or died) while this replica waited;
-				// its verdict may be there now.
-				if v, err := s.opts.Verdicts.Verdict(ctx, ref.Digest, rulesetID); err == nil && s.usable(ctx, v) {
-					_ = lease.Unlock(context.WithoutCancel(ctx))
-					return nil, v, true, nil
-				}
+			// Another replica may have finished this ingest and released
+			// its lease between the caller's look-up and this lock (or
+			// while this replica waited): its verdict is there now.
+			if v, err := s.opts.Verdicts.Verdict(ctx, ref.Digest, rulesetID); err == nil && s.usable(ctx, v) {
+				_ = lease.Unlock(context.WithoutCancel(ctx))
+				return nil, v, true, nil
 			}
 			return s.keepLease(ctx, lease, key), storage.Verdict{}, false, nil
 		}
@@ -54,7 +52,6 @@ func (s *Server) claim(ctx context.Context, ref blobRef, rulesetID string) (rele
 			stopWatch()
 			return nil, storage.Verdict{}, false, fmt.Errorf("%w: ingest lease for %s: %v", errTransient, ref.Digest, err)
 		}
-		waited = true
 		if v, err := s.opts.Verdicts.Verdict(ctx, ref.Digest, rulesetID); err == nil && s.usable(ctx, v) {
 			stopWatch()
 			return nil, v, true, nil

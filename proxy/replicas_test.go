@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -121,5 +122,71 @@ func TestReplicaTakesOverFromACrashedOne(t *testing.T) {
 	f := &fixture{url: urls[0], client: httptestClient()}
 	if resp, body := f.do(t, "GET", "/v2/library/orphan/manifests/1"); resp.StatusCode != 200 {
 		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+}
+
+// lateLocker is a replica's verdict store in which another replica
+// finishes each ingest (scan, verdict, lease released) just before this
+// one takes the lease: the window between its look-up and its lock.
+type lateLocker struct {
+	*storage.RedisStore
+	mu     sync.Mutex
+	raced  map[string]bool
+	before func(key string)
+}
+
+func (l *lateLocker) TryLock(ctx context.Context, key string, ttl time.Duration) (storage.Lease, error) {
+	l.mu.Lock()
+	first := !l.raced[key]
+	l.raced[key] = true
+	l.mu.Unlock()
+	if first {
+		l.before(key)
+	}
+	return l.RedisStore.TryLock(ctx, key, ttl)
+}
+
+// A replica that gets the lease after another replica finished the same
+// ingest uses that verdict instead of fetching and scanning again.
+func TestReplicaTakesTheVerdictOfAnIngestThatJustFinished(t *testing.T) {
+	hub := testregistry.Start(t)
+	img := testregistry.CleanImage("late")
+	hub.Push(t, "library/late", "1", img)
+	built, err := img.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var other string
+	var log syncBuffer
+	rs := replicas(t, hub, 2, func(o *Options, store *storage.RedisStore) {
+		if other != "" {
+			return
+		}
+		other = "pending"
+		o.Logger = slog.New(slog.NewTextHandler(&log, nil))
+		o.Verdicts = &lateLocker{RedisStore: store, raced: map[string]bool{}, before: func(key string) {
+			f := &fixture{url: other, client: httptestClient()}
+			d := strings.TrimPrefix(key, "ingest:")
+			if resp, body := f.do(t, "GET", "/v2/library/late/blobs/"+d); resp.StatusCode != 200 {
+				t.Errorf("other replica, blob %s: %d %s", d, resp.StatusCode, body)
+			}
+		}}
+	})
+	other = rs[1].url
+
+	f := &fixture{url: rs[0].url, client: httptestClient()}
+	if resp, body := f.do(t, "GET", "/v2/library/late/manifests/1"); resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	blobs := [][]byte{built.Config}
+	blobs = append(blobs, img.Layers...)
+	for _, b := range blobs {
+		d := digest.FromBytes(b)
+		if n := hub.CDNGets(d); n != 1 {
+			t.Errorf("blob %s fetched %d times from upstream, want once (by the replica that finished first)", d, n)
+		}
+	}
+	if n := strings.Count(log.String(), "msg=scanned"); n != 0 {
+		t.Errorf("the replica that came second scanned %d blobs, want none:\n%s", n, log.String())
 	}
 }
