@@ -89,11 +89,16 @@ func (s *Server) AdminHandler() http.Handler {
 // http.Server.RegisterOnShutdown.
 func (s *Server) StopStreams() { s.streamsOnce.Do(func() { close(s.streamsDone) }) }
 
-// Close stops the background work: it ends the event streams, leaves the
-// event bus after publishing what is queued, writes the queued audit
-// records and lets alerts in flight finish, until ctx ends.
+// Close stops the background work: it ends the event streams, lets the
+// ingests in progress record their verdicts (a blob committed without one
+// would be scanned again at the next start), leaves the event bus after
+// publishing what is queued, writes the queued audit records and lets
+// alerts in flight finish, until ctx ends.
 func (s *Server) Close(ctx context.Context) {
 	s.StopStreams()
+	if n := s.flights.drain(ctx) + s.allowFlights.drain(ctx); n > 0 {
+		s.log.Warn("stopped with ingests still running; they are redone when asked for", "ingests", n)
+	}
 	s.share.close(ctx)
 	s.audit.close(ctx)
 	s.hook.close(ctx)

@@ -74,6 +74,31 @@ func (f *flights) start(info FlightInfo, fn func(*flight) (storage.Verdict, erro
 	return fl
 }
 
+// drain waits until no ingest is running, or ctx ends; it returns how many
+// were still running when ctx ended.
+func (f *flights) drain(ctx context.Context) int {
+	for {
+		f.mu.Lock()
+		running := make([]*flight, 0, len(f.m))
+		for _, fl := range f.m {
+			running = append(running, fl)
+		}
+		f.mu.Unlock()
+		if len(running) == 0 {
+			return 0
+		}
+		for _, fl := range running {
+			select {
+			case <-fl.done:
+			case <-ctx.Done():
+				f.mu.Lock()
+				defer f.mu.Unlock()
+				return len(f.m)
+			}
+		}
+	}
+}
+
 // list describes the ingests in progress, oldest first.
 func (f *flights) list() []FlightInfo {
 	f.mu.Lock()

@@ -127,3 +127,33 @@ func TestUnknownBlobIsScannedBeforeItIsServed(t *testing.T) {
 		t.Fatalf("message %q", msg)
 	}
 }
+
+// Close lets the ingests in progress record their verdicts: a blob stored
+// without one would be fetched or scanned again after the restart.
+func TestCloseWaitsForIngestsInProgress(t *testing.T) {
+	f := newFixture(t, func(o *Options, _ *scanner.Options) { o.Hold = 100 * time.Millisecond })
+	img := testregistry.CleanImage("closing")
+	f.hub.Push(t, "library/closing", "1", img)
+	slow := digest.FromBytes(img.Layers[1])
+	release := make(chan struct{})
+	f.hub.Fault(slow, testregistry.Fault{Block: release})
+	if resp, _ := f.do(t, "GET", "/v2/library/closing/manifests/1", "User-Agent", "containerd/v1.7.0"); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("status %d while the layer is held upstream", resp.StatusCode)
+	}
+
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		f.srv.Close(context.Background())
+	}()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while an ingest was running")
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	<-closed
+	if _, err := f.store.Verdict(context.Background(), slow, f.srv.scanner().RulesetID()); err != nil {
+		t.Fatalf("no verdict for the layer once Close returned: %v", err)
+	}
+}
