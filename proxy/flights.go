@@ -11,6 +11,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
 
@@ -22,6 +23,9 @@ type flight struct {
 
 	info  FlightInfo   // fixed at start
 	bytes atomic.Int64 // compressed bytes read so far
+	// prio is the priority of its scan: background for a prefetch or a
+	// rescan until a request comes to wait on it.
+	prio *scanner.PriorityVar
 }
 
 // FlightInfo describes an ingest in progress, for the operator's view.
@@ -45,19 +49,24 @@ type flights struct {
 }
 
 // start returns the running flight for info.Digest, or starts fn as a new
-// one; fn reports its progress on the flight it is given.
-func (f *flights) start(info FlightInfo, fn func(*flight) (storage.Verdict, error)) *flight {
+// one; fn reports its progress on the flight it is given. A caller at
+// Interactive priority joining a background flight raises its scan to
+// Interactive: a client never waits behind prefetches and rescans.
+func (f *flights) start(info FlightInfo, prio scanner.Priority, fn func(*flight) (storage.Verdict, error)) *flight {
 	d := info.Digest
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if fl, ok := f.m[d]; ok {
+		if prio == scanner.Interactive {
+			fl.prio.Set(scanner.Interactive)
+		}
 		return fl
 	}
 	if f.m == nil {
 		f.m = make(map[digest.Digest]*flight)
 	}
 	info.Started = time.Now().UTC()
-	fl := &flight{done: make(chan struct{}), info: info}
+	fl := &flight{done: make(chan struct{}), info: info, prio: scanner.NewPriorityVar(prio)}
 	f.m[d] = fl
 	go func() {
 		defer func() {

@@ -188,7 +188,7 @@ func (s *Server) verdict(ctx context.Context, up *upstream.Registry, repo string
 	}
 	s.metrics.verdictCache(false)
 	info := FlightInfo{Digest: ref.Digest, Registry: up.Name(), Repo: repo, Kind: ref.noun(), Size: ref.Size}
-	fl := s.flights.start(info, func(fl *flight) (storage.Verdict, error) { return s.ingest(fl, up, repo, ref) })
+	fl := s.flights.start(info, ref.Prio, func(fl *flight) (storage.Verdict, error) { return s.ingest(fl, up, repo, ref) })
 	return fl.wait(ctx)
 }
 

@@ -151,10 +151,10 @@ func (s *Server) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scann
 		buf, copyErr = io.ReadAll(src)
 		n = int64(len(buf))
 		if copyErr == nil && n <= limit {
-			res, scanErr = sc.ScanConfig(ctx, buf, ref.Prio)
+			res, scanErr = sc.ScanConfig(ctx, buf, fl.prio)
 		}
 	} else {
-		n, res, copyErr, scanErr = teeScan(ctx, sc, ref.Prio, src)
+		n, res, copyErr, scanErr = teeScan(ctx, sc, fl.prio, src)
 	}
 
 	switch {
@@ -192,7 +192,7 @@ func (s *Server) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scann
 // verdict is only kept for bytes that proved to be the right ones. Between
 // the download and the scanner sits a bounded buffer (scanAhead), so each
 // goes at its own pace.
-func teeScan(ctx context.Context, sc *scanner.Scanner, prio scanner.Priority, src io.Reader) (int64, scanner.Result, error, error) {
+func teeScan(ctx context.Context, sc *scanner.Scanner, prio scanner.Prioritizer, src io.Reader) (int64, scanner.Result, error, error) {
 	p := newBufPipe(scanAhead)
 	type scanned struct {
 		res scanner.Result
@@ -258,7 +258,7 @@ func (s *Server) rescanLocal(ctx context.Context, fl *flight, sc *scanner.Scanne
 		if err != nil {
 			return storage.Verdict{}, fmt.Errorf("%w: read stored config %s: %v", errTransient, ref.Digest, err)
 		}
-		res, err = sc.ScanConfig(ctx, buf, ref.Prio)
+		res, err = sc.ScanConfig(ctx, buf, fl.prio)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, scanner.ErrClosed) {
 				return storage.Verdict{}, fmt.Errorf("%w: rescan %s: %w", errTransient, ref.Digest, err)
@@ -266,7 +266,7 @@ func (s *Server) rescanLocal(ctx context.Context, fl *flight, sc *scanner.Scanne
 			return s.dropLocal(ctx, s.contentError(sc, ref, err))
 		}
 	} else {
-		res, err = sc.ScanLayer(ctx, rc, ref.Prio)
+		res, err = sc.ScanLayer(ctx, rc, fl.prio)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, scanner.ErrClosed) {
 				return storage.Verdict{}, fmt.Errorf("%w: rescan %s: %w", errTransient, ref.Digest, err)
@@ -333,7 +333,7 @@ func (s *Server) fetchOverridden(ctx context.Context, up *upstream.Registry, rep
 		return nil
 	}
 	info := FlightInfo{Digest: ref.Digest, Registry: up.Name(), Repo: repo, Kind: "override", Size: ref.Size}
-	fl := s.allowFlights.start(info, func(fl *flight) (storage.Verdict, error) {
+	fl := s.allowFlights.start(info, scanner.Interactive, func(fl *flight) (storage.Verdict, error) {
 		return storage.Verdict{}, s.fetchVerified(fl, up, repo, ref)
 	})
 	_, err := fl.wait(ctx)

@@ -53,7 +53,7 @@ func (s *Server) Rescan(ctx context.Context) (RescanReport, error) {
 			defer func() { <-sem }()
 			ref := blobRef{Digest: d, Size: -1, Config: s.looksLikeConfig(ctx, d), Prio: scanner.Background}
 			info := FlightInfo{Digest: d, Kind: ref.noun() + " rescan", Size: -1}
-			fl := s.flights.start(info, func(fl *flight) (storage.Verdict, error) { return s.ingest(fl, nil, "", ref) })
+			fl := s.flights.start(info, ref.Prio, func(fl *flight) (storage.Verdict, error) { return s.ingest(fl, nil, "", ref) })
 			v, err := fl.wait(ctx)
 			mu.Lock()
 			defer mu.Unlock()

@@ -52,7 +52,7 @@ func (l *stringList) UnmarshalJSON(b []byte) error {
 // Entrypoint, Cmd, Env, Labels and each history[].created_by as text with
 // Path "config:<field>". A config that is not valid JSON is scanned raw
 // and reported as ErrCorrupt.
-func (s *Scanner) ScanConfig(ctx context.Context, config []byte, prio Priority) (Result, error) {
+func (s *Scanner) ScanConfig(ctx context.Context, config []byte, prio Prioritizer) (Result, error) {
 	start := time.Now()
 	if int64(len(config)) > s.limits.MaxFileBytes {
 		return Result{}, limitError("image config is %d bytes, more than MaxFileBytes %d", len(config), s.limits.MaxFileBytes)

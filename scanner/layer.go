@@ -57,7 +57,7 @@ var (
 // never be taken as clean. Limits give errors wrapping ErrLimit, undecodable
 // content ErrCorrupt. Cancellation is noticed between reads of r, so r
 // should itself return once ctx is done (an HTTP body does).
-func (s *Scanner) ScanLayer(ctx context.Context, r io.Reader, prio Priority) (Result, error) {
+func (s *Scanner) ScanLayer(ctx context.Context, r io.Reader, prio Prioritizer) (Result, error) {
 	start := time.Now()
 	st, cancel, err := s.newScan(ctx, contextLayer, prio)
 	if err != nil {

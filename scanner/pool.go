@@ -36,7 +36,7 @@ type scanState struct {
 	ctx      context.Context
 	deadline time.Time
 	context  string // contextLayer or contextConfig
-	prio     Priority
+	prio     Prioritizer
 	// slots bounds the jobs (and so the buffers) in flight for this scan:
 	// the walker sends before taking a buffer, a worker receives when done.
 	slots chan struct{}
@@ -119,7 +119,8 @@ func (st *scanState) result() []Finding {
 }
 
 // queue holds jobs waiting for a worker. Workers always take Interactive
-// jobs before Background ones; within a priority, jobs run in order.
+// jobs before Background ones, and among Background jobs first those of a
+// scan promoted since they were queued; otherwise jobs run in order.
 type queue struct {
 	mu     sync.Mutex
 	cond   sync.Cond
@@ -139,7 +140,10 @@ func (q *queue) push(j *job) error {
 	if q.closed {
 		return ErrClosed
 	}
-	p := j.scan.prio
+	p := Background
+	if j.scan.prio.Priority() == Interactive {
+		p = Interactive
+	}
 	q.jobs[p] = append(q.jobs[p], j)
 	q.cond.Signal()
 	return nil
@@ -151,19 +155,39 @@ func (q *queue) pop() (*job, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for {
-		for p := range q.jobs {
-			if len(q.jobs[p]) > 0 {
-				j := q.jobs[p][0]
-				q.jobs[p][0] = nil
-				q.jobs[p] = q.jobs[p][1:]
-				return j, true
+		if len(q.jobs[Interactive]) > 0 {
+			return q.take(Interactive, 0), true
+		}
+		if bg := q.jobs[Background]; len(bg) > 0 {
+			i := 0
+			for k, j := range bg {
+				if j.scan.prio.Priority() == Interactive {
+					i = k
+					break
+				}
 			}
+			return q.take(Background, i), true
 		}
 		if q.closed {
 			return nil, false
 		}
 		q.cond.Wait()
 	}
+}
+
+// take removes and returns the i-th job of priority p; q.mu is held.
+func (q *queue) take(p Priority, i int) *job {
+	js := q.jobs[p]
+	j := js[i]
+	if i == 0 {
+		js[0] = nil
+		q.jobs[p] = js[1:]
+		return j
+	}
+	copy(js[i:], js[i+1:])
+	js[len(js)-1] = nil
+	q.jobs[p] = js[:len(js)-1]
+	return j
 }
 
 func (q *queue) len() int {

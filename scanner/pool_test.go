@@ -34,7 +34,7 @@ func TestInteractiveBeforeBackground(t *testing.T) {
 	)
 	s.testHookJob = func(j *job) {
 		mu.Lock()
-		order = append(order, j.scan.prio)
+		order = append(order, j.scan.prio.Priority())
 		first := !held
 		held = true
 		mu.Unlock()
@@ -80,6 +80,68 @@ func TestInteractiveBeforeBackground(t *testing.T) {
 	for i, p := range order[1 : 1+s.slots] {
 		if p != Interactive {
 			t.Errorf("job %d after the worker was freed ran at priority %v, want Interactive; order %v", i+1, p, order)
+		}
+	}
+}
+
+// A background scan raised to Interactive while it runs (a client came to
+// wait on a prefetch or a rescan) goes ahead of the other background scans,
+// both with the jobs it had already queued and with those it queues later.
+func TestPromotedScanOvertakesBackground(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 1})
+	hold := make(chan struct{})
+	var (
+		mu    sync.Mutex
+		order []*scanState
+		held  bool
+	)
+	s.testHookJob = func(j *job) {
+		mu.Lock()
+		order = append(order, j.scan)
+		first := !held
+		held = true
+		mu.Unlock()
+		if first {
+			<-hold
+		}
+	}
+	// One job per file; twice as many files as slots, so the promoted scan
+	// still has jobs to queue after its promotion.
+	files := make([]tfile, 2*s.slots)
+	for i := range files {
+		files[i] = reg("f"+strings.Repeat("x", i), 0o644, strings.Repeat("b", 600<<10))
+	}
+	layer := tarLayer(t, files...)
+
+	var wg sync.WaitGroup
+	scan := func(prio Prioritizer) {
+		wg.Go(func() {
+			if _, err := s.ScanLayer(context.Background(), bytes.NewReader(layer), prio); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	const others = 2
+	for range others {
+		scan(Background)
+	}
+	wantQueued := others*s.slots - 1
+	waitFor(t, "background jobs to queue", func() bool { return s.QueueDepth() == wantQueued })
+	promoted := NewPriorityVar(Background)
+	scan(promoted)
+	waitFor(t, "the last background scan's jobs to queue", func() bool { return s.QueueDepth() == wantQueued+s.slots })
+	promoted.Set(Interactive)
+	close(hold)
+	wg.Wait()
+
+	mu.Lock()
+	defer mu.Unlock()
+	// After the held job, every job of the promoted scan runs before any
+	// other background job.
+	n := len(files)
+	for i, st := range order[1 : 1+n] {
+		if st.prio != Prioritizer(promoted) {
+			t.Fatalf("job %d after the worker was freed belongs to another background scan; the promoted scan's %d jobs should all come first", i+1, n)
 		}
 	}
 }

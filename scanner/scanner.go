@@ -22,6 +22,35 @@ const (
 	Background                  // rescans, prefetch; yields to Interactive work
 )
 
+// A Prioritizer gives a scan's priority each time the scan queues work, so
+// that a scan can be promoted while it runs. A Priority is a fixed one;
+// a *PriorityVar can change (as slog's Level and LevelVar).
+type Prioritizer interface {
+	Priority() Priority
+}
+
+// Priority returns p itself.
+func (p Priority) Priority() Priority { return p }
+
+// PriorityVar is a priority that may change while a scan runs: a
+// background scan (a prefetch, a rescan after a rules update) that a
+// client comes to wait on is raised to Interactive, and its remaining work
+// goes ahead of other background work. Safe for concurrent use.
+type PriorityVar struct{ p atomic.Int32 }
+
+// NewPriorityVar returns a PriorityVar set to p.
+func NewPriorityVar(p Priority) *PriorityVar {
+	v := &PriorityVar{}
+	v.Set(p)
+	return v
+}
+
+// Set changes the priority.
+func (v *PriorityVar) Set(p Priority) { v.p.Store(int32(p)) }
+
+// Priority returns the current priority.
+func (v *PriorityVar) Priority() Priority { return Priority(v.p.Load()) }
+
 // Options configure New. Zero values take defaults.
 type Options struct {
 	Workers   int      // default runtime.NumCPU()
@@ -172,9 +201,9 @@ func (s *Scanner) Close() error {
 }
 
 // newScan starts the shared state of one scan, bounded by LayerTimeout.
-func (s *Scanner) newScan(ctx context.Context, kind string, prio Priority) (*scanState, context.CancelFunc, error) {
-	if prio != Interactive && prio != Background {
-		return nil, nil, fmt.Errorf("unknown scan priority %d", prio)
+func (s *Scanner) newScan(ctx context.Context, kind string, prio Prioritizer) (*scanState, context.CancelFunc, error) {
+	if p := prio.Priority(); p != Interactive && p != Background {
+		return nil, nil, fmt.Errorf("unknown scan priority %d", p)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.limits.LayerTimeout)
 	deadline, _ := ctx.Deadline()

@@ -1,0 +1,38 @@
+package proxy
+
+import (
+	"context"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/scanner"
+	"github.com/pullgate/pullgate/storage"
+)
+
+// A request that comes to wait on a prefetch or a rescan raises its scan
+// to Interactive; another background caller leaves it where it is.
+func TestInteractiveWaiterRaisesABackgroundIngest(t *testing.T) {
+	var f flights
+	release := make(chan struct{})
+	info := FlightInfo{Digest: digest.FromString("layer")}
+	fl := f.start(info, scanner.Background, func(*flight) (storage.Verdict, error) {
+		<-release
+		return storage.Verdict{}, nil
+	})
+	defer func() {
+		close(release)
+		if _, err := fl.wait(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	if p := fl.prio.Priority(); p != scanner.Background {
+		t.Fatalf("prefetch started at priority %v", p)
+	}
+	if again := f.start(info, scanner.Background, nil); again != fl || fl.prio.Priority() != scanner.Background {
+		t.Fatalf("a second background caller: same flight %v, priority %v", again == fl, fl.prio.Priority())
+	}
+	if again := f.start(info, scanner.Interactive, nil); again != fl || fl.prio.Priority() != scanner.Interactive {
+		t.Fatalf("a client joining: same flight %v, priority %v", again == fl, fl.prio.Priority())
+	}
+}
