@@ -85,8 +85,8 @@ func TestInteractiveBeforeBackground(t *testing.T) {
 }
 
 // A background scan raised to Interactive while it runs (a client came to
-// wait on a prefetch or a rescan) goes ahead of the other background scans,
-// both with the jobs it had already queued and with those it queues later.
+// wait on a prefetch or a rescan) goes ahead of the other background scans
+// with the jobs it had already queued.
 func TestPromotedScanOvertakesBackground(t *testing.T) {
 	s := newTestScanner(t, Options{Workers: 1})
 	hold := make(chan struct{})
@@ -105,9 +105,7 @@ func TestPromotedScanOvertakesBackground(t *testing.T) {
 			<-hold
 		}
 	}
-	// One job per file; twice as many files as slots, so the promoted scan
-	// still has jobs to queue after its promotion.
-	files := make([]tfile, 2*s.slots)
+	files := make([]tfile, 2*s.slots) // one job per file
 	for i := range files {
 		files[i] = reg("f"+strings.Repeat("x", i), 0o644, strings.Repeat("b", 600<<10))
 	}
@@ -136,12 +134,38 @@ func TestPromotedScanOvertakesBackground(t *testing.T) {
 
 	mu.Lock()
 	defer mu.Unlock()
-	// After the held job, every job of the promoted scan runs before any
-	// other background job.
-	n := len(files)
-	for i, st := range order[1 : 1+n] {
+	for i, st := range order[1 : 1+s.slots] {
 		if st.prio != Prioritizer(promoted) {
-			t.Fatalf("job %d after the worker was freed belongs to another background scan; the promoted scan's %d jobs should all come first", i+1, n)
+			t.Fatalf("job %d after the worker was freed belongs to another background scan; the promoted scan's queued jobs should come first", i+1)
 		}
+	}
+}
+
+// Work a promoted scan queues after its promotion is interactive work.
+func TestPromotedScanQueuesInteractive(t *testing.T) {
+	q := newQueue()
+	prio := NewPriorityVar(Background)
+	st := &scanState{prio: prio}
+	other := &scanState{prio: Background}
+	for _, j := range []*job{{scan: other}, {scan: st}} {
+		if err := q.push(j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	prio.Set(Interactive)
+	late := &job{scan: st}
+	if err := q.push(late); err != nil {
+		t.Fatal(err)
+	}
+	if len(q.jobs[Interactive]) != 1 || q.jobs[Interactive][0] != late {
+		t.Fatalf("the job queued after the promotion is not in the interactive queue")
+	}
+	var got []*scanState
+	for range 3 {
+		j, _ := q.pop()
+		got = append(got, j.scan)
+	}
+	if got[0] != st || got[1] != st || got[2] != other {
+		t.Fatalf("pop order: promoted %v, %v, then other %v", got[0] == st, got[1] == st, got[2] == other)
 	}
 }
