@@ -139,9 +139,11 @@ func TestVerdictsSurviveRestart(t *testing.T) {
 			if _, err := d.Pull(pullCtx(t), pg.Addr()+"/someone/e2e-bad:1"); err == nil {
 				t.Fatal("miner pulled")
 			}
+			// Counted once stopped: the refused image's other blobs may
+			// still be finishing their scans until then.
+			pg.Stop()
 			scansBefore := strings.Count(pg.Log(), "msg=scanned")
 			fetchesBefore := upstreamBlobGets(hub, clean)
-
 			pg.Restart()
 			if err := d.RemoveImage(pg.Addr() + "/library/e2e-keep:1"); err != nil {
 				t.Fatal(err)
