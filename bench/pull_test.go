@@ -262,6 +262,9 @@ func profile(b *testing.B, name string) (stop func()) {
 	if dir == "" {
 		return func() {}
 	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
 	path := filepath.Join(dir, strings.ReplaceAll(name, "/", "-")+".pprof")
 	f, err := os.Create(path)
 	if err != nil {

@@ -34,7 +34,8 @@ type Fault struct {
 	// Block holds the response, before the headers, until the channel is
 	// closed (or the client goes away, or the test ends).
 	Block <-chan struct{}
-	// BytesPerSecond throttles the body to about this rate.
+	// BytesPerSecond throttles the body to about this rate, sent in 10 ms
+	// steps.
 	BytesPerSecond int
 
 	// Times applies the fault to this many requests only, then clears it;
@@ -160,8 +161,12 @@ func (r *Registry) serveFault(w http.ResponseWriter, req *http.Request, f *Fault
 		data = data[:len(data)/2]
 	}
 	if f.BytesPerSecond > 0 {
-		chunk := max(f.BytesPerSecond/10, 1)
-		tick := time.NewTicker(100 * time.Millisecond)
+		// Small steps, as a network link delivers bytes: a client that
+		// works on them as they come is not handed tenths of a second of
+		// data at once.
+		const step = 10 * time.Millisecond
+		chunk := max(f.BytesPerSecond/int(time.Second/step), 1)
+		tick := time.NewTicker(step)
 		defer tick.Stop()
 		rc := http.NewResponseController(w)
 		for len(data) > 0 {
