@@ -14,6 +14,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -40,6 +42,12 @@ type WebhookOptions struct {
 	Timeout time.Duration
 	// Client sends the requests; nil: a plain http.Client.
 	Client *http.Client
+	// SpoolDir keeps the alerts still undelivered at shutdown (queued, or
+	// between retries), to be sent at the next start, by this process or
+	// by any replica sharing the directory. Each keeps its delivery id, so
+	// a receiver can tell a resent alert from a new one. Empty: such
+	// alerts are lost, and logged.
+	SpoolDir string
 }
 
 // Webhook headers.
@@ -97,6 +105,9 @@ type webhook struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup
+
+	mu     sync.Mutex
+	unsent []webhookPayload // interrupted by shutdown between attempts
 }
 
 func newWebhook(o WebhookOptions, version string, logger *slog.Logger, m *metrics) (*webhook, error) {
@@ -128,6 +139,25 @@ func newWebhook(o WebhookOptions, version string, logger *slog.Logger, m *metric
 	for i := 0; i < webhookParallel; i++ {
 		w.wg.Add(1)
 		go w.run()
+	}
+	if o.SpoolDir != "" {
+		spooled, err := w.unspool()
+		if err != nil {
+			// The alerts stay in their file for the next start.
+			logger.Error("webhook: read alerts kept at the last shutdown", "err", err)
+		}
+		if len(spooled) > 0 {
+			logger.Info("webhook: sending alerts kept at the last shutdown", "count", len(spooled))
+			go func() {
+				for _, p := range spooled {
+					select {
+					case w.q <- p:
+					case <-w.stop:
+						w.keep(p)
+					}
+				}
+			}()
+		}
 	}
 	return w, nil
 }
@@ -188,7 +218,7 @@ func (w *webhook) deliver(p webhookPayload) {
 		case <-t.C:
 		case <-w.stop:
 			t.Stop()
-			w.metrics.webhook("failed")
+			w.keep(p)
 			return
 		}
 		delay = min(2*delay, time.Minute)
@@ -224,8 +254,16 @@ func (w *webhook) post(p webhookPayload, body []byte) error {
 	return nil
 }
 
+// keep sets aside an alert that shutdown interrupted.
+func (w *webhook) keep(p webhookPayload) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.unsent = append(w.unsent, p)
+}
+
 // close stops the deliveries, waiting until ctx ends for those in flight
-// to finish their current attempt. Queued alerts are logged as lost.
+// to finish their current attempt. Alerts still queued or waiting for a
+// retry go to the spool for the next start (or are logged as lost).
 func (w *webhook) close(ctx context.Context) {
 	if !w.configured() {
 		return
@@ -237,8 +275,112 @@ func (w *webhook) close(ctx context.Context) {
 	case <-done:
 	case <-ctx.Done():
 	}
-	if n := len(w.q); n > 0 {
-		w.logger.Warn("webhook: alerts not sent at shutdown", "count", n)
+	w.mu.Lock()
+	unsent := w.unsent
+	w.unsent = nil
+	w.mu.Unlock()
+	for len(w.q) > 0 {
+		unsent = append(unsent, <-w.q)
+	}
+	if len(unsent) == 0 {
+		return
+	}
+	if w.opts.SpoolDir == "" {
+		w.logger.Warn("webhook: alerts not sent at shutdown", "count", len(unsent))
+		return
+	}
+	if err := w.spool(unsent); err != nil {
+		w.logger.Error("webhook: alerts not sent at shutdown and not kept", "count", len(unsent), "err", err)
+		return
+	}
+	for range unsent {
+		w.metrics.webhook("kept")
+	}
+	w.logger.Info("webhook: alerts kept for the next start", "count", len(unsent))
+}
+
+// Spool files: one per shutdown, JSON lines of alerts. A starting process
+// claims each by renaming it (only one rename of a file succeeds, so two
+// replicas starting together do not both send it), then reads and removes
+// it.
+const (
+	spoolPrefix  = "webhook-unsent-"
+	spoolClaimed = ".claimed"
+)
+
+// spool writes the alerts to a new file in SpoolDir, whole or not at all.
+func (w *webhook) spool(alerts []webhookPayload) error {
+	if err := os.MkdirAll(w.opts.SpoolDir, 0o700); err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	for _, p := range alerts {
+		if err := enc.Encode(p); err != nil {
+			return err
+		}
+	}
+	name := filepath.Join(w.opts.SpoolDir, spoolPrefix+newID()+".jsonl")
+	tmp, err := os.CreateTemp(w.opts.SpoolDir, ".webhook-spool-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(buf.Bytes()); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), name)
+}
+
+// unspool claims, reads and removes the spool files in SpoolDir. A file
+// that cannot be read is left claimed, for an operator to look at.
+func (w *webhook) unspool() ([]webhookPayload, error) {
+	names, err := filepath.Glob(filepath.Join(w.opts.SpoolDir, spoolPrefix+"*.jsonl"))
+	if err != nil {
+		return nil, err
+	}
+	var out []webhookPayload
+	var errs []error
+	for _, name := range names {
+		claimed := name + spoolClaimed + "-" + newID()
+		if err := os.Rename(name, claimed); err != nil {
+			continue // another process took it
+		}
+		alerts, err := readSpool(claimed)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", claimed, err))
+			continue
+		}
+		out = append(out, alerts...)
+		_ = os.Remove(claimed)
+	}
+	return out, errors.Join(errs...)
+}
+
+func readSpool(path string) ([]webhookPayload, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []webhookPayload
+	dec := json.NewDecoder(io.LimitReader(f, 64<<20))
+	for {
+		var p webhookPayload
+		if err := dec.Decode(&p); err == io.EOF {
+			return out, nil
+		} else if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
 	}
 }
 

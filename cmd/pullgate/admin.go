@@ -98,13 +98,16 @@ func openAudit(cfg Config, verdicts storage.Store) (storage.AuditLog, error) {
 	return file, nil
 }
 
-func adminOptions(c AdminConfig, audit storage.AuditLog) proxy.AdminOptions {
+func adminOptions(c AdminConfig, dataDir string, audit storage.AuditLog) proxy.AdminOptions {
 	return proxy.AdminOptions{
 		Token:         c.Token,
 		ReadOnlyToken: c.ReadOnlyToken,
 		Separate:      c.Listen != "",
 		Audit:         audit,
-		Webhook:       proxy.WebhookOptions{URL: c.Webhook.URL, Secret: c.Webhook.Secret},
+		Webhook: proxy.WebhookOptions{
+			URL: c.Webhook.URL, Secret: c.Webhook.Secret,
+			SpoolDir: filepath.Join(dataDir, "webhook"),
+		},
 	}
 }
 

@@ -96,7 +96,7 @@ func serve(args []string, stderr io.Writer) error {
 		MaxBlobBytes:      cfg.Gate.MaxBlobBytes,
 		MaxConfigBytes:    cfg.Gate.MaxConfigBytes,
 		MaxManifestLayers: cfg.Gate.MaxLayers,
-		Admin:             adminOptions(cfg.Admin, audit),
+		Admin:             adminOptions(cfg.Admin, cfg.DataDir, audit),
 		Logger:            log,
 		Version:           version,
 	})
