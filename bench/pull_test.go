@@ -62,7 +62,7 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "bench: skipped: the pull benchmarks run only with PULLGATE_BENCH=1 (make bench)")
 		}
 	}
-	if len(results.m) > 0 {
+	if len(results.m) > 0 || len(results.notes) > 0 {
 		printSummary(os.Stdout)
 	}
 	if image != nil && os.Getenv("PULLGATE_BENCH_IMAGE_DIR") == "" {

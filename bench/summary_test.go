@@ -11,8 +11,9 @@ import (
 
 // resultSet holds the figures of this run, by benchmark name.
 type resultSet struct {
-	mu sync.Mutex
-	m  map[string]result
+	mu    sync.Mutex
+	m     map[string]result
+	notes []string // comparisons measured outside measure, one line each
 }
 
 var results = &resultSet{m: map[string]result{}}
@@ -21,6 +22,14 @@ func (rs *resultSet) set(name string, r result) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	rs.m[name] = r
+}
+
+// note keeps a line for the summary: a benchmark with sub-benchmarks has
+// its own log and metrics dropped by the testing package.
+func (rs *resultSet) note(format string, args ...any) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rs.notes = append(rs.notes, fmt.Sprintf(format, args...))
 }
 
 func (rs *resultSet) get(name string) result {
@@ -79,7 +88,11 @@ func printSummary(w io.Writer) {
 		n, okn := results.m[t.num]
 		d, okd := results.m[t.den]
 		if !okn || !okd || d.perRun <= 0 {
-			fmt.Fprintf(w, "%-62s %7s %7s  %s\n", t.what, "n/a", fmt.Sprintf("≤%.2f", t.target), "not run")
+			target := "-"
+			if t.target > 0 {
+				target = fmt.Sprintf("≤%.2f", t.target)
+			}
+			fmt.Fprintf(w, "%-62s %7s %7s  %s\n", t.what, "n/a", target, "not run")
 			continue
 		}
 		ratio := n.perRun.Seconds() / d.perRun.Seconds()
@@ -92,6 +105,12 @@ func printSummary(w io.Writer) {
 			verdict = "MISS"
 		}
 		fmt.Fprintf(w, "%-62s %7.2f %7s  %s\n", t.what, ratio, fmt.Sprintf("≤%.2f", t.target), verdict)
+	}
+	if len(results.notes) > 0 {
+		fmt.Fprintf(w, "\nthe scanner against its baselines:\n")
+		for _, n := range results.notes {
+			fmt.Fprintf(w, "  %s\n", n)
+		}
 	}
 	fmt.Fprintln(w)
 }
