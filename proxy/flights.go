@@ -37,6 +37,8 @@ type FlightInfo struct {
 	Size     int64         `json:"size"` // -1 when unknown
 	Started  time.Time     `json:"started"`
 	Bytes    int64         `json:"bytes"` // read so far
+	// Background is true for a prefetch or a rescan nobody waits on yet.
+	Background bool `json:"background"`
 }
 
 // flights runs at most one ingest per digest in this process. The ingest
@@ -115,6 +117,7 @@ func (f *flights) list() []FlightInfo {
 	for _, fl := range f.m {
 		info := fl.info
 		info.Bytes = fl.bytes.Load()
+		info.Background = fl.prio.Priority() == scanner.Background
 		out = append(out, info)
 	}
 	f.mu.Unlock()

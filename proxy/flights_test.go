@@ -32,7 +32,13 @@ func TestInteractiveWaiterRaisesABackgroundIngest(t *testing.T) {
 	if again := f.start(info, scanner.Background, nil); again != fl || fl.prio.Priority() != scanner.Background {
 		t.Fatalf("a second background caller: same flight %v, priority %v", again == fl, fl.prio.Priority())
 	}
+	if l := f.list(); len(l) != 1 || !l[0].Background {
+		t.Fatalf("the operator's view of a prefetch: %+v", l)
+	}
 	if again := f.start(info, scanner.Interactive, nil); again != fl || fl.prio.Priority() != scanner.Interactive {
 		t.Fatalf("a client joining: same flight %v, priority %v", again == fl, fl.prio.Priority())
+	}
+	if l := f.list(); len(l) != 1 || l[0].Background {
+		t.Fatalf("the operator's view once a client waits: %+v", l)
 	}
 }
