@@ -3,45 +3,29 @@ package scanner
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/pullgate/pullgate/internal/samples"
 	"github.com/pullgate/pullgate/internal/upx"
 )
 
-// goProgram is the source of a harmless Go program that prints lines when
-// asked (so the linker keeps them) and does nothing else.
-func goProgram(lines ...string) string {
-	var b strings.Builder
-	b.WriteString("package main\n\nimport \"os\"\n\nvar lines = []string{\n")
-	for _, l := range lines {
-		fmt.Fprintf(&b, "\t%q,\n", l)
-	}
-	b.WriteString("}\n\nfunc main() {\n\tif len(os.Args) > 1 && os.Args[1] == \"--print\" {\n\t\tfor _, l := range lines {\n\t\t\tos.Stdout.WriteString(l + \"\\n\")\n\t\t}\n\t}\n}\n")
-	return b.String()
-}
-
 // Packer detection on executables packed by a real UPX: a harmless Go tool
 // and a stand-in miner (a Go program carrying XMRig's strings), each
 // plain, packed, and packed with the UPX marks rewritten as miners do.
 func TestRealUPX(t *testing.T) {
-	if _, err := upx.Binary(); err != nil {
+	progs, err := upx.Build()
+	if err != nil {
 		t.Fatal(err)
 	}
-	s := newTestScanner(t, Options{Workers: 2})
-	tool := upx.BuildGo(t, goProgram("a harmless command-line tool", "usage: tool [--print]"))
-	miner := upx.BuildGo(t, goProgram(samples.XMRigStrings()...))
-	toolPacked, minerPacked := upx.Pack(t, tool), upx.Pack(t, miner)
-	toolHidden := upx.HideMarks(toolPacked)
-	if !upx.Unpackable(t, toolPacked) || upx.Unpackable(t, toolHidden) {
+	toolHidden := upx.HideMarks(progs.ToolPacked)
+	if !upx.Recognised(progs.ToolPacked) || upx.Recognised(toolHidden) {
 		t.Fatal("upx should recognise its own output, and not the one with its marks rewritten")
 	}
-	if bytes.Contains(minerPacked, []byte("donate.v2.xmrig.com")) {
+	if bytes.Contains(progs.MinerPacked, []byte("donate.v2.xmrig.com")) {
 		t.Fatal("packing left the miner's strings readable; this test needs them hidden")
 	}
+	s := newTestScanner(t, Options{Workers: 2})
 
 	scan := func(t *testing.T, exe []byte, config []byte) ([]Finding, Decision) {
 		t.Helper()
@@ -49,14 +33,11 @@ func TestRealUPX(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fs := res.Findings
-		if config != nil {
-			cres, err := s.ScanConfig(context.Background(), config, Interactive)
-			if err != nil {
-				t.Fatal(err)
-			}
-			fs = append(fs, cres.Findings...)
+		cres, err := s.ScanConfig(context.Background(), config, Interactive)
+		if err != nil {
+			t.Fatal(err)
 		}
+		fs := append(res.Findings, cres.Findings...)
 		return fs, DefaultPolicy().Decide(fs)
 	}
 	rules := func(fs []Finding) []string {
@@ -78,13 +59,13 @@ func TestRealUPX(t *testing.T) {
 		absent   string // a rule that must not be among the findings
 		blocking string // a rule among the blocking findings
 	}{
-		{name: "tool", exe: tool, config: plainCmd},
-		{name: "tool packed warns", exe: toolPacked, config: plainCmd, rule: "PackerUPX"},
+		{name: "tool", exe: progs.Tool, config: plainCmd},
+		{name: "tool packed warns", exe: progs.ToolPacked, config: plainCmd, rule: "PackerUPX"},
 		{name: "tool packed, marks hidden, warns", exe: toolHidden, config: plainCmd, rule: "PackerUPXAltered", absent: "PackerUPX"},
-		{name: "miner blocks by its strings", exe: miner, config: plainCmd, rule: "MinerXMRig", blocked: true, blocking: "MinerXMRig"},
-		{name: "miner packed: strings hidden, packer warns", exe: minerPacked, config: plainCmd, rule: "PackerUPX", absent: "MinerXMRig"},
-		{name: "miner packed and run with a wallet blocks", exe: minerPacked, config: walletCmd, rule: "PackerUPX", blocked: true, blocking: "PackerUPX"},
-		{name: "miner packed, marks hidden, run with a wallet blocks", exe: upx.HideMarks(minerPacked), config: walletCmd, rule: "PackerUPXAltered", blocked: true, blocking: "PackerUPXAltered"},
+		{name: "miner blocks by its strings", exe: progs.Miner, config: plainCmd, rule: "MinerXMRig", blocked: true, blocking: "MinerXMRig"},
+		{name: "miner packed: strings hidden, packer warns", exe: progs.MinerPacked, config: plainCmd, rule: "PackerUPX", absent: "MinerXMRig"},
+		{name: "miner packed and run with a wallet blocks", exe: progs.MinerPacked, config: walletCmd, rule: "PackerUPX", blocked: true, blocking: "PackerUPX"},
+		{name: "miner packed, marks hidden, run with a wallet blocks", exe: upx.HideMarks(progs.MinerPacked), config: walletCmd, rule: "PackerUPXAltered", blocked: true, blocking: "PackerUPXAltered"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fs, d := scan(t, tc.exe, tc.config)

@@ -4,7 +4,8 @@
 //
 // Positives are synthetic and harmless (internal/samples): files carrying
 // the indicators of each family, configs, scripts and command lines, each
-// case packed as a layer in tar, gzip and zstd. Negatives are real: this
+// case packed as a layer in tar, gzip and zstd; and Go programs packed by a
+// real UPX (internal/upx). Negatives are real: this
 // machine's /usr, a Debian bookworm root filesystem made with debootstrap,
 // and Debian packages that sit close to the line (a Monero node, Bitcoin
 // wallets, RandomX, rootkit and virus scanners, a Go toolchain), fetched
@@ -31,6 +32,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/pullgate/pullgate/internal/samples"
+	"github.com/pullgate/pullgate/internal/upx"
 	"github.com/pullgate/pullgate/scanner"
 )
 
@@ -89,7 +91,12 @@ func run(cache string, workers int, hostUsr, mirror string) error {
 	if err != nil {
 		return err
 	}
-	corpus := append(positives(), nearMisses()...)
+	progs, err := upx.Build()
+	if err != nil {
+		return fmt.Errorf("real UPX samples: %w", err)
+	}
+	realPos, realNear := progs.Cases()
+	corpus := append(positives(samples.Positives(), realPos), nearMisses(samples.NearMisses(), realNear)...)
 	corpus = append(corpus, negatives...)
 
 	var outs []outcome
@@ -146,9 +153,9 @@ func scan(sc *scanner.Scanner, img image) outcome {
 }
 
 // positives packs every synthetic case as a layer in each encoding.
-func positives() []image {
+func positives(sets ...[]samples.Case) []image {
 	var out []image
-	for _, c := range samples.Positives() {
+	for _, c := range slices.Concat(sets...) {
 		for _, enc := range encodings {
 			out = append(out, caseImage(c, enc, true))
 		}
@@ -157,9 +164,9 @@ func positives() []image {
 }
 
 // nearMisses are synthetic negatives: weak indicators in benign places.
-func nearMisses() []image {
+func nearMisses(sets ...[]samples.Case) []image {
 	var out []image
-	for _, c := range samples.NearMisses() {
+	for _, c := range slices.Concat(sets...) {
 		out = append(out, caseImage(c, encodings[1], false))
 	}
 	return out

