@@ -103,8 +103,9 @@ func (f *flights) drain(ctx context.Context) int {
 			case <-fl.done:
 			case <-ctx.Done():
 				f.mu.Lock()
-				defer f.mu.Unlock()
-				return len(f.m)
+				n := len(f.m)
+				f.mu.Unlock()
+				return n
 			}
 		}
 	}

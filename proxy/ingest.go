@@ -49,11 +49,9 @@ func (s *Server) ingest(fl *flight, up *upstream.Registry, repo string, ref blob
 	sc := s.scanner()
 	rid := sc.RulesetID()
 
-	// Another flight (or replica) may have finished between the caller's
-	// look-up and this flight's start.
-	if v, err := s.opts.Verdicts.Verdict(ctx, ref.Digest, rid); err == nil && s.usable(ctx, v) {
-		return v, nil
-	}
+	// Another flight (or replica) may have finished since the caller's
+	// look-up: claim reads the verdict again once this ingest holds the
+	// lease, and returns it when it is there.
 	release, v, found, err := s.claim(ctx, ref, rid)
 	if err != nil {
 		return storage.Verdict{}, err

@@ -21,12 +21,18 @@ import (
 const leasePoll = 500 * time.Millisecond
 
 // claim takes the ingest lease for ref. It returns a release func when this
-// replica should ingest, or the verdict another replica produced meanwhile.
-// A waiting replica is woken when the holder releases the lease (Redis
-// pub/sub), and polls in case the holder died and its lease ran out.
+// replica should ingest, or the verdict another ingest (here or in another
+// replica) produced meanwhile: the verdict is read after the lease is
+// taken, so an ingest that finished between the caller's look-up and the
+// lock is never repeated. A waiting replica is woken when the holder
+// releases the lease (Redis pub/sub), and polls in case the holder died
+// and its lease ran out.
 func (s *Server) claim(ctx context.Context, ref blobRef, rulesetID string) (release func(), v storage.Verdict, found bool, err error) {
 	locker, ok := s.opts.Verdicts.(storage.Locker)
 	if !ok {
+		if v, err := s.opts.Verdicts.Verdict(ctx, ref.Digest, rulesetID); err == nil && s.usable(ctx, v) {
+			return nil, v, true, nil
+		}
 		return func() {}, storage.Verdict{}, false, nil
 	}
 	watcher, _ := locker.(storage.LeaseWatcher)
@@ -39,9 +45,6 @@ func (s *Server) claim(ctx context.Context, ref blobRef, rulesetID string) (rele
 		lease, err := locker.TryLock(ctx, key, s.opts.IngestLease)
 		if err == nil {
 			stopWatch()
-			// Another replica may have finished this ingest and released
-			// its lease between the caller's look-up and this lock (or
-			// while this replica waited): its verdict is there now.
 			if v, err := s.opts.Verdicts.Verdict(ctx, ref.Digest, rulesetID); err == nil && s.usable(ctx, v) {
 				_ = lease.Unlock(context.WithoutCancel(ctx))
 				return nil, v, true, nil

@@ -148,15 +148,13 @@ func newWebhook(o WebhookOptions, version string, logger *slog.Logger, m *metric
 		}
 		if len(spooled) > 0 {
 			logger.Info("webhook: sending alerts kept at the last shutdown", "count", len(spooled))
-			go func() {
-				for _, p := range spooled {
-					select {
-					case w.q <- p:
-					case <-w.stop:
-						w.keep(p)
-					}
-				}
-			}()
+		}
+		for _, p := range spooled {
+			select {
+			case w.q <- p:
+			default: // more than the queue holds: kept for the next start
+				w.keep(p)
+			}
 		}
 	}
 	return w, nil

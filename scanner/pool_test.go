@@ -21,65 +21,82 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// heldPool is a one-worker scanner whose first job is held until release:
+// the scans started meanwhile fill the queue, and order records whose job
+// the worker took next, one job per file of layer.
+type heldPool struct {
+	s     *Scanner
+	layer []byte
+	hold  chan struct{}
+	wg    sync.WaitGroup
+
+	mu    sync.Mutex
+	order []*scanState
+	held  bool
+}
+
+func newHeldPool(t *testing.T, files int) *heldPool {
+	h := &heldPool{s: newTestScanner(t, Options{Workers: 1}), hold: make(chan struct{})}
+	h.s.testHookJob = func(j *job) {
+		h.mu.Lock()
+		h.order = append(h.order, j.scan)
+		first := !h.held
+		h.held = true
+		h.mu.Unlock()
+		if first {
+			<-h.hold
+		}
+	}
+	// Files of 600 KiB: one per batch, so one job per file.
+	fs := make([]tfile, files)
+	for i := range fs {
+		fs[i] = reg("f"+strings.Repeat("x", i), 0o644, strings.Repeat("b", 600<<10))
+	}
+	h.layer = tarLayer(t, fs...)
+	return h
+}
+
+// scan starts a scan of the layer and waits until all its slots are queued
+// (less the held job).
+func (h *heldPool) scan(t *testing.T, prio Prioritizer) {
+	before := h.s.QueueDepth()
+	h.wg.Go(func() {
+		if _, err := h.s.ScanLayer(context.Background(), bytes.NewReader(h.layer), prio); err != nil {
+			t.Error(err)
+		}
+	})
+	want := before + h.s.slots
+	if before == 0 {
+		want-- // the first scan's first job is the held one
+	}
+	waitFor(t, "the scan's jobs to queue", func() bool { return h.s.QueueDepth() == want })
+}
+
+// release frees the worker, waits for every scan and returns the order.
+func (h *heldPool) release() []*scanState {
+	close(h.hold)
+	h.wg.Wait()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.order
+}
+
 // With the only worker held, background scans fill the queue; an
 // interactive scan submitted after them must run first once the worker is
 // free. A FIFO pool fails this test.
 func TestInteractiveBeforeBackground(t *testing.T) {
-	s := newTestScanner(t, Options{Workers: 1})
-	hold := make(chan struct{})
-	var (
-		mu    sync.Mutex
-		order []Priority
-		held  bool
-	)
-	s.testHookJob = func(j *job) {
-		mu.Lock()
-		order = append(order, j.scan.prio.Priority())
-		first := !held
-		held = true
-		mu.Unlock()
-		if first {
-			<-hold
-		}
+	h := newHeldPool(t, 6)
+	for range 3 {
+		h.scan(t, Background)
 	}
-	// Files of 600 KiB: one per batch, so one job per file.
-	files := make([]tfile, 6)
-	for i := range files {
-		files[i] = reg("f"+strings.Repeat("x", i), 0o644, strings.Repeat("b", 600<<10))
+	h.scan(t, Interactive)
+	order := h.release()
+	if p := order[0].prio.Priority(); p != Background {
+		t.Fatalf("first job was %v, want the held background job", p)
 	}
-	layer := tarLayer(t, files...)
-
-	var wg sync.WaitGroup
-	scan := func(prio Priority) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := s.ScanLayer(context.Background(), bytes.NewReader(layer), prio); err != nil {
-				t.Error(err)
-			}
-		}()
-	}
-	// Each scan may have s.slots jobs in flight: one background job is
-	// held by the worker, the rest of the slots fill the queue.
-	const background = 3
-	for range background {
-		scan(Background)
-	}
-	wantQueued := background*s.slots - 1
-	waitFor(t, "background jobs to queue", func() bool { return s.QueueDepth() == wantQueued })
-	scan(Interactive)
-	waitFor(t, "interactive jobs to queue", func() bool { return s.QueueDepth() == wantQueued+s.slots })
-	close(hold)
-	wg.Wait()
-
-	mu.Lock()
-	defer mu.Unlock()
-	if order[0] != Background {
-		t.Fatalf("first job was %v, want the held background job", order[0])
-	}
-	for i, p := range order[1 : 1+s.slots] {
-		if p != Interactive {
-			t.Errorf("job %d after the worker was freed ran at priority %v, want Interactive; order %v", i+1, p, order)
+	for i, st := range order[1 : 1+h.s.slots] {
+		if p := st.prio.Priority(); p != Interactive {
+			t.Errorf("job %d after the worker was freed ran at priority %v, want Interactive", i+1, p)
 		}
 	}
 }
@@ -88,53 +105,15 @@ func TestInteractiveBeforeBackground(t *testing.T) {
 // wait on a prefetch or a rescan) goes ahead of the other background scans
 // with the jobs it had already queued.
 func TestPromotedScanOvertakesBackground(t *testing.T) {
-	s := newTestScanner(t, Options{Workers: 1})
-	hold := make(chan struct{})
-	var (
-		mu    sync.Mutex
-		order []*scanState
-		held  bool
-	)
-	s.testHookJob = func(j *job) {
-		mu.Lock()
-		order = append(order, j.scan)
-		first := !held
-		held = true
-		mu.Unlock()
-		if first {
-			<-hold
-		}
+	h := newHeldPool(t, 4)
+	for range 2 {
+		h.scan(t, Background)
 	}
-	files := make([]tfile, 2*s.slots) // one job per file
-	for i := range files {
-		files[i] = reg("f"+strings.Repeat("x", i), 0o644, strings.Repeat("b", 600<<10))
-	}
-	layer := tarLayer(t, files...)
-
-	var wg sync.WaitGroup
-	scan := func(prio Prioritizer) {
-		wg.Go(func() {
-			if _, err := s.ScanLayer(context.Background(), bytes.NewReader(layer), prio); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	const others = 2
-	for range others {
-		scan(Background)
-	}
-	wantQueued := others*s.slots - 1
-	waitFor(t, "background jobs to queue", func() bool { return s.QueueDepth() == wantQueued })
 	promoted := NewPriorityVar(Background)
-	scan(promoted)
-	waitFor(t, "the last background scan's jobs to queue", func() bool { return s.QueueDepth() == wantQueued+s.slots })
+	h.scan(t, promoted)
 	promoted.Set(Interactive)
-	close(hold)
-	wg.Wait()
-
-	mu.Lock()
-	defer mu.Unlock()
-	for i, st := range order[1 : 1+s.slots] {
+	order := h.release()
+	for i, st := range order[1 : 1+h.s.slots] {
 		if st.prio != Prioritizer(promoted) {
 			t.Fatalf("job %d after the worker was freed belongs to another background scan; the promoted scan's queued jobs should come first", i+1)
 		}
