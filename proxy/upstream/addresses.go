@@ -101,20 +101,16 @@ func (p *addressPolicy) check(ip netip.Addr, trusted bool) error {
 	return nil
 }
 
-// checkURL refuses, before anything is dialled, a request whose host is
-// an address literal (or a name for loopback) that check refuses. Other
-// names are judged when they are dialled.
+// checkURL refuses, before anything is resolved or dialled, a request
+// whose host is an address literal that check refuses, so that a realm or
+// redirect to one fails with a clear error even through a proxy. Names are
+// judged on each address they resolve to, when it is dialled.
 func (p *addressPolicy) checkURL(u *url.URL) error {
-	host := strings.ToLower(u.Hostname())
-	trusted := p.isTrusted(dialAddress(u))
-	if ip, err := netip.ParseAddr(host); err == nil {
-		return p.check(ip, trusted)
+	ip, err := netip.ParseAddr(u.Hostname())
+	if err != nil {
+		return nil
 	}
-	// RFC 6761: localhost and its subdomains are loopback, whatever DNS says.
-	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
-		return p.check(netip.AddrFrom4([4]byte{127, 0, 0, 1}), trusted)
-	}
-	return nil
+	return p.check(ip, p.isTrusted(dialAddress(u)))
 }
 
 type trustedDialKey struct{}

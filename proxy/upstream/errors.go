@@ -185,8 +185,8 @@ func (r *Registry) transportError(q request, err error) *Error {
 	if errors.As(err, &resp) {
 		e.StatusCode = resp.StatusCode
 		if len(resp.Errors) > 0 {
-			e.Code = strings.ToUpper(resp.Errors[0].Code)
-			e.Message = resp.Errors[0].Message
+			e.Code = errorCode(resp.Errors[0].Code)
+			e.Message = snippet([]byte(resp.Errors[0].Message))
 		}
 		e.Err = errors.New("token request failed")
 	}
@@ -207,14 +207,24 @@ func (r *Registry) responseError(q request, resp *http.Response) *Error {
 		} `json:"errors"`
 	}
 	if json.Unmarshal(body, &oci) == nil && len(oci.Errors) > 0 {
-		e.Code = strings.ToUpper(oci.Errors[0].Code)
-		e.Message = oci.Errors[0].Message
+		e.Code = errorCode(oci.Errors[0].Code)
+		e.Message = snippet([]byte(oci.Errors[0].Message))
 	} else if len(body) > 0 {
 		e.Message = snippet(body)
 	} else {
 		e.Message = http.StatusText(resp.StatusCode)
 	}
 	return e
+}
+
+// errorCode keeps an OCI error code if it is shaped like one (upper case
+// letters and underscores, short) and drops any other text in its place.
+func errorCode(code string) string {
+	code = strings.ToUpper(code)
+	if len(code) == 0 || len(code) > 40 || strings.Trim(code, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_") != "" {
+		return ""
+	}
+	return code
 }
 
 // snippet returns the start of a non-OCI error body, one line, printable,
