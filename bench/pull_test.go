@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -304,7 +305,9 @@ func startGate(b *testing.B, hub *testregistry.Registry, sc *scanner.Scanner) *g
 	if err != nil {
 		b.Fatal(err)
 	}
-	up, err := upstream.New(upstream.Config{Name: "docker.io", URL: hub.URL()})
+	up, err := upstream.New(upstream.Config{Name: "docker.io", URL: hub.URL(),
+		// The stand-in's CDN listens on another loopback address.
+		AllowNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -268,7 +268,9 @@ func tail(s string, lines int) string {
 // PullgateOptions configure StartPullgate.
 type PullgateOptions struct {
 	// Upstreams maps a registry name to its upstream URL,
-	// e.g. {"docker.io": reg.URL()}; each becomes --upstream NAME=URL.
+	// e.g. {"docker.io": reg.URL()}; each becomes --upstream NAME=URL, with
+	// --upstream-allow NAME=127.0.0.0/8: a testregistry's CDN listens on
+	// another loopback address, which pullgate refuses unless allowed.
 	Upstreams map[string]string
 	// Redis is a Redis URL (see internal/redisserver); empty: embedded store.
 	Redis string
@@ -314,7 +316,7 @@ func StartPullgate(t testing.TB, opts PullgateOptions) *Pullgate {
 	}
 	slices.Sort(names)
 	for _, name := range names {
-		args = append(args, "--upstream", name+"="+opts.Upstreams[name])
+		args = append(args, "--upstream", name+"="+opts.Upstreams[name], "--upstream-allow", name+"=127.0.0.0/8")
 	}
 	if opts.Redis != "" {
 		args = append(args, "--redis", opts.Redis)

@@ -5,10 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
+
+	"github.com/pullgate/pullgate/proxy/upstream"
 )
 
 // apiError is an error the client sees: an OCI error code (whose table in
@@ -63,7 +67,11 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		w.WriteHeader(status)
 		return
 	}
-	body, _ := json.Marshal(errcode.Errors{ae.Code.WithMessage(ae.Message)})
+	msg := ae.Message
+	if ae.Code == errcode.ErrorCodeUnavailable || ae.Code == errcode.ErrorCodeUnknown {
+		msg = withoutServerPaths(msg)
+	}
+	body, _ := json.Marshal(errcode.Errors{ae.Code.WithMessage(msg)})
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)+1))
 	w.WriteHeader(status)
@@ -71,14 +79,58 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // asAPIError turns any error into what the client sees. Errors that are not
-// already decided become UNKNOWN (500) with the error's text, which never
-// holds credentials (upstream errors are built without them).
+// already decided become UNKNOWN (500) with the error's public text.
 func asAPIError(err error) *apiError {
 	var ae *apiError
 	if errors.As(err, &ae) {
 		return ae
 	}
-	return &apiError{Code: errcode.ErrorCodeUnknown, Message: "pullgate: " + err.Error()}
+	return &apiError{Code: errcode.ErrorCodeUnknown, Message: "pullgate: " + publicText(err)}
+}
+
+// upstreamError says, in the client's terms and pullgate's own words, why
+// content could not be had: a 429 upstream stays a 429 with its
+// Retry-After, anything else is 503. err is often an ingest error wrapping
+// an *upstream.Error; the client sees the latter's Public description.
+func upstreamError(what string, err error) error {
+	var ue *upstream.Error
+	if errors.As(err, &ue) && ue.StatusCode == http.StatusTooManyRequests {
+		return &apiError{Code: errcode.ErrorCodeTooManyRequests, Message: what + ": upstream rate limit: " + publicText(err), RetryAfter: ue.RetryAfter}
+	}
+	return errUnavailable(what + ": " + publicText(err))
+}
+
+// publicText is err's text as a client may read it. Whatever an upstream
+// sent (an error body, a message, the answer of a service a redirect led
+// to) and the URLs and addresses involved are in an *upstream.Error's own
+// text, which is replaced by its Public description; and no server path
+// (the data directory's files) is shown.
+func publicText(err error) string {
+	s := err.Error()
+	var ue *upstream.Error
+	if errors.As(err, &ue) {
+		inner := ue.Error()
+		if i := strings.LastIndex(s, inner); i >= 0 {
+			s = s[:i] + ue.Public() + s[i+len(inner):]
+		} else {
+			// Wrapped in a way that reworded it: keep nothing of it.
+			s = ue.Public()
+		}
+	}
+	return withoutServerPaths(s)
+}
+
+// serverPath matches an absolute file path (or the path of a URL) in an
+// error's text: after a space, quote, bracket or colon, a slash and what
+// follows up to the next space, quote, bracket or colon.
+var serverPath = regexp.MustCompile(`(^|[\s"'(\[=:])/[^\s"'()\[\]:,;]+`)
+
+// withoutServerPaths replaces file paths in a client message: where
+// pullgate keeps its data is none of the client's business. Only messages
+// about failures pass through it; refusals quote paths inside the image
+// (/usr/bin/xmrig), which the client must see.
+func withoutServerPaths(s string) string {
+	return serverPath.ReplaceAllString(s, "$1[path]")
 }
 
 func truncate(s string, n int) string {

@@ -187,13 +187,3 @@ func acceptedTypes(r *http.Request) []string {
 	sort.Strings(out)
 	return out
 }
-
-// upstreamError says what upstream answered, in the client's terms: a 429
-// stays a 429 with its Retry-After, anything else is 503.
-func upstreamError(what string, err error) error {
-	var ue *upstream.Error
-	if errors.As(err, &ue) && ue.StatusCode == http.StatusTooManyRequests {
-		return &apiError{Code: errcode.ErrorCodeTooManyRequests, Message: what + ": upstream rate limit: " + err.Error(), RetryAfter: ue.RetryAfter}
-	}
-	return errUnavailable(what + ": " + err.Error())
-}

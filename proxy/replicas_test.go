@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -44,7 +45,9 @@ func replicas(t *testing.T, hub *testregistry.Registry, n int, mod func(*Options
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { store.Close() })
-		up, err := upstream.New(upstream.Config{Name: "docker.io", URL: hub.URL()})
+		up, err := upstream.New(upstream.Config{Name: "docker.io", URL: hub.URL(),
+			// The stand-in's CDN listens on another loopback address.
+			AllowNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"path/filepath"
 	"testing"
 	"time"
@@ -35,7 +36,9 @@ func newFixture(t *testing.T, mods ...func(*Options, *scanner.Options)) *fixture
 	t.Helper()
 	ctx := context.Background()
 	hub := testregistry.Start(t)
-	up, err := upstream.New(upstream.Config{Name: "docker.io", URL: hub.URL()})
+	up, err := upstream.New(upstream.Config{Name: "docker.io", URL: hub.URL(),
+		// The stand-in's CDN listens on another loopback address.
+		AllowNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 	if err != nil {
 		t.Fatal(err)
 	}

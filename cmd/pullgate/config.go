@@ -4,8 +4,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -69,6 +71,24 @@ type Upstream struct {
 	CredentialsFile string `yaml:"credentials_file"`
 	MaxConcurrent   int    `yaml:"max_concurrent"`
 	Insecure        bool   `yaml:"insecure"`
+	// AllowNetworks (CIDRs) are the loopback, private or other non-public
+	// networks that this registry's redirects, token realm and DNS answers
+	// may lead to; default none: only public addresses, plus the url's own
+	// host:port.
+	AllowNetworks []string `yaml:"allow_networks"`
+}
+
+// allowNetworks parses AllowNetworks.
+func (u Upstream) allowNetworks() ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(u.AllowNetworks))
+	for _, s := range u.AllowNetworks {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			return nil, fmt.Errorf("allow_networks: %w", err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // LogConfig sets the structured logs' level (debug, info, warn, error) and
@@ -119,7 +139,7 @@ func defaultConfig() Config {
 		Listen:    ":5000",
 		DataDir:   "./data",
 		Rules:     []string{},
-		Upstreams: map[string]Upstream{"docker.io": {URL: "https://registry-1.docker.io"}},
+		Upstreams: map[string]Upstream{"docker.io": {URL: "https://registry-1.docker.io", AllowNetworks: []string{}}},
 		Log:       LogConfig{Level: "info", Format: "text"},
 		Gate: GateConfig{
 			Hold:           Duration(25 * time.Second),
@@ -180,7 +200,8 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 type serveFlags struct {
 	config, listen, dataDir, redis string
 	listenCert, listenKey          string
-	upstreams, rules               listFlag
+	upstreams, upstreamAllow       listFlag
+	rules                          listFlag
 	workers                        int
 	gateway                        gatewayFlags
 	admin                          adminFlags
@@ -194,6 +215,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.dataDir, "data-dir", "", `directory for blobs and the embedded verdict store (default "./data"; env PULLGATE_DATA_DIR)`)
 	fs.StringVar(&f.redis, "redis", "", "Redis URL for shared verdicts; empty: embedded store (env PULLGATE_REDIS)")
 	fs.Var(&f.upstreams, "upstream", "REGISTRY=URL, repeatable, e.g. docker.io=http://127.0.0.1:5001 (env PULLGATE_UPSTREAM, comma-separated)")
+	fs.Var(&f.upstreamAllow, "upstream-allow", "REGISTRY=CIDR, repeatable: a non-public network that registry's redirects and token realm may lead to, e.g. docker.io=10.0.0.0/8 (env PULLGATE_UPSTREAM_ALLOW, comma-separated)")
 	fs.Var(&f.rules, "rules", "extra YARA rule file or folder, repeatable (env PULLGATE_RULES, colon-separated)")
 	fs.IntVar(&f.workers, "workers", 0, "scanner workers (default: CPU count; env PULLGATE_WORKERS)")
 	f.gateway.register(fs)
@@ -248,6 +270,14 @@ func (f *serveFlags) resolve(getenv func(string) string) (Config, error) {
 	if err := c.setUpstreams(f.upstreams); err != nil {
 		return c, fmt.Errorf("--upstream: %w", err)
 	}
+	// Allowed networks add up, so they are applied once every upstream is
+	// known.
+	if err := c.allowUpstreamNetworks(splitNonEmpty(getenv("PULLGATE_UPSTREAM_ALLOW"), ",")); err != nil {
+		return c, fmt.Errorf("PULLGATE_UPSTREAM_ALLOW: %w", err)
+	}
+	if err := c.allowUpstreamNetworks(f.upstreamAllow); err != nil {
+		return c, fmt.Errorf("--upstream-allow: %w", err)
+	}
 	applyStrings(getenv, []stringSetting{
 		{&c.Storage.S3.SecretKey, "PULLGATE_S3_SECRET_KEY", ""},
 		{&c.TLS.Cert, "PULLGATE_LISTEN_CERT", f.listenCert},
@@ -276,6 +306,25 @@ func (c *Config) setUpstreams(pairs []string) error {
 	return nil
 }
 
+// allowUpstreamNetworks applies REGISTRY=CIDR pairs, adding to the
+// registry's allow_networks. The registry must be configured (earlier or in
+// the file): a network allowed for a registry nobody configured is a typo.
+func (c *Config) allowUpstreamNetworks(pairs []string) error {
+	for _, p := range pairs {
+		name, cidr, ok := strings.Cut(p, "=")
+		if !ok || name == "" || cidr == "" {
+			return fmt.Errorf("%q is not REGISTRY=CIDR", p)
+		}
+		u, ok := c.Upstreams[name]
+		if !ok {
+			return fmt.Errorf("%q: no upstream %s is configured", p, name)
+		}
+		u.AllowNetworks = append(slices.Clone(u.AllowNetworks), cidr)
+		c.Upstreams[name] = u
+	}
+	return nil
+}
+
 func (c *Config) validate() error {
 	var errs []error
 	if c.Listen == "" {
@@ -295,6 +344,9 @@ func (c *Config) validate() error {
 	for _, name := range names {
 		if c.Upstreams[name].URL == "" {
 			errs = append(errs, fmt.Errorf("upstream %s has no url", name))
+		}
+		if _, err := c.Upstreams[name].allowNetworks(); err != nil {
+			errs = append(errs, fmt.Errorf("upstream %s: %w", name, err))
 		}
 	}
 	errs = append(errs, c.Storage.validate())

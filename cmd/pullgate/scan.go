@@ -34,9 +34,10 @@ const (
 func scan(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("pullgate scan", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var rulePaths, upstreams, actions listFlag
+	var rulePaths, upstreams, upstreamAllow, actions listFlag
 	fs.Var(&rulePaths, "rules", "extra YARA rule file or folder, repeatable")
 	fs.Var(&upstreams, "upstream", "REGISTRY=URL for image references, repeatable (default docker.io=https://registry-1.docker.io; env PULLGATE_UPSTREAM, comma-separated)")
+	fs.Var(&upstreamAllow, "upstream-allow", "REGISTRY=CIDR, repeatable: a non-public network that registry's redirects and token realm may lead to (env PULLGATE_UPSTREAM_ALLOW, comma-separated)")
 	fs.Var(&actions, "action", "CATEGORY=block|warn|ignore, repeatable: overrides the policy for a category")
 	workers := fs.Int("workers", 0, "scanner workers (default: CPU count)")
 	asJSON := fs.Bool("json", false, "print a JSON report")
@@ -56,7 +57,7 @@ func scan(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return exitError
 	}
-	cfg, err := scanConfig(*configPath, upstreams, *insecure)
+	cfg, err := scanConfig(*configPath, upstreams, upstreamAllow, *insecure)
 	if err != nil {
 		fmt.Fprintln(stderr, "pullgate:", err)
 		return exitError
@@ -144,8 +145,9 @@ type scanRun struct {
 
 // scanConfig is what scan shares with serve: the config file if any (rules,
 // known_bad, decision, upstreams with their credentials), then
-// PULLGATE_UPSTREAM, then --upstream flags.
-func scanConfig(path string, upstreams []string, insecure bool) (Config, error) {
+// PULLGATE_UPSTREAM, then --upstream flags, then the networks
+// PULLGATE_UPSTREAM_ALLOW and --upstream-allow add.
+func scanConfig(path string, upstreams, upstreamAllow []string, insecure bool) (Config, error) {
 	cfg := defaultConfig()
 	if path = firstNonEmpty(path, os.Getenv("PULLGATE_CONFIG")); path != "" {
 		if err := cfg.loadFile(path); err != nil {
@@ -157,6 +159,12 @@ func scanConfig(path string, upstreams []string, insecure bool) (Config, error) 
 	}
 	if err := cfg.setUpstreams(upstreams); err != nil {
 		return cfg, fmt.Errorf("--upstream: %w", err)
+	}
+	if err := cfg.allowUpstreamNetworks(splitNonEmpty(os.Getenv("PULLGATE_UPSTREAM_ALLOW"), ",")); err != nil {
+		return cfg, fmt.Errorf("PULLGATE_UPSTREAM_ALLOW: %w", err)
+	}
+	if err := cfg.allowUpstreamNetworks(upstreamAllow); err != nil {
+		return cfg, fmt.Errorf("--upstream-allow: %w", err)
 	}
 	for name, u := range cfg.Upstreams {
 		u.Insecure = u.Insecure || insecure

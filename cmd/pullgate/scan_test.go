@@ -228,19 +228,21 @@ func TestScanReference(t *testing.T) {
 		testregistry.LayerZstd(testregistry.File{Path: "usr/bin/kworker", Mode: 0o755, Data: samples.XMRig()}),
 	}, Format: testregistry.OCI})
 	up := "--upstream=docker.io=" + hub.URL()
+	// The stand-in's CDN listens on another loopback address.
+	allow := "--upstream-allow=docker.io=127.0.0.0/8"
 
-	code, reports, stderr := runScan(t, up, "good:1")
+	code, reports, stderr := runScan(t, allow, up, "good:1")
 	if code != exitClean || reports[0].Decision != "clean" || len(reports[0].Blobs) != 2 || !strings.HasPrefix(reports[0].Image, "docker.io/library/good@sha256:") {
 		t.Fatalf("good:1: exit %d %+v %s", code, reports, stderr)
 	}
-	code, reports, _ = runScan(t, up, "docker.io/someone/tool")
+	code, reports, _ = runScan(t, allow, up, "docker.io/someone/tool")
 	if code != exitRefused || reports[0].Decision != "blocked" || reports[0].Blocking[0].Path != "/usr/bin/kworker" {
 		t.Errorf("someone/tool: exit %d %+v", code, reports)
 	}
-	if code, _, stderr := runScan(t, up, "missing/image:1"); code != exitError || !strings.Contains(stderr, "missing/image") {
+	if code, _, stderr := runScan(t, allow, up, "missing/image:1"); code != exitError || !strings.Contains(stderr, "missing/image") {
 		t.Errorf("missing image: exit %d, %s", code, stderr)
 	}
-	if code, _, stderr := runScan(t, up, "ghcr.io/o/r:1"); code != exitError || !strings.Contains(stderr, "not configured") {
+	if code, _, stderr := runScan(t, allow, up, "ghcr.io/o/r:1"); code != exitError || !strings.Contains(stderr, "not configured") {
 		t.Errorf("unconfigured registry: exit %d, %s", code, stderr)
 	}
 }
@@ -254,14 +256,14 @@ func TestScanReferenceWithServeConfig(t *testing.T) {
 	rules := filepath.Join(dir, "site.yar")
 	writeFile(t, rules, `rule SiteBadBuild { meta: category = "miner" severity = "high" description = "site rule" strings: $a = "team build 42" condition: $a }`)
 	cfg := filepath.Join(dir, "pullgate.yaml")
-	writeFile(t, cfg, "upstreams:\n  docker.io:\n    url: "+hub.URL()+"\n    username: scanbot\n    password: s3cret-registry-password\nrules: ["+rules+"]\n")
+	writeFile(t, cfg, "upstreams:\n  docker.io:\n    url: "+hub.URL()+"\n    allow_networks: [127.0.0.0/8]\n    username: scanbot\n    password: s3cret-registry-password\nrules: ["+rules+"]\n")
 
 	code, reports, stderr := runScan(t, "--config", cfg, "team/app:1")
 	if code != exitRefused || len(reports) != 1 || reports[0].Blocking[0].Rule != "SiteBadBuild" {
 		t.Fatalf("exit %d %+v %s", code, reports, stderr)
 	}
 	// The same rule set to warn by the config's decision: served, with a warning.
-	writeFile(t, cfg, "upstreams:\n  docker.io:\n    url: "+hub.URL()+"\n    username: scanbot\n    password: s3cret-registry-password\nrules: ["+rules+"]\ndecision:\n  actions: {miner: warn}\n")
+	writeFile(t, cfg, "upstreams:\n  docker.io:\n    url: "+hub.URL()+"\n    allow_networks: [127.0.0.0/8]\n    username: scanbot\n    password: s3cret-registry-password\nrules: ["+rules+"]\ndecision:\n  actions: {miner: warn}\n")
 	code, reports, stderr = runScan(t, "--config", cfg, "team/app:1")
 	if code != exitClean || len(reports[0].Warnings) == 0 {
 		t.Fatalf("with miner: warn: exit %d %+v %s", code, reports, stderr)
@@ -270,7 +272,7 @@ func TestScanReferenceWithServeConfig(t *testing.T) {
 		t.Fatal("the registry password was printed")
 	}
 	// Without the credentials this registry refuses the pull: they were used.
-	writeFile(t, cfg, "upstreams:\n  docker.io:\n    url: "+hub.URL()+"\n")
+	writeFile(t, cfg, "upstreams:\n  docker.io:\n    url: "+hub.URL()+"\n    allow_networks: [127.0.0.0/8]\n")
 	if code, _, stderr := runScan(t, "--config", cfg, "team/app:1"); code != exitError {
 		t.Fatalf("without credentials: exit %d %s", code, stderr)
 	}

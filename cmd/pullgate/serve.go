@@ -230,6 +230,10 @@ func newUpstreams(cfg Config) (map[string]*upstream.Registry, error) {
 		if err != nil {
 			return nil, fmt.Errorf("upstream %s: %w", name, err)
 		}
+		allow, err := u.allowNetworks()
+		if err != nil {
+			return nil, fmt.Errorf("upstream %s: %w", name, err)
+		}
 		r, err := upstream.New(upstream.Config{
 			Name:          name,
 			URL:           u.URL,
@@ -238,6 +242,7 @@ func newUpstreams(cfg Config) (map[string]*upstream.Registry, error) {
 			Token:         creds.RefreshToken,
 			MaxConcurrent: u.MaxConcurrent,
 			Insecure:      u.Insecure,
+			AllowNetworks: allow,
 			UserAgent:     "pullgate/" + version,
 		})
 		if err != nil {

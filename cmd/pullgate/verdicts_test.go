@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -38,7 +39,9 @@ func TestVerdictsCLI(t *testing.T) {
 	mdgst := hub.Push(t, "someone/miner", "1", miner)
 	bad := digest.FromBytes(miner.Layers[1])
 
-	up, err := upstream.New(upstream.Config{Name: "docker.io", URL: hub.URL()})
+	up, err := upstream.New(upstream.Config{Name: "docker.io", URL: hub.URL(),
+		// The stand-in's CDN listens on another loopback address.
+		AllowNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,16 +1,19 @@
 package upstream
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/opencontainers/go-digest"
 	"oras.land/oras-go/v2/registry/remote/errcode"
 )
 
@@ -19,6 +22,11 @@ var (
 	ErrDigestMismatch = errors.New("digest mismatch")
 	// ErrTooLarge: a manifest or tag list exceeds its size cap.
 	ErrTooLarge = errors.New("response too large")
+
+	// errRedirectRefused: a redirect broke pullgate's redirect rules.
+	errRedirectRefused = errors.New("redirect refused")
+	// errInvalidReference: a repository, tag or digest is not valid.
+	errInvalidReference = errors.New("invalid reference")
 )
 
 // maxErrorBody caps how much of an error response is read.
@@ -35,7 +43,10 @@ type Error struct {
 
 	StatusCode int
 	Code       string // OCI error code from the body, e.g. "MANIFEST_UNKNOWN"
-	Message    string // OCI error message, or the start of a non-OCI body
+	// Message is upstream's OCI error message or the start of a non-OCI
+	// body, for pullgate's log only: it is upstream's text (or whatever a
+	// redirect led to), and never goes to a client; see Public.
+	Message    string
 	RetryAfter time.Duration
 	Err        error // underlying cause, if any; errors.Is/As see through it
 
@@ -77,6 +88,57 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// Public describes e in pullgate's own words, fit for an anonymous client:
+// "docker.io: library/alpine blob sha256:…: upstream answered 500 Internal
+// Server Error". It never carries upstream's body or message, a URL, an
+// address or a credential: an upstream, or whatever it redirects to, must
+// not be able to put text in front of the client.
+func (e *Error) Public() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %s %s", e.Registry, e.Repo, e.Kind)
+	if e.Ref != "" {
+		b.WriteString(" " + e.Ref)
+	}
+	b.WriteString(": ")
+	switch {
+	case e.StatusCode != 0:
+		fmt.Fprintf(&b, "upstream answered %d %s", e.StatusCode, http.StatusText(e.StatusCode))
+		if knownCodes[e.Code] {
+			b.WriteString(" (" + e.Code + ")")
+		}
+		if e.RetryAfter > 0 {
+			fmt.Fprintf(&b, ", retry after %s", e.RetryAfter)
+		}
+	case errors.Is(e.Err, errForbiddenAddress):
+		b.WriteString("refused to follow upstream to a non-public address (a redirect, token realm or DNS answer)")
+	case errors.Is(e.Err, ErrDigestMismatch):
+		b.WriteString("upstream content does not match its digest")
+	case errors.Is(e.Err, ErrTooLarge):
+		b.WriteString("upstream response is over pullgate's size limit")
+	case errors.Is(e.Err, errRedirectRefused):
+		b.WriteString("refused an upstream redirect")
+	case errors.Is(e.Err, errHeaderTimeout), errors.Is(e.Err, context.DeadlineExceeded):
+		b.WriteString("upstream did not answer in time")
+	case errors.Is(e.Err, context.Canceled):
+		b.WriteString("request canceled")
+	case errors.Is(e.Err, errInvalidReference), errors.Is(e.Err, digest.ErrDigestInvalidFormat),
+		errors.Is(e.Err, digest.ErrDigestInvalidLength), errors.Is(e.Err, digest.ErrDigestUnsupported):
+		b.WriteString("invalid repository, tag or digest")
+	default:
+		b.WriteString("could not reach upstream")
+	}
+	return redact(b.String(), e.secrets)
+}
+
+// knownCodes are the OCI distribution error codes Public repeats; any other
+// code in an upstream body is upstream's free text.
+var knownCodes = map[string]bool{
+	"BLOB_UNKNOWN": true, "BLOB_UPLOAD_INVALID": true, "BLOB_UPLOAD_UNKNOWN": true, "DIGEST_INVALID": true,
+	"MANIFEST_BLOB_UNKNOWN": true, "MANIFEST_INVALID": true, "MANIFEST_UNKNOWN": true, "NAME_INVALID": true,
+	"NAME_UNKNOWN": true, "SIZE_INVALID": true, "UNAUTHORIZED": true, "DENIED": true, "UNSUPPORTED": true,
+	"TOOMANYREQUESTS": true,
+}
 
 // IsNotFound reports whether err says the repository, manifest or blob does
 // not exist upstream.
@@ -123,8 +185,8 @@ func (r *Registry) transportError(q request, err error) *Error {
 	if errors.As(err, &resp) {
 		e.StatusCode = resp.StatusCode
 		if len(resp.Errors) > 0 {
-			e.Code = strings.ToUpper(resp.Errors[0].Code)
-			e.Message = resp.Errors[0].Message
+			e.Code = errorCode(resp.Errors[0].Code)
+			e.Message = snippet([]byte(resp.Errors[0].Message))
 		}
 		e.Err = errors.New("token request failed")
 	}
@@ -145,8 +207,8 @@ func (r *Registry) responseError(q request, resp *http.Response) *Error {
 		} `json:"errors"`
 	}
 	if json.Unmarshal(body, &oci) == nil && len(oci.Errors) > 0 {
-		e.Code = strings.ToUpper(oci.Errors[0].Code)
-		e.Message = oci.Errors[0].Message
+		e.Code = errorCode(oci.Errors[0].Code)
+		e.Message = snippet([]byte(oci.Errors[0].Message))
 	} else if len(body) > 0 {
 		e.Message = snippet(body)
 	} else {
@@ -155,10 +217,23 @@ func (r *Registry) responseError(q request, resp *http.Response) *Error {
 	return e
 }
 
-// snippet returns the start of a non-OCI error body, one line, printable.
+// errorCode keeps an OCI error code if it is shaped like one (upper case
+// letters and underscores, short) and drops any other text in its place.
+func errorCode(code string) string {
+	code = strings.ToUpper(code)
+	if len(code) == 0 || len(code) > 40 || strings.Trim(code, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_") != "" {
+		return ""
+	}
+	return code
+}
+
+// snippet returns the start of a non-OCI error body, one line, printable,
+// with anything shaped like an Authorization value blanked: a careless or
+// hostile server may echo the token it was sent.
 func snippet(body []byte) string {
 	const max = 200
 	s := strings.Join(strings.Fields(string(body)), " ")
+	s = authValue.ReplaceAllString(s, "$1 [redacted]")
 	if len(s) > max {
 		s = s[:max]
 		for !utf8.ValidString(s) {
@@ -186,6 +261,8 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	}
 	return 0
 }
+
+var authValue = regexp.MustCompile(`(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+`)
 
 func redact(s string, secrets []string) string {
 	for _, secret := range secrets {

@@ -17,6 +17,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -296,7 +297,10 @@ func (f *fixture) push(repo, tag string, layerContent []byte) image {
 
 func (f *fixture) client(t *testing.T, user, password string) *Registry {
 	t.Helper()
-	r, err := New(Config{Name: "docker.io", URL: f.registry.URL, Username: user, Password: password, UserAgent: "pullgate-test"})
+	// The token service and the CDN listen on other loopback ports, as
+	// auth.docker.io and the CDN are other hosts than registry-1.docker.io.
+	r, err := New(Config{Name: "docker.io", URL: f.registry.URL, Username: user, Password: password, UserAgent: "pullgate-test",
+		AllowNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,7 +42,7 @@ func (r *Registry) Resolve(ctx context.Context, repo, tag string, accept []strin
 	q := manifestRequest(http.MethodHead, repo, tag, accept)
 	ref := registry.Reference{Registry: r.base.Host, Repository: repo, Reference: tag}
 	if err := ref.ValidateReference(); err != nil {
-		return Descriptor{}, r.errorFor(q, 0, err)
+		return Descriptor{}, r.errorFor(q, 0, fmt.Errorf("%w: %w", errInvalidReference, err))
 	}
 	resp, err := r.send(ctx, q)
 	if err != nil {

@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"oras.land/oras-go/v2/registry"
@@ -65,6 +64,13 @@ type Config struct {
 	MaxConcurrent int
 	// Insecure allows plain http to any host and skips TLS verification.
 	Insecure bool
+	// AllowNetworks lists the non-public networks (loopback, private, CGNAT
+	// …) that redirects, token realms and DNS answers may lead to, for an
+	// upstream that itself lives on a private network with its CDN or token
+	// service. Empty: only public addresses, plus the configured URL's own
+	// host:port. Link-local, multicast and unspecified addresses are
+	// refused even if listed. See addressPolicy.
+	AllowNetworks []netip.Prefix
 	// UserAgent is sent with every request; defaults to DefaultUserAgent.
 	UserAgent string
 	// Timeout bounds the wait for response headers of one request (token
@@ -76,8 +82,11 @@ type Config struct {
 	// DefaultRetries; negative disables retries. 429 is never retried here:
 	// the caller decides.
 	Retries int
-	// Transport overrides the shared tuned transport (tests, custom CAs);
-	// Insecure then only allows plain http, TLS settings are the caller's.
+	// Transport overrides the tuned transport (tests, custom CAs); Insecure
+	// then only allows plain http, TLS settings are the caller's. An
+	// *http.Transport is cloned and given pullgate's guarded dialer; any
+	// other RoundTripper keeps its own dialer, and only address literals
+	// are then checked.
 	Transport http.RoundTripper
 }
 
@@ -152,13 +161,24 @@ func New(cfg Config) (*Registry, error) {
 	case cfg.MaxConcurrent > 0:
 		r.slots = newSlots(cfg.MaxConcurrent)
 	}
-	rt := cfg.Transport
-	if rt == nil {
-		rt = sharedTransport()
+	policy := newAddressPolicy(cfg.AllowNetworks, base)
+	var rt http.RoundTripper
+	switch t := cfg.Transport.(type) {
+	case nil:
+		var tlsConfig *tls.Config
 		if cfg.Insecure {
-			rt = insecureTransport()
+			tlsConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // operator asked for Insecure
 		}
+		rt = newTransport(tlsConfig, policy)
+	case *http.Transport:
+		t = t.Clone()
+		t.DialContext = policy.dialContext()
+		t.DialTLSContext = nil
+		rt = t
+	default:
+		rt = t
 	}
+	rt = guardedTransport{next: rt, policy: policy}
 	ua := cfg.UserAgent
 	if ua == "" {
 		ua = DefaultUserAgent
@@ -167,6 +187,11 @@ func New(cfg Config) (*Registry, error) {
 		Client: &http.Client{Transport: rt, CheckRedirect: r.checkRedirect},
 		Header: http.Header{"User-Agent": {ua}},
 		Cache:  auth.NewCache(),
+		// The transport's address policy is the one rule for realms as for
+		// every other request; oras-go's own realm denylist would refuse
+		// loopback realms that AllowNetworks lists, and lets private ones
+		// through.
+		BlockedRealmPrefixes: []netip.Prefix{},
 	}
 	if cfg.Username != "" || cfg.Password != "" || cfg.Token != "" {
 		cred := auth.Credential{Username: cfg.Username, Password: cfg.Password, RefreshToken: cfg.Token}
@@ -207,14 +232,14 @@ func (r *Registry) checkRedirect(req *http.Request, via []*http.Request) error {
 		r.observe(req.Response)
 	}
 	if len(via) > maxRedirects {
-		return fmt.Errorf("stopped after %d redirects", maxRedirects)
+		return fmt.Errorf("%w: stopped after %d redirects", errRedirectRefused, maxRedirects)
 	}
 	prev := via[len(via)-1].URL
 	switch {
 	case req.URL.Scheme != "http" && req.URL.Scheme != "https":
-		return fmt.Errorf("redirect to unsupported scheme %q", req.URL.Scheme)
+		return fmt.Errorf("%w: redirect to unsupported scheme %q", errRedirectRefused, req.URL.Scheme)
 	case prev.Scheme == "https" && req.URL.Scheme == "http" && !r.insecure:
-		return fmt.Errorf("refusing redirect from https to http host %q", req.URL.Host)
+		return fmt.Errorf("%w: from https to http host %q", errRedirectRefused, req.URL.Host)
 	}
 	return nil
 }
@@ -227,21 +252,13 @@ func isLoopback(host string) bool {
 	return err == nil && addr.IsLoopback()
 }
 
-// sharedTransport is one tuned transport for every upstream, so connections
-// (and HTTP/2 sessions) to Docker Hub and its CDN are reused across requests.
-var sharedTransport = sync.OnceValue(func() *http.Transport {
-	return newTransport(nil)
-})
-
-var insecureTransport = sync.OnceValue(func() *http.Transport {
-	return newTransport(&tls.Config{InsecureSkipVerify: true}) //nolint:gosec // operator asked for Insecure
-})
-
-func newTransport(tlsConfig *tls.Config) *http.Transport {
-	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: dialControl}
+// newTransport is a tuned transport for one registry, dialling only what
+// policy allows. Each registry has its own, so that a connection one
+// registry's AllowNetworks let through is never reused by another's request.
+func newTransport(tlsConfig *tls.Config, policy *addressPolicy) *http.Transport {
 	return &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           dialer.DialContext,
+		Proxy:                 policy.proxy,
+		DialContext:           policy.dialContext(),
 		ForceAttemptHTTP2:     true,
 		TLSClientConfig:       tlsConfig,
 		TLSHandshakeTimeout:   10 * time.Second,
@@ -271,7 +288,7 @@ var errHeaderTimeout = errors.New("timed out waiting for response headers")
 // response body must be closed; closing it releases the request's context.
 func (r *Registry) send(ctx context.Context, q request) (*http.Response, error) {
 	if err := (registry.Reference{Registry: r.base.Host, Repository: q.repo}).ValidateRepository(); err != nil {
-		return nil, r.errorFor(q, 0, err)
+		return nil, r.errorFor(q, 0, fmt.Errorf("%w: %w", errInvalidReference, err))
 	}
 	u := *r.base
 	u.Path = r.base.Path + "/v2/" + q.repo + "/" + q.path
@@ -368,6 +385,9 @@ func transient(err error) bool {
 	if !errors.As(err, &e) || e.StatusCode != 0 {
 		return false
 	}
+	if errors.Is(e.Err, errForbiddenAddress) {
+		return false // the same answer would lead to the same address
+	}
 	if errors.Is(e.Err, errHeaderTimeout) {
 		return true
 	}
@@ -391,27 +411,4 @@ func (c *cancelOnClose) Close() error {
 	err := c.ReadCloser.Close()
 	c.once.Do(func() { c.done(nil) })
 	return err
-}
-
-// errForbiddenAddress refuses a connection no registry or CDN can be at.
-var errForbiddenAddress = errors.New("refusing to connect to a link-local, unspecified or multicast address")
-
-// dialControl runs before every upstream connection is made. No registry
-// or CDN lives at a link-local address (where cloud metadata services do:
-// 169.254.169.254), an unspecified or a multicast one, so a redirect from a
-// compromised or misconfigured upstream cannot make pullgate reach them.
-func dialControl(_, address string, _ syscall.RawConn) error {
-	host, _, err := net.SplitHostPort(address)
-	if err != nil {
-		return err
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return err
-	}
-	ip = ip.Unmap()
-	if ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsInterfaceLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified() {
-		return fmt.Errorf("%w: %s", errForbiddenAddress, ip)
-	}
-	return nil
 }
