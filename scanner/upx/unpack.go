@@ -24,6 +24,9 @@ const headProbe = 1024
 // wrapping ErrCorrupt (or ErrTooLarge, when its declared size is over
 // lim.MaxOutput) that says why.
 func Unpack(r io.ReaderAt, size int64, lim Limits) (*Unpacked, error) {
+	if size < 0 {
+		return nil, fmt.Errorf("unpack a file of %d bytes: the size is negative", size)
+	}
 	head := make([]byte, min(size, headProbe))
 	if n, err := r.ReadAt(head, 0); n < len(head) {
 		return nil, fmt.Errorf("read the first %d bytes: %w", len(head), err)
@@ -236,4 +239,3 @@ func trailer(r io.ReaderAt, size, pinfo, filesize int64) (packHeader, bool, erro
 	ph.uAdler, ph.cAdler = le.Uint32(t[8:]), le.Uint32(t[12:])
 	return ph, true, nil
 }
-

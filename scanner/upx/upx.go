@@ -34,14 +34,14 @@ type Method uint8
 
 // The methods UPX uses for Linux ELF.
 const (
-	MethodNRV2B   Method = 2 // NRV2B, 32-bit little-endian bit buffer
-	MethodNRV2B8  Method = 3 // NRV2B, 8-bit bit buffer
-	MethodNRV2D   Method = 5
-	MethodNRV2D8  Method = 6
-	MethodNRV2E   Method = 8
-	MethodNRV2E8  Method = 9
-	MethodLZMA    Method = 14
-	methodStored  Method = 0 // a block that did not compress
+	MethodNRV2B  Method = 2 // NRV2B, 32-bit little-endian bit buffer
+	MethodNRV2B8 Method = 3 // NRV2B, 8-bit bit buffer
+	MethodNRV2D  Method = 5
+	MethodNRV2D8 Method = 6
+	MethodNRV2E  Method = 8
+	MethodNRV2E8 Method = 9
+	MethodLZMA   Method = 14
+	methodStored Method = 0 // a block that did not compress
 )
 
 func (m Method) String() string {
