@@ -22,39 +22,28 @@ const (
 // nrvDecoder decodes one NRV block into a buffer of the size that the
 // block's b_info declares. Flag bits are read MSB first from a bit buffer
 // refilled 32 bits at a time from a little-endian word (the _LE32 methods
-// UPX uses for ELF) or 8 bits at a time (the _8 methods). Running out of
+// UPX uses for ELF). Running out of
 // input, of output, or of history is an error: a tampered block can never
 // read or write outside its buffers, and since every step consumes input
 // the decoder always ends.
 type nrvDecoder struct {
-	src  []byte
-	in   int
-	bb   uint32
-	bc   uint
-	le32 bool
-	bad  bool
+	src []byte
+	in  int
+	bb  uint32
+	bc  uint
+	bad bool
 }
 
 func (d *nrvDecoder) bit() uint32 {
 	if d.bc == 0 {
-		if d.le32 {
-			if d.in+4 > len(d.src) {
-				d.bad = true
-				return 1 // a set bit ends every loop that reads one
-			}
-			s := d.src[d.in : d.in+4]
-			d.bb = uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
-			d.in += 4
-			d.bc = 32
-		} else {
-			if d.in >= len(d.src) {
-				d.bad = true
-				return 1
-			}
-			d.bb = uint32(d.src[d.in])
-			d.in++
-			d.bc = 8
+		if d.in+4 > len(d.src) {
+			d.bad = true
+			return 1 // a set bit ends every loop that reads one
 		}
+		s := d.src[d.in : d.in+4]
+		d.bb = uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
+		d.in += 4
+		d.bc = 32
 	}
 	d.bc--
 	return (d.bb >> d.bc) & 1
@@ -71,8 +60,8 @@ func (d *nrvDecoder) byte() uint32 {
 }
 
 // nrvDecompress decodes src into dst, which must be exactly filled.
-func nrvDecompress(v nrvVariant, le32 bool, src, dst []byte) error {
-	d := nrvDecoder{src: src, le32: le32}
+func nrvDecompress(v nrvVariant, src, dst []byte) error {
+	d := nrvDecoder{src: src}
 	out := 0
 	lastOff := uint32(1)
 	for {

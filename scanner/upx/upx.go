@@ -32,25 +32,24 @@ type Limits struct {
 // Method is UPX's compression method number, as in b_info.b_method.
 type Method uint8
 
-// The methods UPX uses for Linux ELF.
+// The methods UPX uses for Linux ELF. The NRV methods are the _LE32
+// variants (a 32-bit little-endian bit buffer); UPX uses the 8- and 16-bit
+// ones only for other formats, and they are refused as unknown here.
 const (
-	MethodNRV2B  Method = 2 // NRV2B, 32-bit little-endian bit buffer
-	MethodNRV2B8 Method = 3 // NRV2B, 8-bit bit buffer
+	MethodNRV2B  Method = 2
 	MethodNRV2D  Method = 5
-	MethodNRV2D8 Method = 6
 	MethodNRV2E  Method = 8
-	MethodNRV2E8 Method = 9
 	MethodLZMA   Method = 14
 	methodStored Method = 0 // a block that did not compress
 )
 
 func (m Method) String() string {
 	switch m {
-	case MethodNRV2B, MethodNRV2B8:
+	case MethodNRV2B:
 		return "NRV2B"
-	case MethodNRV2D, MethodNRV2D8:
+	case MethodNRV2D:
 		return "NRV2D"
-	case MethodNRV2E, MethodNRV2E8:
+	case MethodNRV2E:
 		return "NRV2E"
 	case MethodLZMA:
 		return "LZMA"
@@ -252,12 +251,12 @@ func decompress(h bInfo, src, dst []byte) error {
 	}
 	var err error
 	switch h.method {
-	case MethodNRV2B, MethodNRV2B8:
-		err = nrvDecompress(nrv2b, h.method == MethodNRV2B, src, dst)
-	case MethodNRV2D, MethodNRV2D8:
-		err = nrvDecompress(nrv2d, h.method == MethodNRV2D, src, dst)
-	case MethodNRV2E, MethodNRV2E8:
-		err = nrvDecompress(nrv2e, h.method == MethodNRV2E, src, dst)
+	case MethodNRV2B:
+		err = nrvDecompress(nrv2b, src, dst)
+	case MethodNRV2D:
+		err = nrvDecompress(nrv2d, src, dst)
+	case MethodNRV2E:
+		err = nrvDecompress(nrv2e, src, dst)
 	case MethodLZMA:
 		err = lzmaDecompress(src, dst)
 	default:
