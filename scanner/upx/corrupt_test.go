@@ -176,3 +176,52 @@ func FuzzUnpack(f *testing.F) {
 		}
 	})
 }
+
+// What the loader never reads (the ranges after the PT_LOADs, l_lsize, the
+// trailer) may be damaged and the program still runs. Such damage is
+// reported, and the PT_LOADs come back restored all the same, so the
+// scanner still sees what the host runs; a wrong l_lsize alone is
+// tolerated.
+func TestDamagedPastTheLoader(t *testing.T) {
+	b := seeds(t)["tiny-amd64-nrv2e"]
+	want, err := os.ReadFile("testdata/tiny-amd64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	le := binary.LittleEndian
+	heads, _ := blockSpans(b)
+	last := heads[len(heads)-1]
+	loadEnd := (last + 12 + int(le.Uint32(b[last+4:])) + 3) &^ 3
+	const lInfo = 0xe8
+	gap := loadEnd + int(le.Uint16(b[lInfo+8:]))
+	if unc := le.Uint32(b[gap:]); unc != 0x1000-0x17c {
+		t.Fatalf("the seed's first range after a PT_LOAD is not where l_lsize puts it (b_info declares %d bytes)", unc)
+	}
+	for _, tc := range []struct {
+		name   string
+		change func([]byte)
+		err    bool
+	}{
+		{"trailer-checksum", func(c []byte) { c[len(c)-36+12] ^= 1 }, true},
+		{"range-after-a-load", func(c []byte) { le.PutUint32(c[gap+4:], 0) }, true},
+		{"loader-size", func(c []byte) { le.PutUint16(c[lInfo+8:], 0x40) }, false},
+	} {
+		c := bytes.Clone(b)
+		tc.change(c)
+		got, err := unpackBytes(c, realLimits)
+		if (err != nil) != tc.err || (err != nil && !errors.Is(err, ErrCorrupt)) {
+			t.Fatalf("%s: error %v, want one: %v", tc.name, err, tc.err)
+		}
+		if got == nil {
+			t.Fatalf("%s: nothing restored", tc.name)
+		}
+		for _, r := range loadRanges(t, want) {
+			if !bytes.Equal(got.File[r[0]:r[0]+r[1]], want[r[0]:r[0]+r[1]]) {
+				t.Errorf("%s: PT_LOAD at %#x not restored", tc.name, r[0])
+			}
+		}
+		if !tc.err && !bytes.Equal(got.File, want) {
+			t.Errorf("%s: the file is not restored whole", tc.name)
+		}
+	}
+}

@@ -22,7 +22,11 @@ const headProbe = 1024
 // A file without that layout returns ErrNotPacked after reading at most
 // headProbe bytes. A file with it that cannot be restored returns an error
 // wrapping ErrCorrupt (or ErrTooLarge, when its declared size is over
-// lim.MaxOutput) that says why.
+// lim.MaxOutput) that says why. When the failure lies past the PT_LOADs
+// (in the ranges the loader never reads, the end marker or the trailer's
+// checksums), the Unpacked returned with the error holds the PT_LOADs
+// restored, the rest of File zero: it is what the host would run, and the
+// caller should scan it as well as report the error.
 func Unpack(r io.ReaderAt, size int64, lim Limits) (*Unpacked, error) {
 	if size < 0 {
 		return nil, fmt.Errorf("unpack a file of %d bytes: the size is negative", size)
@@ -119,51 +123,91 @@ func Unpack(r io.ReaderAt, size int64, lim Limits) (*Unpacked, error) {
 		return nil, fmt.Errorf("%w: the restored program has no PT_LOAD", ErrCorrupt)
 	}
 
+	// What the loader maps is restored. What follows is not read by the
+	// loader (so a packer may damage it and the program still runs): a
+	// failure from here on is reported with the PT_LOADs restored, so the
+	// caller can still scan what the host runs.
+	res := &Unpacked{File: out, Segments: segs, Arch: arch, Method: u.first, Version: version}
+	if res.Method == methodStored {
+		res.Method = first.method
+	}
+	altered := lmagic != magicLE
+	loadEnd := (u.pos + 3) &^ 3
+
 	// The loader follows the PT_LOAD blocks (l_info.l_lsize counts it
 	// with the words before it), then the blocks of what lies between
 	// and after the PT_LOADs: section headers, symbols, debug data.
-	u.pos = (u.pos+3)&^3 + lsize
-	for i, p := range phs {
-		gap := loadGap(phs, i, uint64(filesize))
-		if gap == 0 {
-			continue
+	var gaps []int
+	for i := range phs {
+		if loadGap(phs, i, uint64(filesize)) > 0 {
+			gaps = append(gaps, i)
 		}
+	}
+	if len(gaps) > 0 {
+		u.pos = u.gapStart(loadEnd, lsize, uint32(min(loadGap(phs, gaps[0], uint64(filesize)), uint64(u.blocksize))))
+	} else {
+		u.pos = loadEnd + lsize
+	}
+	for _, i := range gaps {
+		p := phs[i]
+		gap := loadGap(phs, i, uint64(filesize))
 		from := int64(p.offset + p.filesz)
 		if written, err = u.extent(out, from, from+int64(gap), written); err != nil {
-			return nil, fmt.Errorf("restore the %d bytes after the PT_LOAD at offset %d: %w", gap, p.offset, err)
+			return res, fmt.Errorf("restore the %d bytes after the PT_LOAD at offset %d: %w", gap, p.offset, err)
 		}
 	}
 	if written != filesize {
-		return nil, fmt.Errorf("%w: the blocks restore %d bytes, p_info declares %d", ErrCorrupt, written, filesize)
+		return res, fmt.Errorf("%w: the blocks restore %d bytes, p_info declares %d", ErrCorrupt, written, filesize)
 	}
 
 	// The end marker: a b_info of no bytes whose second word is "UPX!".
 	var end [bInfoSize]byte
 	if err := u.readAt(end[:], u.pos); err != nil {
-		return nil, fmt.Errorf("read the end marker: %w", err)
+		return res, fmt.Errorf("read the end marker: %w", err)
 	}
 	if le.Uint32(end[:]) != 0 {
-		return nil, fmt.Errorf("%w: a block follows the restored file at offset %d", ErrCorrupt, u.pos)
+		return res, fmt.Errorf("%w: a block follows the restored file at offset %d", ErrCorrupt, u.pos)
 	}
-	altered := lmagic != magicLE || le.Uint32(end[4:]) != magicLE
+	altered = altered || le.Uint32(end[4:]) != magicLE
+	res.MarksAltered = altered
 
-	res := &Unpacked{File: out, Segments: segs, Arch: arch, Method: u.first, Version: version}
 	ph, found, err := trailer(r, size, int64(lpos+lInfoSize), filesize)
 	if err != nil {
-		return nil, err
+		return res, err
 	}
 	if found {
+		altered = altered || ph.magic != magicLE
+		res.MarksAltered = altered
 		if ph.uAdler != u.uAdler.Sum32() || ph.cAdler != u.cAdler.Sum32() {
-			return nil, fmt.Errorf("%w: checksums of the blocks (%08x, %08x) differ from the trailer's (%08x, %08x)", ErrCorrupt, u.uAdler.Sum32(), u.cAdler.Sum32(), ph.uAdler, ph.cAdler)
+			return res, fmt.Errorf("%w: checksums of the blocks (%08x, %08x) differ from the trailer's (%08x, %08x)", ErrCorrupt, u.uAdler.Sum32(), u.cAdler.Sum32(), ph.uAdler, ph.cAdler)
 		}
 		res.Checksummed = true
-		altered = altered || ph.magic != magicLE
-	}
-	res.MarksAltered = altered
-	if res.Method == methodStored {
-		res.Method = first.method
 	}
 	return res, nil
+}
+
+// gapStart finds the first b_info after the loader: where l_info's loader
+// size puts it, or else, as the loader never reads l_lsize, the first
+// 4-aligned b_info within 64 KiB after the PT_LOAD blocks that declares
+// want bytes (the first range's size, or a full block).
+func (u *unpacker) gapStart(loadEnd, lsize int64, want uint32) int64 {
+	ok := func(pos int64) bool {
+		var h [bInfoSize]byte
+		if u.readAt(h[:], pos) != nil {
+			return false
+		}
+		b := parseBInfo(h[:])
+		return b.unc == want && b.cpr > 0 && b.cpr <= b.unc
+	}
+	if ok(loadEnd + lsize) {
+		return loadEnd + lsize
+	}
+	for pos := loadEnd; pos < loadEnd+64<<10 && pos+bInfoSize <= u.size; pos += 4 {
+		if ok(pos) {
+			return pos
+		}
+	}
+	return loadEnd + lsize // and the block there is refused with its reason
 }
 
 // extent restores out[from:to] from the blocks at u.pos, which must end
