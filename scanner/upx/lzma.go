@@ -29,8 +29,11 @@ func lzmaDecompress(src, dst []byte) error {
 	dict := max(uint32(len(dst)), lzma.MinDictCap)
 	binary.LittleEndian.PutUint32(hdr[1:], dict)
 	binary.LittleEndian.PutUint64(hdr[5:], uint64(len(dst)))
-	body := bytes.NewReader(src[2:])
-	r, err := lzma.NewReader(io.MultiReader(bytes.NewReader(hdr[:]), body))
+	// One bytes.Reader over header and stream: the decoder reads it byte
+	// by byte directly instead of through a buffering wrapper.
+	in := make([]byte, 0, len(hdr)+len(src)-2)
+	in = append(append(in, hdr[:]...), src[2:]...)
+	r, err := lzma.NewReader(bytes.NewReader(in))
 	if err != nil {
 		return fmt.Errorf("LZMA block: %w", err)
 	}

@@ -152,6 +152,9 @@ func TestUnpackMatchesUPX(t *testing.T) {
 					if got.Arch != goarch || got.MarksAltered != variant.altered || !got.Checksummed {
 						t.Errorf("%s: arch %s, marks altered %v, checksummed %v; want %s, %v, true", variant.name, got.Arch, got.MarksAltered, got.Checksummed, goarch, variant.altered)
 					}
+					if d := got.Describe(); !strings.HasPrefix(d, "UPX 3.9x, NRV2") && !strings.HasPrefix(d, "UPX 3.9x, LZMA") || strings.Contains(d, "marks rewritten") != variant.altered {
+						t.Errorf("%s: described as %q", variant.name, d)
+					}
 					if m.method != 0 && got.Method != m.method {
 						t.Errorf("%s: method %s, want %s", variant.name, got.Method, m.method)
 					}
@@ -187,6 +190,44 @@ func TestNotPacked(t *testing.T) {
 			_, err := Unpack(bytes.NewReader(tc.data), int64(len(tc.data)), realLimits)
 			if !errors.Is(err, ErrNotPacked) {
 				t.Fatalf("got %v, want ErrNotPacked", err)
+			}
+		})
+	}
+}
+
+// Miners are mostly C and C++ programs: a harmless C program, static and
+// as a dynamically linked PIE, packed by UPX with its defaults, restores
+// as "upx -d" restores it.
+func TestUnpackCPrograms(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "main.c")
+	if err := os.WriteFile(src, []byte("int main(void) { return 0; }\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		flags []string
+	}{
+		{"static", []string{"-static"}},
+		{"pie", []string{"-fPIE", "-pie"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			exe := filepath.Join(dir, tc.name)
+			if out, err := exec.Command("gcc", append(append([]string{"-O2"}, tc.flags...), "-o", exe, src)...).CombinedOutput(); err != nil {
+				t.Fatalf("gcc: %v: %s", err, out)
+			}
+			b, err := os.ReadFile(exe)
+			if err != nil {
+				t.Fatal(err)
+			}
+			packed := runUPX(t, b, "-q")
+			reference := runUPX(t, packed, "-q", "-d")
+			got, err := Unpack(bytes.NewReader(packed), int64(len(packed)), realLimits)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got.File, reference) || !got.Checksummed {
+				t.Errorf("restored %d bytes (equal to upx -d: %v), checksummed %v", len(got.File), bytes.Equal(got.File, reference), got.Checksummed)
 			}
 		})
 	}

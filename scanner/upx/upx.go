@@ -88,6 +88,26 @@ type Unpacked struct {
 	Checksummed bool
 }
 
+// Describe says in a few words what was unpacked, for a finding's
+// message: "UPX 3.9x, NRV2E, amd64, marks rewritten".
+func (u *Unpacked) Describe() string {
+	v := fmt.Sprintf("format %d", u.Version)
+	switch u.Version {
+	case 13:
+		v = "3.9x"
+	case 14:
+		v = "4.x"
+	}
+	s := fmt.Sprintf("UPX %s, %s, %s", v, u.Method, u.Arch)
+	if u.MarksAltered {
+		s += ", marks rewritten"
+	}
+	if !u.Checksummed {
+		s += ", no checksum trailer"
+	}
+	return s
+}
+
 const (
 	emI386    = 3
 	emX86_64  = 62
