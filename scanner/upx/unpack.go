@@ -33,6 +33,9 @@ func Unpack(r io.ReaderAt, size int64, lim Limits) (*Unpacked, error) {
 	}
 	head := make([]byte, min(size, headProbe))
 	if n, err := r.ReadAt(head, 0); n < len(head) {
+		if err == nil {
+			err = io.ErrUnexpectedEOF
+		}
 		return nil, fmt.Errorf("read the first %d bytes: %w", len(head), err)
 	}
 	packed, ok := parseELF(head)
@@ -76,7 +79,6 @@ func Unpack(r io.ReaderAt, size int64, lim Limits) (*Unpacked, error) {
 		r: r, size: size, pos: int64(lpos + lInfoSize + pInfoSize),
 		blocksize: uint32(min(blocksize, filesize)),
 		uAdler:    adler32.New(), cAdler: adler32.New(),
-		methods: map[Method]bool{},
 	}
 	u.buf = make([]byte, u.blocksize)
 	out := make([]byte, filesize)
@@ -131,7 +133,7 @@ func Unpack(r io.ReaderAt, size int64, lim Limits) (*Unpacked, error) {
 	if res.Method == methodStored {
 		res.Method = first.method
 	}
-	altered := lmagic != magicLE
+	res.MarksAltered = lmagic != magicLE
 	loadEnd := (u.pos + 3) &^ 3
 
 	// The loader follows the PT_LOAD blocks (l_info.l_lsize counts it
@@ -168,16 +170,14 @@ func Unpack(r io.ReaderAt, size int64, lim Limits) (*Unpacked, error) {
 	if le.Uint32(end[:]) != 0 {
 		return res, fmt.Errorf("%w: a block follows the restored file at offset %d", ErrCorrupt, u.pos)
 	}
-	altered = altered || le.Uint32(end[4:]) != magicLE
-	res.MarksAltered = altered
+	res.MarksAltered = res.MarksAltered || le.Uint32(end[4:]) != magicLE
 
 	ph, found, err := trailer(r, size, int64(lpos+lInfoSize), filesize)
 	if err != nil {
 		return res, err
 	}
 	if found {
-		altered = altered || ph.magic != magicLE
-		res.MarksAltered = altered
+		res.MarksAltered = res.MarksAltered || ph.magic != magicLE
 		if ph.uAdler != u.uAdler.Sum32() || ph.cAdler != u.cAdler.Sum32() {
 			return res, fmt.Errorf("%w: checksums of the blocks (%08x, %08x) differ from the trailer's (%08x, %08x)", ErrCorrupt, u.uAdler.Sum32(), u.cAdler.Sum32(), ph.uAdler, ph.cAdler)
 		}

@@ -218,7 +218,6 @@ type unpacker struct {
 	buf       []byte // compressed block
 	uAdler    hash.Hash32
 	cAdler    hash.Hash32
-	methods   map[Method]bool
 	first     Method
 }
 
@@ -255,7 +254,6 @@ func (u *unpacker) block(dst []byte) (int, error) {
 	u.cAdler.Write(src)
 	u.uAdler.Write(out)
 	if h.cpr < h.unc {
-		u.methods[h.method] = true
 		if u.first == methodStored {
 			u.first = h.method
 		}
