@@ -18,7 +18,7 @@ import (
 // realLimits are generous enough for the Go programs the tests pack.
 var realLimits = Limits{MaxOutput: 64 << 20}
 
-// program is a harmless Go program built for one GOARCH, once per test
+// programs holds a harmless Go program per GOARCH, built once per test
 // binary, static and without symbols so packing stays quick.
 var programs sync.Map // GOARCH -> *built
 
@@ -98,15 +98,6 @@ func loadRanges(t testing.TB, exe []byte) [][2]int64 {
 		}
 	}
 	return rs
-}
-
-// packedCase is one program packed by the real UPX, unpacked by it as the
-// reference, and with its marks rewritten.
-type packedCase struct {
-	name, goarch string
-	method       Method
-	packed       []byte
-	reference    []byte // what "upx -d" restores
 }
 
 var methodFlags = []struct {
