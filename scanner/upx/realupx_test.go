@@ -132,6 +132,7 @@ func TestUnpackMatchesUPX(t *testing.T) {
 				}{
 					{"marks-kept", packed, false},
 					{"marks-rewritten", upxtool.HideMarks(packed), true},
+					{"marks-replaced", bytes.ReplaceAll(packed, []byte("UPX!"), []byte{0x0c, 0x91, 0x7e, 0x3a}), true},
 				} {
 					if variant.altered && upxtool.Recognised(variant.file) {
 						t.Fatal("upx still recognises the file with its marks rewritten")
