@@ -224,3 +224,25 @@ func TestUnpackCPrograms(t *testing.T) {
 		})
 	}
 }
+
+// The UPX release installed by make deps is itself a real-world packed
+// program (C++, LZMA, packed by UPX's authors): it restores as "upx -d"
+// restores it.
+func TestUnpackUPXRelease(t *testing.T) {
+	bin, err := upxtool.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	packed, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reference := runUPX(t, packed, "-q", "-d")
+	got, err := Unpack(bytes.NewReader(packed), int64(len(packed)), realLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.File, reference) || got.Method != MethodLZMA || got.Arch != "amd64" || !got.Checksummed {
+		t.Errorf("restored %d bytes (equal to upx -d: %v), %s", len(got.File), bytes.Equal(got.File, reference), got.Describe())
+	}
+}
