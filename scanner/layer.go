@@ -300,7 +300,7 @@ func (w *walker) walkTar(r io.Reader) error {
 		if err != nil {
 			return err
 		}
-		w.links.add(hdr.Name, name, linkEntry{start: start, size: hdr.Size, kept: kept, exec: exec})
+		w.links.add(hdr.Name, name, &linkEntry{start: start, size: hdr.Size, kept: kept, exec: exec})
 	}
 }
 
@@ -318,9 +318,12 @@ func (w *walker) countFile(name string, size int64) error {
 }
 
 // scanLink scans a hard link's target content again under the link's
-// path, with the exec bit of either (a client may chmod the shared inode
-// to the link's mode), so a finding names the path the host will see and
-// rules that look at names judge that name.
+// path, so a finding names the path the host will see and rules that
+// look at names judge that name. The link shares its target's inode, and
+// a client sets the inode's mode to the link's (moby's UnpackLayer
+// does): the link is scanned as executable when either is, and when the
+// link makes a non-executable inode executable, the inode's earlier names
+// are scanned again as executable.
 //
 // The target must be a regular file (or a hard link to one) earlier in
 // this layer, or one of moby's AUFS hard-link files; anything else is
@@ -329,19 +332,52 @@ func (w *walker) countFile(name string, size int64) error {
 // see under a name it chose. When the target's content is no longer in
 // the link store (larger than the store, or pushed out by later files),
 // the link is scanned by name only: an empty body with the exec bit,
-// which is what rules on names and paths look at; the content was scanned
-// under the target's own name.
+// which is what rules on names and paths look at; the content itself was
+// scanned under the target's own name.
 func (w *walker) scanLink(hdr *tar.Header) error {
 	name := cleanPath(hdr.Name)
-	base := path.Base(name)
-	e, ok := w.links.resolve(hdr.Linkname)
+	e, viaPlnk, ok := w.links.resolve(hdr.Linkname)
 	if !ok {
 		return corruptError("hard link "+name, fmt.Errorf("target %q is not a regular file earlier in this layer", hdr.Linkname))
 	}
-	if err := w.countFile(name, e.size); err != nil {
+	linkExec := hdr.Mode&0o111 != 0
+	if !e.exec && e.names == nil && !viaPlnk {
+		// The target's own path, in case a later link makes it executable;
+		// AUFS hard-link files are not written under their own path.
+		if err := w.links.addName(e, cleanPath(hdr.Linkname)); err != nil {
+			return err
+		}
+	}
+	if linkExec && !e.exec {
+		for _, n := range e.names {
+			if _, err := w.scanAs(n, e, true); err != nil {
+				return err
+			}
+		}
+		e.names = nil
+		e.exec = true
+	}
+	exec, err := w.scanAs(name, e, e.exec || linkExec)
+	if err != nil {
 		return err
 	}
-	it := item{path: name, name: base, ext: extension(base), exec: e.exec || hdr.Mode&0o111 != 0}
+	e.exec = e.exec || exec
+	if !e.exec {
+		if err := w.links.addName(e, name); err != nil {
+			return err
+		}
+	}
+	w.links.add(hdr.Name, name, e)
+	return nil
+}
+
+// scanAs scans a kept entry's content under name (by name only when the
+// content is no longer kept). The bytes count against MaxLayerBytes.
+func (w *walker) scanAs(name string, e *linkEntry, exec bool) (bool, error) {
+	base := path.Base(name)
+	if err := w.countFile(name, e.size); err != nil {
+		return false, err
+	}
 	body, kept := w.links.content(e)
 	size := e.size
 	if !kept {
@@ -349,15 +385,9 @@ func (w *walker) scanLink(hdr *tar.Header) error {
 	}
 	w.rescanned += size
 	if w.count.n+w.rescanned > w.count.limit {
-		return limitError("hard link %s takes the bytes scanned past MaxLayerBytes %d", name, w.count.limit)
+		return false, limitError("hard link %s takes the bytes scanned past MaxLayerBytes %d", name, w.count.limit)
 	}
-	exec, err := w.scanFile(it, body, size)
-	if err != nil {
-		return err
-	}
-	e.exec = exec
-	w.links.add(hdr.Name, name, e)
-	return nil
+	return w.scanFile(item{path: name, name: base, ext: extension(base), exec: exec}, body, size)
 }
 
 // walkTrailer scans what follows a tar's end-of-archive blocks in an

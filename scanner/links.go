@@ -25,6 +25,10 @@ type linkEntry struct {
 	size  int64
 	kept  bool // the content went into the store (it may since be overwritten)
 	exec  bool // exec mode bit or executable magic
+	// names are the paths of this inode scanned as not executable, to
+	// scan again should a later link make the inode executable. Only
+	// inodes with a hard link have them.
+	names []string
 }
 
 // linkStore remembers, for one layer, every regular file by path and the
@@ -34,8 +38,10 @@ type linkEntry struct {
 // (files are bounded by MaxFiles).
 type linkStore struct {
 	seed  maphash.Seed
-	paths map[uint64]linkEntry
-	plnk  map[uint64]linkEntry // by base name, as moby resolves them
+	paths map[uint64]*linkEntry
+	plnk  map[uint64]*linkEntry // by base name, as moby resolves them
+
+	nameBytes int64 // bytes held in linkEntry.names, bounded by max
 
 	ring    []byte // grows to linkStoreBytes, then wraps
 	max     int64
@@ -43,7 +49,7 @@ type linkStore struct {
 }
 
 func newLinkStore(max int64) *linkStore {
-	return &linkStore{seed: maphash.MakeSeed(), paths: map[uint64]linkEntry{}, plnk: map[uint64]linkEntry{}, max: max}
+	return &linkStore{seed: maphash.MakeSeed(), paths: map[uint64]*linkEntry{}, plnk: map[uint64]*linkEntry{}, max: max}
 }
 
 func (s *linkStore) key(name string) uint64 { return maphash.String(s.seed, name) }
@@ -78,7 +84,7 @@ func (w ringWriter) Write(p []byte) (int, error) {
 }
 
 // add records a regular file (name as in the tar header) and its entry.
-func (s *linkStore) add(rawName, clean string, e linkEntry) {
+func (s *linkStore) add(rawName, clean string, e *linkEntry) {
 	s.paths[s.key(clean)] = e
 	if strings.HasPrefix(rawName, plnkDir) {
 		s.plnk[s.key(path.Base(rawName))] = e
@@ -88,18 +94,29 @@ func (s *linkStore) add(rawName, clean string, e linkEntry) {
 // resolve finds the entry a hard link's target names, the way moby's
 // UnpackLayer does: a target under the AUFS hard-link directory by its
 // base name, any other by its path in the layer.
-func (s *linkStore) resolve(linkname string) (linkEntry, bool) {
+// viaPlnk says the target is an AUFS hard-link file.
+func (s *linkStore) resolve(linkname string) (e *linkEntry, viaPlnk, ok bool) {
 	if strings.HasPrefix(path.Clean(linkname), plnkDir) {
-		e, ok := s.plnk[s.key(path.Base(linkname))]
-		return e, ok
+		e, ok = s.plnk[s.key(path.Base(linkname))]
+		return e, true, ok
 	}
-	e, ok := s.paths[s.key(cleanPath(linkname))]
-	return e, ok
+	e, ok = s.paths[s.key(cleanPath(linkname))]
+	return e, false, ok
+}
+
+// addName remembers a non-executable name of a linked inode.
+func (s *linkStore) addName(e *linkEntry, name string) error {
+	s.nameBytes += int64(len(name))
+	if s.nameBytes > s.max {
+		return limitError("hard links in this layer name more than %d bytes of paths", s.max)
+	}
+	e.names = append(e.names, name)
+	return nil
 }
 
 // content returns a reader of an entry's content, or false when it was not
 // kept or has since been overwritten.
-func (s *linkStore) content(e linkEntry) (io.Reader, bool) {
+func (s *linkStore) content(e *linkEntry) (io.Reader, bool) {
 	if !e.kept || s.written-e.start > s.max {
 		return nil, false
 	}
