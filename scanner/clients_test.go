@@ -176,7 +176,7 @@ func cli(t testing.TB, data []byte, name string, args ...string) []byte {
 func TestCraftedLayersAsClientsUnpackThem(t *testing.T) {
 	xmrig := samples.XMRig()
 	minerTar := tarLayer(t, tfile{name: "usr/bin/kworker", mode: 0o755, data: xmrig})
-	big := tarLayer(t, tfile{name: "usr/share/filler", mode: 0o644, data: samples.Filler(3 << 20)}, tfile{name: "usr/bin/kworker", mode: 0o755, data: xmrig})
+	big := tarLayer(t, tfile{name: "usr/share/filler", mode: 0o644, data: samples.Filler(1536 << 10)}, tfile{name: "usr/bin/kworker", mode: 0o755, data: xmrig})
 	cases := []struct {
 		name     string
 		blob     []byte
@@ -185,10 +185,10 @@ func TestCraftedLayersAsClientsUnpackThem(t *testing.T) {
 	}{
 		{"v7 tar, signed checksum, non-ASCII name", v7Tar("usr/bin/kw\xf6rker", 0o755, xmrig), "/usr/bin/kw\xf6rker", true},
 		{"tar.bz2 from the bzip2 tool", cli(t, minerTar, "bzip2", "-c"), "/usr/bin/kworker", true},
-		{"tar.bz2, two concatenated streams", append(cli(t, big[:1<<20], "bzip2", "-c"), cli(t, big[1<<20:], "bzip2", "-c")...), "/usr/bin/kworker", true},
-		{"tar.xz from the xz tool", cli(t, minerTar, "xz", "-c"), "/usr/bin/kworker", true},
-		{"tar.xz, several blocks (xz -T2)", cli(t, big, "xz", "-c", "-T2", "--block-size=1MiB"), "/usr/bin/kworker", true},
-		{"tar.xz, two streams", append(cli(t, big[:1<<20], "xz", "-c"), cli(t, big[1<<20:], "xz", "-c")...), "/usr/bin/kworker", true},
+		{"tar.bz2, two concatenated streams", append(cli(t, minerTar[:1024], "bzip2", "-c"), cli(t, minerTar[1024:], "bzip2", "-c")...), "/usr/bin/kworker", true},
+		{"tar.xz from the xz tool", cli(t, minerTar, "xz", "-c", "-1"), "/usr/bin/kworker", true},
+		{"tar.xz, several blocks (xz -T2)", cli(t, big, "xz", "-c", "-1", "-T2", "--block-size=512KiB"), "/usr/bin/kworker", true},
+		{"tar.xz, two streams", append(cli(t, big[:1<<20], "xz", "-c", "-1"), cli(t, big[1<<20:], "xz", "-c", "-1")...), "/usr/bin/kworker", true},
 		{"zstd after a skippable frame", append(zstdSkippable([]byte("metadata")), zstdBytes(t, minerTar)...), "/usr/bin/kworker", true},
 		{
 			"whiteout file in the AUFS link dir, hard-linked into /usr/bin",

@@ -170,7 +170,8 @@ func (w *walker) walk(r io.Reader) error {
 	if err != nil && err != io.EOF {
 		return err
 	}
-	body, release, err := decompress(detectCompression(magic), br)
+	comp := detectCompression(magic)
+	body, release, err := decompress(comp, br)
 	if err != nil {
 		return err
 	}
@@ -209,8 +210,14 @@ func (w *walker) walk(r io.Reader) error {
 	if _, err := io.Copy(io.Discard, stream); err != nil {
 		return err
 	}
-	if _, err := io.Copy(io.Discard, br); err != nil {
+	n, err := io.Copy(io.Discard, br)
+	if err != nil {
 		return err
+	}
+	if n > 0 && comp != uncompressed {
+		// The decoder ended before the blob did: whatever follows is
+		// not something it read, so not something this scan saw.
+		return corruptError("decode layer", fmt.Errorf("%d bytes after the end of the %v stream", n, comp))
 	}
 	return nil
 }

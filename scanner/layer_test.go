@@ -268,6 +268,8 @@ func TestScanLayerCorrupt(t *testing.T) {
 	badCRC := bytes.Clone(gz)
 	badCRC[len(badCRC)-6] ^= 0xff
 	zs := zstdBytes(t, layer)
+	bz := cli(t, layer, "bzip2", "-c")
+	xzs := cli(t, layer, "xz", "-c", "-1")
 
 	cases := map[string][]byte{
 		"broken first tar header":  badHeader,
@@ -279,6 +281,14 @@ func TestScanLayerCorrupt(t *testing.T) {
 		"gzip trailing garbage":    append(bytes.Clone(gz), "trailing"...),
 		"truncated zstd":           zs[:len(zs)/2],
 		"zstd garbage":             append([]byte{0x28, 0xb5, 0x2f, 0xfd}, samples.Filler(5000)...),
+		"truncated bzip2":          bz[:len(bz)/2],
+		"bzip2 trailing garbage":   append(bytes.Clone(bz), "trailing"...),
+		"bzip2 garbage":            append([]byte("BZh9"), samples.Filler(5000)...),
+		"truncated xz":             xzs[:len(xzs)/2],
+		"xz trailing garbage":      append(bytes.Clone(xzs), "trailing"...),
+		"xz garbage":               append([]byte{0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00}, samples.Filler(5000)...),
+		"not a tar":                samples.Filler(5000),
+		"short non-tar":            []byte("hi"),
 	}
 	for name, blob := range cases {
 		t.Run(name, func(t *testing.T) {
