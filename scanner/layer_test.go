@@ -239,11 +239,15 @@ func TestScanLayerReadsToEOF(t *testing.T) {
 	padded := append(append([]byte(nil), layer...), make([]byte, 10240)...) // tar's own block padding
 	two := append(gzipBytes(t, layer[:1024]), gzipBytes(t, layer[1024:])...)
 	for name, blob := range map[string][]byte{
-		"tar":          layer,
-		"tar+padding":  padded,
-		"gzip":         gzipBytes(t, layer),
-		"gzip members": two,
-		"zstd":         zstdBytes(t, padded),
+		"tar":                           layer,
+		"tar+padding":                   padded,
+		"gzip":                          gzipBytes(t, layer),
+		"gzip members":                  two,
+		"zstd":                          zstdBytes(t, padded),
+		"zstd, skippable frames around": append(append(zstdSkippable(nil), zstdBytes(t, layer)...), zstdSkippable([]byte("end"))...),
+		"bzip2 streams":                 append(cli(t, layer[:1024], "bzip2", "-c"), cli(t, layer[1024:], "bzip2", "-c")...),
+		"xz":                            cli(t, padded, "xz", "-c", "-1"),
+		"xz, stream padding":            append(cli(t, layer, "xz", "-c", "-1"), 0, 0, 0, 0),
 	} {
 		t.Run(name, func(t *testing.T) {
 			rc := &readCounter{r: bytes.NewReader(blob)}
