@@ -124,10 +124,7 @@ func decompress(c compression, br *bufio.Reader) (io.Reader, func(), error) {
 		// (900 kB blocks).
 		return bzip2.NewReader(br), func() {}, nil
 	case compressedXz:
-		if err := checkXzDict(br); err != nil {
-			return nil, nil, err
-		}
-		xr, err := xz.NewReader(br)
+		xr, err := xz.NewReader(newXzGuard(br))
 		if err != nil {
 			return nil, nil, corruptError("read xz header", err)
 		}
@@ -136,24 +133,9 @@ func decompress(c compression, br *bufio.Reader) (io.Reader, func(), error) {
 	return br, func() {}, nil
 }
 
-// checkXzDict refuses an xz stream whose first block asks for a
-// dictionary larger than xzMaxDict, before the decoder allocates it.
-// Only the first block is checked: xz writes every block of a stream
-// with the same filter chain, so a later block asking for more is not
-// something an encoder makes (see docs/architecture.md).
-func checkXzDict(br *bufio.Reader) error {
-	// Stream header (12 bytes), then the first block header: its size
-	// byte, flags, optional sizes, then the filter flags.
-	b, _ := br.Peek(12 + 1024 + 4)
-	if len(b) <= 12 {
-		return nil // the decoder reports the short stream
-	}
-	return checkXzBlockHeader(b[12:])
-}
-
-// checkXzBlockHeader checks the LZMA2 dictionary size in an xz block
-// header starting at b[0]. A header it cannot parse is left to the
-// decoder, which refuses it.
+// checkXzBlockHeader checks the LZMA2 dictionary size in a whole xz
+// block header b. A header it cannot parse is left to the decoder, which
+// refuses it.
 func checkXzBlockHeader(b []byte) error {
 	if len(b) == 0 || b[0] == 0 { // index indicator: no block
 		return nil

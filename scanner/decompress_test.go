@@ -4,8 +4,14 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -198,6 +204,90 @@ func TestScanArtifact(t *testing.T) {
 			_, err = s.ScanLayer(context.Background(), bytes.NewReader(c.blob), Interactive)
 			if got := errors.Is(err, ErrCorrupt); got != c.layerErr {
 				t.Errorf("ScanLayer: err = %v, want ErrCorrupt: %v", err, c.layerErr)
+			}
+		})
+	}
+}
+
+// xzBlockOffsets lists where each block of an xz file starts, as the xz
+// tool reports it.
+func xzBlockOffsets(t *testing.T, blob []byte) []int {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "b.xz")
+	if err := os.WriteFile(f, blob, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("xz", "--robot", "--list", "-vv", f).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var offs []int
+	for _, line := range strings.Split(string(out), "\n") {
+		fields := strings.Split(line, "\t")
+		if fields[0] == "block" {
+			off, err := strconv.Atoi(fields[4])
+			if err != nil {
+				t.Fatal(err)
+			}
+			offs = append(offs, off)
+		}
+	}
+	return offs
+}
+
+// setXzDict rewrites the LZMA2 dictionary byte of the block header at off
+// and its CRC32, as a crafted stream would.
+func setXzDict(t *testing.T, blob []byte, off int, dict byte) {
+	t.Helper()
+	size := (int(blob[off]) + 1) * 4
+	h := blob[off : off+size]
+	i := bytes.Index(h, []byte{0x21, 0x01})
+	if i < 0 {
+		t.Fatalf("no LZMA2 filter in block header % x", h)
+	}
+	h[i+2] = dict
+	binary.LittleEndian.PutUint32(h[size-4:], crc32.ChecksumIEEE(h[:size-4]))
+}
+
+// The guard follows what the xz tool writes (every check type, several
+// blocks, several streams, stream padding) and checks every block's
+// dictionary, not only the first.
+func TestXzGuard(t *testing.T) {
+	layer := tarLayer(t, tfile{name: "usr/share/f", mode: 0o644, data: samples.Filler(1 << 20)}, reg("a", 0o644, "hello"))
+	multi := cli(t, layer, "xz", "-c", "-1", "-T2", "--block-size=256KiB")
+	offs := xzBlockOffsets(t, multi)
+	if len(offs) < 3 {
+		t.Fatalf("xz wrote %d blocks, want several", len(offs))
+	}
+	bigDictLater := bytes.Clone(multi)
+	setXzDict(t, bigDictLater, offs[2], 30) // 2<<(15+11) = 128 MiB
+	okDictLater := bytes.Clone(multi)
+	setXzDict(t, okDictLater, offs[2], 24) // 16 MiB, within the limit
+
+	cases := []struct {
+		name string
+		blob []byte
+		want error // nil, ErrLimit or ErrCorrupt
+	}{
+		{"no check", cli(t, layer, "xz", "-c", "-1", "--check=none"), nil},
+		{"crc32", cli(t, layer, "xz", "-c", "-1", "--check=crc32"), nil},
+		{"sha256", cli(t, layer, "xz", "-c", "-1", "--check=sha256"), nil},
+		{"several blocks", multi, nil},
+		{"several streams and padding", append(append(cli(t, layer[:4096], "xz", "-c", "-1"), 0, 0, 0, 0, 0, 0, 0, 0), cli(t, layer[4096:], "xz", "-c", "-1")...), nil},
+		{"a later block's dictionary raised within the limit", okDictLater, nil},
+		{"a later block asks for a 128 MiB dictionary", bigDictLater, ErrLimit},
+		{"stream header only", multi[:12], ErrCorrupt},
+		{"cut after the first block", multi[:offs[1]], ErrCorrupt},
+	}
+	s := newTestScanner(t, Options{Workers: 2})
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := s.ScanLayer(context.Background(), bytes.NewReader(c.blob), Interactive)
+			switch {
+			case c.want == nil && err != nil:
+				t.Fatalf("err = %v, want none", err)
+			case c.want != nil && !errors.Is(err, c.want):
+				t.Fatalf("err = %v, want %v", err, c.want)
 			}
 		})
 	}
