@@ -172,7 +172,7 @@ func checkXzBlockHeader(b []byte) error {
 			return nil
 		}
 		n, ok := varint()
-		if !ok || i+int(n) > len(h) {
+		if !ok || n > uint64(len(h)-i) {
 			return nil
 		}
 		props := h[i : i+int(n)]

@@ -113,3 +113,29 @@ func FuzzLinkStore(f *testing.F) {
 		}
 	})
 }
+
+// FuzzXzGuard feeds the xz container follower arbitrary bytes in reads of
+// arbitrary sizes: it must pass every byte through unchanged or stop with
+// an error, never crash. Seeds: xz streams of every shape TestXzGuard
+// uses, and testdata/fuzz/FuzzXzGuard.
+func FuzzXzGuard(f *testing.F) {
+	layer := tarLayer(f, reg("a", 0o644, "hello"))
+	f.Add(cli(f, layer, "xz", "-c", "-1"), uint8(7))
+	f.Add(cli(f, layer, "xz", "-c", "-1", "--check=none"), uint8(1))
+	f.Add(append(cli(f, layer, "xz", "-c", "-1", "--check=sha256"), 0, 0, 0, 0), uint8(100))
+	f.Fuzz(func(t *testing.T, blob []byte, step uint8) {
+		g := newXzGuard(bytes.NewReader(blob))
+		var out []byte
+		buf := make([]byte, int(step)+1)
+		for {
+			n, err := g.Read(buf)
+			out = append(out, buf[:n]...)
+			if err != nil {
+				break
+			}
+		}
+		if !bytes.HasPrefix(blob, out) {
+			t.Fatalf("the guard changed the bytes it passed")
+		}
+	})
+}
