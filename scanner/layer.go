@@ -261,6 +261,7 @@ func (e errReaderOf) Read([]byte) (int, error) { return 0, e.err }
 func (w *walker) walkTar(r io.Reader) error {
 	tr := tar.NewReader(r)
 	w.links = newLinkStore(linkStoreBytes)
+	defer w.links.release()
 	for {
 		if err := w.st.ctx.Err(); err != nil {
 			return err

@@ -6,6 +6,7 @@ import (
 	"io"
 	"path"
 	"strings"
+	"sync"
 )
 
 // linkStoreBytes bounds the content of earlier files one layer scan keeps
@@ -43,7 +44,8 @@ type linkStore struct {
 
 	nameBytes int64 // bytes held in linkEntry.names, bounded by max
 
-	ring    []byte // grows to linkStoreBytes, then wraps
+	ring    []byte  // grows to max, then wraps
+	pooled  *[]byte // where ring came from
 	max     int64
 	written int64 // bytes ever written to the ring
 }
@@ -63,11 +65,29 @@ func (s *linkStore) keep(size int64) (io.Writer, int64, bool) {
 	return ringWriter{s}, s.written, true
 }
 
+// ringPool reuses rings between layer scans: a layer larger than the ring
+// fills it, and allocating 32 MiB per scan would be the GC's work.
+var ringPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// release gives the ring back; the store must not be used after. Jobs
+// never point into the ring (rescans copy into scan buffers).
+func (s *linkStore) release() {
+	if s.pooled != nil {
+		*s.pooled = s.ring[:0]
+		ringPool.Put(s.pooled)
+		s.pooled, s.ring = nil, nil
+	}
+}
+
 type ringWriter struct{ s *linkStore }
 
 func (w ringWriter) Write(p []byte) (int, error) {
 	s := w.s
 	n := len(p)
+	if s.pooled == nil {
+		s.pooled = ringPool.Get().(*[]byte)
+		s.ring = (*s.pooled)[:0]
+	}
 	if room := s.max - int64(len(s.ring)); room > 0 {
 		grow := min(room, int64(len(p)))
 		s.ring = append(s.ring, p[:grow]...)
