@@ -292,3 +292,15 @@ func TestXzGuard(t *testing.T) {
 		})
 	}
 }
+
+// An artifact that starts with a compression's magic bytes but does not
+// decode is refused, as a layer would be: it is not scanned raw.
+func TestScanArtifactUndecodable(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 1})
+	for _, blob := range [][]byte{[]byte("BZh is how this text starts"), append([]byte{0x1f, 0x8b, 0x08}, "text"...), append(bytes.Clone(xzMagic), "text"...)} {
+		_, err := s.ScanArtifact(context.Background(), bytes.NewReader(blob), Interactive)
+		if !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%q: err = %v, want ErrCorrupt", blob, err)
+		}
+	}
+}
