@@ -1,8 +1,10 @@
 // Package scanner decides whether container image content carries
 // cryptominers or other malware. It compiles YARA rules (an embedded
 // default ruleset plus operator files), runs them in a bounded pool of
-// workers, walks layer blobs as a stream (gzip, zstd or plain tar) and
-// scans image config blobs.
+// workers, walks layer blobs as a stream (plain tar, or gzip, bzip2, xz
+// or zstd, detected as Docker Engine and containerd detect them), scans
+// other blobs (artifacts) as a tar when they are one and as raw bytes
+// otherwise, and scans image config blobs.
 //
 // scanner is content analysis only: it never touches the network, never
 // talks to Redis or any store, and never imports other pullgate packages.

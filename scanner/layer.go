@@ -17,54 +17,61 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
-
-	"github.com/pullgate/pullgate/internal/isal"
 )
 
-// zstdMaxWindow bounds the memory a zstd stream may make the decoder hold.
-// Layers compressed with a larger window (zstd --long=27 and up) are
-// refused with ErrLimit rather than allowed to pin that much memory.
-const zstdMaxWindow = 64 << 20
+var bufioPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
 
-var (
-	gzipMagic = []byte{0x1f, 0x8b}
-	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+// blobKind says how a blob's clients will use it, which decides what is
+// scanned.
+type blobKind int
+
+const (
+	// kindLayer is an image layer: clients decompress it and unpack it
+	// as a tar, so it must walk as one or it is refused.
+	kindLayer blobKind = iota
+	// kindArtifact is a blob no client unpacks as a layer: walked as a
+	// tar when it is one, otherwise scanned as one raw file.
+	kindArtifact
 )
 
-var (
-	bufioPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
-	zstdPool  = sync.Pool{New: func() any {
-		d, err := zstd.NewReader(nil,
-			zstd.WithDecoderConcurrency(1), // decode in the walker's goroutine
-			zstd.WithDecoderLowmem(true),
-			zstd.WithDecoderMaxWindow(zstdMaxWindow),
-		)
-		if err != nil {
-			panic(fmt.Sprintf("zstd decoder options: %v", err))
-		}
-		return d
-	}}
-)
-
-// ScanLayer reads a layer blob and scans every regular file in it. It
-// detects gzip, zstd or plain tar by magic bytes; anything else is scanned
-// as one raw file with path "/". The walk runs in the caller's goroutine;
-// files go to the worker pool. On success r has been read to EOF
-// (trailing bytes too, so a gzip checksum is verified), so the caller can
-// tee the same stream into storage.
+// ScanLayer reads an image layer blob (a tar, uncompressed or compressed
+// with gzip, bzip2, xz or zstd, detected by magic bytes as Docker Engine
+// and containerd detect it) and scans every tar entry a client may write
+// out: each entry with a body whatever its type or name, whiteouts
+// included, and each hard link under its own name. A blob that does not
+// decompress or walk as a tar is refused with ErrCorrupt, never scanned
+// raw; an empty blob is an empty layer. The walk runs in the caller's
+// goroutine; files go to the worker pool. On success r has been read to
+// EOF (trailing bytes too, so every checksum is verified), so the caller
+// can tee the same stream into storage.
 //
 // On error the Result holds what was found before the error; it must
 // never be taken as clean. Limits give errors wrapping ErrLimit, undecodable
 // content ErrCorrupt. Cancellation is noticed between reads of r, so r
 // should itself return once ctx is done (an HTTP body does).
 func (s *Scanner) ScanLayer(ctx context.Context, r io.Reader, prio Prioritizer) (Result, error) {
+	return s.scanBlob(ctx, r, prio, kindLayer)
+}
+
+// ScanArtifact reads a blob that no client unpacks as a layer (an OCI
+// artifact of another media type, or a blob fetched without a known
+// role). Compression is detected as for ScanLayer; a decompressed stream
+// that archive/tar takes for a tar is walked as ScanLayer walks it (the
+// bytes after its end-of-archive blocks scanned as one raw file "/"),
+// anything else is scanned as one raw file with path "/". Errors and
+// reading to EOF are as for ScanLayer.
+func (s *Scanner) ScanArtifact(ctx context.Context, r io.Reader, prio Prioritizer) (Result, error) {
+	return s.scanBlob(ctx, r, prio, kindArtifact)
+}
+
+func (s *Scanner) scanBlob(ctx context.Context, r io.Reader, prio Prioritizer, kind blobKind) (Result, error) {
 	start := time.Now()
 	st, cancel, err := s.newScan(ctx, contextLayer, prio)
 	if err != nil {
 		return Result{}, err
 	}
 	defer cancel()
-	w := &walker{s: s, st: st, parent: ctx}
+	w := &walker{s: s, st: st, parent: ctx, kind: kind}
 	err = w.walk(r)
 	if err == nil {
 		err = st.wait()
@@ -88,12 +95,16 @@ type walker struct {
 	s      *Scanner
 	st     *scanState
 	parent context.Context
+	kind   blobKind
+
+	links *linkStore
 
 	src   *sourceReader
 	count *countReader
 
-	files int64
-	bytes int64
+	files     int64
+	bytes     int64
+	rescanned int64 // bytes scanned again under a hard link's name
 
 	batch *job   // small files waiting to be submitted
 	used  int    // bytes of batch.buf in use
@@ -155,44 +166,37 @@ func (w *walker) walk(r io.Reader) error {
 		bufioPool.Put(br)
 	}()
 
-	magic, err := br.Peek(4)
+	magic, err := br.Peek(detectPeek)
 	if err != nil && err != io.EOF {
 		return err
 	}
-	var body io.Reader = br
-	switch {
-	case bytes.HasPrefix(magic, gzipMagic):
-		// ISA-L inflates about three times as fast as Go on one core,
-		// and inflating is most of a cold pull's CPU.
-		zr, err := isal.NewReader(br)
-		if err != nil {
-			return err
-		}
-		defer zr.Close()
-		body = zr
-	case bytes.HasPrefix(magic, zstdMagic):
-		zr := zstdPool.Get().(*zstd.Decoder)
-		if err := zr.Reset(br); err != nil {
-			return corruptError("read zstd header", err)
-		}
-		defer func() {
-			zr.Reset(nil)
-			zstdPool.Put(zr)
-		}()
-		body = zr
-	}
-	w.count = &countReader{r: body, limit: w.s.limits.MaxLayerBytes}
-
-	var head [512]byte
-	n, err := io.ReadFull(w.count, head[:])
-	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+	comp := detectCompression(magic)
+	body, release, err := decompress(comp, br)
+	if err != nil {
 		return err
 	}
-	stream := io.MultiReader(bytes.NewReader(head[:n]), w.count)
-	if isTar(head[:n]) {
+	defer release()
+	w.count = &countReader{r: body, limit: w.s.limits.MaxLayerBytes}
+
+	var stream io.Reader = w.count
+	switch w.kind {
+	case kindLayer:
 		err = w.walkTar(stream)
-	} else {
-		err = w.walkRaw(stream)
+	case kindArtifact:
+		var head [2 * blockSize]byte
+		n, rerr := io.ReadFull(w.count, head[:])
+		if rerr != nil && rerr != io.EOF && rerr != io.ErrUnexpectedEOF {
+			return rerr
+		}
+		stream = io.MultiReader(bytes.NewReader(head[:n]), w.count)
+		if isTar(head[:n]) {
+			err = w.walkTar(stream)
+			if err == nil {
+				err = w.walkTrailer(stream)
+			}
+		} else {
+			err = w.walkRaw(stream)
+		}
 	}
 	if err != nil {
 		return err
@@ -201,54 +205,63 @@ func (w *walker) walk(r io.Reader) error {
 		return err
 	}
 	// Read to the end: bytes after the tar's end-of-archive blocks still
-	// count against MaxLayerBytes, and only EOF verifies a gzip or zstd
-	// checksum and lets the caller's tee see the whole blob.
+	// count against MaxLayerBytes, and only EOF verifies a checksum of
+	// the compressed stream and lets the caller's tee see the whole blob.
 	if _, err := io.Copy(io.Discard, stream); err != nil {
 		return err
 	}
-	if _, err := io.Copy(io.Discard, br); err != nil {
+	n, err := io.Copy(io.Discard, br)
+	if err != nil {
 		return err
+	}
+	if n > 0 && comp != uncompressed {
+		// The decoder ended before the blob did: whatever follows is
+		// not something it read, so not something this scan saw.
+		return corruptError("decode layer", fmt.Errorf("%d bytes after the end of the %v stream", n, comp))
 	}
 	return nil
 }
 
-// isTar says whether a stream's first block is a tar header: the ustar
-// magic, a valid old-style header checksum, or an all-zero end block.
-func isTar(b []byte) bool {
-	if len(b) < 512 {
+const blockSize = 512
+
+// errNeedMore marks the end of the bytes isTar was given.
+var errNeedMore = errors.New("need more bytes")
+
+// isTar says whether archive/tar, as dockerd and containerd use it, reads
+// a stream starting with head (its first two blocks, or all of a shorter
+// stream) as a tar: it decides with its own header parsing (either
+// checksum, any format). A first header whose entry needs more bytes than
+// head holds counts as a tar.
+func isTar(head []byte) bool {
+	if len(head) < blockSize {
 		return false
 	}
-	if string(b[257:262]) == "ustar" {
-		return true
+	var more io.Reader = eofReader{}
+	if len(head) == 2*blockSize {
+		more = errReaderOf{errNeedMore}
 	}
-	if bytes.Count(b, []byte{0}) == 512 {
-		return true
-	}
-	// v7 tar: the checksum field is the octal sum of the header bytes with
-	// the field itself counted as spaces.
-	field := strings.Trim(string(b[148:156]), " \x00")
-	if field == "" {
-		return false
-	}
-	var want int64
-	for _, c := range field {
-		if c < '0' || c > '7' {
-			return false
-		}
-		want = want*8 + int64(c-'0')
-	}
-	var sum int64
-	for i, c := range b {
-		if i >= 148 && i < 156 {
-			c = ' '
-		}
-		sum += int64(c)
-	}
-	return sum == want
+	_, err := tar.NewReader(io.MultiReader(bytes.NewReader(head), more)).Next()
+	return err == nil || err == io.EOF || errors.Is(err, errNeedMore)
 }
 
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
+
+type errReaderOf struct{ err error }
+
+func (e errReaderOf) Read([]byte) (int, error) { return 0, e.err }
+
+// walkTar walks a tar as archive/tar reads it, so as dockerd and
+// containerd read it. Every entry that carries a body is scanned,
+// whatever its type or name: a client may write out any of them (moby
+// turns a whiteout-named file under the AUFS hard-link directory into a
+// file elsewhere through a hard link). Hard links are scanned again under
+// their own name (scanLink).
 func (w *walker) walkTar(r io.Reader) error {
 	tr := tar.NewReader(r)
+	w.links = newLinkStore(linkStoreBytes)
+	defer w.links.release()
 	for {
 		if err := w.st.ctx.Err(); err != nil {
 			return err
@@ -263,36 +276,147 @@ func (w *walker) walkTar(r io.Reader) error {
 		if err != nil {
 			return fmt.Errorf("read tar header: %w", err)
 		}
-		// Links, directories and devices carry no content of their own;
-		// a hard link's target is scanned where it is stored.
-		if hdr.Typeflag != tar.TypeReg && hdr.Typeflag != tar.TypeGNUSparse {
+		switch hdr.Typeflag {
+		case tar.TypeLink:
+			if err := w.scanLink(hdr); err != nil {
+				return err
+			}
+			continue
+		case tar.TypeSymlink, tar.TypeChar, tar.TypeBlock, tar.TypeDir, tar.TypeFifo:
+			// archive/tar gives these no body whatever their size field
+			// says; a symlink's target is scanned under its own name.
+			continue
+		case tar.TypeXGlobalHeader:
+			// Its body is PAX records, read by archive/tar; no client
+			// writes it out.
 			continue
 		}
 		name := cleanPath(hdr.Name)
 		base := path.Base(name)
-		if strings.HasPrefix(base, ".wh.") {
-			continue
-		}
-		w.files++
-		if w.files > w.s.limits.MaxFiles {
-			return limitError("layer has more than MaxFiles %d regular files", w.s.limits.MaxFiles)
-		}
-		if hdr.Size > w.s.limits.MaxFileBytes {
-			return limitError("file %s is %d bytes, more than MaxFileBytes %d", name, hdr.Size, w.s.limits.MaxFileBytes)
+		if err := w.countFile(name, hdr.Size); err != nil {
+			return err
 		}
 		if w.count.n+hdr.Size > w.count.limit {
 			return limitError("file %s (%d bytes) takes the layer past MaxLayerBytes %d", name, hdr.Size, w.count.limit)
 		}
-		if err := w.scanFile(item{path: name, name: base, ext: extension(base), exec: hdr.Mode&0o111 != 0}, tr, hdr.Size); err != nil {
+		var body io.Reader = tr
+		ring, start, kept := w.links.keep(hdr.Size)
+		if kept {
+			body = io.TeeReader(tr, ring)
+		}
+		exec, err := w.scanFile(item{path: name, name: base, ext: extension(base), exec: hdr.Mode&0o111 != 0}, body, hdr.Size)
+		if err != nil {
+			return err
+		}
+		w.links.add(hdr.Name, name, &linkEntry{start: start, size: hdr.Size, kept: kept, exec: exec})
+	}
+}
+
+// countFile counts one more file scanned and checks MaxFiles and
+// MaxFileBytes.
+func (w *walker) countFile(name string, size int64) error {
+	w.files++
+	if w.files > w.s.limits.MaxFiles {
+		return limitError("layer has more than MaxFiles %d files", w.s.limits.MaxFiles)
+	}
+	if size > w.s.limits.MaxFileBytes {
+		return limitError("file %s is %d bytes, more than MaxFileBytes %d", name, size, w.s.limits.MaxFileBytes)
+	}
+	return nil
+}
+
+// scanLink scans a hard link's target content again under the link's
+// path, so a finding names the path the host will see and rules that
+// look at names judge that name. The link shares its target's inode, and
+// a client sets the inode's mode to the link's (moby's UnpackLayer
+// does): the link is scanned as executable when either is, and when the
+// link makes a non-executable inode executable, the inode's earlier names
+// are scanned again as executable.
+//
+// The target must be a regular file (or a hard link to one) earlier in
+// this layer, or one of moby's AUFS hard-link files; anything else is
+// refused as corrupt: a tar writer emits a link only after its target,
+// and a link into an earlier layer would carry content this scan cannot
+// see under a name it chose. When the target's content is no longer in
+// the link store (larger than the store, or pushed out by later files),
+// the link is scanned by name only: an empty body with the exec bit,
+// which is what rules on names and paths look at; the content itself was
+// scanned under the target's own name.
+func (w *walker) scanLink(hdr *tar.Header) error {
+	name := cleanPath(hdr.Name)
+	e, viaPlnk, ok := w.links.resolve(hdr.Linkname)
+	if !ok {
+		return corruptError("hard link "+name, fmt.Errorf("target %q is not a regular file earlier in this layer", hdr.Linkname))
+	}
+	linkExec := hdr.Mode&0o111 != 0
+	if !e.exec && e.names == nil && !viaPlnk {
+		// The target's own path, in case a later link makes it executable;
+		// AUFS hard-link files are not written under their own path.
+		if err := w.links.addName(e, cleanPath(hdr.Linkname)); err != nil {
 			return err
 		}
 	}
+	if linkExec && !e.exec {
+		for _, n := range e.names {
+			if _, err := w.scanAs(n, e, true); err != nil {
+				return err
+			}
+		}
+		e.names = nil
+		e.exec = true
+	}
+	exec, err := w.scanAs(name, e, e.exec || linkExec)
+	if err != nil {
+		return err
+	}
+	e.exec = e.exec || exec
+	if !e.exec {
+		if err := w.links.addName(e, name); err != nil {
+			return err
+		}
+	}
+	w.links.add(hdr.Name, name, e)
+	return nil
+}
+
+// scanAs scans a kept entry's content under name (by name only when the
+// content is no longer kept). The bytes count against MaxLayerBytes.
+func (w *walker) scanAs(name string, e *linkEntry, exec bool) (bool, error) {
+	base := path.Base(name)
+	if err := w.countFile(name, e.size); err != nil {
+		return false, err
+	}
+	body, kept := w.links.content(e)
+	size := e.size
+	if !kept {
+		body, size = bytes.NewReader(nil), 0
+	}
+	w.rescanned += size
+	if w.count.n+w.rescanned > w.count.limit {
+		return false, limitError("hard link %s takes the bytes scanned past MaxLayerBytes %d", name, w.count.limit)
+	}
+	return w.scanFile(item{path: name, name: base, ext: extension(base), exec: exec}, body, size)
+}
+
+// walkTrailer scans what follows a tar's end-of-archive blocks in an
+// artifact as one raw file "/": no tar reader looks at it, but an
+// artifact's reader may.
+func (w *walker) walkTrailer(r io.Reader) error {
+	br := bufio.NewReaderSize(r, blockSize)
+	if _, err := br.Peek(1); err != nil {
+		if err == io.EOF {
+			return nil
+		}
+		return err
+	}
+	return w.walkRaw(br)
 }
 
 // walkRaw scans a blob that is not a tar as one file named "/".
 func (w *walker) walkRaw(r io.Reader) error {
 	w.files++
-	return w.scanFile(item{path: "/", name: "", ext: ""}, r, -1)
+	_, err := w.scanFile(item{path: "/", name: "", ext: ""}, r, -1)
+	return err
 }
 
 func cleanPath(name string) string { return path.Clean("/" + name) }
@@ -321,7 +445,8 @@ func hasExecMagic(b []byte) bool {
 // scanFile reads one file of known size (or, for size < 0, up to EOF) and
 // submits it: packed into the current batch when it fits, otherwise in
 // overlapping windows.
-func (w *walker) scanFile(it item, r io.Reader, size int64) error {
+// It returns whether the file was taken as executable (mode or magic).
+func (w *walker) scanFile(it item, r io.Reader, size int64) (bool, error) {
 	if size >= 0 && size <= int64(w.s.batchSize) {
 		return w.addSmall(it, r, int(size), w.s.batchSize)
 	}
@@ -333,22 +458,22 @@ func (w *walker) scanFile(it item, r io.Reader, size int64) error {
 // its item lists stay small.
 const maxBatchItems = 1024
 
-func (w *walker) addSmall(it item, r io.Reader, size, batchCap int) error {
+func (w *walker) addSmall(it item, r io.Reader, size, batchCap int) (bool, error) {
 	if w.batch != nil && (w.used+size > batchCap || len(w.batch.items) >= maxBatchItems) {
 		if err := w.flush(); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if w.batch == nil {
 		if err := w.st.acquire(); err != nil {
-			return err
+			return false, err
 		}
 		w.batch = &job{scan: w.st, buf: w.s.batches.get()}
 		w.used = 0
 	}
 	data := w.batch.buf.b[w.used : w.used+size]
 	if _, err := io.ReadFull(r, data); err != nil {
-		return fmt.Errorf("read %s: %w", it.path, noEOF(err))
+		return false, fmt.Errorf("read %s: %w", it.path, noEOF(err))
 	}
 	w.used += size
 	w.bytes += int64(size)
@@ -356,7 +481,7 @@ func (w *walker) addSmall(it item, r io.Reader, size, batchCap int) error {
 	it.hash = w.s.knownBad != nil
 	it.data = data
 	w.batch.items = append(w.batch.items, it)
-	return nil
+	return it.exec, nil
 }
 
 // flush submits the current batch, if any.
@@ -371,7 +496,7 @@ func (w *walker) flush() error {
 
 // scanWindows submits a large file as windows of Window bytes, each
 // starting windowOverlap bytes before the previous one ended.
-func (w *walker) scanWindows(it item, r io.Reader, size int64) error {
+func (w *walker) scanWindows(it item, r io.Reader, size int64) (bool, error) {
 	window := int(w.s.limits.Window)
 	maxBytes := w.s.limits.MaxFileBytes
 	var read int64
@@ -382,7 +507,7 @@ func (w *walker) scanWindows(it item, r io.Reader, size int64) error {
 	}
 	for first := true; ; first = false {
 		if err := w.st.acquire(); err != nil {
-			return err
+			return false, err
 		}
 		buf := w.s.windows.get()
 		n := copy(buf.b, w.tail)
@@ -397,14 +522,14 @@ func (w *walker) scanWindows(it item, r io.Reader, size int64) error {
 			if size >= 0 || (err != io.EOF && err != io.ErrUnexpectedEOF) {
 				buf.put()
 				w.st.release()
-				return fmt.Errorf("read %s: %w", it.path, noEOF(err))
+				return false, fmt.Errorf("read %s: %w", it.path, noEOF(err))
 			}
 			last = true
 		}
 		if size < 0 && read > maxBytes {
 			buf.put()
 			w.st.release()
-			return limitError("file %s is more than MaxFileBytes %d", it.path, maxBytes)
+			return false, limitError("file %s is more than MaxFileBytes %d", it.path, maxBytes)
 		}
 		if last && m == 0 && !first {
 			// An unsized stream ended exactly at a window boundary.
@@ -427,7 +552,7 @@ func (w *walker) scanWindows(it item, r io.Reader, size int64) error {
 		wi := it
 		wi.data = data
 		if err := w.s.submit(&job{scan: w.st, buf: buf, items: []item{wi}}); err != nil {
-			return err
+			return false, err
 		}
 		if last {
 			break
@@ -440,7 +565,7 @@ func (w *walker) scanWindows(it item, r io.Reader, size int64) error {
 			w.st.add(f)
 		}
 	}
-	return nil
+	return it.exec, nil
 }
 
 // noEOF reports a short file as unexpected EOF: inside a tar, EOF before

@@ -1,6 +1,7 @@
 package scanner
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
@@ -166,19 +167,24 @@ func TestScanLayerCounts(t *testing.T) {
 		reg("a", 0o644, "hello"),
 		reg("b/c", 0o644, strings.Repeat("x", 3<<20)),
 		reg("b/.wh.d", 0o644, ""),
-		tfile{name: "e", typeflag: '2', link: "a"},
+		tfile{name: "e", typeflag: tar.TypeSymlink, link: "a"},
+		tfile{name: "f", typeflag: tar.TypeLink, link: "a"},
 	)
 	res, err := s.ScanLayer(context.Background(), bytes.NewReader(layer), Background)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Files != 2 || res.Bytes != 5+3<<20 {
-		t.Errorf("Files, Bytes = %d, %d; want 2, %d", res.Files, res.Bytes, 5+3<<20)
+	// The whiteout is scanned, the symlink is not (it has no body), the
+	// hard link is scanned again under its own name.
+	if want := int64(5 + 3<<20 + 5); res.Files != 4 || res.Bytes != want {
+		t.Errorf("Files, Bytes = %d, %d; want 4, %d", res.Files, res.Bytes, want)
 	}
 }
 
-// A blob that is neither compressed nor a tar is scanned as one file "/".
-func TestScanLayerRawBlob(t *testing.T) {
+// An artifact blob that is neither compressed nor a tar is scanned as one
+// file "/"; the same blob as a layer is refused, as no client could
+// unpack it.
+func TestScanArtifactRawBlob(t *testing.T) {
 	s := newTestScanner(t, Options{Workers: 2, Limits: Limits{Window: minWindow}})
 	cases := []struct {
 		name string
@@ -193,7 +199,7 @@ func TestScanLayerRawBlob(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			res, err := s.ScanLayer(context.Background(), bytes.NewReader(c.blob), Interactive)
+			res, err := s.ScanArtifact(context.Background(), bytes.NewReader(c.blob), Interactive)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -202,6 +208,14 @@ func TestScanLayerRawBlob(t *testing.T) {
 			}
 			if res.Files != 1 {
 				t.Errorf("Files = %d, want 1", res.Files)
+			}
+			_, err = s.ScanLayer(context.Background(), bytes.NewReader(c.blob), Interactive)
+			if len(c.blob) == 0 {
+				if err != nil {
+					t.Errorf("ScanLayer of an empty blob: %v, want an empty layer", err)
+				}
+			} else if !errors.Is(err, ErrCorrupt) {
+				t.Errorf("ScanLayer: err = %v, want ErrCorrupt", err)
 			}
 		})
 	}
@@ -225,11 +239,15 @@ func TestScanLayerReadsToEOF(t *testing.T) {
 	padded := append(append([]byte(nil), layer...), make([]byte, 10240)...) // tar's own block padding
 	two := append(gzipBytes(t, layer[:1024]), gzipBytes(t, layer[1024:])...)
 	for name, blob := range map[string][]byte{
-		"tar":          layer,
-		"tar+padding":  padded,
-		"gzip":         gzipBytes(t, layer),
-		"gzip members": two,
-		"zstd":         zstdBytes(t, padded),
+		"tar":                           layer,
+		"tar+padding":                   padded,
+		"gzip":                          gzipBytes(t, layer),
+		"gzip members":                  two,
+		"zstd":                          zstdBytes(t, padded),
+		"zstd, skippable frames around": append(append(zstdSkippable(nil), zstdBytes(t, layer)...), zstdSkippable([]byte("end"))...),
+		"bzip2 streams":                 append(cli(t, layer[:1024], "bzip2", "-c"), cli(t, layer[1024:], "bzip2", "-c")...),
+		"xz":                            cli(t, padded, "xz", "-c", "-1"),
+		"xz, stream padding":            append(cli(t, layer, "xz", "-c", "-1"), 0, 0, 0, 0),
 	} {
 		t.Run(name, func(t *testing.T) {
 			rc := &readCounter{r: bytes.NewReader(blob)}
@@ -254,6 +272,8 @@ func TestScanLayerCorrupt(t *testing.T) {
 	badCRC := bytes.Clone(gz)
 	badCRC[len(badCRC)-6] ^= 0xff
 	zs := zstdBytes(t, layer)
+	bz := cli(t, layer, "bzip2", "-c")
+	xzs := cli(t, layer, "xz", "-c", "-1")
 
 	cases := map[string][]byte{
 		"broken first tar header":  badHeader,
@@ -265,6 +285,14 @@ func TestScanLayerCorrupt(t *testing.T) {
 		"gzip trailing garbage":    append(bytes.Clone(gz), "trailing"...),
 		"truncated zstd":           zs[:len(zs)/2],
 		"zstd garbage":             append([]byte{0x28, 0xb5, 0x2f, 0xfd}, samples.Filler(5000)...),
+		"truncated bzip2":          bz[:len(bz)/2],
+		"bzip2 trailing garbage":   append(bytes.Clone(bz), "trailing"...),
+		"bzip2 garbage":            append([]byte("BZh9"), samples.Filler(5000)...),
+		"truncated xz":             xzs[:len(xzs)/2],
+		"xz trailing garbage":      append(bytes.Clone(xzs), "trailing"...),
+		"xz garbage":               append([]byte{0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00}, samples.Filler(5000)...),
+		"not a tar":                samples.Filler(5000),
+		"short non-tar":            []byte("hi"),
 	}
 	for name, blob := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -9,7 +9,9 @@ import (
 // ErrLimit is wrapped by every error caused by a limit; errors.Is(err, ErrLimit).
 var ErrLimit = errors.New("scan limit exceeded")
 
-// ErrCorrupt is wrapped when the content is not a readable tar/gzip/zstd stream.
+// ErrCorrupt is wrapped when the content cannot be decoded as its clients
+// decode it: a broken compressed stream, a layer that is not a tar, or a
+// hard link to content the layer does not hold.
 var ErrCorrupt = errors.New("corrupt layer")
 
 // ErrClosed is returned by scans submitted after Close.

@@ -76,6 +76,7 @@ func TestLimits(t *testing.T) {
 		limits  Limits
 		blob    func(t *testing.T) io.Reader
 		wantMsg string
+		scan    func(*Scanner) func(context.Context, io.Reader, Prioritizer) (Result, error) // default ScanLayer
 	}{
 		{
 			name:    "gzip bomb, 20 GB of zeros",
@@ -106,6 +107,7 @@ func TestLimits(t *testing.T) {
 			limits:  Limits{MaxFileBytes: 1 << 20, Window: minWindow},
 			blob:    func(t *testing.T) io.Reader { return bytes.NewReader(samples.Filler(3 << 20)) },
 			wantMsg: "MaxFileBytes 1048576",
+			scan:    func(s *Scanner) func(context.Context, io.Reader, Prioritizer) (Result, error) { return s.ScanArtifact },
 		},
 	}
 	for _, c := range cases {
@@ -114,7 +116,11 @@ func TestLimits(t *testing.T) {
 			var before, after runtime.MemStats
 			runtime.ReadMemStats(&before)
 			start := time.Now()
-			_, err := s.ScanLayer(context.Background(), c.blob(t), Interactive)
+			scan := s.ScanLayer
+			if c.scan != nil {
+				scan = c.scan(s)
+			}
+			_, err := scan(context.Background(), c.blob(t), Interactive)
 			elapsed := time.Since(start)
 			runtime.ReadMemStats(&after)
 			if !errors.Is(err, ErrLimit) {

@@ -22,11 +22,11 @@ const (
 	SeverityLow    = "low"
 )
 
-// Result is what one ScanLayer or ScanConfig call found.
+// Result is what one ScanLayer, ScanArtifact or ScanConfig call found.
 type Result struct {
 	Findings []Finding
-	Files    int64 // regular files scanned
-	Bytes    int64 // uncompressed bytes scanned
+	Files    int64 // files scanned: tar entries with a body, hard links (under their own name), or a raw blob as one
+	Bytes    int64 // uncompressed bytes scanned, those scanned again under a hard link's name included
 	Duration time.Duration
 }
 

@@ -1,0 +1,198 @@
+package scanner
+
+import (
+	"bufio"
+	"bytes"
+	"compress/bzip2"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+
+	"github.com/pullgate/pullgate/internal/isal"
+)
+
+// compression is how a blob is compressed, detected from its first bytes
+// exactly as the clients that unpack layers detect it: moby's
+// archive.DecompressStream (Docker Engine) knows bzip2, gzip, xz and zstd,
+// containerd's compression.DecompressStream gzip and zstd, with the same
+// magic bytes. Whatever matches none of them is taken as uncompressed by
+// both, and so by the scanner.
+type compression int
+
+const (
+	uncompressed compression = iota
+	compressedBzip2
+	compressedGzip
+	compressedXz
+	compressedZstd
+)
+
+func (c compression) String() string {
+	return [...]string{"uncompressed", "bzip2", "gzip", "xz", "zstd"}[c]
+}
+
+// The magic bytes moby and containerd check; gzip includes its only
+// method byte (deflate), so 1f 8b followed by anything else is, for the
+// clients, the start of an uncompressed tar.
+var (
+	bzip2Magic = []byte{0x42, 0x5a, 0x68} // "BZh"
+	gzipMagic  = []byte{0x1f, 0x8b, 0x08}
+	xzMagic    = []byte{0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00}
+	zstdMagic  = []byte{0x28, 0xb5, 0x2f, 0xfd}
+)
+
+// zstd skippable frames (magic 0x184D2A50 to 0x184D2A5F) may start a
+// zstd stream; containerd and moby both take them as zstd.
+const (
+	zstdSkippableStart = 0x184d2a50
+	zstdSkippableMask  = 0xfffffff0
+)
+
+// detectPeek is how many bytes detection looks at (moby peeks 10).
+const detectPeek = 10
+
+// detectCompression says how a blob starting with b is compressed, in
+// moby's order of checks.
+func detectCompression(b []byte) compression {
+	switch {
+	case bytes.HasPrefix(b, bzip2Magic):
+		return compressedBzip2
+	case bytes.HasPrefix(b, gzipMagic):
+		return compressedGzip
+	case bytes.HasPrefix(b, xzMagic):
+		return compressedXz
+	case bytes.HasPrefix(b, zstdMagic),
+		len(b) >= 8 && binary.LittleEndian.Uint32(b)&zstdSkippableMask == zstdSkippableStart:
+		return compressedZstd
+	}
+	return uncompressed
+}
+
+// zstdMaxWindow bounds the memory a zstd stream may make the decoder hold.
+// Layers compressed with a larger window (zstd --long=27 and up) are
+// refused with ErrLimit rather than allowed to pin that much memory.
+const zstdMaxWindow = 64 << 20
+
+// xzMaxDict bounds the LZMA2 dictionary an xz stream may ask for: the
+// decoder allocates the dictionary the stream header names. xz -9 uses
+// 64 MiB; larger dictionaries are refused with ErrLimit.
+const xzMaxDict = 64 << 20
+
+var zstdPool = sync.Pool{New: func() any {
+	d, err := zstd.NewReader(nil,
+		zstd.WithDecoderConcurrency(1), // decode in the walker's goroutine
+		zstd.WithDecoderLowmem(true),
+		zstd.WithDecoderMaxWindow(zstdMaxWindow),
+	)
+	if err != nil {
+		panic(fmt.Sprintf("zstd decoder options: %v", err))
+	}
+	return d
+}}
+
+// decompress returns the decompressed stream of br and a function that
+// releases the decoder. Every decoder reads br to the end of its own
+// format and fails on trailing bytes that are not another stream of it,
+// so reading to EOF verifies every checksum.
+func decompress(c compression, br *bufio.Reader) (io.Reader, func(), error) {
+	switch c {
+	case compressedGzip:
+		// ISA-L inflates about three times as fast as Go on one core,
+		// and inflating is most of a cold pull's CPU.
+		zr, err := isal.NewReader(br)
+		if err != nil {
+			return nil, nil, err
+		}
+		return zr, func() { zr.Close() }, nil
+	case compressedZstd:
+		zr := zstdPool.Get().(*zstd.Decoder)
+		if err := zr.Reset(br); err != nil {
+			zstdPool.Put(zr)
+			return nil, nil, corruptError("read zstd header", err)
+		}
+		return zr, func() {
+			zr.Reset(nil)
+			zstdPool.Put(zr)
+		}, nil
+	case compressedBzip2:
+		// compress/bzip2 reads concatenated streams as one, as moby does
+		// with the same package; its memory is bounded by the format
+		// (900 kB blocks).
+		return bzip2.NewReader(br), func() {}, nil
+	case compressedXz:
+		xr, err := xz.NewReader(newXzGuard(br))
+		if err != nil {
+			return nil, nil, corruptError("read xz header", err)
+		}
+		return xr, func() {}, nil
+	}
+	return br, func() {}, nil
+}
+
+// checkXzBlockHeader checks the LZMA2 dictionary size in a whole xz
+// block header b. A header it cannot parse is left to the decoder, which
+// refuses it.
+func checkXzBlockHeader(b []byte) error {
+	if len(b) == 0 || b[0] == 0 { // index indicator: no block
+		return nil
+	}
+	size := (int(b[0]) + 1) * 4
+	if len(b) < size {
+		return nil
+	}
+	h := b[1:size]
+	flags := h[0]
+	nfilters := int(flags&0x03) + 1
+	i := 1
+	varint := func() (uint64, bool) {
+		v, n := binary.Uvarint(h[i:])
+		if n <= 0 {
+			return 0, false
+		}
+		i += n
+		return v, true
+	}
+	if flags&0x40 != 0 { // compressed size present
+		if _, ok := varint(); !ok {
+			return nil
+		}
+	}
+	if flags&0x80 != 0 { // uncompressed size present
+		if _, ok := varint(); !ok {
+			return nil
+		}
+	}
+	for range nfilters {
+		id, ok := varint()
+		if !ok {
+			return nil
+		}
+		n, ok := varint()
+		if !ok || n > uint64(len(h)-i) {
+			return nil
+		}
+		props := h[i : i+int(n)]
+		i += int(n)
+		if id == 0x21 && len(props) == 1 { // LZMA2
+			if d := xzDictSize(props[0]); d > xzMaxDict {
+				return limitError("xz stream needs a %d byte dictionary, more than %d", d, xzMaxDict)
+			}
+		}
+	}
+	return nil
+}
+
+// xzDictSize decodes an LZMA2 dictionary size byte.
+func xzDictSize(p byte) int64 {
+	if p > 40 {
+		return 1 << 40 // invalid; the decoder refuses it
+	}
+	if p == 40 {
+		return 1<<32 - 1
+	}
+	return int64(2|p&1) << (p/2 + 11)
+}
