@@ -1,11 +1,16 @@
 package proxy
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"path"
 	"strings"
 
+	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/storage"
 )
 
 // RepoPolicy is the publisher policy of one registry, checked before any
@@ -23,27 +28,70 @@ type DigestSet interface {
 	Has(digest.Digest) bool
 }
 
+// admitName refuses a repository that an operator denied, or that the
+// registry's publisher policy does not admit. An operator's allow on the
+// repository lifts the publisher policy for it and does nothing more: the
+// content it serves is still judged by its digests.
+func (s *Server) admitName(ctx context.Context, registry, repo string) error {
+	name := registry + "/" + repo
+	o, err := s.opts.Verdicts.Override(ctx, name)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+	case err != nil:
+		return errUnavailable(fmt.Sprintf("pullgate: %s refused: verdict store unavailable: %v", name, err))
+	case o.Action == storage.Deny:
+		return errDenied(fmt.Sprintf("pullgate: %s denied by operator %s: %s", name, o.Actor, o.Reason))
+	case o.Action == storage.Allow:
+		return nil
+	}
+	return s.checkPolicy(registry, repo)
+}
+
+// admitLinked refuses content that is also carried by a repository
+// admitName refuses: a denied image asked for by digest under another name
+// is the same bytes. requested is the name the client used, already admitted.
+func (s *Server) admitLinked(ctx context.Context, requested, what string, links storage.Links) error {
+	for _, name := range links.Repos {
+		if name == requested {
+			continue
+		}
+		registry, repo, ok := strings.Cut(name, "/")
+		if !ok {
+			continue
+		}
+		if err := s.admitName(ctx, registry, repo); err != nil {
+			e := asAPIError(err)
+			msg := fmt.Sprintf("pullgate: %s refused: the same content is in %s, which is refused (%s)", what, name, strings.TrimPrefix(e.Message, "pullgate: "))
+			if e.Code == errcode.ErrorCodeDenied {
+				return errDenied(msg)
+			}
+			return errUnavailable(msg)
+		}
+	}
+	return nil
+}
+
 // checkPolicy refuses a repository the registry's policy does not admit,
 // saying which rule refused it.
-func (s *Server) checkPolicy(t target) error {
-	p, ok := s.opts.Policy[t.Registry]
+func (s *Server) checkPolicy(registry, repo string) error {
+	p, ok := s.opts.Policy[registry]
 	if !ok {
 		return nil
 	}
 	for _, pat := range p.Deny {
-		if globMatch(pat, t.Repo) {
-			return errDenied(fmt.Sprintf("pullgate: %s/%s refused by policy: repository matches deny pattern %q of %s", t.Registry, t.Repo, pat, t.Registry))
+		if globMatch(pat, repo) {
+			return errDenied(fmt.Sprintf("pullgate: %s/%s refused by policy: repository matches deny pattern %q of %s", registry, repo, pat, registry))
 		}
 	}
 	if len(p.Allow) == 0 {
 		return nil
 	}
 	for _, pat := range p.Allow {
-		if globMatch(pat, t.Repo) {
+		if globMatch(pat, repo) {
 			return nil
 		}
 	}
-	return errDenied(fmt.Sprintf("pullgate: %s/%s refused by policy: repository is not on the allow list of %s", t.Registry, t.Repo, t.Registry))
+	return errDenied(fmt.Sprintf("pullgate: %s/%s refused by policy: repository is not on the allow list of %s", registry, repo, registry))
 }
 
 // globMatch matches a repository path against a pattern; "*" stays within
