@@ -95,7 +95,10 @@ func TestRedisGoneMidUse(t *testing.T) {
 	srv.Stop()
 
 	calls := map[string]func(ctx context.Context) error{
-		"Verdict":  func(ctx context.Context) error { _, err := s.Verdict(ctx, d, "rules-v1", storage.ContextLayer); return err },
+		"Verdict": func(ctx context.Context) error {
+			_, err := s.Verdict(ctx, d, "rules-v1", storage.ContextLayer)
+			return err
+		},
 		"Verdicts": func(ctx context.Context) error { _, err := s.Verdicts(ctx, d); return err },
 		"PutVerdict": func(ctx context.Context) error {
 			return s.PutVerdict(ctx, storetest.SampleVerdict(d, "rules-v2", storage.StatusClean))
