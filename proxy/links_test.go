@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -264,5 +265,37 @@ func TestDigestServedOnlyUnderConfirmedNames(t *testing.T) {
 	// What is linked is still served from the store.
 	if resp, body := f.do(t, "GET", "/v2/library/real/manifests/"+mdgst.String()); resp.StatusCode != 200 {
 		t.Errorf("linked manifest with upstream down: %d %s", resp.StatusCode, body)
+	}
+}
+
+// A digest carried by many repositories has their overrides read at once;
+// a deny on any one of them still refuses it under the others.
+func TestDenyAmongManyLinkedNames(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	img := testregistry.CleanImage("popular")
+	mdgst := f.hub.Push(t, "library/real", "1", img)
+	path := "/v2/library/real/manifests/" + mdgst.String()
+	if resp, body := f.do(t, "GET", path); resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	for i := range manyLinks + 2 {
+		if err := f.store.PutLink(ctx, fmt.Sprintf("docker.io/team/app-%d", i), mdgst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if resp, body := f.do(t, "GET", path); resp.StatusCode != 200 {
+		t.Fatalf("many names, none refused: %d %s", resp.StatusCode, body)
+	}
+	o := storage.Override{Subject: "docker.io/team/app-3", Action: storage.Deny, Reason: "compromised", Actor: "admin", Time: time.Now()}
+	if err := f.store.PutOverride(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := f.do(t, "GET", path)
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("one of many names denied: %d %s", resp.StatusCode, body)
+	}
+	if _, msg := ociError(t, body); !strings.Contains(msg, "docker.io/team/app-3") || !strings.Contains(msg, "compromised") {
+		t.Fatalf("message %q", msg)
 	}
 }

@@ -33,8 +33,14 @@ type DigestSet interface {
 // repository lifts the publisher policy for it and does nothing more: the
 // content it serves is still judged by its digests.
 func (s *Server) admitName(ctx context.Context, registry, repo string) error {
+	return s.admitNameWith(registry, repo, func(name string) (storage.Override, error) {
+		return s.opts.Verdicts.Override(ctx, name)
+	})
+}
+
+func (s *Server) admitNameWith(registry, repo string, override func(string) (storage.Override, error)) error {
 	name := registry + "/" + repo
-	o, err := s.opts.Verdicts.Override(ctx, name)
+	o, err := override(name)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 	case err != nil:
@@ -47,10 +53,32 @@ func (s *Server) admitName(ctx context.Context, registry, repo string) error {
 	return s.checkPolicy(registry, repo)
 }
 
+// manyLinks is how many other names a digest may have before their
+// overrides are read in one request (all overrides at once) rather than one
+// request each.
+const manyLinks = 4
+
 // admitLinked refuses content that is also carried by a repository
 // admitName refuses: a denied image asked for by digest under another name
 // is the same bytes. requested is the name the client used, already admitted.
 func (s *Server) admitLinked(ctx context.Context, requested, what string, links storage.Links) error {
+	override := func(name string) (storage.Override, error) { return s.opts.Verdicts.Override(ctx, name) }
+	if len(links.Repos) > manyLinks {
+		all, err := s.opts.Verdicts.Overrides(ctx)
+		if err != nil {
+			return errUnavailable(fmt.Sprintf("pullgate: %s refused: verdict store unavailable: %v", what, err))
+		}
+		by := make(map[string]storage.Override, len(all))
+		for _, o := range all {
+			by[o.Subject] = o
+		}
+		override = func(name string) (storage.Override, error) {
+			if o, ok := by[name]; ok {
+				return o, nil
+			}
+			return storage.Override{}, storage.ErrNotFound
+		}
+	}
 	for _, name := range links.Repos {
 		if name == requested {
 			continue
@@ -59,7 +87,7 @@ func (s *Server) admitLinked(ctx context.Context, requested, what string, links 
 		if !ok {
 			continue
 		}
-		if err := s.admitName(ctx, registry, repo); err != nil {
+		if err := s.admitNameWith(registry, repo, override); err != nil {
 			e := asAPIError(err)
 			msg := fmt.Sprintf("pullgate: %s refused: the same content is in %s, which is refused (%s)", what, name, strings.TrimPrefix(e.Message, "pullgate: "))
 			if e.Code == errcode.ErrorCodeDenied {
