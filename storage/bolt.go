@@ -196,7 +196,14 @@ func (s *BoltStore) PutLink(ctx context.Context, repo string, dgst digest.Digest
 			return err
 		}
 		if links.Get([]byte(repo)) == nil {
-			if links.Stats().KeyN >= MaxLinks {
+			// Counted with a cursor: Stats does not see the writes of
+			// this transaction, which Batch shares between callers.
+			n := 0
+			c := links.Cursor()
+			for k, _ := c.First(); k != nil && n < MaxLinks; k, _ = c.Next() {
+				n++
+			}
+			if n >= MaxLinks {
 				return fmt.Errorf("%w: %d repositories already carry it", ErrLimit, MaxLinks)
 			}
 			if err := links.Put([]byte(repo), []byte{}); err != nil {
