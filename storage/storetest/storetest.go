@@ -485,6 +485,12 @@ func testCancelled(t *testing.T, s storage.Store) {
 	if err := s.PutVerdict(c, SampleVerdict(d, "rules-v2", storage.StatusClean)); err == nil {
 		t.Fatal("PutVerdict with a cancelled context succeeded")
 	}
+	if _, err := s.Links(c, d); err == nil {
+		t.Fatal("Links with a cancelled context succeeded")
+	}
+	if err := s.PutLink(c, "docker.io/library/alpine", d); err == nil {
+		t.Fatal("PutLink with a cancelled context succeeded")
+	}
 }
 
 // testClosed checks a closed store answers with errors, never with "not
@@ -502,6 +508,14 @@ func testClosed(t *testing.T, s storage.Store) {
 	}
 	if _, err := s.Verdict(ctx(t), Digest("closed"), "rules-v1", storage.ContextLayer); err == nil || errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("Verdict after Close: %v, want an error that is not ErrNotFound", err)
+	}
+	// Links decide which names' denies apply: an empty answer from a
+	// closed store would let content past them.
+	if _, err := s.Links(ctx(t), Digest("closed")); err == nil {
+		t.Fatal("Links after Close succeeded")
+	}
+	if err := s.PutLink(ctx(t), "docker.io/library/nginx", Digest("closed")); err == nil {
+		t.Fatal("PutLink after Close succeeded")
 	}
 	if err := s.Ping(ctx(t)); err == nil {
 		t.Fatal("Ping after Close succeeded")
