@@ -196,7 +196,7 @@ func (s *Server) overrideOf(ctx context.Context, subject string) (*storage.Overr
 }
 
 // blockedWithOverrides is the blocked list with each entry's override on
-// its digest or its repository.
+// its digest, or a deny on its repository.
 func (s *Server) blockedWithOverrides(ctx context.Context) []BlockedImage {
 	list := s.live.blockedImages()
 	overrides, err := s.opts.Verdicts.Overrides(ctx)
@@ -211,7 +211,9 @@ func (s *Server) blockedWithOverrides(ctx context.Context) []BlockedImage {
 		if o, ok := by[list[i].Digest.String()]; ok {
 			list[i].Override = &o
 		} else if named, err := reference.ParseNormalizedNamed(list[i].Image); err == nil {
-			if o, ok := by[named.Name()]; ok {
+			// A repository allow does not lift a scan's refusal, so only
+			// a repository deny is shown as this image's override.
+			if o, ok := by[named.Name()]; ok && o.Action == storage.Deny {
 				list[i].Override = &o
 			}
 		}
