@@ -32,17 +32,13 @@ func minerConfigImage(name string) testregistry.Image {
 // in the background).
 func waitVerdict(t *testing.T, f *fixture, dgst digest.Digest, c storage.Context) storage.Verdict {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		v, err := f.store.Verdict(context.Background(), dgst, f.srv.scanner().RulesetID(), c)
-		if err == nil {
-			return v
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s verdict for %s: %v", c, dgst, err)
-		}
-		time.Sleep(20 * time.Millisecond) // polling a condition, with a deadline
-	}
+	var v storage.Verdict
+	waitFor(t, 20*time.Second, "a "+string(c)+" verdict for "+dgst.String(), func() bool {
+		var err error
+		v, err = f.store.Verdict(context.Background(), dgst, f.srv.scanner().RulesetID(), c)
+		return err == nil
+	})
+	return v
 }
 
 // A config fetched first as a bare blob is judged as what it is then (an
