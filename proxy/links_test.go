@@ -295,3 +295,33 @@ func TestDenyAmongManyLinkedNames(t *testing.T) {
 		t.Fatalf("message %q", msg)
 	}
 }
+
+// A blob no manifest has named is scanned as an artifact, and refused if
+// the same bytes are blocked in any other context.
+func TestBareBlobRefusedWhenBlockedInAnotherContext(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	clean := testregistry.Layer(testregistry.File{Path: "etc/motd", Data: []byte("hello")})
+	d := f.hub.PushBlob(t, "library/bare", clean)
+	other := f.hub.PushBlob(t, "library/bare", testregistry.Layer(testregistry.File{Path: "etc/issue", Data: []byte("welcome")}))
+
+	if resp, body := f.do(t, "GET", "/v2/library/bare/blobs/"+other.String()); resp.StatusCode != 200 || digest.FromBytes(body) != other {
+		t.Fatalf("a clean bare blob: %d", resp.StatusCode)
+	}
+	if v := waitVerdict(t, f, other, storage.ContextArtifact); v.Status != storage.StatusClean {
+		t.Fatalf("bare blob scanned as an artifact: %s", v.Status)
+	}
+
+	v := storage.Verdict{Digest: d, RulesetID: f.srv.scanner().RulesetID(), Context: storage.ContextConfig, Status: storage.StatusBlocked,
+		Findings: []storage.Finding{{Rule: "MinerInImageConfig", Category: "miner", Severity: "high", Path: "config:Entrypoint", Layer: d}}}
+	if err := f.store.PutVerdict(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := f.do(t, "GET", "/v2/library/bare/blobs/"+d.String())
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("bare blob blocked as a config: %d %s", resp.StatusCode, body)
+	}
+	if _, msg := ociError(t, body); !strings.Contains(msg, "MinerInImageConfig") {
+		t.Fatalf("message %q", msg)
+	}
+}
