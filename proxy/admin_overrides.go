@@ -136,9 +136,9 @@ func (s *Server) removeOverride(ctx context.Context, p principal, in string) ([]
 	return subjects, nil
 }
 
-// unclean lists the blobs of image manifest d whose verdict under the
-// current ruleset is not clean: from the manifest in the store, and from
-// the findings of its refusals.
+// unclean lists the blobs of image manifest d with a verdict under the
+// current ruleset, in any context, that is not clean: from the manifest in
+// the store, and from the findings of its refusals.
 func (s *Server) unclean(ctx context.Context, d digest.Digest) ([]digest.Digest, error) {
 	rid := s.scanner().RulesetID()
 	var candidates []digest.Digest
@@ -159,14 +159,15 @@ func (s *Server) unclean(ctx context.Context, d digest.Digest) ([]digest.Digest,
 			continue
 		}
 		seen[c] = true
-		v, err := s.opts.Verdicts.Verdict(ctx, c, rid)
-		switch {
-		case errors.Is(err, storage.ErrNotFound):
-			continue
-		case err != nil:
+		vs, err := s.opts.Verdicts.Verdicts(ctx, c)
+		if err != nil {
 			return nil, fmt.Errorf("verdict store: %w", err)
-		case v.Status != storage.StatusClean:
-			out = append(out, c)
+		}
+		for _, v := range vs {
+			if v.RulesetID == rid && v.Status != storage.StatusClean {
+				out = append(out, c)
+				break
+			}
 		}
 	}
 	return out, nil
@@ -195,7 +196,7 @@ func (s *Server) overrideOf(ctx context.Context, subject string) (*storage.Overr
 }
 
 // blockedWithOverrides is the blocked list with each entry's override on
-// its digest or its repository.
+// its digest, or a deny on its repository.
 func (s *Server) blockedWithOverrides(ctx context.Context) []BlockedImage {
 	list := s.live.blockedImages()
 	overrides, err := s.opts.Verdicts.Overrides(ctx)
@@ -210,7 +211,9 @@ func (s *Server) blockedWithOverrides(ctx context.Context) []BlockedImage {
 		if o, ok := by[list[i].Digest.String()]; ok {
 			list[i].Override = &o
 		} else if named, err := reference.ParseNormalizedNamed(list[i].Image); err == nil {
-			if o, ok := by[named.Name()]; ok {
+			// A repository allow does not lift a scan's refusal, so only
+			// a repository deny is shown as this image's override.
+			if o, ok := by[named.Name()]; ok && o.Action == storage.Deny {
 				list[i].Override = &o
 			}
 		}

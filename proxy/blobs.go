@@ -13,32 +13,47 @@ import (
 	"github.com/pullgate/pullgate/storage"
 )
 
-// blob serves HEAD|GET /v2/<name>/blobs/<digest>: from the store, only with
-// a clean verdict under the current ruleset. A blob without a verdict is
-// ingested first (held like a manifest); it is never streamed unscanned.
+// blob serves HEAD|GET /v2/<name>/blobs/<digest>: from the store, only under
+// a name upstream confirmed carries it, only if every name carrying it is
+// admitted, and only with a clean verdict under the current ruleset in
+// every context it is known in (see blobVerdict). A blob without a verdict
+// is ingested first (held like a manifest); it is never streamed unscanned.
 func (s *Server) blob(w http.ResponseWriter, r *http.Request, t target) {
 	start := time.Now()
 	ctx := r.Context()
 	holdCtx, cancel := context.WithTimeout(ctx, s.holdFor(r))
 	defer cancel()
 
-	ref := blobRef{Digest: t.Digest, Size: -1}
+	up := s.upstream(t)
 	name := t.Registry + "/" + t.Repo
-	od, hasOverride := s.overridden(ctx, t, t.Digest, name+"@"+t.Digest.String())
-	allowed := hasOverride && od.err == nil // an operator's allow on the digest or repository
-	if hasOverride && od.err != nil {
-		s.record(event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: name, Digest: t.Digest,
-			Decision: od.name(), Reason: od.message, Latency: time.Since(start)})
-		writeError(w, r, od.err)
-		return
-	}
-	if d, bad := s.knownBad(name, t.Digest, nil); bad {
+	image := name + "@" + t.Digest.String()
+	refuse := func(d decision) {
 		s.record(event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: name, Digest: t.Digest,
 			Decision: d.name(), Findings: d.findings, Reason: d.message, Latency: time.Since(start)})
 		writeError(w, r, d.err)
+	}
+	links, err := s.blobLinks(ctx, up, t)
+	if err != nil {
+		writeError(w, r, err)
 		return
 	}
-	v, err := s.verdict(holdCtx, s.upstream(t), t.Repo, ref)
+	if err := s.admitLinked(ctx, name, "blob "+t.Digest.String()+" of "+name, links); err != nil {
+		s.record(event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: name, Digest: t.Digest,
+			Decision: "policy", Reason: asAPIError(err).Message, Latency: time.Since(start)})
+		writeError(w, r, err)
+		return
+	}
+	od, hasOverride := s.overridden(ctx, t.Digest, image)
+	allowed := hasOverride && od.err == nil // an operator's allow on this digest
+	if hasOverride && od.err != nil {
+		refuse(od)
+		return
+	}
+	if d, bad := s.knownBad(name, t.Digest, nil); bad {
+		refuse(d)
+		return
+	}
+	ref, v, err := s.blobVerdict(holdCtx, up, t, links)
 	if err != nil {
 		switch {
 		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
@@ -55,17 +70,14 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request, t target) {
 	case blocked && allowed:
 		// An operator allowed what the scanner refused: fetch it as it is
 		// (digest verified), keep it, and say so in the audit trail.
-		if err := s.fetchOverridden(holdCtx, s.upstream(t), t.Repo, ref); err != nil {
+		if err := s.fetchOverridden(holdCtx, up, t.Repo, ref); err != nil {
 			writeError(w, r, upstreamError(fmt.Sprintf("pullgate: blob %s of %s", t.Digest, name), err))
 			return
 		}
 		s.record(event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: name, Digest: t.Digest,
 			Decision: od.name(), Findings: v.Findings, Reason: od.message, Latency: time.Since(start)})
 	case blocked:
-		d := s.blobRefusal(name, ref, v)
-		s.record(event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: name, Digest: t.Digest,
-			Decision: d.name(), Findings: d.findings, Reason: d.message, Latency: time.Since(start)})
-		writeError(w, r, d.err)
+		refuse(s.blobRefusal(name, ref, v))
 		return
 	}
 

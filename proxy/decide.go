@@ -115,7 +115,7 @@ func (s *Server) blobRefusal(name string, ref blobRef, v storage.Verdict) decisi
 	}
 	j := s.judge([]storage.Verdict{v})
 	config := digest.Digest("")
-	if ref.Config {
+	if ref.isConfig() {
 		config = ref.Digest
 	}
 	return blockedBy(name, j.blocked, config)

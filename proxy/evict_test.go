@@ -8,6 +8,7 @@ import (
 
 	"github.com/pullgate/pullgate/internal/testregistry"
 	"github.com/pullgate/pullgate/scanner"
+	"github.com/pullgate/pullgate/storage"
 )
 
 // Past its size the store gives up the blobs used least recently; their
@@ -76,7 +77,7 @@ func TestEvictKeepsTheStoreWithinItsSize(t *testing.T) {
 			t.Fatalf("a recently used layer was evicted: %v", err)
 		}
 	}
-	if _, err := f.store.Verdict(ctx, oldLayer, srv.scanner().RulesetID()); err != nil {
+	if _, err := f.store.Verdict(ctx, oldLayer, srv.scanner().RulesetID(), storage.ContextLayer); err != nil {
 		t.Fatalf("the evicted layer's verdict went too: %v", err)
 	}
 

@@ -33,10 +33,12 @@ type FlightInfo struct {
 	Digest   digest.Digest `json:"digest"`
 	Registry string        `json:"registry"`
 	Repo     string        `json:"repo"`
-	Kind     string        `json:"kind"` // layer or config
-	Size     int64         `json:"size"` // -1 when unknown
-	Started  time.Time     `json:"started"`
-	Bytes    int64         `json:"bytes"` // read so far
+	Kind     string        `json:"kind"` // layer, config, artifact, override; "rescan" added for a rescan
+	// Context is how the blob is scanned; one flight never serves two.
+	Context storage.Context `json:"context,omitempty"`
+	Size    int64           `json:"size"` // -1 when unknown
+	Started time.Time       `json:"started"`
+	Bytes   int64           `json:"bytes"` // read so far
 	// Background is true for a prefetch or a rescan nobody waits on yet.
 	Background bool `json:"background"`
 }
@@ -47,36 +49,44 @@ type FlightInfo struct {
 // cached for the retry.
 type flights struct {
 	mu sync.Mutex
-	m  map[digest.Digest]*flight
+	m  map[flightKey]*flight
 }
 
-// start returns the running flight for info.Digest, or starts fn as a new
+// flightKey: the same bytes scanned in two contexts are two ingests, each
+// with its own verdict.
+type flightKey struct {
+	digest  digest.Digest
+	context storage.Context
+}
+
+// start returns the running flight for info.Digest in info.Context, or starts fn as a new
 // one; fn reports its progress on the flight it is given. A caller at
 // Interactive priority joining a background flight raises its scan to
 // Interactive: a client never waits behind prefetches and rescans.
 func (f *flights) start(info FlightInfo, prio scanner.Priority, fn func(*flight) (storage.Verdict, error)) *flight {
 	d := info.Digest
+	key := flightKey{d, info.Context}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if fl, ok := f.m[d]; ok {
+	if fl, ok := f.m[key]; ok {
 		if prio == scanner.Interactive {
 			fl.prio.Set(scanner.Interactive)
 		}
 		return fl
 	}
 	if f.m == nil {
-		f.m = make(map[digest.Digest]*flight)
+		f.m = make(map[flightKey]*flight)
 	}
 	info.Started = time.Now().UTC()
 	fl := &flight{done: make(chan struct{}), info: info, prio: scanner.NewPriorityVar(prio)}
-	f.m[d] = fl
+	f.m[key] = fl
 	go func() {
 		defer func() {
 			if p := recover(); p != nil {
 				fl.err = fmt.Errorf("ingest of %s failed: %v", d, p)
 			}
 			f.mu.Lock()
-			delete(f.m, d)
+			delete(f.m, key)
 			f.mu.Unlock()
 			close(fl.done)
 		}()

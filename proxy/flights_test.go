@@ -42,3 +42,30 @@ func TestInteractiveWaiterRaisesABackgroundIngest(t *testing.T) {
 		t.Fatalf("the operator's view once a client waits: %+v", l)
 	}
 }
+
+// One flight never serves two contexts: the same digest scanned as a config
+// and as a layer are two ingests with two verdicts.
+func TestFlightsKeyedByDigestAndContext(t *testing.T) {
+	var f flights
+	release := make(chan struct{})
+	d := digest.FromString("both")
+	start := func(c storage.Context) *flight {
+		return f.start(FlightInfo{Digest: d, Context: c}, scanner.Interactive, func(*flight) (storage.Verdict, error) {
+			<-release
+			return storage.Verdict{Digest: d, Context: c}, nil
+		})
+	}
+	config, layer := start(storage.ContextConfig), start(storage.ContextLayer)
+	if config == layer {
+		t.Fatal("a config and a layer ingest of one digest share a flight")
+	}
+	if again := start(storage.ContextLayer); again != layer {
+		t.Fatal("a second layer request did not join the layer ingest")
+	}
+	close(release)
+	for c, fl := range map[storage.Context]*flight{storage.ContextConfig: config, storage.ContextLayer: layer} {
+		if v, err := fl.wait(context.Background()); err != nil || v.Context != c {
+			t.Errorf("%s flight answered %+v, %v", c, v, err)
+		}
+	}
+}

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/distribution/distribution/v3/manifest/schema2"
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/storage"
@@ -54,7 +56,36 @@ type descriptor struct {
 	URLs      []string      `json:"urls"`
 }
 
-// blobsOf lists the blobs an image manifest needs, config first.
+// layerTypes are the media types of tar layers, walked file by file. A
+// layer of any other type (an OCI artifact: a chart, a signature, an SBOM)
+// is scanned as raw bytes.
+var layerTypes = map[string]bool{
+	schema2.MediaTypeLayer:             true,
+	schema2.MediaTypeUncompressedLayer: true,
+	schema2.MediaTypeForeignLayer:      true, // refused below when it has URLs
+	ocispec.MediaTypeImageLayer:        true,
+	ocispec.MediaTypeImageLayerGzip:    true,
+	ocispec.MediaTypeImageLayerZstd:    true,
+	//lint:ignore SA1019 deprecated for new images, still found in old ones
+	ocispec.MediaTypeImageLayerNonDistributable: true,
+	//lint:ignore SA1019 as above
+	ocispec.MediaTypeImageLayerNonDistributableGzip: true,
+	//lint:ignore SA1019 as above
+	ocispec.MediaTypeImageLayerNonDistributableZstd: true,
+}
+
+// layerContext is how a layer of the given media type is scanned.
+func layerContext(mediaType string) storage.Context {
+	if layerTypes[mediaType] {
+		return storage.ContextLayer
+	}
+	return storage.ContextArtifact
+}
+
+// blobsOf lists the blobs an image manifest needs, config first, each in
+// the context it is read in: the config as a config, each layer as a tar
+// layer or, when its media type is not one, as an artifact. A digest the
+// manifest lists in two roles is listed twice and judged in both.
 func (s *Server) blobsOf(body []byte) ([]blobRef, error) {
 	var m imageManifest
 	if err := json.Unmarshal(body, &m); err != nil {
@@ -76,7 +107,11 @@ func (s *Server) blobsOf(body []byte) ([]blobRef, error) {
 			// wherever it says would make pullgate an open proxy.
 			return nil, fmt.Errorf("layer %s is a foreign layer (urls), which pullgate does not fetch", d.Digest)
 		}
-		refs = append(refs, blobRef{Digest: d.Digest, Size: d.Size, Config: i == 0})
+		c := storage.ContextConfig
+		if i > 0 {
+			c = layerContext(d.MediaType)
+		}
+		refs = append(refs, blobRef{Digest: d.Digest, Size: d.Size, Context: c})
 	}
 	return refs, nil
 }
@@ -85,7 +120,7 @@ func (s *Server) blobsOf(body []byte) ([]blobRef, error) {
 // under the current ruleset (or the hold runs out), and decides.
 func (s *Server) decide(ctx context.Context, up *upstream.Registry, t target, dgst digest.Digest, body []byte, hold time.Duration) decision {
 	image := t.imageAt(dgst)
-	if d, ok := s.overridden(ctx, t, dgst, image); ok {
+	if d, ok := s.overridden(ctx, dgst, image); ok {
 		return d
 	}
 	refs, err := s.blobsOf(body)
@@ -177,7 +212,7 @@ func pick(cur *decision, d decision) *decision {
 // its ingest (shared with every other request for it) when there is none.
 func (s *Server) verdict(ctx context.Context, up *upstream.Registry, repo string, ref blobRef) (storage.Verdict, error) {
 	rid := s.scanner().RulesetID()
-	v, err := s.opts.Verdicts.Verdict(ctx, ref.Digest, rid)
+	v, err := s.opts.Verdicts.Verdict(ctx, ref.Digest, rid, ref.Context)
 	switch {
 	case err == nil && s.usable(ctx, v):
 		s.metrics.verdictCache(true)
@@ -187,40 +222,31 @@ func (s *Server) verdict(ctx context.Context, up *upstream.Registry, repo string
 		return storage.Verdict{}, fmt.Errorf("%w: verdict store: %v", errTransient, err)
 	}
 	s.metrics.verdictCache(false)
-	info := FlightInfo{Digest: ref.Digest, Registry: up.Name(), Repo: repo, Kind: ref.noun(), Size: ref.Size}
+	info := FlightInfo{Digest: ref.Digest, Registry: up.Name(), Repo: repo, Kind: ref.noun(), Context: ref.Context, Size: ref.Size}
 	fl := s.flights.start(info, ref.Prio, func(fl *flight) (storage.Verdict, error) { return s.ingest(fl, up, repo, ref) })
 	return fl.wait(ctx)
 }
 
-// overridden applies an operator's decision on the digest (of an image
-// manifest or a blob) or on the repository, which stands until the operator
-// removes it. A deny wins over an allow.
-func (s *Server) overridden(ctx context.Context, t target, dgst digest.Digest, image string) (decision, bool) {
-	var allow *decision
-	for _, subject := range []string{dgst.String(), t.Registry + "/" + t.Repo} {
-		o, err := s.opts.Verdicts.Override(ctx, subject)
-		if errors.Is(err, storage.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			msg := fmt.Sprintf("pullgate: %s refused: verdict store unavailable: %v", image, err)
-			return decision{outcome: upstreamFailed, message: msg, err: errUnavailable(msg)}, true
-		}
-		switch o.Action {
-		case storage.Deny:
-			msg := fmt.Sprintf("pullgate: %s denied by operator %s: %s", image, o.Actor, o.Reason)
-			return decision{outcome: overridden, message: msg, err: errDenied(msg)}, true
-		case storage.Allow:
-			if allow == nil {
-				msg := fmt.Sprintf("pullgate: %s allowed by operator %s (%s): %s", image, o.Actor, o.Subject, o.Reason)
-				allow = &decision{outcome: overridden, message: msg}
-			}
-		}
+// overridden applies an operator's decision on the digest itself (of an
+// image manifest or a blob), which stands until the operator removes it.
+// Repository overrides are not read here: a repository deny refuses in
+// admitName, and a repository allow only lifts the publisher policy, so
+// neither turns a blocked digest into a served one.
+func (s *Server) overridden(ctx context.Context, dgst digest.Digest, image string) (decision, bool) {
+	o, err := s.opts.Verdicts.Override(ctx, dgst.String())
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return decision{}, false
+	case err != nil:
+		msg := fmt.Sprintf("pullgate: %s refused: verdict store unavailable: %v", image, err)
+		return decision{outcome: upstreamFailed, message: msg, err: errUnavailable(msg)}, true
+	case o.Action == storage.Deny:
+		msg := fmt.Sprintf("pullgate: %s denied by operator %s: %s", image, o.Actor, o.Reason)
+		return decision{outcome: overridden, message: msg, err: errDenied(msg)}, true
+	default:
+		msg := fmt.Sprintf("pullgate: %s allowed by operator %s (%s): %s", image, o.Actor, o.Subject, o.Reason)
+		return decision{outcome: overridden, message: msg}, true
 	}
-	if allow != nil {
-		return *allow, true
-	}
-	return decision{}, false
 }
 
 // knownBad blocks an image whose manifest or any blob is on the known-bad
@@ -239,4 +265,40 @@ func (s *Server) knownBad(image string, dgst digest.Digest, refs []blobRef) (dec
 		return decision{outcome: blocked, findings: []storage.Finding{f}, message: msg, err: errDenied(msg)}, true
 	}
 	return decision{}, false
+}
+
+// blobVerdict judges a blob asked for on its own. It is judged in every
+// context a manifest names it in (each must pass alone), or as an artifact
+// when no manifest does; and a blocked verdict under the current ruleset in
+// any context, records of earlier releases included, refuses it whatever
+// it is asked as: the same bytes are not served by asking for them another
+// way. It returns the verdict that refuses, else the last clean one.
+func (s *Server) blobVerdict(ctx context.Context, up *upstream.Registry, t target, links storage.Links) (blobRef, storage.Verdict, error) {
+	rid := s.scanner().RulesetID()
+	stored, err := s.opts.Verdicts.Verdicts(ctx, t.Digest)
+	if err != nil {
+		return blobRef{}, storage.Verdict{}, fmt.Errorf("%w: verdict store: %v", errTransient, err)
+	}
+	for _, v := range stored {
+		if v.RulesetID == rid && s.blobBlocked(v) {
+			return blobRef{Digest: t.Digest, Size: -1, Context: v.Context}, v, nil
+		}
+	}
+	contexts := links.Roles
+	if len(contexts) == 0 {
+		contexts = []storage.Context{storage.ContextArtifact}
+	}
+	var (
+		last blobRef
+		lv   storage.Verdict
+	)
+	for _, c := range contexts {
+		ref := blobRef{Digest: t.Digest, Size: -1, Context: c}
+		v, err := s.verdict(ctx, up, t.Repo, ref)
+		if err != nil || s.blobBlocked(v) {
+			return ref, v, err
+		}
+		last, lv = ref, v
+	}
+	return last, lv, nil
 }

@@ -16,20 +16,22 @@ import (
 	"github.com/pullgate/pullgate/storage"
 )
 
-// blobRef is a blob the gate must decide on.
+// blobRef is a blob the gate must decide on, in the context it is read in.
 type blobRef struct {
-	Digest digest.Digest
-	Size   int64 // from the manifest; -1 when unknown (a bare blob request)
-	Config bool  // an image config: scanned as JSON, not as a layer
-	Prio   scanner.Priority
+	Digest  digest.Digest
+	Size    int64           // from the manifest; -1 when unknown (a bare blob request)
+	Context storage.Context // how it is scanned: as a layer, a config, or raw
+	Prio    scanner.Priority
 }
 
 func (b blobRef) noun() string {
-	if b.Config {
-		return "config"
+	if b.Context == "" {
+		return "blob" // a verdict stored before contexts existed
 	}
-	return "layer"
+	return string(b.Context)
 }
+
+func (b blobRef) isConfig() bool { return b.Context == storage.ContextConfig }
 
 // errTransient marks an ingest failure that says nothing about the content
 // (upstream down, wrong bytes on the wire): refused now, never cached.
@@ -120,7 +122,7 @@ func (s *Server) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scann
 	if want >= 0 {
 		limit = want
 	}
-	if ref.Config && limit > s.opts.MaxConfigBytes {
+	if ref.isConfig() && limit > s.opts.MaxConfigBytes {
 		return s.contentError(sc, ref, fmt.Errorf("%w: config of %d bytes is over the %d byte limit", scanner.ErrLimit, limit, s.opts.MaxConfigBytes)), nil
 	}
 
@@ -144,7 +146,7 @@ func (s *Server) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scann
 		n       int64
 		copyErr error
 	)
-	if ref.Config {
+	if ref.isConfig() {
 		var buf []byte
 		buf, copyErr = io.ReadAll(src)
 		n = int64(len(buf))
@@ -152,7 +154,7 @@ func (s *Server) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scann
 			res, scanErr = sc.ScanConfig(ctx, buf, fl.prio)
 		}
 	} else {
-		n, res, copyErr, scanErr = teeScan(ctx, sc, fl.prio, src)
+		n, res, copyErr, scanErr = teeScan(ctx, s.streamScan(sc, ref), fl.prio, src)
 	}
 
 	switch {
@@ -184,13 +186,22 @@ func (s *Server) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scann
 	return v, nil
 }
 
-// teeScan feeds src to the layer scanner while returning how many bytes were
+// streamScan is the scanner for a blob read as a stream: a tar layer is
+// walked file by file, anything else is scanned as an artifact.
+func (s *Server) streamScan(sc *scanner.Scanner, ref blobRef) func(context.Context, io.Reader, scanner.Prioritizer) (scanner.Result, error) {
+	if ref.Context == storage.ContextLayer {
+		return sc.ScanLayer
+	}
+	return sc.ScanArtifact
+}
+
+// teeScan feeds src to a stream scanner while returning how many bytes were
 // read. The scanner may stop early (a limit, a corrupt stream); reading then
 // goes on to the end so that the digest is still checked, and a scanner
 // verdict is only kept for bytes that proved to be the right ones. Between
 // the download and the scanner sits a bounded buffer (scanAhead), so each
 // goes at its own pace.
-func teeScan(ctx context.Context, sc *scanner.Scanner, prio scanner.Prioritizer, src io.Reader) (int64, scanner.Result, error, error) {
+func teeScan(ctx context.Context, scan func(context.Context, io.Reader, scanner.Prioritizer) (scanner.Result, error), prio scanner.Prioritizer, src io.Reader) (int64, scanner.Result, error, error) {
 	p := newBufPipe(scanAhead)
 	type scanned struct {
 		res scanner.Result
@@ -198,12 +209,12 @@ func teeScan(ctx context.Context, sc *scanner.Scanner, prio scanner.Prioritizer,
 	}
 	out := make(chan scanned, 1)
 	go func() {
-		res, err := sc.ScanLayer(ctx, p, prio)
+		res, err := scan(ctx, p, prio)
 		if err == nil {
-			// A clean ScanLayer reads to EOF; if it returned first, the
+			// A clean scan reads to EOF; if it returned first, the
 			// rest of the stream was never looked at.
 			if _, probe := p.Read(make([]byte, 1)); probe != io.EOF {
-				err = errors.New("scanner stopped before the end of the layer")
+				err = errors.New("scanner stopped before the end of the blob")
 			}
 		}
 		p.CloseRead(errScannerDone)
@@ -251,7 +262,7 @@ func (s *Server) rescanLocal(ctx context.Context, fl *flight, sc *scanner.Scanne
 	defer stored.Close()
 	rc := progress{stored, fl}
 	var res scanner.Result
-	if ref.Config {
+	if ref.isConfig() {
 		buf, err := io.ReadAll(io.LimitReader(rc, s.opts.MaxConfigBytes+1))
 		if err != nil {
 			return storage.Verdict{}, fmt.Errorf("%w: read stored config %s: %v", errTransient, ref.Digest, err)
@@ -264,7 +275,7 @@ func (s *Server) rescanLocal(ctx context.Context, fl *flight, sc *scanner.Scanne
 			return s.dropLocal(ctx, s.contentError(sc, ref, err))
 		}
 	} else {
-		res, err = sc.ScanLayer(ctx, rc, fl.prio)
+		res, err = s.streamScan(sc, ref)(ctx, rc, fl.prio)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, scanner.ErrClosed) {
 				return storage.Verdict{}, fmt.Errorf("%w: rescan %s: %w", errTransient, ref.Digest, err)
@@ -293,6 +304,7 @@ func (s *Server) verdictOf(sc *scanner.Scanner, ref blobRef, res scanner.Result)
 	v := storage.Verdict{
 		Digest:         ref.Digest,
 		RulesetID:      sc.RulesetID(),
+		Context:        ref.Context,
 		Status:         storage.StatusClean,
 		Bytes:          res.Bytes,
 		Files:          res.Files,
@@ -316,6 +328,7 @@ func (s *Server) contentError(sc *scanner.Scanner, ref blobRef, err error) stora
 	return storage.Verdict{
 		Digest:         ref.Digest,
 		RulesetID:      sc.RulesetID(),
+		Context:        ref.Context,
 		Status:         storage.StatusError,
 		Reason:         err.Error(),
 		ScannerVersion: scanner.Version,

@@ -49,8 +49,21 @@ func (s *Server) manifest(w http.ResponseWriter, r *http.Request, t target) {
 		writeError(w, r, err)
 		return
 	}
-
 	ev := event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: t.Image(), Digest: desc.Digest}
+	// Served only under a name upstream confirmed carries it, and only if
+	// every name that carries it is admitted.
+	links, err := s.manifestLinks(ctx, up, t, desc.Digest, mediaType, body)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if err := s.admitLinked(ctx, t.Registry+"/"+t.Repo, t.imageAt(desc.Digest), links); err != nil {
+		ev.Decision, ev.Reason, ev.Latency = "policy", asAPIError(err).Message, time.Since(start)
+		s.record(ev)
+		writeError(w, r, err)
+		return
+	}
+
 	switch mediaType {
 	case mediaTypeOCIIndex, mediaTypeDockerList:
 		ev.Decision = "index"
@@ -142,6 +155,7 @@ func (s *Server) loadManifest(ctx context.Context, up *upstream.Registry, t targ
 	if err := s.opts.Blobs.PutManifest(ctx, dgst, mt, body); err != nil {
 		return nil, "", errUnavailable(fmt.Sprintf("pullgate: store manifest %s: %v", dgst, err))
 	}
+	s.linkManifest(ctx, t, dgst, mt, body)
 	return body, mt, nil
 }
 

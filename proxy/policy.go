@@ -1,11 +1,16 @@
 package proxy
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"path"
 	"strings"
 
+	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/storage"
 )
 
 // RepoPolicy is the publisher policy of one registry, checked before any
@@ -23,27 +28,98 @@ type DigestSet interface {
 	Has(digest.Digest) bool
 }
 
+// admitName refuses a repository that an operator denied, or that the
+// registry's publisher policy does not admit. An operator's allow on the
+// repository lifts the publisher policy for it and does nothing more: the
+// content it serves is still judged by its digests.
+func (s *Server) admitName(ctx context.Context, registry, repo string) error {
+	return s.admitNameWith(registry, repo, func(name string) (storage.Override, error) {
+		return s.opts.Verdicts.Override(ctx, name)
+	})
+}
+
+func (s *Server) admitNameWith(registry, repo string, override func(string) (storage.Override, error)) error {
+	name := registry + "/" + repo
+	o, err := override(name)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+	case err != nil:
+		return errUnavailable(fmt.Sprintf("pullgate: %s refused: verdict store unavailable: %v", name, err))
+	case o.Action == storage.Deny:
+		return errDenied(fmt.Sprintf("pullgate: %s denied by operator %s: %s", name, o.Actor, o.Reason))
+	case o.Action == storage.Allow:
+		return nil
+	}
+	return s.checkPolicy(registry, repo)
+}
+
+// manyLinks is how many other names a digest may have before their
+// overrides are read in one request (all overrides at once) rather than one
+// request each.
+const manyLinks = 4
+
+// admitLinked refuses content that is also carried by a repository
+// admitName refuses: a denied image asked for by digest under another name
+// is the same bytes. requested is the name the client used, already admitted.
+func (s *Server) admitLinked(ctx context.Context, requested, what string, links storage.Links) error {
+	override := func(name string) (storage.Override, error) { return s.opts.Verdicts.Override(ctx, name) }
+	if len(links.Repos) > manyLinks {
+		all, err := s.opts.Verdicts.Overrides(ctx)
+		if err != nil {
+			return errUnavailable(fmt.Sprintf("pullgate: %s refused: verdict store unavailable: %v", what, err))
+		}
+		by := make(map[string]storage.Override, len(all))
+		for _, o := range all {
+			by[o.Subject] = o
+		}
+		override = func(name string) (storage.Override, error) {
+			if o, ok := by[name]; ok {
+				return o, nil
+			}
+			return storage.Override{}, storage.ErrNotFound
+		}
+	}
+	for _, name := range links.Repos {
+		if name == requested {
+			continue
+		}
+		registry, repo, ok := strings.Cut(name, "/")
+		if !ok {
+			continue
+		}
+		if err := s.admitNameWith(registry, repo, override); err != nil {
+			e := asAPIError(err)
+			msg := fmt.Sprintf("pullgate: %s refused: the same content is in %s, which is refused (%s)", what, name, strings.TrimPrefix(e.Message, "pullgate: "))
+			if e.Code == errcode.ErrorCodeDenied {
+				return errDenied(msg)
+			}
+			return errUnavailable(msg)
+		}
+	}
+	return nil
+}
+
 // checkPolicy refuses a repository the registry's policy does not admit,
 // saying which rule refused it.
-func (s *Server) checkPolicy(t target) error {
-	p, ok := s.opts.Policy[t.Registry]
+func (s *Server) checkPolicy(registry, repo string) error {
+	p, ok := s.opts.Policy[registry]
 	if !ok {
 		return nil
 	}
 	for _, pat := range p.Deny {
-		if globMatch(pat, t.Repo) {
-			return errDenied(fmt.Sprintf("pullgate: %s/%s refused by policy: repository matches deny pattern %q of %s", t.Registry, t.Repo, pat, t.Registry))
+		if globMatch(pat, repo) {
+			return errDenied(fmt.Sprintf("pullgate: %s/%s refused by policy: repository matches deny pattern %q of %s", registry, repo, pat, registry))
 		}
 	}
 	if len(p.Allow) == 0 {
 		return nil
 	}
 	for _, pat := range p.Allow {
-		if globMatch(pat, t.Repo) {
+		if globMatch(pat, repo) {
 			return nil
 		}
 	}
-	return errDenied(fmt.Sprintf("pullgate: %s/%s refused by policy: repository is not on the allow list of %s", t.Registry, t.Repo, t.Registry))
+	return errDenied(fmt.Sprintf("pullgate: %s/%s refused by policy: repository is not on the allow list of %s", registry, repo, registry))
 }
 
 // globMatch matches a repository path against a pattern; "*" stays within

@@ -30,13 +30,13 @@ const leasePoll = 500 * time.Millisecond
 func (s *Server) claim(ctx context.Context, ref blobRef, rulesetID string) (release func(), v storage.Verdict, found bool, err error) {
 	locker, ok := s.opts.Verdicts.(storage.Locker)
 	if !ok {
-		if v, err := s.opts.Verdicts.Verdict(ctx, ref.Digest, rulesetID); err == nil && s.usable(ctx, v) {
+		if v, err := s.opts.Verdicts.Verdict(ctx, ref.Digest, rulesetID, ref.Context); err == nil && s.usable(ctx, v) {
 			return nil, v, true, nil
 		}
 		return func() {}, storage.Verdict{}, false, nil
 	}
 	watcher, _ := locker.(storage.LeaseWatcher)
-	key := "ingest:" + ref.Digest.String()
+	key := "ingest:" + ref.Digest.String() + ":" + string(ref.Context)
 	for {
 		released, stopWatch := (<-chan struct{})(nil), func() {}
 		if watcher != nil {
@@ -45,7 +45,7 @@ func (s *Server) claim(ctx context.Context, ref blobRef, rulesetID string) (rele
 		lease, err := locker.TryLock(ctx, key, s.opts.IngestLease)
 		if err == nil {
 			stopWatch()
-			if v, err := s.opts.Verdicts.Verdict(ctx, ref.Digest, rulesetID); err == nil && s.usable(ctx, v) {
+			if v, err := s.opts.Verdicts.Verdict(ctx, ref.Digest, rulesetID, ref.Context); err == nil && s.usable(ctx, v) {
 				_ = lease.Unlock(context.WithoutCancel(ctx))
 				return nil, v, true, nil
 			}
@@ -55,7 +55,7 @@ func (s *Server) claim(ctx context.Context, ref blobRef, rulesetID string) (rele
 			stopWatch()
 			return nil, storage.Verdict{}, false, fmt.Errorf("%w: ingest lease for %s: %v", errTransient, ref.Digest, err)
 		}
-		if v, err := s.opts.Verdicts.Verdict(ctx, ref.Digest, rulesetID); err == nil && s.usable(ctx, v) {
+		if v, err := s.opts.Verdicts.Verdict(ctx, ref.Digest, rulesetID, ref.Context); err == nil && s.usable(ctx, v) {
 			stopWatch()
 			return nil, v, true, nil
 		}

@@ -170,6 +170,7 @@ func TestReplicaTakesTheVerdictOfAnIngestThatJustFinished(t *testing.T) {
 		o.Verdicts = &lateLocker{RedisStore: store, raced: map[string]bool{}, before: func(key string) {
 			f := &fixture{url: other, client: httptestClient()}
 			d := strings.TrimPrefix(key, "ingest:")
+			d = d[:strings.LastIndexByte(d, ':')] // the context follows the digest
 			if resp, body := f.do(t, "GET", "/v2/library/late/blobs/"+d); resp.StatusCode != 200 {
 				t.Errorf("other replica, blob %s: %d %s", d, resp.StatusCode, body)
 			}

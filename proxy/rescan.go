@@ -8,7 +8,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/opencontainers/go-digest"
 
@@ -31,49 +30,107 @@ type RescanReport struct {
 // retroactive block (with the clients the audit log says pulled it).
 func (s *Server) Rescan(ctx context.Context) (RescanReport, error) {
 	var (
-		rep     RescanReport
-		mu      sync.Mutex
-		scanned atomic.Int64
-		wg      sync.WaitGroup
-		refused []retro
+		tally rescanTally
+		wg    sync.WaitGroup
 	)
 	rid := s.scanner().RulesetID()
 	sem := make(chan struct{}, max(1, s.scanner().Workers()))
 	err := s.opts.Blobs.Walk(ctx, func(d digest.Digest) error {
-		rep.Checked++
-		if v, err := s.opts.Verdicts.Verdict(ctx, d, rid); err == nil && v.RulesetID == rid {
+		tally.mu.Lock()
+		tally.rep.Checked++
+		tally.mu.Unlock()
+		contexts, err := s.rescanContexts(ctx, d, rid)
+		if err != nil {
+			tally.mu.Lock()
+			tally.rep.Failed++
+			tally.mu.Unlock()
 			return nil
 		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			ref := blobRef{Digest: d, Size: -1, Config: s.looksLikeConfig(ctx, d), Prio: scanner.Background}
-			info := FlightInfo{Digest: d, Kind: ref.noun() + " rescan", Size: -1}
-			fl := s.flights.start(info, ref.Prio, func(fl *flight) (storage.Verdict, error) { return s.ingest(fl, nil, "", ref) })
-			v, err := fl.wait(ctx)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err != nil:
-				rep.Failed++
-			case s.blobBlocked(v):
-				scanned.Add(1)
-				rep.Refused = append(rep.Refused, d)
-				refused = append(refused, retro{ref, v})
-			default:
-				scanned.Add(1)
+		for _, c := range contexts {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return ctx.Err()
 			}
-		})
+			wg.Go(func() {
+				defer func() { <-sem }()
+				s.rescanOne(ctx, blobRef{Digest: d, Size: -1, Context: c, Prio: scanner.Background}, &tally)
+			})
+		}
 		return nil
 	})
 	wg.Wait()
-	rep.Scanned = int(scanned.Load())
-	s.reportRetroactive(ctx, refused)
-	return rep, err
+	s.reportRetroactive(ctx, tally.refused)
+	return tally.rep, err
+}
+
+// rescanTally adds up what the rescans of one Rescan found.
+type rescanTally struct {
+	mu      sync.Mutex
+	rep     RescanReport
+	refused []retro
+}
+
+// rescanContexts lists the contexts a stored blob still needs a verdict in
+// under the ruleset rid: every context it is known in (the roles manifests
+// give it, the contexts it was scanned in before), or, when none is known,
+// the one its first byte suggests.
+func (s *Server) rescanContexts(ctx context.Context, d digest.Digest, rid string) ([]storage.Context, error) {
+	links, err := s.opts.Verdicts.Links(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	vs, err := s.opts.Verdicts.Verdicts(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	known := map[storage.Context]bool{}
+	for _, c := range links.Roles {
+		known[c] = true
+	}
+	have := map[storage.Context]bool{}
+	for _, v := range vs {
+		if !v.Context.Valid() {
+			continue
+		}
+		known[v.Context] = true
+		if v.RulesetID == rid {
+			have[v.Context] = true
+		}
+	}
+	if len(known) == 0 {
+		c := storage.ContextLayer
+		if s.looksLikeConfig(ctx, d) {
+			c = storage.ContextConfig
+		}
+		known[c] = true
+	}
+	var out []storage.Context
+	for _, c := range []storage.Context{storage.ContextConfig, storage.ContextLayer, storage.ContextArtifact} {
+		if known[c] && !have[c] {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// rescanOne gives one stored blob a verdict in one context, and counts it.
+func (s *Server) rescanOne(ctx context.Context, ref blobRef, tally *rescanTally) {
+	info := FlightInfo{Digest: ref.Digest, Kind: ref.noun() + " rescan", Context: ref.Context, Size: -1}
+	fl := s.flights.start(info, ref.Prio, func(fl *flight) (storage.Verdict, error) { return s.ingest(fl, nil, "", ref) })
+	v, err := fl.wait(ctx)
+	tally.mu.Lock()
+	defer tally.mu.Unlock()
+	switch {
+	case err != nil:
+		tally.rep.Failed++
+	case s.blobBlocked(v):
+		tally.rep.Scanned++
+		tally.rep.Refused = append(tally.rep.Refused, ref.Digest)
+		tally.refused = append(tally.refused, retro{ref, v})
+	default:
+		tally.rep.Scanned++
+	}
 }
 
 // retro is a stored blob found bad by a rescan.

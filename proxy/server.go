@@ -220,13 +220,12 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	if t.Kind != kindTags {
-		if err := s.checkPolicy(t); err != nil {
-			s.record(event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: t.Image(), Digest: t.Digest,
-				Decision: "policy", Reason: asAPIError(err).Message})
-			writeError(w, r, err)
-			return
-		}
+	// Tag lists too: the tags of a refused repository are its names.
+	if err := s.admitName(r.Context(), t.Registry, t.Repo); err != nil {
+		s.record(event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: t.Image(), Digest: t.Digest,
+			Decision: "policy", Reason: asAPIError(err).Message})
+		writeError(w, r, err)
+		return
 	}
 	switch t.Kind {
 	case kindManifest:

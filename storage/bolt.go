@@ -19,12 +19,16 @@ import (
 // hanging. A variable so tests need not wait for it.
 var boltOpenTimeout = 3 * time.Second
 
-// Bucket layout: verdicts/<digest>/<ruleset id>, overrides/<subject>,
-// tags/<key>; values are JSON.
+// Bucket layout: verdicts/<digest>/<ruleset id>|<context>,
+// overrides/<subject>, tags/<key>; values are JSON. links/<digest>/<repo>
+// and roles/<digest>/<context> are sets (empty values). Verdicts of earlier
+// releases sit at verdicts/<digest>/<ruleset id>.
 var (
 	bucketVerdicts  = []byte("verdicts")
 	bucketOverrides = []byte("overrides")
 	bucketTags      = []byte("tags")
+	bucketLinks     = []byte("links")
+	bucketRoles     = []byte("roles")
 )
 
 // BoltStore is the embedded verdict store: one bbolt file on local disk,
@@ -57,7 +61,7 @@ func OpenBolt(path string) (*BoltStore, error) {
 		return nil, fmt.Errorf("open verdict store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketVerdicts, bucketOverrides, bucketTags} {
+		for _, b := range [][]byte{bucketVerdicts, bucketOverrides, bucketTags, bucketLinks, bucketRoles} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -99,12 +103,9 @@ func (s *BoltStore) Ping(ctx context.Context) error {
 	})
 }
 
-func (s *BoltStore) Verdict(ctx context.Context, dgst digest.Digest, rulesetID string) (Verdict, error) {
-	if err := dgst.Validate(); err != nil {
-		return Verdict{}, fmt.Errorf("get verdict %q: %w: %w", dgst, ErrInvalid, err)
-	}
-	if err := validateRulesetID(rulesetID); err != nil {
-		return Verdict{}, fmt.Errorf("get verdict %s: %w", dgst, err)
+func (s *BoltStore) Verdict(ctx context.Context, dgst digest.Digest, rulesetID string, c Context) (Verdict, error) {
+	if err := validateLookup(dgst, rulesetID, c); err != nil {
+		return Verdict{}, fmt.Errorf("get verdict %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return Verdict{}, err
@@ -115,14 +116,14 @@ func (s *BoltStore) Verdict(ctx context.Context, dgst digest.Digest, rulesetID s
 		if b == nil {
 			return ErrNotFound
 		}
-		raw := b.Get([]byte(rulesetID))
+		raw := b.Get([]byte(verdictField(rulesetID, c)))
 		if raw == nil {
 			return ErrNotFound
 		}
-		return decodeVerdict(raw, dgst, &v)
+		return decodeVerdictIn(raw, dgst, c, &v)
 	})
 	if err != nil {
-		return Verdict{}, fmt.Errorf("get verdict %s ruleset %s: %w", dgst, rulesetID, err)
+		return Verdict{}, fmt.Errorf("get verdict %s ruleset %s context %s: %w", dgst, rulesetID, c, err)
 	}
 	return v, nil
 }
@@ -145,10 +146,10 @@ func (s *BoltStore) PutVerdict(ctx context.Context, v Verdict) error {
 		if err != nil {
 			return err
 		}
-		return b.Put([]byte(v.RulesetID), raw)
+		return b.Put([]byte(verdictField(v.RulesetID, v.Context)), raw)
 	})
 	if err != nil {
-		return fmt.Errorf("put verdict %s ruleset %s: %w", v.Digest, v.RulesetID, err)
+		return fmt.Errorf("put verdict %s ruleset %s context %s: %w", v.Digest, v.RulesetID, v.Context, err)
 	}
 	return nil
 }
@@ -180,6 +181,79 @@ func (s *BoltStore) Verdicts(ctx context.Context, dgst digest.Digest) ([]Verdict
 	}
 	sortVerdicts(vs)
 	return vs, nil
+}
+
+func (s *BoltStore) PutLink(ctx context.Context, repo string, dgst digest.Digest, roles ...Context) error {
+	if err := validateLink(repo, dgst, roles); err != nil {
+		return fmt.Errorf("put link: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err := s.db.Batch(func(tx *bbolt.Tx) error {
+		links, err := tx.Bucket(bucketLinks).CreateBucketIfNotExists([]byte(dgst))
+		if err != nil {
+			return err
+		}
+		if links.Get([]byte(repo)) == nil {
+			// Counted with a cursor: Stats does not see the writes of
+			// this transaction, which Batch shares between callers.
+			n := 0
+			c := links.Cursor()
+			for k, _ := c.First(); k != nil && n < MaxLinks; k, _ = c.Next() {
+				n++
+			}
+			if n >= MaxLinks {
+				return fmt.Errorf("%w: %d repositories already carry it", ErrLimit, MaxLinks)
+			}
+			if err := links.Put([]byte(repo), []byte{}); err != nil {
+				return err
+			}
+		}
+		if len(roles) == 0 {
+			return nil
+		}
+		rb, err := tx.Bucket(bucketRoles).CreateBucketIfNotExists([]byte(dgst))
+		if err != nil {
+			return err
+		}
+		for _, c := range roles {
+			if err := rb.Put([]byte(c), []byte{}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("link %s to %s: %w", repo, dgst, err)
+	}
+	return nil
+}
+
+func (s *BoltStore) Links(ctx context.Context, dgst digest.Digest) (Links, error) {
+	if err := dgst.Validate(); err != nil {
+		return Links{}, fmt.Errorf("get links %q: %w: %w", dgst, ErrInvalid, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return Links{}, err
+	}
+	l := Links{Repos: []string{}, Roles: []Context{}}
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		if b := tx.Bucket(bucketLinks).Bucket([]byte(dgst)); b != nil {
+			if err := b.ForEach(func(k, _ []byte) error { l.Repos = append(l.Repos, string(k)); return nil }); err != nil {
+				return err
+			}
+		}
+		if b := tx.Bucket(bucketRoles).Bucket([]byte(dgst)); b != nil {
+			return b.ForEach(func(k, _ []byte) error { l.Roles = append(l.Roles, Context(k)); return nil })
+		}
+		return nil
+	})
+	if err != nil {
+		return Links{}, fmt.Errorf("get links %s: %w", dgst, err)
+	}
+	sortLinks(&l)
+	return l, nil
 }
 
 func (s *BoltStore) Override(ctx context.Context, subject string) (Override, error) {
@@ -306,6 +380,19 @@ func decodeVerdict(raw []byte, dgst digest.Digest, v *Verdict) error {
 	}
 	if v.Digest != dgst {
 		return fmt.Errorf("stored verdict is for %s, not %s", v.Digest, dgst)
+	}
+	return nil
+}
+
+// decodeVerdictIn is decodeVerdict for a look-up in context c: a record of
+// another context (or of none, from an earlier release) is absent, so the
+// blob is scanned again rather than judged by how it was read before.
+func decodeVerdictIn(raw []byte, dgst digest.Digest, c Context, v *Verdict) error {
+	if err := decodeVerdict(raw, dgst, v); err != nil {
+		return err
+	}
+	if v.Context != c {
+		return fmt.Errorf("%w: stored verdict is in context %q, not %q", ErrNotFound, v.Context, c)
 	}
 	return nil
 }

@@ -35,6 +35,7 @@ func TestBoltConformance(t *testing.T) {
 			}
 			return openBolt(t, path)
 		}),
+		storetest.WithLegacyVerdicts(storage.PutLegacyVerdict),
 	)
 }
 

@@ -12,6 +12,10 @@ var (
 	// stored: a malformed digest, an empty ruleset id, an unknown status.
 	ErrInvalid = errors.New("invalid argument")
 
+	// ErrLimit is wrapped when a bound would be passed, such as MaxLinks
+	// repositories for one digest.
+	ErrLimit = errors.New("limit reached")
+
 	// ErrDigestMismatch is wrapped when written content does not hash to the
 	// digest it was committed or stored under.
 	ErrDigestMismatch = errors.New("digest mismatch")

@@ -15,7 +15,10 @@ import (
 
 // Key layout, all under one prefix so pullgate can share a Redis:
 //
-//	pullgate:verdicts:<digest>  hash  ruleset id -> Verdict JSON
+//	pullgate:verdicts:<digest>  hash  "<ruleset id>|<context>" -> Verdict JSON
+//	                                  (earlier releases: ruleset id -> JSON)
+//	pullgate:links:<digest>     set   repositories that carry the digest
+//	pullgate:roles:<digest>     set   contexts manifests name it in
 //	pullgate:overrides          hash  subject -> Override JSON
 //	pullgate:tag:<key>          string  TagRecord JSON
 const (
@@ -25,6 +28,18 @@ const (
 
 func redisVerdictsKey(d digest.Digest) string { return redisPrefix + "verdicts:" + string(d) }
 func redisTagKey(key string) string           { return redisPrefix + "tag:" + key }
+func redisLinksKey(d digest.Digest) string    { return redisPrefix + "links:" + string(d) }
+func redisRolesKey(d digest.Digest) string    { return redisPrefix + "roles:" + string(d) }
+
+// linkScript adds a repository to a digest's set unless the set is full:
+// the check and the add are one step, so replicas cannot pass the bound
+// together. It returns 1 when the repository is (now) in the set, 0 when
+// the set is full.
+var linkScript = redis.NewScript(`
+if redis.call("SISMEMBER", KEYS[1], ARGV[1]) == 1 then return 1 end
+if redis.call("SCARD", KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call("SADD", KEYS[1], ARGV[1])
+return 1`)
 
 // RedisStore is the shared verdict store for several replicas.
 type RedisStore struct {
@@ -87,20 +102,17 @@ func (s *RedisStore) Ping(ctx context.Context) error {
 	return nil
 }
 
-func (s *RedisStore) Verdict(ctx context.Context, dgst digest.Digest, rulesetID string) (Verdict, error) {
-	if err := dgst.Validate(); err != nil {
-		return Verdict{}, fmt.Errorf("get verdict %q: %w: %w", dgst, ErrInvalid, err)
+func (s *RedisStore) Verdict(ctx context.Context, dgst digest.Digest, rulesetID string, c Context) (Verdict, error) {
+	if err := validateLookup(dgst, rulesetID, c); err != nil {
+		return Verdict{}, fmt.Errorf("get verdict %w", err)
 	}
-	if err := validateRulesetID(rulesetID); err != nil {
-		return Verdict{}, fmt.Errorf("get verdict %s: %w", dgst, err)
-	}
-	raw, err := s.client.HGet(ctx, redisVerdictsKey(dgst), rulesetID).Bytes()
+	raw, err := s.client.HGet(ctx, redisVerdictsKey(dgst), verdictField(rulesetID, c)).Bytes()
 	if err != nil {
-		return Verdict{}, fmt.Errorf("get verdict %s ruleset %s: %w", dgst, rulesetID, s.wrap(err))
+		return Verdict{}, fmt.Errorf("get verdict %s ruleset %s context %s: %w", dgst, rulesetID, c, s.wrap(err))
 	}
 	var v Verdict
-	if err := decodeVerdict(raw, dgst, &v); err != nil {
-		return Verdict{}, fmt.Errorf("get verdict %s ruleset %s: %w", dgst, rulesetID, err)
+	if err := decodeVerdictIn(raw, dgst, c, &v); err != nil {
+		return Verdict{}, fmt.Errorf("get verdict %s ruleset %s context %s: %w", dgst, rulesetID, c, err)
 	}
 	return v, nil
 }
@@ -113,8 +125,8 @@ func (s *RedisStore) PutVerdict(ctx context.Context, v Verdict) error {
 	if err != nil {
 		return fmt.Errorf("put verdict %s: %w", v.Digest, err)
 	}
-	if err := s.client.HSet(ctx, redisVerdictsKey(v.Digest), v.RulesetID, raw).Err(); err != nil {
-		return fmt.Errorf("put verdict %s ruleset %s: %w", v.Digest, v.RulesetID, s.wrap(err))
+	if err := s.client.HSet(ctx, redisVerdictsKey(v.Digest), verdictField(v.RulesetID, v.Context), raw).Err(); err != nil {
+		return fmt.Errorf("put verdict %s ruleset %s context %s: %w", v.Digest, v.RulesetID, v.Context, s.wrap(err))
 	}
 	return nil
 }
@@ -137,6 +149,54 @@ func (s *RedisStore) Verdicts(ctx context.Context, dgst digest.Digest) ([]Verdic
 	}
 	sortVerdicts(vs)
 	return vs, nil
+}
+
+func (s *RedisStore) PutLink(ctx context.Context, repo string, dgst digest.Digest, roles ...Context) error {
+	if err := validateLink(repo, dgst, roles); err != nil {
+		return fmt.Errorf("put link: %w", err)
+	}
+	added, err := linkScript.Run(ctx, s.client, []string{redisLinksKey(dgst)}, repo, MaxLinks).Int()
+	if err != nil {
+		return fmt.Errorf("link %s to %s: %w", repo, dgst, s.wrap(err))
+	}
+	if added == 0 {
+		return fmt.Errorf("link %s to %s: %w: %d repositories already carry it", repo, dgst, ErrLimit, MaxLinks)
+	}
+	if len(roles) == 0 {
+		return nil
+	}
+	members := make([]any, len(roles))
+	for i, c := range roles {
+		members[i] = string(c)
+	}
+	if err := s.client.SAdd(ctx, redisRolesKey(dgst), members...).Err(); err != nil {
+		return fmt.Errorf("record roles of %s: %w", dgst, s.wrap(err))
+	}
+	return nil
+}
+
+func (s *RedisStore) Links(ctx context.Context, dgst digest.Digest) (Links, error) {
+	if err := dgst.Validate(); err != nil {
+		return Links{}, fmt.Errorf("get links %q: %w: %w", dgst, ErrInvalid, err)
+	}
+	var repos, roles *redis.StringSliceCmd
+	_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		repos = p.SMembers(ctx, redisLinksKey(dgst))
+		roles = p.SMembers(ctx, redisRolesKey(dgst))
+		return nil
+	})
+	if err != nil {
+		return Links{}, fmt.Errorf("get links %s: %w", dgst, s.wrap(err))
+	}
+	l := Links{Repos: repos.Val(), Roles: make([]Context, 0, len(roles.Val()))}
+	if l.Repos == nil {
+		l.Repos = []string{}
+	}
+	for _, c := range roles.Val() {
+		l.Roles = append(l.Roles, Context(c))
+	}
+	sortLinks(&l)
+	return l, nil
 }
 
 func (s *RedisStore) Override(ctx context.Context, subject string) (Override, error) {

@@ -46,6 +46,7 @@ func TestRedisConformance(t *testing.T) {
 			}
 			return openRedis(t, url)
 		}),
+		storetest.WithLegacyVerdicts(storage.PutLegacyVerdict),
 	)
 }
 
@@ -94,7 +95,10 @@ func TestRedisGoneMidUse(t *testing.T) {
 	srv.Stop()
 
 	calls := map[string]func(ctx context.Context) error{
-		"Verdict":  func(ctx context.Context) error { _, err := s.Verdict(ctx, d, "rules-v1"); return err },
+		"Verdict": func(ctx context.Context) error {
+			_, err := s.Verdict(ctx, d, "rules-v1", storage.ContextLayer)
+			return err
+		},
 		"Verdicts": func(ctx context.Context) error { _, err := s.Verdicts(ctx, d); return err },
 		"PutVerdict": func(ctx context.Context) error {
 			return s.PutVerdict(ctx, storetest.SampleVerdict(d, "rules-v2", storage.StatusClean))
@@ -129,7 +133,7 @@ func TestRedisGoneMidUse(t *testing.T) {
 	// in the background about once a second: wait for that, with a deadline.
 	srv.Restart()
 	waitFor(t, 15*time.Second, func() error { return s.Ping(t.Context()) })
-	if _, err := s.Verdict(t.Context(), d, "rules-v1"); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := s.Verdict(t.Context(), d, "rules-v1", storage.ContextLayer); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("Verdict after restart without persistence: %v, want ErrNotFound", err)
 	}
 }

@@ -28,6 +28,28 @@ func (s Status) Valid() bool {
 	return false
 }
 
+// Context is how a blob was scanned: the same bytes read as a layer (a tar
+// stream of files), as an image config (JSON with a command line and an
+// environment) or as a raw artifact answer different questions, so a
+// verdict in one context says nothing about another.
+type Context string
+
+const (
+	ContextLayer    Context = "layer"    // a tar layer, walked file by file
+	ContextConfig   Context = "config"   // an image config, read as JSON
+	ContextArtifact Context = "artifact" // anything else, scanned as raw bytes
+)
+
+// Valid reports whether c is one of the known contexts. The empty context
+// of records stored before contexts existed is not.
+func (c Context) Valid() bool {
+	switch c {
+	case ContextLayer, ContextConfig, ContextArtifact:
+		return true
+	}
+	return false
+}
+
 // Finding is one rule match inside a blob.
 type Finding struct {
 	Rule        string        `json:"rule"`
@@ -39,10 +61,14 @@ type Finding struct {
 }
 
 // Verdict is the result of scanning the blob Digest under the ruleset
-// RulesetID. A verdict under another ruleset says nothing about this one.
+// RulesetID in Context. A verdict under another ruleset, or in another
+// context, says nothing about this one. Records written before contexts
+// existed have an empty Context: they are listed by Verdicts but never
+// returned by Verdict, so their blobs are scanned again.
 type Verdict struct {
 	Digest         digest.Digest `json:"digest"`
 	RulesetID      string        `json:"ruleset_id"`
+	Context        Context       `json:"context,omitempty"`
 	Status         Status        `json:"status"`
 	Findings       []Finding     `json:"findings,omitempty"`
 	Reason         string        `json:"reason,omitempty"` // for StatusError: why the scan could not finish
@@ -64,8 +90,29 @@ func (v Verdict) Validate() error {
 	if !v.Status.Valid() {
 		return fmt.Errorf("verdict for %s: %w: status %q", v.Digest, ErrInvalid, v.Status)
 	}
+	if !v.Context.Valid() {
+		return fmt.Errorf("verdict for %s: %w: context %q", v.Digest, ErrInvalid, v.Context)
+	}
 	return nil
 }
+
+func validateLookup(dgst digest.Digest, rulesetID string, c Context) error {
+	if err := dgst.Validate(); err != nil {
+		return fmt.Errorf("%q: %w: %w", dgst, ErrInvalid, err)
+	}
+	if err := validateRulesetID(rulesetID); err != nil {
+		return fmt.Errorf("%s: %w", dgst, err)
+	}
+	if !c.Valid() {
+		return fmt.Errorf("%s: %w: context %q", dgst, ErrInvalid, c)
+	}
+	return nil
+}
+
+// verdictField is where a verdict lives under its digest: the ruleset id
+// and the context. Records of earlier releases live under the bare ruleset
+// id, which no lookup asks for.
+func verdictField(rulesetID string, c Context) string { return rulesetID + "|" + string(c) }
 
 func validateRulesetID(id string) error {
 	if id == "" {
@@ -156,14 +203,25 @@ func validateTagKey(key string) error {
 // "absent" answer wraps ErrNotFound; every backend failure is an error that
 // does not, so callers can fail closed.
 type Store interface {
-	// Verdict returns the verdict for dgst under rulesetID.
-	Verdict(ctx context.Context, dgst digest.Digest, rulesetID string) (Verdict, error)
-	// PutVerdict stores v, replacing any verdict for the same digest and
-	// ruleset. Readers see the old or the new value, never a mix.
+	// Verdict returns the verdict for dgst under rulesetID in context c.
+	Verdict(ctx context.Context, dgst digest.Digest, rulesetID string, c Context) (Verdict, error)
+	// PutVerdict stores v, replacing any verdict for the same digest,
+	// ruleset and context. Readers see the old or the new value, never a mix.
 	PutVerdict(ctx context.Context, v Verdict) error
-	// Verdicts returns every ruleset's verdict for dgst, newest first; none
-	// is an empty slice, not an error.
+	// Verdicts returns every verdict for dgst (every ruleset, every context,
+	// records without a context too), newest first; none is an empty slice,
+	// not an error.
 	Verdicts(ctx context.Context, dgst digest.Digest) ([]Verdict, error)
+
+	// PutLink records that upstream confirmed the repository repo (fully
+	// qualified: "docker.io/library/alpine") carries dgst, and adds roles
+	// (the contexts a manifest names the blob in) to what is known of dgst.
+	// A digest carried by more than MaxLinks repositories refuses new ones
+	// with ErrLimit: the link is then confirmed upstream each time.
+	PutLink(ctx context.Context, repo string, dgst digest.Digest, roles ...Context) error
+	// Links returns what is known of dgst: the repositories confirmed to
+	// carry it and the roles manifests give it; none is empty, not an error.
+	Links(ctx context.Context, dgst digest.Digest) (Links, error)
 
 	Override(ctx context.Context, subject string) (Override, error)
 	PutOverride(ctx context.Context, o Override) error
@@ -183,12 +241,56 @@ type Store interface {
 	Kind() string
 }
 
+// MaxLinks bounds the repositories recorded for one digest, so the list
+// read on every request for it stays small.
+const MaxLinks = 1024
+
+// Links is what the store knows of one digest beyond its verdicts.
+type Links struct {
+	// Repos are the fully qualified repositories upstream confirmed carry
+	// the digest, sorted.
+	Repos []string `json:"repos"`
+	// Roles are the contexts manifests name the digest in (config, layer,
+	// artifact), sorted; empty when no manifest named it.
+	Roles []Context `json:"roles"`
+}
+
+// Has reports whether repo is among l.Repos.
+func (l Links) Has(repo string) bool {
+	i := sort.SearchStrings(l.Repos, repo)
+	return i < len(l.Repos) && l.Repos[i] == repo
+}
+
+func validateLink(repo string, dgst digest.Digest, roles []Context) error {
+	if err := dgst.Validate(); err != nil {
+		return fmt.Errorf("link digest %q: %w: %w", dgst, ErrInvalid, err)
+	}
+	named, err := reference.ParseNamed(repo)
+	if err != nil || !reference.IsNameOnly(named) || named.Name() != repo {
+		return fmt.Errorf("link %s: %w: %q is not a fully qualified repository name", dgst, ErrInvalid, repo)
+	}
+	for _, c := range roles {
+		if !c.Valid() {
+			return fmt.Errorf("link %s: %w: role %q", dgst, ErrInvalid, c)
+		}
+	}
+	return nil
+}
+
+func sortLinks(l *Links) {
+	sort.Strings(l.Repos)
+	sort.Slice(l.Roles, func(i, j int) bool { return l.Roles[i] < l.Roles[j] })
+}
+
 func sortVerdicts(vs []Verdict) {
 	sort.Slice(vs, func(i, j int) bool {
 		if !vs[i].Time.Equal(vs[j].Time) {
 			return vs[i].Time.After(vs[j].Time)
 		}
-		return vs[i].RulesetID < vs[j].RulesetID
+		if vs[i].RulesetID != vs[j].RulesetID {
+			return vs[i].RulesetID < vs[j].RulesetID
+		}
+		return vs[i].Context < vs[j].Context
 	})
 }
 

@@ -21,6 +21,14 @@ type Option func(*options)
 
 type options struct {
 	reopen func(t *testing.T, s storage.Store) storage.Store
+	legacy func(t *testing.T, s storage.Store, v storage.Verdict)
+}
+
+// WithLegacyVerdicts enables the test of records written before verdicts
+// had a context: put must store v exactly as that release did (under the
+// digest and the ruleset id alone, without the context field).
+func WithLegacyVerdicts(put func(t *testing.T, s storage.Store, v storage.Verdict)) Option {
+	return func(o *options) { o.legacy = put }
 }
 
 // WithReopen enables the persistence tests: reopen must close s and return
@@ -46,6 +54,10 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store, opts ...Option) {
 		{"VerdictNotFound", testVerdictNotFound},
 		{"VerdictOverwrite", testVerdictOverwrite},
 		{"SeveralRulesets", testSeveralRulesets},
+		{"VerdictContexts", testVerdictContexts},
+		{"Links", testLinks},
+		{"LinksInvalid", testLinksInvalid},
+		{"LinksBounded", testLinksBounded},
 		{"VerdictInvalid", testVerdictInvalid},
 		{"Overrides", testOverrides},
 		{"OverrideInvalid", testOverrideInvalid},
@@ -58,6 +70,12 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store, opts ...Option) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tc.fn(t, open(t))
+		})
+	}
+	if o.legacy != nil {
+		t.Run("LegacyVerdictNotReused", func(t *testing.T) {
+			t.Parallel()
+			testLegacyVerdict(t, open(t), o.legacy)
 		})
 	}
 	if o.reopen != nil {
@@ -77,6 +95,7 @@ func SampleVerdict(dgst digest.Digest, rulesetID string, status storage.Status) 
 	v := storage.Verdict{
 		Digest:         dgst,
 		RulesetID:      rulesetID,
+		Context:        storage.ContextLayer,
 		Status:         status,
 		Bytes:          123456789,
 		Files:          4242,
@@ -165,7 +184,7 @@ func testVerdictRoundTrip(t *testing.T, s storage.Store) {
 	for _, status := range []storage.Status{storage.StatusClean, storage.StatusBlocked, storage.StatusError} {
 		want := SampleVerdict(Digest("roundtrip-"+string(status)), "rules-v1", status)
 		mustPutVerdict(t, s, want)
-		got, err := s.Verdict(ctx(t), want.Digest, want.RulesetID)
+		got, err := s.Verdict(ctx(t), want.Digest, want.RulesetID, storage.ContextLayer)
 		if err != nil {
 			t.Fatalf("Verdict(%s): %v", status, err)
 		}
@@ -177,11 +196,11 @@ func testVerdictRoundTrip(t *testing.T, s storage.Store) {
 
 func testVerdictNotFound(t *testing.T, s storage.Store) {
 	d := Digest("absent")
-	_, err := s.Verdict(ctx(t), d, "rules-v1")
+	_, err := s.Verdict(ctx(t), d, "rules-v1", storage.ContextLayer)
 	wantNotFound(t, "Verdict of an unknown digest", err)
 
 	mustPutVerdict(t, s, SampleVerdict(d, "rules-v1", storage.StatusClean))
-	_, err = s.Verdict(ctx(t), d, "rules-v2")
+	_, err = s.Verdict(ctx(t), d, "rules-v2", storage.ContextLayer)
 	wantNotFound(t, "Verdict under another ruleset", err)
 
 	vs, err := s.Verdicts(ctx(t), Digest("absent-too"))
@@ -200,7 +219,7 @@ func testVerdictOverwrite(t *testing.T, s storage.Store) {
 	want.Time = want.Time.Add(time.Hour)
 	mustPutVerdict(t, s, want)
 
-	got, err := s.Verdict(ctx(t), d, "rules-v1")
+	got, err := s.Verdict(ctx(t), d, "rules-v1", storage.ContextLayer)
 	if err != nil {
 		t.Fatalf("Verdict: %v", err)
 	}
@@ -244,7 +263,7 @@ func testSeveralRulesets(t *testing.T, s storage.Store) {
 		t.Errorf("Verdicts order: %s, %s, %s; want newest first", vs[0].RulesetID, vs[1].RulesetID, vs[2].RulesetID)
 	}
 	for rs, w := range want {
-		got, err := s.Verdict(ctx(t), d, rs)
+		got, err := s.Verdict(ctx(t), d, rs, storage.ContextLayer)
 		if err != nil || !equalVerdict(got, w) {
 			t.Errorf("Verdict(%s) = %+v, %v; want %+v", rs, got, err, w)
 		}
@@ -263,20 +282,24 @@ func testVerdictInvalid(t *testing.T, s storage.Store) {
 		{"empty ruleset", func(v *storage.Verdict) { v.RulesetID = "" }},
 		{"unknown status", func(v *storage.Verdict) { v.Status = "maybe" }},
 		{"empty status", func(v *storage.Verdict) { v.Status = "" }},
+		{"empty context", func(v *storage.Verdict) { v.Context = "" }},
+		{"unknown context", func(v *storage.Verdict) { v.Context = "tarball" }},
 	}
 	for _, tc := range cases {
 		v := good
 		tc.mutate(&v)
 		wantInvalid(t, "PutVerdict with "+tc.name, s.PutVerdict(ctx(t), v))
 	}
-	_, err := s.Verdict(ctx(t), "sha256:nothex", "rules-v1")
+	_, err := s.Verdict(ctx(t), "sha256:nothex", "rules-v1", storage.ContextLayer)
 	wantInvalid(t, "Verdict with a malformed digest", err)
-	_, err = s.Verdict(ctx(t), good.Digest, "")
+	_, err = s.Verdict(ctx(t), good.Digest, "", storage.ContextLayer)
 	wantInvalid(t, "Verdict with an empty ruleset", err)
+	_, err = s.Verdict(ctx(t), good.Digest, "rules-v1", "")
+	wantInvalid(t, "Verdict without a context", err)
 	_, err = s.Verdicts(ctx(t), "nope")
 	wantInvalid(t, "Verdicts with a malformed digest", err)
 
-	_, err = s.Verdict(ctx(t), good.Digest, good.RulesetID)
+	_, err = s.Verdict(ctx(t), good.Digest, good.RulesetID, storage.ContextLayer)
 	wantNotFound(t, "Verdict after refused puts", err)
 }
 
@@ -423,7 +446,7 @@ func testConcurrentWriters(t *testing.T, s storage.Store) {
 		go func() {
 			defer wg.Done()
 			for range perWriter {
-				got, err := s.Verdict(ctx(t), hot, "rules-hot")
+				got, err := s.Verdict(ctx(t), hot, "rules-hot", storage.ContextLayer)
 				if err != nil {
 					errs <- err
 					continue
@@ -456,11 +479,17 @@ func testCancelled(t *testing.T, s storage.Store) {
 	mustPutVerdict(t, s, SampleVerdict(d, "rules-v1", storage.StatusClean))
 	c, cancel := context.WithCancel(ctx(t))
 	cancel()
-	if _, err := s.Verdict(c, d, "rules-v1"); err == nil || errors.Is(err, storage.ErrNotFound) {
+	if _, err := s.Verdict(c, d, "rules-v1", storage.ContextLayer); err == nil || errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("Verdict with a cancelled context: %v, want an error that is not ErrNotFound", err)
 	}
 	if err := s.PutVerdict(c, SampleVerdict(d, "rules-v2", storage.StatusClean)); err == nil {
 		t.Fatal("PutVerdict with a cancelled context succeeded")
+	}
+	if _, err := s.Links(c, d); err == nil {
+		t.Fatal("Links with a cancelled context succeeded")
+	}
+	if err := s.PutLink(c, "docker.io/library/alpine", d); err == nil {
+		t.Fatal("PutLink with a cancelled context succeeded")
 	}
 }
 
@@ -477,8 +506,16 @@ func testClosed(t *testing.T, s storage.Store) {
 	if _, err := s.Override(ctx(t), subject); err == nil || errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("Override after Close: %v, want an error that is not ErrNotFound", err)
 	}
-	if _, err := s.Verdict(ctx(t), Digest("closed"), "rules-v1"); err == nil || errors.Is(err, storage.ErrNotFound) {
+	if _, err := s.Verdict(ctx(t), Digest("closed"), "rules-v1", storage.ContextLayer); err == nil || errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("Verdict after Close: %v, want an error that is not ErrNotFound", err)
+	}
+	// Links decide which names' denies apply: an empty answer from a
+	// closed store would let content past them.
+	if _, err := s.Links(ctx(t), Digest("closed")); err == nil {
+		t.Fatal("Links after Close succeeded")
+	}
+	if err := s.PutLink(ctx(t), "docker.io/library/nginx", Digest("closed")); err == nil {
+		t.Fatal("PutLink after Close succeeded")
 	}
 	if err := s.Ping(ctx(t)); err == nil {
 		t.Fatal("Ping after Close succeeded")
@@ -499,7 +536,7 @@ func testReopen(t *testing.T, s storage.Store, reopen func(t *testing.T, s stora
 
 	s = reopen(t, s)
 
-	gotV, err := s.Verdict(ctx(t), v.Digest, v.RulesetID)
+	gotV, err := s.Verdict(ctx(t), v.Digest, v.RulesetID, storage.ContextLayer)
 	if err != nil || !equalVerdict(gotV, v) {
 		t.Errorf("Verdict after reopen = %+v, %v; want %+v", gotV, err, v)
 	}
