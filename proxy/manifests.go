@@ -129,7 +129,8 @@ func (s *Server) loadManifest(ctx context.Context, up *upstream.Registry, t targ
 		return body, mt, nil
 	}
 	if !errors.Is(err, storage.ErrNotFound) {
-		return nil, "", errUnavailable(fmt.Sprintf("pullgate: read manifest %s: %v", dgst, err))
+		s.log.Error("read stored manifest", "digest", dgst.String(), "err", err)
+		return nil, "", errStoreUnavailable(fmt.Sprintf("read manifest %s", dgst))
 	}
 	body, desc, err := up.Manifest(ctx, t.Repo, dgst, manifestTypes)
 	if err != nil {
@@ -140,7 +141,8 @@ func (s *Server) loadManifest(ctx context.Context, up *upstream.Registry, t targ
 	}
 	mt = manifestMediaType(desc.MediaType, body)
 	if err := s.opts.Blobs.PutManifest(ctx, dgst, mt, body); err != nil {
-		return nil, "", errUnavailable(fmt.Sprintf("pullgate: store manifest %s: %v", dgst, err))
+		s.log.Error("store manifest", "digest", dgst.String(), "err", err)
+		return nil, "", errStoreUnavailable(fmt.Sprintf("store manifest %s", dgst))
 	}
 	return body, mt, nil
 }
