@@ -1,0 +1,363 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/internal/samples"
+	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/scanner"
+	"github.com/pullgate/pullgate/storage"
+)
+
+// fsFixture is a fixture whose blob store is the filesystem driver under a
+// temporary directory, so tests can do to the files what a failing disk or
+// an intruder would.
+func fsFixture(t *testing.T, mods ...func(*Options, *scanner.Options)) (*fixture, string) {
+	t.Helper()
+	root := t.TempDir()
+	blobs, err := storage.NewFilesystemBlobs(t.Context(), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mods = append([]func(*Options, *scanner.Options){func(o *Options, _ *scanner.Options) { o.Blobs = blobs }}, mods...)
+	f := newFixture(t, mods...)
+	f.blobs = blobs
+	return f, root
+}
+
+// dataFile is where the filesystem driver keeps a blob's bytes.
+func dataFile(root string, d digest.Digest) string {
+	return filepath.Join(root, "docker/registry/v2/blobs", d.Algorithm().String(), d.Encoded()[:2], d.Encoded(), "data")
+}
+
+// bigLayer is an uncompressed layer of n pseudo-random bytes in one file.
+func bigLayer(seed uint64, n int) []byte {
+	r := mrand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8)})
+	p := make([]byte, n)
+	_, _ = r.Read(p)
+	return testregistry.LayerTar(testregistry.File{Path: fmt.Sprintf("data/%d.bin", seed), Mode: 0o644, Data: p})
+}
+
+// warmBlob pushes a bare blob upstream and pulls it once through pullgate,
+// so that it is scanned, stored and served from the store from then on.
+func warmBlob(t *testing.T, f *fixture, repo string, blob []byte) digest.Digest {
+	t.Helper()
+	d := f.hub.PushBlob(t, repo, blob)
+	resp, body := f.do(t, "GET", "/v2/"+repo+"/blobs/"+d.String())
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, blob) {
+		t.Fatalf("warm-up pull: %d, %d bytes", resp.StatusCode, len(body))
+	}
+	return d
+}
+
+// download GETs a blob and returns what arrived: the status, the declared
+// length, the body as far as it came, and the read error if it was cut.
+func download(t *testing.T, f *fixture, path string, hdr ...string) (int, int64, []byte, error) {
+	t.Helper()
+	req, err := http.NewRequest("GET", f.url+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := f.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.ContentLength, body, err
+}
+
+func TestServedBlobIsVerified(t *testing.T) {
+	const size = 1 << 20
+	minerLayer := testregistry.LayerTar(
+		testregistry.File{Path: "usr/bin/kworker", Mode: 0o755, Data: samples.XMRig()},
+		testregistry.File{Path: "usr/share/pad", Mode: 0o644, Data: samples.Filler(512 << 10)})
+	flip := func(t *testing.T, file string) {
+		p, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p[len(p)/2] ^= 0xff
+		if err := os.WriteFile(file, p, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		tamper func(t *testing.T, file string)
+		hdr    []string
+		// cut: the response starts and is cut short; else nothing of the
+		// blob is sent (the whole request fits in the held tail).
+		cut bool
+	}{
+		{name: "bytes flipped", tamper: flip, cut: true},
+		{name: "miner copied over", tamper: func(t *testing.T, file string) {
+			if err := os.WriteFile(file, minerLayer, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, cut: true},
+		{name: "large range of flipped bytes", tamper: flip, hdr: []string{"Range", "bytes=1000-400000"}, cut: true},
+		{name: "small range of flipped bytes", tamper: flip, hdr: []string{"Range", "bytes=0-99"}},
+		{name: "range past the flipped bytes", tamper: flip, hdr: []string{"Range", "bytes=-100"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, root := fsFixture(t)
+			blob := bigLayer(1, size)
+			d := warmBlob(t, f, "library/big", blob)
+			tc.tamper(t, dataFile(root, d))
+			stored, err := os.ReadFile(dataFile(root, d))
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			status, length, got, err := download(t, f, "/v2/library/big/blobs/"+d.String(), tc.hdr...)
+			if tc.cut {
+				if status != http.StatusOK && status != http.StatusPartialContent {
+					t.Fatalf("status %d, want the download to start", status)
+				}
+				if err == nil || int64(len(got)) >= length {
+					t.Fatalf("download completed: %d of %d bytes, err %v", len(got), length, err)
+				}
+				if len(got) == 0 {
+					t.Fatal("nothing was sent: the test no longer exercises a cut")
+				}
+			} else if status != http.StatusServiceUnavailable {
+				t.Fatalf("status %d (%d bytes), want 503 before any byte", status, len(got))
+			}
+			if bytes.Equal(got, stored) || digest.FromBytes(got) == d {
+				t.Fatal("the client got the complete stored bytes")
+			}
+			if _, err := f.blobs.Stat(t.Context(), d); !errors.Is(err, storage.ErrNotFound) {
+				t.Fatalf("the corrupt blob is still in the store: %v", err)
+			}
+
+			before := f.hub.CDNGets(d)
+			status, _, got, err = download(t, f, "/v2/library/big/blobs/"+d.String())
+			if status != http.StatusOK || err != nil || !bytes.Equal(got, blob) {
+				t.Fatalf("next pull: %d, %d bytes, %v", status, len(got), err)
+			}
+			if n := f.hub.CDNGets(d); n != before+1 {
+				t.Fatalf("the next pull fetched the blob %d times from upstream, want once", n-before)
+			}
+		})
+	}
+}
+
+func TestServedRanges(t *testing.T) {
+	f, _ := fsFixture(t)
+	blob := bigLayer(2, 300_000)
+	d := warmBlob(t, f, "library/ranged", blob)
+	n := int64(len(blob))
+	for _, tc := range []struct {
+		rng        string
+		status     int
+		start, end int64 // served bytes [start, end)
+	}{
+		{"bytes=0-99", http.StatusPartialContent, 0, 100},
+		{"bytes=100000-", http.StatusPartialContent, 100000, n},
+		{"bytes=-5000", http.StatusPartialContent, n - 5000, n},
+		{"bytes=1000-99999999", http.StatusPartialContent, 1000, n},
+		{"bytes=0-1,5-6", http.StatusOK, 0, n}, // several ranges: the whole blob
+		{"items=0-1", http.StatusOK, 0, n},
+		{fmt.Sprintf("bytes=%d-", n), http.StatusRequestedRangeNotSatisfiable, 0, 0},
+	} {
+		t.Run(tc.rng, func(t *testing.T) {
+			status, _, got, err := download(t, f, "/v2/library/ranged/blobs/"+d.String(), "Range", tc.rng)
+			if err != nil || status != tc.status {
+				t.Fatalf("status %d, %v", status, err)
+			}
+			if tc.status != http.StatusRequestedRangeNotSatisfiable && !bytes.Equal(got, blob[tc.start:tc.end]) {
+				t.Fatalf("got %d bytes, want [%d, %d)", len(got), tc.start, tc.end)
+			}
+		})
+	}
+	resp, body := f.do(t, "HEAD", "/v2/library/ranged/blobs/"+d.String())
+	if resp.StatusCode != http.StatusOK || resp.ContentLength != n || len(body) != 0 || resp.Header.Get("Docker-Content-Digest") != d.String() {
+		t.Fatalf("HEAD: %d, length %d", resp.StatusCode, resp.ContentLength)
+	}
+}
+
+// slowReader opens a blob download that reads 1 KB and then stops: its
+// receive buffer is kept small, so the server's writes block soon.
+func slowReader(t *testing.T, addr, path string) net.Conn {
+	t.Helper()
+	dialer := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return errors.Join(err, serr)
+	}}
+	conn, err := dialer.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, addr); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(conn, make([]byte, 1024)); err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+func TestBlobStreamCap(t *testing.T) {
+	f, _ := fsFixture(t, func(o *Options, _ *scanner.Options) {
+		o.MaxBlobStreams = 2
+		o.BlobStreamWait = 50 * time.Millisecond
+		o.BlobStreamRetryAfter = 3 * time.Second
+	})
+	d := warmBlob(t, f, "library/capped", bigLayer(3, 8<<20))
+	path := "/v2/library/capped/blobs/" + d.String()
+	addr := strings.TrimPrefix(f.url, "http://")
+	held := []net.Conn{slowReader(t, addr, path), slowReader(t, addr, path)}
+	waitFor(t, 5*time.Second, "two streams held", func() bool { return len(f.srv.streams) == 2 })
+
+	resp, body := f.do(t, "GET", path)
+	if code, _ := ociError(t, body); resp.StatusCode != http.StatusTooManyRequests || code != "TOOMANYREQUESTS" || resp.Header.Get("Retry-After") != "3" {
+		t.Fatalf("over the cap: %d %s, Retry-After %q", resp.StatusCode, code, resp.Header.Get("Retry-After"))
+	}
+	if resp, _ := f.do(t, "HEAD", path); resp.StatusCode != http.StatusOK {
+		t.Fatalf("HEAD needs no stream, got %d", resp.StatusCode)
+	}
+	for _, c := range held {
+		c.Close()
+	}
+	waitFor(t, 10*time.Second, "the streams to end with their clients", func() bool { return len(f.srv.streams) == 0 })
+	if status, _, _, err := download(t, f, path); status != http.StatusOK || err != nil {
+		t.Fatalf("after the slow readers left: %d, %v", status, err)
+	}
+}
+
+func TestBlobWriteTimeout(t *testing.T) {
+	f, _ := fsFixture(t, func(o *Options, _ *scanner.Options) { o.BlobWriteTimeout = 300 * time.Millisecond })
+	d := warmBlob(t, f, "library/stalled", bigLayer(4, 8<<20))
+	path := "/v2/library/stalled/blobs/" + d.String()
+	conn := slowReader(t, strings.TrimPrefix(f.url, "http://"), path)
+	waitFor(t, 5*time.Second, "the stream to start", func() bool { return len(f.srv.streams) == 1 })
+	waitFor(t, 10*time.Second, "the write timeout to end the stream", func() bool { return len(f.srv.streams) == 0 })
+	// The server closed the connection: the client finds its end after
+	// what its buffers hold.
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.Copy(io.Discard, conn); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("the connection was not closed: %v", err)
+	}
+}
+
+func TestReadyzProbesAWrite(t *testing.T) {
+	d := &faultyDriver{StorageDriver: inmemory.New()}
+	f := newFixture(t, func(o *Options, _ *scanner.Options) {
+		blobs, err := storage.NewBlobs(context.Background(), d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Blobs = blobs
+	})
+	f.srv.storeProbe.every = 0 // probe on every call, for the test
+	if resp, body := f.do(t, "GET", "/readyz"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("readyz with a working store: %d %s", resp.StatusCode, body)
+	}
+	d.failWrites.Store(true)
+	resp, body := f.do(t, "GET", "/readyz")
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "blob store cannot write") || !strings.Contains(string(body), syscall.ENOSPC.Error()) {
+		t.Fatalf("readyz with a store that cannot write: %d %q", resp.StatusCode, body)
+	}
+	d.failWrites.Store(false)
+	if resp, body := f.do(t, "GET", "/readyz"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("readyz after the store recovered: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestReadyzProbeIsCached(t *testing.T) {
+	d := &faultyDriver{StorageDriver: inmemory.New()}
+	f := newFixture(t, func(o *Options, _ *scanner.Options) {
+		blobs, err := storage.NewBlobs(context.Background(), d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Blobs = blobs
+	})
+	if resp, _ := f.do(t, "GET", "/readyz"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("readyz: %d", resp.StatusCode)
+	}
+	d.puts.Store(0)
+	for range 5 {
+		f.do(t, "GET", "/readyz")
+	}
+	if n := d.puts.Load(); n != 0 {
+		t.Fatalf("%d probe writes for 5 readiness checks within the cache time after the first, want none", n)
+	}
+}
+
+func TestStoreErrorsHideServerPaths(t *testing.T) {
+	d := &faultyDriver{StorageDriver: inmemory.New()}
+	f := newFixture(t, func(o *Options, _ *scanner.Options) {
+		blobs, err := storage.NewBlobs(context.Background(), d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Blobs = blobs
+	})
+	dgst := warmBlob(t, f, "library/hidden", bigLayer(5, 1000))
+	d.failReads.Store(true)
+	resp, body := f.do(t, "GET", "/v2/library/hidden/blobs/"+dgst.String())
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	code, msg := ociError(t, body)
+	if code != "UNAVAILABLE" || !strings.Contains(msg, "blob store unavailable") || strings.Contains(msg, serverPath) {
+		t.Fatalf("message %s %q", code, msg)
+	}
+}
+
+// faultyDriver fails what a broken disk fails, with errors that name
+// files on the server as the filesystem driver's do, and counts writes.
+type faultyDriver struct {
+	storagedriver.StorageDriver
+	failWrites, failReads atomic.Bool
+	puts                  atomic.Int64
+}
+
+const serverPath = "/var/lib/pullgate/data/blobs"
+
+func (d *faultyDriver) PutContent(ctx context.Context, path string, content []byte) error {
+	d.puts.Add(1)
+	if d.failWrites.Load() {
+		return &os.PathError{Op: "open", Path: serverPath + path, Err: syscall.ENOSPC}
+	}
+	return d.StorageDriver.PutContent(ctx, path, content)
+}
+
+func (d *faultyDriver) Writer(ctx context.Context, path string, append bool) (storagedriver.FileWriter, error) {
+	if d.failWrites.Load() {
+		return nil, &os.PathError{Op: "open", Path: serverPath + path, Err: syscall.ENOSPC}
+	}
+	return d.StorageDriver.Writer(ctx, path, append)
+}
+
+func (d *faultyDriver) Reader(ctx context.Context, path string, offset int64) (io.ReadCloser, error) {
+	if d.failReads.Load() {
+		return nil, &os.PathError{Op: "open", Path: serverPath + path, Err: syscall.EIO}
+	}
+	return d.StorageDriver.Reader(ctx, path, offset)
+}
