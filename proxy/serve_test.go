@@ -11,7 +11,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -198,10 +200,20 @@ func TestServedRanges(t *testing.T) {
 	}
 }
 
-// slowReader opens a blob download that reads 1 KB and then stops: its
-// receive buffer is kept small, so the server's writes block soon.
+// slowReader opens a blob download that reads 1 KB and then stops.
 func slowReader(t *testing.T, addr, path string) net.Conn {
 	t.Helper()
+	conn, err := dialSlowReader(addr, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+func dialSlowReader(addr, path string) (net.Conn, error) {
+	// A small receive buffer: the server's writes block after a few KiB,
+	// not after the several hundred KiB loopback buffers take by default.
 	dialer := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
@@ -209,16 +221,17 @@ func slowReader(t *testing.T, addr, path string) net.Conn {
 	}}
 	conn, err := dialer.Dial("tcp", addr)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	t.Cleanup(func() { conn.Close() })
 	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, addr); err != nil {
-		t.Fatal(err)
+		conn.Close()
+		return nil, err
 	}
 	if _, err := io.ReadFull(conn, make([]byte, 1024)); err != nil {
-		t.Fatal(err)
+		conn.Close()
+		return nil, err
 	}
-	return conn
+	return conn, nil
 }
 
 func TestBlobStreamCap(t *testing.T) {
@@ -360,4 +373,103 @@ func (d *faultyDriver) Reader(ctx context.Context, path string, offset int64) (i
 		return nil, &os.PathError{Op: "open", Path: serverPath + path, Err: syscall.EIO}
 	}
 	return d.StorageDriver.Reader(ctx, path, offset)
+}
+
+// Hundreds of clients that read 1 KB of a warm blob and stop must cost a
+// bounded amount of memory each, and the write timeout must free them.
+func TestSlowReadersLoad(t *testing.T) {
+	const (
+		readers = 500
+		// Generous: a stream holds one 64 KiB buffer, and a connection
+		// net/http's few KiB of buffers and a goroutine.
+		maxPerStream = 256 << 10
+	)
+	f, _ := fsFixture(t, func(o *Options, _ *scanner.Options) {
+		o.MaxBlobStreams = readers
+		o.BlobWriteTimeout = 6 * time.Second
+	})
+	blob := bigLayer(6, 8<<20)
+	d := warmBlob(t, f, "library/warm", blob)
+	path := "/v2/library/warm/blobs/" + d.String()
+	addr := strings.TrimPrefix(f.url, "http://")
+
+	t.Logf("before: %s", procMemory(t))
+	before := liveMemory()
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+		errs  []error
+		wg    sync.WaitGroup
+	)
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	dials := make(chan struct{}, 100) // many at a time, as clients arrive
+	start := time.Now()
+	for range readers {
+		dials <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-dials }()
+			c, err := dialSlowReader(addr, path)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			conns = append(conns, c)
+		})
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		t.Fatalf("%d slow readers failed, first: %v", len(errs), errs[0])
+	}
+	held := len(f.srv.streams)
+	t.Logf("%d slow readers in %s", readers, time.Since(start).Round(time.Millisecond))
+	peak := liveMemory()
+	per := (peak - before) / uint64(max(held, 1))
+	t.Logf("%d streams held: %d KiB live heap and stacks in all, %d KiB per stream; %s",
+		held, (peak-before)>>10, per>>10, procMemory(t))
+	// On a loaded machine the first readers may meet the write timeout
+	// before the last one arrives; the measure needs many held at once.
+	if held < readers/5 {
+		t.Fatalf("only %d of %d streams were held at once: the measure would not mean much", held, readers)
+	}
+	if per > maxPerStream {
+		t.Fatalf("%d KiB per stream, over the %d KiB bound", per>>10, maxPerStream>>10)
+	}
+
+	waitFor(t, 30*time.Second, "the write timeout to free the streams", func() bool { return len(f.srv.streams) == 0 })
+	t.Logf("after the write timeout: %s", procMemory(t))
+	if status, _, got, err := download(t, f, path); status != http.StatusOK || err != nil || !bytes.Equal(got, blob) {
+		t.Fatalf("a new client after the slow ones: %d, %d bytes, %v", status, len(got), err)
+	}
+}
+
+// liveMemory is what the Go heap and goroutine stacks hold. Two GCs: the
+// first moves what sync.Pools keep aside, the second frees it, so buffers
+// pooled before the measure (by the warm-up's ingest) do not skew it.
+func liveMemory() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc + m.StackInuse
+}
+
+// procMemory reports the process's peak and current resident memory.
+func procMemory(t *testing.T) string {
+	p, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return "no /proc/self/status"
+	}
+	var out []string
+	for _, l := range strings.Split(string(p), "\n") {
+		if strings.HasPrefix(l, "VmHWM:") || strings.HasPrefix(l, "VmRSS:") {
+			out = append(out, strings.Join(strings.Fields(l), " "))
+		}
+	}
+	return strings.Join(out, ", ")
 }
