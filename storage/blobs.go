@@ -402,6 +402,9 @@ func (b *Blobs) PurgeUploads(ctx context.Context, olderThan time.Time) (int, err
 // that space without waiting for a restart. maxAge must outlast any live
 // upload: pullgate passes its ingest timeout, past which no ingest runs.
 func (b *Blobs) ReapUploads(ctx context.Context, maxAge, interval time.Duration, log *slog.Logger) {
+	if interval <= 0 {
+		interval = 5 * time.Minute
+	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {

@@ -78,27 +78,31 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	defer audit.Close()
 	srv, err := proxy.New(proxy.Options{
-		Upstreams:         ups,
-		Blobs:             blobs,
-		Verdicts:          verdicts,
-		Scanner:           sc,
-		Hold:              time.Duration(cfg.Gate.Hold),
-		HoldDocker:        time.Duration(cfg.Gate.HoldDocker),
-		RetryAfter:        time.Duration(cfg.Gate.RetryAfter),
-		TagTTL:            time.Duration(cfg.Gate.TagTTL),
-		IngestTimeout:     time.Duration(cfg.Gate.IngestTimeout),
-		IngestLease:       time.Duration(cfg.Gate.IngestLease),
-		PrefetchPlatforms: append([]string{}, cfg.Platforms...),
-		MaxStoreBytes:     cfg.MaxStoreBytes,
-		Policy:            cfg.Policy,
-		Decision:          cfg.Decision.policy(),
-		KnownBad:          knownBadDigests{sopts.KnownBadFiles},
-		MaxBlobBytes:      cfg.Gate.MaxBlobBytes,
-		MaxConfigBytes:    cfg.Gate.MaxConfigBytes,
-		MaxManifestLayers: cfg.Gate.MaxLayers,
-		Admin:             adminOptions(cfg.Admin, cfg.DataDir, audit),
-		Logger:            log,
-		Version:           version,
+		Upstreams:            ups,
+		Blobs:                blobs,
+		Verdicts:             verdicts,
+		Scanner:              sc,
+		Hold:                 time.Duration(cfg.Gate.Hold),
+		HoldDocker:           time.Duration(cfg.Gate.HoldDocker),
+		RetryAfter:           time.Duration(cfg.Gate.RetryAfter),
+		TagTTL:               time.Duration(cfg.Gate.TagTTL),
+		IngestTimeout:        time.Duration(cfg.Gate.IngestTimeout),
+		IngestLease:          time.Duration(cfg.Gate.IngestLease),
+		PrefetchPlatforms:    append([]string{}, cfg.Platforms...),
+		MaxStoreBytes:        cfg.MaxStoreBytes,
+		Policy:               cfg.Policy,
+		Decision:             cfg.Decision.policy(),
+		KnownBad:             knownBadDigests{sopts.KnownBadFiles},
+		MaxBlobBytes:         cfg.Gate.MaxBlobBytes,
+		MaxConfigBytes:       cfg.Gate.MaxConfigBytes,
+		MaxManifestLayers:    cfg.Gate.MaxLayers,
+		MaxBlobStreams:       cfg.Serve.MaxBlobStreams,
+		BlobStreamWait:       time.Duration(cfg.Serve.BlobStreamWait),
+		BlobStreamRetryAfter: time.Duration(cfg.Serve.BlobStreamRetryAfter),
+		BlobWriteTimeout:     time.Duration(cfg.Serve.BlobWriteTimeout),
+		Admin:                adminOptions(cfg.Admin, cfg.DataDir, audit),
+		Logger:               log,
+		Version:              version,
 	})
 	if err != nil {
 		return err
@@ -108,10 +112,14 @@ func serve(args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	// No WriteTimeout or ReadTimeout: a manifest may be held for minutes
+	// and a large blob takes as long as it takes. Blob downloads carry a
+	// write deadline of their own, renewed as bytes go out.
 	hs := &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	hs.RegisterOnShutdown(srv.StopStreams)
@@ -153,15 +161,9 @@ func serve(args []string, stderr io.Writer) error {
 		go keepStoreWithinSize(ctx, srv, log)
 	}
 	// Uploads a killed process left behind are never visible; reclaim
-	// their space. Any upload older than one ingest can be no replica's.
-	go func() {
-		n, err := blobs.PurgeUploads(ctx, time.Now().Add(-time.Duration(cfg.Gate.IngestTimeout)))
-		if err != nil {
-			log.Warn("purge abandoned uploads", "err", err)
-		} else if n > 0 {
-			log.Info("purged abandoned uploads", "uploads", n)
-		}
-	}()
+	// their space while running. Any upload older than one ingest can be
+	// no replica's. It stops with ctx, at shutdown.
+	go blobs.ReapUploads(ctx, time.Duration(cfg.Gate.IngestTimeout), time.Duration(cfg.Serve.ReapUploadsEvery), log)
 	select {
 	case err := <-errc:
 		return err
