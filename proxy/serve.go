@@ -113,7 +113,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, dgst digest.D
 	}
 
 	dw := &deadlineWriter{w: w, rc: http.NewResponseController(w), timeout: s.opts.BlobWriteTimeout, status: status}
-	err = verifiedCopy(dw, rc, dgst, size, rg.start, rg.length)
+	err = verifiedCopy(ctx, dw, rc, dgst, size, rg.start, rg.length)
 	s.metrics.servedBytes(int(dw.n))
 	if err == nil {
 		err = dw.finish()
@@ -244,11 +244,12 @@ func etagMatches(header string, dgst digest.Digest) bool {
 // writes the bytes in [off, off+n) to dst, holding back the last serveHold
 // of them (all of them when fewer) until the whole blob hashed to dgst. On
 // a mismatch the held part is never written and the error wraps
-// storage.ErrDigestMismatch; a failed write wraps errClientWrite.
+// storage.ErrDigestMismatch; a failed write, or ctx ending, wraps
+// errClientWrite.
 //
 // A range is verified like the whole blob: the blob is read from its start
 // and to its end, whatever part of it is sent.
-func verifiedCopy(dst io.Writer, src io.Reader, dgst digest.Digest, size, off, n int64) error {
+func verifiedCopy(ctx context.Context, dst io.Writer, src io.Reader, dgst digest.Digest, size, off, n int64) error {
 	bp := serveBufs.Get().(*[]byte)
 	defer serveBufs.Put(bp)
 	buf := *bp
@@ -265,6 +266,11 @@ func verifiedCopy(dst io.Writer, src io.Reader, dgst digest.Digest, size, off, n
 	}
 	h := dgst.Algorithm().Hash()
 	for pos := int64(0); pos < size; {
+		if err := ctx.Err(); err != nil {
+			// The client left; a range far into a large blob would
+			// otherwise be read to its start for nobody.
+			return fmt.Errorf("%w: %w", errClientWrite, context.Cause(ctx))
+		}
 		var p []byte
 		switch {
 		case pos < off:
