@@ -473,3 +473,41 @@ func procMemory(t *testing.T) string {
 	}
 	return strings.Join(out, ", ")
 }
+
+// verifiedCopy sends exactly the range asked for when the blob matches,
+// and never the range's last byte when it does not.
+func TestVerifiedCopy(t *testing.T) {
+	for _, size := range []int64{0, 1, serveHold - 1, serveHold, serveHold + 1, 3*serveChunk + 17} {
+		p := make([]byte, size)
+		_, _ = mrand.NewChaCha8([32]byte{byte(size)}).Read(p)
+		good := digest.FromBytes(p)
+		bad := digest.FromString("something else")
+		ranges := [][2]int64{{0, size}}
+		if size > 0 {
+			ranges = append(ranges, [2]int64{0, 1}, [2]int64{size - 1, 1}, [2]int64{size / 3, size / 2})
+		}
+		for _, rg := range ranges {
+			name := fmt.Sprintf("size %d range %d+%d", size, rg[0], rg[1])
+			var out bytes.Buffer
+			if err := verifiedCopy(t.Context(), &out, bytes.NewReader(p), good, size, rg[0], rg[1]); err != nil || !bytes.Equal(out.Bytes(), p[rg[0]:rg[0]+rg[1]]) {
+				t.Fatalf("%s: %d bytes, %v", name, out.Len(), err)
+			}
+			out.Reset()
+			err := verifiedCopy(t.Context(), &out, bytes.NewReader(p), bad, size, rg[0], rg[1])
+			if !errors.Is(err, storage.ErrDigestMismatch) {
+				t.Fatalf("%s, wrong digest: %v", name, err)
+			}
+			if int64(out.Len()) >= rg[1] && rg[1] > 0 {
+				t.Fatalf("%s, wrong digest: all %d bytes of the range were sent", name, out.Len())
+			}
+			if want := max(0, rg[1]-serveHold); int64(out.Len()) != want {
+				t.Fatalf("%s, wrong digest: %d bytes sent, want %d (all but the held tail)", name, out.Len(), want)
+			}
+		}
+	}
+	// A short file is an error, never a short success.
+	var out bytes.Buffer
+	if err := verifiedCopy(t.Context(), &out, bytes.NewReader(make([]byte, 10)), digest.FromBytes(make([]byte, 11)), 11, 0, 11); err == nil {
+		t.Fatal("a blob shorter than its size was served")
+	}
+}
