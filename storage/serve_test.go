@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -127,5 +129,37 @@ func TestReapUploadsWhileRunning(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the reaper did not stop with its context")
+	}
+}
+
+// A manifest whose stored bytes no longer match is removed and reported
+// absent, so that the caller fetches it again instead of failing on it.
+func TestCorruptManifestIsRemoved(t *testing.T) {
+	root := t.TempDir()
+	b, err := storage.NewFilesystemBlobs(t.Context(), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte(`{"schemaVersion":2,"note":"corrupt me"}`)
+	dgst := digest.FromBytes(body)
+	if err := b.PutManifest(t.Context(), dgst, ociManifest, body); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(root, "docker/registry/v2/blobs/sha256", dgst.Encoded()[:2], dgst.Encoded(), "data")
+	if err := os.WriteFile(file, bytes.ToUpper(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = b.Manifest(t.Context(), dgst)
+	if !errors.Is(err, storage.ErrDigestMismatch) || !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("Manifest of corrupt bytes: %v, want a digest mismatch reported as absent", err)
+	}
+	if _, _, err := b.Manifest(t.Context(), dgst); !errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrDigestMismatch) {
+		t.Fatalf("Manifest after removal: %v, want plain ErrNotFound", err)
+	}
+	if err := b.PutManifest(t.Context(), dgst, ociManifest, body); err != nil {
+		t.Fatalf("store the manifest again: %v", err)
+	}
+	if got, _, err := b.Manifest(t.Context(), dgst); err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("Manifest after storing again: %q, %v", got, err)
 	}
 }
