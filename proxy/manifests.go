@@ -128,6 +128,9 @@ func (s *Server) loadManifest(ctx context.Context, up *upstream.Registry, t targ
 	if err == nil {
 		return body, mt, nil
 	}
+	if errors.Is(err, storage.ErrDigestMismatch) {
+		s.log.Error("stored manifest failed verification; removed, fetching it again", "digest", dgst.String(), "err", err)
+	}
 	if !errors.Is(err, storage.ErrNotFound) {
 		s.log.Error("read stored manifest", "digest", dgst.String(), "err", err)
 		return nil, "", errStoreUnavailable(fmt.Sprintf("read manifest %s", dgst))
