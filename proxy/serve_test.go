@@ -511,3 +511,24 @@ func TestVerifiedCopy(t *testing.T) {
 		t.Fatal("a blob shorter than its size was served")
 	}
 }
+
+func TestCorruptStoredManifestIsFetchedAgain(t *testing.T) {
+	f, root := fsFixture(t)
+	mdgst := f.hub.Push(t, "library/app", "1", testregistry.CleanImage("manifest"))
+	path := "/v2/library/app/manifests/" + mdgst.String()
+	resp, want := f.do(t, "GET", path)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("first pull: %d", resp.StatusCode)
+	}
+	if err := os.WriteFile(dataFile(root, mdgst), bytes.ToUpper(want), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := f.hub.ManifestGets("library/app", mdgst.String())
+	resp, got := f.do(t, "GET", path)
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(got, want) {
+		t.Fatalf("pull after the stored manifest was damaged: %d %q", resp.StatusCode, got)
+	}
+	if n := f.hub.ManifestGets("library/app", mdgst.String()); n != before+1 {
+		t.Fatalf("manifest fetched %d times from upstream, want once", n-before)
+	}
+}
