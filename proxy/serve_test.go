@@ -532,3 +532,25 @@ func TestCorruptStoredManifestIsFetchedAgain(t *testing.T) {
 		t.Fatalf("manifest fetched %d times from upstream, want once", n-before)
 	}
 }
+
+// Whatever the Range header, the range served lies inside the blob and
+// Content-Length can be exact.
+func FuzzRequestedRange(f *testing.F) {
+	for _, s := range []string{"bytes=0-99", "bytes=-5", "bytes=5-", "bytes=9-3", "bytes=0-1,2-3", "bytes=--1", "bytes=-0", "bytes=99999999999999999999-"} {
+		f.Add(s, int64(100))
+	}
+	d := digest.FromString("x")
+	f.Fuzz(func(t *testing.T, h string, size int64) {
+		if size < 0 {
+			return
+		}
+		r := &http.Request{Header: http.Header{"Range": {h}}}
+		rg, ok := requestedRange(r, d, size)
+		if !ok {
+			return
+		}
+		if rg.start < 0 || rg.length < 0 || rg.start+rg.length > size || (rg.partial && rg.length == 0) {
+			t.Fatalf("Range %q on %d bytes: %+v", h, size, rg)
+		}
+	})
+}
