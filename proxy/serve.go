@@ -118,6 +118,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, dgst digest.D
 	if err == nil {
 		err = dw.finish()
 	}
+	var answer error
 	switch {
 	case err == nil:
 		dw.clearDeadline()
@@ -129,15 +130,17 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, dgst digest.D
 		s.log.Error("stored blob failed verification; removed from the store, it will be fetched and scanned again",
 			"digest", dgst.String(), "client", clientOf(r), "err", err)
 		s.quarantine(ctx, dgst)
+		answer = errUnavailable(fmt.Sprintf("pullgate: blob %s failed verification in the store and was removed; retry to fetch it again", dgst))
 	default:
 		s.log.Error("read stored blob", "digest", dgst.String(), "client", clientOf(r), "err", err)
+		answer = errStoreUnavailable(fmt.Sprintf("blob %s", dgst))
 	}
 	if !dw.started {
 		// Nothing was sent: the client can still get a clear answer.
 		for _, h := range []string{"Docker-Content-Digest", "Etag", "Cache-Control", "Accept-Ranges", "Content-Range"} {
 			w.Header().Del(h)
 		}
-		writeError(w, r, errUnavailable(fmt.Sprintf("pullgate: blob %s: blob store unavailable; retry", dgst)))
+		writeError(w, r, answer)
 		return
 	}
 	// Part of the body went out: cut the connection, so the client sees a
