@@ -34,6 +34,22 @@ const (
 	serveHold = 64 << 10
 )
 
+// ServeOptions bound the blob downloads served to clients. Zero values
+// take the defaults documented on each field.
+type ServeOptions struct {
+	// MaxStreams bounds the blob downloads served at once; each holds one
+	// 64 KiB buffer. Default 512.
+	MaxStreams int
+	// StreamWait is how long a download over MaxStreams waits for a slot
+	// before it is answered 429 TOOMANYREQUESTS with Retry-After
+	// StreamRetryAfter. Defaults 2s and 5s.
+	StreamWait       time.Duration
+	StreamRetryAfter time.Duration
+	// WriteTimeout cuts a download whose client takes no bytes for this
+	// long. Default 60s.
+	WriteTimeout time.Duration
+}
+
 var serveBufs = sync.Pool{New: func() any { b := make([]byte, serveChunk); return &b }}
 
 // errClientWrite marks a failure to write to the client (gone, or too slow
@@ -79,9 +95,9 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, dgst digest.D
 		return
 	}
 
-	if !s.streams.acquire(ctx, s.opts.BlobStreamWait) {
-		msg := fmt.Sprintf("pullgate: too many blob downloads in progress (%d); retry in %s", cap(s.streams), s.opts.BlobStreamRetryAfter)
-		writeError(w, r, &apiError{Code: errcode.ErrorCodeTooManyRequests, Message: msg, RetryAfter: s.opts.BlobStreamRetryAfter})
+	if !s.streams.acquire(ctx, s.opts.Serve.StreamWait) {
+		msg := fmt.Sprintf("pullgate: too many blob downloads in progress (%d); retry in %s", cap(s.streams), s.opts.Serve.StreamRetryAfter)
+		writeError(w, r, &apiError{Code: errcode.ErrorCodeTooManyRequests, Message: msg, RetryAfter: s.opts.Serve.StreamRetryAfter})
 		return
 	}
 	defer s.streams.release()
@@ -112,7 +128,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, dgst digest.D
 		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", rg.start, rg.start+rg.length-1, size))
 	}
 
-	dw := &deadlineWriter{w: w, rc: http.NewResponseController(w), timeout: s.opts.BlobWriteTimeout, status: status}
+	dw := &deadlineWriter{w: w, rc: http.NewResponseController(w), timeout: s.opts.Serve.WriteTimeout, status: status}
 	err = verifiedCopy(ctx, dw, rc, dgst, size, rg.start, rg.length)
 	s.metrics.servedBytes(int(dw.n))
 	if err == nil {

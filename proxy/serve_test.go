@@ -236,9 +236,9 @@ func dialSlowReader(addr, path string) (net.Conn, error) {
 
 func TestBlobStreamCap(t *testing.T) {
 	f, _ := fsFixture(t, func(o *Options, _ *scanner.Options) {
-		o.MaxBlobStreams = 2
-		o.BlobStreamWait = 50 * time.Millisecond
-		o.BlobStreamRetryAfter = 3 * time.Second
+		o.Serve.MaxStreams = 2
+		o.Serve.StreamWait = 50 * time.Millisecond
+		o.Serve.StreamRetryAfter = 3 * time.Second
 	})
 	d := warmBlob(t, f, "library/capped", bigLayer(3, 8<<20))
 	path := "/v2/library/capped/blobs/" + d.String()
@@ -263,7 +263,7 @@ func TestBlobStreamCap(t *testing.T) {
 }
 
 func TestBlobWriteTimeout(t *testing.T) {
-	f, _ := fsFixture(t, func(o *Options, _ *scanner.Options) { o.BlobWriteTimeout = 300 * time.Millisecond })
+	f, _ := fsFixture(t, func(o *Options, _ *scanner.Options) { o.Serve.WriteTimeout = 300 * time.Millisecond })
 	d := warmBlob(t, f, "library/stalled", bigLayer(4, 8<<20))
 	path := "/v2/library/stalled/blobs/" + d.String()
 	conn := slowReader(t, strings.TrimPrefix(f.url, "http://"), path)
@@ -385,8 +385,8 @@ func TestSlowReadersLoad(t *testing.T) {
 		maxPerStream = 256 << 10
 	)
 	f, _ := fsFixture(t, func(o *Options, _ *scanner.Options) {
-		o.MaxBlobStreams = readers
-		o.BlobWriteTimeout = 6 * time.Second
+		o.Serve.MaxStreams = readers
+		o.Serve.WriteTimeout = 6 * time.Second
 	})
 	blob := bigLayer(6, 8<<20)
 	d := warmBlob(t, f, "library/warm", blob)

@@ -74,16 +74,8 @@ type Options struct {
 	// MaxManifestLayers bounds the layers of one image. Default 500.
 	MaxManifestLayers int
 
-	// MaxBlobStreams bounds the blob downloads served at once; each holds
-	// one 64 KiB buffer. A download over it waits up to BlobStreamWait for
-	// a slot, then is answered 429 TOOMANYREQUESTS with Retry-After
-	// BlobStreamRetryAfter. Defaults 512, 2s and 5s.
-	MaxBlobStreams       int
-	BlobStreamWait       time.Duration
-	BlobStreamRetryAfter time.Duration
-	// BlobWriteTimeout cuts a blob download whose client takes no bytes
-	// for this long. Default 60s.
-	BlobWriteTimeout time.Duration
+	// Serve bounds blob downloads to clients (serve.go).
+	Serve ServeOptions
 
 	// Admin configures /admin/ (the page and its API), the audit log and
 	// the alerts (admin.go).
@@ -106,11 +98,11 @@ func (o *Options) setDefaults() {
 	def(&o.TagTTL, 60*time.Second)
 	def(&o.IngestTimeout, 30*time.Minute)
 	def(&o.IngestLease, 10*time.Second)
-	def(&o.BlobStreamWait, 2*time.Second)
-	def(&o.BlobStreamRetryAfter, 5*time.Second)
-	def(&o.BlobWriteTimeout, 60*time.Second)
-	if o.MaxBlobStreams <= 0 {
-		o.MaxBlobStreams = 512
+	def(&o.Serve.StreamWait, 2*time.Second)
+	def(&o.Serve.StreamRetryAfter, 5*time.Second)
+	def(&o.Serve.WriteTimeout, 60*time.Second)
+	if o.Serve.MaxStreams <= 0 {
+		o.Serve.MaxStreams = 512
 	}
 	if o.MaxBlobBytes <= 0 {
 		o.MaxBlobBytes = 16 << 30
@@ -172,7 +164,7 @@ func New(opts Options) (*Server, error) {
 		started: time.Now(),
 	}
 	s.sc.Store(opts.Scanner)
-	s.streams = make(streamSlots, opts.MaxBlobStreams)
+	s.streams = make(streamSlots, opts.Serve.MaxStreams)
 	s.storeProbe.every = 5 * time.Second
 	s.prefetches.sem = make(chan struct{}, 2)
 	s.tags.ttl = opts.TagTTL

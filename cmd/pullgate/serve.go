@@ -78,31 +78,28 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	defer audit.Close()
 	srv, err := proxy.New(proxy.Options{
-		Upstreams:            ups,
-		Blobs:                blobs,
-		Verdicts:             verdicts,
-		Scanner:              sc,
-		Hold:                 time.Duration(cfg.Gate.Hold),
-		HoldDocker:           time.Duration(cfg.Gate.HoldDocker),
-		RetryAfter:           time.Duration(cfg.Gate.RetryAfter),
-		TagTTL:               time.Duration(cfg.Gate.TagTTL),
-		IngestTimeout:        time.Duration(cfg.Gate.IngestTimeout),
-		IngestLease:          time.Duration(cfg.Gate.IngestLease),
-		PrefetchPlatforms:    append([]string{}, cfg.Platforms...),
-		MaxStoreBytes:        cfg.MaxStoreBytes,
-		Policy:               cfg.Policy,
-		Decision:             cfg.Decision.policy(),
-		KnownBad:             knownBadDigests{sopts.KnownBadFiles},
-		MaxBlobBytes:         cfg.Gate.MaxBlobBytes,
-		MaxConfigBytes:       cfg.Gate.MaxConfigBytes,
-		MaxManifestLayers:    cfg.Gate.MaxLayers,
-		MaxBlobStreams:       cfg.Serve.MaxBlobStreams,
-		BlobStreamWait:       time.Duration(cfg.Serve.BlobStreamWait),
-		BlobStreamRetryAfter: time.Duration(cfg.Serve.BlobStreamRetryAfter),
-		BlobWriteTimeout:     time.Duration(cfg.Serve.BlobWriteTimeout),
-		Admin:                adminOptions(cfg.Admin, cfg.DataDir, audit),
-		Logger:               log,
-		Version:              version,
+		Upstreams:         ups,
+		Blobs:             blobs,
+		Verdicts:          verdicts,
+		Scanner:           sc,
+		Hold:              time.Duration(cfg.Gate.Hold),
+		HoldDocker:        time.Duration(cfg.Gate.HoldDocker),
+		RetryAfter:        time.Duration(cfg.Gate.RetryAfter),
+		TagTTL:            time.Duration(cfg.Gate.TagTTL),
+		IngestTimeout:     time.Duration(cfg.Gate.IngestTimeout),
+		IngestLease:       time.Duration(cfg.Gate.IngestLease),
+		PrefetchPlatforms: append([]string{}, cfg.Platforms...),
+		MaxStoreBytes:     cfg.MaxStoreBytes,
+		Policy:            cfg.Policy,
+		Decision:          cfg.Decision.policy(),
+		KnownBad:          knownBadDigests{sopts.KnownBadFiles},
+		MaxBlobBytes:      cfg.Gate.MaxBlobBytes,
+		MaxConfigBytes:    cfg.Gate.MaxConfigBytes,
+		MaxManifestLayers: cfg.Gate.MaxLayers,
+		Serve:             serveOptions(cfg.Serve),
+		Admin:             adminOptions(cfg.Admin, cfg.DataDir, audit),
+		Logger:            log,
+		Version:           version,
 	})
 	if err != nil {
 		return err
@@ -300,4 +297,14 @@ func openBlobs(ctx context.Context, cfg Config) (*storage.Blobs, error) {
 		Bucket: c.Bucket, Region: c.Region, Endpoint: c.Endpoint, AccessKey: c.AccessKey, SecretKey: secret,
 		RootDirectory: c.RootDirectory, Insecure: c.Insecure, PathStyle: c.PathStyle,
 	})
+}
+
+// serveOptions turns the serve: section into the server's download bounds.
+func serveOptions(c ServeConfig) proxy.ServeOptions {
+	return proxy.ServeOptions{
+		MaxStreams:       c.MaxBlobStreams,
+		StreamWait:       time.Duration(c.BlobStreamWait),
+		StreamRetryAfter: time.Duration(c.BlobStreamRetryAfter),
+		WriteTimeout:     time.Duration(c.BlobWriteTimeout),
+	}
 }
