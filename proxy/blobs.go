@@ -5,12 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
-
-	"github.com/distribution/distribution/v3/registry/api/errcode"
-
-	"github.com/pullgate/pullgate/storage"
 )
 
 // blob serves HEAD|GET /v2/<name>/blobs/<digest>: from the store, only under
@@ -81,38 +76,5 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request, t target) {
 		return
 	}
 
-	rc, size, err := s.opts.Blobs.Open(ctx, t.Digest)
-	if err != nil {
-		if errors.Is(err, storage.ErrNotFound) {
-			writeError(w, r, &apiError{Code: errcode.ErrorCodeBlobUnknown, Message: fmt.Sprintf("pullgate: blob %s is not in the store", t.Digest)})
-			return
-		}
-		writeError(w, r, errUnavailable(fmt.Sprintf("pullgate: open blob %s: %v", t.Digest, err)))
-		return
-	}
-	defer rc.Close()
-	s.touch(t.Digest)
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Docker-Content-Digest", t.Digest.String())
-	w.Header().Set("Etag", `"`+t.Digest.String()+`"`)
-	w.Header().Set("Cache-Control", "max-age=31536000")
-	if r.Method == http.MethodHead {
-		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
-		return
-	}
-	cw := &countingWriter{ResponseWriter: w}
-	http.ServeContent(cw, r, "", time.Time{}, rc)
-	s.metrics.servedBytes(int(cw.n))
-}
-
-// countingWriter counts the bytes served.
-type countingWriter struct {
-	http.ResponseWriter
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.ResponseWriter.Write(p)
-	c.n += int64(n)
-	return n, err
+	s.serveBlob(w, r, t.Digest)
 }

@@ -51,6 +51,13 @@ func errUnavailable(msg string) error {
 	return &apiError{Code: errcode.ErrorCodeUnavailable, Message: msg}
 }
 
+// errStoreUnavailable answers a failure of the blob store with what failed.
+// The store's own error stays in the log: driver errors name files on the
+// server.
+func errStoreUnavailable(what string) error {
+	return errUnavailable("pullgate: " + what + ": blob store unavailable; retry later")
+}
+
 func errStillScanning(msg string, retry time.Duration) error {
 	return &apiError{Code: errcode.ErrorCodeTooManyRequests, Message: msg, RetryAfter: retry}
 }

@@ -141,8 +141,12 @@ func (s *Server) loadManifest(ctx context.Context, up *upstream.Registry, t targ
 	if err == nil {
 		return body, mt, nil
 	}
+	if errors.Is(err, storage.ErrDigestMismatch) {
+		s.log.Error("stored manifest failed verification; removed, fetching it again", "digest", dgst.String(), "err", err)
+	}
 	if !errors.Is(err, storage.ErrNotFound) {
-		return nil, "", errUnavailable(fmt.Sprintf("pullgate: read manifest %s: %v", dgst, err))
+		s.log.Error("read stored manifest", "digest", dgst.String(), "err", err)
+		return nil, "", errStoreUnavailable(fmt.Sprintf("read manifest %s", dgst))
 	}
 	body, desc, err := up.Manifest(ctx, t.Repo, dgst, manifestTypes)
 	if err != nil {
@@ -153,7 +157,8 @@ func (s *Server) loadManifest(ctx context.Context, up *upstream.Registry, t targ
 	}
 	mt = manifestMediaType(desc.MediaType, body)
 	if err := s.opts.Blobs.PutManifest(ctx, dgst, mt, body); err != nil {
-		return nil, "", errUnavailable(fmt.Sprintf("pullgate: store manifest %s: %v", dgst, err))
+		s.log.Error("store manifest", "digest", dgst.String(), "err", err)
+		return nil, "", errStoreUnavailable(fmt.Sprintf("store manifest %s", dgst))
 	}
 	s.linkManifest(ctx, t, dgst, mt, body)
 	return body, mt, nil

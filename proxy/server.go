@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -73,6 +74,9 @@ type Options struct {
 	// MaxManifestLayers bounds the layers of one image. Default 500.
 	MaxManifestLayers int
 
+	// Serve bounds blob downloads to clients (serve.go).
+	Serve ServeOptions
+
 	// Admin configures /admin/ (the page and its API), the audit log and
 	// the alerts (admin.go).
 	Admin AdminOptions
@@ -94,6 +98,12 @@ func (o *Options) setDefaults() {
 	def(&o.TagTTL, 60*time.Second)
 	def(&o.IngestTimeout, 30*time.Minute)
 	def(&o.IngestLease, 10*time.Second)
+	def(&o.Serve.StreamWait, 2*time.Second)
+	def(&o.Serve.StreamRetryAfter, 5*time.Second)
+	def(&o.Serve.WriteTimeout, 60*time.Second)
+	if o.Serve.MaxStreams <= 0 {
+		o.Serve.MaxStreams = 512
+	}
 	if o.MaxBlobBytes <= 0 {
 		o.MaxBlobBytes = 16 << 30
 	}
@@ -132,6 +142,8 @@ type Server struct {
 	usage        usage
 	metrics      *metrics
 	started      time.Time
+	streams      streamSlots // blob downloads in progress (serve.go)
+	storeProbe   writeProbe  // /readyz's cached write probe
 
 	admin // the operator's window: admin*.go, events.go
 }
@@ -152,6 +164,8 @@ func New(opts Options) (*Server, error) {
 		started: time.Now(),
 	}
 	s.sc.Store(opts.Scanner)
+	s.streams = make(streamSlots, opts.Serve.MaxStreams)
+	s.storeProbe.every = 5 * time.Second
 	s.prefetches.sem = make(chan struct{}, 2)
 	s.tags.ttl = opts.TagTTL
 	s.metrics.observeScanner(s.scanner)
@@ -251,6 +265,8 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	var problems []string
 	if err := s.opts.Blobs.Ping(ctx); err != nil {
 		problems = append(problems, "blob store: "+err.Error())
+	} else if err := s.storeProbe.check(ctx, s.opts.Blobs); err != nil {
+		problems = append(problems, "blob store cannot write: "+err.Error())
 	}
 	if err := s.opts.Verdicts.Ping(ctx); err != nil {
 		problems = append(problems, "verdict store: "+err.Error())
@@ -264,6 +280,26 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, _ = w.Write([]byte("ready\n"))
+}
+
+// writeProbe runs the store's write probe for /readyz at most once every
+// few seconds, so that a readiness check polled often stays cheap.
+type writeProbe struct {
+	mu    sync.Mutex
+	every time.Duration
+	at    time.Time
+	err   error
+}
+
+func (p *writeProbe) check(ctx context.Context, b *storage.Blobs) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.at.IsZero() && time.Since(p.at) < p.every {
+		return p.err
+	}
+	p.err = b.ProbeWrite(ctx)
+	p.at = time.Now()
+	return p.err
 }
 
 // clientOf names the client for logs and events.

@@ -3,9 +3,12 @@ package storage
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"path"
 	"sync"
 	"time"
@@ -36,7 +39,15 @@ const (
 	// pullgate's own files live beside distribution's tree.
 	pullgateRoot = "/pullgate"
 	markerPath   = pullgateRoot + "/store"
+	probeRoot    = pullgateRoot + "/probe"
 )
+
+// probeName names this process's write probe.
+var probeName = func() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}()
 
 // Blobs is the content-addressed blob and manifest store. It is safe for
 // concurrent use; several processes may share one driver (e.g. s3-aws).
@@ -133,6 +144,31 @@ func (b *Blobs) Open(ctx context.Context, dgst digest.Digest) (io.ReadSeekCloser
 
 type nopSeekCloser struct{ io.ReadSeeker }
 
+// Reader returns a plain reader over a committed blob's bytes, from the
+// start, and its size. It reads the driver directly: distribution's blob
+// reader (what Open returns) puts a 4 MiB buffer in front of every open
+// blob, which a server streaming to hundreds of clients cannot afford. For
+// the filesystem driver the reader is the open file, so it costs no buffer
+// at all; the caller brings its own.
+func (b *Blobs) Reader(ctx context.Context, dgst digest.Digest) (io.ReadCloser, int64, error) {
+	if err := dgst.Validate(); err != nil {
+		return nil, 0, fmt.Errorf("read blob %q: %w: %w", dgst, ErrInvalid, err)
+	}
+	desc, err := b.blobs.Stat(ctx, dgst)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read blob %s: %w", dgst, notFound(err))
+	}
+	if desc.Size == 0 {
+		// Some drivers (s3-aws) fail to read an empty object back.
+		return io.NopCloser(bytes.NewReader(nil)), 0, nil
+	}
+	rc, err := b.driver.Reader(ctx, blobDataPath(desc.Digest), 0)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read blob %s: %w", dgst, notFound(err))
+	}
+	return rc, desc.Size, nil
+}
+
 func (nopSeekCloser) Close() error { return nil }
 
 // Delete removes a blob: first its link, so it stops being served at once,
@@ -154,6 +190,22 @@ func (b *Blobs) Delete(ctx context.Context, dgst digest.Digest) error {
 func (b *Blobs) Ping(ctx context.Context) error {
 	if _, err := b.driver.Stat(ctx, markerPath); err != nil {
 		return fmt.Errorf("blob store (%s driver): %w", b.driver.Name(), err)
+	}
+	return nil
+}
+
+// ProbeWrite writes a small file under the store's root and removes it,
+// for readiness: a store that answers reads but cannot write (a full or
+// read-only disk, a bucket without write access) cannot ingest anything.
+// Each process probes a file of its own, so replicas sharing a store never
+// remove each other's probe.
+func (b *Blobs) ProbeWrite(ctx context.Context) error {
+	p := path.Join(probeRoot, probeName)
+	if err := b.driver.PutContent(ctx, p, []byte("pullgate write probe\n")); err != nil {
+		return fmt.Errorf("blob store (%s driver): write probe: %w", b.driver.Name(), err)
+	}
+	if err := b.driver.Delete(ctx, p); err != nil && !isPathNotFound(err) {
+		return fmt.Errorf("blob store (%s driver): remove write probe: %w", b.driver.Name(), err)
 	}
 	return nil
 }
@@ -342,6 +394,33 @@ func (b *Blobs) PurgeUploads(ctx context.Context, olderThan time.Time) (int, err
 	}
 	deleted, errs := distst.PurgeUploads(ctx, b.driver, olderThan, true)
 	return len(deleted), errors.Join(errs...)
+}
+
+// ReapUploads removes abandoned uploads (see PurgeUploads) older than
+// maxAge, right away and then every interval, until ctx ends. A process
+// killed mid-ingest leaves its upload behind; reaping while running reclaims
+// that space without waiting for a restart. maxAge must outlast any live
+// upload: pullgate passes its ingest timeout, past which no ingest runs.
+func (b *Blobs) ReapUploads(ctx context.Context, maxAge, interval time.Duration, log *slog.Logger) {
+	if interval <= 0 {
+		interval = 5 * time.Minute
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		n, err := b.PurgeUploads(ctx, time.Now().Add(-maxAge))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("purge abandoned uploads", "err", err)
+		case n > 0:
+			log.Info("purged abandoned uploads", "uploads", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // BlobInfo describes one stored blob, for keeping the store within a size.

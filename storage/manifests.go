@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path"
 	"strings"
@@ -47,7 +48,8 @@ func (b *Blobs) PutManifest(ctx context.Context, dgst digest.Digest, mediaType s
 }
 
 // Manifest returns the exact bytes stored under dgst and their media type,
-// or an error wrapping ErrNotFound.
+// or an error wrapping ErrNotFound. Stored bytes that do not hash to dgst
+// are removed, and the error wraps both ErrDigestMismatch and ErrNotFound.
 func (b *Blobs) Manifest(ctx context.Context, dgst digest.Digest) ([]byte, string, error) {
 	if err := dgst.Validate(); err != nil {
 		return nil, "", fmt.Errorf("get manifest %q: %w: %w", dgst, ErrInvalid, err)
@@ -61,9 +63,15 @@ func (b *Blobs) Manifest(ctx context.Context, dgst digest.Digest) ([]byte, strin
 		return nil, "", fmt.Errorf("get manifest %s: %w", dgst, notFound(err))
 	}
 	// Manifests are small; checking them on every read catches a corrupted
-	// backend before a client caches what it got.
+	// backend before a client caches what it got. A manifest that does not
+	// match is removed and reported absent as well, so the caller fetches
+	// it again rather than failing on it until someone cleans up.
 	if got := dgst.Algorithm().FromBytes(body); got != dgst {
-		return nil, "", fmt.Errorf("get manifest %s: stored bytes hash to %s: %w", dgst, got, ErrDigestMismatch)
+		err := fmt.Errorf("get manifest %s: stored bytes hash to %s: %w", dgst, got, ErrDigestMismatch)
+		if rmErr := b.DeleteManifest(ctx, dgst); rmErr != nil && !errors.Is(rmErr, ErrNotFound) {
+			return nil, "", errors.Join(err, fmt.Errorf("remove corrupt manifest: %w", rmErr))
+		}
+		return nil, "", fmt.Errorf("%w (removed): %w", err, ErrNotFound)
 	}
 	mt, err := b.driver.GetContent(ctx, mediaTypePath(dgst))
 	if err != nil {

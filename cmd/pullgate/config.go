@@ -57,6 +57,27 @@ type Config struct {
 	Decision DecisionConfig `yaml:"decision"`
 	// Admin is the /admin/ page and API, the audit log and alerts.
 	Admin AdminConfig `yaml:"admin"`
+	// Serve bounds the blob downloads to clients.
+	Serve ServeConfig `yaml:"serve"`
+}
+
+// ServeConfig bounds blob downloads: how many at once, how long a client
+// may take no bytes, and how often abandoned uploads are reaped.
+type ServeConfig struct {
+	// MaxBlobStreams is how many blob downloads are served at once (each
+	// holds one 64 KiB buffer). Default 512.
+	MaxBlobStreams int `yaml:"max_blob_streams"`
+	// BlobStreamWait is how long a download over the cap waits for a slot
+	// before it is answered 429 with Retry-After BlobStreamRetryAfter.
+	// Defaults 2s and 5s.
+	BlobStreamWait       Duration `yaml:"blob_stream_wait"`
+	BlobStreamRetryAfter Duration `yaml:"blob_stream_retry_after"`
+	// BlobWriteTimeout cuts a download whose client takes no bytes for
+	// this long. Default 60s.
+	BlobWriteTimeout Duration `yaml:"blob_write_timeout"`
+	// ReapUploadsEvery is how often uploads older than gate.ingest_timeout
+	// (left by a killed process) are removed. Default 5m.
+	ReapUploadsEvery Duration `yaml:"reap_uploads_every"`
 }
 
 // Upstream is one registry pullgate fetches from. Credentials come from
@@ -170,6 +191,13 @@ func defaultConfig() Config {
 		Warm: WarmConfig{Images: []string{}, Interval: Duration(time.Hour), Timeout: Duration(30 * time.Minute)},
 		Admin: AdminConfig{AuditRetention: storage.DefaultAuditRetention,
 			AuditFileBytes: storage.DefaultAuditFileBytes, AuditFileKeep: storage.DefaultAuditFileKeep},
+		Serve: ServeConfig{
+			MaxBlobStreams:       512,
+			BlobStreamWait:       Duration(2 * time.Second),
+			BlobStreamRetryAfter: Duration(5 * time.Second),
+			BlobWriteTimeout:     Duration(60 * time.Second),
+			ReapUploadsEvery:     Duration(5 * time.Minute),
+		},
 	}
 }
 
@@ -349,7 +377,7 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("upstream %s: %w", name, err))
 		}
 	}
-	errs = append(errs, c.Storage.validate())
+	errs = append(errs, c.Storage.validate(), c.Serve.validate())
 	if c.MaxStoreBytes < 0 {
 		errs = append(errs, errors.New("max_store_bytes is negative"))
 	}
@@ -427,6 +455,13 @@ func applyStrings(getenv func(string) string, settings []stringSetting) {
 type ListenTLS struct {
 	Cert string `yaml:"cert"`
 	Key  string `yaml:"key"`
+}
+
+func (c ServeConfig) validate() error {
+	if c.MaxBlobStreams <= 0 || c.BlobStreamWait <= 0 || c.BlobStreamRetryAfter <= 0 || c.BlobWriteTimeout <= 0 || c.ReapUploadsEvery <= 0 {
+		return errors.New("serve: max_blob_streams, blob_stream_wait, blob_stream_retry_after, blob_write_timeout and reap_uploads_every must be positive")
+	}
+	return nil
 }
 
 // StorageConfig picks the blob store's driver.

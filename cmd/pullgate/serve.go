@@ -96,6 +96,7 @@ func serve(args []string, stderr io.Writer) error {
 		MaxBlobBytes:      cfg.Gate.MaxBlobBytes,
 		MaxConfigBytes:    cfg.Gate.MaxConfigBytes,
 		MaxManifestLayers: cfg.Gate.MaxLayers,
+		Serve:             serveOptions(cfg.Serve),
 		Admin:             adminOptions(cfg.Admin, cfg.DataDir, audit),
 		Logger:            log,
 		Version:           version,
@@ -108,10 +109,14 @@ func serve(args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	// No WriteTimeout or ReadTimeout: a manifest may be held for minutes
+	// and a large blob takes as long as it takes. Blob downloads carry a
+	// write deadline of their own, renewed as bytes go out.
 	hs := &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	hs.RegisterOnShutdown(srv.StopStreams)
@@ -153,15 +158,9 @@ func serve(args []string, stderr io.Writer) error {
 		go keepStoreWithinSize(ctx, srv, log)
 	}
 	// Uploads a killed process left behind are never visible; reclaim
-	// their space. Any upload older than one ingest can be no replica's.
-	go func() {
-		n, err := blobs.PurgeUploads(ctx, time.Now().Add(-time.Duration(cfg.Gate.IngestTimeout)))
-		if err != nil {
-			log.Warn("purge abandoned uploads", "err", err)
-		} else if n > 0 {
-			log.Info("purged abandoned uploads", "uploads", n)
-		}
-	}()
+	// their space while running. Any upload older than one ingest can be
+	// no replica's. It stops with ctx, at shutdown.
+	go blobs.ReapUploads(ctx, time.Duration(cfg.Gate.IngestTimeout), time.Duration(cfg.Serve.ReapUploadsEvery), log)
 	select {
 	case err := <-errc:
 		return err
@@ -303,4 +302,14 @@ func openBlobs(ctx context.Context, cfg Config) (*storage.Blobs, error) {
 		Bucket: c.Bucket, Region: c.Region, Endpoint: c.Endpoint, AccessKey: c.AccessKey, SecretKey: secret,
 		RootDirectory: c.RootDirectory, Insecure: c.Insecure, PathStyle: c.PathStyle,
 	})
+}
+
+// serveOptions turns the serve: section into the server's download bounds.
+func serveOptions(c ServeConfig) proxy.ServeOptions {
+	return proxy.ServeOptions{
+		MaxStreams:       c.MaxBlobStreams,
+		StreamWait:       time.Duration(c.BlobStreamWait),
+		StreamRetryAfter: time.Duration(c.BlobStreamRetryAfter),
+		WriteTimeout:     time.Duration(c.BlobWriteTimeout),
+	}
 }
