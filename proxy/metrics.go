@@ -238,7 +238,9 @@ func (m *metrics) upstreamLabel(name string) string {
 	return "other"
 }
 
-func (m *metrics) upstreamBlob(name string)      { m.upstreamBlobs.WithLabelValues(m.upstreamLabel(name)).Inc() }
+func (m *metrics) upstreamBlob(name string) {
+	m.upstreamBlobs.WithLabelValues(m.upstreamLabel(name)).Inc()
+}
 func (m *metrics) tagCache(hit bool)             { m.tagLookup.WithLabelValues(hitMiss(hit)).Inc() }
 func (m *metrics) auditFailed()                  { m.audit.WithLabelValues("failed").Inc() }
 func (m *metrics) auditDropped()                 { m.audit.WithLabelValues("dropped").Inc() }
