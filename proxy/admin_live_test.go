@@ -20,7 +20,7 @@ func TestLiveBlockedListIsBounded(t *testing.T) {
 	if n := len(l.blockedImages()); n != maxBlocked {
 		t.Fatalf("%d blocked digests kept, want %d", n, maxBlocked)
 	}
-	if _, ok := l.blocked[digest.FromString(fmt.Sprint(3*maxBlocked - 1))]; !ok {
+	if _, ok := l.blocked[digest.FromString(fmt.Sprint(3*maxBlocked-1))]; !ok {
 		t.Fatal("the newest refusal was dropped instead of the oldest")
 	}
 	d := digest.FromString("one")
