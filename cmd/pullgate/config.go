@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/pullgate/pullgate/proxy"
+	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
@@ -69,6 +70,14 @@ type Upstream struct {
 	CredentialsFile string `yaml:"credentials_file"`
 	MaxConcurrent   int    `yaml:"max_concurrent"`
 	Insecure        bool   `yaml:"insecure"`
+	// SlotWait bounds a request's wait for one of the max_concurrent
+	// connection slots; past it the pull is answered 429 with Retry-After.
+	// 0: 10s; negative: as long as the client waits.
+	SlotWait Duration `yaml:"slot_wait"`
+	// IdleTimeout fails a blob download that sends no byte for this long
+	// (the pull is refused, nothing is stored, the slot is freed).
+	// 0: 30s; negative: never.
+	IdleTimeout Duration `yaml:"idle_timeout"`
 }
 
 // LogConfig sets the structured logs' level (debug, info, warn, error) and
@@ -119,7 +128,7 @@ func defaultConfig() Config {
 		Listen:    ":5000",
 		DataDir:   "./data",
 		Rules:     []string{},
-		Upstreams: map[string]Upstream{"docker.io": {URL: "https://registry-1.docker.io"}},
+		Upstreams: map[string]Upstream{"docker.io": {URL: "https://registry-1.docker.io", SlotWait: Duration(upstream.DefaultSlotWait), IdleTimeout: Duration(upstream.DefaultIdleTimeout)}},
 		Log:       LogConfig{Level: "info", Format: "text"},
 		Gate: GateConfig{
 			Hold:           Duration(25 * time.Second),
