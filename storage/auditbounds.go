@@ -14,13 +14,13 @@ import (
 // the Redis stream by its retention times MaxAuditRecordBytes, the admin
 // page's ring by its length times the in-memory size of a bounded record.
 const (
-	// MaxFieldBytes caps a user agent, client address, actor, rule or file
-	// path.
+	// MaxFieldBytes caps a user agent, client address, actor, or a
+	// finding's rule, description or file path.
 	MaxFieldBytes = 256
 	// MaxNameBytes caps an image name or override subject (a repository
 	// name alone may be 255 bytes, then comes a tag or digest).
 	MaxNameBytes = 512
-	// MaxReasonBytes caps a reason or a finding's description.
+	// MaxReasonBytes caps a reason.
 	MaxReasonBytes = 2048
 	// MaxFindings caps the findings kept with one record.
 	MaxFindings = 16
@@ -49,7 +49,7 @@ func (f Finding) Bounded() Finding {
 	f.Rule = Clip(f.Rule, MaxFieldBytes)
 	f.Category = Clip(f.Category, MaxFieldBytes)
 	f.Severity = Clip(f.Severity, MaxFieldBytes)
-	f.Description = Clip(f.Description, MaxReasonBytes)
+	f.Description = Clip(f.Description, MaxFieldBytes)
 	f.Path = Clip(f.Path, MaxFieldBytes)
 	f.Layer = digestField(f.Layer)
 	return f
