@@ -125,6 +125,9 @@ const (
 	shareQueue = 256
 	// sharePublishTimeout bounds one publish.
 	sharePublishTimeout = 2 * time.Second
+	// maxSharedPayload is more than a bounded decision takes as JSON (see
+	// Event.bounded); a longer message is not read.
+	maxSharedPayload = 256 << 10
 )
 
 // sharedEvent is a decision on the bus, with the replica that made it.
@@ -166,6 +169,11 @@ func startSharing(store storage.Store, l *live, log *slog.Logger, m *metrics) *e
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.unsubscribe = bus.Subscribe(func(payload []byte) {
+		if len(payload) > maxSharedPayload {
+			m.eventBusError("malformed")
+			log.Warn("event bus: ignored a message too long to be a decision", "bytes", len(payload))
+			return
+		}
 		var msg sharedEvent
 		if err := json.Unmarshal(payload, &msg); err != nil || msg.Origin == "" {
 			m.eventBusError("malformed")
