@@ -278,8 +278,9 @@ func (l *loginLimiter) fail(client, key string) {
 // probation is empty; an entry at its limit (refusing) is never evicted.
 // So an attacker cycling through many addresses, one failure each, only
 // churns probation: it cannot push out a busy address or reset one that is
-// refused. When the table is full of refusing entries it fails closed: a
-// key it cannot track is refused until an entry's window ends.
+// refused. When the entries failed least recently are all refusing, a
+// full table fails closed: a key it cannot track is refused until an
+// entry's window ends.
 type failureTable struct {
 	entries              map[string]*list.Element
 	probation, protected list.List // of *failures, most recent failure first
@@ -349,10 +350,13 @@ func (t *failureTable) fail(key string, limit int, now time.Time) {
 	t.entries[key] = t.probation.PushFront(&failures{key: key, count: 1, start: now})
 }
 
-// evict removes one entry that is not refusing, probation first.
+// evict removes one entry that is not refusing, probation first. It looks
+// at the few entries failed least recently, not the whole table.
 func (t *failureTable) evict(limit int, now time.Time) bool {
+	const look = 16
 	for _, l := range []*list.List{&t.probation, &t.protected} {
-		if e := l.Back(); e != nil {
+		e := l.Back()
+		for i := 0; e != nil && i < look; i, e = i+1, e.Prev() {
 			f := e.Value.(*failures)
 			if f.current(now) < limit {
 				l.Remove(e)
