@@ -83,7 +83,7 @@ func (ev Event) bounded() Event {
 	ev.Client = storage.Clip(ev.Client, storage.MaxFieldBytes)
 	ev.UserAgent = storage.Clip(ev.UserAgent, storage.MaxFieldBytes)
 	ev.Image = storage.Clip(ev.Image, storage.MaxNameBytes)
-	ev.Digest = digest.Digest(storage.Clip(string(ev.Digest), 160))
+	ev.Digest = digest.Digest(storage.Clip(string(ev.Digest), storage.MaxDigestBytes))
 	ev.Decision = storage.Clip(ev.Decision, storage.MaxFieldBytes)
 	ev.Findings = storage.BoundFindings(ev.Findings)
 	ev.Reason = storage.Clip(ev.Reason, storage.MaxReasonBytes)

@@ -22,6 +22,9 @@ const (
 	MaxNameBytes = 512
 	// MaxReasonBytes caps a reason.
 	MaxReasonBytes = 2048
+	// MaxDigestBytes caps a digest: the longest registered algorithm,
+	// sha512, takes 135 bytes.
+	MaxDigestBytes = 160
 	// MaxFindings caps the findings kept with one record.
 	MaxFindings = 16
 	// MaxAuditRecordBytes caps one record as written (JSON).
@@ -88,9 +91,9 @@ func (r AuditRecord) Bounded() AuditRecord {
 	return r
 }
 
-// digestField keeps a digest of a sane length (the longest registered
-// algorithm, sha512, is 135 bytes); a longer one is cut and marked.
-func digestField[D ~string](d D) D { return D(Clip(string(d), 160)) }
+// digestField keeps a digest to MaxDigestBytes; a longer one is cut and
+// marked.
+func digestField[D ~string](d D) D { return D(Clip(string(d), MaxDigestBytes)) }
 
 // encodeAudit returns r as one JSON line of at most MaxAuditRecordBytes.
 // JSON escaping can make a bounded record longer than its strings (a
