@@ -212,7 +212,7 @@ func TestAdminPageInBrowser(t *testing.T) {
 		}
 	}
 	if overrides != 2 || allowedPulls == 0 {
-		t.Errorf("audit.jsonl: %d override records (want 2: image and layer), %d pulls allowed by override", overrides, allowedPulls)
+		t.Errorf("audit files: %d override records (want 2: image and layer), %d pulls allowed by override", overrides, allowedPulls)
 	}
 
 	WaitFor(t, 30*time.Second, func() bool { return recv.delivered() > 0 }, "the block alert")
@@ -265,19 +265,27 @@ func (w *syncWriter) String() string {
 	return w.b.String()
 }
 
+// auditFile reads the audit log's files under the data dir: the pull
+// records and the override changes, kept apart.
 func auditFile(t *testing.T, dataDir string) []storage.AuditRecord {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dataDir, "audit.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []storage.AuditRecord
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		var r storage.AuditRecord
-		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			t.Fatalf("audit.jsonl line %q: %v", line, err)
+	pulls := filepath.Join(dataDir, "audit.jsonl")
+	for _, name := range []string{pulls, storage.OverridesPath(pulls)} {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
 		}
-		out = append(out, r)
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			if line == "" {
+				continue
+			}
+			var r storage.AuditRecord
+			if err := json.Unmarshal([]byte(line), &r); err != nil {
+				t.Fatalf("%s line %q: %v", name, line, err)
+			}
+			out = append(out, r)
+		}
 	}
 	return out
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"container/list"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/pullgate/pullgate/storage"
 )
 
 // role is what an admin credential may do.
@@ -124,17 +127,24 @@ func (s *Server) adminGuard(next http.Handler) http.Handler {
 			return
 		}
 		client := clientOf(r)
-		if wait := s.logins.wait(client); wait > 0 {
+		p, ok := s.auth.authenticate(r)
+		key := ""
+		if p.key != ([32]byte{}) {
+			key = tokenKey(p)
+		}
+		// Asked whatever authenticate said, so that a refusal tells
+		// nothing about the token.
+		if wait := s.logins.wait(client, key); wait > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
-			adminError(w, r, http.StatusTooManyRequests, "too many failed logins from this address; try again later")
+			adminError(w, r, http.StatusTooManyRequests, "too many failed logins from this address or with this token; try again later")
 			return
 		}
-		p, ok := s.auth.authenticate(r)
 		if !ok {
 			if r.Header.Get("Authorization") != "" {
 				s.metrics.adminAuthFailed()
-				s.logins.fail(client)
-				s.log.Warn("admin: authentication failed", "client", client, "path", r.URL.Path)
+				s.logins.fail(client, key)
+				s.log.Warn("admin: authentication failed", "client", storage.Clip(client, storage.MaxFieldBytes),
+					"path", storage.Clip(r.URL.Path, storage.MaxFieldBytes))
 			}
 			w.Header().Set("WWW-Authenticate", `Basic realm="pullgate admin", charset="UTF-8"`)
 			adminError(w, r, http.StatusUnauthorized, "authentication required: an admin token as a bearer token or as the basic auth password")
@@ -146,7 +156,8 @@ func (s *Server) adminGuard(next http.Handler) http.Handler {
 				return
 			}
 			if msg := checkForgery(w, r, p); msg != "" {
-				s.log.Warn("admin: change refused", "client", clientOf(r), "path", r.URL.Path, "reason", msg)
+				s.log.Warn("admin: change refused", "client", storage.Clip(clientOf(r), storage.MaxFieldBytes),
+					"path", storage.Clip(r.URL.Path, storage.MaxFieldBytes), "reason", msg)
 				adminError(w, r, http.StatusForbidden, msg)
 				return
 			}
@@ -204,64 +215,155 @@ func securityHeaders(next http.Handler) http.Handler {
 	})
 }
 
-// loginLimiter slows down token guessing: an address with maxFailures
-// failed logins within failureWindow is refused until the window passes.
+// loginLimiter slows down token guessing and cuts off clients that keep
+// sending a wrong token, without letting either be turned against the
+// operator:
+//
+//   - A presented token (known by a short hash, never the token) that failed
+//     maxTokenFailures times in a window is refused from everywhere, so a
+//     script or a reverse proxy replaying a stale token is cut off while the
+//     good token from the same address keeps working.
+//   - An address that failed maxAddressFailures times in a window is refused
+//     with any token: this bounds the guesses one address can make. It is
+//     higher than the token limit so that a few bad tokens from a shared
+//     address (a reverse proxy, a NAT) do not lock out everyone behind it.
+//
+// Both tables have a fixed size and cannot be flushed (see failureTable).
 type loginLimiter struct {
-	mu       sync.Mutex
-	failures map[string][]time.Time
+	mu        sync.Mutex
+	addresses failureTable
+	tokens    failureTable
 }
 
 const (
-	maxFailures   = 10
-	failureWindow = time.Minute
-	// maxTracked bounds the addresses remembered; when full, the oldest
-	// records are the first to go.
+	maxTokenFailures   = 10
+	maxAddressFailures = 100
+	failureWindow      = time.Minute
+	// maxTracked bounds the entries of each table.
 	maxTracked = 10000
 )
 
-// wait is how long client must wait before trying again (0: go ahead).
-func (l *loginLimiter) wait(client string) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	recent := l.recent(client, time.Now())
-	if len(recent) < maxFailures {
-		return 0
-	}
-	return time.Until(recent[0].Add(failureWindow))
-}
+// tokenKey is the short hash by which the limiter knows a presented token.
+func tokenKey(p principal) string { return hex.EncodeToString(p.key[:8]) }
 
-func (l *loginLimiter) fail(client string) {
+// wait is how long a request from client presenting the token known by key
+// ("" for none) must wait before trying again (0: go ahead). It is decided
+// before the token is checked, so its answer says nothing about the token.
+func (l *loginLimiter) wait(client, key string) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now()
-	if l.failures == nil {
-		l.failures = make(map[string][]time.Time)
+	w := l.addresses.wait(client, maxAddressFailures, now)
+	if key != "" {
+		w = max(w, l.tokens.wait(key, maxTokenFailures, now))
 	}
-	if len(l.failures) >= maxTracked {
-		for c := range l.failures {
-			if len(l.recent(c, now)) == 0 {
-				delete(l.failures, c)
-			}
-		}
-		if len(l.failures) >= maxTracked {
-			clear(l.failures)
-		}
-	}
-	l.failures[client] = append(l.recent(client, now), now)
+	return w
 }
 
-// recent keeps and returns the client's failures inside the window.
-func (l *loginLimiter) recent(client string, now time.Time) []time.Time {
-	fs := l.failures[client]
-	i := 0
-	for i < len(fs) && now.Sub(fs[i]) > failureWindow {
-		i++
+// fail counts a failed login from client with the token known by key.
+func (l *loginLimiter) fail(client, key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	l.addresses.fail(client, maxAddressFailures, now)
+	if key != "" {
+		l.tokens.fail(key, maxTokenFailures, now)
 	}
-	fs = fs[i:]
-	if len(fs) == 0 {
-		delete(l.failures, client)
-	} else {
-		l.failures[client] = fs
+}
+
+// failureTable counts failures per key in fixed windows, in at most
+// maxTracked entries. It is a segmented LRU: a key's first failure puts it
+// on probation, a second one makes it protected. A full table evicts the
+// probation entry failed least recently, and a protected one only when
+// probation is empty; an entry at its limit (refusing) is never evicted.
+// So an attacker cycling through many addresses, one failure each, only
+// churns probation: it cannot push out a busy address or reset one that is
+// refused. When the entries failed least recently are all refusing, a
+// full table fails closed: a key it cannot track is refused until an
+// entry's window ends.
+type failureTable struct {
+	entries              map[string]*list.Element
+	probation, protected list.List // of *failures, most recent failure first
+	saturatedUntil       time.Time
+}
+
+type failures struct {
+	key   string
+	count int
+	start time.Time // of the window the count belongs to
+	guard bool      // on the protected list
+}
+
+// current is the count within the window that is running at now.
+func (f *failures) current(now time.Time) int {
+	if now.Sub(f.start) >= failureWindow {
+		return 0
 	}
-	return fs
+	return f.count
+}
+
+func (t *failureTable) wait(key string, limit int, now time.Time) time.Duration {
+	e, ok := t.entries[key]
+	if !ok {
+		if now.Before(t.saturatedUntil) {
+			return t.saturatedUntil.Sub(now)
+		}
+		return 0
+	}
+	f := e.Value.(*failures)
+	if f.current(now) < limit {
+		return 0
+	}
+	return f.start.Add(failureWindow).Sub(now)
+}
+
+func (t *failureTable) fail(key string, limit int, now time.Time) {
+	if t.entries == nil {
+		t.entries = make(map[string]*list.Element)
+	}
+	if e, ok := t.entries[key]; ok {
+		f := e.Value.(*failures)
+		if f.current(now) == 0 {
+			f.count, f.start = 0, now
+		}
+		f.count++
+		if !f.guard && f.count > 1 {
+			t.probation.Remove(e)
+			f.guard = true
+			t.entries[key] = t.protected.PushFront(f)
+			return
+		}
+		if f.guard {
+			t.protected.MoveToFront(e)
+		} else {
+			t.probation.MoveToFront(e)
+		}
+		return
+	}
+	if len(t.entries) >= maxTracked && !t.evict(limit, now) {
+		// Every entry is refusing: refuse what cannot be tracked until
+		// the oldest window ends, rather than forget a refused key.
+		oldest := t.protected.Back().Value.(*failures)
+		t.saturatedUntil = oldest.start.Add(failureWindow)
+		return
+	}
+	t.entries[key] = t.probation.PushFront(&failures{key: key, count: 1, start: now})
+}
+
+// evict removes one entry that is not refusing, probation first. It looks
+// at the few entries failed least recently, not the whole table.
+func (t *failureTable) evict(limit int, now time.Time) bool {
+	const look = 16
+	for _, l := range []*list.List{&t.probation, &t.protected} {
+		e := l.Back()
+		for i := 0; e != nil && i < look; i, e = i+1, e.Prev() {
+			f := e.Value.(*failures)
+			if f.current(now) < limit {
+				l.Remove(e)
+				delete(t.entries, f.key)
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -10,9 +10,22 @@ import (
 	"github.com/pullgate/pullgate/storage"
 )
 
-// recentEvents is how many pull decisions the admin page keeps in memory
-// (and reloads from the audit log at start).
-const recentEvents = 1000
+// The admin page's memory is bounded in entries, and each entry in bytes
+// (Event.bounded): recentEvents decisions in the ring (and as many waiting
+// in pending at start), maxBlocked refused digests, maxBlockedClients
+// addresses for each.
+const (
+	// recentEvents is how many pull decisions the admin page keeps in
+	// memory (and reloads from the audit log at start).
+	recentEvents = 1000
+	// maxBlocked is how many refused digests the blocked list keeps; past
+	// it, the one seen least recently goes.
+	maxBlocked = 1000
+	// maxBlockedClients is how many addresses a refused digest counts one
+	// by one; the others are counted together under otherClients.
+	maxBlockedClients = 64
+	otherClients      = "other"
+)
 
 // BlockedImage is a refused image (or blob) as the admin page shows it:
 // what was found where, when, and who kept asking.
@@ -140,6 +153,9 @@ func (l *live) keep(ev Event) {
 	case "blocked", "error", "policy", "retroactive-block":
 		b := l.blocked[ev.Digest]
 		if b == nil {
+			if len(l.blocked) >= maxBlocked {
+				l.forgetOldestBlocked()
+			}
 			b = &BlockedImage{Digest: ev.Digest, FirstSeen: ev.Time, Clients: map[string]int{}}
 			l.blocked[ev.Digest] = b
 		}
@@ -148,7 +164,11 @@ func (l *live) keep(ev Event) {
 			b.Findings = ev.Findings
 		}
 		b.Attempts++
-		b.Clients[ev.Client]++
+		client := ev.Client
+		if _, ok := b.Clients[client]; !ok && len(b.Clients) >= maxBlockedClients {
+			client = otherClients
+		}
+		b.Clients[client]++
 	case "upstream-error":
 		l.upErrors[registryOf(ev.Image)] = ev.Time
 	default:
@@ -157,6 +177,20 @@ func (l *live) keep(ev Event) {
 		if b := l.blocked[ev.Digest]; b != nil {
 			b.Decision, b.LastSeen = ev.Decision, ev.Time
 		}
+	}
+}
+
+// forgetOldestBlocked drops the refused digest seen least recently. The
+// caller holds l.mu.
+func (l *live) forgetOldestBlocked() {
+	var oldest *BlockedImage
+	for _, b := range l.blocked {
+		if oldest == nil || b.LastSeen.Before(oldest.LastSeen) {
+			oldest = b
+		}
+	}
+	if oldest != nil {
+		delete(l.blocked, oldest.Digest)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -431,35 +432,103 @@ func TestGrafanaDashboardUsesRealMetrics(t *testing.T) {
 	}
 }
 
-// Guessing tokens is slowed down: after ten failed logins from an address
-// within a minute it is refused (429 with Retry-After), even with the right
-// token, until the minute has passed.
+// A token that keeps failing is refused (429 with Retry-After) without
+// locking out the good token from the same address (a reverse proxy); an
+// address that keeps guessing is refused with any token.
 func TestAdminLoginFailuresAreLimited(t *testing.T) {
 	f := newAdminFixture(t)
-	for i := range maxFailures {
-		if resp, _ := f.req(t, "GET", "/admin/api/status", "bearer:wrong-token-guess-"+strings.Repeat("x", i), nil); resp.StatusCode != http.StatusUnauthorized {
+	for i := range maxTokenFailures {
+		if resp, _ := f.req(t, "GET", "/admin/api/status", "bearer:stale-token-of-some-script", nil); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("failure %d: %d", i, resp.StatusCode)
+		}
+	}
+	resp, _ := f.req(t, "GET", "/admin/api/status", "bearer:stale-token-of-some-script", nil)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("the bad token after %d failures: %d, Retry-After %q", maxTokenFailures, resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if resp, _ := f.req(t, "GET", "/admin/api/status", "bearer:"+testAdminToken, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("the good token from the same address: %d", resp.StatusCode)
+	}
+	// Guesses: a new token each time.
+	for i := maxTokenFailures; i < maxAddressFailures; i++ {
+		if resp, _ := f.req(t, "GET", "/admin/api/status", fmt.Sprintf("bearer:guess-%d", i), nil); resp.StatusCode != http.StatusUnauthorized {
 			t.Fatalf("guess %d: %d", i, resp.StatusCode)
 		}
 	}
-	resp, _ := f.req(t, "GET", "/admin/api/status", "bearer:"+testAdminToken, nil)
+	resp, _ = f.req(t, "GET", "/admin/api/status", "bearer:"+testAdminToken, nil)
 	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("after %d failures: %d, Retry-After %q", maxFailures, resp.StatusCode, resp.Header.Get("Retry-After"))
+		t.Fatalf("after %d failures from one address: %d", maxAddressFailures, resp.StatusCode)
+	}
+}
+
+// An attacker cycling through addresses cannot flush the table: 10,000
+// failures from as many addresses leave the attacker's own count (and its
+// refusal) as they were, and the table keeps its size.
+func TestLoginLimiterCannotBeFlushed(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		failures int // the attacker's, before the flood
+	}{
+		{"busy", maxAddressFailures - 1},
+		{"refused", maxAddressFailures},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var l loginLimiter
+			for range tc.failures {
+				l.fail("10.9.9.9", "")
+			}
+			for i := range maxTracked {
+				l.fail(fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), "")
+			}
+			if n := len(l.addresses.entries); n > maxTracked {
+				t.Fatalf("%d addresses tracked, over %d", n, maxTracked)
+			}
+			if tc.failures < maxAddressFailures {
+				if l.wait("10.9.9.9", "") != 0 {
+					t.Fatal("refused before the limit")
+				}
+				l.fail("10.9.9.9", "")
+			}
+			if l.wait("10.9.9.9", "") <= 0 {
+				t.Fatal("the flood reset the attacker's failures")
+			}
+		})
+	}
+}
+
+// A table full of refusing entries refuses what it cannot track, rather
+// than forget one.
+func TestLoginLimiterFailsClosedWhenFull(t *testing.T) {
+	var l loginLimiter
+	for i := range maxTracked {
+		for range maxTokenFailures {
+			l.fail("10.0.0.1", fmt.Sprintf("key-%d", i))
+		}
+	}
+	l.fail("10.0.0.2", "key-new")
+	if l.wait("10.0.0.3", "key-other") <= 0 {
+		t.Fatal("a token the full table cannot track is let through")
+	}
+	if l.wait("10.0.0.3", "key-1") <= 0 {
+		t.Fatal("a refused token was forgotten")
 	}
 }
 
 func TestLoginLimiterForgetsOldFailures(t *testing.T) {
 	var l loginLimiter
-	for range maxFailures {
-		l.fail("10.0.0.1")
+	for range maxTokenFailures {
+		l.fail("10.0.0.1", "bad")
 	}
-	if l.wait("10.0.0.1") <= 0 || l.wait("10.0.0.2") != 0 {
-		t.Fatal("the limit applies to the failing address only")
+	if l.wait("10.0.0.1", "bad") <= 0 || l.wait("10.0.0.1", "good") != 0 || l.wait("10.0.0.2", "") != 0 {
+		t.Fatal("the limit applies to the failing token only")
 	}
 	// Age the failures past the window.
-	for i := range l.failures["10.0.0.1"] {
-		l.failures["10.0.0.1"][i] = l.failures["10.0.0.1"][i].Add(-2 * failureWindow)
+	for _, e := range []*failureTable{&l.addresses, &l.tokens} {
+		for _, el := range e.entries {
+			el.Value.(*failures).start = time.Now().Add(-2 * failureWindow)
+		}
 	}
-	if l.wait("10.0.0.1") != 0 {
+	if l.wait("10.0.0.1", "bad") != 0 {
 		t.Fatal("failures older than the window still count")
 	}
 }

@@ -104,6 +104,10 @@ func upstreamError(what string, err error) error {
 	if errors.As(err, &ue) && ue.StatusCode == http.StatusTooManyRequests {
 		return &apiError{Code: errcode.ErrorCodeTooManyRequests, Message: what + ": upstream rate limit: " + publicText(err), RetryAfter: ue.RetryAfter}
 	}
+	if errors.Is(err, upstream.ErrBusy) {
+		// Every connection slot stayed taken: pullgate is busy, not broken.
+		return &apiError{Code: errcode.ErrorCodeTooManyRequests, Message: what + ": " + publicText(err), RetryAfter: busyRetryAfter}
+	}
 	return errUnavailable(what + ": " + publicText(err))
 }
 

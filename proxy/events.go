@@ -40,6 +40,7 @@ func (s *Server) record(ev event) {
 	if ev.Time.IsZero() {
 		ev.Time = time.Now().UTC()
 	}
+	ev = ev.bounded()
 	s.metrics.decision(ev)
 	attrs := []any{
 		slog.String("image", ev.Image),
@@ -73,6 +74,22 @@ func (s *Server) record(ev event) {
 	}
 }
 
+// bounded cuts every string of ev to its bound (storage.AuditRecord's),
+// marking what was cut, before it is logged, kept, published, written or
+// sent: most of it comes from the request (user agent, image name) or from
+// upstream content (file paths inside a layer), and an unauthenticated
+// client must not be able to fill memory, the audit log or Redis with it.
+func (ev Event) bounded() Event {
+	ev.Client = storage.Clip(ev.Client, storage.MaxFieldBytes)
+	ev.UserAgent = storage.Clip(ev.UserAgent, storage.MaxFieldBytes)
+	ev.Image = storage.Clip(ev.Image, storage.MaxNameBytes)
+	ev.Digest = digest.Digest(storage.Clip(string(ev.Digest), storage.MaxDigestBytes))
+	ev.Decision = storage.Clip(ev.Decision, storage.MaxFieldBytes)
+	ev.Findings = storage.BoundFindings(ev.Findings)
+	ev.Reason = storage.Clip(ev.Reason, storage.MaxReasonBytes)
+	return ev
+}
+
 // alertOn maps the decisions that send a webhook alert to its type.
 var alertOn = map[string]string{
 	"blocked":           "block",
@@ -95,7 +112,7 @@ func eventOf(r storage.AuditRecord) Event {
 	return Event{
 		Time: r.Time, Client: r.Client, UserAgent: r.UserAgent, Image: r.Image, Digest: r.Digest,
 		Decision: r.Decision, Findings: r.Findings, Reason: r.Reason, Latency: r.Latency,
-	}
+	}.bounded()
 }
 
 // Sharing decisions between replicas. Each replica publishes its own
@@ -108,6 +125,9 @@ const (
 	shareQueue = 256
 	// sharePublishTimeout bounds one publish.
 	sharePublishTimeout = 2 * time.Second
+	// maxSharedPayload is more than a bounded decision takes as JSON (see
+	// Event.bounded); a longer message is not read.
+	maxSharedPayload = 256 << 10
 )
 
 // sharedEvent is a decision on the bus, with the replica that made it.
@@ -149,6 +169,11 @@ func startSharing(store storage.Store, l *live, log *slog.Logger, m *metrics) *e
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.unsubscribe = bus.Subscribe(func(payload []byte) {
+		if len(payload) > maxSharedPayload {
+			m.eventBusError("malformed")
+			log.Warn("event bus: ignored a message too long to be a decision", "bytes", len(payload))
+			return
+		}
 		var msg sharedEvent
 		if err := json.Unmarshal(payload, &msg); err != nil || msg.Origin == "" {
 			m.eventBusError("malformed")
@@ -156,7 +181,8 @@ func startSharing(store storage.Store, l *live, log *slog.Logger, m *metrics) *e
 			return
 		}
 		if msg.Origin != e.origin {
-			l.addShared(msg.Event)
+			// Another replica bounds its decisions too, unless it is older.
+			l.addShared(msg.Event.bounded())
 		}
 	})
 	go e.run()

@@ -38,15 +38,21 @@ func (s *Server) manifest(w http.ResponseWriter, r *http.Request, t target) {
 	ctx := r.Context()
 	up := s.upstream(t)
 	accept := acceptedTypes(r)
+	// The hold covers the whole answer: the upstream requests for the tag
+	// and the manifest (which may wait for a connection slot) as well as
+	// the scans, so a client always has its answer within it.
+	hold := s.holdFor(r)
+	holdCtx, cancel := context.WithTimeout(ctx, hold)
+	defer cancel()
 
-	desc, err := s.resolve(ctx, up, t, accept)
+	desc, err := s.resolve(holdCtx, up, t, accept)
 	if err != nil {
-		writeError(w, r, err)
+		writeError(w, r, s.pastHold(ctx, holdCtx, t.Image(), err))
 		return
 	}
-	body, mediaType, err := s.loadManifest(ctx, up, t, desc.Digest)
+	body, mediaType, err := s.loadManifest(holdCtx, up, t, desc.Digest)
 	if err != nil {
-		writeError(w, r, err)
+		writeError(w, r, s.pastHold(ctx, holdCtx, t.imageAt(desc.Digest), err))
 		return
 	}
 	ev := event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: t.Image(), Digest: desc.Digest}
@@ -68,7 +74,7 @@ func (s *Server) manifest(w http.ResponseWriter, r *http.Request, t target) {
 	case mediaTypeOCIIndex, mediaTypeDockerList:
 		ev.Decision = "index"
 	case mediaTypeOCIManifest, mediaTypeDockerManifest:
-		d := s.decide(ctx, up, t, desc.Digest, body, s.holdFor(r))
+		d := s.decide(ctx, up, t, desc.Digest, body, max(hold-time.Since(start), 0))
 		ev.Decision, ev.Findings, ev.Reason = d.name(), d.findings, d.message
 		ev.Latency = time.Since(start)
 		s.record(ev)
@@ -206,3 +212,17 @@ func acceptedTypes(r *http.Request) []string {
 	sort.Strings(out)
 	return out
 }
+
+// pastHold turns a failure that came from the hold running out (while the
+// client is still there) into the hold's own answer: 429 with Retry-After.
+func (s *Server) pastHold(ctx, holdCtx context.Context, image string, err error) error {
+	if holdCtx.Err() == nil || ctx.Err() != nil {
+		return err
+	}
+	msg := fmt.Sprintf("pullgate: %s: the upstream registry did not answer in time; retry in %s", image, s.opts.RetryAfter)
+	return errStillScanning(msg, s.opts.RetryAfter)
+}
+
+// busyRetryAfter is the Retry-After of a request refused because every
+// connection slot to the upstream stayed taken.
+const busyRetryAfter = 10 * time.Second

@@ -37,6 +37,10 @@ type metrics struct {
 
 	// For the admin page, which reads them without scraping.
 	hits, misses, servedTotal atomic.Int64
+
+	// upstreams are the configured registry names, the only values the
+	// upstream label takes (set once by observeUpstreams, before serving).
+	upstreams map[string]bool
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -106,7 +110,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 // (Docker Hub's ratelimit headers); a registry that never sent one has no
 // series.
 func (m *metrics) observeUpstreams(ups map[string]*upstream.Registry) {
+	m.upstreams = make(map[string]bool, len(ups))
 	for name, up := range ups {
+		m.upstreams[name] = true
 		labels := prometheus.Labels{"upstream": name}
 		m.reg.MustRegister(
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pullgate_upstream_ratelimit_remaining",
@@ -156,7 +162,10 @@ func (m *metrics) middleware(next http.Handler) http.Handler {
 	})
 }
 
-// routeOf names the route without the repository, to keep label values few.
+// routeOf names the route from a fixed set, never from the request's own
+// text: a label value made of a path would let anyone add a series per
+// request (a made-up path, a repository name, an admin endpoint that does
+// not exist).
 func routeOf(r *http.Request) string {
 	p := r.URL.Path
 	switch {
@@ -164,8 +173,11 @@ func routeOf(r *http.Request) string {
 		return "ping"
 	case strings.HasPrefix(p, "/admin/api/"):
 		name, _, _ := strings.Cut(strings.TrimPrefix(p, "/admin/api/"), "/")
-		return "admin-api-" + name
-	case strings.HasPrefix(p, "/admin"):
+		if adminAPIRoutes[name] {
+			return "admin-api-" + name
+		}
+		return "admin-api-other"
+	case p == "/admin" || strings.HasPrefix(p, "/admin/"):
 		return "admin"
 	case strings.HasPrefix(p, "/v2/"):
 		for _, k := range []string{"/manifests/", "/blobs/", "/tags/list"} {
@@ -174,14 +186,22 @@ func routeOf(r *http.Request) string {
 			}
 		}
 		return "v2-other"
+	case p == "/metrics", p == "/healthz", p == "/readyz":
+		return p[1:]
 	}
-	return p
+	return "other"
+}
+
+// adminAPIRoutes are the endpoints under /admin/api/ (see adminRoutes).
+var adminAPIRoutes = map[string]bool{
+	"status": true, "pulls": true, "blocked": true, "scans": true,
+	"overrides": true, "verdicts": true, "audit": true, "stream": true,
 }
 
 func (m *metrics) decision(ev event) {
 	m.decisions.WithLabelValues(ev.Decision).Inc()
 	if ev.Decision == "upstream-error" {
-		m.upstreamErrs.WithLabelValues(registryOf(ev.Image)).Inc()
+		m.upstreamErrs.WithLabelValues(m.upstreamLabel(registryOf(ev.Image))).Inc()
 	}
 	if ev.Decision == "blocked" {
 		for _, f := range ev.Findings {
@@ -209,7 +229,18 @@ func (m *metrics) verdictCache(hit bool) {
 	}
 }
 
-func (m *metrics) upstreamBlob(name string)      { m.upstreamBlobs.WithLabelValues(name).Inc() }
+// upstreamLabel keeps the upstream label to the configured registries: an
+// event's image comes from the request.
+func (m *metrics) upstreamLabel(name string) string {
+	if m.upstreams[name] {
+		return name
+	}
+	return "other"
+}
+
+func (m *metrics) upstreamBlob(name string) {
+	m.upstreamBlobs.WithLabelValues(m.upstreamLabel(name)).Inc()
+}
 func (m *metrics) tagCache(hit bool)             { m.tagLookup.WithLabelValues(hitMiss(hit)).Inc() }
 func (m *metrics) auditFailed()                  { m.audit.WithLabelValues("failed").Inc() }
 func (m *metrics) auditDropped()                 { m.audit.WithLabelValues("dropped").Inc() }

@@ -98,7 +98,7 @@ func TestRedisAuditRetention(t *testing.T) {
 func TestFileAuditLongLogAndTornLine(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "audit.jsonl")
 	l := openFileAudit(t, p)
-	long := strings.Repeat("x", 3000)
+	long := strings.Repeat("x", 2000) // under MaxReasonBytes
 	for i := 0; i < 100; i++ {
 		if err := l.Append(context.Background(), storage.AuditRecord{Kind: storage.AuditPull, Image: fmt.Sprintf("docker.io/library/n%d:1", i), Reason: long}); err != nil {
 			t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/pullgate/pullgate/proxy"
+	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
@@ -97,6 +98,14 @@ type Upstream struct {
 	// may lead to; default none: only public addresses, plus the url's own
 	// host:port.
 	AllowNetworks []string `yaml:"allow_networks"`
+	// SlotWait bounds a request's wait for one of the max_concurrent
+	// connection slots; past it the pull is answered 429 with Retry-After.
+	// 0: 10s; negative: as long as the client waits.
+	SlotWait Duration `yaml:"slot_wait"`
+	// IdleTimeout fails a blob download that sends no byte for this long
+	// (the pull is refused, nothing is stored, the slot is freed).
+	// 0: 30s; negative: never.
+	IdleTimeout Duration `yaml:"idle_timeout"`
 }
 
 // allowNetworks parses AllowNetworks.
@@ -160,7 +169,7 @@ func defaultConfig() Config {
 		Listen:    ":5000",
 		DataDir:   "./data",
 		Rules:     []string{},
-		Upstreams: map[string]Upstream{"docker.io": {URL: "https://registry-1.docker.io", AllowNetworks: []string{}}},
+		Upstreams: map[string]Upstream{"docker.io": {URL: "https://registry-1.docker.io", SlotWait: Duration(upstream.DefaultSlotWait), IdleTimeout: Duration(upstream.DefaultIdleTimeout)}},
 		Log:       LogConfig{Level: "info", Format: "text"},
 		Gate: GateConfig{
 			Hold:           Duration(25 * time.Second),

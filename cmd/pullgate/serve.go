@@ -240,6 +240,8 @@ func newUpstreams(cfg Config) (map[string]*upstream.Registry, error) {
 			Password:      creds.Password,
 			Token:         creds.RefreshToken,
 			MaxConcurrent: u.MaxConcurrent,
+			SlotWait:      time.Duration(u.SlotWait),
+			IdleTimeout:   time.Duration(u.IdleTimeout),
 			Insecure:      u.Insecure,
 			AllowNetworks: allow,
 			UserAgent:     "pullgate/" + version,

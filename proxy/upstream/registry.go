@@ -77,6 +77,14 @@ type Config struct {
 	// fetches and redirects included); bodies are streamed without a total
 	// timeout. Defaults to DefaultTimeout; negative disables it.
 	Timeout time.Duration
+	// SlotWait bounds the wait for a connection slot when MaxConcurrent
+	// requests are open; past it the request fails with ErrBusy. Defaults
+	// to DefaultSlotWait; negative waits as long as the context allows.
+	SlotWait time.Duration
+	// IdleTimeout fails a blob body that sends no byte for this long (the
+	// Read returns ErrIdle and the connection slot is freed). Defaults to
+	// DefaultIdleTimeout; negative disables it.
+	IdleTimeout time.Duration
 	// Retries is how many times an idempotent request is retried after a
 	// connection error, a header timeout or a 502/503/504. Zero means
 	// DefaultRetries; negative disables retries. 429 is never retried here:
@@ -102,6 +110,8 @@ type Registry struct {
 	client   *auth.Client
 	secrets  []string
 	slots    *slots // nil: no cap
+	// idleTimeout fails a blob body silent for this long (0: never).
+	idleTimeout time.Duration
 
 	mu        sync.Mutex
 	rateLimit RateLimit
@@ -155,11 +165,21 @@ func New(cfg Config) (*Registry, error) {
 	if r.retries == 0 {
 		r.retries = DefaultRetries
 	}
+	slotWait := cfg.SlotWait
+	if slotWait == 0 {
+		slotWait = DefaultSlotWait
+	}
 	switch {
 	case cfg.MaxConcurrent == 0:
-		r.slots = newSlots(DefaultMaxConcurrent)
+		r.slots = newSlots(DefaultMaxConcurrent, max(slotWait, 0))
 	case cfg.MaxConcurrent > 0:
-		r.slots = newSlots(cfg.MaxConcurrent)
+		r.slots = newSlots(cfg.MaxConcurrent, max(slotWait, 0))
+	}
+	switch {
+	case cfg.IdleTimeout == 0:
+		r.idleTimeout = DefaultIdleTimeout
+	case cfg.IdleTimeout > 0:
+		r.idleTimeout = cfg.IdleTimeout
 	}
 	policy := newAddressPolicy(cfg.AllowNetworks, base)
 	var rt http.RoundTripper
