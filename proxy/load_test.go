@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -147,7 +148,8 @@ func TestLoadHugeUserAgentsStayBounded(t *testing.T) {
 	t.Cleanup(func() { file.Close() })
 	audit := storage.TeeAuditLog{store.AuditLog(loadRetention), file}
 
-	up, err := upstream.New(upstream.Config{Name: "docker.io", URL: hub.URL()})
+	up, err := upstream.New(upstream.Config{Name: "docker.io", URL: hub.URL(),
+		AllowNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,12 +201,14 @@ func TestLoadHugeUserAgentsStayBounded(t *testing.T) {
 		return resp, b
 	}
 
-	// The operator allows the repository; the change is audited.
+	// The operator allows the repository (which lifts the publisher policy
+	// only: the miner stays refused); the change is audited. Every pull
+	// after it is a refusal, recorded with its user agent.
 	if resp, body := do("POST", "/admin/api/overrides", "curl", testAdminToken,
 		overrideJSON("docker.io/someone/miner", "allow", "vendor tool, reviewed")); resp.StatusCode != http.StatusCreated {
 		t.Fatalf("allow: %d %s", resp.StatusCode, body)
 	}
-	if resp, body := do("GET", "/v2/someone/miner/manifests/1", "containerd/2.0", "", nil); resp.StatusCode != 200 {
+	if resp, body := do("GET", "/v2/someone/miner/manifests/1", "containerd/2.0", "", nil); resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("first pull: %d %s", resp.StatusCode, body)
 	}
 
@@ -239,7 +243,7 @@ func TestLoadHugeUserAgentsStayBounded(t *testing.T) {
 				}
 				_, _ = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
-				if resp.StatusCode != 200 {
+				if resp.StatusCode != http.StatusForbidden {
 					failed.Add(1)
 				}
 			}

@@ -116,6 +116,8 @@ func (e *Error) Public() string {
 		b.WriteString("upstream content does not match its digest")
 	case errors.Is(e.Err, ErrTooLarge):
 		b.WriteString("upstream response is over pullgate's size limit")
+	case errors.Is(e.Err, ErrBusy), errors.Is(e.Err, ErrIdle):
+		b.WriteString(e.Err.Error()) // pullgate's own words, with the configured bound
 	case errors.Is(e.Err, errRedirectRefused):
 		b.WriteString("refused an upstream redirect")
 	case errors.Is(e.Err, errHeaderTimeout), errors.Is(e.Err, context.DeadlineExceeded):
