@@ -169,7 +169,7 @@ func defaultConfig() Config {
 		Listen:    ":5000",
 		DataDir:   "./data",
 		Rules:     []string{},
-		Upstreams: map[string]Upstream{"docker.io": {URL: "https://registry-1.docker.io", SlotWait: Duration(upstream.DefaultSlotWait), IdleTimeout: Duration(upstream.DefaultIdleTimeout)}},
+		Upstreams: map[string]Upstream{"docker.io": {URL: "https://registry-1.docker.io", AllowNetworks: []string{}, SlotWait: Duration(upstream.DefaultSlotWait), IdleTimeout: Duration(upstream.DefaultIdleTimeout)}},
 		Log:       LogConfig{Level: "info", Format: "text"},
 		Gate: GateConfig{
 			Hold:           Duration(25 * time.Second),
