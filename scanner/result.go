@@ -26,7 +26,7 @@ const (
 type Result struct {
 	Findings []Finding
 	Files    int64 // files scanned: tar entries with a body, hard links (under their own name), or a raw blob as one
-	Bytes    int64 // uncompressed bytes scanned, those scanned again under a hard link's name included
+	Bytes    int64 // uncompressed bytes scanned, those scanned again under a hard link's name and those unpacked from packed executables included
 	Duration time.Duration
 }
 
