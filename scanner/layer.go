@@ -598,6 +598,7 @@ func (w *walker) scanWindows(it item, r io.Reader, size int64) (bool, error) {
 	if sum != nil {
 		var s [sha256.Size]byte
 		if f, ok := w.s.knownBad.finding([sha256.Size]byte(sum.Sum(s[:0])), it.shown()); ok {
+			f.File = it.file()
 			w.st.add(f)
 		}
 	}

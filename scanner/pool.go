@@ -26,6 +26,14 @@ type item struct {
 	depth int
 }
 
+// file is a finding's File: the path, for content unpacked from it.
+func (it *item) file() string {
+	if it.label == "" {
+		return ""
+	}
+	return it.path
+}
+
 // shown is the path findings name: the path, followed by how the content
 // was unpacked from it, if it was.
 func (it *item) shown() string {
@@ -305,10 +313,11 @@ func (w *worker) scan(st *scanState, it *item) error {
 	}
 	for _, rule := range w.matches {
 		m := w.s.metas[rule]
-		st.add(Finding{Rule: rule, Category: m.category, Severity: m.severity, Description: m.description, Path: it.shown()})
+		st.add(Finding{Rule: rule, Category: m.category, Severity: m.severity, Description: m.description, Path: it.shown(), File: it.file()})
 	}
 	if it.hash {
 		if f, ok := w.s.knownBad.finding(sha256.Sum256(it.data), it.shown()); ok {
+			f.File = it.file()
 			st.add(f)
 		}
 	}

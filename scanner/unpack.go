@@ -95,5 +95,6 @@ func (w *walker) unpackFailed(it item, reason string) {
 		Severity:    SeverityMedium,
 		Description: "ELF with UPX's layout that cannot be unpacked, so the program it runs was not scanned whole: " + reason,
 		Path:        it.shown(),
+		File:        it.file(),
 	})
 }

@@ -178,8 +178,8 @@ func TestRealUPXMethods(t *testing.T) {
 						t.Fatalf("%s: not blocked; findings %v", v.name, fs)
 					}
 					shown := fmt.Sprintf("%s (%s)", path, v.label)
-					if !hasFinding(d.Blocking, "MinerXMRig", shown) {
-						t.Fatalf("%s: blocking findings %v, want MinerXMRig on %q", v.name, d.Blocking, shown)
+					if !slices.Contains(d.Blocking, Finding{Rule: "MinerXMRig", Category: CategoryMiner, Severity: SeverityHigh, Description: "XMRig cryptominer (2.x to 6.x)", Path: shown, File: path}) {
+						t.Fatalf("%s: blocking findings %v, want MinerXMRig on %q in file %s", v.name, d.Blocking, shown, path)
 					}
 					if want := "file " + shown + " matched "; !strings.HasPrefix(d.Reason, want) {
 						t.Fatalf("%s: reason %q, want it to start with %q", v.name, d.Reason, want)
@@ -212,14 +212,15 @@ func TestUnpackFailed(t *testing.T) {
 	for _, tc := range []struct {
 		name, reason string
 		exe          []byte
+		restored     bool // the program was restored and its miner found
 	}{
 		// Cut in the blocks the loader never reads: the program is
 		// restored and scanned all the same, and the damage reported.
-		{"truncated after the program", "run past the end", packed[:len(packed)*2/3]},
-		{"truncated in the program", "", packed[:len(packed)/4]},
-		{"unknown method", "method 99", unknownMethod},
-		{"tampered block", "", tampered},
-		{"truncated, marks rewritten", "run past the end", upx.HideMarks(packed)[:len(packed)/2]},
+		{"truncated after the program", "run past the end", packed[:len(packed)*2/3], true},
+		{"truncated in the program", "run past the end", packed[:len(packed)/4], false},
+		{"unknown method", "unknown method 99", unknownMethod, false},
+		{"tampered block", "restore the PT_LOAD", tampered, false},
+		{"truncated, marks rewritten", "run past the end", upx.HideMarks(packed)[:len(packed)/2], true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := scanExe(t, s, "usr/bin/agent", tc.exe)
@@ -233,8 +234,12 @@ func TestUnpackFailed(t *testing.T) {
 			if !strings.Contains(f.Description, tc.reason) {
 				t.Fatalf("description %q does not give the reason %q", f.Description, tc.reason)
 			}
-			t.Logf("%s", f.Description)
-			if d := DefaultPolicy().Decide(fs); d.Blocked && !slices.Contains(rulesOf(d.Blocking), "MinerXMRig") {
+			d := DefaultPolicy().Decide(fs)
+			if tc.restored {
+				if !hasFinding(d.Blocking, "MinerXMRig", "/usr/bin/agent (UPX-packed)") && !hasFinding(d.Blocking, "MinerXMRig", "/usr/bin/agent (UPX-packed, marks altered)") {
+					t.Fatalf("blocking findings %v, want MinerXMRig in the restored program", d.Blocking)
+				}
+			} else if d.Blocked {
 				t.Fatalf("blocked by %v, want a warning alone", d.Blocking)
 			}
 		})

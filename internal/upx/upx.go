@@ -147,22 +147,52 @@ func Build() (Programs, error) {
 	return p, err
 }
 
-// Cases are the labelled images make eval adds for real UPX output: the
-// packed stand-in miner, marks kept or rewritten, that an image runs with
-// a wallet (positives), and the packed harmless tool (near misses, which
-// warn).
+// Cases are the labelled images make eval adds for real UPX output. The
+// packed stand-in miner, marks kept or rewritten, is a positive alone (the
+// scanner unpacks it and finds XMRig's strings) and with a wallet in the
+// image config; the packed harmless tool is a near miss, which warns.
 func (p Programs) Cases() (positives, nearMisses []samples.Case) {
 	const path = "/usr/local/bin/netd"
-	exe := func(b []byte) []samples.File { return []samples.File{{Path: path, Mode: 0o755, Data: b}} }
 	withWallet := samples.ImageConfig([]string{path}, []string{"--user", samples.Wallet}, nil)
 	plain := samples.ImageConfig([]string{path}, nil, nil)
 	positives = []samples.Case{
-		{Name: "xmrig-go-real-upx-wallet", Family: "packer", Files: exe(p.MinerPacked), Config: withWallet, Rules: []string{"PackerUPX", "MoneroWalletAddress"}},
-		{Name: "xmrig-go-real-upx-marks-rewritten-wallet", Family: "packer", Files: exe(HideMarks(p.MinerPacked)), Config: withWallet, Rules: []string{"PackerUPXAltered", "MoneroWalletAddress"}},
+		{Name: "xmrig-go-real-upx", Family: "packer", Files: exeAt(path, p.MinerPacked), Config: plain, Rules: []string{"PackerUPX", "MinerXMRig"}},
+		{Name: "xmrig-go-real-upx-marks-rewritten", Family: "packer", Files: exeAt(path, HideMarks(p.MinerPacked)), Config: plain, Rules: []string{"PackerUPXAltered", "MinerXMRig"}},
+		{Name: "xmrig-go-real-upx-wallet", Family: "packer", Files: exeAt(path, p.MinerPacked), Config: withWallet, Rules: []string{"PackerUPX", "MinerXMRig", "MoneroWalletAddress"}},
+		{Name: "xmrig-go-real-upx-marks-rewritten-wallet", Family: "packer", Files: exeAt(path, HideMarks(p.MinerPacked)), Config: withWallet, Rules: []string{"PackerUPXAltered", "MinerXMRig", "MoneroWalletAddress"}},
 	}
 	nearMisses = []samples.Case{
-		{Name: "go-tool-real-upx", Family: "packer", Files: exe(p.ToolPacked), Config: plain, Rules: []string{"PackerUPX"}},
-		{Name: "go-tool-real-upx-marks-rewritten", Family: "packer", Files: exe(HideMarks(p.ToolPacked)), Config: plain, Rules: []string{"PackerUPXAltered"}},
+		{Name: "go-tool-real-upx", Family: "packer", Files: exeAt(path, p.ToolPacked), Config: plain, Rules: []string{"PackerUPX"}},
+		{Name: "go-tool-real-upx-marks-rewritten", Family: "packer", Files: exeAt(path, HideMarks(p.ToolPacked)), Config: plain, Rules: []string{"PackerUPXAltered"}},
 	}
 	return positives, nearMisses
+}
+
+// MethodCases are positives of the stand-in miner built for amd64, 386
+// and arm64 and packed with each of UPX's methods, marks rewritten, alone
+// in an image: each is refused once unpacked.
+func MethodCases() ([]samples.Case, error) {
+	const path = "/usr/sbin/sysupdate"
+	var cases []samples.Case
+	for _, goarch := range []string{"amd64", "386", "arm64"} {
+		miner, err := BuildGoArch(MinerProgram(), goarch)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range Methods {
+			packed, err := PackWith(miner, m)
+			if err != nil {
+				return nil, err
+			}
+			cases = append(cases, samples.Case{
+				Name: "xmrig-go-" + goarch + "-real-upx" + strings.TrimPrefix(m, "-") + "-marks-rewritten", Family: "packer",
+				Files: exeAt(path, HideMarks(packed)), Rules: []string{"PackerUPXAltered", "MinerXMRig"},
+			})
+		}
+	}
+	return cases, nil
+}
+
+func exeAt(path string, b []byte) []samples.File {
+	return []samples.File{{Path: path, Mode: 0o755, Data: b}}
 }
