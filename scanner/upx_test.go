@@ -258,6 +258,16 @@ func TestUnpackLargeAndLimits(t *testing.T) {
 	padded := append(bytes.Clone(packed), samples.Filler(3*minWindow)...)
 	const path = "/opt/x"
 
+	t.Run("padded past the default window", func(t *testing.T) {
+		// The packed program lies in the first window; what follows it
+		// is never read by the loader.
+		s := newTestScanner(t, Options{Workers: 2})
+		exe := append(bytes.Clone(packed), samples.Filler(int(DefaultLimits().Window))...)
+		fs := scanExe(t, s, path, exe)
+		if !hasFinding(fs, "MinerXMRig", path+" (UPX-packed)") {
+			t.Fatalf("findings %v, want MinerXMRig in the unpacked program", fs)
+		}
+	})
 	t.Run("larger than the window", func(t *testing.T) {
 		s := newTestScanner(t, Options{Workers: 2, Limits: Limits{Window: minWindow}})
 		for _, exe := range [][]byte{packed, padded} {
