@@ -571,7 +571,9 @@ func (w *walker) scanWindows(it item, r io.Reader, size int64) (bool, error) {
 			if isELF(data) {
 				// Decided before the window goes to a worker.
 				u, uerr = w.unpack(data)
-				if !last && uerr != nil && !errors.Is(uerr, upx.ErrNotPacked) {
+				// Too large now is too large at the end: the limit only
+				// shrinks as the file is read.
+				if !last && uerr != nil && !errors.Is(uerr, upx.ErrNotPacked) && !errors.Is(uerr, upx.ErrTooLarge) {
 					u, uerr, hold = nil, nil, true
 					if size >= 0 {
 						whole = make([]byte, 0, size)

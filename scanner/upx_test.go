@@ -296,6 +296,8 @@ func TestUnpackLargeAndLimits(t *testing.T) {
 	}{
 		{"MaxFileBytes", Limits{MaxFileBytes: unpackedSize - 1}},
 		{"MaxLayerBytes", Limits{MaxLayerBytes: int64(len(packed)) + unpackedSize/2}},
+		{"MaxFileBytes, file larger than the window", Limits{MaxFileBytes: unpackedSize - 1, Window: minWindow}},
+		{"MaxLayerBytes, file larger than the window", Limits{MaxLayerBytes: int64(len(packed)) + unpackedSize/2, Window: minWindow}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newTestScanner(t, Options{Workers: 2, Limits: tc.limits})
