@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -306,5 +308,27 @@ func TestUnpackLargeAndLimits(t *testing.T) {
 				t.Fatalf("got %v, want ErrLimit for the unpacked size", err)
 			}
 		})
+	}
+}
+
+// A root filesystem on disk (pullgate scan on a directory) goes through
+// the same walk: a packed miner in it is unpacked and refused.
+func TestUnpackDirLayer(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "usr", "sbin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "usr", "sbin", "sysupdate"), upx.HideMarks(programs(t).MinerPacked), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := newTestScanner(t, Options{Workers: 2})
+	layer := DirLayer(dir, false)
+	defer layer.Close()
+	res, err := s.ScanLayer(context.Background(), layer, Interactive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hasFinding(res.Blocking(), "MinerXMRig", "/usr/sbin/sysupdate (UPX-packed, marks altered)") {
+		t.Fatalf("findings %v, want MinerXMRig blocking in the unpacked program", res.Findings)
 	}
 }
