@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"testing"
 	"time"
 
@@ -24,9 +25,14 @@ func FuzzScanLayer(f *testing.F) {
 	xmrig := samples.XMRig()
 	plain := tarLayer(f, reg("etc/a", 0o644, "hello"), tfile{name: "usr/bin/kworker", mode: 0o755, data: xmrig},
 		tfile{name: "bin/k2", typeflag: tar.TypeLink, link: "usr/bin/kworker"})
+	packed, err := os.ReadFile("upx/testdata/tiny-amd64-nrv2e.upx")
+	if err != nil {
+		f.Fatal(err)
+	}
 	for _, seed := range [][]byte{
 		nil,
 		plain,
+		tarLayer(f, tfile{name: "usr/bin/tiny", mode: 0o755, data: packed}),
 		gzipBytes(f, plain),
 		zstdBytes(f, plain),
 		append(zstdSkippable([]byte("x")), zstdBytes(f, plain)...),

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/pullgate/pullgate/scanner/upx"
 )
 
 var bufioPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
@@ -105,6 +107,7 @@ type walker struct {
 	files     int64
 	bytes     int64
 	rescanned int64 // bytes scanned again under a hard link's name
+	unpacked  int64 // bytes restored from packed executables
 
 	batch *job   // small files waiting to be submitted
 	used  int    // bytes of batch.buf in use
@@ -481,6 +484,13 @@ func (w *walker) addSmall(it item, r io.Reader, size, batchCap int) (bool, error
 	it.hash = w.s.knownBad != nil
 	it.data = data
 	w.batch.items = append(w.batch.items, it)
+	if isELF(data) {
+		// Unpacked before data's batch can be submitted and recycled.
+		u, err := w.unpack(data)
+		if err := w.scanUnpacked(it, u, err); err != nil {
+			return false, err
+		}
+	}
 	return it.exec, nil
 }
 
@@ -496,6 +506,13 @@ func (w *walker) flush() error {
 
 // scanWindows submits a large file as windows of Window bytes, each
 // starting windowOverlap bytes before the previous one ended.
+//
+// An ELF file is offered to upx.Unpack: from its one window when it fits
+// in one; otherwise the first window decides (a file without UPX's layout
+// is answered from its first KiB, and a packed program whose blocks all
+// lie in the first window unpacks from it), and a file that has the
+// layout but needs more is kept whole in memory as it streams (it is at
+// most MaxFileBytes) and unpacked at its end.
 func (w *walker) scanWindows(it item, r io.Reader, size int64) (bool, error) {
 	window := int(w.s.limits.Window)
 	maxBytes := w.s.limits.MaxFileBytes
@@ -505,6 +522,12 @@ func (w *walker) scanWindows(it item, r io.Reader, size int64) (bool, error) {
 	if w.s.knownBad != nil {
 		sum = sha256.New()
 	}
+	var (
+		u     *upx.Unpacked
+		uerr  error
+		whole []byte // the file so far, when it must be unpacked whole
+		hold  bool
+	)
 	for first := true; ; first = false {
 		if err := w.st.acquire(); err != nil {
 			return false, err
@@ -545,6 +568,21 @@ func (w *walker) scanWindows(it item, r io.Reader, size int64) (bool, error) {
 		}
 		if first {
 			it.exec = it.exec || hasExecMagic(data)
+			if isELF(data) {
+				// Decided before the window goes to a worker.
+				u, uerr = w.unpack(data)
+				// Too large now is too large at the end: the limit only
+				// shrinks as the file is read.
+				if !last && uerr != nil && !errors.Is(uerr, upx.ErrNotPacked) && !errors.Is(uerr, upx.ErrTooLarge) {
+					u, uerr, hold = nil, nil, true
+					if size >= 0 {
+						whole = make([]byte, 0, size)
+					}
+				}
+			}
+		}
+		if hold {
+			whole = append(whole, data[n:]...)
 		}
 		if !last {
 			w.tail = append(w.tail[:0], data[len(data)-windowOverlap:]...)
@@ -561,9 +599,17 @@ func (w *walker) scanWindows(it item, r io.Reader, size int64) (bool, error) {
 	w.bytes += read
 	if sum != nil {
 		var s [sha256.Size]byte
-		if f, ok := w.s.knownBad.finding([sha256.Size]byte(sum.Sum(s[:0])), it.path); ok {
+		if f, ok := w.s.knownBad.finding([sha256.Size]byte(sum.Sum(s[:0])), it.shown()); ok {
+			f.File = it.file()
 			w.st.add(f)
 		}
+	}
+	if hold {
+		u, uerr = w.unpack(whole)
+		whole = nil
+	}
+	if err := w.scanUnpacked(it, u, uerr); err != nil {
+		return false, err
 	}
 	return it.exec, nil
 }

@@ -19,6 +19,28 @@ type item struct {
 	exec bool
 	hash bool // a whole file to check against the known-bad list
 	data []byte
+	// label says how the content was unpacked from the file at path
+	// ("UPX-packed"), empty for a file's own bytes; depth counts the
+	// unpackings. Rules see path; findings name path and label.
+	label string
+	depth int
+}
+
+// file is a finding's File: the path, for content unpacked from it.
+func (it *item) file() string {
+	if it.label == "" {
+		return ""
+	}
+	return it.path
+}
+
+// shown is the path findings name: the path, followed by how the content
+// was unpacked from it, if it was.
+func (it *item) shown() string {
+	if it.label == "" {
+		return it.path
+	}
+	return it.path + " (" + it.label + ")"
 }
 
 // job is what a worker takes from the queue: one buffer's worth of items.
@@ -291,10 +313,11 @@ func (w *worker) scan(st *scanState, it *item) error {
 	}
 	for _, rule := range w.matches {
 		m := w.s.metas[rule]
-		st.add(Finding{Rule: rule, Category: m.category, Severity: m.severity, Description: m.description, Path: it.path})
+		st.add(Finding{Rule: rule, Category: m.category, Severity: m.severity, Description: m.description, Path: it.shown(), File: it.file()})
 	}
 	if it.hash {
-		if f, ok := w.s.knownBad.finding(sha256.Sum256(it.data), it.path); ok {
+		if f, ok := w.s.knownBad.finding(sha256.Sum256(it.data), it.shown()); ok {
+			f.File = it.file()
 			st.add(f)
 		}
 	}

@@ -96,7 +96,11 @@ func run(cache string, workers int, hostUsr, mirror string) error {
 		return fmt.Errorf("real UPX samples: %w", err)
 	}
 	realPos, realNear := progs.Cases()
-	corpus := append(positives(samples.Positives(), realPos), nearMisses(samples.NearMisses(), realNear)...)
+	methodPos, err := upx.MethodCases()
+	if err != nil {
+		return fmt.Errorf("real UPX samples: %w", err)
+	}
+	corpus := append(positives(samples.Positives(), realPos, methodPos), nearMisses(samples.NearMisses(), realNear)...)
 	corpus = append(corpus, negatives...)
 
 	var outs []outcome
@@ -344,7 +348,7 @@ func report(w io.Writer, sc *scanner.Scanner, outs []outcome) {
 	for _, o := range outs {
 		byFile := map[string][]scanner.Finding{}
 		for _, f := range o.findings {
-			byFile[f.Path] = append(byFile[f.Path], f)
+			byFile[f.FilePath()] = append(byFile[f.FilePath()], f)
 		}
 		if o.img.positive {
 			posImages++

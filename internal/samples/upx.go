@@ -11,7 +11,9 @@ import (
 // end) around payload scrambled so none of its strings show, as packing
 // hides them. With altered, every "UPX!" mark is rewritten and the $Info
 // and $Id strings are dropped, as miners do to hide the packer. Nothing
-// here unpacks or runs.
+// here unpacks or runs, and the scanner cannot restore it: with the marks
+// kept it gives a PackerUnpackFailed finding, rewritten it does not have
+// enough of UPX's layout for the unpacker (only for the YARA rules).
 func UPX(payload []byte, altered bool) []byte { return upx(payload, altered, 64) }
 
 // UPX32 is UPX for a 32-bit ELF.

@@ -53,6 +53,16 @@ func run(exe []byte, args ...string) ([]byte, error) {
 // Pack returns exe packed by UPX with its defaults.
 func Pack(exe []byte) ([]byte, error) { return run(exe, "-q") }
 
+// PackWith returns exe packed by UPX with the given options ("--lzma",
+// "--nrv2b", ...).
+func PackWith(exe []byte, opts ...string) ([]byte, error) {
+	return run(exe, append([]string{"-q"}, opts...)...)
+}
+
+// Methods are UPX's options for the compression methods it uses on Linux
+// ELF executables.
+var Methods = []string{"--nrv2b", "--nrv2d", "--nrv2e", "--lzma"}
+
 // Recognised reports whether UPX takes b for its own output ("upx -t").
 func Recognised(b []byte) bool {
 	_, err := run(b, "-q", "-t")
@@ -81,8 +91,13 @@ func GoProgram(lines ...string) string {
 }
 
 // BuildGo builds a static Go program (package main, standard library
-// only) from src and returns the executable.
-func BuildGo(src string) ([]byte, error) {
+// only) from src for this machine's architecture and returns the
+// executable.
+func BuildGo(src string) ([]byte, error) { return BuildGoArch(src, runtime.GOARCH) }
+
+// BuildGoArch builds src as BuildGo does, for Linux on goarch ("amd64",
+// "386", "arm64").
+func BuildGoArch(src, goarch string) ([]byte, error) {
 	dir, err := os.MkdirTemp("", "pullgate-gobuild-")
 	if err != nil {
 		return nil, err
@@ -97,12 +112,16 @@ func BuildGo(src string) ([]byte, error) {
 	out := filepath.Join(dir, "sample")
 	cmd := exec.Command("go", "build", "-trimpath", "-o", out, ".")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=mod", "GOWORK=off")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch, "GOFLAGS=-mod=mod", "GOWORK=off")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build: %w: %s", err, bytes.TrimSpace(b))
+		return nil, fmt.Errorf("go build for %s: %w: %s", goarch, err, bytes.TrimSpace(b))
 	}
 	return os.ReadFile(out)
 }
+
+// MinerProgram is the source of the stand-in miner: a harmless Go program
+// carrying XMRig's strings.
+func MinerProgram() string { return GoProgram(samples.XMRigStrings()...) }
 
 // Programs are a harmless Go tool and a stand-in miner (a Go program that
 // carries XMRig's strings and does nothing), plain and packed.
@@ -118,7 +137,7 @@ func Build() (Programs, error) {
 	if p.Tool, err = BuildGo(GoProgram("a harmless command-line tool", "usage: tool [--print]")); err != nil {
 		return p, err
 	}
-	if p.Miner, err = BuildGo(GoProgram(samples.XMRigStrings()...)); err != nil {
+	if p.Miner, err = BuildGo(MinerProgram()); err != nil {
 		return p, err
 	}
 	if p.ToolPacked, err = Pack(p.Tool); err != nil {
@@ -128,22 +147,52 @@ func Build() (Programs, error) {
 	return p, err
 }
 
-// Cases are the labelled images make eval adds for real UPX output: the
-// packed stand-in miner, marks kept or rewritten, that an image runs with
-// a wallet (positives), and the packed harmless tool (near misses, which
-// warn).
+// Cases are the labelled images make eval adds for real UPX output. The
+// packed stand-in miner, marks kept or rewritten, is a positive alone (the
+// scanner unpacks it and finds XMRig's strings) and with a wallet in the
+// image config; the packed harmless tool is a near miss, which warns.
 func (p Programs) Cases() (positives, nearMisses []samples.Case) {
 	const path = "/usr/local/bin/netd"
-	exe := func(b []byte) []samples.File { return []samples.File{{Path: path, Mode: 0o755, Data: b}} }
 	withWallet := samples.ImageConfig([]string{path}, []string{"--user", samples.Wallet}, nil)
 	plain := samples.ImageConfig([]string{path}, nil, nil)
 	positives = []samples.Case{
-		{Name: "xmrig-go-real-upx-wallet", Family: "packer", Files: exe(p.MinerPacked), Config: withWallet, Rules: []string{"PackerUPX", "MoneroWalletAddress"}},
-		{Name: "xmrig-go-real-upx-marks-rewritten-wallet", Family: "packer", Files: exe(HideMarks(p.MinerPacked)), Config: withWallet, Rules: []string{"PackerUPXAltered", "MoneroWalletAddress"}},
+		{Name: "xmrig-go-real-upx", Family: "packer", Files: exeAt(path, p.MinerPacked), Config: plain, Rules: []string{"PackerUPX", "MinerXMRig"}},
+		{Name: "xmrig-go-real-upx-marks-rewritten", Family: "packer", Files: exeAt(path, HideMarks(p.MinerPacked)), Config: plain, Rules: []string{"PackerUPXAltered", "MinerXMRig"}},
+		{Name: "xmrig-go-real-upx-wallet", Family: "packer", Files: exeAt(path, p.MinerPacked), Config: withWallet, Rules: []string{"PackerUPX", "MinerXMRig", "MoneroWalletAddress"}},
+		{Name: "xmrig-go-real-upx-marks-rewritten-wallet", Family: "packer", Files: exeAt(path, HideMarks(p.MinerPacked)), Config: withWallet, Rules: []string{"PackerUPXAltered", "MinerXMRig", "MoneroWalletAddress"}},
 	}
 	nearMisses = []samples.Case{
-		{Name: "go-tool-real-upx", Family: "packer", Files: exe(p.ToolPacked), Config: plain, Rules: []string{"PackerUPX"}},
-		{Name: "go-tool-real-upx-marks-rewritten", Family: "packer", Files: exe(HideMarks(p.ToolPacked)), Config: plain, Rules: []string{"PackerUPXAltered"}},
+		{Name: "go-tool-real-upx", Family: "packer", Files: exeAt(path, p.ToolPacked), Config: plain, Rules: []string{"PackerUPX"}},
+		{Name: "go-tool-real-upx-marks-rewritten", Family: "packer", Files: exeAt(path, HideMarks(p.ToolPacked)), Config: plain, Rules: []string{"PackerUPXAltered"}},
 	}
 	return positives, nearMisses
+}
+
+// MethodCases are positives of the stand-in miner built for amd64, 386
+// and arm64 and packed with each of UPX's methods, marks rewritten, alone
+// in an image: each is refused once unpacked.
+func MethodCases() ([]samples.Case, error) {
+	const path = "/usr/sbin/sysupdate"
+	var cases []samples.Case
+	for _, goarch := range []string{"amd64", "386", "arm64"} {
+		miner, err := BuildGoArch(MinerProgram(), goarch)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range Methods {
+			packed, err := PackWith(miner, m)
+			if err != nil {
+				return nil, err
+			}
+			cases = append(cases, samples.Case{
+				Name: "xmrig-go-" + goarch + "-real-upx" + strings.TrimPrefix(m, "-") + "-marks-rewritten", Family: "packer",
+				Files: exeAt(path, HideMarks(packed)), Rules: []string{"PackerUPXAltered", "MinerXMRig"},
+			})
+		}
+	}
+	return cases, nil
+}
+
+func exeAt(path string, b []byte) []samples.File {
+	return []samples.File{{Path: path, Mode: 0o755, Data: b}}
 }
