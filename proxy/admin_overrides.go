@@ -24,6 +24,12 @@ func parseSubject(in string) (subject string, image string, err error) {
 	if d, err := digest.Parse(in); err == nil {
 		return d.String(), "", nil
 	}
+	// The registry is written as the registry API reads it (any case, any
+	// of Docker Hub's aliases); a subject stored in another spelling would
+	// never match a request.
+	if host, rest, ok := strings.Cut(in, "/"); ok && looksLikeHost(host) {
+		in = canonicalRegistry(host) + "/" + rest
+	}
 	named, err := reference.ParseNormalizedNamed(in)
 	if err != nil {
 		return "", "", fmt.Errorf("%w: %q is not a digest, an image by digest or a repository: %v", errBadRequest, in, err)

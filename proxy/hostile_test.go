@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"io"
 	"log/slog"
 	"net/http"
@@ -58,6 +59,8 @@ func TestHostileManifestsRefusedClearly(t *testing.T) {
 		"library/baddgst":  {schema2, `{"schemaVersion":2,"mediaType":"` + schema2 + `","config":{"digest":"sha256:zz","size":1},"layers":[]}`, "invalid digest"},
 		"library/foreign":  {schema2, `{"schemaVersion":2,"mediaType":"` + schema2 + `","config":` + layer + `,"layers":[{"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip","digest":"sha256:` + strings.Repeat("b", 64) + `","size":10,"urls":["https://evil.example/layer"]}]}`, "foreign layer"},
 		"library/schema1":  {"application/vnd.docker.distribution.manifest.v1+prettyjws", `{"schemaVersion":1,"name":"x"}`, "which pullgate does not serve"},
+		"library/both":     {ocispec.MediaTypeImageIndex, `{"schemaVersion":2,"manifests":[],"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:` + strings.Repeat("c", 64) + `","size":2},"layers":[]}`, "both an index's manifests and an image's config"},
+		"library/indexcfg": {ocispec.MediaTypeImageIndex, `{"schemaVersion":2,"mediaType":"` + ocispec.MediaTypeImageIndex + `","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:` + strings.Repeat("c", 64) + `","size":2}}`, "but has an image's config"},
 		"library/negative": {schema2, `{"schemaVersion":2,"mediaType":"` + schema2 + `","config":{"digest":"sha256:` + strings.Repeat("c", 64) + `","size":-5},"layers":[]}`, "negative size"},
 	}
 	manifests := map[string]struct{ mediaType, body string }{}

@@ -145,7 +145,19 @@ func (s *Server) resolve(ctx context.Context, up *upstream.Registry, t target, a
 func (s *Server) loadManifest(ctx context.Context, up *upstream.Registry, t target, dgst digest.Digest) ([]byte, string, error) {
 	body, mt, err := s.opts.Blobs.Manifest(ctx, dgst)
 	if err == nil {
-		return body, mt, nil
+		// The bytes are verified against their digest; the media type
+		// recorded beside them is not, so it must agree with them.
+		kind, kerr := manifestKind(body)
+		if kerr == nil && kind == mt {
+			return body, mt, nil
+		}
+		s.log.Error("stored manifest's media type does not match its bytes; removed, fetching it again",
+			"digest", dgst.String(), "recorded", truncate(mt, 100), "kind", kind, "err", kerr)
+		if derr := s.opts.Blobs.DeleteManifest(ctx, dgst); derr != nil {
+			s.log.Error("remove stored manifest", "digest", dgst.String(), "err", derr)
+			return nil, "", errStoreUnavailable(fmt.Sprintf("read manifest %s", dgst))
+		}
+		err = storage.ErrNotFound
 	}
 	if errors.Is(err, storage.ErrDigestMismatch) {
 		s.log.Error("stored manifest failed verification; removed, fetching it again", "digest", dgst.String(), "err", err)
@@ -154,14 +166,18 @@ func (s *Server) loadManifest(ctx context.Context, up *upstream.Registry, t targ
 		s.log.Error("read stored manifest", "digest", dgst.String(), "err", err)
 		return nil, "", errStoreUnavailable(fmt.Sprintf("read manifest %s", dgst))
 	}
-	body, desc, err := up.Manifest(ctx, t.Repo, dgst, manifestTypes)
+	body, _, err = up.Manifest(ctx, t.Repo, dgst, manifestTypes)
 	if err != nil {
 		if upstream.IsNotFound(err) {
 			return nil, "", &apiError{Code: errcode.ErrorCodeManifestUnknown, Message: fmt.Sprintf("pullgate: %s: not found upstream", t.imageAt(dgst))}
 		}
 		return nil, "", upstreamError(fmt.Sprintf("pullgate: fetch manifest %s", t.imageAt(dgst)), err)
 	}
-	mt = manifestMediaType(desc.MediaType, body)
+	mt, err = manifestKind(body)
+	if err != nil {
+		return nil, "", &apiError{Code: errcode.ErrorCodeManifestInvalid,
+			Message: fmt.Sprintf("pullgate: %s refused: malformed image manifest or index: %v", t.imageAt(dgst), err)}
+	}
 	if err := s.opts.Blobs.PutManifest(ctx, dgst, mt, body); err != nil {
 		s.log.Error("store manifest", "digest", dgst.String(), "err", err)
 		return nil, "", errStoreUnavailable(fmt.Sprintf("store manifest %s", dgst))
@@ -170,26 +186,55 @@ func (s *Server) loadManifest(ctx context.Context, up *upstream.Registry, t targ
 	return body, mt, nil
 }
 
-// manifestMediaType prefers the media type inside the manifest; OCI allows
-// it to be absent, and then the shape says which it is.
-func manifestMediaType(header string, body []byte) string {
+// manifestKind says what a manifest is from its own bytes: the media type
+// it declares, or (OCI allows it to be absent) its shape. A document whose
+// fields say both index and image manifest is refused: clients that read it
+// as one or the other would see different things, and an index is served
+// without the gate (containerd and the OCI spec refuse such documents since
+// the ambiguity was found in 2021). What the upstream's Content-Type or the
+// store's record says is checked against this, never trusted instead.
+func manifestKind(body []byte) (string, error) {
 	var probe struct {
 		MediaType string          `json:"mediaType"`
 		Manifests json.RawMessage `json:"manifests"`
 		Config    json.RawMessage `json:"config"`
+		Layers    json.RawMessage `json:"layers"`
+		FSLayers  json.RawMessage `json:"fsLayers"`
+		Schema    int             `json:"schemaVersion"`
 	}
 	if err := json.Unmarshal(body, &probe); err != nil {
-		return header
+		return "", fmt.Errorf("not a JSON manifest: %v", err)
 	}
-	switch {
-	case probe.MediaType != "":
-		return probe.MediaType
-	case probe.Manifests != nil:
-		return mediaTypeOCIIndex
-	case probe.Config != nil:
-		return mediaTypeOCIManifest
+	index := probe.Manifests != nil
+	image := probe.Config != nil || probe.Layers != nil || probe.FSLayers != nil
+	if index && image {
+		return "", errors.New("it has both an index's manifests and an image's config or layers")
 	}
-	return header
+	switch probe.MediaType {
+	case mediaTypeOCIIndex, mediaTypeDockerList:
+		if image {
+			return "", fmt.Errorf("it declares %s but has an image's config or layers", probe.MediaType)
+		}
+		return probe.MediaType, nil
+	case mediaTypeOCIManifest, mediaTypeDockerManifest:
+		if index {
+			return "", fmt.Errorf("it declares %s but has an index's manifests", probe.MediaType)
+		}
+		return probe.MediaType, nil
+	case "":
+		switch {
+		case index:
+			return mediaTypeOCIIndex, nil
+		case probe.Config != nil:
+			return mediaTypeOCIManifest, nil
+		case probe.FSLayers != nil, probe.Schema == 1:
+			return "application/vnd.docker.distribution.manifest.v1+json", nil // schema1: refused by name
+		}
+		return "", errors.New("it declares no media type and has neither manifests nor a config")
+	}
+	// Another declared type (schema1, an artifact manifest): refused by the
+	// handler, by name.
+	return probe.MediaType, nil
 }
 
 // acceptedTypes lists the manifest types the client accepts, in a stable

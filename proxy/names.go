@@ -156,9 +156,10 @@ func hostOnly(hostport string) string {
 
 // canonicalRegistry maps Docker Hub's aliases to one name.
 func canonicalRegistry(s string) string {
+	s = strings.ToLower(s)
 	switch s {
 	case "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com":
 		return "docker.io"
 	}
-	return strings.ToLower(s)
+	return s
 }

@@ -174,6 +174,20 @@ func (w *walker) walk(r io.Reader) error {
 		return err
 	}
 	comp := detectCompression(magic)
+	if comp != uncompressed {
+		// Clients disagree on how to read a blob: Docker Engine and podman
+		// decompress by magic bytes, containerd only gzip and zstd, and not
+		// at all when the media type says uncompressed tar. A blob that is a
+		// compressed stream and also reads as a tar as it stands would be
+		// judged by one reading and unpacked by the other, so it is refused.
+		raw, err := br.Peek(2 * blockSize)
+		if err != nil && err != io.EOF {
+			return err
+		}
+		if isTar(raw) {
+			return corruptError("decode layer", fmt.Errorf("the blob is a %v stream and also reads as a tar without decompressing it: clients would unpack different files", comp))
+		}
+	}
 	body, release, err := decompress(comp, br)
 	if err != nil {
 		return err
@@ -184,7 +198,13 @@ func (w *walker) walk(r io.Reader) error {
 	var stream io.Reader = w.count
 	switch w.kind {
 	case kindLayer:
+		// What follows the end-of-archive blocks is scanned too: no
+		// unpacker reads it, but a puller that fetches files by offset
+		// from the blob might.
 		err = w.walkTar(stream)
+		if err == nil {
+			err = w.walkTrailer(stream)
+		}
 	case kindArtifact:
 		var head [2 * blockSize]byte
 		n, rerr := io.ReadFull(w.count, head[:])
@@ -401,18 +421,31 @@ func (w *walker) scanAs(name string, e *linkEntry, exec bool) (bool, error) {
 	return w.scanFile(item{path: name, name: base, ext: extension(base), exec: exec}, body, size)
 }
 
-// walkTrailer scans what follows a tar's end-of-archive blocks in an
-// artifact as one raw file "/": no tar reader looks at it, but an
-// artifact's reader may.
+// walkTrailer scans what follows a tar's end-of-archive blocks as one raw
+// file "/": no tar reader looks at it, but an artifact's reader, or a
+// puller that reads files by offset, may.
 func (w *walker) walkTrailer(r io.Reader) error {
-	br := bufio.NewReaderSize(r, blockSize)
-	if _, err := br.Peek(1); err != nil {
-		if err == io.EOF {
-			return nil
+	// Zeros (the tar's record padding, or a bomb of them) are nothing to
+	// scan: the raw file starts at the first byte that is not zero.
+	br := bufio.NewReaderSize(r, 32<<10)
+	for {
+		p, err := br.Peek(32 << 10)
+		if i := bytes.IndexFunc(p, func(r rune) bool { return r != 0 }); i >= 0 {
+			if _, err := br.Discard(i); err != nil {
+				return err
+			}
+			return w.walkRaw(br)
 		}
-		return err
+		if _, derr := br.Discard(len(p)); derr != nil {
+			return derr
+		}
+		switch {
+		case err == io.EOF:
+			return nil
+		case err != nil && err != bufio.ErrBufferFull:
+			return err
+		}
 	}
-	return w.walkRaw(br)
 }
 
 // walkRaw scans a blob that is not a tar as one file named "/".
