@@ -217,10 +217,13 @@ func (s *Server) verdict(ctx context.Context, up *upstream.Registry, repo string
 	case err == nil && s.usable(ctx, v):
 		s.metrics.verdictCache(true)
 		return v, nil
-	case err != nil && !errors.Is(err, storage.ErrNotFound):
+	case err != nil && ctx.Err() == nil && !errors.Is(err, storage.ErrNotFound):
 		// Fail closed: without the verdict store nothing is known.
 		return storage.Verdict{}, fmt.Errorf("%w: verdict store: %v", errTransient, err)
 	}
+	// Not found, or the hold ran out during the look-up: the ingest starts
+	// either way (it reads the verdict again under its own deadline), so a
+	// retry finds it done, and the caller answers "still scanning".
 	s.metrics.verdictCache(false)
 	info := FlightInfo{Digest: ref.Digest, Registry: up.Name(), Repo: repo, Kind: ref.noun(), Context: ref.Context, Size: ref.Size}
 	fl := s.flights.start(info, ref.Prio, func(fl *flight) (storage.Verdict, error) { return s.ingest(fl, up, repo, ref) })
@@ -276,6 +279,9 @@ func (s *Server) knownBad(image string, dgst digest.Digest, refs []blobRef) (dec
 func (s *Server) blobVerdict(ctx context.Context, up *upstream.Registry, t target, links storage.Links) (blobRef, storage.Verdict, error) {
 	rid := s.scanner().RulesetID()
 	stored, err := s.opts.Verdicts.Verdicts(ctx, t.Digest)
+	if err != nil && ctx.Err() != nil {
+		return blobRef{}, storage.Verdict{}, fmt.Errorf("look up verdicts for %s: %w", t.Digest, ctx.Err())
+	}
 	if err != nil {
 		return blobRef{}, storage.Verdict{}, fmt.Errorf("%w: verdict store: %v", errTransient, err)
 	}

@@ -137,8 +137,8 @@ func TestCloseWaitsForIngestsInProgress(t *testing.T) {
 	slow := digest.FromBytes(img.Layers[1])
 	release := make(chan struct{})
 	f.hub.Fault(slow, testregistry.Fault{Block: release})
-	if resp, _ := f.do(t, "GET", "/v2/library/closing/manifests/1", "User-Agent", "containerd/v1.7.0"); resp.StatusCode != http.StatusTooManyRequests {
-		t.Fatalf("status %d while the layer is held upstream", resp.StatusCode)
+	if resp, body := f.do(t, "GET", "/v2/library/closing/manifests/1", "User-Agent", "containerd/v1.7.0"); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("status %d while the layer is held upstream: %s", resp.StatusCode, body)
 	}
 
 	closed := make(chan struct{})
