@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pullgate/pullgate/internal/samples"
 )
@@ -267,6 +268,36 @@ func TestArchiveDepthAndSize(t *testing.T) {
 		}
 		if f, ok := findingOf(res.Findings, ArchiveUnreadableRule); !ok || f.Path != "/opt/cut.tar.gz" {
 			t.Errorf("findings %+v, want %s at /opt/cut.tar.gz", res.Findings, ArchiveUnreadableRule)
+		}
+	})
+}
+
+// FuzzUnarchive feeds the archive unpacker arbitrary content as a file in
+// a layer. The layer itself is sound, so the scan must end with a verdict
+// or ErrLimit (an archive that does not decode is a finding, never
+// ErrCorrupt), never a crash or a hang; every finding names the layer's
+// file. Seeds: testdata/fuzz/FuzzUnarchive (archives of every kind, nested,
+// a makeself script, a truncated stream) and the ones below.
+func FuzzUnarchive(f *testing.F) {
+	miner := tfile{name: "xmrig", mode: 0o755, data: samples.XMRig()}
+	f.Add(tarGz(f, miner))
+	f.Add(zipOf(f, miner))
+	f.Add(zipOf(f, tfile{name: "a.tar.gz", mode: 0o644, data: tarGz(f, tfile{name: "b.zip", mode: 0o644, data: zipOf(f, miner)})}))
+	f.Add([]byte(makeself(tarGz(f, miner, tfile{name: "pad", mode: 0o644, data: samples.Filler(4 << 10)}))))
+	s := newTestScanner(f, Options{Workers: 2, Limits: Limits{MaxLayerBytes: 16 << 20, MaxFiles: 10000, Window: minWindow, LayerTimeout: 30 * time.Second}})
+	f.Fuzz(func(t *testing.T, content []byte) {
+		layer := tarLayer(t, tfile{name: "opt/f", mode: 0o755, data: content})
+		res, err := s.ScanLayer(context.Background(), bytes.NewReader(layer), Interactive)
+		if err != nil {
+			if !errors.Is(err, ErrLimit) {
+				t.Fatalf("err = %v, want a verdict or ErrLimit", err)
+			}
+			return
+		}
+		for _, fd := range res.Findings {
+			if fd.FilePath() != "/opt/f" {
+				t.Fatalf("finding %+v does not name the layer's file /opt/f", fd)
+			}
 		}
 	})
 }
