@@ -301,3 +301,36 @@ func FuzzUnarchive(f *testing.F) {
 		}
 	})
 }
+
+func TestBase64Payloads(t *testing.T) {
+	payload := samples.Filler(4002) // a multiple of 3: no padding to end the run
+	enc := base64.StdEncoding.EncodeToString(payload)
+	var wrapped strings.Builder
+	for s := enc; len(s) > 0; {
+		n := min(76, len(s))
+		wrapped.WriteString(s[:n] + "\n")
+		s = s[n:]
+	}
+	cases := []struct {
+		name   string
+		script string
+		want   []byte // nil: no payload
+	}{
+		{"one quoted line", "#!/bin/sh\necho '" + enc + "' | base64 -d | sh\n", payload},
+		{"here-document after a path, then a short word", "#!/bin/sh\nbase64 -d <<E | tar x -C /tmp\n" + wrapped.String() + "DATA\n/tmp/run\n", payload},
+		{"too short", "#!/bin/sh\necho '" + enc[:4000] + "'\n", nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := base64Payloads([]byte(c.script))
+			switch {
+			case c.want == nil && len(got) != 0:
+				t.Fatalf("decoded %d payloads, want none", len(got))
+			case c.want != nil && (len(got) != 1 || !bytes.Equal(got[0].data, c.want)):
+				t.Fatalf("decoded %d payloads, want exactly the %d byte payload", len(got), len(c.want))
+			case c.want != nil && got[0].offset != strings.Index(c.script, enc[:8]):
+				t.Fatalf("offset %d, want %d", got[0].offset, strings.Index(c.script, enc[:8]))
+			}
+		})
+	}
+}
