@@ -141,27 +141,44 @@ func (u *unarchiveReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// unarchive looks into the file it, whole in data (which must be its own,
-// not a buffer that goes to a worker), when detectArchive found it to be
-// kind: each member, or each decoded payload, is scanned as a file of its
-// own under it (see item.member), and looked into in turn up to
-// MaxArchiveDepth. Beyond that depth it reports ArchiveTooDeep. Every
-// byte unpacked counts against MaxLayerBytes, every member against
-// MaxFiles and MaxFileBytes; those fail the layer with ErrLimit. Content
-// that cannot be decoded to its end is scanned as far as it decodes and
-// reported as ArchiveUnreadable.
-func (w *walker) unarchive(it item, kind archiveKind, data []byte) error {
-	var payloads []payload
+// contents takes what unarchive needs of a file of kind whole in data,
+// before data goes to a worker that recycles it: a copy of an archive, or
+// the decoded base64 payloads of a script (nil when it has none, so an
+// ordinary script costs one pass and no allocation).
+func contents(kind archiveKind, data []byte) *archived {
 	if kind == archiveScript {
-		if payloads = base64Payloads(data); len(payloads) == 0 {
-			return nil
+		if p := base64Payloads(data); len(p) > 0 {
+			return &archived{kind: kind, payloads: p}
 		}
+		return nil
+	}
+	return &archived{kind: kind, data: bytes.Clone(data)}
+}
+
+// archived is a file to look into once it has been submitted.
+type archived struct {
+	kind     archiveKind
+	data     []byte    // the archive, a copy
+	payloads []payload // a script's decoded payloads
+}
+
+// unarchive looks into the file it (a): each member, or each decoded
+// payload, is scanned as a file of its own under it (see item.member), and
+// looked into in turn up to MaxArchiveDepth. Beyond that depth it reports
+// ArchiveTooDeep. Every byte unpacked counts against MaxLayerBytes, every
+// member against MaxFiles and MaxFileBytes; those fail the layer with
+// ErrLimit. Content that cannot be decoded to its end is scanned as far as
+// it decodes and reported as ArchiveUnreadable.
+func (w *walker) unarchive(it item, a *archived) error {
+	if a == nil {
+		return nil
 	}
 	if it.nest >= w.s.limits.MaxArchiveDepth {
 		w.archiveFinding(it, ArchiveTooDeepRule, SeverityHigh,
 			fmt.Sprintf("archive or encoded payload nested more than MaxArchiveDepth %d deep, so what it holds was not scanned", w.s.limits.MaxArchiveDepth))
 		return nil
 	}
+	kind, data, payloads := a.kind, a.data, a.payloads
 	var err error
 	switch kind {
 	case archiveZip:

@@ -493,9 +493,9 @@ func (w *walker) addSmall(it item, r io.Reader, size, batchCap int) (bool, error
 		}
 	}
 	if kind := detectArchive(&it, data, int64(size)); kind != notArchive {
-		// Its own copy: data goes to a worker with its batch, which may be
+		// Taken now: data goes to a worker with its batch, which may be
 		// submitted and recycled while the archive is unpacked.
-		if err := w.unarchive(it, kind, bytes.Clone(data)); err != nil {
+		if err := w.unarchive(it, contents(kind, data)); err != nil {
 			return false, err
 		}
 	}
@@ -537,7 +537,7 @@ func (w *walker) scanWindows(it item, r io.Reader, size int64) (bool, error) {
 		hold  bool
 
 		kind    archiveKind
-		archive []byte // the whole file, when it is an archive that fits in one window
+		archive *archived // what the file holds, when it fits in one window
 	)
 	for first := true; ; first = false {
 		if err := w.st.acquire(); err != nil {
@@ -595,7 +595,7 @@ func (w *walker) scanWindows(it item, r io.Reader, size int64) (bool, error) {
 			// read from its end, and holding larger files whole would
 			// let one layer pin MaxFileBytes of memory.
 			if kind = detectArchive(&it, data, size); kind != notArchive && last {
-				archive = bytes.Clone(data)
+				archive = contents(kind, data)
 			}
 		}
 		if hold {
@@ -630,7 +630,7 @@ func (w *walker) scanWindows(it item, r io.Reader, size int64) (bool, error) {
 	}
 	switch {
 	case archive != nil:
-		if err := w.unarchive(it, kind, archive); err != nil {
+		if err := w.unarchive(it, archive); err != nil {
 			return false, err
 		}
 	case kind != notArchive && kind != archiveScript:
