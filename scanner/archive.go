@@ -328,8 +328,8 @@ func (w *walker) walkMembers(parent item, r io.Reader) error {
 // walkZip walks a zip whole in data (a zip is read from its central
 // directory at the end, so only zips whole in memory are unpacked). Every
 // member but directories and symbolic links is scanned with the exec bit
-// of its Unix mode; a member that cannot be opened is reported as
-// ArchiveUnreadable and the others are still scanned.
+// of its Unix mode; a member that cannot be opened or read to its end is
+// reported as ArchiveUnreadable and the others are still scanned.
 func (w *walker) walkZip(it item, data []byte) error {
 	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
@@ -358,8 +358,14 @@ func (w *walker) walkZip(it item, data []byte) error {
 		}
 		_, err = w.scanFile(child, &unarchiveReader{r: rc, w: w, what: "zip member " + child.where}, size)
 		rc.Close()
-		if err != nil {
+		switch {
+		case err == nil:
+		case w.hardError(err):
 			return err
+		default:
+			// Each member is read on its own from the directory, so one
+			// that is shorter than it says does not hide the others.
+			w.archiveFinding(child, ArchiveUnreadableRule, SeverityMedium, "zip member could not be read to its end: "+err.Error())
 		}
 	}
 	return nil

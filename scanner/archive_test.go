@@ -334,3 +334,36 @@ func TestBase64Payloads(t *testing.T) {
 		})
 	}
 }
+
+// A zip member that cannot be opened (an unknown method, as encryption
+// gives) is reported, and the members after it are still scanned.
+func TestZipMemberUnreadable(t *testing.T) {
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, err := zw.CreateRaw(&zip.FileHeader{Name: "secret.bin", Method: 99, CompressedSize64: 4, UncompressedSize64: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("abcd"))
+	fh := &zip.FileHeader{Name: "bin/xmrig", Method: zip.Deflate}
+	fh.SetMode(0o755)
+	w, err = zw.CreateHeader(fh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(samples.XMRig())
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s := newTestScanner(t, Options{Workers: 2})
+	res, err := scanOne(t, s, tfile{name: "opt/a.zip", mode: 0o644, data: buf.Bytes()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, ok := findingOf(res.Findings, ArchiveUnreadableRule); !ok || f.Path != "/opt/a.zip!secret.bin" || f.File != "/opt/a.zip" {
+		t.Errorf("findings %+v, want %s on /opt/a.zip!secret.bin", res.Findings, ArchiveUnreadableRule)
+	}
+	if f, ok := findingOf(res.Findings, "MinerXMRig"); !ok || f.Path != "/opt/a.zip!bin/xmrig" {
+		t.Errorf("findings %+v, want MinerXMRig on /opt/a.zip!bin/xmrig", res.Findings)
+	}
+}
