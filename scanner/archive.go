@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math"
 	"path"
 	"strings"
 
@@ -30,9 +29,10 @@ const (
 	// warning (low), since large jars and tarballs are common.
 	ArchiveTooLargeRule = "ArchiveTooLarge"
 	// ArchiveUnreadableRule: an archive that stops decoding before its
-	// end, or a zip member that cannot be opened (encrypted, an unknown
-	// method). What was decoded is scanned; medium, so it refuses together
-	// with another medium indicator.
+	// end (low: what was decoded is scanned, and no client decodes more),
+	// or a zip member that cannot be opened at all, encrypted or of an
+	// unknown method (medium: refuses together with another medium
+	// indicator).
 	ArchiveUnreadableRule = "ArchiveUnreadable"
 )
 
@@ -202,7 +202,7 @@ func (w *walker) unarchive(it item, a *archived) error {
 	if w.hardError(err) {
 		return err
 	}
-	w.archiveFinding(it, ArchiveUnreadableRule, SeverityMedium, "archive could not be read to its end: "+err.Error())
+	w.archiveFinding(it, ArchiveUnreadableRule, SeverityLow, "archive could not be read to its end: "+err.Error())
 	return nil
 }
 
@@ -316,13 +316,30 @@ func (w *walker) walkMembers(parent item, r io.Reader) error {
 			body, size = bytes.NewReader(nil), 0
 		}
 		child := parent.member(memberName(hdr.Name), hdr.Mode&0o111 != 0)
-		if err := w.countFile(child.where, size); err != nil {
+		if size, err = w.countMember(child.where, size); err != nil {
 			return err
 		}
 		if _, err := w.scanFile(child, body, size); err != nil {
 			return err
 		}
 	}
+}
+
+// countMember counts one more member against MaxFiles and returns the
+// size to read it with. A declared size is not trusted for the limits: a
+// tar or zip header may announce gigabytes it does not hold (Go's own
+// archive/tar test data announces a 16 GiB file in a few kilobytes), so
+// a member declared larger than MaxFileBytes is read as a stream of
+// unknown size, and only the bytes it really yields count against
+// MaxFileBytes and MaxLayerBytes.
+func (w *walker) countMember(name string, declared int64) (int64, error) {
+	if err := w.countFile(name, 0); err != nil {
+		return 0, err
+	}
+	if declared < 0 || declared > w.s.limits.MaxFileBytes {
+		return -1, nil
+	}
+	return declared, nil
 }
 
 // walkZip walks a zip whole in data (a zip is read from its central
@@ -344,11 +361,8 @@ func (w *walker) walkZip(it item, data []byte) error {
 			continue
 		}
 		child := it.member(memberName(f.Name), mode&0o111 != 0)
-		if f.UncompressedSize64 > math.MaxInt64 {
-			return limitError("zip member %s declares %d bytes, more than MaxFileBytes %d", child.where, f.UncompressedSize64, w.s.limits.MaxFileBytes)
-		}
-		size := int64(f.UncompressedSize64)
-		if err := w.countFile(child.where, size); err != nil {
+		size, err := w.countMember(child.where, int64(f.UncompressedSize64))
+		if err != nil {
 			return err
 		}
 		rc, err := f.Open()
@@ -365,7 +379,7 @@ func (w *walker) walkZip(it item, data []byte) error {
 		default:
 			// Each member is read on its own from the directory, so one
 			// that is shorter than it says does not hide the others.
-			w.archiveFinding(child, ArchiveUnreadableRule, SeverityMedium, "zip member could not be read to its end: "+err.Error())
+			w.archiveFinding(child, ArchiveUnreadableRule, SeverityLow, "zip member could not be read to its end: "+err.Error())
 		}
 	}
 	return nil

@@ -1,6 +1,7 @@
 package scanner
 
 import (
+	"archive/tar"
 	"archive/zip"
 	"bytes"
 	"context"
@@ -254,6 +255,25 @@ func TestArchiveDepthAndSize(t *testing.T) {
 		f, ok := findingOf(res.Findings, ArchiveTooLargeRule)
 		if !ok || f.Path != "/opt/big.tar.gz" || DefaultPolicy().Decide(res.Findings).Blocked {
 			t.Errorf("findings %+v, want only a warning %s at /opt/big.tar.gz", res.Findings, ArchiveTooLargeRule)
+		}
+	})
+	t.Run("a member announcing more than it holds", func(t *testing.T) {
+		// As Go's own archive/tar test data does: a header for a 16 GiB
+		// file, and a few bytes. Not a bomb: no byte beyond the limits is
+		// produced.
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		if err := tw.WriteHeader(&tar.Header{Name: "tmp/16gig.txt", Mode: 0o644, Size: 16 << 30}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte("hello"))
+		s := newTestScanner(t, Options{Workers: 2})
+		res, err := scanOne(t, s, tfile{name: "src/testdata/writer-big.tar", mode: 0o644, data: buf.Bytes()})
+		if err != nil {
+			t.Fatalf("ScanLayer: %v", err)
+		}
+		if _, ok := findingOf(res.Findings, ArchiveUnreadableRule); !ok || DefaultPolicy().Decide(res.Findings).Blocked {
+			t.Errorf("findings %+v, want a warning %s", res.Findings, ArchiveUnreadableRule)
 		}
 	})
 	t.Run("truncated gzip", func(t *testing.T) {
