@@ -108,6 +108,9 @@ func TestArchivesInLayers(t *testing.T) {
 			"MinerXMRig", "/usr/share/icons/logo.png!xmrig-6.21.0/xmrig"},
 		{"name rule on a member", tfile{name: "opt/k.tar.gz", mode: 0o644, data: tarGz(t, reg("kdevtmpfsi", 0o755, "#!/bin/sh\nsleep 1\n"))},
 			"KinsingBinary", "/opt/k.tar.gz!kdevtmpfsi"},
+		{"name rule on a hard link in a member tar", tfile{name: "opt/l.tar.gz", mode: 0o644, data: tarGz(t, reg("bin/helper", 0o755, "#!/bin/sh\nsleep 1\n"),
+			tfile{name: "bin/kdevtmpfsi", mode: 0o755, typeflag: tar.TypeLink, link: "bin/helper"})},
+			"KinsingBinary", "/opt/l.tar.gz!bin/kdevtmpfsi"},
 		{"depth 3", tfile{name: "opt/a.zip", mode: 0o644, data: depth3},
 			"MinerXMRig", "/opt/a.zip!b.tar.gz!c.jar!bin/xmrig"},
 		{"depth 4 is not unpacked and refuses", tfile{name: "opt/a.zip", mode: 0o644, data: depth4},
@@ -385,5 +388,17 @@ func TestZipMemberUnreadable(t *testing.T) {
 	}
 	if f, ok := findingOf(res.Findings, "MinerXMRig"); !ok || f.Path != "/opt/a.zip!bin/xmrig" {
 		t.Errorf("findings %+v, want MinerXMRig on /opt/a.zip!bin/xmrig", res.Findings)
+	}
+}
+
+// An artifact that is an archive is looked into as a layer's file is.
+func TestArtifactArchive(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	res, err := s.ScanArtifact(context.Background(), bytes.NewReader(zipOf(t, xmrigRelease()...)), Interactive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, ok := findingOf(res.Findings, "MinerXMRig"); !ok || f.Path != "/!xmrig-6.21.0/xmrig" || f.File != "/" {
+		t.Errorf("findings %+v, want MinerXMRig at /!xmrig-6.21.0/xmrig", res.Findings)
 	}
 }
