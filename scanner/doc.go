@@ -4,7 +4,11 @@
 // workers, walks layer blobs as a stream (plain tar, or gzip, bzip2, xz
 // or zstd, detected as Docker Engine and containerd detect them), scans
 // other blobs (artifacts) as a tar when they are one and as raw bytes
-// otherwise, and scans image config blobs.
+// otherwise, and scans image config blobs. Inside a layer it unpacks what
+// the host may run unpacked: UPX-packed executables, archives found by
+// magic bytes (tar, gzip, xz, bzip2, zstd, zip and jar) and base64
+// payloads in scripts, nested up to Limits.MaxArchiveDepth, each scanned
+// under the path of the file it came from ("/opt/a.tar.gz!x/xmrig").
 //
 // scanner is content analysis only: it never touches the network, never
 // talks to Redis or any store, and never imports other pullgate packages.
@@ -26,7 +30,8 @@
 // pullgate binary, which embeds them, does not match its own rules.
 //
 // Rules may use these externals, set per file: filepath ("/usr/bin/x" or
-// "config:Cmd"), filename ("x"), extension ("sh", lower case, no dot),
+// "config:Cmd"; for an archive member, its path as if unpacked at the
+// root), filename ("x"), extension ("sh", lower case, no dot),
 // executable (ELF/Mach-O/PE magic or an exec mode bit) and context
 // ("layer" or "config"). Scans run in YARA's fast mode, so rules must not
 // depend on string counts (#s) or on matches after the first (@s[2]).

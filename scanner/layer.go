@@ -104,10 +104,11 @@ type walker struct {
 	src   *sourceReader
 	count *countReader
 
-	files     int64
-	bytes     int64
-	rescanned int64 // bytes scanned again under a hard link's name
-	unpacked  int64 // bytes restored from packed executables
+	files      int64
+	bytes      int64
+	rescanned  int64 // bytes scanned again under a hard link's name
+	unpacked   int64 // bytes restored from packed executables
+	unarchived int64 // bytes unpacked from archives and decoded payloads in files
 
 	batch *job   // small files waiting to be submitted
 	used  int    // bytes of batch.buf in use
@@ -509,7 +510,7 @@ func (w *walker) addSmall(it item, r io.Reader, size, batchCap int) (bool, error
 	}
 	data := w.batch.buf.b[w.used : w.used+size]
 	if _, err := io.ReadFull(r, data); err != nil {
-		return false, fmt.Errorf("read %s: %w", it.path, noEOF(err))
+		return false, fmt.Errorf("read %s: %w", it.shown(), noEOF(err))
 	}
 	w.used += size
 	w.bytes += int64(size)
@@ -521,6 +522,13 @@ func (w *walker) addSmall(it item, r io.Reader, size, batchCap int) (bool, error
 		// Unpacked before data's batch can be submitted and recycled.
 		u, err := w.unpack(data)
 		if err := w.scanUnpacked(it, u, err); err != nil {
+			return false, err
+		}
+	}
+	if kind := detectArchive(&it, data, int64(size)); kind != notArchive {
+		// Taken now: data goes to a worker with its batch, which may be
+		// submitted and recycled while the archive is unpacked.
+		if err := w.unarchive(it, contents(kind, data)); err != nil {
 			return false, err
 		}
 	}
@@ -560,6 +568,9 @@ func (w *walker) scanWindows(it item, r io.Reader, size int64) (bool, error) {
 		uerr  error
 		whole []byte // the file so far, when it must be unpacked whole
 		hold  bool
+
+		kind    archiveKind
+		archive *archived // what the file holds, when it fits in one window
 	)
 	for first := true; ; first = false {
 		if err := w.st.acquire(); err != nil {
@@ -578,14 +589,14 @@ func (w *walker) scanWindows(it item, r io.Reader, size int64) (bool, error) {
 			if size >= 0 || (err != io.EOF && err != io.ErrUnexpectedEOF) {
 				buf.put()
 				w.st.release()
-				return false, fmt.Errorf("read %s: %w", it.path, noEOF(err))
+				return false, fmt.Errorf("read %s: %w", it.shown(), noEOF(err))
 			}
 			last = true
 		}
 		if size < 0 && read > maxBytes {
 			buf.put()
 			w.st.release()
-			return false, limitError("file %s is more than MaxFileBytes %d", it.path, maxBytes)
+			return false, limitError("file %s is more than MaxFileBytes %d", it.shown(), maxBytes)
 		}
 		if last && m == 0 && !first {
 			// An unsized stream ended exactly at a window boundary.
@@ -612,6 +623,12 @@ func (w *walker) scanWindows(it item, r io.Reader, size int64) (bool, error) {
 						whole = make([]byte, 0, size)
 					}
 				}
+			}
+			// Only archives whole in one window are unpacked: a zip is
+			// read from its end, and holding larger files whole would
+			// let one layer pin MaxFileBytes of memory.
+			if kind = detectArchive(&it, data, size); kind != notArchive && last {
+				archive = contents(kind, data)
 			}
 		}
 		if hold {
@@ -643,6 +660,15 @@ func (w *walker) scanWindows(it item, r io.Reader, size int64) (bool, error) {
 	}
 	if err := w.scanUnpacked(it, u, uerr); err != nil {
 		return false, err
+	}
+	switch {
+	case archive != nil:
+		if err := w.unarchive(it, archive); err != nil {
+			return false, err
+		}
+	case kind != notArchive && kind != archiveScript:
+		w.archiveFinding(it, ArchiveTooLargeRule, SeverityLow,
+			fmt.Sprintf("archive larger than the scan window of %d bytes: its bytes were scanned as they are, but it was not unpacked", w.s.limits.Window))
 	}
 	return it.exec, nil
 }

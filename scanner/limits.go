@@ -35,16 +35,21 @@ type Limits struct {
 	MaxFileBytes  int64         // bytes scanned per file; files larger than Window are scanned in overlapping windows up to this; default 2 GiB; beyond it: limit error
 	Window        int64         // scan window (and max buffer) size; default 16 MiB; windows overlap by 64 KiB so an indicator across a boundary is still found
 	LayerTimeout  time.Duration // wall time per layer; default 10 min
+	// MaxArchiveDepth is how many archives deep (a .tar.gz in a zip in a
+	// layer is two) files and encoded payloads are unpacked and scanned;
+	// default 3. An archive deeper than that is reported as ArchiveTooDeep.
+	MaxArchiveDepth int
 }
 
 // DefaultLimits returns the limits used for zero fields of Options.Limits.
 func DefaultLimits() Limits {
 	return Limits{
-		MaxLayerBytes: 8 << 30,
-		MaxFiles:      1_000_000,
-		MaxFileBytes:  2 << 30,
-		Window:        16 << 20,
-		LayerTimeout:  10 * time.Minute,
+		MaxLayerBytes:   8 << 30,
+		MaxFiles:        1_000_000,
+		MaxFileBytes:    2 << 30,
+		Window:          16 << 20,
+		LayerTimeout:    10 * time.Minute,
+		MaxArchiveDepth: 3,
 	}
 }
 
@@ -67,8 +72,11 @@ func (l Limits) withDefaults() (Limits, error) {
 	if l.LayerTimeout == 0 {
 		l.LayerTimeout = d.LayerTimeout
 	}
+	if l.MaxArchiveDepth == 0 {
+		l.MaxArchiveDepth = d.MaxArchiveDepth
+	}
 	switch {
-	case l.MaxLayerBytes < 0, l.MaxFiles < 0, l.MaxFileBytes < 0, l.LayerTimeout < 0:
+	case l.MaxLayerBytes < 0, l.MaxFiles < 0, l.MaxFileBytes < 0, l.LayerTimeout < 0, l.MaxArchiveDepth < 0:
 		return l, fmt.Errorf("scanner limits must not be negative: %+v", l)
 	case l.Window < minWindow:
 		return l, fmt.Errorf("scanner window %d is below the minimum of %d bytes", l.Window, minWindow)

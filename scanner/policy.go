@@ -30,6 +30,7 @@ const (
 	CategoryPool        = "pool"
 	CategoryWallet      = "wallet"
 	CategoryKnownBad    = "known-bad"
+	CategoryArchive     = "archive"
 	CategoryCustom      = defaultCategory
 )
 

@@ -24,23 +24,38 @@ type item struct {
 	// unpackings. Rules see path; findings name path and label.
 	label string
 	depth int
+	// where is the path findings name for a member of an archive or a
+	// payload decoded from a file ("/opt/a.tar.gz!x/xmrig"), whose path
+	// is what rules see ("/x/xmrig"); outer is then the layer's file it
+	// was found in, and nest how many archives deep it is.
+	where string
+	outer string
+	nest  int
 }
 
-// file is a finding's File: the path, for content unpacked from it.
+// file is a finding's File: the layer's file, for content unpacked from it.
 func (it *item) file() string {
+	if it.outer != "" {
+		return it.outer
+	}
 	if it.label == "" {
 		return ""
 	}
 	return it.path
 }
 
-// shown is the path findings name: the path, followed by how the content
-// was unpacked from it, if it was.
+// shown is the path findings name: the path (or, inside an archive, the
+// whole path through it), followed by how the content was unpacked from
+// it, if it was.
 func (it *item) shown() string {
-	if it.label == "" {
-		return it.path
+	p := it.path
+	if it.where != "" {
+		p = it.where
 	}
-	return it.path + " (" + it.label + ")"
+	if it.label == "" {
+		return p
+	}
+	return p + " (" + it.label + ")"
 }
 
 // job is what a worker takes from the queue: one buffer's worth of items.

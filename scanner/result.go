@@ -12,9 +12,11 @@ type Finding struct {
 	Category    string `json:"category"`    // rule meta: miner, miner-config, dropper, pool, wallet, packer
 	Severity    string `json:"severity"`    // rule meta: high, medium, low
 	Description string `json:"description"` // rule meta, one line a person can act on, e.g. "XMRig cryptominer"
-	Path        string `json:"path"`        // file path inside the layer, absolute ("/usr/bin/kworker"), or "config:Cmd", "config:Entrypoint", "config:Env", "config:history[3]" for image configs; for content unpacked from a packed executable, the file's path followed by how it was packed: "/usr/sbin/sysupdate (UPX-packed, marks altered)"
-	// File is set when Path names content unpacked from a file: that
-	// file's path inside the layer ("/usr/sbin/sysupdate"). Empty otherwise.
+	Path        string `json:"path"`        // file path inside the layer, absolute ("/usr/bin/kworker"), or "config:Cmd", "config:Entrypoint", "config:Env", "config:history[3]" for image configs; for content unpacked from a packed executable, the file's path followed by how it was packed: "/usr/sbin/sysupdate (UPX-packed, marks altered)"; for a member of an archive in a file (or a payload decoded from a script), the whole path through it: "/opt/x/xmrig.tar.gz!xmrig-6.21.0/xmrig", "/tmp/install.sh!base64@79!xmrig"
+	// File is set when Path names content unpacked from a file (a packed
+	// executable, an archive, a script's payload): that file's path inside
+	// the layer ("/usr/sbin/sysupdate", "/opt/x/xmrig.tar.gz"). Empty
+	// otherwise.
 	File string `json:"file,omitempty"`
 }
 
@@ -37,8 +39,8 @@ const (
 // Result is what one ScanLayer, ScanArtifact or ScanConfig call found.
 type Result struct {
 	Findings []Finding
-	Files    int64 // files scanned: tar entries with a body, hard links (under their own name), or a raw blob as one
-	Bytes    int64 // uncompressed bytes scanned, those scanned again under a hard link's name and those unpacked from packed executables included
+	Files    int64 // files scanned: tar entries with a body, hard links (under their own name), members of archives in files, or a raw blob as one
+	Bytes    int64 // uncompressed bytes scanned, those scanned again under a hard link's name, unpacked from packed executables and from archives included
 	Duration time.Duration
 }
 

@@ -29,7 +29,7 @@ func isELF(b []byte) bool { return bytes.HasPrefix(b, elfMagic) }
 // file: no more than MaxFileBytes, and no more than what is left of
 // MaxLayerBytes after every byte read, scanned again or unpacked so far.
 func (w *walker) unpackLimit() upx.Limits {
-	left := w.s.limits.MaxLayerBytes - w.count.n - w.rescanned - w.unpacked
+	left := w.s.limits.MaxLayerBytes - w.scanned()
 	return upx.Limits{MaxOutput: max(0, min(w.s.limits.MaxFileBytes, left))}
 }
 
@@ -74,7 +74,7 @@ func (w *walker) scanUnpacked(it item, u *upx.Unpacked, err error) error {
 	}
 	size := int64(len(u.File))
 	w.unpacked += size
-	if total := w.count.n + w.rescanned + w.unpacked; total > w.s.limits.MaxLayerBytes {
+	if w.scanned() > w.s.limits.MaxLayerBytes {
 		return limitError("file %s unpacks to %d bytes, which takes the bytes scanned past MaxLayerBytes %d", it.shown(), size, w.s.limits.MaxLayerBytes)
 	}
 	child := it

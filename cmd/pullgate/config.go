@@ -148,6 +148,10 @@ type ScanConfig struct {
 	MaxFileBytes  int64    `yaml:"max_file_bytes"`
 	Window        int64    `yaml:"window"`
 	LayerTimeout  Duration `yaml:"layer_timeout"`
+	// MaxArchiveDepth is how many archives deep files and base64 payloads
+	// in scripts are unpacked and scanned (a .tar.gz in a zip is two);
+	// deeper archives are reported as ArchiveTooDeep. Default 3.
+	MaxArchiveDepth int `yaml:"max_archive_depth"`
 }
 
 // Duration reads "25s" or "10m" from YAML.
@@ -183,11 +187,12 @@ func defaultConfig() Config {
 			IngestLease:    Duration(10 * time.Second),
 		},
 		Scan: ScanConfig{
-			MaxLayerBytes: 8 << 30,
-			MaxFiles:      1_000_000,
-			MaxFileBytes:  2 << 30,
-			Window:        16 << 20,
-			LayerTimeout:  Duration(10 * time.Minute),
+			MaxLayerBytes:   8 << 30,
+			MaxFiles:        1_000_000,
+			MaxFileBytes:    2 << 30,
+			Window:          16 << 20,
+			LayerTimeout:    Duration(10 * time.Minute),
+			MaxArchiveDepth: 3,
 		},
 		Platforms: []string{"linux/amd64", "linux/arm64"},
 		Policy:    map[string]proxy.RepoPolicy{},

@@ -196,11 +196,12 @@ func scannerOptions(cfg Config) (scanner.Options, error) {
 		Workers:       cfg.Workers,
 		RulePaths:     cfg.Rules,
 		Limits: scanner.Limits{
-			MaxLayerBytes: cfg.Scan.MaxLayerBytes,
-			MaxFiles:      cfg.Scan.MaxFiles,
-			MaxFileBytes:  cfg.Scan.MaxFileBytes,
-			Window:        cfg.Scan.Window,
-			LayerTimeout:  time.Duration(cfg.Scan.LayerTimeout),
+			MaxLayerBytes:   cfg.Scan.MaxLayerBytes,
+			MaxFiles:        cfg.Scan.MaxFiles,
+			MaxFileBytes:    cfg.Scan.MaxFileBytes,
+			Window:          cfg.Scan.Window,
+			LayerTimeout:    time.Duration(cfg.Scan.LayerTimeout),
+			MaxArchiveDepth: cfg.Scan.MaxArchiveDepth,
 		},
 	}, nil
 }

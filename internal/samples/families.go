@@ -160,13 +160,13 @@ func Positives() []Case {
 			text("/bin/.netd.conf", "WALLET="+Wallet+"\n"),
 		}, Rules: []string{"PackerUPXAltered", "MoneroWalletAddress"}},
 	}
-	return cs
+	return append(cs, archivePositives()...)
 }
 
 // NearMisses are synthetic images with weak indicators only, or with
 // the words of the trade in benign places. None may be refused.
 func NearMisses() []Case {
-	return []Case{
+	return append([]Case{
 		one("upx-packed-go-tool", "packer", exe("/usr/local/bin/helm", UPX(ELF("runtime.main", "net/http", "k8s.io/client-go"), false)), "PackerUPX"),
 		{Name: "upx-tool-and-pool-blocklist", Family: "packer", Files: []File{
 			exe("/usr/local/bin/dnsd", UPX(ELF("runtime.main", "github.com/miekg/dns"), false)),
@@ -180,7 +180,7 @@ func NearMisses() []Case {
 		one("entrypoint-curl-chmod", "script", script("/usr/local/bin/docker-entrypoint.sh", "#!/bin/sh\nset -e\ncurl -fsSL https://example.com/cfg -o /etc/app.conf\nchmod 0644 /etc/app.conf\nexec \"$@\"\n")),
 		one("app-config-pools", "config", text("/app/config.json", `{"pools": [{"url": "postgres://db:5432", "user": "app"}], "log": "info"}`)),
 		{Name: "config-miner-name-only", Family: "image-config", Config: ImageConfig([]string{"/usr/local/bin/xmrig-exporter"}, []string{"--listen", ":9189"}, nil), Rules: []string{"MinerNameInImageConfig"}},
-	}
+	}, archiveNearMisses()...)
 }
 
 // XMRigConfigStratum is an xmrig config whose pool URL has a stratum scheme.
