@@ -54,6 +54,29 @@ type descriptor struct {
 	Digest    digest.Digest `json:"digest"`
 	Size      int64         `json:"size"`
 	URLs      []string      `json:"urls"`
+	Data      []byte        `json:"data"`
+}
+
+// checkIndex refuses an index whose entries a client would fetch from
+// anywhere but here: containerd fetches a descriptor from its urls first
+// and may take embedded data as the content, so a child manifest (and all
+// it names) would reach the client past the gate.
+func checkIndex(body []byte) error {
+	var idx struct {
+		Manifests []descriptor `json:"manifests"`
+	}
+	if err := json.Unmarshal(body, &idx); err != nil {
+		return fmt.Errorf("malformed index: %v", err)
+	}
+	for _, d := range idx.Manifests {
+		if len(d.URLs) > 0 {
+			return fmt.Errorf("index entry %s names urls to fetch it from, which would take it past pullgate", truncate(string(d.Digest), 80))
+		}
+		if len(d.Data) > 0 {
+			return fmt.Errorf("index entry %s carries its content inline (data), which would take it past pullgate", truncate(string(d.Digest), 80))
+		}
+	}
+	return nil
 }
 
 // layerTypes are the media types of tar layers, walked file by file. A
@@ -106,6 +129,11 @@ func (s *Server) blobsOf(body []byte) ([]blobRef, error) {
 			// A foreign layer lives outside the registry; fetching it from
 			// wherever it says would make pullgate an open proxy.
 			return nil, fmt.Errorf("layer %s is a foreign layer (urls), which pullgate does not fetch", d.Digest)
+		}
+		if len(d.Data) > 0 {
+			// Embedded content reaches a client without a blob request,
+			// so without the gate.
+			return nil, fmt.Errorf("blob %s carries its content inline (data), which pullgate does not serve", d.Digest)
 		}
 		c := storage.ContextConfig
 		if i > 0 {

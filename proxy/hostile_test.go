@@ -61,6 +61,9 @@ func TestHostileManifestsRefusedClearly(t *testing.T) {
 		"library/schema1":  {"application/vnd.docker.distribution.manifest.v1+prettyjws", `{"schemaVersion":1,"name":"x"}`, "which pullgate does not serve"},
 		"library/both":     {ocispec.MediaTypeImageIndex, `{"schemaVersion":2,"manifests":[],"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:` + strings.Repeat("c", 64) + `","size":2},"layers":[]}`, "both an index's manifests and an image's config"},
 		"library/indexcfg": {ocispec.MediaTypeImageIndex, `{"schemaVersion":2,"mediaType":"` + ocispec.MediaTypeImageIndex + `","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:` + strings.Repeat("c", 64) + `","size":2}}`, "but has an image's config"},
+		"library/idxurls":  {ocispec.MediaTypeImageIndex, `{"schemaVersion":2,"mediaType":"` + ocispec.MediaTypeImageIndex + `","manifests":[{"mediaType":"` + ocispec.MediaTypeImageManifest + `","digest":"sha256:` + strings.Repeat("d", 64) + `","size":10,"urls":["http://127.0.0.1:1/m"],"platform":{"os":"linux","architecture":"amd64"}}]}`, "names urls"},
+		"library/idxdata":  {ocispec.MediaTypeImageIndex, `{"schemaVersion":2,"mediaType":"` + ocispec.MediaTypeImageIndex + `","manifests":[{"mediaType":"` + ocispec.MediaTypeImageManifest + `","digest":"sha256:` + strings.Repeat("d", 64) + `","size":2,"data":"e30="}]}`, "inline (data)"},
+		"library/cfgdata":  {schema2, `{"schemaVersion":2,"mediaType":"` + schema2 + `","config":{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"sha256:` + strings.Repeat("c", 64) + `","size":2,"data":"e30="},"layers":[]}`, "inline (data)"},
 		"library/negative": {schema2, `{"schemaVersion":2,"mediaType":"` + schema2 + `","config":{"digest":"sha256:` + strings.Repeat("c", 64) + `","size":-5},"layers":[]}`, "negative size"},
 	}
 	manifests := map[string]struct{ mediaType, body string }{}

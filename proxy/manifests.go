@@ -72,6 +72,13 @@ func (s *Server) manifest(w http.ResponseWriter, r *http.Request, t target) {
 
 	switch mediaType {
 	case mediaTypeOCIIndex, mediaTypeDockerList:
+		if err := checkIndex(body); err != nil {
+			msg := fmt.Sprintf("pullgate: %s refused: %v", t.imageAt(desc.Digest), err)
+			ev.Decision, ev.Reason, ev.Latency = "error", msg, time.Since(start)
+			s.record(ev)
+			writeError(w, r, &apiError{Code: errcode.ErrorCodeManifestInvalid, Message: msg})
+			return
+		}
 		ev.Decision = "index"
 	case mediaTypeOCIManifest, mediaTypeDockerManifest:
 		d := s.decide(ctx, up, t, desc.Digest, body, max(hold-time.Since(start), 0))
