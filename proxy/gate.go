@@ -314,7 +314,12 @@ func (s *Server) blobVerdict(ctx context.Context, up *upstream.Registry, t targe
 		return blobRef{}, storage.Verdict{}, fmt.Errorf("%w: verdict store: %v", errTransient, err)
 	}
 	for _, v := range stored {
-		if v.RulesetID == rid && s.blobBlocked(v) {
+		// Findings refuse the bytes however they are asked for. A scan
+		// error in a role says only that the bytes are not that kind of
+		// thing (a layer is no JSON config): anyone can name a digest in
+		// any role in a manifest of their own, so an error in a role the
+		// blob is not judged in here refuses nothing.
+		if v.RulesetID == rid && v.Status != storage.StatusError && s.blobBlocked(v) {
 			return blobRef{Digest: t.Digest, Size: -1, Context: v.Context}, v, nil
 		}
 	}
@@ -322,17 +327,31 @@ func (s *Server) blobVerdict(ctx context.Context, up *upstream.Registry, t targe
 	if len(contexts) == 0 {
 		contexts = []storage.Context{storage.ContextArtifact}
 	}
-	var (
-		last blobRef
-		lv   storage.Verdict
-	)
+	// Every role must pass on its findings; a role in which the bytes
+	// cannot be read at all (an error verdict) refuses only when no role
+	// reads them clean: a client using the blob in that role could not
+	// parse it either, and it needs a manifest naming it so, which the
+	// gate refuses.
+	var clean, failed *blobRef
+	var cv, fv storage.Verdict
 	for _, c := range contexts {
 		ref := blobRef{Digest: t.Digest, Size: -1, Context: c}
 		v, err := s.verdict(ctx, up, t.Repo, ref)
-		if err != nil || s.blobBlocked(v) {
+		switch {
+		case err != nil:
 			return ref, v, err
+		case v.Status == storage.StatusError:
+			if failed == nil {
+				failed, fv = &ref, v
+			}
+		case s.blobBlocked(v):
+			return ref, v, nil
+		default:
+			clean, cv = &ref, v
 		}
-		last, lv = ref, v
 	}
-	return last, lv, nil
+	if clean != nil {
+		return *clean, cv, nil
+	}
+	return *failed, fv, nil
 }
