@@ -9,10 +9,14 @@ import (
 )
 
 // blob serves HEAD|GET /v2/<name>/blobs/<digest>: from the store, only under
-// a name upstream confirmed carries it, only if every name carrying it is
-// admitted, and only with a clean verdict under the current ruleset in
-// every context it is known in (see blobVerdict). A blob without a verdict
-// is ingested first (held like a manifest); it is never streamed unscanned.
+// an admitted name upstream confirmed carries it, and only with a clean
+// verdict under the current ruleset in every context it is known in (see
+// blobVerdict). Unlike a manifest, a blob is not refused for the other names
+// it is known under: layers are shared (every image built on a base image
+// carries its layers), so a deny on one publisher, or a policy tightened
+// after a pull, would refuse them in every other image; names refuse the
+// image, its manifest. A blob without a verdict is ingested first (held
+// like a manifest); it is never streamed unscanned.
 func (s *Server) blob(w http.ResponseWriter, r *http.Request, t target) {
 	start := time.Now()
 	ctx := r.Context()
@@ -29,12 +33,6 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request, t target) {
 	}
 	links, err := s.blobLinks(ctx, up, t)
 	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	if err := s.admitLinked(ctx, name, "blob "+t.Digest.String()+" of "+name, links); err != nil {
-		s.record(event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: name, Digest: t.Digest,
-			Decision: "policy", Reason: asAPIError(err).Message, Latency: time.Since(start)})
 		writeError(w, r, err)
 		return
 	}

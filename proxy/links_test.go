@@ -147,7 +147,7 @@ func TestDeniedContentRefusedUnderAnotherName(t *testing.T) {
 				"/v2/library/clean/manifests/1",
 				"/v2/library/xyz/manifests/" + mdgst.String(),
 				"/v2/library/xyz/manifests/1",
-				"/v2/library/xyz/blobs/" + layer.String(),
+				"/v2/library/clean/blobs/" + layer.String(),
 				"/v2/library/clean/tags/list",
 			} {
 				resp, body := f.do(t, "GET", path)
@@ -158,6 +158,12 @@ func TestDeniedContentRefusedUnderAnotherName(t *testing.T) {
 				if _, msg := ociError(t, body); !strings.Contains(msg, "library/clean") {
 					t.Errorf("%s: message %q does not name the refused repository", path, msg)
 				}
+			}
+			// A layer is a building block many images share (a base
+			// image's): under a name that is admitted and that upstream
+			// confirmed carries it, it is served; the image is not.
+			if resp, body := f.do(t, "GET", "/v2/library/xyz/blobs/"+layer.String()); resp.StatusCode != http.StatusOK {
+				t.Errorf("a shared layer under an admitted name after the deny: %d %s", resp.StatusCode, body)
 			}
 		})
 	}
