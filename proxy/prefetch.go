@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -55,7 +56,10 @@ type indexEntry struct {
 	} `json:"platform"`
 }
 
-// platformsOf lists the entries of an index whose platform is wanted.
+// platformsOf lists the entries of an index to prefetch: for each wanted
+// platform, the first entry that matches it, as a client picks one. At most
+// one entry a platform: an index of hundreds of entries for one platform
+// must not turn one anonymous request into hundreds upstream.
 func platformsOf(body []byte, wanted []string) []indexEntry {
 	var idx struct {
 		Manifests []indexEntry `json:"manifests"`
@@ -64,13 +68,15 @@ func platformsOf(body []byte, wanted []string) []indexEntry {
 		return nil
 	}
 	var out []indexEntry
-	for _, m := range idx.Manifests {
-		if m.Platform == nil || m.Digest.Validate() != nil {
-			continue
-		}
-		for _, w := range wanted {
+	for _, w := range wanted {
+		for _, m := range idx.Manifests {
+			if m.Platform == nil || m.Digest.Validate() != nil {
+				continue
+			}
 			if platformMatches(w, m.Platform.OS, m.Platform.Architecture, m.Platform.Variant) {
-				out = append(out, m)
+				if !slices.ContainsFunc(out, func(e indexEntry) bool { return e.Digest == m.Digest }) {
+					out = append(out, m)
+				}
 				break
 			}
 		}
