@@ -37,6 +37,9 @@ type principal struct {
 	user   string // basic auth user name, as given (not authenticated)
 	bearer bool   // the token came in an Authorization: Bearer header
 	key    [32]byte
+	// known: the token starts as a configured token does (it may still be
+	// wrong further on).
+	known bool
 }
 
 // actor names the principal in overrides and the audit log.
@@ -67,12 +70,29 @@ func principalOf(ctx context.Context) principal {
 type adminAuth struct {
 	admin, readonly [32]byte
 	hasAdmin, hasRO bool
+	// Hashes of each token's first tokenPrefix bytes: a request whose token
+	// starts as a configured one is not refused for its address's failures
+	// (see loginLimiter).
+	adminPrefix, roPrefix [32]byte
+}
+
+// tokenPrefix is how much of a token vouches for its sender when its
+// address is locked out: guessing 8 characters of a token is as hopeless
+// as guessing a token.
+const tokenPrefix = 8
+
+func prefixHash(token string) [32]byte {
+	if len(token) > tokenPrefix {
+		token = token[:tokenPrefix]
+	}
+	return sha256.Sum256([]byte(token))
 }
 
 func newAdminAuth(adminToken, readonlyToken string) adminAuth {
 	return adminAuth{
 		admin: sha256.Sum256([]byte(adminToken)), hasAdmin: adminToken != "",
 		readonly: sha256.Sum256([]byte(readonlyToken)), hasRO: readonlyToken != "",
+		adminPrefix: prefixHash(adminToken), roPrefix: prefixHash(readonlyToken),
 	}
 }
 
@@ -93,6 +113,10 @@ func (a adminAuth) authenticate(r *http.Request) (principal, bool) {
 		return p, false
 	}
 	p.key = sha256.Sum256([]byte(token))
+	ph := prefixHash(token)
+	p.known = len(token) >= tokenPrefix &&
+		(subtle.ConstantTimeCompare(ph[:], a.adminPrefix[:])&boolInt(a.hasAdmin)|
+			subtle.ConstantTimeCompare(ph[:], a.roPrefix[:])&boolInt(a.hasRO)) == 1
 	isAdmin := subtle.ConstantTimeCompare(p.key[:], a.admin[:]) == 1 && a.hasAdmin
 	isRO := subtle.ConstantTimeCompare(p.key[:], a.readonly[:]) == 1 && a.hasRO
 	switch {
@@ -107,6 +131,13 @@ func (a adminAuth) authenticate(r *http.Request) (principal, bool) {
 		p.user = p.user[:64]
 	}
 	return p, true
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func unsafeMethod(m string) bool {
@@ -134,7 +165,7 @@ func (s *Server) adminGuard(next http.Handler) http.Handler {
 		}
 		// Asked whatever authenticate said, so that a refusal tells
 		// nothing about the token.
-		if wait := s.logins.wait(client, key); wait > 0 {
+		if wait := s.logins.wait(client, key, p.known); wait > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
 			adminError(w, r, http.StatusTooManyRequests, "too many failed logins from this address or with this token; try again later")
 			return
@@ -224,9 +255,10 @@ func securityHeaders(next http.Handler) http.Handler {
 //     script or a reverse proxy replaying a stale token is cut off while the
 //     good token from the same address keeps working.
 //   - An address that failed maxAddressFailures times in a window is refused
-//     with any token: this bounds the guesses one address can make. It is
-//     higher than the token limit so that a few bad tokens from a shared
-//     address (a reverse proxy, a NAT) do not lock out everyone behind it.
+//     with any token that does not start as a configured token does (its
+//     first tokenPrefix bytes): this bounds the guesses one address can
+//     make, while a stranger behind the same reverse proxy or NAT cannot
+//     lock the operator out, whose token starts right.
 //
 // Both tables have a fixed size and cannot be flushed (see failureTable).
 type loginLimiter struct {
@@ -249,11 +281,14 @@ func tokenKey(p principal) string { return hex.EncodeToString(p.key[:8]) }
 // wait is how long a request from client presenting the token known by key
 // ("" for none) must wait before trying again (0: go ahead). It is decided
 // before the token is checked, so its answer says nothing about the token.
-func (l *loginLimiter) wait(client, key string) time.Duration {
+func (l *loginLimiter) wait(client, key string, known bool) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now()
-	w := l.addresses.wait(client, maxAddressFailures, now)
+	var w time.Duration
+	if !known {
+		w = l.addresses.wait(client, maxAddressFailures, now)
+	}
 	if key != "" {
 		w = max(w, l.tokens.wait(key, maxTokenFailures, now))
 	}
