@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/distribution/distribution/v3/registry/api/errcode"
 )
 
 // blob serves HEAD|GET /v2/<name>/blobs/<digest>: from the store, only under
@@ -34,6 +36,13 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request, t target) {
 	links, err := s.blobLinks(ctx, up, t)
 	if err != nil {
 		writeError(w, r, err)
+		return
+	}
+	// A manifest is judged at the manifests endpoint, image by image; the
+	// same bytes asked for as a blob would skip that judgement.
+	if _, _, err := s.opts.Blobs.Manifest(ctx, t.Digest); err == nil {
+		writeError(w, r, &apiError{Code: errcode.ErrorCodeBlobUnknown,
+			Message: fmt.Sprintf("pullgate: %s is a manifest: ask for it at /v2/%s/manifests/%s", t.Digest, t.Repo, t.Digest)})
 		return
 	}
 	od, hasOverride := s.overridden(ctx, t.Digest, image)

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -47,30 +46,10 @@ func (s *Server) linkManifest(ctx context.Context, t target, dgst digest.Digest,
 		for _, d := range order {
 			s.putLink(ctx, name, d, roles[d]...)
 		}
-	case mediaTypeOCIIndex, mediaTypeDockerList:
-		for _, d := range childrenOf(body) {
-			s.putLink(ctx, name, d)
-		}
 	}
-}
-
-// childrenOf lists the manifests an index points at.
-func childrenOf(body []byte) []digest.Digest {
-	var idx struct {
-		Manifests []struct {
-			Digest digest.Digest `json:"digest"`
-		} `json:"manifests"`
-	}
-	if json.Unmarshal(body, &idx) != nil {
-		return nil
-	}
-	var out []digest.Digest
-	for _, m := range idx.Manifests {
-		if m.Digest.Validate() == nil {
-			out = append(out, m.Digest)
-		}
-	}
-	return out
+	// An index's children are not linked here: an index only claims
+	// them, and a link must be what upstream confirmed. Each is linked
+	// when fetched or confirmed under this name.
 }
 
 // putLink records a link. A link that cannot be recorded costs an upstream

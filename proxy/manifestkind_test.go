@@ -39,3 +39,19 @@ func TestStoredMediaTypeMustMatchTheBytes(t *testing.T) {
 		}
 	}
 }
+
+// A manifest's bytes are served only at the manifests endpoint, where the
+// gate judges the image: asked for as a blob, a refused image manifest is
+// not served.
+func TestManifestNotServedAsABlob(t *testing.T) {
+	f := newFixture(t)
+	mdgst := f.hub.Push(t, "someone/tool", "latest", testregistry.MinerImage("miner"))
+	if resp, body := f.do(t, "GET", "/v2/someone/tool/manifests/latest"); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("manifest: %d %s", resp.StatusCode, body)
+	}
+	for _, method := range []string{"GET", "HEAD"} {
+		if resp, body := f.do(t, method, "/v2/someone/tool/blobs/"+mdgst.String()); resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("%s the refused manifest as a blob: %d %s", method, resp.StatusCode, body)
+		}
+	}
+}

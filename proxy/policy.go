@@ -53,14 +53,32 @@ func (s *Server) admitNameWith(registry, repo string, override func(string) (sto
 	return s.checkPolicy(registry, repo)
 }
 
+// deniedByOperator refuses name when an operator denied that repository.
+func deniedByOperator(name string, override func(string) (storage.Override, error)) error {
+	o, err := override(name)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return nil
+	case err != nil:
+		return errUnavailable(fmt.Sprintf("pullgate: %s refused: verdict store unavailable: %v", name, err))
+	case o.Action == storage.Deny:
+		return errDenied(fmt.Sprintf("pullgate: %s denied by operator %s: %s", name, o.Actor, o.Reason))
+	}
+	return nil
+}
+
 // manyLinks is how many other names a digest may have before their
 // overrides are read in one request (all overrides at once) rather than one
 // request each.
 const manyLinks = 4
 
-// admitLinked refuses content that is also carried by a repository
-// admitName refuses: a denied image asked for by digest under another name
-// is the same bytes. requested is the name the client used, already admitted.
+// admitLinked refuses a manifest that is also carried by a repository an
+// operator denied: a denied image asked for by digest under another name is
+// the same bytes. requested is the name the client used, already admitted.
+// The publisher policy is not applied to the other names: under a name it
+// admits and upstream confirmed, the image was published by a publisher it
+// trusts, and re-pushes are common (docker tag alpine someone/alpine), so
+// a policy tightened after a pull would refuse official images.
 func (s *Server) admitLinked(ctx context.Context, requested, what string, links storage.Links) error {
 	override := func(name string) (storage.Override, error) { return s.opts.Verdicts.Override(ctx, name) }
 	if len(links.Repos) > manyLinks {
@@ -83,11 +101,7 @@ func (s *Server) admitLinked(ctx context.Context, requested, what string, links 
 		if name == requested {
 			continue
 		}
-		registry, repo, ok := strings.Cut(name, "/")
-		if !ok {
-			continue
-		}
-		if err := s.admitNameWith(registry, repo, override); err != nil {
+		if err := deniedByOperator(name, override); err != nil {
 			e := asAPIError(err)
 			msg := fmt.Sprintf("pullgate: %s refused: the same content is in %s, which is refused (%s)", what, name, strings.TrimPrefix(e.Message, "pullgate: "))
 			if e.Code == errcode.ErrorCodeDenied {

@@ -67,8 +67,13 @@ func TestMaxConcurrentQueuesRequests(t *testing.T) {
 			errs <- err
 		})
 	}
-	waitUntil(t, 5*time.Second, func() bool { l := srv.Load(); return l.InFlight == 2 && l.Waiting == clients-2 },
-		"two requests open and three waiting")
+	// A slot is taken before its request reaches upstream: wait for both
+	// requests to arrive there too, or a release could end the first one
+	// before the second is seen.
+	waitUntil(t, 5*time.Second, func() bool {
+		l := srv.Load()
+		return l.InFlight == 2 && l.Waiting == clients-2 && peak.Load() == 2
+	}, "two requests open upstream and three waiting")
 	if l := srv.Load(); l.Max != 2 {
 		t.Fatalf("Load = %+v, want Max 2", l)
 	}
