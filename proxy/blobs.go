@@ -40,7 +40,12 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request, t target) {
 	}
 	// A manifest is judged at the manifests endpoint, image by image; the
 	// same bytes asked for as a blob would skip that judgement.
-	if _, _, err := s.opts.Blobs.Manifest(ctx, t.Digest); err == nil {
+	switch isManifest, err := s.opts.Blobs.IsManifest(ctx, t.Digest); {
+	case err != nil:
+		s.log.Error("look up stored manifest", "digest", t.Digest.String(), "err", err)
+		writeError(w, r, errStoreUnavailable(fmt.Sprintf("read blob %s", t.Digest)))
+		return
+	case isManifest:
 		writeError(w, r, &apiError{Code: errcode.ErrorCodeBlobUnknown,
 			Message: fmt.Sprintf("pullgate: %s is a manifest: ask for it at /v2/%s/manifests/%s", t.Digest, t.Repo, t.Digest)})
 		return

@@ -294,18 +294,12 @@ func decompressedName(name string, c compression) string {
 func (w *walker) walkMembers(parent item, r io.Reader) error {
 	tr := tar.NewReader(r)
 	for {
-		if err := w.st.ctx.Err(); err != nil {
-			return err
-		}
-		if err := w.st.firstErr(); err != nil {
-			return err
-		}
-		hdr, err := tr.Next()
+		hdr, err := w.nextEntry(tr, parent.shown())
 		if err == io.EOF {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("read tar header in %s: %w", parent.shown(), err)
+			return err
 		}
 		var body io.Reader = tr
 		size := hdr.Size

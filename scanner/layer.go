@@ -12,6 +12,7 @@ import (
 	"hash"
 	"io"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -287,18 +288,12 @@ func (w *walker) walkTar(r io.Reader) error {
 	w.links = newLinkStore(linkStoreBytes)
 	defer w.links.release()
 	for {
-		if err := w.st.ctx.Err(); err != nil {
-			return err
-		}
-		if err := w.st.firstErr(); err != nil {
-			return err
-		}
-		hdr, err := tr.Next()
+		hdr, err := w.nextEntry(tr, "")
 		if err == io.EOF {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("read tar header: %w", err)
+			return err
 		}
 		switch hdr.Typeflag {
 		case tar.TypeLink:
@@ -422,6 +417,27 @@ func (w *walker) scanAs(name string, e *linkEntry, exec bool) (bool, error) {
 	return w.scanFile(item{path: name, name: base, ext: extension(base), exec: exec}, body, size)
 }
 
+// nextEntry reads the next header of a tar being walked, once the scan is
+// still wanted: a cancelled scan or a worker's error is returned as it is
+// (explain tells them apart by identity), a header that does not parse is
+// wrapped with where it was read (in: "" for the layer itself).
+func (w *walker) nextEntry(tr *tar.Reader, in string) (*tar.Header, error) {
+	if err := w.st.ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := w.st.firstErr(); err != nil {
+		return nil, err
+	}
+	hdr, err := tr.Next()
+	switch {
+	case err == nil, err == io.EOF:
+		return hdr, err
+	case in == "":
+		return nil, fmt.Errorf("read tar header: %w", err)
+	}
+	return nil, fmt.Errorf("read tar header in %s: %w", in, err)
+}
+
 // walkTrailer scans what follows a tar's end-of-archive blocks as one raw
 // file "/": no tar reader looks at it, but an artifact's reader, or a
 // puller that reads files by offset, may.
@@ -431,7 +447,7 @@ func (w *walker) walkTrailer(r io.Reader) error {
 	br := bufio.NewReaderSize(r, 32<<10)
 	for {
 		p, err := br.Peek(32 << 10)
-		if i := bytes.IndexFunc(p, func(r rune) bool { return r != 0 }); i >= 0 {
+		if i := slices.IndexFunc(p, func(b byte) bool { return b != 0 }); i >= 0 {
 			if _, err := br.Discard(i); err != nil {
 				return err
 			}

@@ -80,6 +80,22 @@ func (b *Blobs) Manifest(ctx context.Context, dgst digest.Digest) ([]byte, strin
 	return body, string(mt), nil
 }
 
+// IsManifest reports whether dgst is stored as a manifest: one look at the
+// media type recorded beside it, without reading or verifying the bytes,
+// so it is cheap enough for every blob request.
+func (b *Blobs) IsManifest(ctx context.Context, dgst digest.Digest) (bool, error) {
+	if err := dgst.Validate(); err != nil {
+		return false, fmt.Errorf("stat manifest %q: %w: %w", dgst, ErrInvalid, err)
+	}
+	if _, err := b.driver.Stat(ctx, mediaTypePath(dgst)); err != nil {
+		if isPathNotFound(err) {
+			return false, nil
+		}
+		return false, fmt.Errorf("stat manifest %s: %w", dgst, err)
+	}
+	return true, nil
+}
+
 // DeleteManifest removes a stored manifest and its media type.
 func (b *Blobs) DeleteManifest(ctx context.Context, dgst digest.Digest) error {
 	if err := dgst.Validate(); err != nil {
