@@ -21,6 +21,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/internal/verdict"
 	"github.com/pullgate/pullgate/proxy"
 	"github.com/pullgate/pullgate/storage"
 )
@@ -207,7 +208,7 @@ func TestAdminPageInBrowser(t *testing.T) {
 		if r.Kind == storage.AuditOverride && r.Subject == bad.String() {
 			overrides++
 		}
-		if r.Kind == storage.AuditPull && r.Digest == mdgst && r.Decision == "override" {
+		if r.Kind == storage.AuditPull && r.Digest == mdgst && r.Decision == verdict.Overridden {
 			allowedPulls++
 		}
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/pullgate/pullgate/internal/verdict"
 	"github.com/pullgate/pullgate/storage"
 )
 
@@ -32,7 +33,7 @@ const (
 type BlockedImage struct {
 	Image     string            `json:"image"` // as last asked for
 	Digest    digest.Digest     `json:"digest"`
-	Decision  string            `json:"decision"` // of the last attempt
+	Decision  verdict.Outcome   `json:"decision"` // of the last attempt
 	Reason    string            `json:"reason"`
 	Findings  []storage.Finding `json:"findings"`
 	FirstSeen time.Time         `json:"first_seen"`
@@ -71,7 +72,7 @@ type live struct {
 type eventKey struct {
 	time     int64 // Unix nanoseconds: the decision's time survives JSON
 	digest   digest.Digest
-	decision string
+	decision verdict.Outcome
 	client   string
 }
 
@@ -150,7 +151,7 @@ func (l *live) keep(ev Event) {
 	l.next = (l.next + 1) % len(l.ring)
 	l.full = l.full || l.next == 0
 	switch ev.Decision {
-	case "blocked", "error", "policy", "retroactive-block":
+	case verdict.Blocked, verdict.Failed, verdict.Policy, verdict.RetroactiveBlock:
 		b := l.blocked[ev.Digest]
 		if b == nil {
 			if len(l.blocked) >= maxBlocked {
@@ -169,7 +170,7 @@ func (l *live) keep(ev Event) {
 			client = otherClients
 		}
 		b.Clients[client]++
-	case "upstream-error":
+	case verdict.UpstreamFailed:
 		l.upErrors[registryOf(ev.Image)] = ev.Time
 	default:
 		// A digest served since (an operator allowed it) keeps its row,

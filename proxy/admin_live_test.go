@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/internal/verdict"
 )
 
 // The blocked list keeps at most maxBlocked digests (the ones seen last)
@@ -15,7 +17,7 @@ func TestLiveBlockedListIsBounded(t *testing.T) {
 	start := time.Now()
 	for i := range 3 * maxBlocked {
 		l.add(Event{Time: start.Add(time.Duration(i) * time.Millisecond), Client: fmt.Sprintf("10.0.%d.%d", i>>8, i&255),
-			Digest: digest.FromString(fmt.Sprint(i)), Decision: "policy", Image: "docker.io/x/y"})
+			Digest: digest.FromString(fmt.Sprint(i)), Decision: verdict.Policy, Image: "docker.io/x/y"})
 	}
 	if n := len(l.blockedImages()); n != maxBlocked {
 		t.Fatalf("%d blocked digests kept, want %d", n, maxBlocked)
@@ -25,7 +27,7 @@ func TestLiveBlockedListIsBounded(t *testing.T) {
 	}
 	d := digest.FromString("one")
 	for i := range 1000 {
-		l.add(Event{Time: time.Now(), Client: fmt.Sprintf("10.1.%d.%d", i>>8, i&255), Digest: d, Decision: "blocked"})
+		l.add(Event{Time: time.Now(), Client: fmt.Sprintf("10.1.%d.%d", i>>8, i&255), Digest: d, Decision: verdict.Blocked})
 	}
 	b := l.blocked[d]
 	if len(b.Clients) > maxBlockedClients+1 || b.Clients[otherClients] != 1000-maxBlockedClients || b.Attempts != 1000 {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pullgate/pullgate/internal/verdict"
 	"github.com/pullgate/pullgate/storage"
 )
 
@@ -62,15 +63,15 @@ var pageTemplate = template.Must(template.New("admin.html").Funcs(template.FuncM
 		}
 		return strings.Join(parts, ", ")
 	},
-	"decisionClass": func(d string) string {
+	"decisionClass": func(d verdict.Outcome) string {
 		switch d {
-		case "allowed":
+		case verdict.Allowed:
 			return "ok"
-		case "blocked", "error", "policy":
+		case verdict.Blocked, verdict.Failed, verdict.Policy, verdict.RetroactiveBlock:
 			return "bad"
-		case "index":
+		case verdict.Index:
 			return "muted"
-		case "pending", "upstream-error":
+		case verdict.Pending, verdict.UpstreamFailed:
 			return "warn"
 		}
 		return "info"

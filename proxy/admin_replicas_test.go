@@ -14,6 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/internal/verdict"
 	"github.com/pullgate/pullgate/storage"
 )
 
@@ -209,9 +210,9 @@ func TestAdminPageSharedAcrossReplicas(t *testing.T) {
 // log is kept once, whether or not the log already had it.
 func TestLiveKeepsReloadedAndSharedDecisionOnce(t *testing.T) {
 	at := time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)
-	logged := Event{Time: at, Client: "10.0.0.1", Image: "docker.io/a/b:1", Digest: digest.FromString("logged"), Decision: "blocked"}
-	notLogged := Event{Time: at.Add(time.Second), Client: "10.0.0.1", Image: "docker.io/a/c:1", Digest: digest.FromString("new"), Decision: "blocked"}
-	afterLoad := Event{Time: at.Add(2 * time.Second), Client: "10.0.0.2", Image: "docker.io/a/b:1", Digest: digest.FromString("logged"), Decision: "blocked"}
+	logged := Event{Time: at, Client: "10.0.0.1", Image: "docker.io/a/b:1", Digest: digest.FromString("logged"), Decision: verdict.Blocked}
+	notLogged := Event{Time: at.Add(time.Second), Client: "10.0.0.1", Image: "docker.io/a/c:1", Digest: digest.FromString("new"), Decision: verdict.Blocked}
+	afterLoad := Event{Time: at.Add(2 * time.Second), Client: "10.0.0.2", Image: "docker.io/a/b:1", Digest: digest.FromString("logged"), Decision: verdict.Blocked}
 
 	l := newLive()
 	l.addShared(logged) // shared while the audit log was read...

@@ -21,6 +21,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/internal/verdict"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
@@ -239,7 +240,7 @@ func TestAdminBlockedThenAllowed(t *testing.T) {
 	}
 	var pulls struct{ Pulls []Event }
 	_, body = f.req(t, "GET", "/admin/api/pulls", admin, nil)
-	if err := json.Unmarshal(body, &pulls); err != nil || len(pulls.Pulls) == 0 || pulls.Pulls[0].Decision != "blocked" {
+	if err := json.Unmarshal(body, &pulls); err != nil || len(pulls.Pulls) == 0 || pulls.Pulls[0].Decision != verdict.Blocked {
 		t.Fatalf("pulls: %s", body)
 	}
 
@@ -265,7 +266,7 @@ func TestAdminBlockedThenAllowed(t *testing.T) {
 	}
 	kinds := map[string]int{}
 	for _, r := range audit.Records {
-		kinds[r.Kind+"/"+r.Decision+r.Action]++
+		kinds[r.Kind+"/"+r.Decision.String()+r.Action]++
 	}
 	if kinds["override/allow"] != 1 || kinds["pull/blocked"] != 1 || kinds["pull/override"] == 0 {
 		t.Fatalf("audit for %s: %v\n%s", mdgst, kinds, body)
@@ -326,7 +327,7 @@ func TestAdminStream(t *testing.T) {
 	}
 	data := next("pull")
 	var ev Event
-	if err := json.Unmarshal([]byte(strings.TrimPrefix(data, "data: ")), &ev); err != nil || ev.Image != "docker.io/library/clean:1" || ev.Decision != "allowed" {
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(data, "data: ")), &ev); err != nil || ev.Image != "docker.io/library/clean:1" || ev.Decision != verdict.Allowed {
 		t.Fatalf("pull event %q: %v", data, err)
 	}
 }

@@ -30,7 +30,7 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request, t target) {
 	image := name + "@" + t.Digest.String()
 	refuse := func(d decision) {
 		s.record(event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: name, Digest: t.Digest,
-			Decision: d.name(), Findings: d.findings, Reason: d.message, Latency: time.Since(start)})
+			Decision: d.outcome, Findings: d.findings, Reason: d.message, Latency: time.Since(start)})
 		writeError(w, r, d.err)
 	}
 	links, err := s.blobLinks(ctx, up, t)
@@ -82,7 +82,7 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request, t target) {
 			return
 		}
 		s.record(event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: name, Digest: t.Digest,
-			Decision: od.name(), Findings: v.Findings, Reason: od.message, Latency: time.Since(start)})
+			Decision: od.outcome, Findings: v.Findings, Reason: od.message, Latency: time.Since(start)})
 	case blocked:
 		refuse(s.blobRefusal(name, ref, v))
 		return

@@ -6,6 +6,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/pullgate/pullgate/internal/verdict"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
@@ -17,11 +18,6 @@ import (
 // findings of its config and all its layers together, so that evidence
 // spread over layers adds up.
 
-// toScanner gives a stored finding back to the policy.
-func toScanner(f storage.Finding) scanner.Finding {
-	return scanner.Finding{Rule: f.Rule, Category: f.Category, Severity: f.Severity, Description: f.Description, Path: f.Path}
-}
-
 // blobBlocked reports whether a blob's own findings refuse it under the
 // current policy (an error verdict always does).
 func (s *Server) blobBlocked(v storage.Verdict) bool {
@@ -31,11 +27,7 @@ func (s *Server) blobBlocked(v storage.Verdict) bool {
 	if len(v.Findings) == 0 {
 		return false
 	}
-	fs := make([]scanner.Finding, len(v.Findings))
-	for i, f := range v.Findings {
-		fs[i] = toScanner(f)
-	}
-	return s.opts.Decision.Decide(fs).Blocked
+	return s.opts.Decision.Decide(v.Findings).Blocked
 }
 
 // judged is the policy's answer for one image, with each finding put back
@@ -50,10 +42,10 @@ func (s *Server) judge(verdicts []storage.Verdict) judged {
 	where := map[scanner.Finding]digest.Digest{}
 	for _, v := range verdicts {
 		for _, f := range v.Findings {
-			sf := toScanner(f)
-			all = append(all, sf)
-			if _, ok := where[sf]; !ok {
-				where[sf] = v.Digest
+			f.Layer = ""
+			all = append(all, f)
+			if _, ok := where[f]; !ok {
+				where[f] = v.Digest
 			}
 		}
 	}
@@ -61,8 +53,8 @@ func (s *Server) judge(verdicts []storage.Verdict) judged {
 	back := func(fs []scanner.Finding) []storage.Finding {
 		out := make([]storage.Finding, 0, len(fs))
 		for _, f := range fs {
-			out = append(out, storage.Finding{Rule: f.Rule, Category: f.Category, Severity: f.Severity,
-				Description: f.Description, Path: f.Path, Layer: where[f]})
+			f.Layer = where[f]
+			out = append(out, f)
 		}
 		return out
 	}
@@ -104,14 +96,14 @@ func blockedBy(image string, blocking []storage.Finding, config digest.Digest) d
 	if len(blocking) > 1 {
 		msg += fmt.Sprintf(" (and %d more)", len(blocking)-1)
 	}
-	return decision{outcome: blocked, findings: blocking, message: msg, err: errDenied(msg)}
+	return decision{outcome: verdict.Blocked, findings: blocking, message: msg, err: errDenied(msg)}
 }
 
 // blobRefusal is the refusal of one blob by its own verdict.
 func (s *Server) blobRefusal(name string, ref blobRef, v storage.Verdict) decision {
 	if v.Status == storage.StatusError {
 		msg := fmt.Sprintf("pullgate: %s %s of %s refused: could not be scanned: %s", ref.noun(), ref.Digest, name, v.Reason)
-		return decision{outcome: failed, message: msg, err: errDenied(msg)}
+		return decision{outcome: verdict.Failed, message: msg, err: errDenied(msg)}
 	}
 	j := s.judge([]storage.Verdict{v})
 	config := digest.Digest("")

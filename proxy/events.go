@@ -10,24 +10,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/opencontainers/go-digest"
-
+	"github.com/pullgate/pullgate/internal/verdict"
+	"github.com/pullgate/pullgate/proxy/events"
 	"github.com/pullgate/pullgate/storage"
 )
 
-// Event is one decision pullgate made about a pull: the unit of its logs,
-// metrics, audit log, admin page and alerts.
-type Event struct {
-	Time      time.Time         `json:"time"`
-	Client    string            `json:"client"`
-	UserAgent string            `json:"user_agent"`
-	Image     string            `json:"image"`
-	Digest    digest.Digest     `json:"digest"`
-	Decision  string            `json:"decision"`
-	Findings  []storage.Finding `json:"findings,omitempty"`
-	Reason    string            `json:"reason,omitempty"`
-	Latency   time.Duration     `json:"latency"` // nanoseconds
-}
+// Event is one decision pullgate made about a pull (events.Event).
+type Event = events.Event
 
 // event is Event under the name the handlers use.
 type event = Event
@@ -40,12 +29,12 @@ func (s *Server) record(ev event) {
 	if ev.Time.IsZero() {
 		ev.Time = time.Now().UTC()
 	}
-	ev = ev.bounded()
+	ev = ev.Bounded()
 	s.metrics.decision(ev)
 	attrs := []any{
 		slog.String("image", ev.Image),
 		slog.String("digest", ev.Digest.String()),
-		slog.String("decision", ev.Decision),
+		slog.String("decision", ev.Decision.String()),
 		slog.String("client", ev.Client),
 		slog.String("user_agent", ev.UserAgent),
 		slog.Duration("latency", ev.Latency),
@@ -60,7 +49,7 @@ func (s *Server) record(ev event) {
 		attrs = append(attrs, slog.Group("finding", "rule", f.Rule, "layer", f.Layer.String(), "path", f.Path))
 	}
 	level := slog.LevelInfo
-	if ev.Decision != "allowed" && ev.Decision != "index" {
+	if ev.Decision.Refused() {
 		level = slog.LevelWarn
 	}
 	s.log.Log(context.Background(), level, "decision", attrs...)
@@ -74,31 +63,15 @@ func (s *Server) record(ev event) {
 	}
 }
 
-// bounded cuts every string of ev to its bound (storage.AuditRecord's),
-// marking what was cut, before it is logged, kept, published, written or
-// sent: most of it comes from the request (user agent, image name) or from
-// upstream content (file paths inside a layer), and an unauthenticated
-// client must not be able to fill memory, the audit log or Redis with it.
-func (ev Event) bounded() Event {
-	ev.Client = storage.Clip(ev.Client, storage.MaxFieldBytes)
-	ev.UserAgent = storage.Clip(ev.UserAgent, storage.MaxFieldBytes)
-	ev.Image = storage.Clip(ev.Image, storage.MaxNameBytes)
-	ev.Digest = digest.Digest(storage.Clip(string(ev.Digest), storage.MaxDigestBytes))
-	ev.Decision = storage.Clip(ev.Decision, storage.MaxFieldBytes)
-	ev.Findings = storage.BoundFindings(ev.Findings)
-	ev.Reason = storage.Clip(ev.Reason, storage.MaxReasonBytes)
-	return ev
-}
-
 // alertOn maps the decisions that send a webhook alert to its type.
-var alertOn = map[string]string{
-	"blocked":           "block",
-	"retroactive-block": "retroactive_block",
+var alertOn = map[verdict.Outcome]string{
+	verdict.Blocked:          "block",
+	verdict.RetroactiveBlock: "retroactive_block",
 }
 
 func auditOf(ev Event) storage.AuditRecord {
 	kind := storage.AuditPull
-	if ev.Decision == "retroactive-block" {
+	if ev.Decision == verdict.RetroactiveBlock {
 		kind = storage.AuditRetroactive
 	}
 	return storage.AuditRecord{
@@ -112,7 +85,7 @@ func eventOf(r storage.AuditRecord) Event {
 	return Event{
 		Time: r.Time, Client: r.Client, UserAgent: r.UserAgent, Image: r.Image, Digest: r.Digest,
 		Decision: r.Decision, Findings: r.Findings, Reason: r.Reason, Latency: r.Latency,
-	}.bounded()
+	}.Bounded()
 }
 
 // Sharing decisions between replicas. Each replica publishes its own
@@ -182,7 +155,7 @@ func startSharing(store storage.Store, l *live, log *slog.Logger, m *metrics) *e
 		}
 		if msg.Origin != e.origin {
 			// Another replica bounds its decisions too, unless it is older.
-			l.addShared(msg.Event.bounded())
+			l.addShared(msg.Event.Bounded())
 		}
 	})
 	go e.run()

@@ -12,34 +12,19 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/pullgate/pullgate/internal/verdict"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/storage"
-)
-
-// outcome is what the gate decided about an image manifest.
-type outcome int
-
-const (
-	allowed        outcome = iota // every blob scanned clean
-	blocked                       // a finding blocks it
-	failed                        // a blob could not be scanned (limit, corrupt): refused
-	pending                       // still scanning when the hold ran out
-	upstreamFailed                // a blob could not be fetched or verified
-	overridden                    // an operator decided
 )
 
 // decision is the gate's answer for one image manifest. err is what the
 // client gets when it is not allowed.
 type decision struct {
-	outcome  outcome
+	outcome  verdict.Outcome
 	findings []storage.Finding
 	message  string
 	err      error
 	warnings []string // Warning header values for an image served with warnings
-}
-
-func (d decision) name() string {
-	return [...]string{"allowed", "blocked", "error", "pending", "upstream-error", "override"}[d.outcome]
 }
 
 // imageManifest is the part of a Docker schema2 or OCI image manifest the
@@ -154,7 +139,7 @@ func (s *Server) decide(ctx context.Context, up *upstream.Registry, t target, dg
 	refs, err := s.blobsOf(body)
 	if err != nil {
 		msg := fmt.Sprintf("pullgate: %s refused: %v", image, err)
-		return decision{outcome: failed, message: msg, err: &apiError{Code: errcode.ErrorCodeManifestInvalid, Message: msg}}
+		return decision{outcome: verdict.Failed, message: msg, err: &apiError{Code: errcode.ErrorCodeManifestInvalid, Message: msg}}
 	}
 	if d, ok := s.knownBad(image, dgst, refs); ok {
 		return d
@@ -187,7 +172,7 @@ func (s *Server) decide(ctx context.Context, up *upstream.Registry, t target, dg
 		switch {
 		case a.err == nil && a.v.Status == storage.StatusError:
 			msg := fmt.Sprintf("pullgate: %s refused: %s %s could not be scanned: %s", image, a.ref.noun(), a.ref.Digest, a.v.Reason)
-			worst = pick(worst, decision{outcome: failed, message: msg, err: errDenied(msg)})
+			worst = pick(worst, decision{outcome: verdict.Failed, message: msg, err: errDenied(msg)})
 		case a.err == nil && s.blobBlocked(a.v):
 			// Findings only add up: a blob that is refused alone refuses
 			// the image. Answer now; the other scans finish in the background.
@@ -201,10 +186,10 @@ func (s *Server) decide(ctx context.Context, up *upstream.Registry, t target, dg
 		case errors.Is(a.err, context.DeadlineExceeded) && ctx.Err() == nil:
 			stillBusy = true
 		case ctx.Err() != nil:
-			return decision{outcome: pending, message: "client went away", err: ctx.Err()}
+			return decision{outcome: verdict.Pending, message: "client went away", err: ctx.Err()}
 		default:
 			msg := fmt.Sprintf("pullgate: %s refused: %v", image, a.err)
-			worst = pick(worst, decision{outcome: upstreamFailed, message: msg, err: upstreamError(fmt.Sprintf("pullgate: %s", image), a.err)})
+			worst = pick(worst, decision{outcome: verdict.UpstreamFailed, message: msg, err: upstreamError(fmt.Sprintf("pullgate: %s", image), a.err)})
 		}
 	}
 	if worst != nil {
@@ -212,7 +197,7 @@ func (s *Server) decide(ctx context.Context, up *upstream.Registry, t target, dg
 	}
 	if stillBusy {
 		msg := fmt.Sprintf("pullgate: %s is still being scanned (%d of %d blobs done); retry in %s", image, done, len(refs), s.opts.RetryAfter)
-		return decision{outcome: pending, message: msg, err: errStillScanning(msg, s.opts.RetryAfter)}
+		return decision{outcome: verdict.Pending, message: msg, err: errStillScanning(msg, s.opts.RetryAfter)}
 	}
 	// Every blob passes alone; together they may not (two medium
 	// indicators in different layers, a packed binary and a wallet).
@@ -220,7 +205,7 @@ func (s *Server) decide(ctx context.Context, up *upstream.Registry, t target, dg
 	if len(j.blocked) > 0 {
 		return blockedBy(image, j.blocked, config)
 	}
-	d := decision{outcome: allowed, findings: j.warnings}
+	d := decision{outcome: verdict.Allowed, findings: j.warnings}
 	if len(j.warnings) > 0 {
 		d.message = fmt.Sprintf("pullgate: %s allowed with %d warnings: %s", image, len(j.warnings), describe(j.warnings[0], config))
 		d.warnings = warningHeader(image, j.warnings, config)
@@ -230,7 +215,7 @@ func (s *Server) decide(ctx context.Context, up *upstream.Registry, t target, dg
 
 // pick keeps the decision that says most: a content error over an upstream one.
 func pick(cur *decision, d decision) *decision {
-	if cur == nil || (cur.outcome == upstreamFailed && d.outcome == failed) {
+	if cur == nil || (cur.outcome == verdict.UpstreamFailed && d.outcome == verdict.Failed) {
 		return &d
 	}
 	return cur
@@ -270,13 +255,13 @@ func (s *Server) overridden(ctx context.Context, dgst digest.Digest, image strin
 		return decision{}, false
 	case err != nil:
 		msg := fmt.Sprintf("pullgate: %s refused: verdict store unavailable: %v", image, err)
-		return decision{outcome: upstreamFailed, message: msg, err: errUnavailable(msg)}, true
+		return decision{outcome: verdict.UpstreamFailed, message: msg, err: errUnavailable(msg)}, true
 	case o.Action == storage.Deny:
 		msg := fmt.Sprintf("pullgate: %s denied by operator %s: %s", image, o.Actor, o.Reason)
-		return decision{outcome: overridden, message: msg, err: errDenied(msg)}, true
+		return decision{outcome: verdict.Overridden, message: msg, err: errDenied(msg)}, true
 	default:
 		msg := fmt.Sprintf("pullgate: %s allowed by operator %s (%s): %s", image, o.Actor, o.Subject, o.Reason)
-		return decision{outcome: overridden, message: msg}, true
+		return decision{outcome: verdict.Overridden, message: msg}, true
 	}
 }
 
@@ -293,7 +278,7 @@ func (s *Server) knownBad(image string, dgst digest.Digest, refs []blobRef) (dec
 		f := storage.Finding{Rule: "KnownBadDigest", Category: "known-bad", Severity: "high",
 			Description: "digest on the known-bad list", Path: "", Layer: ref.Digest}
 		msg := fmt.Sprintf("pullgate: %s blocked: %s is on the known-bad list", image, ref.Digest)
-		return decision{outcome: blocked, findings: []storage.Finding{f}, message: msg, err: errDenied(msg)}, true
+		return decision{outcome: verdict.Blocked, findings: []storage.Finding{f}, message: msg, err: errDenied(msg)}, true
 	}
 	return decision{}, false
 }

@@ -311,10 +311,8 @@ func (s *Server) verdictOf(sc *scanner.Scanner, ref blobRef, res scanner.Result)
 		ScannerVersion: scanner.Version,
 	}
 	for _, f := range res.Findings {
-		v.Findings = append(v.Findings, storage.Finding{
-			Rule: f.Rule, Category: f.Category, Severity: f.Severity,
-			Description: f.Description, Path: f.Path, Layer: ref.Digest,
-		})
+		f.Layer = ref.Digest
+		v.Findings = append(v.Findings, f)
 	}
 	if s.blobBlocked(v) {
 		v.Status = storage.StatusBlocked

@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/pullgate/pullgate/internal/verdict"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/storage"
 )
@@ -64,7 +65,7 @@ func (s *Server) manifest(w http.ResponseWriter, r *http.Request, t target) {
 		return
 	}
 	if err := s.admitLinked(ctx, t.Registry+"/"+t.Repo, t.imageAt(desc.Digest), links); err != nil {
-		ev.Decision, ev.Reason, ev.Latency = "policy", asAPIError(err).Message, time.Since(start)
+		ev.Decision, ev.Reason, ev.Latency = verdict.Policy, asAPIError(err).Message, time.Since(start)
 		s.record(ev)
 		writeError(w, r, err)
 		return
@@ -74,15 +75,15 @@ func (s *Server) manifest(w http.ResponseWriter, r *http.Request, t target) {
 	case mediaTypeOCIIndex, mediaTypeDockerList:
 		if err := checkIndex(body); err != nil {
 			msg := fmt.Sprintf("pullgate: %s refused: %v", t.imageAt(desc.Digest), err)
-			ev.Decision, ev.Reason, ev.Latency = "error", msg, time.Since(start)
+			ev.Decision, ev.Reason, ev.Latency = verdict.Failed, msg, time.Since(start)
 			s.record(ev)
 			writeError(w, r, &apiError{Code: errcode.ErrorCodeManifestInvalid, Message: msg})
 			return
 		}
-		ev.Decision = "index"
+		ev.Decision = verdict.Index
 	case mediaTypeOCIManifest, mediaTypeDockerManifest:
 		d := s.decide(ctx, up, t, desc.Digest, body, max(hold-time.Since(start), 0))
-		ev.Decision, ev.Findings, ev.Reason = d.name(), d.findings, d.message
+		ev.Decision, ev.Findings, ev.Reason = d.outcome, d.findings, d.message
 		ev.Latency = time.Since(start)
 		s.record(ev)
 		if d.err != nil {
@@ -97,7 +98,7 @@ func (s *Server) manifest(w http.ResponseWriter, r *http.Request, t target) {
 			Message: fmt.Sprintf("pullgate: %s has media type %q, which pullgate does not serve", t.imageAt(desc.Digest), mediaType)})
 		return
 	}
-	if ev.Decision == "index" {
+	if ev.Decision == verdict.Index {
 		ev.Latency = time.Since(start)
 		s.record(ev)
 		s.prefetch(up, t, desc.Digest, body)

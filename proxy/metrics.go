@@ -9,6 +9,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pullgate/pullgate/internal/verdict"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
@@ -199,11 +200,11 @@ var adminAPIRoutes = map[string]bool{
 }
 
 func (m *metrics) decision(ev event) {
-	m.decisions.WithLabelValues(ev.Decision).Inc()
-	if ev.Decision == "upstream-error" {
+	m.decisions.WithLabelValues(ev.Decision.String()).Inc()
+	if ev.Decision == verdict.UpstreamFailed {
 		m.upstreamErrs.WithLabelValues(m.upstreamLabel(registryOf(ev.Image))).Inc()
 	}
-	if ev.Decision == "blocked" {
+	if ev.Decision == verdict.Blocked {
 		for _, f := range ev.Findings {
 			m.blocks.WithLabelValues(f.Rule).Inc()
 		}

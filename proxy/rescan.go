@@ -11,6 +11,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/pullgate/pullgate/internal/verdict"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
@@ -183,7 +184,7 @@ func (s *Server) reportRetroactive(ctx context.Context, refused []retro) {
 		} else {
 			msg += "; no pull of it is on record"
 		}
-		s.record(event{Image: image, Digest: r.ref.Digest, Decision: "retroactive-block", Findings: r.v.Findings, Reason: msg})
+		s.record(event{Image: image, Digest: r.ref.Digest, Decision: verdict.RetroactiveBlock, Findings: r.v.Findings, Reason: msg})
 	}
 }
 
@@ -198,7 +199,7 @@ func (s *Server) pulledBefore(ctx context.Context, manifests []digest.Digest) (i
 			continue
 		}
 		for _, rec := range records {
-			if rec.Decision != "allowed" && rec.Decision != "override" {
+			if rec.Decision != verdict.Allowed && rec.Decision != verdict.Overridden {
 				continue
 			}
 			img := rec.Image

@@ -13,6 +13,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/internal/verdict"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
@@ -104,7 +105,7 @@ func TestRetroactiveBlockNamesWhoPulledIt(t *testing.T) {
 	}
 	var got *Event
 	for _, ev := range f.srv.live.recent(50) {
-		if ev.Decision == "retroactive-block" {
+		if ev.Decision == verdict.RetroactiveBlock {
 			got = &ev
 			break
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/pullgate/pullgate/internal/verdict"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
@@ -237,7 +238,7 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request) {
 	// Tag lists too: the tags of a refused repository are its names.
 	if err := s.admitName(r.Context(), t.Registry, t.Repo); err != nil {
 		s.record(event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: t.Image(), Digest: t.Digest,
-			Decision: "policy", Reason: asAPIError(err).Message})
+			Decision: verdict.Policy, Reason: asAPIError(err).Message})
 		writeError(w, r, err)
 		return
 	}

@@ -4,36 +4,19 @@ import (
 	"cmp"
 	"slices"
 	"time"
+
+	"github.com/pullgate/pullgate/internal/verdict"
 )
 
-// Finding is one indicator found in a layer or an image config.
-type Finding struct {
-	Rule        string `json:"rule"`        // YARA rule name, e.g. "MinerXMRig"
-	Category    string `json:"category"`    // rule meta: miner, miner-config, dropper, pool, wallet, packer
-	Severity    string `json:"severity"`    // rule meta: high, medium, low
-	Description string `json:"description"` // rule meta, one line a person can act on, e.g. "XMRig cryptominer"
-	Path        string `json:"path"`        // file path inside the layer, absolute ("/usr/bin/kworker"), or "config:Cmd", "config:Entrypoint", "config:Env", "config:history[3]" for image configs; for content unpacked from a packed executable, the file's path followed by how it was packed: "/usr/sbin/sysupdate (UPX-packed, marks altered)"; for a member of an archive in a file (or a payload decoded from a script), the whole path through it: "/opt/x/xmrig.tar.gz!xmrig-6.21.0/xmrig", "/tmp/install.sh!base64@79!xmrig"
-	// File is set when Path names content unpacked from a file (a packed
-	// executable, an archive, a script's payload): that file's path inside
-	// the layer ("/usr/sbin/sysupdate", "/opt/x/xmrig.tar.gz"). Empty
-	// otherwise.
-	File string `json:"file,omitempty"`
-}
-
-// FilePath is the path of the file a finding is in: File when the
-// finding is in content unpacked from it, otherwise Path.
-func (f Finding) FilePath() string {
-	if f.File != "" {
-		return f.File
-	}
-	return f.Path
-}
+// Finding is one indicator found in a layer or an image config: the one
+// type the stores and the gate keep too.
+type Finding = verdict.Finding
 
 // Severities a rule may declare in its meta.
 const (
-	SeverityHigh   = "high"
-	SeverityMedium = "medium"
-	SeverityLow    = "low"
+	SeverityHigh   = verdict.SeverityHigh
+	SeverityMedium = verdict.SeverityMedium
+	SeverityLow    = verdict.SeverityLow
 )
 
 // Result is what one ScanLayer, ScanArtifact or ScanConfig call found.

@@ -47,13 +47,14 @@ func Clip(s string, n int) string {
 	return s[:cut] + cutMark
 }
 
-// Bounded returns f with its strings cut to their bounds.
-func (f Finding) Bounded() Finding {
+// boundFinding returns f with its strings cut to their bounds.
+func boundFinding(f Finding) Finding {
 	f.Rule = Clip(f.Rule, MaxFieldBytes)
 	f.Category = Clip(f.Category, MaxFieldBytes)
 	f.Severity = Clip(f.Severity, MaxFieldBytes)
 	f.Description = Clip(f.Description, MaxFieldBytes)
 	f.Path = Clip(f.Path, MaxFieldBytes)
+	f.File = Clip(f.File, MaxFieldBytes)
 	f.Layer = digestField(f.Layer)
 	return f
 }
@@ -69,7 +70,7 @@ func BoundFindings(fs []Finding) []Finding {
 		if i == MaxFindings {
 			break
 		}
-		out = append(out, f.Bounded())
+		out = append(out, boundFinding(f))
 	}
 	return out
 }
@@ -82,7 +83,6 @@ func (r AuditRecord) Bounded() AuditRecord {
 	r.UserAgent = Clip(r.UserAgent, MaxFieldBytes)
 	r.Image = Clip(r.Image, MaxNameBytes)
 	r.Digest = digestField(r.Digest)
-	r.Decision = Clip(r.Decision, MaxFieldBytes)
 	r.Findings = BoundFindings(r.Findings)
 	r.Reason = Clip(r.Reason, MaxReasonBytes)
 	r.Actor = Clip(r.Actor, MaxFieldBytes)
@@ -115,7 +115,7 @@ func encodeAudit(r AuditRecord) ([]byte, error) {
 			r.Reason = Clip(fmt.Sprintf("%s (%d findings not recorded: record too long)", Clip(r.Reason, MaxReasonBytes/2), len(r.Findings)), MaxReasonBytes)
 			r.Findings = r.Findings[:len(r.Findings)/2]
 		case len(r.Reason) > 64 || len(r.UserAgent) > 64 || len(r.Image) > 64 || len(r.Subject) > 64 || len(r.Client) > 64 || len(r.Actor) > 64:
-			for _, s := range []*string{&r.Reason, &r.UserAgent, &r.Image, &r.Subject, &r.Client, &r.Actor, &r.Kind, &r.Decision, &r.Action} {
+			for _, s := range []*string{&r.Reason, &r.UserAgent, &r.Image, &r.Subject, &r.Client, &r.Actor, &r.Kind, &r.Action} {
 				*s = Clip(*s, 64)
 			}
 		default:

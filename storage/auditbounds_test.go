@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pullgate/pullgate/internal/redisserver"
+	"github.com/pullgate/pullgate/internal/verdict"
 	"github.com/pullgate/pullgate/storage"
 )
 
@@ -48,7 +49,7 @@ func TestAuditOverridesOutlivePulls(t *testing.T) {
 			}
 			for i := range 200 {
 				r := storage.AuditRecord{Time: start.Add(time.Duration(i+1) * time.Second), Kind: storage.AuditPull,
-					Client: "10.0.0.9", UserAgent: hugeUA, Image: "docker.io/library/x:1", Decision: "allowed"}
+					Client: "10.0.0.9", UserAgent: hugeUA, Image: "docker.io/library/x:1", Decision: verdict.Allowed}
 				if err := l.Append(ctx, r); err != nil {
 					t.Fatal(err)
 				}
@@ -82,9 +83,9 @@ func TestFileAuditKeepsOverridesOfAnEarlierLog(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
 	var old []byte
 	for i, r := range []storage.AuditRecord{
-		{Time: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), Kind: storage.AuditPull, Image: "docker.io/library/x:1", Decision: "blocked"},
+		{Time: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), Kind: storage.AuditPull, Image: "docker.io/library/x:1", Decision: verdict.Blocked},
 		overrideRecord(time.Date(2025, 1, 1, 0, 0, 1, 0, time.UTC)),
-		{Time: time.Date(2025, 1, 1, 0, 0, 2, 0, time.UTC), Kind: storage.AuditPull, Image: "docker.io/library/x:1", Decision: "allowed"},
+		{Time: time.Date(2025, 1, 1, 0, 0, 2, 0, time.UTC), Kind: storage.AuditPull, Image: "docker.io/library/x:1", Decision: verdict.Allowed},
 	} {
 		b, err := json.Marshal(r)
 		if err != nil {

@@ -18,6 +18,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/pullgate/pullgate/internal/verdict"
 )
 
 // Kinds of audit record.
@@ -30,16 +32,16 @@ const (
 // AuditRecord is one entry of the audit log: who pulled what, when, and
 // what pullgate decided; or who changed an override, and why.
 type AuditRecord struct {
-	Time      time.Time     `json:"time"`
-	Kind      string        `json:"kind"`
-	Client    string        `json:"client,omitempty"`
-	UserAgent string        `json:"user_agent,omitempty"`
-	Image     string        `json:"image,omitempty"`
-	Digest    digest.Digest `json:"digest,omitempty"`
-	Decision  string        `json:"decision,omitempty"`
-	Findings  []Finding     `json:"findings,omitempty"`
-	Reason    string        `json:"reason,omitempty"`
-	Latency   time.Duration `json:"latency,omitempty"` // nanoseconds
+	Time      time.Time       `json:"time"`
+	Kind      string          `json:"kind"`
+	Client    string          `json:"client,omitempty"`
+	UserAgent string          `json:"user_agent,omitempty"`
+	Image     string          `json:"image,omitempty"`
+	Digest    digest.Digest   `json:"digest,omitempty"`
+	Decision  verdict.Outcome `json:"decision,omitempty"`
+	Findings  []Finding       `json:"findings,omitempty"`
+	Reason    string          `json:"reason,omitempty"`
+	Latency   time.Duration   `json:"latency,omitempty"` // nanoseconds
 	// Override changes: who, on what, which action ("allow", "deny",
 	// "remove").
 	Actor   string `json:"actor,omitempty"`

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/pullgate/pullgate/internal/redisserver"
+	"github.com/pullgate/pullgate/internal/verdict"
 	"github.com/pullgate/pullgate/storage"
 	"github.com/pullgate/pullgate/storage/storetest"
 )
@@ -143,7 +144,7 @@ func TestFileAuditLogRotates(t *testing.T) {
 	l.SetRotation(1000, 2)
 	const n = 60
 	for i := range n {
-		if err := l.Append(ctx, storage.AuditRecord{Kind: storage.AuditPull, Image: fmt.Sprintf("docker.io/library/r%02d:1", i), Decision: "allowed"}); err != nil {
+		if err := l.Append(ctx, storage.AuditRecord{Kind: storage.AuditPull, Image: fmt.Sprintf("docker.io/library/r%02d:1", i), Decision: verdict.Allowed}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -8,6 +8,8 @@ import (
 
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/internal/verdict"
 )
 
 // Status is the outcome of scanning one blob under one ruleset.
@@ -50,15 +52,8 @@ func (c Context) Valid() bool {
 	return false
 }
 
-// Finding is one rule match inside a blob.
-type Finding struct {
-	Rule        string        `json:"rule"`
-	Category    string        `json:"category"`
-	Severity    string        `json:"severity"`
-	Description string        `json:"description"`
-	Path        string        `json:"path"` // file path inside the layer; empty for the image config
-	Layer       digest.Digest `json:"layer"`
-}
+// Finding is one indicator found in a blob (the scanner's own type).
+type Finding = verdict.Finding
 
 // Verdict is the result of scanning the blob Digest under the ruleset
 // RulesetID in Context. A verdict under another ruleset, or in another
@@ -139,6 +134,9 @@ type Override struct {
 	Reason  string    `json:"reason"`
 	Actor   string    `json:"actor"`
 	Time    time.Time `json:"time"`
+	// Image is set on the allows made for the blobs of an image allowed
+	// by its manifest digest: that image's digest. They go when it goes.
+	Image digest.Digest `json:"image,omitempty"`
 }
 
 // Validate refuses an override whose subject or action is malformed, or

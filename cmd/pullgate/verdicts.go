@@ -265,7 +265,7 @@ func (c *apiClient) show(ctx context.Context, w io.Writer, subject string, asJSO
 		if a.Kind == storage.AuditOverride {
 			who = a.Actor
 		}
-		what := a.Decision
+		what := a.Decision.String()
 		if a.Action != "" {
 			what = a.Action
 		}

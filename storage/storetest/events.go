@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pullgate/pullgate/internal/verdict"
 	"github.com/pullgate/pullgate/storage"
 )
 
@@ -54,7 +55,7 @@ func pullRecord(i int, image, dgst string) storage.AuditRecord {
 		UserAgent: "docker/27.0",
 		Image:     image,
 		Digest:    Digest(dgst),
-		Decision:  "allowed",
+		Decision:  verdict.Allowed,
 		Latency:   time.Duration(i) * time.Millisecond,
 	}
 }
@@ -79,7 +80,7 @@ func query(t *testing.T, l storage.AuditLog, q storage.AuditQuery) []storage.Aud
 
 func testAuditRoundTrip(t *testing.T, l storage.AuditLog) {
 	full := pullRecord(1, "docker.io/someone/miner:1", "m")
-	full.Decision = "blocked"
+	full.Decision = verdict.Blocked
 	full.Reason = "pullgate: blocked"
 	full.Findings = []storage.Finding{{Rule: "MinerXMRig", Category: "miner", Severity: "high", Description: "XMRig", Path: "/usr/bin/kworker", Layer: Digest("layer")}}
 	over := storage.AuditRecord{Time: full.Time.Add(time.Second), Kind: storage.AuditOverride, Actor: "admin", Subject: string(Digest("m")), Action: "allow", Reason: "false positive"}
