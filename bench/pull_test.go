@@ -1,8 +1,3 @@
-// Package bench measures what pullgate costs a client: a pull through it,
-// cold and warm, against a pull straight from the upstream registry and
-// against plain decompression of the same layers, on a ~60 MB image cut from
-// the host's own Debian root filesystem. It runs only with PULLGATE_BENCH=1
-// (make bench); go test ./... skips it.
 package bench
 
 import (

@@ -1,6 +1,3 @@
-// Command pullgate is a pull-through registry mirror that scans every new
-// layer for cryptominers and other malware and refuses images that carry
-// them. See the README for how to run it.
 package main
 
 import (
