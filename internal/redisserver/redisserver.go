@@ -6,7 +6,6 @@ package redisserver
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -18,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pullgate/pullgate/internal/testsync"
 )
 
 // EnvBinary names an environment variable that, when set, overrides where
@@ -45,7 +46,7 @@ type Server struct {
 	mu      sync.Mutex
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed when cmd has been waited for
-	output  *syncBuffer
+	output  *testsync.Buffer
 	stopped bool
 }
 
@@ -122,7 +123,7 @@ func (s *Server) start() error {
 		"--logfile", "",
 	}, s.args...)
 	cmd := exec.Command(s.binary, args...)
-	out := &syncBuffer{}
+	out := &testsync.Buffer{}
 	cmd.Stdout = out
 	cmd.Stderr = out
 	if err := cmd.Start(); err != nil {
@@ -233,21 +234,4 @@ func (s *Server) Restart() {
 	if err := s.start(); err != nil {
 		s.t.Fatalf("redisserver: restart: %v", err)
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
