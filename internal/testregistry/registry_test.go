@@ -386,3 +386,34 @@ func TestConcurrentCounters(t *testing.T) {
 		t.Errorf("counters: %d registry, %d CDN, %d CDN with Authorization", r.BlobGets(ld), r.CDNGets(ld), r.CDNAuthorized(ld))
 	}
 }
+
+// Requests lists what the registry and the CDN received, keeping only the
+// scheme of an Authorization header; WithEchoingTokenErrors echoes refused
+// credentials in the token endpoint's error body.
+func TestRequestsAndEchoingTokenErrors(t *testing.T) {
+	r := Start(t, WithCredentials("bot", "right"), WithEchoingTokenErrors())
+	req, _ := http.NewRequest(http.MethodGet, r.URL()+"/token?service="+Service, nil)
+	req.SetBasicAuth("bot", "wrong")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), "UNAUTHORIZED") ||
+		!strings.Contains(string(body), "Basic ") || !strings.Contains(string(body), "wrong") {
+		t.Fatalf("wrong credentials: %d %s, want 401 echoing the Authorization header and password", resp.StatusCode, body)
+	}
+	resp, err = http.Head(r.CDNURL() + "/cdn/library/x/" + digest.FromString("x").String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	want := []Request{
+		{Method: http.MethodGet, Path: "/token", AuthScheme: "Basic"},
+		{CDN: true, Method: http.MethodHead, Path: "/cdn/library/x/" + digest.FromString("x").String()},
+	}
+	if got := r.Requests(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("Requests() = %+v, want %+v", got, want)
+	}
+}
