@@ -21,6 +21,6 @@
 //
 // It is for tests only: it never touches the network beyond 127.0.0.0/8 and
 // it must never hold real malware; tests build harmless samples. It must
-// not import pullgate's own packages (proxy/upstream tests use it), so that
+// not import proxy or its subpackages (proxy/upstream tests use it), so that
 // it stands in for Docker Hub without knowing the client it tests.
 package testregistry
