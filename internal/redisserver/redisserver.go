@@ -1,7 +1,3 @@
-// Package redisserver runs a real redis-server for tests: on a free
-// loopback port, in its own temporary directory, stopped by PID when the
-// test ends. It never skips: a missing redis-server fails the test and says
-// how to install it.
 package redisserver
 
 import (
@@ -29,7 +25,6 @@ const (
 	defaultBinary = "/usr/bin/redis-server"
 	startTimeout  = 10 * time.Second
 	stopTimeout   = 10 * time.Second
-	pollInterval  = 10 * time.Millisecond
 	startAttempts = 3 // a free port may be taken between probing and binding
 )
 
@@ -139,26 +134,40 @@ func (s *Server) start() error {
 	s.cmd, s.exited, s.output, s.stopped = cmd, exited, out, false
 	s.mu.Unlock()
 
-	deadline := time.NewTimer(startTimeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(pollInterval)
-	defer tick.Stop()
-	for {
+	up := false
+	testsync.Until(startTimeout, func() bool {
 		if ping(s.Addr()) == nil {
-			return nil
+			up = true
+			return true
 		}
 		select {
 		case <-exited:
-			err := fmt.Errorf("redis-server on port %d exited before answering PING:\n%s", s.port, out.String())
-			if strings.Contains(out.String(), "in use") {
-				err = fmt.Errorf("%w: %w", errPortInUse, err)
-			}
-			return err
-		case <-deadline.C:
-			s.kill()
-			return fmt.Errorf("redis-server on port %d did not answer PING within %s:\n%s", s.port, startTimeout, out.String())
-		case <-tick.C:
+			return true
+		default:
+			return false
 		}
+	})
+	switch {
+	case up:
+		return nil
+	case isClosed(exited):
+		err := fmt.Errorf("redis-server on port %d exited before answering PING:\n%s", s.port, out.String())
+		if strings.Contains(out.String(), "in use") {
+			err = fmt.Errorf("%w: %w", errPortInUse, err)
+		}
+		return err
+	default:
+		s.kill()
+		return fmt.Errorf("redis-server on port %d did not answer PING within %s:\n%s", s.port, startTimeout, out.String())
+	}
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 
