@@ -17,6 +17,8 @@ import (
 	"github.com/distribution/distribution/v3/manifest/schema2"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/pullgate/pullgate/internal/testsync"
 )
 
 // client is a minimal registry client doing the token dance by hand, so the
@@ -254,17 +256,8 @@ func TestFaults(t *testing.T) {
 			resp, _ := c.do(http.MethodGet, path)
 			done <- resp.StatusCode
 		}()
-		deadline := time.After(10 * time.Second)
-		tick := time.NewTicker(5 * time.Millisecond)
-		defer tick.Stop()
 		before := r.CDNGets(ld)
-		for r.CDNGets(ld) == before {
-			select {
-			case <-deadline:
-				t.Fatal("request never reached the CDN")
-			case <-tick.C:
-			}
-		}
+		testsync.WaitFor(t, 10*time.Second, "the request to reach the CDN", func() bool { return r.CDNGets(ld) != before })
 		select {
 		case code := <-done:
 			t.Fatalf("blocked request finished early: %d", code)
@@ -276,7 +269,7 @@ func TestFaults(t *testing.T) {
 			if code != 200 {
 				t.Errorf("released request = %d", code)
 			}
-		case <-deadline:
+		case <-time.After(10 * time.Second):
 			t.Fatal("released request did not finish")
 		}
 		r.Fault(ld, Fault{})
