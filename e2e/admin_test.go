@@ -22,6 +22,8 @@ import (
 
 	"github.com/pullgate/pullgate/internal/testregistry"
 	"github.com/pullgate/pullgate/internal/verdict"
+
+	"github.com/pullgate/pullgate/internal/testsync"
 	"github.com/pullgate/pullgate/proxy"
 	"github.com/pullgate/pullgate/storage"
 )
@@ -84,7 +86,7 @@ func TestAdminPageInBrowser(t *testing.T) {
 	})
 	d := SharedDockerd(t, DockerdOptions{})
 
-	var chromiumLog syncWriter
+	var chromiumLog testsync.Buffer
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("chromium output (last 40 lines):\n%s", tail(chromiumLog.String(), 40))
@@ -216,7 +218,7 @@ func TestAdminPageInBrowser(t *testing.T) {
 		t.Errorf("audit files: %d override records (want 2: image and layer), %d pulls allowed by override", overrides, allowedPulls)
 	}
 
-	WaitFor(t, 30*time.Second, func() bool { return recv.delivered() > 0 }, "the block alert")
+	testsync.WaitFor(t, 30*time.Second, "the block alert", func() bool { return recv.delivered() > 0 })
 	recv.mu.Lock()
 	body, sig, attempts := recv.bodies[0], recv.sigs[0], recv.attempts
 	recv.mu.Unlock()
@@ -246,24 +248,6 @@ func truncateText(s string, n int) string {
 		return s[:n] + "…"
 	}
 	return s
-}
-
-// syncWriter collects a child's output.
-type syncWriter struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
 }
 
 // auditFile reads the audit log's files under the data dir: the pull

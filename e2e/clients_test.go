@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/internal/testsync"
 )
 
 // Every client pulls through pullgate configured with the snippets shipped
@@ -122,7 +123,7 @@ func TestContainerdPullsThroughHostsToml(t *testing.T) {
 	if !strings.Contains(out, "registry-1.docker.io") {
 		t.Errorf("expected containerd to fall back to registry-1.docker.io:\n%s", out)
 	}
-	WaitFor(t, 10*time.Second, func() bool { return strings.Contains(u.pg.Log(), minerDgst.String()) }, "pullgate to log the refusal")
+	testsync.WaitFor(t, 10*time.Second, "pullgate to log the refusal", func() bool { return strings.Contains(u.pg.Log(), minerDgst.String()) })
 
 	// The enforcing snippet: pullgate is the only host.
 	enforce := hostsDir(t, "enforce", rec.Addr(), "docker.io", "ghcr.io")
@@ -136,8 +137,16 @@ func TestContainerdPullsThroughHostsToml(t *testing.T) {
 	if out, err := c.Pull(ctx, enforce, "ghcr.io/team/app:1"); err != nil {
 		t.Fatalf("ctr pull of ghcr.io with the enforcing snippet: %v\n%s", err, out)
 	}
-	if images, _ := c.Ctr(ctx, "images", "ls", "-q"); strings.Contains(images, "miner") {
+	images, err = c.Ctr(ctx, "images", "ls", "-q")
+	if err != nil {
+		t.Fatalf("ctr images ls: %v", err)
+	}
+	if strings.Contains(images, "miner") {
 		t.Fatalf("containerd has the miner image:\n%s", images)
+	}
+	// Positive control: the listing names the image pulled just before.
+	if !strings.Contains(images, "ghcr.io/team/app:1") {
+		t.Fatalf("ctr images ls -q lacks ghcr.io/team/app:1, so the miner's absence proves nothing:\n%s", images)
 	}
 }
 

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pullgate/pullgate/internal/testsync"
 )
 
 // The client side of the suite: a containerd of the test's own with ctr,
@@ -69,7 +71,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 		_ = unmountUnder(dir)
 		os.RemoveAll(dir)
 	})
-	err = poll(30*time.Second, func() bool {
+	started := testsync.Until(30*time.Second, func() bool {
 		if c.proc.exited() {
 			return true
 		}
@@ -78,8 +80,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 		_, err := c.Ctr(ctx, "version")
 		return err == nil
 	})
-	if err != nil || c.proc.exited() {
-		t.Fatalf("containerd did not start: %v\n%s", err, tail(readLog(logPath, 0), 30))
+	if !started || c.proc.exited() {
+		t.Fatalf("containerd did not answer `ctr version` within 30s (exited: %t)\n%s", c.proc.exited(), tail(readLog(logPath, 0), 30))
 	}
 	return c
 }

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pullgate/pullgate/internal/testsync"
 )
 
 const (
@@ -225,13 +227,13 @@ func startDockerd(opts DockerdOptions) (*Dockerd, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	err = poll(dockerdStartTimeout, func() bool {
+	answered := testsync.Until(dockerdStartTimeout, func() bool {
 		return d.proc.exited() || d.ping() == nil
 	})
 	switch {
 	case d.proc.exited():
 		err = fmt.Errorf("dockerd exited during start-up; log:\n%s", tail(d.Log(), 40))
-	case err != nil:
+	case !answered:
 		err = fmt.Errorf("dockerd did not answer /_ping within %s; log:\n%s", dockerdStartTimeout, tail(d.Log(), 40))
 	}
 	if err != nil {
@@ -321,10 +323,9 @@ func (d *Dockerd) Reconfigure(opts DockerdOptions) error {
 	if err := d.proc.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		return fmt.Errorf("reload dockerd: %w", err)
 	}
-	err := poll(20*time.Second, func() bool {
+	if !testsync.Until(20*time.Second, func() bool {
 		return strings.Count(readLog(d.logPath, 0), "Reloaded configuration") > before
-	})
-	if err != nil {
+	}) {
 		return fmt.Errorf("dockerd did not reload its configuration within 20s; log:\n%s", tail(d.Log(), 30))
 	}
 	mirrors, err := d.Mirrors()

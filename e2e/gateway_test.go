@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/internal/testsync"
 )
 
 // testCA is a throwaway certificate authority, standing in for the
@@ -153,7 +154,7 @@ func TestGatewayModeDockerPull(t *testing.T) {
 
 	// A renewed certificate is served without a restart.
 	ca.issue(t, 3, certPath, keyPath, names...)
-	WaitFor(t, 10*time.Second, func() bool { return gatewaySerial(t, ca) == 3 }, "pullgate to serve the renewed certificate")
+	testsync.WaitFor(t, 10*time.Second, "pullgate to serve the renewed certificate", func() bool { return gatewaySerial(t, ca) == 3 })
 	if !pg.Running() {
 		t.Fatal("pullgate stopped")
 	}

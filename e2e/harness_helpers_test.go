@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pullgate/pullgate/internal/testsync"
 )
 
 // workDir holds what outlives a single test (a lazily built binary); set by
@@ -38,35 +40,6 @@ func FreePort(t testing.TB) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// WaitFor polls cond every 20ms until it holds, failing the test if it does
-// not within deadline. what completes "timed out waiting for ...".
-func WaitFor(t testing.TB, deadline time.Duration, cond func() bool, what string) {
-	t.Helper()
-	if err := poll(deadline, cond); err != nil {
-		t.Fatalf("timed out after %s waiting for %s", deadline, what)
-	}
-}
-
-var errTimeout = errors.New("timed out")
-
-func poll(deadline time.Duration, cond func() bool) error {
-	timer := time.NewTimer(deadline)
-	defer timer.Stop()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-timer.C:
-			if cond() {
-				return nil
-			}
-			return errTimeout
-		case <-tick.C:
-		}
-	}
-	return nil
 }
 
 // withoutProxyEnv drops proxy settings, so nothing the suite starts tries a
@@ -348,7 +321,7 @@ func (pg *Pullgate) start() {
 	pg.mu.Unlock()
 	client := pg.Client()
 	client.Timeout = 2 * time.Second
-	err = poll(30*time.Second, func() bool {
+	answered := testsync.Until(30*time.Second, func() bool {
 		if proc.exited() {
 			return true
 		}
@@ -362,7 +335,7 @@ func (pg *Pullgate) start() {
 	if proc.exited() {
 		pg.t.Fatalf("pullgate exited during start-up (%v); log:\n%s", proc.cmd.ProcessState, tail(pg.Log(), 60))
 	}
-	if err != nil {
+	if !answered {
 		pg.t.Fatalf("pullgate did not answer GET /v2/ with 200 within 30s; log:\n%s", tail(pg.Log(), 60))
 	}
 }

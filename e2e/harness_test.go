@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/internal/testsync"
 )
 
 // harmlessImage is a tiny image dockerd can register: one gzip layer.
@@ -151,7 +152,7 @@ func TestHarnessPullgate(t *testing.T) {
 		t.Fatalf("after restart: GET /v2/ = %d, data dir %s (was %s)", code, pg.DataDir(), dataDir)
 	}
 	pg.Stop()
-	WaitFor(t, 5*time.Second, func() bool { return get() == 0 }, "pullgate to stop listening")
+	testsync.WaitFor(t, 5*time.Second, "pullgate to stop listening", func() bool { return get() == 0 })
 	if pg.Running() {
 		t.Error("pullgate still running after Stop")
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/pullgate/pullgate/internal/redisserver"
 	"github.com/pullgate/pullgate/internal/samples"
 	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/internal/testsync"
 )
 
 // The core scenarios: a real dockerd pulls through the pullgate binary from
@@ -81,7 +82,7 @@ func TestDockerPullOfMinerRefused(t *testing.T) {
 	if d.HasImage("someone/miner:1") {
 		t.Fatal("the daemon has the miner image")
 	}
-	WaitFor(t, 10*time.Second, func() bool { return strings.Contains(pg.Log(), "decision=blocked") }, "pullgate to log the block")
+	testsync.WaitFor(t, 10*time.Second, "pullgate to log the block", func() bool { return strings.Contains(pg.Log(), "decision=blocked") })
 
 	// By explicit host there is no fallback, and the user sees why.
 	ref := pg.Addr() + "/someone/miner:1"
@@ -94,9 +95,8 @@ func TestDockerPullOfMinerRefused(t *testing.T) {
 			t.Errorf("docker pull output lacks %q:\n%s", want, out)
 		}
 	}
-	if blobInStore(pg.DataDir(), bad) {
-		t.Fatal("the miner layer is in pullgate's store")
-	}
+	// The miner layer is not stored; the first layer, clean, is.
+	requireNotStored(t, pg.DataDir(), bad, digest.FromBytes(img.Layers[0]))
 }
 
 func TestDockerPullOfMinerInConfigRefused(t *testing.T) {
@@ -228,9 +228,8 @@ func TestUpstreamCorruptionRefusedAndNothingCached(t *testing.T) {
 			if log := pg.Log(); !strings.Contains(log, bad.String()) || !strings.Contains(log, want) {
 				t.Errorf("pullgate's log does not say %q about layer %s", want, bad)
 			}
-			if blobInStore(pg.DataDir(), bad) {
-				t.Fatal("the bad bytes are in the store")
-			}
+			// The bad bytes are not stored; the first layer, clean, is.
+			requireNotStored(t, pg.DataDir(), bad, digest.FromBytes(img.Layers[0]))
 			hub.Fault(bad, testregistry.Fault{})
 			if out, err := d.Pull(pullCtx(t), ref); err != nil {
 				t.Fatalf("pull after upstream healed: %v\n%s", err, out)
@@ -294,16 +293,38 @@ func upstreamBlobGets(hub *testregistry.Registry, img testregistry.Image) int {
 }
 
 // blobInStore looks for a blob's data file under pullgate's data dir,
-// wherever the storage driver keeps it.
-func blobInStore(dataDir string, d digest.Digest) bool {
+// wherever the storage driver keeps it. A walk that fails fails the test:
+// a store that cannot be read must not pass for one without the blob.
+func blobInStore(t *testing.T, dataDir string, d digest.Digest) bool {
+	t.Helper()
 	found := false
-	_ = filepath.WalkDir(dataDir, func(p string, e os.DirEntry, err error) error {
-		if err == nil && !e.IsDir() && e.Name() == "data" && filepath.Base(filepath.Dir(p)) == d.Encoded() {
+	err := filepath.WalkDir(dataDir, func(p string, e os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !e.IsDir() && e.Name() == "data" && filepath.Base(filepath.Dir(p)) == d.Encoded() {
 			found = true
 		}
 		return nil
 	})
+	if err != nil {
+		t.Fatalf("look for blob %s under %s: %v", d, dataDir, err)
+	}
 	return found
+}
+
+// requireNotStored fails the test if absent is in pullgate's store. Its
+// positive control is stored, a blob of the same pull that scanned clean:
+// the same look-up must find it (waiting for its ingest to commit), so a
+// change of the store's layout cannot make "not in the store" pass by
+// finding nothing at all.
+func requireNotStored(t *testing.T, dataDir string, absent, stored digest.Digest) {
+	t.Helper()
+	testsync.WaitFor(t, 30*time.Second, "the clean blob "+stored.String()+" to be found in the store (positive control)",
+		func() bool { return blobInStore(t, dataDir, stored) })
+	if blobInStore(t, dataDir, absent) {
+		t.Fatalf("blob %s is in pullgate's store", absent)
+	}
 }
 
 // parseManifest lists an image manifest's blobs, config first.

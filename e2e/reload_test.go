@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/internal/testsync"
 )
 
 // New rules take effect without a restart: on SIGHUP the stored image is
@@ -35,7 +36,7 @@ func TestRulesReloadWithoutRestart(t *testing.T) {
 	if err := pg.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	WaitFor(t, 30*time.Second, func() bool { return strings.Contains(pg.Log()[before:], "rescan done") }, "the rescan after the reload")
+	testsync.WaitFor(t, 30*time.Second, "the rescan after the reload", func() bool { return strings.Contains(pg.Log()[before:], "rescan done") })
 	if !strings.Contains(pg.Log()[before:], "refused=1") {
 		t.Fatalf("the rescan did not refuse the stored layer:\n%s", tail(pg.Log(), 20))
 	}
@@ -49,7 +50,7 @@ func TestRulesReloadWithoutRestart(t *testing.T) {
 	if err := pg.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	WaitFor(t, 30*time.Second, func() bool { return strings.Contains(pg.Log(), "rules reload failed") }, "the failed reload to be logged")
+	testsync.WaitFor(t, 30*time.Second, "the failed reload to be logged", func() bool { return strings.Contains(pg.Log(), "rules reload failed") })
 	if log := pg.Log(); !strings.Contains(log, "broken.yar:") || !strings.Contains(log, `undefined string \"$missing\"`) {
 		t.Errorf("the failed reload does not say where:\n%s", tail(pg.Log(), 10))
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/pullgate/pullgate/internal/redisserver"
 	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/internal/testsync"
 )
 
 // Several replicas, multi-platform images and warming, against the
@@ -56,10 +57,10 @@ func TestReplicasFetchAndScanEachLayerOnce(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
 	wg.Go(func() { errs <- httpPull(a.URL(), "library/e2e-replicas", "1", "replica-a") })
-	WaitFor(t, 30*time.Second, func() bool { return hub.CDNGets(big) == 1 }, "replica A to start fetching the big layer")
+	testsync.WaitFor(t, 30*time.Second, "replica A to start fetching the big layer", func() bool { return hub.CDNGets(big) == 1 })
 	wg.Go(func() { errs <- httpPull(b.URL(), "library/e2e-replicas", "1", "replica-b") })
 	// B has its own chance to fetch the layer while A holds it; it must not.
-	if err := poll(3*time.Second, func() bool { return hub.CDNGets(big) > 1 }); err == nil {
+	if testsync.Until(3*time.Second, func() bool { return hub.CDNGets(big) > 1 }) {
 		close(release)
 		wg.Wait()
 		t.Fatalf("replica B fetched layer %s while replica A was fetching it", big)
@@ -93,7 +94,7 @@ func TestReplicaCrashMidIngestDoesNotWedge(t *testing.T) {
 	hub.Fault(layer, testregistry.Fault{Block: release})
 
 	go func() { _ = httpPull(a.URL(), "library/e2e-crash", "1", "replica-a") }()
-	WaitFor(t, 30*time.Second, func() bool { return hub.CDNGets(layer) == 1 }, "replica A to start fetching")
+	testsync.WaitFor(t, 30*time.Second, "replica A to start fetching", func() bool { return hub.CDNGets(layer) == 1 })
 	a.mu.Lock()
 	_ = a.proc.cmd.Process.Kill()
 	a.mu.Unlock()
@@ -102,11 +103,11 @@ func TestReplicaCrashMidIngestDoesNotWedge(t *testing.T) {
 	start := time.Now()
 	// Like containerd, the client retries "still scanning" (429).
 	var err error
-	if perr := poll(60*time.Second, func() bool {
+	if done := testsync.Until(60*time.Second, func() bool {
 		err = httpPull(b.URL(), "library/e2e-crash", "1", "replica-b")
 		return err == nil || !strings.Contains(err.Error(), ": 429 ")
-	}); perr != nil || err != nil {
-		t.Fatalf("replica B after A crashed: %v (last answer: %v)", perr, err)
+	}); !done || err != nil {
+		t.Fatalf("replica B after A crashed (answered within 60s: %t): last answer %v", done, err)
 	}
 	t.Logf("replica B served the image %s after A crashed", time.Since(start).Round(time.Millisecond))
 	if n := hub.CDNGets(layer); n != 2 {
@@ -139,8 +140,7 @@ func TestMultiPlatformMinerInOnePlatform(t *testing.T) {
 	if status != http.StatusOK || (mt != ocispec.MediaTypeImageIndex && mt != "application/vnd.docker.distribution.manifest.list.v2+json") {
 		t.Fatalf("index: %d %s", status, mt)
 	}
-	WaitFor(t, 30*time.Second, func() bool { return strings.Contains(pg.Log(), "blocked") && hub.CDNGets(minerLayer) == 1 },
-		"the index pull to pre-scan linux/arm64 (and find the miner)")
+	testsync.WaitFor(t, 30*time.Second, "the index pull to pre-scan linux/arm64 (and find the miner)", func() bool { return strings.Contains(pg.Log(), "blocked") && hub.CDNGets(minerLayer) == 1 })
 
 	d := SharedDockerd(t, DockerdOptions{})
 	if out, err := d.Pull(pullCtx(t), pg.Addr()+"/someone/multi:1"); err != nil {
@@ -189,7 +189,7 @@ func TestWarm(t *testing.T) {
 	hub2.Push(t, "library/e2e-warm", "1", img)
 	cfg := writeTemp(t, "pullgate.yaml", "warm:\n  images: [\"e2e-warm:1\"]\n  interval: 1h\n")
 	StartPullgate(t, PullgateOptions{Upstreams: map[string]string{"docker.io": hub2.URL()}, Extra: []string{"--config", cfg}})
-	WaitFor(t, 30*time.Second, func() bool { return upstreamBlobGets(hub2, img) == len(img.Layers) }, "the server to warm e2e-warm:1 by itself")
+	testsync.WaitFor(t, 30*time.Second, "the server to warm e2e-warm:1 by itself", func() bool { return upstreamBlobGets(hub2, img) == len(img.Layers) })
 }
 
 // getManifest GETs a manifest URL and returns the status, media type and

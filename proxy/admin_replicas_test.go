@@ -15,6 +15,8 @@ import (
 
 	"github.com/pullgate/pullgate/internal/testregistry"
 	"github.com/pullgate/pullgate/internal/verdict"
+
+	"github.com/pullgate/pullgate/internal/testsync"
 	"github.com/pullgate/pullgate/storage"
 )
 
@@ -158,7 +160,7 @@ func TestAdminPageSharedAcrossReplicas(t *testing.T) {
 			t.Fatal("B's event stream did not tell of A's block")
 		}
 	}
-	waitFor(t, 10*time.Second, "A's block on B's blocked list", func() bool { return len(b.blocked(t, miner)) > 0 })
+	testsync.WaitFor(t, 10*time.Second, "A's block on B's blocked list", func() bool { return len(b.blocked(t, miner)) > 0 })
 
 	// B's clean pull reaches A after A's own message about the block: one
 	// subscription delivers in order, so by then A has seen its own echo.
@@ -166,7 +168,7 @@ func TestAdminPageSharedAcrossReplicas(t *testing.T) {
 	if resp, body := fb.do(t, "GET", "/v2/library/clean/manifests/1"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("clean pull through B: %d %s", resp.StatusCode, body)
 	}
-	waitFor(t, 10*time.Second, "B's pull on A's page", func() bool { return len(a.pulls(t, clean)) > 0 })
+	testsync.WaitFor(t, 10*time.Second, "B's pull on A's page", func() bool { return len(a.pulls(t, clean)) > 0 })
 
 	for name, r := range map[string]replica{"A": a, "B": b} {
 		list := r.blocked(t, miner)

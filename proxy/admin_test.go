@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +21,8 @@ import (
 
 	"github.com/pullgate/pullgate/internal/testregistry"
 	"github.com/pullgate/pullgate/internal/verdict"
+
+	"github.com/pullgate/pullgate/internal/testsync"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
@@ -31,28 +32,10 @@ const (
 	testReadOnlyToken = "readonly-token-0123456789abcdef"
 )
 
-// syncBuffer collects log output from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type adminFixture struct {
 	*fixture
 	audit storage.AuditLog
-	logs  *syncBuffer
+	logs  *testsync.Buffer
 }
 
 func newAdminFixture(t *testing.T, mods ...func(*Options)) *adminFixture {
@@ -62,7 +45,7 @@ func newAdminFixture(t *testing.T, mods ...func(*Options)) *adminFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { audit.Close() })
-	logs := &syncBuffer{}
+	logs := &testsync.Buffer{}
 	f := newFixture(t, func(o *Options, _ *scanner.Options) {
 		o.Admin = AdminOptions{Token: testAdminToken, ReadOnlyToken: testReadOnlyToken, Audit: audit}
 		o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

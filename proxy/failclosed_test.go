@@ -10,6 +10,7 @@ import (
 
 	"github.com/pullgate/pullgate/internal/redisserver"
 	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/internal/testsync"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
@@ -52,7 +53,7 @@ func TestRedisOutageFailsClosed(t *testing.T) {
 	}
 
 	redis.Restart()
-	waitFor(t, 20*time.Second, "the image to be served again after Redis is back", func() bool {
+	testsync.WaitFor(t, 20*time.Second, "the image to be served again after Redis is back", func() bool {
 		resp, _ := f.do(t, "GET", "/v2/library/outage/manifests/1")
 		return resp.StatusCode == 200
 	})

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pullgate/pullgate/internal/samples"
 	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/internal/testsync"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
@@ -103,7 +104,7 @@ func TestStillScanningAnswersRetryLater(t *testing.T) {
 	}
 	close(release)
 	// The scan went on without the client; the retry gets the image.
-	waitFor(t, 10*time.Second, "the held image to be served", func() bool {
+	testsync.WaitFor(t, 10*time.Second, "the held image to be served", func() bool {
 		resp, _ := f.do(t, "GET", "/v2/library/slow/manifests/1")
 		return resp.StatusCode == 200
 	})

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pullgate/pullgate/internal/samples"
 	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/internal/testsync"
 	"github.com/pullgate/pullgate/storage"
 )
 
@@ -33,7 +34,7 @@ func minerConfigImage(name string) testregistry.Image {
 func waitVerdict(t *testing.T, f *fixture, dgst digest.Digest, c storage.Context) storage.Verdict {
 	t.Helper()
 	var v storage.Verdict
-	waitFor(t, 20*time.Second, "a "+string(c)+" verdict for "+dgst.String(), func() bool {
+	testsync.WaitFor(t, 20*time.Second, "a "+string(c)+" verdict for "+dgst.String(), func() bool {
 		var err error
 		v, err = f.store.Verdict(context.Background(), dgst, f.srv.scanner().RulesetID(), c)
 		return err == nil

@@ -29,6 +29,7 @@ import (
 
 	"github.com/pullgate/pullgate/internal/redisserver"
 	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/internal/testsync"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
@@ -256,7 +257,7 @@ func TestLoadHugeUserAgentsStayBounded(t *testing.T) {
 	}
 	// The audit records are written off the request path: wait for the
 	// last one.
-	waitFor(t, 20*time.Second, "the audit log to take every pull", func() bool {
+	testsync.WaitFor(t, 20*time.Second, "the audit log to take every pull", func() bool {
 		recs, err := audit.Query(ctx, storage.AuditQuery{Kind: storage.AuditPull, Limit: loadRetention})
 		return err == nil && len(recs) == loadRetention && len(srv.audit.q) == 0
 	})

@@ -10,6 +10,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/internal/testsync"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
@@ -24,7 +25,7 @@ func TestIndexServedAndPlatformGated(t *testing.T) {
 		t.Fatalf("index: %d", resp.StatusCode)
 	}
 	// Serving the index pre-scans both platforms in the background.
-	waitFor(t, 20*time.Second, "both platforms to be prefetched", func() bool {
+	testsync.WaitFor(t, 20*time.Second, "both platforms to be prefetched", func() bool {
 		_, errGood := f.store.Verdict(context.Background(), digest.FromBytes(testregistry.CleanImage("amd64").Layers[0]), f.srv.scanner().RulesetID(), storage.ContextLayer)
 		_, errBad := f.store.Verdict(context.Background(), digest.FromBytes(testregistry.MinerImage("miner").Layers[2]), f.srv.scanner().RulesetID(), storage.ContextLayer)
 		return errGood == nil && errBad == nil

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pullgate/pullgate/internal/redisserver"
 	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/internal/testsync"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
@@ -160,7 +161,7 @@ func TestReplicaTakesTheVerdictOfAnIngestThatJustFinished(t *testing.T) {
 		t.Fatal(err)
 	}
 	var other string
-	var log syncBuffer
+	var log testsync.Buffer
 	rs := replicas(t, hub, 2, func(o *Options, store *storage.RedisStore) {
 		if other != "" {
 			return

@@ -14,6 +14,8 @@ import (
 
 	"github.com/pullgate/pullgate/internal/testregistry"
 	"github.com/pullgate/pullgate/internal/verdict"
+
+	"github.com/pullgate/pullgate/internal/testsync"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
@@ -95,7 +97,7 @@ func TestRetroactiveBlockNamesWhoPulledIt(t *testing.T) {
 	if resp, _ := f.do(t, "GET", "/v2/library/told/manifests/1"); resp.StatusCode != 200 {
 		t.Fatal("first pull")
 	}
-	waitFor(t, 10*time.Second, "the pull in the audit log", func() bool {
+	testsync.WaitFor(t, 10*time.Second, "the pull in the audit log", func() bool {
 		recs, err := audit.Query(context.Background(), storage.AuditQuery{Digest: mdgst, Kind: storage.AuditPull})
 		return err == nil && len(recs) == 1
 	})

@@ -25,6 +25,7 @@ import (
 
 	"github.com/pullgate/pullgate/internal/samples"
 	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/internal/testsync"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
@@ -244,7 +245,7 @@ func TestBlobStreamCap(t *testing.T) {
 	path := "/v2/library/capped/blobs/" + d.String()
 	addr := strings.TrimPrefix(f.url, "http://")
 	held := []net.Conn{slowReader(t, addr, path), slowReader(t, addr, path)}
-	waitFor(t, 5*time.Second, "two streams held", func() bool { return len(f.srv.streams) == 2 })
+	testsync.WaitFor(t, 5*time.Second, "two streams held", func() bool { return len(f.srv.streams) == 2 })
 
 	resp, body := f.do(t, "GET", path)
 	if code, _ := ociError(t, body); resp.StatusCode != http.StatusTooManyRequests || code != "TOOMANYREQUESTS" || resp.Header.Get("Retry-After") != "3" {
@@ -256,7 +257,7 @@ func TestBlobStreamCap(t *testing.T) {
 	for _, c := range held {
 		c.Close()
 	}
-	waitFor(t, 10*time.Second, "the streams to end with their clients", func() bool { return len(f.srv.streams) == 0 })
+	testsync.WaitFor(t, 10*time.Second, "the streams to end with their clients", func() bool { return len(f.srv.streams) == 0 })
 	if status, _, _, err := download(t, f, path); status != http.StatusOK || err != nil {
 		t.Fatalf("after the slow readers left: %d, %v", status, err)
 	}
@@ -267,8 +268,8 @@ func TestBlobWriteTimeout(t *testing.T) {
 	d := warmBlob(t, f, "library/stalled", bigLayer(4, 8<<20))
 	path := "/v2/library/stalled/blobs/" + d.String()
 	conn := slowReader(t, strings.TrimPrefix(f.url, "http://"), path)
-	waitFor(t, 5*time.Second, "the stream to start", func() bool { return len(f.srv.streams) == 1 })
-	waitFor(t, 10*time.Second, "the write timeout to end the stream", func() bool { return len(f.srv.streams) == 0 })
+	testsync.WaitFor(t, 5*time.Second, "the stream to start", func() bool { return len(f.srv.streams) == 1 })
+	testsync.WaitFor(t, 10*time.Second, "the write timeout to end the stream", func() bool { return len(f.srv.streams) == 0 })
 	// The server closed the connection: the client finds its end after
 	// what its buffers hold.
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -441,7 +442,7 @@ func TestSlowReadersLoad(t *testing.T) {
 		t.Fatalf("%d KiB per stream, over the %d KiB bound", per>>10, maxPerStream>>10)
 	}
 
-	waitFor(t, 30*time.Second, "the write timeout to free the streams", func() bool { return len(f.srv.streams) == 0 })
+	testsync.WaitFor(t, 30*time.Second, "the write timeout to free the streams", func() bool { return len(f.srv.streams) == 0 })
 	t.Logf("after the write timeout: %s", procMemory(t))
 	if status, _, got, err := download(t, f, path); status != http.StatusOK || err != nil || !bytes.Equal(got, blob) {
 		t.Fatalf("a new client after the slow ones: %d, %d bytes, %v", status, len(got), err)

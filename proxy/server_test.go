@@ -160,15 +160,4 @@ func TestCleanImageServedExactly(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func httptestClient() *http.Client { return &http.Client{Timeout: time.Minute} }

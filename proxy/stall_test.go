@@ -15,6 +15,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/internal/testsync"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
 )
@@ -120,7 +121,7 @@ func TestStalledUpstreamDoesNotStarvePulls(t *testing.T) {
 			resp.Header.Get("Retry-After"), body)
 	}
 	go pull("a")
-	waitFor(t, 5*time.Second, "both slots held by stalled bodies", func() bool { return up.Load().InFlight == 2 })
+	testsync.WaitFor(t, 5*time.Second, "both slots held by stalled bodies", func() bool { return up.Load().InFlight == 2 })
 	go pull("b")
 	for range 2 {
 		select {
@@ -136,7 +137,7 @@ func TestStalledUpstreamDoesNotStarvePulls(t *testing.T) {
 			t.Fatalf("a pull got no answer within the %s hold", hold)
 		}
 	}
-	waitFor(t, 5*time.Second, "the stalled bodies to free their slots", func() bool { return up.Load().InFlight == 0 })
+	testsync.WaitFor(t, 5*time.Second, "the stalled bodies to free their slots", func() bool { return up.Load().InFlight == 0 })
 
 	reg.stalling.Store(false)
 	reg.recover()

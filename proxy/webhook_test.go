@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/internal/testsync"
 )
 
 // webhookReceiver fails its first `failures` deliveries with 503, then
@@ -68,7 +69,7 @@ func TestWebhookOnBlockSignedAndRetried(t *testing.T) {
 	if resp, _ := f.do(t, "GET", "/v2/someone/miner/manifests/1"); resp.StatusCode != 403 {
 		t.Fatalf("miner pull: %d", resp.StatusCode)
 	}
-	waitFor(t, 10*time.Second, "the alert to be delivered", func() bool {
+	testsync.WaitFor(t, 10*time.Second, "the alert to be delivered", func() bool {
 		_, got := rc.snapshot()
 		return len(got) == 1
 	})
@@ -126,7 +127,7 @@ func TestWebhookKeepsUndeliveredAlertsForTheNextStart(t *testing.T) {
 	}
 	alert := webhookPayload{Type: "block", Image: "docker.io/someone/miner:1", Digest: digest.FromString("m"), Reason: "blocked"}
 	w.send(alert)
-	waitFor(t, 10*time.Second, "the first attempt", func() bool { n, _ := down.snapshot(); return n == 1 })
+	testsync.WaitFor(t, 10*time.Second, "the first attempt", func() bool { n, _ := down.snapshot(); return n == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	w.close(ctx)
@@ -142,7 +143,7 @@ func TestWebhookKeepsUndeliveredAlertsForTheNextStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w2.close(ctx)
-	waitFor(t, 10*time.Second, "the kept alert to be delivered", func() bool { _, got := up.snapshot(); return len(got) == 1 })
+	testsync.WaitFor(t, 10*time.Second, "the kept alert to be delivered", func() bool { _, got := up.snapshot(); return len(got) == 1 })
 	_, got := up.snapshot()
 	var p webhookPayload
 	if err := json.Unmarshal(got[0].body, &p); err != nil {

@@ -7,19 +7,9 @@ import (
 	"sync"
 	"testing"
 	"time"
-)
 
-// waitFor polls cond until it holds, failing the test at the deadline.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond) // polling interval, not a wait for an event
-	}
-}
+	"github.com/pullgate/pullgate/internal/testsync"
+)
 
 // heldPool is a one-worker scanner whose first job is held until release:
 // the scans started meanwhile fill the queue, and order records whose job
@@ -69,7 +59,7 @@ func (h *heldPool) scan(t *testing.T, prio Prioritizer) {
 	if before == 0 {
 		want-- // the first scan's first job is the held one
 	}
-	waitFor(t, "the scan's jobs to queue", func() bool { return h.s.QueueDepth() == want })
+	testsync.WaitFor(t, 10*time.Second, "the scan's jobs to queue", func() bool { return h.s.QueueDepth() == want })
 }
 
 // release frees the worker, waits for every scan and returns the order.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pullgate/pullgate/internal/redisserver"
+	"github.com/pullgate/pullgate/internal/testsync"
 )
 
 // received collects what a subscriber is given.
@@ -51,8 +52,8 @@ func TestRedisEventBusAcrossStores(t *testing.T) {
 	if err := pub.Publish(t.Context(), []byte("one")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, func() error { return stopped.has("one") })
-	waitFor(t, 5*time.Second, func() error { return listening.has("one") })
+	testsync.WaitFor(t, 5*time.Second, `the stopped subscriber to receive "one"`, func() bool { return stopped.has("one") == nil })
+	testsync.WaitFor(t, 5*time.Second, `the listening subscriber to receive "one"`, func() bool { return listening.has("one") == nil })
 
 	stop()
 	stop() // twice is harmless
@@ -61,7 +62,7 @@ func TestRedisEventBusAcrossStores(t *testing.T) {
 	}
 	// Once the subscriber still listening has "two", Redis has sent it to
 	// every subscription it had.
-	waitFor(t, 5*time.Second, func() error { return listening.has("two") })
+	testsync.WaitFor(t, 5*time.Second, `the listening subscriber to receive "two"`, func() bool { return listening.has("two") == nil })
 	if got := stopped.list(); !slices.Equal(got, []string{"one"}) {
 		t.Errorf("the stopped subscriber got %q, want only \"one\"", got)
 	}

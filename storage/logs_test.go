@@ -1,32 +1,14 @@
 package storage_test
 
 import (
-	"bytes"
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/pullgate/pullgate/internal/testsync"
 	"github.com/pullgate/pullgate/storage"
 )
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // Not parallel: it swaps logrus's global logger.
 func TestRouteDistributionLogs(t *testing.T) {
@@ -47,7 +29,7 @@ func TestRouteDistributionLogs(t *testing.T) {
 		}
 	}
 
-	var debug lockedBuffer
+	var debug testsync.Buffer
 	storage.RouteDistributionLogs(slog.New(slog.NewTextHandler(&debug, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	cancelOne()
 	if out := debug.String(); !strings.Contains(out, "level=DEBUG") || !strings.Contains(out, "component=distribution") {
@@ -57,7 +39,7 @@ func TestRouteDistributionLogs(t *testing.T) {
 		t.Fatalf("distribution's lines reached slog above debug: %q", debug.String())
 	}
 
-	var info lockedBuffer
+	var info testsync.Buffer
 	storage.RouteDistributionLogs(slog.New(slog.NewTextHandler(&info, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	cancelOne()
 	if out := info.String(); out != "" {

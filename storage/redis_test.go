@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pullgate/pullgate/internal/redisserver"
+	"github.com/pullgate/pullgate/internal/testsync"
 	"github.com/pullgate/pullgate/storage"
 	"github.com/pullgate/pullgate/storage/storetest"
 )
@@ -132,7 +133,7 @@ func TestRedisGoneMidUse(t *testing.T) {
 	// go-redis stops dialling a server that refused too often and retries
 	// in the background about once a second: wait for that, with a deadline.
 	srv.Restart()
-	waitFor(t, 15*time.Second, func() error { return s.Ping(t.Context()) })
+	testsync.WaitFor(t, 15*time.Second, "the restarted Redis to answer a ping", func() bool { return s.Ping(t.Context()) == nil })
 	if _, err := s.Verdict(t.Context(), d, "rules-v1", storage.ContextLayer); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("Verdict after restart without persistence: %v, want ErrNotFound", err)
 	}
@@ -194,22 +195,4 @@ func redisKeys(t *testing.T, url string) []string {
 		t.Fatalf("KEYS: %v", err)
 	}
 	return keys
-}
-
-// waitFor polls cond until it returns nil or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after %s: %v", timeout, err)
-		}
-		<-tick.C
-	}
 }

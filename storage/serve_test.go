@@ -16,6 +16,7 @@ import (
 	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/pullgate/pullgate/internal/testsync"
 	"github.com/pullgate/pullgate/storage"
 )
 
@@ -113,13 +114,8 @@ func TestReapUploadsWhileRunning(t *testing.T) {
 	if len(files(t, b, uploadsRoot)) == 0 {
 		t.Fatal("the upload wrote no files")
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(files(t, b, uploadsRoot)) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the abandoned upload was not reaped while running")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testsync.WaitFor(t, 10*time.Second, "the abandoned upload to be reaped while running",
+		func() bool { return len(files(t, b, uploadsRoot)) == 0 })
 	if _, err := b.Stat(t.Context(), kept); err != nil {
 		t.Fatalf("a committed blob went with the uploads: %v", err)
 	}

@@ -1,12 +1,7 @@
-// Package redisserver runs a real redis-server for tests: on a free
-// loopback port, in its own temporary directory, stopped by PID when the
-// test ends. It never skips: a missing redis-server fails the test and says
-// how to install it.
 package redisserver
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -18,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pullgate/pullgate/internal/testsync"
 )
 
 // EnvBinary names an environment variable that, when set, overrides where
@@ -28,7 +25,6 @@ const (
 	defaultBinary = "/usr/bin/redis-server"
 	startTimeout  = 10 * time.Second
 	stopTimeout   = 10 * time.Second
-	pollInterval  = 10 * time.Millisecond
 	startAttempts = 3 // a free port may be taken between probing and binding
 )
 
@@ -45,7 +41,7 @@ type Server struct {
 	mu      sync.Mutex
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed when cmd has been waited for
-	output  *syncBuffer
+	output  *testsync.Buffer
 	stopped bool
 }
 
@@ -122,7 +118,7 @@ func (s *Server) start() error {
 		"--logfile", "",
 	}, s.args...)
 	cmd := exec.Command(s.binary, args...)
-	out := &syncBuffer{}
+	out := &testsync.Buffer{}
 	cmd.Stdout = out
 	cmd.Stderr = out
 	if err := cmd.Start(); err != nil {
@@ -138,26 +134,40 @@ func (s *Server) start() error {
 	s.cmd, s.exited, s.output, s.stopped = cmd, exited, out, false
 	s.mu.Unlock()
 
-	deadline := time.NewTimer(startTimeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(pollInterval)
-	defer tick.Stop()
-	for {
+	up := false
+	testsync.Until(startTimeout, func() bool {
 		if ping(s.Addr()) == nil {
-			return nil
+			up = true
+			return true
 		}
 		select {
 		case <-exited:
-			err := fmt.Errorf("redis-server on port %d exited before answering PING:\n%s", s.port, out.String())
-			if strings.Contains(out.String(), "in use") {
-				err = fmt.Errorf("%w: %w", errPortInUse, err)
-			}
-			return err
-		case <-deadline.C:
-			s.kill()
-			return fmt.Errorf("redis-server on port %d did not answer PING within %s:\n%s", s.port, startTimeout, out.String())
-		case <-tick.C:
+			return true
+		default:
+			return false
 		}
+	})
+	switch {
+	case up:
+		return nil
+	case isClosed(exited):
+		err := fmt.Errorf("redis-server on port %d exited before answering PING:\n%s", s.port, out.String())
+		if strings.Contains(out.String(), "in use") {
+			err = fmt.Errorf("%w: %w", errPortInUse, err)
+		}
+		return err
+	default:
+		s.kill()
+		return fmt.Errorf("redis-server on port %d did not answer PING within %s:\n%s", s.port, startTimeout, out.String())
+	}
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -233,21 +243,4 @@ func (s *Server) Restart() {
 	if err := s.start(); err != nil {
 		s.t.Fatalf("redisserver: restart: %v", err)
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

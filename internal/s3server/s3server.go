@@ -1,6 +1,3 @@
-// Package s3server runs a real S3-protocol server (s3rver, from the npm
-// registry, installed by make deps under internal/s3server/npm) on a free
-// loopback port for tests of pullgate's S3 blob store.
 package s3server
 
 import (
@@ -16,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pullgate/pullgate/internal/testsync"
 )
 
 // Bucket is the bucket every server starts with.
@@ -86,19 +85,17 @@ func start() (*Server, error) {
 		return nil, fmt.Errorf("start s3rver: %w", err)
 	}
 	s := &Server{Endpoint: "http://127.0.0.1:" + strconv.Itoa(port), cmd: cmd}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	answered := testsync.Until(30*time.Second, func() bool {
 		resp, err := http.Get(s.Endpoint + "/" + Bucket)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s, nil
-			}
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			return nil, fmt.Errorf("s3rver did not answer on %s within 30s", s.Endpoint)
-		}
-		time.Sleep(50 * time.Millisecond)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	if !answered {
+		_ = cmd.Process.Kill()
+		return nil, fmt.Errorf("s3rver did not answer on %s within 30s", s.Endpoint)
 	}
+	return s, nil
 }

@@ -7,12 +7,20 @@
 //     optional required credentials (WithCredentials).
 //   - Blob downloads answer 307 to a second listener, the "CDN", on another
 //     loopback address, which serves the bytes without auth.
-//   - Counters (blob GETs at the registry and at the CDN, manifest GETs and
-//     HEADs), per-digest fault injection (Fault), a global down switch and
-//     Docker Hub's ratelimit headers on manifest responses.
+//   - A log of every request (Requests; only the scheme of an
+//     Authorization header is kept), counters (blob GETs at the registry
+//     and at the CDN, manifest GETs and HEADs, token requests), per-digest
+//     fault injection (Fault), a global down switch and Docker Hub's
+//     ratelimit headers on manifest responses.
+//   - Token behaviours: required credentials (WithCredentials), a pull
+//     limit (WithPullLimit), and a token endpoint that echoes refused
+//     credentials in its error body (WithEchoingTokenErrors), as a hostile
+//     realm might.
 //   - Helpers that build synthetic images (Layer, Image) that a real dockerd
 //     accepts, and push them (Push, PushIndex).
 //
 // It is for tests only: it never touches the network beyond 127.0.0.0/8 and
-// it must never hold real malware; tests build harmless samples.
+// it must never hold real malware; tests build harmless samples. It must
+// not import proxy or its subpackages (proxy/upstream tests use it), so that
+// it stands in for Docker Hub without knowing the client it tests.
 package testregistry

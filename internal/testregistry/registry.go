@@ -38,6 +38,7 @@ const DefaultPullLimit = 100
 // concurrent use.
 type Registry struct {
 	user, pass   string
+	echoAuth     bool
 	enforceLimit bool
 	pullLimit    int
 	cdnHost      string
@@ -58,6 +59,7 @@ type Registry struct {
 	manifestGets  map[string]int
 	manifestHeads map[string]int
 	pulls         int
+	requests      []Request
 	tokenRequests []TokenRequest
 	faults        map[digest.Digest]*faultEntry
 }
@@ -66,24 +68,6 @@ type Registry struct {
 type TokenRequest struct {
 	User   string   // "" for anonymous
 	Scopes []string // the requested scopes
-}
-
-// Option configures a Registry.
-type Option func(*Registry)
-
-// WithCredentials makes the token endpoint require these credentials (basic
-// auth on GET, the OAuth2 password grant on POST): anonymous and wrong
-// credentials get 401. Without it anonymous pulls are allowed and any
-// credentials are refused.
-func WithCredentials(user, pass string) Option {
-	return func(r *Registry) { r.user, r.pass = user, pass }
-}
-
-// WithPullLimit enforces Docker Hub's pull limit: after n manifest GETs
-// (HEADs are free) manifest GETs answer 429 TOOMANYREQUESTS. Without it the
-// ratelimit headers advertise DefaultPullLimit but nothing is enforced.
-func WithPullLimit(n int) Option {
-	return func(r *Registry) { r.pullLimit, r.enforceLimit = n, true }
 }
 
 var (
@@ -127,36 +111,67 @@ func Start(t testing.TB, opts ...Option) *Registry {
 	// cannot be given its own); the tests assert on behaviour instead.
 	logrusQuiet.Do(func() { logrus.SetLevel(logrus.FatalLevel) })
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, cdnLn, err := r.listen()
 	if err != nil {
-		t.Fatalf("testregistry: listen: %v", err)
+		t.Fatalf("testregistry: %v", err)
 	}
-	cdnLn, err := net.Listen("tcp", net.JoinHostPort(r.cdnHost, "0"))
+	r.tokens, err = newTokenIssuer(t.TempDir())
+	if err != nil {
+		ln.Close()
+		cdnLn.Close()
+		t.Fatalf("testregistry: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := r.newApp(ctx); err != nil {
+		cancel()
+		ln.Close()
+		cdnLn.Close()
+		t.Fatalf("testregistry: %v", err)
+	}
+
+	srv := &http.Server{Handler: http.HandlerFunc(r.serveRegistry), ReadHeaderTimeout: 10 * time.Second}
+	cdn := &http.Server{Handler: http.HandlerFunc(r.serveCDN), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	go func() { _ = cdn.Serve(cdnLn) }()
+	t.Cleanup(func() {
+		close(r.closed)
+		srv.Close()
+		cdn.Close()
+		cancel()
+	})
+	return r
+}
+
+// listen opens the registry's and the CDN's listeners and sets their URLs.
+func (r *Registry) listen() (ln, cdnLn net.Listener, err error) {
+	ln, err = net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen: %w", err)
+	}
+	cdnLn, err = net.Listen("tcp", net.JoinHostPort(r.cdnHost, "0"))
 	if err != nil {
 		cdnLn, err = net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			ln.Close()
-			t.Fatalf("testregistry: listen for CDN: %v", err)
+			return nil, nil, fmt.Errorf("listen for CDN: %w", err)
 		}
 	}
 	r.url = "http://" + ln.Addr().String()
 	r.cdnURL = "http://" + cdnLn.Addr().String()
+	return ln, cdnLn, nil
+}
 
-	r.tokens, err = newTokenIssuer(t.TempDir())
-	if err != nil {
-		t.Fatalf("testregistry: %v", err)
-	}
-
-	ctx, cancel := context.WithCancel(context.Background())
+// newApp builds the distribution registry over an in-memory driver of its
+// own, with token auth from r.tokens.
+func (r *Registry) newApp(ctx context.Context) error {
 	r.driver = inmemory.New()
 	driverName := fmt.Sprintf("testregistry-%d", driverSeq.Add(1))
 	factory.Register(driverName, driverFactory{r.driver})
-	r.ns, err = storage.NewRegistry(ctx, r.driver)
+	ns, err := storage.NewRegistry(ctx, r.driver)
 	if err != nil {
-		cancel()
-		t.Fatalf("testregistry: storage: %v", err)
+		return fmt.Errorf("storage: %w", err)
 	}
-
+	r.ns = ns
 	config := &configuration.Configuration{}
 	config.Storage = configuration.Storage{
 		driverName:    configuration.Parameters{},
@@ -172,18 +187,7 @@ func Start(t testing.TB, opts ...Option) *Registry {
 	config.HTTP.Secret = rand.Text()
 	config.Log.AccessLog.Disabled = true
 	r.app = handlers.NewApp(ctx, config)
-
-	srv := &http.Server{Handler: http.HandlerFunc(r.serveRegistry), ReadHeaderTimeout: 10 * time.Second}
-	cdn := &http.Server{Handler: http.HandlerFunc(r.serveCDN), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	go func() { _ = cdn.Serve(cdnLn) }()
-	t.Cleanup(func() {
-		close(r.closed)
-		srv.Close()
-		cdn.Close()
-		cancel()
-	})
-	return r
+	return nil
 }
 
 // URL is the registry's base URL, "http://127.0.0.1:N".
@@ -198,57 +202,13 @@ func (r *Registry) CDNURL() string { return r.cdnURL }
 // SetDown makes every endpoint (registry, token, CDN) answer 503 while down.
 func (r *Registry) SetDown(down bool) { r.down.Store(down) }
 
-// BlobGets is the number of GET /v2/<name>/blobs/<dgst> at the registry.
-func (r *Registry) BlobGets(dgst digest.Digest) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.blobGets[dgst]
-}
-
-// CDNGets is the number of GETs of dgst at the CDN.
-func (r *Registry) CDNGets(dgst digest.Digest) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.cdnGets[dgst]
-}
-
-// CDNAuthorized is the number of CDN GETs of dgst that carried an
-// Authorization header (a client leaking its registry token to the CDN).
-func (r *Registry) CDNAuthorized(dgst digest.Digest) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.cdnAuth[dgst]
-}
-
-// ManifestGets is the number of GET /v2/<repo>/manifests/<ref>, with or
-// without a token; ref is a tag or a digest exactly as requested. Only GETs
-// with a token count against the pull limit.
-func (r *Registry) ManifestGets(repo, ref string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.manifestGets[repo+"|"+ref]
-}
-
-// ManifestHeads is the number of HEAD /v2/<repo>/manifests/<ref>.
-func (r *Registry) ManifestHeads(repo, ref string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.manifestHeads[repo+"|"+ref]
-}
-
-// TokenRequests returns the requests made to the token endpoint so far.
-func (r *Registry) TokenRequests() []TokenRequest {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]TokenRequest(nil), r.tokenRequests...)
-}
-
 var (
 	blobPath     = regexp.MustCompile(`^/v2/(.+)/blobs/(sha256:[a-f0-9]{64})$`)
 	manifestPath = regexp.MustCompile(`^/v2/(.+)/manifests/([^/]+)$`)
 )
 
 func (r *Registry) serveRegistry(w http.ResponseWriter, req *http.Request) {
+	r.record(req, false)
 	if r.down.Load() {
 		http.Error(w, "testregistry is down", http.StatusServiceUnavailable)
 		return
@@ -366,6 +326,7 @@ var cdnPath = regexp.MustCompile(`^/cdn/(.+)/(sha256:[a-f0-9]{64})$`)
 // serveCDN serves blob bytes without auth, as Docker Hub's CDN does for the
 // signed URLs it redirects to.
 func (r *Registry) serveCDN(w http.ResponseWriter, req *http.Request) {
+	r.record(req, true)
 	if r.down.Load() {
 		http.Error(w, "testregistry CDN is down", http.StatusServiceUnavailable)
 		return

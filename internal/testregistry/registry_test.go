@@ -17,6 +17,8 @@ import (
 	"github.com/distribution/distribution/v3/manifest/schema2"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/pullgate/pullgate/internal/testsync"
 )
 
 // client is a minimal registry client doing the token dance by hand, so the
@@ -254,17 +256,8 @@ func TestFaults(t *testing.T) {
 			resp, _ := c.do(http.MethodGet, path)
 			done <- resp.StatusCode
 		}()
-		deadline := time.After(10 * time.Second)
-		tick := time.NewTicker(5 * time.Millisecond)
-		defer tick.Stop()
 		before := r.CDNGets(ld)
-		for r.CDNGets(ld) == before {
-			select {
-			case <-deadline:
-				t.Fatal("request never reached the CDN")
-			case <-tick.C:
-			}
-		}
+		testsync.WaitFor(t, 10*time.Second, "the request to reach the CDN", func() bool { return r.CDNGets(ld) != before })
 		select {
 		case code := <-done:
 			t.Fatalf("blocked request finished early: %d", code)
@@ -276,7 +269,7 @@ func TestFaults(t *testing.T) {
 			if code != 200 {
 				t.Errorf("released request = %d", code)
 			}
-		case <-deadline:
+		case <-time.After(10 * time.Second):
 			t.Fatal("released request did not finish")
 		}
 		r.Fault(ld, Fault{})
@@ -384,5 +377,36 @@ func TestConcurrentCounters(t *testing.T) {
 	wg.Wait()
 	if r.BlobGets(ld) != 8 || r.CDNGets(ld) != 8 || r.CDNAuthorized(ld) != 0 {
 		t.Errorf("counters: %d registry, %d CDN, %d CDN with Authorization", r.BlobGets(ld), r.CDNGets(ld), r.CDNAuthorized(ld))
+	}
+}
+
+// Requests lists what the registry and the CDN received, keeping only the
+// scheme of an Authorization header; WithEchoingTokenErrors echoes refused
+// credentials in the token endpoint's error body.
+func TestRequestsAndEchoingTokenErrors(t *testing.T) {
+	r := Start(t, WithCredentials("bot", "right"), WithEchoingTokenErrors())
+	req, _ := http.NewRequest(http.MethodGet, r.URL()+"/token?service="+Service, nil)
+	req.SetBasicAuth("bot", "wrong")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), "UNAUTHORIZED") ||
+		!strings.Contains(string(body), "Basic ") || !strings.Contains(string(body), "wrong") {
+		t.Fatalf("wrong credentials: %d %s, want 401 echoing the Authorization header and password", resp.StatusCode, body)
+	}
+	resp, err = http.Head(r.CDNURL() + "/cdn/library/x/" + digest.FromString("x").String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	want := []Request{
+		{Method: http.MethodGet, Path: "/token", AuthScheme: "Basic"},
+		{CDN: true, Method: http.MethodHead, Path: "/cdn/library/x/" + digest.FromString("x").String()},
+	}
+	if got := r.Requests(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("Requests() = %+v, want %+v", got, want)
 	}
 }

@@ -172,6 +172,9 @@ func (r *Registry) serveToken(w http.ResponseWriter, req *http.Request) {
 	r.mu.Unlock()
 
 	switch {
+	case hasCreds && (r.user == "" || user != r.user || pass != r.pass) && r.echoAuth:
+		writeError(w, http.StatusUnauthorized, "UNAUTHORIZED", "bad credentials: "+req.Header.Get("Authorization")+" "+pass)
+		return
 	case hasCreds && (r.user == "" || user != r.user || pass != r.pass):
 		http.Error(w, `{"details":"incorrect username or password"}`, http.StatusUnauthorized)
 		return

@@ -11,12 +11,14 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/pullgate/pullgate/internal/testregistry"
 )
 
 func TestResolveUsesHEADOnly(t *testing.T) {
-	f := newFixture(t)
-	img := f.push("library/alpine", "3.20", []byte("layer bytes"))
-	r := f.client(t, "", "")
+	hub := testregistry.Start(t)
+	img := pushImage(t, hub, "library/alpine", "3.20", []byte("layer bytes"))
+	r := hubClient(t, hub, "", "")
 
 	desc, err := r.Resolve(context.Background(), "library/alpine", "3.20", nil)
 	if err != nil {
@@ -26,13 +28,13 @@ func TestResolveUsesHEADOnly(t *testing.T) {
 	if desc != want {
 		t.Fatalf("Resolve = %+v, want %+v", desc, want)
 	}
-	requests, _, _, _ := f.seen()
+	requests := hub.Requests()
 	heads := 0
 	for _, req := range requests {
-		if strings.HasPrefix(req, "GET ") && strings.Contains(req, "/manifests/") {
-			t.Errorf("Resolve sent %s; it must only HEAD", req)
+		if req.Method == "GET" && strings.Contains(req.Path, "/manifests/") {
+			t.Errorf("Resolve sent GET %s; it must only HEAD", req.Path)
 		}
-		if strings.HasPrefix(req, "HEAD ") {
+		if req.Method == "HEAD" {
 			heads++
 		}
 	}
@@ -42,9 +44,9 @@ func TestResolveUsesHEADOnly(t *testing.T) {
 }
 
 func TestManifestByDigest(t *testing.T) {
-	f := newFixture(t)
-	img := f.push("library/alpine", "3.20", []byte("layer bytes"))
-	r := f.client(t, "", "")
+	hub := testregistry.Start(t)
+	img := pushImage(t, hub, "library/alpine", "3.20", []byte("layer bytes"))
+	r := hubClient(t, hub, "", "")
 
 	body, desc, err := r.Manifest(context.Background(), "library/alpine", img.desc.Digest, nil)
 	if err != nil {
@@ -59,10 +61,10 @@ func TestManifestByDigest(t *testing.T) {
 }
 
 func TestBlobThroughCDNRedirect(t *testing.T) {
-	f := newFixture(t)
+	hub := testregistry.Start(t)
 	content := bytes.Repeat([]byte("miner-free layer "), 4096)
-	img := f.push("library/alpine", "3.20", content)
-	r := f.client(t, "", "")
+	img := pushImage(t, hub, "library/alpine", "3.20", content)
+	r := hubClient(t, hub, "", "")
 
 	rc, size, err := r.Blob(context.Background(), "library/alpine", img.layer.Digest)
 	if err != nil {
@@ -76,28 +78,27 @@ func TestBlobThroughCDNRedirect(t *testing.T) {
 	if !bytes.Equal(got, content) || size != int64(len(content)) {
 		t.Fatalf("blob: %d bytes (declared %d), want %d", len(got), size, len(content))
 	}
-	_, regAuth, cdnAuth, _ := f.seen()
-	if len(cdnAuth) == 0 {
+	if hub.CDNGets(img.layer.Digest) == 0 {
 		t.Fatal("the CDN was never asked: no redirect followed")
 	}
-	for _, a := range cdnAuth {
-		if a != "" {
-			t.Errorf("CDN received Authorization %q", a)
-		}
+	if n := hub.CDNAuthorized(img.layer.Digest); n != 0 {
+		t.Errorf("the CDN received an Authorization header %d times", n)
 	}
 	bearer := false
-	for _, a := range regAuth {
-		bearer = bearer || strings.HasPrefix(a, "Bearer ")
+	for _, req := range hub.Requests() {
+		if !req.CDN && req.Method == "GET" && strings.HasSuffix(req.Path, "/blobs/"+img.layer.Digest.String()) {
+			bearer = bearer || req.AuthScheme == "Bearer"
+		}
 	}
 	if !bearer {
-		t.Fatalf("registry never saw a Bearer token on the blob GET: %q", regAuth)
+		t.Fatalf("the registry never saw a Bearer token on the blob GET: %+v", hub.Requests())
 	}
 }
 
 func TestNotFound(t *testing.T) {
-	f := newFixture(t)
-	f.push("library/alpine", "3.20", []byte("layer"))
-	r := f.client(t, "", "")
+	hub := testregistry.Start(t)
+	pushImage(t, hub, "library/alpine", "3.20", []byte("layer"))
+	r := hubClient(t, hub, "", "")
 	ctx := context.Background()
 	missing := digest.FromString("nothing here")
 
@@ -125,11 +126,11 @@ func TestNotFound(t *testing.T) {
 }
 
 func TestTagsPagination(t *testing.T) {
-	f := newFixture(t)
+	hub := testregistry.Start(t)
 	for _, tag := range []string{"a", "b", "c"} {
-		f.push("library/alpine", tag, []byte("layer"))
+		pushImage(t, hub, "library/alpine", tag, []byte("layer"))
 	}
-	r := f.client(t, "", "")
+	r := hubClient(t, hub, "", "")
 
 	body, link, err := r.Tags(context.Background(), "library/alpine", 2, "")
 	if err != nil {
@@ -149,17 +150,17 @@ func TestTagsPagination(t *testing.T) {
 
 func TestCredentialsUsedForTokenAndNeverInErrors(t *testing.T) {
 	const user, password = "pullgate-bot", "s3cret-Passw0rd!"
-	f := newFixture(t, withCredentials(user, password), withEchoAuth())
-	img := f.push("private/app", "v1", []byte("layer"))
+	hub := testregistry.Start(t, testregistry.WithCredentials(user, password), testregistry.WithEchoingTokenErrors())
+	img := pushImage(t, hub, "private/app", "v1", []byte("layer"))
 	ctx := context.Background()
 
-	r := f.client(t, user, password)
+	r := hubClient(t, hub, user, password)
 	if _, _, err := r.Manifest(ctx, "private/app", img.desc.Digest, nil); err != nil {
 		t.Fatalf("with credentials: %v", err)
 	}
-	_, _, _, tokenAuth := f.seen()
-	if len(tokenAuth) == 0 || tokenAuth[len(tokenAuth)-1] != user {
-		t.Fatalf("token endpoint saw basic auth users %q, want %q", tokenAuth, user)
+	tokenRequests := hub.TokenRequests()
+	if len(tokenRequests) == 0 || tokenRequests[len(tokenRequests)-1].User != user {
+		t.Fatalf("the token endpoint saw %+v, want a last request as %q", tokenRequests, user)
 	}
 
 	// Errors from a call that succeeds at auth but fails after it.
@@ -170,13 +171,13 @@ func TestCredentialsUsedForTokenAndNeverInErrors(t *testing.T) {
 	errs := []error{err}
 
 	// The token endpoint rejects a wrong password and echoes what it got.
-	wrong := f.client(t, user, password+"x")
+	wrong := hubClient(t, hub, user, password+"x")
 	_, err = wrong.Resolve(ctx, "private/app", "v1", nil)
 	if !IsUnauthorized(err) {
 		t.Fatalf("wrong password: %v, want unauthorized", err)
 	}
 	errs = append(errs, err)
-	anon := f.client(t, "", "")
+	anon := hubClient(t, hub, "", "")
 	if _, err = anon.Resolve(ctx, "private/app", "v1", nil); !IsUnauthorized(err) {
 		t.Fatalf("anonymous: %v, want unauthorized", err)
 	}

@@ -14,19 +14,8 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/internal/testsync"
 )
-
-// waitUntil polls cond until it holds or the deadline passes.
-func waitUntil(t *testing.T, deadline time.Duration, cond func() bool, what string) {
-	t.Helper()
-	end := time.Now().Add(deadline)
-	for !cond() {
-		if time.Now().After(end) {
-			t.Fatalf("timed out after %s waiting for %s", deadline, what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval, not a wait for an event
-	}
-}
 
 // Past MaxConcurrent, requests wait in line instead of failing, and an open
 // blob body holds its slot until it is closed.
@@ -70,10 +59,10 @@ func TestMaxConcurrentQueuesRequests(t *testing.T) {
 	// A slot is taken before its request reaches upstream: wait for both
 	// requests to arrive there too, or a release could end the first one
 	// before the second is seen.
-	waitUntil(t, 5*time.Second, func() bool {
+	testsync.WaitFor(t, 5*time.Second, "two requests open upstream and three waiting", func() bool {
 		l := srv.Load()
 		return l.InFlight == 2 && l.Waiting == clients-2 && peak.Load() == 2
-	}, "two requests open upstream and three waiting")
+	})
 	if l := srv.Load(); l.Max != 2 {
 		t.Fatalf("Load = %+v, want Max 2", l)
 	}

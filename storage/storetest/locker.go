@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pullgate/pullgate/internal/testsync"
 	"github.com/pullgate/pullgate/storage"
 )
 
@@ -75,22 +76,16 @@ func testLockExclusive(t *testing.T, l storage.Locker) {
 // pollLock retries TryLock until it succeeds or the deadline passes.
 func pollLock(t *testing.T, l storage.Locker, key string, ttl, timeout time.Duration) storage.Lease {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		lease, err := l.TryLock(ctx(t), key, ttl)
-		if err == nil {
-			return lease
-		}
-		if !errors.Is(err, storage.ErrLocked) {
-			t.Fatalf("TryLock(%s): %v", key, err)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("TryLock(%s) still locked after %s", key, timeout)
-		}
-		<-tick.C
+	var lease storage.Lease
+	var err error
+	testsync.WaitFor(t, timeout, "TryLock("+key+") to succeed", func() bool {
+		lease, err = l.TryLock(ctx(t), key, ttl)
+		return err == nil || !errors.Is(err, storage.ErrLocked)
+	})
+	if err != nil {
+		t.Fatalf("TryLock(%s): %v", key, err)
 	}
+	return lease
 }
 
 func testLockExpires(t *testing.T, l storage.Locker) {
