@@ -260,8 +260,12 @@ func (s *BoltStore) Override(ctx context.Context, subject string) (Override, err
 	if err := ValidateSubject(subject); err != nil {
 		return Override{}, fmt.Errorf("get override: %w", err)
 	}
-	var o Override
-	if err := s.get(ctx, bucketOverrides, subject, &o); err != nil {
+	raw, err := s.get(ctx, bucketOverrides, subject)
+	if err != nil {
+		return Override{}, fmt.Errorf("get override %s: %w", subject, err)
+	}
+	o, err := DecodeOverride(raw)
+	if err != nil {
 		return Override{}, fmt.Errorf("get override %s: %w", subject, err)
 	}
 	return o, nil
@@ -304,9 +308,9 @@ func (s *BoltStore) Overrides(ctx context.Context) ([]Override, error) {
 	out := []Override{}
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketOverrides).ForEach(func(k, raw []byte) error {
-			var o Override
-			if err := json.Unmarshal(raw, &o); err != nil {
-				return fmt.Errorf("decode override %s: %w", k, err)
+			o, err := DecodeOverride(raw)
+			if err != nil {
+				return fmt.Errorf("override %s: %w", k, err)
 			}
 			out = append(out, o)
 			return nil
@@ -323,9 +327,13 @@ func (s *BoltStore) Tag(ctx context.Context, key string) (TagRecord, error) {
 	if err := validateTagKey(key); err != nil {
 		return TagRecord{}, fmt.Errorf("get tag: %w", err)
 	}
-	var t TagRecord
-	if err := s.get(ctx, bucketTags, key, &t); err != nil {
+	raw, err := s.get(ctx, bucketTags, key)
+	if err != nil {
 		return TagRecord{}, fmt.Errorf("get tag %s: %w", key, err)
+	}
+	var t TagRecord
+	if err := json.Unmarshal(raw, &t); err != nil {
+		return TagRecord{}, fmt.Errorf("get tag %s: decode: %w", key, err)
 	}
 	return t, nil
 }
@@ -343,20 +351,22 @@ func (s *BoltStore) PutTag(ctx context.Context, key string, t TagRecord) error {
 	return nil
 }
 
-func (s *BoltStore) get(ctx context.Context, bucket []byte, key string, v any) error {
+// get returns a copy of the value at key (bbolt's own bytes live only as
+// long as the transaction).
+func (s *BoltStore) get(ctx context.Context, bucket []byte, key string) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
-	return s.db.View(func(tx *bbolt.Tx) error {
+	var out []byte
+	err := s.db.View(func(tx *bbolt.Tx) error {
 		raw := tx.Bucket(bucket).Get([]byte(key))
 		if raw == nil {
 			return ErrNotFound
 		}
-		if err := json.Unmarshal(raw, v); err != nil {
-			return fmt.Errorf("decode: %w", err)
-		}
+		out = append([]byte(nil), raw...)
 		return nil
 	})
+	return out, err
 }
 
 func (s *BoltStore) put(ctx context.Context, bucket []byte, key string, v any) error {

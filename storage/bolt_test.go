@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -78,4 +79,19 @@ func TestBoltLocker(t *testing.T) {
 	storetest.RunLocker(t, func(t *testing.T) storage.Locker {
 		return openBolt(t, filepath.Join(t.TempDir(), "verdicts.db"))
 	})
+}
+
+// TestBoltReadsOverridesOfTheLastRelease opens a bbolt file written before
+// overrides had an Image field (a copy: test data is never written) and
+// reads its overrides with their meaning.
+func TestBoltReadsOverridesOfTheLastRelease(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("testdata", "overrides-v1.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "verdicts.db")
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	storetest.CheckLegacyOverrides(t, openBolt(t, path))
 }

@@ -21,13 +21,16 @@ var (
 )
 
 // Locker hands out named, expiring leases, so that replicas sharing a
-// store do not ingest the same digest twice. A lease is an optimisation,
-// never a safety property: the blob writer's verification and the verdict
-// store's atomic writes hold even if two holders overlap.
+// store do not ingest the same digest twice, and tells waiters when one is
+// released. Every backend provides one: without it replicas silently lose
+// their de-duplication. A lease is an optimisation, never a safety
+// property: the blob writer's verification and the verdict store's atomic
+// writes hold even if two holders overlap.
 type Locker interface {
 	// TryLock takes the lease key for ttl, or returns an error wrapping
 	// ErrLocked at once if someone else holds it.
 	TryLock(ctx context.Context, key string, ttl time.Duration) (Lease, error)
+	LeaseWatcher
 }
 
 // Lease is a held lock.

@@ -207,9 +207,9 @@ func (s *RedisStore) Override(ctx context.Context, subject string) (Override, er
 	if err != nil {
 		return Override{}, fmt.Errorf("get override %s: %w", subject, s.wrap(err))
 	}
-	var o Override
-	if err := json.Unmarshal(raw, &o); err != nil {
-		return Override{}, fmt.Errorf("get override %s: decode: %w", subject, err)
+	o, err := DecodeOverride(raw)
+	if err != nil {
+		return Override{}, fmt.Errorf("get override %s: %w", subject, err)
 	}
 	return o, nil
 }
@@ -249,9 +249,9 @@ func (s *RedisStore) Overrides(ctx context.Context) ([]Override, error) {
 	}
 	out := make([]Override, 0, len(all))
 	for subject, raw := range all {
-		var o Override
-		if err := json.Unmarshal([]byte(raw), &o); err != nil {
-			return nil, fmt.Errorf("list overrides: decode %s: %w", subject, err)
+		o, err := DecodeOverride([]byte(raw))
+		if err != nil {
+			return nil, fmt.Errorf("list overrides: %s: %w", subject, err)
 		}
 		out = append(out, o)
 	}

@@ -213,3 +213,22 @@ func waitFor(t *testing.T, timeout time.Duration, cond func() error) {
 		<-tick.C
 	}
 }
+
+// TestRedisReadsOverridesOfTheLastRelease writes overrides into Redis as
+// the release before Override.Image did, with a client of its own, and
+// reads them with their meaning.
+func TestRedisReadsOverridesOfTheLastRelease(t *testing.T) {
+	srv := redisserver.Start(t)
+	opts, err := redis.ParseURL(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(opts)
+	defer c.Close()
+	for _, l := range storetest.LegacyOverrides() {
+		if err := c.HSet(t.Context(), "pullgate:overrides", l.Want.Subject, l.Raw).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	storetest.CheckLegacyOverrides(t, openRedis(t, srv.URL()))
+}

@@ -6,10 +6,10 @@ import (
 	"time"
 )
 
-// LeaseWatcher is a Locker that tells waiters when a lease is released, so
-// a replica waiting on another's ingest is woken at once rather than on its
-// next poll. A watch is a hint: a holder that dies releases nothing, so
-// waiters still poll, less often.
+// LeaseWatcher tells waiters when a lease is released, so a replica
+// waiting on another's ingest is woken at once rather than on its next
+// poll. Every Locker is one. A watch is a hint: a holder that dies
+// releases nothing, so waiters still poll, less often.
 type LeaseWatcher interface {
 	// WatchRelease returns a channel closed when key's lease is released
 	// by its holder; stop ends the watch. Register before trying the lock,

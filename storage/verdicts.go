@@ -116,63 +116,6 @@ func validateRulesetID(id string) error {
 	return nil
 }
 
-// Action is what an operator override does to its subject.
-type Action string
-
-const (
-	Allow Action = "allow"
-	Deny  Action = "deny"
-)
-
-// Override is an operator's explicit decision about a digest or a whole
-// repository. Overrides never expire; only DeleteOverride removes one.
-type Override struct {
-	// Subject is a digest ("sha256:…") or a fully qualified repository
-	// name ("docker.io/library/alpine").
-	Subject string    `json:"subject"`
-	Action  Action    `json:"action"`
-	Reason  string    `json:"reason"`
-	Actor   string    `json:"actor"`
-	Time    time.Time `json:"time"`
-	// Image is set on the allows made for the blobs of an image allowed
-	// by its manifest digest: that image's digest. They go when it goes.
-	Image digest.Digest `json:"image,omitempty"`
-}
-
-// Validate refuses an override whose subject or action is malformed, or
-// that does not say who made it (overrides are audited).
-func (o Override) Validate() error {
-	if err := ValidateSubject(o.Subject); err != nil {
-		return err
-	}
-	if o.Action != Allow && o.Action != Deny {
-		return fmt.Errorf("override for %s: %w: action %q", o.Subject, ErrInvalid, o.Action)
-	}
-	if o.Actor == "" {
-		return fmt.Errorf("override for %s: %w: empty actor", o.Subject, ErrInvalid)
-	}
-	return nil
-}
-
-// ValidateSubject accepts a digest or a fully qualified repository name
-// without tag or digest, the two kinds of override subject.
-func ValidateSubject(subject string) error {
-	if subject == "" {
-		return fmt.Errorf("override subject: %w: empty", ErrInvalid)
-	}
-	if _, err := digest.Parse(subject); err == nil {
-		return nil
-	}
-	named, err := reference.ParseNamed(subject)
-	if err != nil {
-		return fmt.Errorf("override subject %q: %w: not a digest or a fully qualified repository name: %w", subject, ErrInvalid, err)
-	}
-	if !reference.IsNameOnly(named) {
-		return fmt.Errorf("override subject %q: %w: repository with a tag or digest", subject, ErrInvalid)
-	}
-	return nil
-}
-
 // TagRecord is the last known mapping of a tag to a manifest digest, served
 // when the upstream cannot be asked.
 type TagRecord struct {

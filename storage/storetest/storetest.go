@@ -524,7 +524,7 @@ func testClosed(t *testing.T, s storage.Store) {
 
 func testReopen(t *testing.T, s storage.Store, reopen func(t *testing.T, s storage.Store) storage.Store) {
 	v := SampleVerdict(Digest("reopen"), "rules-v1", storage.StatusBlocked)
-	o := storage.Override{Subject: string(v.Digest), Action: storage.Allow, Reason: "r", Actor: "a", Time: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
+	o := storage.Override{Subject: string(v.Digest), Action: storage.Allow, Reason: "r", Actor: "a", Time: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), Image: Digest("reopen-image")}
 	tag := storage.TagRecord{Digest: v.Digest, MediaType: "application/vnd.oci.image.manifest.v1+json", Size: 7, Time: o.Time}
 	mustPutVerdict(t, s, v)
 	if err := s.PutOverride(ctx(t), o); err != nil {
