@@ -106,7 +106,7 @@ func Open(ctx context.Context, c Config) (*Stores, error) {
 	}
 	b, err := open(ctx, c)
 	if err != nil {
-		return nil, fmt.Errorf("open %s verdict store: %w", c.Backend, err)
+		return nil, err // the backend's error names the store and what failed
 	}
 	st := &Stores{closers: []func() error{b.Store.Close}}
 	if err := st.adopt(c.Backend, b); err != nil {
