@@ -35,6 +35,7 @@ import (
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
+	"github.com/pullgate/pullgate/storage/bolt"
 )
 
 const (
@@ -296,7 +297,7 @@ func startGate(b *testing.B, hub *testregistry.Registry, sc *scanner.Scanner) *g
 	if err != nil {
 		b.Fatal(err)
 	}
-	verdicts, err := storage.OpenBolt(filepath.Join(dir, "verdicts.db"))
+	verdicts, err := bolt.Open(filepath.Join(dir, "verdicts.db"))
 	if err != nil {
 		b.Fatal(err)
 	}

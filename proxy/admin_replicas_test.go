@@ -18,13 +18,14 @@ import (
 
 	"github.com/pullgate/pullgate/internal/testsync"
 	"github.com/pullgate/pullgate/storage"
+	pgredis "github.com/pullgate/pullgate/storage/redis"
 )
 
 // adminReplicas are replicas (see replicas) that also share the audit
 // stream and one webhook receiver, and are closed when the test ends.
 func adminReplicas(t *testing.T, hub *testregistry.Registry, hook string, n int) []replica {
 	t.Helper()
-	rs := replicas(t, hub, n, func(o *Options, store *storage.RedisStore) {
+	rs := replicas(t, hub, n, func(o *Options, store *pgredis.Store) {
 		o.Admin = AdminOptions{Token: testAdminToken, Audit: store.AuditLog(0),
 			Webhook: WebhookOptions{URL: hook, Secret: "webhook-secret-for-tests", Backoff: 20 * time.Millisecond}}
 	})

@@ -12,7 +12,7 @@ import (
 	"github.com/pullgate/pullgate/internal/testregistry"
 	"github.com/pullgate/pullgate/internal/testsync"
 	"github.com/pullgate/pullgate/scanner"
-	"github.com/pullgate/pullgate/storage"
+	pgredis "github.com/pullgate/pullgate/storage/redis"
 )
 
 // Without its verdict store pullgate knows nothing, so it serves nothing:
@@ -20,7 +20,7 @@ import (
 // reason), a cold one is not fetched; when Redis is back they are served.
 func TestRedisOutageFailsClosed(t *testing.T) {
 	redis := redisserver.Start(t)
-	store, err := storage.OpenRedis(context.Background(), redis.URL())
+	store, err := pgredis.Open(context.Background(), redis.URL())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
+	"github.com/pullgate/pullgate/storage/bolt"
 )
 
 // hostileUpstream serves, under tag "1" of each repository, a manifest a
@@ -79,7 +80,7 @@ func TestHostileManifestsRefusedClearly(t *testing.T) {
 		t.Fatal(err)
 	}
 	blobs, _ := storage.NewInMemoryBlobs(ctx)
-	store, err := storage.OpenBolt(filepath.Join(t.TempDir(), "v.db"))
+	store, err := bolt.Open(filepath.Join(t.TempDir(), "v.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,6 +33,7 @@ import (
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
+	pgredis "github.com/pullgate/pullgate/storage/redis"
 )
 
 // longestLine remembers the longest line written to it (a log).
@@ -136,7 +137,7 @@ func TestLoadHugeUserAgentsStayBounded(t *testing.T) {
 	}
 	rc := redis.NewClient(opts)
 	t.Cleanup(func() { rc.Close() })
-	store, err := storage.OpenRedis(ctx, rs.URL())
+	store, err := pgredis.Open(ctx, rs.URL())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
+	pgredis "github.com/pullgate/pullgate/storage/redis"
 )
 
 // replica is one of several pullgate servers sharing one Redis and one
@@ -26,12 +27,12 @@ import (
 type replica struct {
 	srv   *Server
 	url   string
-	store *storage.RedisStore
+	store *pgredis.Store
 }
 
 // replicas starts n servers sharing one Redis and one blob store; mod sets
 // each one's options.
-func replicas(t *testing.T, hub *testregistry.Registry, n int, mod func(*Options, *storage.RedisStore)) []replica {
+func replicas(t *testing.T, hub *testregistry.Registry, n int, mod func(*Options, *pgredis.Store)) []replica {
 	t.Helper()
 	ctx := context.Background()
 	redis := redisserver.Start(t)
@@ -41,7 +42,7 @@ func replicas(t *testing.T, hub *testregistry.Registry, n int, mod func(*Options
 	}
 	var out []replica
 	for range n {
-		store, err := storage.OpenRedis(ctx, redis.URL())
+		store, err := pgredis.Open(ctx, redis.URL())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -79,7 +80,7 @@ func replicas(t *testing.T, hub *testregistry.Registry, n int, mod func(*Options
 // first one's store.
 func replicaSet(t *testing.T, hub *testregistry.Registry, n int, lease time.Duration) ([]string, storage.Store) {
 	t.Helper()
-	rs := replicas(t, hub, n, func(o *Options, _ *storage.RedisStore) { o.IngestLease = lease })
+	rs := replicas(t, hub, n, func(o *Options, _ *pgredis.Store) { o.IngestLease = lease })
 	urls := make([]string, len(rs))
 	for i, r := range rs {
 		urls[i] = r.url
@@ -133,7 +134,7 @@ func TestReplicaTakesOverFromACrashedOne(t *testing.T) {
 // finishes each ingest (scan, verdict, lease released) just before this
 // one takes the lease: the window between its look-up and its lock.
 type lateLocker struct {
-	*storage.RedisStore
+	*pgredis.Store
 	mu     sync.Mutex
 	raced  map[string]bool
 	before func(key string)
@@ -147,7 +148,7 @@ func (l *lateLocker) TryLock(ctx context.Context, key string, ttl time.Duration)
 	if first {
 		l.before(key)
 	}
-	return l.RedisStore.TryLock(ctx, key, ttl)
+	return l.Store.TryLock(ctx, key, ttl)
 }
 
 // A replica that gets the lease after another replica finished the same
@@ -162,13 +163,13 @@ func TestReplicaTakesTheVerdictOfAnIngestThatJustFinished(t *testing.T) {
 	}
 	var other string
 	var log testsync.Buffer
-	rs := replicas(t, hub, 2, func(o *Options, store *storage.RedisStore) {
+	rs := replicas(t, hub, 2, func(o *Options, store *pgredis.Store) {
 		if other != "" {
 			return
 		}
 		other = "pending"
 		o.Logger = slog.New(slog.NewTextHandler(&log, nil))
-		o.Verdicts = &lateLocker{RedisStore: store, raced: map[string]bool{}, before: func(key string) {
+		o.Verdicts = &lateLocker{Store: store, raced: map[string]bool{}, before: func(key string) {
 			f := &fixture{url: other, client: httptestClient()}
 			d := strings.TrimPrefix(key, "ingest:")
 			d = d[:strings.LastIndexByte(d, ':')] // the context follows the digest

@@ -19,6 +19,7 @@ import (
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
+	"github.com/pullgate/pullgate/storage/bolt"
 )
 
 // fixture is pullgate in front of a real distribution registry with token
@@ -46,7 +47,7 @@ func newFixture(t *testing.T, mods ...func(*Options, *scanner.Options)) *fixture
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := storage.OpenBolt(filepath.Join(t.TempDir(), "verdicts.db"))
+	store, err := bolt.Open(filepath.Join(t.TempDir(), "verdicts.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
+	"github.com/pullgate/pullgate/storage/bolt"
 )
 
 const internalSecret = "internal-secret-51d0"
@@ -67,7 +68,7 @@ func gateOver(t *testing.T, h http.HandlerFunc) *fixture {
 		t.Fatal(err)
 	}
 	blobs, _ := storage.NewInMemoryBlobs(ctx)
-	store, err := storage.OpenBolt(filepath.Join(t.TempDir(), "v.db"))
+	store, err := bolt.Open(filepath.Join(t.TempDir(), "v.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -95,12 +95,12 @@ func (r AuditRecord) Bounded() AuditRecord {
 // marked.
 func digestField[D ~string](d D) D { return D(Clip(string(d), MaxDigestBytes)) }
 
-// encodeAudit returns r as one JSON line of at most MaxAuditRecordBytes.
+// EncodeAudit returns r, bounded, as one JSON line of at most MaxAuditRecordBytes.
 // JSON escaping can make a bounded record longer than its strings (a
 // control character takes six bytes), so a record still too long loses
 // findings, then has its strings cut shorter; what was dropped is said in
 // its reason.
-func encodeAudit(r AuditRecord) ([]byte, error) {
+func EncodeAudit(r AuditRecord) ([]byte, error) {
 	r = r.Bounded()
 	for {
 		b, err := json.Marshal(r)

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/pullgate/pullgate/internal/redisserver"
 	"github.com/pullgate/pullgate/internal/verdict"
 	"github.com/pullgate/pullgate/storage"
@@ -113,37 +111,6 @@ func TestFileAuditKeepsOverridesOfAnEarlierLog(t *testing.T) {
 	}
 	if got, _ := l.Query(ctx, storage.AuditQuery{Image: "docker.io/library/x"}); len(got) != 1 {
 		t.Fatalf("the override change is counted %d times", len(got))
-	}
-}
-
-// The same for a Redis stream written before override changes had a
-// stream of their own.
-func TestRedisAuditKeepsOverridesOfAnEarlierStream(t *testing.T) {
-	ctx := context.Background()
-	srv := redisserver.Start(t)
-	opts, err := redis.ParseURL(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw := redis.NewClient(opts)
-	defer raw.Close()
-	b, _ := json.Marshal(overrideRecord(time.Date(2025, 1, 1, 0, 0, 1, 0, time.UTC)))
-	if err := raw.XAdd(ctx, &redis.XAddArgs{Stream: "pullgate:audit", Values: []any{"r", string(b)}}).Err(); err != nil {
-		t.Fatal(err)
-	}
-	l := openRedis(t, srv.URL()).AuditLog(10)
-	for i := range 50 {
-		if err := l.Append(ctx, storage.AuditRecord{Kind: storage.AuditPull, Image: fmt.Sprintf("docker.io/library/y%d:1", i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	got, err := l.Query(ctx, storage.AuditQuery{Kind: storage.AuditOverride})
-	if err != nil || len(got) != 1 || got[0].Subject != "docker.io/library/x" {
-		t.Fatalf("override change of the earlier stream: %+v, %v", got, err)
-	}
-	// A second process copies nothing again.
-	if got, _ := openRedis(t, srv.URL()).AuditLog(10).Query(ctx, storage.AuditQuery{Kind: storage.AuditOverride}); len(got) != 1 {
-		t.Fatalf("%d override changes after a second process started", len(got))
 	}
 }
 

@@ -8,19 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"path"
-	"sync"
-	"time"
 
 	"github.com/distribution/distribution/v3"
 	distst "github.com/distribution/distribution/v3/registry/storage"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
-	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
-	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
-	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // A mirror shares layers across repositories, so every blob is linked under
@@ -88,20 +82,6 @@ func linkedStore(ctx context.Context, ns distribution.Namespace, name string) (d
 		return nil, fmt.Errorf("open internal repository %s: %w", name, err)
 	}
 	return repo.Blobs(ctx), nil
-}
-
-// NewFilesystemBlobs returns a store rooted at the directory root, the
-// single-node default.
-func NewFilesystemBlobs(ctx context.Context, root string) (*Blobs, error) {
-	if root == "" {
-		return nil, fmt.Errorf("filesystem blob store: empty root directory: %w", ErrInvalid)
-	}
-	return NewBlobs(ctx, filesystem.New(filesystem.DriverParameters{RootDirectory: root, MaxThreads: 100}))
-}
-
-// NewInMemoryBlobs returns a store that lives in process memory, for tests.
-func NewInMemoryBlobs(ctx context.Context) (*Blobs, error) {
-	return NewBlobs(ctx, inmemory.New())
 }
 
 // Driver returns the storage driver underneath, for tests and tools.
@@ -210,136 +190,6 @@ func (b *Blobs) ProbeWrite(ctx context.Context) error {
 	return nil
 }
 
-// BlobWriter receives a blob's bytes. Nothing it writes is visible until
-// Commit succeeds. Calling Cancel after a successful Commit does nothing, so
-// `defer w.Cancel(ctx)` right after Create is the intended use.
-type BlobWriter interface {
-	io.Writer
-	// Commit makes the blob visible under dgst if exactly size bytes were
-	// written and they hash to dgst. Otherwise it returns an error wrapping
-	// ErrSizeMismatch or ErrDigestMismatch and leaves nothing behind.
-	Commit(ctx context.Context, dgst digest.Digest, size int64) error
-	// Cancel discards everything written.
-	Cancel(ctx context.Context) error
-}
-
-// Create starts writing a new blob.
-func (b *Blobs) Create(ctx context.Context) (BlobWriter, error) {
-	return b.create(ctx, b.blobs, blobRepoName)
-}
-
-func (b *Blobs) create(ctx context.Context, store distribution.BlobStore, repo string) (*blobWriter, error) {
-	w, err := store.Create(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("create blob upload: %w", err)
-	}
-	return &blobWriter{w: w, driver: b.driver, repo: repo}, nil
-}
-
-type blobWriter struct {
-	mu      sync.Mutex
-	w       distribution.BlobWriter
-	driver  storagedriver.StorageDriver
-	repo    string
-	written int64
-	done    bool // committed, cancelled or failed: nothing more to do
-}
-
-func (bw *blobWriter) Write(p []byte) (int, error) {
-	bw.mu.Lock()
-	defer bw.mu.Unlock()
-	if bw.done {
-		return 0, errors.New("write blob: writer already committed or cancelled")
-	}
-	n, err := bw.w.Write(p)
-	bw.written += int64(n)
-	if err != nil {
-		return n, fmt.Errorf("write blob: %w", err)
-	}
-	return n, nil
-}
-
-func (bw *blobWriter) Commit(ctx context.Context, dgst digest.Digest, size int64) error {
-	bw.mu.Lock()
-	defer bw.mu.Unlock()
-	if bw.done {
-		return errors.New("commit blob: writer already committed or cancelled")
-	}
-	if err := dgst.Validate(); err != nil {
-		return bw.fail(ctx, fmt.Errorf("commit blob %q: %w: %w", dgst, ErrInvalid, err))
-	}
-	// distribution's writer trusts its own byte count over the size it is
-	// given, so the size is checked here.
-	if size < 0 || bw.written != size {
-		return bw.fail(ctx, fmt.Errorf("commit blob %s: %w: wrote %d bytes, expected %d", dgst, ErrSizeMismatch, bw.written, size))
-	}
-	_, err := bw.w.Commit(ctx, v1.Descriptor{Digest: dgst, Size: size})
-	if err != nil {
-		// The writer is closed now and its Cancel would refuse, so remove
-		// the upload directory directly.
-		bw.done = true
-		if rmErr := bw.removeUpload(ctx); rmErr != nil {
-			err = errors.Join(err, rmErr)
-		}
-		var invalid distribution.ErrBlobInvalidDigest
-		switch {
-		case errors.As(err, &invalid):
-			return fmt.Errorf("commit blob %s: %w: %w", dgst, ErrDigestMismatch, err)
-		case errors.Is(err, distribution.ErrBlobInvalidLength):
-			return fmt.Errorf("commit blob %s: %w: %w", dgst, ErrSizeMismatch, err)
-		}
-		return fmt.Errorf("commit blob %s: %w", dgst, err)
-	}
-	bw.done = true
-	return nil
-}
-
-func (bw *blobWriter) Cancel(ctx context.Context) error {
-	bw.mu.Lock()
-	defer bw.mu.Unlock()
-	if bw.done {
-		return nil
-	}
-	bw.done = true
-	ctx, cancel := cleanupContext(ctx)
-	defer cancel()
-	if err := bw.w.Cancel(ctx); err != nil {
-		if rmErr := bw.removeUpload(ctx); rmErr != nil {
-			return fmt.Errorf("cancel blob upload: %w", errors.Join(err, rmErr))
-		}
-	}
-	return nil
-}
-
-// fail cancels the upload and returns cause, with any cleanup error joined.
-func (bw *blobWriter) fail(ctx context.Context, cause error) error {
-	bw.done = true
-	ctx, cancel := cleanupContext(ctx)
-	defer cancel()
-	if err := bw.w.Cancel(ctx); err != nil {
-		if rmErr := bw.removeUpload(ctx); rmErr != nil {
-			return errors.Join(cause, fmt.Errorf("clean up upload: %w", rmErr))
-		}
-	}
-	return cause
-}
-
-func (bw *blobWriter) removeUpload(ctx context.Context) error {
-	ctx, cancel := cleanupContext(ctx)
-	defer cancel()
-	dir := path.Join(uploadsRoot, bw.repo, "_uploads", bw.w.ID())
-	if err := bw.driver.Delete(ctx, dir); err != nil && !isPathNotFound(err) {
-		return fmt.Errorf("remove upload %s: %w", dir, err)
-	}
-	return nil
-}
-
-// cleanupContext detaches cleanup from a caller's context: a pull whose
-// client went away must still leave nothing half-written behind.
-func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-}
-
 // notFound rewrites distribution's and the drivers' "absent" errors to wrap
 // ErrNotFound and passes every other error through.
 func notFound(err error) error {
@@ -352,100 +202,6 @@ func notFound(err error) error {
 func isPathNotFound(err error) bool {
 	var pnf storagedriver.PathNotFoundError
 	return errors.As(err, &pnf)
-}
-
-// Walk calls fn with the digest of every stored blob (manifests excluded),
-// for background work such as rescanning under new rules. An error from fn
-// stops the walk and is returned.
-func (b *Blobs) Walk(ctx context.Context, fn func(digest.Digest) error) error {
-	e, ok := b.blobs.(distribution.BlobEnumerator)
-	if !ok {
-		return errors.New("blob store cannot enumerate its blobs")
-	}
-	err := e.Enumerate(ctx, fn)
-	if isPathNotFound(err) {
-		return nil
-	}
-	return err
-}
-
-// WalkManifests calls fn with the digest of every stored manifest.
-func (b *Blobs) WalkManifests(ctx context.Context, fn func(digest.Digest) error) error {
-	e, ok := b.manifests.(distribution.BlobEnumerator)
-	if !ok {
-		return errors.New("manifest store cannot enumerate its manifests")
-	}
-	err := e.Enumerate(ctx, fn)
-	if isPathNotFound(err) {
-		return nil
-	}
-	return err
-}
-
-// PurgeUploads removes uploads started before olderThan that were never
-// committed or cancelled: what a process killed mid-ingest leaves behind.
-// They are never visible as blobs; this reclaims their space. With a store
-// shared by replicas, olderThan must be before any live upload's start.
-func (b *Blobs) PurgeUploads(ctx context.Context, olderThan time.Time) (int, error) {
-	// distribution reports a store that never had an upload as an error
-	// (as text), so look first.
-	if _, err := b.driver.Stat(ctx, uploadsRoot); isPathNotFound(err) {
-		return 0, nil
-	}
-	deleted, errs := distst.PurgeUploads(ctx, b.driver, olderThan, true)
-	return len(deleted), errors.Join(errs...)
-}
-
-// ReapUploads removes abandoned uploads (see PurgeUploads) older than
-// maxAge, right away and then every interval, until ctx ends. A process
-// killed mid-ingest leaves its upload behind; reaping while running reclaims
-// that space without waiting for a restart. maxAge must outlast any live
-// upload: pullgate passes its ingest timeout, past which no ingest runs.
-func (b *Blobs) ReapUploads(ctx context.Context, maxAge, interval time.Duration, log *slog.Logger) {
-	if interval <= 0 {
-		interval = 5 * time.Minute
-	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		n, err := b.PurgeUploads(ctx, time.Now().Add(-maxAge))
-		switch {
-		case err != nil && ctx.Err() == nil:
-			log.Warn("purge abandoned uploads", "err", err)
-		case n > 0:
-			log.Info("purged abandoned uploads", "uploads", n)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// BlobInfo describes one stored blob, for keeping the store within a size.
-type BlobInfo struct {
-	Digest digest.Digest
-	Size   int64
-	Stored time.Time // when its data was written
-}
-
-// Usage lists the stored blobs (manifests excluded) with their sizes and
-// the time each was stored.
-func (b *Blobs) Usage(ctx context.Context) ([]BlobInfo, error) {
-	var out []BlobInfo
-	err := b.Walk(ctx, func(d digest.Digest) error {
-		fi, err := b.driver.Stat(ctx, blobDataPath(d))
-		if isPathNotFound(err) {
-			return nil // removed since the walk listed it
-		}
-		if err != nil {
-			return fmt.Errorf("stat blob %s: %w", d, err)
-		}
-		out = append(out, BlobInfo{Digest: d, Size: fi.Size(), Stored: fi.ModTime()})
-		return nil
-	})
-	return out, err
 }
 
 // blobDataPath is where distribution keeps a blob's bytes

@@ -1,8 +1,15 @@
-// Package storage is pullgate's persistence: the content-addressed blob and
-// manifest store (distribution v3's registry/storage over a storage driver)
-// and the verdict store (scan verdicts, operator overrides, last known tags),
-// with a Redis implementation for shared deployments and an embedded bbolt
-// one for a single node. Both verdict stores pass storage/storetest.
+// Package storage is pullgate's persistence: the names of what it keeps
+// (verdicts, overrides, tags, leases, events, audit records) as types and
+// small interfaces, one Open that returns each capability by name, and
+// the content-addressed blob and manifest store (distribution v3's
+// registry/storage over a driver from distribution's factory).
+//
+// The verdict store backends live in subpackages (storage/bolt, the
+// embedded one; storage/redis, the shared one) and register themselves
+// with Register, as distribution's drivers do with its factory; each
+// passes storage/storetest. A backend must give a Store and a Locker; what
+// it lacks beyond them (an event bus, a shared audit log) Open names in
+// Stores.Without, so the server says at start-up what it runs without.
 //
 // The invariant it serves: the blob store holds only content that scanned
 // clean. A BlobWriter makes nothing visible until Commit has verified digest

@@ -83,21 +83,6 @@ func (c AdminConfig) validate() error {
 	return errors.Join(errs...)
 }
 
-// openAudit opens the audit log: JSON lines under the data dir, and with
-// Redis also its bounded stream, which the admin page then reads (it is
-// shared by the replicas).
-func openAudit(cfg Config, verdicts storage.Store) (storage.AuditLog, error) {
-	file, err := storage.OpenFileAuditLog(filepath.Join(cfg.DataDir, "audit.jsonl"))
-	if err != nil {
-		return nil, err
-	}
-	file.SetRotation(cfg.Admin.AuditFileBytes, cfg.Admin.AuditFileKeep)
-	if rs, ok := verdicts.(*storage.RedisStore); ok {
-		return storage.TeeAuditLog{rs.AuditLog(cfg.Admin.AuditRetention), file}, nil
-	}
-	return file, nil
-}
-
 func adminOptions(c AdminConfig, dataDir string, audit storage.AuditLog) proxy.AdminOptions {
 	return proxy.AdminOptions{
 		Token:         c.Token,

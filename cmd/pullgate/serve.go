@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
@@ -58,25 +57,20 @@ func serve(args []string, stderr io.Writer) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	blobs, err := openBlobs(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("blob store: %w", err)
-	}
-	verdicts, err := openVerdicts(ctx, cfg)
+	stores, err := openStores(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer verdicts.Close()
+	defer stores.Close()
+	for _, w := range stores.Without {
+		log.Info("storage runs without", "capability", w)
+	}
+	blobs, verdicts, audit := stores.Blobs, stores.Verdicts, stores.Audit
 
 	ups, err := newUpstreams(cfg)
 	if err != nil {
 		return err
 	}
-	audit, err := openAudit(cfg, verdicts)
-	if err != nil {
-		return err
-	}
-	defer audit.Close()
 	srv, err := proxy.New(proxy.Options{
 		Upstreams:         ups,
 		Blobs:             blobs,
@@ -206,23 +200,6 @@ func scannerOptions(cfg Config) (scanner.Options, error) {
 	}, nil
 }
 
-// openVerdicts opens Redis when configured, else the embedded store under
-// the data dir.
-func openVerdicts(ctx context.Context, cfg Config) (storage.Store, error) {
-	if cfg.Redis != "" {
-		s, err := storage.OpenRedis(ctx, cfg.Redis)
-		if err != nil {
-			return nil, fmt.Errorf("verdict store: %w", err)
-		}
-		return s, nil
-	}
-	s, err := storage.OpenBolt(filepath.Join(cfg.DataDir, "verdicts.db"))
-	if err != nil {
-		return nil, fmt.Errorf("verdict store: %w", err)
-	}
-	return s, nil
-}
-
 func newUpstreams(cfg Config) (map[string]*upstream.Registry, error) {
 	out := make(map[string]*upstream.Registry, len(cfg.Upstreams))
 	for name, u := range cfg.Upstreams {
@@ -285,26 +262,6 @@ func keepStoreWithinSize(ctx context.Context, srv *proxy.Server, log *slog.Logge
 		case <-t.C:
 		}
 	}
-}
-
-// openBlobs opens the blob store the config names.
-func openBlobs(ctx context.Context, cfg Config) (*storage.Blobs, error) {
-	if cfg.Storage.Driver != "s3" {
-		return storage.NewFilesystemBlobs(ctx, filepath.Join(cfg.DataDir, "blobs"))
-	}
-	c := cfg.Storage.S3
-	secret := c.SecretKey
-	if c.SecretKeyFile != "" {
-		b, err := os.ReadFile(c.SecretKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("storage.s3.secret_key_file: %w", err)
-		}
-		secret = strings.TrimSpace(string(b))
-	}
-	return storage.NewS3Blobs(ctx, storage.S3Config{
-		Bucket: c.Bucket, Region: c.Region, Endpoint: c.Endpoint, AccessKey: c.AccessKey, SecretKey: secret,
-		RootDirectory: c.RootDirectory, Insecure: c.Insecure, PathStyle: c.PathStyle,
-	})
 }
 
 // serveOptions turns the serve: section into the server's download bounds.

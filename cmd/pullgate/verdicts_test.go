@@ -20,6 +20,7 @@ import (
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
+	"github.com/pullgate/pullgate/storage/bolt"
 )
 
 const (
@@ -49,7 +50,7 @@ func TestVerdictsCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := storage.OpenBolt(filepath.Join(t.TempDir(), "verdicts.db"))
+	store, err := bolt.Open(filepath.Join(t.TempDir(), "verdicts.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -157,10 +157,7 @@ func testLockRace(t *testing.T, l storage.Locker) {
 // testWatchRelease: a waiter watching a lease is woken when its holder
 // releases it, and not before; a stopped watch is never woken.
 func testWatchRelease(t *testing.T, l storage.Locker) {
-	w, ok := l.(storage.LeaseWatcher)
-	if !ok {
-		t.Skip("this locker does not tell waiters of releases")
-	}
+	w := l
 	key := "watch-" + t.Name()
 	lease := mustLock(t, l, key, time.Minute)
 	released, stop := w.WatchRelease(key)

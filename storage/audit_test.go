@@ -12,6 +12,7 @@ import (
 	"github.com/pullgate/pullgate/internal/redisserver"
 	"github.com/pullgate/pullgate/internal/verdict"
 	"github.com/pullgate/pullgate/storage"
+	pgredis "github.com/pullgate/pullgate/storage/redis"
 	"github.com/pullgate/pullgate/storage/storetest"
 )
 
@@ -48,50 +49,11 @@ func TestFileAuditConformance(t *testing.T) {
 		})
 }
 
-func TestRedisAuditConformance(t *testing.T) {
-	var mu sync.Mutex
-	urls := map[storage.AuditLog]string{}
-	storetest.RunAudit(t,
-		func(t *testing.T) storage.AuditLog {
-			// One Redis per log: every log starts empty.
-			srv := redisserver.Start(t)
-			l := openRedis(t, srv.URL()).AuditLog(0)
-			mu.Lock()
-			urls[l] = srv.URL()
-			mu.Unlock()
-			return l
-		},
-		func(t *testing.T, l storage.AuditLog) storage.AuditLog {
-			mu.Lock()
-			u := urls[l]
-			mu.Unlock()
-			return openRedis(t, u).AuditLog(0)
-		})
-}
-
 func TestTeeAuditConformance(t *testing.T) {
 	storetest.RunAudit(t, func(t *testing.T) storage.AuditLog {
 		srv := redisserver.Start(t)
 		return storage.TeeAuditLog{openRedis(t, srv.URL()).AuditLog(0), openFileAudit(t, filepath.Join(t.TempDir(), "a.jsonl"))}
 	}, nil)
-}
-
-// The Redis stream keeps only the newest entries.
-func TestRedisAuditRetention(t *testing.T) {
-	srv := redisserver.Start(t)
-	l := openRedis(t, srv.URL()).AuditLog(10)
-	for i := 0; i < 25; i++ {
-		if err := l.Append(context.Background(), storage.AuditRecord{Kind: storage.AuditPull, Image: fmt.Sprintf("docker.io/library/r%d:1", i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	got, err := l.Query(context.Background(), storage.AuditQuery{Limit: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 10 || got[0].Image != "docker.io/library/r24:1" {
-		t.Fatalf("kept %d entries, newest %+v; want 10, newest r24", len(got), got[0])
-	}
 }
 
 // Blocks boundaries and torn lines: a query reads across 64 KiB blocks and
@@ -175,4 +137,14 @@ func TestFileAuditLogRotates(t *testing.T) {
 	if got[0].Image != fmt.Sprintf("docker.io/library/r%02d:1", n-1) {
 		t.Fatalf("newest record %s", got[0].Image)
 	}
+}
+
+func openRedis(t *testing.T, url string) *pgredis.Store {
+	t.Helper()
+	s, err := pgredis.Open(t.Context(), url)
+	if err != nil {
+		t.Fatalf("open redis: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
 }

@@ -1,4 +1,4 @@
-package storage_test
+package redis_test
 
 import (
 	"context"
@@ -8,17 +8,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/pullgate/pullgate/internal/redisserver"
 	"github.com/pullgate/pullgate/internal/testsync"
 	"github.com/pullgate/pullgate/storage"
+	"github.com/pullgate/pullgate/storage/redis"
 	"github.com/pullgate/pullgate/storage/storetest"
 )
 
-func openRedis(t *testing.T, url string) *storage.RedisStore {
+func openRedis(t *testing.T, url string) *redis.Store {
 	t.Helper()
-	s, err := storage.OpenRedis(t.Context(), url)
+	s, err := redis.Open(t.Context(), url)
 	if err != nil {
 		t.Fatalf("OpenRedis: %v", err)
 	}
@@ -47,7 +48,7 @@ func TestRedisConformance(t *testing.T) {
 			}
 			return openRedis(t, url)
 		}),
-		storetest.WithLegacyVerdicts(storage.PutLegacyVerdict),
+		storetest.WithLegacyVerdicts(redis.PutLegacyVerdict),
 	)
 }
 
@@ -144,7 +145,7 @@ func TestOpenRedisFailsFastWhenDown(t *testing.T) {
 	url := srv.URL()
 	srv.Stop()
 	start := time.Now()
-	_, err := storage.OpenRedis(context.Background(), url)
+	_, err := redis.Open(context.Background(), url)
 	if err == nil {
 		t.Fatal("OpenRedis of a stopped server succeeded")
 	}
@@ -164,7 +165,7 @@ func TestOpenRedisNeverShowsPassword(t *testing.T) {
 		"malformed":               "redis://:" + secret + "@[::1/0",
 	}
 	for name, url := range cases {
-		_, err := storage.OpenRedis(t.Context(), url)
+		_, err := redis.Open(t.Context(), url)
 		if err == nil {
 			t.Errorf("%s: OpenRedis succeeded", name)
 			continue
@@ -184,15 +185,34 @@ func TestOpenRedisNeverShowsPassword(t *testing.T) {
 // own so the test does not trust the store it checks.
 func redisKeys(t *testing.T, url string) []string {
 	t.Helper()
-	opts, err := redis.ParseURL(url)
+	opts, err := goredis.ParseURL(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := redis.NewClient(opts)
+	c := goredis.NewClient(opts)
 	defer c.Close()
 	keys, err := c.Keys(t.Context(), "*").Result()
 	if err != nil {
 		t.Fatalf("KEYS: %v", err)
 	}
 	return keys
+}
+
+// TestRedisReadsOverridesOfTheLastRelease writes overrides into Redis as
+// the release before Override.Image did, with a client of its own, and
+// reads them with their meaning.
+func TestRedisReadsOverridesOfTheLastRelease(t *testing.T) {
+	srv := redisserver.Start(t)
+	opts, err := goredis.ParseURL(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := goredis.NewClient(opts)
+	defer c.Close()
+	for _, l := range storetest.LegacyOverrides() {
+		if err := c.HSet(t.Context(), "pullgate:overrides", l.Want.Subject, l.Raw).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	storetest.CheckLegacyOverrides(t, openRedis(t, srv.URL()))
 }

@@ -1,0 +1,127 @@
+package bolt
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/pullgate/pullgate/storage"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// openTimeout bounds the wait for bbolt's file lock, so a second
+// process pointed at the same file fails with a clear error instead of
+// hanging. A variable so tests need not wait for it.
+var openTimeout = 3 * time.Second
+
+// Bucket layout: verdicts/<digest>/<ruleset id>|<context>,
+// overrides/<subject>, tags/<key>; values are JSON. links/<digest>/<repo>
+// and roles/<digest>/<context> are sets (empty values). Verdicts of earlier
+// releases sit at verdicts/<digest>/<ruleset id>.
+var (
+	bucketVerdicts  = []byte("verdicts")
+	bucketOverrides = []byte("overrides")
+	bucketTags      = []byte("tags")
+	bucketLinks     = []byte("links")
+	bucketRoles     = []byte("roles")
+)
+
+// Store is the embedded verdict store: one bbolt file on local disk.
+type Store struct {
+	db    *bbolt.DB
+	path  string
+	locks localLocker
+}
+
+var (
+	_ storage.Store  = (*Store)(nil)
+	_ storage.Locker = (*Store)(nil)
+)
+
+// Open opens or creates the store file at path. Only one process may
+// hold it; another one fails after a short wait.
+func Open(path string) (*Store, error) {
+	if path == "" {
+		return nil, fmt.Errorf("open verdict store: %w: empty path", storage.ErrInvalid)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("open verdict store %s: %w", path, err)
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: openTimeout})
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return nil, fmt.Errorf("open verdict store %s: file is locked by another process (is another pullgate running with this data directory?): %w", path, err)
+		}
+		return nil, fmt.Errorf("open verdict store %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range [][]byte{bucketVerdicts, bucketOverrides, bucketTags, bucketLinks, bucketRoles} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open verdict store %s: create buckets: %w", path, err)
+	}
+	return &Store{db: db, path: path}, nil
+}
+
+// Path returns the file the store lives in.
+func (s *Store) Path() string { return s.path }
+
+// Kind returns "embedded".
+func (s *Store) Kind() string { return "embedded" }
+
+// Close releases the file. Closing twice is harmless.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Ping checks the database is open and readable.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.View(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketVerdicts) == nil {
+			return errors.New("verdict store: verdicts bucket missing")
+		}
+		return nil
+	})
+}
+
+func (s *Store) get(ctx context.Context, bucket []byte, key string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out []byte
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		raw := tx.Bucket(bucket).Get([]byte(key))
+		if raw == nil {
+			return storage.ErrNotFound
+		}
+		out = append([]byte(nil), raw...)
+		return nil
+	})
+	return out, err
+}
+
+func (s *Store) put(ctx context.Context, bucket []byte, key string, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Batch(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucket).Put([]byte(key), raw)
+	})
+}
