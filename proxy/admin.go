@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/pullgate/pullgate/proxy/events"
 	"github.com/pullgate/pullgate/storage"
 )
 
@@ -27,6 +28,9 @@ type AdminOptions struct {
 	// Audit is the durable log of decisions and override changes; nil
 	// keeps recent decisions in memory only.
 	Audit storage.AuditLog
+	// Bus shares decisions with the other replicas' admin pages; nil:
+	// this replica's page shows its own decisions only.
+	Bus storage.EventBus
 	// Webhook sends an alert on each block.
 	Webhook WebhookOptions
 }
@@ -34,11 +38,12 @@ type AdminOptions struct {
 // admin is the Server's part that serves the operator: embedded in Server.
 type admin struct {
 	auth        adminAuth
+	events      events.Fanout // what record emits to
 	live        *live
-	share       *eventShare // nil unless the verdict store has an event bus
-	audit       *auditWriter
+	bus         *events.Bus // nil without an event bus
+	audit       auditLog
 	logins      loginLimiter
-	hook        *webhook
+	hook        *events.Webhook
 	size        storeSize
 	streamsDone chan struct{}
 	streamsOnce sync.Once
@@ -52,16 +57,23 @@ func (s *Server) startAdmin() error {
 	s.live = newLive()
 	s.size.interval = time.Minute
 	s.streamsDone = make(chan struct{})
-	s.metrics.observeUpstreams(s.opts.Upstreams)
-	hook, err := newWebhook(o.Webhook, s.opts.Version, s.log, s.metrics)
+	s.metrics.ObserveUpstreams(s.opts.Upstreams)
+	hook, err := events.NewWebhook(o.Webhook, s.opts.Version, s.log, s.metrics.Metrics)
 	if err != nil {
 		return err
 	}
 	s.hook = hook
-	s.audit = newAuditWriter(o.Audit, s.log, s.metrics)
+	s.audit = auditLog{events.NewAudit(o.Audit, s.log, s.metrics.Metrics)}
+	if o.Audit == nil {
+		s.log.Warn("running without an audit log: decisions and override changes are not kept")
+	}
+	if o.Bus == nil {
+		s.log.Info("running without an event bus: the admin page shows this replica's decisions only")
+	}
 	// Join the bus before reading the audit log, so that no decision falls
 	// between the two; live keeps one that is in both once.
-	s.share = startSharing(s.opts.Verdicts, s.live, s.log, s.metrics)
+	s.bus = events.JoinBus(o.Bus, events.SinkFunc(s.live.addShared), s.log, s.metrics.Metrics)
+	s.events = events.Fanout{events.Log(s.log), s.metrics.Metrics, s.live, s.bus, s.audit.Audit, s.hook}
 	var recs []storage.AuditRecord
 	if o.Audit != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -99,9 +111,9 @@ func (s *Server) Close(ctx context.Context) {
 	if n := s.flights.drain(ctx) + s.allowFlights.drain(ctx); n > 0 {
 		s.log.Warn("stopped with ingests still running; they are redone when asked for", "ingests", n)
 	}
-	s.share.close(ctx)
-	s.audit.close(ctx)
-	s.hook.close(ctx)
+	s.bus.Close(ctx)
+	s.audit.Close(ctx)
+	s.hook.Close(ctx)
 }
 
 // adminRoutes is everything under /admin/.

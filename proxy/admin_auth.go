@@ -172,7 +172,7 @@ func (s *Server) adminGuard(next http.Handler) http.Handler {
 		}
 		if !ok {
 			if r.Header.Get("Authorization") != "" {
-				s.metrics.adminAuthFailed()
+				s.metrics.AdminAuthFailed()
 				s.logins.fail(client, key)
 				s.log.Warn("admin: authentication failed", "client", storage.Clip(client, storage.MaxFieldBytes),
 					"path", storage.Clip(r.URL.Path, storage.MaxFieldBytes))

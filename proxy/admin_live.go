@@ -8,6 +8,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/pullgate/pullgate/internal/verdict"
+	"github.com/pullgate/pullgate/proxy/events"
 	"github.com/pullgate/pullgate/storage"
 )
 
@@ -89,6 +90,10 @@ func newLive() *live {
 	}
 }
 
+// Emit keeps ev and tells the subscribers: live is the sink of this
+// replica's decisions.
+func (l *live) Emit(ev Event) { l.add(ev) }
+
 // add keeps ev and tells the subscribers.
 func (l *live) add(ev Event) {
 	l.mu.Lock()
@@ -133,7 +138,7 @@ func (l *live) load(records []storage.AuditRecord) {
 	l.loaded = make(map[eventKey]struct{}, len(records))
 	for i := len(records) - 1; i >= 0; i-- {
 		if records[i].Kind == storage.AuditPull || records[i].Kind == storage.AuditRetroactive {
-			ev := eventOf(records[i])
+			ev := events.FromAudit(records[i])
 			l.keep(ev)
 			l.loaded[keyOf(ev)] = struct{}{}
 		}
@@ -171,7 +176,7 @@ func (l *live) keep(ev Event) {
 		}
 		b.Clients[client]++
 	case verdict.UpstreamFailed:
-		l.upErrors[registryOf(ev.Image)] = ev.Time
+		l.upErrors[ev.Registry()] = ev.Time
 	default:
 		// A digest served since (an operator allowed it) keeps its row,
 		// with the decision that changed.
@@ -268,13 +273,4 @@ func (l *live) notify(m sseMessage) {
 		default:
 		}
 	}
-}
-
-func registryOf(image string) string {
-	for i := 0; i < len(image); i++ {
-		if image[i] == '/' {
-			return image[:i]
-		}
-	}
-	return image
 }

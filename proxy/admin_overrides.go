@@ -84,7 +84,7 @@ func (s *Server) setOverride(ctx context.Context, p principal, req OverrideReque
 	for _, o := range list {
 		rec := storage.AuditRecord{Time: now, Kind: storage.AuditOverride, Actor: o.Actor, Subject: o.Subject,
 			Action: string(o.Action), Reason: o.Reason, Image: image}
-		if err := s.audit.appendNow(ctx, rec); err != nil {
+		if err := s.appendAudit(ctx, rec); err != nil {
 			return nil, fmt.Errorf("audit log unavailable, override not made: %w", err)
 		}
 		if err := s.opts.Verdicts.PutOverride(ctx, o); err != nil {
@@ -92,7 +92,7 @@ func (s *Server) setOverride(ctx context.Context, p principal, req OverrideReque
 		}
 		s.log.Warn("override set", "subject", o.Subject, "action", string(o.Action), "actor", o.Actor, "reason", o.Reason)
 	}
-	s.metrics.overrideChanged(string(action))
+	s.metrics.OverrideChanged(string(action))
 	s.live.notify(sseMessage{Event: "override", Data: list})
 	return list, nil
 }
@@ -129,7 +129,7 @@ func (s *Server) removeOverride(ctx context.Context, p principal, in string) ([]
 	for _, sub := range subjects {
 		rec := storage.AuditRecord{Kind: storage.AuditOverride, Actor: p.actor(), Subject: sub, Action: "remove",
 			Reason: "removed " + string(o.Action) + " override"}
-		if err := s.audit.appendNow(ctx, rec); err != nil {
+		if err := s.appendAudit(ctx, rec); err != nil {
 			return nil, fmt.Errorf("audit log unavailable, override not removed: %w", err)
 		}
 		if err := s.opts.Verdicts.DeleteOverride(ctx, sub); err != nil && !errors.Is(err, storage.ErrNotFound) {
@@ -137,7 +137,7 @@ func (s *Server) removeOverride(ctx context.Context, p principal, in string) ([]
 		}
 		s.log.Warn("override removed", "subject", sub, "actor", p.actor())
 	}
-	s.metrics.overrideChanged("remove")
+	s.metrics.OverrideChanged("remove")
 	s.live.notify(sseMessage{Event: "override", Data: map[string]any{"removed": subjects}})
 	return subjects, nil
 }
@@ -225,4 +225,13 @@ func (s *Server) blockedWithOverrides(ctx context.Context) []BlockedImage {
 		}
 	}
 	return list
+}
+
+// appendAudit writes r before returning: an operator's change is refused
+// when it cannot be audited.
+func (s *Server) appendAudit(ctx context.Context, r storage.AuditRecord) error {
+	if s.opts.Admin.Audit == nil {
+		return nil
+	}
+	return s.opts.Admin.Audit.Append(ctx, r)
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pullgate/pullgate/internal/testregistry"
 	"github.com/pullgate/pullgate/internal/verdict"
+	"github.com/pullgate/pullgate/proxy/events"
 	"github.com/pullgate/pullgate/storage"
 )
 
@@ -23,7 +24,7 @@ import (
 func adminReplicas(t *testing.T, hub *testregistry.Registry, hook string, n int) []replica {
 	t.Helper()
 	rs := replicas(t, hub, n, func(o *Options, store *storage.RedisStore) {
-		o.Admin = AdminOptions{Token: testAdminToken, Audit: store.AuditLog(0),
+		o.Admin = AdminOptions{Token: testAdminToken, Audit: store.AuditLog(0), Bus: store,
 			Webhook: WebhookOptions{URL: hook, Secret: "webhook-secret-for-tests", Backoff: 20 * time.Millisecond}}
 	})
 	for _, r := range rs {
@@ -217,7 +218,7 @@ func TestLiveKeepsReloadedAndSharedDecisionOnce(t *testing.T) {
 	l := newLive()
 	l.addShared(logged) // shared while the audit log was read...
 	l.addShared(notLogged)
-	l.load([]storage.AuditRecord{auditOf(logged)}) // ...which had it
+	l.load([]storage.AuditRecord{events.AuditRecord(logged)}) // ...which had it
 	l.addShared(afterLoad)                         // a new attempt counts
 
 	if got := len(l.recent(recentEvents)); got != 3 {

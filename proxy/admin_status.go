@@ -72,12 +72,12 @@ func (s *Server) status(ctx context.Context) Status {
 		WorkersBusy: sc.Busy(),
 		QueueDepth:  sc.QueueDepth(),
 		Scans:       len(s.Scans()),
-		ServedBytes: s.metrics.servedTotal.Load(),
+		ServedBytes: s.metrics.Served(),
 		Audit:       s.opts.Admin.Audit != nil,
-		Webhook:     s.hook.configured(),
+		Webhook:     s.hook.Configured(),
 	}
 	st.Cache = s.size.get(s)
-	st.Cache.Hits, st.Cache.Misses = s.metrics.hits.Load(), s.metrics.misses.Load()
+	st.Cache.Hits, st.Cache.Misses = s.metrics.VerdictCacheCounts()
 	if n := st.Cache.Hits + st.Cache.Misses; n > 0 {
 		st.Cache.HitRatio = float64(st.Cache.Hits) / float64(n)
 	}

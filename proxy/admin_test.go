@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -406,32 +405,6 @@ func newRecorder() *recorder                    { return &recorder{h: http.Heade
 func (r *recorder) Header() http.Header         { return r.h }
 func (r *recorder) WriteHeader(c int)           { r.code = c }
 func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
-
-// The Grafana dashboard only queries series pullgate exports.
-func TestGrafanaDashboardUsesRealMetrics(t *testing.T) {
-	dash, err := os.ReadFile(filepath.Join("..", "configs", "grafana-dashboard.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var parsed map[string]any
-	if err := json.Unmarshal(dash, &parsed); err != nil {
-		t.Fatalf("dashboard is not JSON: %v", err)
-	}
-	src, err := os.ReadFile("metrics.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := regexp.MustCompile(`pullgate_[a-z_]+`).FindAllString(string(dash), -1)
-	if len(names) < 10 {
-		t.Fatalf("only %d metric references in the dashboard", len(names))
-	}
-	for _, n := range names {
-		base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(n, "_bucket"), "_sum"), "_count")
-		if !strings.Contains(string(src), `"`+base+`"`) {
-			t.Errorf("the dashboard queries %s, which metrics.go does not define", n)
-		}
-	}
-}
 
 // A token that keeps failing is refused (429 with Retry-After) without
 // locking out the good token from the same address (a reverse proxy); an

@@ -98,12 +98,22 @@ func openAudit(cfg Config, verdicts storage.Store) (storage.AuditLog, error) {
 	return file, nil
 }
 
-func adminOptions(c AdminConfig, dataDir string, audit storage.AuditLog) proxy.AdminOptions {
+// eventBusOf is the verdict store's event bus, nil for a store without one
+// (the embedded store: one replica, nothing to share).
+func eventBusOf(verdicts storage.Store) storage.EventBus {
+	if rs, ok := verdicts.(*storage.RedisStore); ok {
+		return rs
+	}
+	return nil
+}
+
+func adminOptions(c AdminConfig, dataDir string, audit storage.AuditLog, bus storage.EventBus) proxy.AdminOptions {
 	return proxy.AdminOptions{
 		Token:         c.Token,
 		ReadOnlyToken: c.ReadOnlyToken,
 		Separate:      c.Listen != "",
 		Audit:         audit,
+		Bus:           bus,
 		Webhook: proxy.WebhookOptions{
 			URL: c.Webhook.URL, Secret: c.Webhook.Secret,
 			SpoolDir: filepath.Join(dataDir, "webhook"),
