@@ -170,15 +170,15 @@ func (m *Metrics) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
 		next.ServeHTTP(ww, r)
-		m.requests.WithLabelValues(routeOf(r), strconv.Itoa(ww.Status())).Inc()
+		m.requests.WithLabelValues(Route(r), strconv.Itoa(ww.Status())).Inc()
 	})
 }
 
-// routeOf names the route from a fixed set, never from the request's own
+// Route names the route from a fixed set, never from the request's own
 // text: a label value made of a path would let anyone add a series per
 // request (a made-up path, a repository name, an admin endpoint that does
 // not exist).
-func routeOf(r *http.Request) string {
+func Route(r *http.Request) string {
 	p := r.URL.Path
 	switch {
 	case p == "/v2/" || p == "/v2":
