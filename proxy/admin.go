@@ -70,7 +70,7 @@ func (s *Server) startAdmin() error {
 	s.events = events.Fanout{events.Log(s.log), s.metrics.Metrics, s.live, s.bus, s.audit.Audit, s.hook}
 	s.console = admin.New(admin.Options{
 		Token: o.Token, ReadOnlyToken: o.ReadOnlyToken,
-		Gate: adminGate{s}, Verdicts: s.opts.Verdicts, Blobs: s.opts.Blobs, Audit: o.Audit,
+		Gate: adminGate{s}, Verdicts: s.opts.Verdicts, Overrides: s.opts.Verdicts, Blobs: s.opts.Blobs, Audit: o.Audit,
 		Upstreams: s.opts.Upstreams, Metrics: s.metrics.Metrics, Live: s.live, Webhook: hook.Configured(),
 		CanonicalName: canonicalName, Version: s.opts.Version, Logger: s.log,
 	})

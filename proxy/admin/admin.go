@@ -30,6 +30,23 @@ type Gate interface {
 	ImageBlobs(ctx context.Context, d digest.Digest) ([]Blob, bool)
 }
 
+// Verdicts is what the operator's window reads of the verdict store.
+type Verdicts interface {
+	Verdict(ctx context.Context, d digest.Digest, rulesetID string, c storage.Context) (storage.Verdict, error)
+	Verdicts(ctx context.Context, d digest.Digest) ([]storage.Verdict, error)
+	Ping(ctx context.Context) error
+	// Kind names the store ("redis", "embedded") for the status.
+	Kind() string
+}
+
+// Overrides is the store of the operator's overrides.
+type Overrides interface {
+	Override(ctx context.Context, subject string) (storage.Override, error)
+	Overrides(ctx context.Context) ([]storage.Override, error)
+	PutOverride(ctx context.Context, o storage.Override) error
+	DeleteOverride(ctx context.Context, subject string) error
+}
+
 // Scan describes an ingest in progress, for the operator's view.
 type Scan struct {
 	Digest   digest.Digest `json:"digest"`
@@ -53,17 +70,18 @@ type Blob struct {
 	Context storage.Context
 }
 
-// Options configure the operator's window. Gate, Verdicts, Blobs, Metrics
-// and Live are required.
+// Options configure the operator's window. Gate, Verdicts, Overrides,
+// Blobs, Metrics and Live are required.
 type Options struct {
 	// Token grants the admin role (look and change overrides);
 	// ReadOnlyToken the read-only one. With neither, /admin is disabled.
 	Token         string
 	ReadOnlyToken string
 
-	Gate     Gate
-	Verdicts storage.Store  // verdicts and overrides
-	Blobs    *storage.Blobs // the store's health and size
+	Gate      Gate
+	Verdicts  Verdicts
+	Overrides Overrides
+	Blobs     *storage.Blobs // the store's health and size
 	// Audit is the durable log of decisions and override changes; nil:
 	// changes are made without a record, and the page shows none.
 	Audit     storage.AuditLog

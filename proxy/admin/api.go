@@ -36,7 +36,7 @@ func (c *Console) apiScans(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Console) apiOverrides(w http.ResponseWriter, r *http.Request) {
-	list, err := c.opts.Verdicts.Overrides(r.Context())
+	list, err := c.opts.Overrides.Overrides(r.Context())
 	if err != nil {
 		adminError(w, r, http.StatusServiceUnavailable, "verdict store: "+err.Error())
 		return

@@ -97,7 +97,7 @@ func newConsole(t *testing.T, mods ...func(*Options)) *console {
 	t.Cleanup(func() { sc.Close() })
 	f := &console{store: store, audit: audit, gate: &fakeGate{sc: sc, images: map[digest.Digest][]Blob{}},
 		live: NewLive(), logs: &logBuffer{}}
-	o := Options{Token: testAdminToken, ReadOnlyToken: testReadOnlyToken, Gate: f.gate, Verdicts: store,
+	o := Options{Token: testAdminToken, ReadOnlyToken: testReadOnlyToken, Gate: f.gate, Verdicts: store, Overrides: store,
 		Blobs: blobs, Audit: audit, Metrics: events.NewMetrics(prometheus.NewRegistry()), Live: f.live,
 		Logger: slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	for _, m := range mods {

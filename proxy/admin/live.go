@@ -15,9 +15,9 @@ import (
 )
 
 // The admin page's memory is bounded in entries, and each entry in bytes
-// (events.Event.bounded): recentEvents decisions in the ring (and as many waiting
-// in pending at start), maxBlocked refused digests, maxBlockedClients
-// addresses for each.
+// (events.Event.Bounded): recentEvents decisions in the ring (and as many
+// waiting in pending at start), maxBlocked refused digests,
+// maxBlockedClients addresses for each.
 const (
 	// recentEvents is how many pull decisions the admin page keeps in
 	// memory (and reloads from the audit log at start).
@@ -178,8 +178,8 @@ func (l *Live) keep(ev events.Event) {
 	l.ring[l.next] = ev
 	l.next = (l.next + 1) % len(l.ring)
 	l.full = l.full || l.next == 0
-	switch ev.Decision {
-	case verdict.Blocked, verdict.Failed, verdict.Policy, verdict.RetroactiveBlock:
+	switch {
+	case class(ev.Decision) == classBad:
 		b := l.blocked[ev.Digest]
 		if b == nil {
 			if len(l.blocked) >= maxBlocked {
@@ -198,7 +198,7 @@ func (l *Live) keep(ev events.Event) {
 			client = otherClients
 		}
 		b.Clients[client]++
-	case verdict.UpstreamFailed:
+	case ev.Decision == verdict.UpstreamFailed:
 		l.upErrors[ev.Registry()] = ev.Time
 	default:
 		// A digest served since (an operator allowed it) keeps its row,
@@ -296,4 +296,26 @@ func (l *Live) notify(m sseMessage) {
 		default:
 		}
 	}
+}
+
+// classBad is the class of a refusal for what the content or its name is:
+// those are the blocked list's.
+const classBad = "bad"
+
+// class sorts an outcome for the page and the blocked list: a refusal
+// for the content or its name, one that says nothing about either (still
+// scanning, upstream down: "warn"), served ("ok"), an index ("muted"),
+// or an operator's override ("info").
+func class(o verdict.Outcome) string {
+	switch o {
+	case verdict.Allowed:
+		return "ok"
+	case verdict.Blocked, verdict.Failed, verdict.Policy, verdict.RetroactiveBlock:
+		return classBad
+	case verdict.Index:
+		return "muted"
+	case verdict.Pending, verdict.UpstreamFailed:
+		return "warn"
+	}
+	return "info"
 }

@@ -62,3 +62,21 @@ func TestLiveKeepsReloadedAndSharedDecisionOnce(t *testing.T) {
 		t.Errorf("attempts = %v, want 2 for the logged digest and 1 for the other", attempts)
 	}
 }
+
+// A refusal for the content or its name goes on the blocked list, and
+// only those; the page shows each outcome in its class.
+func TestLiveBlockedListTakesContentRefusals(t *testing.T) {
+	want := map[verdict.Outcome]string{
+		verdict.Allowed: "ok", verdict.Blocked: "bad", verdict.Failed: "bad", verdict.Pending: "warn",
+		verdict.UpstreamFailed: "warn", verdict.Overridden: "info", verdict.Index: "muted",
+		verdict.Policy: "bad", verdict.RetroactiveBlock: "bad",
+	}
+	for _, o := range verdict.Outcomes() {
+		l := NewLive()
+		l.Emit(events.Event{Time: time.Now(), Digest: digest.FromString(o.String()), Decision: o, Image: "docker.io/x/y:1"})
+		blocked := len(l.BlockedImages()) == 1
+		if c := class(o); c != want[o] || blocked != (c == "bad") {
+			t.Errorf("%v: class %q (want %q), on the blocked list: %v", o, c, want[o], blocked)
+		}
+	}
+}

@@ -84,7 +84,7 @@ func (c *Console) setOverride(ctx context.Context, p principal, req OverrideRequ
 		if err := c.appendAudit(ctx, rec); err != nil {
 			return nil, fmt.Errorf("audit log unavailable, override not made: %w", err)
 		}
-		if err := c.opts.Verdicts.PutOverride(ctx, o); err != nil {
+		if err := c.opts.Overrides.PutOverride(ctx, o); err != nil {
 			return nil, fmt.Errorf("store override for %s: %w", o.Subject, err)
 		}
 		c.log.Warn("override set", "subject", o.Subject, "action", string(o.Action), "actor", o.Actor, "reason", o.Reason)
@@ -103,7 +103,7 @@ func (c *Console) removeOverride(ctx context.Context, p principal, in string) ([
 	if err != nil {
 		return nil, err
 	}
-	o, err := c.opts.Verdicts.Override(ctx, subject)
+	o, err := c.opts.Overrides.Override(ctx, subject)
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil, fmt.Errorf("no override for %s: %w", subject, err)
@@ -112,7 +112,7 @@ func (c *Console) removeOverride(ctx context.Context, p principal, in string) ([
 	}
 	subjects := []string{subject}
 	if d, err := digest.Parse(subject); err == nil && o.Action == storage.Allow {
-		all, err := c.opts.Verdicts.Overrides(ctx)
+		all, err := c.opts.Overrides.Overrides(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -128,7 +128,7 @@ func (c *Console) removeOverride(ctx context.Context, p principal, in string) ([
 		if err := c.appendAudit(ctx, rec); err != nil {
 			return nil, fmt.Errorf("audit log unavailable, override not removed: %w", err)
 		}
-		if err := c.opts.Verdicts.DeleteOverride(ctx, sub); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		if err := c.opts.Overrides.DeleteOverride(ctx, sub); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return nil, fmt.Errorf("remove override for %s: %w", sub, err)
 		}
 		c.log.Warn("override removed", "subject", sub, "actor", p.actor())
@@ -176,7 +176,7 @@ func (c *Console) unclean(ctx context.Context, d digest.Digest) ([]digest.Digest
 }
 
 func (c *Console) overrideOf(ctx context.Context, subject string) (*storage.Override, error) {
-	o, err := c.opts.Verdicts.Override(ctx, subject)
+	o, err := c.opts.Overrides.Override(ctx, subject)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		return nil, nil
@@ -190,7 +190,7 @@ func (c *Console) overrideOf(ctx context.Context, subject string) (*storage.Over
 // its digest, or a deny on its repository.
 func (c *Console) blockedWithOverrides(ctx context.Context) []BlockedImage {
 	list := c.opts.Live.BlockedImages()
-	overrides, err := c.opts.Verdicts.Overrides(ctx)
+	overrides, err := c.opts.Overrides.Overrides(ctx)
 	if err != nil {
 		return list
 	}

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pullgate/pullgate/internal/verdict"
 	"github.com/pullgate/pullgate/proxy/events"
 	"github.com/pullgate/pullgate/storage"
 )
@@ -64,19 +63,7 @@ var pageTemplate = template.Must(template.New("page.html").Funcs(template.FuncMa
 		}
 		return strings.Join(parts, ", ")
 	},
-	"decisionClass": func(d verdict.Outcome) string {
-		switch d {
-		case verdict.Allowed:
-			return "ok"
-		case verdict.Blocked, verdict.Failed, verdict.Policy, verdict.RetroactiveBlock:
-			return "bad"
-		case verdict.Index:
-			return "muted"
-		case verdict.Pending, verdict.UpstreamFailed:
-			return "warn"
-		}
-		return "info"
-	},
+	"decisionClass": class,
 }).ParseFS(pageFS, "web/*.html"))
 
 // pageData is what the admin page shows.
@@ -113,7 +100,7 @@ func (c *Console) pageData(ctx context.Context) pageData {
 		CanWrite: p.role == roleAdmin,
 	}
 	var err error
-	if d.Overrides, err = c.opts.Verdicts.Overrides(ctx); err != nil {
+	if d.Overrides, err = c.opts.Overrides.Overrides(ctx); err != nil {
 		d.OverridesError = "verdict store: " + err.Error()
 	}
 	if d.Audit, err = c.queryAudit(ctx, storage.AuditQuery{Kind: storage.AuditOverride, Limit: 10}); err != nil {
