@@ -20,13 +20,14 @@ import (
 	"github.com/pullgate/pullgate/internal/testregistry"
 	"github.com/pullgate/pullgate/internal/verdict"
 	"github.com/pullgate/pullgate/proxy/admin"
+	"github.com/pullgate/pullgate/proxy/admin/admintest"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
 
 const (
-	testAdminToken    = "admin-token-0123456789abcdef"
-	testReadOnlyToken = "readonly-token-0123456789abcdef"
+	testAdminToken    = admintest.AdminToken
+	testReadOnlyToken = admintest.ReadOnlyToken
 )
 
 // syncBuffer collects log output from many goroutines.
@@ -81,36 +82,10 @@ func newAdminFixture(t *testing.T, mods ...func(*Options)) *adminFixture {
 	return &adminFixture{fixture: f, audit: audit, logs: logs}
 }
 
-// req sends an admin request; auth is "bearer:TOKEN", "basic:USER:TOKEN"
-// or "" for none; hdr are extra header pairs.
+// req sends an admin request (admintest.Request).
 func (f *adminFixture) req(t *testing.T, method, path, auth string, body io.Reader, hdr ...string) (*http.Response, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, f.url+path, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	switch {
-	case strings.HasPrefix(auth, "bearer:"):
-		req.Header.Set("Authorization", "Bearer "+strings.TrimPrefix(auth, "bearer:"))
-	case strings.HasPrefix(auth, "basic:"):
-		user, pass, _ := strings.Cut(strings.TrimPrefix(auth, "basic:"), ":")
-		req.SetBasicAuth(user, pass)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	client := *f.client
-	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, b
+	return admintest.Request(t, f.client, f.url, method, path, auth, body, hdr...)
 }
 
 func overrideJSON(subject, action, reason string) io.Reader {
@@ -308,3 +283,20 @@ func newRecorder() *recorder                    { return &recorder{h: http.Heade
 func (r *recorder) Header() http.Header         { return r.h }
 func (r *recorder) WriteHeader(c int)           { r.code = c }
 func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
+
+// The server says at start what it runs without: an event bus (the page
+// shows this replica's decisions only) and an audit log.
+func TestStartSaysWhatItRunsWithout(t *testing.T) {
+	const noBus, noAudit = "running without an event bus", "running without an audit log"
+	f := newAdminFixture(t) // an audit log, no bus
+	if logs := f.logs.String(); !strings.Contains(logs, noBus) || strings.Contains(logs, noAudit) {
+		t.Errorf("with an audit log and no bus, the start logs:\n%s", logs)
+	}
+	var logs syncBuffer
+	newFixture(t, func(o *Options, _ *scanner.Options) {
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	if !strings.Contains(logs.String(), noBus) || !strings.Contains(logs.String(), noAudit) {
+		t.Errorf("with neither, the start logs:\n%s", logs.String())
+	}
+}

@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -20,14 +19,15 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pullgate/pullgate/proxy/admin/admintest"
 	"github.com/pullgate/pullgate/proxy/events"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
 
 const (
-	testAdminToken    = "admin-token-0123456789abcdef"
-	testReadOnlyToken = "readonly-token-0123456789abcdef"
+	testAdminToken    = admintest.AdminToken
+	testReadOnlyToken = admintest.ReadOnlyToken
 )
 
 // fakeGate answers for a gate with nothing in flight and the image
@@ -120,48 +120,16 @@ func newConsole(t *testing.T, mods ...func(*Options)) *console {
 	return f
 }
 
-// req sends an admin request; auth is "bearer:TOKEN", "basic:USER:TOKEN"
-// or "" for none; hdr are extra header pairs.
+// req sends an admin request (admintest.Request).
 func (f *console) req(t *testing.T, method, path, auth string, body io.Reader, hdr ...string) (*http.Response, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, f.url+path, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	switch {
-	case strings.HasPrefix(auth, "bearer:"):
-		req.Header.Set("Authorization", "Bearer "+strings.TrimPrefix(auth, "bearer:"))
-	case strings.HasPrefix(auth, "basic:"):
-		user, pass, _ := strings.Cut(strings.TrimPrefix(auth, "basic:"), ":")
-		req.SetBasicAuth(user, pass)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	client := http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, b
+	return admintest.Request(t, nil, f.url, method, path, auth, body, hdr...)
 }
-
-var csrfMeta = regexp.MustCompile(`<meta name="csrf-token" content="([0-9a-f]+)">`)
 
 // csrf reads the anti-forgery token from the page, as a browser would.
 func (f *console) csrf(t *testing.T, auth string) string {
 	t.Helper()
-	resp, body := f.req(t, "GET", "/admin/", auth, nil)
-	m := csrfMeta.FindSubmatch(body)
-	if resp.StatusCode != 200 || m == nil {
-		t.Fatalf("GET /admin/: %d, no csrf token in %q", resp.StatusCode, storage.Clip(string(body), 300))
-	}
-	return string(m[1])
+	return admintest.CSRF(t, nil, f.url, auth)
 }
 
 func overrideJSON(subject, action, reason string) io.Reader {
