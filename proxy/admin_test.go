@@ -125,7 +125,8 @@ func TestAdminBlockedThenAllowed(t *testing.T) {
 		overrideJSON("docker.io/someone/miner@"+mdgst.String(), "allow", "vendor tool, reviewed"), "Content-Type", "application/json")
 	var created struct{ Overrides []storage.Override }
 	if err := json.Unmarshal(body, &created); resp.StatusCode != 201 || err != nil || len(created.Overrides) != 2 ||
-		created.Overrides[0].Subject != mdgst.String() || created.Overrides[1].Subject != bad.String() || created.Overrides[0].Actor != "admin" {
+		created.Overrides[0].Subject != mdgst.String() || created.Overrides[1].Subject != bad.String() || created.Overrides[0].Actor != "admin" ||
+		created.Overrides[1].Image != mdgst || created.Overrides[1].Reason != "vendor tool, reviewed" {
 		t.Fatalf("allow: %d %s", resp.StatusCode, body)
 	}
 	resp, body = f.do(t, "GET", "/v2/someone/miner/manifests/1")
