@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/internal/verdict"
 	"github.com/pullgate/pullgate/proxy/admin"
 	"github.com/pullgate/pullgate/storage"
 )
@@ -201,7 +203,7 @@ func TestAdminPageSharedAcrossReplicas(t *testing.T) {
 	}
 	_, _ = io.Copy(&metrics, resp.Body)
 	resp.Body.Close()
-	if strings.Contains(metrics.String(), `pullgate_pulls_total{decision="blocked"}`) {
+	if strings.Contains(metrics.String(), fmt.Sprintf("pullgate_pulls_total{decision=%q}", verdict.Blocked)) {
 		t.Error("B counts A's block in its metrics")
 	}
 }

@@ -142,11 +142,17 @@ func TestAdminBlockedThenAllowed(t *testing.T) {
 	if err := json.Unmarshal(body, &audit); err != nil {
 		t.Fatal(err)
 	}
-	kinds := map[string]int{}
-	for _, r := range audit.Records {
-		kinds[r.Kind+"/"+r.Decision.String()+r.Action]++
+	type kind struct {
+		kind     string
+		decision verdict.Outcome
+		action   string
 	}
-	if kinds["override/allow"] != 1 || kinds["pull/blocked"] != 1 || kinds["pull/override"] == 0 {
+	kinds := map[kind]int{}
+	for _, r := range audit.Records {
+		kinds[kind{r.Kind, r.Decision, r.Action}]++
+	}
+	if kinds[kind{storage.AuditOverride, 0, string(storage.Allow)}] != 1 || kinds[kind{storage.AuditPull, verdict.Blocked, ""}] != 1 ||
+		kinds[kind{storage.AuditPull, verdict.Overridden, ""}] == 0 {
 		t.Fatalf("audit for %s: %v\n%s", mdgst, kinds, body)
 	}
 	_, body = f.req(t, "GET", "/admin/api/audit?image=someone/miner", asAdmin, nil)
