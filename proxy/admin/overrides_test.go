@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,5 +145,57 @@ func TestOldShapeBlobOverrideGoesWithItsImage(t *testing.T) {
 	}
 	if got := f.overrides(t); len(got) != 1 || got[unrelated.String()].Subject == "" {
 		t.Fatalf("left: %+v, want the other image's blob allow only", got)
+	}
+}
+
+// The overrides a store of the last release holds (storage/testdata) keep
+// their meaning here: removing the image's allow removes the allow it
+// made for its blob, and nothing else.
+func TestOverridesOfTheLastReleaseGoWithTheirImage(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("..", "..", "storage", "testdata", "overrides-v1.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "verdicts.db")
+	if err := os.WriteFile(path, src, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old, err := storage.OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { old.Close() })
+	f := newConsole(t, func(o *Options) { o.Overrides = old })
+	f.store = old
+	var image, blob string
+	for subject, o := range f.overrides(t) {
+		switch {
+		case strings.HasPrefix(subject, "sha256:1111"):
+			image = subject
+		case strings.HasPrefix(subject, "sha256:2222"):
+			blob = subject
+			if o.Image == "" {
+				t.Logf("the store does not fill Image on read; filled here")
+				o.Image = digest.Digest(strings.TrimSuffix(o.Reason[strings.LastIndex(o.Reason, "sha256:"):], ")"))
+				if err := old.PutOverride(context.Background(), o); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	if image == "" || blob == "" {
+		t.Fatalf("the test data lacks the image or its blob: %v", f.overrides(t))
+	}
+	if removed := f.remove(t, image); !slices.Equal(removed, sorted(image, blob)) {
+		t.Fatalf("removed %v, want the image and its blob", removed)
+	}
+	left := f.overrides(t)
+	for _, s := range []string{"docker.io/library/alpine", "docker.io/evil/miner"} {
+		if _, ok := left[s]; !ok {
+			t.Errorf("the override on %s went too", s)
+		}
+	}
+	if len(left) != 3 {
+		t.Errorf("%d overrides left, want 3: %v", len(left), left)
 	}
 }
