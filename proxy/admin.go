@@ -2,20 +2,20 @@ package proxy
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
-	"strconv"
 	"strings"
-	"sync"
-	"time"
 
-	"github.com/go-chi/chi/v5"
+	"github.com/opencontainers/go-digest"
 
+	"github.com/pullgate/pullgate/proxy/admin"
+	"github.com/pullgate/pullgate/proxy/events"
+	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
 
 // AdminOptions configure the operator's window: the /admin/ page and its
-// JSON API, the audit log and the alerts.
+// JSON API, the audit log, the alerts and the sharing of decisions between
+// replicas.
 type AdminOptions struct {
 	// Token grants the admin role (look and change overrides);
 	// ReadOnlyToken the read-only one. With neither, /admin is disabled.
@@ -27,53 +27,58 @@ type AdminOptions struct {
 	// Audit is the durable log of decisions and override changes; nil
 	// keeps recent decisions in memory only.
 	Audit storage.AuditLog
+	// Bus shares decisions with the other replicas' admin pages; nil:
+	// this replica's page shows its own decisions only.
+	Bus storage.EventBus
 	// Webhook sends an alert on each block.
 	Webhook WebhookOptions
 }
 
-// admin is the Server's part that serves the operator: embedded in Server.
-type admin struct {
-	auth        adminAuth
-	live        *live
-	share       *eventShare // nil unless the verdict store has an event bus
-	audit       *auditWriter
-	logins      loginLimiter
-	hook        *webhook
-	size        storeSize
-	streamsDone chan struct{}
-	streamsOnce sync.Once
+// operator is the Server's part that serves the operator: the sinks its
+// decisions go to, and the admin page. Embedded in Server.
+type operator struct {
+	events  events.Fanout // what record emits to
+	live    *admin.Live
+	bus     *events.Bus // nil without an event bus
+	audit   auditLog
+	hook    *events.Webhook
+	console *admin.Console
 }
 
-// startAdmin sets up the admin page's state and the background writers,
-// and reloads recent decisions from the audit log.
+// startAdmin starts the sinks, reloads recent decisions from the audit
+// log, and builds the admin page.
 func (s *Server) startAdmin() error {
 	o := s.opts.Admin
-	s.auth = newAdminAuth(o.Token, o.ReadOnlyToken)
-	s.live = newLive()
-	s.size.interval = time.Minute
-	s.streamsDone = make(chan struct{})
-	s.metrics.observeUpstreams(s.opts.Upstreams)
-	hook, err := newWebhook(o.Webhook, s.opts.Version, s.log, s.metrics)
+	s.metrics.ObserveUpstreams(s.opts.Upstreams)
+	hook, err := events.NewWebhook(o.Webhook, s.opts.Version, s.log, s.metrics.Metrics)
 	if err != nil {
 		return err
 	}
 	s.hook = hook
-	s.audit = newAuditWriter(o.Audit, s.log, s.metrics)
+	s.audit = auditLog{events.NewAudit(o.Audit, s.log, s.metrics.Metrics)}
+	if o.Audit == nil {
+		s.log.Warn("running without an audit log: decisions and override changes are not kept")
+	}
+	if o.Bus == nil {
+		s.log.Info("running without an event bus: the admin page shows this replica's decisions only")
+	}
+	s.live = admin.NewLive()
 	// Join the bus before reading the audit log, so that no decision falls
 	// between the two; live keeps one that is in both once.
-	s.share = startSharing(s.opts.Verdicts, s.live, s.log, s.metrics)
-	var recs []storage.AuditRecord
-	if o.Audit != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		var err error
-		if recs, err = o.Audit.Query(ctx, storage.AuditQuery{Limit: recentEvents}); err != nil {
-			s.log.Warn("admin: recent decisions not reloaded from the audit log", "err", err)
-		}
-	}
-	s.live.load(recs)
+	s.bus = events.JoinBus(o.Bus, s.live.Remote(), s.log, s.metrics.Metrics)
+	s.live.LoadFrom(o.Audit, s.log)
+	s.events = events.Fanout{events.Log(s.log), s.metrics.Metrics, s.live, s.bus, s.audit.Audit, s.hook}
+	s.console = admin.New(admin.Options{
+		Token: o.Token, ReadOnlyToken: o.ReadOnlyToken,
+		Gate: adminGate{s}, Verdicts: s.opts.Verdicts, Overrides: s.opts.Verdicts, Blobs: s.opts.Blobs, Audit: o.Audit,
+		Upstreams: s.opts.Upstreams, Metrics: s.metrics.Metrics, Live: s.live, Webhook: hook.Configured(),
+		CanonicalName: canonicalName, Version: s.opts.Version, Logger: s.log,
+	})
 	return nil
 }
+
+// adminRoutes is everything under /admin/.
+func (s *Server) adminRoutes() http.Handler { return s.console.Handler() }
 
 // AdminHandler serves /admin/ with /metrics, /healthz and /readyz, for a
 // listener of its own (AdminOptions.Separate).
@@ -87,7 +92,7 @@ func (s *Server) AdminHandler() http.Handler {
 // StopStreams ends the admin page's event streams, which would otherwise
 // keep an http.Server's Shutdown waiting; register it with
 // http.Server.RegisterOnShutdown.
-func (s *Server) StopStreams() { s.streamsOnce.Do(func() { close(s.streamsDone) }) }
+func (s *Server) StopStreams() { s.console.StopStreams() }
 
 // Close stops the background work: it ends the event streams, lets the
 // ingests in progress record their verdicts (a blob committed without one
@@ -99,58 +104,46 @@ func (s *Server) Close(ctx context.Context) {
 	if n := s.flights.drain(ctx) + s.allowFlights.drain(ctx); n > 0 {
 		s.log.Warn("stopped with ingests still running; they are redone when asked for", "ingests", n)
 	}
-	s.share.close(ctx)
-	s.audit.close(ctx)
-	s.hook.close(ctx)
+	s.bus.Close(ctx)
+	s.audit.Close(ctx)
+	s.hook.Close(ctx)
 }
 
-// adminRoutes is everything under /admin/.
-func (s *Server) adminRoutes() http.Handler {
-	r := chi.NewRouter()
-	r.Use(securityHeaders)
-	r.Use(s.adminGuard)
-	r.Get("/", s.adminPage)
-	r.Get("/live", s.adminFragment)
-	r.Handle("/static/*", http.StripPrefix("/admin/", staticFiles))
-	r.Post("/overrides", s.adminFormOverride)
-	r.Post("/overrides/delete", s.adminFormDelete)
-	r.Route("/api", func(r chi.Router) {
-		r.Get("/status", s.apiStatus)
-		r.Get("/pulls", s.apiPulls)
-		r.Get("/blocked", s.apiBlocked)
-		r.Get("/scans", s.apiScans)
-		r.Get("/overrides", s.apiOverrides)
-		r.Post("/overrides", s.apiPutOverride)
-		r.Delete("/overrides", s.apiDeleteOverride)
-		r.Get("/verdicts/{digest}", s.apiVerdicts)
-		r.Get("/audit", s.apiAudit)
-		r.Get("/stream", s.apiStream)
-		r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-			adminError(w, r, http.StatusNotFound, "no such API endpoint")
-		})
-	})
-	return r
-}
+// adminGate answers what the admin page asks of the gate.
+type adminGate struct{ s *Server }
 
-// adminError answers JSON under /admin/api/ and text elsewhere.
-func adminError(w http.ResponseWriter, r *http.Request, status int, msg string) {
-	if strings.HasPrefix(r.URL.Path, "/admin/api/") {
-		writeJSON(w, status, map[string]string{"error": msg})
-		return
+func (g adminGate) Scans() []admin.Scan {
+	flights := g.s.Scans()
+	out := make([]admin.Scan, len(flights))
+	for i, f := range flights {
+		out[i] = admin.Scan(f)
 	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.WriteHeader(status)
-	_, _ = w.Write([]byte("pullgate: " + msg + "\n"))
+	return out
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	body, err := json.MarshalIndent(v, "", "  ")
+func (g adminGate) Scanner() *scanner.Scanner { return g.s.scanner() }
+
+func (g adminGate) ImageBlobs(ctx context.Context, d digest.Digest) ([]admin.Blob, bool) {
+	body, mt, err := g.s.opts.Blobs.Manifest(ctx, d)
+	if err != nil || (mt != mediaTypeOCIManifest && mt != mediaTypeDockerManifest) {
+		return nil, false
+	}
+	refs, err := g.s.blobsOf(body)
 	if err != nil {
-		http.Error(w, "encode: "+err.Error(), http.StatusInternalServerError)
-		return
+		return nil, false
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)+1))
-	w.WriteHeader(status)
-	_, _ = w.Write(append(body, '\n'))
+	out := make([]admin.Blob, len(refs))
+	for i, r := range refs {
+		out[i] = admin.Blob{Digest: r.Digest, Kind: r.noun(), Context: r.Context}
+	}
+	return out, true
+}
+
+// canonicalName spells a name's registry as the registry API reads it (any
+// case, any of Docker Hub's aliases).
+func canonicalName(in string) string {
+	if host, rest, ok := strings.Cut(in, "/"); ok && looksLikeHost(host) {
+		return canonicalRegistry(host) + "/" + rest
+	}
+	return in
 }

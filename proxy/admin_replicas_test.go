@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,7 @@ import (
 	"github.com/pullgate/pullgate/internal/verdict"
 
 	"github.com/pullgate/pullgate/internal/testsync"
+	"github.com/pullgate/pullgate/proxy/admin"
 	"github.com/pullgate/pullgate/storage"
 	pgredis "github.com/pullgate/pullgate/storage/redis"
 )
@@ -26,7 +28,7 @@ import (
 func adminReplicas(t *testing.T, hub *testregistry.Registry, hook string, n int) []replica {
 	t.Helper()
 	rs := replicas(t, hub, n, func(o *Options, store *pgredis.Store) {
-		o.Admin = AdminOptions{Token: testAdminToken, Audit: store.AuditLog(0),
+		o.Admin = AdminOptions{Token: testAdminToken, Audit: store.AuditLog(0), Bus: store,
 			Webhook: WebhookOptions{URL: hook, Secret: "webhook-secret-for-tests", Backoff: 20 * time.Millisecond}}
 	})
 	for _, r := range rs {
@@ -64,11 +66,11 @@ func (r replica) get(t *testing.T, path string, v any) {
 }
 
 // blocked returns r's blocked entries for d.
-func (r replica) blocked(t *testing.T, d digest.Digest) []BlockedImage {
+func (r replica) blocked(t *testing.T, d digest.Digest) []admin.BlockedImage {
 	t.Helper()
-	var list struct{ Blocked []BlockedImage }
+	var list struct{ Blocked []admin.BlockedImage }
 	r.get(t, "/admin/api/blocked", &list)
-	var out []BlockedImage
+	var out []admin.BlockedImage
 	for _, b := range list.Blocked {
 		if b.Digest == d {
 			out = append(out, b)
@@ -204,33 +206,7 @@ func TestAdminPageSharedAcrossReplicas(t *testing.T) {
 	}
 	_, _ = io.Copy(&metrics, resp.Body)
 	resp.Body.Close()
-	if strings.Contains(metrics.String(), `pullgate_pulls_total{decision="blocked"}`) {
+	if strings.Contains(metrics.String(), fmt.Sprintf("pullgate_pulls_total{decision=%q}", verdict.Blocked)) {
 		t.Error("B counts A's block in its metrics")
-	}
-}
-
-// A decision shared by another replica while this one reloads the audit
-// log is kept once, whether or not the log already had it.
-func TestLiveKeepsReloadedAndSharedDecisionOnce(t *testing.T) {
-	at := time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)
-	logged := Event{Time: at, Client: "10.0.0.1", Image: "docker.io/a/b:1", Digest: digest.FromString("logged"), Decision: verdict.Blocked}
-	notLogged := Event{Time: at.Add(time.Second), Client: "10.0.0.1", Image: "docker.io/a/c:1", Digest: digest.FromString("new"), Decision: verdict.Blocked}
-	afterLoad := Event{Time: at.Add(2 * time.Second), Client: "10.0.0.2", Image: "docker.io/a/b:1", Digest: digest.FromString("logged"), Decision: verdict.Blocked}
-
-	l := newLive()
-	l.addShared(logged) // shared while the audit log was read...
-	l.addShared(notLogged)
-	l.load([]storage.AuditRecord{auditOf(logged)}) // ...which had it
-	l.addShared(afterLoad)                         // a new attempt counts
-
-	if got := len(l.recent(recentEvents)); got != 3 {
-		t.Errorf("%d decisions kept, want 3: %+v", got, l.recent(recentEvents))
-	}
-	attempts := map[digest.Digest]int{}
-	for _, b := range l.blockedImages() {
-		attempts[b.Digest] = b.Attempts
-	}
-	if attempts[logged.Digest] != 2 || attempts[notLogged.Digest] != 1 {
-		t.Errorf("attempts = %v, want 2 for the logged digest and 1 for the other", attempts)
 	}
 }

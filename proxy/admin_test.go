@@ -5,14 +5,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -23,13 +20,15 @@ import (
 	"github.com/pullgate/pullgate/internal/verdict"
 
 	"github.com/pullgate/pullgate/internal/testsync"
+	"github.com/pullgate/pullgate/proxy/admin"
+	"github.com/pullgate/pullgate/proxy/admin/admintest"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
 
 const (
-	testAdminToken    = "admin-token-0123456789abcdef"
-	testReadOnlyToken = "readonly-token-0123456789abcdef"
+	testAdminToken    = admintest.AdminToken
+	testReadOnlyToken = admintest.ReadOnlyToken
 )
 
 type adminFixture struct {
@@ -66,137 +65,15 @@ func newAdminFixture(t *testing.T, mods ...func(*Options)) *adminFixture {
 	return &adminFixture{fixture: f, audit: audit, logs: logs}
 }
 
-// req sends an admin request; auth is "bearer:TOKEN", "basic:USER:TOKEN"
-// or "" for none; hdr are extra header pairs.
+// req sends an admin request (admintest.Request).
 func (f *adminFixture) req(t *testing.T, method, path, auth string, body io.Reader, hdr ...string) (*http.Response, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, f.url+path, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	switch {
-	case strings.HasPrefix(auth, "bearer:"):
-		req.Header.Set("Authorization", "Bearer "+strings.TrimPrefix(auth, "bearer:"))
-	case strings.HasPrefix(auth, "basic:"):
-		user, pass, _ := strings.Cut(strings.TrimPrefix(auth, "basic:"), ":")
-		req.SetBasicAuth(user, pass)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	client := *f.client
-	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, b
-}
-
-var csrfMeta = regexp.MustCompile(`<meta name="csrf-token" content="([0-9a-f]+)">`)
-
-// csrf reads the anti-forgery token from the page, as a browser would.
-func (f *adminFixture) csrf(t *testing.T, auth string) string {
-	t.Helper()
-	resp, body := f.req(t, "GET", "/admin/", auth, nil)
-	m := csrfMeta.FindSubmatch(body)
-	if resp.StatusCode != 200 || m == nil {
-		t.Fatalf("GET /admin/: %d, no csrf token in %q", resp.StatusCode, truncate(string(body), 300))
-	}
-	return string(m[1])
+	return admintest.Request(t, f.client, f.url, method, path, auth, body, hdr...)
 }
 
 func overrideJSON(subject, action, reason string) io.Reader {
-	b, _ := json.Marshal(OverrideRequest{Subject: subject, Action: action, Reason: reason})
+	b, _ := json.Marshal(admin.OverrideRequest{Subject: subject, Action: action, Reason: reason})
 	return bytes.NewReader(b)
-}
-
-func TestAdminAccessControl(t *testing.T) {
-	f := newAdminFixture(t)
-	admin, ro := "bearer:"+testAdminToken, "bearer:"+testReadOnlyToken
-	basicAdmin, basicRO := "basic:alice:"+testAdminToken, "basic:bob:"+testReadOnlyToken
-	csrf := f.csrf(t, basicAdmin)
-	roCSRF := f.csrf(t, basicRO)
-	subject := digest.FromString("access-control").String()
-	jsonCT := []string{"Content-Type", "application/json"}
-
-	cases := []struct {
-		name, method, path, auth string
-		body                     func() io.Reader
-		hdr                      []string
-		want                     int
-	}{
-		{"no token", "GET", "/admin/api/status", "", nil, nil, 401},
-		{"no token, page", "GET", "/admin/", "", nil, nil, 401},
-		{"wrong bearer", "GET", "/admin/api/status", "bearer:not-the-token-at-all", nil, nil, 401},
-		{"wrong basic password", "GET", "/admin/", "basic:alice:not-the-token-at-all", nil, nil, 401},
-		{"token as basic user name", "GET", "/admin/", "basic:" + testAdminToken + ":", nil, nil, 401},
-		{"admin bearer reads", "GET", "/admin/api/status", admin, nil, nil, 200},
-		{"read-only bearer reads", "GET", "/admin/api/overrides", ro, nil, nil, 200},
-		{"basic auth, any user, reads", "GET", "/admin/", basicRO, nil, nil, 200},
-		{"static files need a login too", "GET", "/admin/static/admin.css", "", nil, nil, 401},
-		{"read-only bearer writes", "POST", "/admin/api/overrides", ro, func() io.Reader { return overrideJSON(subject, "deny", "r") }, jsonCT, 403},
-		{"read-only basic writes with its csrf", "POST", "/admin/api/overrides", basicRO, func() io.Reader { return overrideJSON(subject, "deny", "r") }, append([]string{"X-CSRF-Token", roCSRF}, jsonCT...), 403},
-		{"read-only deletes", "DELETE", "/admin/api/overrides?subject=" + subject, ro, nil, nil, 403},
-		{"basic admin without csrf", "POST", "/admin/api/overrides", basicAdmin, func() io.Reader { return overrideJSON(subject, "deny", "r") }, jsonCT, 403},
-		{"basic admin with a wrong csrf", "POST", "/admin/api/overrides", basicAdmin, func() io.Reader { return overrideJSON(subject, "deny", "r") }, append([]string{"X-CSRF-Token", roCSRF}, jsonCT...), 403},
-		{"basic admin form without csrf", "POST", "/admin/overrides", basicAdmin, func() io.Reader {
-			return strings.NewReader(url.Values{"subject": {subject}, "action": {"deny"}, "reason": {"r"}}.Encode())
-		}, []string{"Content-Type", "application/x-www-form-urlencoded"}, 403},
-		{"basic admin from another origin", "POST", "/admin/api/overrides", basicAdmin, func() io.Reader { return overrideJSON(subject, "deny", "r") },
-			append([]string{"X-CSRF-Token", csrf, "Origin", "https://evil.example"}, jsonCT...), 403},
-		{"basic admin cross-site", "POST", "/admin/api/overrides", basicAdmin, func() io.Reader { return overrideJSON(subject, "deny", "r") },
-			append([]string{"X-CSRF-Token", csrf, "Sec-Fetch-Site", "cross-site"}, jsonCT...), 403},
-		{"missing reason", "POST", "/admin/api/overrides", admin, func() io.Reader { return overrideJSON(subject, "deny", " ") }, jsonCT, 400},
-		{"a tag is not a subject", "POST", "/admin/api/overrides", admin, func() io.Reader { return overrideJSON("alpine:3.20", "deny", "r") }, jsonCT, 400},
-		{"basic admin with csrf", "POST", "/admin/api/overrides", basicAdmin, func() io.Reader { return overrideJSON(subject, "deny", "r") }, append([]string{"X-CSRF-Token", csrf}, jsonCT...), 201},
-		{"basic admin form with csrf", "POST", "/admin/overrides", basicAdmin, func() io.Reader {
-			return strings.NewReader(url.Values{"csrf": {csrf}, "subject": {"someone/tool"}, "action": {"deny"}, "reason": {"r"}}.Encode())
-		}, []string{"Content-Type", "application/x-www-form-urlencoded"}, 303},
-		{"bearer admin needs no csrf", "DELETE", "/admin/api/overrides?subject=" + subject, admin, nil, nil, 200},
-		{"removing nothing", "DELETE", "/admin/api/overrides?subject=" + subject, admin, nil, nil, 404},
-	}
-	for _, tc := range cases {
-		var body io.Reader
-		if tc.body != nil {
-			body = tc.body()
-		}
-		resp, b := f.req(t, tc.method, tc.path, tc.auth, body, tc.hdr...)
-		if resp.StatusCode != tc.want {
-			t.Errorf("%s: %s %s = %d, want %d: %s", tc.name, tc.method, tc.path, resp.StatusCode, tc.want, truncate(string(b), 200))
-		}
-		if resp.StatusCode == 401 && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Basic ") {
-			t.Errorf("%s: 401 without a basic auth challenge", tc.name)
-		}
-		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") || resp.Header.Get("X-Frame-Options") != "DENY" {
-			t.Errorf("%s: security headers missing: CSP %q", tc.name, csp)
-		}
-		for _, tok := range []string{testAdminToken, testReadOnlyToken} {
-			if strings.Contains(string(b), tok) {
-				t.Errorf("%s: the answer contains a token", tc.name)
-			}
-		}
-	}
-	o, err := f.store.Override(context.Background(), "docker.io/someone/tool")
-	if err != nil || o.Action != storage.Deny || o.Actor != "admin:alice" {
-		t.Errorf("the form's override: %+v, %v", o, err)
-	}
-	if !strings.Contains(f.logs.String(), "admin: authentication failed") {
-		t.Error("failed logins are not logged")
-	}
-}
-
-func TestAdminDisabledWithoutToken(t *testing.T) {
-	f := newFixture(t)
-	resp, body := f.do(t, "GET", "/admin/api/status", "Authorization", "Bearer anything-at-all-here")
-	if resp.StatusCode != http.StatusNotFound || !strings.Contains(string(body), "disabled") {
-		t.Fatalf("no token configured: %d %s", resp.StatusCode, body)
-	}
 }
 
 // A blocked pull shows on the API with its file and rule; allowing the
@@ -206,13 +83,13 @@ func TestAdminBlockedThenAllowed(t *testing.T) {
 	f := newAdminFixture(t)
 	mdgst := f.hub.Push(t, "someone/miner", "1", testregistry.MinerImage("miner"))
 	bad := digest.FromBytes(testregistry.MinerImage("miner").Layers[2])
-	admin := "bearer:" + testAdminToken
+	asAdmin := "bearer:" + testAdminToken
 
 	if resp, body := f.do(t, "GET", "/v2/someone/miner/manifests/1"); resp.StatusCode != 403 {
 		t.Fatalf("miner pull: %d %s", resp.StatusCode, body)
 	}
-	var blocked struct{ Blocked []BlockedImage }
-	_, body := f.req(t, "GET", "/admin/api/blocked", admin, nil)
+	var blocked struct{ Blocked []admin.BlockedImage }
+	_, body := f.req(t, "GET", "/admin/api/blocked", asAdmin, nil)
 	if err := json.Unmarshal(body, &blocked); err != nil || len(blocked.Blocked) != 1 {
 		t.Fatalf("blocked: %s", body)
 	}
@@ -222,16 +99,17 @@ func TestAdminBlockedThenAllowed(t *testing.T) {
 		t.Fatalf("blocked entry: %+v", b)
 	}
 	var pulls struct{ Pulls []Event }
-	_, body = f.req(t, "GET", "/admin/api/pulls", admin, nil)
+	_, body = f.req(t, "GET", "/admin/api/pulls", asAdmin, nil)
 	if err := json.Unmarshal(body, &pulls); err != nil || len(pulls.Pulls) == 0 || pulls.Pulls[0].Decision != verdict.Blocked {
 		t.Fatalf("pulls: %s", body)
 	}
 
-	resp, body := f.req(t, "POST", "/admin/api/overrides", admin,
+	resp, body := f.req(t, "POST", "/admin/api/overrides", asAdmin,
 		overrideJSON("docker.io/someone/miner@"+mdgst.String(), "allow", "vendor tool, reviewed"), "Content-Type", "application/json")
 	var created struct{ Overrides []storage.Override }
 	if err := json.Unmarshal(body, &created); resp.StatusCode != 201 || err != nil || len(created.Overrides) != 2 ||
-		created.Overrides[0].Subject != mdgst.String() || created.Overrides[1].Subject != bad.String() || created.Overrides[0].Actor != "admin" {
+		created.Overrides[0].Subject != mdgst.String() || created.Overrides[1].Subject != bad.String() || created.Overrides[0].Actor != "admin" ||
+		created.Overrides[1].Image != mdgst || created.Overrides[1].Reason != "vendor tool, reviewed" {
 		t.Fatalf("allow: %d %s", resp.StatusCode, body)
 	}
 	resp, body = f.do(t, "GET", "/v2/someone/miner/manifests/1")
@@ -243,29 +121,35 @@ func TestAdminBlockedThenAllowed(t *testing.T) {
 	}
 
 	var audit struct{ Records []storage.AuditRecord }
-	_, body = f.req(t, "GET", "/admin/api/audit?digest="+mdgst.String(), admin, nil)
+	_, body = f.req(t, "GET", "/admin/api/audit?digest="+mdgst.String(), asAdmin, nil)
 	if err := json.Unmarshal(body, &audit); err != nil {
 		t.Fatal(err)
 	}
-	kinds := map[string]int{}
-	for _, r := range audit.Records {
-		kinds[r.Kind+"/"+r.Decision.String()+r.Action]++
+	type kind struct {
+		kind     string
+		decision verdict.Outcome
+		action   string
 	}
-	if kinds["override/allow"] != 1 || kinds["pull/blocked"] != 1 || kinds["pull/override"] == 0 {
+	kinds := map[kind]int{}
+	for _, r := range audit.Records {
+		kinds[kind{r.Kind, r.Decision, r.Action}]++
+	}
+	if kinds[kind{storage.AuditOverride, 0, string(storage.Allow)}] != 1 || kinds[kind{storage.AuditPull, verdict.Blocked, ""}] != 1 ||
+		kinds[kind{storage.AuditPull, verdict.Overridden, ""}] == 0 {
 		t.Fatalf("audit for %s: %v\n%s", mdgst, kinds, body)
 	}
-	_, body = f.req(t, "GET", "/admin/api/audit?image=someone/miner", admin, nil)
+	_, body = f.req(t, "GET", "/admin/api/audit?image=someone/miner", asAdmin, nil)
 	if err := json.Unmarshal(body, &audit); err != nil || len(audit.Records) < 2 {
 		t.Fatalf("audit by image: %s", body)
 	}
 
-	var rep VerdictReport
-	_, body = f.req(t, "GET", "/admin/api/verdicts/"+mdgst.String(), admin, nil)
+	var rep admin.VerdictReport
+	_, body = f.req(t, "GET", "/admin/api/verdicts/"+mdgst.String(), asAdmin, nil)
 	if err := json.Unmarshal(body, &rep); err != nil || rep.Override == nil || len(rep.Blobs) != 4 {
 		t.Fatalf("verdict report: %s", body)
 	}
 
-	resp, body = f.req(t, "DELETE", "/admin/api/overrides?subject="+url.QueryEscape(mdgst.String()), admin, nil)
+	resp, body = f.req(t, "DELETE", "/admin/api/overrides?subject="+url.QueryEscape(mdgst.String()), asAdmin, nil)
 	if resp.StatusCode != 200 || !strings.Contains(string(body), bad.String()) {
 		t.Fatalf("remove: %d %s", resp.StatusCode, body)
 	}
@@ -344,7 +228,7 @@ func TestAdminPageAndReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := srv2.live.blockedImages(); len(got) != 1 || got[0].Image != "docker.io/someone/miner:1" {
+	if got := srv2.live.BlockedImages(); len(got) != 1 || got[0].Image != "docker.io/someone/miner:1" {
 		t.Fatalf("reloaded blocked list: %+v", got)
 	}
 }
@@ -390,141 +274,19 @@ func (r *recorder) Header() http.Header         { return r.h }
 func (r *recorder) WriteHeader(c int)           { r.code = c }
 func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
 
-// The Grafana dashboard only queries series pullgate exports.
-func TestGrafanaDashboardUsesRealMetrics(t *testing.T) {
-	dash, err := os.ReadFile(filepath.Join("..", "configs", "grafana-dashboard.json"))
-	if err != nil {
-		t.Fatal(err)
+// The server says at start what it runs without: an event bus (the page
+// shows this replica's decisions only) and an audit log.
+func TestStartSaysWhatItRunsWithout(t *testing.T) {
+	const noBus, noAudit = "running without an event bus", "running without an audit log"
+	f := newAdminFixture(t) // an audit log, no bus
+	if logs := f.logs.String(); !strings.Contains(logs, noBus) || strings.Contains(logs, noAudit) {
+		t.Errorf("with an audit log and no bus, the start logs:\n%s", logs)
 	}
-	var parsed map[string]any
-	if err := json.Unmarshal(dash, &parsed); err != nil {
-		t.Fatalf("dashboard is not JSON: %v", err)
-	}
-	src, err := os.ReadFile("metrics.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := regexp.MustCompile(`pullgate_[a-z_]+`).FindAllString(string(dash), -1)
-	if len(names) < 10 {
-		t.Fatalf("only %d metric references in the dashboard", len(names))
-	}
-	for _, n := range names {
-		base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(n, "_bucket"), "_sum"), "_count")
-		if !strings.Contains(string(src), `"`+base+`"`) {
-			t.Errorf("the dashboard queries %s, which metrics.go does not define", n)
-		}
-	}
-}
-
-// A token that keeps failing is refused (429 with Retry-After) without
-// locking out the good token from the same address (a reverse proxy); an
-// address that keeps guessing is refused with any token.
-func TestAdminLoginFailuresAreLimited(t *testing.T) {
-	f := newAdminFixture(t)
-	for i := range maxTokenFailures {
-		if resp, _ := f.req(t, "GET", "/admin/api/status", "bearer:stale-token-of-some-script", nil); resp.StatusCode != http.StatusUnauthorized {
-			t.Fatalf("failure %d: %d", i, resp.StatusCode)
-		}
-	}
-	resp, _ := f.req(t, "GET", "/admin/api/status", "bearer:stale-token-of-some-script", nil)
-	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("the bad token after %d failures: %d, Retry-After %q", maxTokenFailures, resp.StatusCode, resp.Header.Get("Retry-After"))
-	}
-	if resp, _ := f.req(t, "GET", "/admin/api/status", "bearer:"+testAdminToken, nil); resp.StatusCode != http.StatusOK {
-		t.Fatalf("the good token from the same address: %d", resp.StatusCode)
-	}
-	// Guesses: a new token each time.
-	for i := maxTokenFailures; i < maxAddressFailures; i++ {
-		if resp, _ := f.req(t, "GET", "/admin/api/status", fmt.Sprintf("bearer:guess-%d", i), nil); resp.StatusCode != http.StatusUnauthorized {
-			t.Fatalf("guess %d: %d", i, resp.StatusCode)
-		}
-	}
-	// The address is now refused any token that does not start as a
-	// configured one, the next guess included; the operator behind the
-	// same address, whose token does, keeps working.
-	resp, _ = f.req(t, "GET", "/admin/api/status", "bearer:guess-next", nil)
-	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("a guess after %d failures from one address: %d", maxAddressFailures, resp.StatusCode)
-	}
-	if resp, _ := f.req(t, "GET", "/admin/api/status", "bearer:"+testAdminToken, nil); resp.StatusCode != http.StatusOK {
-		t.Fatalf("the good token from an address with %d failures: %d", maxAddressFailures, resp.StatusCode)
-	}
-	// A token that starts right and goes wrong later is checked, and
-	// counted against its own key.
-	wrong := testAdminToken[:tokenPrefix] + "-but-not-the-rest"
-	if resp, _ := f.req(t, "GET", "/admin/api/status", "bearer:"+wrong, nil); resp.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("a token with the right start and a wrong end: %d", resp.StatusCode)
-	}
-}
-
-// An attacker cycling through addresses cannot flush the table: 10,000
-// failures from as many addresses leave the attacker's own count (and its
-// refusal) as they were, and the table keeps its size.
-func TestLoginLimiterCannotBeFlushed(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		failures int // the attacker's, before the flood
-	}{
-		{"busy", maxAddressFailures - 1},
-		{"refused", maxAddressFailures},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var l loginLimiter
-			for range tc.failures {
-				l.fail("10.9.9.9", "")
-			}
-			for i := range maxTracked {
-				l.fail(fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), "")
-			}
-			if n := len(l.addresses.entries); n > maxTracked {
-				t.Fatalf("%d addresses tracked, over %d", n, maxTracked)
-			}
-			if tc.failures < maxAddressFailures {
-				if l.wait("10.9.9.9", "", false) != 0 {
-					t.Fatal("refused before the limit")
-				}
-				l.fail("10.9.9.9", "")
-			}
-			if l.wait("10.9.9.9", "", false) <= 0 {
-				t.Fatal("the flood reset the attacker's failures")
-			}
-		})
-	}
-}
-
-// A table full of refusing entries refuses what it cannot track, rather
-// than forget one.
-func TestLoginLimiterFailsClosedWhenFull(t *testing.T) {
-	var l loginLimiter
-	for i := range maxTracked {
-		for range maxTokenFailures {
-			l.fail("10.0.0.1", fmt.Sprintf("key-%d", i))
-		}
-	}
-	l.fail("10.0.0.2", "key-new")
-	if l.wait("10.0.0.3", "key-other", false) <= 0 {
-		t.Fatal("a token the full table cannot track is let through")
-	}
-	if l.wait("10.0.0.3", "key-1", false) <= 0 {
-		t.Fatal("a refused token was forgotten")
-	}
-}
-
-func TestLoginLimiterForgetsOldFailures(t *testing.T) {
-	var l loginLimiter
-	for range maxTokenFailures {
-		l.fail("10.0.0.1", "bad")
-	}
-	if l.wait("10.0.0.1", "bad", false) <= 0 || l.wait("10.0.0.1", "good", false) != 0 || l.wait("10.0.0.2", "", false) != 0 {
-		t.Fatal("the limit applies to the failing token only")
-	}
-	// Age the failures past the window.
-	for _, e := range []*failureTable{&l.addresses, &l.tokens} {
-		for _, el := range e.entries {
-			el.Value.(*failures).start = time.Now().Add(-2 * failureWindow)
-		}
-	}
-	if l.wait("10.0.0.1", "bad", false) != 0 {
-		t.Fatal("failures older than the window still count")
+	var logs testsync.Buffer
+	newFixture(t, func(o *Options, _ *scanner.Options) {
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	if !strings.Contains(logs.String(), noBus) || !strings.Contains(logs.String(), noAudit) {
+		t.Errorf("with neither, the start logs:\n%s", logs.String())
 	}
 }

@@ -260,7 +260,7 @@ func TestLoadHugeUserAgentsStayBounded(t *testing.T) {
 	// last one.
 	testsync.WaitFor(t, 20*time.Second, "the audit log to take every pull", func() bool {
 		recs, err := audit.Query(ctx, storage.AuditQuery{Kind: storage.AuditPull, Limit: loadRetention})
-		return err == nil && len(recs) == loadRetention && len(srv.audit.q) == 0
+		return err == nil && len(recs) == loadRetention && srv.audit.Queued() == 0
 	})
 	redisAfter, heapAfter, rssAfter := redisUsedMemory(t, rc), heapBytes(), rssBytes(t)
 	t.Logf("%d pulls with a %d KB user agent in %s: redis used_memory %d -> %d KB, heap %d -> %d KB, RSS %d -> %d KB, longest log line %d bytes",

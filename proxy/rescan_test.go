@@ -106,7 +106,7 @@ func TestRetroactiveBlockNamesWhoPulledIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got *Event
-	for _, ev := range f.srv.live.recent(50) {
+	for _, ev := range f.srv.live.Recent(50) {
 		if ev.Decision == verdict.RetroactiveBlock {
 			got = &ev
 			break

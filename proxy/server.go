@@ -146,7 +146,7 @@ type Server struct {
 	streams      streamSlots // blob downloads in progress (serve.go)
 	storeProbe   writeProbe  // /readyz's cached write probe
 
-	admin // the operator's window: admin*.go, events.go
+	operator // the operator's window: admin.go, events.go
 }
 
 // New checks the options and builds a Server.

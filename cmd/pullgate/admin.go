@@ -83,12 +83,13 @@ func (c AdminConfig) validate() error {
 	return errors.Join(errs...)
 }
 
-func adminOptions(c AdminConfig, dataDir string, audit storage.AuditLog) proxy.AdminOptions {
+func adminOptions(c AdminConfig, dataDir string, audit storage.AuditLog, bus storage.EventBus) proxy.AdminOptions {
 	return proxy.AdminOptions{
 		Token:         c.Token,
 		ReadOnlyToken: c.ReadOnlyToken,
 		Separate:      c.Listen != "",
 		Audit:         audit,
+		Bus:           bus,
 		Webhook: proxy.WebhookOptions{
 			URL: c.Webhook.URL, Secret: c.Webhook.Secret,
 			SpoolDir: filepath.Join(dataDir, "webhook"),

@@ -91,7 +91,7 @@ func serve(args []string, stderr io.Writer) error {
 		MaxConfigBytes:    cfg.Gate.MaxConfigBytes,
 		MaxManifestLayers: cfg.Gate.MaxLayers,
 		Serve:             serveOptions(cfg.Serve),
-		Admin:             adminOptions(cfg.Admin, cfg.DataDir, audit),
+		Admin:             adminOptions(cfg.Admin, cfg.DataDir, audit, stores.Bus),
 		Logger:            log,
 		Version:           version,
 	})

@@ -15,7 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/pullgate/pullgate/proxy"
+	"github.com/pullgate/pullgate/proxy/admin"
 	"github.com/pullgate/pullgate/storage"
 )
 
@@ -104,7 +104,7 @@ func verdicts(args []string, stdout, stderr io.Writer) error {
 		if strings.TrimSpace(*reason) == "" {
 			return fmt.Errorf("verdicts %s: --reason is required (it goes to the audit log)", cmd)
 		}
-		return c.set(ctx, stdout, proxy.OverrideRequest{Subject: operands[0], Action: cmd, Reason: *reason}, *asJSON)
+		return c.set(ctx, stdout, admin.OverrideRequest{Subject: operands[0], Action: cmd, Reason: *reason}, *asJSON)
 	case "rm":
 		if err := need(1); err != nil {
 			return err
@@ -171,7 +171,7 @@ func (c *apiClient) do(ctx context.Context, method, path string, body any, out a
 
 func (c *apiClient) ls(ctx context.Context, w io.Writer, asJSON bool) error {
 	var blocked struct {
-		Blocked []proxy.BlockedImage `json:"blocked"`
+		Blocked []admin.BlockedImage `json:"blocked"`
 	}
 	var overrides struct {
 		Overrides []storage.Override `json:"overrides"`
@@ -217,7 +217,7 @@ func (c *apiClient) show(ctx context.Context, w io.Writer, subject string, asJSO
 	if _, after, ok := strings.Cut(subject, "@"); ok {
 		d = after
 	}
-	var rep proxy.VerdictReport
+	var rep admin.VerdictReport
 	raw, err := c.do(ctx, http.MethodGet, "/admin/api/verdicts/"+url.PathEscape(d), nil, &rep)
 	if err != nil {
 		return err
@@ -274,7 +274,7 @@ func (c *apiClient) show(ctx context.Context, w io.Writer, subject string, asJSO
 	return tw.Flush()
 }
 
-func (c *apiClient) set(ctx context.Context, w io.Writer, req proxy.OverrideRequest, asJSON bool) error {
+func (c *apiClient) set(ctx context.Context, w io.Writer, req admin.OverrideRequest, asJSON bool) error {
 	var out struct {
 		Overrides []storage.Override `json:"overrides"`
 	}

@@ -1,6 +1,8 @@
-package proxy
+package admin
 
 import (
+	"context"
+	"log/slog"
 	"sort"
 	"sync"
 	"time"
@@ -8,13 +10,14 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/pullgate/pullgate/internal/verdict"
+	"github.com/pullgate/pullgate/proxy/events"
 	"github.com/pullgate/pullgate/storage"
 )
 
 // The admin page's memory is bounded in entries, and each entry in bytes
-// (Event.bounded): recentEvents decisions in the ring (and as many waiting
-// in pending at start), maxBlocked refused digests, maxBlockedClients
-// addresses for each.
+// (events.Event.Bounded): recentEvents decisions in the ring (and as many
+// waiting in pending at start), maxBlocked refused digests,
+// maxBlockedClients addresses for each.
 const (
 	// recentEvents is how many pull decisions the admin page keeps in
 	// memory (and reloads from the audit log at start).
@@ -49,12 +52,12 @@ type sseMessage struct {
 	Data  any
 }
 
-// live is the admin page's memory: a ring of recent decisions (this
+// Live is the admin page's memory: a ring of recent decisions (this
 // replica's and, with a shared store, the others'), the blocked images, the
 // last upstream errors, and the subscribers to changes.
-type live struct {
+type Live struct {
 	mu       sync.Mutex
-	ring     []Event // oldest first once full, see add
+	ring     []events.Event // oldest first once full, see add
 	next     int
 	full     bool
 	blocked  map[digest.Digest]*BlockedImage
@@ -65,7 +68,7 @@ type live struct {
 	// the audit log; one that load already kept (written to the shared
 	// log before it reached us) is then dropped, once, by its key.
 	loaded  map[eventKey]struct{} // nil until load
-	pending []Event
+	pending []events.Event
 }
 
 // eventKey tells a decision from the others, wherever it comes from.
@@ -76,21 +79,30 @@ type eventKey struct {
 	client   string
 }
 
-func keyOf(ev Event) eventKey {
+func keyOf(ev events.Event) eventKey {
 	return eventKey{time: ev.Time.UnixNano(), digest: ev.Digest, decision: ev.Decision, client: ev.Client}
 }
 
-func newLive() *live {
-	return &live{
-		ring:     make([]Event, recentEvents),
+// NewLive makes an empty live view.
+func NewLive() *Live {
+	return &Live{
+		ring:     make([]events.Event, recentEvents),
 		blocked:  map[digest.Digest]*BlockedImage{},
 		upErrors: map[string]time.Time{},
 		subs:     map[chan sseMessage]struct{}{},
 	}
 }
 
+// Emit keeps ev and tells the subscribers: Live is the sink of this
+// replica's decisions.
+func (l *Live) Emit(ev events.Event) { l.add(ev) }
+
+// Remote is the sink of the other replicas' decisions (from the event
+// bus): each is kept once, whether or not the audit log had it at Load.
+func (l *Live) Remote() events.Sink { return events.SinkFunc(l.addShared) }
+
 // add keeps ev and tells the subscribers.
-func (l *live) add(ev Event) {
+func (l *Live) add(ev events.Event) {
 	l.mu.Lock()
 	l.keep(ev)
 	l.mu.Unlock()
@@ -98,7 +110,7 @@ func (l *live) add(ev Event) {
 }
 
 // addShared keeps a decision another replica made, once.
-func (l *live) addShared(ev Event) {
+func (l *Live) addShared(ev events.Event) {
 	l.mu.Lock()
 	if l.loaded == nil {
 		if len(l.pending) < recentEvents {
@@ -118,22 +130,38 @@ func (l *live) addShared(ev Event) {
 
 // seen reports whether load kept the decision k, and forgets it: each
 // arrives on the bus at most once.
-func (l *live) seen(k eventKey) bool {
+func (l *Live) seen(k eventKey) bool {
 	_, ok := l.loaded[k]
 	delete(l.loaded, k)
 	return ok
 }
 
+// LoadFrom reloads the recent decisions from the audit log a (nil: there
+// is none). A log that cannot be read leaves the view empty, and says so.
+func (l *Live) LoadFrom(a storage.AuditLog, log *slog.Logger) {
+	var recs []storage.AuditRecord
+	if a != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var err error
+		if recs, err = a.Query(ctx, storage.AuditQuery{Limit: recentEvents}); err != nil {
+			log.Warn("admin: recent decisions not reloaded from the audit log", "err", err)
+		}
+	}
+	l.load(recs)
+}
+
 // load replays records from the audit log (newest first, as a query
 // returns them; nil without one), then the decisions shared while it was
-// read, without telling anyone. It is called once, at start.
-func (l *live) load(records []storage.AuditRecord) {
+// read, without telling anyone. It is called once, at start, after the
+// bus is joined, so that no decision falls between the two.
+func (l *Live) load(records []storage.AuditRecord) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.loaded = make(map[eventKey]struct{}, len(records))
 	for i := len(records) - 1; i >= 0; i-- {
 		if records[i].Kind == storage.AuditPull || records[i].Kind == storage.AuditRetroactive {
-			ev := eventOf(records[i])
+			ev := events.FromAudit(records[i])
 			l.keep(ev)
 			l.loaded[keyOf(ev)] = struct{}{}
 		}
@@ -146,12 +174,12 @@ func (l *live) load(records []storage.AuditRecord) {
 	l.pending = nil
 }
 
-func (l *live) keep(ev Event) {
+func (l *Live) keep(ev events.Event) {
 	l.ring[l.next] = ev
 	l.next = (l.next + 1) % len(l.ring)
 	l.full = l.full || l.next == 0
-	switch ev.Decision {
-	case verdict.Blocked, verdict.Failed, verdict.Policy, verdict.RetroactiveBlock:
+	switch {
+	case class(ev.Decision) == classBad:
 		b := l.blocked[ev.Digest]
 		if b == nil {
 			if len(l.blocked) >= maxBlocked {
@@ -170,8 +198,8 @@ func (l *live) keep(ev Event) {
 			client = otherClients
 		}
 		b.Clients[client]++
-	case verdict.UpstreamFailed:
-		l.upErrors[registryOf(ev.Image)] = ev.Time
+	case ev.Decision == verdict.UpstreamFailed:
+		l.upErrors[ev.Registry()] = ev.Time
 	default:
 		// A digest served since (an operator allowed it) keeps its row,
 		// with the decision that changed.
@@ -183,7 +211,7 @@ func (l *live) keep(ev Event) {
 
 // forgetOldestBlocked drops the refused digest seen least recently. The
 // caller holds l.mu.
-func (l *live) forgetOldestBlocked() {
+func (l *Live) forgetOldestBlocked() {
 	var oldest *BlockedImage
 	for _, b := range l.blocked {
 		if oldest == nil || b.LastSeen.Before(oldest.LastSeen) {
@@ -195,8 +223,8 @@ func (l *live) forgetOldestBlocked() {
 	}
 }
 
-// recent returns up to n decisions, newest first.
-func (l *live) recent(n int) []Event {
+// Recent returns up to n decisions, newest first.
+func (l *Live) Recent(n int) []events.Event {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	size := l.next
@@ -204,15 +232,15 @@ func (l *live) recent(n int) []Event {
 		size = len(l.ring)
 	}
 	n = min(n, size)
-	out := make([]Event, 0, n)
+	out := make([]events.Event, 0, n)
 	for i := 1; i <= n; i++ {
 		out = append(out, l.ring[(l.next-i+len(l.ring))%len(l.ring)])
 	}
 	return out
 }
 
-// blockedImages returns the blocked images, most recently seen first.
-func (l *live) blockedImages() []BlockedImage {
+// BlockedImages returns the blocked images, most recently seen first.
+func (l *Live) BlockedImages() []BlockedImage {
 	l.mu.Lock()
 	out := make([]BlockedImage, 0, len(l.blocked))
 	for _, b := range l.blocked {
@@ -229,7 +257,7 @@ func (l *live) blockedImages() []BlockedImage {
 }
 
 // blockedFindings returns the findings recorded for a refused digest.
-func (l *live) blockedFindings(d digest.Digest) []storage.Finding {
+func (l *Live) blockedFindings(d digest.Digest) []storage.Finding {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if b := l.blocked[d]; b != nil {
@@ -238,14 +266,14 @@ func (l *live) blockedFindings(d digest.Digest) []storage.Finding {
 	return nil
 }
 
-func (l *live) lastUpstreamError(registry string) time.Time {
+func (l *Live) lastUpstreamError(registry string) time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.upErrors[registry]
 }
 
 // subscribe returns a channel of changes and a function to stop them.
-func (l *live) subscribe() (<-chan sseMessage, func()) {
+func (l *Live) subscribe() (<-chan sseMessage, func()) {
 	ch := make(chan sseMessage, 64)
 	l.mu.Lock()
 	l.subs[ch] = struct{}{}
@@ -259,7 +287,7 @@ func (l *live) subscribe() (<-chan sseMessage, func()) {
 
 // notify sends m to every subscriber without waiting: one that is not
 // keeping up misses it (the page catches up on the next message or tick).
-func (l *live) notify(m sseMessage) {
+func (l *Live) notify(m sseMessage) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for ch := range l.subs {
@@ -270,11 +298,24 @@ func (l *live) notify(m sseMessage) {
 	}
 }
 
-func registryOf(image string) string {
-	for i := 0; i < len(image); i++ {
-		if image[i] == '/' {
-			return image[:i]
-		}
+// classBad is the class of a refusal for what the content or its name is:
+// those are the blocked list's.
+const classBad = "bad"
+
+// class sorts an outcome for the page and the blocked list: a refusal
+// for the content or its name, one that says nothing about either (still
+// scanning, upstream down: "warn"), served ("ok"), an index ("muted"),
+// or an operator's override ("info").
+func class(o verdict.Outcome) string {
+	switch o {
+	case verdict.Allowed:
+		return "ok"
+	case verdict.Blocked, verdict.Failed, verdict.Policy, verdict.RetroactiveBlock:
+		return classBad
+	case verdict.Index:
+		return "muted"
+	case verdict.Pending, verdict.UpstreamFailed:
+		return "warn"
 	}
-	return image
+	return "info"
 }

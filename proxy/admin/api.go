@@ -1,4 +1,4 @@
-package proxy
+package admin
 
 import (
 	"encoding/json"
@@ -15,28 +15,28 @@ import (
 	"github.com/pullgate/pullgate/storage"
 )
 
-func (s *Server) apiStatus(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.status(r.Context()))
+func (c *Console) apiStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, c.status(r.Context()))
 }
 
-func (s *Server) apiPulls(w http.ResponseWriter, r *http.Request) {
+func (c *Console) apiPulls(w http.ResponseWriter, r *http.Request) {
 	n, _ := strconv.Atoi(r.URL.Query().Get("limit"))
 	if n <= 0 {
 		n = 100
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"pulls": s.live.recent(n)})
+	writeJSON(w, http.StatusOK, map[string]any{"pulls": c.opts.Live.Recent(n)})
 }
 
-func (s *Server) apiBlocked(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"blocked": s.blockedWithOverrides(r.Context())})
+func (c *Console) apiBlocked(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"blocked": c.blockedWithOverrides(r.Context())})
 }
 
-func (s *Server) apiScans(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"scans": s.Scans()})
+func (c *Console) apiScans(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"scans": c.opts.Gate.Scans()})
 }
 
-func (s *Server) apiOverrides(w http.ResponseWriter, r *http.Request) {
-	list, err := s.opts.Verdicts.Overrides(r.Context())
+func (c *Console) apiOverrides(w http.ResponseWriter, r *http.Request) {
+	list, err := c.opts.Overrides.Overrides(r.Context())
 	if err != nil {
 		adminError(w, r, http.StatusServiceUnavailable, "verdict store: "+err.Error())
 		return
@@ -53,7 +53,7 @@ type OverrideRequest struct {
 	Reason  string `json:"reason"`
 }
 
-func (s *Server) apiPutOverride(w http.ResponseWriter, r *http.Request) {
+func (c *Console) apiPutOverride(w http.ResponseWriter, r *http.Request) {
 	var req OverrideRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
 	dec.DisallowUnknownFields()
@@ -61,7 +61,7 @@ func (s *Server) apiPutOverride(w http.ResponseWriter, r *http.Request) {
 		adminError(w, r, http.StatusBadRequest, "body must be JSON: {\"subject\", \"action\", \"reason\"}: "+err.Error())
 		return
 	}
-	created, err := s.setOverride(r.Context(), principalOf(r.Context()), req)
+	created, err := c.setOverride(r.Context(), principalOf(r.Context()), req)
 	if err != nil {
 		adminError(w, r, statusOf(err), err.Error())
 		return
@@ -69,8 +69,8 @@ func (s *Server) apiPutOverride(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, map[string]any{"overrides": created})
 }
 
-func (s *Server) apiDeleteOverride(w http.ResponseWriter, r *http.Request) {
-	removed, err := s.removeOverride(r.Context(), principalOf(r.Context()), r.URL.Query().Get("subject"))
+func (c *Console) apiDeleteOverride(w http.ResponseWriter, r *http.Request) {
+	removed, err := c.removeOverride(r.Context(), principalOf(r.Context()), r.URL.Query().Get("subject"))
 	if err != nil {
 		adminError(w, r, statusOf(err), err.Error())
 		return
@@ -100,40 +100,40 @@ type BlobVerdict struct {
 	Override *storage.Override `json:"override,omitempty"`
 }
 
-func (s *Server) apiVerdicts(w http.ResponseWriter, r *http.Request) {
+func (c *Console) apiVerdicts(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	d, err := digest.Parse(chi.URLParam(r, "digest"))
 	if err != nil {
 		adminError(w, r, http.StatusBadRequest, "not a digest: "+err.Error())
 		return
 	}
-	rep := VerdictReport{Digest: d, RulesetID: s.scanner().RulesetID()}
-	if rep.Verdicts, err = s.opts.Verdicts.Verdicts(ctx, d); err != nil {
+	rep := VerdictReport{Digest: d, RulesetID: c.opts.Gate.Scanner().RulesetID()}
+	if rep.Verdicts, err = c.opts.Verdicts.Verdicts(ctx, d); err != nil {
 		adminError(w, r, http.StatusServiceUnavailable, "verdict store: "+err.Error())
 		return
 	}
-	if rep.Override, err = s.overrideOf(ctx, d.String()); err != nil {
+	if rep.Override, err = c.overrideOf(ctx, d.String()); err != nil {
 		adminError(w, r, http.StatusServiceUnavailable, "verdict store: "+err.Error())
 		return
 	}
-	if refs, ok := s.storedImageBlobs(ctx, d); ok {
+	if refs, ok := c.opts.Gate.ImageBlobs(ctx, d); ok {
 		for _, ref := range refs {
-			bv := BlobVerdict{Digest: ref.Digest, Kind: ref.noun(), Status: "unscanned"}
-			if v, err := s.opts.Verdicts.Verdict(ctx, ref.Digest, rep.RulesetID, ref.Context); err == nil {
+			bv := BlobVerdict{Digest: ref.Digest, Kind: ref.Kind, Status: "unscanned"}
+			if v, err := c.opts.Verdicts.Verdict(ctx, ref.Digest, rep.RulesetID, ref.Context); err == nil {
 				bv.Status, bv.Findings = string(v.Status), v.Findings
 			}
-			bv.Override, _ = s.overrideOf(ctx, ref.Digest.String())
+			bv.Override, _ = c.overrideOf(ctx, ref.Digest.String())
 			rep.Blobs = append(rep.Blobs, bv)
 		}
 	}
-	if rep.Audit, err = s.audit.query(ctx, storage.AuditQuery{Digest: d, Limit: 50}); err != nil {
+	if rep.Audit, err = c.queryAudit(ctx, storage.AuditQuery{Digest: d, Limit: 50}); err != nil {
 		adminError(w, r, http.StatusServiceUnavailable, "audit log: "+err.Error())
 		return
 	}
 	writeJSON(w, http.StatusOK, rep)
 }
 
-func (s *Server) apiAudit(w http.ResponseWriter, r *http.Request) {
+func (c *Console) apiAudit(w http.ResponseWriter, r *http.Request) {
 	q := storage.AuditQuery{}
 	v := r.URL.Query()
 	if ds := v.Get("digest"); ds != "" {
@@ -153,7 +153,7 @@ func (s *Server) apiAudit(w http.ResponseWriter, r *http.Request) {
 		q.Image = named.String()
 	}
 	q.Limit, _ = strconv.Atoi(v.Get("limit"))
-	records, err := s.audit.query(r.Context(), q)
+	records, err := c.queryAudit(r.Context(), q)
 	if err != nil {
 		adminError(w, r, http.StatusServiceUnavailable, "audit log: "+err.Error())
 		return
@@ -165,12 +165,12 @@ func (s *Server) apiAudit(w http.ResponseWriter, r *http.Request) {
 // (retroactive blocks included), "override" with each change, and "tick"
 // every few seconds while anything is being scanned (every 15 s otherwise,
 // as a keep-alive).
-func (s *Server) apiStream(w http.ResponseWriter, r *http.Request) {
+func (c *Console) apiStream(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	msgs, cancel := s.live.subscribe()
+	msgs, cancel := c.opts.Live.subscribe()
 	defer cancel()
 	send := func(m sseMessage) bool {
 		data, err := json.Marshal(m.Data)
@@ -182,7 +182,7 @@ func (s *Server) apiStream(w http.ResponseWriter, r *http.Request) {
 		}
 		return rc.Flush() == nil
 	}
-	if !send(sseMessage{Event: "hello", Data: map[string]string{"version": s.opts.Version}}) {
+	if !send(sseMessage{Event: "hello", Data: map[string]string{"version": c.opts.Version}}) {
 		return
 	}
 	tick := time.NewTicker(2 * time.Second)
@@ -195,7 +195,7 @@ func (s *Server) apiStream(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case <-tick.C:
-			scans := s.Scans()
+			scans := c.opts.Gate.Scans()
 			quiet++
 			if len(scans) > 0 || quiet >= 7 {
 				quiet = 0
@@ -205,7 +205,7 @@ func (s *Server) apiStream(w http.ResponseWriter, r *http.Request) {
 			}
 		case <-r.Context().Done():
 			return
-		case <-s.streamsDone:
+		case <-c.streamsDone:
 			return
 		}
 	}

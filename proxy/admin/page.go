@@ -1,4 +1,4 @@
-package proxy
+package admin
 
 import (
 	"bytes"
@@ -14,11 +14,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pullgate/pullgate/internal/verdict"
+	"github.com/pullgate/pullgate/proxy/events"
 	"github.com/pullgate/pullgate/storage"
 )
 
-//go:embed web/admin.html
+//go:embed web/*.html
 var pageFS embed.FS
 
 //go:embed web/static
@@ -33,7 +33,7 @@ var staticFiles = func() http.Handler {
 	return http.FileServer(http.FS(sub))
 }()
 
-var pageTemplate = template.Must(template.New("admin.html").Funcs(template.FuncMap{
+var pageTemplate = template.Must(template.New("page.html").Funcs(template.FuncMap{
 	"short": shortID,
 	"bytes": humanBytes,
 	"percent": func(f float64) string {
@@ -50,7 +50,7 @@ var pageTemplate = template.Must(template.New("admin.html").Funcs(template.FuncM
 		}
 		return d.Round(100 * time.Millisecond).String()
 	},
-	"trunc": func(s string, n int) string { return truncate(s, n) },
+	"trunc": storage.Clip,
 	"clients": func(m map[string]int) string {
 		keys := make([]string, 0, len(m))
 		for k := range m {
@@ -63,27 +63,15 @@ var pageTemplate = template.Must(template.New("admin.html").Funcs(template.FuncM
 		}
 		return strings.Join(parts, ", ")
 	},
-	"decisionClass": func(d verdict.Outcome) string {
-		switch d {
-		case verdict.Allowed:
-			return "ok"
-		case verdict.Blocked, verdict.Failed, verdict.Policy, verdict.RetroactiveBlock:
-			return "bad"
-		case verdict.Index:
-			return "muted"
-		case verdict.Pending, verdict.UpstreamFailed:
-			return "warn"
-		}
-		return "info"
-	},
-}).ParseFS(pageFS, "web/admin.html"))
+	"decisionClass": class,
+}).ParseFS(pageFS, "web/*.html"))
 
 // pageData is what the admin page shows.
 type pageData struct {
 	Status         Status
-	Pulls          []Event
+	Pulls          []events.Event
 	Blocked        []BlockedImage
-	Scans          []FlightInfo
+	Scans          []Scan
 	Overrides      []storage.Override
 	OverridesError string
 	Audit          []storage.AuditRecord
@@ -100,31 +88,31 @@ type formState struct {
 	Done, Error             string
 }
 
-func (s *Server) pageData(ctx context.Context) pageData {
+func (c *Console) pageData(ctx context.Context) pageData {
 	p := principalOf(ctx)
 	d := pageData{
-		Status:   s.status(ctx),
-		Pulls:    s.live.recent(50),
-		Blocked:  s.blockedWithOverrides(ctx),
-		Scans:    s.Scans(),
+		Status:   c.status(ctx),
+		Pulls:    c.opts.Live.Recent(50),
+		Blocked:  c.blockedWithOverrides(ctx),
+		Scans:    c.opts.Gate.Scans(),
 		CSRF:     p.csrf(),
 		Actor:    p.actor(),
 		CanWrite: p.role == roleAdmin,
 	}
 	var err error
-	if d.Overrides, err = s.opts.Verdicts.Overrides(ctx); err != nil {
+	if d.Overrides, err = c.opts.Overrides.Overrides(ctx); err != nil {
 		d.OverridesError = "verdict store: " + err.Error()
 	}
-	if d.Audit, err = s.audit.query(ctx, storage.AuditQuery{Kind: storage.AuditOverride, Limit: 10}); err != nil {
+	if d.Audit, err = c.queryAudit(ctx, storage.AuditQuery{Kind: storage.AuditOverride, Limit: 10}); err != nil {
 		d.AuditError = "audit log: " + err.Error()
 	}
 	return d
 }
 
-func (s *Server) render(w http.ResponseWriter, status int, name string, d pageData) {
+func (c *Console) render(w http.ResponseWriter, status int, name string, d pageData) {
 	var buf bytes.Buffer
 	if err := pageTemplate.ExecuteTemplate(&buf, name, d); err != nil {
-		s.log.Error("admin: render page", "err", err)
+		c.log.Error("admin: render page", "err", err)
 		http.Error(w, "pullgate: render page failed", http.StatusInternalServerError)
 		return
 	}
@@ -134,29 +122,29 @@ func (s *Server) render(w http.ResponseWriter, status int, name string, d pageDa
 	_, _ = w.Write(buf.Bytes())
 }
 
-// adminPage serves the whole page; ?subject=…&action=… fills in the form
+// page serves the whole page; ?subject=…&action=… fills in the form
 // (the blocked list's "Allow…" links), ?done=… says what the last form
 // post did.
-func (s *Server) adminPage(w http.ResponseWriter, r *http.Request) {
-	d := s.pageData(r.Context())
+func (c *Console) page(w http.ResponseWriter, r *http.Request) {
+	d := c.pageData(r.Context())
 	q := r.URL.Query()
 	d.Form = formState{Subject: q.Get("subject"), Action: q.Get("action"), Done: q.Get("done")}
-	s.render(w, http.StatusOK, "page", d)
+	c.render(w, http.StatusOK, "page", d)
 }
 
-// adminFragment serves the live part of the page, which the page's script
+// fragment serves the live part of the page, which the page's script
 // fetches on each server-sent event.
-func (s *Server) adminFragment(w http.ResponseWriter, r *http.Request) {
-	s.render(w, http.StatusOK, "live", s.pageData(r.Context()))
+func (c *Console) fragment(w http.ResponseWriter, r *http.Request) {
+	c.render(w, http.StatusOK, "live", c.pageData(r.Context()))
 }
 
-func (s *Server) adminFormOverride(w http.ResponseWriter, r *http.Request) {
+func (c *Console) formOverride(w http.ResponseWriter, r *http.Request) {
 	req := OverrideRequest{Subject: r.PostFormValue("subject"), Action: r.PostFormValue("action"), Reason: r.PostFormValue("reason")}
-	list, err := s.setOverride(r.Context(), principalOf(r.Context()), req)
+	list, err := c.setOverride(r.Context(), principalOf(r.Context()), req)
 	if err != nil {
-		d := s.pageData(r.Context())
+		d := c.pageData(r.Context())
 		d.Form = formState{Subject: req.Subject, Action: req.Action, Reason: req.Reason, Error: err.Error()}
-		s.render(w, statusOf(err), "page", d)
+		c.render(w, statusOf(err), "page", d)
 		return
 	}
 	done := fmt.Sprintf("%s override saved for %s", list[0].Action, list[0].Subject)
@@ -166,12 +154,12 @@ func (s *Server) adminFormOverride(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/admin/?done="+url.QueryEscape(done)+"#overrides", http.StatusSeeOther)
 }
 
-func (s *Server) adminFormDelete(w http.ResponseWriter, r *http.Request) {
-	removed, err := s.removeOverride(r.Context(), principalOf(r.Context()), r.PostFormValue("subject"))
+func (c *Console) formDelete(w http.ResponseWriter, r *http.Request) {
+	removed, err := c.removeOverride(r.Context(), principalOf(r.Context()), r.PostFormValue("subject"))
 	if err != nil {
-		d := s.pageData(r.Context())
+		d := c.pageData(r.Context())
 		d.Form.Error = err.Error()
-		s.render(w, statusOf(err), "page", d)
+		c.render(w, statusOf(err), "page", d)
 		return
 	}
 	done := "override removed from " + strings.Join(removed, ", ")

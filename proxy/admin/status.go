@@ -1,4 +1,4 @@
-package proxy
+package admin
 
 import (
 	"context"
@@ -60,41 +60,41 @@ type StoreStatus struct {
 	Error string `json:"error,omitempty"`
 }
 
-func (s *Server) status(ctx context.Context) Status {
-	sc := s.scanner()
+func (c *Console) status(ctx context.Context) Status {
+	sc := c.opts.Gate.Scanner()
 	st := Status{
-		Version:     s.opts.Version,
-		Started:     s.started,
-		Uptime:      time.Since(s.started).Round(time.Second).String(),
+		Version:     c.opts.Version,
+		Started:     c.started,
+		Uptime:      time.Since(c.started).Round(time.Second).String(),
 		RulesetID:   sc.RulesetID(),
 		Rules:       sc.RuleCount(),
 		Workers:     sc.Workers(),
 		WorkersBusy: sc.Busy(),
 		QueueDepth:  sc.QueueDepth(),
-		Scans:       len(s.Scans()),
-		ServedBytes: s.metrics.servedTotal.Load(),
-		Audit:       s.opts.Admin.Audit != nil,
-		Webhook:     s.hook.configured(),
+		Scans:       len(c.opts.Gate.Scans()),
+		ServedBytes: c.opts.Metrics.Served(),
+		Audit:       c.opts.Audit != nil,
+		Webhook:     c.opts.Webhook,
 	}
-	st.Cache = s.size.get(s)
-	st.Cache.Hits, st.Cache.Misses = s.metrics.hits.Load(), s.metrics.misses.Load()
+	st.Cache = c.size.get(c)
+	st.Cache.Hits, st.Cache.Misses = c.opts.Metrics.VerdictCacheCounts()
 	if n := st.Cache.Hits + st.Cache.Misses; n > 0 {
 		st.Cache.HitRatio = float64(st.Cache.Hits) / float64(n)
 	}
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	st.VerdictStore = StoreStatus{Kind: s.opts.Verdicts.Kind(), OK: true}
-	if err := s.opts.Verdicts.Ping(pctx); err != nil {
+	st.VerdictStore = StoreStatus{Kind: c.opts.Verdicts.Kind(), OK: true}
+	if err := c.opts.Verdicts.Ping(pctx); err != nil {
 		st.VerdictStore.OK, st.VerdictStore.Error = false, err.Error()
 	}
-	st.BlobStore = StoreStatus{Kind: s.opts.Blobs.Driver().Name(), OK: true}
-	if err := s.opts.Blobs.Ping(pctx); err != nil {
+	st.BlobStore = StoreStatus{Kind: c.opts.Blobs.Driver().Name(), OK: true}
+	if err := c.opts.Blobs.Ping(pctx); err != nil {
 		st.BlobStore.OK, st.BlobStore.Error = false, err.Error()
 	}
-	for name, up := range s.opts.Upstreams {
+	for name, up := range c.opts.Upstreams {
 		u := UpstreamStatus{Name: name, URL: up.URL(), State: "ok"}
 		// Errors in the last five minutes make the upstream look unwell.
-		if t := s.live.lastUpstreamError(name); !t.IsZero() {
+		if t := c.opts.Live.lastUpstreamError(name); !t.IsZero() {
 			u.LastError = &t
 			if time.Since(t) < 5*time.Minute {
 				u.State = "errors"
@@ -121,24 +121,24 @@ type storeSize struct {
 	interval time.Duration
 }
 
-func (z *storeSize) get(s *Server) CacheStatus {
+func (z *storeSize) get(c *Console) CacheStatus {
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	if !z.running && time.Since(z.last.Measured) > z.interval {
 		z.running = true
-		go z.measure(s)
+		go z.measure(c)
 	}
 	return z.last
 }
 
-func (z *storeSize) measure(s *Server) {
+func (z *storeSize) measure(c *Console) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	var c CacheStatus
-	err := s.opts.Blobs.Driver().Walk(ctx, blobsRoot, func(fi storagedriver.FileInfo) error {
+	var cs CacheStatus
+	err := c.opts.Blobs.Driver().Walk(ctx, blobsRoot, func(fi storagedriver.FileInfo) error {
 		if !fi.IsDir() {
-			c.Bytes += fi.Size()
-			c.Blobs++
+			cs.Bytes += fi.Size()
+			cs.Blobs++
 		}
 		return nil
 	})
@@ -147,10 +147,10 @@ func (z *storeSize) measure(s *Server) {
 	defer z.mu.Unlock()
 	z.running = false
 	if err != nil && !errors.As(err, &notFound) {
-		s.log.Warn("measure blob store", "err", err)
+		c.log.Warn("measure blob store", "err", err)
 		z.last.Measured = time.Now()
 		return
 	}
-	c.Measured = time.Now()
-	z.last = c
+	cs.Measured = time.Now()
+	z.last = cs
 }

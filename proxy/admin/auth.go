@@ -1,7 +1,6 @@
-package proxy
+package admin
 
 import (
-	"container/list"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -11,7 +10,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pullgate/pullgate/storage"
@@ -66,8 +64,8 @@ func principalOf(ctx context.Context) principal {
 	return p
 }
 
-// adminAuth holds the hashes of the configured tokens.
-type adminAuth struct {
+// tokens holds the hashes of the configured tokens.
+type tokens struct {
 	admin, readonly [32]byte
 	hasAdmin, hasRO bool
 	// Hashes of each token's first tokenPrefix bytes: a request whose token
@@ -88,19 +86,19 @@ func prefixHash(token string) [32]byte {
 	return sha256.Sum256([]byte(token))
 }
 
-func newAdminAuth(adminToken, readonlyToken string) adminAuth {
-	return adminAuth{
+func newTokens(adminToken, readonlyToken string) tokens {
+	return tokens{
 		admin: sha256.Sum256([]byte(adminToken)), hasAdmin: adminToken != "",
 		readonly: sha256.Sum256([]byte(readonlyToken)), hasRO: readonlyToken != "",
 		adminPrefix: prefixHash(adminToken), roPrefix: prefixHash(readonlyToken),
 	}
 }
 
-func (a adminAuth) enabled() bool { return a.hasAdmin || a.hasRO }
+func (a tokens) enabled() bool { return a.hasAdmin || a.hasRO }
 
 // authenticate reads a bearer token, or the password of HTTP basic auth
 // with any user name, and compares it with both tokens in constant time.
-func (a adminAuth) authenticate(r *http.Request) (principal, bool) {
+func (a tokens) authenticate(r *http.Request) (principal, bool) {
 	var p principal
 	var token string
 	h := r.Header.Get("Authorization")
@@ -151,30 +149,30 @@ func unsafeMethod(m string) bool {
 // adminGuard authenticates every admin request, and for a change also
 // checks the role and (for browsers) the anti-forgery token and origin.
 // A failure is answered here; a failed login is logged without the token.
-func (s *Server) adminGuard(next http.Handler) http.Handler {
+func (c *Console) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.auth.enabled() {
+		if !c.auth.enabled() {
 			adminError(w, r, http.StatusNotFound, "the admin page is disabled: set an admin token (--admin-token, PULLGATE_ADMIN_TOKEN or admin.token)")
 			return
 		}
 		client := clientOf(r)
-		p, ok := s.auth.authenticate(r)
+		p, ok := c.auth.authenticate(r)
 		key := ""
 		if p.key != ([32]byte{}) {
 			key = tokenKey(p)
 		}
 		// Asked whatever authenticate said, so that a refusal tells
 		// nothing about the token.
-		if wait := s.logins.wait(client, key, p.known); wait > 0 {
+		if wait := c.logins.wait(client, key, p.known); wait > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
 			adminError(w, r, http.StatusTooManyRequests, "too many failed logins from this address or with this token; try again later")
 			return
 		}
 		if !ok {
 			if r.Header.Get("Authorization") != "" {
-				s.metrics.adminAuthFailed()
-				s.logins.fail(client, key)
-				s.log.Warn("admin: authentication failed", "client", storage.Clip(client, storage.MaxFieldBytes),
+				c.opts.Metrics.AdminAuthFailed()
+				c.logins.fail(client, key)
+				c.log.Warn("admin: authentication failed", "client", storage.Clip(client, storage.MaxFieldBytes),
 					"path", storage.Clip(r.URL.Path, storage.MaxFieldBytes))
 			}
 			w.Header().Set("WWW-Authenticate", `Basic realm="pullgate admin", charset="UTF-8"`)
@@ -187,7 +185,7 @@ func (s *Server) adminGuard(next http.Handler) http.Handler {
 				return
 			}
 			if msg := checkForgery(w, r, p); msg != "" {
-				s.log.Warn("admin: change refused", "client", storage.Clip(clientOf(r), storage.MaxFieldBytes),
+				c.log.Warn("admin: change refused", "client", storage.Clip(clientOf(r), storage.MaxFieldBytes),
 					"path", storage.Clip(r.URL.Path, storage.MaxFieldBytes), "reason", msg)
 				adminError(w, r, http.StatusForbidden, msg)
 				return
@@ -246,159 +244,11 @@ func securityHeaders(next http.Handler) http.Handler {
 	})
 }
 
-// loginLimiter slows down token guessing and cuts off clients that keep
-// sending a wrong token, without letting either be turned against the
-// operator:
-//
-//   - A presented token (known by a short hash, never the token) that failed
-//     maxTokenFailures times in a window is refused from everywhere, so a
-//     script or a reverse proxy replaying a stale token is cut off while the
-//     good token from the same address keeps working.
-//   - An address that failed maxAddressFailures times in a window is refused
-//     with any token that does not start as a configured token does (its
-//     first tokenPrefix bytes): this bounds the guesses one address can
-//     make, while a stranger behind the same reverse proxy or NAT cannot
-//     lock the operator out, whose token starts right.
-//
-// Both tables have a fixed size and cannot be flushed (see failureTable).
-type loginLimiter struct {
-	mu        sync.Mutex
-	addresses failureTable
-	tokens    failureTable
-}
-
-const (
-	maxTokenFailures   = 10
-	maxAddressFailures = 100
-	failureWindow      = time.Minute
-	// maxTracked bounds the entries of each table.
-	maxTracked = 10000
-)
-
-// tokenKey is the short hash by which the limiter knows a presented token.
-func tokenKey(p principal) string { return hex.EncodeToString(p.key[:8]) }
-
-// wait is how long a request from client presenting the token known by key
-// ("" for none) must wait before trying again (0: go ahead). It is decided
-// before the token is checked, so its answer says nothing about the token.
-func (l *loginLimiter) wait(client, key string, known bool) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := time.Now()
-	var w time.Duration
-	if !known {
-		w = l.addresses.wait(client, maxAddressFailures, now)
+// clientOf names the client for logs: its address without the port.
+func clientOf(r *http.Request) string {
+	host := r.RemoteAddr
+	if i := strings.LastIndexByte(host, ':'); i > 0 {
+		host = host[:i]
 	}
-	if key != "" {
-		w = max(w, l.tokens.wait(key, maxTokenFailures, now))
-	}
-	return w
-}
-
-// fail counts a failed login from client with the token known by key.
-func (l *loginLimiter) fail(client, key string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := time.Now()
-	l.addresses.fail(client, maxAddressFailures, now)
-	if key != "" {
-		l.tokens.fail(key, maxTokenFailures, now)
-	}
-}
-
-// failureTable counts failures per key in fixed windows, in at most
-// maxTracked entries. It is a segmented LRU: a key's first failure puts it
-// on probation, a second one makes it protected. A full table evicts the
-// probation entry failed least recently, and a protected one only when
-// probation is empty; an entry at its limit (refusing) is never evicted.
-// So an attacker cycling through many addresses, one failure each, only
-// churns probation: it cannot push out a busy address or reset one that is
-// refused. When the entries failed least recently are all refusing, a
-// full table fails closed: a key it cannot track is refused until an
-// entry's window ends.
-type failureTable struct {
-	entries              map[string]*list.Element
-	probation, protected list.List // of *failures, most recent failure first
-	saturatedUntil       time.Time
-}
-
-type failures struct {
-	key   string
-	count int
-	start time.Time // of the window the count belongs to
-	guard bool      // on the protected list
-}
-
-// current is the count within the window that is running at now.
-func (f *failures) current(now time.Time) int {
-	if now.Sub(f.start) >= failureWindow {
-		return 0
-	}
-	return f.count
-}
-
-func (t *failureTable) wait(key string, limit int, now time.Time) time.Duration {
-	e, ok := t.entries[key]
-	if !ok {
-		if now.Before(t.saturatedUntil) {
-			return t.saturatedUntil.Sub(now)
-		}
-		return 0
-	}
-	f := e.Value.(*failures)
-	if f.current(now) < limit {
-		return 0
-	}
-	return f.start.Add(failureWindow).Sub(now)
-}
-
-func (t *failureTable) fail(key string, limit int, now time.Time) {
-	if t.entries == nil {
-		t.entries = make(map[string]*list.Element)
-	}
-	if e, ok := t.entries[key]; ok {
-		f := e.Value.(*failures)
-		if f.current(now) == 0 {
-			f.count, f.start = 0, now
-		}
-		f.count++
-		if !f.guard && f.count > 1 {
-			t.probation.Remove(e)
-			f.guard = true
-			t.entries[key] = t.protected.PushFront(f)
-			return
-		}
-		if f.guard {
-			t.protected.MoveToFront(e)
-		} else {
-			t.probation.MoveToFront(e)
-		}
-		return
-	}
-	if len(t.entries) >= maxTracked && !t.evict(limit, now) {
-		// Every entry is refusing: refuse what cannot be tracked until
-		// the oldest window ends, rather than forget a refused key.
-		oldest := t.protected.Back().Value.(*failures)
-		t.saturatedUntil = oldest.start.Add(failureWindow)
-		return
-	}
-	t.entries[key] = t.probation.PushFront(&failures{key: key, count: 1, start: now})
-}
-
-// evict removes one entry that is not refusing, probation first. It looks
-// at the few entries failed least recently, not the whole table.
-func (t *failureTable) evict(limit int, now time.Time) bool {
-	const look = 16
-	for _, l := range []*list.List{&t.probation, &t.protected} {
-		e := l.Back()
-		for i := 0; e != nil && i < look; i, e = i+1, e.Prev() {
-			f := e.Value.(*failures)
-			if f.current(now) < limit {
-				l.Remove(e)
-				delete(t.entries, f.key)
-				return true
-			}
-		}
-	}
-	return false
+	return strings.Trim(host, "[]")
 }

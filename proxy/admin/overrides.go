@@ -1,4 +1,4 @@
-package proxy
+package admin
 
 import (
 	"context"
@@ -13,10 +13,12 @@ import (
 	"github.com/pullgate/pullgate/storage"
 )
 
-// parseSubject turns what an operator typed into an override subject: a
+// ParseSubject turns what an operator typed into an override subject: a
 // digest (an image given by digest counts as its digest) or a fully
-// qualified repository name.
-func parseSubject(in string) (subject string, image string, err error) {
+// qualified repository name. canonical spells the registry as the registry
+// API reads it (any case, any of Docker Hub's aliases): a subject stored
+// in another spelling would never match a request.
+func ParseSubject(in string, canonical func(string) string) (subject string, image string, err error) {
 	in = strings.TrimSpace(in)
 	if in == "" {
 		return "", "", fmt.Errorf("%w: a subject is required: a digest, an image by digest, or a repository", errBadRequest)
@@ -24,18 +26,13 @@ func parseSubject(in string) (subject string, image string, err error) {
 	if d, err := digest.Parse(in); err == nil {
 		return d.String(), "", nil
 	}
-	// The registry is written as the registry API reads it (any case, any
-	// of Docker Hub's aliases); a subject stored in another spelling would
-	// never match a request.
-	if host, rest, ok := strings.Cut(in, "/"); ok && looksLikeHost(host) {
-		in = canonicalRegistry(host) + "/" + rest
-	}
+	in = canonical(in)
 	named, err := reference.ParseNormalizedNamed(in)
 	if err != nil {
 		return "", "", fmt.Errorf("%w: %q is not a digest, an image by digest or a repository: %v", errBadRequest, in, err)
 	}
-	if c, ok := named.(reference.Canonical); ok {
-		return c.Digest().String(), named.String(), nil
+	if cn, ok := named.(reference.Canonical); ok {
+		return cn.Digest().String(), named.String(), nil
 	}
 	if _, ok := named.(reference.Tagged); ok {
 		return "", "", fmt.Errorf("%w: %q names a tag, which can move: give the image's digest, or the repository %s", errBadRequest, in, reference.TrimNamed(named).String())
@@ -46,10 +43,10 @@ func parseSubject(in string) (subject string, image string, err error) {
 // setOverride records an operator's allow or deny. Allowing an image by
 // its manifest digest also allows each of its blobs that did not scan
 // clean, so its layers can be served; those overrides name the image in
-// their reason and go when it goes. Each change is written to the audit
+// their Image field and go when it goes. Each change is written to the audit
 // log first: a change that cannot be audited is not made.
-func (s *Server) setOverride(ctx context.Context, p principal, req OverrideRequest) ([]storage.Override, error) {
-	subject, image, err := parseSubject(req.Subject)
+func (c *Console) setOverride(ctx context.Context, p principal, req OverrideRequest) ([]storage.Override, error) {
+	subject, image, err := ParseSubject(req.Subject, c.opts.CanonicalName)
 	if err != nil {
 		return nil, err
 	}
@@ -67,13 +64,13 @@ func (s *Server) setOverride(ctx context.Context, p principal, req OverrideReque
 	now := time.Now().UTC()
 	list := []storage.Override{{Subject: subject, Action: action, Reason: reason, Actor: p.actor(), Time: now}}
 	if d, err := digest.Parse(subject); err == nil && action == storage.Allow {
-		blobs, err := s.unclean(ctx, d)
+		blobs, err := c.unclean(ctx, d)
 		if err != nil {
 			return nil, err
 		}
 		for _, b := range blobs {
 			list = append(list, storage.Override{Subject: b.String(), Action: storage.Allow,
-				Reason: reason + " " + partOf(d), Actor: p.actor(), Time: now})
+				Reason: reason, Actor: p.actor(), Time: now, Image: d})
 		}
 	}
 	for _, o := range list {
@@ -84,30 +81,29 @@ func (s *Server) setOverride(ctx context.Context, p principal, req OverrideReque
 	for _, o := range list {
 		rec := storage.AuditRecord{Time: now, Kind: storage.AuditOverride, Actor: o.Actor, Subject: o.Subject,
 			Action: string(o.Action), Reason: o.Reason, Image: image}
-		if err := s.audit.appendNow(ctx, rec); err != nil {
+		if err := c.appendAudit(ctx, rec); err != nil {
 			return nil, fmt.Errorf("audit log unavailable, override not made: %w", err)
 		}
-		if err := s.opts.Verdicts.PutOverride(ctx, o); err != nil {
+		if err := c.opts.Overrides.PutOverride(ctx, o); err != nil {
 			return nil, fmt.Errorf("store override for %s: %w", o.Subject, err)
 		}
-		s.log.Warn("override set", "subject", o.Subject, "action", string(o.Action), "actor", o.Actor, "reason", o.Reason)
+		c.log.Warn("override set", "subject", o.Subject, "action", string(o.Action), "actor", o.Actor, "reason", o.Reason)
 	}
-	s.metrics.overrideChanged(string(action))
-	s.live.notify(sseMessage{Event: "override", Data: list})
+	c.opts.Metrics.OverrideChanged(string(action))
+	c.opts.Live.notify(sseMessage{Event: "override", Data: list})
 	return list, nil
 }
 
-// partOf marks the blob overrides made for an image.
-func partOf(d digest.Digest) string { return "(blob of image " + d.String() + ")" }
-
 // removeOverride removes an override, and with an image's allow the allows
-// made for its blobs.
-func (s *Server) removeOverride(ctx context.Context, p principal, in string) ([]string, error) {
-	subject, _, err := parseSubject(in)
+// made for its blobs: those whose Image is the image's digest. (The store
+// fills Image in on records an older release wrote, which named the image
+// at the end of their reason.)
+func (c *Console) removeOverride(ctx context.Context, p principal, in string) ([]string, error) {
+	subject, _, err := ParseSubject(in, c.opts.CanonicalName)
 	if err != nil {
 		return nil, err
 	}
-	o, err := s.opts.Verdicts.Override(ctx, subject)
+	o, err := c.opts.Overrides.Override(ctx, subject)
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil, fmt.Errorf("no override for %s: %w", subject, err)
@@ -116,12 +112,12 @@ func (s *Server) removeOverride(ctx context.Context, p principal, in string) ([]
 	}
 	subjects := []string{subject}
 	if d, err := digest.Parse(subject); err == nil && o.Action == storage.Allow {
-		all, err := s.opts.Verdicts.Overrides(ctx)
+		all, err := c.opts.Overrides.Overrides(ctx)
 		if err != nil {
 			return nil, err
 		}
 		for _, b := range all {
-			if b.Subject != subject && strings.HasSuffix(b.Reason, partOf(d)) {
+			if b.Subject != subject && b.Image == d {
 				subjects = append(subjects, b.Subject)
 			}
 		}
@@ -129,49 +125,49 @@ func (s *Server) removeOverride(ctx context.Context, p principal, in string) ([]
 	for _, sub := range subjects {
 		rec := storage.AuditRecord{Kind: storage.AuditOverride, Actor: p.actor(), Subject: sub, Action: "remove",
 			Reason: "removed " + string(o.Action) + " override"}
-		if err := s.audit.appendNow(ctx, rec); err != nil {
+		if err := c.appendAudit(ctx, rec); err != nil {
 			return nil, fmt.Errorf("audit log unavailable, override not removed: %w", err)
 		}
-		if err := s.opts.Verdicts.DeleteOverride(ctx, sub); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		if err := c.opts.Overrides.DeleteOverride(ctx, sub); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return nil, fmt.Errorf("remove override for %s: %w", sub, err)
 		}
-		s.log.Warn("override removed", "subject", sub, "actor", p.actor())
+		c.log.Warn("override removed", "subject", sub, "actor", p.actor())
 	}
-	s.metrics.overrideChanged("remove")
-	s.live.notify(sseMessage{Event: "override", Data: map[string]any{"removed": subjects}})
+	c.opts.Metrics.OverrideChanged("remove")
+	c.opts.Live.notify(sseMessage{Event: "override", Data: map[string]any{"removed": subjects}})
 	return subjects, nil
 }
 
 // unclean lists the blobs of image manifest d with a verdict under the
 // current ruleset, in any context, that is not clean: from the manifest in
 // the store, and from the findings of its refusals.
-func (s *Server) unclean(ctx context.Context, d digest.Digest) ([]digest.Digest, error) {
-	rid := s.scanner().RulesetID()
+func (c *Console) unclean(ctx context.Context, d digest.Digest) ([]digest.Digest, error) {
+	rid := c.opts.Gate.Scanner().RulesetID()
 	var candidates []digest.Digest
-	if refs, ok := s.storedImageBlobs(ctx, d); ok {
+	if refs, ok := c.opts.Gate.ImageBlobs(ctx, d); ok {
 		for _, ref := range refs {
 			candidates = append(candidates, ref.Digest)
 		}
 	}
-	for _, f := range s.live.blockedFindings(d) {
+	for _, f := range c.opts.Live.blockedFindings(d) {
 		if f.Layer != "" {
 			candidates = append(candidates, f.Layer)
 		}
 	}
 	seen := map[digest.Digest]bool{d: true}
 	var out []digest.Digest
-	for _, c := range candidates {
-		if seen[c] {
+	for _, cand := range candidates {
+		if seen[cand] {
 			continue
 		}
-		seen[c] = true
-		vs, err := s.opts.Verdicts.Verdicts(ctx, c)
+		seen[cand] = true
+		vs, err := c.opts.Verdicts.Verdicts(ctx, cand)
 		if err != nil {
 			return nil, fmt.Errorf("verdict store: %w", err)
 		}
 		for _, v := range vs {
 			if v.RulesetID == rid && v.Status != storage.StatusClean {
-				out = append(out, c)
+				out = append(out, cand)
 				break
 			}
 		}
@@ -179,19 +175,8 @@ func (s *Server) unclean(ctx context.Context, d digest.Digest) ([]digest.Digest,
 	return out, nil
 }
 
-// storedImageBlobs lists the blobs of d when d is an image manifest in the
-// store.
-func (s *Server) storedImageBlobs(ctx context.Context, d digest.Digest) ([]blobRef, bool) {
-	body, mt, err := s.opts.Blobs.Manifest(ctx, d)
-	if err != nil || (mt != mediaTypeOCIManifest && mt != mediaTypeDockerManifest) {
-		return nil, false
-	}
-	refs, err := s.blobsOf(body)
-	return refs, err == nil
-}
-
-func (s *Server) overrideOf(ctx context.Context, subject string) (*storage.Override, error) {
-	o, err := s.opts.Verdicts.Override(ctx, subject)
+func (c *Console) overrideOf(ctx context.Context, subject string) (*storage.Override, error) {
+	o, err := c.opts.Overrides.Override(ctx, subject)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		return nil, nil
@@ -203,9 +188,9 @@ func (s *Server) overrideOf(ctx context.Context, subject string) (*storage.Overr
 
 // blockedWithOverrides is the blocked list with each entry's override on
 // its digest, or a deny on its repository.
-func (s *Server) blockedWithOverrides(ctx context.Context) []BlockedImage {
-	list := s.live.blockedImages()
-	overrides, err := s.opts.Verdicts.Overrides(ctx)
+func (c *Console) blockedWithOverrides(ctx context.Context) []BlockedImage {
+	list := c.opts.Live.BlockedImages()
+	overrides, err := c.opts.Overrides.Overrides(ctx)
 	if err != nil {
 		return list
 	}

@@ -1,0 +1,7 @@
+// Package admintest lets tests talk to the admin page as its clients do:
+// a token as a bearer or as the basic auth password, and the page's
+// anti-forgery token read from the page.
+//
+// It is for tests only: its tokens are published here, and it must never
+// be imported by code that serves.
+package admintest

@@ -1,0 +1,190 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/storage"
+	"github.com/pullgate/pullgate/storage/bolt"
+)
+
+// putVerdict stores a verdict of status st for d under ruleset rid.
+func (f *console) putVerdict(t *testing.T, d digest.Digest, rid string, st storage.Status) {
+	t.Helper()
+	v := storage.Verdict{Digest: d, RulesetID: rid, Context: storage.ContextLayer, Status: st, Time: time.Now().UTC()}
+	if err := f.store.PutVerdict(context.Background(), v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *console) overrides(t *testing.T) map[string]storage.Override {
+	t.Helper()
+	list, err := f.store.Overrides(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]storage.Override{}
+	for _, o := range list {
+		out[o.Subject] = o
+	}
+	return out
+}
+
+// remove deletes the override on subject through the API and returns
+// the subjects removed.
+func (f *console) remove(t *testing.T, subject string) []string {
+	t.Helper()
+	resp, body := f.req(t, "DELETE", "/admin/api/overrides?subject="+url.QueryEscape(subject), "bearer:"+testAdminToken, nil)
+	var got struct{ Removed []string }
+	if err := json.Unmarshal(body, &got); resp.StatusCode != 200 || err != nil {
+		t.Fatalf("remove %s: %d %s", subject, resp.StatusCode, body)
+	}
+	slices.Sort(got.Removed)
+	return got.Removed
+}
+
+func sorted(s ...string) []string { slices.Sort(s); return s }
+
+// Allowing an image by digest allows the blobs of it that did not scan
+// clean under the current rules, each naming the image in its Image
+// field (not in its reason); removing the image's allow removes exactly
+// those, and leaves another image's alone.
+func TestImageAllowNamesItsBlobsInAField(t *testing.T) {
+	f := newConsole(t)
+	rid := f.gate.sc.RulesetID()
+	img, other := digest.FromString("image"), digest.FromString("other image")
+	config, clean, bad, staleBad := digest.FromString("config"), digest.FromString("clean"), digest.FromString("bad"), digest.FromString("stale")
+	f.gate.images[img] = []Blob{{Digest: config, Kind: "config"}, {Digest: clean, Kind: "layer"}, {Digest: bad, Kind: "layer"}, {Digest: staleBad, Kind: "layer"}}
+	otherBad := digest.FromString("other bad")
+	f.gate.images[other] = []Blob{{Digest: otherBad, Kind: "layer"}}
+	f.putVerdict(t, config, rid, storage.StatusClean)
+	f.putVerdict(t, clean, rid, storage.StatusClean)
+	f.putVerdict(t, bad, rid, storage.StatusBlocked)
+	f.putVerdict(t, staleBad, "sha256:"+digest.FromString("old rules").Encoded(), storage.StatusBlocked)
+	f.putVerdict(t, otherBad, rid, storage.StatusError)
+
+	for _, subject := range []string{"docker.io/someone/tool@" + img.String(), other.String()} {
+		resp, body := f.req(t, "POST", "/admin/api/overrides", "bearer:"+testAdminToken,
+			overrideJSON(subject, "allow", "reviewed"), "Content-Type", "application/json")
+		if resp.StatusCode != 201 {
+			t.Fatalf("allow %s: %d %s", subject, resp.StatusCode, body)
+		}
+	}
+	got := f.overrides(t)
+	want := map[string]digest.Digest{img.String(): "", bad.String(): img, other.String(): "", otherBad.String(): other}
+	if len(got) != len(want) {
+		t.Fatalf("overrides: %+v, want subjects %v", got, want)
+	}
+	for subject, image := range want {
+		o, ok := got[subject]
+		if !ok || o.Image != image || o.Reason != "reviewed" || o.Action != storage.Allow {
+			t.Errorf("override on %s: %+v, want an allow of image %q with the reason as typed", subject, o, image)
+		}
+	}
+	recs, err := f.audit.Query(context.Background(), storage.AuditQuery{Kind: storage.AuditOverride})
+	if err != nil || len(recs) != 4 {
+		t.Fatalf("audit records of the changes: %d, %v", len(recs), err)
+	}
+
+	if removed := f.remove(t, img.String()); !slices.Equal(removed, sorted(img.String(), bad.String())) {
+		t.Fatalf("removed %v, want the image and its blocked blob", removed)
+	}
+	if got := f.overrides(t); len(got) != 2 || got[otherBad.String()].Image != other {
+		t.Fatalf("after removing the image's allow: %+v, want the other image's two", got)
+	}
+}
+
+// putLegacyOverride stores o as a release before the Image field wrote a
+// blob allow: the image named at the end of its reason, no Image. The
+// store gives such a record its Image when it reads it.
+func (f *console) putLegacyOverride(t *testing.T, blob, image digest.Digest) {
+	t.Helper()
+	ctx := context.Background()
+	o := storage.Override{Subject: blob.String(), Action: storage.Allow, Actor: "admin", Time: time.Now().UTC(),
+		Reason: "reviewed (blob of image " + image.String() + ")"}
+	if err := f.store.PutOverride(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	read, err := f.store.Override(ctx, blob.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if read.Image != image {
+		t.Fatalf("the store read the old record's image as %q, want %s", read.Image, image)
+	}
+}
+
+// A blob allow stored in the old shape goes with its image's allow.
+func TestOldShapeBlobOverrideGoesWithItsImage(t *testing.T) {
+	f := newConsole(t)
+	img, blob, unrelated := digest.FromString("image"), digest.FromString("blob"), digest.FromString("unrelated")
+	if err := f.store.PutOverride(context.Background(), storage.Override{Subject: img.String(), Action: storage.Allow,
+		Actor: "admin", Reason: "reviewed", Time: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	f.putLegacyOverride(t, blob, img)
+	f.putLegacyOverride(t, unrelated, digest.FromString("another image"))
+	if removed := f.remove(t, img.String()); !slices.Equal(removed, sorted(img.String(), blob.String())) {
+		t.Fatalf("removed %v, want the image and its blob", removed)
+	}
+	if got := f.overrides(t); len(got) != 1 || got[unrelated.String()].Subject == "" {
+		t.Fatalf("left: %+v, want the other image's blob allow only", got)
+	}
+}
+
+// The overrides a store of the last release holds (storage/testdata) keep
+// their meaning here: removing the image's allow removes the allow it
+// made for its blob, and nothing else.
+func TestOverridesOfTheLastReleaseGoWithTheirImage(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("..", "..", "storage", "testdata", "overrides-v1.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "verdicts.db")
+	if err := os.WriteFile(path, src, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old, err := bolt.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { old.Close() })
+	f := newConsole(t, func(o *Options) { o.Overrides = old })
+	f.store = old
+	var image, blob string
+	for subject, o := range f.overrides(t) {
+		switch {
+		case strings.HasPrefix(subject, "sha256:1111"):
+			image = subject
+		case strings.HasPrefix(subject, "sha256:2222"):
+			blob = subject
+			if o.Image == "" {
+				t.Fatalf("the store read the old blob allow without its image: %+v", o)
+			}
+		}
+	}
+	if image == "" || blob == "" {
+		t.Fatalf("the test data lacks the image or its blob: %v", f.overrides(t))
+	}
+	if removed := f.remove(t, image); !slices.Equal(removed, sorted(image, blob)) {
+		t.Fatalf("removed %v, want the image and its blob", removed)
+	}
+	left := f.overrides(t)
+	for _, s := range []string{"docker.io/library/alpine", "docker.io/evil/miner"} {
+		if _, ok := left[s]; !ok {
+			t.Errorf("the override on %s went too", s)
+		}
+	}
+	if len(left) != 3 {
+		t.Errorf("%d overrides left, want 3: %v", len(left), left)
+	}
+}
