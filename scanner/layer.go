@@ -71,7 +71,7 @@ func (s *Scanner) scanBlob(ctx context.Context, r io.Reader, prio Prioritizer, k
 	start := time.Now()
 	st, cancel, err := s.newScan(ctx, contextLayer, prio)
 	if err != nil {
-		return Result{}, err
+		return Result{RulesetID: s.RulesetID()}, err
 	}
 	defer cancel()
 	w := &walker{s: s, st: st, parent: ctx, kind: kind}
@@ -89,7 +89,7 @@ func (s *Scanner) scanBlob(ctx context.Context, r io.Reader, prio Prioritizer, k
 		}
 		err = w.explain(err)
 	}
-	res := Result{Findings: st.result(), Files: w.files, Bytes: w.bytes, Duration: time.Since(start)}
+	res := Result{Findings: st.result(), Files: w.files, Bytes: w.bytes, Duration: time.Since(start), RulesetID: st.rs.id}
 	return res, err
 }
 
@@ -531,7 +531,7 @@ func (w *walker) addSmall(it item, r io.Reader, size, batchCap int) (bool, error
 	w.used += size
 	w.bytes += int64(size)
 	it.exec = it.exec || hasExecMagic(data)
-	it.hash = w.s.knownBad != nil
+	it.hash = w.st.rs.knownBad != nil
 	it.data = data
 	w.batch.items = append(w.batch.items, it)
 	if isELF(data) {
@@ -576,7 +576,7 @@ func (w *walker) scanWindows(it item, r io.Reader, size int64) (bool, error) {
 	var read int64
 	w.tail = w.tail[:0]
 	var sum hash.Hash
-	if w.s.knownBad != nil {
+	if w.st.rs.knownBad != nil {
 		sum = sha256.New()
 	}
 	var (
@@ -665,7 +665,7 @@ func (w *walker) scanWindows(it item, r io.Reader, size int64) (bool, error) {
 	w.bytes += read
 	if sum != nil {
 		var s [sha256.Size]byte
-		if f, ok := w.s.knownBad.finding([sha256.Size]byte(sum.Sum(s[:0])), it.shown()); ok {
+		if f, ok := w.st.rs.knownBad.finding([sha256.Size]byte(sum.Sum(s[:0])), it.shown()); ok {
 			f.File = it.file()
 			w.st.add(f)
 		}

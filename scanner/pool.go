@@ -74,6 +74,7 @@ type scanState struct {
 	deadline time.Time
 	context  string // contextLayer or contextConfig
 	prio     Prioritizer
+	rs       *ruleset // pinned for the whole scan; every job runs under it
 	// slots bounds the jobs (and so the buffers) in flight for this scan:
 	// the walker sends before taking a buffer, a worker receives when done.
 	slots chan struct{}
@@ -163,6 +164,7 @@ type queue struct {
 	cond   sync.Cond
 	jobs   [2][]*job
 	closed bool
+	gen    uint64 // counts wake calls, so an idle worker sees each one
 }
 
 func newQueue() *queue {
@@ -187,8 +189,9 @@ func (q *queue) push(j *job) error {
 }
 
 // pop blocks until a job is queued, and returns false once the queue is
-// closed and drained.
-func (q *queue) pop() (*job, bool) {
+// closed and drained. It also returns, with a nil job, when wake was
+// called since gen was read: *gen is then brought up to date.
+func (q *queue) pop(gen *uint64) (*job, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for {
@@ -207,6 +210,10 @@ func (q *queue) pop() (*job, bool) {
 		}
 		if q.closed {
 			return nil, false
+		}
+		if q.gen != *gen {
+			*gen = q.gen
+			return nil, true
 		}
 		q.cond.Wait()
 	}
@@ -233,6 +240,14 @@ func (q *queue) len() int {
 	return len(q.jobs[Interactive]) + len(q.jobs[Background])
 }
 
+// wake makes every idle worker return from pop once.
+func (q *queue) wake() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.gen++
+	q.cond.Broadcast()
+}
+
 func (q *queue) close() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -240,11 +255,12 @@ func (q *queue) close() {
 	q.cond.Broadcast()
 }
 
-// worker owns one yara.Scanner (they are not goroutine-safe) and the
-// external variables last defined on it, so unchanged ones are not
-// redefined for every file.
+// worker owns one yara.Scanner (they are not goroutine-safe), created from
+// the ruleset rs it holds, and the external variables last defined on it,
+// so unchanged ones are not redefined for every file.
 type worker struct {
 	s       *Scanner
+	rs      *ruleset // nil when the worker holds no rules
 	ys      *yara.Scanner
 	matches matchList
 	timeout int64 // seconds last set on ys; 0: none
@@ -254,26 +270,55 @@ type worker struct {
 	exec                 bool
 }
 
-func newWorker(s *Scanner) (*worker, error) {
-	ys, err := yara.NewScanner(s.rules)
-	if err != nil {
-		return nil, fmt.Errorf("create yara scanner: %w", err)
+// use makes the worker scan under rs, replacing its yara.Scanner when it
+// was made from other rules. Called between jobs only.
+func (w *worker) use(rs *ruleset) error {
+	if w.rs == rs {
+		return nil
 	}
-	w := &worker{s: s, ys: ys}
+	ys, err := yara.NewScanner(rs.rules)
+	if err != nil {
+		return fmt.Errorf("create yara scanner: %w", err)
+	}
+	rs.hold()
+	w.release()
+	w.rs, w.ys = rs, ys
 	ys.SetCallback(&w.matches)
-	ys.SetFlags(s.flags)
-	return w, nil
+	ys.SetFlags(w.s.flags)
+	w.defined, w.timeout = false, 0
+	return nil
+}
+
+// release frees the worker's yara.Scanner and its hold on the rules.
+func (w *worker) release() {
+	if w.ys != nil {
+		w.ys.Destroy()
+		w.ys = nil
+	}
+	if w.rs != nil {
+		w.rs.drop()
+		w.rs = nil
+	}
 }
 
 func (w *worker) run() {
-	defer w.ys.Destroy()
+	defer w.release()
+	var gen uint64
 	for {
-		j, ok := w.s.queue.pop()
+		j, ok := w.s.queue.pop(&gen)
 		if !ok {
 			return
 		}
-		w.s.busy.Add(1)
-		w.do(j)
+		if j != nil {
+			w.s.busy.Add(1)
+			w.do(j)
+		}
+		// A worker about to idle lets go of replaced rules (it was woken
+		// by a reload, or ran a job of a scan pinned to older rules), so
+		// they are freed now rather than at its next job.
+		if w.rs != nil && w.rs != w.s.peek() && w.s.queue.len() == 0 {
+			w.release()
+		}
 	}
 }
 
@@ -287,11 +332,16 @@ func (w *worker) do(j *job) {
 		// scan finished never sees its work still counted.
 		w.s.busy.Add(-1)
 		st.release()
+		st.rs.drop()
 	}()
 	if hook := w.s.testHookJob; hook != nil {
 		hook(j)
 	}
 	if st.ctx.Err() != nil || st.firstErr() != nil {
+		return
+	}
+	if err := w.use(st.rs); err != nil {
+		st.fail(err)
 		return
 	}
 	for i := range j.items {
@@ -327,11 +377,11 @@ func (w *worker) scan(st *scanState, it *item) error {
 		return fmt.Errorf("yara scan of %s: %w", it.path, err)
 	}
 	for _, rule := range w.matches {
-		m := w.s.metas[rule]
+		m := st.rs.metas[rule]
 		st.add(Finding{Rule: rule, Category: m.category, Severity: m.severity, Description: m.description, Path: it.shown(), File: it.file()})
 	}
-	if it.hash {
-		if f, ok := w.s.knownBad.finding(sha256.Sum256(it.data), it.shown()); ok {
+	if it.hash && st.rs.knownBad != nil {
+		if f, ok := st.rs.knownBad.finding(sha256.Sum256(it.data), it.shown()); ok {
 			f.File = it.file()
 			st.add(f)
 		}
