@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // reloadMarker is matched by both test rulesets, under different rule
@@ -86,13 +87,14 @@ func TestReloadKeepsPoolBounded(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
+		tick := time.NewTicker(100 * time.Microsecond) // a sampling rate, not a wait
+		defer tick.Stop()
 		for {
 			maxLive.Store(max(maxLive.Load(), s.live.Load()))
 			select {
 			case <-stop:
 				return
-			default:
-				runtime.Gosched()
+			case <-tick.C:
 			}
 		}
 	})
