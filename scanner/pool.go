@@ -56,22 +56,21 @@ func (w *worker) release() {
 
 func (w *worker) run() {
 	defer w.release()
-	var gen uint64
+	// A worker about to idle lets go of replaced rules (the rules were
+	// reloaded while it waited, or it ran a job of a scan pinned to older
+	// rules), so they are freed now rather than at its next job.
+	stale := func() bool { return w.rs != nil && w.rs != w.s.peek() }
 	for {
-		j, ok := w.s.queue.pop(&gen)
+		j, ok := w.s.queue.pop(stale)
 		if !ok {
 			return
 		}
-		if j != nil {
-			w.s.busy.Add(1)
-			w.do(j)
-		}
-		// A worker about to idle lets go of replaced rules (it was woken
-		// by a reload, or ran a job of a scan pinned to older rules), so
-		// they are freed now rather than at its next job.
-		if w.rs != nil && w.rs != w.s.peek() && w.s.queue.len() == 0 {
+		if j == nil {
 			w.release()
+			continue
 		}
+		w.s.busy.Add(1)
+		w.do(j)
 	}
 }
 

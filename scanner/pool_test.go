@@ -140,9 +140,8 @@ func TestPromotedScanQueuesInteractive(t *testing.T) {
 		t.Fatalf("the job queued after the promotion is not in the interactive queue")
 	}
 	var got []*scanState
-	var gen uint64
 	for range 3 {
-		j, _ := q.pop(&gen)
+		j, _ := q.pop(nil)
 		got = append(got, j.scan)
 	}
 	if got[0] != st || got[1] != st || got[2] != other {

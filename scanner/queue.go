@@ -10,7 +10,6 @@ type queue struct {
 	cond   sync.Cond
 	jobs   [2][]*job
 	closed bool
-	gen    uint64 // counts wake calls, so an idle worker sees each one
 }
 
 func newQueue() *queue {
@@ -35,9 +34,10 @@ func (q *queue) push(j *job) error {
 }
 
 // pop blocks until a job is queued, and returns false once the queue is
-// closed and drained. It also returns, with a nil job, when wake was
-// called since gen was read: *gen is then brought up to date.
-func (q *queue) pop(gen *uint64) (*job, bool) {
+// closed and drained. Rather than wait, it returns a nil job when stale
+// (if not nil) says the caller holds something it should let go of
+// before it idles; wake makes waiting callers ask again.
+func (q *queue) pop(stale func() bool) (*job, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for {
@@ -57,8 +57,7 @@ func (q *queue) pop(gen *uint64) (*job, bool) {
 		if q.closed {
 			return nil, false
 		}
-		if q.gen != *gen {
-			*gen = q.gen
+		if stale != nil && stale() {
 			return nil, true
 		}
 		q.cond.Wait()
@@ -86,11 +85,10 @@ func (q *queue) len() int {
 	return len(q.jobs[Interactive]) + len(q.jobs[Background])
 }
 
-// wake makes every idle worker return from pop once.
+// wake makes every waiting pop ask its stale func again.
 func (q *queue) wake() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.gen++
 	q.cond.Broadcast()
 }
 

@@ -170,9 +170,11 @@ func TestReloadKeepsPoolBounded(t *testing.T) {
 }
 
 // A scan whose job is running when the rules are reloaded finishes under
-// the rules it started with and says so; the next scan uses the new rules.
+// the rules it started with and says so; the idle worker then frees the
+// old rules; the next scan uses the new rules.
 func TestReloadMidScanKeepsItsRuleset(t *testing.T) {
 	rulesA, rulesB := twoRulesets(t)
+	base := liveRulesets.Load()
 	s := newTestScanner(t, Options{Workers: 1, RulePaths: rulesA})
 	idA := s.RulesetID()
 	entered, hold := make(chan struct{}), make(chan struct{})
@@ -205,6 +207,9 @@ func TestReloadMidScanKeepsItsRuleset(t *testing.T) {
 	if err := checkNamed(old, map[string]string{idA: "ReloadA"}); err != nil {
 		t.Errorf("scan started before the reload: %v", err)
 	}
+	// The worker ran the old scan's job under A and is idle now: it lets
+	// go of A, which nothing else uses, so A is freed before any new job.
+	waitFor(t, "the old rules to be freed by the idle worker", func() bool { return liveRulesets.Load() == base+1 })
 	res, err := s.ScanLayer(context.Background(), bytes.NewReader(layer), Interactive)
 	if err != nil {
 		t.Fatal(err)
