@@ -33,8 +33,8 @@ type reloader struct {
 	// Without it a reload is refused and the running rules are kept.
 	sc  *scanner.Scanner
 	log *slog.Logger
-	// grace is no longer used: the scanner frees replaced rules once no
-	// scan uses them, so nothing waits for ingests to end.
+	// grace is unused: the scanner frees replaced rules once no scan
+	// uses them, so no reload waits for ingests to end.
 	grace time.Duration
 	print string
 }
