@@ -301,9 +301,11 @@ func (s *Server) dropLocal(ctx context.Context, v storage.Verdict) (storage.Verd
 
 // verdictOf turns a scan result into the verdict to store.
 func (s *Server) verdictOf(sc *scanner.Scanner, ref blobRef, res scanner.Result) storage.Verdict {
+	// The ruleset the scan ran under, which a reload may have replaced
+	// since: the verdict is kept under it, never under the current one.
 	v := storage.Verdict{
 		Digest:         ref.Digest,
-		RulesetID:      sc.RulesetID(),
+		RulesetID:      res.RulesetID,
 		Context:        ref.Context,
 		Status:         storage.StatusClean,
 		Bytes:          res.Bytes,

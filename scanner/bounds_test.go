@@ -12,6 +12,7 @@ import (
 	"runtime/metrics"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -136,6 +137,20 @@ func TestManyTinyFiles(t *testing.T) {
 	}
 	t.Run("under MaxFiles: scanned", func(t *testing.T) {
 		s := newTestScanner(t, Options{Workers: 2})
+		// The heap bound below only catches uncapped batches at a million
+		// files; the jobs themselves show it at any size: no job holds
+		// more than maxBatchItems files, so the files are spread over
+		// many jobs (and so over the workers).
+		var jobs, most atomic.Int64
+		s.testHookJob = func(j *job) {
+			jobs.Add(1)
+			for n := int64(len(j.items)); ; {
+				m := most.Load()
+				if n <= m || most.CompareAndSwap(m, n) {
+					break
+				}
+			}
+		}
 		var res Result
 		var err error
 		elapsed, alloc, peak := measure(t, func() {
@@ -146,6 +161,12 @@ func TestManyTinyFiles(t *testing.T) {
 		}
 		if res.Files != int64(n) || len(res.Findings) != 0 {
 			t.Fatalf("Files = %d, findings %v; want %d clean", res.Files, res.Findings, n)
+		}
+		if m := most.Load(); m > maxBatchItems {
+			t.Errorf("a job held %d files, more than maxBatchItems %d", m, maxBatchItems)
+		}
+		if j := jobs.Load(); j < int64(n/maxBatchItems) {
+			t.Errorf("%d files went to %d jobs, want at least %d", n, j, n/maxBatchItems)
 		}
 		if peak > 64<<20 {
 			t.Errorf("live heap grew by %d MiB for %d files", peak>>20, n)

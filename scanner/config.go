@@ -55,11 +55,11 @@ func (l *stringList) UnmarshalJSON(b []byte) error {
 func (s *Scanner) ScanConfig(ctx context.Context, config []byte, prio Prioritizer) (Result, error) {
 	start := time.Now()
 	if int64(len(config)) > s.limits.MaxFileBytes {
-		return Result{}, limitError("image config is %d bytes, more than MaxFileBytes %d", len(config), s.limits.MaxFileBytes)
+		return Result{RulesetID: s.RulesetID()}, limitError("image config is %d bytes, more than MaxFileBytes %d", len(config), s.limits.MaxFileBytes)
 	}
 	st, cancel, err := s.newScan(ctx, contextConfig, prio)
 	if err != nil {
-		return Result{}, err
+		return Result{RulesetID: s.RulesetID()}, err
 	}
 	defer cancel()
 
@@ -87,7 +87,7 @@ func (s *Scanner) ScanConfig(ctx context.Context, config []byte, prio Prioritize
 	if cerr := s.ctxErr(ctx, st); cerr != nil {
 		err = cerr
 	}
-	res := Result{Findings: configFindings(st.result()), Files: 1, Bytes: int64(len(config)), Duration: time.Since(start)}
+	res := Result{Findings: configFindings(st.result()), Files: 1, Bytes: int64(len(config)), Duration: time.Since(start), RulesetID: st.rs.id}
 	if err != nil {
 		return res, fmt.Errorf("scan image config: %w", err)
 	}

@@ -10,6 +10,15 @@
 // payloads in scripts, nested up to Limits.MaxArchiveDepth, each scanned
 // under the path of the file it came from ("/opt/a.tar.gz!x/xmrig").
 //
+// The pool is bounded for the Scanner's whole life: New starts exactly
+// Options.Workers goroutines and Close stops them; Reload changes the
+// rules in place and never starts another. Each scan runs under the
+// ruleset current when it started, and its Result names that ruleset
+// (Result.RulesetID), so a caller records a verdict under the rules that
+// produced it, never under newer ones. Workers move to new rules between
+// jobs, and replaced rules are freed once no scan, job or worker uses
+// them.
+//
 // scanner is content analysis only: it never touches the network, never
 // talks to Redis or any store, and never imports other pullgate packages.
 // Callers hand it bytes and get back findings; what to do about them is

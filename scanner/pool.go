@@ -1,250 +1,19 @@
 package scanner
 
 import (
-	"context"
 	"crypto/sha256"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/hillu/go-yara/v4"
 )
 
-// item is one piece of content to scan: a whole small file, one window of
-// a large file, or one field of an image config.
-type item struct {
-	path string // "/usr/bin/x" or "config:Cmd"
-	name string // "x"
-	ext  string // "sh"
-	exec bool
-	hash bool // a whole file to check against the known-bad list
-	data []byte
-	// label says how the content was unpacked from the file at path
-	// ("UPX-packed"), empty for a file's own bytes; depth counts the
-	// unpackings. Rules see path; findings name path and label.
-	label string
-	depth int
-	// where is the path findings name for a member of an archive or a
-	// payload decoded from a file ("/opt/a.tar.gz!x/xmrig"), whose path
-	// is what rules see ("/x/xmrig"); outer is then the layer's file it
-	// was found in, and nest how many archives deep it is.
-	where string
-	outer string
-	nest  int
-}
-
-// file is a finding's File: the layer's file, for content unpacked from it.
-func (it *item) file() string {
-	if it.outer != "" {
-		return it.outer
-	}
-	if it.label == "" {
-		return ""
-	}
-	return it.path
-}
-
-// shown is the path findings name: the path (or, inside an archive, the
-// whole path through it), followed by how the content was unpacked from
-// it, if it was.
-func (it *item) shown() string {
-	p := it.path
-	if it.where != "" {
-		p = it.where
-	}
-	if it.label == "" {
-		return p
-	}
-	return p + " (" + it.label + ")"
-}
-
-// job is what a worker takes from the queue: one buffer's worth of items.
-// Small files are packed several to a buffer to keep per-job overhead off
-// layers made of thousands of tiny files.
-type job struct {
-	scan  *scanState
-	buf   *buffer // returned to its pool when the job is done; nil when items point into caller memory
-	items []item
-}
-
-// scanState is shared by the walker of one ScanLayer/ScanConfig call and
-// the workers scanning its jobs.
-type scanState struct {
-	ctx      context.Context
-	deadline time.Time
-	context  string // contextLayer or contextConfig
-	prio     Prioritizer
-	// slots bounds the jobs (and so the buffers) in flight for this scan:
-	// the walker sends before taking a buffer, a worker receives when done.
-	slots chan struct{}
-
-	mu       sync.Mutex
-	seen     map[Finding]struct{}
-	findings []Finding
-	err      error
-}
-
-func (st *scanState) add(f Finding) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if _, dup := st.seen[f]; dup {
-		return
-	}
-	st.seen[f] = struct{}{}
-	st.findings = append(st.findings, f)
-}
-
-// fail records the first error a worker hit; the walker returns it.
-func (st *scanState) fail(err error) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.err == nil {
-		st.err = err
-	}
-}
-
-func (st *scanState) firstErr() error {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return st.err
-}
-
-// acquire takes a slot, waiting while the scan has its maximum of jobs in
-// flight.
-func (st *scanState) acquire() error {
-	select {
-	case st.slots <- struct{}{}:
-		return nil
-	case <-st.ctx.Done():
-		return st.ctx.Err()
-	}
-}
-
-func (st *scanState) release() { <-st.slots }
-
-// wait returns when every submitted job has been scanned.
-func (st *scanState) wait() error {
-	for range cap(st.slots) {
-		if err := st.acquire(); err != nil {
-			return err
-		}
-	}
-	for range cap(st.slots) {
-		st.release()
-	}
-	return nil
-}
-
-// drain waits for every submitted job regardless of the context, for
-// scans whose jobs point into the caller's memory.
-func (st *scanState) drain() {
-	for range cap(st.slots) {
-		st.slots <- struct{}{}
-	}
-	for range cap(st.slots) {
-		st.release()
-	}
-}
-
-// result returns the findings, sorted.
-func (st *scanState) result() []Finding {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	fs := append([]Finding(nil), st.findings...)
-	sortFindings(fs)
-	return fs
-}
-
-// queue holds jobs waiting for a worker. Workers always take Interactive
-// jobs before Background ones, and among Background jobs first those of a
-// scan promoted since they were queued; otherwise jobs run in order.
-type queue struct {
-	mu     sync.Mutex
-	cond   sync.Cond
-	jobs   [2][]*job
-	closed bool
-}
-
-func newQueue() *queue {
-	q := &queue{}
-	q.cond.L = &q.mu
-	return q
-}
-
-func (q *queue) push(j *job) error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.closed {
-		return ErrClosed
-	}
-	p := Background
-	if j.scan.prio.Priority() == Interactive {
-		p = Interactive
-	}
-	q.jobs[p] = append(q.jobs[p], j)
-	q.cond.Signal()
-	return nil
-}
-
-// pop blocks until a job is queued, and returns false once the queue is
-// closed and drained.
-func (q *queue) pop() (*job, bool) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	for {
-		if len(q.jobs[Interactive]) > 0 {
-			return q.take(Interactive, 0), true
-		}
-		if bg := q.jobs[Background]; len(bg) > 0 {
-			i := 0
-			for k, j := range bg {
-				if j.scan.prio.Priority() == Interactive {
-					i = k
-					break
-				}
-			}
-			return q.take(Background, i), true
-		}
-		if q.closed {
-			return nil, false
-		}
-		q.cond.Wait()
-	}
-}
-
-// take removes and returns the i-th job of priority p; q.mu is held.
-func (q *queue) take(p Priority, i int) *job {
-	js := q.jobs[p]
-	j := js[i]
-	if i == 0 {
-		js[0] = nil
-		q.jobs[p] = js[1:]
-		return j
-	}
-	copy(js[i:], js[i+1:])
-	js[len(js)-1] = nil
-	q.jobs[p] = js[:len(js)-1]
-	return j
-}
-
-func (q *queue) len() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.jobs[Interactive]) + len(q.jobs[Background])
-}
-
-func (q *queue) close() {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.closed = true
-	q.cond.Broadcast()
-}
-
-// worker owns one yara.Scanner (they are not goroutine-safe) and the
-// external variables last defined on it, so unchanged ones are not
-// redefined for every file.
+// worker owns one yara.Scanner (they are not goroutine-safe), created from
+// the ruleset rs it holds, and the external variables last defined on it,
+// so unchanged ones are not redefined for every file.
 type worker struct {
 	s       *Scanner
+	rs      *ruleset // nil when the worker holds no rules
 	ys      *yara.Scanner
 	matches matchList
 	timeout int64 // seconds last set on ys; 0: none
@@ -254,23 +23,51 @@ type worker struct {
 	exec                 bool
 }
 
-func newWorker(s *Scanner) (*worker, error) {
-	ys, err := yara.NewScanner(s.rules)
-	if err != nil {
-		return nil, fmt.Errorf("create yara scanner: %w", err)
+// use makes the worker scan under rs, replacing its yara.Scanner when it
+// was made from other rules. Called between jobs only.
+func (w *worker) use(rs *ruleset) error {
+	if w.rs == rs {
+		return nil
 	}
-	w := &worker{s: s, ys: ys}
+	ys, err := yara.NewScanner(rs.rules)
+	if err != nil {
+		return fmt.Errorf("create yara scanner: %w", err)
+	}
+	rs.hold()
+	w.release()
+	w.rs, w.ys = rs, ys
 	ys.SetCallback(&w.matches)
-	ys.SetFlags(s.flags)
-	return w, nil
+	ys.SetFlags(w.s.flags)
+	w.defined, w.timeout = false, 0
+	return nil
+}
+
+// release frees the worker's yara.Scanner and its hold on the rules.
+func (w *worker) release() {
+	if w.ys != nil {
+		w.ys.Destroy()
+		w.ys = nil
+	}
+	if w.rs != nil {
+		w.rs.drop()
+		w.rs = nil
+	}
 }
 
 func (w *worker) run() {
-	defer w.ys.Destroy()
+	defer w.release()
+	// A worker about to idle lets go of replaced rules (the rules were
+	// reloaded while it waited, or it ran a job of a scan pinned to older
+	// rules), so they are freed now rather than at its next job.
+	stale := func() bool { return w.rs != nil && w.rs != w.s.peek() }
 	for {
-		j, ok := w.s.queue.pop()
+		j, ok := w.s.queue.pop(stale)
 		if !ok {
 			return
+		}
+		if j == nil {
+			w.release()
+			continue
 		}
 		w.s.busy.Add(1)
 		w.do(j)
@@ -287,11 +84,16 @@ func (w *worker) do(j *job) {
 		// scan finished never sees its work still counted.
 		w.s.busy.Add(-1)
 		st.release()
+		st.rs.drop()
 	}()
 	if hook := w.s.testHookJob; hook != nil {
 		hook(j)
 	}
 	if st.ctx.Err() != nil || st.firstErr() != nil {
+		return
+	}
+	if err := w.use(st.rs); err != nil {
+		st.fail(err)
 		return
 	}
 	for i := range j.items {
@@ -327,11 +129,11 @@ func (w *worker) scan(st *scanState, it *item) error {
 		return fmt.Errorf("yara scan of %s: %w", it.path, err)
 	}
 	for _, rule := range w.matches {
-		m := w.s.metas[rule]
+		m := st.rs.metas[rule]
 		st.add(Finding{Rule: rule, Category: m.category, Severity: m.severity, Description: m.description, Path: it.shown(), File: it.file()})
 	}
-	if it.hash {
-		if f, ok := w.s.knownBad.finding(sha256.Sum256(it.data), it.shown()); ok {
+	if it.hash && st.rs.knownBad != nil {
+		if f, ok := st.rs.knownBad.finding(sha256.Sum256(it.data), it.shown()); ok {
 			f.File = it.file()
 			st.add(f)
 		}

@@ -131,7 +131,7 @@ func TestPromotedScanQueuesInteractive(t *testing.T) {
 	}
 	var got []*scanState
 	for range 3 {
-		j, _ := q.pop()
+		j, _ := q.pop(nil)
 		got = append(got, j.scan)
 	}
 	if got[0] != st || got[1] != st || got[2] != other {

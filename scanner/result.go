@@ -25,6 +25,12 @@ type Result struct {
 	Files    int64 // files scanned: tar entries with a body, hard links (under their own name), members of archives in files, or a raw blob as one
 	Bytes    int64 // uncompressed bytes scanned, those scanned again under a hard link's name, unpacked from packed executables and from archives included
 	Duration time.Duration
+	// RulesetID names the ruleset the content was scanned under: the one
+	// current when the scan started, which a Reload during the scan does
+	// not change. Record a verdict under this id, never under the
+	// Scanner's current one, so findings of older rules are never taken
+	// for a verdict of the current rules. Set on error results too.
+	RulesetID string
 }
 
 // Blocking returns the findings that would refuse an image made of this

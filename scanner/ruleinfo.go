@@ -20,7 +20,7 @@ type RuleInfo struct {
 }
 
 // Rules lists the public rules compiled into the scanner, in source order.
-func (s *Scanner) Rules() []RuleInfo { return append([]RuleInfo(nil), s.infos...) }
+func (s *Scanner) Rules() []RuleInfo { return append([]RuleInfo(nil), s.peek().infos...) }
 
 var ruleDecl = regexp.MustCompile(`(?m)^\s*(?:(?:private|global)\s+)*rule\s+([A-Za-z_][A-Za-z0-9_]*)`)
 

@@ -22,7 +22,7 @@ func TestDefaultRulesAreWellFormed(t *testing.T) {
 	}
 	categories := map[string]bool{"miner": true, "miner-config": true, "dropper": true, "pool": true, "wallet": true, "packer": true}
 	severities := map[string]bool{SeverityHigh: true, SeverityMedium: true, SeverityLow: true}
-	for _, r := range s.rules.GetRules() {
+	for _, r := range s.peek().rules.GetRules() {
 		if r.IsPrivate() {
 			continue
 		}

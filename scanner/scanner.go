@@ -71,25 +71,26 @@ const batchSize = 1 << 20
 // buffers at maxSlots × Window however many workers there are.
 const maxSlots = 16
 
-// Scanner scans layers and image configs with one compiled ruleset in a
-// bounded pool of workers. It is safe for concurrent use.
+// Scanner scans layers and image configs in a pool of exactly Workers
+// goroutines, started by New and stopped by Close. Reload changes the
+// rules in place: the pool is never rebuilt, so it stays bounded across
+// any number of reloads. It is safe for concurrent use.
 type Scanner struct {
-	rules    *yara.Rules
-	metas    map[string]ruleMeta
-	infos    []RuleInfo
-	nrules   int
-	knownBad *KnownBad // nil when no list, so workers skip hashing
-	id       string
-	warnings []string
-	limits   Limits
-	flags    yara.ScanFlags
-	workers  int
-	slots    int
+	mu     sync.Mutex
+	rs     *ruleset // current; the Scanner holds it until replaced or closed
+	closed bool
+	cur    atomic.Pointer[ruleset] // rs, for reads that take no hold
+
+	limits  Limits
+	flags   yara.ScanFlags
+	workers int
+	slots   int
 	// batchSize is the size of batch buffers: files up to it are packed.
 	batchSize int
 
 	queue   *queue
 	busy    atomic.Int64
+	live    atomic.Int64 // worker goroutines running, for tests to watch
 	wg      sync.WaitGroup
 	closing sync.Once
 
@@ -111,28 +112,13 @@ func New(opts Options) (*Scanner, error) {
 	if workers <= 0 {
 		workers = runtime.NumCPU()
 	}
-	srcs, err := loadSources(opts.RulePaths)
+	rs, err := compileRuleset(opts, limits)
 	if err != nil {
 		return nil, err
-	}
-	rules, warnings, err := compileRules(srcs)
-	if err != nil {
-		return nil, err
-	}
-	metas, nrules := ruleMetas(rules)
-	var knownBad *KnownBad
-	if opts.KnownBadFiles.Len() > 0 {
-		knownBad = opts.KnownBadFiles
 	}
 	s := &Scanner{
-		rules:    rules,
-		metas:    metas,
-		infos:    ruleInfos(rules, metas, srcs),
-		nrules:   nrules,
-		knownBad: knownBad,
-		id:       rulesetID(srcs, limits, knownBad.Digests()),
-		warnings: append(warnings, lintSources(srcs)...),
-		limits:   limits,
+		rs:     rs,
+		limits: limits,
 		// The default rules use no string counts or match offsets beyond
 		// the first, so YARA may stop looking for a string once found.
 		flags:     yara.ScanFlagsFastMode,
@@ -143,38 +129,101 @@ func New(opts Options) (*Scanner, error) {
 		batches:   newBufferPool(int(min(batchSize, limits.Window))),
 		windows:   newBufferPool(int(limits.Window)),
 	}
+	s.cur.Store(rs)
 	ws := make([]*worker, workers)
 	for i := range ws {
-		if ws[i], err = newWorker(s); err != nil {
-			for _, w := range ws[:i] {
-				w.ys.Destroy()
+		ws[i] = &worker{s: s}
+		if err = ws[i].use(rs); err != nil {
+			for _, w := range ws[:i+1] {
+				w.release()
 			}
-			rules.Destroy()
+			rs.drop()
 			return nil, err
 		}
 	}
 	s.wg.Add(workers)
+	s.live.Add(int64(workers))
 	for _, w := range ws {
 		go func() {
 			defer s.wg.Done()
+			defer s.live.Add(-1)
 			w.run()
 		}()
 	}
 	return s, nil
 }
 
-// RulesetID identifies everything that decides a verdict: Version, the
-// YARA library version, every rule source (name and bytes) and the
-// limits. New rules or limits give a new id.
-func (s *Scanner) RulesetID() string { return s.id }
+// Reload compiles the embedded rules and opts.RulePaths (with
+// opts.KnownBadFiles) and makes them current, without stopping the pool.
+// Scans already running finish under the rules they started with, and
+// their Results say so; scans started after Reload returns use the new
+// rules. Workers switch to the new rules between jobs, never inside one.
+// The replaced rules are freed once no scan, job or worker uses them.
+//
+// Workers and limits are fixed for the Scanner's life: opts.Workers and
+// opts.Limits must be zero or what New was given, else Reload refuses. A
+// ruleset that does not compile is refused and the current one kept.
+func (s *Scanner) Reload(opts Options) error {
+	limits, err := opts.Limits.withDefaults()
+	if err != nil {
+		return err
+	}
+	if opts.Limits != (Limits{}) && limits != s.limits {
+		return fmt.Errorf("reload rules: limits differ from those the scanner was started with; restart to change them")
+	}
+	if opts.Workers > 0 && opts.Workers != s.workers {
+		return fmt.Errorf("reload rules: %d workers asked, the scanner runs %d; restart to change them", opts.Workers, s.workers)
+	}
+	rs, err := compileRuleset(opts, s.limits)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		rs.drop()
+		return ErrClosed
+	}
+	old := s.rs
+	s.rs = rs
+	s.cur.Store(rs)
+	s.mu.Unlock()
+	old.drop()
+	// Idle workers wake and let go of the old rules, so they are freed
+	// without waiting for the next job.
+	s.queue.wake()
+	return nil
+}
+
+// current returns the current ruleset with a hold the caller must drop.
+func (s *Scanner) current() (*ruleset, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	s.rs.hold()
+	return s.rs, nil
+}
+
+// peek returns the current ruleset for reading its fixed fields. No hold
+// is taken, so its compiled rules must not be used.
+func (s *Scanner) peek() *ruleset { return s.cur.Load() }
+
+// RulesetID identifies the current ruleset: everything that decides a
+// verdict, Version, the YARA library version, every rule source (name and
+// bytes), the known-bad list and the limits. New rules or limits give a
+// new id. A scan running across a Reload finishes under the ruleset it
+// started with: record the one its Result names, not this one.
+func (s *Scanner) RulesetID() string { return s.peek().id }
 
 // RuleCount is the number of public rules compiled.
-func (s *Scanner) RuleCount() int { return s.nrules }
+func (s *Scanner) RuleCount() int { return s.peek().nrules }
 
 // Warnings are the compiler's warnings and pullgate's own lint of the
 // rule sources (strings that may slow scanning down: no fixed run of 4
 // bytes), each as "file:line: text".
-func (s *Scanner) Warnings() []string { return append([]string(nil), s.warnings...) }
+func (s *Scanner) Warnings() []string { return append([]string(nil), s.peek().warnings...) }
 
 // Limits returns the limits in force, defaults filled in.
 func (s *Scanner) Limits() Limits { return s.limits }
@@ -189,32 +238,46 @@ func (s *Scanner) Busy() int { return int(s.busy.Load()) }
 func (s *Scanner) QueueDepth() int { return s.queue.len() }
 
 // Close stops accepting work, lets queued jobs finish, stops the workers
-// and frees the compiled rules. Scans started after Close fail with
+// and frees the compiled rules once no scan uses them. Scans started after Close fail with
 // ErrClosed.
 func (s *Scanner) Close() error {
 	s.closing.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
 		s.queue.close()
 		s.wg.Wait()
-		s.rules.Destroy()
+		// Scans still running hold the rules until they return.
+		s.rs.drop()
 	})
 	return nil
 }
 
-// newScan starts the shared state of one scan, bounded by LayerTimeout.
+// newScan starts the shared state of one scan, bounded by LayerTimeout and
+// pinned to the current ruleset until the returned func is called.
 func (s *Scanner) newScan(ctx context.Context, kind string, prio Prioritizer) (*scanState, context.CancelFunc, error) {
 	if p := prio.Priority(); p != Interactive && p != Background {
 		return nil, nil, fmt.Errorf("unknown scan priority %d", p)
 	}
+	rs, err := s.current()
+	if err != nil {
+		return nil, nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.limits.LayerTimeout)
 	deadline, _ := ctx.Deadline()
-	return &scanState{
+	st := &scanState{
 		ctx:      ctx,
 		deadline: deadline,
 		context:  kind,
 		prio:     prio,
+		rs:       rs,
 		slots:    make(chan struct{}, s.slots),
 		seen:     make(map[Finding]struct{}),
-	}, cancel, nil
+	}
+	return st, func() {
+		cancel()
+		rs.drop()
+	}, nil
 }
 
 // ctxErr turns the state of a finished or abandoned scan into the error
@@ -230,8 +293,12 @@ func (s *Scanner) ctxErr(parent context.Context, st *scanState) error {
 }
 
 // submit queues a job. On failure the job's slot and buffer are given back.
+// A queued job holds its scan's ruleset, so the rules outlive a scan that
+// returns early (an error, a cancellation) while its jobs are still queued.
 func (s *Scanner) submit(j *job) error {
+	j.scan.rs.hold()
 	if err := s.queue.push(j); err != nil {
+		j.scan.rs.drop()
 		if j.buf != nil {
 			j.buf.put()
 		}

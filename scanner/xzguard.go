@@ -88,88 +88,20 @@ func (g *xzGuard) skip(n int64, next xzState) {
 // follow advances the parser over b.
 func (g *xzGuard) follow(b []byte) error {
 	for len(b) > 0 {
+		var err error
 		switch g.state {
 		case xzLost:
 			return nil
 		case xzStreamHeader, xzBlockHeader, xzChunkHeader:
-			take := min(g.want-len(g.hdr), len(b))
-			g.hdr = append(g.hdr, b[:take]...)
-			b = b[take:]
-			if len(g.hdr) < g.want {
-				continue
-			}
-			if err := g.headerDone(); err != nil {
-				return err
-			}
+			b, err = g.followHeader(b)
 		case xzSkipData, xzSkipCheck, xzSkipIndexEnd:
-			take := min(g.want, len(b))
-			g.want -= take
-			b = b[take:]
-			if g.want > 0 {
-				continue
-			}
-			switch g.state {
-			case xzSkipData:
-				g.state = xzChunk
-			case xzSkipCheck:
-				g.state = xzBlockStart
-			case xzSkipIndexEnd:
-				g.state = xzStreamEnd
-			}
+			b = g.followSkip(b)
 		case xzBlockStart:
-			c := b[0]
-			if c == 0 { // index indicator
-				b = b[1:]
-				g.index, g.ints, g.shift = 1, 0, 0
-				g.state = xzIndexCount
-				continue
-			}
-			g.collect((int(c)+1)*4, xzBlockHeader)
+			b = g.followBlockStart(b)
 		case xzChunk:
-			c := b[0]
-			switch {
-			case c == 0: // end of the LZMA2 data
-				b = b[1:]
-				g.block++
-				g.skip((4-g.block%4)%4+int64(g.check), xzSkipCheck)
-			case c == 1 || c == 2: // uncompressed chunk: control, 2 bytes size
-				g.collect(3, xzChunkHeader)
-			case c >= 0x80: // LZMA chunk: control, 2+2 bytes sizes, props byte on reset
-				n := 5
-				if (c>>5)&3 >= 2 {
-					n = 6
-				}
-				g.collect(n, xzChunkHeader)
-			default:
-				g.state = xzLost
-			}
+			b = g.followChunk(b)
 		case xzIndexCount, xzIndexRecords:
-			c := b[0]
-			b = b[1:]
-			g.index++
-			if g.state == xzIndexCount {
-				if g.shift > 56 {
-					g.state = xzLost
-					continue
-				}
-				g.ints |= uint64(c&0x7f) << g.shift
-				g.shift += 7
-				if c&0x80 != 0 {
-					continue
-				}
-				if g.ints > 1<<40 {
-					g.state = xzLost
-					continue
-				}
-				g.ints *= 2 // two varints a record
-				g.state = xzIndexRecords
-			} else if c&0x80 == 0 {
-				g.ints--
-			}
-			if g.ints == 0 {
-				// Index padding, its CRC32, then the stream footer.
-				g.skip((4-g.index%4)%4+4+12, xzSkipIndexEnd)
-			}
+			b = g.followIndex(b)
 		case xzStreamEnd:
 			if b[0] == 0 { // stream padding
 				b = b[1:]
@@ -177,8 +109,109 @@ func (g *xzGuard) follow(b []byte) error {
 			}
 			g.collect(12, xzStreamHeader)
 		}
+		if err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// followHeader collects the bytes of a header and acts on it once whole.
+// Each follow step returns what is left of b.
+func (g *xzGuard) followHeader(b []byte) ([]byte, error) {
+	take := min(g.want-len(g.hdr), len(b))
+	g.hdr = append(g.hdr, b[:take]...)
+	b = b[take:]
+	if len(g.hdr) < g.want {
+		return b, nil
+	}
+	return b, g.headerDone()
+}
+
+// followSkip passes over bytes the guard need not read.
+func (g *xzGuard) followSkip(b []byte) []byte {
+	take := min(g.want, len(b))
+	g.want -= take
+	b = b[take:]
+	if g.want > 0 {
+		return b
+	}
+	switch g.state {
+	case xzSkipData:
+		g.state = xzChunk
+	case xzSkipCheck:
+		g.state = xzBlockStart
+	case xzSkipIndexEnd:
+		g.state = xzStreamEnd
+	}
+	return b
+}
+
+// followBlockStart reads what starts a block: a block header, or the
+// index that ends the stream's blocks.
+func (g *xzGuard) followBlockStart(b []byte) []byte {
+	c := b[0]
+	if c == 0 { // index indicator
+		g.index, g.ints, g.shift = 1, 0, 0
+		g.state = xzIndexCount
+		return b[1:]
+	}
+	g.collect((int(c)+1)*4, xzBlockHeader)
+	return b
+}
+
+// followChunk reads the control byte of an LZMA2 chunk.
+func (g *xzGuard) followChunk(b []byte) []byte {
+	c := b[0]
+	switch {
+	case c == 0: // end of the LZMA2 data
+		b = b[1:]
+		g.block++
+		g.skip((4-g.block%4)%4+int64(g.check), xzSkipCheck)
+	case c == 1 || c == 2: // uncompressed chunk: control, 2 bytes size
+		g.collect(3, xzChunkHeader)
+	case c >= 0x80: // LZMA chunk: control, 2+2 bytes sizes, props byte on reset
+		n := 5
+		if (c>>5)&3 >= 2 {
+			n = 6
+		}
+		g.collect(n, xzChunkHeader)
+	default:
+		g.state = xzLost
+	}
+	return b
+}
+
+// followIndex reads one byte of the index: its record count, then the
+// records' varints, counted down to the index's end.
+func (g *xzGuard) followIndex(b []byte) []byte {
+	c := b[0]
+	b = b[1:]
+	g.index++
+	if g.state == xzIndexCount {
+		if g.shift > 56 {
+			g.state = xzLost
+			return b
+		}
+		g.ints |= uint64(c&0x7f) << g.shift
+		g.shift += 7
+		if c&0x80 != 0 {
+			return b
+		}
+		if g.ints > 1<<40 {
+			g.state = xzLost
+			return b
+		}
+		g.ints *= 2 // two varints a record
+		g.state = xzIndexRecords
+	} else if c&0x80 == 0 {
+		g.ints--
+	}
+	if g.ints == 0 {
+		// Index padding, its CRC32, then the stream footer.
+		g.skip((4-g.index%4)%4+4+12, xzSkipIndexEnd)
+	}
+	return b
 }
 
 // headerDone acts on a collected header.

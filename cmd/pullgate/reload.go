@@ -21,15 +21,18 @@ import (
 // rulesPoll is how often the rule files are checked for changes on disk.
 const rulesPoll = 5 * time.Second
 
-// reloader swaps in a new ruleset on SIGHUP and when a rule file changes,
-// without a restart. A ruleset that does not compile is refused, with the
-// compiler's file:line, and the running one is kept. After a swap the store
-// is rescanned in the background under the new rules.
+// reloader changes the scanner's rules in place on SIGHUP and when a rule
+// file changes, without a restart and without a second worker pool. A
+// ruleset that does not compile is refused, with the compiler's file:line,
+// and the running one is kept. After a change the store is rescanned in
+// the background under the new rules.
 type reloader struct {
-	cfg   Config
-	srv   *proxy.Server
+	cfg Config
+	srv *proxy.Server
+	// sc is the scanner the server runs; its rules are reloaded in place.
+	// Without it a reload is refused and the running rules are kept.
+	sc    *scanner.Scanner
 	log   *slog.Logger
-	grace time.Duration // the old scanner is closed once no ingest can still use it
 	print string
 }
 
@@ -45,33 +48,37 @@ func (r *reloader) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-hup:
-			r.reload(ctx, "SIGHUP")
+			if r.reload("SIGHUP") {
+				go r.rescan(ctx)
+			}
 		case <-tick.C:
-			if p := rulesFingerprint(r.cfg.Rules); p != r.print {
-				r.reload(ctx, "rule files changed")
+			if p := rulesFingerprint(r.cfg.Rules); p != r.print && r.reload("rule files changed") {
+				go r.rescan(ctx)
 			}
 		}
 	}
 }
 
-func (r *reloader) reload(ctx context.Context, why string) {
+// reload recompiles the rules and reports whether the ruleset changed.
+func (r *reloader) reload(why string) bool {
 	r.print = rulesFingerprint(r.cfg.Rules)
+	if r.sc == nil {
+		r.log.Error("rules reload failed; keeping the current rules", "reason", why, "err", "no scanner to reload")
+		return false
+	}
 	opts, err := scannerOptions(r.cfg)
 	if err != nil {
 		r.log.Error("rules reload failed; keeping the current rules", "reason", why, "err", err)
-		return
+		return false
 	}
-	sc, err := scanner.New(opts)
-	if err != nil {
+	previous := r.sc.RulesetID()
+	if err := r.sc.Reload(opts); err != nil {
 		r.log.Error("rules reload failed; keeping the current rules", "reason", why, "err", err)
-		return
+		return false
 	}
-	old := r.srv.SetScanner(sc)
-	r.log.Info("rules reloaded", "reason", why, "ruleset", sc.RulesetID(), "rules", sc.RuleCount(), "previous", old.RulesetID())
-	time.AfterFunc(r.grace, func() { old.Close() })
-	if old.RulesetID() != sc.RulesetID() {
-		go r.rescan(ctx)
-	}
+	current := r.sc.RulesetID()
+	r.log.Info("rules reloaded", "reason", why, "ruleset", current, "rules", r.sc.RuleCount(), "previous", previous)
+	return previous != current
 }
 
 // rescan checks the stored blobs under the current rules, behind

@@ -1,10 +1,15 @@
 package main
 
 import (
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
+
+	"github.com/pullgate/pullgate/scanner"
 )
 
 // A change to a rule file on disk (edited, added, removed) changes the
@@ -40,5 +45,50 @@ func TestRulesFingerprintSeesChangesOnDisk(t *testing.T) {
 	}
 	if fp() == added {
 		t.Fatal("a removed rule file was not noticed")
+	}
+}
+
+// A reload changes the running scanner's rules in place: the same pool,
+// a new ruleset id, and no new goroutines however often it runs. Rules
+// that do not compile are refused and the running ones kept.
+func TestReloadChangesRulesInPlace(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "site.yar")
+	writeFile(t, file, "rule SiteA { condition: false }\n")
+	cfg := Config{Rules: []string{dir}, Workers: 2}
+	opts, err := scannerOptions(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := scanner.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	r := &reloader{cfg: cfg, sc: sc, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	before := runtime.NumGoroutine()
+	first := sc.RulesetID()
+
+	if r.reload("test") {
+		t.Error("a reload of unchanged rules reported a new ruleset")
+	}
+	writeFile(t, file, "rule SiteB { condition: false }\n")
+	for range 10 {
+		r.reload("test")
+	}
+	if sc.RulesetID() == first {
+		t.Fatal("the running scanner kept its rules after the rule file changed")
+	}
+	if got := runtime.NumGoroutine(); got > before {
+		t.Errorf("%d goroutines after reloads, %d before: reloads started workers", got, before)
+	}
+
+	changed := sc.RulesetID()
+	writeFile(t, file, "rule Broken { condition: nope }\n")
+	if r.reload("test") {
+		t.Error("a ruleset that does not compile was reported as loaded")
+	}
+	if sc.RulesetID() != changed {
+		t.Error("a ruleset that does not compile replaced the running one")
 	}
 }

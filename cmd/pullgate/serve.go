@@ -143,7 +143,7 @@ func serve(args []string, stderr io.Writer) error {
 		return err
 	}
 	go keepWarm(ctx, cfg, ln.Addr(), log)
-	rl := &reloader{cfg: cfg, srv: srv, log: log, grace: time.Duration(cfg.Gate.IngestTimeout)}
+	rl := &reloader{cfg: cfg, srv: srv, sc: sc, log: log}
 	go rl.run(ctx)
 	// Blobs stored under other rules (an upgrade, a rules change while
 	// stopped) get verdicts under these rules before anyone asks.

@@ -2,6 +2,7 @@ package samples
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 )
 
@@ -75,7 +76,13 @@ func one(name, family string, f File, rules ...string) Case {
 // Positives returns the synthetic positives, one or more per family the
 // default rules cover. Every one must be refused by the default policy.
 func Positives() []Case {
-	cs := []Case{
+	return slices.Concat(minerPositives(), dropperPositives(), imagePositives(), archivePositives())
+}
+
+// minerPositives are miner executables across families, versions and
+// disguises.
+func minerPositives() []Case {
+	return []Case{
 		// XMRig across versions and disguises.
 		one("xmrig-2-2018", "xmrig", exe("/usr/local/bin/xmrig", ELF("XMRig/2.6.4 (Linux x86_64) libuv/1.20.3 gcc/7.3.0", "donate.xmrig.com", "--donate-level=N", "cryptonight", "cryptonight-lite", "stratum+tcp://")), "MinerXMRig"),
 		one("xmrig-5", "xmrig", exe("/opt/xmrig/xmrig", ELF("XMRig/5.11.1 (Linux x86_64) libuv/1.34.2 gcc/9.3.0", "donate.v2.xmrig.com", "randomx", "rx/0", "cn/r")), "MinerXMRig"),
@@ -102,7 +109,13 @@ func Positives() []Case {
 		one("teamredminer", "gpu", exe("/opt/trm/teamredminer", ELF("teamredminer v0.10.21", "ethash", "kawpow", "mining.subscribe")), "MinerGPU"),
 		one("stratum-in-elf", "miner", exe("/usr/local/bin/worker", ELF("stratum+tcp://eu.pool.example.org:3333")), "MinerStratumExecutable"),
 		one("stratum-protocol-elf", "miner", exe("/usr/sbin/netd", ELF("mining.subscribe", "mining.authorize", "cryptonight")), "MinerProtocolExecutable"),
+	}
+}
 
+// dropperPositives are Kinsing, dropper scripts, crons, services and
+// miner configuration files.
+func dropperPositives() []Case {
+	return []Case{
 		// Kinsing.
 		one("kinsing-kdevtmpfsi", "kinsing", exe("/tmp/kdevtmpfsi", Filler(3000)), "KinsingBinary"),
 		one("kinsing-loader-by-name", "kinsing", File{Path: "/var/tmp/kinsing", Mode: 0o600, Data: ELF("main.main")}, "KinsingBinary"),
@@ -125,7 +138,13 @@ func Positives() []Case {
 		one("cpuminer-config", "miner-config", text("/etc/cpuminer.conf", `{"url": "stratum+tcp://`+Pool+`", "user": "`+Wallet+`", "pass": "x", "algo": "cryptonight", "threads": 4}`), "MinerStratumConfig"),
 		one("t-rex-config", "miner-config", text("/opt/t-rex/config.json", `{"algo": "kawpow", "pools": [{"url": "stratum+tcp://`+Pool+`", "user": "`+EthWallet+`", "pass": "x", "worker": "rig"}]}`), "MinerXMRigConfig", "MinerStratumConfig"),
 		one("nanominer-ini", "miner-config", text("/opt/nanominer/config.ini", "[Ethash]\nwallet = "+EthWallet+"\nrigName = rig1\npool1 = eth.example.invalid:4444\n"), "MinerIniConfig"),
+	}
+}
 
+// imagePositives are image configs, pairs of medium indicators, and
+// packed executables with corroboration.
+func imagePositives() []Case {
+	return []Case{
 		// Image configs.
 		{Name: "config-cmd-xmrig-args", Family: "image-config", Config: ImageConfig(nil, MinerCmd(), nil), Rules: []string{"MinerInImageConfig", "MinerCommandLine"}},
 		{Name: "config-entrypoint-gpu", Family: "image-config", Config: ImageConfig([]string{"/opt/PhoenixMiner", "-pool", "eth.example.invalid:4444", "-wal", EthWallet}, nil, nil), Rules: []string{"MinerCommandLine"}},
@@ -160,7 +179,6 @@ func Positives() []Case {
 			text("/bin/.netd.conf", "WALLET="+Wallet+"\n"),
 		}, Rules: []string{"PackerUPXAltered", "MoneroWalletAddress"}},
 	}
-	return append(cs, archivePositives()...)
 }
 
 // NearMisses are synthetic images with weak indicators only, or with

@@ -1,7 +1,3 @@
-// Package samples builds harmless test files that carry the indicators
-// pullgate's rules look for: the strings, names and shapes of cryptominers,
-// never working code. Tests across the project use them; nothing here is,
-// or contains, real malware.
 package samples
 
 import (

@@ -25,51 +25,8 @@ func upx(payload []byte, altered bool, bits int) []byte {
 	if altered {
 		magic = []byte{0x0c, 0x91, 0x7e, 0x3a}
 	}
-	const phnum = 3
-	var ehdr []byte
-	var phsize int
-	if bits == 64 {
-		ehdr = make([]byte, 64)
-		copy(ehdr, []byte{0x7f, 'E', 'L', 'F', 2, 1, 1, 0})
-		le.PutUint16(ehdr[16:], 2)    // ET_EXEC
-		le.PutUint16(ehdr[18:], 0x3e) // x86-64
-		le.PutUint32(ehdr[20:], 1)
-		le.PutUint64(ehdr[24:], 0x400000+0x1000) // entry
-		le.PutUint64(ehdr[32:], 64)              // e_phoff
-		le.PutUint16(ehdr[52:], 64)              // e_ehsize
-		le.PutUint16(ehdr[54:], 56)              // e_phentsize
-		le.PutUint16(ehdr[56:], phnum)
-		le.PutUint16(ehdr[58:], 64) // e_shentsize; e_shoff and e_shnum stay 0
-		phsize = 56
-	} else {
-		ehdr = make([]byte, 52)
-		copy(ehdr, []byte{0x7f, 'E', 'L', 'F', 1, 1, 1, 0})
-		le.PutUint16(ehdr[16:], 2)
-		le.PutUint16(ehdr[18:], 3) // i386
-		le.PutUint32(ehdr[20:], 1)
-		le.PutUint32(ehdr[24:], 0x8048000+0x1000)
-		le.PutUint32(ehdr[28:], 52) // e_phoff
-		le.PutUint16(ehdr[40:], 52)
-		le.PutUint16(ehdr[42:], 32)
-		le.PutUint16(ehdr[44:], phnum)
-		le.PutUint16(ehdr[46:], 40)
-		phsize = 32
-	}
 	var b bytes.Buffer
-	b.Write(ehdr)
-	for i := range phnum {
-		ph := make([]byte, phsize)
-		le.PutUint32(ph[0:], 1) // PT_LOAD
-		if i == 2 {
-			le.PutUint32(ph[0:], 0x6474e551) // PT_GNU_STACK
-		}
-		if bits == 64 {
-			le.PutUint32(ph[4:], 7) // RWX
-		} else {
-			le.PutUint32(ph[24:], 7)
-		}
-		b.Write(ph)
-	}
+	b.Write(packedHeaders(bits))
 	orig := uint32(len(payload))*2 + 4096 // the "unpacked" size is larger
 	block := min(orig, 512<<10)
 	format := byte(22) // UPX_F_LINUX_ELF64_AMD
@@ -106,6 +63,57 @@ func upx(payload []byte, altered bool, bits int) []byte {
 	binary.Write(&b, le, uint32(len(scrambled)))
 	binary.Write(&b, le, orig)
 	b.Write([]byte{0, 0, 0, 0x5c})
+	return b.Bytes()
+}
+
+// packedHeaders is the ELF header and program headers of a packed
+// program: two PT_LOADs (RWX) and a PT_GNU_STACK, as UPX writes them.
+func packedHeaders(bits int) []byte {
+	le := binary.LittleEndian
+	const phnum = 3
+	var ehdr []byte
+	var phsize int
+	if bits == 64 {
+		ehdr = make([]byte, 64)
+		copy(ehdr, []byte{0x7f, 'E', 'L', 'F', 2, 1, 1, 0})
+		le.PutUint16(ehdr[16:], 2)    // ET_EXEC
+		le.PutUint16(ehdr[18:], 0x3e) // x86-64
+		le.PutUint32(ehdr[20:], 1)
+		le.PutUint64(ehdr[24:], 0x400000+0x1000) // entry
+		le.PutUint64(ehdr[32:], 64)              // e_phoff
+		le.PutUint16(ehdr[52:], 64)              // e_ehsize
+		le.PutUint16(ehdr[54:], 56)              // e_phentsize
+		le.PutUint16(ehdr[56:], phnum)
+		le.PutUint16(ehdr[58:], 64) // e_shentsize; e_shoff and e_shnum stay 0
+		phsize = 56
+	} else {
+		ehdr = make([]byte, 52)
+		copy(ehdr, []byte{0x7f, 'E', 'L', 'F', 1, 1, 1, 0})
+		le.PutUint16(ehdr[16:], 2)
+		le.PutUint16(ehdr[18:], 3) // i386
+		le.PutUint32(ehdr[20:], 1)
+		le.PutUint32(ehdr[24:], 0x8048000+0x1000)
+		le.PutUint32(ehdr[28:], 52) // e_phoff
+		le.PutUint16(ehdr[40:], 52)
+		le.PutUint16(ehdr[42:], 32)
+		le.PutUint16(ehdr[44:], phnum)
+		le.PutUint16(ehdr[46:], 40)
+		phsize = 32
+	}
+	b := bytes.NewBuffer(ehdr)
+	for i := range phnum {
+		ph := make([]byte, phsize)
+		le.PutUint32(ph[0:], 1) // PT_LOAD
+		if i == 2 {
+			le.PutUint32(ph[0:], 0x6474e551) // PT_GNU_STACK
+		}
+		if bits == 64 {
+			le.PutUint32(ph[4:], 7) // RWX
+		} else {
+			le.PutUint32(ph[24:], 7)
+		}
+		b.Write(ph)
+	}
 	return b.Bytes()
 }
 

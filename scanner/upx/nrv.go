@@ -65,108 +65,24 @@ func nrvDecompress(v nrvVariant, src, dst []byte) error {
 	out := 0
 	lastOff := uint32(1)
 	for {
-		for d.bit() == 1 {
-			if d.bad {
-				return fmt.Errorf("%w: input ends inside a literal run", errNRV)
-			}
-			if out >= len(dst) || d.in >= len(src) {
-				return fmt.Errorf("%w: literal beyond the block (%d of %d bytes)", errNRV, out, len(dst))
-			}
-			dst[out] = src[d.in]
-			d.in++
-			out++
+		var err error
+		if out, err = d.literals(dst, out); err != nil {
+			return err
 		}
-		if d.bad {
-			return fmt.Errorf("%w: input ends before the end marker", errNRV)
+		off, mlen, end, err := d.offset(v, &lastOff)
+		if err != nil {
+			return err
 		}
-		off := uint32(1)
-		var mlen uint32
-		switch v {
-		case nrv2b:
-			for {
-				off = off*2 + d.bit()
-				if d.bit() == 1 || off > 0xffffff+3 || d.bad {
-					break
-				}
-			}
-		default:
-			for {
-				off = off*2 + d.bit()
-				if d.bit() == 1 || off > 0xffffff+3 || d.bad {
-					break
-				}
-				off = (off-1)*2 + d.bit()
-			}
+		if end {
+			break
 		}
-		if d.bad || off > 0xffffff+3 {
-			return fmt.Errorf("%w: bad match offset", errNRV)
-		}
-		if off == 2 {
-			off = lastOff
-			if v != nrv2b {
-				mlen = d.bit()
-			}
-		} else {
-			off = (off-3)*256 + d.byte()
-			if d.bad {
-				return fmt.Errorf("%w: input ends inside a match offset", errNRV)
-			}
-			if off == 0xffffffff {
-				break // the end marker
-			}
-			if v != nrv2b {
-				mlen = (off ^ 0xffffffff) & 1
-				off >>= 1
-			}
-			off++
-			lastOff = off
-		}
-		switch v {
-		case nrv2e:
-			switch {
-			case mlen != 0:
-				mlen = 1 + d.bit()
-			case d.bit() == 1:
-				mlen = 3 + d.bit()
-			default:
-				mlen = d.gamma() + 3
-			}
-		default:
-			if v == nrv2b {
-				mlen = d.bit()
-			}
-			mlen = mlen*2 + d.bit()
-			if mlen == 0 {
-				mlen = d.gamma() + 2
-			}
-		}
+		mlen = d.length(v, mlen, off)
 		if d.bad {
 			return fmt.Errorf("%w: input ends inside a match length", errNRV)
 		}
-		far := uint32(0x500)
-		if v == nrv2b {
-			far = 0xd00
+		if out, err = copyMatch(dst, out, off, mlen); err != nil {
+			return err
 		}
-		if off > far {
-			mlen++
-		}
-		mlen++ // a match copies one byte more than its coded length
-		if uint64(off) > uint64(out) {
-			return fmt.Errorf("%w: match reaches %d bytes back from offset %d", errNRV, off, out)
-		}
-		if uint64(mlen) > uint64(len(dst)-out) {
-			return fmt.Errorf("%w: match beyond the block (%d of %d bytes)", errNRV, out, len(dst))
-		}
-		from := out - int(off)
-		end := out + int(mlen)
-		if int(off) >= int(mlen) {
-			copy(dst[out:end], dst[from:from+int(mlen)])
-		} else {
-			for ; out < end; out, from = out+1, from+1 {
-				dst[out] = dst[from]
-			}
-		}
-		out = end
 	}
 	if out != len(dst) {
 		return fmt.Errorf("%w: %d bytes decoded, the block declares %d", errNRV, out, len(dst))
@@ -175,6 +91,118 @@ func nrvDecompress(v nrvVariant, src, dst []byte) error {
 		return fmt.Errorf("%w: %d bytes follow the end marker", errNRV, len(src)-d.in)
 	}
 	return nil
+}
+
+// literals copies a run of literal bytes to dst from out, and returns
+// where the output stands after it.
+func (d *nrvDecoder) literals(dst []byte, out int) (int, error) {
+	for d.bit() == 1 {
+		if d.bad {
+			return out, fmt.Errorf("%w: input ends inside a literal run", errNRV)
+		}
+		if out >= len(dst) || d.in >= len(d.src) {
+			return out, fmt.Errorf("%w: literal beyond the block (%d of %d bytes)", errNRV, out, len(dst))
+		}
+		dst[out] = d.src[d.in]
+		d.in++
+		out++
+	}
+	if d.bad {
+		return out, fmt.Errorf("%w: input ends before the end marker", errNRV)
+	}
+	return out, nil
+}
+
+// offset reads a match's offset (the last one again, or a new one, which
+// becomes *lastOff), with the low bit of its length that NRV2D and NRV2E
+// code beside it. end is set at the end marker.
+func (d *nrvDecoder) offset(v nrvVariant, lastOff *uint32) (off, mlen uint32, end bool, err error) {
+	off = 1
+	for {
+		off = off*2 + d.bit()
+		if d.bit() == 1 || off > 0xffffff+3 || d.bad {
+			break
+		}
+		if v != nrv2b {
+			off = (off-1)*2 + d.bit()
+		}
+	}
+	if d.bad || off > 0xffffff+3 {
+		return 0, 0, false, fmt.Errorf("%w: bad match offset", errNRV)
+	}
+	if off == 2 {
+		if v != nrv2b {
+			mlen = d.bit()
+		}
+		return *lastOff, mlen, false, nil
+	}
+	off = (off-3)*256 + d.byte()
+	if d.bad {
+		return 0, 0, false, fmt.Errorf("%w: input ends inside a match offset", errNRV)
+	}
+	if off == 0xffffffff {
+		return 0, 0, true, nil // the end marker
+	}
+	if v != nrv2b {
+		mlen = (off ^ 0xffffffff) & 1
+		off >>= 1
+	}
+	off++
+	*lastOff = off
+	return off, mlen, false, nil
+}
+
+// length reads the rest of a match's length, mlen being what offset read
+// of it, and returns the number of bytes the match copies.
+func (d *nrvDecoder) length(v nrvVariant, mlen, off uint32) uint32 {
+	switch v {
+	case nrv2e:
+		switch {
+		case mlen != 0:
+			mlen = 1 + d.bit()
+		case d.bit() == 1:
+			mlen = 3 + d.bit()
+		default:
+			mlen = d.gamma() + 3
+		}
+	default:
+		if v == nrv2b {
+			mlen = d.bit()
+		}
+		mlen = mlen*2 + d.bit()
+		if mlen == 0 {
+			mlen = d.gamma() + 2
+		}
+	}
+	far := uint32(0x500)
+	if v == nrv2b {
+		far = 0xd00
+	}
+	if off > far {
+		mlen++
+	}
+	return mlen + 1 // a match copies one byte more than its coded length
+}
+
+// copyMatch copies mlen bytes from off bytes back in dst to out, and
+// returns where the output stands after it.
+func copyMatch(dst []byte, out int, off, mlen uint32) (int, error) {
+	if uint64(off) > uint64(out) {
+		return out, fmt.Errorf("%w: match reaches %d bytes back from offset %d", errNRV, off, out)
+	}
+	if uint64(mlen) > uint64(len(dst)-out) {
+		return out, fmt.Errorf("%w: match beyond the block (%d of %d bytes)", errNRV, out, len(dst))
+	}
+	from := out - int(off)
+	end := out + int(mlen)
+	if int(off) >= int(mlen) {
+		copy(dst[out:end], dst[from:from+int(mlen)])
+		return end, nil
+	}
+	for ; out < end; out, from = out+1, from+1 {
+		dst[out] = dst[from]
+	}
+	return end, nil
 }
 
 // gamma reads an Elias-gamma style length: 1, then a bit per step until a

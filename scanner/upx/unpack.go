@@ -28,33 +28,82 @@ const headProbe = 1024
 // restored, the rest of File zero: it is what the host would run, and the
 // caller should scan it as well as report the error.
 func Unpack(r io.ReaderAt, size int64, lim Limits) (*Unpacked, error) {
+	lay, err := probe(r, size)
+	if err != nil {
+		return nil, err
+	}
+	if lay.filesize > lim.MaxOutput {
+		return nil, fmt.Errorf("%w: the packed file declares %d bytes, the limit is %d", ErrTooLarge, lay.filesize, lim.MaxOutput)
+	}
+	u := &unpacker{
+		r: r, size: size, pos: int64(lay.lpos + lInfoSize + pInfoSize),
+		blocksize: uint32(min(lay.blocksize, lay.filesize)),
+		uAdler:    adler32.New(), cAdler: adler32.New(),
+	}
+	u.buf = make([]byte, u.blocksize)
+	out := make([]byte, lay.filesize)
+	phs, segs, written, err := u.loads(out, lay)
+	if err != nil {
+		return nil, err
+	}
+
+	// What the loader maps is restored. What follows is not read by the
+	// loader (so a packer may damage it and the program still runs): a
+	// failure from here on is reported with the PT_LOADs restored, so the
+	// caller can still scan what the host runs.
+	res := &Unpacked{File: out, Segments: segs, Arch: lay.arch, Method: u.first, Version: lay.version}
+	if res.Method == methodStored {
+		res.Method = lay.first.method
+	}
+	res.MarksAltered = lay.lmagic != magicLE
+	if err := u.gaps(out, phs, lay, written); err != nil {
+		return res, err
+	}
+	return res, u.trailerChecks(res, lay)
+}
+
+// layout is what probe read of a packed file's UPX structures.
+type layout struct {
+	packed    elfShape
+	arch      string
+	lpos      int    // offset of l_info
+	lmagic    uint32 // l_info's mark, "UPX!" unless altered
+	lsize     int64  // l_info's loader size
+	version   byte
+	filesize  int64 // p_info: the unpacked file's size
+	blocksize int64
+	first     bInfo // the first block's b_info
+}
+
+// probe reads the head of r and returns its UPX layout, or ErrNotPacked.
+func probe(r io.ReaderAt, size int64) (layout, error) {
 	if size < 0 {
-		return nil, fmt.Errorf("unpack a file of %d bytes: the size is negative", size)
+		return layout{}, fmt.Errorf("unpack a file of %d bytes: the size is negative", size)
 	}
 	head := make([]byte, min(size, headProbe))
 	if n, err := r.ReadAt(head, 0); n < len(head) {
 		if err == nil {
 			err = io.ErrUnexpectedEOF
 		}
-		return nil, fmt.Errorf("read the first %d bytes: %w", len(head), err)
+		return layout{}, fmt.Errorf("read the first %d bytes: %w", len(head), err)
 	}
 	packed, ok := parseELF(head)
 	arch := packed.arch()
 	if !ok || arch == "" || packed.phoff != uint64(packed.ehsize) || packed.phnum == 0 || packed.phnum > 8 {
-		return nil, ErrNotPacked
+		return layout{}, ErrNotPacked
 	}
 	le := binary.LittleEndian
 	lpos := int(packed.ehsize) + int(packed.phnum)*int(packed.phentsize)
 	if lpos+lInfoSize+pInfoSize+bInfoSize > len(head) {
-		return nil, ErrNotPacked
+		return layout{}, ErrNotPacked
 	}
 	l := head[lpos:]
-	lmagic := le.Uint32(l[4:])
-	lsize := int64(le.Uint16(l[8:]))
-	version := l[10]
-	filesize := int64(le.Uint32(l[lInfoSize+4:]))
-	blocksize := int64(le.Uint32(l[lInfoSize+8:]))
-	first := parseBInfo(l[lInfoSize+pInfoSize:])
+	lay := layout{
+		packed: packed, arch: arch, lpos: lpos,
+		lmagic: le.Uint32(l[4:]), lsize: int64(le.Uint16(l[8:])), version: l[10],
+		filesize: int64(le.Uint32(l[lInfoSize+4:])), blocksize: int64(le.Uint32(l[lInfoSize+8:])),
+		first: parseBInfo(l[lInfoSize+pInfoSize:]),
+	}
 	orig := struct{ ehsize, phentsize uint32 }{52, 32}
 	if packed.is64 {
 		orig.ehsize, orig.phentsize = 64, 56
@@ -62,83 +111,70 @@ func Unpack(r io.ReaderAt, size int64, lim Limits) (*Unpacked, error) {
 	// The first block holds the original ELF header and program headers,
 	// so its size has their shape; that, with sane p_info sizes, is what
 	// tells UPX's layout from any other ELF.
-	layout := first.unc > orig.ehsize && (first.unc-orig.ehsize)%orig.phentsize == 0 &&
+	first := lay.first
+	if first.unc > orig.ehsize && (first.unc-orig.ehsize)%orig.phentsize == 0 &&
 		(first.unc-orig.ehsize)/orig.phentsize <= 64 && first.cpr > 0 && first.cpr <= first.unc &&
-		blocksize > 0 && filesize >= int64(first.unc)
-	if !layout {
-		if lmagic == magicLE {
-			return nil, fmt.Errorf("%w: l_info carries UPX's mark but the blocks after it do not have UPX's layout", ErrCorrupt)
-		}
-		return nil, ErrNotPacked
+		lay.blocksize > 0 && lay.filesize >= int64(first.unc) {
+		return lay, nil
 	}
-	if filesize > lim.MaxOutput {
-		return nil, fmt.Errorf("%w: the packed file declares %d bytes, the limit is %d", ErrTooLarge, filesize, lim.MaxOutput)
+	if lay.lmagic == magicLE {
+		return layout{}, fmt.Errorf("%w: l_info carries UPX's mark but the blocks after it do not have UPX's layout", ErrCorrupt)
 	}
+	return layout{}, ErrNotPacked
+}
 
-	u := &unpacker{
-		r: r, size: size, pos: int64(lpos + lInfoSize + pInfoSize),
-		blocksize: uint32(min(blocksize, filesize)),
-		uAdler:    adler32.New(), cAdler: adler32.New(),
-	}
-	u.buf = make([]byte, u.blocksize)
-	out := make([]byte, filesize)
-
-	// The original ELF header and program headers.
+// loads restores the original ELF header and program headers, then every
+// PT_LOAD: what the loader maps. It returns the program headers, the
+// PT_LOADs as segments and how many bytes are restored.
+func (u *unpacker) loads(out []byte, lay layout) ([]phdr, []Segment, int64, error) {
 	n, err := u.block(out)
 	if err != nil {
-		return nil, fmt.Errorf("restore the ELF header: %w", err)
+		return nil, nil, 0, fmt.Errorf("restore the ELF header: %w", err)
 	}
 	hdrLen := int64(n)
 	e, ok := parseELF(out[:n])
-	if !ok || e.is64 != packed.is64 || e.machine != packed.machine || e.phoff != uint64(e.ehsize) ||
+	if !ok || e.is64 != lay.packed.is64 || e.machine != lay.packed.machine || e.phoff != uint64(e.ehsize) ||
 		int64(e.ehsize)+int64(e.phnum)*int64(e.phentsize) != hdrLen {
-		return nil, fmt.Errorf("%w: the restored ELF header does not describe a %s program with its program headers after it", ErrCorrupt, arch)
+		return nil, nil, 0, fmt.Errorf("%w: the restored ELF header does not describe a %s program with its program headers after it", ErrCorrupt, lay.arch)
 	}
 	phs := e.phdrs(out[:n])
-
+	filesize := lay.filesize
 	written := hdrLen
 	var segs []Segment
-	firstLoad := true
 	for _, p := range phs {
 		if p.typ != ptLoad {
 			continue
 		}
 		if p.offset > uint64(filesize) || p.filesz > uint64(filesize)-p.offset {
-			return nil, fmt.Errorf("%w: PT_LOAD at offset %d of %d bytes runs past the %d-byte file", ErrCorrupt, p.offset, p.filesz, filesize)
+			return nil, nil, 0, fmt.Errorf("%w: PT_LOAD at offset %d of %d bytes runs past the %d-byte file", ErrCorrupt, p.offset, p.filesz, filesize)
 		}
-		segs = append(segs, Segment{Offset: int64(p.offset), Size: int64(p.filesz), Exec: p.flags&pfX != 0})
 		from, to := int64(p.offset), int64(p.offset+p.filesz)
-		if firstLoad {
+		if len(segs) == 0 {
 			// UPX packs the first PT_LOAD after the headers it has
 			// already restored.
 			if from != 0 || to < hdrLen {
-				return nil, fmt.Errorf("%w: the first PT_LOAD does not cover the ELF header", ErrCorrupt)
+				return nil, nil, 0, fmt.Errorf("%w: the first PT_LOAD does not cover the ELF header", ErrCorrupt)
 			}
 			from = hdrLen
-			firstLoad = false
 		}
+		segs = append(segs, Segment{Offset: int64(p.offset), Size: int64(p.filesz), Exec: p.flags&pfX != 0})
 		if written, err = u.extent(out, from, to, written); err != nil {
-			return nil, fmt.Errorf("restore the PT_LOAD at offset %d: %w", p.offset, err)
+			return nil, nil, 0, fmt.Errorf("restore the PT_LOAD at offset %d: %w", p.offset, err)
 		}
 	}
 	if len(segs) == 0 {
-		return nil, fmt.Errorf("%w: the restored program has no PT_LOAD", ErrCorrupt)
+		return nil, nil, 0, fmt.Errorf("%w: the restored program has no PT_LOAD", ErrCorrupt)
 	}
+	return phs, segs, written, nil
+}
 
-	// What the loader maps is restored. What follows is not read by the
-	// loader (so a packer may damage it and the program still runs): a
-	// failure from here on is reported with the PT_LOADs restored, so the
-	// caller can still scan what the host runs.
-	res := &Unpacked{File: out, Segments: segs, Arch: arch, Method: u.first, Version: version}
-	if res.Method == methodStored {
-		res.Method = first.method
-	}
-	res.MarksAltered = lmagic != magicLE
+// gaps restores what lies between and after the PT_LOADs. The loader
+// follows the PT_LOAD blocks (l_info.l_lsize counts it with the words
+// before it), then come the blocks of those ranges: section headers,
+// symbols, debug data.
+func (u *unpacker) gaps(out []byte, phs []phdr, lay layout, written int64) error {
+	filesize := lay.filesize
 	loadEnd := (u.pos + 3) &^ 3
-
-	// The loader follows the PT_LOAD blocks (l_info.l_lsize counts it
-	// with the words before it), then the blocks of what lies between
-	// and after the PT_LOADs: section headers, symbols, debug data.
 	var gaps []int
 	for i := range phs {
 		if loadGap(phs, i, uint64(filesize)) > 0 {
@@ -146,44 +182,52 @@ func Unpack(r io.ReaderAt, size int64, lim Limits) (*Unpacked, error) {
 		}
 	}
 	if len(gaps) > 0 {
-		u.pos = u.gapStart(loadEnd, lsize, uint32(min(loadGap(phs, gaps[0], uint64(filesize)), uint64(u.blocksize))))
+		u.pos = u.gapStart(loadEnd, lay.lsize, uint32(min(loadGap(phs, gaps[0], uint64(filesize)), uint64(u.blocksize))))
 	} else {
-		u.pos = loadEnd + lsize
+		u.pos = loadEnd + lay.lsize
 	}
 	for _, i := range gaps {
 		p := phs[i]
 		gap := loadGap(phs, i, uint64(filesize))
 		from := int64(p.offset + p.filesz)
+		var err error
 		if written, err = u.extent(out, from, from+int64(gap), written); err != nil {
-			return res, fmt.Errorf("restore the %d bytes after the PT_LOAD at offset %d: %w", gap, p.offset, err)
+			return fmt.Errorf("restore the %d bytes after the PT_LOAD at offset %d: %w", gap, p.offset, err)
 		}
 	}
 	if written != filesize {
-		return res, fmt.Errorf("%w: the blocks restore %d bytes, p_info declares %d", ErrCorrupt, written, filesize)
+		return fmt.Errorf("%w: the blocks restore %d bytes, p_info declares %d", ErrCorrupt, written, filesize)
 	}
+	return nil
+}
 
+// trailerChecks reads the end marker after the last block and the
+// trailer's checksums, noting in res whether UPX's marks were altered and
+// whether the checksums were verified.
+func (u *unpacker) trailerChecks(res *Unpacked, lay layout) error {
+	le := binary.LittleEndian
 	// The end marker: a b_info of no bytes whose second word is "UPX!".
 	var end [bInfoSize]byte
 	if err := u.readAt(end[:], u.pos); err != nil {
-		return res, fmt.Errorf("read the end marker: %w", err)
+		return fmt.Errorf("read the end marker: %w", err)
 	}
 	if le.Uint32(end[:]) != 0 {
-		return res, fmt.Errorf("%w: a block follows the restored file at offset %d", ErrCorrupt, u.pos)
+		return fmt.Errorf("%w: a block follows the restored file at offset %d", ErrCorrupt, u.pos)
 	}
 	res.MarksAltered = res.MarksAltered || le.Uint32(end[4:]) != magicLE
 
-	ph, found, err := trailer(r, size, int64(lpos+lInfoSize), filesize)
+	ph, found, err := trailer(u.r, u.size, int64(lay.lpos+lInfoSize), lay.filesize)
 	if err != nil {
-		return res, err
+		return err
 	}
 	if found {
 		res.MarksAltered = res.MarksAltered || ph.magic != magicLE
 		if ph.uAdler != u.uAdler.Sum32() || ph.cAdler != u.cAdler.Sum32() {
-			return res, fmt.Errorf("%w: checksums of the blocks (%08x, %08x) differ from the trailer's (%08x, %08x)", ErrCorrupt, u.uAdler.Sum32(), u.cAdler.Sum32(), ph.uAdler, ph.cAdler)
+			return fmt.Errorf("%w: checksums of the blocks (%08x, %08x) differ from the trailer's (%08x, %08x)", ErrCorrupt, u.uAdler.Sum32(), u.cAdler.Sum32(), ph.uAdler, ph.cAdler)
 		}
 		res.Checksummed = true
 	}
-	return res, nil
+	return nil
 }
 
 // gapStart finds the first b_info after the loader: where l_info's loader

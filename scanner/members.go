@@ -1,0 +1,168 @@
+package scanner
+
+import (
+	"archive/tar"
+	"archive/zip"
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// walkStream decompresses a gzip, xz, bzip2 or zstd file whole in data:
+// a tar inside is walked member by member (a .tar.gz is one level), any
+// other content is scanned as one file named for the compressed one
+// without its extension ("xmrig.gz" holds "xmrig").
+func (w *walker) walkStream(it item, data []byte) error {
+	c := detectCompression(data)
+	br := bufio.NewReader(bytes.NewReader(data))
+	body, release, err := decompress(c, br)
+	if err != nil {
+		return err
+	}
+	defer release()
+	ur := &unarchiveReader{r: zstdLimit(body), w: w, what: c.String() + " " + it.shown()}
+	dr := bufio.NewReaderSize(ur, 2*blockSize)
+	head, err := dr.Peek(2 * blockSize)
+	if err != nil && err != io.EOF {
+		return err
+	}
+	if isTar(head) {
+		if err := w.walkMembers(it, dr); err != nil {
+			return err
+		}
+		// Read to the end, as a layer is: what follows the tar's end
+		// still counts against MaxLayerBytes, and only the end verifies
+		// the stream's checksum.
+		_, err := io.Copy(io.Discard, dr)
+		return err
+	}
+	_, err = w.scanFile(it.member(decompressedName(it.name, c), it.exec), dr, -1)
+	return err
+}
+
+// zstdLimit reports zstd's window limit as ErrLimit, as for layers.
+func zstdLimit(r io.Reader) io.Reader { return zstdLimitReader{r} }
+
+type zstdLimitReader struct{ r io.Reader }
+
+func (z zstdLimitReader) Read(p []byte) (int, error) {
+	n, err := z.r.Read(p)
+	if errors.Is(err, zstd.ErrWindowSizeExceeded) || errors.Is(err, zstd.ErrDecoderSizeExceeded) {
+		err = limitError("zstd stream needs more than %d bytes of window: %v", zstdMaxWindow, err)
+	}
+	return n, err
+}
+
+// decompressedName is the name of what a compressed file named name
+// holds: the name without its compression's extension, or the
+// compression's name when it has none.
+func decompressedName(name string, c compression) string {
+	lower := strings.ToLower(name)
+	for _, e := range [...]struct{ ext, then string }{
+		{".tgz", ".tar"}, {".txz", ".tar"}, {".tbz2", ".tar"}, {".tzst", ".tar"},
+		{".gz", ""}, {".xz", ""}, {".bz2", ""}, {".zst", ""},
+	} {
+		if strings.HasSuffix(lower, e.ext) && len(name) > len(e.ext) {
+			return name[:len(name)-len(e.ext)] + e.then
+		}
+	}
+	return c.String()
+}
+
+// walkMembers walks a tar inside a file: every entry with a body is
+// scanned as a member of parent, with its mode's exec bit. A hard link is
+// scanned by its name only (an empty body with its exec bit): its content
+// was scanned under its target's name.
+func (w *walker) walkMembers(parent item, r io.Reader) error {
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := w.nextEntry(tr, parent.shown())
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var body io.Reader = tr
+		size := hdr.Size
+		switch hdr.Typeflag {
+		case tar.TypeSymlink, tar.TypeChar, tar.TypeBlock, tar.TypeDir, tar.TypeFifo, tar.TypeXGlobalHeader:
+			continue
+		case tar.TypeLink:
+			body, size = bytes.NewReader(nil), 0
+		}
+		child := parent.member(memberName(hdr.Name), hdr.Mode&0o111 != 0)
+		if size, err = w.countMember(child.where, size); err != nil {
+			return err
+		}
+		if _, err := w.scanFile(child, body, size); err != nil {
+			return err
+		}
+	}
+}
+
+// countMember counts one more member against MaxFiles and returns the
+// size to read it with. A declared size is not trusted for the limits: a
+// tar or zip header may announce gigabytes it does not hold (Go's own
+// archive/tar test data announces a 16 GiB file in a few kilobytes), so
+// a member declared larger than MaxFileBytes is read as a stream of
+// unknown size, and only the bytes it really yields count against
+// MaxFileBytes and MaxLayerBytes.
+func (w *walker) countMember(name string, declared int64) (int64, error) {
+	if err := w.countFile(name, 0); err != nil {
+		return 0, err
+	}
+	if declared < 0 || declared > w.s.limits.MaxFileBytes {
+		return -1, nil
+	}
+	return declared, nil
+}
+
+// walkZip walks a zip whole in data (a zip is read from its central
+// directory at the end, so only zips whole in memory are unpacked). Every
+// member but directories and symbolic links is scanned with the exec bit
+// of its Unix mode; a member that cannot be opened or read to its end is
+// reported as ArchiveUnreadable and the others are still scanned.
+func (w *walker) walkZip(it item, data []byte) error {
+	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		return fmt.Errorf("read zip directory of %s: %w", it.shown(), err)
+	}
+	for _, f := range zr.File {
+		if err := w.st.ctx.Err(); err != nil {
+			return err
+		}
+		mode := f.Mode()
+		if mode.IsDir() || mode&fs.ModeSymlink != 0 {
+			continue
+		}
+		child := it.member(memberName(f.Name), mode&0o111 != 0)
+		size, err := w.countMember(child.where, int64(f.UncompressedSize64))
+		if err != nil {
+			return err
+		}
+		rc, err := f.Open()
+		if err != nil {
+			w.archiveFinding(child, ArchiveUnreadableRule, SeverityMedium, "zip member could not be opened, so it was not scanned: "+err.Error())
+			continue
+		}
+		_, err = w.scanFile(child, &unarchiveReader{r: rc, w: w, what: "zip member " + child.where}, size)
+		rc.Close()
+		switch {
+		case err == nil:
+		case w.hardError(err):
+			return err
+		default:
+			// Each member is read on its own from the directory, so one
+			// that is shorter than it says does not hide the others.
+			w.archiveFinding(child, ArchiveUnreadableRule, SeverityLow, "zip member could not be read to its end: "+err.Error())
+		}
+	}
+	return nil
+}

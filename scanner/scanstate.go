@@ -1,0 +1,153 @@
+package scanner
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// item is one piece of content to scan: a whole small file, one window of
+// a large file, or one field of an image config.
+type item struct {
+	path string // "/usr/bin/x" or "config:Cmd"
+	name string // "x"
+	ext  string // "sh"
+	exec bool
+	hash bool // a whole file to check against the known-bad list
+	data []byte
+	// label says how the content was unpacked from the file at path
+	// ("UPX-packed"), empty for a file's own bytes; depth counts the
+	// unpackings. Rules see path; findings name path and label.
+	label string
+	depth int
+	// where is the path findings name for a member of an archive or a
+	// payload decoded from a file ("/opt/a.tar.gz!x/xmrig"), whose path
+	// is what rules see ("/x/xmrig"); outer is then the layer's file it
+	// was found in, and nest how many archives deep it is.
+	where string
+	outer string
+	nest  int
+}
+
+// file is a finding's File: the layer's file, for content unpacked from it.
+func (it *item) file() string {
+	if it.outer != "" {
+		return it.outer
+	}
+	if it.label == "" {
+		return ""
+	}
+	return it.path
+}
+
+// shown is the path findings name: the path (or, inside an archive, the
+// whole path through it), followed by how the content was unpacked from
+// it, if it was.
+func (it *item) shown() string {
+	p := it.path
+	if it.where != "" {
+		p = it.where
+	}
+	if it.label == "" {
+		return p
+	}
+	return p + " (" + it.label + ")"
+}
+
+// job is what a worker takes from the queue: one buffer's worth of items.
+// Small files are packed several to a buffer to keep per-job overhead off
+// layers made of thousands of tiny files.
+type job struct {
+	scan  *scanState
+	buf   *buffer // returned to its pool when the job is done; nil when items point into caller memory
+	items []item
+}
+
+// scanState is shared by the walker of one ScanLayer/ScanConfig call and
+// the workers scanning its jobs.
+type scanState struct {
+	ctx      context.Context
+	deadline time.Time
+	context  string // contextLayer or contextConfig
+	prio     Prioritizer
+	rs       *ruleset // pinned for the whole scan; every job runs under it
+	// slots bounds the jobs (and so the buffers) in flight for this scan:
+	// the walker sends before taking a buffer, a worker receives when done.
+	slots chan struct{}
+
+	mu       sync.Mutex
+	seen     map[Finding]struct{}
+	findings []Finding
+	err      error
+}
+
+func (st *scanState) add(f Finding) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if _, dup := st.seen[f]; dup {
+		return
+	}
+	st.seen[f] = struct{}{}
+	st.findings = append(st.findings, f)
+}
+
+// fail records the first error a worker hit; the walker returns it.
+func (st *scanState) fail(err error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.err == nil {
+		st.err = err
+	}
+}
+
+func (st *scanState) firstErr() error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.err
+}
+
+// acquire takes a slot, waiting while the scan has its maximum of jobs in
+// flight.
+func (st *scanState) acquire() error {
+	select {
+	case st.slots <- struct{}{}:
+		return nil
+	case <-st.ctx.Done():
+		return st.ctx.Err()
+	}
+}
+
+func (st *scanState) release() { <-st.slots }
+
+// wait returns when every submitted job has been scanned.
+func (st *scanState) wait() error {
+	for range cap(st.slots) {
+		if err := st.acquire(); err != nil {
+			return err
+		}
+	}
+	for range cap(st.slots) {
+		st.release()
+	}
+	return nil
+}
+
+// drain waits for every submitted job regardless of the context, for
+// scans whose jobs point into the caller's memory.
+func (st *scanState) drain() {
+	for range cap(st.slots) {
+		st.slots <- struct{}{}
+	}
+	for range cap(st.slots) {
+		st.release()
+	}
+}
+
+// result returns the findings, sorted.
+func (st *scanState) result() []Finding {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	fs := append([]Finding(nil), st.findings...)
+	sortFindings(fs)
+	return fs
+}
