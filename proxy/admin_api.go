@@ -118,7 +118,7 @@ func (s *Server) apiVerdicts(w http.ResponseWriter, r *http.Request) {
 	}
 	if refs, ok := s.storedImageBlobs(ctx, d); ok {
 		for _, ref := range refs {
-			bv := BlobVerdict{Digest: ref.Digest, Kind: ref.noun(), Status: "unscanned"}
+			bv := BlobVerdict{Digest: ref.Digest, Kind: ref.Noun(), Status: "unscanned"}
 			if v, err := s.opts.Verdicts.Verdict(ctx, ref.Digest, rep.RulesetID, ref.Context); err == nil {
 				bv.Status, bv.Findings = string(v.Status), v.Findings
 			}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 
+	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/proxy/upstream"
 )
 
@@ -60,6 +61,24 @@ func errStoreUnavailable(what string) error {
 
 func errStillScanning(msg string, retry time.Duration) error {
 	return &apiError{Code: errcode.ErrorCodeTooManyRequests, Message: msg, RetryAfter: retry}
+}
+
+// refusalError is what the client gets for a decision that refuses, nil
+// for one that serves: each kind of refusal has one OCI error code.
+func refusalError(d gate.Decision) error {
+	switch d.Kind {
+	case gate.Serve:
+		return nil
+	case gate.Invalid:
+		return &apiError{Code: errcode.ErrorCodeManifestInvalid, Message: d.Message}
+	case gate.Unavailable:
+		return errUnavailable(d.Message)
+	case gate.Retry:
+		return errStillScanning(d.Message, d.RetryAfter)
+	case gate.Upstream:
+		return upstreamError(d.Where, d.Cause)
+	}
+	return errDenied(d.Message)
 }
 
 // writeError answers with the OCI error body on GET and with the bare status

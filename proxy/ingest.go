@@ -16,23 +16,6 @@ import (
 	"github.com/pullgate/pullgate/storage"
 )
 
-// blobRef is a blob the gate must decide on, in the context it is read in.
-type blobRef struct {
-	Digest  digest.Digest
-	Size    int64           // from the manifest; -1 when unknown (a bare blob request)
-	Context storage.Context // how it is scanned: as a layer, a config, or raw
-	Prio    scanner.Priority
-}
-
-func (b blobRef) noun() string {
-	if b.Context == "" {
-		return "blob" // a verdict stored before contexts existed
-	}
-	return string(b.Context)
-}
-
-func (b blobRef) isConfig() bool { return b.Context == storage.ContextConfig }
-
 // errTransient marks an ingest failure that says nothing about the content
 // (upstream down, wrong bytes on the wire): refused now, never cached.
 var errTransient = errors.New("transient")
@@ -67,7 +50,7 @@ func (s *Server) ingest(fl *flight, up *upstream.Registry, repo string, ref blob
 	if _, statErr := s.opts.Blobs.Stat(ctx, ref.Digest); statErr == nil {
 		v, err = s.rescanLocal(ctx, fl, sc, ref)
 	} else if up == nil {
-		return storage.Verdict{}, fmt.Errorf("%w: %s %s: %w", errTransient, ref.noun(), ref.Digest, errNoUpstream)
+		return storage.Verdict{}, fmt.Errorf("%w: %s %s: %w", errTransient, ref.Noun(), ref.Digest, errNoUpstream)
 	} else {
 		v, err = s.fetchAndScan(ctx, fl, sc, up, repo, ref)
 	}
@@ -83,7 +66,7 @@ func (s *Server) ingest(fl *flight, up *upstream.Registry, repo string, ref blob
 		return storage.Verdict{}, fmt.Errorf("%w: record verdict for %s: %v", errTransient, ref.Digest, err)
 	}
 	s.metrics.scanned(v)
-	s.log.Info("scanned", "digest", ref.Digest.String(), "kind", ref.noun(), "status", string(v.Status),
+	s.log.Info("scanned", "digest", ref.Digest.String(), "kind", ref.Noun(), "status", string(v.Status),
 		"findings", len(v.Findings), "bytes", v.Bytes, "files", v.Files, "duration", v.Duration.String())
 	return v, nil
 }
@@ -106,7 +89,7 @@ func (s *Server) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scann
 
 	body, size, err := up.Blob(ctx, repo, ref.Digest)
 	if err != nil {
-		return storage.Verdict{}, fmt.Errorf("%w: fetch %s %s from %s: %w", errTransient, ref.noun(), ref.Digest, up.Name(), err)
+		return storage.Verdict{}, fmt.Errorf("%w: fetch %s %s from %s: %w", errTransient, ref.Noun(), ref.Digest, up.Name(), err)
 	}
 	defer body.Close()
 	s.metrics.upstreamBlob(up.Name())
@@ -116,13 +99,13 @@ func (s *Server) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scann
 		want = size
 	}
 	if want >= 0 && size >= 0 && size != want {
-		return storage.Verdict{}, fmt.Errorf("%w: %s %s from %s: upstream declares %d bytes, the manifest %d", errTransient, ref.noun(), ref.Digest, up.Name(), size, want)
+		return storage.Verdict{}, fmt.Errorf("%w: %s %s from %s: upstream declares %d bytes, the manifest %d", errTransient, ref.Noun(), ref.Digest, up.Name(), size, want)
 	}
 	limit := s.opts.MaxBlobBytes
 	if want >= 0 {
 		limit = want
 	}
-	if ref.isConfig() && limit > s.opts.MaxConfigBytes {
+	if ref.IsConfig() && limit > s.opts.MaxConfigBytes {
 		return s.contentError(sc, ref, fmt.Errorf("%w: config of %d bytes is over the %d byte limit", scanner.ErrLimit, limit, s.opts.MaxConfigBytes)), nil
 	}
 
@@ -146,7 +129,7 @@ func (s *Server) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scann
 		n       int64
 		copyErr error
 	)
-	if ref.isConfig() {
+	if ref.IsConfig() {
 		var buf []byte
 		buf, copyErr = io.ReadAll(src)
 		n = int64(len(buf))
@@ -159,19 +142,19 @@ func (s *Server) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scann
 
 	switch {
 	case copyErr != nil:
-		return storage.Verdict{}, fmt.Errorf("%w: fetch %s %s from %s: %w", errTransient, ref.noun(), ref.Digest, up.Name(), copyErr)
+		return storage.Verdict{}, fmt.Errorf("%w: fetch %s %s from %s: %w", errTransient, ref.Noun(), ref.Digest, up.Name(), copyErr)
 	case n > limit:
-		return storage.Verdict{}, fmt.Errorf("%w: %s %s from %s: upstream sent more than %d bytes", errTransient, ref.noun(), ref.Digest, up.Name(), limit)
+		return storage.Verdict{}, fmt.Errorf("%w: %s %s from %s: upstream sent more than %d bytes", errTransient, ref.Noun(), ref.Digest, up.Name(), limit)
 	case want >= 0 && n != want:
-		return storage.Verdict{}, fmt.Errorf("%w: %s %s from %s: truncated: got %d of %d bytes", errTransient, ref.noun(), ref.Digest, up.Name(), n, want)
+		return storage.Verdict{}, fmt.Errorf("%w: %s %s from %s: truncated: got %d of %d bytes", errTransient, ref.Noun(), ref.Digest, up.Name(), n, want)
 	case digester.Digest() != ref.Digest:
-		return storage.Verdict{}, fmt.Errorf("%w: %s %s from %s: content does not match its digest (got %s)", errTransient, ref.noun(), ref.Digest, up.Name(), digester.Digest())
+		return storage.Verdict{}, fmt.Errorf("%w: %s %s from %s: content does not match its digest (got %s)", errTransient, ref.Noun(), ref.Digest, up.Name(), digester.Digest())
 	}
 	// The bytes are the ones the digest names; what the scanner said about
 	// them is now a fact worth keeping.
 	if scanErr != nil {
 		if ctx.Err() != nil || errors.Is(scanErr, scanner.ErrClosed) {
-			return storage.Verdict{}, fmt.Errorf("%w: scan %s %s: %w", errTransient, ref.noun(), ref.Digest, scanErr)
+			return storage.Verdict{}, fmt.Errorf("%w: scan %s %s: %w", errTransient, ref.Noun(), ref.Digest, scanErr)
 		}
 		return s.contentError(sc, ref, scanErr), nil
 	}
@@ -180,7 +163,7 @@ func (s *Server) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scann
 		return v, nil
 	}
 	if err := w.Commit(ctx, ref.Digest, n); err != nil {
-		return storage.Verdict{}, fmt.Errorf("%w: commit %s %s: %v", errTransient, ref.noun(), ref.Digest, err)
+		return storage.Verdict{}, fmt.Errorf("%w: commit %s %s: %v", errTransient, ref.Noun(), ref.Digest, err)
 	}
 	committed = true
 	return v, nil
@@ -257,12 +240,12 @@ func (s *sink) Write(p []byte) (int, error) {
 func (s *Server) rescanLocal(ctx context.Context, fl *flight, sc *scanner.Scanner, ref blobRef) (storage.Verdict, error) {
 	stored, _, err := s.opts.Blobs.Open(ctx, ref.Digest)
 	if err != nil {
-		return storage.Verdict{}, fmt.Errorf("%w: open stored %s %s: %v", errTransient, ref.noun(), ref.Digest, err)
+		return storage.Verdict{}, fmt.Errorf("%w: open stored %s %s: %v", errTransient, ref.Noun(), ref.Digest, err)
 	}
 	defer stored.Close()
 	rc := progress{stored, fl}
 	var res scanner.Result
-	if ref.isConfig() {
+	if ref.IsConfig() {
 		buf, err := io.ReadAll(io.LimitReader(rc, s.opts.MaxConfigBytes+1))
 		if err != nil {
 			return storage.Verdict{}, fmt.Errorf("%w: read stored config %s: %v", errTransient, ref.Digest, err)

@@ -10,6 +10,7 @@ import (
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/storage"
 )
@@ -30,7 +31,7 @@ func (s *Server) linkManifest(ctx context.Context, t target, dgst digest.Digest,
 	name := t.Registry + "/" + t.Repo
 	s.putLink(ctx, name, dgst)
 	switch mediaType {
-	case mediaTypeOCIManifest, mediaTypeDockerManifest:
+	case gate.MediaTypeOCIManifest, gate.MediaTypeDockerManifest:
 		refs, err := s.blobsOf(body)
 		if err != nil {
 			return // refused by the gate, with the reason
@@ -76,7 +77,7 @@ func (s *Server) manifestLinks(ctx context.Context, up *upstream.Registry, t tar
 	if up == nil {
 		return storage.Links{}, errUnavailable(fmt.Sprintf("pullgate: %s: no upstream to confirm it with", t.imageAt(dgst)))
 	}
-	if _, err := up.Resolve(ctx, t.Repo, dgst.String(), manifestTypes); err != nil {
+	if _, err := up.Resolve(ctx, t.Repo, dgst.String(), gate.ManifestTypes); err != nil {
 		return storage.Links{}, confirmError(err, errcode.ErrorCodeManifestUnknown, t.imageAt(dgst))
 	}
 	s.linkManifest(ctx, t, dgst, mediaType, body)

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -14,22 +13,12 @@ import (
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/pullgate/pullgate/internal/verdict"
+	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/storage"
 )
-
-// Manifest media types pullgate serves.
-const (
-	mediaTypeDockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
-	mediaTypeDockerList     = "application/vnd.docker.distribution.manifest.list.v2+json"
-	mediaTypeOCIManifest    = ocispec.MediaTypeImageManifest
-	mediaTypeOCIIndex       = ocispec.MediaTypeImageIndex
-)
-
-var manifestTypes = []string{mediaTypeOCIIndex, mediaTypeDockerList, mediaTypeOCIManifest, mediaTypeDockerManifest}
 
 // manifest serves HEAD|GET /v2/<name>/manifests/<ref>. An index is served as
 // it is (it only points at manifests, each gated when asked for); an image
@@ -64,15 +53,16 @@ func (s *Server) manifest(w http.ResponseWriter, r *http.Request, t target) {
 		writeError(w, r, err)
 		return
 	}
-	if err := s.admitLinked(ctx, t.Registry+"/"+t.Repo, t.imageAt(desc.Digest), links); err != nil {
-		ev.Decision, ev.Reason, ev.Latency = verdict.Policy, asAPIError(err).Message, time.Since(start)
+	if refused := s.admitLinked(ctx, t.Registry+"/"+t.Repo, t.imageAt(desc.Digest), links); refused != nil {
+		d := s.judge(gate.Facts{NameRefused: refused})
+		ev.Decision, ev.Reason, ev.Latency = d.Outcome, d.Message, time.Since(start)
 		s.record(ev)
-		writeError(w, r, err)
+		writeError(w, r, refusalError(d))
 		return
 	}
 
-	switch mediaType {
-	case mediaTypeOCIIndex, mediaTypeDockerList:
+	switch {
+	case gate.IsIndex(mediaType):
 		if err := checkIndex(body); err != nil {
 			msg := fmt.Sprintf("pullgate: %s refused: %v", t.imageAt(desc.Digest), err)
 			ev.Decision, ev.Reason, ev.Latency = verdict.Failed, msg, time.Since(start)
@@ -80,28 +70,25 @@ func (s *Server) manifest(w http.ResponseWriter, r *http.Request, t target) {
 			writeError(w, r, &apiError{Code: errcode.ErrorCodeManifestInvalid, Message: msg})
 			return
 		}
-		ev.Decision = verdict.Index
-	case mediaTypeOCIManifest, mediaTypeDockerManifest:
+		ev.Decision, ev.Latency = verdict.Index, time.Since(start)
+		s.record(ev)
+		s.prefetch(up, t, desc.Digest, body)
+	case gate.IsImageManifest(mediaType):
 		d := s.decide(ctx, up, t, desc.Digest, body, max(hold-time.Since(start), 0))
-		ev.Decision, ev.Findings, ev.Reason = d.outcome, d.findings, d.message
+		ev.Decision, ev.Findings, ev.Reason = d.Outcome, d.Findings, d.Message
 		ev.Latency = time.Since(start)
 		s.record(ev)
-		if d.err != nil {
-			writeError(w, r, d.err)
+		if d.Refused() {
+			writeError(w, r, refusalError(d))
 			return
 		}
-		for _, warning := range d.warnings {
+		for _, warning := range d.Warnings {
 			w.Header().Add("Warning", warning)
 		}
 	default:
 		writeError(w, r, &apiError{Code: errcode.ErrorCodeManifestInvalid,
 			Message: fmt.Sprintf("pullgate: %s has media type %q, which pullgate does not serve", t.imageAt(desc.Digest), mediaType)})
 		return
-	}
-	if ev.Decision == verdict.Index {
-		ev.Latency = time.Since(start)
-		s.record(ev)
-		s.prefetch(up, t, desc.Digest, body)
 	}
 
 	w.Header().Set("Content-Type", mediaType)
@@ -155,7 +142,7 @@ func (s *Server) loadManifest(ctx context.Context, up *upstream.Registry, t targ
 	if err == nil {
 		// The bytes are verified against their digest; the media type
 		// recorded beside them is not, so it must agree with them.
-		kind, kerr := manifestKind(body)
+		kind, kerr := gate.ManifestKind(body)
 		if kerr == nil && kind == mt {
 			return body, mt, nil
 		}
@@ -174,14 +161,14 @@ func (s *Server) loadManifest(ctx context.Context, up *upstream.Registry, t targ
 		s.log.Error("read stored manifest", "digest", dgst.String(), "err", err)
 		return nil, "", errStoreUnavailable(fmt.Sprintf("read manifest %s", dgst))
 	}
-	body, _, err = up.Manifest(ctx, t.Repo, dgst, manifestTypes)
+	body, _, err = up.Manifest(ctx, t.Repo, dgst, gate.ManifestTypes)
 	if err != nil {
 		if upstream.IsNotFound(err) {
 			return nil, "", &apiError{Code: errcode.ErrorCodeManifestUnknown, Message: fmt.Sprintf("pullgate: %s: not found upstream", t.imageAt(dgst))}
 		}
 		return nil, "", upstreamError(fmt.Sprintf("pullgate: fetch manifest %s", t.imageAt(dgst)), err)
 	}
-	mt, err = manifestKind(body)
+	mt, err = gate.ManifestKind(body)
 	if err != nil {
 		return nil, "", &apiError{Code: errcode.ErrorCodeManifestInvalid,
 			Message: fmt.Sprintf("pullgate: %s refused: malformed image manifest or index: %v", t.imageAt(dgst), err)}
@@ -194,57 +181,6 @@ func (s *Server) loadManifest(ctx context.Context, up *upstream.Registry, t targ
 	return body, mt, nil
 }
 
-// manifestKind says what a manifest is from its own bytes: the media type
-// it declares, or (OCI allows it to be absent) its shape. A document whose
-// fields say both index and image manifest is refused: clients that read it
-// as one or the other would see different things, and an index is served
-// without the gate (containerd and the OCI spec refuse such documents since
-// the ambiguity was found in 2021). What the upstream's Content-Type or the
-// store's record says is checked against this, never trusted instead.
-func manifestKind(body []byte) (string, error) {
-	var probe struct {
-		MediaType string          `json:"mediaType"`
-		Manifests json.RawMessage `json:"manifests"`
-		Config    json.RawMessage `json:"config"`
-		Layers    json.RawMessage `json:"layers"`
-		FSLayers  json.RawMessage `json:"fsLayers"`
-		Schema    int             `json:"schemaVersion"`
-	}
-	if err := json.Unmarshal(body, &probe); err != nil {
-		return "", fmt.Errorf("not a JSON manifest: %v", err)
-	}
-	index := probe.Manifests != nil
-	image := probe.Config != nil || probe.Layers != nil || probe.FSLayers != nil
-	if index && image {
-		return "", errors.New("it has both an index's manifests and an image's config or layers")
-	}
-	switch probe.MediaType {
-	case mediaTypeOCIIndex, mediaTypeDockerList:
-		if image {
-			return "", fmt.Errorf("it declares %s but has an image's config or layers", probe.MediaType)
-		}
-		return probe.MediaType, nil
-	case mediaTypeOCIManifest, mediaTypeDockerManifest:
-		if index {
-			return "", fmt.Errorf("it declares %s but has an index's manifests", probe.MediaType)
-		}
-		return probe.MediaType, nil
-	case "":
-		switch {
-		case index:
-			return mediaTypeOCIIndex, nil
-		case probe.Config != nil:
-			return mediaTypeOCIManifest, nil
-		case probe.FSLayers != nil, probe.Schema == 1:
-			return "application/vnd.docker.distribution.manifest.v1+json", nil // schema1: refused by name
-		}
-		return "", errors.New("it declares no media type and has neither manifests nor a config")
-	}
-	// Another declared type (schema1, an artifact manifest): refused by the
-	// handler, by name.
-	return probe.MediaType, nil
-}
-
 // acceptedTypes lists the manifest types the client accepts, in a stable
 // order (part of the tag cache key: a client that takes no index gets a
 // platform's manifest from upstream). No Accept header means all of them.
@@ -254,13 +190,13 @@ func acceptedTypes(r *http.Request) []string {
 		for _, part := range strings.Split(h, ",") {
 			mt, _, _ := strings.Cut(strings.TrimSpace(part), ";")
 			mt = strings.TrimSpace(mt)
-			if slices.Contains(manifestTypes, mt) && !slices.Contains(out, mt) {
+			if slices.Contains(gate.ManifestTypes, mt) && !slices.Contains(out, mt) {
 				out = append(out, mt)
 			}
 		}
 	}
 	if len(out) == 0 {
-		return manifestTypes
+		return gate.ManifestTypes
 	}
 	sort.Strings(out)
 	return out

@@ -2,69 +2,30 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"path"
-	"strings"
 
-	"github.com/distribution/distribution/v3/registry/api/errcode"
-	"github.com/opencontainers/go-digest"
-
+	"github.com/pullgate/pullgate/internal/verdict"
+	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/storage"
 )
 
-// RepoPolicy is the publisher policy of one registry, checked before any
-// scan: "know the author, prefer official images". Patterns are globs over
-// the repository path ("library/*", "bitnami/*", "docker123321/*"); a deny
-// match refuses, and when Allow is not empty a repository must match it.
-type RepoPolicy struct {
-	Allow []string `yaml:"allow"`
-	Deny  []string `yaml:"deny"`
-}
+// RepoPolicy is the publisher policy of one registry (see gate.RepoPolicy).
+type RepoPolicy = gate.RepoPolicy
 
-// DigestSet answers whether a digest is on a list, such as the known-bad
-// list of blobs that always block.
-type DigestSet interface {
-	Has(digest.Digest) bool
-}
+// DigestSet answers whether a digest is on a list (see gate.DigestSet).
+type DigestSet = gate.DigestSet
+
+// ValidatePolicy checks every pattern compiles, for config loading.
+func ValidatePolicy(p map[string]RepoPolicy) error { return gate.ValidatePolicy(p) }
 
 // admitName refuses a repository that an operator denied, or that the
-// registry's publisher policy does not admit. An operator's allow on the
-// repository lifts the publisher policy for it and does nothing more: the
-// content it serves is still judged by its digests.
-func (s *Server) admitName(ctx context.Context, registry, repo string) error {
-	return s.admitNameWith(registry, repo, func(name string) (storage.Override, error) {
-		return s.opts.Verdicts.Override(ctx, name)
-	})
+// registry's publisher policy does not admit (gate.AdmitName).
+func (s *Server) admitName(ctx context.Context, registry, repo string) *gate.Refusal {
+	return gate.AdmitName(s.opts.Policy, registry, repo, s.overrideLookup(ctx))
 }
 
-func (s *Server) admitNameWith(registry, repo string, override func(string) (storage.Override, error)) error {
-	name := registry + "/" + repo
-	o, err := override(name)
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-	case err != nil:
-		return errUnavailable(fmt.Sprintf("pullgate: %s refused: verdict store unavailable: %v", name, err))
-	case o.Action == storage.Deny:
-		return errDenied(fmt.Sprintf("pullgate: %s denied by operator %s: %s", name, o.Actor, o.Reason))
-	case o.Action == storage.Allow:
-		return nil
-	}
-	return s.checkPolicy(registry, repo)
-}
-
-// deniedByOperator refuses name when an operator denied that repository.
-func deniedByOperator(name string, override func(string) (storage.Override, error)) error {
-	o, err := override(name)
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		return nil
-	case err != nil:
-		return errUnavailable(fmt.Sprintf("pullgate: %s refused: verdict store unavailable: %v", name, err))
-	case o.Action == storage.Deny:
-		return errDenied(fmt.Sprintf("pullgate: %s denied by operator %s: %s", name, o.Actor, o.Reason))
-	}
-	return nil
+func (s *Server) overrideLookup(ctx context.Context) gate.OverrideLookup {
+	return func(name string) (storage.Override, error) { return s.opts.Verdicts.Override(ctx, name) }
 }
 
 // manyLinks is how many other names a digest may have before their
@@ -79,12 +40,13 @@ const manyLinks = 4
 // admits and upstream confirmed, the image was published by a publisher it
 // trusts, and re-pushes are common (docker tag alpine someone/alpine), so
 // a policy tightened after a pull would refuse official images.
-func (s *Server) admitLinked(ctx context.Context, requested, what string, links storage.Links) error {
-	override := func(name string) (storage.Override, error) { return s.opts.Verdicts.Override(ctx, name) }
+func (s *Server) admitLinked(ctx context.Context, requested, what string, links storage.Links) *gate.Refusal {
+	override := s.overrideLookup(ctx)
 	if len(links.Repos) > manyLinks {
 		all, err := s.opts.Verdicts.Overrides(ctx)
 		if err != nil {
-			return errUnavailable(fmt.Sprintf("pullgate: %s refused: verdict store unavailable: %v", what, err))
+			return &gate.Refusal{Outcome: verdict.Policy, Kind: gate.Unavailable,
+				Message: fmt.Sprintf("pullgate: %s refused: verdict store unavailable: %v", what, err)}
 		}
 		by := make(map[string]storage.Override, len(all))
 		for _, o := range all {
@@ -101,58 +63,8 @@ func (s *Server) admitLinked(ctx context.Context, requested, what string, links 
 		if name == requested {
 			continue
 		}
-		if err := deniedByOperator(name, override); err != nil {
-			e := asAPIError(err)
-			msg := fmt.Sprintf("pullgate: %s refused: the same content is in %s, which is refused (%s)", what, name, strings.TrimPrefix(e.Message, "pullgate: "))
-			if e.Code == errcode.ErrorCodeDenied {
-				return errDenied(msg)
-			}
-			return errUnavailable(msg)
-		}
-	}
-	return nil
-}
-
-// checkPolicy refuses a repository the registry's policy does not admit,
-// saying which rule refused it.
-func (s *Server) checkPolicy(registry, repo string) error {
-	p, ok := s.opts.Policy[registry]
-	if !ok {
-		return nil
-	}
-	for _, pat := range p.Deny {
-		if globMatch(pat, repo) {
-			return errDenied(fmt.Sprintf("pullgate: %s/%s refused by policy: repository matches deny pattern %q of %s", registry, repo, pat, registry))
-		}
-	}
-	if len(p.Allow) == 0 {
-		return nil
-	}
-	for _, pat := range p.Allow {
-		if globMatch(pat, repo) {
-			return nil
-		}
-	}
-	return errDenied(fmt.Sprintf("pullgate: %s/%s refused by policy: repository is not on the allow list of %s", registry, repo, registry))
-}
-
-// globMatch matches a repository path against a pattern; "*" stays within
-// one path component, and a trailing "/**" matches everything below.
-func globMatch(pattern, repo string) bool {
-	if prefix, ok := strings.CutSuffix(pattern, "/**"); ok {
-		return repo == prefix || strings.HasPrefix(repo, prefix+"/")
-	}
-	ok, err := path.Match(pattern, repo)
-	return err == nil && ok
-}
-
-// ValidatePolicy checks every pattern compiles, for config loading.
-func ValidatePolicy(p map[string]RepoPolicy) error {
-	for reg, rp := range p {
-		for _, pat := range append(append([]string{}, rp.Allow...), rp.Deny...) {
-			if _, err := path.Match(pat, ""); err != nil {
-				return fmt.Errorf("policy of %s: bad pattern %q: %w", reg, pat, err)
-			}
+		if r := gate.DeniedByOperator(name, override); r != nil {
+			return gate.LinkedRefusal(what, name, r)
 		}
 	}
 	return nil

@@ -2,14 +2,14 @@ package proxy
 
 import (
 	"context"
-	"encoding/json"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
 )
@@ -46,52 +46,23 @@ func (p *prefetcher) claim(d digest.Digest) bool {
 	return true
 }
 
-type indexEntry struct {
-	MediaType string        `json:"mediaType"`
-	Digest    digest.Digest `json:"digest"`
-	Platform  *struct {
-		OS           string `json:"os"`
-		Architecture string `json:"architecture"`
-		Variant      string `json:"variant"`
-	} `json:"platform"`
-}
-
 // platformsOf lists the entries of an index to prefetch: for each wanted
 // platform, the first entry that matches it, as a client picks one. At most
 // one entry a platform: an index of hundreds of entries for one platform
 // must not turn one anonymous request into hundreds upstream.
-func platformsOf(body []byte, wanted []string) []indexEntry {
-	var idx struct {
-		Manifests []indexEntry `json:"manifests"`
-	}
-	if json.Unmarshal(body, &idx) != nil {
+func platformsOf(body []byte, wanted []string) []ocispec.Descriptor {
+	idx, err := gate.ParseIndex(body)
+	if err != nil {
 		return nil
 	}
-	var out []indexEntry
+	var out []ocispec.Descriptor
 	for _, w := range wanted {
-		for _, m := range idx.Manifests {
-			if m.Platform == nil || m.Digest.Validate() != nil {
-				continue
-			}
-			if platformMatches(w, m.Platform.OS, m.Platform.Architecture, m.Platform.Variant) {
-				if !slices.ContainsFunc(out, func(e indexEntry) bool { return e.Digest == m.Digest }) {
-					out = append(out, m)
-				}
-				break
-			}
+		m, ok := gate.PickPlatform(idx, w)
+		if ok && !slices.ContainsFunc(out, func(e ocispec.Descriptor) bool { return e.Digest == m.Digest }) {
+			out = append(out, m)
 		}
 	}
 	return out
-}
-
-// platformMatches compares "os/arch[/variant]"; a pattern without a variant
-// matches every variant.
-func platformMatches(pattern, os, arch, variant string) bool {
-	parts := strings.Split(pattern, "/")
-	if len(parts) < 2 || parts[0] != os || parts[1] != arch {
-		return false
-	}
-	return len(parts) < 3 || parts[2] == variant
 }
 
 // prefetch pre-scans the wanted platforms of an index. It never blocks the
@@ -121,7 +92,7 @@ func (s *Server) prefetchImage(ctx context.Context, up *upstream.Registry, t tar
 		s.log.Warn("prefetch", "image", t.imageAt(dgst), "err", err)
 		return
 	}
-	if mt != mediaTypeOCIManifest && mt != mediaTypeDockerManifest {
+	if !gate.IsImageManifest(mt) {
 		return
 	}
 	refs, err := s.blobsOf(body)

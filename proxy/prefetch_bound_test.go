@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/proxy/gate"
 )
 
 // One index request prefetches at most one entry for each configured
@@ -26,10 +28,10 @@ func TestPrefetchTakesOneEntryAPlatform(t *testing.T) {
 		Manifests []entry `json:"manifests"`
 	}
 	for i := range 200 {
-		idx.Manifests = append(idx.Manifests, entry{MediaType: mediaTypeOCIManifest,
+		idx.Manifests = append(idx.Manifests, entry{MediaType: gate.MediaTypeOCIManifest,
 			Digest: digest.FromString(fmt.Sprint(i)), Size: 1, Platform: platform{"linux", "amd64"}})
 	}
-	idx.Manifests = append(idx.Manifests, entry{MediaType: mediaTypeOCIManifest,
+	idx.Manifests = append(idx.Manifests, entry{MediaType: gate.MediaTypeOCIManifest,
 		Digest: digest.FromString("arm"), Size: 1, Platform: platform{"linux", "arm64"}})
 	body, err := json.Marshal(idx)
 	if err != nil {

@@ -117,7 +117,7 @@ func (s *Server) rescanContexts(ctx context.Context, d digest.Digest, rid string
 
 // rescanOne gives one stored blob a verdict in one context, and counts it.
 func (s *Server) rescanOne(ctx context.Context, ref blobRef, tally *rescanTally) {
-	info := FlightInfo{Digest: ref.Digest, Kind: ref.noun() + " rescan", Context: ref.Context, Size: -1}
+	info := FlightInfo{Digest: ref.Digest, Kind: ref.Noun() + " rescan", Context: ref.Context, Size: -1}
 	fl := s.flights.start(info, ref.Prio, func(fl *flight) (storage.Verdict, error) { return s.ingest(fl, nil, "", ref) })
 	v, err := fl.wait(ctx)
 	tally.mu.Lock()
@@ -171,11 +171,11 @@ func (s *Server) reportRetroactive(ctx context.Context, refused []retro) {
 	})
 	for _, r := range refused {
 		images, clients := s.pulledBefore(ctx, carriers[r.ref.Digest])
-		image := "(stored " + r.ref.noun() + ")"
+		image := "(stored " + r.ref.Noun() + ")"
 		if len(images) > 0 {
 			image = images[0]
 		}
-		msg := fmt.Sprintf("pullgate: stored %s %s is refused under the new rules and was removed from the store", r.ref.noun(), r.ref.Digest)
+		msg := fmt.Sprintf("pullgate: stored %s %s is refused under the new rules and was removed from the store", r.ref.Noun(), r.ref.Digest)
 		if len(images) > 0 {
 			msg += fmt.Sprintf("; it is in %s", strings.Join(images, ", "))
 		}

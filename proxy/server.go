@@ -17,7 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/pullgate/pullgate/internal/verdict"
+	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
@@ -236,10 +236,11 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Tag lists too: the tags of a refused repository are its names.
-	if err := s.admitName(r.Context(), t.Registry, t.Repo); err != nil {
+	if refused := s.admitName(r.Context(), t.Registry, t.Repo); refused != nil {
+		d := s.judge(gate.Facts{NameRefused: refused})
 		s.record(event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: t.Image(), Digest: t.Digest,
-			Decision: verdict.Policy, Reason: asAPIError(err).Message})
-		writeError(w, r, err)
+			Decision: d.Outcome, Reason: d.Message})
+		writeError(w, r, refusalError(d))
 		return
 	}
 	switch t.Kind {
