@@ -150,9 +150,28 @@ func digestsOf(refs []blobRef) []digest.Digest {
 // current policy (an error verdict always does).
 func (s *Server) blobBlocked(v storage.Verdict) bool { return gate.BlobBlocked(s.opts.Decision, v) }
 
+// rulesChanges is how many times a blob is judged again because the rules
+// changed while it was being scanned, before the request is refused.
+const rulesChanges = 3
+
 // verdict returns a blob's verdict under the current ruleset, waiting for
 // its ingest (shared with every other request for it) when there is none.
+// A verdict whose scan ran under rules replaced meanwhile is stored under
+// the ruleset it was scanned under (by the ingest) and never returned as
+// current: the blob is judged again under the current rules.
 func (s *Server) verdict(ctx context.Context, up *upstream.Registry, repo string, ref blobRef) (storage.Verdict, error) {
+	for range rulesChanges {
+		v, err := s.verdictOnce(ctx, up, repo, ref)
+		if err != nil || v.RulesetID == s.scanner().RulesetID() {
+			return v, err
+		}
+		s.log.Info("rules changed during a scan; judging again under the current rules",
+			"digest", ref.Digest.String(), "scanned_under", v.RulesetID)
+	}
+	return storage.Verdict{}, fmt.Errorf("%w: the rules changed %d times while %s %s was being scanned", errTransient, rulesChanges, ref.Noun(), ref.Digest)
+}
+
+func (s *Server) verdictOnce(ctx context.Context, up *upstream.Registry, repo string, ref blobRef) (storage.Verdict, error) {
 	rid := s.scanner().RulesetID()
 	v, err := s.opts.Verdicts.Verdict(ctx, ref.Digest, rid, ref.Context)
 	switch {

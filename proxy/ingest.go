@@ -84,6 +84,7 @@ func (s *Server) usable(ctx context.Context, v storage.Verdict) bool {
 
 // fetchAndScan streams the blob from upstream into the store and the scanner.
 func (s *Server) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scanner, up *upstream.Registry, repo string, ref blobRef) (storage.Verdict, error) {
+	rid := sc.RulesetID()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -106,7 +107,7 @@ func (s *Server) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scann
 		limit = want
 	}
 	if ref.IsConfig() && limit > s.opts.MaxConfigBytes {
-		return s.contentError(sc, ref, fmt.Errorf("%w: config of %d bytes is over the %d byte limit", scanner.ErrLimit, limit, s.opts.MaxConfigBytes)), nil
+		return s.contentError(rid, ref, fmt.Errorf("%w: config of %d bytes is over the %d byte limit", scanner.ErrLimit, limit, s.opts.MaxConfigBytes)), nil
 	}
 
 	w, err := s.opts.Blobs.Create(ctx)
@@ -123,22 +124,7 @@ func (s *Server) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scann
 	digester := digest.Canonical.Digester()
 	src := io.TeeReader(io.LimitReader(progress{body, fl}, limit+1), io.MultiWriter(w, digester.Hash()))
 
-	var (
-		res     scanner.Result
-		scanErr error
-		n       int64
-		copyErr error
-	)
-	if ref.IsConfig() {
-		var buf []byte
-		buf, copyErr = io.ReadAll(src)
-		n = int64(len(buf))
-		if copyErr == nil && n <= limit {
-			res, scanErr = sc.ScanConfig(ctx, buf, fl.prio)
-		}
-	} else {
-		n, res, copyErr, scanErr = teeScan(ctx, s.streamScan(sc, ref), fl.prio, src)
-	}
+	n, res, copyErr, scanErr := s.scanWhileReading(ctx, sc, ref, fl, src, limit)
 
 	switch {
 	case copyErr != nil:
@@ -156,9 +142,9 @@ func (s *Server) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scann
 		if ctx.Err() != nil || errors.Is(scanErr, scanner.ErrClosed) {
 			return storage.Verdict{}, fmt.Errorf("%w: scan %s %s: %w", errTransient, ref.Noun(), ref.Digest, scanErr)
 		}
-		return s.contentError(sc, ref, scanErr), nil
+		return s.contentError(rid, ref, scanErr), nil
 	}
-	v := s.verdictOf(sc, ref, res)
+	v := s.verdictOf(rid, ref, res)
 	if v.Status != storage.StatusClean {
 		return v, nil
 	}
@@ -167,6 +153,21 @@ func (s *Server) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scann
 	}
 	committed = true
 	return v, nil
+}
+
+// scanWhileReading reads src to its end (at most limit+1 bytes) while the
+// scanner reads it: a config whole, anything else as a stream.
+func (s *Server) scanWhileReading(ctx context.Context, sc *scanner.Scanner, ref blobRef, fl *flight, src io.Reader, limit int64) (int64, scanner.Result, error, error) {
+	if !ref.IsConfig() {
+		return teeScan(ctx, s.streamScan(sc, ref), fl.prio, src)
+	}
+	buf, copyErr := io.ReadAll(src)
+	n := int64(len(buf))
+	if copyErr != nil || n > limit {
+		return n, scanner.Result{}, copyErr, nil
+	}
+	res, scanErr := sc.ScanConfig(ctx, buf, fl.prio)
+	return n, res, nil, scanErr
 }
 
 // streamScan is the scanner for a blob read as a stream: a tar layer is
@@ -238,6 +239,7 @@ func (s *sink) Write(p []byte) (int, error) {
 // rescanLocal scans a blob already in the store under a ruleset that has no
 // verdict for it yet; a blob now found bad leaves the store.
 func (s *Server) rescanLocal(ctx context.Context, fl *flight, sc *scanner.Scanner, ref blobRef) (storage.Verdict, error) {
+	rid := sc.RulesetID()
 	stored, _, err := s.opts.Blobs.Open(ctx, ref.Digest)
 	if err != nil {
 		return storage.Verdict{}, fmt.Errorf("%w: open stored %s %s: %v", errTransient, ref.Noun(), ref.Digest, err)
@@ -255,7 +257,7 @@ func (s *Server) rescanLocal(ctx context.Context, fl *flight, sc *scanner.Scanne
 			if ctx.Err() != nil || errors.Is(err, scanner.ErrClosed) {
 				return storage.Verdict{}, fmt.Errorf("%w: rescan %s: %w", errTransient, ref.Digest, err)
 			}
-			return s.dropLocal(ctx, s.contentError(sc, ref, err))
+			return s.dropLocal(ctx, s.contentError(rid, ref, err))
 		}
 	} else {
 		res, err = s.streamScan(sc, ref)(ctx, rc, fl.prio)
@@ -263,10 +265,10 @@ func (s *Server) rescanLocal(ctx context.Context, fl *flight, sc *scanner.Scanne
 			if ctx.Err() != nil || errors.Is(err, scanner.ErrClosed) {
 				return storage.Verdict{}, fmt.Errorf("%w: rescan %s: %w", errTransient, ref.Digest, err)
 			}
-			return s.dropLocal(ctx, s.contentError(sc, ref, err))
+			return s.dropLocal(ctx, s.contentError(rid, ref, err))
 		}
 	}
-	v := s.verdictOf(sc, ref, res)
+	v := s.verdictOf(rid, ref, res)
 	if v.Status != storage.StatusClean {
 		return s.dropLocal(ctx, v)
 	}
@@ -283,10 +285,12 @@ func (s *Server) dropLocal(ctx context.Context, v storage.Verdict) (storage.Verd
 }
 
 // verdictOf turns a scan result into the verdict to store.
-func (s *Server) verdictOf(sc *scanner.Scanner, ref blobRef, res scanner.Result) storage.Verdict {
+// rid is the ruleset read before the scan began: a verdict is never
+// recorded under rules newer than the ones it was scanned under.
+func (s *Server) verdictOf(rid string, ref blobRef, res scanner.Result) storage.Verdict {
 	v := storage.Verdict{
 		Digest:         ref.Digest,
-		RulesetID:      sc.RulesetID(),
+		RulesetID:      rid,
 		Context:        ref.Context,
 		Status:         storage.StatusClean,
 		Bytes:          res.Bytes,
@@ -305,10 +309,10 @@ func (s *Server) verdictOf(sc *scanner.Scanner, ref blobRef, res scanner.Result)
 
 // contentError is the verdict for content the scanner could not finish
 // (a limit, a corrupt stream): refused, with the reason.
-func (s *Server) contentError(sc *scanner.Scanner, ref blobRef, err error) storage.Verdict {
+func (s *Server) contentError(rid string, ref blobRef, err error) storage.Verdict {
 	return storage.Verdict{
 		Digest:         ref.Digest,
-		RulesetID:      sc.RulesetID(),
+		RulesetID:      rid,
 		Context:        ref.Context,
 		Status:         storage.StatusError,
 		Reason:         err.Error(),
