@@ -24,82 +24,85 @@ import (
 // it is (it only points at manifests, each gated when asked for); an image
 // manifest only once the gate has a clean verdict for its config and layers.
 func (s *Server) manifest(w http.ResponseWriter, r *http.Request, t target) {
+	ev := event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: t.Image()}
+	a := s.askManifest(r.Context(), t, acceptedTypes(r), s.holdFor(r), ev)
+	if a.err != nil {
+		writeError(w, r, a.err)
+		return
+	}
+	if a.decision.Outcome == verdict.Index {
+		s.prefetch(s.upstream(t), t, a.digest, a.body)
+	}
+	for _, warning := range a.decision.Warnings {
+		w.Header().Add("Warning", warning)
+	}
+	w.Header().Set("Content-Type", a.mediaType)
+	w.Header().Set("Content-Length", strconv.Itoa(len(a.body)))
+	w.Header().Set("Docker-Content-Digest", a.digest.String())
+	w.Header().Set("Etag", `"`+a.digest.String()+`"`)
+	if r.Method == http.MethodHead {
+		return
+	}
+	_, _ = w.Write(a.body)
+	s.metrics.servedBytes(len(a.body))
+}
+
+// manifestAnswer is the gate's answer to a request for a manifest.
+type manifestAnswer struct {
+	digest    digest.Digest
+	mediaType string
+	body      []byte
+	decision  gate.Decision // no Outcome when it failed before a decision
+	err       error         // what the client gets instead of the manifest
+}
+
+// askManifest fetches a manifest (from the store, else upstream, verified)
+// and has the gate decide on it, recording the decision as ev. The hold
+// covers the whole answer: the upstream requests for the tag and the
+// manifest (which may wait for a connection slot) as well as the scans, so
+// a client always has its answer within it.
+func (s *Server) askManifest(ctx context.Context, t target, accept []string, hold time.Duration, ev event) manifestAnswer {
 	start := time.Now()
-	ctx := r.Context()
 	up := s.upstream(t)
-	accept := acceptedTypes(r)
-	// The hold covers the whole answer: the upstream requests for the tag
-	// and the manifest (which may wait for a connection slot) as well as
-	// the scans, so a client always has its answer within it.
-	hold := s.holdFor(r)
 	holdCtx, cancel := context.WithTimeout(ctx, hold)
 	defer cancel()
-
 	desc, err := s.resolve(holdCtx, up, t, accept)
 	if err != nil {
-		writeError(w, r, s.pastHold(ctx, holdCtx, t.Image(), err))
-		return
+		return manifestAnswer{err: s.pastHold(ctx, holdCtx, t.Image(), err)}
 	}
 	body, mediaType, err := s.loadManifest(holdCtx, up, t, desc.Digest)
 	if err != nil {
-		writeError(w, r, s.pastHold(ctx, holdCtx, t.imageAt(desc.Digest), err))
-		return
+		return manifestAnswer{digest: desc.Digest, err: s.pastHold(ctx, holdCtx, t.imageAt(desc.Digest), err)}
 	}
-	ev := event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: t.Image(), Digest: desc.Digest}
+	a := manifestAnswer{digest: desc.Digest, mediaType: mediaType, body: body}
 	// Served only under a name upstream confirmed carries it, and only if
 	// every name that carries it is admitted.
 	links, err := s.manifestLinks(ctx, up, t, desc.Digest, mediaType, body)
 	if err != nil {
-		writeError(w, r, err)
-		return
+		a.err = err
+		return a
 	}
-	if refused := s.admitLinked(ctx, t.Registry+"/"+t.Repo, t.imageAt(desc.Digest), links); refused != nil {
-		d := s.judge(gate.Facts{NameRefused: refused})
-		ev.Decision, ev.Reason, ev.Latency = d.Outcome, d.Message, time.Since(start)
-		s.record(ev)
-		writeError(w, r, refusalError(d))
-		return
-	}
+	a.decision = s.judgeManifest(ctx, up, t, a, links, max(hold-time.Since(start), 0))
+	ev.Digest, ev.Decision, ev.Findings, ev.Reason = desc.Digest, a.decision.Outcome, a.decision.Findings, a.decision.Message
+	ev.Latency = time.Since(start)
+	s.record(ev)
+	a.err = refusalError(a.decision)
+	return a
+}
 
+// judgeManifest gathers the facts on a manifest and decides.
+func (s *Server) judgeManifest(ctx context.Context, up *upstream.Registry, t target, a manifestAnswer, links storage.Links, hold time.Duration) gate.Decision {
+	if refused := s.admitLinked(ctx, t.Registry+"/"+t.Repo, t.imageAt(a.digest), links); refused != nil {
+		return s.judge(gate.Facts{NameRefused: refused})
+	}
 	switch {
-	case gate.IsIndex(mediaType):
-		if err := checkIndex(body); err != nil {
-			msg := fmt.Sprintf("pullgate: %s refused: %v", t.imageAt(desc.Digest), err)
-			ev.Decision, ev.Reason, ev.Latency = verdict.Failed, msg, time.Since(start)
-			s.record(ev)
-			writeError(w, r, &apiError{Code: errcode.ErrorCodeManifestInvalid, Message: msg})
-			return
-		}
-		ev.Decision, ev.Latency = verdict.Index, time.Since(start)
-		s.record(ev)
-		s.prefetch(up, t, desc.Digest, body)
-	case gate.IsImageManifest(mediaType):
-		d := s.decide(ctx, up, t, desc.Digest, body, max(hold-time.Since(start), 0))
-		ev.Decision, ev.Findings, ev.Reason = d.Outcome, d.Findings, d.Message
-		ev.Latency = time.Since(start)
-		s.record(ev)
-		if d.Refused() {
-			writeError(w, r, refusalError(d))
-			return
-		}
-		for _, warning := range d.Warnings {
-			w.Header().Add("Warning", warning)
-		}
-	default:
-		writeError(w, r, &apiError{Code: errcode.ErrorCodeManifestInvalid,
-			Message: fmt.Sprintf("pullgate: %s has media type %q, which pullgate does not serve", t.imageAt(desc.Digest), mediaType)})
-		return
+	case gate.IsIndex(a.mediaType):
+		return s.judge(gate.Facts{Subject: gate.Index, Name: t.Registry + "/" + t.Repo, Digest: a.digest, Invalid: checkIndex(a.body)})
+	case gate.IsImageManifest(a.mediaType):
+		return s.decide(ctx, up, t, a.digest, a.body, hold)
 	}
-
-	w.Header().Set("Content-Type", mediaType)
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	w.Header().Set("Docker-Content-Digest", desc.Digest.String())
-	w.Header().Set("Etag", `"`+desc.Digest.String()+`"`)
-	if r.Method == http.MethodHead {
-		return
-	}
-	_, _ = w.Write(body)
-	s.metrics.servedBytes(len(body))
+	return s.judge(gate.Facts{Name: t.Registry + "/" + t.Repo, Digest: a.digest,
+		Invalid: fmt.Errorf("it has media type %q, which pullgate does not serve", truncate(a.mediaType, 100))})
 }
 
 // resolve turns the reference into a digest: a digest as it is, a tag from

@@ -78,6 +78,9 @@ type Options struct {
 	// Serve bounds blob downloads to clients (serve.go).
 	Serve ServeOptions
 
+	// Warm lists images Run keeps fetched and scanned (warm.go).
+	Warm WarmOptions
+
 	// Admin configures /admin/ (the page and its API), the audit log and
 	// the alerts (admin.go).
 	Admin AdminOptions
@@ -102,6 +105,9 @@ func (o *Options) setDefaults() {
 	def(&o.Serve.StreamWait, 2*time.Second)
 	def(&o.Serve.StreamRetryAfter, 5*time.Second)
 	def(&o.Serve.WriteTimeout, 60*time.Second)
+	def(&o.Serve.ReapUploadsEvery, 5*time.Minute)
+	def(&o.Warm.Interval, time.Hour)
+	def(&o.Warm.Timeout, o.IngestTimeout)
 	if o.Serve.MaxStreams <= 0 {
 		o.Serve.MaxStreams = 512
 	}

@@ -49,6 +49,10 @@ type Subject uint8
 const (
 	Image Subject = iota // an image manifest: its config and layers judged together
 	Blob                 // one blob, judged alone in every role it is known in
+	// Index is an index (a manifest list): only pointers, each gated when
+	// asked for, so it is served without a hold once its name is admitted
+	// and its entries point nowhere but here.
+	Index
 )
 
 // Facts are what the gate gathered about one image manifest or one blob
@@ -134,6 +138,12 @@ func Decide(p scanner.Policy, f Facts) Decision {
 	}
 	if r := f.NameRefused; r != nil {
 		return Decision{Outcome: r.Outcome, Kind: r.Kind, Message: r.Message}
+	}
+	if f.Subject == Index {
+		if f.Invalid != nil {
+			return Decision{Outcome: verdict.Failed, Kind: Invalid, Message: fmt.Sprintf("pullgate: %s refused: %v", image, f.Invalid)}
+		}
+		return Decision{Outcome: verdict.Index, Kind: Serve}
 	}
 	d, overridden := decideOverride(f, image)
 	if overridden && (d.Refused() || f.Subject == Image) {
