@@ -47,15 +47,7 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request, t target) {
 		return
 	}
 
-	d := s.judge(s.blobFacts(ctx, holdCtx, up, t, links))
-	if d.Outcome == verdict.Overridden && !d.Refused() {
-		// An operator allowed what the scanner refused: fetch it as it is
-		// (digest verified), keep it, and say so in the audit trail.
-		if err := s.fetchOverridden(holdCtx, up, t.Repo, blobRef{Digest: t.Digest, Size: -1}); err != nil {
-			writeError(w, r, upstreamError(fmt.Sprintf("pullgate: blob %s of %s/%s", t.Digest, t.Registry, t.Repo), err))
-			return
-		}
-	}
+	d := s.gate.JudgeBlob(ctx, holdCtx, up, t.Repo, t.Digest, links)
 	// Decisions are recorded; a blob still scanning or one upstream failed
 	// to send is not (the manifest's request records the image's).
 	if d.Kind == gate.Denied || d.Outcome == verdict.Overridden {

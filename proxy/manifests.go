@@ -93,15 +93,15 @@ func (s *Server) askManifest(ctx context.Context, t target, accept []string, hol
 // judgeManifest gathers the facts on a manifest and decides.
 func (s *Server) judgeManifest(ctx context.Context, up *upstream.Registry, t target, a manifestAnswer, links storage.Links, hold time.Duration) gate.Decision {
 	if refused := s.admitLinked(ctx, t.Registry+"/"+t.Repo, t.imageAt(a.digest), links); refused != nil {
-		return s.judge(gate.Facts{NameRefused: refused})
+		return s.gate.Judge(gate.Facts{NameRefused: refused})
 	}
 	switch {
 	case gate.IsIndex(a.mediaType):
-		return s.judge(gate.Facts{Subject: gate.Index, Name: t.Registry + "/" + t.Repo, Digest: a.digest, Invalid: checkIndex(a.body)})
+		return s.gate.Judge(gate.Facts{Subject: gate.Index, Name: t.Registry + "/" + t.Repo, Digest: a.digest, Invalid: gate.CheckIndex(a.body)})
 	case gate.IsImageManifest(a.mediaType):
-		return s.decide(ctx, up, t, a.digest, a.body, hold)
+		return s.gate.JudgeImage(ctx, up, t.Repo, a.digest, a.body, hold)
 	}
-	return s.judge(gate.Facts{Name: t.Registry + "/" + t.Repo, Digest: a.digest,
+	return s.gate.Judge(gate.Facts{Name: t.Registry + "/" + t.Repo, Digest: a.digest,
 		Invalid: fmt.Errorf("it has media type %q, which pullgate does not serve", truncate(a.mediaType, 100))})
 }
 

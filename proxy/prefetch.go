@@ -105,8 +105,8 @@ func (s *Server) prefetchImage(ctx context.Context, up *upstream.Registry, t tar
 	for _, ref := range refs {
 		ref.Prio = scanner.Background
 		wg.Go(func() {
-			v, err := s.verdict(ctx, up, t.Repo, ref)
-			if err == nil && s.blobBlocked(v) {
+			v, err := s.gate.Verdict(ctx, up, t.Repo, ref)
+			if err == nil && s.gate.Refuses(v) {
 				mu.Lock()
 				blocked = true
 				mu.Unlock()

@@ -105,7 +105,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, dgst digest.D
 		return
 	}
 	defer rc.Close()
-	s.touch(dgst)
+	s.gate.Touch(dgst)
 	setBlobHeaders(w, dgst)
 	w.Header().Set("Accept-Ranges", "bytes")
 	if match := r.Header.Get("If-None-Match"); match != "" && etagMatches(match, dgst) {

@@ -9,7 +9,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -17,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/pullgate/pullgate/proxy/events"
 	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
@@ -32,6 +32,11 @@ type Options struct {
 	Blobs     *storage.Blobs
 	Verdicts  storage.Store
 	Scanner   *scanner.Scanner
+	// Locks and Releases let replicas sharing the stores fetch and scan
+	// each blob once (gate.Options). nil: this process alone; the server
+	// says so at start-up.
+	Locks    storage.Locker
+	Releases storage.LeaseWatcher
 
 	// Hold is how long a manifest request waits for its scans before the
 	// client is told to come back (429 with Retry-After). Default 25s, under
@@ -138,19 +143,17 @@ func (o *Options) setDefaults() {
 // as a pull-through mirror, with the gate in front of every manifest and
 // blob it serves.
 type Server struct {
-	opts    Options
-	log     *slog.Logger
-	sc      atomic.Pointer[scanner.Scanner]
-	flights flights
-	// allowFlights fetch blobs an operator allowed despite their verdict.
-	allowFlights flights
-	tags         tagCache
-	prefetches   prefetcher
-	usage        usage
-	metrics      *metrics
-	started      time.Time
-	streams      streamSlots // blob downloads in progress (serve.go)
-	storeProbe   writeProbe  // /readyz's cached write probe
+	opts       Options
+	log        *slog.Logger
+	gate       *gate.Gate
+	tags       tagCache
+	prefetches prefetcher
+	metrics    *metrics
+	started    time.Time
+	streams    streamSlots // blob downloads in progress (serve.go)
+	storeProbe writeProbe  // /readyz's cached write probe
+	// flights and allowFlights drain the gate's ingests at Close.
+	flights, allowFlights drainer
 
 	admin // the operator's window: admin*.go, events.go
 }
@@ -170,7 +173,29 @@ func New(opts Options) (*Server, error) {
 		metrics: newMetrics(opts.Registry),
 		started: time.Now(),
 	}
-	s.sc.Store(opts.Scanner)
+	g, err := gate.New(gate.Options{
+		Blobs: opts.Blobs, Verdicts: opts.Verdicts, Scanner: opts.Scanner, Locks: opts.Locks, Releases: opts.Releases,
+		Decision: opts.Decision, KnownBad: opts.KnownBad,
+		RetryAfter: opts.RetryAfter, IngestTimeout: opts.IngestTimeout, IngestLease: opts.IngestLease,
+		MaxBlobBytes: opts.MaxBlobBytes, MaxConfigBytes: opts.MaxConfigBytes, MaxManifestLayers: opts.MaxManifestLayers,
+		MaxStoreBytes: opts.MaxStoreBytes,
+		Metrics:       gateMetrics{s.metrics},
+		Events:        events.SinkFunc(s.record),
+		Audit: func(ctx context.Context, q storage.AuditQuery) ([]storage.AuditRecord, error) {
+			return s.audit.query(ctx, q)
+		},
+		Logger: opts.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.gate = g
+	s.flights, s.allowFlights = drainer(g.Drain), drainer(func(context.Context) int { return 0 })
+	if opts.Locks == nil {
+		s.log.Warn("running without ingest leases: replicas sharing these stores may fetch and scan a blob twice")
+	} else if opts.Releases == nil {
+		s.log.Info("running without lease release notices: a replica waiting on another's scan polls for it")
+	}
 	s.streams = make(streamSlots, opts.Serve.MaxStreams)
 	s.storeProbe.every = 5 * time.Second
 	s.prefetches.sem = make(chan struct{}, 2)
@@ -182,13 +207,41 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
+// drainer waits for work in progress (see gate.Gate.Drain).
+type drainer func(context.Context) int
+
+func (d drainer) drain(ctx context.Context) int { return d(ctx) }
+
 // scanner is the scanner of the current ruleset.
-func (s *Server) scanner() *scanner.Scanner { return s.sc.Load() }
+func (s *Server) scanner() *scanner.Scanner { return s.gate.Scanner() }
 
 // SetScanner swaps in a scanner with a new ruleset; verdicts of the old one
 // become stale and blobs are rescanned as they are asked for. It returns the
 // old scanner for the caller to close once its scans finish.
-func (s *Server) SetScanner(sc *scanner.Scanner) *scanner.Scanner { return s.sc.Swap(sc) }
+func (s *Server) SetScanner(sc *scanner.Scanner) *scanner.Scanner { return s.gate.SetScanner(sc) }
+
+// Rescan gives every stored blob a verdict under the current ruleset (see
+// gate.Gate.Rescan).
+func (s *Server) Rescan(ctx context.Context) (RescanReport, error) { return s.gate.Rescan(ctx) }
+
+// Evict keeps the store within Options.MaxStoreBytes (gate.Gate.Evict).
+func (s *Server) Evict(ctx context.Context) (EvictReport, error) { return s.gate.Evict(ctx) }
+
+// The gate's reports and the ingests in progress, under the names the
+// operator's side uses.
+type (
+	FlightInfo   = gate.FlightInfo
+	RescanReport = gate.RescanReport
+	EvictReport  = gate.EvictReport
+)
+
+// gateMetrics is what the gate observes, in the service's metrics.
+type gateMetrics struct{ m *metrics }
+
+func (g gateMetrics) VerdictCache(hit bool)          { g.m.verdictCache(hit) }
+func (g gateMetrics) Scanned(v storage.Verdict)      { g.m.scanned(v) }
+func (g gateMetrics) UpstreamBlob(registry string)   { g.m.upstreamBlob(registry) }
+func (g gateMetrics) Evicted(blobs int, bytes int64) { g.m.evicted(blobs, bytes) }
 
 // Handler returns the routes: /v2/ (the registry API), /metrics, /healthz
 // and /readyz, and /admin/ unless it has a listener of its own.
@@ -243,7 +296,7 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request) {
 	}
 	// Tag lists too: the tags of a refused repository are its names.
 	if refused := s.admitName(r.Context(), t.Registry, t.Repo); refused != nil {
-		d := s.judge(gate.Facts{NameRefused: refused})
+		d := s.gate.Judge(gate.Facts{NameRefused: refused})
 		s.record(event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: t.Image(), Digest: t.Digest,
 			Decision: d.Outcome, Reason: d.Message})
 		writeError(w, r, refusalError(d))
@@ -347,7 +400,7 @@ func (s *Server) operationalRouter() chi.Router {
 }
 
 // Scans describes the blobs being fetched and scanned right now.
-func (s *Server) Scans() []FlightInfo { return s.flights.list() }
+func (s *Server) Scans() []FlightInfo { return s.gate.Scans() }
 
 // GatewayHandler serves clients that reach pullgate under a registry's own
 // host name (gateway mode: their DNS sends registry-1.docker.io here). A

@@ -46,7 +46,7 @@ func (s *Server) Warm(ctx context.Context, image string, platforms []string) ([]
 	}
 	ev := event{UserAgent: "pullgate-warm/" + s.opts.Version, Image: t.Image()}
 	if refused := s.admitName(ctx, t.Registry, t.Repo); refused != nil {
-		d := s.judge(gate.Facts{NameRefused: refused})
+		d := s.gate.Judge(gate.Facts{NameRefused: refused})
 		ev.Decision, ev.Reason = d.Outcome, d.Message
 		s.record(ev)
 		return []WarmResult{{Image: image, Decision: d}}, nil

@@ -69,7 +69,7 @@ func runService(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("blob store: %w", err)
 	}
-	verdicts, err := openVerdicts(ctx, cfg)
+	verdicts, locks, err := openVerdicts(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -86,6 +86,7 @@ func runService(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	opts := serverOptions(cfg, sopts, log)
 	opts.Upstreams, opts.Blobs, opts.Verdicts, opts.Scanner = ups, blobs, verdicts, sc
+	opts.Locks, opts.Releases = locks, locks
 	opts.Admin = adminOptions(cfg.Admin, cfg.DataDir, audit)
 	srv, err := proxy.New(opts)
 	if err != nil {
@@ -222,21 +223,28 @@ func scannerOptions(cfg Config) (scanner.Options, error) {
 	}, nil
 }
 
+// verdictLocks is a verdict store's ingest leases and their release
+// notices, which both stores provide.
+type verdictLocks interface {
+	storage.Locker
+	storage.LeaseWatcher
+}
+
 // openVerdicts opens Redis when configured, else the embedded store under
-// the data dir.
-func openVerdicts(ctx context.Context, cfg Config) (storage.Store, error) {
+// the data dir, with its leases.
+func openVerdicts(ctx context.Context, cfg Config) (storage.Store, verdictLocks, error) {
 	if cfg.Redis != "" {
 		s, err := storage.OpenRedis(ctx, cfg.Redis)
 		if err != nil {
-			return nil, fmt.Errorf("verdict store: %w", err)
+			return nil, nil, fmt.Errorf("verdict store: %w", err)
 		}
-		return s, nil
+		return s, s, nil
 	}
 	s, err := storage.OpenBolt(filepath.Join(cfg.DataDir, "verdicts.db"))
 	if err != nil {
-		return nil, fmt.Errorf("verdict store: %w", err)
+		return nil, nil, fmt.Errorf("verdict store: %w", err)
 	}
-	return s, nil
+	return s, s, nil
 }
 
 func newUpstreams(cfg Config) (map[string]*upstream.Registry, error) {

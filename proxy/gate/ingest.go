@@ -1,4 +1,4 @@
-package proxy
+package gate
 
 import (
 	"context"
@@ -28,16 +28,16 @@ var errTransient = errors.New("transient")
 // The store only ever gains a blob whose digest verified and whose verdict is
 // clean: the upstream bytes go to a storage writer and to the scanner at the
 // same time, and the writer is committed after both agree, else cancelled.
-func (s *Server) ingest(fl *flight, up *upstream.Registry, repo string, ref blobRef) (storage.Verdict, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.IngestTimeout)
+func (g *Gate) ingest(fl *flight, up *upstream.Registry, repo string, ref Ref) (storage.Verdict, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), g.opts.IngestTimeout)
 	defer cancel()
-	sc := s.scanner()
+	sc := g.Scanner()
 	rid := sc.RulesetID()
 
 	// Another flight (or replica) may have finished since the caller's
 	// look-up: claim reads the verdict again once this ingest holds the
 	// lease, and returns it when it is there.
-	release, v, found, err := s.claim(ctx, ref, rid)
+	release, v, found, err := g.claim(ctx, ref, rid)
 	if err != nil {
 		return storage.Verdict{}, err
 	}
@@ -47,26 +47,26 @@ func (s *Server) ingest(fl *flight, up *upstream.Registry, repo string, ref blob
 	defer release()
 
 	start := time.Now()
-	if _, statErr := s.opts.Blobs.Stat(ctx, ref.Digest); statErr == nil {
-		v, err = s.rescanLocal(ctx, fl, sc, ref)
+	if _, statErr := g.opts.Blobs.Stat(ctx, ref.Digest); statErr == nil {
+		v, err = g.rescanLocal(ctx, fl, sc, ref)
 	} else if up == nil {
 		return storage.Verdict{}, fmt.Errorf("%w: %s %s: %w", errTransient, ref.Noun(), ref.Digest, errNoUpstream)
 	} else {
-		v, err = s.fetchAndScan(ctx, fl, sc, up, repo, ref)
+		v, err = g.fetchAndScan(ctx, fl, sc, up, repo, ref)
 	}
 	if err != nil {
-		s.log.Warn("ingest failed", "digest", ref.Digest.String(), "repo", repo, "err", err)
+		g.log.Warn("ingest failed", "digest", ref.Digest.String(), "repo", repo, "err", err)
 		return storage.Verdict{}, err
 	}
 	v.Time = time.Now().UTC()
 	v.Duration = time.Since(start)
-	if err := s.opts.Verdicts.PutVerdict(ctx, v); err != nil {
+	if err := g.opts.Verdicts.PutVerdict(ctx, v); err != nil {
 		// The blob may already be committed; without a stored verdict it is
 		// never served, and the next request scans it again from local storage.
 		return storage.Verdict{}, fmt.Errorf("%w: record verdict for %s: %v", errTransient, ref.Digest, err)
 	}
-	s.metrics.scanned(v)
-	s.log.Info("scanned", "digest", ref.Digest.String(), "kind", ref.Noun(), "status", string(v.Status),
+	g.metrics.Scanned(v)
+	g.log.Info("scanned", "digest", ref.Digest.String(), "kind", ref.Noun(), "status", string(v.Status),
 		"findings", len(v.Findings), "bytes", v.Bytes, "files", v.Files, "duration", v.Duration.String())
 	return v, nil
 }
@@ -74,16 +74,16 @@ func (s *Server) ingest(fl *flight, up *upstream.Registry, repo string, ref blob
 // usable reports whether a stored verdict can be acted on: one that lets
 // the blob pass (under the current policy) only while the blob is in the
 // store to serve; otherwise it is fetched and scanned again.
-func (s *Server) usable(ctx context.Context, v storage.Verdict) bool {
-	if s.blobBlocked(v) {
+func (g *Gate) usable(ctx context.Context, v storage.Verdict) bool {
+	if g.Refuses(v) {
 		return true
 	}
-	_, err := s.opts.Blobs.Stat(ctx, v.Digest)
+	_, err := g.opts.Blobs.Stat(ctx, v.Digest)
 	return err == nil
 }
 
 // fetchAndScan streams the blob from upstream into the store and the scanner.
-func (s *Server) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scanner, up *upstream.Registry, repo string, ref blobRef) (storage.Verdict, error) {
+func (g *Gate) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scanner, up *upstream.Registry, repo string, ref Ref) (storage.Verdict, error) {
 	rid := sc.RulesetID()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -93,7 +93,7 @@ func (s *Server) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scann
 		return storage.Verdict{}, fmt.Errorf("%w: fetch %s %s from %s: %w", errTransient, ref.Noun(), ref.Digest, up.Name(), err)
 	}
 	defer body.Close()
-	s.metrics.upstreamBlob(up.Name())
+	g.metrics.UpstreamBlob(up.Name())
 
 	want := ref.Size
 	if want < 0 {
@@ -102,15 +102,15 @@ func (s *Server) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scann
 	if want >= 0 && size >= 0 && size != want {
 		return storage.Verdict{}, fmt.Errorf("%w: %s %s from %s: upstream declares %d bytes, the manifest %d", errTransient, ref.Noun(), ref.Digest, up.Name(), size, want)
 	}
-	limit := s.opts.MaxBlobBytes
+	limit := g.opts.MaxBlobBytes
 	if want >= 0 {
 		limit = want
 	}
-	if ref.IsConfig() && limit > s.opts.MaxConfigBytes {
-		return s.contentError(rid, ref, fmt.Errorf("%w: config of %d bytes is over the %d byte limit", scanner.ErrLimit, limit, s.opts.MaxConfigBytes)), nil
+	if ref.IsConfig() && limit > g.opts.MaxConfigBytes {
+		return g.contentError(rid, ref, fmt.Errorf("%w: config of %d bytes is over the %d byte limit", scanner.ErrLimit, limit, g.opts.MaxConfigBytes)), nil
 	}
 
-	w, err := s.opts.Blobs.Create(ctx)
+	w, err := g.opts.Blobs.Create(ctx)
 	if err != nil {
 		return storage.Verdict{}, fmt.Errorf("%w: store %s: %v", errTransient, ref.Digest, err)
 	}
@@ -124,7 +124,7 @@ func (s *Server) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scann
 	digester := digest.Canonical.Digester()
 	src := io.TeeReader(io.LimitReader(progress{body, fl}, limit+1), io.MultiWriter(w, digester.Hash()))
 
-	n, res, copyErr, scanErr := s.scanWhileReading(ctx, sc, ref, fl, src, limit)
+	n, res, copyErr, scanErr := g.scanWhileReading(ctx, sc, ref, fl, src, limit)
 
 	switch {
 	case copyErr != nil:
@@ -142,9 +142,9 @@ func (s *Server) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scann
 		if ctx.Err() != nil || errors.Is(scanErr, scanner.ErrClosed) {
 			return storage.Verdict{}, fmt.Errorf("%w: scan %s %s: %w", errTransient, ref.Noun(), ref.Digest, scanErr)
 		}
-		return s.contentError(rid, ref, scanErr), nil
+		return g.contentError(rid, ref, scanErr), nil
 	}
-	v := s.verdictOf(rid, ref, res)
+	v := g.verdictOf(rid, ref, res)
 	if v.Status != storage.StatusClean {
 		return v, nil
 	}
@@ -157,9 +157,9 @@ func (s *Server) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scann
 
 // scanWhileReading reads src to its end (at most limit+1 bytes) while the
 // scanner reads it: a config whole, anything else as a stream.
-func (s *Server) scanWhileReading(ctx context.Context, sc *scanner.Scanner, ref blobRef, fl *flight, src io.Reader, limit int64) (int64, scanner.Result, error, error) {
+func (g *Gate) scanWhileReading(ctx context.Context, sc *scanner.Scanner, ref Ref, fl *flight, src io.Reader, limit int64) (int64, scanner.Result, error, error) {
 	if !ref.IsConfig() {
-		return teeScan(ctx, s.streamScan(sc, ref), fl.prio, src)
+		return teeScan(ctx, g.streamScan(sc, ref), fl.prio, src)
 	}
 	buf, copyErr := io.ReadAll(src)
 	n := int64(len(buf))
@@ -172,7 +172,7 @@ func (s *Server) scanWhileReading(ctx context.Context, sc *scanner.Scanner, ref 
 
 // streamScan is the scanner for a blob read as a stream: a tar layer is
 // walked file by file, anything else is scanned as an artifact.
-func (s *Server) streamScan(sc *scanner.Scanner, ref blobRef) func(context.Context, io.Reader, scanner.Prioritizer) (scanner.Result, error) {
+func (g *Gate) streamScan(sc *scanner.Scanner, ref Ref) func(context.Context, io.Reader, scanner.Prioritizer) (scanner.Result, error) {
 	if ref.Context == storage.ContextLayer {
 		return sc.ScanLayer
 	}
@@ -238,9 +238,9 @@ func (s *sink) Write(p []byte) (int, error) {
 
 // rescanLocal scans a blob already in the store under a ruleset that has no
 // verdict for it yet; a blob now found bad leaves the store.
-func (s *Server) rescanLocal(ctx context.Context, fl *flight, sc *scanner.Scanner, ref blobRef) (storage.Verdict, error) {
+func (g *Gate) rescanLocal(ctx context.Context, fl *flight, sc *scanner.Scanner, ref Ref) (storage.Verdict, error) {
 	rid := sc.RulesetID()
-	stored, _, err := s.opts.Blobs.Open(ctx, ref.Digest)
+	stored, _, err := g.opts.Blobs.Open(ctx, ref.Digest)
 	if err != nil {
 		return storage.Verdict{}, fmt.Errorf("%w: open stored %s %s: %v", errTransient, ref.Noun(), ref.Digest, err)
 	}
@@ -248,7 +248,7 @@ func (s *Server) rescanLocal(ctx context.Context, fl *flight, sc *scanner.Scanne
 	rc := progress{stored, fl}
 	var res scanner.Result
 	if ref.IsConfig() {
-		buf, err := io.ReadAll(io.LimitReader(rc, s.opts.MaxConfigBytes+1))
+		buf, err := io.ReadAll(io.LimitReader(rc, g.opts.MaxConfigBytes+1))
 		if err != nil {
 			return storage.Verdict{}, fmt.Errorf("%w: read stored config %s: %v", errTransient, ref.Digest, err)
 		}
@@ -257,37 +257,37 @@ func (s *Server) rescanLocal(ctx context.Context, fl *flight, sc *scanner.Scanne
 			if ctx.Err() != nil || errors.Is(err, scanner.ErrClosed) {
 				return storage.Verdict{}, fmt.Errorf("%w: rescan %s: %w", errTransient, ref.Digest, err)
 			}
-			return s.dropLocal(ctx, s.contentError(rid, ref, err))
+			return g.dropLocal(ctx, g.contentError(rid, ref, err))
 		}
 	} else {
-		res, err = s.streamScan(sc, ref)(ctx, rc, fl.prio)
+		res, err = g.streamScan(sc, ref)(ctx, rc, fl.prio)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, scanner.ErrClosed) {
 				return storage.Verdict{}, fmt.Errorf("%w: rescan %s: %w", errTransient, ref.Digest, err)
 			}
-			return s.dropLocal(ctx, s.contentError(rid, ref, err))
+			return g.dropLocal(ctx, g.contentError(rid, ref, err))
 		}
 	}
-	v := s.verdictOf(rid, ref, res)
+	v := g.verdictOf(rid, ref, res)
 	if v.Status != storage.StatusClean {
-		return s.dropLocal(ctx, v)
+		return g.dropLocal(ctx, v)
 	}
 	return v, nil
 }
 
 // dropLocal removes a stored blob whose new verdict is not clean.
-func (s *Server) dropLocal(ctx context.Context, v storage.Verdict) (storage.Verdict, error) {
-	if err := s.opts.Blobs.Delete(ctx, v.Digest); err != nil && !errors.Is(err, storage.ErrNotFound) {
+func (g *Gate) dropLocal(ctx context.Context, v storage.Verdict) (storage.Verdict, error) {
+	if err := g.opts.Blobs.Delete(ctx, v.Digest); err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return storage.Verdict{}, fmt.Errorf("%w: remove %s from the store: %v", errTransient, v.Digest, err)
 	}
-	s.log.Warn("stored blob now refused; removed", slog.String("digest", v.Digest.String()), slog.String("status", string(v.Status)))
+	g.log.Warn("stored blob now refused; removed", slog.String("digest", v.Digest.String()), slog.String("status", string(v.Status)))
 	return v, nil
 }
 
 // verdictOf turns a scan result into the verdict to store.
 // rid is the ruleset read before the scan began: a verdict is never
 // recorded under rules newer than the ones it was scanned under.
-func (s *Server) verdictOf(rid string, ref blobRef, res scanner.Result) storage.Verdict {
+func (g *Gate) verdictOf(rid string, ref Ref, res scanner.Result) storage.Verdict {
 	v := storage.Verdict{
 		Digest:         ref.Digest,
 		RulesetID:      rid,
@@ -301,7 +301,7 @@ func (s *Server) verdictOf(rid string, ref blobRef, res scanner.Result) storage.
 		f.Layer = ref.Digest
 		v.Findings = append(v.Findings, f)
 	}
-	if s.blobBlocked(v) {
+	if g.Refuses(v) {
 		v.Status = storage.StatusBlocked
 	}
 	return v
@@ -309,7 +309,7 @@ func (s *Server) verdictOf(rid string, ref blobRef, res scanner.Result) storage.
 
 // contentError is the verdict for content the scanner could not finish
 // (a limit, a corrupt stream): refused, with the reason.
-func (s *Server) contentError(rid string, ref blobRef, err error) storage.Verdict {
+func (g *Gate) contentError(rid string, ref Ref, err error) storage.Verdict {
 	return storage.Verdict{
 		Digest:         ref.Digest,
 		RulesetID:      rid,
@@ -324,31 +324,31 @@ func (s *Server) contentError(rid string, ref blobRef, err error) storage.Verdic
 // verdict is not clean: fetched once, its digest verified, committed without
 // the scanner's consent. The override, not the verdict, lets it be served,
 // and only while the override stands.
-func (s *Server) fetchOverridden(ctx context.Context, up *upstream.Registry, repo string, ref blobRef) error {
-	if _, err := s.opts.Blobs.Stat(ctx, ref.Digest); err == nil {
+func (g *Gate) fetchOverridden(ctx context.Context, up *upstream.Registry, repo string, ref Ref) error {
+	if _, err := g.opts.Blobs.Stat(ctx, ref.Digest); err == nil {
 		return nil
 	}
 	info := FlightInfo{Digest: ref.Digest, Registry: up.Name(), Repo: repo, Kind: "override", Size: ref.Size}
-	fl := s.allowFlights.start(info, scanner.Interactive, func(fl *flight) (storage.Verdict, error) {
-		return storage.Verdict{}, s.fetchVerified(fl, up, repo, ref)
+	fl := g.allowFlights.start(info, scanner.Interactive, func(fl *flight) (storage.Verdict, error) {
+		return storage.Verdict{}, g.fetchVerified(fl, up, repo, ref)
 	})
 	_, err := fl.wait(ctx)
 	return err
 }
 
-func (s *Server) fetchVerified(fl *flight, up *upstream.Registry, repo string, ref blobRef) error {
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.IngestTimeout)
+func (g *Gate) fetchVerified(fl *flight, up *upstream.Registry, repo string, ref Ref) error {
+	ctx, cancel := context.WithTimeout(context.Background(), g.opts.IngestTimeout)
 	defer cancel()
 	body, size, err := up.Blob(ctx, repo, ref.Digest)
 	if err != nil {
 		return fmt.Errorf("fetch %s from %s: %w", ref.Digest, up.Name(), err)
 	}
 	defer body.Close()
-	limit := s.opts.MaxBlobBytes
+	limit := g.opts.MaxBlobBytes
 	if size >= 0 {
 		limit = size
 	}
-	w, err := s.opts.Blobs.Create(ctx)
+	w, err := g.opts.Blobs.Create(ctx)
 	if err != nil {
 		return fmt.Errorf("store %s: %w", ref.Digest, err)
 	}

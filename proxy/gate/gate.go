@@ -1,0 +1,144 @@
+package gate
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/pullgate/pullgate/proxy/events"
+	"github.com/pullgate/pullgate/scanner"
+	"github.com/pullgate/pullgate/storage"
+)
+
+// Options configure a Gate. Zero durations and sizes take the defaults
+// documented on each field.
+type Options struct {
+	Blobs    *storage.Blobs
+	Verdicts storage.Store
+	Scanner  *scanner.Scanner
+	// Locks is the lease an ingest takes so that replicas sharing the
+	// stores fetch and scan each blob once; Releases wakes a replica
+	// waiting on another's lease. nil: one process (its own flights
+	// de-duplicate; replicas would scan twice). A nil Releases makes
+	// waiters poll.
+	Locks    storage.Locker
+	Releases storage.LeaseWatcher
+
+	// Decision turns findings into block, warn or pass (default
+	// scanner.DefaultPolicy). KnownBad lists digests that always block.
+	Decision scanner.Policy
+	KnownBad DigestSet
+
+	RetryAfter    time.Duration // told to a client still waiting; default 10s
+	IngestTimeout time.Duration // one blob's fetch and scan; default 30m
+	IngestLease   time.Duration // a replica's claim without renewal; default 10s
+
+	MaxBlobBytes      int64 // a blob whose size no manifest declared; default 16 GiB
+	MaxConfigBytes    int64 // an image config; default 8 MiB
+	MaxManifestLayers int   // layers of one image; default 500
+	MaxStoreBytes     int64 // Evict keeps the store within it; 0: unbounded
+
+	// Metrics observes the gate's work; Events receives the decisions the
+	// gate makes on its own (retroactive blocks); Audit answers who pulled
+	// what, for those. Each may be nil.
+	Metrics Metrics
+	Events  events.Sink
+	Audit   func(context.Context, storage.AuditQuery) ([]storage.AuditRecord, error)
+	Logger  *slog.Logger
+}
+
+// Metrics is what the gate reports to the service's metrics.
+type Metrics interface {
+	VerdictCache(hit bool)
+	Scanned(storage.Verdict)
+	UpstreamBlob(registry string)
+	Evicted(blobs int, bytes int64)
+}
+
+func (o *Options) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.RetryAfter, 10*time.Second)
+	def(&o.IngestTimeout, 30*time.Minute)
+	def(&o.IngestLease, 10*time.Second)
+	if o.MaxBlobBytes <= 0 {
+		o.MaxBlobBytes = 16 << 30
+	}
+	if o.MaxConfigBytes <= 0 {
+		o.MaxConfigBytes = 8 << 20
+	}
+	if o.MaxManifestLayers <= 0 {
+		o.MaxManifestLayers = 500
+	}
+	if o.Decision.Actions == nil && o.Decision.MediumToBlock == 0 && o.Decision.PackerCorroborators == nil {
+		o.Decision = scanner.DefaultPolicy()
+	}
+	if o.Metrics == nil {
+		o.Metrics = noMetrics{}
+	}
+	if o.Events == nil {
+		o.Events = events.SinkFunc(func(events.Event) {})
+	}
+	if o.Audit == nil {
+		o.Audit = func(context.Context, storage.AuditQuery) ([]storage.AuditRecord, error) { return nil, nil }
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Gate ingests blobs (single flight, the lease across replicas, the tee
+// into the store writer and the scanner, commit only on a verified digest
+// and a clean verdict) and judges images and blobs with Decide.
+type Gate struct {
+	opts    Options
+	log     *slog.Logger
+	metrics Metrics
+	sc      atomic.Pointer[scanner.Scanner]
+	flights flights
+	// allowFlights fetch blobs an operator allowed despite their verdict.
+	allowFlights flights
+	usage        usage
+	maxStore     atomic.Int64 // Options.MaxStoreBytes, changeable
+}
+
+// New checks the options and builds a Gate.
+func New(opts Options) (*Gate, error) {
+	if opts.Blobs == nil || opts.Verdicts == nil || opts.Scanner == nil {
+		return nil, errors.New("gate: blob store, verdict store and scanner are required")
+	}
+	opts.setDefaults()
+	g := &Gate{opts: opts, log: opts.Logger, metrics: opts.Metrics}
+	g.sc.Store(opts.Scanner)
+	g.maxStore.Store(opts.MaxStoreBytes)
+	return g, nil
+}
+
+// Scanner is the scanner of the current ruleset.
+func (g *Gate) Scanner() *scanner.Scanner { return g.sc.Load() }
+
+// SetScanner swaps in a scanner with a new ruleset and returns the old one
+// for the caller to close once its scans finish. Verdicts of the old one
+// are never served as current (see Verdict).
+func (g *Gate) SetScanner(sc *scanner.Scanner) *scanner.Scanner { return g.sc.Swap(sc) }
+
+// Scans describes the blobs being fetched and scanned right now.
+func (g *Gate) Scans() []FlightInfo { return g.flights.list() }
+
+// Drain waits until no ingest is running, or ctx ends; it returns how many
+// were still running when ctx ended.
+func (g *Gate) Drain(ctx context.Context) int {
+	return g.flights.drain(ctx) + g.allowFlights.drain(ctx)
+}
+
+type noMetrics struct{}
+
+func (noMetrics) VerdictCache(bool)          {}
+func (noMetrics) Scanned(storage.Verdict)    {}
+func (noMetrics) UpstreamBlob(string)        {}
+func (noMetrics) Evicted(blobs int, n int64) {}
