@@ -29,9 +29,9 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request, t target) {
 	defer cancel()
 
 	up := s.upstream(t)
-	links, err := s.blobLinks(ctx, up, t)
+	links, err := s.gate.BlobLinks(ctx, up, t.Target)
 	if err != nil {
-		writeError(w, r, err)
+		writeError(w, r, gateError(err))
 		return
 	}
 	// A manifest is judged at the manifests endpoint, image by image; the

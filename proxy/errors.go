@@ -64,21 +64,45 @@ func errStillScanning(msg string, retry time.Duration) error {
 }
 
 // refusalError is what the client gets for a decision that refuses, nil
-// for one that serves: each kind of refusal has one OCI error code.
+// for one that serves.
 func refusalError(d gate.Decision) error {
-	switch d.Kind {
-	case gate.Serve:
+	if !d.Refused() {
 		return nil
-	case gate.Invalid:
-		return &apiError{Code: errcode.ErrorCodeManifestInvalid, Message: d.Message}
-	case gate.Unavailable:
-		return errUnavailable(d.Message)
-	case gate.Retry:
-		return errStillScanning(d.Message, d.RetryAfter)
-	case gate.Upstream:
-		return upstreamError(d.Where, d.Cause)
 	}
-	return errDenied(d.Message)
+	return apiErrorOf(d.Kind, d.Message, d.Where, d.Cause, d.RetryAfter)
+}
+
+// gateError is what the client gets for an error from the gate: a
+// refusal or a decision in its OCI terms, anything else as it is.
+func gateError(err error) error {
+	var r *gate.Refusal
+	var d gate.Decision
+	switch {
+	case errors.As(err, &r):
+		return apiErrorOf(r.Kind, r.Message, r.Message, r.Cause, r.RetryAfter)
+	case errors.As(err, &d):
+		return refusalError(d)
+	}
+	return err
+}
+
+// apiErrorOf gives each kind of refusal its one OCI error code.
+func apiErrorOf(kind gate.Kind, msg, where string, cause error, retry time.Duration) error {
+	switch kind {
+	case gate.Invalid:
+		return &apiError{Code: errcode.ErrorCodeManifestInvalid, Message: msg}
+	case gate.Unavailable:
+		return errUnavailable(msg)
+	case gate.Retry:
+		return errStillScanning(msg, retry)
+	case gate.Upstream:
+		return upstreamError(where, cause)
+	case gate.UnknownManifest:
+		return &apiError{Code: errcode.ErrorCodeManifestUnknown, Message: msg}
+	case gate.UnknownBlob:
+		return &apiError{Code: errcode.ErrorCodeBlobUnknown, Message: msg}
+	}
+	return errDenied(msg)
 }
 
 // writeError answers with the OCI error body on GET and with the bare status

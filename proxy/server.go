@@ -6,15 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pullgate/pullgate/proxy/events"
 	"github.com/pullgate/pullgate/proxy/gate"
@@ -83,7 +79,7 @@ type Options struct {
 	// Serve bounds blob downloads to clients (serve.go).
 	Serve ServeOptions
 
-	// Warm lists images Run keeps fetched and scanned (warm.go).
+	// Warm lists images Run keeps fetched and scanned (gate.WarmOptions).
 	Warm WarmOptions
 
 	// Admin configures /admin/ (the page and its API), the audit log and
@@ -146,8 +142,6 @@ type Server struct {
 	opts       Options
 	log        *slog.Logger
 	gate       *gate.Gate
-	tags       tagCache
-	prefetches prefetcher
 	metrics    *metrics
 	started    time.Time
 	streams    streamSlots // blob downloads in progress (serve.go)
@@ -174,6 +168,8 @@ func New(opts Options) (*Server, error) {
 		started: time.Now(),
 	}
 	g, err := gate.New(gate.Options{
+		Upstreams: opts.Upstreams, Policy: opts.Policy, TagTTL: opts.TagTTL, PrefetchPlatforms: opts.PrefetchPlatforms,
+		Warm: opts.Warm, ReapUploadsEvery: opts.Serve.ReapUploadsEvery, Version: opts.Version,
 		Blobs: opts.Blobs, Verdicts: opts.Verdicts, Scanner: opts.Scanner, Locks: opts.Locks, Releases: opts.Releases,
 		Decision: opts.Decision, KnownBad: opts.KnownBad,
 		RetryAfter: opts.RetryAfter, IngestTimeout: opts.IngestTimeout, IngestLease: opts.IngestLease,
@@ -198,8 +194,6 @@ func New(opts Options) (*Server, error) {
 	}
 	s.streams = make(streamSlots, opts.Serve.MaxStreams)
 	s.storeProbe.every = 5 * time.Second
-	s.prefetches.sem = make(chan struct{}, 2)
-	s.tags.ttl = opts.TagTTL
 	s.metrics.observeScanner(s.scanner)
 	if err := s.startAdmin(); err != nil {
 		return nil, err
@@ -227,21 +221,19 @@ func (s *Server) Rescan(ctx context.Context) (RescanReport, error) { return s.ga
 // Evict keeps the store within Options.MaxStoreBytes (gate.Gate.Evict).
 func (s *Server) Evict(ctx context.Context) (EvictReport, error) { return s.gate.Evict(ctx) }
 
+// Run does the server's background work until ctx ends (gate.Gate.Run):
+// the rescan at start, eviction, warm, and the removal of uploads left
+// behind.
+func (s *Server) Run(ctx context.Context) { s.gate.Run(ctx) }
+
 // The gate's reports and the ingests in progress, under the names the
-// operator's side uses.
+// operator's side and cmd use.
 type (
 	FlightInfo   = gate.FlightInfo
 	RescanReport = gate.RescanReport
 	EvictReport  = gate.EvictReport
+	WarmOptions  = gate.WarmOptions
 )
-
-// gateMetrics is what the gate observes, in the service's metrics.
-type gateMetrics struct{ m *metrics }
-
-func (g gateMetrics) VerdictCache(hit bool)          { g.m.verdictCache(hit) }
-func (g gateMetrics) Scanned(v storage.Verdict)      { g.m.scanned(v) }
-func (g gateMetrics) UpstreamBlob(registry string)   { g.m.upstreamBlob(registry) }
-func (g gateMetrics) Evicted(blobs int, bytes int64) { g.m.evicted(blobs, bytes) }
 
 // Handler returns the routes: /v2/ (the registry API), /metrics, /healthz
 // and /readyz, and /admin/ unless it has a listener of its own.
@@ -295,7 +287,7 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Tag lists too: the tags of a refused repository are its names.
-	if refused := s.admitName(r.Context(), t.Registry, t.Repo); refused != nil {
+	if refused := s.gate.Admit(r.Context(), t.Registry, t.Repo); refused != nil {
 		d := s.gate.Judge(gate.Facts{NameRefused: refused})
 		s.record(event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: t.Image(), Digest: t.Digest,
 			Decision: d.Outcome, Reason: d.Message})
@@ -319,50 +311,6 @@ func (s *Server) configured(registry string) bool {
 
 func (s *Server) upstream(t target) *upstream.Registry { return s.opts.Upstreams[t.Registry] }
 
-// ready answers 200 when the store, the verdict store and the rules work.
-func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-	defer cancel()
-	var problems []string
-	if err := s.opts.Blobs.Ping(ctx); err != nil {
-		problems = append(problems, "blob store: "+err.Error())
-	} else if err := s.storeProbe.check(ctx, s.opts.Blobs); err != nil {
-		problems = append(problems, "blob store cannot write: "+err.Error())
-	}
-	if err := s.opts.Verdicts.Ping(ctx); err != nil {
-		problems = append(problems, "verdict store: "+err.Error())
-	}
-	if sc := s.scanner(); sc == nil || sc.RuleCount() == 0 {
-		problems = append(problems, "scanner: no rules loaded")
-	}
-	if len(problems) > 0 {
-		sort.Strings(problems)
-		http.Error(w, strings.Join(problems, "\n"), http.StatusServiceUnavailable)
-		return
-	}
-	_, _ = w.Write([]byte("ready\n"))
-}
-
-// writeProbe runs the store's write probe for /readyz at most once every
-// few seconds, so that a readiness check polled often stays cheap.
-type writeProbe struct {
-	mu    sync.Mutex
-	every time.Duration
-	at    time.Time
-	err   error
-}
-
-func (p *writeProbe) check(ctx context.Context, b *storage.Blobs) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.at.IsZero() && time.Since(p.at) < p.every {
-		return p.err
-	}
-	p.err = b.ProbeWrite(ctx)
-	p.at = time.Now()
-	return p.err
-}
-
 // clientOf names the client for logs and events.
 func clientOf(r *http.Request) string {
 	host := r.RemoteAddr
@@ -385,18 +333,6 @@ func (s *Server) holdFor(r *http.Request) time.Duration {
 // user agent starts with "containerd/".
 func isDockerEngine(ua string) bool {
 	return strings.HasPrefix(ua, "docker/")
-}
-
-// operationalRouter is a router with the middleware every listener uses and
-// the routes every listener serves: /healthz, /readyz and /metrics.
-func (s *Server) operationalRouter() chi.Router {
-	r := chi.NewRouter()
-	r.Use(middleware.Recoverer)
-	r.Use(s.metrics.middleware)
-	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	r.Get("/readyz", s.ready)
-	r.Handle("/metrics", promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{}))
-	return r
 }
 
 // Scans describes the blobs being fetched and scanned right now.

@@ -16,12 +16,14 @@ import (
 type Kind uint8
 
 const (
-	Serve       Kind = iota // not refused: serve it
-	Denied                  // a decision against the content or its name (403 DENIED)
-	Invalid                 // the manifest cannot be read as one (MANIFEST_INVALID)
-	Unavailable             // a store failed; nothing is known (503 UNAVAILABLE)
-	Retry                   // still being scanned when the hold ran out (429, RetryAfter)
-	Upstream                // upstream failed, or the client left; Cause says how (429 or 503)
+	Serve           Kind = iota // not refused: serve it
+	Denied                      // a decision against the content or its name (403 DENIED)
+	Invalid                     // the manifest cannot be read as one (MANIFEST_INVALID)
+	Unavailable                 // a store failed; nothing is known (503 UNAVAILABLE)
+	Retry                       // still being scanned when the hold ran out (429, RetryAfter)
+	Upstream                    // upstream failed, or the client left; Cause says how (429 or 503)
+	UnknownManifest             // no such manifest there (404 MANIFEST_UNKNOWN)
+	UnknownBlob                 // no such blob there (404 BLOB_UNKNOWN)
 )
 
 // Decision is the gate's answer for one image manifest or one blob.
@@ -105,11 +107,15 @@ const (
 )
 
 // Refusal is a refusal found while gathering facts (a name refused, a
-// store unreadable). It is an error so that gathering code can return it.
+// manifest not found or malformed, a store unreadable, upstream failing).
+// It is an error so that gathering code can return it.
 type Refusal struct {
 	Outcome verdict.Outcome
 	Kind    Kind
-	Message string
+	Message string // for Upstream: what failed, followed by Cause's public text
+	Cause   error
+	// RetryAfter is for Retry.
+	RetryAfter time.Duration
 }
 
 func (r *Refusal) Error() string { return r.Message }
@@ -345,3 +351,7 @@ func (d Decision) Word() string {
 	}
 	return "error"
 }
+
+// Error is the message of a refusal, so that a Decision that refuses can
+// stand where an error is expected.
+func (d Decision) Error() string { return d.Message }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pullgate/pullgate/proxy/events"
+	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
@@ -15,9 +16,11 @@ import (
 // Options configure a Gate. Zero durations and sizes take the defaults
 // documented on each field.
 type Options struct {
-	Blobs    *storage.Blobs
-	Verdicts storage.Store
-	Scanner  *scanner.Scanner
+	// Upstreams by registry name ("docker.io"), for warm.
+	Upstreams map[string]*upstream.Registry
+	Blobs     *storage.Blobs
+	Verdicts  storage.Store
+	Scanner   *scanner.Scanner
 	// Locks is the lease an ingest takes so that replicas sharing the
 	// stores fetch and scan each blob once; Releases wakes a replica
 	// waiting on another's lease. nil: one process (its own flights
@@ -26,12 +29,15 @@ type Options struct {
 	Locks    storage.Locker
 	Releases storage.LeaseWatcher
 
-	// Decision turns findings into block, warn or pass (default
+	// Policy is the publisher policy per registry, checked before anything
+	// is fetched. Decision turns findings into block, warn or pass (default
 	// scanner.DefaultPolicy). KnownBad lists digests that always block.
+	Policy   map[string]RepoPolicy
 	Decision scanner.Policy
 	KnownBad DigestSet
 
 	RetryAfter    time.Duration // told to a client still waiting; default 10s
+	TagTTL        time.Duration // a tag→digest mapping is trusted; default 60s
 	IngestTimeout time.Duration // one blob's fetch and scan; default 30m
 	IngestLease   time.Duration // a replica's claim without renewal; default 10s
 
@@ -39,6 +45,9 @@ type Options struct {
 	MaxConfigBytes    int64 // an image config; default 8 MiB
 	MaxManifestLayers int   // layers of one image; default 500
 	MaxStoreBytes     int64 // Evict keeps the store within it; 0: unbounded
+	// PrefetchPlatforms ("os/arch[/variant]") are pre-scanned in the
+	// background when their index is pulled; empty: no prefetch.
+	PrefetchPlatforms []string
 
 	// Metrics observes the gate's work; Events receives the decisions the
 	// gate makes on its own (retroactive blocks); Audit answers who pulled
@@ -47,11 +56,19 @@ type Options struct {
 	Events  events.Sink
 	Audit   func(context.Context, storage.AuditQuery) ([]storage.AuditRecord, error)
 	Logger  *slog.Logger
+	Version string // in warm's user agent
+
+	// Warm lists images Run keeps fetched and scanned (warm.go).
+	Warm WarmOptions
+	// ReapUploadsEvery is how often Run removes uploads a killed process
+	// left behind (those older than IngestTimeout). Default 5m.
+	ReapUploadsEvery time.Duration
 }
 
 // Metrics is what the gate reports to the service's metrics.
 type Metrics interface {
 	VerdictCache(hit bool)
+	TagCache(hit bool)
 	Scanned(storage.Verdict)
 	UpstreamBlob(registry string)
 	Evicted(blobs int, bytes int64)
@@ -64,6 +81,10 @@ func (o *Options) setDefaults() {
 		}
 	}
 	def(&o.RetryAfter, 10*time.Second)
+	def(&o.TagTTL, 60*time.Second)
+	def(&o.ReapUploadsEvery, 5*time.Minute)
+	def(&o.Warm.Interval, time.Hour)
+	def(&o.Warm.Timeout, o.IngestTimeout)
 	def(&o.IngestTimeout, 30*time.Minute)
 	def(&o.IngestLease, 10*time.Second)
 	if o.MaxBlobBytes <= 0 {
@@ -104,7 +125,10 @@ type Gate struct {
 	// allowFlights fetch blobs an operator allowed despite their verdict.
 	allowFlights flights
 	usage        usage
+	tags         tagCache
+	prefetches   prefetcher
 	maxStore     atomic.Int64 // Options.MaxStoreBytes, changeable
+	policy       atomic.Pointer[map[string]RepoPolicy]
 }
 
 // New checks the options and builds a Gate.
@@ -116,6 +140,9 @@ func New(opts Options) (*Gate, error) {
 	g := &Gate{opts: opts, log: opts.Logger, metrics: opts.Metrics}
 	g.sc.Store(opts.Scanner)
 	g.maxStore.Store(opts.MaxStoreBytes)
+	g.SetPolicy(opts.Policy)
+	g.tags.ttl = opts.TagTTL
+	g.prefetches.sem = make(chan struct{}, 2)
 	return g, nil
 }
 
@@ -139,6 +166,7 @@ func (g *Gate) Drain(ctx context.Context) int {
 type noMetrics struct{}
 
 func (noMetrics) VerdictCache(bool)          {}
+func (noMetrics) TagCache(bool)              {}
 func (noMetrics) Scanned(storage.Verdict)    {}
 func (noMetrics) UpstreamBlob(string)        {}
 func (noMetrics) Evicted(blobs int, n int64) {}

@@ -16,10 +16,6 @@ import (
 	"github.com/pullgate/pullgate/storage"
 )
 
-// errTransient marks an ingest failure that says nothing about the content
-// (upstream down, wrong bytes on the wire): refused now, never cached.
-var errTransient = errors.New("transient")
-
 // ingest produces the verdict for one blob under the current ruleset: from
 // the verdict store when it is there, else by scanning the local copy (a new
 // ruleset), else by fetching it from upstream while scanning it. It runs once

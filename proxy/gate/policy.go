@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path"
@@ -115,6 +116,62 @@ func ValidatePolicy(p map[string]RepoPolicy) error {
 			if _, err := path.Match(pat, ""); err != nil {
 				return fmt.Errorf("policy of %s: bad pattern %q: %w", reg, pat, err)
 			}
+		}
+	}
+	return nil
+}
+
+// Admit refuses a repository that an operator denied, or that the
+// registry's publisher policy does not admit (see AdmitName).
+func (g *Gate) Admit(ctx context.Context, registry, repo string) *Refusal {
+	return AdmitName(*g.policy.Load(), registry, repo, g.overrideLookup(ctx))
+}
+
+// SetPolicy replaces the publisher policy (a configuration reload); the
+// next request is admitted under the new one.
+func (g *Gate) SetPolicy(p map[string]RepoPolicy) { g.policy.Store(&p) }
+
+func (g *Gate) overrideLookup(ctx context.Context) OverrideLookup {
+	return func(name string) (storage.Override, error) { return g.opts.Verdicts.Override(ctx, name) }
+}
+
+// ManyLinks is how many other names a digest may have before their
+// overrides are read in one request (all overrides at once) rather than one
+// request each.
+const ManyLinks = 4
+
+// AdmitLinked refuses a manifest that is also carried by a repository an
+// operator denied: a denied image asked for by digest under another name is
+// the same bytes. requested is the name the client used, already admitted.
+// The publisher policy is not applied to the other names: under a name it
+// admits and upstream confirmed, the image was published by a publisher it
+// trusts, and re-pushes are common (docker tag alpine someone/alpine), so
+// a policy tightened after a pull would refuse official images.
+func (g *Gate) AdmitLinked(ctx context.Context, requested, what string, links storage.Links) *Refusal {
+	override := g.overrideLookup(ctx)
+	if len(links.Repos) > ManyLinks {
+		all, err := g.opts.Verdicts.Overrides(ctx)
+		if err != nil {
+			return &Refusal{Outcome: verdict.Policy, Kind: Unavailable,
+				Message: fmt.Sprintf("pullgate: %s refused: verdict store unavailable: %v", what, err)}
+		}
+		by := make(map[string]storage.Override, len(all))
+		for _, o := range all {
+			by[o.Subject] = o
+		}
+		override = func(name string) (storage.Override, error) {
+			if o, ok := by[name]; ok {
+				return o, nil
+			}
+			return storage.Override{}, storage.ErrNotFound
+		}
+	}
+	for _, name := range links.Repos {
+		if name == requested {
+			continue
+		}
+		if r := DeniedByOperator(name, override); r != nil {
+			return LinkedRefusal(what, name, r)
 		}
 	}
 	return nil

@@ -3,7 +3,6 @@ package gate
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -234,6 +233,3 @@ func (g *Gate) looksLikeConfig(ctx context.Context, d digest.Digest) bool {
 	b, err := bufio.NewReader(rc).Peek(1)
 	return err == nil && b[0] == '{'
 }
-
-// errNoUpstream: a rescan found a blob gone from the store.
-var errNoUpstream = errors.New("not in the store, and no upstream to fetch it from")

@@ -1,4 +1,4 @@
-package proxy
+package gate
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/pullgate/pullgate/proxy/gate"
+	"github.com/pullgate/pullgate/proxy/events"
 )
 
 // WarmOptions list images the server keeps fetched and scanned: at start
@@ -31,7 +31,7 @@ type WarmResult struct {
 	Image    string // as given
 	Platform string // "" for a single-platform image
 	Digest   digest.Digest
-	Decision gate.Decision
+	Decision Decision
 	Err      error // it failed before a decision (upstream unreachable, not found)
 }
 
@@ -39,40 +39,41 @@ type WarmResult struct {
 // in-process: its tag resolved upstream, its manifest fetched and, for an
 // index, the manifest of each wanted platform, each judged (every blob
 // fetched and scanned) within ctx. Decisions are recorded as events.
-func (s *Server) Warm(ctx context.Context, image string, platforms []string) ([]WarmResult, error) {
-	t, err := s.warmTarget(image)
+func (g *Gate) Warm(ctx context.Context, image string, platforms []string) ([]WarmResult, error) {
+	t, err := g.warmTarget(image)
 	if err != nil {
 		return nil, err
 	}
-	ev := event{UserAgent: "pullgate-warm/" + s.opts.Version, Image: t.Image()}
-	if refused := s.admitName(ctx, t.Registry, t.Repo); refused != nil {
-		d := s.gate.Judge(gate.Facts{NameRefused: refused})
+	ev := events.Event{UserAgent: "pullgate-warm/" + g.opts.Version, Image: t.Image()}
+	if refused := g.Admit(ctx, t.Registry, t.Repo); refused != nil {
+		d := g.judge(Facts{NameRefused: refused})
 		ev.Decision, ev.Reason = d.Outcome, d.Message
-		s.record(ev)
+		g.opts.Events.Emit(ev)
 		return []WarmResult{{Image: image, Decision: d}}, nil
 	}
-	a := s.askManifest(ctx, t, gate.ManifestTypes, s.warmHold(ctx), ev)
-	if a.decision.Outcome == 0 {
-		return []WarmResult{{Image: image, Digest: a.digest, Err: a.err}}, nil
+	up := g.opts.Upstreams[t.Registry]
+	a := g.AskManifest(ctx, up, t, ManifestTypes, g.warmHold(ctx), ev)
+	if a.Decision.Outcome == 0 {
+		return []WarmResult{{Image: image, Digest: a.Digest, Err: a.Err}}, nil
 	}
-	if !gate.IsIndex(a.mediaType) || a.decision.Refused() {
-		return []WarmResult{{Image: image, Digest: a.digest, Decision: a.decision}}, nil
+	if !IsIndex(a.MediaType) || a.Decision.Refused() {
+		return []WarmResult{{Image: image, Digest: a.Digest, Decision: a.Decision}}, nil
 	}
-	idx, err := gate.ParseIndex(a.body)
+	idx, err := ParseIndex(a.Body)
 	if err != nil {
 		return nil, err
 	}
 	var out []WarmResult
 	for _, p := range platforms {
-		m, ok := gate.PickPlatform(idx, p)
+		m, ok := PickPlatform(idx, p)
 		if !ok || slices.ContainsFunc(out, func(r WarmResult) bool { return r.Digest == m.Digest }) {
 			continue
 		}
 		child := t
 		child.Ref, child.Digest = m.Digest.String(), m.Digest
 		ev.Image = child.Image()
-		c := s.askManifest(ctx, child, gate.ManifestTypes, s.warmHold(ctx), ev)
-		out = append(out, WarmResult{Image: image, Platform: p, Digest: m.Digest, Decision: c.decision, Err: decisionless(c)})
+		c := g.AskManifest(ctx, up, child, ManifestTypes, g.warmHold(ctx), ev)
+		out = append(out, WarmResult{Image: image, Platform: p, Digest: m.Digest, Decision: c.Decision, Err: decisionless(c)})
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("index of %s lists none of the platforms %v", image, platforms)
@@ -81,24 +82,24 @@ func (s *Server) Warm(ctx context.Context, image string, platforms []string) ([]
 }
 
 // decisionless is the error of an answer that failed before a decision.
-func decisionless(a manifestAnswer) error {
-	if a.decision.Outcome == 0 {
-		return a.err
+func decisionless(a ManifestAnswer) error {
+	if a.Decision.Outcome == 0 {
+		return a.Err
 	}
 	return nil
 }
 
 // warmTarget reads an image reference ("alpine", "ghcr.io/o/r:1",
 // "x@sha256:…") as the request a client would make for it.
-func (s *Server) warmTarget(image string) (target, error) {
+func (g *Gate) warmTarget(image string) (Target, error) {
 	named, err := reference.ParseNormalizedNamed(image)
 	if err != nil {
-		return target{}, fmt.Errorf("image %q: %w", image, err)
+		return Target{}, fmt.Errorf("image %q: %w", image, err)
 	}
 	named = reference.TagNameOnly(named)
-	t := target{Registry: canonicalRegistry(reference.Domain(named)), Repo: reference.Path(named), Kind: kindManifest}
-	if !s.configured(t.Registry) {
-		return target{}, fmt.Errorf("image %q: registry %s is not configured", image, t.Registry)
+	t := Target{Registry: CanonicalRegistry(reference.Domain(named)), Repo: reference.Path(named)}
+	if g.opts.Upstreams[t.Registry] == nil {
+		return Target{}, fmt.Errorf("image %q: registry %s is not configured", image, t.Registry)
 	}
 	if d, ok := named.(reference.Digested); ok {
 		t.Digest = d.Digest()
@@ -110,31 +111,31 @@ func (s *Server) warmTarget(image string) (target, error) {
 }
 
 // warmHold is how long a warm-up waits for its scans: as long as it has.
-func (s *Server) warmHold(ctx context.Context) time.Duration {
+func (g *Gate) warmHold(ctx context.Context) time.Duration {
 	if dl, ok := ctx.Deadline(); ok {
 		return time.Until(dl)
 	}
-	return s.opts.IngestTimeout
+	return g.opts.IngestTimeout
 }
 
 // keepWarm warms Options.Warm.Images at start and then every interval,
 // until ctx ends. Replicas warming the same images share the work through
 // the gate's leases.
-func (s *Server) keepWarm(ctx context.Context) {
-	w := s.opts.Warm
+func (g *Gate) keepWarm(ctx context.Context) {
+	w := g.opts.Warm
 	for {
 		for _, img := range w.Images {
 			ictx, cancel := context.WithTimeout(ctx, w.Timeout)
-			results, err := s.Warm(ictx, img, w.Platforms)
+			results, err := g.Warm(ictx, img, w.Platforms)
 			cancel()
 			if ctx.Err() != nil {
 				return
 			}
 			if err != nil {
-				s.log.Warn("warm failed", "image", img, "err", err)
+				g.log.Warn("warm failed", "image", img, "err", err)
 			}
 			for _, r := range results {
-				s.logWarmed(ctx, img, r)
+				g.logWarmed(ctx, img, r)
 			}
 		}
 		t := time.NewTimer(w.Interval)
@@ -147,15 +148,15 @@ func (s *Server) keepWarm(ctx context.Context) {
 	}
 }
 
-func (s *Server) logWarmed(ctx context.Context, img string, r WarmResult) {
+func (g *Gate) logWarmed(ctx context.Context, img string, r WarmResult) {
 	if r.Err != nil {
-		s.log.Warn("warm failed", "image", img, "platform", r.Platform, "digest", r.Digest.String(), "err", r.Err)
+		g.log.Warn("warm failed", "image", img, "platform", r.Platform, "digest", r.Digest.String(), "err", r.Err)
 		return
 	}
 	lvl := slog.LevelInfo
 	if r.Decision.Refused() {
 		lvl = slog.LevelWarn
 	}
-	s.log.Log(ctx, lvl, "warmed", "image", img, "platform", r.Platform, "digest", r.Digest.String(),
+	g.log.Log(ctx, lvl, "warmed", "image", img, "platform", r.Platform, "digest", r.Digest.String(),
 		"status", r.Decision.Word(), "reason", r.Decision.Message)
 }

@@ -1,4 +1,4 @@
-package proxy
+package gate
 
 import (
 	"encoding/json"
@@ -6,8 +6,6 @@ import (
 	"testing"
 
 	"github.com/opencontainers/go-digest"
-
-	"github.com/pullgate/pullgate/proxy/gate"
 )
 
 // One index request prefetches at most one entry for each configured
@@ -28,10 +26,10 @@ func TestPrefetchTakesOneEntryAPlatform(t *testing.T) {
 		Manifests []entry `json:"manifests"`
 	}
 	for i := range 200 {
-		idx.Manifests = append(idx.Manifests, entry{MediaType: gate.MediaTypeOCIManifest,
+		idx.Manifests = append(idx.Manifests, entry{MediaType: MediaTypeOCIManifest,
 			Digest: digest.FromString(fmt.Sprint(i)), Size: 1, Platform: platform{"linux", "amd64"}})
 	}
-	idx.Manifests = append(idx.Manifests, entry{MediaType: gate.MediaTypeOCIManifest,
+	idx.Manifests = append(idx.Manifests, entry{MediaType: MediaTypeOCIManifest,
 		Digest: digest.FromString("arm"), Size: 1, Platform: platform{"linux", "arm64"}})
 	body, err := json.Marshal(idx)
 	if err != nil {

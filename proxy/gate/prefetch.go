@@ -1,4 +1,4 @@
-package proxy
+package gate
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
 )
@@ -51,13 +50,13 @@ func (p *prefetcher) claim(d digest.Digest) bool {
 // one entry a platform: an index of hundreds of entries for one platform
 // must not turn one anonymous request into hundreds upstream.
 func platformsOf(body []byte, wanted []string) []ocispec.Descriptor {
-	idx, err := gate.ParseIndex(body)
+	idx, err := ParseIndex(body)
 	if err != nil {
 		return nil
 	}
 	var out []ocispec.Descriptor
 	for _, w := range wanted {
-		m, ok := gate.PickPlatform(idx, w)
+		m, ok := PickPlatform(idx, w)
 		if ok && !slices.ContainsFunc(out, func(e ocispec.Descriptor) bool { return e.Digest == m.Digest }) {
 			out = append(out, m)
 		}
@@ -65,37 +64,37 @@ func platformsOf(body []byte, wanted []string) []ocispec.Descriptor {
 	return out
 }
 
-// prefetch pre-scans the wanted platforms of an index. It never blocks the
+// Prefetch pre-scans the wanted platforms of an index. It never blocks the
 // request that served the index.
-func (s *Server) prefetch(up *upstream.Registry, t target, index digest.Digest, body []byte) {
-	if len(s.opts.PrefetchPlatforms) == 0 || !s.prefetches.claim(index) {
+func (g *Gate) Prefetch(up *upstream.Registry, t Target, index digest.Digest, body []byte) {
+	if len(g.opts.PrefetchPlatforms) == 0 || !g.prefetches.claim(index) {
 		return
 	}
-	entries := platformsOf(body, s.opts.PrefetchPlatforms)
+	entries := platformsOf(body, g.opts.PrefetchPlatforms)
 	if len(entries) == 0 {
 		return
 	}
 	go func() {
-		s.prefetches.sem <- struct{}{}
-		defer func() { <-s.prefetches.sem }()
-		ctx, cancel := context.WithTimeout(context.Background(), s.opts.IngestTimeout)
+		g.prefetches.sem <- struct{}{}
+		defer func() { <-g.prefetches.sem }()
+		ctx, cancel := context.WithTimeout(context.Background(), g.opts.IngestTimeout)
 		defer cancel()
 		for _, e := range entries {
-			s.prefetchImage(ctx, up, t, e.Digest)
+			g.prefetchImage(ctx, up, t, e.Digest)
 		}
 	}()
 }
 
-func (s *Server) prefetchImage(ctx context.Context, up *upstream.Registry, t target, dgst digest.Digest) {
-	body, mt, err := s.loadManifest(ctx, up, t, dgst)
+func (g *Gate) prefetchImage(ctx context.Context, up *upstream.Registry, t Target, dgst digest.Digest) {
+	body, mt, err := g.LoadManifest(ctx, up, t, dgst)
 	if err != nil {
-		s.log.Warn("prefetch", "image", t.imageAt(dgst), "err", err)
+		g.log.Warn("prefetch", "image", t.ImageAt(dgst), "err", err)
 		return
 	}
-	if !gate.IsImageManifest(mt) {
+	if !IsImageManifest(mt) {
 		return
 	}
-	refs, err := s.blobsOf(body)
+	refs, err := BlobsOf(body, g.opts.MaxManifestLayers)
 	if err != nil {
 		return
 	}
@@ -105,8 +104,8 @@ func (s *Server) prefetchImage(ctx context.Context, up *upstream.Registry, t tar
 	for _, ref := range refs {
 		ref.Prio = scanner.Background
 		wg.Go(func() {
-			v, err := s.gate.Verdict(ctx, up, t.Repo, ref)
-			if err == nil && s.gate.Refuses(v) {
+			v, err := g.Verdict(ctx, up, t.Repo, ref)
+			if err == nil && g.Refuses(v) {
 				mu.Lock()
 				blocked = true
 				mu.Unlock()
@@ -114,5 +113,5 @@ func (s *Server) prefetchImage(ctx context.Context, up *upstream.Registry, t tar
 		})
 	}
 	wg.Wait()
-	s.log.Info("prefetched", "image", t.imageAt(dgst), "blocked", blocked)
+	g.log.Info("prefetched", "image", t.ImageAt(dgst), "blocked", blocked)
 }

@@ -1,4 +1,4 @@
-package proxy
+package gate
 
 import (
 	"context"
@@ -17,29 +17,29 @@ import (
 //   - uploads a killed process left behind are removed.
 //
 // Rescans after a rules reload are started by whoever reloads the rules.
-func (s *Server) Run(ctx context.Context) {
+func (g *Gate) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	wg.Go(func() { s.rescanAtStart(ctx) })
-	if s.opts.MaxStoreBytes > 0 {
-		wg.Go(func() { s.keepWithinSize(ctx) })
+	wg.Go(func() { g.rescanAtStart(ctx) })
+	if g.maxStore.Load() > 0 {
+		wg.Go(func() { g.keepWithinSize(ctx) })
 	}
-	if len(s.opts.Warm.Images) > 0 {
-		wg.Go(func() { s.keepWarm(ctx) })
+	if len(g.opts.Warm.Images) > 0 {
+		wg.Go(func() { g.keepWarm(ctx) })
 	}
 	// Any upload older than one ingest can be no replica's.
-	wg.Go(func() { s.opts.Blobs.ReapUploads(ctx, s.opts.IngestTimeout, s.opts.Serve.ReapUploadsEvery, s.log) })
+	wg.Go(func() { g.opts.Blobs.ReapUploads(ctx, g.opts.IngestTimeout, g.opts.ReapUploadsEvery, g.log) })
 	wg.Wait()
 }
 
-func (s *Server) rescanAtStart(ctx context.Context) {
+func (g *Gate) rescanAtStart(ctx context.Context) {
 	start := time.Now()
-	rep, err := s.Rescan(ctx)
+	rep, err := g.Rescan(ctx)
 	attrs := []any{"checked", rep.Checked, "scanned", rep.Scanned, "refused", len(rep.Refused), "failed", rep.Failed, "duration", time.Since(start).String()}
 	if err != nil {
-		s.log.Warn("rescan incomplete", append(attrs, "err", err)...)
+		g.log.Warn("rescan incomplete", append(attrs, "err", err)...)
 		return
 	}
-	s.log.Info("rescan done", attrs...)
+	g.log.Info("rescan done", attrs...)
 }
 
 // evictEvery is how often the store is checked against MaxStoreBytes.
@@ -47,12 +47,12 @@ const evictEvery = time.Minute
 
 // keepWithinSize evicts the least recently used blobs past MaxStoreBytes,
 // at start and then every evictEvery.
-func (s *Server) keepWithinSize(ctx context.Context) {
+func (g *Gate) keepWithinSize(ctx context.Context) {
 	t := time.NewTicker(evictEvery)
 	defer t.Stop()
 	for {
-		if _, err := s.Evict(ctx); err != nil && ctx.Err() == nil {
-			s.log.Warn("keep the store within max_store_bytes", "err", err)
+		if _, err := g.Evict(ctx); err != nil && ctx.Err() == nil {
+			g.log.Warn("keep the store within max_store_bytes", "err", err)
 		}
 		select {
 		case <-ctx.Done():
