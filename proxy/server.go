@@ -42,37 +42,14 @@ type Options struct {
 	// response-header timeout and falls back to Docker Hub on any error, so
 	// holding it until the verdict is the better answer. Default 10m.
 	HoldDocker time.Duration
-	// RetryAfter is sent with "still scanning". Default 10s.
-	RetryAfter time.Duration
-	// TagTTL is how long a tag→digest mapping is trusted before it is
-	// revalidated upstream with a HEAD. Default 60s.
-	TagTTL time.Duration
-	// IngestTimeout bounds one blob's fetch and scan. Default 30m.
-	IngestTimeout time.Duration
-	// IngestLease is how long a replica's claim on an ingest lasts without
-	// renewal (it is renewed every third of it); a crashed replica's work is
-	// taken over after at most this. Default 10s, well inside a hold.
-	IngestLease time.Duration
-	// Policy is the publisher policy per registry name, checked before
-	// any scan.
-	Policy map[string]RepoPolicy
-	// Decision turns findings into block, warn or pass: per-category
-	// actions and how many medium indicators block together. The zero
-	// value is scanner.DefaultPolicy.
-	Decision scanner.Policy
-	// KnownBad lists blob (and image manifest) digests that always block.
-	KnownBad DigestSet
-	// MaxStoreBytes bounds the blob store: Evict removes the blobs used
-	// least recently past it. 0: unbounded.
-	MaxStoreBytes int64
-	// PrefetchPlatforms ("os/arch[/variant]") are pre-scanned in the
-	// background when their index is pulled. Default linux/amd64 and
-	// linux/arm64; set to an empty, non-nil slice to turn prefetch off.
-	PrefetchPlatforms []string
-	// MaxBlobBytes bounds a blob whose size no manifest declared. Default 16 GiB.
-	MaxBlobBytes int64
-	// MaxConfigBytes bounds an image config. Default 8 MiB.
-	MaxConfigBytes int64
+	// The gate's options, passed to it as they are; gate.Options says
+	// what each does and its default.
+	RetryAfter, TagTTL, IngestTimeout, IngestLease time.Duration
+	Policy                                         map[string]RepoPolicy
+	Decision                                       scanner.Policy
+	KnownBad                                       DigestSet
+	MaxStoreBytes, MaxBlobBytes, MaxConfigBytes    int64
+	PrefetchPlatforms                              []string
 	// MaxManifestLayers bounds the layers of one image. Default 500.
 	MaxManifestLayers int
 
@@ -99,33 +76,14 @@ func (o *Options) setDefaults() {
 	}
 	def(&o.Hold, 25*time.Second)
 	def(&o.HoldDocker, 10*time.Minute)
-	def(&o.RetryAfter, 10*time.Second)
-	def(&o.TagTTL, 60*time.Second)
-	def(&o.IngestTimeout, 30*time.Minute)
-	def(&o.IngestLease, 10*time.Second)
 	def(&o.Serve.StreamWait, 2*time.Second)
 	def(&o.Serve.StreamRetryAfter, 5*time.Second)
 	def(&o.Serve.WriteTimeout, 60*time.Second)
-	def(&o.Serve.ReapUploadsEvery, 5*time.Minute)
-	def(&o.Warm.Interval, time.Hour)
-	def(&o.Warm.Timeout, o.IngestTimeout)
 	if o.Serve.MaxStreams <= 0 {
 		o.Serve.MaxStreams = 512
 	}
-	if o.MaxBlobBytes <= 0 {
-		o.MaxBlobBytes = 16 << 30
-	}
-	if o.MaxConfigBytes <= 0 {
-		o.MaxConfigBytes = 8 << 20
-	}
 	if o.MaxManifestLayers <= 0 {
-		o.MaxManifestLayers = 500
-	}
-	if o.Decision.Actions == nil && o.Decision.MediumToBlock == 0 && o.Decision.PackerCorroborators == nil {
-		o.Decision = scanner.DefaultPolicy()
-	}
-	if o.PrefetchPlatforms == nil {
-		o.PrefetchPlatforms = []string{"linux/amd64", "linux/arm64"}
+		o.MaxManifestLayers = 500 // as the gate's default; the operator's side lists blobs with it
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -36,17 +36,23 @@ type Options struct {
 	Decision scanner.Policy
 	KnownBad DigestSet
 
-	RetryAfter    time.Duration // told to a client still waiting; default 10s
-	TagTTL        time.Duration // a tag→digest mapping is trusted; default 60s
+	RetryAfter time.Duration // told to a client still waiting; default 10s
+	// TagTTL is how long a tag→digest mapping is trusted before it is
+	// revalidated upstream with a HEAD. Default 60s.
+	TagTTL        time.Duration
 	IngestTimeout time.Duration // one blob's fetch and scan; default 30m
-	IngestLease   time.Duration // a replica's claim without renewal; default 10s
+	// IngestLease is how long a replica's claim on an ingest lasts without
+	// renewal (it is renewed every third of it); a crashed replica's work
+	// is taken over after at most this. Default 10s, well inside a hold.
+	IngestLease time.Duration
 
 	MaxBlobBytes      int64 // a blob whose size no manifest declared; default 16 GiB
 	MaxConfigBytes    int64 // an image config; default 8 MiB
 	MaxManifestLayers int   // layers of one image; default 500
 	MaxStoreBytes     int64 // Evict keeps the store within it; 0: unbounded
 	// PrefetchPlatforms ("os/arch[/variant]") are pre-scanned in the
-	// background when their index is pulled; empty: no prefetch.
+	// background when their index is pulled. Default linux/amd64 and
+	// linux/arm64; an empty, non-nil slice turns prefetch off.
 	PrefetchPlatforms []string
 
 	// Metrics observes the gate's work; Events receives the decisions the
@@ -98,6 +104,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.Decision.Actions == nil && o.Decision.MediumToBlock == 0 && o.Decision.PackerCorroborators == nil {
 		o.Decision = scanner.DefaultPolicy()
+	}
+	if o.PrefetchPlatforms == nil {
+		o.PrefetchPlatforms = []string{"linux/amd64", "linux/arm64"}
 	}
 	if o.Metrics == nil {
 		o.Metrics = noMetrics{}
