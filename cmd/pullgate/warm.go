@@ -17,6 +17,7 @@ import (
 
 	"github.com/distribution/reference"
 
+	"github.com/pullgate/pullgate/internal/verdict"
 	"github.com/pullgate/pullgate/proxy/gate"
 )
 
@@ -99,25 +100,24 @@ func warm(args []string, stdout, stderr io.Writer) int {
 		cancel()
 		for _, r := range results {
 			fmt.Fprintln(stdout, r)
-			if r.Status != "clean" {
+			if r.answer.Refused() {
 				code = 1
 			}
 		}
 		if err != nil {
-			fmt.Fprintf(stdout, "%s\terror\t%v\n", img, err)
+			fmt.Fprintf(stdout, "%s\t%s\t%v\n", img, answered(0, "").Word(), err)
 			code = 1
 		}
 	}
 	return code
 }
 
-// warmResult is one manifest's outcome.
+// warmResult is one manifest's outcome, as the running server answered.
 type warmResult struct {
 	Image    string // as given
 	Platform string // "" for a single-platform image
 	Digest   string
-	Status   string // clean, blocked, error
-	Message  string
+	answer   gate.Decision // read from the HTTP answer: its Word is clean, blocked or error
 }
 
 func (r warmResult) String() string {
@@ -125,9 +125,9 @@ func (r warmResult) String() string {
 	if platform == "" {
 		platform = "-"
 	}
-	s := r.Image + "\t" + platform + "\t" + r.Digest + "\t" + r.Status
-	if r.Message != "" {
-		s += "\t" + r.Message
+	s := r.Image + "\t" + platform + "\t" + r.Digest + "\t" + r.answer.Word()
+	if r.answer.Message != "" {
+		s += "\t" + r.answer.Message
 	}
 	return s
 }
@@ -175,10 +175,10 @@ func (w *warmer) warm(ctx context.Context, image string) ([]warmResult, error) {
 		return nil, err
 	}
 	if status != http.StatusOK {
-		return []warmResult{{Image: image, Digest: ref, Status: refusal(status), Message: msg}}, nil
+		return []warmResult{{Image: image, Digest: ref, answer: answered(status, msg)}}, nil
 	}
 	if !gate.IsIndex(mt) {
-		return []warmResult{{Image: image, Digest: ref, Status: "clean"}}, nil
+		return []warmResult{{Image: image, Digest: ref, answer: answered(status, "")}}, nil
 	}
 	idx, err := gate.ParseIndex(body)
 	if err != nil {
@@ -190,15 +190,11 @@ func (w *warmer) warm(ctx context.Context, image string) ([]warmResult, error) {
 		if !ok || slices.ContainsFunc(out, func(r warmResult) bool { return r.Digest == m.Digest.String() }) {
 			continue
 		}
-		r := warmResult{Image: image, Platform: p, Digest: m.Digest.String(), Status: "clean"}
 		status, _, _, msg, err := w.getManifest(ctx, registry, repo, m.Digest.String())
-		switch {
-		case err != nil:
-			r.Status, r.Message = "error", err.Error()
-		case status != http.StatusOK:
-			r.Status, r.Message = refusal(status), msg
+		if err != nil {
+			status, msg = 0, err.Error()
 		}
-		out = append(out, r)
+		out = append(out, warmResult{Image: image, Platform: p, Digest: m.Digest.String(), answer: answered(status, msg)})
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("index of %s lists none of the platforms asked for", image)
@@ -206,11 +202,16 @@ func (w *warmer) warm(ctx context.Context, image string) ([]warmResult, error) {
 	return out, nil
 }
 
-func refusal(status int) string {
-	if status == http.StatusForbidden {
-		return "blocked"
+// answered reads the server's answer: 200 served, 403 a refusal by a
+// decision (DENIED), anything else (or no answer, 0) an error.
+func answered(status int, msg string) gate.Decision {
+	switch status {
+	case http.StatusOK:
+		return gate.Decision{Kind: gate.Serve, Outcome: verdict.Allowed}
+	case http.StatusForbidden:
+		return gate.Decision{Kind: gate.Denied, Outcome: verdict.Blocked, Message: msg}
 	}
-	return "error"
+	return gate.Decision{Kind: gate.Upstream, Outcome: verdict.UpstreamFailed, Message: msg}
 }
 
 // getManifest GETs one manifest from pullgate (the registry named by ?ns=,
