@@ -327,12 +327,6 @@ func first(cur, b *BlobFact) *BlobFact {
 	return cur
 }
 
-// BlobBlocked reports whether a blob's own verdict refuses it under the
-// policy: an error verdict always does, findings when they block alone.
-func BlobBlocked(p scanner.Policy, v storage.Verdict) bool {
-	return v.Status == storage.StatusError || blobBlocked(p, v)
-}
-
 func blobBlocked(p scanner.Policy, v storage.Verdict) bool {
 	return len(v.Findings) > 0 && p.Decide(v.Findings).Blocked
 }

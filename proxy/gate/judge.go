@@ -138,8 +138,11 @@ func digestsOf(refs []Ref) []digest.Digest {
 }
 
 // Refuses reports whether a blob's own verdict refuses it under the
-// current policy (an error verdict always does).
-func (g *Gate) Refuses(v storage.Verdict) bool { return BlobBlocked(g.opts.Decision, v) }
+// current policy (an error verdict always does): Decide on that verdict
+// alone, as prefetch and rescan judge what they scanned.
+func (g *Gate) Refuses(v storage.Verdict) bool {
+	return g.judge(Facts{Subject: Blob, Digest: v.Digest, Blobs: []BlobFact{{Ref: Ref{Digest: v.Digest, Context: v.Context}, Verdict: v}}}).Refused()
+}
 
 // rulesChanges is how many times a blob is judged again because the rules
 // changed while it was being scanned, before the request is refused.
