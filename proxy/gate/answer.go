@@ -30,18 +30,18 @@ func (g *Gate) AskManifest(ctx context.Context, up *upstream.Registry, t Target,
 	start := time.Now()
 	holdCtx, cancel := context.WithTimeout(ctx, hold)
 	defer cancel()
-	desc, err := g.Resolve(holdCtx, up, t, accept)
+	desc, err := g.resolve(holdCtx, up, t, accept)
 	if err != nil {
 		return ManifestAnswer{Err: g.pastHold(ctx, holdCtx, t.Image(), err)}
 	}
-	body, mediaType, err := g.LoadManifest(holdCtx, up, t, desc.Digest)
+	body, mediaType, err := g.loadManifest(holdCtx, up, t, desc.Digest)
 	if err != nil {
 		return ManifestAnswer{Digest: desc.Digest, Err: g.pastHold(ctx, holdCtx, t.ImageAt(desc.Digest), err)}
 	}
 	a := ManifestAnswer{Digest: desc.Digest, MediaType: mediaType, Body: body}
 	// Served only under a name upstream confirmed carries it, and only if
 	// every name that carries it is admitted.
-	links, err := g.ManifestLinks(ctx, up, t, desc.Digest, mediaType, body)
+	links, err := g.manifestLinks(ctx, up, t, desc.Digest, mediaType, body)
 	if err != nil {
 		a.Err = err
 		return a
@@ -58,14 +58,14 @@ func (g *Gate) AskManifest(ctx context.Context, up *upstream.Registry, t Target,
 
 // judgeManifest gathers the facts on a manifest and decides.
 func (g *Gate) judgeManifest(ctx context.Context, up *upstream.Registry, t Target, a ManifestAnswer, links storage.Links, hold time.Duration) Decision {
-	if refused := g.AdmitLinked(ctx, t.Name(), t.ImageAt(a.Digest), links); refused != nil {
+	if refused := g.admitLinked(ctx, t.Name(), t.ImageAt(a.Digest), links); refused != nil {
 		return g.judge(Facts{NameRefused: refused})
 	}
 	switch {
 	case IsIndex(a.MediaType):
 		return g.judge(Facts{Subject: Index, Name: t.Registry + "/" + t.Repo, Digest: a.Digest, Invalid: CheckIndex(a.Body)})
 	case IsImageManifest(a.MediaType):
-		return g.JudgeImage(ctx, up, t.Repo, a.Digest, a.Body, hold)
+		return g.judgeImage(ctx, up, t.Repo, a.Digest, a.Body, hold)
 	}
 	return g.judge(Facts{Name: t.Registry + "/" + t.Repo, Digest: a.Digest,
 		Invalid: fmt.Errorf("it has media type %q, which pullgate does not serve", cut(a.MediaType, 100))})

@@ -19,10 +19,10 @@ import (
 // store or else fetched upstream, verified against its digest, stored and
 // linked to the repository upstream confirmed carries it.
 
-// Resolve turns the reference into a digest: a digest as it is, a tag from
+// resolve turns the reference into a digest: a digest as it is, a tag from
 // the tag cache, else by an upstream HEAD, else (upstream unreachable or
 // rate-limited) from the last mapping seen, which is logged.
-func (g *Gate) Resolve(ctx context.Context, up *upstream.Registry, t Target, accept []string) (upstream.Descriptor, error) {
+func (g *Gate) resolve(ctx context.Context, up *upstream.Registry, t Target, accept []string) (upstream.Descriptor, error) {
 	if t.Digest != "" {
 		return upstream.Descriptor{Digest: t.Digest}, nil
 	}
@@ -52,9 +52,9 @@ func (g *Gate) Resolve(ctx context.Context, up *upstream.Registry, t Target, acc
 	return d, upstreamFailure(fmt.Sprintf("pullgate: resolve %s", t.Image()), err)
 }
 
-// LoadManifest returns a manifest's bytes and media type, from the store or
+// loadManifest returns a manifest's bytes and media type, from the store or
 // else from upstream (verified against its digest, then stored).
-func (g *Gate) LoadManifest(ctx context.Context, up *upstream.Registry, t Target, dgst digest.Digest) ([]byte, string, error) {
+func (g *Gate) loadManifest(ctx context.Context, up *upstream.Registry, t Target, dgst digest.Digest) ([]byte, string, error) {
 	body, mt, err := g.opts.Blobs.Manifest(ctx, dgst)
 	if err == nil {
 		// The bytes are verified against their digest; the media type

@@ -160,7 +160,7 @@ func (g *Gate) Scanner() *scanner.Scanner { return g.sc.Load() }
 
 // SetScanner swaps in a scanner with a new ruleset and returns the old one
 // for the caller to close once its scans finish. Verdicts of the old one
-// are never served as current (see Verdict).
+// are never served as current (see verdict).
 func (g *Gate) SetScanner(sc *scanner.Scanner) *scanner.Scanner { return g.sc.Swap(sc) }
 
 // Scans describes the blobs being fetched and scanned right now.

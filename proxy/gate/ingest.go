@@ -71,7 +71,7 @@ func (g *Gate) ingest(fl *flight, up *upstream.Registry, repo string, ref Ref) (
 // the blob pass (under the current policy) only while the blob is in the
 // store to serve; otherwise it is fetched and scanned again.
 func (g *Gate) usable(ctx context.Context, v storage.Verdict) bool {
-	if g.Refuses(v) {
+	if g.refuses(v) {
 		return true
 	}
 	_, err := g.opts.Blobs.Stat(ctx, v.Digest)
@@ -297,7 +297,7 @@ func (g *Gate) verdictOf(rid string, ref Ref, res scanner.Result) storage.Verdic
 		f.Layer = ref.Digest
 		v.Findings = append(v.Findings, f)
 	}
-	if g.Refuses(v) {
+	if g.refuses(v) {
 		v.Status = storage.StatusBlocked
 	}
 	return v

@@ -19,10 +19,10 @@ import (
 // moot (an override needs no scan; a blob that blocks alone blocks the
 // image), and the decision itself is Decide's alone.
 
-// JudgeImage holds an image manifest of repo at up until every blob it
+// judgeImage holds an image manifest of repo at up until every blob it
 // names has a verdict under the current ruleset (or the hold runs out),
 // and decides.
-func (g *Gate) JudgeImage(ctx context.Context, up *upstream.Registry, repo string, dgst digest.Digest, body []byte, hold time.Duration) Decision {
+func (g *Gate) judgeImage(ctx context.Context, up *upstream.Registry, repo string, dgst digest.Digest, body []byte, hold time.Duration) Decision {
 	f := Facts{Subject: Image, Name: up.Name() + "/" + repo, Digest: dgst, RetryAfter: g.opts.RetryAfter}
 	if g.gatherOverride(ctx, &f) {
 		return g.judge(f)
@@ -65,14 +65,14 @@ func (g *Gate) gatherVerdicts(ctx context.Context, up *upstream.Registry, repo s
 	for i, ref := range refs {
 		facts[i] = BlobFact{Ref: ref, State: Pending}
 		go func() {
-			v, err := g.Verdict(holdCtx, up, repo, ref)
+			v, err := g.verdict(holdCtx, up, repo, ref)
 			answers <- answer{i, v, err}
 		}()
 	}
 	for range refs {
 		a := <-answers
 		facts[a.i] = g.blobFact(ctx, refs[a.i], a.v, a.err)
-		if b := facts[a.i]; b.State == Judged && b.Verdict.Status != storage.StatusError && g.Refuses(b.Verdict) {
+		if b := facts[a.i]; b.State == Judged && b.Verdict.Status != storage.StatusError && g.refuses(b.Verdict) {
 			break
 		}
 	}
@@ -84,7 +84,7 @@ func (g *Gate) gatherVerdicts(ctx context.Context, up *upstream.Registry, repo s
 func (g *Gate) blobFact(ctx context.Context, ref Ref, v storage.Verdict, err error) BlobFact {
 	switch {
 	case err == nil:
-		if !g.Refuses(v) {
+		if !g.refuses(v) {
 			g.Touch(ref.Digest)
 		}
 		return BlobFact{Ref: ref, Verdict: v, State: Judged}
@@ -137,10 +137,10 @@ func digestsOf(refs []Ref) []digest.Digest {
 	return out
 }
 
-// Refuses reports whether a blob's own verdict refuses it under the
+// refuses reports whether a blob's own verdict refuses it under the
 // current policy (an error verdict always does): Decide on that verdict
 // alone, as prefetch and rescan judge what they scanned.
-func (g *Gate) Refuses(v storage.Verdict) bool {
+func (g *Gate) refuses(v storage.Verdict) bool {
 	return g.judge(Facts{Subject: Blob, Digest: v.Digest, Blobs: []BlobFact{{Ref: Ref{Digest: v.Digest, Context: v.Context}, Verdict: v}}}).Refused()
 }
 
@@ -148,12 +148,12 @@ func (g *Gate) Refuses(v storage.Verdict) bool {
 // changed while it was being scanned, before the request is refused.
 const rulesChanges = 3
 
-// Verdict returns a blob's verdict under the current ruleset, waiting for
+// verdict returns a blob's verdict under the current ruleset, waiting for
 // its ingest (shared with every other request for it) when there is none.
 // A verdict whose scan ran under rules replaced meanwhile is stored under
 // the ruleset it was scanned under (by the ingest) and never returned as
 // current: the blob is judged again under the current rules.
-func (g *Gate) Verdict(ctx context.Context, up *upstream.Registry, repo string, ref Ref) (storage.Verdict, error) {
+func (g *Gate) verdict(ctx context.Context, up *upstream.Registry, repo string, ref Ref) (storage.Verdict, error) {
 	for range rulesChanges {
 		v, err := g.verdictOnce(ctx, up, repo, ref)
 		if err != nil || v.RulesetID == g.Scanner().RulesetID() {
@@ -234,7 +234,7 @@ func (g *Gate) blobVerdicts(ctx, holdCtx context.Context, up *upstream.Registry,
 		return []BlobFact{g.blobFact(ctx, unknown, storage.Verdict{}, fmt.Errorf("%w: verdict store: %v", errTransient, err))}
 	}
 	for _, v := range stored {
-		if v.RulesetID == rid && v.Status != storage.StatusError && g.Refuses(v) {
+		if v.RulesetID == rid && v.Status != storage.StatusError && g.refuses(v) {
 			return []BlobFact{{Ref: Ref{Digest: dgst, Size: -1, Context: v.Context}, Verdict: v, State: Judged}}
 		}
 	}
@@ -245,10 +245,10 @@ func (g *Gate) blobVerdicts(ctx, holdCtx context.Context, up *upstream.Registry,
 	var facts []BlobFact
 	for _, c := range contexts {
 		ref := Ref{Digest: dgst, Size: -1, Context: c}
-		v, err := g.Verdict(holdCtx, up, repo, ref)
+		v, err := g.verdict(holdCtx, up, repo, ref)
 		b := g.blobFact(ctx, ref, v, err)
 		facts = append(facts, b)
-		if b.State != Judged || (v.Status != storage.StatusError && g.Refuses(v)) {
+		if b.State != Judged || (v.Status != storage.StatusError && g.refuses(v)) {
 			break
 		}
 	}

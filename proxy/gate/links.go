@@ -58,10 +58,10 @@ func (g *Gate) putLink(ctx context.Context, name string, dgst digest.Digest, rol
 	}
 }
 
-// ManifestLinks returns what is known of the manifest dgst, confirming
+// manifestLinks returns what is known of the manifest dgst, confirming
 // first with upstream (a HEAD of the manifest by digest in the repository
 // of t) when that repository has no link to it.
-func (g *Gate) ManifestLinks(ctx context.Context, up *upstream.Registry, t Target, dgst digest.Digest, mediaType string, body []byte) (storage.Links, error) {
+func (g *Gate) manifestLinks(ctx context.Context, up *upstream.Registry, t Target, dgst digest.Digest, mediaType string, body []byte) (storage.Links, error) {
 	name := t.Name()
 	links, err := g.opts.Verdicts.Links(ctx, dgst)
 	if err != nil {

@@ -55,8 +55,8 @@ func AdmitName(policy map[string]RepoPolicy, registry, repo string, override Ove
 	return CheckPolicy(policy, registry, repo)
 }
 
-// DeniedByOperator refuses name when an operator denied that repository.
-func DeniedByOperator(name string, override OverrideLookup) *Refusal {
+// deniedByOperator refuses name when an operator denied that repository.
+func deniedByOperator(name string, override OverrideLookup) *Refusal {
 	o, err := override(name)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
@@ -69,9 +69,9 @@ func DeniedByOperator(name string, override OverrideLookup) *Refusal {
 	return nil
 }
 
-// LinkedRefusal words the refusal of content because another repository
+// linkedRefusal words the refusal of content because another repository
 // that carries the same bytes is refused.
-func LinkedRefusal(what, name string, r *Refusal) *Refusal {
+func linkedRefusal(what, name string, r *Refusal) *Refusal {
 	msg := fmt.Sprintf("pullgate: %s refused: the same content is in %s, which is refused (%s)", what, name, strings.TrimPrefix(r.Message, "pullgate: "))
 	return nameRefusal(r.Kind, msg)
 }
@@ -140,14 +140,14 @@ func (g *Gate) overrideLookup(ctx context.Context) OverrideLookup {
 // request each.
 const ManyLinks = 4
 
-// AdmitLinked refuses a manifest that is also carried by a repository an
+// admitLinked refuses a manifest that is also carried by a repository an
 // operator denied: a denied image asked for by digest under another name is
 // the same bytes. requested is the name the client used, already admitted.
 // The publisher policy is not applied to the other names: under a name it
 // admits and upstream confirmed, the image was published by a publisher it
 // trusts, and re-pushes are common (docker tag alpine someone/alpine), so
 // a policy tightened after a pull would refuse official images.
-func (g *Gate) AdmitLinked(ctx context.Context, requested, what string, links storage.Links) *Refusal {
+func (g *Gate) admitLinked(ctx context.Context, requested, what string, links storage.Links) *Refusal {
 	override := g.overrideLookup(ctx)
 	if len(links.Repos) > ManyLinks {
 		all, err := g.opts.Verdicts.Overrides(ctx)
@@ -170,8 +170,8 @@ func (g *Gate) AdmitLinked(ctx context.Context, requested, what string, links st
 		if name == requested {
 			continue
 		}
-		if r := DeniedByOperator(name, override); r != nil {
-			return LinkedRefusal(what, name, r)
+		if r := deniedByOperator(name, override); r != nil {
+			return linkedRefusal(what, name, r)
 		}
 	}
 	return nil

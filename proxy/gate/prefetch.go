@@ -86,7 +86,7 @@ func (g *Gate) Prefetch(up *upstream.Registry, t Target, index digest.Digest, bo
 }
 
 func (g *Gate) prefetchImage(ctx context.Context, up *upstream.Registry, t Target, dgst digest.Digest) {
-	body, mt, err := g.LoadManifest(ctx, up, t, dgst)
+	body, mt, err := g.loadManifest(ctx, up, t, dgst)
 	if err != nil {
 		g.log.Warn("prefetch", "image", t.ImageAt(dgst), "err", err)
 		return
@@ -104,8 +104,8 @@ func (g *Gate) prefetchImage(ctx context.Context, up *upstream.Registry, t Targe
 	for _, ref := range refs {
 		ref.Prio = scanner.Background
 		wg.Go(func() {
-			v, err := g.Verdict(ctx, up, t.Repo, ref)
-			if err == nil && g.Refuses(v) {
+			v, err := g.verdict(ctx, up, t.Repo, ref)
+			if err == nil && g.refuses(v) {
 				mu.Lock()
 				blocked = true
 				mu.Unlock()

@@ -125,7 +125,7 @@ func (g *Gate) rescanOne(ctx context.Context, ref Ref, tally *rescanTally) {
 	switch {
 	case err != nil:
 		tally.rep.Failed++
-	case g.Refuses(v):
+	case g.refuses(v):
 		tally.rep.Scanned++
 		tally.rep.Refused = append(tally.rep.Refused, ref.Digest)
 		tally.refused = append(tally.refused, retro{ref, v})
