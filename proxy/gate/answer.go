@@ -9,6 +9,7 @@ import (
 
 	"github.com/pullgate/pullgate/proxy/events"
 	"github.com/pullgate/pullgate/proxy/upstream"
+	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
 
@@ -65,7 +66,7 @@ func (g *Gate) judgeManifest(ctx context.Context, up *upstream.Registry, t Targe
 	case IsIndex(a.MediaType):
 		return g.judge(Facts{Subject: Index, Name: t.Registry + "/" + t.Repo, Digest: a.Digest, Invalid: CheckIndex(a.Body)})
 	case IsImageManifest(a.MediaType):
-		return g.judgeImage(ctx, up, t.Repo, a.Digest, a.Body, hold)
+		return g.judgeImage(ctx, up, t.Repo, a.Digest, a.Body, hold, scanner.Interactive)
 	}
 	return g.judge(Facts{Name: t.Registry + "/" + t.Repo, Digest: a.Digest,
 		Invalid: fmt.Errorf("it has media type %q, which pullgate does not serve", cut(a.MediaType, 100))})

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pullgate/pullgate/internal/verdict"
 	"github.com/pullgate/pullgate/proxy/upstream"
+	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
 
@@ -21,8 +22,9 @@ import (
 
 // judgeImage holds an image manifest of repo at up until every blob it
 // names has a verdict under the current ruleset (or the hold runs out),
-// and decides.
-func (g *Gate) judgeImage(ctx context.Context, up *upstream.Registry, repo string, dgst digest.Digest, body []byte, hold time.Duration) Decision {
+// and decides. Its scans run at prio: background for a prefetch, until a
+// client comes to wait on them.
+func (g *Gate) judgeImage(ctx context.Context, up *upstream.Registry, repo string, dgst digest.Digest, body []byte, hold time.Duration, prio scanner.Priority) Decision {
 	f := Facts{Subject: Image, Name: up.Name() + "/" + repo, Digest: dgst, RetryAfter: g.opts.RetryAfter}
 	if g.gatherOverride(ctx, &f) {
 		return g.judge(f)
@@ -31,6 +33,9 @@ func (g *Gate) judgeImage(ctx context.Context, up *upstream.Registry, repo strin
 	if err != nil {
 		f.Invalid = err
 		return g.judge(f)
+	}
+	for i := range refs {
+		refs[i].Prio = prio
 	}
 	f.Config = refs[0].Digest
 	f.KnownBad = g.knownBad(append([]digest.Digest{dgst}, digestsOf(refs)...)...)

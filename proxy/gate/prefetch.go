@@ -94,24 +94,6 @@ func (g *Gate) prefetchImage(ctx context.Context, up *upstream.Registry, t Targe
 	if !IsImageManifest(mt) {
 		return
 	}
-	refs, err := BlobsOf(body, g.opts.MaxManifestLayers)
-	if err != nil {
-		return
-	}
-	var wg sync.WaitGroup
-	blocked := false
-	var mu sync.Mutex
-	for _, ref := range refs {
-		ref.Prio = scanner.Background
-		wg.Go(func() {
-			v, err := g.verdict(ctx, up, t.Repo, ref)
-			if err == nil && g.refuses(v) {
-				mu.Lock()
-				blocked = true
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	g.log.Info("prefetched", "image", t.ImageAt(dgst), "blocked", blocked)
+	d := g.judgeImage(ctx, up, t.Repo, dgst, body, g.opts.IngestTimeout, scanner.Background)
+	g.log.Info("prefetched", "image", t.ImageAt(dgst), "status", d.Word(), "reason", d.Message)
 }
