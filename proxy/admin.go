@@ -134,7 +134,7 @@ func (g adminGate) ImageBlobs(ctx context.Context, d digest.Digest) ([]admin.Blo
 	}
 	out := make([]admin.Blob, len(refs))
 	for i, r := range refs {
-		out[i] = admin.Blob{Digest: r.Digest, Kind: r.noun(), Context: r.Context}
+		out[i] = admin.Blob{Digest: r.Digest, Kind: r.Noun(), Context: r.Context}
 	}
 	return out, true
 }

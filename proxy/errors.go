@@ -12,6 +12,7 @@ import (
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 
+	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/proxy/upstream"
 )
 
@@ -60,6 +61,48 @@ func errStoreUnavailable(what string) error {
 
 func errStillScanning(msg string, retry time.Duration) error {
 	return &apiError{Code: errcode.ErrorCodeTooManyRequests, Message: msg, RetryAfter: retry}
+}
+
+// refusalError is what the client gets for a decision that refuses, nil
+// for one that serves.
+func refusalError(d gate.Decision) error {
+	if !d.Refused() {
+		return nil
+	}
+	return apiErrorOf(d.Kind, d.Message, d.Where, d.Cause, d.RetryAfter)
+}
+
+// gateError is what the client gets for an error from the gate: a
+// refusal or a decision in its OCI terms, anything else as it is.
+func gateError(err error) error {
+	var r *gate.Refusal
+	var d gate.Decision
+	switch {
+	case errors.As(err, &r):
+		return apiErrorOf(r.Kind, r.Message, r.Message, r.Cause, r.RetryAfter)
+	case errors.As(err, &d):
+		return refusalError(d)
+	}
+	return err
+}
+
+// apiErrorOf gives each kind of refusal its one OCI error code.
+func apiErrorOf(kind gate.Kind, msg, where string, cause error, retry time.Duration) error {
+	switch kind {
+	case gate.Invalid:
+		return &apiError{Code: errcode.ErrorCodeManifestInvalid, Message: msg}
+	case gate.Unavailable:
+		return errUnavailable(msg)
+	case gate.Retry:
+		return errStillScanning(msg, retry)
+	case gate.Upstream:
+		return upstreamError(where, cause)
+	case gate.UnknownManifest:
+		return &apiError{Code: errcode.ErrorCodeManifestUnknown, Message: msg}
+	case gate.UnknownBlob:
+		return &apiError{Code: errcode.ErrorCodeBlobUnknown, Message: msg}
+	}
+	return errDenied(msg)
 }
 
 // writeError answers with the OCI error body on GET and with the bare status

@@ -63,7 +63,7 @@ func TestEvictKeepsTheStoreWithinItsSize(t *testing.T) {
 			recentBytes += in.Size
 		}
 	}
-	srv.opts.MaxStoreBytes = recentBytes*10/9 + 10
+	srv.gate.SetMaxStoreBytes(recentBytes*10/9 + 10)
 	rep, err := srv.Evict(ctx)
 	if err != nil || rep.Evicted == 0 || rep.StoreBytes != total {
 		t.Fatalf("evict: %+v, %v", rep, err)
@@ -82,7 +82,7 @@ func TestEvictKeepsTheStoreWithinItsSize(t *testing.T) {
 	}
 
 	// The old image still pulls: the evicted layer is fetched again.
-	srv.opts.MaxStoreBytes = 0
+	srv.gate.SetMaxStoreBytes(0)
 	if resp, _ := f.do(t, "GET", "/v2/library/old/blobs/"+oldLayer.String()); resp.StatusCode != 200 {
 		t.Fatalf("evicted layer asked for again: %d", resp.StatusCode)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/pullgate/pullgate/internal/samples"
 	"github.com/pullgate/pullgate/internal/testregistry"
 	"github.com/pullgate/pullgate/internal/testsync"
+	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/storage"
 )
 
@@ -120,7 +121,7 @@ func TestDigestAsConfigAndLayerScannedInBoth(t *testing.T) {
 func TestDeniedContentRefusedUnderAnotherName(t *testing.T) {
 	deny := map[string]func(t *testing.T, f *fixture){
 		"policy": func(_ *testing.T, f *fixture) {
-			f.srv.opts.Policy = map[string]RepoPolicy{"docker.io": {Deny: []string{"library/clean"}}}
+			f.srv.gate.SetPolicy(map[string]RepoPolicy{"docker.io": {Deny: []string{"library/clean"}}})
 		},
 		"override": func(t *testing.T, f *fixture) {
 			o := storage.Override{Subject: "docker.io/library/clean", Action: storage.Deny, Reason: "publisher pulled", Actor: "admin", Time: time.Now()}
@@ -189,7 +190,7 @@ func TestDeniedContentRefusedUnderAnotherName(t *testing.T) {
 // allow naming the digest serves it.
 func TestRepositoryAllowDoesNotServeBlockedDigest(t *testing.T) {
 	f := newFixture(t)
-	f.srv.opts.Policy = map[string]RepoPolicy{"docker.io": {Allow: []string{"library/*"}}}
+	f.srv.gate.SetPolicy(map[string]RepoPolicy{"docker.io": {Allow: []string{"library/*"}}})
 	ctx := context.Background()
 	img := testregistry.MinerImage("miner")
 	mdgst := f.hub.Push(t, "someone/tool", "1", img)
@@ -296,7 +297,7 @@ func TestDenyAmongManyLinkedNames(t *testing.T) {
 	if resp, body := f.do(t, "GET", path); resp.StatusCode != 200 {
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}
-	for i := range manyLinks + 2 {
+	for i := range gate.ManyLinks + 2 {
 		if err := f.store.PutLink(ctx, fmt.Sprintf("docker.io/team/app-%d", i), mdgst); err != nil {
 			t.Fatal(err)
 		}

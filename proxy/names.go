@@ -9,6 +9,8 @@ import (
 
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/proxy/gate"
 )
 
 // DefaultRegistry is where a request goes when it names no registry:
@@ -27,29 +29,8 @@ const (
 // target is one parsed distribution API request: which registry, which
 // repository in it, and which manifest, blob or tag list.
 type target struct {
-	Registry string // "docker.io"
-	Repo     string // repository path in that registry: "library/alpine"
-	Kind     kind
-	Ref      string        // tag or digest (manifests)
-	Digest   digest.Digest // set when Ref is a digest, and for blobs
-}
-
-// Image names the target as people write it: docker.io/library/alpine:3.20
-// or docker.io/library/alpine@sha256:….
-func (t target) Image() string {
-	name := t.Registry + "/" + t.Repo
-	if t.Digest != "" {
-		return name + "@" + t.Digest.String()
-	}
-	if t.Ref != "" {
-		return name + ":" + t.Ref
-	}
-	return name
-}
-
-// imageAt names the repository at a manifest digest.
-func (t target) imageAt(d digest.Digest) string {
-	return t.Registry + "/" + t.Repo + "@" + d.String()
+	gate.Target
+	Kind kind
 }
 
 var (
@@ -154,12 +135,6 @@ func hostOnly(hostport string) string {
 	return hostport
 }
 
-// canonicalRegistry maps Docker Hub's aliases to one name.
-func canonicalRegistry(s string) string {
-	s = strings.ToLower(s)
-	switch s {
-	case "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com":
-		return "docker.io"
-	}
-	return s
-}
+// canonicalRegistry is a registry's name as pullgate keys it
+// (gate.CanonicalRegistry).
+func canonicalRegistry(s string) string { return gate.CanonicalRegistry(s) }

@@ -60,6 +60,7 @@ func replicas(t *testing.T, hub *testregistry.Registry, n int, mod func(*Options
 		t.Cleanup(func() { sc.Close() })
 		opts := Options{
 			Upstreams: map[string]*upstream.Registry{"docker.io": up}, Blobs: blobs, Verdicts: store, Scanner: sc,
+			Locks: store, Releases: store,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		}
 		if mod != nil {
@@ -169,7 +170,7 @@ func TestReplicaTakesTheVerdictOfAnIngestThatJustFinished(t *testing.T) {
 		}
 		other = "pending"
 		o.Logger = slog.New(slog.NewTextHandler(&log, nil))
-		o.Verdicts = &lateLocker{Store: store, raced: map[string]bool{}, before: func(key string) {
+		late := &lateLocker{Store: store, raced: map[string]bool{}, before: func(key string) {
 			f := &fixture{url: other, client: httptestClient()}
 			d := strings.TrimPrefix(key, "ingest:")
 			d = d[:strings.LastIndexByte(d, ':')] // the context follows the digest
@@ -177,6 +178,7 @@ func TestReplicaTakesTheVerdictOfAnIngestThatJustFinished(t *testing.T) {
 				t.Errorf("other replica, blob %s: %d %s", d, resp.StatusCode, body)
 			}
 		}}
+		o.Verdicts, o.Locks = late, late
 	})
 	other = rs[1].url
 

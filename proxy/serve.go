@@ -48,6 +48,9 @@ type ServeOptions struct {
 	// WriteTimeout cuts a download whose client takes no bytes for this
 	// long. Default 60s.
 	WriteTimeout time.Duration
+	// ReapUploadsEvery is how often Run removes uploads a killed process
+	// left behind (those older than IngestTimeout). Default 5m.
+	ReapUploadsEvery time.Duration
 }
 
 var serveBufs = sync.Pool{New: func() any { b := make([]byte, serveChunk); return &b }}
@@ -85,13 +88,7 @@ func (s streamSlots) release() { <-s }
 func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, dgst digest.Digest) {
 	ctx := r.Context()
 	if r.Method == http.MethodHead {
-		size, err := s.opts.Blobs.Stat(ctx, dgst)
-		if err != nil {
-			writeError(w, r, s.blobStoreError(dgst, err))
-			return
-		}
-		setBlobHeaders(w, dgst)
-		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+		s.headBlob(w, r, dgst)
 		return
 	}
 
@@ -108,7 +105,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, dgst digest.D
 		return
 	}
 	defer rc.Close()
-	s.touch(dgst)
+	s.gate.Touch(dgst)
 	setBlobHeaders(w, dgst)
 	w.Header().Set("Accept-Ranges", "bytes")
 	if match := r.Header.Get("If-None-Match"); match != "" && etagMatches(match, dgst) {
@@ -162,6 +159,18 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, dgst digest.D
 	// Part of the body went out: cut the connection, so the client sees a
 	// truncated response and never the complete bytes.
 	panic(http.ErrAbortHandler)
+}
+
+// headBlob answers HEAD for a blob the gate let through: its headers,
+// without reading it.
+func (s *Server) headBlob(w http.ResponseWriter, r *http.Request, dgst digest.Digest) {
+	size, err := s.opts.Blobs.Stat(r.Context(), dgst)
+	if err != nil {
+		writeError(w, r, s.blobStoreError(dgst, err))
+		return
+	}
+	setBlobHeaders(w, dgst)
+	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 }
 
 func setBlobHeaders(w http.ResponseWriter, dgst digest.Digest) {

@@ -6,18 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/pullgate/pullgate/internal/verdict"
+	"github.com/pullgate/pullgate/proxy/events"
+	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
@@ -32,6 +28,11 @@ type Options struct {
 	Blobs     *storage.Blobs
 	Verdicts  storage.Store
 	Scanner   *scanner.Scanner
+	// Locks and Releases let replicas sharing the stores fetch and scan
+	// each blob once (gate.Options). nil: this process alone; the server
+	// says so at start-up.
+	Locks    storage.Locker
+	Releases storage.LeaseWatcher
 
 	// Hold is how long a manifest request waits for its scans before the
 	// client is told to come back (429 with Retry-After). Default 25s, under
@@ -41,42 +42,22 @@ type Options struct {
 	// response-header timeout and falls back to Docker Hub on any error, so
 	// holding it until the verdict is the better answer. Default 10m.
 	HoldDocker time.Duration
-	// RetryAfter is sent with "still scanning". Default 10s.
-	RetryAfter time.Duration
-	// TagTTL is how long a tag→digest mapping is trusted before it is
-	// revalidated upstream with a HEAD. Default 60s.
-	TagTTL time.Duration
-	// IngestTimeout bounds one blob's fetch and scan. Default 30m.
-	IngestTimeout time.Duration
-	// IngestLease is how long a replica's claim on an ingest lasts without
-	// renewal (it is renewed every third of it); a crashed replica's work is
-	// taken over after at most this. Default 10s, well inside a hold.
-	IngestLease time.Duration
-	// Policy is the publisher policy per registry name, checked before
-	// any scan.
-	Policy map[string]RepoPolicy
-	// Decision turns findings into block, warn or pass: per-category
-	// actions and how many medium indicators block together. The zero
-	// value is scanner.DefaultPolicy.
-	Decision scanner.Policy
-	// KnownBad lists blob (and image manifest) digests that always block.
-	KnownBad DigestSet
-	// MaxStoreBytes bounds the blob store: Evict removes the blobs used
-	// least recently past it. 0: unbounded.
-	MaxStoreBytes int64
-	// PrefetchPlatforms ("os/arch[/variant]") are pre-scanned in the
-	// background when their index is pulled. Default linux/amd64 and
-	// linux/arm64; set to an empty, non-nil slice to turn prefetch off.
-	PrefetchPlatforms []string
-	// MaxBlobBytes bounds a blob whose size no manifest declared. Default 16 GiB.
-	MaxBlobBytes int64
-	// MaxConfigBytes bounds an image config. Default 8 MiB.
-	MaxConfigBytes int64
+	// The gate's options, passed to it as they are; gate.Options says
+	// what each does and its default.
+	RetryAfter, TagTTL, IngestTimeout, IngestLease time.Duration
+	Policy                                         map[string]RepoPolicy
+	Decision                                       scanner.Policy
+	KnownBad                                       DigestSet
+	MaxStoreBytes, MaxBlobBytes, MaxConfigBytes    int64
+	PrefetchPlatforms                              []string
 	// MaxManifestLayers bounds the layers of one image. Default 500.
 	MaxManifestLayers int
 
 	// Serve bounds blob downloads to clients (serve.go).
 	Serve ServeOptions
+
+	// Warm lists images Run keeps fetched and scanned (gate.WarmOptions).
+	Warm WarmOptions
 
 	// Admin configures /admin/ (the page and its API), the audit log and
 	// the alerts (admin.go).
@@ -95,30 +76,14 @@ func (o *Options) setDefaults() {
 	}
 	def(&o.Hold, 25*time.Second)
 	def(&o.HoldDocker, 10*time.Minute)
-	def(&o.RetryAfter, 10*time.Second)
-	def(&o.TagTTL, 60*time.Second)
-	def(&o.IngestTimeout, 30*time.Minute)
-	def(&o.IngestLease, 10*time.Second)
 	def(&o.Serve.StreamWait, 2*time.Second)
 	def(&o.Serve.StreamRetryAfter, 5*time.Second)
 	def(&o.Serve.WriteTimeout, 60*time.Second)
 	if o.Serve.MaxStreams <= 0 {
 		o.Serve.MaxStreams = 512
 	}
-	if o.MaxBlobBytes <= 0 {
-		o.MaxBlobBytes = 16 << 30
-	}
-	if o.MaxConfigBytes <= 0 {
-		o.MaxConfigBytes = 8 << 20
-	}
 	if o.MaxManifestLayers <= 0 {
-		o.MaxManifestLayers = 500
-	}
-	if o.Decision.Actions == nil && o.Decision.MediumToBlock == 0 && o.Decision.PackerCorroborators == nil {
-		o.Decision = scanner.DefaultPolicy()
-	}
-	if o.PrefetchPlatforms == nil {
-		o.PrefetchPlatforms = []string{"linux/amd64", "linux/arm64"}
+		o.MaxManifestLayers = 500 // as the gate's default; the operator's side lists blobs with it
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -132,19 +97,15 @@ func (o *Options) setDefaults() {
 // as a pull-through mirror, with the gate in front of every manifest and
 // blob it serves.
 type Server struct {
-	opts    Options
-	log     *slog.Logger
-	sc      atomic.Pointer[scanner.Scanner]
-	flights flights
-	// allowFlights fetch blobs an operator allowed despite their verdict.
-	allowFlights flights
-	tags         tagCache
-	prefetches   prefetcher
-	usage        usage
-	metrics      *metrics
-	started      time.Time
-	streams      streamSlots // blob downloads in progress (serve.go)
-	storeProbe   writeProbe  // /readyz's cached write probe
+	opts       Options
+	log        *slog.Logger
+	gate       *gate.Gate
+	metrics    *metrics
+	started    time.Time
+	streams    streamSlots // blob downloads in progress (serve.go)
+	storeProbe writeProbe  // /readyz's cached write probe
+	// flights and allowFlights drain the gate's ingests at Close.
+	flights, allowFlights drainer
 
 	operator // the operator's window: admin.go, events.go
 }
@@ -164,11 +125,33 @@ func New(opts Options) (*Server, error) {
 		metrics: newMetrics(opts.Registry),
 		started: time.Now(),
 	}
-	s.sc.Store(opts.Scanner)
+	g, err := gate.New(gate.Options{
+		Upstreams: opts.Upstreams, Policy: opts.Policy, TagTTL: opts.TagTTL, PrefetchPlatforms: opts.PrefetchPlatforms,
+		Warm: opts.Warm, ReapUploadsEvery: opts.Serve.ReapUploadsEvery, Version: opts.Version,
+		Blobs: opts.Blobs, Verdicts: opts.Verdicts, Scanner: opts.Scanner, Locks: opts.Locks, Releases: opts.Releases,
+		Decision: opts.Decision, KnownBad: opts.KnownBad,
+		RetryAfter: opts.RetryAfter, IngestTimeout: opts.IngestTimeout, IngestLease: opts.IngestLease,
+		MaxBlobBytes: opts.MaxBlobBytes, MaxConfigBytes: opts.MaxConfigBytes, MaxManifestLayers: opts.MaxManifestLayers,
+		MaxStoreBytes: opts.MaxStoreBytes,
+		Metrics:       gateMetrics{s.metrics},
+		Events:        events.SinkFunc(s.record),
+		Audit: func(ctx context.Context, q storage.AuditQuery) ([]storage.AuditRecord, error) {
+			return s.audit.query(ctx, q)
+		},
+		Logger: opts.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.gate = g
+	s.flights, s.allowFlights = drainer(g.Drain), drainer(func(context.Context) int { return 0 })
+	if opts.Locks == nil {
+		s.log.Warn("running without ingest leases: replicas sharing these stores may fetch and scan a blob twice")
+	} else if opts.Releases == nil {
+		s.log.Info("running without lease release notices: a replica waiting on another's scan polls for it")
+	}
 	s.streams = make(streamSlots, opts.Serve.MaxStreams)
 	s.storeProbe.every = 5 * time.Second
-	s.prefetches.sem = make(chan struct{}, 2)
-	s.tags.ttl = opts.TagTTL
 	s.metrics.observeScanner(s.scanner)
 	if err := s.startAdmin(); err != nil {
 		return nil, err
@@ -176,13 +159,39 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
+// drainer waits for work in progress (see gate.Gate.Drain).
+type drainer func(context.Context) int
+
+func (d drainer) drain(ctx context.Context) int { return d(ctx) }
+
 // scanner is the scanner of the current ruleset.
-func (s *Server) scanner() *scanner.Scanner { return s.sc.Load() }
+func (s *Server) scanner() *scanner.Scanner { return s.gate.Scanner() }
 
 // SetScanner swaps in a scanner with a new ruleset; verdicts of the old one
 // become stale and blobs are rescanned as they are asked for. It returns the
 // old scanner for the caller to close once its scans finish.
-func (s *Server) SetScanner(sc *scanner.Scanner) *scanner.Scanner { return s.sc.Swap(sc) }
+func (s *Server) SetScanner(sc *scanner.Scanner) *scanner.Scanner { return s.gate.SetScanner(sc) }
+
+// Rescan gives every stored blob a verdict under the current ruleset (see
+// gate.Gate.Rescan).
+func (s *Server) Rescan(ctx context.Context) (RescanReport, error) { return s.gate.Rescan(ctx) }
+
+// Evict keeps the store within Options.MaxStoreBytes (gate.Gate.Evict).
+func (s *Server) Evict(ctx context.Context) (EvictReport, error) { return s.gate.Evict(ctx) }
+
+// Run does the server's background work until ctx ends (gate.Gate.Run):
+// the rescan at start, eviction, warm, and the removal of uploads left
+// behind.
+func (s *Server) Run(ctx context.Context) { s.gate.Run(ctx) }
+
+// The gate's reports and the ingests in progress, under the names the
+// operator's side and cmd use.
+type (
+	FlightInfo   = gate.FlightInfo
+	RescanReport = gate.RescanReport
+	EvictReport  = gate.EvictReport
+	WarmOptions  = gate.WarmOptions
+)
 
 // Handler returns the routes: /v2/ (the registry API), /metrics, /healthz
 // and /readyz, and /admin/ unless it has a listener of its own.
@@ -236,10 +245,11 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Tag lists too: the tags of a refused repository are its names.
-	if err := s.admitName(r.Context(), t.Registry, t.Repo); err != nil {
+	if refused := s.gate.Admit(r.Context(), t.Registry, t.Repo); refused != nil {
+		d := s.gate.Judge(gate.Facts{NameRefused: refused})
 		s.record(event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: t.Image(), Digest: t.Digest,
-			Decision: verdict.Policy, Reason: asAPIError(err).Message})
-		writeError(w, r, err)
+			Decision: d.Outcome, Reason: d.Message})
+		writeError(w, r, refusalError(d))
 		return
 	}
 	switch t.Kind {
@@ -258,50 +268,6 @@ func (s *Server) configured(registry string) bool {
 }
 
 func (s *Server) upstream(t target) *upstream.Registry { return s.opts.Upstreams[t.Registry] }
-
-// ready answers 200 when the store, the verdict store and the rules work.
-func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-	defer cancel()
-	var problems []string
-	if err := s.opts.Blobs.Ping(ctx); err != nil {
-		problems = append(problems, "blob store: "+err.Error())
-	} else if err := s.storeProbe.check(ctx, s.opts.Blobs); err != nil {
-		problems = append(problems, "blob store cannot write: "+err.Error())
-	}
-	if err := s.opts.Verdicts.Ping(ctx); err != nil {
-		problems = append(problems, "verdict store: "+err.Error())
-	}
-	if sc := s.scanner(); sc == nil || sc.RuleCount() == 0 {
-		problems = append(problems, "scanner: no rules loaded")
-	}
-	if len(problems) > 0 {
-		sort.Strings(problems)
-		http.Error(w, strings.Join(problems, "\n"), http.StatusServiceUnavailable)
-		return
-	}
-	_, _ = w.Write([]byte("ready\n"))
-}
-
-// writeProbe runs the store's write probe for /readyz at most once every
-// few seconds, so that a readiness check polled often stays cheap.
-type writeProbe struct {
-	mu    sync.Mutex
-	every time.Duration
-	at    time.Time
-	err   error
-}
-
-func (p *writeProbe) check(ctx context.Context, b *storage.Blobs) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.at.IsZero() && time.Since(p.at) < p.every {
-		return p.err
-	}
-	p.err = b.ProbeWrite(ctx)
-	p.at = time.Now()
-	return p.err
-}
 
 // clientOf names the client for logs and events.
 func clientOf(r *http.Request) string {
@@ -327,20 +293,8 @@ func isDockerEngine(ua string) bool {
 	return strings.HasPrefix(ua, "docker/")
 }
 
-// operationalRouter is a router with the middleware every listener uses and
-// the routes every listener serves: /healthz, /readyz and /metrics.
-func (s *Server) operationalRouter() chi.Router {
-	r := chi.NewRouter()
-	r.Use(middleware.Recoverer)
-	r.Use(s.metrics.middleware)
-	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	r.Get("/readyz", s.ready)
-	r.Handle("/metrics", promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{}))
-	return r
-}
-
 // Scans describes the blobs being fetched and scanned right now.
-func (s *Server) Scans() []FlightInfo { return s.flights.list() }
+func (s *Server) Scans() []FlightInfo { return s.gate.Scans() }
 
 // GatewayHandler serves clients that reach pullgate under a registry's own
 // host name (gateway mode: their DNS sends registry-1.docker.io here). A

@@ -57,6 +57,8 @@ func newFixture(t *testing.T, mods ...func(*Options, *scanner.Options)) *fixture
 		Upstreams: map[string]*upstream.Registry{"docker.io": up},
 		Blobs:     blobs,
 		Verdicts:  store,
+		Locks:     store,
+		Releases:  store,
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	sopts := scanner.Options{Workers: 2}

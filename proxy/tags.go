@@ -6,8 +6,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 
@@ -58,50 +56,4 @@ func relativeLink(link string) string {
 		return ""
 	}
 	return "<" + (&url.URL{Path: u.Path, RawQuery: u.RawQuery}).String() + ">" + link[end+1:]
-}
-
-// tagCache keeps tag→digest mappings for a short time, so a burst of pulls
-// of one tag costs one upstream HEAD.
-type tagCache struct {
-	ttl time.Duration
-	mu  sync.Mutex
-	m   map[string]tagEntry
-}
-
-type tagEntry struct {
-	desc upstream.Descriptor
-	at   time.Time
-}
-
-// maxTagEntries bounds the cache; when full, expired entries go first, and
-// if none has expired the whole cache is dropped (it is only an optimisation).
-const maxTagEntries = 10000
-
-func (c *tagCache) get(key string) (upstream.Descriptor, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.m[key]
-	if !ok || time.Since(e.at) > c.ttl {
-		return upstream.Descriptor{}, false
-	}
-	return e.desc, true
-}
-
-func (c *tagCache) put(key string, d upstream.Descriptor) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil {
-		c.m = make(map[string]tagEntry)
-	}
-	if len(c.m) >= maxTagEntries {
-		for k, e := range c.m {
-			if time.Since(e.at) > c.ttl {
-				delete(c.m, k)
-			}
-		}
-		if len(c.m) >= maxTagEntries {
-			clear(c.m)
-		}
-	}
-	c.m[key] = tagEntry{desc: d, at: time.Now()}
 }

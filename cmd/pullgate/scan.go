@@ -1,7 +1,6 @@
 package main
 
 import (
-	"archive/tar"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,14 +8,15 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
-	"path/filepath"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/pullgate/pullgate/internal/verdict"
+	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
+	"github.com/pullgate/pullgate/storage"
 )
 
 // Exit codes of pullgate scan.
@@ -26,25 +26,37 @@ const (
 	exitError   = 2 // the input could not be read or fetched, or the command line is wrong
 )
 
-// scan runs the gate's engine over content outside the gate: a root
+// scanFlags are pullgate scan's command line.
+type scanFlags struct {
+	rulePaths, upstreams, upstreamAllow, actions listFlag
+	workers                                      int
+	asJSON, insecure                             bool
+	knownBad, platform, config                   string
+}
+
+func (f *scanFlags) register(fs *flag.FlagSet) {
+	fs.Var(&f.rulePaths, "rules", "extra YARA rule file or folder, repeatable")
+	fs.Var(&f.upstreams, "upstream", "REGISTRY=URL for image references, repeatable (default docker.io=https://registry-1.docker.io; env PULLGATE_UPSTREAM, comma-separated)")
+	fs.Var(&f.upstreamAllow, "upstream-allow", "REGISTRY=CIDR, repeatable: a non-public network that registry's redirects and token realm may lead to (env PULLGATE_UPSTREAM_ALLOW, comma-separated)")
+	fs.Var(&f.actions, "action", "CATEGORY=block|warn|ignore, repeatable: overrides the policy for a category")
+	fs.IntVar(&f.workers, "workers", 0, "scanner workers (default: CPU count)")
+	fs.BoolVar(&f.asJSON, "json", false, "print a JSON report")
+	fs.StringVar(&f.knownBad, "known-bad", "", "file of sha256 digests (files or blobs) that always block")
+	fs.StringVar(&f.platform, "platform", "linux/amd64", "platform to pick from a multi-platform image reference")
+	fs.StringVar(&f.config, "config", "", "pullgate.yaml to take rules, known_bad, decision, policy and upstreams (with credentials) from, as serve does (env PULLGATE_CONFIG)")
+	fs.BoolVar(&f.insecure, "insecure", false, "allow plain http to non-loopback upstreams")
+}
+
+// scan runs the gate's decision over content outside the gate: a root
 // filesystem folder, a `docker save` tarball (or its folder), an OCI image
 // layout, a single layer blob, or an image reference fetched through the
-// configured upstreams. Findings of all of an image's blobs are judged
-// together by the default policy, as the gate does.
+// configured upstreams. Each image is judged by gate.Decide, on the
+// findings of all its blobs together, as a pull through the gate is.
 func scan(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("pullgate scan", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var rulePaths, upstreams, upstreamAllow, actions listFlag
-	fs.Var(&rulePaths, "rules", "extra YARA rule file or folder, repeatable")
-	fs.Var(&upstreams, "upstream", "REGISTRY=URL for image references, repeatable (default docker.io=https://registry-1.docker.io; env PULLGATE_UPSTREAM, comma-separated)")
-	fs.Var(&upstreamAllow, "upstream-allow", "REGISTRY=CIDR, repeatable: a non-public network that registry's redirects and token realm may lead to (env PULLGATE_UPSTREAM_ALLOW, comma-separated)")
-	fs.Var(&actions, "action", "CATEGORY=block|warn|ignore, repeatable: overrides the policy for a category")
-	workers := fs.Int("workers", 0, "scanner workers (default: CPU count)")
-	asJSON := fs.Bool("json", false, "print a JSON report")
-	knownBad := fs.String("known-bad", "", "file of sha256 digests (files or blobs) that always block")
-	platform := fs.String("platform", "linux/amd64", "platform to pick from a multi-platform image reference")
-	configPath := fs.String("config", "", "pullgate.yaml to take rules, known_bad, decision and upstreams (with credentials) from, as serve does (env PULLGATE_CONFIG)")
-	insecure := fs.Bool("insecure", false, "allow plain http to non-loopback upstreams")
+	var f scanFlags
+	f.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: pullgate scan [flags] ROOTFS-DIR|IMAGE.tar|OCI-LAYOUT|LAYER|IMAGE-REF...")
 		fmt.Fprintln(stderr, "exit code: 0 clean, 1 would be refused, 2 error")
@@ -57,90 +69,100 @@ func scan(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return exitError
 	}
-	cfg, err := scanConfig(*configPath, upstreams, upstreamAllow, *insecure)
+	s, err := f.run()
 	if err != nil {
 		fmt.Fprintln(stderr, "pullgate:", err)
 		return exitError
 	}
-	policy := cfg.Decision.policy()
-	for _, a := range actions {
-		cat, act, ok := strings.Cut(a, "=")
-		if !ok {
-			fmt.Fprintf(stderr, "pullgate: --action %q is not CATEGORY=ACTION\n", a)
-			return exitError
-		}
-		policy.Actions[cat] = scanner.Action(act)
-	}
-	if err := policy.Validate(); err != nil {
-		fmt.Fprintln(stderr, "pullgate:", err)
-		return exitError
-	}
-	opts := scanner.Options{Workers: *workers, RulePaths: append(append([]string{}, cfg.Rules...), rulePaths...)}
-	if *knownBad == "" {
-		*knownBad = cfg.KnownBad
-	}
-	if *knownBad != "" {
-		kb, err := scanner.LoadKnownBad(*knownBad)
-		if err != nil {
-			fmt.Fprintln(stderr, "pullgate:", err)
-			return exitError
-		}
-		opts.KnownBadFiles = kb
-	}
-	ups, err := newUpstreams(cfg)
-	if err != nil {
-		fmt.Fprintln(stderr, "pullgate:", err)
-		return exitError
-	}
-	sc, err := scanner.New(opts)
-	if err != nil {
-		fmt.Fprintln(stderr, "pullgate: rules:", err)
-		return exitError
-	}
-	defer sc.Close()
-
-	s := &scanRun{sc: sc, policy: policy, knownBad: opts.KnownBadFiles, platform: *platform, upstreams: ups}
+	defer s.sc.Close()
 	var reports []scanReport
 	for _, p := range fs.Args() {
-		var r []scanReport
-		if _, statErr := os.Stat(p); statErr == nil || !looksLikeReference(p) {
-			r, err = s.path(context.Background(), p)
-		} else {
-			r, err = s.reference(context.Background(), p)
-		}
+		r, err := s.input(context.Background(), p)
 		if err != nil {
 			fmt.Fprintf(stderr, "pullgate: %s: %v\n", p, err)
 			return exitError
 		}
 		reports = append(reports, r...)
 	}
+	return writeReports(stdout, reports, f.asJSON)
+}
+
+// run builds what every input of one pullgate scan shares.
+func (f *scanFlags) run() (*scanRun, error) {
+	cfg, err := scanConfig(f.config, f.upstreams, f.upstreamAllow, f.insecure)
+	if err != nil {
+		return nil, err
+	}
+	policy := cfg.Decision.policy()
+	for _, a := range f.actions {
+		cat, act, ok := strings.Cut(a, "=")
+		if !ok {
+			return nil, fmt.Errorf("--action %q is not CATEGORY=ACTION", a)
+		}
+		policy.Actions[cat] = scanner.Action(act)
+	}
+	if err := policy.Validate(); err != nil {
+		return nil, err
+	}
+	opts := scanner.Options{Workers: f.workers, RulePaths: append(append([]string{}, cfg.Rules...), f.rulePaths...)}
+	if kb := firstNonEmpty(f.knownBad, cfg.KnownBad); kb != "" {
+		if opts.KnownBadFiles, err = scanner.LoadKnownBad(kb); err != nil {
+			return nil, err
+		}
+	}
+	ups, err := newUpstreams(cfg)
+	if err != nil {
+		return nil, err
+	}
+	sc, err := scanner.New(opts)
+	if err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	return &scanRun{sc: sc, policy: policy, knownBad: opts.KnownBadFiles, platform: f.platform,
+		upstreams: ups, repoPolicy: cfg.Policy, maxLayers: cfg.Gate.MaxLayers}, nil
+}
+
+func writeReports(stdout io.Writer, reports []scanReport, asJSON bool) int {
 	code := exitClean
 	for _, r := range reports {
-		if r.Decision != "clean" {
+		if r.refused {
 			code = exitRefused
 		}
 	}
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(reports); err != nil {
 			return exitError
 		}
-	} else {
-		for _, r := range reports {
-			printReport(stdout, r)
-		}
+		return code
+	}
+	for _, r := range reports {
+		printReport(stdout, r)
 	}
 	return code
 }
 
 // scanRun is what every input of one pullgate scan shares.
 type scanRun struct {
-	sc        *scanner.Scanner
-	policy    scanner.Policy
-	knownBad  *scanner.KnownBad
-	platform  string
-	upstreams map[string]*upstream.Registry
+	sc         *scanner.Scanner
+	policy     scanner.Policy
+	knownBad   *scanner.KnownBad
+	platform   string
+	upstreams  map[string]*upstream.Registry
+	repoPolicy map[string]gate.RepoPolicy
+	maxLayers  int // layers an image manifest may have, as the gate allows
+	// overrides are the operator's, when a store is at hand; nil for the
+	// command line, which has none.
+	overrides gate.OverrideLookup
+}
+
+// input scans one argument: a local path, else an image reference.
+func (s *scanRun) input(ctx context.Context, p string) ([]scanReport, error) {
+	if _, statErr := os.Stat(p); statErr == nil || !looksLikeReference(p) {
+		return s.path(ctx, p)
+	}
+	return s.reference(ctx, p)
 }
 
 // scanConfig is what scan shares with serve: the config file if any (rules,
@@ -180,44 +202,81 @@ func scanConfig(path string, upstreams, upstreamAllow []string, insecure bool) (
 type scanReport struct {
 	Source   string            `json:"source"`
 	Image    string            `json:"image,omitempty"`
-	Decision string            `json:"decision"` // clean, blocked, error
+	Decision string            `json:"decision"` // gate.Decision.Word: clean, blocked, error
 	Reason   string            `json:"reason,omitempty"`
-	Blocking []scanner.Finding `json:"blocking,omitempty"`
-	Warnings []scanner.Finding `json:"warnings,omitempty"`
+	Blocking []verdict.Finding `json:"blocking,omitempty"`
+	Warnings []verdict.Finding `json:"warnings,omitempty"`
 	Blobs    []blobReport      `json:"blobs"`
+	outcome  verdict.Outcome
+	refused  bool
 }
 
 type blobReport struct {
 	Kind     string            `json:"kind"` // config or layer
 	Name     string            `json:"name"`
 	Digest   string            `json:"digest,omitempty"`
-	Findings []scanner.Finding `json:"findings,omitempty"`
+	Findings []verdict.Finding `json:"findings,omitempty"`
 	Error    string            `json:"error,omitempty"`
 	Files    int64             `json:"files"`
 	Bytes    int64             `json:"bytes"`
 }
 
-// decide judges an image from all its blobs, as the gate does: a blob on
-// the known-bad list or one that could not be scanned refuses it, else the
-// policy decides over every finding together.
-func (s *scanRun) decide(r *scanReport) {
-	var all []scanner.Finding
-	var failed []string
-	for _, b := range r.Blobs {
-		all = append(all, b.Findings...)
+// facts are what gate.Decide judges an image on: each blob's scan as its
+// verdict, the known-bad list, and the operator's overrides when there is
+// a store to read them from.
+func (s *scanRun) facts(r *scanReport, name string, dgst digest.Digest) gate.Facts {
+	f := gate.Facts{Subject: gate.Image, Name: name, Digest: dgst}
+	for i, b := range r.Blobs {
+		c := storage.ContextLayer
+		if b.Kind == "config" {
+			c = storage.ContextConfig
+		}
+		// A blob that could not be read to its end has no digest: its
+		// name says which it is.
+		id := digest.Digest(firstNonEmpty(b.Digest, b.Name))
+		v := storage.Verdict{Digest: id, Context: c, Status: storage.StatusClean, Bytes: b.Bytes, Files: b.Files}
 		if b.Error != "" {
-			failed = append(failed, fmt.Sprintf("%s %s could not be scanned: %s", b.Kind, b.Name, b.Error))
+			v.Status, v.Reason = storage.StatusError, b.Error
+		}
+		for _, fd := range b.Findings {
+			fd.Layer = id
+			v.Findings = append(v.Findings, fd)
+		}
+		if i == 0 && c == storage.ContextConfig {
+			f.Config = id
+		}
+		if b.Digest != "" && s.knownBad.Has(b.Digest) {
+			f.KnownBad = append(f.KnownBad, id)
+		}
+		f.Blobs = append(f.Blobs, gate.BlobFact{Ref: gate.Ref{Digest: id, Size: b.Bytes, Context: c}, Verdict: v, State: gate.Judged})
+	}
+	if dgst != "" && s.knownBad.Has(dgst.String()) {
+		f.KnownBad = append([]digest.Digest{dgst}, f.KnownBad...)
+	}
+	if s.overrides != nil && dgst != "" {
+		switch o, err := s.overrides(dgst.String()); {
+		case errors.Is(err, storage.ErrNotFound):
+		case err != nil:
+			f.OverrideErr = err
+		default:
+			f.Override = &o
 		}
 	}
-	d := s.policy.Decide(all)
-	r.Blocking, r.Warnings = d.Blocking, d.Warnings
+	return f
+}
+
+// decide judges an image with the gate's one decision.
+func (s *scanRun) decide(r *scanReport, f gate.Facts) {
+	d := gate.Decide(s.policy, f)
+	r.Decision, r.outcome, r.refused = d.Word(), d.Outcome, d.Refused()
 	switch {
-	case d.Blocked:
-		r.Decision, r.Reason = "blocked", d.Reason
-	case len(failed) > 0:
-		r.Decision, r.Reason = "error", failed[0]
+	case d.Refused():
+		r.Reason = d.Message
+		if d.Outcome == verdict.Blocked {
+			r.Blocking = d.Findings
+		}
 	default:
-		r.Decision = "clean"
+		r.Warnings = d.Findings
 	}
 }
 
@@ -238,7 +297,7 @@ func printReport(w io.Writer, r scanReport) {
 	}
 	for _, group := range []struct {
 		label string
-		fs    []scanner.Finding
+		fs    []verdict.Finding
 	}{{"BLOCK", r.Blocking}, {"warn ", r.Warnings}} {
 		for _, f := range group.fs {
 			where := "file " + f.Path
@@ -248,299 +307,4 @@ func printReport(w io.Writer, r scanReport) {
 			fmt.Fprintf(w, "  %s %s matched %s (%s) [%s, %s]\n", group.label, where, f.Rule, f.Description, f.Category, f.Severity)
 		}
 	}
-}
-
-// archive is a folder or an uncompressed tar whose members can be opened by name.
-type archive interface {
-	open(name string) (io.ReadCloser, error)
-	has(name string) bool
-}
-
-type dirArchive string
-
-func (d dirArchive) open(name string) (io.ReadCloser, error) {
-	return os.Open(filepath.Join(string(d), filepath.FromSlash(path.Clean("/"+name))))
-}
-
-func (d dirArchive) has(name string) bool {
-	_, err := os.Stat(filepath.Join(string(d), filepath.FromSlash(path.Clean("/"+name))))
-	return err == nil
-}
-
-// tarArchive indexes a tar's members by offset, so each is read in place.
-type tarArchive struct {
-	f       *os.File
-	members map[string]*io.SectionReader
-}
-
-func openTarArchive(f *os.File) (*tarArchive, error) {
-	cr := &countingReader{r: f}
-	tr := tar.NewReader(cr)
-	a := &tarArchive{f: f, members: map[string]*io.SectionReader{}}
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return a, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if h.Typeflag == tar.TypeReg {
-			a.members[path.Clean(h.Name)] = io.NewSectionReader(f, cr.n, h.Size)
-		}
-	}
-}
-
-func (a *tarArchive) open(name string) (io.ReadCloser, error) {
-	s, ok := a.members[path.Clean(name)]
-	if !ok {
-		return nil, fmt.Errorf("%s: not in the archive", name)
-	}
-	return io.NopCloser(io.NewSectionReader(s, 0, s.Size())), nil
-}
-
-func (a *tarArchive) has(name string) bool { _, ok := a.members[path.Clean(name)]; return ok }
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
-}
-
-// isImageArchive says whether a folder or tar holds a docker save or OCI
-// layout rather than a root filesystem.
-func isImageArchive(a archive) bool {
-	return a.has("manifest.json") || a.has("index.json")
-}
-
-// path scans a local input: a root filesystem folder, an image archive
-// (folder or tar), or a layer blob.
-func (s *scanRun) path(ctx context.Context, p string) ([]scanReport, error) {
-	st, err := os.Stat(p)
-	if err != nil {
-		return nil, err
-	}
-	var a archive
-	if st.IsDir() {
-		if !isImageArchive(dirArchive(p)) {
-			r := scanReport{Source: p, Image: "rootfs"}
-			rc := scanner.DirLayer(p, false)
-			b, err := s.blob(ctx, "layer", p, "", rc)
-			rc.Close()
-			if err != nil {
-				return nil, err
-			}
-			r.Blobs = append(r.Blobs, b)
-			s.decide(&r)
-			return []scanReport{r}, nil
-		}
-		a = dirArchive(p)
-	} else {
-		f, err := os.Open(p)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		if ta, err := openTarArchive(f); err == nil && isImageArchive(ta) {
-			a = ta
-		} else {
-			if _, err := f.Seek(0, io.SeekStart); err != nil {
-				return nil, err
-			}
-			r := scanReport{Source: p, Image: "layer"}
-			b, err := s.blob(ctx, "layer", filepath.Base(p), "", f)
-			if err != nil {
-				return nil, err
-			}
-			r.Blobs = append(r.Blobs, b)
-			s.decide(&r)
-			return []scanReport{r}, nil
-		}
-	}
-	images, err := imagesIn(a)
-	if err != nil {
-		return nil, err
-	}
-	var out []scanReport
-	for _, img := range images {
-		r := scanReport{Source: p, Image: img.name}
-		for i, name := range append([]string{img.config}, img.layers...) {
-			kind := "layer"
-			if i == 0 {
-				kind = "config"
-			}
-			rc, err := a.open(name)
-			if err != nil {
-				return nil, err
-			}
-			b, err := s.blob(ctx, kind, name, "", rc)
-			rc.Close()
-			if err != nil {
-				return nil, err
-			}
-			r.Blobs = append(r.Blobs, b)
-		}
-		s.decide(&r)
-		out = append(out, r)
-	}
-	return out, nil
-}
-
-// localImage names an image's config and layers inside an archive.
-type localImage struct {
-	name   string
-	config string
-	layers []string
-}
-
-// imagesIn reads `docker save`'s manifest.json, or else an OCI layout's
-// index.json (following nested indexes).
-func imagesIn(a archive) ([]localImage, error) {
-	if a.has("manifest.json") {
-		var entries []struct {
-			Config   string
-			RepoTags []string
-			Layers   []string
-		}
-		if err := readJSON(a, "manifest.json", &entries); err != nil {
-			return nil, err
-		}
-		var out []localImage
-		for _, e := range entries {
-			out = append(out, localImage{name: strings.Join(e.RepoTags, ","), config: e.Config, layers: e.Layers})
-		}
-		return out, nil
-	}
-	if !a.has("index.json") {
-		return nil, errors.New("neither manifest.json (docker save) nor index.json (OCI layout) found")
-	}
-	var out []localImage
-	var walk func(name string, depth int) error
-	walk = func(name string, depth int) error {
-		if depth > 4 {
-			return errors.New("indexes nested too deep")
-		}
-		var m ociManifest
-		if err := readJSON(a, name, &m); err != nil {
-			return err
-		}
-		if m.Config.Digest != "" {
-			img := localImage{name: name, config: blobPath(m.Config.Digest)}
-			for _, l := range m.Layers {
-				img.layers = append(img.layers, blobPath(l.Digest))
-			}
-			out = append(out, img)
-			return nil
-		}
-		for _, d := range m.Manifests {
-			if err := d.Digest.Validate(); err != nil {
-				return fmt.Errorf("%s: %w", name, err)
-			}
-			n := len(out)
-			if err := walk(blobPath(d.Digest), depth+1); err != nil {
-				return err
-			}
-			if ref := d.Annotations["org.opencontainers.image.ref.name"]; ref != "" && len(out) > n {
-				out[len(out)-1].name = ref
-			}
-		}
-		return nil
-	}
-	return out, walk("index.json", 0)
-}
-
-// ociManifest is the part of an index or image manifest (OCI or Docker)
-// that scan reads.
-type ociManifest struct {
-	MediaType string          `json:"mediaType"`
-	Manifests []ociDescriptor `json:"manifests"`
-	Config    ociDescriptor   `json:"config"`
-	Layers    []ociDescriptor `json:"layers"`
-}
-
-type ociDescriptor struct {
-	MediaType   string            `json:"mediaType"`
-	Digest      digest.Digest     `json:"digest"`
-	Size        int64             `json:"size"`
-	Annotations map[string]string `json:"annotations"`
-	URLs        []string          `json:"urls"`
-	Platform    *struct {
-		OS           string `json:"os"`
-		Architecture string `json:"architecture"`
-		Variant      string `json:"variant"`
-	} `json:"platform"`
-}
-
-func blobPath(d digest.Digest) string { return "blobs/" + d.Algorithm().String() + "/" + d.Encoded() }
-
-func readJSON(a archive, name string, v any) error {
-	rc, err := a.open(name)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	if err := json.NewDecoder(io.LimitReader(rc, 8<<20)).Decode(v); err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	return nil
-}
-
-// maxConfigBytes caps an image config read into memory (as the gate does).
-const maxConfigBytes = 8 << 20
-
-// blob scans one config or layer. The bytes are hashed as they are read,
-// so a blob on the known-bad list is refused whatever it contains, and a
-// fetched blob whose digest (want, when known) does not match is an error.
-//
-// Content the scanner refuses (a limit, a corrupt stream) is reported in
-// the blob; an error reading the input is returned.
-func (s *scanRun) blob(ctx context.Context, kind, name string, want digest.Digest, r io.Reader) (blobReport, error) {
-	b := blobReport{Kind: kind, Name: name}
-	digester := digest.Canonical.Digester()
-	src := io.TeeReader(r, digester.Hash())
-	var (
-		res scanner.Result
-		err error
-	)
-	if kind == "config" {
-		var buf []byte
-		buf, err = io.ReadAll(io.LimitReader(src, maxConfigBytes+1))
-		switch {
-		case err != nil:
-		case len(buf) > maxConfigBytes:
-			err = fmt.Errorf("%w: image config over %d bytes", scanner.ErrLimit, maxConfigBytes)
-		default:
-			res, err = s.sc.ScanConfig(ctx, buf, scanner.Interactive)
-		}
-	} else {
-		res, err = s.sc.ScanLayer(ctx, src, scanner.Interactive)
-	}
-	b.Findings, b.Files, b.Bytes = res.Findings, res.Files, res.Bytes
-	if err != nil {
-		if !errors.Is(err, scanner.ErrLimit) && !errors.Is(err, scanner.ErrCorrupt) {
-			return b, fmt.Errorf("%s %s: %w", kind, name, err)
-		}
-		b.Error = err.Error()
-		return b, nil
-	}
-	// A clean scan read the blob to its end, so the digest is whole.
-	got := digester.Digest()
-	b.Digest = got.String()
-	if want != "" && got != want {
-		b.Error = fmt.Sprintf("content does not match its digest %s (got %s)", want, got)
-	}
-	if s.knownBad.Has(got.String()) {
-		note, _ := s.knownBad.Note(got.String())
-		desc := "blob on the known-bad list"
-		if note != "" {
-			desc += ": " + note
-		}
-		b.Findings = append(b.Findings, scanner.Finding{Rule: "KnownBadBlob", Category: scanner.CategoryKnownBad, Severity: scanner.SeverityHigh, Description: desc, Path: "/"})
-	}
-	return b, nil
 }

@@ -2,13 +2,13 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
 
+	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/proxy/upstream"
 )
 
@@ -22,7 +22,8 @@ func looksLikeReference(arg string) bool {
 
 // reference fetches an image through the configured upstreams, as the gate
 // would, and scans its config and every layer. An index is resolved to the
-// manifest of the requested platform.
+// manifest of the requested platform. A name the publisher policy (or an
+// operator) refuses is refused before anything is fetched, as in the gate.
 func (s *scanRun) reference(ctx context.Context, arg string) ([]scanReport, error) {
 	named, err := reference.ParseNormalizedNamed(arg)
 	if err != nil {
@@ -34,61 +35,23 @@ func (s *scanRun) reference(ctx context.Context, arg string) ([]scanReport, erro
 	if !ok {
 		return nil, fmt.Errorf("registry %s is not configured (add --upstream %s=URL, or it to the config's upstreams)", registry, registry)
 	}
+	if refused := s.admit(registry, repo); refused != nil {
+		r := scanReport{Source: arg, Image: registry + "/" + repo}
+		s.decide(&r, gate.Facts{NameRefused: refused})
+		return []scanReport{r}, nil
+	}
 	ref := ""
 	if d, ok := named.(reference.Digested); ok {
 		ref = d.Digest().String()
 	} else if t, ok := named.(reference.Tagged); ok {
 		ref = t.Tag()
 	}
-	desc, err := up.Resolve(ctx, repo, ref, upstream.DefaultAccept)
+	dgst, refs, err := s.imageManifest(ctx, up, repo, ref)
 	if err != nil {
 		return nil, err
 	}
-	body, desc, err := up.Manifest(ctx, repo, desc.Digest, upstream.DefaultAccept)
-	if err != nil {
-		return nil, err
-	}
-	var m ociManifest
-	if err := json.Unmarshal(body, &m); err != nil {
-		return nil, fmt.Errorf("manifest %s: %w", desc.Digest, err)
-	}
-	image := registry + "/" + repo + "@" + desc.Digest.String()
-	if len(m.Manifests) > 0 {
-		goos, arch, _ := strings.Cut(s.platform, "/")
-		var picked *ociDescriptor
-		for i, d := range m.Manifests {
-			if d.Platform != nil && d.Platform.OS == goos && d.Platform.Architecture == arch {
-				picked = &m.Manifests[i]
-				break
-			}
-		}
-		if picked == nil {
-			return nil, fmt.Errorf("index %s has no %s manifest", desc.Digest, s.platform)
-		}
-		if body, desc, err = up.Manifest(ctx, repo, picked.Digest, upstream.DefaultAccept); err != nil {
-			return nil, err
-		}
-		m = ociManifest{}
-		if err := json.Unmarshal(body, &m); err != nil {
-			return nil, fmt.Errorf("manifest %s: %w", desc.Digest, err)
-		}
-		image = registry + "/" + repo + "@" + desc.Digest.String()
-	}
-	if m.Config.Digest == "" {
-		return nil, fmt.Errorf("manifest %s is not an image manifest", desc.Digest)
-	}
-	r := scanReport{Source: arg, Image: image}
-	for i, d := range append([]ociDescriptor{m.Config}, m.Layers...) {
-		kind := "layer"
-		if i == 0 {
-			kind = "config"
-		}
-		if err := d.Digest.Validate(); err != nil {
-			return nil, fmt.Errorf("%s %d: %w", kind, i, err)
-		}
-		if len(d.URLs) > 0 {
-			return nil, fmt.Errorf("layer %s is a foreign layer (urls), which pullgate does not fetch", d.Digest)
-		}
+	r := scanReport{Source: arg, Image: registry + "/" + repo + "@" + dgst.String()}
+	for _, d := range refs {
 		body, _, err := up.Blob(ctx, repo, d.Digest)
 		if err != nil {
 			return nil, err
@@ -97,13 +60,63 @@ func (s *scanRun) reference(ctx context.Context, arg string) ([]scanReport, erro
 		if d.Size > 0 {
 			src = io.LimitReader(body, d.Size+1)
 		}
-		b, err := s.blob(ctx, kind, d.Digest.String(), d.Digest, src)
+		b, err := s.blob(ctx, d.Noun(), d.Digest.String(), d.Digest, src)
 		body.Close()
 		if err != nil {
 			return nil, err
 		}
 		r.Blobs = append(r.Blobs, b)
 	}
-	s.decide(&r)
+	s.decide(&r, s.facts(&r, registry+"/"+repo, dgst))
 	return []scanReport{r}, nil
+}
+
+// admit applies the operator's repository overrides (when there is a
+// store) and the publisher policy to a name.
+func (s *scanRun) admit(registry, repo string) *gate.Refusal {
+	if s.overrides != nil {
+		return gate.AdmitName(s.repoPolicy, registry, repo, s.overrides)
+	}
+	return gate.CheckPolicy(s.repoPolicy, registry, repo)
+}
+
+// imageManifest resolves ref to an image manifest (through an index, by
+// the run's platform) and lists its blobs as the gate does.
+func (s *scanRun) imageManifest(ctx context.Context, up *upstream.Registry, repo, ref string) (digest.Digest, []gate.Ref, error) {
+	desc, err := up.Resolve(ctx, repo, ref, gate.ManifestTypes)
+	if err != nil {
+		return "", nil, err
+	}
+	body, desc, err := up.Manifest(ctx, repo, desc.Digest, gate.ManifestTypes)
+	if err != nil {
+		return "", nil, err
+	}
+	kind, err := gate.ManifestKind(body)
+	if err != nil {
+		return "", nil, fmt.Errorf("manifest %s: %w", desc.Digest, err)
+	}
+	if gate.IsIndex(kind) {
+		idx, err := gate.ParseIndex(body)
+		if err != nil {
+			return "", nil, fmt.Errorf("manifest %s: %w", desc.Digest, err)
+		}
+		picked, ok := gate.PickPlatform(idx, s.platform)
+		if !ok {
+			return "", nil, fmt.Errorf("index %s has no %s manifest", desc.Digest, s.platform)
+		}
+		if body, desc, err = up.Manifest(ctx, repo, picked.Digest, gate.ManifestTypes); err != nil {
+			return "", nil, err
+		}
+		if kind, err = gate.ManifestKind(body); err != nil {
+			return "", nil, fmt.Errorf("manifest %s: %w", desc.Digest, err)
+		}
+	}
+	if !gate.IsImageManifest(kind) {
+		return "", nil, fmt.Errorf("manifest %s is not an image manifest", desc.Digest)
+	}
+	refs, err := gate.BlobsOf(body, s.maxLayers)
+	if err != nil {
+		return "", nil, fmt.Errorf("manifest %s: %w", desc.Digest, err)
+	}
+	return desc.Digest, refs, nil
 }

@@ -8,11 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
-	"sort"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -43,7 +44,13 @@ func serve(args []string, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	return runService(ctx, cfg, log)
+}
 
+// runService wires the service from cfg and serves until ctx ends or a
+// listener fails: the scanner, the stores, the upstreams, the server and
+// its listeners, the rules reloader, and the server's background work.
+func runService(ctx context.Context, cfg Config, log *slog.Logger) error {
 	sopts, err := scannerOptions(cfg)
 	if err != nil {
 		return err
@@ -65,17 +72,29 @@ func serve(args []string, stderr io.Writer) error {
 	for _, w := range stores.Without {
 		log.Info("storage runs without", "capability", w)
 	}
-	blobs, verdicts, audit := stores.Blobs, stores.Verdicts, stores.Audit
 
 	ups, err := newUpstreams(cfg)
 	if err != nil {
 		return err
 	}
-	srv, err := proxy.New(proxy.Options{
-		Upstreams:         ups,
-		Blobs:             blobs,
-		Verdicts:          verdicts,
-		Scanner:           sc,
+	opts := serverOptions(cfg, sopts, log)
+	opts.Upstreams, opts.Blobs, opts.Verdicts, opts.Scanner = ups, stores.Blobs, stores.Verdicts, sc
+	opts.Locks, opts.Releases = stores.Locks, stores.Locks
+	opts.Admin = adminOptions(cfg.Admin, cfg.DataDir, stores.Audit, stores.Bus)
+	srv, err := proxy.New(opts)
+	if err != nil {
+		return err
+	}
+	log.Info("pullgate starting", "listen", cfg.Listen, "tls", cfg.TLS.Cert != "", "data_dir", cfg.DataDir,
+		"verdicts", stores.Verdicts.Kind(), "upstreams", strings.Join(slices.Sorted(maps.Keys(ups)), ","),
+		"ruleset", sc.RulesetID(), "rules", sc.RuleCount(), "workers", sc.Workers(), "version", version)
+	return serveUntilDone(ctx, cfg, srv, sc, log)
+}
+
+// serverOptions turns the config into the server's options, all but the
+// pieces opened elsewhere (stores, scanner, upstreams, admin).
+func serverOptions(cfg Config, sopts scanner.Options, log *slog.Logger) proxy.Options {
+	return proxy.Options{
 		Hold:              time.Duration(cfg.Gate.Hold),
 		HoldDocker:        time.Duration(cfg.Gate.HoldDocker),
 		RetryAfter:        time.Duration(cfg.Gate.RetryAfter),
@@ -91,48 +110,20 @@ func serve(args []string, stderr io.Writer) error {
 		MaxConfigBytes:    cfg.Gate.MaxConfigBytes,
 		MaxManifestLayers: cfg.Gate.MaxLayers,
 		Serve:             serveOptions(cfg.Serve),
-		Admin:             adminOptions(cfg.Admin, cfg.DataDir, audit, stores.Bus),
-		Logger:            log,
-		Version:           version,
-	})
+		Warm: proxy.WarmOptions{Images: cfg.Warm.Images, Platforms: append([]string{}, cfg.Platforms...),
+			Interval: time.Duration(cfg.Warm.Interval), Timeout: time.Duration(cfg.Warm.Timeout)},
+		Logger:  log,
+		Version: version,
+	}
+}
+
+// serveUntilDone runs the listeners, the reloader and the server's
+// background work until ctx ends or a listener fails, then shuts down.
+func serveUntilDone(ctx context.Context, cfg Config, srv *proxy.Server, sc *scanner.Scanner, log *slog.Logger) error {
+	errc := make(chan error, 3)
+	hs, err := startMain(cfg, srv, log, errc)
 	if err != nil {
 		return err
-	}
-
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	// No WriteTimeout or ReadTimeout: a manifest may be held for minutes
-	// and a large blob takes as long as it takes. Blob downloads carry a
-	// write deadline of their own, renewed as bytes go out.
-	hs := &http.Server{
-		Handler:           srv.Handler(),
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	hs.RegisterOnShutdown(srv.StopStreams)
-	names := make([]string, 0, len(ups))
-	for n := range ups {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	log.Info("pullgate serving", "listen", ln.Addr().String(), "tls", cfg.TLS.Cert != "", "data_dir", cfg.DataDir,
-		"verdicts", verdicts.Kind(), "upstreams", strings.Join(names, ","),
-		"ruleset", sc.RulesetID(), "rules", sc.RuleCount(), "workers", sc.Workers(), "version", version)
-
-	errc := make(chan error, 3)
-	if cfg.TLS.Cert != "" {
-		certs, err := newCertReloader(cfg.TLS.Cert, cfg.TLS.Key, log)
-		if err != nil {
-			return err
-		}
-		hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get}
-		go func() { errc <- hs.ServeTLS(ln, "", "") }()
-	} else {
-		go func() { errc <- hs.Serve(ln) }()
 	}
 	adm, err := startAdminListener(cfg.Admin, srv, log, errc)
 	if err != nil {
@@ -142,34 +133,59 @@ func serve(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	go keepWarm(ctx, cfg, ln.Addr(), log)
+	runCtx, stopRun := context.WithCancel(ctx)
+	ran := make(chan struct{})
+	go func() { defer close(ran); srv.Run(runCtx) }()
 	rl := &reloader{cfg: cfg, srv: srv, sc: sc, log: log}
-	go rl.run(ctx)
-	// Blobs stored under other rules (an upgrade, a rules change while
-	// stopped) get verdicts under these rules before anyone asks.
-	go rl.rescan(ctx)
-	if cfg.MaxStoreBytes > 0 {
-		go keepStoreWithinSize(ctx, srv, log)
-	}
-	// Uploads a killed process left behind are never visible; reclaim
-	// their space while running. Any upload older than one ingest can be
-	// no replica's. It stops with ctx, at shutdown.
-	go blobs.ReapUploads(ctx, time.Duration(cfg.Gate.IngestTimeout), time.Duration(cfg.Serve.ReapUploadsEvery), log)
+	go rl.run(runCtx)
 	select {
-	case err := <-errc:
-		return err
+	case err = <-errc:
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
+	stopRun()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err = errors.Join(hs.Shutdown(shutdownCtx), gw.shutdown(shutdownCtx), adm.shutdown(shutdownCtx))
+	err = errors.Join(err, hs.Shutdown(shutdownCtx), gw.shutdown(shutdownCtx), adm.shutdown(shutdownCtx))
+	<-ran
 	// The queued audit records and alerts in flight, after the last request.
 	srv.Close(shutdownCtx)
-	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
+}
+
+// startMain serves the registry API on cfg.Listen, over TLS when a
+// certificate is configured. No WriteTimeout or ReadTimeout: a manifest may
+// be held for minutes and a large blob takes as long as it takes; blob
+// downloads carry a write deadline of their own, renewed as bytes go out.
+func startMain(cfg Config, srv *proxy.Server, log *slog.Logger, errc chan<- error) (*http.Server, error) {
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	hs.RegisterOnShutdown(srv.StopStreams)
+	log.Info("pullgate serving", "listen", ln.Addr().String(), "tls", cfg.TLS.Cert != "")
+	if cfg.TLS.Cert == "" {
+		go func() { errc <- hs.Serve(ln) }()
+		return hs, nil
+	}
+	certs, err := newCertReloader(cfg.TLS.Cert, cfg.TLS.Key, log)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get}
+	go func() { errc <- hs.ServeTLS(ln, "", "") }()
+	return hs, nil
 }
 
 // knownBadDigests lets the gate ask the known-bad list about blobs.
@@ -244,26 +260,6 @@ func newLogger(c LogConfig, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// evictEvery is how often the store is checked against max_store_bytes.
-const evictEvery = time.Minute
-
-// keepStoreWithinSize evicts the least recently used blobs past
-// max_store_bytes, at start and then every evictEvery.
-func keepStoreWithinSize(ctx context.Context, srv *proxy.Server, log *slog.Logger) {
-	t := time.NewTicker(evictEvery)
-	defer t.Stop()
-	for {
-		if _, err := srv.Evict(ctx); err != nil && ctx.Err() == nil {
-			log.Warn("keep the store within max_store_bytes", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
 // serveOptions turns the serve: section into the server's download bounds.
 func serveOptions(c ServeConfig) proxy.ServeOptions {
 	return proxy.ServeOptions{
@@ -271,5 +267,6 @@ func serveOptions(c ServeConfig) proxy.ServeOptions {
 		StreamWait:       time.Duration(c.BlobStreamWait),
 		StreamRetryAfter: time.Duration(c.BlobStreamRetryAfter),
 		WriteTimeout:     time.Duration(c.BlobWriteTimeout),
+		ReapUploadsEvery: time.Duration(c.ReapUploadsEvery),
 	}
 }

@@ -7,8 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -18,7 +16,9 @@ import (
 	"time"
 
 	"github.com/distribution/reference"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/pullgate/pullgate/internal/verdict"
+	"github.com/pullgate/pullgate/proxy/gate"
 )
 
 // WarmConfig lists images the server keeps fetched and scanned: it asks
@@ -48,32 +48,11 @@ func (c WarmConfig) validate() error {
 // validatePlatforms checks "os/arch[/variant]" entries.
 func validatePlatforms(ps []string) error {
 	for _, p := range ps {
-		if _, err := parsePlatform(p); err != nil {
+		if _, err := gate.ParsePlatform(p); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func parsePlatform(s string) (ocispec.Platform, error) {
-	parts := strings.Split(s, "/")
-	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
-		return ocispec.Platform{}, fmt.Errorf("platform %q: want os/arch[/variant]", s)
-	}
-	p := ocispec.Platform{OS: parts[0], Architecture: parts[1]}
-	if len(parts) == 3 {
-		p.Variant = parts[2]
-	}
-	return p, nil
-}
-
-// platformMatches compares an index entry's platform with a wanted one; a
-// wanted platform without a variant takes any variant.
-func platformMatches(want ocispec.Platform, got *ocispec.Platform) bool {
-	if got == nil || got.OS != want.OS || got.Architecture != want.Architecture {
-		return false
-	}
-	return want.Variant == "" || want.Variant == got.Variant
 }
 
 // warm is `pullgate warm`: ask a running pullgate to fetch and scan images.
@@ -121,25 +100,24 @@ func warm(args []string, stdout, stderr io.Writer) int {
 		cancel()
 		for _, r := range results {
 			fmt.Fprintln(stdout, r)
-			if r.Status != "clean" {
+			if r.answer.Refused() {
 				code = 1
 			}
 		}
 		if err != nil {
-			fmt.Fprintf(stdout, "%s\terror\t%v\n", img, err)
+			fmt.Fprintf(stdout, "%s\t%s\t%v\n", img, answered(0, "").Word(), err)
 			code = 1
 		}
 	}
 	return code
 }
 
-// warmResult is one manifest's outcome.
+// warmResult is one manifest's outcome, as the running server answered.
 type warmResult struct {
 	Image    string // as given
 	Platform string // "" for a single-platform image
 	Digest   string
-	Status   string // clean, blocked, error
-	Message  string
+	answer   gate.Decision // read from the HTTP answer: its Word is clean, blocked or error
 }
 
 func (r warmResult) String() string {
@@ -147,9 +125,9 @@ func (r warmResult) String() string {
 	if platform == "" {
 		platform = "-"
 	}
-	s := r.Image + "\t" + platform + "\t" + r.Digest + "\t" + r.Status
-	if r.Message != "" {
-		s += "\t" + r.Message
+	s := r.Image + "\t" + platform + "\t" + r.Digest + "\t" + r.answer.Word()
+	if r.answer.Message != "" {
+		s += "\t" + r.answer.Message
 	}
 	return s
 }
@@ -158,7 +136,7 @@ func (r warmResult) String() string {
 // fetches and scans everything they reference.
 type warmer struct {
 	base      *url.URL
-	platforms []ocispec.Platform
+	platforms []string
 	agent     string
 	client    *http.Client
 }
@@ -169,18 +147,12 @@ func newWarmer(server string, platforms []string, agent string) (*warmer, error)
 		return nil, fmt.Errorf("server %q is not an http(s) URL", server)
 	}
 	w := &warmer{base: u, agent: agent, client: &http.Client{}}
-	for _, p := range platforms {
-		pl, err := parsePlatform(p)
-		if err != nil {
-			return nil, err
-		}
-		w.platforms = append(w.platforms, pl)
+	if err := validatePlatforms(platforms); err != nil {
+		return nil, err
 	}
+	w.platforms = platforms
 	return w, nil
 }
-
-var warmAccept = []string{ocispec.MediaTypeImageIndex, "application/vnd.docker.distribution.manifest.list.v2+json",
-	ocispec.MediaTypeImageManifest, "application/vnd.docker.distribution.manifest.v2+json"}
 
 // warm fetches image's manifest through pullgate and, for an index, the
 // manifest of every wanted platform, each held until its scans are done.
@@ -203,33 +175,26 @@ func (w *warmer) warm(ctx context.Context, image string) ([]warmResult, error) {
 		return nil, err
 	}
 	if status != http.StatusOK {
-		return []warmResult{{Image: image, Digest: ref, Status: refusal(status), Message: msg}}, nil
+		return []warmResult{{Image: image, Digest: ref, answer: answered(status, msg)}}, nil
 	}
-	if mt != ocispec.MediaTypeImageIndex && mt != "application/vnd.docker.distribution.manifest.list.v2+json" {
-		return []warmResult{{Image: image, Digest: ref, Status: "clean"}}, nil
+	if !gate.IsIndex(mt) {
+		return []warmResult{{Image: image, Digest: ref, answer: answered(status, "")}}, nil
 	}
-	var idx ocispec.Index
-	if err := json.Unmarshal(body, &idx); err != nil {
+	idx, err := gate.ParseIndex(body)
+	if err != nil {
 		return nil, fmt.Errorf("index of %s: %w", image, err)
 	}
 	var out []warmResult
-	for _, m := range idx.Manifests {
-		if !slices.ContainsFunc(w.platforms, func(p ocispec.Platform) bool { return platformMatches(p, m.Platform) }) {
+	for _, p := range w.platforms {
+		m, ok := gate.PickPlatform(idx, p)
+		if !ok || slices.ContainsFunc(out, func(r warmResult) bool { return r.Digest == m.Digest.String() }) {
 			continue
 		}
-		p := m.Platform.OS + "/" + m.Platform.Architecture
-		if m.Platform.Variant != "" {
-			p += "/" + m.Platform.Variant
-		}
-		r := warmResult{Image: image, Platform: p, Digest: m.Digest.String(), Status: "clean"}
 		status, _, _, msg, err := w.getManifest(ctx, registry, repo, m.Digest.String())
-		switch {
-		case err != nil:
-			r.Status, r.Message = "error", err.Error()
-		case status != http.StatusOK:
-			r.Status, r.Message = refusal(status), msg
+		if err != nil {
+			status, msg = 0, err.Error()
 		}
-		out = append(out, r)
+		out = append(out, warmResult{Image: image, Platform: p, Digest: m.Digest.String(), answer: answered(status, msg)})
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("index of %s lists none of the platforms asked for", image)
@@ -237,11 +202,16 @@ func (w *warmer) warm(ctx context.Context, image string) ([]warmResult, error) {
 	return out, nil
 }
 
-func refusal(status int) string {
-	if status == http.StatusForbidden {
-		return "blocked"
+// answered reads the server's answer: 200 served, 403 a refusal by a
+// decision (DENIED), anything else (or no answer, 0) an error.
+func answered(status int, msg string) gate.Decision {
+	switch status {
+	case http.StatusOK:
+		return gate.Decision{Kind: gate.Serve, Outcome: verdict.Allowed}
+	case http.StatusForbidden:
+		return gate.Decision{Kind: gate.Denied, Outcome: verdict.Blocked, Message: msg}
 	}
-	return "error"
+	return gate.Decision{Kind: gate.Upstream, Outcome: verdict.UpstreamFailed, Message: msg}
 }
 
 // getManifest GETs one manifest from pullgate (the registry named by ?ns=,
@@ -257,7 +227,7 @@ func (w *warmer) getManifest(ctx context.Context, registry, repo, ref string) (i
 		if err != nil {
 			return 0, "", nil, "", err
 		}
-		req.Header.Set("Accept", strings.Join(warmAccept, ", "))
+		req.Header.Set("Accept", strings.Join(gate.ManifestTypes, ", "))
 		req.Header.Set("User-Agent", w.agent)
 		resp, err := w.client.Do(req)
 		if err != nil {
@@ -299,53 +269,4 @@ func errorMessage(body []byte) string {
 		return e.Errors[0].Message
 	}
 	return strings.TrimSpace(string(body))
-}
-
-// keepWarm warms cfg.Warm.Images through the server's own listener at
-// start-up and then every interval, until ctx ends. Several replicas
-// warming the same images share the work through the gate's locks.
-func keepWarm(ctx context.Context, cfg Config, addr net.Addr, log *slog.Logger) {
-	if len(cfg.Warm.Images) == 0 {
-		return
-	}
-	host, port, err := net.SplitHostPort(addr.String())
-	if err != nil {
-		log.Error("warm: listener address", "err", err)
-		return
-	}
-	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
-		host = "127.0.0.1"
-	}
-	w, err := newWarmer("http://"+net.JoinHostPort(host, port), cfg.Platforms, "pullgate-warm/"+version)
-	if err != nil {
-		log.Error("warm", "err", err)
-		return
-	}
-	for {
-		for _, img := range cfg.Warm.Images {
-			ictx, cancel := context.WithTimeout(ctx, time.Duration(cfg.Warm.Timeout))
-			results, err := w.warm(ictx, img)
-			cancel()
-			if ctx.Err() != nil {
-				return
-			}
-			if err != nil {
-				log.Warn("warm failed", "image", img, "err", err)
-			}
-			for _, r := range results {
-				lvl := slog.LevelInfo
-				if r.Status != "clean" {
-					lvl = slog.LevelWarn
-				}
-				log.Log(ctx, lvl, "warmed", "image", img, "platform", r.Platform, "digest", r.Digest, "status", r.Status, "reason", r.Message)
-			}
-		}
-		t := time.NewTimer(time.Duration(cfg.Warm.Interval))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-	}
 }

@@ -1,9 +1,8 @@
-package proxy
+package gate
 
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/pullgate/pullgate/internal/verdict"
+	"github.com/pullgate/pullgate/proxy/events"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
@@ -29,18 +29,18 @@ type RescanReport struct {
 // content is checked again before anyone asks for it. A blob now found bad
 // is removed from the store, blocked from then on, and reported as a
 // retroactive block (with the clients the audit log says pulled it).
-func (s *Server) Rescan(ctx context.Context) (RescanReport, error) {
+func (g *Gate) Rescan(ctx context.Context) (RescanReport, error) {
 	var (
 		tally rescanTally
 		wg    sync.WaitGroup
 	)
-	rid := s.scanner().RulesetID()
-	sem := make(chan struct{}, max(1, s.scanner().Workers()))
-	err := s.opts.Blobs.Walk(ctx, func(d digest.Digest) error {
+	rid := g.Scanner().RulesetID()
+	sem := make(chan struct{}, max(1, g.Scanner().Workers()))
+	err := g.opts.Blobs.Walk(ctx, func(d digest.Digest) error {
 		tally.mu.Lock()
 		tally.rep.Checked++
 		tally.mu.Unlock()
-		contexts, err := s.rescanContexts(ctx, d, rid)
+		contexts, err := g.rescanContexts(ctx, d, rid)
 		if err != nil {
 			tally.mu.Lock()
 			tally.rep.Failed++
@@ -55,13 +55,13 @@ func (s *Server) Rescan(ctx context.Context) (RescanReport, error) {
 			}
 			wg.Go(func() {
 				defer func() { <-sem }()
-				s.rescanOne(ctx, blobRef{Digest: d, Size: -1, Context: c, Prio: scanner.Background}, &tally)
+				g.rescanOne(ctx, Ref{Digest: d, Size: -1, Context: c, Prio: scanner.Background}, &tally)
 			})
 		}
 		return nil
 	})
 	wg.Wait()
-	s.reportRetroactive(ctx, tally.refused)
+	g.reportRetroactive(ctx, tally.refused)
 	return tally.rep, err
 }
 
@@ -76,12 +76,12 @@ type rescanTally struct {
 // under the ruleset rid: every context it is known in (the roles manifests
 // give it, the contexts it was scanned in before), or, when none is known,
 // the one its first byte suggests.
-func (s *Server) rescanContexts(ctx context.Context, d digest.Digest, rid string) ([]storage.Context, error) {
-	links, err := s.opts.Verdicts.Links(ctx, d)
+func (g *Gate) rescanContexts(ctx context.Context, d digest.Digest, rid string) ([]storage.Context, error) {
+	links, err := g.opts.Verdicts.Links(ctx, d)
 	if err != nil {
 		return nil, err
 	}
-	vs, err := s.opts.Verdicts.Verdicts(ctx, d)
+	vs, err := g.opts.Verdicts.Verdicts(ctx, d)
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +101,7 @@ func (s *Server) rescanContexts(ctx context.Context, d digest.Digest, rid string
 	}
 	if len(known) == 0 {
 		c := storage.ContextLayer
-		if s.looksLikeConfig(ctx, d) {
+		if g.looksLikeConfig(ctx, d) {
 			c = storage.ContextConfig
 		}
 		known[c] = true
@@ -116,16 +116,16 @@ func (s *Server) rescanContexts(ctx context.Context, d digest.Digest, rid string
 }
 
 // rescanOne gives one stored blob a verdict in one context, and counts it.
-func (s *Server) rescanOne(ctx context.Context, ref blobRef, tally *rescanTally) {
-	info := FlightInfo{Digest: ref.Digest, Kind: ref.noun() + " rescan", Context: ref.Context, Size: -1}
-	fl := s.flights.start(info, ref.Prio, func(fl *flight) (storage.Verdict, error) { return s.ingest(fl, nil, "", ref) })
+func (g *Gate) rescanOne(ctx context.Context, ref Ref, tally *rescanTally) {
+	info := FlightInfo{Digest: ref.Digest, Kind: ref.Noun() + " rescan", Context: ref.Context, Size: -1}
+	fl := g.flights.start(info, ref.Prio, func(fl *flight) (storage.Verdict, error) { return g.ingest(fl, nil, "", ref) })
 	v, err := fl.wait(ctx)
 	tally.mu.Lock()
 	defer tally.mu.Unlock()
 	switch {
 	case err != nil:
 		tally.rep.Failed++
-	case s.blobBlocked(v):
+	case g.refuses(v):
 		tally.rep.Scanned++
 		tally.rep.Refused = append(tally.rep.Refused, ref.Digest)
 		tally.refused = append(tally.refused, retro{ref, v})
@@ -136,14 +136,14 @@ func (s *Server) rescanOne(ctx context.Context, ref blobRef, tally *rescanTally)
 
 // retro is a stored blob found bad by a rescan.
 type retro struct {
-	ref blobRef
+	ref Ref
 	v   storage.Verdict
 }
 
 // reportRetroactive says, for each blob a rescan refused, which stored
 // images carry it and which clients pulled those before: the people to
 // tell. Each becomes a "retroactive-block" event (log, page, audit, webhook).
-func (s *Server) reportRetroactive(ctx context.Context, refused []retro) {
+func (g *Gate) reportRetroactive(ctx context.Context, refused []retro) {
 	if len(refused) == 0 {
 		return
 	}
@@ -153,12 +153,12 @@ func (s *Server) reportRetroactive(ctx context.Context, refused []retro) {
 	}
 	// Which stored image manifests name a refused blob.
 	carriers := map[digest.Digest][]digest.Digest{}
-	_ = s.opts.Blobs.WalkManifests(ctx, func(m digest.Digest) error {
-		body, _, err := s.opts.Blobs.Manifest(ctx, m)
+	_ = g.opts.Blobs.WalkManifests(ctx, func(m digest.Digest) error {
+		body, _, err := g.opts.Blobs.Manifest(ctx, m)
 		if err != nil {
 			return nil
 		}
-		refs, err := s.blobsOf(body)
+		refs, err := BlobsOf(body, g.opts.MaxManifestLayers)
 		if err != nil {
 			return nil // an index, or not an image manifest
 		}
@@ -170,12 +170,12 @@ func (s *Server) reportRetroactive(ctx context.Context, refused []retro) {
 		return nil
 	})
 	for _, r := range refused {
-		images, clients := s.pulledBefore(ctx, carriers[r.ref.Digest])
-		image := "(stored " + r.ref.noun() + ")"
+		images, clients := g.pulledBefore(ctx, carriers[r.ref.Digest])
+		image := "(stored " + r.ref.Noun() + ")"
 		if len(images) > 0 {
 			image = images[0]
 		}
-		msg := fmt.Sprintf("pullgate: stored %s %s is refused under the new rules and was removed from the store", r.ref.noun(), r.ref.Digest)
+		msg := fmt.Sprintf("pullgate: stored %s %s is refused under the new rules and was removed from the store", r.ref.Noun(), r.ref.Digest)
 		if len(images) > 0 {
 			msg += fmt.Sprintf("; it is in %s", strings.Join(images, ", "))
 		}
@@ -184,18 +184,18 @@ func (s *Server) reportRetroactive(ctx context.Context, refused []retro) {
 		} else {
 			msg += "; no pull of it is on record"
 		}
-		s.record(event{Image: image, Digest: r.ref.Digest, Decision: verdict.RetroactiveBlock, Findings: r.v.Findings, Reason: msg})
+		g.opts.Events.Emit(events.Event{Image: image, Digest: r.ref.Digest, Decision: verdict.RetroactiveBlock, Findings: r.v.Findings, Reason: msg})
 	}
 }
 
 // pulledBefore lists the images (by manifest digest) and the clients that
 // the audit log says were served them.
-func (s *Server) pulledBefore(ctx context.Context, manifests []digest.Digest) (images, clients []string) {
+func (g *Gate) pulledBefore(ctx context.Context, manifests []digest.Digest) (images, clients []string) {
 	seenImage, seenClient := map[string]bool{}, map[string]bool{}
 	for _, m := range manifests {
-		records, err := s.audit.query(ctx, storage.AuditQuery{Digest: m, Kind: storage.AuditPull, Limit: storage.MaxAuditLimit})
+		records, err := g.opts.Audit(ctx, storage.AuditQuery{Digest: m, Kind: storage.AuditPull, Limit: storage.MaxAuditLimit})
 		if err != nil {
-			s.log.Warn("audit log query for a retroactive block", "digest", m.String(), "err", err)
+			g.log.Warn("audit log query for a retroactive block", "digest", m.String(), "err", err)
 			continue
 		}
 		for _, rec := range records {
@@ -224,8 +224,8 @@ func (s *Server) pulledBefore(ctx context.Context, manifests []digest.Digest) (i
 
 // looksLikeConfig tells an image config (JSON) from a layer (tar, gzip,
 // zstd) by its first byte; configs are scanned as configs.
-func (s *Server) looksLikeConfig(ctx context.Context, d digest.Digest) bool {
-	rc, _, err := s.opts.Blobs.Open(ctx, d)
+func (g *Gate) looksLikeConfig(ctx context.Context, d digest.Digest) bool {
+	rc, _, err := g.opts.Blobs.Open(ctx, d)
 	if err != nil {
 		return false
 	}
@@ -233,6 +233,3 @@ func (s *Server) looksLikeConfig(ctx context.Context, d digest.Digest) bool {
 	b, err := bufio.NewReader(rc).Peek(1)
 	return err == nil && b[0] == '{'
 }
-
-// errNoUpstream: a rescan found a blob gone from the store.
-var errNoUpstream = errors.New("not in the store, and no upstream to fetch it from")

@@ -1,6 +1,7 @@
-package proxy
+package gate
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -16,27 +17,6 @@ import (
 	"github.com/pullgate/pullgate/storage"
 )
 
-// blobRef is a blob the gate must decide on, in the context it is read in.
-type blobRef struct {
-	Digest  digest.Digest
-	Size    int64           // from the manifest; -1 when unknown (a bare blob request)
-	Context storage.Context // how it is scanned: as a layer, a config, or raw
-	Prio    scanner.Priority
-}
-
-func (b blobRef) noun() string {
-	if b.Context == "" {
-		return "blob" // a verdict stored before contexts existed
-	}
-	return string(b.Context)
-}
-
-func (b blobRef) isConfig() bool { return b.Context == storage.ContextConfig }
-
-// errTransient marks an ingest failure that says nothing about the content
-// (upstream down, wrong bytes on the wire): refused now, never cached.
-var errTransient = errors.New("transient")
-
 // ingest produces the verdict for one blob under the current ruleset: from
 // the verdict store when it is there, else by scanning the local copy (a new
 // ruleset), else by fetching it from upstream while scanning it. It runs once
@@ -45,16 +25,16 @@ var errTransient = errors.New("transient")
 // The store only ever gains a blob whose digest verified and whose verdict is
 // clean: the upstream bytes go to a storage writer and to the scanner at the
 // same time, and the writer is committed after both agree, else cancelled.
-func (s *Server) ingest(fl *flight, up *upstream.Registry, repo string, ref blobRef) (storage.Verdict, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.IngestTimeout)
+func (g *Gate) ingest(fl *flight, up *upstream.Registry, repo string, ref Ref) (storage.Verdict, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), g.opts.IngestTimeout)
 	defer cancel()
-	sc := s.scanner()
+	sc := g.Scanner()
 	rid := sc.RulesetID()
 
 	// Another flight (or replica) may have finished since the caller's
 	// look-up: claim reads the verdict again once this ingest holds the
 	// lease, and returns it when it is there.
-	release, v, found, err := s.claim(ctx, ref, rid)
+	release, v, found, err := g.claim(ctx, ref, rid)
 	if err != nil {
 		return storage.Verdict{}, err
 	}
@@ -64,26 +44,26 @@ func (s *Server) ingest(fl *flight, up *upstream.Registry, repo string, ref blob
 	defer release()
 
 	start := time.Now()
-	if _, statErr := s.opts.Blobs.Stat(ctx, ref.Digest); statErr == nil {
-		v, err = s.rescanLocal(ctx, fl, sc, ref)
+	if _, statErr := g.opts.Blobs.Stat(ctx, ref.Digest); statErr == nil {
+		v, err = g.rescanLocal(ctx, fl, sc, ref)
 	} else if up == nil {
-		return storage.Verdict{}, fmt.Errorf("%w: %s %s: %w", errTransient, ref.noun(), ref.Digest, errNoUpstream)
+		return storage.Verdict{}, fmt.Errorf("%w: %s %s: %w", errTransient, ref.Noun(), ref.Digest, errNoUpstream)
 	} else {
-		v, err = s.fetchAndScan(ctx, fl, sc, up, repo, ref)
+		v, err = g.fetchAndScan(ctx, fl, sc, up, repo, ref)
 	}
 	if err != nil {
-		s.log.Warn("ingest failed", "digest", ref.Digest.String(), "repo", repo, "err", err)
+		g.log.Warn("ingest failed", "digest", ref.Digest.String(), "repo", repo, "err", err)
 		return storage.Verdict{}, err
 	}
 	v.Time = time.Now().UTC()
 	v.Duration = time.Since(start)
-	if err := s.opts.Verdicts.PutVerdict(ctx, v); err != nil {
+	if err := g.opts.Verdicts.PutVerdict(ctx, v); err != nil {
 		// The blob may already be committed; without a stored verdict it is
 		// never served, and the next request scans it again from local storage.
 		return storage.Verdict{}, fmt.Errorf("%w: record verdict for %s: %v", errTransient, ref.Digest, err)
 	}
-	s.metrics.scanned(v)
-	s.log.Info("scanned", "digest", ref.Digest.String(), "kind", ref.noun(), "status", string(v.Status),
+	g.metrics.Scanned(v)
+	g.log.Info("scanned", "digest", ref.Digest.String(), "kind", ref.Noun(), "status", string(v.Status),
 		"findings", len(v.Findings), "bytes", v.Bytes, "files", v.Files, "duration", v.Duration.String())
 	return v, nil
 }
@@ -91,42 +71,43 @@ func (s *Server) ingest(fl *flight, up *upstream.Registry, repo string, ref blob
 // usable reports whether a stored verdict can be acted on: one that lets
 // the blob pass (under the current policy) only while the blob is in the
 // store to serve; otherwise it is fetched and scanned again.
-func (s *Server) usable(ctx context.Context, v storage.Verdict) bool {
-	if s.blobBlocked(v) {
+func (g *Gate) usable(ctx context.Context, v storage.Verdict) bool {
+	if g.refuses(v) {
 		return true
 	}
-	_, err := s.opts.Blobs.Stat(ctx, v.Digest)
+	_, err := g.opts.Blobs.Stat(ctx, v.Digest)
 	return err == nil
 }
 
 // fetchAndScan streams the blob from upstream into the store and the scanner.
-func (s *Server) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scanner, up *upstream.Registry, repo string, ref blobRef) (storage.Verdict, error) {
+func (g *Gate) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scanner, up *upstream.Registry, repo string, ref Ref) (storage.Verdict, error) {
+	rid := sc.RulesetID()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
 	body, size, err := up.Blob(ctx, repo, ref.Digest)
 	if err != nil {
-		return storage.Verdict{}, fmt.Errorf("%w: fetch %s %s from %s: %w", errTransient, ref.noun(), ref.Digest, up.Name(), err)
+		return storage.Verdict{}, fmt.Errorf("%w: fetch %s %s from %s: %w", errTransient, ref.Noun(), ref.Digest, up.Name(), err)
 	}
 	defer body.Close()
-	s.metrics.upstreamBlob(up.Name())
+	g.metrics.UpstreamBlob(up.Name())
 
 	want := ref.Size
 	if want < 0 {
 		want = size
 	}
 	if want >= 0 && size >= 0 && size != want {
-		return storage.Verdict{}, fmt.Errorf("%w: %s %s from %s: upstream declares %d bytes, the manifest %d", errTransient, ref.noun(), ref.Digest, up.Name(), size, want)
+		return storage.Verdict{}, fmt.Errorf("%w: %s %s from %s: upstream declares %d bytes, the manifest %d", errTransient, ref.Noun(), ref.Digest, up.Name(), size, want)
 	}
-	limit := s.opts.MaxBlobBytes
+	limit := g.opts.MaxBlobBytes
 	if want >= 0 {
 		limit = want
 	}
-	if ref.isConfig() && limit > s.opts.MaxConfigBytes {
-		return s.contentError(sc, ref, fmt.Errorf("%w: config of %d bytes is over the %d byte limit", scanner.ErrLimit, limit, s.opts.MaxConfigBytes)), nil
+	if ref.IsConfig() && limit > g.opts.MaxConfigBytes {
+		return g.contentError(rid, ref, fmt.Errorf("%w: config of %d bytes is over the %d byte limit", scanner.ErrLimit, limit, g.opts.MaxConfigBytes)), nil
 	}
 
-	w, err := s.opts.Blobs.Create(ctx)
+	w, err := g.opts.Blobs.Create(ctx)
 	if err != nil {
 		return storage.Verdict{}, fmt.Errorf("%w: store %s: %v", errTransient, ref.Digest, err)
 	}
@@ -140,55 +121,55 @@ func (s *Server) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scann
 	digester := digest.Canonical.Digester()
 	src := io.TeeReader(io.LimitReader(progress{body, fl}, limit+1), io.MultiWriter(w, digester.Hash()))
 
-	var (
-		res     scanner.Result
-		scanErr error
-		n       int64
-		copyErr error
-	)
-	if ref.isConfig() {
-		var buf []byte
-		buf, copyErr = io.ReadAll(src)
-		n = int64(len(buf))
-		if copyErr == nil && n <= limit {
-			res, scanErr = sc.ScanConfig(ctx, buf, fl.prio)
-		}
-	} else {
-		n, res, copyErr, scanErr = teeScan(ctx, s.streamScan(sc, ref), fl.prio, src)
-	}
+	n, res, copyErr, scanErr := g.scanWhileReading(ctx, sc, ref, fl, src, limit)
 
 	switch {
 	case copyErr != nil:
-		return storage.Verdict{}, fmt.Errorf("%w: fetch %s %s from %s: %w", errTransient, ref.noun(), ref.Digest, up.Name(), copyErr)
+		return storage.Verdict{}, fmt.Errorf("%w: fetch %s %s from %s: %w", errTransient, ref.Noun(), ref.Digest, up.Name(), copyErr)
 	case n > limit:
-		return storage.Verdict{}, fmt.Errorf("%w: %s %s from %s: upstream sent more than %d bytes", errTransient, ref.noun(), ref.Digest, up.Name(), limit)
+		return storage.Verdict{}, fmt.Errorf("%w: %s %s from %s: upstream sent more than %d bytes", errTransient, ref.Noun(), ref.Digest, up.Name(), limit)
 	case want >= 0 && n != want:
-		return storage.Verdict{}, fmt.Errorf("%w: %s %s from %s: truncated: got %d of %d bytes", errTransient, ref.noun(), ref.Digest, up.Name(), n, want)
+		return storage.Verdict{}, fmt.Errorf("%w: %s %s from %s: truncated: got %d of %d bytes", errTransient, ref.Noun(), ref.Digest, up.Name(), n, want)
 	case digester.Digest() != ref.Digest:
-		return storage.Verdict{}, fmt.Errorf("%w: %s %s from %s: content does not match its digest (got %s)", errTransient, ref.noun(), ref.Digest, up.Name(), digester.Digest())
+		return storage.Verdict{}, fmt.Errorf("%w: %s %s from %s: content does not match its digest (got %s)", errTransient, ref.Noun(), ref.Digest, up.Name(), digester.Digest())
 	}
 	// The bytes are the ones the digest names; what the scanner said about
 	// them is now a fact worth keeping.
 	if scanErr != nil {
 		if ctx.Err() != nil || errors.Is(scanErr, scanner.ErrClosed) {
-			return storage.Verdict{}, fmt.Errorf("%w: scan %s %s: %w", errTransient, ref.noun(), ref.Digest, scanErr)
+			return storage.Verdict{}, fmt.Errorf("%w: scan %s %s: %w", errTransient, ref.Noun(), ref.Digest, scanErr)
 		}
-		return s.contentError(sc, ref, scanErr), nil
+		return g.contentError(rid, ref, scanErr), nil
 	}
-	v := s.verdictOf(sc, ref, res)
+	v := g.verdictOf(rid, ref, res)
 	if v.Status != storage.StatusClean {
 		return v, nil
 	}
 	if err := w.Commit(ctx, ref.Digest, n); err != nil {
-		return storage.Verdict{}, fmt.Errorf("%w: commit %s %s: %v", errTransient, ref.noun(), ref.Digest, err)
+		return storage.Verdict{}, fmt.Errorf("%w: commit %s %s: %v", errTransient, ref.Noun(), ref.Digest, err)
 	}
 	committed = true
 	return v, nil
 }
 
+// scanWhileReading reads src to its end (at most limit+1 bytes) while the
+// scanner reads it: a config whole, anything else as a stream.
+func (g *Gate) scanWhileReading(ctx context.Context, sc *scanner.Scanner, ref Ref, fl *flight, src io.Reader, limit int64) (int64, scanner.Result, error, error) {
+	if !ref.IsConfig() {
+		return teeScan(ctx, g.streamScan(sc, ref), fl.prio, src)
+	}
+	buf, copyErr := io.ReadAll(src)
+	n := int64(len(buf))
+	if copyErr != nil || n > limit {
+		return n, scanner.Result{}, copyErr, nil
+	}
+	res, scanErr := sc.ScanConfig(ctx, buf, fl.prio)
+	return n, res, nil, scanErr
+}
+
 // streamScan is the scanner for a blob read as a stream: a tar layer is
 // walked file by file, anything else is scanned as an artifact.
-func (s *Server) streamScan(sc *scanner.Scanner, ref blobRef) func(context.Context, io.Reader, scanner.Prioritizer) (scanner.Result, error) {
+func (g *Gate) streamScan(sc *scanner.Scanner, ref Ref) func(context.Context, io.Reader, scanner.Prioritizer) (scanner.Result, error) {
 	if ref.Context == storage.ContextLayer {
 		return sc.ScanLayer
 	}
@@ -254,16 +235,17 @@ func (s *sink) Write(p []byte) (int, error) {
 
 // rescanLocal scans a blob already in the store under a ruleset that has no
 // verdict for it yet; a blob now found bad leaves the store.
-func (s *Server) rescanLocal(ctx context.Context, fl *flight, sc *scanner.Scanner, ref blobRef) (storage.Verdict, error) {
-	stored, _, err := s.opts.Blobs.Open(ctx, ref.Digest)
+func (g *Gate) rescanLocal(ctx context.Context, fl *flight, sc *scanner.Scanner, ref Ref) (storage.Verdict, error) {
+	rid := sc.RulesetID()
+	stored, _, err := g.opts.Blobs.Open(ctx, ref.Digest)
 	if err != nil {
-		return storage.Verdict{}, fmt.Errorf("%w: open stored %s %s: %v", errTransient, ref.noun(), ref.Digest, err)
+		return storage.Verdict{}, fmt.Errorf("%w: open stored %s %s: %v", errTransient, ref.Noun(), ref.Digest, err)
 	}
 	defer stored.Close()
 	rc := progress{stored, fl}
 	var res scanner.Result
-	if ref.isConfig() {
-		buf, err := io.ReadAll(io.LimitReader(rc, s.opts.MaxConfigBytes+1))
+	if ref.IsConfig() {
+		buf, err := io.ReadAll(io.LimitReader(rc, g.opts.MaxConfigBytes+1))
 		if err != nil {
 			return storage.Verdict{}, fmt.Errorf("%w: read stored config %s: %v", errTransient, ref.Digest, err)
 		}
@@ -272,40 +254,41 @@ func (s *Server) rescanLocal(ctx context.Context, fl *flight, sc *scanner.Scanne
 			if ctx.Err() != nil || errors.Is(err, scanner.ErrClosed) {
 				return storage.Verdict{}, fmt.Errorf("%w: rescan %s: %w", errTransient, ref.Digest, err)
 			}
-			return s.dropLocal(ctx, s.contentError(sc, ref, err))
+			return g.dropLocal(ctx, g.contentError(rid, ref, err))
 		}
 	} else {
-		res, err = s.streamScan(sc, ref)(ctx, rc, fl.prio)
+		res, err = g.streamScan(sc, ref)(ctx, rc, fl.prio)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, scanner.ErrClosed) {
 				return storage.Verdict{}, fmt.Errorf("%w: rescan %s: %w", errTransient, ref.Digest, err)
 			}
-			return s.dropLocal(ctx, s.contentError(sc, ref, err))
+			return g.dropLocal(ctx, g.contentError(rid, ref, err))
 		}
 	}
-	v := s.verdictOf(sc, ref, res)
+	v := g.verdictOf(rid, ref, res)
 	if v.Status != storage.StatusClean {
-		return s.dropLocal(ctx, v)
+		return g.dropLocal(ctx, v)
 	}
 	return v, nil
 }
 
 // dropLocal removes a stored blob whose new verdict is not clean.
-func (s *Server) dropLocal(ctx context.Context, v storage.Verdict) (storage.Verdict, error) {
-	if err := s.opts.Blobs.Delete(ctx, v.Digest); err != nil && !errors.Is(err, storage.ErrNotFound) {
+func (g *Gate) dropLocal(ctx context.Context, v storage.Verdict) (storage.Verdict, error) {
+	if err := g.opts.Blobs.Delete(ctx, v.Digest); err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return storage.Verdict{}, fmt.Errorf("%w: remove %s from the store: %v", errTransient, v.Digest, err)
 	}
-	s.log.Warn("stored blob now refused; removed", slog.String("digest", v.Digest.String()), slog.String("status", string(v.Status)))
+	g.log.Warn("stored blob now refused; removed", slog.String("digest", v.Digest.String()), slog.String("status", string(v.Status)))
 	return v, nil
 }
 
 // verdictOf turns a scan result into the verdict to store.
-func (s *Server) verdictOf(sc *scanner.Scanner, ref blobRef, res scanner.Result) storage.Verdict {
-	// The ruleset the scan ran under, which a reload may have replaced
-	// since: the verdict is kept under it, never under the current one.
+// A verdict is recorded under the ruleset its scan ran under (the result
+// names it; rid, read before the scan began, when it does not), never
+// under rules a reload put in place meanwhile.
+func (g *Gate) verdictOf(rid string, ref Ref, res scanner.Result) storage.Verdict {
 	v := storage.Verdict{
 		Digest:         ref.Digest,
-		RulesetID:      res.RulesetID,
+		RulesetID:      cmp.Or(res.RulesetID, rid),
 		Context:        ref.Context,
 		Status:         storage.StatusClean,
 		Bytes:          res.Bytes,
@@ -316,7 +299,7 @@ func (s *Server) verdictOf(sc *scanner.Scanner, ref blobRef, res scanner.Result)
 		f.Layer = ref.Digest
 		v.Findings = append(v.Findings, f)
 	}
-	if s.blobBlocked(v) {
+	if g.refuses(v) {
 		v.Status = storage.StatusBlocked
 	}
 	return v
@@ -324,10 +307,10 @@ func (s *Server) verdictOf(sc *scanner.Scanner, ref blobRef, res scanner.Result)
 
 // contentError is the verdict for content the scanner could not finish
 // (a limit, a corrupt stream): refused, with the reason.
-func (s *Server) contentError(sc *scanner.Scanner, ref blobRef, err error) storage.Verdict {
+func (g *Gate) contentError(rid string, ref Ref, err error) storage.Verdict {
 	return storage.Verdict{
 		Digest:         ref.Digest,
-		RulesetID:      sc.RulesetID(),
+		RulesetID:      rid,
 		Context:        ref.Context,
 		Status:         storage.StatusError,
 		Reason:         err.Error(),
@@ -339,31 +322,31 @@ func (s *Server) contentError(sc *scanner.Scanner, ref blobRef, err error) stora
 // verdict is not clean: fetched once, its digest verified, committed without
 // the scanner's consent. The override, not the verdict, lets it be served,
 // and only while the override stands.
-func (s *Server) fetchOverridden(ctx context.Context, up *upstream.Registry, repo string, ref blobRef) error {
-	if _, err := s.opts.Blobs.Stat(ctx, ref.Digest); err == nil {
+func (g *Gate) fetchOverridden(ctx context.Context, up *upstream.Registry, repo string, ref Ref) error {
+	if _, err := g.opts.Blobs.Stat(ctx, ref.Digest); err == nil {
 		return nil
 	}
 	info := FlightInfo{Digest: ref.Digest, Registry: up.Name(), Repo: repo, Kind: "override", Size: ref.Size}
-	fl := s.allowFlights.start(info, scanner.Interactive, func(fl *flight) (storage.Verdict, error) {
-		return storage.Verdict{}, s.fetchVerified(fl, up, repo, ref)
+	fl := g.allowFlights.start(info, scanner.Interactive, func(fl *flight) (storage.Verdict, error) {
+		return storage.Verdict{}, g.fetchVerified(fl, up, repo, ref)
 	})
 	_, err := fl.wait(ctx)
 	return err
 }
 
-func (s *Server) fetchVerified(fl *flight, up *upstream.Registry, repo string, ref blobRef) error {
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.IngestTimeout)
+func (g *Gate) fetchVerified(fl *flight, up *upstream.Registry, repo string, ref Ref) error {
+	ctx, cancel := context.WithTimeout(context.Background(), g.opts.IngestTimeout)
 	defer cancel()
 	body, size, err := up.Blob(ctx, repo, ref.Digest)
 	if err != nil {
 		return fmt.Errorf("fetch %s from %s: %w", ref.Digest, up.Name(), err)
 	}
 	defer body.Close()
-	limit := s.opts.MaxBlobBytes
+	limit := g.opts.MaxBlobBytes
 	if size >= 0 {
 		limit = size
 	}
-	w, err := s.opts.Blobs.Create(ctx)
+	w, err := g.opts.Blobs.Create(ctx)
 	if err != nil {
 		return fmt.Errorf("store %s: %w", ref.Digest, err)
 	}

@@ -1,4 +1,4 @@
-package proxy
+package gate
 
 import (
 	"encoding/json"
@@ -33,18 +33,18 @@ func FuzzBlobsOf(f *testing.F) {
 	for _, s := range seeds {
 		f.Add([]byte(s))
 	}
-	s := &Server{opts: Options{MaxManifestLayers: 8}}
+	const maxLayers = 8
 	f.Fuzz(func(t *testing.T, body []byte) {
-		refs, err := s.blobsOf(body)
+		refs, err := BlobsOf(body, maxLayers)
 		if err != nil {
 			return
 		}
-		var m imageManifest
+		var m ocispec.Manifest
 		if err := json.Unmarshal(body, &m); err != nil {
-			t.Fatalf("blobsOf accepted what does not parse: %v", err)
+			t.Fatalf("BlobsOf accepted what does not parse: %v", err)
 		}
-		if len(refs) != 1+len(m.Layers) || len(m.Layers) > s.opts.MaxManifestLayers {
-			t.Fatalf("%d refs for %d layers (limit %d)", len(refs), len(m.Layers), s.opts.MaxManifestLayers)
+		if len(refs) != 1+len(m.Layers) || len(m.Layers) > maxLayers {
+			t.Fatalf("%d refs for %d layers (limit %d)", len(refs), len(m.Layers), maxLayers)
 		}
 		for i, ref := range refs {
 			if err := ref.Digest.Validate(); err != nil {
@@ -55,7 +55,7 @@ func FuzzBlobsOf(f *testing.F) {
 			}
 			want := storage.ContextConfig
 			if i > 0 {
-				want = layerContext(m.Layers[i-1].MediaType)
+				want = LayerContext(m.Layers[i-1].MediaType)
 				if len(m.Layers[i-1].URLs) > 0 {
 					t.Fatalf("layer %d: foreign URLs accepted", i-1)
 				}

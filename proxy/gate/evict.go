@@ -1,4 +1,4 @@
-package proxy
+package gate
 
 import (
 	"context"
@@ -21,10 +21,10 @@ type usage struct {
 	last sync.Map // digest.Digest → time.Time
 }
 
-// touch records that d was used; only a bounded store needs to know.
-func (s *Server) touch(d digest.Digest) {
-	if s.opts.MaxStoreBytes > 0 {
-		s.usage.last.Store(d, time.Now())
+// Touch records that d was used; only a bounded store needs to know.
+func (g *Gate) Touch(d digest.Digest) {
+	if g.maxStore.Load() > 0 {
+		g.usage.last.Store(d, time.Now())
 	}
 }
 
@@ -35,6 +35,10 @@ func (u *usage) lastUsed(d digest.Digest, stored time.Time) time.Time {
 	return stored
 }
 
+// SetMaxStoreBytes changes the bound Evict keeps the store within; 0
+// leaves it unbounded.
+func (g *Gate) SetMaxStoreBytes(n int64) { g.maxStore.Store(n) }
+
 // EvictReport says what one pass of Evict did.
 type EvictReport struct {
 	StoreBytes   int64 `json:"store_bytes"`   // before the pass
@@ -44,29 +48,29 @@ type EvictReport struct {
 
 // Evict keeps the store within Options.MaxStoreBytes, removing the blobs
 // used least recently; blobs being ingested are left alone.
-func (s *Server) Evict(ctx context.Context) (EvictReport, error) {
+func (g *Gate) Evict(ctx context.Context) (EvictReport, error) {
 	var rep EvictReport
-	if s.opts.MaxStoreBytes <= 0 {
+	if g.maxStore.Load() <= 0 {
 		return rep, nil
 	}
-	infos, err := s.opts.Blobs.Usage(ctx)
+	infos, err := g.opts.Blobs.Usage(ctx)
 	if err != nil {
 		return rep, err
 	}
 	for _, in := range infos {
 		rep.StoreBytes += in.Size
 	}
-	if rep.StoreBytes <= s.opts.MaxStoreBytes {
+	if rep.StoreBytes <= g.maxStore.Load() {
 		return rep, nil
 	}
 	sort.Slice(infos, func(i, j int) bool {
-		return s.usage.lastUsed(infos[i].Digest, infos[i].Stored).Before(s.usage.lastUsed(infos[j].Digest, infos[j].Stored))
+		return g.usage.lastUsed(infos[i].Digest, infos[i].Stored).Before(g.usage.lastUsed(infos[j].Digest, infos[j].Stored))
 	})
 	busy := map[digest.Digest]bool{}
-	for _, f := range s.flights.list() {
+	for _, f := range g.flights.list() {
 		busy[f.Digest] = true
 	}
-	total, target := rep.StoreBytes, s.opts.MaxStoreBytes/10*9
+	total, target := rep.StoreBytes, g.maxStore.Load()/10*9
 	for _, in := range infos {
 		if total <= target {
 			break
@@ -74,16 +78,16 @@ func (s *Server) Evict(ctx context.Context) (EvictReport, error) {
 		if busy[in.Digest] {
 			continue
 		}
-		if err := s.opts.Blobs.Delete(ctx, in.Digest); err != nil {
+		if err := g.opts.Blobs.Delete(ctx, in.Digest); err != nil {
 			return rep, err
 		}
-		s.usage.last.Delete(in.Digest)
+		g.usage.last.Delete(in.Digest)
 		total -= in.Size
 		rep.Evicted++
 		rep.EvictedBytes += in.Size
 	}
-	s.metrics.evicted(rep.Evicted, rep.EvictedBytes)
-	s.log.Info("store kept within its size", "store_bytes", rep.StoreBytes, "max_bytes", s.opts.MaxStoreBytes,
+	g.metrics.Evicted(rep.Evicted, rep.EvictedBytes)
+	g.log.Info("store kept within its size", "store_bytes", rep.StoreBytes, "max_bytes", g.maxStore.Load(),
 		"evicted", rep.Evicted, "evicted_bytes", rep.EvictedBytes)
 	return rep, nil
 }

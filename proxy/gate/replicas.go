@@ -1,4 +1,4 @@
-package proxy
+package gate
 
 import (
 	"context"
@@ -27,35 +27,35 @@ const leasePoll = 500 * time.Millisecond
 // lock is never repeated. A waiting replica is woken when the holder
 // releases the lease (Redis pub/sub), and polls in case the holder died
 // and its lease ran out.
-func (s *Server) claim(ctx context.Context, ref blobRef, rulesetID string) (release func(), v storage.Verdict, found bool, err error) {
-	locker, ok := s.opts.Verdicts.(storage.Locker)
-	if !ok {
-		if v, err := s.opts.Verdicts.Verdict(ctx, ref.Digest, rulesetID, ref.Context); err == nil && s.usable(ctx, v) {
+func (g *Gate) claim(ctx context.Context, ref Ref, rulesetID string) (release func(), v storage.Verdict, found bool, err error) {
+	locker := g.opts.Locks
+	if locker == nil {
+		if v, err := g.opts.Verdicts.Verdict(ctx, ref.Digest, rulesetID, ref.Context); err == nil && g.usable(ctx, v) {
 			return nil, v, true, nil
 		}
 		return func() {}, storage.Verdict{}, false, nil
 	}
-	watcher, _ := locker.(storage.LeaseWatcher)
+	watcher := g.opts.Releases
 	key := "ingest:" + ref.Digest.String() + ":" + string(ref.Context)
 	for {
 		released, stopWatch := (<-chan struct{})(nil), func() {}
 		if watcher != nil {
 			released, stopWatch = watcher.WatchRelease(key)
 		}
-		lease, err := locker.TryLock(ctx, key, s.opts.IngestLease)
+		lease, err := locker.TryLock(ctx, key, g.opts.IngestLease)
 		if err == nil {
 			stopWatch()
-			if v, err := s.opts.Verdicts.Verdict(ctx, ref.Digest, rulesetID, ref.Context); err == nil && s.usable(ctx, v) {
+			if v, err := g.opts.Verdicts.Verdict(ctx, ref.Digest, rulesetID, ref.Context); err == nil && g.usable(ctx, v) {
 				_ = lease.Unlock(context.WithoutCancel(ctx))
 				return nil, v, true, nil
 			}
-			return s.keepLease(ctx, lease, key), storage.Verdict{}, false, nil
+			return g.keepLease(ctx, lease, key), storage.Verdict{}, false, nil
 		}
 		if !errors.Is(err, storage.ErrLocked) {
 			stopWatch()
 			return nil, storage.Verdict{}, false, fmt.Errorf("%w: ingest lease for %s: %v", errTransient, ref.Digest, err)
 		}
-		if v, err := s.opts.Verdicts.Verdict(ctx, ref.Digest, rulesetID, ref.Context); err == nil && s.usable(ctx, v) {
+		if v, err := g.opts.Verdicts.Verdict(ctx, ref.Digest, rulesetID, ref.Context); err == nil && g.usable(ctx, v) {
 			stopWatch()
 			return nil, v, true, nil
 		}
@@ -71,22 +71,22 @@ func (s *Server) claim(ctx context.Context, ref blobRef, rulesetID string) (rele
 }
 
 // keepLease renews the lease until the returned release func is called.
-func (s *Server) keepLease(ctx context.Context, lease storage.Lease, key string) func() {
+func (g *Gate) keepLease(ctx context.Context, lease storage.Lease, key string) func() {
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(s.opts.IngestLease / 3)
+		t := time.NewTicker(g.opts.IngestLease / 3)
 		defer t.Stop()
 		for {
 			select {
 			case <-stop:
 				return
 			case <-t.C:
-				if err := lease.Extend(ctx, s.opts.IngestLease); err != nil {
+				if err := lease.Extend(ctx, g.opts.IngestLease); err != nil {
 					// Another replica may now scan the same blob too: a
 					// duplicate fetch, never a wrong verdict.
-					s.log.Warn("ingest lease lost", "lease", key, "err", err)
+					g.log.Warn("ingest lease lost", "lease", key, "err", err)
 					return
 				}
 			}

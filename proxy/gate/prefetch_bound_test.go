@@ -1,4 +1,4 @@
-package proxy
+package gate
 
 import (
 	"encoding/json"
@@ -26,10 +26,10 @@ func TestPrefetchTakesOneEntryAPlatform(t *testing.T) {
 		Manifests []entry `json:"manifests"`
 	}
 	for i := range 200 {
-		idx.Manifests = append(idx.Manifests, entry{MediaType: mediaTypeOCIManifest,
+		idx.Manifests = append(idx.Manifests, entry{MediaType: MediaTypeOCIManifest,
 			Digest: digest.FromString(fmt.Sprint(i)), Size: 1, Platform: platform{"linux", "amd64"}})
 	}
-	idx.Manifests = append(idx.Manifests, entry{MediaType: mediaTypeOCIManifest,
+	idx.Manifests = append(idx.Manifests, entry{MediaType: MediaTypeOCIManifest,
 		Digest: digest.FromString("arm"), Size: 1, Platform: platform{"linux", "arm64"}})
 	body, err := json.Marshal(idx)
 	if err != nil {

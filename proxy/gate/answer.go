@@ -1,0 +1,83 @@
+package gate
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/proxy/events"
+	"github.com/pullgate/pullgate/proxy/upstream"
+	"github.com/pullgate/pullgate/scanner"
+	"github.com/pullgate/pullgate/storage"
+)
+
+// ManifestAnswer is the gate's answer to a request for a manifest.
+type ManifestAnswer struct {
+	Digest    digest.Digest
+	MediaType string
+	Body      []byte
+	Decision  Decision // no Outcome when it failed before a decision
+	Err       error    // what the client gets instead: a *Refusal, or a Decision's refusal
+}
+
+// AskManifest fetches a manifest (from the store, else upstream, verified)
+// and has the gate decide on it, recording the decision as ev. The hold
+// covers the whole answer: the upstream requests for the tag and the
+// manifest (which may wait for a connection slot) as well as the scans, so
+// a client always has its answer within it.
+func (g *Gate) AskManifest(ctx context.Context, up *upstream.Registry, t Target, accept []string, hold time.Duration, ev events.Event) ManifestAnswer {
+	start := time.Now()
+	holdCtx, cancel := context.WithTimeout(ctx, hold)
+	defer cancel()
+	desc, err := g.resolve(holdCtx, up, t, accept)
+	if err != nil {
+		return ManifestAnswer{Err: g.pastHold(ctx, holdCtx, t.Image(), err)}
+	}
+	body, mediaType, err := g.loadManifest(holdCtx, up, t, desc.Digest)
+	if err != nil {
+		return ManifestAnswer{Digest: desc.Digest, Err: g.pastHold(ctx, holdCtx, t.ImageAt(desc.Digest), err)}
+	}
+	a := ManifestAnswer{Digest: desc.Digest, MediaType: mediaType, Body: body}
+	// Served only under a name upstream confirmed carries it, and only if
+	// every name that carries it is admitted.
+	links, err := g.manifestLinks(ctx, up, t, desc.Digest, mediaType, body)
+	if err != nil {
+		a.Err = err
+		return a
+	}
+	a.Decision = g.judgeManifest(ctx, up, t, a, links, max(hold-time.Since(start), 0))
+	ev.Digest, ev.Decision, ev.Findings, ev.Reason = desc.Digest, a.Decision.Outcome, a.Decision.Findings, a.Decision.Message
+	ev.Latency = time.Since(start)
+	g.opts.Events.Emit(ev)
+	if a.Decision.Refused() {
+		a.Err = a.Decision
+	}
+	return a
+}
+
+// judgeManifest gathers the facts on a manifest and decides.
+func (g *Gate) judgeManifest(ctx context.Context, up *upstream.Registry, t Target, a ManifestAnswer, links storage.Links, hold time.Duration) Decision {
+	if refused := g.admitLinked(ctx, t.Name(), t.ImageAt(a.Digest), links); refused != nil {
+		return g.judge(Facts{NameRefused: refused})
+	}
+	switch {
+	case IsIndex(a.MediaType):
+		return g.judge(Facts{Subject: Index, Name: t.Registry + "/" + t.Repo, Digest: a.Digest, Invalid: CheckIndex(a.Body)})
+	case IsImageManifest(a.MediaType):
+		return g.judgeImage(ctx, up, t.Repo, a.Digest, a.Body, hold, scanner.Interactive)
+	}
+	return g.judge(Facts{Name: t.Registry + "/" + t.Repo, Digest: a.Digest,
+		Invalid: fmt.Errorf("it has media type %q, which pullgate does not serve", cut(a.MediaType, 100))})
+}
+
+// pastHold turns a failure that came from the hold running out (while the
+// client is still there) into the hold's own answer: 429 with Retry-After.
+func (g *Gate) pastHold(ctx, holdCtx context.Context, image string, err error) error {
+	if holdCtx.Err() == nil || ctx.Err() != nil {
+		return err
+	}
+	msg := fmt.Sprintf("pullgate: %s: the upstream registry did not answer in time; retry in %s", image, g.opts.RetryAfter)
+	return stillScanning(msg, g.opts.RetryAfter)
+}

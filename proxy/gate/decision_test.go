@@ -1,0 +1,75 @@
+package gate
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/internal/verdict"
+	"github.com/pullgate/pullgate/scanner"
+	"github.com/pullgate/pullgate/storage"
+)
+
+// The precedence of Decide on facts alone, including the answers that need
+// timing to reach over HTTP (a hold running out, a client leaving, a store
+// failing). The same cases over HTTP and through pullgate scan are in
+// cmd/pullgate's TestOneDecisionThreePaths.
+func TestDecidePrecedence(t *testing.T) {
+	layer, config := digest.FromString("layer"), digest.FromString("config")
+	high := verdict.Finding{Rule: "MinerXMRig", Category: "miner", Severity: verdict.SeverityHigh, Path: "/usr/bin/xmrig"}
+	judged := func(d digest.Digest, c storage.Context, fs ...verdict.Finding) BlobFact {
+		return BlobFact{Ref: Ref{Digest: d, Context: c}, State: Judged,
+			Verdict: storage.Verdict{Digest: d, Context: c, Status: storage.StatusClean, Findings: fs}}
+	}
+	scanErr := BlobFact{Ref: Ref{Digest: layer, Context: storage.ContextLayer}, State: Judged,
+		Verdict: storage.Verdict{Digest: layer, Status: storage.StatusError, Reason: "limit"}}
+	cleanConfig := judged(config, storage.ContextConfig)
+	deny := &storage.Override{Subject: "x", Action: storage.Deny}
+	allow := &storage.Override{Subject: "x", Action: storage.Allow}
+	for _, c := range []struct {
+		name string
+		f    Facts
+		want verdict.Outcome
+		kind Kind
+	}{
+		{"clean", Facts{Blobs: []BlobFact{cleanConfig, judged(layer, storage.ContextLayer)}}, verdict.Allowed, Serve},
+		{"name refused first", Facts{NameRefused: &Refusal{Outcome: verdict.Policy, Kind: Denied}, Override: allow}, verdict.Policy, Denied},
+		{"deny", Facts{Override: deny}, verdict.Overridden, Denied},
+		{"override unreadable", Facts{OverrideErr: errors.New("down")}, verdict.UpstreamFailed, Unavailable},
+		{"image allow over a finding", Facts{Override: allow, Blobs: []BlobFact{judged(layer, storage.ContextLayer, high)}}, verdict.Overridden, Serve},
+		{"image allow over the known-bad list", Facts{Override: allow, KnownBad: []digest.Digest{layer}}, verdict.Overridden, Serve},
+		{"invalid", Facts{Invalid: errors.New("bad")}, verdict.Failed, Invalid},
+		{"known-bad", Facts{KnownBad: []digest.Digest{layer}, Blobs: []BlobFact{cleanConfig}}, verdict.Blocked, Denied},
+		{"finding before scan error", Facts{Blobs: []BlobFact{scanErr, judged(config, storage.ContextConfig, high)}}, verdict.Blocked, Denied},
+		{"scan error before upstream", Facts{Blobs: []BlobFact{{State: Failed, Err: errors.New("503")}, scanErr}}, verdict.Failed, Denied},
+		{"upstream before pending", Facts{Blobs: []BlobFact{{State: Pending}, {State: Failed, Err: errors.New("503")}}}, verdict.UpstreamFailed, Upstream},
+		{"pending", Facts{Blobs: []BlobFact{cleanConfig, {State: Pending}}}, verdict.Pending, Retry},
+		{"finding while others pending", Facts{Blobs: []BlobFact{{State: Pending}, judged(layer, storage.ContextLayer, high)}}, verdict.Blocked, Denied},
+		{"blob: allow over a finding", Facts{Subject: Blob, Override: allow, Blobs: []BlobFact{judged(layer, storage.ContextLayer, high)}}, verdict.Overridden, Serve},
+		{"blob: allow on clean changes nothing", Facts{Subject: Blob, Override: allow, Blobs: []BlobFact{judged(layer, storage.ContextLayer)}}, verdict.Allowed, Serve},
+		{"blob: allow cannot make upstream answer", Facts{Subject: Blob, Override: allow, Blobs: []BlobFact{{State: Failed, Err: errors.New("503")}}}, verdict.UpstreamFailed, Upstream},
+		{"blob: scan error in a role, clean in another", Facts{Subject: Blob, Blobs: []BlobFact{scanErr, judged(layer, storage.ContextArtifact)}}, verdict.Allowed, Serve},
+		{"blob: scan error in its only role", Facts{Subject: Blob, Blobs: []BlobFact{scanErr}}, verdict.Failed, Denied},
+		{"blob: finding in any role", Facts{Subject: Blob, Blobs: []BlobFact{judged(layer, storage.ContextArtifact), judged(layer, storage.ContextLayer, high)}}, verdict.Blocked, Denied},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := Decide(scanner.DefaultPolicy(), c.f)
+			if d.Outcome != c.want || d.Kind != c.kind {
+				t.Fatalf("got %s kind %d (%q), want %s kind %d", d.Outcome, d.Kind, d.Message, c.want, c.kind)
+			}
+		})
+	}
+}
+
+// The known-bad list follows the policy's action for its category, as the
+// scanner's own known-bad findings do: an operator who sets known-bad to
+// warn gets a warning, in the gate and in pullgate scan alike.
+func TestKnownBadFollowsThePolicy(t *testing.T) {
+	p := scanner.DefaultPolicy()
+	p.Actions = map[string]scanner.Action{scanner.CategoryKnownBad: scanner.ActionWarn}
+	d := Decide(p, Facts{KnownBad: []digest.Digest{digest.FromString("x")}})
+	if d.Refused() || len(d.Findings) != 1 || d.Findings[0].Rule != "KnownBadBlob" {
+		t.Fatalf("%+v", d)
+	}
+}

@@ -1,0 +1,27 @@
+package gate
+
+import (
+	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/scanner"
+	"github.com/pullgate/pullgate/storage"
+)
+
+// Ref is a blob the gate must decide on, in the context it is read in.
+type Ref struct {
+	Digest  digest.Digest
+	Size    int64           // from the manifest; -1 when unknown (a bare blob request)
+	Context storage.Context // how it is scanned: as a layer, a config, or raw
+	Prio    scanner.Priority
+}
+
+// Noun is what the blob is to a person: layer, config, artifact.
+func (r Ref) Noun() string {
+	if r.Context == "" {
+		return "blob" // a verdict stored before contexts existed
+	}
+	return string(r.Context)
+}
+
+// IsConfig reports whether the blob is read as an image config.
+func (r Ref) IsConfig() bool { return r.Context == storage.ContextConfig }

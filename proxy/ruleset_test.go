@@ -1,0 +1,75 @@
+package proxy
+
+import (
+	"context"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/internal/testsync"
+	"github.com/pullgate/pullgate/scanner"
+	"github.com/pullgate/pullgate/storage"
+)
+
+// A verdict whose scan ran under rules that were replaced while it ran is
+// never served as current: it is kept under the ruleset it was scanned
+// under, and the blob is judged again under the new rules. Here the new
+// rules refuse a layer the old ones passed, and the layer is swapped in
+// while that layer's download is held.
+func TestVerdictOfReplacedRulesIsNotServedAsCurrent(t *testing.T) {
+	f := newFixture(t)
+	img := testregistry.Image{Layers: [][]byte{testregistry.Layer(testregistry.File{Path: "etc/motd", Data: []byte("RULES-CHANGE-MARK")})}}
+	f.hub.Push(t, "library/swap", "1", img)
+	layer := digest.FromBytes(img.Layers[0])
+	release := make(chan struct{})
+	f.hub.Fault(layer, testregistry.Fault{Block: release, Times: 1})
+
+	type result struct {
+		status int
+		body   []byte
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, body := f.do(t, "GET", "/v2/library/swap/manifests/1")
+		done <- result{resp.StatusCode, body}
+	}()
+	testsync.WaitFor(t, 10*time.Second, "the layer's ingest to start", func() bool {
+		for _, fl := range f.srv.Scans() {
+			if fl.Digest == layer {
+				return true
+			}
+		}
+		return false
+	})
+
+	old := f.srv.scanner().RulesetID()
+	rules := filepath.Join(t.TempDir(), "new.yar")
+	writeRule(t, rules, `rule NewRule { meta: category = "miner" severity = "high" description = "new rule" strings: $a = "RULES-CHANGE-MARK" condition: $a }`)
+	sc, err := scanner.New(scanner.Options{Workers: 1, RulePaths: []string{rules}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sc.Close() })
+	f.srv.SetScanner(sc) // the old scanner stays open for the scan in flight
+	close(release)
+
+	r := <-done
+	if r.status != http.StatusForbidden {
+		t.Fatalf("after the rules changed mid-scan: %d %s", r.status, r.body)
+	}
+	if _, msg := ociError(t, r.body); !strings.Contains(msg, "NewRule") {
+		t.Fatalf("message %q does not come from the new rules", msg)
+	}
+	ctx := context.Background()
+	if v, err := f.store.Verdict(ctx, layer, old, storage.ContextLayer); err != nil || v.Status != storage.StatusClean {
+		t.Errorf("the old rules' verdict is not kept under their ruleset: %+v %v", v, err)
+	}
+	if v, err := f.store.Verdict(ctx, layer, sc.RulesetID(), storage.ContextLayer); err != nil || v.Status != storage.StatusBlocked {
+		t.Errorf("no verdict under the new rules: %+v %v", v, err)
+	}
+}
