@@ -122,17 +122,14 @@ func TestRetroactiveBlockNamesWhoPulledIt(t *testing.T) {
 	}
 }
 
-// newRules swaps in a ruleset whose one rule, name, blocks any file that
-// contains needle: what an operator's new rules do to a cached image.
+// newRules reloads the scanner's rules in place with one rule, name, that
+// blocks any file containing needle: what an operator's new rules do to a
+// cached image.
 func (f *fixture) newRules(t *testing.T, name, needle string) {
 	t.Helper()
 	rule := filepath.Join(t.TempDir(), name+".yar")
 	writeRule(t, rule, `rule `+name+` { meta: category = "miner" severity = "high" description = "test rule" strings: $a = "`+needle+`" condition: $a }`)
-	sc, err := scanner.New(scanner.Options{Workers: 1, RulePaths: []string{rule}})
-	if err != nil {
+	if err := f.srv.scanner().Reload(scanner.Options{RulePaths: []string{rule}}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { sc.Close() })
-	old := f.srv.SetScanner(sc)
-	t.Cleanup(func() { old.Close() })
 }

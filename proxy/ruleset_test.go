@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/rand"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -19,15 +20,18 @@ import (
 // A verdict whose scan ran under rules that were replaced while it ran is
 // never served as current: it is kept under the ruleset it was scanned
 // under, and the blob is judged again under the new rules. Here the new
-// rules refuse a layer the old ones passed, and the layer is swapped in
-// while that layer's download is held.
+// rules refuse a layer the old ones passed, and they are loaded while the
+// layer is streaming in, its scan already begun under the old rules.
 func TestVerdictOfReplacedRulesIsNotServedAsCurrent(t *testing.T) {
 	f := newFixture(t)
-	img := testregistry.Image{Layers: [][]byte{testregistry.Layer(testregistry.File{Path: "etc/motd", Data: []byte("RULES-CHANGE-MARK")})}}
+	noise := make([]byte, 6<<10)
+	_, _ = rand.Read(noise) // incompressible: the layer takes seconds to stream
+	img := testregistry.Image{Layers: [][]byte{testregistry.Layer(
+		testregistry.File{Path: "var/noise", Data: noise},
+		testregistry.File{Path: "etc/motd", Data: []byte("RULES-CHANGE-MARK")})}}
 	f.hub.Push(t, "library/swap", "1", img)
 	layer := digest.FromBytes(img.Layers[0])
-	release := make(chan struct{})
-	f.hub.Fault(layer, testregistry.Fault{Block: release, Times: 1})
+	f.hub.Fault(layer, testregistry.Fault{BytesPerSecond: 2 << 10, Times: 1})
 
 	type result struct {
 		status int
@@ -38,9 +42,9 @@ func TestVerdictOfReplacedRulesIsNotServedAsCurrent(t *testing.T) {
 		resp, body := f.do(t, "GET", "/v2/library/swap/manifests/1")
 		done <- result{resp.StatusCode, body}
 	}()
-	testsync.WaitFor(t, 10*time.Second, "the layer's ingest to start", func() bool {
+	testsync.WaitFor(t, 10*time.Second, "the layer's bytes to reach the scanner", func() bool {
 		for _, fl := range f.srv.Scans() {
-			if fl.Digest == layer {
+			if fl.Digest == layer && fl.Bytes > 0 {
 				return true
 			}
 		}
@@ -50,13 +54,11 @@ func TestVerdictOfReplacedRulesIsNotServedAsCurrent(t *testing.T) {
 	old := f.srv.scanner().RulesetID()
 	rules := filepath.Join(t.TempDir(), "new.yar")
 	writeRule(t, rules, `rule NewRule { meta: category = "miner" severity = "high" description = "new rule" strings: $a = "RULES-CHANGE-MARK" condition: $a }`)
-	sc, err := scanner.New(scanner.Options{Workers: 1, RulePaths: []string{rules}})
-	if err != nil {
+	// The scan in flight keeps the rules it started under.
+	sc := f.srv.scanner()
+	if err := sc.Reload(scanner.Options{RulePaths: []string{rules}}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { sc.Close() })
-	f.srv.SetScanner(sc) // the old scanner stays open for the scan in flight
-	close(release)
 
 	r := <-done
 	if r.status != http.StatusForbidden {

@@ -58,6 +58,9 @@ type Options struct {
 
 	// Warm lists images Run keeps fetched and scanned (gate.WarmOptions).
 	Warm WarmOptions
+	// Rules is where Run reloads the scanner's rules from
+	// (gate.RulesSource).
+	Rules RulesSource
 
 	// Admin configures /admin/ (the page and its API), the audit log and
 	// the alerts (admin.go).
@@ -127,7 +130,7 @@ func New(opts Options) (*Server, error) {
 	}
 	g, err := gate.New(gate.Options{
 		Upstreams: opts.Upstreams, Policy: opts.Policy, TagTTL: opts.TagTTL, PrefetchPlatforms: opts.PrefetchPlatforms,
-		Warm: opts.Warm, ReapUploadsEvery: opts.Serve.ReapUploadsEvery, Version: opts.Version,
+		Warm: opts.Warm, ReapUploadsEvery: opts.Serve.ReapUploadsEvery, Version: opts.Version, Rules: opts.Rules,
 		Blobs: opts.Blobs, Verdicts: opts.Verdicts, Scanner: opts.Scanner, Locks: opts.Locks, Releases: opts.Releases,
 		Decision: opts.Decision, KnownBad: opts.KnownBad,
 		RetryAfter: opts.RetryAfter, IngestTimeout: opts.IngestTimeout, IngestLease: opts.IngestLease,
@@ -167,10 +170,9 @@ func (d drainer) drain(ctx context.Context) int { return d(ctx) }
 // scanner is the scanner of the current ruleset.
 func (s *Server) scanner() *scanner.Scanner { return s.gate.Scanner() }
 
-// SetScanner swaps in a scanner with a new ruleset; verdicts of the old one
-// become stale and blobs are rescanned as they are asked for. It returns the
-// old scanner for the caller to close once its scans finish.
-func (s *Server) SetScanner(sc *scanner.Scanner) *scanner.Scanner { return s.gate.SetScanner(sc) }
+// ReloadRules asks Run to reload the scanner's rules now (see
+// gate.Gate.ReloadRules): the operator's SIGHUP.
+func (s *Server) ReloadRules(why string) { s.gate.ReloadRules(why) }
 
 // Rescan gives every stored blob a verdict under the current ruleset (see
 // gate.Gate.Rescan).
@@ -191,6 +193,7 @@ type (
 	RescanReport = gate.RescanReport
 	EvictReport  = gate.EvictReport
 	WarmOptions  = gate.WarmOptions
+	RulesSource  = gate.RulesSource
 )
 
 // Handler returns the routes: /v2/ (the registry API), /metrics, /healthz

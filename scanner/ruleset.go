@@ -23,6 +23,7 @@ type ruleset struct {
 	knownBad *KnownBad // nil when no list, so workers skip hashing
 	id       string
 	warnings []string
+	paths    []string // the rule files and folders it was compiled from
 
 	refs atomic.Int64
 }
@@ -48,6 +49,7 @@ func compileRuleset(opts Options, limits Limits) (*ruleset, error) {
 		knownBad = opts.KnownBadFiles
 	}
 	rs := &ruleset{
+		paths:    append([]string(nil), opts.RulePaths...),
 		rules:    rules,
 		metas:    metas,
 		infos:    ruleInfos(rules, metas, srcs),

@@ -217,6 +217,10 @@ func (s *Scanner) peek() *ruleset { return s.cur.Load() }
 // started with: record the one its Result names, not this one.
 func (s *Scanner) RulesetID() string { return s.peek().id }
 
+// RulePaths are the rule files and folders the current ruleset was
+// compiled from (besides the embedded rules).
+func (s *Scanner) RulePaths() []string { return append([]string(nil), s.peek().paths...) }
+
 // RuleCount is the number of public rules compiled.
 func (s *Scanner) RuleCount() int { return s.peek().nrules }
 

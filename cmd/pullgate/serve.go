@@ -81,6 +81,7 @@ func runService(ctx context.Context, cfg Config, log *slog.Logger) error {
 	opts.Upstreams, opts.Blobs, opts.Verdicts, opts.Scanner = ups, stores.Blobs, stores.Verdicts, sc
 	opts.Locks, opts.Releases = stores.Locks, stores.Locks
 	opts.Admin = adminOptions(cfg.Admin, cfg.DataDir, stores.Audit, stores.Bus)
+	opts.Rules = proxy.RulesSource{Load: func() (scanner.Options, error) { return scannerOptions(cfg) }}
 	srv, err := proxy.New(opts)
 	if err != nil {
 		return err
@@ -88,7 +89,7 @@ func runService(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("pullgate starting", "listen", cfg.Listen, "tls", cfg.TLS.Cert != "", "data_dir", cfg.DataDir,
 		"verdicts", stores.Verdicts.Kind(), "upstreams", strings.Join(slices.Sorted(maps.Keys(ups)), ","),
 		"ruleset", sc.RulesetID(), "rules", sc.RuleCount(), "workers", sc.Workers(), "version", version)
-	return serveUntilDone(ctx, cfg, srv, sc, log)
+	return serveUntilDone(ctx, cfg, srv, log)
 }
 
 // serverOptions turns the config into the server's options, all but the
@@ -119,7 +120,7 @@ func serverOptions(cfg Config, sopts scanner.Options, log *slog.Logger) proxy.Op
 
 // serveUntilDone runs the listeners, the reloader and the server's
 // background work until ctx ends or a listener fails, then shuts down.
-func serveUntilDone(ctx context.Context, cfg Config, srv *proxy.Server, sc *scanner.Scanner, log *slog.Logger) error {
+func serveUntilDone(ctx context.Context, cfg Config, srv *proxy.Server, log *slog.Logger) error {
 	errc := make(chan error, 3)
 	hs, err := startMain(cfg, srv, log, errc)
 	if err != nil {
@@ -136,8 +137,7 @@ func serveUntilDone(ctx context.Context, cfg Config, srv *proxy.Server, sc *scan
 	runCtx, stopRun := context.WithCancel(ctx)
 	ran := make(chan struct{})
 	go func() { defer close(ran); srv.Run(runCtx) }()
-	rl := &reloader{cfg: cfg, srv: srv, sc: sc, log: log}
-	go rl.run(runCtx)
+	go reloadOnHangup(runCtx, srv)
 	select {
 	case err = <-errc:
 	case <-ctx.Done():

@@ -69,6 +69,8 @@ type Options struct {
 	// ReapUploadsEvery is how often Run removes uploads a killed process
 	// left behind (those older than IngestTimeout). Default 5m.
 	ReapUploadsEvery time.Duration
+	// Rules is where Run reloads the scanner's rules from (rules.go).
+	Rules RulesSource
 }
 
 // Metrics is what the gate reports to the service's metrics.
@@ -89,6 +91,7 @@ func (o *Options) setDefaults() {
 	def(&o.RetryAfter, 10*time.Second)
 	def(&o.TagTTL, 60*time.Second)
 	def(&o.ReapUploadsEvery, 5*time.Minute)
+	def(&o.Rules.Poll, 5*time.Second)
 	def(&o.Warm.Interval, time.Hour)
 	def(&o.Warm.Timeout, o.IngestTimeout)
 	def(&o.IngestTimeout, 30*time.Minute)
@@ -129,7 +132,6 @@ type Gate struct {
 	opts    Options
 	log     *slog.Logger
 	metrics Metrics
-	sc      atomic.Pointer[scanner.Scanner]
 	flights flights
 	// allowFlights fetch blobs an operator allowed despite their verdict.
 	allowFlights flights
@@ -138,6 +140,11 @@ type Gate struct {
 	prefetches   prefetcher
 	maxStore     atomic.Int64 // Options.MaxStoreBytes, changeable
 	policy       atomic.Pointer[map[string]RepoPolicy]
+	reloads      chan string   // ReloadRules to Run
+	rescans      chan struct{} // a rescan wanted (one waiting at most)
+	// rulesPrint is the fingerprint of the rule files as the running
+	// rules were compiled from them, as near as New can tell.
+	rulesPrint string
 }
 
 // New checks the options and builds a Gate.
@@ -146,8 +153,12 @@ func New(opts Options) (*Gate, error) {
 		return nil, errors.New("gate: blob store, verdict store and scanner are required")
 	}
 	opts.setDefaults()
-	g := &Gate{opts: opts, log: opts.Logger, metrics: opts.Metrics}
-	g.sc.Store(opts.Scanner)
+	g := &Gate{opts: opts, log: opts.Logger, metrics: opts.Metrics, reloads: make(chan string, 1),
+		rescans: make(chan struct{}, 1)}
+	// The stored blobs are rescanned at start: an upgrade or a rules change
+	// while stopped leaves them without a verdict under these rules.
+	g.rescans <- struct{}{}
+	g.rulesPrint = scanner.Fingerprint(opts.Scanner.RulePaths())
 	g.maxStore.Store(opts.MaxStoreBytes)
 	g.SetPolicy(opts.Policy)
 	g.tags.ttl = opts.TagTTL
@@ -155,13 +166,8 @@ func New(opts Options) (*Gate, error) {
 	return g, nil
 }
 
-// Scanner is the scanner of the current ruleset.
-func (g *Gate) Scanner() *scanner.Scanner { return g.sc.Load() }
-
-// SetScanner swaps in a scanner with a new ruleset and returns the old one
-// for the caller to close once its scans finish. Verdicts of the old one
-// are never served as current (see verdict).
-func (g *Gate) SetScanner(sc *scanner.Scanner) *scanner.Scanner { return g.sc.Swap(sc) }
+// Scanner is the one scanner, whose rules Run reloads in place.
+func (g *Gate) Scanner() *scanner.Scanner { return g.opts.Scanner }
 
 // Scans describes the blobs being fetched and scanned right now.
 func (g *Gate) Scans() []FlightInfo { return g.flights.list() }

@@ -14,12 +14,15 @@ import (
 //     interactive scans, before anyone asks for it;
 //   - the store is kept within MaxStoreBytes;
 //   - the images in Warm are kept fetched and scanned;
-//   - uploads a killed process left behind are removed.
-//
-// Rescans after a rules reload are started by whoever reloads the rules.
+//   - uploads a killed process left behind are removed;
+//   - the rules are reloaded in place when their files change or
+//     ReloadRules asks, and the store is rescanned under them.
 func (g *Gate) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	wg.Go(func() { g.rescanAtStart(ctx) })
+	wg.Go(func() { g.rescanWhenAsked(ctx) })
+	if g.opts.Rules.Load != nil {
+		wg.Go(func() { g.watchRules(ctx) })
+	}
 	if g.maxStore.Load() > 0 {
 		wg.Go(func() { g.keepWithinSize(ctx) })
 	}
@@ -31,7 +34,30 @@ func (g *Gate) Run(ctx context.Context) {
 	wg.Wait()
 }
 
-func (g *Gate) rescanAtStart(ctx context.Context) {
+// rescanWhenAsked rescans the store once at start and again after each
+// rules reload; a reload during a rescan asks for one more after it, so
+// reloads never stack rescans up and never wait for one.
+func (g *Gate) rescanWhenAsked(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-g.rescans:
+			g.rescanLogged(ctx, "rescan done")
+		}
+	}
+}
+
+// askRescan asks rescanWhenAsked for a rescan; one already waiting will do.
+func (g *Gate) askRescan() {
+	select {
+	case g.rescans <- struct{}{}:
+	default:
+	}
+}
+
+// rescanLogged rescans the store and logs what it found under msg.
+func (g *Gate) rescanLogged(ctx context.Context, msg string) {
 	start := time.Now()
 	rep, err := g.Rescan(ctx)
 	attrs := []any{"checked", rep.Checked, "scanned", rep.Scanned, "refused", len(rep.Refused), "failed", rep.Failed, "duration", time.Since(start).String()}
@@ -39,7 +65,7 @@ func (g *Gate) rescanAtStart(ctx context.Context) {
 		g.log.Warn("rescan incomplete", append(attrs, "err", err)...)
 		return
 	}
-	g.log.Info("rescan done", attrs...)
+	g.log.Info(msg, attrs...)
 }
 
 // evictEvery is how often the store is checked against MaxStoreBytes.
