@@ -43,7 +43,6 @@ func TestRulesFingerprintSeesChangesOnDisk(t *testing.T) {
 	}
 }
 
-
 func writeFile(t *testing.T, path, data string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
