@@ -1,8 +1,3 @@
-// Package e2e holds pullgate's end-to-end tests: a real dockerd pulls through
-// a real pullgate binary from an in-process stand-in for Docker Hub
-// (internal/testregistry), all inside a network namespace that has only
-// loopback (see TestMain). This file and harness_dockerd.go are the harness;
-// the scenarios live in *_test.go.
 package e2e
 
 import (

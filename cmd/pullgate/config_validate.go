@@ -1,0 +1,67 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/pullgate/pullgate/proxy"
+)
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.Listen == "" {
+		errs = append(errs, errors.New("listen is empty"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir is empty"))
+	}
+	if len(c.Upstreams) == 0 {
+		errs = append(errs, errors.New("no upstreams"))
+	}
+	names := make([]string, 0, len(c.Upstreams))
+	for name := range c.Upstreams {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if c.Upstreams[name].URL == "" {
+			errs = append(errs, fmt.Errorf("upstream %s has no url", name))
+		}
+		if _, err := c.Upstreams[name].allowNetworks(); err != nil {
+			errs = append(errs, fmt.Errorf("upstream %s: %w", name, err))
+		}
+	}
+	errs = append(errs, c.Storage.validate(), c.Serve.validate())
+	if c.MaxStoreBytes < 0 {
+		errs = append(errs, errors.New("max_store_bytes is negative"))
+	}
+	if c.Workers < 0 {
+		errs = append(errs, errors.New("workers is negative"))
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		errs = append(errs, errors.New("tls needs both cert and key"))
+	}
+	errs = append(errs, c.Gateway.validate(), c.Warm.validate(), validatePlatforms(c.Platforms), proxy.ValidatePolicy(c.Policy), c.Decision.policy().Validate(), c.Admin.validate())
+	return errors.Join(errs...)
+}
+
+func (c ServeConfig) validate() error {
+	if c.MaxBlobStreams <= 0 || c.BlobStreamWait <= 0 || c.BlobStreamRetryAfter <= 0 || c.BlobWriteTimeout <= 0 || c.ReapUploadsEvery <= 0 {
+		return errors.New("serve: max_blob_streams, blob_stream_wait, blob_stream_retry_after, blob_write_timeout and reap_uploads_every must be positive")
+	}
+	return nil
+}
+
+func (c StorageConfig) validate() error {
+	switch c.Driver {
+	case "filesystem":
+		return nil
+	case "s3":
+		if c.S3.Bucket == "" || c.S3.Region == "" {
+			return errors.New("storage.s3 needs bucket and region")
+		}
+		return nil
+	}
+	return fmt.Errorf("storage.driver %q is not filesystem or s3", c.Driver)
+}
