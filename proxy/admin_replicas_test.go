@@ -19,6 +19,7 @@ import (
 
 	"github.com/pullgate/pullgate/internal/testsync"
 	"github.com/pullgate/pullgate/proxy/admin"
+	"github.com/pullgate/pullgate/proxy/events"
 	"github.com/pullgate/pullgate/storage"
 	pgredis "github.com/pullgate/pullgate/storage/redis"
 )
@@ -29,7 +30,7 @@ func adminReplicas(t *testing.T, hub *testregistry.Registry, hook string, n int)
 	t.Helper()
 	rs := replicas(t, hub, n, func(o *Options, store *pgredis.Store) {
 		o.Admin = AdminOptions{Token: testAdminToken, Audit: store.AuditLog(0), Bus: store,
-			Webhook: WebhookOptions{URL: hook, Secret: "webhook-secret-for-tests", Backoff: 20 * time.Millisecond}}
+			Webhook: events.WebhookOptions{URL: hook, Secret: "webhook-secret-for-tests", Backoff: 20 * time.Millisecond}}
 	})
 	for _, r := range rs {
 		t.Cleanup(func() { closeServer(r.srv) })
@@ -80,11 +81,11 @@ func (r replica) blocked(t *testing.T, d digest.Digest) []admin.BlockedImage {
 }
 
 // pulls returns r's recent decisions about d.
-func (r replica) pulls(t *testing.T, d digest.Digest) []Event {
+func (r replica) pulls(t *testing.T, d digest.Digest) []events.Event {
 	t.Helper()
-	var list struct{ Pulls []Event }
+	var list struct{ Pulls []events.Event }
 	r.get(t, "/admin/api/pulls?limit=1000", &list)
-	var out []Event
+	var out []events.Event
 	for _, ev := range list.Pulls {
 		if ev.Digest == d {
 			out = append(out, ev)
@@ -122,7 +123,7 @@ func (r replica) pullEvents(t *testing.T) <-chan digest.Digest {
 			case strings.HasPrefix(line, "event: "):
 				event = strings.TrimPrefix(line, "event: ")
 			case strings.HasPrefix(line, "data: ") && event == "pull":
-				var ev Event
+				var ev events.Event
 				if json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &ev) != nil {
 					continue
 				}

@@ -22,6 +22,7 @@ import (
 	"github.com/pullgate/pullgate/internal/testsync"
 	"github.com/pullgate/pullgate/proxy/admin"
 	"github.com/pullgate/pullgate/proxy/admin/admintest"
+	"github.com/pullgate/pullgate/proxy/events"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
@@ -98,7 +99,7 @@ func TestAdminBlockedThenAllowed(t *testing.T) {
 		b.Findings[0].Path != "/usr/bin/kworker" || b.Findings[0].Layer != bad || b.Findings[0].Rule == "" {
 		t.Fatalf("blocked entry: %+v", b)
 	}
-	var pulls struct{ Pulls []Event }
+	var pulls struct{ Pulls []events.Event }
 	_, body = f.req(t, "GET", "/admin/api/pulls", asAdmin, nil)
 	if err := json.Unmarshal(body, &pulls); err != nil || len(pulls.Pulls) == 0 || pulls.Pulls[0].Decision != verdict.Blocked {
 		t.Fatalf("pulls: %s", body)
@@ -193,7 +194,7 @@ func TestAdminStream(t *testing.T) {
 		t.Fatalf("pull: %d %s", r.StatusCode, body)
 	}
 	data := next("pull")
-	var ev Event
+	var ev events.Event
 	if err := json.Unmarshal([]byte(strings.TrimPrefix(data, "data: ")), &ev); err != nil || ev.Image != "docker.io/library/clean:1" || ev.Decision != verdict.Allowed {
 		t.Fatalf("pull event %q: %v", data, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 
 	"github.com/pullgate/pullgate/internal/verdict"
+	"github.com/pullgate/pullgate/proxy/events"
 	"github.com/pullgate/pullgate/proxy/gate"
 )
 
@@ -51,7 +52,7 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request, t target) {
 	// Decisions are recorded; a blob still scanning or one upstream failed
 	// to send is not (the manifest's request records the image's).
 	if d.Kind == gate.Denied || d.Outcome == verdict.Overridden {
-		s.record(event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: t.Registry + "/" + t.Repo, Digest: t.Digest,
+		s.events.Emit(events.Event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: t.Registry + "/" + t.Repo, Digest: t.Digest,
 			Decision: d.Outcome, Findings: d.Findings, Reason: d.Message, Latency: time.Since(start)})
 	}
 	if d.Refused() {

@@ -7,6 +7,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
@@ -52,7 +53,7 @@ func TestEvictKeepsTheStoreWithinItsSize(t *testing.T) {
 		keep[digest.FromBytes(l)] = true
 	}
 	_, raw := f.hub.Manifest(t, "library/recent", "1")
-	refs, err := srv.blobsOf(raw)
+	refs, err := gate.BlobsOf(raw, 500)
 	if err != nil {
 		t.Fatal(err)
 	}

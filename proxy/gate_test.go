@@ -15,6 +15,7 @@ import (
 
 	"github.com/pullgate/pullgate/internal/samples"
 	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
@@ -149,7 +150,7 @@ func TestPublisherPolicyAndKnownBad(t *testing.T) {
 	}}
 	known := digest.FromBytes(img.Layers[1])
 	f := newFixture(t, func(o *Options, _ *scanner.Options) {
-		o.Policy = map[string]RepoPolicy{"docker.io": {
+		o.Policy = map[string]gate.RepoPolicy{"docker.io": {
 			Allow: []string{"library/*", "goodcorp/**"},
 			Deny:  []string{"library/evil*"},
 		}}

@@ -121,7 +121,7 @@ func TestDigestAsConfigAndLayerScannedInBoth(t *testing.T) {
 func TestDeniedContentRefusedUnderAnotherName(t *testing.T) {
 	deny := map[string]func(t *testing.T, f *fixture){
 		"policy": func(_ *testing.T, f *fixture) {
-			f.srv.gate.SetPolicy(map[string]RepoPolicy{"docker.io": {Deny: []string{"library/clean"}}})
+			f.srv.gate.SetPolicy(map[string]gate.RepoPolicy{"docker.io": {Deny: []string{"library/clean"}}})
 		},
 		"override": func(t *testing.T, f *fixture) {
 			o := storage.Override{Subject: "docker.io/library/clean", Action: storage.Deny, Reason: "publisher pulled", Actor: "admin", Time: time.Now()}
@@ -190,7 +190,7 @@ func TestDeniedContentRefusedUnderAnotherName(t *testing.T) {
 // allow naming the digest serves it.
 func TestRepositoryAllowDoesNotServeBlockedDigest(t *testing.T) {
 	f := newFixture(t)
-	f.srv.gate.SetPolicy(map[string]RepoPolicy{"docker.io": {Allow: []string{"library/*"}}})
+	f.srv.gate.SetPolicy(map[string]gate.RepoPolicy{"docker.io": {Allow: []string{"library/*"}}})
 	ctx := context.Background()
 	img := testregistry.MinerImage("miner")
 	mdgst := f.hub.Push(t, "someone/tool", "1", img)

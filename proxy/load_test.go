@@ -30,6 +30,7 @@ import (
 	"github.com/pullgate/pullgate/internal/redisserver"
 	"github.com/pullgate/pullgate/internal/testregistry"
 	"github.com/pullgate/pullgate/internal/testsync"
+	"github.com/pullgate/pullgate/proxy/events"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
@@ -299,7 +300,7 @@ func TestLoadHugeUserAgentsStayBounded(t *testing.T) {
 		t.Errorf("admin page: %d, %d bytes", resp.StatusCode, len(page))
 	}
 	_, body = do("GET", "/admin/api/pulls?n=1", "curl", testAdminToken, nil)
-	var pulls struct{ Pulls []Event }
+	var pulls struct{ Pulls []events.Event }
 	if err := json.Unmarshal(body, &pulls); err != nil || len(pulls.Pulls) == 0 {
 		t.Fatalf("pulls: %.200s", body)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pullgate/pullgate/internal/verdict"
+	"github.com/pullgate/pullgate/proxy/events"
 	"github.com/pullgate/pullgate/proxy/gate"
 )
 
@@ -16,7 +17,7 @@ import (
 // it is (it only points at manifests, each gated when asked for); an image
 // manifest only once the gate has a clean verdict for its config and layers.
 func (s *Server) manifest(w http.ResponseWriter, r *http.Request, t target) {
-	ev := event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: t.Image()}
+	ev := events.Event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: t.Image()}
 	up := s.upstream(t)
 	a := s.gate.AskManifest(r.Context(), up, t.Target, acceptedTypes(r), s.holdFor(r), ev)
 	if a.Err != nil {
@@ -37,7 +38,7 @@ func (s *Server) manifest(w http.ResponseWriter, r *http.Request, t target) {
 		return
 	}
 	_, _ = w.Write(a.Body)
-	s.metrics.servedBytes(len(a.Body))
+	s.metrics.ServedBytes(len(a.Body))
 }
 
 // acceptedTypes lists the manifest types the client accepts, in a stable

@@ -21,6 +21,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/pullgate/pullgate/proxy"
+	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
@@ -110,7 +111,7 @@ func serverOptions(cfg Config, sopts scanner.Options, log *slog.Logger) proxy.Op
 		MaxConfigBytes:    cfg.Gate.MaxConfigBytes,
 		MaxManifestLayers: cfg.Gate.MaxLayers,
 		Serve:             serveOptions(cfg.Serve),
-		Warm: proxy.WarmOptions{Images: cfg.Warm.Images, Platforms: append([]string{}, cfg.Platforms...),
+		Warm: gate.WarmOptions{Images: cfg.Warm.Images, Platforms: append([]string{}, cfg.Platforms...),
 			Interval: time.Duration(cfg.Warm.Interval), Timeout: time.Duration(cfg.Warm.Timeout)},
 		Logger:  log,
 		Version: version,
