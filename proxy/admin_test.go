@@ -224,7 +224,7 @@ func TestAdminPageAndReload(t *testing.T) {
 	}
 
 	// A second server on the same audit log starts with the refusal.
-	srv2, err := New(Options{Upstreams: f.srv.opts.Upstreams, Blobs: f.blobs, Verdicts: f.store, Scanner: f.srv.scanner(),
+	srv2, err := New(Options{Upstreams: f.srv.opts.Upstreams, Blobs: f.blobs, Verdicts: f.store, Scanner: f.srv.gate.Scanner(),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Admin: AdminOptions{Audit: f.audit}})
 	if err != nil {
 		t.Fatal(err)

@@ -43,7 +43,7 @@ func TestEvictKeepsTheStoreWithinItsSize(t *testing.T) {
 	for _, in := range infos {
 		total += in.Size
 	}
-	if rep, err := srv.Evict(ctx); err != nil || rep.Evicted != 0 {
+	if rep, err := srv.gate.Evict(ctx); err != nil || rep.Evicted != 0 {
 		t.Fatalf("a store under its bound evicted %+v, %v", rep, err)
 	}
 
@@ -65,7 +65,7 @@ func TestEvictKeepsTheStoreWithinItsSize(t *testing.T) {
 		}
 	}
 	srv.gate.SetMaxStoreBytes(recentBytes*10/9 + 10)
-	rep, err := srv.Evict(ctx)
+	rep, err := srv.gate.Evict(ctx)
 	if err != nil || rep.Evicted == 0 || rep.StoreBytes != total {
 		t.Fatalf("evict: %+v, %v", rep, err)
 	}
@@ -78,7 +78,7 @@ func TestEvictKeepsTheStoreWithinItsSize(t *testing.T) {
 			t.Fatalf("a recently used layer was evicted: %v", err)
 		}
 	}
-	if _, err := f.store.Verdict(ctx, oldLayer, srv.scanner().RulesetID(), storage.ContextLayer); err != nil {
+	if _, err := f.store.Verdict(ctx, oldLayer, srv.gate.Scanner().RulesetID(), storage.ContextLayer); err != nil {
 		t.Fatalf("the evicted layer's verdict went too: %v", err)
 	}
 

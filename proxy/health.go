@@ -40,7 +40,7 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	if err := s.opts.Verdicts.Ping(ctx); err != nil {
 		problems = append(problems, "verdict store: "+err.Error())
 	}
-	if sc := s.scanner(); sc == nil || sc.RuleCount() == 0 {
+	if sc := s.gate.Scanner(); sc == nil || sc.RuleCount() == 0 {
 		problems = append(problems, "scanner: no rules loaded")
 	}
 	if len(problems) > 0 {

@@ -129,11 +129,6 @@ func (f *fixture) newRules(t *testing.T, name, needle string) {
 	t.Helper()
 	rule := filepath.Join(t.TempDir(), name+".yar")
 	writeRule(t, rule, `rule `+name+` { meta: category = "miner" severity = "high" description = "test rule" strings: $a = "`+needle+`" condition: $a }`)
-	sc, err := scanner.New(scanner.Options{Workers: 1, RulePaths: []string{rule}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sc.Close() })
-	old := f.srv.SetScanner(sc)
+	old := f.srv.SetScanner(testScanner(t, rule))
 	t.Cleanup(func() { old.Close() })
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/pullgate/pullgate/internal/testregistry"
 	"github.com/pullgate/pullgate/internal/testsync"
-	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
 
@@ -39,7 +38,7 @@ func TestVerdictOfReplacedRulesIsNotServedAsCurrent(t *testing.T) {
 		done <- result{resp.StatusCode, body}
 	}()
 	testsync.WaitFor(t, 10*time.Second, "the layer's ingest to start", func() bool {
-		for _, fl := range f.srv.Scans() {
+		for _, fl := range f.srv.gate.Scans() {
 			if fl.Digest == layer {
 				return true
 			}
@@ -47,14 +46,10 @@ func TestVerdictOfReplacedRulesIsNotServedAsCurrent(t *testing.T) {
 		return false
 	})
 
-	old := f.srv.scanner().RulesetID()
+	old := f.srv.gate.Scanner().RulesetID()
 	rules := filepath.Join(t.TempDir(), "new.yar")
 	writeRule(t, rules, `rule NewRule { meta: category = "miner" severity = "high" description = "new rule" strings: $a = "RULES-CHANGE-MARK" condition: $a }`)
-	sc, err := scanner.New(scanner.Options{Workers: 1, RulePaths: []string{rules}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sc.Close() })
+	sc := testScanner(t, rules)
 	f.srv.SetScanner(sc) // the old scanner stays open for the scan in flight
 	close(release)
 

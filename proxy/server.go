@@ -101,7 +101,7 @@ type Server struct {
 	streams    streamSlots // blob downloads in progress (serve.go)
 	storeProbe writeProbe  // /readyz's cached write probe
 
-	operator // the operator's window: admin.go, events.go
+	operator // the operator's window and the sinks decisions go to: admin.go
 }
 
 // New checks the options and builds a Server.
@@ -144,13 +144,10 @@ func New(opts Options) (*Server, error) {
 	}
 	s.streams = make(streamSlots, opts.Serve.MaxStreams)
 	s.storeProbe.every = 5 * time.Second
-	s.metrics.ObserveScanner(func() events.Pool { return s.scanner() })
+	s.metrics.ObserveScanner(func() events.Pool { return s.gate.Scanner() })
 	s.startConsole()
 	return s, nil
 }
-
-// scanner is the scanner of the current ruleset.
-func (s *Server) scanner() *scanner.Scanner { return s.gate.Scanner() }
 
 // SetScanner swaps in a scanner with a new ruleset; verdicts of the old one
 // become stale and blobs are rescanned as they are asked for. It returns the
@@ -160,9 +157,6 @@ func (s *Server) SetScanner(sc *scanner.Scanner) *scanner.Scanner { return s.gat
 // Rescan gives every stored blob a verdict under the current ruleset (see
 // gate.Gate.Rescan).
 func (s *Server) Rescan(ctx context.Context) (gate.RescanReport, error) { return s.gate.Rescan(ctx) }
-
-// Evict keeps the store within Options.MaxStoreBytes (gate.Gate.Evict).
-func (s *Server) Evict(ctx context.Context) (gate.EvictReport, error) { return s.gate.Evict(ctx) }
 
 // Run does the server's background work until ctx ends (gate.Gate.Run):
 // the rescan at start, eviction, warm, and the removal of uploads left
@@ -268,9 +262,6 @@ func (s *Server) holdFor(r *http.Request) time.Duration {
 func isDockerEngine(ua string) bool {
 	return strings.HasPrefix(ua, "docker/")
 }
-
-// Scans describes the blobs being fetched and scanned right now.
-func (s *Server) Scans() []gate.FlightInfo { return s.gate.Scans() }
 
 // GatewayHandler serves clients that reach pullgate under a registry's own
 // host name (gateway mode: their DNS sends registry-1.docker.io here). A
