@@ -104,6 +104,9 @@ func TestAdminBlockedThenAllowed(t *testing.T) {
 	if err := json.Unmarshal(body, &pulls); err != nil || len(pulls.Pulls) == 0 || pulls.Pulls[0].Decision != verdict.Blocked {
 		t.Fatalf("pulls: %s", body)
 	}
+	if resp, _ := f.do(t, "GET", "/v2/someone/miner/blobs/"+bad.String()); resp.StatusCode != 403 {
+		t.Fatalf("blocked layer asked for alone: %d", resp.StatusCode)
+	}
 
 	resp, body := f.req(t, "POST", "/admin/api/overrides", asAdmin,
 		overrideJSON("docker.io/someone/miner@"+mdgst.String(), "allow", "vendor tool, reviewed"), "Content-Type", "application/json")
@@ -119,6 +122,16 @@ func TestAdminBlockedThenAllowed(t *testing.T) {
 	}
 	if resp, _ := f.do(t, "GET", "/v2/someone/miner/blobs/"+bad.String()); resp.StatusCode != 200 {
 		t.Fatalf("allowed layer: %d", resp.StatusCode)
+	}
+	// The blob's own decisions are recorded: the refusal, then the allow.
+	blobDecisions := map[verdict.Outcome]int{}
+	for _, ev := range f.srv.live.Recent(100) {
+		if ev.Digest == bad && ev.Image == "docker.io/someone/miner" {
+			blobDecisions[ev.Decision]++
+		}
+	}
+	if blobDecisions[verdict.Blocked] != 1 || blobDecisions[verdict.Overridden] != 1 {
+		t.Fatalf("decisions recorded for the layer: %v", blobDecisions)
 	}
 
 	var audit struct{ Records []storage.AuditRecord }

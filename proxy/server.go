@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pullgate/pullgate/proxy/events"
@@ -215,10 +216,7 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Tag lists too: the tags of a refused repository are its names.
-	if refused := s.gate.Admit(r.Context(), t.Registry, t.Repo); refused != nil {
-		d := s.gate.Judge(gate.Facts{NameRefused: refused})
-		s.events.Emit(events.Event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: t.Image(), Digest: t.Digest,
-			Decision: d.Outcome, Reason: d.Message})
+	if d := s.gate.AskName(r.Context(), t.Target, requestEvent(r, t.Image(), t.Digest)); d.Refused() {
 		writeError(w, r, refusalError(d))
 		return
 	}
@@ -238,6 +236,12 @@ func (s *Server) configured(registry string) bool {
 }
 
 func (s *Server) upstream(t target) *upstream.Registry { return s.opts.Upstreams[t.Registry] }
+
+// requestEvent is the event of a decision about image (at dgst, when
+// known) asked for by r; the gate fills in the decision where it makes it.
+func requestEvent(r *http.Request, image string, dgst digest.Digest) events.Event {
+	return events.Event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: image, Digest: dgst}
+}
 
 // clientOf names the client for logs and events.
 func clientOf(r *http.Request) string {
