@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -71,13 +72,7 @@ func (r replica) blocked(t *testing.T, d digest.Digest) []admin.BlockedImage {
 	t.Helper()
 	var list struct{ Blocked []admin.BlockedImage }
 	r.get(t, "/admin/api/blocked", &list)
-	var out []admin.BlockedImage
-	for _, b := range list.Blocked {
-		if b.Digest == d {
-			out = append(out, b)
-		}
-	}
-	return out
+	return slices.DeleteFunc(list.Blocked, func(b admin.BlockedImage) bool { return b.Digest != d })
 }
 
 // pulls returns r's recent decisions about d.
@@ -85,13 +80,7 @@ func (r replica) pulls(t *testing.T, d digest.Digest) []events.Event {
 	t.Helper()
 	var list struct{ Pulls []events.Event }
 	r.get(t, "/admin/api/pulls?limit=1000", &list)
-	var out []events.Event
-	for _, ev := range list.Pulls {
-		if ev.Digest == d {
-			out = append(out, ev)
-		}
-	}
-	return out
+	return slices.DeleteFunc(list.Pulls, func(ev events.Event) bool { return ev.Digest != d })
 }
 
 // pullEvents opens r's event stream and sends the digest of each "pull"
