@@ -22,9 +22,9 @@ import (
 
 	"github.com/pullgate/pullgate/internal/testregistry"
 	"github.com/pullgate/pullgate/internal/verdict"
+	"github.com/pullgate/pullgate/proxy/events"
 
 	"github.com/pullgate/pullgate/internal/testsync"
-	"github.com/pullgate/pullgate/proxy"
 	"github.com/pullgate/pullgate/storage"
 )
 
@@ -46,7 +46,7 @@ func (a *alertReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.bodies = append(a.bodies, body)
-	a.sigs = append(a.sigs, r.Header.Get(proxy.WebhookSignatureHeader))
+	a.sigs = append(a.sigs, r.Header.Get(events.WebhookSignatureHeader))
 }
 
 func (a *alertReceiver) delivered() int {
@@ -222,7 +222,7 @@ func TestAdminPageInBrowser(t *testing.T) {
 	recv.mu.Lock()
 	body, sig, attempts := recv.bodies[0], recv.sigs[0], recv.attempts
 	recv.mu.Unlock()
-	if !proxy.VerifyWebhook(secret, body, sig) {
+	if !events.VerifyWebhook(secret, body, sig) {
 		t.Errorf("alert signature %q does not verify", sig)
 	}
 	if attempts < 2 || !strings.Contains(string(body), mdgst.String()) {

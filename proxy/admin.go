@@ -5,11 +5,8 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/opencontainers/go-digest"
-
 	"github.com/pullgate/pullgate/proxy/admin"
 	"github.com/pullgate/pullgate/proxy/events"
-	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
 
@@ -31,31 +28,32 @@ type AdminOptions struct {
 	// this replica's page shows its own decisions only.
 	Bus storage.EventBus
 	// Webhook sends an alert on each block.
-	Webhook WebhookOptions
+	Webhook events.WebhookOptions
 }
 
 // operator is the Server's part that serves the operator: the sinks its
 // decisions go to, and the admin page. Embedded in Server.
 type operator struct {
-	events  events.Fanout // what record emits to
+	events  events.Fanout // where every decision is emitted, once
 	live    *admin.Live
 	bus     *events.Bus // nil without an event bus
-	audit   auditLog
+	audit   *events.Audit
 	hook    *events.Webhook
 	console *admin.Console
 }
 
-// startAdmin starts the sinks, reloads recent decisions from the audit
-// log, and builds the admin page.
-func (s *Server) startAdmin() error {
+// startSinks starts the sinks every decision fans out to and reloads
+// recent decisions from the audit log. They exist before the gate, which
+// emits to them.
+func (s *Server) startSinks() error {
 	o := s.opts.Admin
 	s.metrics.ObserveUpstreams(s.opts.Upstreams)
-	hook, err := events.NewWebhook(o.Webhook, s.opts.Version, s.log, s.metrics.Metrics)
+	hook, err := events.NewWebhook(o.Webhook, s.opts.Version, s.log, s.metrics)
 	if err != nil {
 		return err
 	}
 	s.hook = hook
-	s.audit = auditLog{events.NewAudit(o.Audit, s.log, s.metrics.Metrics)}
+	s.audit = events.NewAudit(o.Audit, s.log, s.metrics)
 	if o.Audit == nil {
 		s.log.Warn("running without an audit log: decisions and override changes are not kept")
 	}
@@ -65,16 +63,21 @@ func (s *Server) startAdmin() error {
 	s.live = admin.NewLive()
 	// Join the bus before reading the audit log, so that no decision falls
 	// between the two; live keeps one that is in both once.
-	s.bus = events.JoinBus(o.Bus, s.live.Remote(), s.log, s.metrics.Metrics)
+	s.bus = events.JoinBus(o.Bus, s.live.Remote(), s.log, s.metrics)
 	s.live.LoadFrom(o.Audit, s.log)
-	s.events = events.Fanout{events.Log(s.log), s.metrics.Metrics, s.live, s.bus, s.audit.Audit, s.hook}
+	s.events = events.Fanout{events.Log(s.log), s.metrics, s.live, s.bus, s.audit, s.hook}
+	return nil
+}
+
+// startConsole builds the admin page over the gate.
+func (s *Server) startConsole() {
+	o := s.opts.Admin
 	s.console = admin.New(admin.Options{
 		Token: o.Token, ReadOnlyToken: o.ReadOnlyToken,
-		Gate: adminGate{s}, Verdicts: s.opts.Verdicts, Overrides: s.opts.Verdicts, Blobs: s.opts.Blobs, Audit: o.Audit,
-		Upstreams: s.opts.Upstreams, Metrics: s.metrics.Metrics, Live: s.live, Webhook: hook.Configured(),
+		Gate: s.gate, Verdicts: s.opts.Verdicts, Overrides: s.opts.Verdicts, Blobs: s.opts.Blobs, Audit: o.Audit,
+		Upstreams: s.opts.Upstreams, Metrics: s.metrics, Live: s.live, Webhook: s.hook.Configured(),
 		CanonicalName: canonicalName, Version: s.opts.Version, Logger: s.log,
 	})
-	return nil
 }
 
 // adminRoutes is everything under /admin/.
@@ -101,42 +104,12 @@ func (s *Server) StopStreams() { s.console.StopStreams() }
 // alerts in flight finish, until ctx ends.
 func (s *Server) Close(ctx context.Context) {
 	s.StopStreams()
-	if n := s.flights.drain(ctx) + s.allowFlights.drain(ctx); n > 0 {
+	if n := s.gate.Drain(ctx); n > 0 {
 		s.log.Warn("stopped with ingests still running; they are redone when asked for", "ingests", n)
 	}
 	s.bus.Close(ctx)
 	s.audit.Close(ctx)
 	s.hook.Close(ctx)
-}
-
-// adminGate answers what the admin page asks of the gate.
-type adminGate struct{ s *Server }
-
-func (g adminGate) Scans() []admin.Scan {
-	flights := g.s.Scans()
-	out := make([]admin.Scan, len(flights))
-	for i, f := range flights {
-		out[i] = admin.Scan(f)
-	}
-	return out
-}
-
-func (g adminGate) Scanner() *scanner.Scanner { return g.s.scanner() }
-
-func (g adminGate) ImageBlobs(ctx context.Context, d digest.Digest) ([]admin.Blob, bool) {
-	body, mt, err := g.s.opts.Blobs.Manifest(ctx, d)
-	if err != nil || (mt != mediaTypeOCIManifest && mt != mediaTypeDockerManifest) {
-		return nil, false
-	}
-	refs, err := g.s.blobsOf(body)
-	if err != nil {
-		return nil, false
-	}
-	out := make([]admin.Blob, len(refs))
-	for i, r := range refs {
-		out[i] = admin.Blob{Digest: r.Digest, Kind: r.Noun(), Context: r.Context}
-	}
-	return out, true
 }
 
 // canonicalName spells a name's registry as the registry API reads it (any

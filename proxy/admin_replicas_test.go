@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/pullgate/pullgate/internal/testsync"
 	"github.com/pullgate/pullgate/proxy/admin"
+	"github.com/pullgate/pullgate/proxy/events"
 	"github.com/pullgate/pullgate/storage"
 	pgredis "github.com/pullgate/pullgate/storage/redis"
 )
@@ -29,7 +31,7 @@ func adminReplicas(t *testing.T, hub *testregistry.Registry, hook string, n int)
 	t.Helper()
 	rs := replicas(t, hub, n, func(o *Options, store *pgredis.Store) {
 		o.Admin = AdminOptions{Token: testAdminToken, Audit: store.AuditLog(0), Bus: store,
-			Webhook: WebhookOptions{URL: hook, Secret: "webhook-secret-for-tests", Backoff: 20 * time.Millisecond}}
+			Webhook: events.WebhookOptions{URL: hook, Secret: "webhook-secret-for-tests", Backoff: 20 * time.Millisecond}}
 	})
 	for _, r := range rs {
 		t.Cleanup(func() { closeServer(r.srv) })
@@ -70,27 +72,15 @@ func (r replica) blocked(t *testing.T, d digest.Digest) []admin.BlockedImage {
 	t.Helper()
 	var list struct{ Blocked []admin.BlockedImage }
 	r.get(t, "/admin/api/blocked", &list)
-	var out []admin.BlockedImage
-	for _, b := range list.Blocked {
-		if b.Digest == d {
-			out = append(out, b)
-		}
-	}
-	return out
+	return slices.DeleteFunc(list.Blocked, func(b admin.BlockedImage) bool { return b.Digest != d })
 }
 
 // pulls returns r's recent decisions about d.
-func (r replica) pulls(t *testing.T, d digest.Digest) []Event {
+func (r replica) pulls(t *testing.T, d digest.Digest) []events.Event {
 	t.Helper()
-	var list struct{ Pulls []Event }
+	var list struct{ Pulls []events.Event }
 	r.get(t, "/admin/api/pulls?limit=1000", &list)
-	var out []Event
-	for _, ev := range list.Pulls {
-		if ev.Digest == d {
-			out = append(out, ev)
-		}
-	}
-	return out
+	return slices.DeleteFunc(list.Pulls, func(ev events.Event) bool { return ev.Digest != d })
 }
 
 // pullEvents opens r's event stream and sends the digest of each "pull"
@@ -122,7 +112,7 @@ func (r replica) pullEvents(t *testing.T) <-chan digest.Digest {
 			case strings.HasPrefix(line, "event: "):
 				event = strings.TrimPrefix(line, "event: ")
 			case strings.HasPrefix(line, "data: ") && event == "pull":
-				var ev Event
+				var ev events.Event
 				if json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &ev) != nil {
 					continue
 				}

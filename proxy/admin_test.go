@@ -22,6 +22,7 @@ import (
 	"github.com/pullgate/pullgate/internal/testsync"
 	"github.com/pullgate/pullgate/proxy/admin"
 	"github.com/pullgate/pullgate/proxy/admin/admintest"
+	"github.com/pullgate/pullgate/proxy/events"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
@@ -98,10 +99,13 @@ func TestAdminBlockedThenAllowed(t *testing.T) {
 		b.Findings[0].Path != "/usr/bin/kworker" || b.Findings[0].Layer != bad || b.Findings[0].Rule == "" {
 		t.Fatalf("blocked entry: %+v", b)
 	}
-	var pulls struct{ Pulls []Event }
+	var pulls struct{ Pulls []events.Event }
 	_, body = f.req(t, "GET", "/admin/api/pulls", asAdmin, nil)
 	if err := json.Unmarshal(body, &pulls); err != nil || len(pulls.Pulls) == 0 || pulls.Pulls[0].Decision != verdict.Blocked {
 		t.Fatalf("pulls: %s", body)
+	}
+	if resp, _ := f.do(t, "GET", "/v2/someone/miner/blobs/"+bad.String()); resp.StatusCode != 403 {
+		t.Fatalf("blocked layer asked for alone: %d", resp.StatusCode)
 	}
 
 	resp, body := f.req(t, "POST", "/admin/api/overrides", asAdmin,
@@ -118,6 +122,16 @@ func TestAdminBlockedThenAllowed(t *testing.T) {
 	}
 	if resp, _ := f.do(t, "GET", "/v2/someone/miner/blobs/"+bad.String()); resp.StatusCode != 200 {
 		t.Fatalf("allowed layer: %d", resp.StatusCode)
+	}
+	// The blob's own decisions are recorded: the refusal, then the allow.
+	blobDecisions := map[verdict.Outcome]int{}
+	for _, ev := range f.srv.live.Recent(100) {
+		if ev.Digest == bad && ev.Image == "docker.io/someone/miner" {
+			blobDecisions[ev.Decision]++
+		}
+	}
+	if blobDecisions[verdict.Blocked] != 1 || blobDecisions[verdict.Overridden] != 1 {
+		t.Fatalf("decisions recorded for the layer: %v", blobDecisions)
 	}
 
 	var audit struct{ Records []storage.AuditRecord }
@@ -193,7 +207,7 @@ func TestAdminStream(t *testing.T) {
 		t.Fatalf("pull: %d %s", r.StatusCode, body)
 	}
 	data := next("pull")
-	var ev Event
+	var ev events.Event
 	if err := json.Unmarshal([]byte(strings.TrimPrefix(data, "data: ")), &ev); err != nil || ev.Image != "docker.io/library/clean:1" || ev.Decision != verdict.Allowed {
 		t.Fatalf("pull event %q: %v", data, err)
 	}
@@ -223,7 +237,7 @@ func TestAdminPageAndReload(t *testing.T) {
 	}
 
 	// A second server on the same audit log starts with the refusal.
-	srv2, err := New(Options{Upstreams: f.srv.opts.Upstreams, Blobs: f.blobs, Verdicts: f.store, Scanner: f.srv.scanner(),
+	srv2, err := New(Options{Upstreams: f.srv.opts.Upstreams, Blobs: f.blobs, Verdicts: f.store, Scanner: f.srv.gate.Scanner(),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Admin: AdminOptions{Audit: f.audit}})
 	if err != nil {
 		t.Fatal(err)

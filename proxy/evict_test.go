@@ -7,6 +7,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
@@ -42,7 +43,7 @@ func TestEvictKeepsTheStoreWithinItsSize(t *testing.T) {
 	for _, in := range infos {
 		total += in.Size
 	}
-	if rep, err := srv.Evict(ctx); err != nil || rep.Evicted != 0 {
+	if rep, err := srv.gate.Evict(ctx); err != nil || rep.Evicted != 0 {
 		t.Fatalf("a store under its bound evicted %+v, %v", rep, err)
 	}
 
@@ -52,7 +53,7 @@ func TestEvictKeepsTheStoreWithinItsSize(t *testing.T) {
 		keep[digest.FromBytes(l)] = true
 	}
 	_, raw := f.hub.Manifest(t, "library/recent", "1")
-	refs, err := srv.blobsOf(raw)
+	refs, err := gate.BlobsOf(raw, 500)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +65,7 @@ func TestEvictKeepsTheStoreWithinItsSize(t *testing.T) {
 		}
 	}
 	srv.gate.SetMaxStoreBytes(recentBytes*10/9 + 10)
-	rep, err := srv.Evict(ctx)
+	rep, err := srv.gate.Evict(ctx)
 	if err != nil || rep.Evicted == 0 || rep.StoreBytes != total {
 		t.Fatalf("evict: %+v, %v", rep, err)
 	}
@@ -77,7 +78,7 @@ func TestEvictKeepsTheStoreWithinItsSize(t *testing.T) {
 			t.Fatalf("a recently used layer was evicted: %v", err)
 		}
 	}
-	if _, err := f.store.Verdict(ctx, oldLayer, srv.scanner().RulesetID(), storage.ContextLayer); err != nil {
+	if _, err := f.store.Verdict(ctx, oldLayer, srv.gate.Scanner().RulesetID(), storage.ContextLayer); err != nil {
 		t.Fatalf("the evicted layer's verdict went too: %v", err)
 	}
 

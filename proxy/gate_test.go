@@ -15,6 +15,8 @@ import (
 
 	"github.com/pullgate/pullgate/internal/samples"
 	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/internal/verdict"
+	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
@@ -149,7 +151,7 @@ func TestPublisherPolicyAndKnownBad(t *testing.T) {
 	}}
 	known := digest.FromBytes(img.Layers[1])
 	f := newFixture(t, func(o *Options, _ *scanner.Options) {
-		o.Policy = map[string]RepoPolicy{"docker.io": {
+		o.Policy = map[string]gate.RepoPolicy{"docker.io": {
 			Allow: []string{"library/*", "goodcorp/**"},
 			Deny:  []string{"library/evil*"},
 		}}
@@ -182,6 +184,20 @@ func TestPublisherPolicyAndKnownBad(t *testing.T) {
 	}
 	if f.hub.ManifestHeads("docker123321/xmr", "1") != 0 {
 		t.Error("a repository refused by policy was looked up upstream")
+	}
+	// Each request refused by its name is recorded once, as a policy
+	// decision with the reason the client read.
+	var recorded []string
+	for _, ev := range f.srv.live.Recent(100) {
+		if ev.Decision == verdict.Policy {
+			recorded = append(recorded, ev.Image)
+			if ev.Reason == "" || ev.UserAgent == "" {
+				t.Errorf("refusal of %s recorded without its reason or user agent: %+v", ev.Image, ev)
+			}
+		}
+	}
+	if len(recorded) != 3 {
+		t.Errorf("recorded policy refusals %q, want the three requests refused by name", recorded)
 	}
 
 	f.hub.Push(t, "library/known", "1", img)

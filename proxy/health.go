@@ -20,7 +20,7 @@ import (
 func (s *Server) operationalRouter() chi.Router {
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
-	r.Use(s.metrics.middleware)
+	r.Use(s.metrics.Middleware)
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	r.Get("/readyz", s.ready)
 	r.Handle("/metrics", promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{}))
@@ -40,7 +40,7 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	if err := s.opts.Verdicts.Ping(ctx); err != nil {
 		problems = append(problems, "verdict store: "+err.Error())
 	}
-	if sc := s.scanner(); sc == nil || sc.RuleCount() == 0 {
+	if sc := s.gate.Scanner(); sc == nil || sc.RuleCount() == 0 {
 		problems = append(problems, "scanner: no rules loaded")
 	}
 	if len(problems) > 0 {

@@ -1,13 +1,10 @@
 package proxy
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -16,9 +13,6 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/pullgate/pullgate/proxy/upstream"
-	"github.com/pullgate/pullgate/scanner"
-	"github.com/pullgate/pullgate/storage"
-	"github.com/pullgate/pullgate/storage/bolt"
 )
 
 // hostileUpstream serves, under tag "1" of each repository, a manifest a
@@ -74,30 +68,11 @@ func TestHostileManifestsRefusedClearly(t *testing.T) {
 	}
 	url := hostileUpstream(t, manifests)
 
-	ctx := context.Background()
 	up, err := upstream.New(upstream.Config{Name: "docker.io", URL: url})
 	if err != nil {
 		t.Fatal(err)
 	}
-	blobs, _ := storage.NewInMemoryBlobs(ctx)
-	store, err := bolt.Open(filepath.Join(t.TempDir(), "v.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	sc, err := scanner.New(scanner.Options{Workers: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
-	srv, err := New(Options{Upstreams: map[string]*upstream.Registry{"docker.io": up}, Blobs: blobs, Verdicts: store, Scanner: sc,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Handler())
-	defer ts.Close()
-	f := &fixture{url: ts.URL, client: ts.Client()}
+	f := serverOver(t, up)
 
 	for repo, c := range cases {
 		t.Run(repo, func(t *testing.T) {

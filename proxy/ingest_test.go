@@ -77,7 +77,7 @@ func TestUpstreamCorruptionRefusedAndNotCached(t *testing.T) {
 			if _, err := f.blobs.Stat(context.Background(), d); !errors.Is(err, storage.ErrNotFound) {
 				t.Fatalf("bad bytes were stored: %v", err)
 			}
-			if _, err := f.store.Verdict(context.Background(), d, f.srv.scanner().RulesetID(), storage.ContextLayer); !errors.Is(err, storage.ErrNotFound) {
+			if _, err := f.store.Verdict(context.Background(), d, f.srv.gate.Scanner().RulesetID(), storage.ContextLayer); !errors.Is(err, storage.ErrNotFound) {
 				t.Fatalf("a verdict was kept for bytes that did not verify: %v", err)
 			}
 			// The fault was once: the retry fetches the right bytes.
@@ -154,7 +154,7 @@ func TestCloseWaitsForIngestsInProgress(t *testing.T) {
 	}
 	close(release)
 	<-closed
-	if _, err := f.store.Verdict(context.Background(), slow, f.srv.scanner().RulesetID(), storage.ContextLayer); err != nil {
+	if _, err := f.store.Verdict(context.Background(), slow, f.srv.gate.Scanner().RulesetID(), storage.ContextLayer); err != nil {
 		t.Fatalf("no verdict for the layer once Close returned: %v", err)
 	}
 }

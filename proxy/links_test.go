@@ -37,7 +37,7 @@ func waitVerdict(t *testing.T, f *fixture, dgst digest.Digest, c storage.Context
 	var v storage.Verdict
 	testsync.WaitFor(t, 20*time.Second, "a "+string(c)+" verdict for "+dgst.String(), func() bool {
 		var err error
-		v, err = f.store.Verdict(context.Background(), dgst, f.srv.scanner().RulesetID(), c)
+		v, err = f.store.Verdict(context.Background(), dgst, f.srv.gate.Scanner().RulesetID(), c)
 		return err == nil
 	})
 	return v
@@ -58,7 +58,7 @@ func TestConfigFetchedFirstAsBlobStillRefused(t *testing.T) {
 	// Step 1: the config by itself, before any manifest names it. Whatever
 	// the answer, it must not decide the manifest.
 	f.do(t, "GET", "/v2/someone/web/blobs/"+built.ConfigDigest.String())
-	if _, err := f.store.Verdict(context.Background(), built.ConfigDigest, f.srv.scanner().RulesetID(), storage.ContextConfig); err == nil {
+	if _, err := f.store.Verdict(context.Background(), built.ConfigDigest, f.srv.gate.Scanner().RulesetID(), storage.ContextConfig); err == nil {
 		t.Fatal("a bare blob request left a config verdict")
 	}
 
@@ -121,7 +121,7 @@ func TestDigestAsConfigAndLayerScannedInBoth(t *testing.T) {
 func TestDeniedContentRefusedUnderAnotherName(t *testing.T) {
 	deny := map[string]func(t *testing.T, f *fixture){
 		"policy": func(_ *testing.T, f *fixture) {
-			f.srv.gate.SetPolicy(map[string]RepoPolicy{"docker.io": {Deny: []string{"library/clean"}}})
+			f.srv.gate.SetPolicy(map[string]gate.RepoPolicy{"docker.io": {Deny: []string{"library/clean"}}})
 		},
 		"override": func(t *testing.T, f *fixture) {
 			o := storage.Override{Subject: "docker.io/library/clean", Action: storage.Deny, Reason: "publisher pulled", Actor: "admin", Time: time.Now()}
@@ -190,7 +190,7 @@ func TestDeniedContentRefusedUnderAnotherName(t *testing.T) {
 // allow naming the digest serves it.
 func TestRepositoryAllowDoesNotServeBlockedDigest(t *testing.T) {
 	f := newFixture(t)
-	f.srv.gate.SetPolicy(map[string]RepoPolicy{"docker.io": {Allow: []string{"library/*"}}})
+	f.srv.gate.SetPolicy(map[string]gate.RepoPolicy{"docker.io": {Allow: []string{"library/*"}}})
 	ctx := context.Background()
 	img := testregistry.MinerImage("miner")
 	mdgst := f.hub.Push(t, "someone/tool", "1", img)
@@ -334,7 +334,7 @@ func TestBareBlobRefusedWhenBlockedInAnotherContext(t *testing.T) {
 		t.Fatalf("bare blob scanned as an artifact: %s", v.Status)
 	}
 
-	v := storage.Verdict{Digest: d, RulesetID: f.srv.scanner().RulesetID(), Context: storage.ContextConfig, Status: storage.StatusBlocked,
+	v := storage.Verdict{Digest: d, RulesetID: f.srv.gate.Scanner().RulesetID(), Context: storage.ContextConfig, Status: storage.StatusBlocked,
 		Findings: []storage.Finding{{Rule: "MinerInImageConfig", Category: "miner", Severity: "high", Path: "config:Entrypoint", Layer: d}}}
 	if err := f.store.PutVerdict(ctx, v); err != nil {
 		t.Fatal(err)

@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -30,8 +29,9 @@ import (
 	"github.com/pullgate/pullgate/internal/redisserver"
 	"github.com/pullgate/pullgate/internal/testregistry"
 	"github.com/pullgate/pullgate/internal/testsync"
+	"github.com/pullgate/pullgate/proxy/admin/admintest"
+	"github.com/pullgate/pullgate/proxy/events"
 	"github.com/pullgate/pullgate/proxy/upstream"
-	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 	pgredis "github.com/pullgate/pullgate/storage/redis"
 )
@@ -150,23 +150,13 @@ func TestLoadHugeUserAgentsStayBounded(t *testing.T) {
 	t.Cleanup(func() { file.Close() })
 	audit := storage.TeeAuditLog{store.AuditLog(loadRetention), file}
 
-	up, err := upstream.New(upstream.Config{Name: "docker.io", URL: hub.URL(),
-		AllowNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	blobs, err := storage.NewInMemoryBlobs(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc, err := scanner.New(scanner.Options{Workers: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sc.Close() })
 	logs := &longestLine{}
 	srv, err := New(Options{
-		Upstreams: map[string]*upstream.Registry{"docker.io": up}, Blobs: blobs, Verdicts: store, Scanner: sc,
+		Upstreams: map[string]*upstream.Registry{"docker.io": loopbackUpstream(t, hub.URL())}, Blobs: blobs, Verdicts: store, Scanner: testScanner(t),
 		Logger: slog.New(slog.NewTextHandler(logs, nil)),
 		Admin:  AdminOptions{Token: testAdminToken, Audit: audit},
 	})
@@ -182,25 +172,10 @@ func TestLoadHugeUserAgentsStayBounded(t *testing.T) {
 	})
 	client := ts.Client()
 	do := func(method, path, ua, auth string, body io.Reader) (*http.Response, []byte) {
-		req, err := http.NewRequest(method, ts.URL+path, body)
-		if err != nil {
-			t.Fatal(err)
+		if auth == "" {
+			return admintest.Request(t, client, ts.URL, method, path, "", body, "User-Agent", ua)
 		}
-		req.Header.Set("User-Agent", ua)
-		if auth != "" {
-			req.Header.Set("Authorization", "Bearer "+auth)
-			req.Header.Set("Content-Type", "application/json")
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp, b
+		return admintest.Request(t, client, ts.URL, method, path, "bearer:"+auth, body, "User-Agent", ua, "Content-Type", "application/json")
 	}
 
 	// The operator allows the repository (which lifts the publisher policy
@@ -299,7 +274,7 @@ func TestLoadHugeUserAgentsStayBounded(t *testing.T) {
 		t.Errorf("admin page: %d, %d bytes", resp.StatusCode, len(page))
 	}
 	_, body = do("GET", "/admin/api/pulls?n=1", "curl", testAdminToken, nil)
-	var pulls struct{ Pulls []Event }
+	var pulls struct{ Pulls []events.Event }
 	if err := json.Unmarshal(body, &pulls); err != nil || len(pulls.Pulls) == 0 {
 		t.Fatalf("pulls: %.200s", body)
 	}

@@ -16,9 +16,8 @@ import (
 // it is (it only points at manifests, each gated when asked for); an image
 // manifest only once the gate has a clean verdict for its config and layers.
 func (s *Server) manifest(w http.ResponseWriter, r *http.Request, t target) {
-	ev := event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: t.Image()}
 	up := s.upstream(t)
-	a := s.gate.AskManifest(r.Context(), up, t.Target, acceptedTypes(r), s.holdFor(r), ev)
+	a := s.gate.AskManifest(r.Context(), up, t.Target, acceptedTypes(r), s.holdFor(r), requestEvent(r, t.Image(), ""))
 	if a.Err != nil {
 		writeError(w, r, gateError(a.Err))
 		return
@@ -37,7 +36,7 @@ func (s *Server) manifest(w http.ResponseWriter, r *http.Request, t target) {
 		return
 	}
 	_, _ = w.Write(a.Body)
-	s.metrics.servedBytes(len(a.Body))
+	s.metrics.ServedBytes(len(a.Body))
 }
 
 // acceptedTypes lists the manifest types the client accepts, in a stable

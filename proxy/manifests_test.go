@@ -26,8 +26,8 @@ func TestIndexServedAndPlatformGated(t *testing.T) {
 	}
 	// Serving the index pre-scans both platforms in the background.
 	testsync.WaitFor(t, 20*time.Second, "both platforms to be prefetched", func() bool {
-		_, errGood := f.store.Verdict(context.Background(), digest.FromBytes(testregistry.CleanImage("amd64").Layers[0]), f.srv.scanner().RulesetID(), storage.ContextLayer)
-		_, errBad := f.store.Verdict(context.Background(), digest.FromBytes(testregistry.MinerImage("miner").Layers[2]), f.srv.scanner().RulesetID(), storage.ContextLayer)
+		_, errGood := f.store.Verdict(context.Background(), digest.FromBytes(testregistry.CleanImage("amd64").Layers[0]), f.srv.gate.Scanner().RulesetID(), storage.ContextLayer)
+		_, errBad := f.store.Verdict(context.Background(), digest.FromBytes(testregistry.MinerImage("miner").Layers[2]), f.srv.gate.Scanner().RulesetID(), storage.ContextLayer)
 		return errGood == nil && errBad == nil
 	})
 	if resp, _ := f.do(t, "GET", "/v2/library/multi/manifests/"+good.String()); resp.StatusCode != 200 {

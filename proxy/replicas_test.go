@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
-	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -17,7 +16,6 @@ import (
 	"github.com/pullgate/pullgate/internal/testregistry"
 	"github.com/pullgate/pullgate/internal/testsync"
 	"github.com/pullgate/pullgate/proxy/upstream"
-	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 	pgredis "github.com/pullgate/pullgate/storage/redis"
 )
@@ -47,19 +45,9 @@ func replicas(t *testing.T, hub *testregistry.Registry, n int, mod func(*Options
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { store.Close() })
-		up, err := upstream.New(upstream.Config{Name: "docker.io", URL: hub.URL(),
-			// The stand-in's CDN listens on another loopback address.
-			AllowNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc, err := scanner.New(scanner.Options{Workers: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { sc.Close() })
 		opts := Options{
-			Upstreams: map[string]*upstream.Registry{"docker.io": up}, Blobs: blobs, Verdicts: store, Scanner: sc,
+			Upstreams: map[string]*upstream.Registry{"docker.io": loopbackUpstream(t, hub.URL())},
+			Blobs:     blobs, Verdicts: store, Scanner: testScanner(t),
 			Locks: store, Releases: store,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		}

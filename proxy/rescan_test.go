@@ -14,6 +14,7 @@ import (
 
 	"github.com/pullgate/pullgate/internal/testregistry"
 	"github.com/pullgate/pullgate/internal/verdict"
+	"github.com/pullgate/pullgate/proxy/events"
 
 	"github.com/pullgate/pullgate/internal/testsync"
 	"github.com/pullgate/pullgate/scanner"
@@ -105,7 +106,7 @@ func TestRetroactiveBlockNamesWhoPulledIt(t *testing.T) {
 	if _, err := f.srv.Rescan(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	var got *Event
+	var got *events.Event
 	for _, ev := range f.srv.live.Recent(50) {
 		if ev.Decision == verdict.RetroactiveBlock {
 			got = &ev
@@ -129,7 +130,7 @@ func (f *fixture) newRules(t *testing.T, name, needle string) {
 	t.Helper()
 	rule := filepath.Join(t.TempDir(), name+".yar")
 	writeRule(t, rule, `rule `+name+` { meta: category = "miner" severity = "high" description = "test rule" strings: $a = "`+needle+`" condition: $a }`)
-	if err := f.srv.scanner().Reload(scanner.Options{RulePaths: []string{rule}}); err != nil {
+	if err := f.srv.gate.Scanner().Reload(scanner.Options{RulePaths: []string{rule}}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pullgate/pullgate/internal/testsync"
+	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/scanner"
 )
 
@@ -24,7 +25,7 @@ func TestRunReloadsRulesInPlace(t *testing.T) {
 	var logs testsync.Buffer
 	f := newFixture(t, func(o *Options, so *scanner.Options) {
 		so.RulePaths = []string{dir}
-		o.Rules = RulesSource{Poll: 10 * time.Millisecond,
+		o.Rules = gate.RulesSource{Poll: 10 * time.Millisecond,
 			Load: func() (scanner.Options, error) { return scanner.Options{RulePaths: []string{dir}}, nil }}
 		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	})
@@ -33,11 +34,11 @@ func TestRunReloadsRulesInPlace(t *testing.T) {
 	go func() { defer close(ran); f.srv.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-ran })
 
-	sc := f.srv.scanner()
+	sc := f.srv.gate.Scanner()
 	first := sc.RulesetID()
 	replaceRule(t, file, "rule SiteB { condition: false }\n")
 	testsync.WaitFor(t, 10*time.Second, "the changed rule file to be reloaded", func() bool { return sc.RulesetID() != first })
-	if f.srv.scanner() != sc {
+	if f.srv.gate.Scanner() != sc {
 		t.Fatal("a reload replaced the scanner instead of its rules")
 	}
 

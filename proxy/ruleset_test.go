@@ -43,7 +43,7 @@ func TestVerdictOfReplacedRulesIsNotServedAsCurrent(t *testing.T) {
 		done <- result{resp.StatusCode, body}
 	}()
 	testsync.WaitFor(t, 10*time.Second, "the layer's bytes to reach the scanner", func() bool {
-		for _, fl := range f.srv.Scans() {
+		for _, fl := range f.srv.gate.Scans() {
 			if fl.Digest == layer && fl.Bytes > 0 {
 				return true
 			}
@@ -51,11 +51,11 @@ func TestVerdictOfReplacedRulesIsNotServedAsCurrent(t *testing.T) {
 		return false
 	})
 
-	old := f.srv.scanner().RulesetID()
+	old := f.srv.gate.Scanner().RulesetID()
 	rules := filepath.Join(t.TempDir(), "new.yar")
 	writeRule(t, rules, `rule NewRule { meta: category = "miner" severity = "high" description = "new rule" strings: $a = "RULES-CHANGE-MARK" condition: $a }`)
 	// The scan in flight keeps the rules it started under.
-	sc := f.srv.scanner()
+	sc := f.srv.gate.Scanner()
 	if err := sc.Reload(scanner.Options{RulePaths: []string{rules}}); err != nil {
 		t.Fatal(err)
 	}

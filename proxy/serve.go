@@ -127,7 +127,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, dgst digest.D
 
 	dw := &deadlineWriter{w: w, rc: http.NewResponseController(w), timeout: s.opts.Serve.WriteTimeout, status: status}
 	err = verifiedCopy(ctx, dw, rc, dgst, size, rg.start, rg.length)
-	s.metrics.servedBytes(int(dw.n))
+	s.metrics.ServedBytes(int(dw.n))
 	if err == nil {
 		err = dw.finish()
 	}

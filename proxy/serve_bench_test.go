@@ -11,6 +11,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/pullgate/pullgate/proxy/events"
 	"github.com/pullgate/pullgate/storage"
 )
 
@@ -42,7 +43,7 @@ func BenchmarkServeWarmBlob(b *testing.B) {
 
 	s := &Server{opts: Options{Blobs: blobs}, log: slog.New(slog.DiscardHandler)}
 	s.opts.setDefaults()
-	s.metrics = newMetrics(s.opts.Registry)
+	s.metrics = events.NewMetrics(s.opts.Registry)
 	s.streams = make(streamSlots, 4)
 
 	for _, bc := range []struct {

@@ -278,7 +278,10 @@ func TestBlobWriteTimeout(t *testing.T) {
 	}
 }
 
-func TestReadyzProbesAWrite(t *testing.T) {
+// faultyFixture is a fixture whose blob store runs on d, a driver the
+// test makes fail.
+func faultyFixture(t *testing.T) (*fixture, *faultyDriver) {
+	t.Helper()
 	d := &faultyDriver{StorageDriver: inmemory.New()}
 	f := newFixture(t, func(o *Options, _ *scanner.Options) {
 		blobs, err := storage.NewBlobs(context.Background(), d)
@@ -287,6 +290,11 @@ func TestReadyzProbesAWrite(t *testing.T) {
 		}
 		o.Blobs = blobs
 	})
+	return f, d
+}
+
+func TestReadyzProbesAWrite(t *testing.T) {
+	f, d := faultyFixture(t)
 	f.srv.storeProbe.every = 0 // probe on every call, for the test
 	if resp, body := f.do(t, "GET", "/readyz"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("readyz with a working store: %d %s", resp.StatusCode, body)
@@ -303,14 +311,7 @@ func TestReadyzProbesAWrite(t *testing.T) {
 }
 
 func TestReadyzProbeIsCached(t *testing.T) {
-	d := &faultyDriver{StorageDriver: inmemory.New()}
-	f := newFixture(t, func(o *Options, _ *scanner.Options) {
-		blobs, err := storage.NewBlobs(context.Background(), d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		o.Blobs = blobs
-	})
+	f, d := faultyFixture(t)
 	if resp, _ := f.do(t, "GET", "/readyz"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("readyz: %d", resp.StatusCode)
 	}
@@ -324,14 +325,7 @@ func TestReadyzProbeIsCached(t *testing.T) {
 }
 
 func TestStoreErrorsHideServerPaths(t *testing.T) {
-	d := &faultyDriver{StorageDriver: inmemory.New()}
-	f := newFixture(t, func(o *Options, _ *scanner.Options) {
-		blobs, err := storage.NewBlobs(context.Background(), d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		o.Blobs = blobs
-	})
+	f, d := faultyFixture(t)
 	dgst := warmBlob(t, f, "library/hidden", bigLayer(5, 1000))
 	d.failReads.Store(true)
 	resp, body := f.do(t, "GET", "/v2/library/hidden/blobs/"+dgst.String())

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pullgate/pullgate/proxy/events"
@@ -45,22 +46,21 @@ type Options struct {
 	// The gate's options, passed to it as they are; gate.Options says
 	// what each does and its default.
 	RetryAfter, TagTTL, IngestTimeout, IngestLease time.Duration
-	Policy                                         map[string]RepoPolicy
+	Policy                                         map[string]gate.RepoPolicy
 	Decision                                       scanner.Policy
-	KnownBad                                       DigestSet
+	KnownBad                                       gate.DigestSet
 	MaxStoreBytes, MaxBlobBytes, MaxConfigBytes    int64
 	PrefetchPlatforms                              []string
-	// MaxManifestLayers bounds the layers of one image. Default 500.
-	MaxManifestLayers int
+	MaxManifestLayers                              int
 
 	// Serve bounds blob downloads to clients (serve.go).
 	Serve ServeOptions
 
 	// Warm lists images Run keeps fetched and scanned (gate.WarmOptions).
-	Warm WarmOptions
+	Warm gate.WarmOptions
 	// Rules is where Run reloads the scanner's rules from
 	// (gate.RulesSource).
-	Rules RulesSource
+	Rules gate.RulesSource
 
 	// Admin configures /admin/ (the page and its API), the audit log and
 	// the alerts (admin.go).
@@ -85,9 +85,6 @@ func (o *Options) setDefaults() {
 	if o.Serve.MaxStreams <= 0 {
 		o.Serve.MaxStreams = 512
 	}
-	if o.MaxManifestLayers <= 0 {
-		o.MaxManifestLayers = 500 // as the gate's default; the operator's side lists blobs with it
-	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -103,14 +100,12 @@ type Server struct {
 	opts       Options
 	log        *slog.Logger
 	gate       *gate.Gate
-	metrics    *metrics
+	metrics    *events.Metrics
 	started    time.Time
 	streams    streamSlots // blob downloads in progress (serve.go)
 	storeProbe writeProbe  // /readyz's cached write probe
-	// flights and allowFlights drain the gate's ingests at Close.
-	flights, allowFlights drainer
 
-	operator // the operator's window: admin.go, events.go
+	operator // the operator's window and the sinks decisions go to: admin.go
 }
 
 // New checks the options and builds a Server.
@@ -125,8 +120,11 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		opts:    opts,
 		log:     opts.Logger,
-		metrics: newMetrics(opts.Registry),
+		metrics: events.NewMetrics(opts.Registry),
 		started: time.Now(),
+	}
+	if err := s.startSinks(); err != nil {
+		return nil, err
 	}
 	g, err := gate.New(gate.Options{
 		Upstreams: opts.Upstreams, Policy: opts.Policy, TagTTL: opts.TagTTL, PrefetchPlatforms: opts.PrefetchPlatforms,
@@ -136,18 +134,13 @@ func New(opts Options) (*Server, error) {
 		RetryAfter: opts.RetryAfter, IngestTimeout: opts.IngestTimeout, IngestLease: opts.IngestLease,
 		MaxBlobBytes: opts.MaxBlobBytes, MaxConfigBytes: opts.MaxConfigBytes, MaxManifestLayers: opts.MaxManifestLayers,
 		MaxStoreBytes: opts.MaxStoreBytes,
-		Metrics:       gateMetrics{s.metrics},
-		Events:        events.SinkFunc(s.record),
-		Audit: func(ctx context.Context, q storage.AuditQuery) ([]storage.AuditRecord, error) {
-			return s.audit.query(ctx, q)
-		},
+		Metrics:       s.metrics, Events: s.events, Audit: s.audit.Query,
 		Logger: opts.Logger,
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.gate = g
-	s.flights, s.allowFlights = drainer(g.Drain), drainer(func(context.Context) int { return 0 })
 	if opts.Locks == nil {
 		s.log.Warn("running without ingest leases: replicas sharing these stores may fetch and scan a blob twice")
 	} else if opts.Releases == nil {
@@ -155,20 +148,10 @@ func New(opts Options) (*Server, error) {
 	}
 	s.streams = make(streamSlots, opts.Serve.MaxStreams)
 	s.storeProbe.every = 5 * time.Second
-	s.metrics.observeScanner(s.scanner)
-	if err := s.startAdmin(); err != nil {
-		return nil, err
-	}
+	s.metrics.ObserveScanner(func() events.Pool { return s.gate.Scanner() })
+	s.startConsole()
 	return s, nil
 }
-
-// drainer waits for work in progress (see gate.Gate.Drain).
-type drainer func(context.Context) int
-
-func (d drainer) drain(ctx context.Context) int { return d(ctx) }
-
-// scanner is the scanner of the current ruleset.
-func (s *Server) scanner() *scanner.Scanner { return s.gate.Scanner() }
 
 // ReloadRules asks Run to reload the scanner's rules now (see
 // gate.Gate.ReloadRules): the operator's SIGHUP.
@@ -176,25 +159,12 @@ func (s *Server) ReloadRules(why string) { s.gate.ReloadRules(why) }
 
 // Rescan gives every stored blob a verdict under the current ruleset (see
 // gate.Gate.Rescan).
-func (s *Server) Rescan(ctx context.Context) (RescanReport, error) { return s.gate.Rescan(ctx) }
-
-// Evict keeps the store within Options.MaxStoreBytes (gate.Gate.Evict).
-func (s *Server) Evict(ctx context.Context) (EvictReport, error) { return s.gate.Evict(ctx) }
+func (s *Server) Rescan(ctx context.Context) (gate.RescanReport, error) { return s.gate.Rescan(ctx) }
 
 // Run does the server's background work until ctx ends (gate.Gate.Run):
 // the rescan at start, eviction, warm, and the removal of uploads left
 // behind.
 func (s *Server) Run(ctx context.Context) { s.gate.Run(ctx) }
-
-// The gate's reports and the ingests in progress, under the names the
-// operator's side and cmd use.
-type (
-	FlightInfo   = gate.FlightInfo
-	RescanReport = gate.RescanReport
-	EvictReport  = gate.EvictReport
-	WarmOptions  = gate.WarmOptions
-	RulesSource  = gate.RulesSource
-)
 
 // Handler returns the routes: /v2/ (the registry API), /metrics, /healthz
 // and /readyz, and /admin/ unless it has a listener of its own.
@@ -248,10 +218,7 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Tag lists too: the tags of a refused repository are its names.
-	if refused := s.gate.Admit(r.Context(), t.Registry, t.Repo); refused != nil {
-		d := s.gate.Judge(gate.Facts{NameRefused: refused})
-		s.record(event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: t.Image(), Digest: t.Digest,
-			Decision: d.Outcome, Reason: d.Message})
+	if d := s.gate.AskName(r.Context(), t.Target, requestEvent(r, t.Image(), t.Digest)); d.Refused() {
 		writeError(w, r, refusalError(d))
 		return
 	}
@@ -271,6 +238,12 @@ func (s *Server) configured(registry string) bool {
 }
 
 func (s *Server) upstream(t target) *upstream.Registry { return s.opts.Upstreams[t.Registry] }
+
+// requestEvent is the event of a decision about image (at dgst, when
+// known) asked for by r; the gate fills in the decision where it makes it.
+func requestEvent(r *http.Request, image string, dgst digest.Digest) events.Event {
+	return events.Event{Client: clientOf(r), UserAgent: r.UserAgent(), Image: image, Digest: dgst}
+}
 
 // clientOf names the client for logs and events.
 func clientOf(r *http.Request) string {
@@ -295,9 +268,6 @@ func (s *Server) holdFor(r *http.Request) time.Duration {
 func isDockerEngine(ua string) bool {
 	return strings.HasPrefix(ua, "docker/")
 }
-
-// Scans describes the blobs being fetched and scanned right now.
-func (s *Server) Scans() []FlightInfo { return s.gate.Scans() }
 
 // GatewayHandler serves clients that reach pullgate under a registry's own
 // host name (gateway mode: their DNS sends registry-1.docker.io here). A

@@ -1,25 +1,22 @@
 package proxy
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/proxy/admin/admintest"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
-	"github.com/pullgate/pullgate/storage/bolt"
 )
 
 // fixture is pullgate in front of a real distribution registry with token
@@ -35,26 +32,10 @@ type fixture struct {
 
 func newFixture(t *testing.T, mods ...func(*Options, *scanner.Options)) *fixture {
 	t.Helper()
-	ctx := context.Background()
 	hub := testregistry.Start(t)
-	up, err := upstream.New(upstream.Config{Name: "docker.io", URL: hub.URL(),
-		// The stand-in's CDN listens on another loopback address.
-		AllowNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	blobs, err := storage.NewInMemoryBlobs(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := bolt.Open(filepath.Join(t.TempDir(), "verdicts.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-
+	blobs, store := testStores(t)
 	opts := Options{
-		Upstreams: map[string]*upstream.Registry{"docker.io": up},
+		Upstreams: map[string]*upstream.Registry{"docker.io": loopbackUpstream(t, hub.URL())},
 		Blobs:     blobs,
 		Verdicts:  store,
 		Locks:     store,
@@ -82,23 +63,7 @@ func newFixture(t *testing.T, mods ...func(*Options, *scanner.Options)) *fixture
 
 func (f *fixture) do(t *testing.T, method, path string, hdr ...string) (*http.Response, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, f.url+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Add(hdr[i], hdr[i+1])
-	}
-	resp, err := f.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, body
+	return admintest.Request(t, f.client, f.url, method, path, "", nil, hdr...)
 }
 
 // ociError decodes an OCI error body.

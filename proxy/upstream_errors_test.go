@@ -1,16 +1,13 @@
 package proxy
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -18,9 +15,6 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/pullgate/pullgate/proxy/upstream"
-	"github.com/pullgate/pullgate/scanner"
-	"github.com/pullgate/pullgate/storage"
-	"github.com/pullgate/pullgate/storage/bolt"
 )
 
 const internalSecret = "internal-secret-51d0"
@@ -62,30 +56,11 @@ func gateOver(t *testing.T, h http.HandlerFunc) *fixture {
 		h(w, r)
 	}))
 	t.Cleanup(ts.Close)
-	ctx := context.Background()
 	up, err := upstream.New(upstream.Config{Name: "docker.io", URL: ts.URL, Retries: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	blobs, _ := storage.NewInMemoryBlobs(ctx)
-	store, err := bolt.Open(filepath.Join(t.TempDir(), "v.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	sc, err := scanner.New(scanner.Options{Workers: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sc.Close() })
-	srv, err := New(Options{Upstreams: map[string]*upstream.Registry{"docker.io": up}, Blobs: blobs, Verdicts: store, Scanner: sc,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw := httptest.NewServer(srv.Handler())
-	t.Cleanup(gw.Close)
-	return &fixture{url: gw.URL, client: gw.Client()}
+	return serverOver(t, up)
 }
 
 // An anonymous client never reads what an upstream, or a service it

@@ -41,8 +41,8 @@ func (rc *webhookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "try later", http.StatusServiceUnavailable)
 		return
 	}
-	rc.got = append(rc.got, receivedAlert{body: body, signature: r.Header.Get(WebhookSignatureHeader),
-		event: r.Header.Get(WebhookEventHeader), delivery: r.Header.Get(WebhookDeliveryHeader), userAgnt: r.UserAgent()})
+	rc.got = append(rc.got, receivedAlert{body: body, signature: r.Header.Get(events.WebhookSignatureHeader),
+		event: r.Header.Get(events.WebhookEventHeader), delivery: r.Header.Get(events.WebhookDeliveryHeader), userAgnt: r.UserAgent()})
 }
 
 func (rc *webhookReceiver) snapshot() (int, []receivedAlert) {
@@ -59,7 +59,7 @@ func TestWebhookOnBlockSignedAndRetried(t *testing.T) {
 	defer recv.Close()
 	const secret = "webhook-secret-for-tests"
 	f := newAdminFixture(t, func(o *Options) {
-		o.Admin.Webhook = WebhookOptions{URL: recv.URL + "/hook", Secret: secret, Backoff: 20 * time.Millisecond}
+		o.Admin.Webhook = events.WebhookOptions{URL: recv.URL + "/hook", Secret: secret, Backoff: 20 * time.Millisecond}
 	})
 	mdgst := f.hub.Push(t, "someone/miner", "1", testregistry.MinerImage("miner"))
 	bad := digest.FromBytes(testregistry.MinerImage("miner").Layers[2])
@@ -75,10 +75,10 @@ func TestWebhookOnBlockSignedAndRetried(t *testing.T) {
 		t.Errorf("%d attempts, want 2 (one failure, one retry)", attempts)
 	}
 	a := got[0]
-	if !VerifyWebhook(secret, a.body, a.signature) {
+	if !events.VerifyWebhook(secret, a.body, a.signature) {
 		t.Fatalf("signature %q does not verify", a.signature)
 	}
-	if VerifyWebhook("another-secret", a.body, a.signature) {
+	if events.VerifyWebhook("another-secret", a.body, a.signature) {
 		t.Fatal("signature verifies under another secret")
 	}
 	var p events.AlertBody

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pullgate/pullgate/proxy"
+	"github.com/pullgate/pullgate/proxy/events"
 	"github.com/pullgate/pullgate/storage"
 )
 
@@ -90,7 +91,7 @@ func adminOptions(c AdminConfig, dataDir string, audit storage.AuditLog, bus sto
 		Separate:      c.Listen != "",
 		Audit:         audit,
 		Bus:           bus,
-		Webhook: proxy.WebhookOptions{
+		Webhook: events.WebhookOptions{
 			URL: c.Webhook.URL, Secret: c.Webhook.Secret,
 			SpoolDir: filepath.Join(dataDir, "webhook"),
 		},

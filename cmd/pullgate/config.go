@@ -8,7 +8,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/pullgate/pullgate/proxy"
+	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
@@ -43,7 +43,7 @@ type Config struct {
 	Warm      WarmConfig `yaml:"warm"`
 	// Policy is the publisher policy per registry: repository globs to
 	// allow and deny, checked before any scan.
-	Policy map[string]proxy.RepoPolicy `yaml:"policy"`
+	Policy map[string]gate.RepoPolicy `yaml:"policy"`
 	// KnownBad is a file of sha256 digests (blobs, image manifests, files
 	// inside layers) that always block.
 	KnownBad string `yaml:"known_bad"`
@@ -188,7 +188,7 @@ func defaultConfig() Config {
 			MaxArchiveDepth: 3,
 		},
 		Platforms: []string{"linux/amd64", "linux/arm64"},
-		Policy:    map[string]proxy.RepoPolicy{},
+		Policy:    map[string]gate.RepoPolicy{},
 		Storage:   StorageConfig{Driver: "filesystem"},
 		Decision: DecisionConfig{
 			Actions:             map[string]string{},

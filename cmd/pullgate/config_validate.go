@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/pullgate/pullgate/proxy"
+	"github.com/pullgate/pullgate/proxy/gate"
 )
 
 func (c *Config) validate() error {
@@ -42,7 +42,7 @@ func (c *Config) validate() error {
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		errs = append(errs, errors.New("tls needs both cert and key"))
 	}
-	errs = append(errs, c.Gateway.validate(), c.Warm.validate(), validatePlatforms(c.Platforms), proxy.ValidatePolicy(c.Policy), c.Decision.policy().Validate(), c.Admin.validate())
+	errs = append(errs, c.Gateway.validate(), c.Warm.validate(), validatePlatforms(c.Platforms), gate.ValidatePolicy(c.Policy), c.Decision.policy().Validate(), c.Admin.validate())
 	return errors.Join(errs...)
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/pullgate/pullgate/proxy"
+	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
@@ -81,7 +82,7 @@ func runService(ctx context.Context, cfg Config, log *slog.Logger) error {
 	opts.Upstreams, opts.Blobs, opts.Verdicts, opts.Scanner = ups, stores.Blobs, stores.Verdicts, sc
 	opts.Locks, opts.Releases = stores.Locks, stores.Locks
 	opts.Admin = adminOptions(cfg.Admin, cfg.DataDir, stores.Audit, stores.Bus)
-	opts.Rules = proxy.RulesSource{Load: func() (scanner.Options, error) { return scannerOptions(cfg) }}
+	opts.Rules = gate.RulesSource{Load: func() (scanner.Options, error) { return scannerOptions(cfg) }}
 	srv, err := proxy.New(opts)
 	if err != nil {
 		return err
@@ -111,7 +112,7 @@ func serverOptions(cfg Config, sopts scanner.Options, log *slog.Logger) proxy.Op
 		MaxConfigBytes:    cfg.Gate.MaxConfigBytes,
 		MaxManifestLayers: cfg.Gate.MaxLayers,
 		Serve:             serveOptions(cfg.Serve),
-		Warm: proxy.WarmOptions{Images: cfg.Warm.Images, Platforms: append([]string{}, cfg.Platforms...),
+		Warm: gate.WarmOptions{Images: cfg.Warm.Images, Platforms: append([]string{}, cfg.Platforms...),
 			Interval: time.Duration(cfg.Warm.Interval), Timeout: time.Duration(cfg.Warm.Timeout)},
 		Logger:  log,
 		Version: version,

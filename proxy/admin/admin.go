@@ -14,6 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/pullgate/pullgate/proxy/events"
+	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
@@ -22,12 +23,12 @@ import (
 // Gate is what the operator's window asks of the gate.
 type Gate interface {
 	// Scans describes the blobs being fetched and scanned right now.
-	Scans() []Scan
+	Scans() []gate.FlightInfo
 	// Scanner is the scanner of the current ruleset.
 	Scanner() *scanner.Scanner
 	// ImageBlobs lists the blobs of d, config first, when d is an image
 	// manifest in the store (false otherwise).
-	ImageBlobs(ctx context.Context, d digest.Digest) ([]Blob, bool)
+	ImageBlobs(ctx context.Context, d digest.Digest) ([]gate.Ref, bool)
 }
 
 // Verdicts is what the operator's window reads of the verdict store.
@@ -45,29 +46,6 @@ type Overrides interface {
 	Overrides(ctx context.Context) ([]storage.Override, error)
 	PutOverride(ctx context.Context, o storage.Override) error
 	DeleteOverride(ctx context.Context, subject string) error
-}
-
-// Scan describes an ingest in progress, for the operator's view.
-type Scan struct {
-	Digest   digest.Digest `json:"digest"`
-	Registry string        `json:"registry"`
-	Repo     string        `json:"repo"`
-	Kind     string        `json:"kind"` // layer, config, artifact, override; "rescan" added for a rescan
-	// Context is how the blob is scanned; one flight never serves two.
-	Context storage.Context `json:"context,omitempty"`
-	Size    int64           `json:"size"` // -1 when unknown
-	Started time.Time       `json:"started"`
-	Bytes   int64           `json:"bytes"` // read so far
-	// Background is true for a prefetch or a rescan nobody waits on yet.
-	Background bool `json:"background"`
-}
-
-// Blob is one blob of an image manifest: its digest, what it is to the
-// image ("config", "layer"), and the context it is scanned in.
-type Blob struct {
-	Digest  digest.Digest
-	Kind    string
-	Context storage.Context
 }
 
 // Options configure the operator's window. Gate, Verdicts, Overrides,

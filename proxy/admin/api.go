@@ -118,7 +118,7 @@ func (c *Console) apiVerdicts(w http.ResponseWriter, r *http.Request) {
 	}
 	if refs, ok := c.opts.Gate.ImageBlobs(ctx, d); ok {
 		for _, ref := range refs {
-			bv := BlobVerdict{Digest: ref.Digest, Kind: ref.Kind, Status: "unscanned"}
+			bv := BlobVerdict{Digest: ref.Digest, Kind: ref.Noun(), Status: "unscanned"}
 			if v, err := c.opts.Verdicts.Verdict(ctx, ref.Digest, rep.RulesetID, ref.Context); err == nil {
 				bv.Status, bv.Findings = string(v.Status), v.Findings
 			}

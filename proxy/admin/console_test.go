@@ -21,6 +21,7 @@ import (
 	"github.com/pullgate/pullgate/internal/testsync"
 	"github.com/pullgate/pullgate/proxy/admin/admintest"
 	"github.com/pullgate/pullgate/proxy/events"
+	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 	"github.com/pullgate/pullgate/storage/bolt"
@@ -35,12 +36,12 @@ const (
 // manifests the test puts in images.
 type fakeGate struct {
 	sc     *scanner.Scanner
-	images map[digest.Digest][]Blob
+	images map[digest.Digest][]gate.Ref
 }
 
-func (g *fakeGate) Scans() []Scan             { return nil }
+func (g *fakeGate) Scans() []gate.FlightInfo  { return nil }
 func (g *fakeGate) Scanner() *scanner.Scanner { return g.sc }
-func (g *fakeGate) ImageBlobs(_ context.Context, d digest.Digest) ([]Blob, bool) {
+func (g *fakeGate) ImageBlobs(_ context.Context, d digest.Digest) ([]gate.Ref, bool) {
 	b, ok := g.images[d]
 	return b, ok
 }
@@ -78,7 +79,7 @@ func newConsole(t *testing.T, mods ...func(*Options)) *console {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sc.Close() })
-	f := &console{store: store, audit: audit, gate: &fakeGate{sc: sc, images: map[digest.Digest][]Blob{}},
+	f := &console{store: store, audit: audit, gate: &fakeGate{sc: sc, images: map[digest.Digest][]gate.Ref{}},
 		live: NewLive(), logs: &testsync.Buffer{}}
 	o := Options{Token: testAdminToken, ReadOnlyToken: testReadOnlyToken, Gate: f.gate, Verdicts: store, Overrides: store,
 		Blobs: blobs, Audit: audit, Metrics: events.NewMetrics(prometheus.NewRegistry()), Live: f.live,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/storage"
 	"github.com/pullgate/pullgate/storage/bolt"
 )
@@ -63,9 +64,9 @@ func TestImageAllowNamesItsBlobsInAField(t *testing.T) {
 	rid := f.gate.sc.RulesetID()
 	img, other := digest.FromString("image"), digest.FromString("other image")
 	config, clean, bad, staleBad := digest.FromString("config"), digest.FromString("clean"), digest.FromString("bad"), digest.FromString("stale")
-	f.gate.images[img] = []Blob{{Digest: config, Kind: "config"}, {Digest: clean, Kind: "layer"}, {Digest: bad, Kind: "layer"}, {Digest: staleBad, Kind: "layer"}}
+	f.gate.images[img] = []gate.Ref{{Digest: config, Context: storage.ContextConfig}, {Digest: clean, Context: storage.ContextLayer}, {Digest: bad, Context: storage.ContextLayer}, {Digest: staleBad, Context: storage.ContextLayer}}
 	otherBad := digest.FromString("other bad")
-	f.gate.images[other] = []Blob{{Digest: otherBad, Kind: "layer"}}
+	f.gate.images[other] = []gate.Ref{{Digest: otherBad, Context: storage.ContextLayer}}
 	f.putVerdict(t, config, rid, storage.StatusClean)
 	f.putVerdict(t, clean, rid, storage.StatusClean)
 	f.putVerdict(t, bad, rid, storage.StatusBlocked)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pullgate/pullgate/proxy/events"
+	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/storage"
 )
 
@@ -71,7 +72,7 @@ type pageData struct {
 	Status         Status
 	Pulls          []events.Event
 	Blocked        []BlockedImage
-	Scans          []Scan
+	Scans          []gate.FlightInfo
 	Overrides      []storage.Override
 	OverridesError string
 	Audit          []storage.AuditRecord

@@ -7,6 +7,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/pullgate/pullgate/internal/verdict"
 	"github.com/pullgate/pullgate/proxy/events"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
@@ -80,4 +81,52 @@ func (g *Gate) pastHold(ctx, holdCtx context.Context, image string, err error) e
 	}
 	msg := fmt.Sprintf("pullgate: %s: the upstream registry did not answer in time; retry in %s", image, g.opts.RetryAfter)
 	return stillScanning(msg, g.opts.RetryAfter)
+}
+
+// AskName decides whether the name of t may be pulled at all, before
+// anything is fetched: an operator's repository deny, then the publisher
+// policy. A refusal is recorded as ev and returned; a name admitted gives
+// a Decision that refuses nothing.
+func (g *Gate) AskName(ctx context.Context, t Target, ev events.Event) Decision {
+	refused := g.admit(ctx, t.Registry, t.Repo)
+	if refused == nil {
+		return Decision{}
+	}
+	d := g.judge(Facts{NameRefused: refused})
+	ev.Decision, ev.Reason = d.Outcome, d.Message
+	g.opts.Events.Emit(ev)
+	return d
+}
+
+// AskBlob decides on the blob t.Digest asked for on its own under the
+// repository of t: only under a name upstream confirmed carries it, never
+// a manifest's bytes (a manifest is judged at the manifests endpoint,
+// image by image), and only when judgeBlob lets it through. A refusal and
+// an operator's allow are recorded as ev; a blob still scanning, or one
+// upstream failed to send, is not (the manifest's request records the
+// image's). The error is what the client gets instead of the blob.
+func (g *Gate) AskBlob(ctx context.Context, up *upstream.Registry, t Target, hold time.Duration, ev events.Event) error {
+	start := time.Now()
+	holdCtx, cancel := context.WithTimeout(ctx, hold)
+	defer cancel()
+	links, err := g.blobLinks(ctx, up, t)
+	if err != nil {
+		return err
+	}
+	switch isManifest, err := g.opts.Blobs.IsManifest(ctx, t.Digest); {
+	case err != nil:
+		g.log.Error("look up stored manifest", "digest", t.Digest.String(), "err", err)
+		return storeUnavailable(fmt.Sprintf("read blob %s", t.Digest))
+	case isManifest:
+		return refusal(UnknownBlob, "pullgate: %s is a manifest: ask for it at /v2/%s/manifests/%s", t.Digest, t.Repo, t.Digest)
+	}
+	d := g.judgeBlob(ctx, holdCtx, up, t.Repo, t.Digest, links)
+	if d.Kind == Denied || d.Outcome == verdict.Overridden {
+		ev.Decision, ev.Findings, ev.Reason, ev.Latency = d.Outcome, d.Findings, d.Message, time.Since(start)
+		g.opts.Events.Emit(ev)
+	}
+	if d.Refused() {
+		return d
+	}
+	return nil
 }

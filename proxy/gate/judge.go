@@ -49,10 +49,6 @@ func (g *Gate) judgeImage(ctx context.Context, up *upstream.Registry, repo strin
 // judge is Decide under the policy in force.
 func (g *Gate) judge(f Facts) Decision { return Decide(g.opts.Decision, f) }
 
-// Judge decides on facts gathered elsewhere (a name refused, an index),
-// under the policy in force.
-func (g *Gate) Judge(f Facts) Decision { return g.judge(f) }
-
 // gatherVerdicts asks for the verdict of every blob at once, each shared
 // with every other request for it, until all have answered or the hold
 // runs out. A blob that blocks alone blocks the image, so the answer does
@@ -205,12 +201,12 @@ func (g *Gate) blobFacts(ctx, holdCtx context.Context, up *upstream.Registry, re
 	return f
 }
 
-// JudgeBlob decides on a blob of repo at up asked for on its own, ingesting
+// judgeBlob decides on a blob of repo at up asked for on its own, ingesting
 // it (within holdCtx) in each role links give it; ctx is the client's. An
 // operator's allow over content that does not pass fetches the blob as it
 // is (digest verified) and keeps it, since the override, not a verdict,
 // lets it be served.
-func (g *Gate) JudgeBlob(ctx, holdCtx context.Context, up *upstream.Registry, repo string, dgst digest.Digest, links storage.Links) Decision {
+func (g *Gate) judgeBlob(ctx, holdCtx context.Context, up *upstream.Registry, repo string, dgst digest.Digest, links storage.Links) Decision {
 	d := g.judge(g.blobFacts(ctx, holdCtx, up, repo, dgst, links))
 	if d.Outcome == verdict.Overridden && !d.Refused() {
 		if err := g.fetchOverridden(holdCtx, up, repo, Ref{Digest: dgst, Size: -1}); err != nil {

@@ -80,10 +80,10 @@ func (g *Gate) manifestLinks(ctx context.Context, up *upstream.Registry, t Targe
 	return withRepo(links, name), nil
 }
 
-// BlobLinks returns what is known of the blob t.Digest, confirming first
+// blobLinks returns what is known of the blob t.Digest, confirming first
 // with upstream (a HEAD of the blob in the repository of t) when that
 // repository has no link to it.
-func (g *Gate) BlobLinks(ctx context.Context, up *upstream.Registry, t Target) (storage.Links, error) {
+func (g *Gate) blobLinks(ctx context.Context, up *upstream.Registry, t Target) (storage.Links, error) {
 	name := t.Name()
 	what := fmt.Sprintf("blob %s of %s", t.Digest, name)
 	links, err := g.opts.Verdicts.Links(ctx, t.Digest)

@@ -121,9 +121,9 @@ func ValidatePolicy(p map[string]RepoPolicy) error {
 	return nil
 }
 
-// Admit refuses a repository that an operator denied, or that the
+// admit refuses a repository that an operator denied, or that the
 // registry's publisher policy does not admit (see AdmitName).
-func (g *Gate) Admit(ctx context.Context, registry, repo string) *Refusal {
+func (g *Gate) admit(ctx context.Context, registry, repo string) *Refusal {
 	return AdmitName(*g.policy.Load(), registry, repo, g.overrideLookup(ctx))
 }
 

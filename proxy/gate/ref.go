@@ -1,6 +1,8 @@
 package gate
 
 import (
+	"context"
+
 	"github.com/opencontainers/go-digest"
 
 	"github.com/pullgate/pullgate/scanner"
@@ -25,3 +27,18 @@ func (r Ref) Noun() string {
 
 // IsConfig reports whether the blob is read as an image config.
 func (r Ref) IsConfig() bool { return r.Context == storage.ContextConfig }
+
+// ImageBlobs lists the blobs of d, config first, when d is an image
+// manifest in the store (false otherwise): the operator's window reads an
+// image's verdicts and allows its blobs with it.
+func (g *Gate) ImageBlobs(ctx context.Context, d digest.Digest) ([]Ref, bool) {
+	body, mt, err := g.opts.Blobs.Manifest(ctx, d)
+	if err != nil || !IsImageManifest(mt) {
+		return nil, false
+	}
+	refs, err := BlobsOf(body, g.opts.MaxManifestLayers)
+	if err != nil {
+		return nil, false
+	}
+	return refs, true
+}

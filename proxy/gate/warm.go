@@ -45,10 +45,7 @@ func (g *Gate) Warm(ctx context.Context, image string, platforms []string) ([]Wa
 		return nil, err
 	}
 	ev := events.Event{UserAgent: "pullgate-warm/" + g.opts.Version, Image: t.Image()}
-	if refused := g.Admit(ctx, t.Registry, t.Repo); refused != nil {
-		d := g.judge(Facts{NameRefused: refused})
-		ev.Decision, ev.Reason = d.Outcome, d.Message
-		g.opts.Events.Emit(ev)
+	if d := g.AskName(ctx, t, ev); d.Refused() {
 		return []WarmResult{{Image: image, Decision: d}}, nil
 	}
 	up := g.opts.Upstreams[t.Registry]

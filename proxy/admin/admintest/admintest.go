@@ -16,7 +16,8 @@ const (
 
 // Request sends method path to base with client (nil: a plain one) and
 // returns the response and its body. auth is "bearer:TOKEN",
-// "basic:USER:TOKEN" or "" for none; hdr are extra header pairs. A
+// "basic:USER:TOKEN" or "" for none; hdr are extra header pairs ("Host"
+// sets the request's host, as a gateway's client would send it). A
 // redirect is returned, not followed.
 func Request(t testing.TB, client *http.Client, base, method, path, auth string, body io.Reader, hdr ...string) (*http.Response, []byte) {
 	t.Helper()
@@ -32,6 +33,10 @@ func Request(t testing.TB, client *http.Client, base, method, path, auth string,
 		req.SetBasicAuth(user, pass)
 	}
 	for i := 0; i+1 < len(hdr); i += 2 {
+		if http.CanonicalHeaderKey(hdr[i]) == "Host" {
+			req.Host = hdr[i+1] // the client sends req.Host, not a Host header
+			continue
+		}
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	var c http.Client
