@@ -60,7 +60,7 @@ func TestRescanUnderNewRulesRemovesWhatIsNowBad(t *testing.T) {
 	}
 	f.newRules(t, "TestRetro", "hello retro")
 
-	rep, err := f.srv.Rescan(context.Background())
+	rep, err := f.srv.gate.Rescan(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestRescanUnderNewRulesRemovesWhatIsNowBad(t *testing.T) {
 		t.Fatalf("the rescan fetched from upstream (%d)", n)
 	}
 	// A second rescan finds nothing left to do.
-	rep, err = f.srv.Rescan(context.Background())
+	rep, err = f.srv.gate.Rescan(context.Background())
 	if err != nil || rep.Scanned != 0 || rep.Checked != 2 {
 		t.Fatalf("second rescan %+v %v", rep, err)
 	}
@@ -103,7 +103,7 @@ func TestRetroactiveBlockNamesWhoPulledIt(t *testing.T) {
 		return err == nil && len(recs) == 1
 	})
 	f.newRules(t, "TestTold", "hello told")
-	if _, err := f.srv.Rescan(context.Background()); err != nil {
+	if _, err := f.srv.gate.Rescan(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	var got *events.Event

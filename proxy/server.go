@@ -157,10 +157,6 @@ func New(opts Options) (*Server, error) {
 // gate.Gate.ReloadRules): the operator's SIGHUP.
 func (s *Server) ReloadRules(why string) { s.gate.ReloadRules(why) }
 
-// Rescan gives every stored blob a verdict under the current ruleset (see
-// gate.Gate.Rescan).
-func (s *Server) Rescan(ctx context.Context) (gate.RescanReport, error) { return s.gate.Rescan(ctx) }
-
 // Run does the server's background work until ctx ends (gate.Gate.Run):
 // the rescan at start, eviction, warm, and the removal of uploads left
 // behind.
