@@ -69,10 +69,26 @@ type Facts struct {
 	// fetched: an operator's deny on the repository (or on a repository
 	// carrying the same manifest), or the publisher policy.
 	NameRefused *Refusal
+	// LinkedRefused is set when another repository carrying the same
+	// manifest is denied by an operator. An operator's allow on the
+	// manifest's digest lifts it (the name asked for is judged by
+	// NameRefused, which no digest allow lifts).
+	LinkedRefused *Refusal
 	// Override is an operator's allow or deny on Digest itself; OverrideErr
-	// says it could not be read.
+	// says it (or a blob's, see BlobDenied) could not be read.
 	Override    *storage.Override
 	OverrideErr error
+	// ImageAllow is, for a blob whose content is refused and that has no
+	// override of its own, an operator's allow on an image (by manifest
+	// digest) that lists the blob and is linked under Name.
+	ImageAllow *storage.Override
+	// BlobDenied lists an operator's denies on the digests of an image's
+	// blobs: each refuses the image, as the known-bad list does.
+	BlobDenied []storage.Override
+	// RulesetID is the ruleset current when the facts were complete. A
+	// verdict gathered under another one (the rules changed while the facts
+	// were gathered) decides nothing: the request is refused as transient.
+	RulesetID string
 	// Invalid is set when an image manifest cannot be judged as one
 	// (malformed, too many layers, foreign or inline blobs).
 	Invalid error
@@ -145,6 +161,13 @@ func Decide(p scanner.Policy, f Facts) Decision {
 	if r := f.NameRefused; r != nil {
 		return Decision{Outcome: r.Outcome, Kind: r.Kind, Message: r.Message}
 	}
+	if r := f.LinkedRefused; r != nil && (f.Override == nil || f.Override.Action != storage.Allow) {
+		if f.OverrideErr != nil {
+			d, _ := decideOverride(f, image)
+			return d
+		}
+		return Decision{Outcome: r.Outcome, Kind: r.Kind, Message: r.Message}
+	}
 	if f.Subject == Index {
 		if f.Invalid != nil {
 			return Decision{Outcome: verdict.Failed, Kind: Invalid, Message: fmt.Sprintf("pullgate: %s refused: %v", image, f.Invalid)}
@@ -183,6 +206,10 @@ func decideOverride(f Facts, image string) (Decision, bool) {
 	case f.OverrideErr != nil:
 		msg := fmt.Sprintf("pullgate: %s refused: verdict store unavailable: %v", image, f.OverrideErr)
 		return Decision{Outcome: verdict.UpstreamFailed, Kind: Unavailable, Message: msg}, true
+	case o == nil && f.ImageAllow != nil && f.Subject == Blob:
+		a := f.ImageAllow
+		msg := fmt.Sprintf("pullgate: %s allowed by operator %s as a blob of image %s: %s", image, a.Actor, a.Subject, a.Reason)
+		return Decision{Outcome: verdict.Overridden, Kind: Serve, Message: msg}, true
 	case o == nil:
 		return Decision{}, false
 	case o.Action == storage.Deny:
@@ -220,6 +247,11 @@ func decideImage(p scanner.Policy, f Facts, image string) Decision {
 	if d, ok := knownBad(p, f, image); ok {
 		return d
 	}
+	if len(f.BlobDenied) > 0 {
+		o := f.BlobDenied[0]
+		msg := fmt.Sprintf("pullgate: %s refused: its blob %s is denied by operator %s: %s", image, o.Subject, o.Actor, o.Reason)
+		return Decision{Outcome: verdict.Overridden, Kind: Denied, Message: msg}
+	}
 	var (
 		judged           []storage.Verdict
 		scanErr, upErr   *BlobFact
@@ -238,6 +270,8 @@ func decideImage(p scanner.Policy, f Facts, image string) Decision {
 			gone = first(gone, b)
 		case b.State == Failed:
 			upErr = first(upErr, b)
+		case stale(f, b):
+			upErr = first(upErr, staleFact(b))
 		case b.Verdict.Status == storage.StatusError:
 			scanErr = first(scanErr, b)
 		default:
@@ -289,6 +323,8 @@ func decideBlob(p scanner.Policy, f Facts) Decision {
 		switch {
 		case b.State != Judged:
 			other = first(other, b)
+		case stale(f, b):
+			other = first(other, staleFact(b))
 		case b.Verdict.Status == storage.StatusError:
 			scanErr = first(scanErr, b)
 		case blobBlocked(p, b.Verdict):
@@ -318,6 +354,19 @@ func decideBlob(p scanner.Policy, f Facts) Decision {
 		kb = clean.Verdict.Findings
 	}
 	return Decision{Outcome: verdict.Allowed, Kind: Serve, Findings: append(knownBadFindings(f), kb...)}
+}
+
+// stale reports whether a blob's verdict was gathered under a ruleset other
+// than the one current when the facts were complete: the rules changed
+// while they were gathered, and a decision must rest on one ruleset only.
+func stale(f Facts, b *BlobFact) bool {
+	return f.RulesetID != "" && b.State == Judged && b.Verdict.RulesetID != f.RulesetID
+}
+
+// staleFact words a stale verdict as the transient failure it is.
+func staleFact(b *BlobFact) *BlobFact {
+	err := fmt.Errorf("%w: the rules changed while %s %s was being judged", errTransient, b.Ref.Noun(), b.Ref.Digest)
+	return &BlobFact{Ref: b.Ref, State: Failed, Err: err}
 }
 
 func first(cur, b *BlobFact) *BlobFact {
