@@ -89,10 +89,12 @@ func TestWebhookOnBlockSignedAndRetried(t *testing.T) {
 		len(p.Findings) == 0 || p.Findings[0].Layer != bad || p.Findings[0].Path != "/usr/bin/kworker" {
 		t.Fatalf("alert: event %q, payload %+v", a.event, p)
 	}
-	_, body := f.do(t, "GET", "/metrics")
+	// The delivery is counted once the receiver has answered, which may be
+	// after the receiver recorded it.
 	for _, want := range []string{`pullgate_webhook_deliveries_total{result="delivered"} 1`, `pullgate_webhook_deliveries_total{result="retried"} 1`} {
-		if !strings.Contains(string(body), want) {
-			t.Errorf("/metrics lacks %s", want)
-		}
+		testsync.WaitFor(t, 10*time.Second, "/metrics to show "+want, func() bool {
+			_, body := f.do(t, "GET", "/metrics")
+			return strings.Contains(string(body), want)
+		})
 	}
 }
