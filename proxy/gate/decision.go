@@ -66,8 +66,7 @@ type Facts struct {
 	Name    string        // the repository, "docker.io/library/alpine"
 	Digest  digest.Digest // the manifest's or the blob's digest
 	// NameRefused is set when the name is refused before anything is
-	// fetched: an operator's deny on the repository (or on a repository
-	// carrying the same manifest), or the publisher policy.
+	// fetched: an operator's deny on the repository, or the publisher policy.
 	NameRefused *Refusal
 	// LinkedRefused is set when another repository carrying the same
 	// manifest is denied by an operator. An operator's allow on the
@@ -139,20 +138,21 @@ func (r *Refusal) Error() string { return r.Message }
 // Decide is the one decision. The order, first match wins:
 //
 //  1. the name: an operator's deny on the repository, or the publisher
-//     policy (checked before anything is fetched);
-//  2. an operator's override on the digest: deny refuses, allow serves;
+//     policy; then a deny on another name carrying the manifest, which an
+//     allow on the manifest digest lifts;
+//  2. an operator's override on the digest (for a blob without one, an
+//     allowed image listing it): deny refuses, allow serves;
 //  3. an image manifest pullgate cannot judge as one is refused;
-//  4. the known-bad list (unless the policy's known-bad action says warn);
-//  5. findings that block under the decision policy: each blob's alone,
-//     and, for an image, all its blobs' together;
+//  4. the known-bad list (unless its action says warn), or a deny on a blob;
+//  5. findings that block: each blob's alone, and an image's together;
 //  6. a blob that could not be scanned (a limit, corrupt content);
-//  7. an upstream or store failure, or the client gone;
+//  7. an upstream or store failure, a verdict of rules other than
+//     RulesetID (transient), or the client gone;
 //  8. a verdict still missing when the hold ran out;
 //  9. served, with the findings that only warn.
 //
-// Findings come before scan errors: both refuse, and a finding names a
-// file and a rule a person can act on, whereas a scan error says only
-// that something could not be read.
+// Findings come before scan errors: a finding names a file and a rule a
+// person can act on; a scan error only says something was unreadable.
 func Decide(p scanner.Policy, f Facts) Decision {
 	image := f.Name
 	if f.Digest != "" {
