@@ -151,6 +151,16 @@ func TestRescanDecidesAsTheGate(t *testing.T) {
 			f.wantRescanKeeps(t, layer)
 		})
 	}
+	t.Run("denied blob", func(t *testing.T) {
+		f := newFixture(t)
+		img := testregistry.CleanImage("denied")
+		f.hub.Push(t, "vendor/denied", "1", img)
+		layer := digest.FromBytes(img.Layers[0])
+		f.wantStatus(t, "/v2/vendor/denied/manifests/1", 200)
+		f.override(t, layer.String(), storage.Deny)
+		f.newRules(t, "TestHarmless", "NOTHING-HAS-THIS")
+		f.wantRescanKeeps(t, layer)
+	})
 	t.Run("role poisoning", func(t *testing.T) {
 		f := newFixture(t)
 		victim, config, layer := pushRoleSwap(t, f)

@@ -98,7 +98,9 @@ func (g *Gate) rescanBlob(ctx context.Context, d digest.Digest, rid string, tall
 		tally.add(func(t *rescanTally) { t.rep.Failed++ })
 		return
 	}
-	if !dec.Refused() {
+	if !dec.Refused() || dec.Outcome == verdict.Overridden {
+		// An operator's deny is no news of new rules: the blob stays
+		// stored, unserved, until the operator lifts it.
 		return
 	}
 	if err := g.opts.Blobs.Delete(ctx, d); err != nil && !errors.Is(err, storage.ErrNotFound) {
