@@ -111,12 +111,20 @@ func TestOperatorOverrides(t *testing.T) {
 	if resp.StatusCode != 200 || digest.FromBytes(body) != bad {
 		t.Fatalf("allowed layer: %d", resp.StatusCode)
 	}
-	// Without the override the layer is refused again, although it is stored.
+	// Without its own override the layer is still served here, through the
+	// allow on the image that lists it; without both it is refused again,
+	// although it is stored.
 	if err := f.store.DeleteOverride(ctx, bad.String()); err != nil {
 		t.Fatal(err)
 	}
+	if resp, _ := f.do(t, "GET", "/v2/someone/tool/blobs/"+bad.String()); resp.StatusCode != 200 {
+		t.Fatalf("layer of an allowed image refused: %d", resp.StatusCode)
+	}
+	if err := f.store.DeleteOverride(ctx, mdgst.String()); err != nil {
+		t.Fatal(err)
+	}
 	if resp, _ := f.do(t, "GET", "/v2/someone/tool/blobs/"+bad.String()); resp.StatusCode != http.StatusForbidden {
-		t.Fatalf("layer served after its override was removed: %d", resp.StatusCode)
+		t.Fatalf("layer served after its overrides were removed: %d", resp.StatusCode)
 	}
 
 	// Deny a repository: clean content in it is refused too, and the deny

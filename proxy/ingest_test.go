@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/pullgate/pullgate/internal/samples"
 	"github.com/pullgate/pullgate/internal/testregistry"
 	"github.com/pullgate/pullgate/internal/testsync"
+	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
@@ -138,9 +140,14 @@ func TestCloseWaitsForIngestsInProgress(t *testing.T) {
 	slow := digest.FromBytes(img.Layers[1])
 	release := make(chan struct{})
 	f.hub.Fault(slow, testregistry.Fault{Block: release})
-	if resp, body := f.do(t, "GET", "/v2/library/closing/manifests/1", "User-Agent", "containerd/v1.7.0"); resp.StatusCode != http.StatusTooManyRequests {
-		t.Fatalf("status %d while the layer is held upstream: %s", resp.StatusCode, body)
-	}
+	// Under load the 100 ms hold can run out before the manifest is in and
+	// the ingests have started (also a 429), so ask until the layer's has.
+	testsync.WaitFor(t, 10*time.Second, "the held layer's ingest to start", func() bool {
+		if resp, body := f.do(t, "GET", "/v2/library/closing/manifests/1", "User-Agent", "containerd/v1.7.0"); resp.StatusCode != http.StatusTooManyRequests {
+			t.Fatalf("status %d while the layer is held upstream: %s", resp.StatusCode, body)
+		}
+		return slices.ContainsFunc(f.srv.gate.Scans(), func(fl gate.FlightInfo) bool { return fl.Digest == slow })
+	})
 
 	closed := make(chan struct{})
 	go func() {

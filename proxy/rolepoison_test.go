@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/pullgate/pullgate/internal/testregistry"
@@ -15,31 +16,7 @@ import (
 // no JSON), which must not refuse the other image's blobs to everyone.
 func TestRolesNamedByAnotherManifestDoNotPoisonBlobs(t *testing.T) {
 	f := newFixture(t)
-	img := testregistry.CleanImage("victim")
-	b, err := img.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.hub.Push(t, "library/victim", "1", img)
-
-	// The attacker's manifest swaps the roles of the victim's blobs.
-	layer := b.Layers[0]
-	for _, l := range img.Layers {
-		f.hub.PushBlob(t, "someone/poison", l)
-	}
-	f.hub.PushBlob(t, "someone/poison", b.Config)
-	m := ocispec.Manifest{
-		MediaType: ocispec.MediaTypeImageManifest,
-		Config:    ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: layer.Digest, Size: layer.Size},
-		Layers: []ocispec.Descriptor{{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: b.ConfigDigest,
-			Size: int64(len(b.Config))}},
-	}
-	m.SchemaVersion = 2
-	swapped, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.hub.PushManifest(t, "someone/poison", "x", ocispec.MediaTypeImageManifest, swapped)
+	_, config, layer := pushRoleSwap(t, f)
 
 	for _, order := range []string{"poison first", "victim first"} {
 		t.Run(order, func(t *testing.T) {
@@ -56,11 +33,43 @@ func TestRolesNamedByAnotherManifestDoNotPoisonBlobs(t *testing.T) {
 			if resp, body := f.do(t, "GET", "/v2/library/victim/manifests/1"); resp.StatusCode != http.StatusOK {
 				t.Fatalf("victim manifest: %d %s", resp.StatusCode, body)
 			}
-			for _, d := range []string{b.ConfigDigest.String(), layer.Digest.String()} {
+			for _, d := range []string{config.String(), layer.String()} {
 				if resp, body := f.do(t, "GET", "/v2/library/victim/blobs/"+d); resp.StatusCode != http.StatusOK {
 					t.Fatalf("victim blob %s: %d %s", d, resp.StatusCode, body)
 				}
 			}
 		})
 	}
+}
+
+// pushRoleSwap pushes a clean image as library/victim:1 and, as
+// someone/poison:x, a manifest that names the victim's layer as its config
+// and its config as a layer. It returns the victim's manifest, config and
+// layer digests.
+func pushRoleSwap(t *testing.T, f *fixture) (victim, config, layer digest.Digest) {
+	t.Helper()
+	img := testregistry.CleanImage("victim")
+	b, err := img.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim = f.hub.Push(t, "library/victim", "1", img)
+	l := b.Layers[0]
+	for _, data := range img.Layers {
+		f.hub.PushBlob(t, "someone/poison", data)
+	}
+	f.hub.PushBlob(t, "someone/poison", b.Config)
+	m := ocispec.Manifest{
+		MediaType: ocispec.MediaTypeImageManifest,
+		Config:    ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: l.Digest, Size: l.Size},
+		Layers: []ocispec.Descriptor{{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: b.ConfigDigest,
+			Size: int64(len(b.Config))}},
+	}
+	m.SchemaVersion = 2
+	swapped, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.hub.PushManifest(t, "someone/poison", "x", ocispec.MediaTypeImageManifest, swapped)
+	return victim, b.ConfigDigest, l.Digest
 }

@@ -75,3 +75,55 @@ func TestVerdictOfReplacedRulesIsNotServedAsCurrent(t *testing.T) {
 		t.Errorf("no verdict under the new rules: %+v %v", v, err)
 	}
 }
+
+// An image is decided on verdicts all under the ruleset current when it
+// decides. Here one layer's clean verdict is in under the old rules while
+// another layer is still being fetched when new rules, which refuse the
+// first layer, land: the image is refused under the new rules, not served
+// on the old rules' verdict of the first layer.
+func TestImageIsNotDecidedAcrossRulesets(t *testing.T) {
+	f := newFixture(t)
+	img := testregistry.Image{Layers: [][]byte{
+		testregistry.Layer(testregistry.File{Path: "etc/first", Data: []byte("STRADDLE-MARK")}),
+		testregistry.Layer(testregistry.File{Path: "etc/slow", Data: []byte("slow layer")}),
+	}}
+	f.hub.Push(t, "library/straddle", "1", img)
+	first, slow := digest.FromBytes(img.Layers[0]), digest.FromBytes(img.Layers[1])
+	release := make(chan struct{})
+	f.hub.Fault(slow, testregistry.Fault{Block: release, Times: 1})
+
+	type result struct {
+		status int
+		body   []byte
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, body := f.do(t, "GET", "/v2/library/straddle/manifests/1")
+		done <- result{resp.StatusCode, body}
+	}()
+	old := f.srv.gate.Scanner().RulesetID()
+	testsync.WaitFor(t, 10*time.Second, "the first layer's clean verdict and the slow layer's ingest", func() bool {
+		v, err := f.store.Verdict(context.Background(), first, old, storage.ContextLayer)
+		if err != nil || v.Status != storage.StatusClean {
+			return false
+		}
+		for _, fl := range f.srv.gate.Scans() {
+			if fl.Digest == slow {
+				return true
+			}
+		}
+		return false
+	})
+	rules := filepath.Join(t.TempDir(), "straddle.yar")
+	writeRule(t, rules, `rule StraddleRule { meta: category = "miner" severity = "high" description = "new rule" strings: $a = "STRADDLE-MARK" condition: $a }`)
+	f.srv.SetScanner(testScanner(t, rules)) // the old scanner stays open for the scan in flight
+	close(release)
+
+	r := <-done
+	if r.status != http.StatusForbidden {
+		t.Fatalf("an image judged across a reload was answered %d: %s", r.status, r.body)
+	}
+	if _, msg := ociError(t, r.body); !strings.Contains(msg, "StraddleRule") {
+		t.Fatalf("message %q does not come from the new rules", msg)
+	}
+}

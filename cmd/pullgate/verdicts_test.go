@@ -104,20 +104,21 @@ func TestVerdictsCLI(t *testing.T) {
 		t.Fatalf("allow without a reason: %d %s", code, errs)
 	}
 	code, out, errs = cli("allow", "docker.io/someone/miner@"+mdgst.String(), "--reason", "reviewed")
-	if code != 0 || !strings.Contains(out, "allow "+mdgst.String()) || !strings.Contains(out, "allow "+bad.String()) {
+	// One record: the image's blobs are served through it by relation.
+	if code != 0 || !strings.Contains(out, "allow "+mdgst.String()) || strings.Contains(out, "allow "+bad.String()) {
 		t.Fatalf("allow: %d\n%s%s", code, out, errs)
 	}
 	code, out, _ = cli("show", mdgst.String())
 	if code != 0 || !strings.Contains(out, "override\tallow by admin") && !strings.Contains(out, "allow by admin") {
 		t.Fatalf("show: %d\n%s", code, out)
 	}
-	if !strings.Contains(out, bad.String()+" blocked, override allow") || !strings.Contains(out, "audit") {
+	if !strings.Contains(out, bad.String()+" blocked") || !strings.Contains(out, "audit") {
 		t.Errorf("show lacks the blob's verdict, its override or the audit trail:\n%s", out)
 	}
 	if code, out, errs := cli("deny", "someone/other", "--reason", "unknown publisher", "--json"); code != 0 || !strings.Contains(out, `"subject": "docker.io/someone/other"`) {
 		t.Fatalf("deny: %d %s %s", code, out, errs)
 	}
-	if code, out, _ := cli("rm", mdgst.String()); code != 0 || !strings.Contains(out, "removed override on "+bad.String()) {
+	if code, out, _ := cli("rm", mdgst.String()); code != 0 || !strings.Contains(out, "removed override on "+mdgst.String()) {
 		t.Fatalf("rm: %d %s", code, out)
 	}
 

@@ -41,10 +41,11 @@ func ParseSubject(in string, canonical func(string) string) (subject string, ima
 }
 
 // setOverride records an operator's allow or deny. Allowing an image by
-// its manifest digest also allows each of its blobs that did not scan
-// clean, so its layers can be served; those overrides name the image in
-// their Image field and go when it goes. Each change is written to the audit
-// log first: a change that cannot be audited is not made.
+// its manifest digest writes that one record: the gate serves the image's
+// blobs through it, by relation, under the names that carry the image (see
+// gate.Gate.JudgeBlob), so no blob records are written for it. Each change
+// is written to the audit log first: a change that cannot be audited is
+// not made.
 func (c *Console) setOverride(ctx context.Context, p principal, req OverrideRequest) ([]storage.Override, error) {
 	subject, image, err := ParseSubject(req.Subject, c.opts.CanonicalName)
 	if err != nil {
@@ -61,18 +62,15 @@ func (c *Console) setOverride(ctx context.Context, p principal, req OverrideRequ
 	if len(reason) > 500 {
 		return nil, fmt.Errorf("%w: the reason is longer than 500 characters", errBadRequest)
 	}
+	if strings.Contains(reason, legacyImageMark) {
+		// Records of earlier releases tied a blob's allow to an image by
+		// this text at the end of the reason, and the store still reads
+		// them so: a new override carrying it would be read as tied to
+		// that image and removed with it.
+		return nil, fmt.Errorf("%w: a reason may not contain %q, which earlier releases used to tie a blob's allow to an image", errBadRequest, strings.TrimSpace(legacyImageMark))
+	}
 	now := time.Now().UTC()
 	list := []storage.Override{{Subject: subject, Action: action, Reason: reason, Actor: p.actor(), Time: now}}
-	if d, err := digest.Parse(subject); err == nil && action == storage.Allow {
-		blobs, err := c.unclean(ctx, d)
-		if err != nil {
-			return nil, err
-		}
-		for _, b := range blobs {
-			list = append(list, storage.Override{Subject: b.String(), Action: storage.Allow,
-				Reason: reason, Actor: p.actor(), Time: now, Image: d})
-		}
-	}
 	for _, o := range list {
 		if err := o.Validate(); err != nil {
 			return nil, fmt.Errorf("%w: %v", errBadRequest, err)
@@ -94,10 +92,14 @@ func (c *Console) setOverride(ctx context.Context, p principal, req OverrideRequ
 	return list, nil
 }
 
+// legacyImageMark is the text with which releases before Override.Image
+// tied a blob's allow to an image, at the end of its reason.
+const legacyImageMark = " (blob of image "
+
 // removeOverride removes an override, and with an image's allow the allows
-// made for its blobs: those whose Image is the image's digest. (The store
-// fills Image in on records an older release wrote, which named the image
-// at the end of their reason.)
+// earlier releases made for its blobs: those whose Image is the image's
+// digest. (The store fills Image in on records an older release wrote,
+// which named the image at the end of their reason.)
 func (c *Console) removeOverride(ctx context.Context, p principal, in string) ([]string, error) {
 	subject, _, err := ParseSubject(in, c.opts.CanonicalName)
 	if err != nil {
@@ -136,43 +138,6 @@ func (c *Console) removeOverride(ctx context.Context, p principal, in string) ([
 	c.opts.Metrics.OverrideChanged("remove")
 	c.opts.Live.notify(sseMessage{Event: "override", Data: map[string]any{"removed": subjects}})
 	return subjects, nil
-}
-
-// unclean lists the blobs of image manifest d with a verdict under the
-// current ruleset, in any context, that is not clean: from the manifest in
-// the store, and from the findings of its refusals.
-func (c *Console) unclean(ctx context.Context, d digest.Digest) ([]digest.Digest, error) {
-	rid := c.opts.Gate.Scanner().RulesetID()
-	var candidates []digest.Digest
-	if refs, ok := c.opts.Gate.ImageBlobs(ctx, d); ok {
-		for _, ref := range refs {
-			candidates = append(candidates, ref.Digest)
-		}
-	}
-	for _, f := range c.opts.Live.blockedFindings(d) {
-		if f.Layer != "" {
-			candidates = append(candidates, f.Layer)
-		}
-	}
-	seen := map[digest.Digest]bool{d: true}
-	var out []digest.Digest
-	for _, cand := range candidates {
-		if seen[cand] {
-			continue
-		}
-		seen[cand] = true
-		vs, err := c.opts.Verdicts.Verdicts(ctx, cand)
-		if err != nil {
-			return nil, fmt.Errorf("verdict store: %w", err)
-		}
-		for _, v := range vs {
-			if v.RulesetID == rid && v.Status != storage.StatusClean {
-				out = append(out, cand)
-				break
-			}
-		}
-	}
-	return out, nil
 }
 
 func (c *Console) overrideOf(ctx context.Context, subject string) (*storage.Override, error) {

@@ -55,52 +55,63 @@ func (f *console) remove(t *testing.T, subject string) []string {
 
 func sorted(s ...string) []string { slices.Sort(s); return s }
 
-// Allowing an image by digest allows the blobs of it that did not scan
-// clean under the current rules, each naming the image in its Image
-// field (not in its reason); removing the image's allow removes exactly
-// those, and leaves another image's alone.
-func TestImageAllowNamesItsBlobsInAField(t *testing.T) {
+// Allowing an image by digest writes that one record: its blobs are served
+// through it by relation (the gate's business), so no blob record is
+// written, and an operator's own override on a blob of it is left as it
+// is. Removing the image's allow removes the blob records an earlier
+// release made for it (Image set), and only those.
+func TestImageAllowWritesOneRecord(t *testing.T) {
 	f := newConsole(t)
 	rid := f.gate.sc.RulesetID()
-	img, other := digest.FromString("image"), digest.FromString("other image")
-	config, clean, bad, staleBad := digest.FromString("config"), digest.FromString("clean"), digest.FromString("bad"), digest.FromString("stale")
-	f.gate.images[img] = []gate.Ref{{Digest: config, Context: storage.ContextConfig}, {Digest: clean, Context: storage.ContextLayer}, {Digest: bad, Context: storage.ContextLayer}, {Digest: staleBad, Context: storage.ContextLayer}}
-	otherBad := digest.FromString("other bad")
-	f.gate.images[other] = []gate.Ref{{Digest: otherBad, Context: storage.ContextLayer}}
+	img := digest.FromString("image")
+	config, bad, denied, old := digest.FromString("config"), digest.FromString("bad"), digest.FromString("denied"), digest.FromString("old")
+	f.gate.images[img] = []gate.Ref{{Digest: config, Context: storage.ContextConfig}, {Digest: bad, Context: storage.ContextLayer},
+		{Digest: denied, Context: storage.ContextLayer}, {Digest: old, Context: storage.ContextLayer}}
 	f.putVerdict(t, config, rid, storage.StatusClean)
-	f.putVerdict(t, clean, rid, storage.StatusClean)
 	f.putVerdict(t, bad, rid, storage.StatusBlocked)
-	f.putVerdict(t, staleBad, "sha256:"+digest.FromString("old rules").Encoded(), storage.StatusBlocked)
-	f.putVerdict(t, otherBad, rid, storage.StatusError)
-
-	for _, subject := range []string{"docker.io/someone/tool@" + img.String(), other.String()} {
-		resp, body := f.req(t, "POST", "/admin/api/overrides", "bearer:"+testAdminToken,
-			overrideJSON(subject, "allow", "reviewed"), "Content-Type", "application/json")
-		if resp.StatusCode != 201 {
-			t.Fatalf("allow %s: %d %s", subject, resp.StatusCode, body)
+	f.putVerdict(t, denied, rid, storage.StatusBlocked)
+	ctx := context.Background()
+	deny := storage.Override{Subject: denied.String(), Action: storage.Deny, Reason: "our own deny", Actor: "bob", Time: time.Now().UTC()}
+	earlier := storage.Override{Subject: old.String(), Action: storage.Allow, Reason: "reviewed", Actor: "admin", Time: time.Now().UTC(), Image: img}
+	for _, o := range []storage.Override{deny, earlier} {
+		if err := f.store.PutOverride(ctx, o); err != nil {
+			t.Fatal(err)
 		}
+	}
+
+	resp, body := f.req(t, "POST", "/admin/api/overrides", "bearer:"+testAdminToken,
+		overrideJSON("docker.io/someone/tool@"+img.String(), "allow", "reviewed"), "Content-Type", "application/json")
+	var created struct{ Overrides []storage.Override }
+	if err := json.Unmarshal(body, &created); resp.StatusCode != 201 || err != nil || len(created.Overrides) != 1 || created.Overrides[0].Subject != img.String() {
+		t.Fatalf("allow: %d %s", resp.StatusCode, body)
 	}
 	got := f.overrides(t)
-	want := map[string]digest.Digest{img.String(): "", bad.String(): img, other.String(): "", otherBad.String(): other}
-	if len(got) != len(want) {
-		t.Fatalf("overrides: %+v, want subjects %v", got, want)
+	if len(got) != 3 || got[denied.String()].Action != storage.Deny || got[denied.String()].Actor != "bob" || got[bad.String()].Subject != "" {
+		t.Fatalf("overrides after the image allow: %+v, want the image's, the operator's deny untouched, no blob allows", got)
 	}
-	for subject, image := range want {
-		o, ok := got[subject]
-		if !ok || o.Image != image || o.Reason != "reviewed" || o.Action != storage.Allow {
-			t.Errorf("override on %s: %+v, want an allow of image %q with the reason as typed", subject, o, image)
+	if removed := f.remove(t, img.String()); !slices.Equal(removed, sorted(img.String(), old.String())) {
+		t.Fatalf("removed %v, want the image and the blob allow an earlier release made for it", removed)
+	}
+	if got := f.overrides(t); len(got) != 1 || got[denied.String()].Action != storage.Deny {
+		t.Fatalf("after removing the image's allow: %+v, want the operator's deny alone", got)
+	}
+}
+
+// A reason carrying the text earlier releases tied a blob's allow to an
+// image with is refused: the store would read the new record as that
+// image's and remove it with the image.
+func TestReasonWithTheLegacyImageMarkIsRefused(t *testing.T) {
+	f := newConsole(t)
+	blob, img := digest.FromString("blob"), digest.FromString("image")
+	for _, reason := range []string{"reviewed (blob of image " + img.String() + ")", "x (blob of image y"} {
+		resp, body := f.req(t, "POST", "/admin/api/overrides", "bearer:"+testAdminToken,
+			overrideJSON(blob.String(), "allow", reason), "Content-Type", "application/json")
+		if resp.StatusCode != 400 {
+			t.Fatalf("reason %q: %d %s", reason, resp.StatusCode, body)
 		}
 	}
-	recs, err := f.audit.Query(context.Background(), storage.AuditQuery{Kind: storage.AuditOverride})
-	if err != nil || len(recs) != 4 {
-		t.Fatalf("audit records of the changes: %d, %v", len(recs), err)
-	}
-
-	if removed := f.remove(t, img.String()); !slices.Equal(removed, sorted(img.String(), bad.String())) {
-		t.Fatalf("removed %v, want the image and its blocked blob", removed)
-	}
-	if got := f.overrides(t); len(got) != 2 || got[otherBad.String()].Image != other {
-		t.Fatalf("after removing the image's allow: %+v, want the other image's two", got)
+	if got := f.overrides(t); len(got) != 0 {
+		t.Fatalf("overrides made: %+v", got)
 	}
 }
 

@@ -61,7 +61,14 @@ func (g *Gate) AskManifest(ctx context.Context, up *upstream.Registry, t Target,
 // judgeManifest gathers the facts on a manifest and decides.
 func (g *Gate) judgeManifest(ctx context.Context, up *upstream.Registry, t Target, a ManifestAnswer, links storage.Links, hold time.Duration) Decision {
 	if refused := g.admitLinked(ctx, t.Name(), t.ImageAt(a.Digest), links); refused != nil {
-		return g.judge(Facts{NameRefused: refused})
+		// A deny on another name that carries the manifest refuses it,
+		// unless an operator allowed this digest: the repair for a
+		// re-push of an official image into a repository later denied.
+		f := Facts{Subject: Image, Name: t.Name(), Digest: a.Digest, LinkedRefused: refused}
+		g.gatherOverride(ctx, &f)
+		if d := g.judge(f); d.Refused() {
+			return d
+		}
 	}
 	switch {
 	case IsIndex(a.MediaType):

@@ -66,13 +66,28 @@ type Facts struct {
 	Name    string        // the repository, "docker.io/library/alpine"
 	Digest  digest.Digest // the manifest's or the blob's digest
 	// NameRefused is set when the name is refused before anything is
-	// fetched: an operator's deny on the repository (or on a repository
-	// carrying the same manifest), or the publisher policy.
+	// fetched: an operator's deny on the repository, or the publisher policy.
 	NameRefused *Refusal
+	// LinkedRefused is set when another repository carrying the same
+	// manifest is denied by an operator. An operator's allow on the
+	// manifest's digest lifts it (the name asked for is judged by
+	// NameRefused, which no digest allow lifts).
+	LinkedRefused *Refusal
 	// Override is an operator's allow or deny on Digest itself; OverrideErr
-	// says it could not be read.
+	// says it (or a blob's, see BlobDenied) could not be read.
 	Override    *storage.Override
 	OverrideErr error
+	// ImageAllow is, for a blob whose content is refused and that has no
+	// override of its own, an operator's allow on an image (by manifest
+	// digest) that lists the blob and is linked under Name.
+	ImageAllow *storage.Override
+	// BlobDenied lists an operator's denies on the digests of an image's
+	// blobs: each refuses the image, as the known-bad list does.
+	BlobDenied []storage.Override
+	// RulesetID is the ruleset current when the facts were complete. A
+	// verdict gathered under another one (the rules changed while the facts
+	// were gathered) decides nothing: the request is refused as transient.
+	RulesetID string
 	// Invalid is set when an image manifest cannot be judged as one
 	// (malformed, too many layers, foreign or inline blobs).
 	Invalid error
@@ -123,26 +138,34 @@ func (r *Refusal) Error() string { return r.Message }
 // Decide is the one decision. The order, first match wins:
 //
 //  1. the name: an operator's deny on the repository, or the publisher
-//     policy (checked before anything is fetched);
-//  2. an operator's override on the digest: deny refuses, allow serves;
+//     policy; then a deny on another name carrying the manifest, which an
+//     allow on the manifest digest lifts;
+//  2. an operator's override on the digest (for a blob without one, an
+//     allowed image listing it): deny refuses, allow serves;
 //  3. an image manifest pullgate cannot judge as one is refused;
-//  4. the known-bad list (unless the policy's known-bad action says warn);
-//  5. findings that block under the decision policy: each blob's alone,
-//     and, for an image, all its blobs' together;
+//  4. the known-bad list (unless its action says warn), or a deny on a blob;
+//  5. findings that block: each blob's alone, and an image's together;
 //  6. a blob that could not be scanned (a limit, corrupt content);
-//  7. an upstream or store failure, or the client gone;
+//  7. an upstream or store failure, a verdict of rules other than
+//     RulesetID (transient), or the client gone;
 //  8. a verdict still missing when the hold ran out;
 //  9. served, with the findings that only warn.
 //
-// Findings come before scan errors: both refuse, and a finding names a
-// file and a rule a person can act on, whereas a scan error says only
-// that something could not be read.
+// Findings come before scan errors: a finding names a file and a rule a
+// person can act on; a scan error only says something was unreadable.
 func Decide(p scanner.Policy, f Facts) Decision {
 	image := f.Name
 	if f.Digest != "" {
 		image += "@" + f.Digest.String()
 	}
 	if r := f.NameRefused; r != nil {
+		return Decision{Outcome: r.Outcome, Kind: r.Kind, Message: r.Message}
+	}
+	if r := f.LinkedRefused; r != nil && (f.Override == nil || f.Override.Action != storage.Allow) {
+		if f.OverrideErr != nil {
+			d, _ := decideOverride(f, image)
+			return d
+		}
 		return Decision{Outcome: r.Outcome, Kind: r.Kind, Message: r.Message}
 	}
 	if f.Subject == Index {
@@ -183,6 +206,10 @@ func decideOverride(f Facts, image string) (Decision, bool) {
 	case f.OverrideErr != nil:
 		msg := fmt.Sprintf("pullgate: %s refused: verdict store unavailable: %v", image, f.OverrideErr)
 		return Decision{Outcome: verdict.UpstreamFailed, Kind: Unavailable, Message: msg}, true
+	case o == nil && f.ImageAllow != nil && f.Subject == Blob:
+		a := f.ImageAllow
+		msg := fmt.Sprintf("pullgate: %s allowed by operator %s as a blob of image %s: %s", image, a.Actor, a.Subject, a.Reason)
+		return Decision{Outcome: verdict.Overridden, Kind: Serve, Message: msg}, true
 	case o == nil:
 		return Decision{}, false
 	case o.Action == storage.Deny:
@@ -220,6 +247,11 @@ func decideImage(p scanner.Policy, f Facts, image string) Decision {
 	if d, ok := knownBad(p, f, image); ok {
 		return d
 	}
+	if len(f.BlobDenied) > 0 {
+		o := f.BlobDenied[0]
+		msg := fmt.Sprintf("pullgate: %s refused: its blob %s is denied by operator %s: %s", image, o.Subject, o.Actor, o.Reason)
+		return Decision{Outcome: verdict.Overridden, Kind: Denied, Message: msg}
+	}
 	var (
 		judged           []storage.Verdict
 		scanErr, upErr   *BlobFact
@@ -238,6 +270,8 @@ func decideImage(p scanner.Policy, f Facts, image string) Decision {
 			gone = first(gone, b)
 		case b.State == Failed:
 			upErr = first(upErr, b)
+		case stale(f, b):
+			upErr = first(upErr, staleFact(b))
 		case b.Verdict.Status == storage.StatusError:
 			scanErr = first(scanErr, b)
 		default:
@@ -289,6 +323,8 @@ func decideBlob(p scanner.Policy, f Facts) Decision {
 		switch {
 		case b.State != Judged:
 			other = first(other, b)
+		case stale(f, b):
+			other = first(other, staleFact(b))
 		case b.Verdict.Status == storage.StatusError:
 			scanErr = first(scanErr, b)
 		case blobBlocked(p, b.Verdict):
@@ -318,6 +354,19 @@ func decideBlob(p scanner.Policy, f Facts) Decision {
 		kb = clean.Verdict.Findings
 	}
 	return Decision{Outcome: verdict.Allowed, Kind: Serve, Findings: append(knownBadFindings(f), kb...)}
+}
+
+// stale reports whether a blob's verdict was gathered under a ruleset other
+// than the one current when the facts were complete: the rules changed
+// while they were gathered, and a decision must rest on one ruleset only.
+func stale(f Facts, b *BlobFact) bool {
+	return f.RulesetID != "" && b.State == Judged && b.Verdict.RulesetID != f.RulesetID
+}
+
+// staleFact words a stale verdict as the transient failure it is.
+func staleFact(b *BlobFact) *BlobFact {
+	err := fmt.Errorf("%w: the rules changed while %s %s was being judged", errTransient, b.Ref.Noun(), b.Ref.Digest)
+	return &BlobFact{Ref: b.Ref, State: Failed, Err: err}
 }
 
 func first(cur, b *BlobFact) *BlobFact {

@@ -25,6 +25,7 @@ func TestDecidePrecedence(t *testing.T) {
 	scanErr := BlobFact{Ref: Ref{Digest: layer, Context: storage.ContextLayer}, State: Judged,
 		Verdict: storage.Verdict{Digest: layer, Status: storage.StatusError, Reason: "limit"}}
 	cleanConfig := judged(config, storage.ContextConfig)
+	ruled := func(b BlobFact, rid string) BlobFact { b.Verdict.RulesetID = rid; return b }
 	deny := &storage.Override{Subject: "x", Action: storage.Deny}
 	allow := &storage.Override{Subject: "x", Action: storage.Allow}
 	for _, c := range []struct {
@@ -52,6 +53,18 @@ func TestDecidePrecedence(t *testing.T) {
 		{"blob: scan error in a role, clean in another", Facts{Subject: Blob, Blobs: []BlobFact{scanErr, judged(layer, storage.ContextArtifact)}}, verdict.Allowed, Serve},
 		{"blob: scan error in its only role", Facts{Subject: Blob, Blobs: []BlobFact{scanErr}}, verdict.Failed, Denied},
 		{"blob: finding in any role", Facts{Subject: Blob, Blobs: []BlobFact{judged(layer, storage.ContextArtifact), judged(layer, storage.ContextLayer, high)}}, verdict.Blocked, Denied},
+		{"linked deny", Facts{LinkedRefused: &Refusal{Outcome: verdict.Policy, Kind: Denied}}, verdict.Policy, Denied},
+		{"digest allow over a linked deny", Facts{LinkedRefused: &Refusal{Outcome: verdict.Policy, Kind: Denied}, Override: allow}, verdict.Overridden, Serve},
+		{"digest deny with a linked deny", Facts{LinkedRefused: &Refusal{Outcome: verdict.Policy, Kind: Denied}, Override: deny}, verdict.Policy, Denied},
+		{"a blob's deny refuses the image", Facts{BlobDenied: []storage.Override{*deny}, Blobs: []BlobFact{cleanConfig}}, verdict.Overridden, Denied},
+		{"image allow over a blob's deny", Facts{Override: allow, BlobDenied: []storage.Override{*deny}}, verdict.Overridden, Serve},
+		{"verdicts of two rulesets", Facts{RulesetID: "new", Blobs: []BlobFact{ruled(cleanConfig, "new"), ruled(judged(layer, storage.ContextLayer), "old")}}, verdict.UpstreamFailed, Upstream},
+		{"verdicts of one ruleset", Facts{RulesetID: "new", Blobs: []BlobFact{ruled(cleanConfig, "new"), ruled(judged(layer, storage.ContextLayer), "new")}}, verdict.Allowed, Serve},
+		{"blob: verdict of other rules", Facts{Subject: Blob, RulesetID: "new", Blobs: []BlobFact{ruled(judged(layer, storage.ContextLayer), "old")}}, verdict.UpstreamFailed, Upstream},
+		{"blob: an allowed image's over a finding", Facts{Subject: Blob, ImageAllow: allow, Blobs: []BlobFact{judged(layer, storage.ContextLayer, high)}}, verdict.Overridden, Serve},
+		{"blob: an allowed image's over the known-bad list", Facts{Subject: Blob, ImageAllow: allow, KnownBad: []digest.Digest{layer}}, verdict.Overridden, Serve},
+		{"blob: its own deny over an allowed image's", Facts{Subject: Blob, Override: deny, ImageAllow: allow}, verdict.Overridden, Denied},
+		{"image: an allowed image's blob allow means nothing", Facts{ImageAllow: allow, Blobs: []BlobFact{judged(layer, storage.ContextLayer, high)}}, verdict.Blocked, Denied},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			d := Decide(scanner.DefaultPolicy(), c.f)

@@ -45,7 +45,7 @@ func (g *Gate) ingest(fl *flight, up *upstream.Registry, repo string, ref Ref) (
 
 	start := time.Now()
 	if _, statErr := g.opts.Blobs.Stat(ctx, ref.Digest); statErr == nil {
-		v, err = g.rescanLocal(ctx, fl, sc, ref)
+		v, err = g.rescanLocal(ctx, fl, sc, ref, up != nil)
 	} else if up == nil {
 		return storage.Verdict{}, fmt.Errorf("%w: %s %s: %w", errTransient, ref.Noun(), ref.Digest, errNoUpstream)
 	} else {
@@ -234,8 +234,12 @@ func (s *sink) Write(p []byte) (int, error) {
 }
 
 // rescanLocal scans a blob already in the store under a ruleset that has no
-// verdict for it yet; a blob now found bad leaves the store.
-func (g *Gate) rescanLocal(ctx context.Context, fl *flight, sc *scanner.Scanner, ref Ref) (storage.Verdict, error) {
+// verdict for it yet. Asked for by a request (drop), a blob whose findings
+// now block leaves the store. A rescan keeps it until it has judged the
+// blob across all its roles with the operator's overrides (Rescan), and
+// no scan error removes it here: an error in one role refuses a blob only
+// when no role reads it clean, which one role cannot tell.
+func (g *Gate) rescanLocal(ctx context.Context, fl *flight, sc *scanner.Scanner, ref Ref, drop bool) (storage.Verdict, error) {
 	rid := sc.RulesetID()
 	stored, _, err := g.opts.Blobs.Open(ctx, ref.Digest)
 	if err != nil {
@@ -254,7 +258,7 @@ func (g *Gate) rescanLocal(ctx context.Context, fl *flight, sc *scanner.Scanner,
 			if ctx.Err() != nil || errors.Is(err, scanner.ErrClosed) {
 				return storage.Verdict{}, fmt.Errorf("%w: rescan %s: %w", errTransient, ref.Digest, err)
 			}
-			return g.dropLocal(ctx, g.contentError(rid, ref, err))
+			return g.contentError(rid, ref, err), nil
 		}
 	} else {
 		res, err = g.streamScan(sc, ref)(ctx, rc, fl.prio)
@@ -262,11 +266,11 @@ func (g *Gate) rescanLocal(ctx context.Context, fl *flight, sc *scanner.Scanner,
 			if ctx.Err() != nil || errors.Is(err, scanner.ErrClosed) {
 				return storage.Verdict{}, fmt.Errorf("%w: rescan %s: %w", errTransient, ref.Digest, err)
 			}
-			return g.dropLocal(ctx, g.contentError(rid, ref, err))
+			return g.contentError(rid, ref, err), nil
 		}
 	}
 	v := g.verdictOf(rid, ref, res)
-	if v.Status != storage.StatusClean {
+	if drop && v.Status == storage.StatusBlocked {
 		return g.dropLocal(ctx, v)
 	}
 	return v, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -39,11 +40,61 @@ func (g *Gate) judgeImage(ctx context.Context, up *upstream.Registry, repo strin
 	}
 	f.Config = refs[0].Digest
 	f.KnownBad = g.knownBad(append([]digest.Digest{dgst}, digestsOf(refs)...)...)
-	if d := g.judge(f); len(f.KnownBad) > 0 && d.Refused() {
+	f.BlobDenied, f.OverrideErr = g.blobDenies(ctx, refs)
+	if d := g.judge(f); d.Refused() && (len(f.KnownBad) > 0 || len(f.BlobDenied) > 0 || f.OverrideErr != nil) {
 		return d // refused before anything is fetched
 	}
-	f.Blobs = g.gatherVerdicts(ctx, up, repo, refs, hold)
+	holdCtx, cancel := context.WithTimeout(ctx, hold)
+	defer cancel()
+	// The image is decided on verdicts all under one ruleset, the one
+	// current when they were all in: when the rules change while they are
+	// gathered, they are gathered again (verdicts under the new rules are
+	// looked up or scanned), and after rulesChanges changes the stale
+	// verdicts refuse the image as transient (see Decide).
+	for range rulesChanges {
+		rid := g.Scanner().RulesetID()
+		f.Blobs = g.gatherVerdicts(ctx, holdCtx, up, repo, refs)
+		f.RulesetID = g.Scanner().RulesetID()
+		if f.RulesetID == rid && !anyStale(f) {
+			break
+		}
+		g.log.Info("rules changed while an image was judged; gathering its verdicts again", "image", f.Name+"@"+dgst.String())
+	}
 	return g.judge(f)
+}
+
+// anyStale reports whether a verdict of f was gathered under a ruleset
+// other than f.RulesetID.
+func anyStale(f Facts) bool {
+	for i := range f.Blobs {
+		if stale(f, &f.Blobs[i]) {
+			return true
+		}
+	}
+	return false
+}
+
+// blobDenies reads an operator's override on each blob of an image and
+// returns the denies: a blob an operator denied refuses every image that
+// carries it, as the known-bad list does.
+func (g *Gate) blobDenies(ctx context.Context, refs []Ref) ([]storage.Override, error) {
+	var out []storage.Override
+	seen := map[digest.Digest]bool{}
+	for _, r := range refs {
+		if seen[r.Digest] {
+			continue
+		}
+		seen[r.Digest] = true
+		o, err := g.opts.Verdicts.Override(ctx, r.Digest.String())
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+		case err != nil:
+			return nil, fmt.Errorf("read the override of %s %s: %w", r.Noun(), r.Digest, err)
+		case o.Action == storage.Deny:
+			out = append(out, o)
+		}
+	}
+	return out, nil
 }
 
 // judge is Decide under the policy in force.
@@ -53,9 +104,7 @@ func (g *Gate) judge(f Facts) Decision { return Decide(g.opts.Decision, f) }
 // with every other request for it, until all have answered or the hold
 // runs out. A blob that blocks alone blocks the image, so the answer does
 // not wait for the others; their scans finish in the background.
-func (g *Gate) gatherVerdicts(ctx context.Context, up *upstream.Registry, repo string, refs []Ref, hold time.Duration) []BlobFact {
-	holdCtx, cancel := context.WithTimeout(ctx, hold)
-	defer cancel()
+func (g *Gate) gatherVerdicts(ctx, holdCtx context.Context, up *upstream.Registry, repo string, refs []Ref) []BlobFact {
 	type answer struct {
 		i   int
 		v   storage.Verdict
@@ -197,7 +246,14 @@ func (g *Gate) blobFacts(ctx, holdCtx context.Context, up *upstream.Registry, re
 	if d := g.judge(f); len(f.KnownBad) > 0 && f.Override == nil && d.Refused() {
 		return f // refused before anything is fetched
 	}
-	f.Blobs = g.blobVerdicts(ctx, holdCtx, up, repo, dgst, links)
+	for range rulesChanges {
+		rid := g.Scanner().RulesetID()
+		f.Blobs = g.blobVerdicts(ctx, holdCtx, up, repo, dgst, links)
+		f.RulesetID = g.Scanner().RulesetID()
+		if f.RulesetID == rid && !anyStale(f) {
+			break
+		}
+	}
 	return f
 }
 
@@ -207,7 +263,14 @@ func (g *Gate) blobFacts(ctx, holdCtx context.Context, up *upstream.Registry, re
 // is (digest verified) and keeps it, since the override, not a verdict,
 // lets it be served.
 func (g *Gate) judgeBlob(ctx, holdCtx context.Context, up *upstream.Registry, repo string, dgst digest.Digest, links storage.Links) Decision {
-	d := g.judge(g.blobFacts(ctx, holdCtx, up, repo, dgst, links))
+	f := g.blobFacts(ctx, holdCtx, up, repo, dgst, links)
+	d := g.judge(f)
+	if d.Kind == Denied && f.Override == nil {
+		// Looked up only when the blob is refused, so clean pulls pay
+		// nothing for it.
+		f.ImageAllow = g.imageAllow(ctx, f.Name, dgst)
+		d = g.judge(f)
+	}
 	if d.Outcome == verdict.Overridden && !d.Refused() {
 		if err := g.fetchOverridden(holdCtx, up, repo, Ref{Digest: dgst, Size: -1}); err != nil {
 			what := fmt.Sprintf("blob %s of %s/%s", dgst, up.Name(), repo)
@@ -272,6 +335,42 @@ func CheckIndex(body []byte) error {
 		if len(d.Data) > 0 {
 			return fmt.Errorf("index entry %s carries its content inline (data), which would take it past pullgate", cut(string(d.Digest), 80))
 		}
+	}
+	return nil
+}
+
+// imageAllow returns an operator's allow on an image, by manifest digest,
+// whose stored manifest lists the blob dgst and which is linked under name
+// (any name when name is empty), or nil. An image allow covers its blobs
+// by this relation, not by copies: only under the names that carry the
+// image, and only while the allow stands. A failure to read is logged and
+// covers nothing: the blob stays refused.
+func (g *Gate) imageAllow(ctx context.Context, name string, dgst digest.Digest) *storage.Override {
+	all, err := g.opts.Verdicts.Overrides(ctx)
+	if err != nil {
+		g.log.Warn("read overrides for an image allow", "digest", dgst.String(), "err", err)
+		return nil
+	}
+	for _, o := range all {
+		m, err := digest.Parse(o.Subject)
+		if o.Action != storage.Allow || o.Image != "" || err != nil || m == dgst {
+			continue
+		}
+		refs, ok := g.ImageBlobs(ctx, m)
+		if !ok || !slices.ContainsFunc(refs, func(r Ref) bool { return r.Digest == dgst }) {
+			continue
+		}
+		if name != "" {
+			links, err := g.opts.Verdicts.Links(ctx, m)
+			if err != nil {
+				g.log.Warn("read the links of an allowed image", "image", m.String(), "err", err)
+				continue
+			}
+			if !links.Has(name) {
+				continue
+			}
+		}
+		return &o
 	}
 	return nil
 }

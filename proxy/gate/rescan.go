@@ -3,7 +3,9 @@ package gate
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -26,9 +28,12 @@ type RescanReport struct {
 
 // Rescan gives every stored blob a verdict under the current ruleset, in
 // the background and behind interactive scans: after new rules, cached
-// content is checked again before anyone asks for it. A blob now found bad
-// is removed from the store, blocked from then on, and reported as a
-// retroactive block (with the clients the audit log says pulled it).
+// content is checked again before anyone asks for it. Each stored blob is
+// then judged as the blob path judges it (gate.Decide, across every role
+// it is known in, with the operator's overrides and the images allowed
+// that list it); one now refused is removed from the store, blocked from
+// then on, and reported as a retroactive block (with the clients the audit
+// log says pulled it).
 func (g *Gate) Rescan(ctx context.Context) (RescanReport, error) {
 	var (
 		tally rescanTally
@@ -40,24 +45,15 @@ func (g *Gate) Rescan(ctx context.Context) (RescanReport, error) {
 		tally.mu.Lock()
 		tally.rep.Checked++
 		tally.mu.Unlock()
-		contexts, err := g.rescanContexts(ctx, d, rid)
-		if err != nil {
-			tally.mu.Lock()
-			tally.rep.Failed++
-			tally.mu.Unlock()
-			return nil
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-		for _, c := range contexts {
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			wg.Go(func() {
-				defer func() { <-sem }()
-				g.rescanOne(ctx, Ref{Digest: d, Size: -1, Context: c, Prio: scanner.Background}, &tally)
-			})
-		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			g.rescanBlob(ctx, d, rid, &tally)
+		})
 		return nil
 	})
 	wg.Wait()
@@ -72,66 +68,136 @@ type rescanTally struct {
 	refused []retro
 }
 
-// rescanContexts lists the contexts a stored blob still needs a verdict in
-// under the ruleset rid: every context it is known in (the roles manifests
-// give it, the contexts it was scanned in before), or, when none is known,
-// the one its first byte suggests.
-func (g *Gate) rescanContexts(ctx context.Context, d digest.Digest, rid string) ([]storage.Context, error) {
+func (t *rescanTally) add(f func(*rescanTally)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f(t)
+}
+
+// rescanBlob scans one stored blob in every context it still needs a
+// verdict in under rid, then judges it on all its verdicts under rid, and
+// removes it when the decision refuses it.
+func (g *Gate) rescanBlob(ctx context.Context, d digest.Digest, rid string, tally *rescanTally) {
+	known, missing, err := g.rescanContexts(ctx, d, rid)
+	if err != nil {
+		tally.add(func(t *rescanTally) { t.rep.Failed++ })
+		return
+	}
+	for _, c := range missing {
+		ref := Ref{Digest: d, Size: -1, Context: c, Prio: scanner.Background}
+		info := FlightInfo{Digest: d, Kind: ref.Noun() + " rescan", Context: c, Size: -1}
+		fl := g.flights.start(info, ref.Prio, func(fl *flight) (storage.Verdict, error) { return g.ingest(fl, nil, "", ref) })
+		if _, err := fl.wait(ctx); err != nil {
+			tally.add(func(t *rescanTally) { t.rep.Failed++ })
+			return
+		}
+		tally.add(func(t *rescanTally) { t.rep.Scanned++ })
+	}
+	dec, facts, ok := g.judgeStored(ctx, d, rid, known)
+	if !ok {
+		tally.add(func(t *rescanTally) { t.rep.Failed++ })
+		return
+	}
+	if !dec.Refused() || dec.Outcome == verdict.Overridden {
+		// An operator's deny is no news of new rules: the blob stays
+		// stored, unserved, until the operator lifts it.
+		return
+	}
+	if err := g.opts.Blobs.Delete(ctx, d); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		g.log.Warn("remove a stored blob now refused", "digest", d.String(), "err", err)
+		tally.add(func(t *rescanTally) { t.rep.Failed++ })
+		return
+	}
+	g.log.Warn("stored blob now refused; removed", "digest", d.String(), "reason", dec.Message)
+	ref := Ref{Digest: d, Size: -1, Context: known[0]}
+	for _, b := range facts.Blobs {
+		if len(b.Verdict.Findings) > 0 || b.Verdict.Status == storage.StatusError {
+			ref = b.Ref
+			break
+		}
+	}
+	tally.add(func(t *rescanTally) {
+		t.rep.Refused = append(t.rep.Refused, d)
+		t.refused = append(t.refused, retro{ref, storage.Verdict{Digest: d, Findings: dec.Findings}})
+	})
+}
+
+// judgeStored decides on a stored blob as a bare request for it would be
+// decided, on its verdicts under rid in every context it is known in. It
+// reports false when the facts could not be read or the rules changed
+// meanwhile (the next rescan judges it again).
+func (g *Gate) judgeStored(ctx context.Context, d digest.Digest, rid string, known []storage.Context) (Decision, Facts, bool) {
+	f := Facts{Subject: Blob, Name: "(stored blob)", Digest: d, RulesetID: rid}
+	if g.gatherOverride(ctx, &f) {
+		return g.judge(f), f, f.OverrideErr == nil
+	}
+	f.KnownBad = g.knownBad(d)
+	vs, err := g.opts.Verdicts.Verdicts(ctx, d)
+	if err != nil {
+		return Decision{}, f, false
+	}
+	for _, c := range known {
+		i := slices.IndexFunc(vs, func(v storage.Verdict) bool { return v.Context == c && v.RulesetID == rid })
+		if i < 0 {
+			return Decision{}, f, false
+		}
+		f.Blobs = append(f.Blobs, BlobFact{Ref: Ref{Digest: d, Size: -1, Context: c}, Verdict: vs[i], State: Judged})
+	}
+	if g.Scanner().RulesetID() != rid {
+		return Decision{}, f, false
+	}
+	dec := g.judge(f)
+	if dec.Kind == Denied && f.Override == nil {
+		if f.ImageAllow = g.imageAllow(ctx, "", d); f.ImageAllow != nil {
+			dec = g.judge(f)
+		}
+	}
+	return dec, f, dec.Kind == Serve || dec.Kind == Denied
+}
+
+// rescanContexts lists the contexts a stored blob is known in (the roles
+// manifests give it, the contexts it was scanned in before; when none is
+// known, the one its first byte suggests), and those of them that still
+// need a verdict under the ruleset rid.
+func (g *Gate) rescanContexts(ctx context.Context, d digest.Digest, rid string) (known, missing []storage.Context, err error) {
 	links, err := g.opts.Verdicts.Links(ctx, d)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	vs, err := g.opts.Verdicts.Verdicts(ctx, d)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	known := map[storage.Context]bool{}
+	isKnown := map[storage.Context]bool{}
 	for _, c := range links.Roles {
-		known[c] = true
+		isKnown[c] = true
 	}
 	have := map[storage.Context]bool{}
 	for _, v := range vs {
 		if !v.Context.Valid() {
 			continue
 		}
-		known[v.Context] = true
+		isKnown[v.Context] = true
 		if v.RulesetID == rid {
 			have[v.Context] = true
 		}
 	}
-	if len(known) == 0 {
+	if len(isKnown) == 0 {
 		c := storage.ContextLayer
 		if g.looksLikeConfig(ctx, d) {
 			c = storage.ContextConfig
 		}
-		known[c] = true
+		isKnown[c] = true
 	}
-	var out []storage.Context
 	for _, c := range []storage.Context{storage.ContextConfig, storage.ContextLayer, storage.ContextArtifact} {
-		if known[c] && !have[c] {
-			out = append(out, c)
+		if isKnown[c] {
+			known = append(known, c)
+			if !have[c] {
+				missing = append(missing, c)
+			}
 		}
 	}
-	return out, nil
-}
-
-// rescanOne gives one stored blob a verdict in one context, and counts it.
-func (g *Gate) rescanOne(ctx context.Context, ref Ref, tally *rescanTally) {
-	info := FlightInfo{Digest: ref.Digest, Kind: ref.Noun() + " rescan", Context: ref.Context, Size: -1}
-	fl := g.flights.start(info, ref.Prio, func(fl *flight) (storage.Verdict, error) { return g.ingest(fl, nil, "", ref) })
-	v, err := fl.wait(ctx)
-	tally.mu.Lock()
-	defer tally.mu.Unlock()
-	switch {
-	case err != nil:
-		tally.rep.Failed++
-	case g.refuses(v):
-		tally.rep.Scanned++
-		tally.rep.Refused = append(tally.rep.Refused, ref.Digest)
-		tally.refused = append(tally.refused, retro{ref, v})
-	default:
-		tally.rep.Scanned++
-	}
+	return known, missing, nil
 }
 
 // retro is a stored blob found bad by a rescan.
