@@ -116,7 +116,9 @@ func TestImageIsNotDecidedAcrossRulesets(t *testing.T) {
 	})
 	rules := filepath.Join(t.TempDir(), "straddle.yar")
 	writeRule(t, rules, `rule StraddleRule { meta: category = "miner" severity = "high" description = "new rule" strings: $a = "STRADDLE-MARK" condition: $a }`)
-	f.srv.SetScanner(testScanner(t, rules)) // the old scanner stays open for the scan in flight
+	if err := f.srv.gate.Scanner().Reload(scanner.Options{RulePaths: []string{rules}}); err != nil {
+		t.Fatal(err)
+	}
 	close(release)
 
 	r := <-done
