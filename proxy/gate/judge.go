@@ -74,25 +74,29 @@ func anyStale(f Facts) bool {
 	return false
 }
 
-// blobDenies reads an operator's override on each blob of an image and
-// returns the denies: a blob an operator denied refuses every image that
-// carries it, as the known-bad list does.
+// blobDenies returns the operator's denies on the blobs of an image: a
+// blob an operator denied refuses every image that carries it, as the
+// known-bad list does. The overrides are read in one call, not one per
+// blob: operators make few, and a warm manifest request then costs one
+// round trip to Redis whatever the number of layers.
 func (g *Gate) blobDenies(ctx context.Context, refs []Ref) ([]storage.Override, error) {
+	all, err := g.opts.Verdicts.Overrides(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the operator's overrides: %w", err)
+	}
+	denied := map[string]storage.Override{}
+	for _, o := range all {
+		if o.Action == storage.Deny {
+			denied[o.Subject] = o
+		}
+	}
 	var out []storage.Override
 	seen := map[digest.Digest]bool{}
 	for _, r := range refs {
-		if seen[r.Digest] {
-			continue
-		}
-		seen[r.Digest] = true
-		o, err := g.opts.Verdicts.Override(ctx, r.Digest.String())
-		switch {
-		case errors.Is(err, storage.ErrNotFound):
-		case err != nil:
-			return nil, fmt.Errorf("read the override of %s %s: %w", r.Noun(), r.Digest, err)
-		case o.Action == storage.Deny:
+		if o, ok := denied[r.Digest.String()]; ok && !seen[r.Digest] {
 			out = append(out, o)
 		}
+		seen[r.Digest] = true
 	}
 	return out, nil
 }
