@@ -158,11 +158,13 @@ func TestIncludeErrors(t *testing.T) {
 		want  string
 	}{
 		{"missing file", map[string]string{"rules/main.yar": `include "nope.inc"`}, "nope.inc"},
-		{"one name, two files", map[string]string{
+		{"one name, two files, each including another", map[string]string{
 			"rules/a/x.yar":      `include "common.inc"`,
-			"rules/a/common.inc": incRule("CommonA", "pullgate-include-a"),
+			"rules/a/common.inc": `include "more.inc"`,
+			"rules/a/more.inc":   incRule("MoreA", "pullgate-include-a"),
 			"rules/b/y.yar":      `include "common.inc"`,
-			"rules/b/common.inc": incRule("CommonB", "pullgate-include-b"),
+			"rules/b/common.inc": `include "more.inc"`,
+			"rules/b/more.inc":   incRule("MoreB", "pullgate-include-b"),
 		}, "distinct names"},
 		{"syntax error in an included file", map[string]string{
 			"rules/main.yar": `include "bad.inc"`,
@@ -184,5 +186,29 @@ func TestIncludeErrors(t *testing.T) {
 				t.Fatalf("New: %v; want an error naming %q", err, c.want)
 			}
 		})
+	}
+}
+
+// One include name in two folders, each file including nothing further,
+// is not ambiguous: each include is relative to a listed rule file, and
+// both included files are compiled and watched.
+func TestIncludeSameNameTwoFolders(t *testing.T) {
+	dir := t.TempDir()
+	for _, sub := range []string{"a", "b"} {
+		if err := os.MkdirAll(filepath.Join(dir, "rules", sub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(dir, "rules", sub, "x.yar"), "include \"common.inc\"\n")
+		writeFile(t, filepath.Join(dir, "rules", sub, "common.inc"), incRule("Common"+strings.ToUpper(sub), "pullgate-include-"+sub))
+	}
+	s := newTestScanner(t, Options{Workers: 1, RulePaths: []string{filepath.Join(dir, "rules")}})
+	for _, sub := range []string{"a", "b"} {
+		if p := filepath.Join(dir, "rules", sub, "common.inc"); !slices.Contains(s.RulePaths(), p) {
+			t.Errorf("RulePaths %v lack %s", s.RulePaths(), p)
+		}
+		res, err := scanOne(t, s, tfile{name: "etc/x", mode: 0o644, data: []byte("pullgate-include-" + sub)})
+		if err != nil || len(res.Findings) != 1 || res.Findings[0].Rule != "Common"+strings.ToUpper(sub) {
+			t.Errorf("content of %s: %v, %v", sub, res.Findings, err)
+		}
 	}
 }

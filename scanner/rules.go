@@ -132,6 +132,10 @@ func compileRules(srcs []ruleSource) (compiled, error) {
 	}
 	inc := newIncludes()
 	c.SetIncludeCallback(inc.read)
+	// Destroy frees the compiler but not go-yara's handle to the callback
+	// (and through it every included file's bytes); this lets it go. It
+	// runs before the deferred Destroy.
+	defer c.DisableIncludes()
 	var warnings []string
 	for _, src := range srcs {
 		inc.top = src.name
