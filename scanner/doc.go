@@ -17,7 +17,11 @@
 // (Result.RulesetID), so a caller records a verdict under the rules that
 // produced it, never under newer ones. Workers move to new rules between
 // jobs, and replaced rules are freed once no scan, job or worker uses
-// them.
+// them. The ruleset id covers every byte the compiler read: the scanner
+// reads the files rules `include` itself (relative to the including file)
+// and hashes them with the rule files and the known-bad list; RulePaths
+// names every file a reload must watch. It must never let libyara read a
+// file behind its back.
 //
 // scanner is content analysis only: it never touches the network, never
 // talks to Redis or any store, and never imports other pullgate packages.

@@ -21,6 +21,7 @@ const KnownBadRule = "KnownBadFile"
 // read-only once loaded and safe for concurrent use.
 type KnownBad struct {
 	notes map[[sha256.Size]byte]string // digest → note from the list ("" if none)
+	file  string                       // the file it was loaded from, if any
 }
 
 // LoadKnownBad reads a known-bad list: one sha256 digest per line, hex,
@@ -33,7 +34,21 @@ func LoadKnownBad(path string) (*KnownBad, error) {
 		return nil, fmt.Errorf("known-bad list: %w", err)
 	}
 	defer f.Close()
-	return ParseKnownBad(f, path)
+	k, err := ParseKnownBad(f, path)
+	if err != nil {
+		return nil, err
+	}
+	k.file = path
+	return k, nil
+}
+
+// File is the file LoadKnownBad read the list from ("" for a list parsed
+// from elsewhere, and for nil). A Scanner watches it with the rule files.
+func (k *KnownBad) File() string {
+	if k == nil {
+		return ""
+	}
+	return k.file
 }
 
 // ParseKnownBad reads a known-bad list from r; name is used in errors.

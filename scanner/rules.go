@@ -24,6 +24,9 @@ var defaultRules embed.FS
 // ambiguous finding.
 const ruleNamespace = "pullgate"
 
+// embeddedPrefix names the embedded rule files in errors and the id.
+const embeddedPrefix = "embedded:"
+
 // Externals every rule may use. Their defaults are declared in the
 // compiler; each worker redefines them before every scan.
 const (
@@ -73,7 +76,7 @@ func loadSources(extra []string) ([]ruleSource, error) {
 		if err != nil {
 			return err
 		}
-		srcs = append(srcs, ruleSource{name: "embedded:" + p, data: b})
+		srcs = append(srcs, ruleSource{name: embeddedPrefix + p, data: b})
 		return nil
 	})
 	if err != nil {
@@ -107,15 +110,56 @@ func loadSources(extra []string) ([]ruleSource, error) {
 	return append(srcs, ops...), nil
 }
 
-// compileRules compiles every source into one namespace. Errors name the
-// file and line. Warnings (such as a string that slows scanning), as
-// "file:line: text", are returned for tests and operators to see.
-func compileRules(srcs []ruleSource) (*yara.Rules, []string, error) {
+// compiled is what compileRules makes of the sources.
+type compiled struct {
+	rules    *yara.Rules
+	included []ruleSource // the files the sources include, as given to the compiler
+	warnings []string     // "file:line: text"
+}
+
+// compileRules compiles every source into one namespace, reading the files
+// they include itself (see includes). Errors name the file and line.
+// Warnings (such as a string that slows scanning) are returned for tests
+// and operators to see.
+func compileRules(srcs []ruleSource) (compiled, error) {
 	c, err := yara.NewCompiler()
 	if err != nil {
-		return nil, nil, fmt.Errorf("create yara compiler: %w", err)
+		return compiled{}, fmt.Errorf("create yara compiler: %w", err)
 	}
 	defer c.Destroy()
+	if err := defineExternals(c); err != nil {
+		return compiled{}, err
+	}
+	inc := newIncludes()
+	c.SetIncludeCallback(inc.read)
+	// Destroy frees the compiler but not go-yara's handle to the callback
+	// (and through it every included file's bytes); this lets it go. It
+	// runs before the deferred Destroy.
+	defer c.DisableIncludes()
+	var warnings []string
+	for _, src := range srcs {
+		inc.top = src.name
+		if err := c.AddString(string(src.data), ruleNamespace); err != nil {
+			if inc.err != nil {
+				return compiled{}, fmt.Errorf("compile rules %s: %w", src.name, inc.err)
+			}
+			return compiled{}, compileError(src.name, c.Errors, err)
+		}
+		// The compiler keeps every warning so far; the new ones are this
+		// source's.
+		for _, w := range c.Warnings[len(warnings):] {
+			warnings = append(warnings, fmt.Sprintf("%s:%d: %s", warningFile(src.name, w.Filename), w.Line, w.Text))
+		}
+	}
+	rules, err := c.GetRules()
+	if err != nil {
+		return compiled{}, fmt.Errorf("link yara rules: %w", err)
+	}
+	return compiled{rules: rules, included: inc.files, warnings: warnings}, nil
+}
+
+// defineExternals declares every external with its default value.
+func defineExternals(c *yara.Compiler) error {
 	defaults := []struct {
 		name  string
 		value any
@@ -128,25 +172,19 @@ func compileRules(srcs []ruleSource) (*yara.Rules, []string, error) {
 	}
 	for _, d := range defaults {
 		if err := c.DefineVariable(d.name, d.value); err != nil {
-			return nil, nil, fmt.Errorf("define yara external %s: %w", d.name, err)
+			return fmt.Errorf("define yara external %s: %w", d.name, err)
 		}
 	}
-	var warnings []string
-	for _, src := range srcs {
-		if err := c.AddString(string(src.data), ruleNamespace); err != nil {
-			return nil, nil, compileError(src.name, c.Errors, err)
-		}
-		// The compiler keeps every warning so far; the new ones are this
-		// source's.
-		for _, w := range c.Warnings[len(warnings):] {
-			warnings = append(warnings, fmt.Sprintf("%s:%d: %s", src.name, w.Line, w.Text))
-		}
+	return nil
+}
+
+// warningFile is the file a compiler message is about: the source, or the
+// included file (as its include names it) the message comes from.
+func warningFile(src, included string) string {
+	if included != "" {
+		return included
 	}
-	rules, err := c.GetRules()
-	if err != nil {
-		return nil, warnings, fmt.Errorf("link yara rules: %w", err)
-	}
-	return rules, warnings, nil
+	return src
 }
 
 // compileError reports the compiler's messages for one source as
@@ -157,7 +195,7 @@ func compileError(name string, msgs []yara.CompilerMessage, err error) error {
 	}
 	lines := make([]string, len(msgs))
 	for i, m := range msgs {
-		lines[i] = fmt.Sprintf("%s:%d: %s", name, m.Line, m.Text)
+		lines[i] = fmt.Sprintf("%s:%d: %s", warningFile(name, m.Filename), m.Line, m.Text)
 	}
 	return fmt.Errorf("compile rules: %s", strings.Join(lines, "; "))
 }

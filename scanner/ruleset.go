@@ -1,6 +1,8 @@
 package scanner
 
 import (
+	"slices"
+	"strings"
 	"sync/atomic"
 
 	"github.com/hillu/go-yara/v4"
@@ -23,7 +25,7 @@ type ruleset struct {
 	knownBad *KnownBad // nil when no list, so workers skip hashing
 	id       string
 	warnings []string
-	paths    []string // the rule files and folders it was compiled from
+	paths    []string // the files and folders it was made of (see watchedPaths)
 
 	refs atomic.Int64
 }
@@ -39,28 +41,46 @@ func compileRuleset(opts Options, limits Limits) (*ruleset, error) {
 	if err != nil {
 		return nil, err
 	}
-	rules, warnings, err := compileRules(srcs)
+	c, err := compileRules(srcs)
 	if err != nil {
 		return nil, err
 	}
-	metas, nrules := ruleMetas(rules)
+	// Everything the compiler read: the rule files and what they include.
+	read := append(slices.Clip(srcs), c.included...)
+	metas, nrules := ruleMetas(c.rules)
 	var knownBad *KnownBad
 	if opts.KnownBadFiles.Len() > 0 {
 		knownBad = opts.KnownBadFiles
 	}
 	rs := &ruleset{
-		paths:    append([]string(nil), opts.RulePaths...),
-		rules:    rules,
+		paths:    watchedPaths(opts, c.included),
+		rules:    c.rules,
 		metas:    metas,
-		infos:    ruleInfos(rules, metas, srcs),
+		infos:    ruleInfos(c.rules, metas, read),
 		nrules:   nrules,
 		knownBad: knownBad,
-		id:       rulesetID(srcs, limits, knownBad.Digests()),
-		warnings: append(warnings, lintSources(srcs)...),
+		id:       rulesetID(read, limits, knownBad.Digests()),
+		warnings: append(c.warnings, lintSources(read)...),
 	}
 	rs.refs.Store(1)
 	liveRulesets.Add(1)
 	return rs, nil
+}
+
+// watchedPaths are the files and folders a ruleset is made of, for the
+// reloader to watch: the rule paths, every file they include (wherever it
+// lies), and the known-bad list's file when it was read from one.
+func watchedPaths(opts Options, included []ruleSource) []string {
+	paths := slices.Clone(opts.RulePaths)
+	for _, f := range included {
+		if p := strings.TrimPrefix(f.name, includePrefix); !slices.Contains(paths, p) {
+			paths = append(paths, p)
+		}
+	}
+	if f := opts.KnownBadFiles.File(); f != "" && !slices.Contains(paths, f) {
+		paths = append(paths, f)
+	}
+	return paths
 }
 
 // hold takes one more reference. Only a holder may call it, so the count

@@ -59,7 +59,8 @@ type Options struct {
 	// KnownBadFiles lists sha256 digests of files that always block. When
 	// it is not empty every regular file of a layer is hashed (whole, up
 	// to MaxFileBytes) and a listed one gives a KnownBadRule finding of
-	// severity high. The list is part of the ruleset id.
+	// severity high. The list is part of the ruleset id; the file it was
+	// loaded from is among RulePaths, so a change to it is seen.
 	KnownBadFiles *KnownBad
 }
 
@@ -211,15 +212,23 @@ func (s *Scanner) current() (*ruleset, error) {
 func (s *Scanner) peek() *ruleset { return s.cur.Load() }
 
 // RulesetID identifies the current ruleset: everything that decides a
-// verdict, Version, the YARA library version, every rule source (name and
-// bytes), the known-bad list and the limits. New rules or limits give a
+// verdict, Version, the YARA library version, every rule source and every
+// file it includes (name and bytes), the known-bad list and the limits. New rules or limits give a
 // new id. A scan running across a Reload finishes under the ruleset it
 // started with: record the one its Result names, not this one.
 func (s *Scanner) RulesetID() string { return s.peek().id }
 
-// RulePaths are the rule files and folders the current ruleset was
-// compiled from (besides the embedded rules).
+// RulePaths are the files and folders the current ruleset was made of,
+// besides the embedded rules: the configured rule paths, every file their
+// rules include (wherever it lies), and the known-bad list's file. A change
+// to any of them changes Fingerprint(RulePaths()), so a reloader polling
+// it sees every change that can change the ruleset.
 func (s *Scanner) RulePaths() []string { return append([]string(nil), s.peek().paths...) }
+
+// KnownBad is the known-bad list of the current ruleset (nil when it has
+// none), so that a check of whole blobs follows a reload as the scans do.
+// The list is read-only; keep it no longer than one decision.
+func (s *Scanner) KnownBad() *KnownBad { return s.peek().knownBad }
 
 // RuleCount is the number of public rules compiled.
 func (s *Scanner) RuleCount() int { return s.peek().nrules }

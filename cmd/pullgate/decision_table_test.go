@@ -249,7 +249,7 @@ func (e *tableEnv) server(t *testing.T) *server {
 	srv, err := proxy.New(proxy.Options{
 		Upstreams: map[string]*upstream.Registry{"docker.io": e.up},
 		Blobs:     blobs, Verdicts: store, Scanner: e.sc,
-		Policy: e.repoPol, Decision: e.policy, KnownBad: knownBadDigests{e.kb},
+		Policy: e.repoPol, Decision: e.policy, KnownBad: knownBadDigests{e.sc},
 		PrefetchPlatforms: []string{},
 		Logger:            slog.New(log),
 	})

@@ -78,7 +78,8 @@ func runService(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	opts := serverOptions(cfg, sopts, log)
+	opts := serverOptions(cfg, log)
+	opts.KnownBad = knownBadDigests{sc}
 	opts.Upstreams, opts.Blobs, opts.Verdicts, opts.Scanner = ups, stores.Blobs, stores.Verdicts, sc
 	opts.Locks, opts.Releases = stores.Locks, stores.Locks
 	opts.Admin = adminOptions(cfg.Admin, cfg.DataDir, stores.Audit, stores.Bus)
@@ -95,7 +96,7 @@ func runService(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 // serverOptions turns the config into the server's options, all but the
 // pieces opened elsewhere (stores, scanner, upstreams, admin).
-func serverOptions(cfg Config, sopts scanner.Options, log *slog.Logger) proxy.Options {
+func serverOptions(cfg Config, log *slog.Logger) proxy.Options {
 	return proxy.Options{
 		Hold:              time.Duration(cfg.Gate.Hold),
 		HoldDocker:        time.Duration(cfg.Gate.HoldDocker),
@@ -107,7 +108,6 @@ func serverOptions(cfg Config, sopts scanner.Options, log *slog.Logger) proxy.Op
 		MaxStoreBytes:     cfg.MaxStoreBytes,
 		Policy:            cfg.Policy,
 		Decision:          cfg.Decision.policy(),
-		KnownBad:          knownBadDigests{sopts.KnownBadFiles},
 		MaxBlobBytes:      cfg.Gate.MaxBlobBytes,
 		MaxConfigBytes:    cfg.Gate.MaxConfigBytes,
 		MaxManifestLayers: cfg.Gate.MaxLayers,
@@ -189,10 +189,12 @@ func startMain(cfg Config, srv *proxy.Server, log *slog.Logger, errc chan<- erro
 	return hs, nil
 }
 
-// knownBadDigests lets the gate ask the known-bad list about blobs.
-type knownBadDigests struct{ *scanner.KnownBad }
+// knownBadDigests lets the gate ask the known-bad list about blobs. It
+// asks the scanner's current list at each call, so a reload that changes
+// the list changes the gate's answer at once, as it changes the scans'.
+type knownBadDigests struct{ sc *scanner.Scanner }
 
-func (k knownBadDigests) Has(d digest.Digest) bool { return k.KnownBad.Has(d.String()) }
+func (k knownBadDigests) Has(d digest.Digest) bool { return k.sc.KnownBad().Has(d.String()) }
 
 func scannerOptions(cfg Config) (scanner.Options, error) {
 	var kb *scanner.KnownBad
