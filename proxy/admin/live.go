@@ -256,16 +256,6 @@ func (l *Live) BlockedImages() []BlockedImage {
 	return out
 }
 
-// blockedFindings returns the findings recorded for a refused digest.
-func (l *Live) blockedFindings(d digest.Digest) []storage.Finding {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if b := l.blocked[d]; b != nil {
-		return append([]storage.Finding(nil), b.Findings...)
-	}
-	return nil
-}
-
 func (l *Live) lastUpstreamError(registry string) time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
