@@ -60,7 +60,25 @@ func (g *Gate) judgeImage(ctx context.Context, up *upstream.Registry, repo strin
 		}
 		g.log.Info("rules changed while an image was judged; gathering its verdicts again", "image", f.Name+"@"+dgst.String())
 	}
+	g.refreshSay(ctx, &f, refs)
 	return g.judge(f)
+}
+
+// refreshSay reads again, at the moment of deciding, what an operator and
+// the known-bad list say of the subject and (for an image) its blobs: a
+// hold can last minutes, and a deny or a listing made while the verdicts
+// were gathered applies to the answer still to be given, as a new rule
+// does. An operator's allow made meanwhile applies too.
+func (g *Gate) refreshSay(ctx context.Context, f *Facts, refs []Ref) {
+	f.Override, f.OverrideErr = nil, nil
+	g.gatherOverride(ctx, f)
+	if f.OverrideErr != nil {
+		return
+	}
+	f.KnownBad = g.knownBad(append([]digest.Digest{f.Digest}, digestsOf(refs)...)...)
+	if f.Subject == Image {
+		f.BlobDenied, f.OverrideErr = g.blobDenies(ctx, refs)
+	}
 }
 
 // anyStale reports whether a verdict of f was gathered under a ruleset
@@ -258,6 +276,7 @@ func (g *Gate) blobFacts(ctx, holdCtx context.Context, up *upstream.Registry, re
 			break
 		}
 	}
+	g.refreshSay(ctx, &f, nil)
 	return f
 }
 
