@@ -151,6 +151,32 @@ func TestRescanDecidesAsTheGate(t *testing.T) {
 			f.wantRescanKeeps(t, layer)
 		})
 	}
+	t.Run("allow removed", func(t *testing.T) {
+		f := newFixture(t)
+		f.newRules(t, "TestAllowedA", "ALLOWED-MARK")
+		img := testregistry.Image{Layers: [][]byte{testregistry.Layer(testregistry.File{Path: "opt/tool", Data: []byte("ALLOWED-MARK")})}}
+		mdgst := f.hub.Push(t, "vendor/tool", "1", img)
+		layer := digest.FromBytes(img.Layers[0])
+		f.override(t, mdgst.String(), storage.Allow)
+		f.wantStatus(t, "/v2/vendor/tool/manifests/1", 200)
+		f.wantStatus(t, "/v2/vendor/tool/blobs/"+layer.String(), 200)
+		if err := f.store.DeleteOverride(context.Background(), mdgst.String()); err != nil {
+			t.Fatal(err)
+		}
+		f.newRules(t, "TestAllowedB", "ALLOWED-MARK")
+		rep, err := f.srv.gate.Rescan(context.Background())
+		if err != nil || len(rep.Refused) != 0 {
+			t.Fatalf("rescan: %+v %v", rep, err)
+		}
+		if _, err := f.blobs.Stat(context.Background(), layer); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("a blob no longer allowed is still stored: %v", err)
+		}
+		for _, ev := range f.srv.live.Recent(50) {
+			if ev.Decision == verdict.RetroactiveBlock {
+				t.Fatalf("the end of an allow was reported as a retroactive block: %s", ev.Reason)
+			}
+		}
+	})
 	t.Run("denied blob", func(t *testing.T) {
 		f := newFixture(t)
 		img := testregistry.CleanImage("denied")

@@ -108,6 +108,12 @@ func (g *Gate) rescanBlob(ctx context.Context, d digest.Digest, rid string, tall
 		tally.add(func(t *rescanTally) { t.rep.Failed++ })
 		return
 	}
+	if g.refusedBefore(ctx, d, rid, known) {
+		// Stored only because an operator allowed it, and the allow is
+		// gone: the rules say nothing new, so no retroactive block.
+		g.log.Warn("stored blob no longer allowed by an operator; removed", "digest", d.String(), "reason", dec.Message)
+		return
+	}
 	g.log.Warn("stored blob now refused; removed", "digest", d.String(), "reason", dec.Message)
 	ref := Ref{Digest: d, Size: -1, Context: known[0]}
 	for _, b := range facts.Blobs {
@@ -120,6 +126,31 @@ func (g *Gate) rescanBlob(ctx context.Context, d digest.Digest, rid string, tall
 		t.rep.Refused = append(t.rep.Refused, d)
 		t.refused = append(t.refused, retro{ref, storage.Verdict{Digest: d, Findings: dec.Findings}})
 	})
+}
+
+// refusedBefore reports whether the latest verdicts of d under an earlier
+// ruleset, in the contexts it is known in, already refused it under the
+// policy in force: then it was stored by an operator's allow, not as clean content,
+// and its refusal now is no news of new rules.
+func (g *Gate) refusedBefore(ctx context.Context, d digest.Digest, rid string, known []storage.Context) bool {
+	vs, err := g.opts.Verdicts.Verdicts(ctx, d)
+	if err != nil {
+		return false
+	}
+	// The latest earlier verdict in each context: one from long ago that
+	// refused says nothing of a blob stored clean since.
+	latest := map[storage.Context]storage.Verdict{}
+	for _, v := range vs {
+		if v.RulesetID != rid && slices.Contains(known, v.Context) && v.Time.After(latest[v.Context].Time) {
+			latest[v.Context] = v
+		}
+	}
+	for _, v := range latest {
+		if v.Status != storage.StatusError && g.refuses(v) {
+			return true
+		}
+	}
+	return false
 }
 
 // judgeStored decides on a stored blob as a bare request for it would be
