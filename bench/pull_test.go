@@ -32,6 +32,7 @@ import (
 
 	"github.com/pullgate/pullgate/internal/testregistry"
 	"github.com/pullgate/pullgate/proxy"
+	pggate "github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
@@ -307,13 +308,13 @@ func startGate(b *testing.B, hub *testregistry.Registry, sc *scanner.Scanner) *g
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv, err := proxy.New(proxy.Options{
+	srv, err := proxy.New(proxy.Options{Options: pggate.Options{
 		Upstreams: map[string]*upstream.Registry{"docker.io": up},
 		Blobs:     blobs,
 		Verdicts:  verdicts,
 		Scanner:   sc,
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/pullgate/pullgate/proxy/admin"
 	"github.com/pullgate/pullgate/proxy/admin/admintest"
 	"github.com/pullgate/pullgate/proxy/events"
+	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
 )
@@ -239,8 +240,8 @@ func TestAdminPageAndReload(t *testing.T) {
 	}
 
 	// A second server on the same audit log starts with the refusal.
-	srv2, err := New(Options{Upstreams: f.srv.opts.Upstreams, Blobs: f.blobs, Verdicts: f.store, Scanner: f.srv.gate.Scanner(),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Admin: AdminOptions{Audit: f.audit}})
+	srv2, err := New(Options{Options: gate.Options{Upstreams: f.srv.opts.Upstreams, Blobs: f.blobs, Verdicts: f.store, Scanner: f.srv.gate.Scanner(),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, Admin: AdminOptions{Audit: f.audit}})
 	if err != nil {
 		t.Fatal(err)
 	}

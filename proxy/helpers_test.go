@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
@@ -59,8 +60,8 @@ func loopbackUpstream(t testing.TB, url string) *upstream.Registry {
 func serverOver(t testing.TB, up *upstream.Registry) *fixture {
 	t.Helper()
 	blobs, store := testStores(t)
-	srv, err := New(Options{Upstreams: map[string]*upstream.Registry{up.Name(): up}, Blobs: blobs, Verdicts: store,
-		Scanner: testScanner(t), Logger: slog.New(slog.DiscardHandler)})
+	srv, err := New(Options{Options: gate.Options{Upstreams: map[string]*upstream.Registry{up.Name(): up}, Blobs: blobs, Verdicts: store,
+		Scanner: testScanner(t), Logger: slog.New(slog.DiscardHandler)}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/pullgate/pullgate/internal/testsync"
 	"github.com/pullgate/pullgate/proxy/admin/admintest"
 	"github.com/pullgate/pullgate/proxy/events"
+	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/storage"
 	pgredis "github.com/pullgate/pullgate/storage/redis"
@@ -156,9 +157,9 @@ func TestLoadHugeUserAgentsStayBounded(t *testing.T) {
 	}
 	logs := &longestLine{}
 	srv, err := New(Options{
-		Upstreams: map[string]*upstream.Registry{"docker.io": loopbackUpstream(t, hub.URL())}, Blobs: blobs, Verdicts: store, Scanner: testScanner(t),
-		Logger: slog.New(slog.NewTextHandler(logs, nil)),
-		Admin:  AdminOptions{Token: testAdminToken, Audit: audit},
+		Options: gate.Options{Upstreams: map[string]*upstream.Registry{"docker.io": loopbackUpstream(t, hub.URL())}, Blobs: blobs, Verdicts: store, Scanner: testScanner(t),
+			Logger: slog.New(slog.NewTextHandler(logs, nil))},
+		Admin: AdminOptions{Token: testAdminToken, Audit: audit},
 	})
 	if err != nil {
 		t.Fatal(err)

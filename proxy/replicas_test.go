@@ -15,6 +15,7 @@ import (
 	"github.com/pullgate/pullgate/internal/redisserver"
 	"github.com/pullgate/pullgate/internal/testregistry"
 	"github.com/pullgate/pullgate/internal/testsync"
+	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/storage"
 	pgredis "github.com/pullgate/pullgate/storage/redis"
@@ -45,12 +46,12 @@ func replicas(t *testing.T, hub *testregistry.Registry, n int, mod func(*Options
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { store.Close() })
-		opts := Options{
+		opts := Options{Options: gate.Options{
 			Upstreams: map[string]*upstream.Registry{"docker.io": loopbackUpstream(t, hub.URL())},
 			Blobs:     blobs, Verdicts: store, Scanner: testScanner(t),
 			Locks: store, Releases: store,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		}
+		}}
 		if mod != nil {
 			mod(&opts, store)
 		}

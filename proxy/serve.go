@@ -48,9 +48,6 @@ type ServeOptions struct {
 	// WriteTimeout cuts a download whose client takes no bytes for this
 	// long. Default 60s.
 	WriteTimeout time.Duration
-	// ReapUploadsEvery is how often Run removes uploads a killed process
-	// left behind (those older than IngestTimeout). Default 5m.
-	ReapUploadsEvery time.Duration
 }
 
 var serveBufs = sync.Pool{New: func() any { b := make([]byte, serveChunk); return &b }}

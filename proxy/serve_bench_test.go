@@ -12,6 +12,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/pullgate/pullgate/proxy/events"
+	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/storage"
 )
 
@@ -41,7 +42,7 @@ func BenchmarkServeWarmBlob(b *testing.B) {
 	}
 	p = nil
 
-	s := &Server{opts: Options{Blobs: blobs}, log: slog.New(slog.DiscardHandler)}
+	s := &Server{opts: Options{Options: gate.Options{Blobs: blobs}}, log: slog.New(slog.DiscardHandler)}
 	s.opts.setDefaults()
 	s.metrics = events.NewMetrics(s.opts.Registry)
 	s.streams = make(streamSlots, 4)

@@ -16,24 +16,18 @@ import (
 	"github.com/pullgate/pullgate/proxy/events"
 	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/proxy/upstream"
-	"github.com/pullgate/pullgate/scanner"
-	"github.com/pullgate/pullgate/storage"
 )
 
 // Options configure a Server. Zero durations and sizes take the defaults
 // documented on each field.
 type Options struct {
-	// Upstreams by registry name ("docker.io"). A request for a registry
-	// that is not here is refused.
-	Upstreams map[string]*upstream.Registry
-	Blobs     *storage.Blobs
-	Verdicts  storage.Store
-	Scanner   *scanner.Scanner
-	// Locks and Releases let replicas sharing the stores fetch and scan
-	// each blob once (gate.Options). nil: this process alone; the server
-	// says so at start-up.
-	Locks    storage.Locker
-	Releases storage.LeaseWatcher
+	// The gate's options, passed to it as they are (gate.Options says what
+	// each does and its default): the upstreams, the stores and their
+	// locks, the scanner and where its rules come from, the policies, the
+	// limits, warm. A request for a registry that is not in Upstreams is
+	// refused. Metrics, Events and Audit are the server's own: New sets
+	// them.
+	gate.Options
 
 	// Hold is how long a manifest request waits for its scans before the
 	// client is told to come back (429 with Retry-After). Default 25s, under
@@ -43,32 +37,15 @@ type Options struct {
 	// response-header timeout and falls back to Docker Hub on any error, so
 	// holding it until the verdict is the better answer. Default 10m.
 	HoldDocker time.Duration
-	// The gate's options, passed to it as they are; gate.Options says
-	// what each does and its default.
-	RetryAfter, TagTTL, IngestTimeout, IngestLease time.Duration
-	Policy                                         map[string]gate.RepoPolicy
-	Decision                                       scanner.Policy
-	KnownBad                                       gate.DigestSet
-	MaxStoreBytes, MaxBlobBytes, MaxConfigBytes    int64
-	PrefetchPlatforms                              []string
-	MaxManifestLayers                              int
 
 	// Serve bounds blob downloads to clients (serve.go).
 	Serve ServeOptions
-
-	// Warm lists images Run keeps fetched and scanned (gate.WarmOptions).
-	Warm gate.WarmOptions
-	// Rules is where Run reloads the scanner's rules from
-	// (gate.RulesSource).
-	Rules gate.RulesSource
 
 	// Admin configures /admin/ (the page and its API), the audit log and
 	// the alerts (admin.go).
 	Admin AdminOptions
 
-	Logger   *slog.Logger
 	Registry *prometheus.Registry // metrics go here; nil: a new one
-	Version  string
 }
 
 func (o *Options) setDefaults() {
@@ -126,17 +103,9 @@ func New(opts Options) (*Server, error) {
 	if err := s.startSinks(); err != nil {
 		return nil, err
 	}
-	g, err := gate.New(gate.Options{
-		Upstreams: opts.Upstreams, Policy: opts.Policy, TagTTL: opts.TagTTL, PrefetchPlatforms: opts.PrefetchPlatforms,
-		Warm: opts.Warm, ReapUploadsEvery: opts.Serve.ReapUploadsEvery, Version: opts.Version, Rules: opts.Rules,
-		Blobs: opts.Blobs, Verdicts: opts.Verdicts, Scanner: opts.Scanner, Locks: opts.Locks, Releases: opts.Releases,
-		Decision: opts.Decision, KnownBad: opts.KnownBad,
-		RetryAfter: opts.RetryAfter, IngestTimeout: opts.IngestTimeout, IngestLease: opts.IngestLease,
-		MaxBlobBytes: opts.MaxBlobBytes, MaxConfigBytes: opts.MaxConfigBytes, MaxManifestLayers: opts.MaxManifestLayers,
-		MaxStoreBytes: opts.MaxStoreBytes,
-		Metrics:       s.metrics, Events: s.events, Audit: s.audit.Query,
-		Logger: opts.Logger,
-	})
+	gopts := opts.Options
+	gopts.Metrics, gopts.Events, gopts.Audit = s.metrics, s.events, s.audit.Query
+	g, err := gate.New(gopts)
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pullgate/pullgate/internal/testregistry"
 	"github.com/pullgate/pullgate/proxy/admin/admintest"
+	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
@@ -34,14 +35,14 @@ func newFixture(t *testing.T, mods ...func(*Options, *scanner.Options)) *fixture
 	t.Helper()
 	hub := testregistry.Start(t)
 	blobs, store := testStores(t)
-	opts := Options{
+	opts := Options{Options: gate.Options{
 		Upstreams: map[string]*upstream.Registry{"docker.io": loopbackUpstream(t, hub.URL())},
 		Blobs:     blobs,
 		Verdicts:  store,
 		Locks:     store,
 		Releases:  store,
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}
+	}}
 	sopts := scanner.Options{Workers: 2}
 	for _, m := range mods {
 		m(&opts, &sopts)

@@ -246,13 +246,13 @@ func (e *tableEnv) server(t *testing.T) *server {
 	}
 	store := openStore(t)
 	log := &decisionLog{}
-	srv, err := proxy.New(proxy.Options{
+	srv, err := proxy.New(proxy.Options{Options: gate.Options{
 		Upstreams: map[string]*upstream.Registry{"docker.io": e.up},
 		Blobs:     blobs, Verdicts: store, Scanner: e.sc,
 		Policy: e.repoPol, Decision: e.policy, KnownBad: knownBadDigests{e.sc},
 		PrefetchPlatforms: []string{},
 		Logger:            slog.New(log),
-	})
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}

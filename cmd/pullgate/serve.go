@@ -98,8 +98,17 @@ func runService(ctx context.Context, cfg Config, log *slog.Logger) error {
 // pieces opened elsewhere (stores, scanner, upstreams, admin).
 func serverOptions(cfg Config, log *slog.Logger) proxy.Options {
 	return proxy.Options{
-		Hold:              time.Duration(cfg.Gate.Hold),
-		HoldDocker:        time.Duration(cfg.Gate.HoldDocker),
+		Hold:       time.Duration(cfg.Gate.Hold),
+		HoldDocker: time.Duration(cfg.Gate.HoldDocker),
+		Serve:      serveOptions(cfg.Serve),
+		Options:    gateOptions(cfg, log),
+	}
+}
+
+// gateOptions turns the config into the gate's options, all but the pieces
+// opened elsewhere (stores, scanner, upstreams, rules, known-bad list).
+func gateOptions(cfg Config, log *slog.Logger) gate.Options {
+	return gate.Options{
 		RetryAfter:        time.Duration(cfg.Gate.RetryAfter),
 		TagTTL:            time.Duration(cfg.Gate.TagTTL),
 		IngestTimeout:     time.Duration(cfg.Gate.IngestTimeout),
@@ -111,7 +120,7 @@ func serverOptions(cfg Config, log *slog.Logger) proxy.Options {
 		MaxBlobBytes:      cfg.Gate.MaxBlobBytes,
 		MaxConfigBytes:    cfg.Gate.MaxConfigBytes,
 		MaxManifestLayers: cfg.Gate.MaxLayers,
-		Serve:             serveOptions(cfg.Serve),
+		ReapUploadsEvery:  time.Duration(cfg.Serve.ReapUploadsEvery),
 		Warm: gate.WarmOptions{Images: cfg.Warm.Images, Platforms: append([]string{}, cfg.Platforms...),
 			Interval: time.Duration(cfg.Warm.Interval), Timeout: time.Duration(cfg.Warm.Timeout)},
 		Logger:  log,
@@ -270,6 +279,5 @@ func serveOptions(c ServeConfig) proxy.ServeOptions {
 		StreamWait:       time.Duration(c.BlobStreamWait),
 		StreamRetryAfter: time.Duration(c.BlobStreamRetryAfter),
 		WriteTimeout:     time.Duration(c.BlobWriteTimeout),
-		ReapUploadsEvery: time.Duration(c.ReapUploadsEvery),
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/pullgate/pullgate/internal/samples"
 	"github.com/pullgate/pullgate/internal/testregistry"
 	"github.com/pullgate/pullgate/proxy"
+	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/scanner"
 	"github.com/pullgate/pullgate/storage"
@@ -66,9 +67,9 @@ func TestVerdictsCLI(t *testing.T) {
 	}
 	t.Cleanup(func() { sc.Close() })
 	srv, err := proxy.New(proxy.Options{
-		Upstreams: map[string]*upstream.Registry{"docker.io": up}, Blobs: blobs, Verdicts: store, Scanner: sc,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Admin:  proxy.AdminOptions{Token: cliAdminToken, ReadOnlyToken: cliReadOnlyToken, Audit: audit},
+		Options: gate.Options{Upstreams: map[string]*upstream.Registry{"docker.io": up}, Blobs: blobs, Verdicts: store, Scanner: sc,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		Admin: proxy.AdminOptions{Token: cliAdminToken, ReadOnlyToken: cliReadOnlyToken, Audit: audit},
 	})
 	if err != nil {
 		t.Fatal(err)
