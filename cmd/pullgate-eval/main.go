@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/pullgate/pullgate/internal/samples"
@@ -26,7 +27,14 @@ func main() {
 	hostUsr := flag.String("usr", "/usr", "this machine's /usr, scanned as one negative image; empty to skip")
 	mirror := flag.String("mirror", "http://deb.debian.org/debian", "Debian mirror for debootstrap")
 	flag.Parse()
-	if err := run(*cache, *workers, *hostUsr, *mirror); err != nil {
+	// debootstrap changes into its target before it writes there, so a
+	// relative cache folder must be made absolute first.
+	dir, err := filepath.Abs(*cache)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pullgate-eval:", err)
+		os.Exit(1)
+	}
+	if err := run(dir, *workers, *hostUsr, *mirror); err != nil {
 		fmt.Fprintln(os.Stderr, "pullgate-eval:", err)
 		os.Exit(1)
 	}
