@@ -40,8 +40,7 @@ func (g *Gate) judgeImage(ctx context.Context, up *upstream.Registry, repo strin
 	}
 	f.Config = refs[0].Digest
 	f.KnownBad = g.knownBad(append([]digest.Digest{dgst}, digestsOf(refs)...)...)
-	f.BlobDenied, f.OverrideErr = g.blobDenies(ctx, refs)
-	if d := g.judge(f); d.Refused() && (len(f.KnownBad) > 0 || len(f.BlobDenied) > 0 || f.OverrideErr != nil) {
+	if d := g.judge(f); d.Refused() && len(f.KnownBad) > 0 {
 		return d // refused before anything is fetched
 	}
 	holdCtx, cancel := context.WithTimeout(ctx, hold)
@@ -64,21 +63,27 @@ func (g *Gate) judgeImage(ctx context.Context, up *upstream.Registry, repo strin
 	return g.judge(f)
 }
 
-// refreshSay reads again, at the moment of deciding, what an operator and
-// the known-bad list say of the subject and (for an image) its blobs: a
-// hold can last minutes, and a deny or a listing made while the verdicts
-// were gathered applies to the answer still to be given, as a new rule
-// does. An operator's allow made meanwhile applies too.
+// refreshSay reads, at the moment of deciding, what an operator and the
+// known-bad list say of the subject and (for an image) its blobs: a hold
+// can last minutes, and a deny or a listing made while the verdicts were
+// gathered applies to the answer still to be given, as a new rule does. An
+// operator's allow made meanwhile applies too. For an image, one listing
+// of the overrides gives both the manifest's own and its blobs' denies, so
+// a warm manifest request costs one round trip to Redis for them whatever
+// the number of layers.
 func (g *Gate) refreshSay(ctx context.Context, f *Facts, refs []Ref) {
-	f.Override, f.OverrideErr = nil, nil
-	g.gatherOverride(ctx, f)
-	if f.OverrideErr != nil {
+	f.Override, f.OverrideErr, f.BlobDenied = nil, nil, nil
+	f.KnownBad = g.knownBad(append([]digest.Digest{f.Digest}, digestsOf(refs)...)...)
+	if f.Subject != Image {
+		g.gatherOverride(ctx, f)
 		return
 	}
-	f.KnownBad = g.knownBad(append([]digest.Digest{f.Digest}, digestsOf(refs)...)...)
-	if f.Subject == Image {
-		f.BlobDenied, f.OverrideErr = g.blobDenies(ctx, refs)
+	all, err := g.opts.Verdicts.Overrides(ctx)
+	if err != nil {
+		f.OverrideErr = fmt.Errorf("read the operator's overrides: %w", err)
+		return
 	}
+	f.Override, f.BlobDenied = sayOn(all, f.Digest, refs)
 }
 
 // anyStale reports whether a verdict of f was gathered under a ruleset
@@ -92,19 +97,17 @@ func anyStale(f Facts) bool {
 	return false
 }
 
-// blobDenies returns the operator's denies on the blobs of an image: a
-// blob an operator denied refuses every image that carries it, as the
-// known-bad list does. The overrides are read in one call, not one per
-// blob: operators make few, and a warm manifest request then costs one
-// round trip to Redis whatever the number of layers.
-func (g *Gate) blobDenies(ctx context.Context, refs []Ref) ([]storage.Override, error) {
-	all, err := g.opts.Verdicts.Overrides(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read the operator's overrides: %w", err)
-	}
+// sayOn picks from all overrides the one on the image digest d and the
+// denies on its blobs: a blob an operator denied refuses every image that
+// carries it, as the known-bad list does.
+func sayOn(all []storage.Override, d digest.Digest, refs []Ref) (*storage.Override, []storage.Override) {
+	var own *storage.Override
 	denied := map[string]storage.Override{}
 	for _, o := range all {
-		if o.Action == storage.Deny {
+		switch {
+		case o.Subject == d.String():
+			own = &o
+		case o.Action == storage.Deny:
 			denied[o.Subject] = o
 		}
 	}
@@ -116,7 +119,7 @@ func (g *Gate) blobDenies(ctx context.Context, refs []Ref) ([]storage.Override, 
 		}
 		seen[r.Digest] = true
 	}
-	return out, nil
+	return own, out
 }
 
 // judge is Decide under the policy in force.
