@@ -108,7 +108,10 @@ func Open(ctx context.Context, c Config) (*Stores, error) {
 	if err != nil {
 		return nil, err // the backend's error names the store and what failed
 	}
-	st := &Stores{closers: []func() error{b.Store.Close}}
+	st := &Stores{}
+	if b.Store != nil {
+		st.closers = append(st.closers, b.Store.Close)
+	}
 	if err := st.adopt(c.Backend, b); err != nil {
 		return nil, errors.Join(err, st.Close())
 	}

@@ -91,6 +91,17 @@ func TestOpenRefusesBackendWithoutLocker(t *testing.T) {
 	}
 }
 
+// A backend that gives no store at all is refused the same way, not with
+// a panic on the way to the refusal.
+func TestOpenRefusesBackendWithoutStore(t *testing.T) {
+	storage.Register("test-no-store", func(context.Context, storage.Config) (storage.Backend, error) {
+		return storage.Backend{}, nil
+	})
+	if _, err := storage.Open(t.Context(), storage.Config{Backend: "test-no-store"}); !errors.Is(err, storage.ErrInvalid) {
+		t.Fatalf("Open of a backend without a store: %v, want ErrInvalid", err)
+	}
+}
+
 // closeRecorder is a Store that only records being closed (calling any
 // other method panics).
 type closeRecorder struct {

@@ -67,10 +67,10 @@ func ValidateSubject(subject string) error {
 	return nil
 }
 
-// legacyImageMark is how releases before Override.Image tied a blob's
+// LegacyImageMark is how releases before Override.Image tied a blob's
 // allow to the image allow it was made with: the reason ended in
 // " (blob of image sha256:…)".
-const legacyImageMark = " (blob of image "
+const LegacyImageMark = " (blob of image "
 
 // DecodeOverride decodes an override as any release stored it. A record
 // written before overrides had an Image field, whose reason ends in the
@@ -94,11 +94,11 @@ func legacyImage(reason string) digest.Digest {
 	if !strings.HasSuffix(reason, ")") {
 		return ""
 	}
-	i := strings.LastIndex(reason, legacyImageMark)
+	i := strings.LastIndex(reason, LegacyImageMark)
 	if i < 0 {
 		return ""
 	}
-	d, err := digest.Parse(reason[i+len(legacyImageMark) : len(reason)-1])
+	d, err := digest.Parse(reason[i+len(LegacyImageMark) : len(reason)-1])
 	if err != nil {
 		return ""
 	}

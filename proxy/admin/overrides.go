@@ -62,39 +62,32 @@ func (c *Console) setOverride(ctx context.Context, p principal, req OverrideRequ
 	if len(reason) > 500 {
 		return nil, fmt.Errorf("%w: the reason is longer than 500 characters", errBadRequest)
 	}
-	if strings.Contains(reason, legacyImageMark) {
+	if strings.Contains(reason, storage.LegacyImageMark) {
 		// Records of earlier releases tied a blob's allow to an image by
 		// this text at the end of the reason, and the store still reads
 		// them so: a new override carrying it would be read as tied to
 		// that image and removed with it.
-		return nil, fmt.Errorf("%w: a reason may not contain %q, which earlier releases used to tie a blob's allow to an image", errBadRequest, strings.TrimSpace(legacyImageMark))
+		return nil, fmt.Errorf("%w: a reason may not contain %q, which earlier releases used to tie a blob's allow to an image", errBadRequest, strings.TrimSpace(storage.LegacyImageMark))
 	}
 	now := time.Now().UTC()
-	list := []storage.Override{{Subject: subject, Action: action, Reason: reason, Actor: p.actor(), Time: now}}
-	for _, o := range list {
-		if err := o.Validate(); err != nil {
-			return nil, fmt.Errorf("%w: %v", errBadRequest, err)
-		}
+	o := storage.Override{Subject: subject, Action: action, Reason: reason, Actor: p.actor(), Time: now}
+	if err := o.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %v", errBadRequest, err)
 	}
-	for _, o := range list {
-		rec := storage.AuditRecord{Time: now, Kind: storage.AuditOverride, Actor: o.Actor, Subject: o.Subject,
-			Action: string(o.Action), Reason: o.Reason, Image: image}
-		if err := c.appendAudit(ctx, rec); err != nil {
-			return nil, fmt.Errorf("audit log unavailable, override not made: %w", err)
-		}
-		if err := c.opts.Overrides.PutOverride(ctx, o); err != nil {
-			return nil, fmt.Errorf("store override for %s: %w", o.Subject, err)
-		}
-		c.log.Warn("override set", "subject", o.Subject, "action", string(o.Action), "actor", o.Actor, "reason", o.Reason)
+	rec := storage.AuditRecord{Time: now, Kind: storage.AuditOverride, Actor: o.Actor, Subject: o.Subject,
+		Action: string(o.Action), Reason: o.Reason, Image: image}
+	if err := c.appendAudit(ctx, rec); err != nil {
+		return nil, fmt.Errorf("audit log unavailable, override not made: %w", err)
 	}
+	if err := c.opts.Overrides.PutOverride(ctx, o); err != nil {
+		return nil, fmt.Errorf("store override for %s: %w", o.Subject, err)
+	}
+	c.log.Warn("override set", "subject", o.Subject, "action", string(o.Action), "actor", o.Actor, "reason", o.Reason)
+	list := []storage.Override{o}
 	c.opts.Metrics.OverrideChanged(string(action))
 	c.opts.Live.notify(sseMessage{Event: "override", Data: list})
 	return list, nil
 }
-
-// legacyImageMark is the text with which releases before Override.Image
-// tied a blob's allow to an image, at the end of its reason.
-const legacyImageMark = " (blob of image "
 
 // removeOverride removes an override, and with an image's allow the allows
 // earlier releases made for its blobs: those whose Image is the image's
