@@ -1,0 +1,155 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/internal/samples"
+	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/internal/testsync"
+	"github.com/pullgate/pullgate/proxy/gate"
+	"github.com/pullgate/pullgate/storage"
+)
+
+const waitLong = 30 * time.Second
+
+// A clean cold layer streams: with the upstream paused before its last
+// bytes (so the scan cannot have finished), the client has more than half
+// of the body, and no more than all but the held tail; once upstream goes
+// on, it gets the rest and the right digest. The spool is there while the
+// ingest runs and gone after it.
+func TestStreamCleanLayer(t *testing.T) {
+	f := newStreamFixture(t)
+	layer := noisyLayer(512 << 10)
+	b := f.up.push(t, "library/big", "1", testregistry.Image{Layers: [][]byte{layer}})
+	ld := digest.FromBytes(layer)
+	pz := f.up.pauseBlob(ld, false)
+
+	resp, body := f.do(t, "GET", "/v2/library/big/manifests/1")
+	if resp.StatusCode != 200 || digest.FromBytes(body) != b.Digest {
+		t.Fatalf("manifest in stream mode: %d %s", resp.StatusCode, body)
+	}
+	dl := f.startGet(t, "/v2/library/big/blobs/"+ld.String())
+	if dl.resp.StatusCode != 200 {
+		t.Fatalf("layer: %d", dl.resp.StatusCode)
+	}
+	<-pz.reached
+	size := int64(len(layer))
+	testsync.WaitFor(t, waitLong, "half of the layer streamed", func() bool { return dl.got.Load() > size/2 })
+	if _, err := f.store.Verdict(context.Background(), ld, f.srv.gate.Scanner().RulesetID(), storage.ContextLayer); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("the layer has a verdict before upstream sent its end: %v", err)
+	}
+	if got := f.spoolFiles(t); len(got) != 1 {
+		t.Fatalf("spool folder during the ingest: %q", got)
+	}
+	if testsync.Until(200*time.Millisecond, func() bool { return dl.got.Load() > size-gate.StreamHold }) {
+		t.Fatalf("the held tail went out before the verdict: %d of %d bytes", dl.got.Load(), size)
+	}
+	pz.open()
+	got, err := dl.wait(t)
+	if err != nil || digest.FromBytes(got) != ld {
+		t.Fatalf("streamed layer: %d of %d bytes, err %v", len(got), size, err)
+	}
+	testsync.WaitFor(t, waitLong, "the spool folder emptied", func() bool { return len(f.spoolFiles(t)) == 0 })
+	if n := f.up.blobGets(ld); n != 1 {
+		t.Fatalf("layer fetched %d times upstream", n)
+	}
+}
+
+// A miner layer: the client gets at most all but the held tail, the
+// connection is cut, the retry is 403 with the reason, nothing of it is
+// stored, and the manifest is now refused at once from the stored verdict.
+func TestStreamMinerLayerCut(t *testing.T) {
+	f := newStreamFixture(t)
+	miner := noisyLayer(512<<10, testregistry.File{Path: "usr/bin/kworker", Mode: 0o755, Data: samples.XMRig()})
+	f.up.push(t, "someone/tool", "1", testregistry.Image{Layers: [][]byte{miner}})
+	md := digest.FromBytes(miner)
+	pz := f.up.pauseBlob(md, false)
+
+	if resp, body := f.do(t, "GET", "/v2/someone/tool/manifests/1"); resp.StatusCode != 200 {
+		t.Fatalf("manifest in stream mode: %d %s", resp.StatusCode, body)
+	}
+	dl := f.startGet(t, "/v2/someone/tool/blobs/"+md.String())
+	size := int64(len(miner))
+	testsync.WaitFor(t, waitLong, "half of the layer streamed", func() bool { return dl.got.Load() > size/2 })
+	pz.open()
+	got, err := dl.wait(t)
+	if err == nil || int64(len(got)) > size-gate.StreamHold {
+		t.Fatalf("miner layer: got %d of %d bytes (err %v); want the connection cut before the last %d", len(got), size, err, gate.StreamHold)
+	}
+	resp, body := f.do(t, "GET", "/v2/someone/tool/blobs/"+md.String(), "Range", "bytes="+itoa(int64(len(got)))+"-")
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("retry of the miner layer: %d", resp.StatusCode)
+	}
+	if _, msg := ociError(t, body); !strings.Contains(msg, "kworker") {
+		t.Fatalf("retry's message %q lacks the reason", msg)
+	}
+	if _, err := f.blobs.Stat(context.Background(), md); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("miner layer is in the store: %v", err)
+	}
+	if resp, _ := f.do(t, "GET", "/v2/someone/tool/manifests/1"); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("manifest with a stored refusing verdict: %d", resp.StatusCode)
+	}
+	testsync.WaitFor(t, waitLong, "the spool folder emptied", func() bool { return len(f.spoolFiles(t)) == 0 })
+}
+
+// Two clients of one layer, the second joining after the first has half
+// of it: both get all of the right bytes, from one upstream fetch.
+func TestStreamLateClient(t *testing.T) {
+	f := newStreamFixture(t)
+	layer := noisyLayer(512 << 10)
+	f.up.push(t, "library/big", "1", testregistry.Image{Layers: [][]byte{layer}})
+	ld := digest.FromBytes(layer)
+	pz := f.up.pauseBlob(ld, false)
+	if resp, _ := f.do(t, "GET", "/v2/library/big/manifests/1"); resp.StatusCode != 200 {
+		t.Fatalf("manifest: %d", resp.StatusCode)
+	}
+	size := int64(len(layer))
+	first := f.startGet(t, "/v2/library/big/blobs/"+ld.String())
+	testsync.WaitFor(t, waitLong, "half of the layer streamed", func() bool { return first.got.Load() > size/2 })
+	late := f.startGet(t, "/v2/library/big/blobs/"+ld.String())
+	testsync.WaitFor(t, waitLong, "the late client caught up", func() bool { return late.got.Load() > size/2 })
+	pz.open()
+	for name, dl := range map[string]*blobDownload{"first": first, "late": late} {
+		if got, err := dl.wait(t); err != nil || digest.FromBytes(got) != ld {
+			t.Errorf("%s client: %d of %d bytes, err %v", name, len(got), size, err)
+		}
+	}
+	if n := f.up.blobGets(ld); n != 1 {
+		t.Fatalf("layer fetched %d times upstream", n)
+	}
+}
+
+// An ingest that fails mid-way (upstream cuts): the tail never goes out,
+// and the spool is gone afterwards.
+func TestStreamUpstreamCut(t *testing.T) {
+	f := newStreamFixture(t)
+	layer := noisyLayer(512 << 10)
+	f.up.push(t, "library/big", "1", testregistry.Image{Layers: [][]byte{layer}})
+	ld := digest.FromBytes(layer)
+	pz := f.up.pauseBlob(ld, true)
+	if resp, _ := f.do(t, "GET", "/v2/library/big/manifests/1"); resp.StatusCode != 200 {
+		t.Fatalf("manifest: %d", resp.StatusCode)
+	}
+	size := int64(len(layer))
+	dl := f.startGet(t, "/v2/library/big/blobs/"+ld.String())
+	testsync.WaitFor(t, waitLong, "half of the layer streamed", func() bool { return dl.got.Load() > size/2 })
+	pz.open()
+	got, err := dl.wait(t)
+	if err == nil || int64(len(got)) > size-gate.StreamHold {
+		t.Fatalf("cut ingest: got %d of %d bytes (err %v)", len(got), size, err)
+	}
+	testsync.WaitFor(t, waitLong, "the spool folder emptied", func() bool { return len(f.spoolFiles(t)) == 0 })
+	if _, err := f.blobs.Stat(context.Background(), ld); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("a cut layer is in the store: %v", err)
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
