@@ -181,7 +181,7 @@ func newStreamFixture(t *testing.T, mods ...func(*Options)) *streamFixture {
 	}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
-	return &streamFixture{fixture: &fixture{srv: srv, url: ts.URL, blobs: blobs, store: store, client: ts.Client()}, up: up, spool: spool}
+	return &streamFixture{fixture: &fixture{srv: srv, url: ts.URL, blobs: blobs, store: store, client: ts.Client()}, up: up, spool: opts.SpoolDir}
 }
 
 // noisyLayer is a gzip layer of about n incompressible bytes, plus files.

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/pullgate/pullgate/internal/samples"
 	"github.com/pullgate/pullgate/internal/testregistry"
@@ -153,3 +156,141 @@ func TestStreamUpstreamCut(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// While a layer streams, what cannot be sent before its verdict waits as
+// in hold mode: a Range for the tail itself, a HEAD, a GET by digest that
+// no manifest named, the image's config. A Range that starts before the
+// tail streams up to it. (A short hold makes "waits" visible as 429.)
+func TestStreamWhatWaits(t *testing.T) {
+	f := newStreamFixture(t, func(o *Options) { o.Hold = time.Second })
+	layer := noisyLayer(512 << 10)
+	b := f.up.push(t, "library/big", "1", testregistry.Image{Layers: [][]byte{layer}})
+	ld := digest.FromBytes(layer)
+	pz := f.up.pauseBlob(ld, false)
+	loose := noisyLayer(256 << 10)
+	f.up.push(t, "library/loose", "1", testregistry.Image{Layers: [][]byte{loose}})
+	lz := f.up.pauseBlob(digest.FromBytes(loose), false)
+	if resp, _ := f.do(t, "GET", "/v2/library/big/manifests/1"); resp.StatusCode != 200 {
+		t.Fatalf("manifest: %d", resp.StatusCode)
+	}
+	size := int64(len(layer))
+	path := "/v2/library/big/blobs/" + ld.String()
+	ranged := f.startGet(t, path, "Range", "bytes=100-")
+	if ranged.resp.StatusCode != http.StatusPartialContent {
+		t.Fatalf("range before the tail: %d", ranged.resp.StatusCode)
+	}
+	testsync.WaitFor(t, waitLong, "the range streamed", func() bool { return ranged.got.Load() > size/2 })
+	<-pz.reached
+	tail := "bytes=" + itoa(size-100) + "-"
+	for _, c := range []struct {
+		what, method, path string
+		hdr                []string
+	}{
+		{"range of the tail", "GET", path, []string{"Range", tail}},
+		{"HEAD", "HEAD", path, nil},
+		{"config", "GET", "/v2/library/big/blobs/" + b.ConfigDigest.String(), nil},
+		{"blob no manifest named", "GET", "/v2/library/loose/blobs/" + digest.FromBytes(loose).String(), nil},
+	} {
+		if resp, body := f.do(t, c.method, c.path, c.hdr...); resp.StatusCode != http.StatusTooManyRequests {
+			t.Errorf("%s during the ingest: %d %q, want 429 (held)", c.what, resp.StatusCode, body)
+		}
+	}
+	pz.open()
+	lz.open()
+	if got, err := ranged.wait(t); err != nil || string(got) != string(layer[100:]) {
+		t.Fatalf("range before the tail: %d bytes, err %v", len(got), err)
+	}
+	testsync.WaitFor(t, waitLong, "the tail served", func() bool {
+		resp, body := f.do(t, "GET", path, "Range", tail)
+		return resp.StatusCode == http.StatusPartialContent && string(body) == string(layer[size-100:])
+	})
+	testsync.WaitFor(t, waitLong, "the config served", func() bool {
+		resp, body := f.do(t, "GET", "/v2/library/big/blobs/"+b.ConfigDigest.String())
+		return resp.StatusCode == 200 && digest.FromBytes(body) == b.ConfigDigest
+	})
+}
+
+// A miner only in the config's command line: the manifest and the layers
+// are served, the config is refused with the image's reason.
+func TestStreamConfigRefusedWithImage(t *testing.T) {
+	f := newStreamFixture(t)
+	layer := noisyLayer(256 << 10)
+	img := testregistry.Image{Layers: [][]byte{layer}, Config: ocispec.Image{Config: ocispec.ImageConfig{Entrypoint: samples.MinerCmd()}}}
+	b := f.up.push(t, "someone/web", "1", img)
+	if resp, _ := f.do(t, "GET", "/v2/someone/web/manifests/1"); resp.StatusCode != 200 {
+		t.Fatalf("manifest: %d", resp.StatusCode)
+	}
+	resp, body := f.do(t, "GET", "/v2/someone/web/blobs/"+digest.FromBytes(layer).String())
+	if resp.StatusCode != 200 || digest.FromBytes(body) != digest.FromBytes(layer) {
+		t.Fatalf("clean layer: %d", resp.StatusCode)
+	}
+	resp, body = f.do(t, "GET", "/v2/someone/web/blobs/"+b.ConfigDigest.String())
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("config of a refused image: %d", resp.StatusCode)
+	}
+	if _, msg := ociError(t, body); !strings.Contains(msg, "Entrypoint") {
+		t.Fatalf("message %q lacks the reason", msg)
+	}
+	// The image's refusal is remembered: the manifest is refused at once.
+	if resp, _ := f.do(t, "GET", "/v2/someone/web/manifests/1"); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("manifest of a refused image: %d", resp.StatusCode)
+	}
+}
+
+// The known-bad list refuses a stream mode manifest at once, before any
+// blob is fetched.
+func TestStreamManifestKnownBad(t *testing.T) {
+	layer := noisyLayer(64 << 10)
+	ld := digest.FromBytes(layer)
+	f := newStreamFixture(t, func(o *Options) { o.KnownBad = digestList{ld} })
+	f.up.push(t, "library/known", "1", testregistry.Image{Layers: [][]byte{layer}})
+	resp, body := f.do(t, "GET", "/v2/library/known/manifests/1")
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("manifest with a known-bad layer: %d", resp.StatusCode)
+	}
+	if _, msg := ociError(t, body); !strings.Contains(msg, "known-bad") {
+		t.Fatalf("message %q", msg)
+	}
+	if n := f.up.blobGets(ld); n != 0 {
+		t.Fatalf("known-bad layer fetched %d times", n)
+	}
+}
+
+// A new server on the same data starts with an empty spool folder: what a
+// restart mid-ingest left was never judged.
+func TestStreamSpoolEmptiedAtStart(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "blob-left"), []byte("unjudged bytes"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := newStreamFixture(t, func(o *Options) { o.SpoolDir = dir })
+	if got := f.spoolFiles(t); len(got) != 0 {
+		t.Fatalf("spool folder at start: %q", got)
+	}
+}
+
+// The mode is chosen per client: by the longest user agent prefix, else
+// the server's mode; hold keeps the manifest until the image's decision.
+// Each client pulls a miner image nothing is known of yet.
+func TestStreamModeByAgent(t *testing.T) {
+	cases := []struct {
+		agent string
+		want  int
+	}{
+		{"holdme/1.0", http.StatusForbidden},
+		{"holdme/but-stream/1.0", 200},
+		{"skopeo/1.0", 200},
+	}
+	for _, c := range cases {
+		f := newStreamFixture(t, func(o *Options) {
+			o.AgentModes = map[string]Mode{"holdme/": ModeHold, "holdme/but-stream": ModeStream}
+		})
+		f.up.push(t, "someone/tool", "1", testregistry.MinerImage("agents"))
+		if resp, _ := f.do(t, "GET", "/v2/someone/tool/manifests/1", "User-Agent", c.agent); resp.StatusCode != c.want {
+			t.Errorf("%s: %d, want %d", c.agent, resp.StatusCode, c.want)
+		}
+	}
+}
