@@ -294,3 +294,35 @@ func TestStreamModeByAgent(t *testing.T) {
 		}
 	}
 }
+
+// Findings that add up across layers refuse the image though each blob
+// passes alone: the layers are served, the config is refused with the
+// image's reason.
+func TestStreamConfigRefusedByCombination(t *testing.T) {
+	rules := filepath.Join(t.TempDir(), "test.yar")
+	writeRule(t, rules, `
+rule TestMediumA { meta: category = "miner" severity = "medium" description = "first hint" strings: $a = "HINT-ALPHA" condition: $a }
+rule TestMediumB { meta: category = "pool" severity = "medium" description = "second hint" strings: $a = "HINT-BRAVO" condition: $a }
+`)
+	f := newStreamFixture(t, func(o *Options) { o.Scanner = testScanner(t, rules) })
+	layers := [][]byte{
+		noisyLayer(128<<10, testregistry.File{Path: "a.txt", Data: []byte("HINT-ALPHA")}),
+		noisyLayer(128<<10, testregistry.File{Path: "b.txt", Data: []byte("HINT-BRAVO")}),
+	}
+	b := f.up.push(t, "library/two", "1", testregistry.Image{Layers: layers})
+	if resp, _ := f.do(t, "GET", "/v2/library/two/manifests/1"); resp.StatusCode != 200 {
+		t.Fatalf("manifest: %d", resp.StatusCode)
+	}
+	for _, l := range layers {
+		if resp, body := f.do(t, "GET", "/v2/library/two/blobs/"+digest.FromBytes(l).String()); resp.StatusCode != 200 || digest.FromBytes(body) != digest.FromBytes(l) {
+			t.Fatalf("layer that passes alone: %d", resp.StatusCode)
+		}
+	}
+	resp, body := f.do(t, "GET", "/v2/library/two/blobs/"+b.ConfigDigest.String())
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("config of an image refused by its layers together: %d", resp.StatusCode)
+	}
+	if _, msg := ociError(t, body); !strings.Contains(msg, "TestMedium") {
+		t.Fatalf("message %q lacks the reason", msg)
+	}
+}
