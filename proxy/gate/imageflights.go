@@ -65,6 +65,9 @@ func (f *imageFlights) start(key imageKey, refs []Ref, judge func() Decision) *i
 	go func() {
 		d := Decision{Kind: Upstream, Message: "pullgate: the image's judgment failed"}
 		defer func() {
+			// A judgment that panicked refuses the image (d's default);
+			// the process goes on.
+			_ = recover()
 			f.mu.Lock()
 			fl.decision, fl.ended = d, time.Now()
 			if !d.Refused() {
