@@ -3,7 +3,9 @@ package proxy
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,11 +16,14 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/pullgate/pullgate/internal/redisserver"
 	"github.com/pullgate/pullgate/internal/samples"
 	"github.com/pullgate/pullgate/internal/testregistry"
 	"github.com/pullgate/pullgate/internal/testsync"
 	"github.com/pullgate/pullgate/proxy/gate"
+	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/storage"
+	pgredis "github.com/pullgate/pullgate/storage/redis"
 )
 
 const waitLong = 30 * time.Second
@@ -324,5 +329,66 @@ rule TestMediumB { meta: category = "pool" severity = "medium" description = "se
 	}
 	if _, msg := ociError(t, body); !strings.Contains(msg, "TestMedium") {
 		t.Fatalf("message %q lacks the reason", msg)
+	}
+}
+
+// A replica whose ingest of a layer waits on another replica's lease
+// streams nothing: its client waits for the verdict, as in hold mode, and
+// is then served from the shared store; upstream is asked once.
+func TestStreamAcrossReplicasWaitsForTheVerdict(t *testing.T) {
+	ctx := context.Background()
+	up, url := newPausingRegistry(t)
+	redis := redisserver.Start(t)
+	blobs, err := storage.NewInMemoryBlobs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var urls []string
+	for range 2 {
+		store, err := pgredis.Open(ctx, redis.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close() })
+		srv, err := New(Options{Options: gate.Options{
+			Upstreams: map[string]*upstream.Registry{"docker.io": loopbackUpstream(t, url)},
+			Blobs:     blobs, Verdicts: store, Locks: store, Releases: store, Scanner: testScanner(t),
+			SpoolDir: filepath.Join(t.TempDir(), "spool"), Logger: slog.New(slog.DiscardHandler),
+		}, Mode: ModeStream, Hold: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts := httptest.NewServer(srv.Handler())
+		t.Cleanup(ts.Close)
+		urls = append(urls, ts.URL)
+	}
+	layer := noisyLayer(512 << 10)
+	up.push(t, "library/big", "1", testregistry.Image{Layers: [][]byte{layer}})
+	ld := digest.FromBytes(layer)
+	pz := up.pauseBlob(ld, false)
+	a := &streamFixture{fixture: &fixture{url: urls[0], client: httptestClient()}}
+	b := &fixture{url: urls[1], client: httptestClient()}
+	if resp, _ := a.do(t, "GET", "/v2/library/big/manifests/1"); resp.StatusCode != 200 {
+		t.Fatalf("manifest on the first replica: %d", resp.StatusCode)
+	}
+	size := int64(len(layer))
+	dl := a.startGet(t, "/v2/library/big/blobs/"+ld.String())
+	testsync.WaitFor(t, waitLong, "half of the layer streamed", func() bool { return dl.got.Load() > size/2 })
+	if resp, _ := b.do(t, "GET", "/v2/library/big/manifests/1"); resp.StatusCode != 200 {
+		t.Fatalf("manifest on the second replica: %d", resp.StatusCode)
+	}
+	if resp, body := b.do(t, "GET", "/v2/library/big/blobs/"+ld.String()); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("layer on the replica without the lease: %d (%d bytes), want 429 (held)", resp.StatusCode, len(body))
+	}
+	pz.open()
+	if got, err := dl.wait(t); err != nil || digest.FromBytes(got) != ld {
+		t.Fatalf("streamed layer: %d bytes, err %v", len(got), err)
+	}
+	testsync.WaitFor(t, waitLong, "the second replica serves the layer", func() bool {
+		resp, body := b.do(t, "GET", "/v2/library/big/blobs/"+ld.String())
+		return resp.StatusCode == 200 && digest.FromBytes(body) == ld
+	})
+	if n := up.blobGets(ld); n != 1 {
+		t.Fatalf("layer fetched %d times by two replicas", n)
 	}
 }
