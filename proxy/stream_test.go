@@ -20,6 +20,7 @@ import (
 	"github.com/pullgate/pullgate/internal/samples"
 	"github.com/pullgate/pullgate/internal/testregistry"
 	"github.com/pullgate/pullgate/internal/testsync"
+	"github.com/pullgate/pullgate/internal/verdict"
 	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/storage"
@@ -236,6 +237,16 @@ func TestStreamConfigRefusedWithImage(t *testing.T) {
 	if _, msg := ociError(t, body); !strings.Contains(msg, "Entrypoint") {
 		t.Fatalf("message %q lacks the reason", msg)
 	}
+	// The background judgment recorded the image's decision, as a held
+	// manifest's would be.
+	testsync.WaitFor(t, waitLong, "the image's decision recorded", func() bool {
+		for _, ev := range f.srv.live.Recent(100) {
+			if ev.Digest == b.Digest && ev.Decision == verdict.Blocked && strings.Contains(ev.Reason, "Entrypoint") {
+				return true
+			}
+		}
+		return false
+	})
 	// The image's refusal is remembered: the manifest is refused at once.
 	if resp, _ := f.do(t, "GET", "/v2/someone/web/manifests/1"); resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("manifest of a refused image: %d", resp.StatusCode)
