@@ -403,3 +403,32 @@ func TestStreamAcrossReplicasWaitsForTheVerdict(t *testing.T) {
 		t.Fatalf("layer fetched %d times by two replicas", n)
 	}
 }
+
+// The tail waits for the gate's whole decision on the blob, not only its
+// scan: an operator's deny made while the layer streams cuts it, though it
+// scanned clean.
+func TestStreamTailWaitsForOperatorDeny(t *testing.T) {
+	f := newStreamFixture(t)
+	layer := noisyLayer(512 << 10)
+	f.up.push(t, "library/big", "1", testregistry.Image{Layers: [][]byte{layer}})
+	ld := digest.FromBytes(layer)
+	pz := f.up.pauseBlob(ld, false)
+	if resp, _ := f.do(t, "GET", "/v2/library/big/manifests/1"); resp.StatusCode != 200 {
+		t.Fatalf("manifest: %d", resp.StatusCode)
+	}
+	size := int64(len(layer))
+	dl := f.startGet(t, "/v2/library/big/blobs/"+ld.String())
+	testsync.WaitFor(t, waitLong, "half of the layer streamed", func() bool { return dl.got.Load() > size/2 })
+	f.override(t, ld.String(), storage.Deny)
+	pz.open()
+	if got, err := dl.wait(t); err == nil || int64(len(got)) > size-gate.StreamHold {
+		t.Fatalf("layer denied while streaming: got %d of %d bytes (err %v)", len(got), size, err)
+	}
+	resp, body := f.do(t, "GET", "/v2/library/big/blobs/"+ld.String())
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("retry of a denied layer: %d", resp.StatusCode)
+	}
+	if _, msg := ociError(t, body); !strings.Contains(msg, "denied by operator") {
+		t.Fatalf("message %q", msg)
+	}
+}
