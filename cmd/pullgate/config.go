@@ -136,11 +136,14 @@ type GateConfig struct {
 	// once, layers are streamed while they are scanned and only their
 	// tails wait for the verdict, the config waits for the image's
 	// decision) or "hold" (the manifest waits for the whole image's
-	// decision). Default stream.
+	// decision). Default hold: podman, skopeo and containerd show a
+	// refusal that comes mid-blob as "unexpected EOF", without the reason
+	// (docs/architecture.md, "Clients and gate modes").
 	Mode string `yaml:"mode"`
 	// AgentModes picks the mode by User-Agent prefix before Mode (the
-	// longest prefix wins). Default {"docker/": "hold"}: dockerd retries a
-	// layer cut mid-body for about a minute before it shows a refusal.
+	// longest prefix wins). Default {"docker/": "stream"}: dockerd shows a
+	// refusal that comes mid-blob word for word as a held one, after about
+	// 15 s of retries, and gains the overlap of the cold pull.
 	AgentModes map[string]string `yaml:"agent_modes"`
 }
 
@@ -188,8 +191,8 @@ func defaultConfig() Config {
 			MaxConfigBytes: 8 << 20,
 			MaxLayers:      500,
 			IngestLease:    Duration(10 * time.Second),
-			Mode:           "stream",
-			AgentModes:     map[string]string{"docker/": "hold"},
+			Mode:           "hold",
+			AgentModes:     map[string]string{"docker/": "stream"},
 		},
 		Scan: ScanConfig{
 			MaxLayerBytes:   8 << 30,
