@@ -2,6 +2,7 @@ package storage
 
 import (
 	"sync"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -30,6 +31,10 @@ const maxPresent = 1 << 16
 type present struct {
 	size      int64
 	mediaType string // manifests only
+	// The blob's file as it was when its bytes last hashed to its digest,
+	// and when that was (verified.go); zero when not verified.
+	file     fileID
+	verified time.Time
 }
 
 type presence struct {
@@ -83,6 +88,17 @@ func (p *presence) put(d digest.Digest, e present) {
 		}
 	}
 	p.m[d] = e
+}
+
+// verified records that d's file, of identity id, hashed to d at time at,
+// if d is still known (a removal forgets it).
+func (p *presence) verified(d digest.Digest, id fileID, at time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if e, ok := p.m[d]; ok && e.size == id.size {
+		e.file, e.verified = id, at
+		p.m[d] = e
+	}
 }
 
 // forget drops d; a removal, or a reader that found it gone.
