@@ -10,6 +10,8 @@ import (
 	"io"
 	"path"
 
+	"github.com/pullgate/pullgate/storage/internal/dcheck"
+
 	"github.com/distribution/distribution/v3"
 	distst "github.com/distribution/distribution/v3/registry/storage"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
@@ -93,7 +95,7 @@ func (b *Blobs) Driver() storagedriver.StorageDriver { return b.driver }
 // Stat returns the size of a committed blob, or an error wrapping
 // ErrNotFound.
 func (b *Blobs) Stat(ctx context.Context, dgst digest.Digest) (int64, error) {
-	if err := dgst.Validate(); err != nil {
+	if err := dcheck.Validate(dgst); err != nil {
 		return 0, fmt.Errorf("stat blob %q: %w: %w", dgst, ErrInvalid, err)
 	}
 	size, err := b.stat(ctx, dgst)
@@ -121,7 +123,7 @@ func (b *Blobs) stat(ctx context.Context, dgst digest.Digest) (int64, error) {
 // Open returns a reader over a committed blob and its size. The reader
 // seeks, so it can be handed to http.ServeContent for Range requests.
 func (b *Blobs) Open(ctx context.Context, dgst digest.Digest) (io.ReadSeekCloser, int64, error) {
-	if err := dgst.Validate(); err != nil {
+	if err := dcheck.Validate(dgst); err != nil {
 		return nil, 0, fmt.Errorf("open blob %q: %w: %w", dgst, ErrInvalid, err)
 	}
 	size, err := b.stat(ctx, dgst)
@@ -149,7 +151,7 @@ type nopSeekCloser struct{ io.ReadSeeker }
 // the filesystem driver the reader is the open file, so it costs no buffer
 // at all; the caller brings its own.
 func (b *Blobs) Reader(ctx context.Context, dgst digest.Digest) (io.ReadCloser, int64, error) {
-	if err := dgst.Validate(); err != nil {
+	if err := dcheck.Validate(dgst); err != nil {
 		return nil, 0, fmt.Errorf("read blob %q: %w: %w", dgst, ErrInvalid, err)
 	}
 	size, err := b.stat(ctx, dgst)
@@ -172,7 +174,7 @@ func (nopSeekCloser) Close() error { return nil }
 // Delete removes a blob: first its link, so it stops being served at once,
 // then its data.
 func (b *Blobs) Delete(ctx context.Context, dgst digest.Digest) error {
-	if err := dgst.Validate(); err != nil {
+	if err := dcheck.Validate(dgst); err != nil {
 		return fmt.Errorf("delete blob %q: %w: %w", dgst, ErrInvalid, err)
 	}
 	// Forgotten before (no reader is sent to it from here on) and after

@@ -7,6 +7,8 @@ import (
 	"path"
 	"strings"
 
+	"github.com/pullgate/pullgate/storage/internal/dcheck"
+
 	distst "github.com/distribution/distribution/v3/registry/storage"
 	"github.com/opencontainers/go-digest"
 )
@@ -18,7 +20,7 @@ import (
 // PutManifest stores body under dgst with its media type. It refuses a body
 // that does not hash to dgst.
 func (b *Blobs) PutManifest(ctx context.Context, dgst digest.Digest, mediaType string, body []byte) error {
-	if err := dgst.Validate(); err != nil {
+	if err := dcheck.Validate(dgst); err != nil {
 		return fmt.Errorf("put manifest %q: %w: %w", dgst, ErrInvalid, err)
 	}
 	if mediaType == "" || strings.ContainsAny(mediaType, "\r\n") {
@@ -52,7 +54,7 @@ func (b *Blobs) PutManifest(ctx context.Context, dgst digest.Digest, mediaType s
 // or an error wrapping ErrNotFound. Stored bytes that do not hash to dgst
 // are removed, and the error wraps both ErrDigestMismatch and ErrNotFound.
 func (b *Blobs) Manifest(ctx context.Context, dgst digest.Digest) ([]byte, string, error) {
-	if err := dgst.Validate(); err != nil {
+	if err := dcheck.Validate(dgst); err != nil {
 		return nil, "", fmt.Errorf("get manifest %q: %w: %w", dgst, ErrInvalid, err)
 	}
 	known, ok := b.manifestsHere.get(dgst)
@@ -94,7 +96,7 @@ func (b *Blobs) Manifest(ctx context.Context, dgst digest.Digest) ([]byte, strin
 // media type recorded beside it, without reading or verifying the bytes,
 // so it is cheap enough for every blob request.
 func (b *Blobs) IsManifest(ctx context.Context, dgst digest.Digest) (bool, error) {
-	if err := dgst.Validate(); err != nil {
+	if err := dcheck.Validate(dgst); err != nil {
 		return false, fmt.Errorf("stat manifest %q: %w: %w", dgst, ErrInvalid, err)
 	}
 	if _, ok := b.manifestsHere.get(dgst); ok {
@@ -111,7 +113,7 @@ func (b *Blobs) IsManifest(ctx context.Context, dgst digest.Digest) (bool, error
 
 // DeleteManifest removes a stored manifest and its media type.
 func (b *Blobs) DeleteManifest(ctx context.Context, dgst digest.Digest) error {
-	if err := dgst.Validate(); err != nil {
+	if err := dcheck.Validate(dgst); err != nil {
 		return fmt.Errorf("delete manifest %q: %w: %w", dgst, ErrInvalid, err)
 	}
 	b.manifestsHere.forget(dgst)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/pullgate/pullgate/storage/internal/dcheck"
+
 	"github.com/opencontainers/go-digest"
 	"go.etcd.io/bbolt"
 
@@ -76,7 +78,7 @@ func (s *Store) PutVerdict(ctx context.Context, v storage.Verdict) error {
 }
 
 func (s *Store) Verdicts(ctx context.Context, dgst digest.Digest) ([]storage.Verdict, error) {
-	if err := dgst.Validate(); err != nil {
+	if err := dcheck.Validate(dgst); err != nil {
 		return nil, fmt.Errorf("list verdicts %q: %w: %w", dgst, storage.ErrInvalid, err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -153,7 +155,7 @@ func (s *Store) PutLink(ctx context.Context, repo string, dgst digest.Digest, ro
 }
 
 func (s *Store) Links(ctx context.Context, dgst digest.Digest) (storage.Links, error) {
-	if err := dgst.Validate(); err != nil {
+	if err := dcheck.Validate(dgst); err != nil {
 		return storage.Links{}, fmt.Errorf("get links %q: %w: %w", dgst, storage.ErrInvalid, err)
 	}
 	if err := ctx.Err(); err != nil {
