@@ -10,13 +10,13 @@ import (
 	"io"
 	"path"
 
-	"github.com/pullgate/pullgate/storage/internal/dcheck"
-
 	"github.com/distribution/distribution/v3"
 	distst "github.com/distribution/distribution/v3/registry/storage"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/storage/internal/dcheck"
 )
 
 // A mirror shares layers across repositories, so every blob is linked under

@@ -7,10 +7,10 @@ import (
 	"path"
 	"strings"
 
-	"github.com/pullgate/pullgate/storage/internal/dcheck"
-
 	distst "github.com/distribution/distribution/v3/registry/storage"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/storage/internal/dcheck"
 )
 
 // Manifests are stored as blobs, byte for byte, linked under their own

@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/pullgate/pullgate/storage/internal/dcheck"
-
 	"github.com/opencontainers/go-digest"
 	"go.etcd.io/bbolt"
 
 	"github.com/pullgate/pullgate/storage"
+	"github.com/pullgate/pullgate/storage/internal/dcheck"
 	"github.com/pullgate/pullgate/storage/internal/kit"
 )
 

@@ -9,12 +9,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pullgate/pullgate/storage/internal/dcheck"
-
 	"github.com/opencontainers/go-digest"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/pullgate/pullgate/storage"
+	"github.com/pullgate/pullgate/storage/internal/dcheck"
 	"github.com/pullgate/pullgate/storage/internal/kit"
 )
 

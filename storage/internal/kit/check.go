@@ -6,12 +6,11 @@ import (
 	"sort"
 	"time"
 
-	"github.com/pullgate/pullgate/storage/internal/dcheck"
-
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/pullgate/pullgate/storage"
+	"github.com/pullgate/pullgate/storage/internal/dcheck"
 )
 
 // ValidateLookup refuses a verdict look-up that could never match.
