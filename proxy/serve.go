@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -19,11 +19,13 @@ import (
 
 // Serving a stored blob. The store holds only content that scanned clean,
 // but a disk can flip bits and a file can be replaced behind pullgate's
-// back, so every byte served is hashed on the way out and the end of the
-// response is held until the whole blob's digest matched. A blob that does
-// not match is cut off before its end and removed from the store; its clean
-// verdict then counts for nothing (usable needs the blob in the store), so
-// the next request fetches and scans it again.
+// back, so a blob is hashed on the way out and the end of the response is
+// held until the whole blob's digest matched. A blob that does not match
+// is cut off before its end and removed from the store; its clean verdict
+// then counts for nothing (usable needs the blob in the store), so the
+// next request fetches and scans it again. A blob file that matched is
+// remembered by its identity on the filesystem, and served by sendfile
+// while that identity stays the same (storage/verified.go).
 
 const (
 	// serveChunk is the unit a blob is read and written in; one pooled
@@ -123,7 +125,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, dgst digest.D
 	}
 
 	dw := &deadlineWriter{w: w, rc: http.NewResponseController(w), timeout: s.opts.Serve.WriteTimeout, status: status}
-	err = verifiedCopy(ctx, dw, rc, dgst, size, rg.start, rg.length)
+	err = s.sendBody(ctx, dw, rc, dgst, size, rg)
 	s.metrics.ServedBytes(int(dw.n))
 	if err == nil {
 		err = dw.finish()
@@ -199,70 +201,48 @@ func (s *Server) blobStoreError(dgst digest.Digest, err error) error {
 	return errStoreUnavailable(fmt.Sprintf("blob %s", dgst))
 }
 
-// byteRange is the part of a blob a response carries.
-type byteRange struct {
-	start, length int64
-	partial       bool // 206 with Content-Range
+// sendBody writes the range rg of the blob dgst of size bytes from rc: by
+// sendfile when rc is the blob's file as it was when last verified
+// (storage.Blobs.Verified), else hashed on the way with the tail held
+// (verifiedCopy), and then remembered as verified when it matched.
+func (s *Server) sendBody(ctx context.Context, dw *deadlineWriter, rc io.Reader, dgst digest.Digest, size int64, rg byteRange) error {
+	f, isFile := rc.(*os.File)
+	if isFile && s.opts.Blobs.Verified(dgst, f) {
+		return sendFile(dw, f, dgst, rg)
+	}
+	began := time.Now()
+	if err := verifiedCopy(ctx, dw, rc, dgst, size, rg.start, rg.length); err != nil {
+		return err
+	}
+	if isFile {
+		s.opts.Blobs.SetVerified(dgst, f, began)
+	}
+	return nil
 }
 
-// requestedRange reads a single-range Range header (what registry clients
-// send to resume a download). ok is false for a range that is entirely
-// outside the blob (416). A header this does not honour (malformed,
-// several ranges, an If-Range that does not match) gets the whole blob, as
-// HTTP allows.
-func requestedRange(r *http.Request, dgst digest.Digest, size int64) (rg byteRange, ok bool) {
-	whole := byteRange{start: 0, length: size}
-	h := r.Header.Get("Range")
-	if h == "" {
-		return whole, true
-	}
-	if ir := r.Header.Get("If-Range"); ir != "" && ir != `"`+dgst.String()+`"` {
-		return whole, true
-	}
-	spec, found := strings.CutPrefix(h, "bytes=")
-	if !found || strings.Contains(spec, ",") {
-		return whole, true
-	}
-	first, last, found := strings.Cut(strings.TrimSpace(spec), "-")
-	if !found {
-		return whole, true
-	}
-	if first == "" { // the last N bytes
-		n, err := strconv.ParseInt(last, 10, 64)
-		if err != nil || n < 0 {
-			return whole, true
-		}
-		if n == 0 || size == 0 {
-			return byteRange{}, false
-		}
-		n = min(n, size)
-		return byteRange{start: size - n, length: n, partial: true}, true
-	}
-	start, err := strconv.ParseInt(first, 10, 64)
-	if err != nil || start < 0 {
-		return whole, true
-	}
-	end := size - 1
-	if last != "" {
-		if end, err = strconv.ParseInt(last, 10, 64); err != nil || end < start {
-			return whole, true
-		}
-		end = min(end, size-1)
-	}
-	if start >= size {
-		return byteRange{}, false
-	}
-	return byteRange{start: start, length: end - start + 1, partial: true}, true
-}
+// sendChunk is what one sendfile call may send under one write deadline:
+// a client must take this much within serve.blob_write_timeout (4 KiB/s
+// under the default 60 s) to be served.
+const sendChunk = 256 << 10
 
-func etagMatches(header string, dgst digest.Digest) bool {
-	etag := `"` + dgst.String() + `"`
-	for _, m := range strings.Split(header, ",") {
-		if m = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(m), "W/")); m == etag || m == "*" {
-			return true
+// sendFile writes the range rg of the verified blob file f straight from
+// the file to the connection: net/http hands an *os.File behind an
+// io.LimitedReader to the kernel's sendfile.
+func sendFile(dw *deadlineWriter, f *os.File, dgst digest.Digest, rg byteRange) error {
+	if _, err := f.Seek(rg.start, io.SeekStart); err != nil {
+		return fmt.Errorf("seek stored blob %s to byte %d: %w", dgst, rg.start, err)
+	}
+	for left := rg.length; left > 0; {
+		n, err := dw.ReadFrom(io.LimitReader(f, min(sendChunk, left)))
+		left -= n
+		switch {
+		case err != nil:
+			return fmt.Errorf("%w: %w", errClientWrite, err)
+		case n == 0:
+			return fmt.Errorf("read stored blob %s: %w, %d bytes before the end of the range", dgst, io.ErrUnexpectedEOF, left)
 		}
 	}
-	return false
+	return nil
 }
 
 // verifiedCopy reads a blob of size bytes from src, hashes all of it, and
@@ -309,7 +289,11 @@ func verifiedCopy(ctx context.Context, dst io.Writer, src io.Reader, dgst digest
 		}
 		m, err := io.ReadFull(src, p)
 		h.Write(p[:m])
-		if err != nil {
+		switch {
+		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+			// The file is shorter than the blob it holds.
+			return fmt.Errorf("stored blob %s: %w: its file ends at byte %d of %d", dgst, storage.ErrDigestMismatch, pos+int64(m), size)
+		case err != nil:
 			return fmt.Errorf("read stored blob %s at byte %d of %d: %w", dgst, pos+int64(m), size, err)
 		}
 		if pos >= off && pos < hold {
@@ -352,6 +336,21 @@ func (d *deadlineWriter) Write(p []byte) (int, error) {
 	}
 	n, err := d.w.Write(p)
 	d.n += int64(n)
+	return n, err
+}
+
+// ReadFrom writes what r yields under one deadline, through the response
+// writer's own ReadFrom: for a file, that is sendfile.
+func (d *deadlineWriter) ReadFrom(r io.Reader) (int64, error) {
+	if err := d.rc.SetWriteDeadline(time.Now().Add(d.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return 0, fmt.Errorf("set write deadline: %w", err)
+	}
+	if !d.started {
+		d.started = true
+		d.w.WriteHeader(d.status)
+	}
+	n, err := io.Copy(d.w, r)
+	d.n += n
 	return n, err
 }
 

@@ -15,6 +15,8 @@ import (
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/storage/internal/dcheck"
 )
 
 // A mirror shares layers across repositories, so every blob is linked under
@@ -49,6 +51,8 @@ type Blobs struct {
 	driver    storagedriver.StorageDriver
 	blobs     distribution.BlobStore
 	manifests distribution.BlobStore
+	// What each internal repository is known to hold (presence.go).
+	blobsHere, manifestsHere *presence
 }
 
 // NewBlobs returns a store over d. It writes a small marker file, so a
@@ -69,7 +73,8 @@ func NewBlobs(ctx context.Context, d storagedriver.StorageDriver) (*Blobs, error
 	if err := d.PutContent(ctx, markerPath, []byte("pullgate blob store\n")); err != nil {
 		return nil, fmt.Errorf("open blob store on %s driver: write %s: %w", d.Name(), markerPath, err)
 	}
-	return &Blobs{driver: d, blobs: blobs, manifests: manifests}, nil
+	return &Blobs{driver: d, blobs: blobs, manifests: manifests,
+		blobsHere: newPresence(maxPresent), manifestsHere: newPresence(maxPresent)}, nil
 }
 
 func linkedStore(ctx context.Context, ns distribution.Namespace, name string) (distribution.BlobStore, error) {
@@ -90,36 +95,51 @@ func (b *Blobs) Driver() storagedriver.StorageDriver { return b.driver }
 // Stat returns the size of a committed blob, or an error wrapping
 // ErrNotFound.
 func (b *Blobs) Stat(ctx context.Context, dgst digest.Digest) (int64, error) {
-	if err := dgst.Validate(); err != nil {
+	if err := dcheck.Validate(dgst); err != nil {
 		return 0, fmt.Errorf("stat blob %q: %w: %w", dgst, ErrInvalid, err)
 	}
+	size, err := b.stat(ctx, dgst)
+	if err != nil {
+		return 0, fmt.Errorf("stat blob %s: %w", dgst, err)
+	}
+	return size, nil
+}
+
+// stat is Stat without the validation: from what this process knows is
+// there, else from the driver (see presence.go).
+func (b *Blobs) stat(ctx context.Context, dgst digest.Digest) (int64, error) {
+	if e, ok := b.blobsHere.get(dgst); ok {
+		return e.size, nil
+	}
+	gen := b.blobsHere.generation()
 	desc, err := b.blobs.Stat(ctx, dgst)
 	if err != nil {
-		return 0, fmt.Errorf("stat blob %s: %w", dgst, notFound(err))
+		return 0, notFound(err)
 	}
+	b.blobsHere.found(dgst, present{size: desc.Size}, gen)
 	return desc.Size, nil
 }
 
 // Open returns a reader over a committed blob and its size. The reader
 // seeks, so it can be handed to http.ServeContent for Range requests.
 func (b *Blobs) Open(ctx context.Context, dgst digest.Digest) (io.ReadSeekCloser, int64, error) {
-	if err := dgst.Validate(); err != nil {
+	if err := dcheck.Validate(dgst); err != nil {
 		return nil, 0, fmt.Errorf("open blob %q: %w: %w", dgst, ErrInvalid, err)
 	}
-	desc, err := b.blobs.Stat(ctx, dgst)
+	size, err := b.stat(ctx, dgst)
 	if err != nil {
-		return nil, 0, fmt.Errorf("open blob %s: %w", dgst, notFound(err))
+		return nil, 0, fmt.Errorf("open blob %s: %w", dgst, err)
 	}
-	if desc.Size == 0 {
+	if size == 0 {
 		// Some drivers (s3-aws) fail to read an empty object back; there
 		// is nothing to read.
 		return nopSeekCloser{bytes.NewReader(nil)}, 0, nil
 	}
-	rc, err := b.blobs.Open(ctx, desc.Digest)
+	rc, err := b.blobs.Open(ctx, dgst)
 	if err != nil {
-		return nil, 0, fmt.Errorf("open blob %s: %w", dgst, notFound(err))
+		return nil, 0, fmt.Errorf("open blob %s: %w", dgst, b.gone(b.blobsHere, dgst, err))
 	}
-	return rc, desc.Size, nil
+	return rc, size, nil
 }
 
 type nopSeekCloser struct{ io.ReadSeeker }
@@ -131,22 +151,22 @@ type nopSeekCloser struct{ io.ReadSeeker }
 // the filesystem driver the reader is the open file, so it costs no buffer
 // at all; the caller brings its own.
 func (b *Blobs) Reader(ctx context.Context, dgst digest.Digest) (io.ReadCloser, int64, error) {
-	if err := dgst.Validate(); err != nil {
+	if err := dcheck.Validate(dgst); err != nil {
 		return nil, 0, fmt.Errorf("read blob %q: %w: %w", dgst, ErrInvalid, err)
 	}
-	desc, err := b.blobs.Stat(ctx, dgst)
+	size, err := b.stat(ctx, dgst)
 	if err != nil {
-		return nil, 0, fmt.Errorf("read blob %s: %w", dgst, notFound(err))
+		return nil, 0, fmt.Errorf("read blob %s: %w", dgst, err)
 	}
-	if desc.Size == 0 {
+	if size == 0 {
 		// Some drivers (s3-aws) fail to read an empty object back.
 		return io.NopCloser(bytes.NewReader(nil)), 0, nil
 	}
-	rc, err := b.driver.Reader(ctx, blobDataPath(desc.Digest), 0)
+	rc, err := b.driver.Reader(ctx, blobDataPath(dgst), 0)
 	if err != nil {
-		return nil, 0, fmt.Errorf("read blob %s: %w", dgst, notFound(err))
+		return nil, 0, fmt.Errorf("read blob %s: %w", dgst, b.gone(b.blobsHere, dgst, err))
 	}
-	return rc, desc.Size, nil
+	return rc, size, nil
 }
 
 func (nopSeekCloser) Close() error { return nil }
@@ -154,9 +174,13 @@ func (nopSeekCloser) Close() error { return nil }
 // Delete removes a blob: first its link, so it stops being served at once,
 // then its data.
 func (b *Blobs) Delete(ctx context.Context, dgst digest.Digest) error {
-	if err := dgst.Validate(); err != nil {
+	if err := dcheck.Validate(dgst); err != nil {
 		return fmt.Errorf("delete blob %q: %w: %w", dgst, ErrInvalid, err)
 	}
+	// Forgotten before (no reader is sent to it from here on) and after
+	// (a look-up that raced the removal is not kept).
+	b.blobsHere.forget(dgst)
+	defer b.blobsHere.forget(dgst)
 	if err := b.blobs.Delete(ctx, dgst); err != nil {
 		return fmt.Errorf("delete blob %s: %w", dgst, notFound(err))
 	}
@@ -188,6 +212,16 @@ func (b *Blobs) ProbeWrite(ctx context.Context) error {
 		return fmt.Errorf("blob store (%s driver): remove write probe: %w", b.driver.Name(), err)
 	}
 	return nil
+}
+
+// gone is notFound for a read of a digest the store was thought to hold:
+// when its file is absent (another replica removed it), it is forgotten.
+func (b *Blobs) gone(here *presence, dgst digest.Digest, err error) error {
+	err = notFound(err)
+	if errors.Is(err, ErrNotFound) {
+		here.forget(dgst)
+	}
+	return err
 }
 
 // notFound rewrites distribution's and the drivers' "absent" errors to wrap

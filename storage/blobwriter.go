@@ -30,15 +30,17 @@ type BlobWriter interface {
 
 // Create starts writing a new blob.
 func (b *Blobs) Create(ctx context.Context) (BlobWriter, error) {
-	return b.create(ctx, b.blobs, blobRepoName)
+	return b.create(ctx, b.blobs, blobRepoName, b.blobsHere)
 }
 
-func (b *Blobs) create(ctx context.Context, store distribution.BlobStore, repo string) (*blobWriter, error) {
+// create starts an upload to store; here, when not nil, learns of the
+// blob once committed.
+func (b *Blobs) create(ctx context.Context, store distribution.BlobStore, repo string, here *presence) (*blobWriter, error) {
 	w, err := store.Create(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("create blob upload: %w", err)
 	}
-	return &blobWriter{w: w, driver: b.driver, repo: repo}, nil
+	return &blobWriter{w: w, driver: b.driver, repo: repo, here: here}, nil
 }
 
 type blobWriter struct {
@@ -46,6 +48,7 @@ type blobWriter struct {
 	w       distribution.BlobWriter
 	driver  storagedriver.StorageDriver
 	repo    string
+	here    *presence
 	written int64
 	done    bool // committed, cancelled or failed: nothing more to do
 }
@@ -96,6 +99,9 @@ func (bw *blobWriter) Commit(ctx context.Context, dgst digest.Digest, size int64
 		return fmt.Errorf("commit blob %s: %w", dgst, err)
 	}
 	bw.done = true
+	if bw.here != nil {
+		bw.here.committed(dgst, present{size: size})
+	}
 	return nil
 }
 

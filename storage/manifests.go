@@ -9,6 +9,8 @@ import (
 
 	distst "github.com/distribution/distribution/v3/registry/storage"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/pullgate/pullgate/storage/internal/dcheck"
 )
 
 // Manifests are stored as blobs, byte for byte, linked under their own
@@ -18,7 +20,7 @@ import (
 // PutManifest stores body under dgst with its media type. It refuses a body
 // that does not hash to dgst.
 func (b *Blobs) PutManifest(ctx context.Context, dgst digest.Digest, mediaType string, body []byte) error {
-	if err := dgst.Validate(); err != nil {
+	if err := dcheck.Validate(dgst); err != nil {
 		return fmt.Errorf("put manifest %q: %w: %w", dgst, ErrInvalid, err)
 	}
 	if mediaType == "" || strings.ContainsAny(mediaType, "\r\n") {
@@ -33,7 +35,7 @@ func (b *Blobs) PutManifest(ctx context.Context, dgst digest.Digest, mediaType s
 	if err := b.driver.PutContent(ctx, mediaTypePath(dgst), []byte(mediaType)); err != nil {
 		return fmt.Errorf("put manifest %s media type: %w", dgst, err)
 	}
-	w, err := b.create(ctx, b.manifests, manifestRepoName)
+	w, err := b.create(ctx, b.manifests, manifestRepoName, nil)
 	if err != nil {
 		return fmt.Errorf("put manifest %s: %w", dgst, err)
 	}
@@ -44,6 +46,7 @@ func (b *Blobs) PutManifest(ctx context.Context, dgst digest.Digest, mediaType s
 	if err := w.Commit(ctx, dgst, int64(len(body))); err != nil {
 		return fmt.Errorf("put manifest: %w", err)
 	}
+	b.manifestsHere.committed(dgst, present{size: int64(len(body)), mediaType: mediaType})
 	return nil
 }
 
@@ -51,16 +54,21 @@ func (b *Blobs) PutManifest(ctx context.Context, dgst digest.Digest, mediaType s
 // or an error wrapping ErrNotFound. Stored bytes that do not hash to dgst
 // are removed, and the error wraps both ErrDigestMismatch and ErrNotFound.
 func (b *Blobs) Manifest(ctx context.Context, dgst digest.Digest) ([]byte, string, error) {
-	if err := dgst.Validate(); err != nil {
+	if err := dcheck.Validate(dgst); err != nil {
 		return nil, "", fmt.Errorf("get manifest %q: %w: %w", dgst, ErrInvalid, err)
 	}
-	desc, err := b.manifests.Stat(ctx, dgst)
-	if err != nil {
-		return nil, "", fmt.Errorf("get manifest %s: %w", dgst, notFound(err))
+	known, ok := b.manifestsHere.get(dgst)
+	gen := b.manifestsHere.generation()
+	if !ok {
+		if _, err := b.manifests.Stat(ctx, dgst); err != nil {
+			return nil, "", fmt.Errorf("get manifest %s: %w", dgst, notFound(err))
+		}
 	}
-	body, err := b.manifests.Get(ctx, desc.Digest)
+	// The bytes themselves, read and checked every time: only the
+	// question "is it linked here" is remembered.
+	body, err := b.driver.GetContent(ctx, blobDataPath(dgst))
 	if err != nil {
-		return nil, "", fmt.Errorf("get manifest %s: %w", dgst, notFound(err))
+		return nil, "", fmt.Errorf("get manifest %s: %w", dgst, b.gone(b.manifestsHere, dgst, err))
 	}
 	// Manifests are small; checking them on every read catches a corrupted
 	// backend before a client caches what it got. A manifest that does not
@@ -73,10 +81,14 @@ func (b *Blobs) Manifest(ctx context.Context, dgst digest.Digest) ([]byte, strin
 		}
 		return nil, "", fmt.Errorf("%w (removed): %w", err, ErrNotFound)
 	}
+	if ok {
+		return body, known.mediaType, nil
+	}
 	mt, err := b.driver.GetContent(ctx, mediaTypePath(dgst))
 	if err != nil {
 		return nil, "", fmt.Errorf("get manifest %s media type: %w", dgst, notFound(err))
 	}
+	b.manifestsHere.found(dgst, present{size: int64(len(body)), mediaType: string(mt)}, gen)
 	return body, string(mt), nil
 }
 
@@ -84,8 +96,11 @@ func (b *Blobs) Manifest(ctx context.Context, dgst digest.Digest) ([]byte, strin
 // media type recorded beside it, without reading or verifying the bytes,
 // so it is cheap enough for every blob request.
 func (b *Blobs) IsManifest(ctx context.Context, dgst digest.Digest) (bool, error) {
-	if err := dgst.Validate(); err != nil {
+	if err := dcheck.Validate(dgst); err != nil {
 		return false, fmt.Errorf("stat manifest %q: %w: %w", dgst, ErrInvalid, err)
+	}
+	if _, ok := b.manifestsHere.get(dgst); ok {
+		return true, nil
 	}
 	if _, err := b.driver.Stat(ctx, mediaTypePath(dgst)); err != nil {
 		if isPathNotFound(err) {
@@ -98,9 +113,11 @@ func (b *Blobs) IsManifest(ctx context.Context, dgst digest.Digest) (bool, error
 
 // DeleteManifest removes a stored manifest and its media type.
 func (b *Blobs) DeleteManifest(ctx context.Context, dgst digest.Digest) error {
-	if err := dgst.Validate(); err != nil {
+	if err := dcheck.Validate(dgst); err != nil {
 		return fmt.Errorf("delete manifest %q: %w: %w", dgst, ErrInvalid, err)
 	}
+	b.manifestsHere.forget(dgst)
+	defer b.manifestsHere.forget(dgst)
 	if err := b.manifests.Delete(ctx, dgst); err != nil {
 		return fmt.Errorf("delete manifest %s: %w", dgst, notFound(err))
 	}

@@ -3,7 +3,9 @@ package bolt
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 
 	"go.etcd.io/bbolt"
 
@@ -15,7 +17,20 @@ func (s *Store) Override(ctx context.Context, subject string) (storage.Override,
 	if err := storage.ValidateSubject(subject); err != nil {
 		return storage.Override{}, fmt.Errorf("get override: %w", err)
 	}
+	if err := ctx.Err(); err != nil {
+		return storage.Override{}, err
+	}
+	if r, ok := s.overrides.get(subject); ok {
+		if !r.found {
+			return storage.Override{}, fmt.Errorf("get override %s: %w", subject, storage.ErrNotFound)
+		}
+		return r.o, nil
+	}
+	gen := s.overrides.generation()
 	raw, err := s.get(ctx, bucketOverrides, subject)
+	if errors.Is(err, storage.ErrNotFound) {
+		s.overrides.put(subject, overrideRead{}, gen)
+	}
 	if err != nil {
 		return storage.Override{}, fmt.Errorf("get override %s: %w", subject, err)
 	}
@@ -23,6 +38,7 @@ func (s *Store) Override(ctx context.Context, subject string) (storage.Override,
 	if err != nil {
 		return storage.Override{}, fmt.Errorf("get override %s: %w", subject, err)
 	}
+	s.overrides.put(subject, overrideRead{o: o, found: true}, gen)
 	return o, nil
 }
 
@@ -30,7 +46,9 @@ func (s *Store) PutOverride(ctx context.Context, o storage.Override) error {
 	if err := o.Validate(); err != nil {
 		return fmt.Errorf("put override: %w", err)
 	}
-	if err := s.put(ctx, bucketOverrides, o.Subject, o); err != nil {
+	err := s.put(ctx, bucketOverrides, o.Subject, o)
+	s.forgetOverrides()
+	if err != nil {
 		return fmt.Errorf("put override %s: %w", o.Subject, err)
 	}
 	return nil
@@ -50,6 +68,7 @@ func (s *Store) DeleteOverride(ctx context.Context, subject string) error {
 		}
 		return b.Delete([]byte(subject))
 	})
+	s.forgetOverrides()
 	if err != nil {
 		return fmt.Errorf("delete override %s: %w", subject, err)
 	}
@@ -60,6 +79,10 @@ func (s *Store) Overrides(ctx context.Context) ([]storage.Override, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if all, ok := s.listing.get(""); ok {
+		return slices.Clone(all), nil
+	}
+	gen := s.listing.generation()
 	out := []storage.Override{}
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketOverrides).ForEach(func(k, raw []byte) error {
@@ -75,7 +98,15 @@ func (s *Store) Overrides(ctx context.Context) ([]storage.Override, error) {
 		return nil, fmt.Errorf("list overrides: %w", err)
 	}
 	kit.SortOverrides(out)
+	s.listing.put("", slices.Clone(out), gen)
 	return out, nil
+}
+
+// forgetOverrides drops every remembered override read: a write changes
+// one subject's look-up and the listing.
+func (s *Store) forgetOverrides() {
+	s.overrides.forgetAll()
+	s.listing.forgetAll()
 }
 
 func (s *Store) Tag(ctx context.Context, key string) (storage.TagRecord, error) {

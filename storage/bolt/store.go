@@ -37,6 +37,19 @@ type Store struct {
 	db    *bbolt.DB
 	path  string
 	locks localLocker
+
+	// Reads remembered (memo.go): verdicts by digest and field, links by
+	// digest, overrides by subject (absent ones too) and their listing.
+	verdicts  memo[storage.Verdict]
+	links     memo[storage.Links]
+	overrides memo[overrideRead]
+	listing   memo[[]storage.Override]
+}
+
+// overrideRead is one override look-up: found or absent.
+type overrideRead struct {
+	o     storage.Override
+	found bool
 }
 
 var (

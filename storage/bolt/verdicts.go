@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/opencontainers/go-digest"
 	"go.etcd.io/bbolt"
 
 	"github.com/pullgate/pullgate/storage"
+	"github.com/pullgate/pullgate/storage/internal/dcheck"
 	"github.com/pullgate/pullgate/storage/internal/kit"
 )
 
@@ -19,6 +21,11 @@ func (s *Store) Verdict(ctx context.Context, dgst digest.Digest, rulesetID strin
 	if err := ctx.Err(); err != nil {
 		return storage.Verdict{}, err
 	}
+	key := string(dgst) + "/" + kit.VerdictField(rulesetID, c)
+	if v, ok := s.verdicts.get(key); ok {
+		return v, nil
+	}
+	gen := s.verdicts.generation()
 	var v storage.Verdict
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketVerdicts).Bucket([]byte(dgst))
@@ -36,6 +43,9 @@ func (s *Store) Verdict(ctx context.Context, dgst digest.Digest, rulesetID strin
 	if err != nil {
 		return storage.Verdict{}, fmt.Errorf("get verdict %s ruleset %s context %s: %w", dgst, rulesetID, c, err)
 	}
+	// Clipped: a caller's append to the findings gets an array of its own.
+	v.Findings = slices.Clip(v.Findings)
+	s.verdicts.put(key, v, gen)
 	return v, nil
 }
 
@@ -59,6 +69,7 @@ func (s *Store) PutVerdict(ctx context.Context, v storage.Verdict) error {
 		}
 		return b.Put([]byte(kit.VerdictField(v.RulesetID, v.Context)), raw)
 	})
+	s.verdicts.forget(string(v.Digest) + "/" + kit.VerdictField(v.RulesetID, v.Context))
 	if err != nil {
 		return fmt.Errorf("put verdict %s ruleset %s context %s: %w", v.Digest, v.RulesetID, v.Context, err)
 	}
@@ -66,7 +77,7 @@ func (s *Store) PutVerdict(ctx context.Context, v storage.Verdict) error {
 }
 
 func (s *Store) Verdicts(ctx context.Context, dgst digest.Digest) ([]storage.Verdict, error) {
-	if err := dgst.Validate(); err != nil {
+	if err := dcheck.Validate(dgst); err != nil {
 		return nil, fmt.Errorf("list verdicts %q: %w: %w", dgst, storage.ErrInvalid, err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -135,6 +146,7 @@ func (s *Store) PutLink(ctx context.Context, repo string, dgst digest.Digest, ro
 		}
 		return nil
 	})
+	s.links.forget(string(dgst))
 	if err != nil {
 		return fmt.Errorf("link %s to %s: %w", repo, dgst, err)
 	}
@@ -142,12 +154,16 @@ func (s *Store) PutLink(ctx context.Context, repo string, dgst digest.Digest, ro
 }
 
 func (s *Store) Links(ctx context.Context, dgst digest.Digest) (storage.Links, error) {
-	if err := dgst.Validate(); err != nil {
+	if err := dcheck.Validate(dgst); err != nil {
 		return storage.Links{}, fmt.Errorf("get links %q: %w: %w", dgst, storage.ErrInvalid, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return storage.Links{}, err
 	}
+	if l, ok := s.links.get(string(dgst)); ok {
+		return cloneLinks(l), nil
+	}
+	gen := s.links.generation()
 	l := storage.Links{Repos: []string{}, Roles: []storage.Context{}}
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		if b := tx.Bucket(bucketLinks).Bucket([]byte(dgst)); b != nil {
@@ -164,5 +180,12 @@ func (s *Store) Links(ctx context.Context, dgst digest.Digest) (storage.Links, e
 		return storage.Links{}, fmt.Errorf("get links %s: %w", dgst, err)
 	}
 	kit.SortLinks(&l)
+	s.links.put(string(dgst), cloneLinks(l), gen)
 	return l, nil
+}
+
+// cloneLinks copies l, so that what a caller does to its slices does not
+// reach the remembered copy.
+func cloneLinks(l storage.Links) storage.Links {
+	return storage.Links{Repos: slices.Clone(l.Repos), Roles: slices.Clone(l.Roles)}
 }

@@ -13,6 +13,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/pullgate/pullgate/storage"
+	"github.com/pullgate/pullgate/storage/internal/dcheck"
 	"github.com/pullgate/pullgate/storage/internal/kit"
 )
 
@@ -135,7 +136,7 @@ func (s *Store) PutVerdict(ctx context.Context, v storage.Verdict) error {
 }
 
 func (s *Store) Verdicts(ctx context.Context, dgst digest.Digest) ([]storage.Verdict, error) {
-	if err := dgst.Validate(); err != nil {
+	if err := dcheck.Validate(dgst); err != nil {
 		return nil, fmt.Errorf("list verdicts %q: %w: %w", dgst, storage.ErrInvalid, err)
 	}
 	all, err := s.client.HGetAll(ctx, redisVerdictsKey(dgst)).Result()
@@ -179,7 +180,7 @@ func (s *Store) PutLink(ctx context.Context, repo string, dgst digest.Digest, ro
 }
 
 func (s *Store) Links(ctx context.Context, dgst digest.Digest) (storage.Links, error) {
-	if err := dgst.Validate(); err != nil {
+	if err := dcheck.Validate(dgst); err != nil {
 		return storage.Links{}, fmt.Errorf("get links %q: %w: %w", dgst, storage.ErrInvalid, err)
 	}
 	var repos, roles *goredis.StringSliceCmd

@@ -10,11 +10,12 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/pullgate/pullgate/storage"
+	"github.com/pullgate/pullgate/storage/internal/dcheck"
 )
 
 // ValidateLookup refuses a verdict look-up that could never match.
 func ValidateLookup(dgst digest.Digest, rulesetID string, c storage.Context) error {
-	if err := dgst.Validate(); err != nil {
+	if err := dcheck.Validate(dgst); err != nil {
 		return fmt.Errorf("%q: %w: %w", dgst, storage.ErrInvalid, err)
 	}
 	if rulesetID == "" {
@@ -34,7 +35,7 @@ func VerdictField(rulesetID string, c storage.Context) string { return rulesetID
 // ValidateLink refuses a link whose digest, repository or roles are
 // malformed.
 func ValidateLink(repo string, dgst digest.Digest, roles []storage.Context) error {
-	if err := dgst.Validate(); err != nil {
+	if err := dcheck.Validate(dgst); err != nil {
 		return fmt.Errorf("link digest %q: %w: %w", dgst, storage.ErrInvalid, err)
 	}
 	named, err := reference.ParseNamed(repo)
