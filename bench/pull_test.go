@@ -476,14 +476,22 @@ func layerFiles(b *testing.B, layers [][]byte) []string {
 }
 
 // gunzipCLI runs Debian's `gzip -dc` on every layer, concurrency at a
-// time like the client: the plain gunzip, output thrown away.
+// time like the client: the plain gunzip, output sent to /dev/null. (Not
+// io.Discard: that makes Go copy all of gzip's output through a pipe into
+// this process, 14% more wall time, which flattered every ratio against
+// this floor until 30 November.)
 func gunzipCLI(files []string) error {
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("open %s for gzip's output: %w", os.DevNull, err)
+	}
+	defer null.Close()
 	var g errgroup.Group
 	g.SetLimit(concurrency)
 	for _, f := range files {
 		g.Go(func() error {
 			cmd := exec.Command("gzip", "-dc", f)
-			cmd.Stdout = io.Discard
+			cmd.Stdout = null
 			return cmd.Run()
 		})
 	}
