@@ -60,7 +60,7 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "bench: skipped: the pull benchmarks run only with PULLGATE_BENCH=1 (make bench)")
 		}
 	}
-	if len(results.m) > 0 || len(results.notes) > 0 {
+	if !results.empty() {
 		printSummary(os.Stdout)
 	}
 	if image != nil && os.Getenv("PULLGATE_BENCH_IMAGE_DIR") == "" {
@@ -374,6 +374,12 @@ var manifestAccept = strings.Join([]string{
 // and every layer, concurrency at a time, reading each body fully and
 // verifying its size and digest. It returns the bytes received.
 func pull(ctx context.Context, c doer, base, repo, tag string) (int64, error) {
+	return pullObserved(ctx, c, base, repo, tag, nil)
+}
+
+// pullObserved is pull that calls firstByte (if not nil) when the first
+// byte of each blob's body arrives.
+func pullObserved(ctx context.Context, c doer, base, repo, tag string, firstByte func(ocispec.Descriptor)) (int64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v2/"+repo+"/manifests/"+tag, nil)
 	if err != nil {
 		return 0, err
@@ -408,7 +414,7 @@ func pull(ctx context.Context, c doer, base, repo, tag string) (int64, error) {
 	g.SetLimit(concurrency)
 	for _, d := range append([]ocispec.Descriptor{m.Config}, m.Layers...) {
 		g.Go(func() error {
-			n, err := fetchBlob(gctx, c, base, repo, d)
+			n, err := fetchBlob(gctx, c, base, repo, d, firstByte)
 			total.Add(n)
 			return err
 		})
@@ -416,7 +422,7 @@ func pull(ctx context.Context, c doer, base, repo, tag string) (int64, error) {
 	return total.Load(), g.Wait()
 }
 
-func fetchBlob(ctx context.Context, c doer, base, repo string, d ocispec.Descriptor) (int64, error) {
+func fetchBlob(ctx context.Context, c doer, base, repo string, d ocispec.Descriptor, firstByte func(ocispec.Descriptor)) (int64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v2/"+repo+"/blobs/"+d.Digest.String(), nil)
 	if err != nil {
 		return 0, err
@@ -431,7 +437,11 @@ func fetchBlob(ctx context.Context, c doer, base, repo string, d ocispec.Descrip
 		return 0, fmt.Errorf("blob %s: %s: %s", d.Digest, resp.Status, msg)
 	}
 	v := d.Digest.Verifier()
-	n, err := io.Copy(v, resp.Body)
+	var body io.Reader = resp.Body
+	if firstByte != nil {
+		body = &firstByteReader{r: resp.Body, first: func() { firstByte(d) }}
+	}
+	n, err := io.Copy(v, body)
 	switch {
 	case err != nil:
 		return n, fmt.Errorf("blob %s: %w", d.Digest, err)
@@ -441,6 +451,22 @@ func fetchBlob(ctx context.Context, c doer, base, repo string, d ocispec.Descrip
 		return n, fmt.Errorf("blob %s: content does not match its digest", d.Digest)
 	}
 	return n, nil
+}
+
+// firstByteReader calls first once, when the first bytes are read.
+type firstByteReader struct {
+	r     io.Reader
+	first func()
+	seen  bool
+}
+
+func (f *firstByteReader) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if n > 0 && !f.seen {
+		f.seen = true
+		f.first()
+	}
+	return n, err
 }
 
 // gunzipAll decompresses every layer to io.Discard, concurrency at a time
