@@ -25,7 +25,7 @@ type fileRegistry struct {
 	srv *httptest.Server
 
 	mu        sync.Mutex
-	manifests map[string][]byte       // by "repo:tag" and "repo@digest"
+	manifests map[string][]byte        // by "repo:tag" and "repo@digest"
 	files     map[digest.Digest]string // layer files
 	mem       map[digest.Digest][]byte // configs
 
