@@ -131,6 +131,9 @@ func printComparison(w io.Writer) {
 }
 
 func printPulls(w io.Writer) {
+	if len(results.pulls) == 0 {
+		return
+	}
 	fmt.Fprintf(w, "\n%-15s %-16s %9s %7s %12s  %-26s %7s  %s\n", "pull", "system", "median s", "rounds", "mirror cpu-s", "ratio to distribution", "target", "")
 	for _, image := range []string{"small", "large"} {
 		for _, cond := range []string{"capped", "uncapped", "warm"} {

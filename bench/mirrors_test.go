@@ -124,7 +124,7 @@ func startMirror(b *testing.B, system string, up *fileRegistry) *mirror {
 	case sysDist:
 		bin, config = registryBinary(), distributionConfig(m, up)
 	default:
-		bin, config = pullgateBinary(b), pullgateConfig(m, up, strings.TrimPrefix(system, "pullgate-"))
+		bin, config = pullgateBinary(b), pullgateConfig(b, m, up, strings.TrimPrefix(system, "pullgate-"))
 	}
 	cfgPath := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
@@ -191,9 +191,9 @@ proxy:
 // pullgateConfig is pullgate's defaults (filesystem store, embedded verdict
 // store, one scanner worker per CPU) in front of up. The hold is long enough
 // for the 4 GiB layer on a busy machine; a clean pull never waits for it.
-func pullgateConfig(m *mirror, up *fileRegistry, mode string) string {
+func pullgateConfig(b *testing.B, m *mirror, up *fileRegistry, mode string) string {
 	modeLine := ""
-	if gateModeSupported() {
+	if gateModeSupported(b) {
 		modeLine = "  mode: " + mode + "\n"
 	}
 	return fmt.Sprintf(`listen: %q
@@ -241,7 +241,8 @@ func pullgateBinary(b *testing.B) string {
 // gateModeSupported reports whether this tree's pullgate knows gate.mode
 // (hold or stream). Until it does, the "hold" and "stream" runs are the
 // same program with the same configuration, and the summary says so.
-func gateModeSupported() bool {
+func gateModeSupported(b *testing.B) bool {
+	bin := pullgateBinary(b)
 	modeOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "pullgate-bench-mode-")
 		if err != nil {
@@ -257,7 +258,7 @@ func gateModeSupported() bool {
 		// read, so only a config error mentions the field.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		out, _ := exec.CommandContext(ctx, pullgatePath, "serve", "--config", cfg, "--listen", "256.0.0.1:1", "--data-dir", dir).CombinedOutput()
+		out, _ := exec.CommandContext(ctx, bin, "serve", "--config", cfg, "--listen", "256.0.0.1:1", "--data-dir", dir).CombinedOutput()
 		modeOK = !strings.Contains(string(out), "field mode not found")
 		if !modeOK {
 			results.compareNote("gate.mode is not in this build: the %s and %s runs are the same program with the same configuration (hold)", sysHold, sysStream)
