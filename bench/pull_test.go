@@ -66,6 +66,9 @@ func TestMain(m *testing.M) {
 	if image != nil && os.Getenv("PULLGATE_BENCH_IMAGE_DIR") == "" {
 		os.RemoveAll(image.dir)
 	}
+	if pullgatePath != "" {
+		os.RemoveAll(filepath.Dir(pullgatePath))
+	}
 	os.Exit(code)
 }
 
