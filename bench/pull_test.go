@@ -422,7 +422,8 @@ func pullObserved(ctx context.Context, c doer, base, repo, tag string, firstByte
 			return err
 		})
 	}
-	return total.Load(), g.Wait()
+	err = g.Wait() // before the count: the operands of a return are evaluated left to right
+	return total.Load(), err
 }
 
 func fetchBlob(ctx context.Context, c doer, base, repo string, d ocispec.Descriptor, firstByte func(ocispec.Descriptor)) (int64, error) {

@@ -28,7 +28,7 @@ type relay struct {
 	wg    sync.WaitGroup
 }
 
-func startRelay(b *testing.B, target string, rate int64) *relay {
+func startRelay(b testing.TB, target string, rate int64) *relay {
 	b.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -34,7 +34,7 @@ type fileRegistry struct {
 	throttle atomic.Int64
 }
 
-func startFileRegistry(b *testing.B) *fileRegistry {
+func startFileRegistry(b testing.TB) *fileRegistry {
 	b.Helper()
 	r := &fileRegistry{manifests: map[string][]byte{}, files: map[digest.Digest]string{}, mem: map[digest.Digest][]byte{}}
 	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
