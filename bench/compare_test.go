@@ -137,8 +137,9 @@ func compareCold(b *testing.B, up *fileRegistry, im *fileImage, capped bool) {
 			}
 			if err == nil && !capped {
 				var warm pullSample
-				warm, err = warmPull(target, im, m)
-				results.addPull(im.name, "warm", sys, warm)
+				if warm, err = warmPull(target, im, m); err == nil {
+					results.addPull(im.name, "warm", sys, warm)
+				}
 			}
 			m.stop()
 			if err != nil {

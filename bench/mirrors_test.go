@@ -141,13 +141,14 @@ func startMirror(b *testing.B, system string, up *fileRegistry) *mirror {
 		b.Fatalf("start %s (%s): %v", system, bin, err)
 	}
 	go func() { m.cmd.Wait(); close(m.exited) }()
+	probe := &http.Client{Timeout: 2 * time.Second}
 	ready := testsync.Until(60*time.Second, func() bool {
 		select {
 		case <-m.exited:
 			return true
 		default:
 		}
-		resp, err := http.Get(m.url() + "/v2/")
+		resp, err := probe.Get(m.url() + "/v2/")
 		if err != nil {
 			return false
 		}
