@@ -33,6 +33,10 @@ type pausingRegistry struct {
 	mu     sync.Mutex
 	pauses map[digest.Digest]*pause
 	gets   map[digest.Digest]int
+	// lies are blobs sent as a hostile upstream would: with the length
+	// given here (-1: none, chunked) instead of their own, and cut after
+	// their real bytes.
+	lies map[digest.Digest]int64
 }
 
 type pause struct {
@@ -48,7 +52,7 @@ const pauseTail = 4 << 10
 func newPausingRegistry(t *testing.T) (*pausingRegistry, string) {
 	t.Helper()
 	p := &pausingRegistry{manifests: map[string]*testregistry.Built{}, blobs: map[digest.Digest][]byte{},
-		pauses: map[digest.Digest]*pause{}, gets: map[digest.Digest]int{}}
+		pauses: map[digest.Digest]*pause{}, gets: map[digest.Digest]int{}, lies: map[digest.Digest]int64{}}
 	ts := httptest.NewServer(http.HandlerFunc(p.serve))
 	t.Cleanup(ts.Close)
 	t.Cleanup(func() {
@@ -124,6 +128,7 @@ func (p *pausingRegistry) serve(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	data, ok := p.blobs[d]
 	pz := p.pauses[d]
+	lie, lying := p.lies[d]
 	if r.Method == http.MethodGet {
 		p.gets[d]++
 	}
@@ -131,6 +136,14 @@ func (p *pausingRegistry) serve(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		http.NotFound(w, r)
 		return
+	}
+	if lying {
+		if lie >= 0 {
+			w.Header().Set("Content-Length", fmt.Sprint(lie))
+		}
+		_, _ = w.Write(data)
+		_ = http.NewResponseController(w).Flush()
+		panic(http.ErrAbortHandler)
 	}
 	w.Header().Set("Content-Length", fmt.Sprint(len(data)))
 	if r.Method == http.MethodHead {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -430,5 +431,54 @@ func TestStreamTailWaitsForOperatorDeny(t *testing.T) {
 	}
 	if _, msg := ociError(t, body); !strings.Contains(msg, "denied by operator") {
 		t.Fatalf("message %q", msg)
+	}
+}
+
+// A hostile upstream and manifest: the manifest declares a layer 64 KiB
+// (and more) longer than the bytes that hash to its digest, and upstream
+// sends those bytes with no length, or with the declared one, then hangs
+// up. A client must never get all of the real bytes: with no length or
+// another one nothing is streamed (the layer is judged first, and fails);
+// with the declared length the stream stays 64 KiB behind what came.
+func TestStreamDeclaredSizeLies(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		length func(declared int64) int64
+	}{
+		{"no Content-Length", func(int64) int64 { return -1 }},
+		{"the declared Content-Length", func(declared int64) int64 { return declared }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newStreamFixture(t)
+			miner := noisyLayer(256<<10, testregistry.File{Path: "usr/bin/kworker", Mode: 0o755, Data: samples.XMRig()})
+			b := f.up.push(t, "someone/tool", "1", testregistry.Image{Layers: [][]byte{miner}})
+			md := digest.FromBytes(miner)
+			declared := int64(len(miner)) + 2*gate.StreamHold
+			var m map[string]any
+			if err := json.Unmarshal(b.Manifest, &m); err != nil {
+				t.Fatal(err)
+			}
+			m["layers"].([]any)[0].(map[string]any)["size"] = declared
+			forged, _ := json.Marshal(m)
+			fb := *b
+			fb.Manifest, fb.Digest = forged, digest.FromBytes(forged)
+			f.up.mu.Lock()
+			f.up.manifests["someone/tool:1"], f.up.manifests[fb.Digest.String()] = &fb, &fb
+			f.up.lies[md] = tc.length(declared)
+			f.up.mu.Unlock()
+
+			if resp, body := f.do(t, "GET", "/v2/someone/tool/manifests/1"); resp.StatusCode != 200 {
+				t.Fatalf("manifest in stream mode: %d %s", resp.StatusCode, body)
+			}
+			dl := f.startGet(t, "/v2/someone/tool/blobs/"+md.String())
+			got, _ := dl.wait(t)
+			if int64(len(got)) > int64(len(miner))-gate.StreamHold {
+				t.Fatalf("got %d bytes of a layer whose real bytes are %d (declared %d); want at most the real ones less %d",
+					len(got), len(miner), declared, gate.StreamHold)
+			}
+			if _, err := f.blobs.Stat(context.Background(), md); !errors.Is(err, storage.ErrNotFound) {
+				t.Fatalf("the layer is in the store: %v", err)
+			}
+		})
 	}
 }

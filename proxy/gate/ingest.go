@@ -116,7 +116,14 @@ func (g *Gate) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scanner
 	}
 	digester := digest.Canonical.Digester()
 	sinks := []io.Writer{w, digester.Hash()}
-	if sp := g.openSpool(fl, ref, want); sp != nil {
+	// Stream only what upstream and the manifest agree on: with no
+	// Content-Length, or another one, the bytes that really come could end
+	// before the size the readers hold back from (see BlobStream.ReadAt).
+	spoolSize := int64(-1)
+	if size >= 0 && size == want {
+		spoolSize = want
+	}
+	if sp := g.openSpool(fl, ref, spoolSize); sp != nil {
 		defer sp.end()
 		sinks = append(sinks, sp)
 	}

@@ -100,11 +100,12 @@ func (s *spool) release() {
 	}
 }
 
-// readAt reads into p the bytes at off, at most up to limit, waiting
-// while none are written yet. It returns io.EOF when the ingest ended
-// before off (the blob was cut short), and the spool's error when it
-// could not be written.
-func (s *spool) readAt(ctx context.Context, p []byte, off, limit int64) (int, error) {
+// readAt reads into p the bytes at off, at most up to limit and only
+// those followed by at least behind more written bytes, waiting while
+// there are none such yet. It returns io.EOF when the ingest ended before
+// that (the blob was cut short), and the spool's error when it could not
+// be written.
+func (s *spool) readAt(ctx context.Context, p []byte, off, limit, behind int64) (int, error) {
 	if off >= limit {
 		return 0, nil
 	}
@@ -115,10 +116,10 @@ func (s *spool) readAt(ctx context.Context, p []byte, off, limit int64) (int, er
 	})
 	defer stop()
 	s.mu.Lock()
-	for s.written <= off && !s.ended && s.werr == nil && ctx.Err() == nil {
+	for s.written-behind <= off && !s.ended && s.werr == nil && ctx.Err() == nil {
 		s.cond.Wait()
 	}
-	avail, werr, ended := s.written, s.werr, s.ended
+	avail, werr, ended := s.written-behind, s.werr, s.ended
 	s.mu.Unlock()
 	switch {
 	case ctx.Err() != nil:

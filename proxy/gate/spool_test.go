@@ -27,7 +27,7 @@ func TestSpoolReadersFollowTheWriter(t *testing.T) {
 	got := make(chan string, 1)
 	go func() {
 		buf := make([]byte, 10)
-		n, err := sp.readAt(ctx, buf, 0, 8)
+		n, err := sp.readAt(ctx, buf, 0, 8, 0)
 		if err != nil {
 			got <- err.Error()
 			return
@@ -52,7 +52,7 @@ func TestSpoolReadersFollowTheWriter(t *testing.T) {
 	short.acquire()
 	_, _ = short.Write([]byte("01234"))
 	short.end()
-	if _, err := short.readAt(ctx, make([]byte, 4), 5, 10); !errors.Is(err, io.EOF) {
+	if _, err := short.readAt(ctx, make([]byte, 4), 5, 10, 0); !errors.Is(err, io.EOF) {
 		t.Fatalf("read past a spool that ended short: %v", err)
 	}
 	if short.wholeWritten() {
@@ -61,7 +61,7 @@ func TestSpoolReadersFollowTheWriter(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Fatalf("the ended spool's file is still in the folder: %d files", len(entries))
 	}
-	if n, err := short.readAt(ctx, make([]byte, 4), 1, 10); err != nil || n != 4 {
+	if n, err := short.readAt(ctx, make([]byte, 4), 1, 10, 0); err != nil || n != 4 {
 		t.Fatalf("a reader lost an ended spool: %d %v", n, err)
 	}
 	short.release()
@@ -74,11 +74,34 @@ func TestSpoolReadersFollowTheWriter(t *testing.T) {
 
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := sp.readAt(cctx, make([]byte, 4), 10, 10); err != nil {
+	if _, err := sp.readAt(cctx, make([]byte, 4), 10, 10, 0); err != nil {
 		t.Fatalf("a read at its limit: %v", err)
 	}
 	fresh, _ := newSpool(dir, 10)
-	if _, err := fresh.readAt(cctx, make([]byte, 4), 0, 10); !errors.Is(err, context.Canceled) {
+	if _, err := fresh.readAt(cctx, make([]byte, 4), 0, 10, 0); !errors.Is(err, context.Canceled) {
 		t.Fatalf("a waiting read whose client left: %v", err)
+	}
+}
+
+// A reader kept behind the writer never gets the last bytes written, even
+// below its limit: what upstream really sent can end before the size the
+// manifest declared, and its end is held too.
+func TestSpoolReaderStaysBehindTheWriter(t *testing.T) {
+	sp, err := newSpool(t.TempDir(), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp.acquire()
+	defer sp.release()
+	ctx := context.Background()
+	_, _ = sp.Write([]byte("0123456789")) // 10 of the declared 100
+	buf := make([]byte, 100)
+	n, err := sp.readAt(ctx, buf, 0, 90, 4)
+	if err != nil || string(buf[:n]) != "012345" {
+		t.Fatalf("read %q, %v; want the bytes 4 behind the writer", buf[:n], err)
+	}
+	sp.end() // upstream stopped at 10 bytes
+	if n, err := sp.readAt(ctx, buf, 6, 90, 4); !errors.Is(err, io.EOF) || n != 0 {
+		t.Fatalf("read %d bytes past the held end of what was written (%v)", n, err)
 	}
 }

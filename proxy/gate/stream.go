@@ -68,12 +68,16 @@ func (g *Gate) StreamBlob(ctx context.Context, up *upstream.Registry, t Target) 
 // has not spooled them yet; it stops at HoldFrom until Judge let the blob
 // through. It returns 0, nil at that bound, io.EOF when the ingest ended
 // short of off, and ctx's error when ctx ends.
+//
+// Until then a byte goes out only once StreamHold bytes after it have
+// come from upstream too, whatever the manifest declared: the end of what
+// upstream really sends (which may hash to the digest short of the
+// declared size) is held as well as the end of the declared blob.
 func (s *BlobStream) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
-	limit := s.HoldFrom
 	if s.released {
-		limit = s.Size
+		return s.sp.readAt(ctx, p, off, s.Size, 0)
 	}
-	return s.sp.readAt(ctx, p, off, limit)
+	return s.sp.readAt(ctx, p, off, s.HoldFrom, StreamHold)
 }
 
 // Judge waits for the ingest to finish, then asks the gate for the blob's
