@@ -224,22 +224,19 @@ func TestStreamConfigRefusedWithImage(t *testing.T) {
 	layer := noisyLayer(256 << 10)
 	img := testregistry.Image{Layers: [][]byte{layer}, Config: ocispec.Image{Config: ocispec.ImageConfig{Entrypoint: samples.MinerCmd()}}}
 	b := f.up.push(t, "someone/web", "1", img)
-	if resp, _ := f.do(t, "GET", "/v2/someone/web/manifests/1"); resp.StatusCode != 200 {
-		t.Fatalf("manifest: %d", resp.StatusCode)
-	}
-	resp, body := f.do(t, "GET", "/v2/someone/web/blobs/"+digest.FromBytes(layer).String())
-	if resp.StatusCode != 200 || digest.FromBytes(body) != digest.FromBytes(layer) {
-		t.Fatalf("clean layer: %d", resp.StatusCode)
-	}
-	resp, body = f.do(t, "GET", "/v2/someone/web/blobs/"+b.ConfigDigest.String())
+	// The config is judged before the manifest goes out: a client that
+	// already holds its bytes (served as another image's artifact) would
+	// not ask for them again.
+	resp, body := f.do(t, "GET", "/v2/someone/web/manifests/1")
 	if resp.StatusCode != http.StatusForbidden {
-		t.Fatalf("config of a refused image: %d", resp.StatusCode)
+		t.Fatalf("manifest of an image whose config carries a miner: %d", resp.StatusCode)
 	}
 	if _, msg := ociError(t, body); !strings.Contains(msg, "Entrypoint") {
 		t.Fatalf("message %q lacks the reason", msg)
 	}
-	// The background judgment recorded the image's decision, as a held
-	// manifest's would be.
+	if n := f.up.blobGets(digest.FromBytes(layer)); n != 0 {
+		t.Fatalf("the layer of a refused image was fetched %d times", n)
+	}
 	testsync.WaitFor(t, waitLong, "the image's decision recorded", func() bool {
 		for _, ev := range f.srv.live.Recent(100) {
 			if ev.Digest == b.Digest && ev.Decision == verdict.Blocked && strings.Contains(ev.Reason, "Entrypoint") {
@@ -248,9 +245,9 @@ func TestStreamConfigRefusedWithImage(t *testing.T) {
 		}
 		return false
 	})
-	// The image's refusal is remembered: the manifest is refused at once.
-	if resp, _ := f.do(t, "GET", "/v2/someone/web/manifests/1"); resp.StatusCode != http.StatusForbidden {
-		t.Fatalf("manifest of a refused image: %d", resp.StatusCode)
+	resp, _ = f.do(t, "GET", "/v2/someone/web/blobs/"+b.ConfigDigest.String())
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("config of a refused image: %d", resp.StatusCode)
 	}
 }
 
@@ -335,12 +332,17 @@ rule TestMediumB { meta: category = "pool" severity = "medium" description = "se
 			t.Fatalf("layer that passes alone: %d", resp.StatusCode)
 		}
 	}
-	resp, body := f.do(t, "GET", "/v2/library/two/blobs/"+b.ConfigDigest.String())
-	if resp.StatusCode != http.StatusForbidden {
-		t.Fatalf("config of an image refused by its layers together: %d", resp.StatusCode)
-	}
-	if _, msg := ociError(t, body); !strings.Contains(msg, "TestMedium") {
-		t.Fatalf("message %q lacks the reason", msg)
+	// Under the image's name, and under another repository upstream says
+	// carries it: an image refused as a whole is not completed by its
+	// config asked for elsewhere.
+	for _, repo := range []string{"library/two", "someone/elsewhere"} {
+		resp, body := f.do(t, "GET", "/v2/"+repo+"/blobs/"+b.ConfigDigest.String())
+		if resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("config of an image refused by its layers together, under %s: %d", repo, resp.StatusCode)
+		}
+		if _, msg := ociError(t, body); !strings.Contains(msg, "TestMedium") {
+			t.Fatalf("message %q lacks the reason", msg)
+		}
 	}
 }
 

@@ -12,7 +12,8 @@ import (
 )
 
 // judgeEarly decides on an image manifest in stream mode from what is
-// known without fetching a blob: the operator's overrides, the known-bad
+// known without fetching a layer: its config's verdict (fetched and
+// scanned first when there is none), the operator's overrides, the known-bad
 // list, the denies on its blobs, the remembered refusal of an earlier
 // judgment, and the verdicts already stored under the current rules (a
 // blob that refuses alone, or findings that add up across them). A
@@ -37,8 +38,17 @@ func (g *Gate) judgeEarly(ctx context.Context, up *upstream.Registry, t Target, 
 	f.Config = refs[0].Digest
 	g.refreshSay(ctx, &f, refs)
 	f.RulesetID = g.Scanner().RulesetID()
-	usable := 0
-	for _, r := range refs {
+	// The config is judged before the manifest goes out (it is small):
+	// its bytes may already be on the client, served as some other
+	// image's artifact, and a client that holds them does not ask for
+	// them again, so holding them back later would hold nothing.
+	cv, err := g.verdict(ctx, up, t.Repo, refs[0])
+	if err != nil || cv.RulesetID != f.RulesetID {
+		return Decision{}, false // judged as in hold mode, with its errors
+	}
+	f.Blobs = append(f.Blobs, BlobFact{Ref: refs[0], Verdict: cv, State: Judged})
+	usable := 1
+	for _, r := range refs[1:] {
 		v, err := g.opts.Verdicts.Verdict(ctx, r.Digest, f.RulesetID, r.Context)
 		switch {
 		case err == nil:

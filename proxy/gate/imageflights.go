@@ -132,6 +132,22 @@ func (f *imageFlights) find(name string, dgst digest.Digest) (*imageFlight, Ref,
 	return found, ref, found != nil
 }
 
+// configOf returns the flights, under any name, running or ended refused,
+// whose image has dgst as its config. Two images with one config have the
+// same layers' contents (the config lists them), so one's refusal is the
+// other's.
+func (f *imageFlights) configOf(dgst digest.Digest) []*imageFlight {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*imageFlight
+	for _, fl := range f.m {
+		if len(fl.refs) > 0 && fl.refs[0].IsConfig() && fl.refs[0].Digest == dgst {
+			out = append(out, fl)
+		}
+	}
+	return out
+}
+
 // refused returns the remembered refusal of an image under name whose
 // flight has ended, if it was a decision against the content (a transient
 // failure is judged again).
@@ -173,26 +189,27 @@ func (g *Gate) streamImage(up *upstream.Registry, t Target, dgst digest.Digest, 
 // whose manifest was served early (stream mode) until that image's
 // decision is in, within hold: nil when it is clean (the blob is then
 // judged and served as any other), the image's refusal when it is not,
-// "still scanning" when the hold runs out. A blob that is no running (or
-// refused) image's config under this name gets nil at once.
+// "still scanning" when the hold runs out. It holds the config under
+// every name, not only the image's: asked for under another repository
+// that carries it, or before the manifest, the config would otherwise
+// complete an image refused only as a whole. A blob that is no running
+// (or refused) image's config gets nil at once.
 func (g *Gate) AwaitConfig(ctx context.Context, t Target, hold time.Duration) error {
-	fl, ref, ok := g.images.find(t.Name(), t.Digest)
-	if !ok || !ref.IsConfig() {
-		return nil
-	}
 	holdCtx, cancel := context.WithTimeout(ctx, hold)
 	defer cancel()
-	select {
-	case <-fl.done:
-	case <-holdCtx.Done():
-		if ctx.Err() != nil {
-			return ctx.Err()
+	for _, fl := range g.images.configOf(t.Digest) {
+		select {
+		case <-fl.done:
+		case <-holdCtx.Done():
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			msg := "pullgate: config " + t.Digest.String() + " of " + fl.name + "@" + fl.digest.String() + " waits for the image's scan; retry in " + g.opts.RetryAfter.String()
+			return stillScanning(msg, g.opts.RetryAfter)
 		}
-		msg := "pullgate: config " + t.Digest.String() + " of " + t.ImageAt(fl.digest) + " waits for the image's scan; retry in " + g.opts.RetryAfter.String()
-		return stillScanning(msg, g.opts.RetryAfter)
-	}
-	if fl.decision.Refused() {
-		return fl.decision
+		if fl.decision.Refused() {
+			return fl.decision
+		}
 	}
 	return nil
 }
