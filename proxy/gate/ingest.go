@@ -116,14 +116,7 @@ func (g *Gate) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scanner
 	}
 	digester := digest.Canonical.Digester()
 	sinks := []io.Writer{w, digester.Hash()}
-	// Stream only what upstream and the manifest agree on: with no
-	// Content-Length, or another one, the bytes that really come could end
-	// before the size the readers hold back from (see BlobStream.ReadAt).
-	spoolSize := int64(-1)
-	if size >= 0 && size == want {
-		spoolSize = want
-	}
-	if sp := g.openSpool(fl, ref, spoolSize); sp != nil {
+	if sp := g.openSpool(fl, ref, size, want); sp != nil {
 		defer sp.end()
 		sinks = append(sinks, sp)
 	}

@@ -157,13 +157,18 @@ func resetSpoolDir(dir string) error {
 // there is none) to the flight's readers. A spool that cannot be created
 // costs only the streaming: its clients wait for the verdict, as in hold
 // mode.
-func (g *Gate) openSpool(fl *flight, ref Ref, size int64) *spool {
+//
+// Only what upstream and the manifest agree on is streamed: with no
+// Content-Length (upstreamSize < 0), or another one than the manifest's,
+// the bytes that really come could end before the size the readers hold
+// back from (see BlobStream.ReadAt).
+func (g *Gate) openSpool(fl *flight, ref Ref, upstreamSize, size int64) *spool {
 	select {
 	case <-fl.spooled:
 		return nil // readers were told there is none (see claim)
 	default:
 	}
-	if !ref.Spool || g.opts.SpoolDir == "" || size < 0 || ref.IsConfig() {
+	if !ref.Spool || g.opts.SpoolDir == "" || size < 0 || upstreamSize != size || ref.IsConfig() {
 		fl.publishSpool(nil)
 		return nil
 	}
