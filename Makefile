@@ -52,7 +52,7 @@ test-e2e:
 	$(GO) test -count=1 -timeout 15m ./e2e/...
 
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./scanner/
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./scanner/ && $(GO) test -run '^$$' -bench . -benchtime 1s ./scanner/upx/
 	PULLGATE_BENCH=1 $(GO) test -count=1 -timeout 30m -run '^$$' -bench . -benchtime 3x ./bench/
 
 # eval: the default ruleset on a labelled corpus (docs/detection.md):
