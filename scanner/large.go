@@ -166,7 +166,21 @@ func (s *spool) write(b []byte) error {
 
 func (s *spool) close() { s.f.Close() }
 
-// unarchiveZip walks a zip of size bytes spooled to sp.
+// unarchiveZip walks a zip of size bytes spooled to sp. Only its first
+// window was scanned as bytes: when it is not read whole, all of it is
+// scanned as bytes from the spool.
 func (w *walker) unarchiveZip(it item, sp *spool, size int64) error {
-	return w.settle(it, w.walkZip(it, sp.f, size))
+	unread := w.unread
+	if err := w.settle(it, w.walkZip(it, sp.f, size)); err != nil || w.unread == unread {
+		return err
+	}
+	w.rescanned += size
+	if w.scanned() > w.s.limits.MaxLayerBytes {
+		return limitError("zip %s scanned again takes the bytes scanned past MaxLayerBytes %d", it.shown(), w.s.limits.MaxLayerBytes)
+	}
+	whole := it
+	whole.opaque = true
+	lw := &fileWindows{it: whole, r: io.NewSectionReader(sp.f, 0, size), size: -1}
+	defer lw.release()
+	return w.windows(lw)
 }

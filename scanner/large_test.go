@@ -285,6 +285,7 @@ func TestLargeArchiveMemory(t *testing.T) {
 // not read to its end is scanned whole as bytes as well.
 func TestArchiveBytesScannedOnce(t *testing.T) {
 	s := newTestScanner(t, Options{Workers: 2})
+	small := newTestScanner(t, Options{Workers: 2, Limits: Limits{Window: minWindow}})
 	miner := tfile{name: "xmrig", mode: 0o755, data: samples.XMRig()}
 	// The rule checked is one that does not need an ELF header at the
 	// start, so it could fire on an archive's own bytes.
@@ -299,8 +300,14 @@ func TestArchiveBytesScannedOnce(t *testing.T) {
 		{"gzip, then a program", append(gzipBytes(t, samples.Filler(8<<10)), samples.XMRig()...), true, "MinerCommandLine", ""},
 		{"stored zip of 2 MiB (in a window)", storedZip(t, miner, pad(2<<20)), false, "MinerCommandLine", "/opt/a!xmrig"},
 		{"gzip of 2 MiB, then a program", append(gzipBytes(t, samples.Filler(2<<20)), samples.XMRig()...), true, "MinerCommandLine", ""},
+		{"stored zip larger than the window", storedZip(t, pad(2*minWindow), miner), false, "MinerCommandLine", "/opt/a!xmrig"},
+		{"zip larger than the window with a member of unknown method", unknownMethodZip(t, pad(2*minWindow), miner), true, "MinerCommandLine", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			s := s
+			if strings.Contains(c.name, "larger than the window") {
+				s = small
+			}
 			res, err := scanOne(t, s, tfile{name: "opt/a", mode: 0o644, data: c.data})
 			if err != nil {
 				t.Fatal(err)
@@ -313,4 +320,28 @@ func TestArchiveBytesScannedOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+// unknownMethodZip stores its last file under compression method 99,
+// which no reader opens; the others are stored.
+func unknownMethodZip(t testing.TB, files ...tfile) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for i, f := range files {
+		fh := &zip.FileHeader{Name: f.name, Method: zip.Store}
+		w, err := zw.CreateHeader(fh)
+		if i == len(files)-1 {
+			fh = &zip.FileHeader{Name: f.name, Method: 99, CompressedSize64: uint64(len(f.data)), UncompressedSize64: uint64(len(f.data))}
+			w, err = zw.CreateRaw(fh)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(f.data)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }

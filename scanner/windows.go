@@ -119,6 +119,13 @@ func (w *walker) nextWindow(fw *fileWindows, first bool) (bool, error) {
 			return false, err
 		}
 	}
+	if fw.spool != nil && !first {
+		// A zip is scanned as bytes for its first window only, unless it
+		// is not read whole (finishWindows scans the spool then).
+		buf.put()
+		w.st.release()
+		return last, nil
+	}
 	if !last {
 		w.tail = append(w.tail[:0], data[len(data)-windowOverlap:]...)
 	}
