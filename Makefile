@@ -61,7 +61,7 @@ test-e2e:
 	$(GO) test -count=1 -timeout 15m ./e2e/...
 
 bench: deps
-	[ "$(BENCH)" != "." ] || $(GO) test -run '^$$' -bench . -benchtime 3x ./scanner/
+	[ "$(BENCH)" != "." ] || { $(GO) test -run '^$$' -bench . -benchtime 3x ./scanner/ && $(GO) test -run '^$$' -bench . -benchtime 1s ./scanner/upx/; }
 	PULLGATE_BENCH=1 PULLGATE_BENCH_REGISTRY=$(CURDIR)/$(REGISTRY_BIN) $(GO) test -count=1 -timeout 40m -run '^$$' -bench '$(BENCH)' -benchtime 3x ./bench/
 
 # eval: the default ruleset on a labelled corpus (docs/detection.md):

@@ -1,6 +1,7 @@
 package scanner
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
 	"errors"
@@ -17,10 +18,6 @@ const (
 	// than Limits.MaxArchiveDepth. Its bytes are scanned as they are, but
 	// what it holds is not, so it refuses by default (high).
 	ArchiveTooDeepRule = "ArchiveTooDeep"
-	// ArchiveTooLargeRule: an archive larger than Limits.Window. Its bytes
-	// are scanned as they are, in windows, but it is not unpacked; a
-	// warning (low), since large jars and tarballs are common.
-	ArchiveTooLargeRule = "ArchiveTooLarge"
 	// ArchiveUnreadableRule: an archive that stops decoding before its
 	// end (low: what was decoded is scanned, and no client decodes more),
 	// or a zip member that cannot be opened at all, encrypted or of an
@@ -166,11 +163,11 @@ func (w *walker) unarchive(it item, a *archived) error {
 	var err error
 	switch kind {
 	case archiveZip:
-		err = w.walkZip(it, data)
+		err = w.walkZip(it, bytes.NewReader(data), int64(len(data)))
 	case archiveTar:
 		err = w.walkMembers(it, &unarchiveReader{r: bytes.NewReader(data), w: w, what: "tar " + it.shown()})
 	case archiveStream:
-		err = w.walkStream(it, data)
+		err = w.walkStream(it, bufio.NewReader(bytes.NewReader(data)))
 	case archiveScript:
 		for _, p := range payloads {
 			child := it.member(fmt.Sprintf("base64@%d", p.offset), false)
@@ -180,10 +177,14 @@ func (w *walker) unarchive(it item, a *archived) error {
 			}
 		}
 	}
-	if err == nil {
-		return nil
-	}
-	if w.hardError(err) {
+	return w.settle(it, err)
+}
+
+// settle returns an error met while looking into the archive it when it
+// must stop the layer's scan (see hardError); any other error is
+// reported as ArchiveUnreadable and the scan goes on.
+func (w *walker) settle(it item, err error) error {
+	if err == nil || w.hardError(err) {
 		return err
 	}
 	w.archiveFinding(it, ArchiveUnreadableRule, SeverityLow, "archive could not be read to its end: "+err.Error())
@@ -194,12 +195,43 @@ func (w *walker) unarchive(it item, a *archived) error {
 // layer's scan (a limit, the scan's end, a worker's error) rather than be
 // reported as an unreadable archive.
 func (w *walker) hardError(err error) bool {
-	return errors.Is(err, ErrLimit) || errors.Is(err, ErrClosed) ||
+	return errors.Is(err, ErrLimit) || errors.Is(err, ErrClosed) || errors.Is(err, errSpool) ||
 		w.st.ctx.Err() != nil || w.st.firstErr() != nil
 }
 
-// archiveFinding records a finding of CategoryArchive about it.
+// archiveHead is how much of a zip or a compressed stream that is
+// unpacked whole is scanned as bytes: enough for rules on its name, mode
+// and magic (see trimmable).
+const archiveHead = 4 << 10
+
+// trimmable says whether it, a zip or a compressed stream whole in memory
+// that will be unpacked, may be scanned as bytes for its head only: the host runs what such a
+// file holds, never its compressed bytes, and every member is scanned
+// (stored zip members were scanned twice). A tar is scanned whole (a tar
+// can also be a valid ELF), as is a script, and every file when a
+// known-bad list needs its whole hash. If the archive is then not read to
+// its end, scanWhole scans all of it. n is the file's size.
+func (w *walker) trimmable(it *item, kind archiveKind, n int) bool {
+	return (kind == archiveZip || kind == archiveStream) && w.st.rs.knownBad == nil &&
+		it.nest < w.s.limits.MaxArchiveDepth && n > archiveHead
+}
+
+// scanWhole scans data, a copy of the archive it, as bytes, when it was
+// not unpacked to its end (see trimmable).
+func (w *walker) scanWhole(it item, data []byte) error {
+	it.opaque = true
+	w.rescanned += int64(len(data))
+	if w.scanned() > w.s.limits.MaxLayerBytes {
+		return limitError("archive %s scanned again takes the bytes scanned past MaxLayerBytes %d", it.shown(), w.s.limits.MaxLayerBytes)
+	}
+	_, err := w.scanFile(it, bytes.NewReader(data), int64(len(data)))
+	return err
+}
+
+// archiveFinding records a finding of CategoryArchive about it; unread
+// counts those that say an archive was not read whole.
 func (w *walker) archiveFinding(it item, rule, severity, reason string) {
+	w.unread++
 	w.st.add(Finding{
 		Rule:        rule,
 		Category:    CategoryArchive,

@@ -9,6 +9,10 @@
 // magic bytes (tar, gzip, xz, bzip2, zstd, zip and jar) and base64
 // payloads in scripts, nested up to Limits.MaxArchiveDepth, each scanned
 // under the path of the file it came from ("/opt/a.tar.gz!x/xmrig").
+// Archives of any size are unpacked with bounded memory: a tar or a
+// compressed stream as it is read, a zip through a temporary spool file
+// (in $TMPDIR, removed from its folder as soon as it is created, so the
+// scanner writes no file that outlives it).
 //
 // The pool is bounded for the Scanner's whole life: New starts exactly
 // Options.Workers goroutines and Close stops them; Reload changes the

@@ -65,10 +65,26 @@ func (w *walker) addSmall(it item, r io.Reader, size, batchCap int) (bool, error
 		return false, fmt.Errorf("read %s: %w", it.shown(), noEOF(err))
 	}
 	w.used += size
-	w.bytes += int64(size)
+	if !it.opaque {
+		w.bytes += int64(size)
+	}
 	it.exec = it.exec || hasExecMagic(data)
 	it.hash = w.st.rs.knownBad != nil
 	it.data = data
+	kind := notArchive
+	if !it.opaque {
+		kind = detectArchive(&it, data, int64(size))
+	}
+	var a *archived
+	if kind != notArchive {
+		// Taken now: data goes to a worker with its batch, which may be
+		// submitted and recycled while the archive is unpacked.
+		a = contents(kind, data)
+	}
+	trimmed := w.trimmable(&it, kind, size)
+	if trimmed {
+		it.data = data[:archiveHead]
+	}
 	w.batch.items = append(w.batch.items, it)
 	if isELF(data) {
 		// Unpacked before data's batch can be submitted and recycled.
@@ -77,10 +93,15 @@ func (w *walker) addSmall(it item, r io.Reader, size, batchCap int) (bool, error
 			return false, err
 		}
 	}
-	if kind := detectArchive(&it, data, int64(size)); kind != notArchive {
-		// Taken now: data goes to a worker with its batch, which may be
-		// submitted and recycled while the archive is unpacked.
-		if err := w.unarchive(it, contents(kind, data)); err != nil {
+	if kind == notArchive {
+		return it.exec, nil
+	}
+	unread := w.unread
+	if err := w.unarchive(it, a); err != nil {
+		return false, err
+	}
+	if trimmed && w.unread != unread {
+		if err := w.scanWhole(it, a.data); err != nil {
 			return false, err
 		}
 	}

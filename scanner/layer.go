@@ -101,6 +101,7 @@ type walker struct {
 	rescanned  int64 // bytes scanned again under a hard link's name
 	unpacked   int64 // bytes restored from packed executables
 	unarchived int64 // bytes unpacked from archives and decoded payloads in files
+	unread     int   // archive findings: archives not read whole
 
 	batch *job   // small files waiting to be submitted
 	used  int    // bytes of batch.buf in use
@@ -268,6 +269,8 @@ func (w *walker) explain(err error) error {
 		return err
 	case errors.Is(err, ErrLimit), errors.Is(err, ErrCorrupt), errors.Is(err, ErrClosed):
 		return err
+	case errors.Is(err, errSpool):
+		return fmt.Errorf("scan layer: %w", err)
 	case errors.Is(err, zstd.ErrWindowSizeExceeded), errors.Is(err, zstd.ErrDecoderSizeExceeded):
 		return limitError("zstd stream needs more than %d bytes of window: %v", zstdMaxWindow, err)
 	}

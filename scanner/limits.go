@@ -14,6 +14,10 @@ var ErrLimit = errors.New("scan limit exceeded")
 // hard link to content the layer does not hold.
 var ErrCorrupt = errors.New("corrupt layer")
 
+// errSpool is wrapped when a large zip cannot be written to or read from
+// its temporary file: the machine's fault, not the content's.
+var errSpool = errors.New("spool")
+
 // ErrClosed is returned by scans submitted after Close.
 var ErrClosed = errors.New("scanner closed")
 

@@ -2,11 +2,9 @@ package scanner
 
 import (
 	"archive/tar"
-	"archive/zip"
 	"bufio"
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"strings"
@@ -14,13 +12,16 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// walkStream decompresses a gzip, xz, bzip2 or zstd file whole in data:
-// a tar inside is walked member by member (a .tar.gz is one level), any
+// walkStream decompresses a gzip, xz, bzip2 or zstd file read from br: a
+// tar inside is walked member by member (a .tar.gz is one level), any
 // other content is scanned as one file named for the compressed one
 // without its extension ("xmrig.gz" holds "xmrig").
-func (w *walker) walkStream(it item, data []byte) error {
-	c := detectCompression(data)
-	br := bufio.NewReader(bytes.NewReader(data))
+func (w *walker) walkStream(it item, br *bufio.Reader) error {
+	magic, err := br.Peek(detectPeek)
+	if err != nil && err != io.EOF {
+		return err
+	}
+	c := detectCompression(magic)
 	body, release, err := decompress(c, br)
 	if err != nil {
 		return err
@@ -124,15 +125,15 @@ func (w *walker) countMember(name string, declared int64) (int64, error) {
 	return declared, nil
 }
 
-// walkZip walks a zip whole in data (a zip is read from its central
-// directory at the end, so only zips whole in memory are unpacked). Every
+// walkZip walks a zip of size bytes read from ra (a zip is read from its
+// central directory at the end: a file whole in memory, or spooled). Every
 // member but directories and symbolic links is scanned with the exec bit
 // of its Unix mode; a member that cannot be opened or read to its end is
 // reported as ArchiveUnreadable and the others are still scanned.
-func (w *walker) walkZip(it item, data []byte) error {
-	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+func (w *walker) walkZip(it item, ra io.ReaderAt, size int64) error {
+	zr, err := openZip(it, ra, size)
 	if err != nil {
-		return fmt.Errorf("read zip directory of %s: %w", it.shown(), err)
+		return err
 	}
 	for _, f := range zr.File {
 		if err := w.st.ctx.Err(); err != nil {

@@ -27,6 +27,10 @@ type item struct {
 	where string
 	outer string
 	nest  int
+	// opaque content is scanned as bytes only, never looked into as an
+	// archive: what a large archive holds past the end its unpacker
+	// read to.
+	opaque bool
 }
 
 // file is a finding's File: the layer's file, for content unpacked from it.

@@ -25,6 +25,13 @@ type fileWindows struct {
 
 	kind    archiveKind
 	archive *archived // what the file holds, when it fits in one window
+	trimmed bool      // only the head of its one window is scanned as bytes
+	// A tar or compressed stream larger than one window is unpacked from
+	// the stream after its first window, whose copy head is; a larger zip
+	// is spooled to a temporary file as its windows go by (see large.go).
+	head    *buffer
+	headLen int
+	spool   *spool
 }
 
 // scanWindows submits a large file as windows of Window bytes, each
@@ -38,21 +45,34 @@ type fileWindows struct {
 // most MaxFileBytes) and unpacked at its end.
 func (w *walker) scanWindows(it item, r io.Reader, size int64) (bool, error) {
 	fw := &fileWindows{it: it, r: r, size: size}
-	w.tail = w.tail[:0]
+	defer fw.release()
 	if w.st.rs.knownBad != nil {
 		fw.sum = sha256.New()
 	}
-	for first := true; ; first = false {
-		last, err := w.nextWindow(fw, first)
-		if err != nil {
+	if err := w.windows(fw); err != nil {
+		return false, err
+	}
+	if fw.head != nil {
+		if err := w.streamArchive(fw); err != nil {
 			return false, err
 		}
-		if last {
-			break
+	}
+	if !it.opaque {
+		w.bytes += fw.read
+	}
+	return w.finishWindows(fw)
+}
+
+// windows submits the windows of fw until the file ends, or until its
+// first window shows a large archive to unpack as a stream.
+func (w *walker) windows(fw *fileWindows) error {
+	w.tail = w.tail[:0]
+	for first := true; ; first = false {
+		last, err := w.nextWindow(fw, first)
+		if err != nil || last || fw.head != nil {
+			return err
 		}
 	}
-	w.bytes += fw.read
-	return w.finishWindows(fw)
 }
 
 // nextWindow reads one window of the file, starting with the overlap
@@ -83,16 +103,37 @@ func (w *walker) nextWindow(fw *fileWindows, first bool) (bool, error) {
 		fw.sum.Write(data[n:])
 	}
 	if first {
-		w.firstWindow(fw, data, last)
+		if err := w.firstWindow(fw, data, last); err != nil {
+			buf.put()
+			w.st.release()
+			return false, err
+		}
 	}
 	if fw.hold {
 		fw.whole = append(fw.whole, data[n:]...)
+	}
+	if fw.spool != nil {
+		if err := fw.spool.write(data[n:]); err != nil {
+			buf.put()
+			w.st.release()
+			return false, err
+		}
+	}
+	if fw.spool != nil && !first {
+		// A zip is scanned as bytes for its first window only, unless it
+		// is not read whole (finishWindows scans the spool then).
+		buf.put()
+		w.st.release()
+		return last, nil
 	}
 	if !last {
 		w.tail = append(w.tail[:0], data[len(data)-windowOverlap:]...)
 	}
 	wi := fw.it
 	wi.data = data
+	if fw.trimmed {
+		wi.data = data[:archiveHead]
+	}
 	if err := w.s.submit(&job{scan: w.st, buf: buf, items: []item{wi}}); err != nil {
 		return false, err
 	}
@@ -123,7 +164,7 @@ func (w *walker) readWindow(fw *fileWindows, free []byte) (int, bool, error) {
 
 // firstWindow decides from the file's first window, before it goes to a
 // worker, whether the file is executable, packed or an archive.
-func (w *walker) firstWindow(fw *fileWindows, data []byte, last bool) {
+func (w *walker) firstWindow(fw *fileWindows, data []byte, last bool) error {
 	fw.it.exec = fw.it.exec || hasExecMagic(data)
 	if isELF(data) {
 		fw.u, fw.uerr = w.unpack(data)
@@ -136,11 +177,44 @@ func (w *walker) firstWindow(fw *fileWindows, data []byte, last bool) {
 			}
 		}
 	}
-	// Only archives whole in one window are unpacked: a zip is read from
-	// its end, and holding larger files whole would let one layer pin
-	// MaxFileBytes of memory.
-	if fw.kind = detectArchive(&fw.it, data, fw.size); fw.kind != notArchive && last {
+	if fw.it.opaque {
+		return nil
+	}
+	fw.kind = detectArchive(&fw.it, data, fw.size)
+	switch {
+	case fw.kind == notArchive:
+	case last:
 		fw.archive = contents(fw.kind, data)
+		fw.trimmed = w.trimmable(&fw.it, fw.kind, len(data))
+	case fw.it.nest >= w.s.limits.MaxArchiveDepth, fw.kind == archiveScript:
+		// Reported as too deep by finishWindows; a script larger than a
+		// window is scanned as it is.
+	case fw.kind == archiveZip:
+		// A zip is read from its directory at the end: the file is kept
+		// on disk, not in memory, until its last window.
+		sp, err := newSpool(fw.it.shown())
+		if err != nil {
+			return err
+		}
+		fw.spool = sp
+	default:
+		// A tar or a compressed stream is unpacked as it is read: the
+		// first window is kept, the rest read by the unpacker.
+		fw.head = w.s.windows.get()
+		fw.headLen = copy(fw.head.b, data)
+	}
+	return nil
+}
+
+// release gives back what fw holds beyond its windows.
+func (fw *fileWindows) release() {
+	if fw.head != nil {
+		fw.head.put()
+		fw.head = nil
+	}
+	if fw.spool != nil {
+		fw.spool.close()
+		fw.spool = nil
 	}
 }
 
@@ -166,12 +240,24 @@ func (w *walker) finishWindows(fw *fileWindows) (bool, error) {
 	}
 	switch {
 	case fw.archive != nil:
+		unread := w.unread
 		if err := w.unarchive(it, fw.archive); err != nil {
 			return false, err
 		}
-	case fw.kind != notArchive && fw.kind != archiveScript:
-		w.archiveFinding(it, ArchiveTooLargeRule, SeverityLow,
-			fmt.Sprintf("archive larger than the scan window of %d bytes: its bytes were scanned as they are, but it was not unpacked", w.s.limits.Window))
+		if fw.trimmed && w.unread != unread {
+			if err := w.scanWhole(it, fw.archive.data); err != nil {
+				return false, err
+			}
+		}
+	case fw.spool != nil:
+		if err := w.unarchiveZip(it, fw.spool, fw.read); err != nil {
+			return false, err
+		}
+	case fw.kind != notArchive && fw.kind != archiveScript && it.nest >= w.s.limits.MaxArchiveDepth:
+		// Neither streamed nor spooled: reported as too deep.
+		if err := w.unarchive(it, &archived{kind: fw.kind}); err != nil {
+			return false, err
+		}
 	}
 	return it.exec, nil
 }

@@ -27,9 +27,16 @@ func Tar(files ...File) []byte {
 }
 
 // Gzip returns b gzip-compressed.
-func Gzip(b []byte) []byte {
+func Gzip(b []byte) []byte { return gzipLevel(b, gzip.DefaultCompression) }
+
+// gzipLevel returns b gzip-compressed at level (BestSpeed for large
+// padded archives: incompressible padding gains nothing from more).
+func gzipLevel(b []byte, level int) []byte {
 	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
+	zw, err := gzip.NewWriterLevel(&buf, level)
+	if err != nil {
+		panic(err)
+	}
 	zw.Write(b)
 	zw.Close()
 	return buf.Bytes()
@@ -80,6 +87,8 @@ func Makeself(payload []byte) string {
 // archivePositives are miners inside archives in a layer.
 func archivePositives() []Case {
 	padded := append(XMRigRelease(), text("xmrig-6.21.0/README", string(Filler(6<<10))))
+	// The miner after the padding, past the archive's first window.
+	large := append([]File{{Path: "xmrig-6.21.0/data.bin", Mode: 0o644, Data: Filler(largePad)}}, XMRigRelease()...)
 	return []Case{
 		one("xmrig-release-tar-gz", "archive", text("/opt/x/xmrig-6.21.0-linux-static-x64.tar.gz", string(Gzip(Tar(XMRigRelease()...)))), "MinerXMRig"),
 		one("xmrig-release-zip", "archive", text("/opt/x/xmrig.zip", string(Zip(XMRigRelease()...))), "MinerXMRig"),
@@ -87,8 +96,15 @@ func archivePositives() []Case {
 		one("xmrig-gz", "archive", text("/usr/share/misc/kworker.gz", string(Gzip(XMRig()))), "MinerXMRig"),
 		one("xmrig-nested-3", "archive", text("/opt/bundle.zip", string(Zip(text("b.tar.gz", string(Gzip(Tar(text("c.jar", string(Zip(XMRigRelease()...)))))))))), "MinerXMRig"),
 		one("makeself-dropper", "archive", script("/tmp/install.sh", Makeself(Gzip(Tar(padded...)))), "MinerXMRig"),
+		one("xmrig-large-tar-gz", "archive", text("/opt/x/xmrig-large.tar.gz", string(gzipLevel(Tar(large...), gzip.BestSpeed))), "MinerXMRig"),
+		one("xmrig-large-zip", "archive", text("/opt/x/xmrig-large.zip", string(Zip(large...))), "MinerXMRig"),
+		one("xmrig-large-gz", "archive", text("/usr/share/misc/kworker-large.gz", string(gzipLevel(append(XMRig(), Filler(largePad)...), gzip.BestSpeed))), "MinerXMRig"),
 	}
 }
+
+// largePad takes an archive past the scanner's default window (16 MiB):
+// incompressible bytes, so the compressed archive is as large.
+const largePad = 20 << 20
 
 // archiveNearMisses are benign archives in a layer.
 func archiveNearMisses() []Case {

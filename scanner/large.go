@@ -1,0 +1,186 @@
+package scanner
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+)
+
+// Archives larger than one window are unpacked too, without holding them
+// in memory: a tar or a compressed stream is unpacked as it is read (its
+// first window is scanned as bytes, the rest goes to the unpacker, and
+// what the unpacker leaves is scanned as bytes again); a zip, which is
+// read from its directory at its end, is spooled to a temporary file as
+// its windows are scanned, and unpacked from it at its end.
+
+// restReader reads the rest of a file whose first window was read by
+// nextWindow: its bytes count as the file's (Result.Bytes, MaxFileBytes
+// for a file of unknown size, the known-bad hash), and an error reading
+// the layer sticks, so it stops the scan rather than being taken for an
+// unreadable archive.
+type restReader struct {
+	w   *walker
+	fw  *fileWindows
+	err error
+}
+
+func (r *restReader) Read(p []byte) (int, error) {
+	if r.err != nil {
+		return 0, r.err
+	}
+	fw := r.fw
+	if fw.size >= 0 {
+		if fw.read >= fw.size {
+			return 0, io.EOF
+		}
+		p = p[:min(int64(len(p)), fw.size-fw.read)]
+	}
+	n, err := fw.r.Read(p)
+	fw.read += int64(n)
+	if fw.sum != nil {
+		fw.sum.Write(p[:n])
+	}
+	switch maxBytes := r.w.s.limits.MaxFileBytes; {
+	case fw.size < 0 && fw.read > maxBytes:
+		r.err = limitError("file %s is more than MaxFileBytes %d", fw.it.shown(), maxBytes)
+	case err == io.EOF && fw.size >= 0 && fw.read < fw.size, err != nil && err != io.EOF:
+		r.err = fmt.Errorf("read %s: %w", fw.it.shown(), noEOF(err))
+	}
+	if r.err != nil {
+		return n, r.err
+	}
+	return n, err
+}
+
+// streamArchive unpacks a tar or a compressed stream larger than one
+// window from the stream: the first window (fw.head, already scanned as
+// bytes) and the rest of the file. Members are scanned as for a small
+// archive; an archive that cannot be read to its end is reported as
+// ArchiveUnreadable. Whatever the file holds past the point the unpacker
+// read to (a tar's trailer, bytes after a compressed stream, or all of
+// what follows a corrupt block) is scanned as bytes, so no byte of the
+// file goes unscanned.
+func (w *walker) streamArchive(fw *fileWindows) error {
+	it := fw.it
+	head := bytes.NewReader(fw.head.b[:fw.headLen])
+	rest := &restReader{w: w, fw: fw}
+	body := bufio.NewReaderSize(io.MultiReader(head, rest), 64<<10)
+	// A decoder reads ahead of where it stops: when it stops early, the
+	// bytes it took last are scanned again with what it left.
+	taken := &recentReader{r: body, ring: make([]byte, decoderReadAhead)}
+	var err error
+	switch fw.kind {
+	case archiveTar:
+		err = w.walkMembers(it, &unarchiveReader{r: taken, w: w, what: "tar " + it.shown()})
+	case archiveStream:
+		err = w.walkStream(it, bufio.NewReader(taken))
+	}
+	if rest.err != nil {
+		return rest.err
+	}
+	left := it
+	left.opaque = true
+	lw := &fileWindows{it: left, r: body, size: -1}
+	defer lw.release()
+	if err != nil {
+		if err := w.settle(it, err); err != nil {
+			return err
+		}
+		lw.r = io.MultiReader(bytes.NewReader(taken.recent()), body)
+	}
+	if err := w.windows(lw); err != nil {
+		return err
+	}
+	return rest.err
+}
+
+// decoderReadAhead is more than any decoder reads ahead of what it
+// decodes (ISA-L's input buffer is 256 KiB; zstd's blocks are at most
+// 128 KiB).
+const decoderReadAhead = 1 << 20
+
+// recentReader keeps the last len(ring) bytes read through it.
+type recentReader struct {
+	r    io.Reader
+	ring []byte
+	pos  int
+	full bool
+}
+
+func (rr *recentReader) Read(p []byte) (int, error) {
+	n, err := rr.r.Read(p)
+	b, size := p[:n], len(rr.ring)
+	if len(b) >= size {
+		copy(rr.ring, b[len(b)-size:])
+		rr.pos, rr.full = 0, true
+		return n, err
+	}
+	if rr.pos+len(b) >= size {
+		rr.full = true
+	}
+	if c := copy(rr.ring[rr.pos:], b); c < len(b) {
+		copy(rr.ring, b[c:])
+	}
+	rr.pos = (rr.pos + len(b)) % size
+	return n, err
+}
+
+// recent returns the bytes kept, oldest first.
+func (rr *recentReader) recent() []byte {
+	if !rr.full {
+		return rr.ring[:rr.pos]
+	}
+	return append(rr.ring[rr.pos:len(rr.ring):len(rr.ring)], rr.ring[:rr.pos]...)
+}
+
+// spool is a temporary file a zip larger than one window is written to
+// as it is scanned. It is removed from its folder as soon as it is
+// created, so nothing is left behind whatever happens to the process.
+type spool struct {
+	f    *os.File
+	name string // the file it holds, for errors
+}
+
+// newSpool creates a spool for the file shown as name, in os.TempDir
+// ($TMPDIR).
+func newSpool(name string) (*spool, error) {
+	f, err := os.CreateTemp("", "pullgate-zip-*")
+	if err != nil {
+		return nil, fmt.Errorf("%w: spool zip %s to a temporary file: %w", errSpool, name, err)
+	}
+	if err := os.Remove(f.Name()); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%w: remove the spool file of zip %s: %w", errSpool, name, err)
+	}
+	return &spool{f: f, name: name}, nil
+}
+
+func (s *spool) write(b []byte) error {
+	if _, err := s.f.Write(b); err != nil {
+		return fmt.Errorf("%w: spool zip %s to a temporary file: %w", errSpool, s.name, err)
+	}
+	return nil
+}
+
+func (s *spool) close() { s.f.Close() }
+
+// unarchiveZip walks a zip of size bytes spooled to sp. Only its first
+// window was scanned as bytes: when it is not read whole, all of it is
+// scanned as bytes from the spool.
+func (w *walker) unarchiveZip(it item, sp *spool, size int64) error {
+	unread := w.unread
+	if err := w.settle(it, w.walkZip(it, sp.f, size)); err != nil || w.unread == unread {
+		return err
+	}
+	w.rescanned += size
+	if w.scanned() > w.s.limits.MaxLayerBytes {
+		return limitError("zip %s scanned again takes the bytes scanned past MaxLayerBytes %d", it.shown(), w.s.limits.MaxLayerBytes)
+	}
+	whole := it
+	whole.opaque = true
+	lw := &fileWindows{it: whole, r: io.NewSectionReader(sp.f, 0, size), size: -1}
+	defer lw.release()
+	return w.windows(lw)
+}
