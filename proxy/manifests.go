@@ -17,7 +17,11 @@ import (
 // manifest only once the gate has a clean verdict for its config and layers.
 func (s *Server) manifest(w http.ResponseWriter, r *http.Request, t target) {
 	up := s.upstream(t)
-	a := s.gate.AskManifest(r.Context(), up, t.Target, acceptedTypes(r), s.holdFor(r), requestEvent(r, t.Image(), ""))
+	ask := s.gate.AskManifest
+	if s.modeFor(r) == ModeStream {
+		ask = s.gate.StreamManifest
+	}
+	a := ask(r.Context(), up, t.Target, acceptedTypes(r), s.holdFor(r), requestEvent(r, t.Image(), ""))
 	if a.Err != nil {
 		writeError(w, r, gateError(a.Err))
 		return

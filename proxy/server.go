@@ -38,6 +38,15 @@ type Options struct {
 	// holding it until the verdict is the better answer. Default 10m.
 	HoldDocker time.Duration
 
+	// Mode is how an image is gated for clients that AgentModes does not
+	// name: ModeHold (the manifest waits for the image's decision) or
+	// ModeStream (the manifest is served early, layers are streamed while
+	// they are scanned and their tails held; see stream.go). Empty: hold.
+	Mode Mode
+	// AgentModes picks the mode by User-Agent prefix, before Mode; the
+	// longest matching prefix wins.
+	AgentModes map[string]Mode
+
 	// Serve bounds blob downloads to clients (serve.go).
 	Serve ServeOptions
 
@@ -225,6 +234,29 @@ func (s *Server) holdFor(r *http.Request) time.Duration {
 		return s.opts.HoldDocker
 	}
 	return s.opts.Hold
+}
+
+// Mode is how images are gated for a client.
+type Mode string
+
+const (
+	ModeHold   Mode = "hold"
+	ModeStream Mode = "stream"
+)
+
+// modeFor picks the mode for a client: by the longest prefix of its user
+// agent in AgentModes, else Mode.
+func (s *Server) modeFor(r *http.Request) Mode {
+	ua, best, mode := r.UserAgent(), -1, s.opts.Mode
+	for prefix, m := range s.opts.AgentModes {
+		if len(prefix) > best && strings.HasPrefix(ua, prefix) {
+			best, mode = len(prefix), m
+		}
+	}
+	if mode == ModeStream {
+		return ModeStream
+	}
+	return ModeHold
 }
 
 // isDockerEngine recognises the Docker daemon's own pulls ("docker/20.10.24

@@ -132,6 +132,16 @@ type GateConfig struct {
 	MaxConfigBytes int64    `yaml:"max_config_bytes"`
 	MaxLayers      int      `yaml:"max_layers"`
 	IngestLease    Duration `yaml:"ingest_lease"`
+	// Mode is how images are gated: "stream" (the manifest is served at
+	// once, layers are streamed while they are scanned and only their
+	// tails wait for the verdict, the config waits for the image's
+	// decision) or "hold" (the manifest waits for the whole image's
+	// decision). Default stream.
+	Mode string `yaml:"mode"`
+	// AgentModes picks the mode by User-Agent prefix before Mode (the
+	// longest prefix wins). Default {"docker/": "hold"}: dockerd retries a
+	// layer cut mid-body for about a minute before it shows a refusal.
+	AgentModes map[string]string `yaml:"agent_modes"`
 }
 
 // ScanConfig holds the scanner's limits; every one fails closed.
@@ -178,6 +188,8 @@ func defaultConfig() Config {
 			MaxConfigBytes: 8 << 20,
 			MaxLayers:      500,
 			IngestLease:    Duration(10 * time.Second),
+			Mode:           "stream",
+			AgentModes:     map[string]string{"docker/": "hold"},
 		},
 		Scan: ScanConfig{
 			MaxLayerBytes:   8 << 30,

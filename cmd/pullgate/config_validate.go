@@ -32,7 +32,7 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("upstream %s: %w", name, err))
 		}
 	}
-	errs = append(errs, c.Storage.validate(), c.Serve.validate())
+	errs = append(errs, c.Storage.validate(), c.Serve.validate(), c.Gate.validateModes())
 	if c.MaxStoreBytes < 0 {
 		errs = append(errs, errors.New("max_store_bytes is negative"))
 	}
@@ -43,6 +43,20 @@ func (c *Config) validate() error {
 		errs = append(errs, errors.New("tls needs both cert and key"))
 	}
 	errs = append(errs, c.Gateway.validate(), c.Warm.validate(), validatePlatforms(c.Platforms), gate.ValidatePolicy(c.Policy), c.Decision.policy().Validate(), c.Admin.validate())
+	return errors.Join(errs...)
+}
+
+func (c GateConfig) validateModes() error {
+	var errs []error
+	check := func(what, mode string) {
+		if mode != "hold" && mode != "stream" {
+			errs = append(errs, fmt.Errorf("gate: %s is %q; want hold or stream", what, mode))
+		}
+	}
+	check("mode", c.Mode)
+	for prefix, mode := range c.AgentModes {
+		check(fmt.Sprintf("agent_modes[%q]", prefix), mode)
+	}
 	return errors.Join(errs...)
 }
 

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -100,9 +101,19 @@ func serverOptions(cfg Config, log *slog.Logger) proxy.Options {
 	return proxy.Options{
 		Hold:       time.Duration(cfg.Gate.Hold),
 		HoldDocker: time.Duration(cfg.Gate.HoldDocker),
+		Mode:       proxy.Mode(cfg.Gate.Mode),
+		AgentModes: agentModes(cfg.Gate.AgentModes),
 		Serve:      serveOptions(cfg.Serve),
 		Options:    gateOptions(cfg, log),
 	}
+}
+
+func agentModes(m map[string]string) map[string]proxy.Mode {
+	out := make(map[string]proxy.Mode, len(m))
+	for prefix, mode := range m {
+		out[prefix] = proxy.Mode(mode)
+	}
+	return out
 }
 
 // gateOptions turns the config into the gate's options, all but the pieces
@@ -123,8 +134,9 @@ func gateOptions(cfg Config, log *slog.Logger) gate.Options {
 		ReapUploadsEvery:  time.Duration(cfg.Serve.ReapUploadsEvery),
 		Warm: gate.WarmOptions{Images: cfg.Warm.Images, Platforms: append([]string{}, cfg.Platforms...),
 			Interval: time.Duration(cfg.Warm.Interval), Timeout: time.Duration(cfg.Warm.Timeout)},
-		Logger:  log,
-		Version: version,
+		SpoolDir: filepath.Join(cfg.DataDir, "spool"),
+		Logger:   log,
+		Version:  version,
 	}
 }
 

@@ -19,8 +19,11 @@ type ManifestAnswer struct {
 	Digest    digest.Digest
 	MediaType string
 	Body      []byte
-	Decision  Decision // no Outcome when it failed before a decision
-	Err       error    // what the client gets instead: a *Refusal, or a Decision's refusal
+	// Decision has no Outcome when it failed before a decision, and
+	// Outcome Pending (not refused) for an image manifest served before
+	// its judgment (StreamManifest).
+	Decision Decision
+	Err      error // what the client gets instead: a *Refusal, or a Decision's refusal
 }
 
 // AskManifest fetches a manifest (from the store, else upstream, verified)
@@ -29,6 +32,22 @@ type ManifestAnswer struct {
 // manifest (which may wait for a connection slot) as well as the scans, so
 // a client always has its answer within it.
 func (g *Gate) AskManifest(ctx context.Context, up *upstream.Registry, t Target, accept []string, hold time.Duration, ev events.Event) ManifestAnswer {
+	return g.askManifest(ctx, up, t, accept, hold, ev, false)
+}
+
+// StreamManifest is AskManifest in stream mode: an image manifest is
+// served as soon as what is already known does not refuse it (the name,
+// the operator's overrides, the known-bad list, verdicts already stored),
+// and the image is judged in the background (streamImage), its decision
+// recorded as ev when it comes. Its layers are then streamed to clients
+// while they are scanned, holding back their tails (StreamBlob), and its
+// config waits for the image's decision (AwaitConfig). An index, and an
+// image whose blobs all have verdicts, are answered as AskManifest does.
+func (g *Gate) StreamManifest(ctx context.Context, up *upstream.Registry, t Target, accept []string, hold time.Duration, ev events.Event) ManifestAnswer {
+	return g.askManifest(ctx, up, t, accept, hold, ev, true)
+}
+
+func (g *Gate) askManifest(ctx context.Context, up *upstream.Registry, t Target, accept []string, hold time.Duration, ev events.Event, stream bool) ManifestAnswer {
 	start := time.Now()
 	holdCtx, cancel := context.WithTimeout(ctx, hold)
 	defer cancel()
@@ -47,6 +66,15 @@ func (g *Gate) AskManifest(ctx context.Context, up *upstream.Registry, t Target,
 	if err != nil {
 		a.Err = err
 		return a
+	}
+	if stream && IsImageManifest(mediaType) {
+		if d, early := g.judgeEarly(ctx, up, t, a, links, ev); early {
+			a.Decision = d
+			if d.Refused() {
+				a.Err = d
+			}
+			return a
+		}
 	}
 	a.Decision = g.judgeManifest(ctx, up, t, a, links, max(hold-time.Since(start), 0))
 	ev.Digest, ev.Decision, ev.Findings, ev.Reason = desc.Digest, a.Decision.Outcome, a.Decision.Findings, a.Decision.Message
@@ -74,7 +102,7 @@ func (g *Gate) judgeManifest(ctx context.Context, up *upstream.Registry, t Targe
 	case IsIndex(a.MediaType):
 		return g.judge(Facts{Subject: Index, Name: t.Registry + "/" + t.Repo, Digest: a.Digest, Invalid: CheckIndex(a.Body)})
 	case IsImageManifest(a.MediaType):
-		return g.judgeImage(ctx, up, t.Repo, a.Digest, a.Body, hold, scanner.Interactive)
+		return g.judgeImage(ctx, up, t.Repo, a.Digest, a.Body, hold, scanner.Interactive, false)
 	}
 	return g.judge(Facts{Name: t.Registry + "/" + t.Repo, Digest: a.Digest,
 		Invalid: fmt.Errorf("it has media type %q, which pullgate does not serve", cut(a.MediaType, 100))})

@@ -26,6 +26,40 @@ type flight struct {
 	// prio is the priority of its scan: background for a prefetch or a
 	// rescan until a request comes to wait on it.
 	prio *scanner.PriorityVar
+
+	// spool is the copy of the upstream bytes readers are streamed from
+	// (stream mode); published by the ingest before it fetches, when its
+	// Ref asks for one. spooled is closed once it is published or known
+	// not to come.
+	spool     *spool
+	spooled   chan struct{}
+	spoolOnce sync.Once
+}
+
+// publishSpool makes sp (nil: none) the flight's spool for readers.
+func (fl *flight) publishSpool(sp *spool) {
+	fl.spoolOnce.Do(func() {
+		fl.spool = sp
+		close(fl.spooled)
+	})
+}
+
+// attachSpool waits until the flight's spool is published and takes a
+// reader's reference on it. nil when the flight has none (it ended, or
+// it never fetched from upstream: the verdict was there, the blob was in
+// the store, another replica held the lease) or ctx ended first.
+func (fl *flight) attachSpool(ctx context.Context) *spool {
+	select {
+	case <-fl.spooled:
+	case <-fl.done:
+		return nil
+	case <-ctx.Done():
+		return nil
+	}
+	if fl.spool == nil || !fl.spool.acquire() {
+		return nil
+	}
+	return fl.spool
 }
 
 // FlightInfo describes an ingest in progress, for the operator's view.
@@ -78,7 +112,7 @@ func (f *flights) start(info FlightInfo, prio scanner.Priority, fn func(*flight)
 		f.m = make(map[flightKey]*flight)
 	}
 	info.Started = time.Now().UTC()
-	fl := &flight{done: make(chan struct{}), info: info, prio: scanner.NewPriorityVar(prio)}
+	fl := &flight{done: make(chan struct{}), info: info, prio: scanner.NewPriorityVar(prio), spooled: make(chan struct{})}
 	f.m[key] = fl
 	go func() {
 		defer func() {
@@ -88,6 +122,7 @@ func (f *flights) start(info FlightInfo, prio scanner.Priority, fn func(*flight)
 			f.mu.Lock()
 			delete(f.m, key)
 			f.mu.Unlock()
+			fl.publishSpool(nil)
 			close(fl.done)
 		}()
 		fl.verdict, fl.err = fn(fl)

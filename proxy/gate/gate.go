@@ -3,6 +3,7 @@ package gate
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -71,6 +72,12 @@ type Options struct {
 	ReapUploadsEvery time.Duration
 	// Rules is where Run reloads the scanner's rules from (rules.go).
 	Rules RulesSource
+
+	// SpoolDir is the folder where ingests spool the bytes of layers that
+	// clients are streamed while they are scanned (stream mode, see
+	// StreamBlob); New empties it. Empty: nothing is streamed, every blob
+	// is held until its verdict.
+	SpoolDir string
 }
 
 // Metrics is what the gate reports to the service's metrics.
@@ -135,13 +142,16 @@ type Gate struct {
 	flights flights
 	// allowFlights fetch blobs an operator allowed despite their verdict.
 	allowFlights flights
-	usage        usage
-	tags         tagCache
-	prefetches   prefetcher
-	maxStore     atomic.Int64 // Options.MaxStoreBytes, changeable
-	policy       atomic.Pointer[map[string]RepoPolicy]
-	reloads      chan string   // ReloadRules to Run
-	rescans      chan struct{} // a rescan wanted (one waiting at most)
+	// images judge the images whose manifests were served early (stream
+	// mode), and remember those refused (imageflights.go).
+	images     imageFlights
+	usage      usage
+	tags       tagCache
+	prefetches prefetcher
+	maxStore   atomic.Int64 // Options.MaxStoreBytes, changeable
+	policy     atomic.Pointer[map[string]RepoPolicy]
+	reloads    chan string   // ReloadRules to Run
+	rescans    chan struct{} // a rescan wanted (one waiting at most)
 	// rulesPrint is the fingerprint of the rule files as the running
 	// rules were compiled from them, as near as New can tell.
 	rulesPrint string
@@ -153,6 +163,12 @@ func New(opts Options) (*Gate, error) {
 		return nil, errors.New("gate: blob store, verdict store and scanner are required")
 	}
 	opts.setDefaults()
+	if opts.SpoolDir != "" {
+		// What a restart mid-ingest left was never judged: it goes.
+		if err := resetSpoolDir(opts.SpoolDir); err != nil {
+			return nil, fmt.Errorf("gate: %w", err)
+		}
+	}
 	g := &Gate{opts: opts, log: opts.Logger, metrics: opts.Metrics, reloads: make(chan string, 1),
 		rescans: make(chan struct{}, 1)}
 	// The stored blobs are rescanned at start: an upgrade or a rules change

@@ -111,6 +111,12 @@ func (g *Gate) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scanner
 	if err != nil {
 		return storage.Verdict{}, fmt.Errorf("%w: store %s: %v", errTransient, ref.Digest, err)
 	}
+	digester := digest.Canonical.Digester()
+	sinks := []io.Writer{w, digester.Hash()}
+	if sp := g.openSpool(fl, ref, want); sp != nil {
+		defer sp.end()
+		sinks = append(sinks, sp)
+	}
 	committed := false
 	defer func() {
 		if !committed {
@@ -118,8 +124,7 @@ func (g *Gate) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scanner
 		}
 	}()
 
-	digester := digest.Canonical.Digester()
-	src := io.TeeReader(io.LimitReader(progress{body, fl}, limit+1), io.MultiWriter(w, digester.Hash()))
+	src := io.TeeReader(io.LimitReader(progress{body, fl}, limit+1), io.MultiWriter(sinks...))
 
 	n, res, copyErr, scanErr := g.scanWhileReading(ctx, sc, ref, fl, src, limit)
 

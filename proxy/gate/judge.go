@@ -24,8 +24,9 @@ import (
 // judgeImage holds an image manifest of repo at up until every blob it
 // names has a verdict under the current ruleset (or the hold runs out),
 // and decides. Its scans run at prio: background for a prefetch, until a
-// client comes to wait on them.
-func (g *Gate) judgeImage(ctx context.Context, up *upstream.Registry, repo string, dgst digest.Digest, body []byte, hold time.Duration, prio scanner.Priority) Decision {
+// client comes to wait on them. With spool, its layers' ingests spool
+// their bytes for clients streamed from them (stream mode).
+func (g *Gate) judgeImage(ctx context.Context, up *upstream.Registry, repo string, dgst digest.Digest, body []byte, hold time.Duration, prio scanner.Priority, spool bool) Decision {
 	f := Facts{Subject: Image, Name: up.Name() + "/" + repo, Digest: dgst, RetryAfter: g.opts.RetryAfter}
 	if g.gatherOverride(ctx, &f) {
 		return g.judge(f)
@@ -36,7 +37,7 @@ func (g *Gate) judgeImage(ctx context.Context, up *upstream.Registry, repo strin
 		return g.judge(f)
 	}
 	for i := range refs {
-		refs[i].Prio = prio
+		refs[i].Prio, refs[i].Spool = prio, spool
 	}
 	f.Config = refs[0].Digest
 	f.KnownBad = g.knownBad(append([]digest.Digest{dgst}, digestsOf(refs)...)...)

@@ -94,6 +94,6 @@ func (g *Gate) prefetchImage(ctx context.Context, up *upstream.Registry, t Targe
 	if !IsImageManifest(mt) {
 		return
 	}
-	d := g.judgeImage(ctx, up, t.Repo, dgst, body, g.opts.IngestTimeout, scanner.Background)
+	d := g.judgeImage(ctx, up, t.Repo, dgst, body, g.opts.IngestTimeout, scanner.Background, false)
 	g.log.Info("prefetched", "image", t.ImageAt(dgst), "status", d.Word(), "reason", d.Message)
 }

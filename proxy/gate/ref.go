@@ -15,6 +15,9 @@ type Ref struct {
 	Size    int64           // from the manifest; -1 when unknown (a bare blob request)
 	Context storage.Context // how it is scanned: as a layer, a config, or raw
 	Prio    scanner.Priority
+	// Spool asks its ingest to spool the upstream bytes for clients to be
+	// streamed from while it is scanned (stream mode).
+	Spool bool
 }
 
 // Noun is what the blob is to a person: layer, config, artifact.

@@ -1,0 +1,68 @@
+package gate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/pullgate/pullgate/internal/verdict"
+	"github.com/pullgate/pullgate/proxy/events"
+	"github.com/pullgate/pullgate/proxy/upstream"
+	"github.com/pullgate/pullgate/storage"
+)
+
+// judgeEarly decides on an image manifest in stream mode from what is
+// known without fetching a blob: the operator's overrides, the known-bad
+// list, the denies on its blobs, the remembered refusal of an earlier
+// judgment, and the verdicts already stored under the current rules (a
+// blob that refuses alone, or findings that add up across them). A
+// refusal is recorded as ev and returned; an image not refused by them is
+// served, and judged in the background (streamImage). early is false when
+// the manifest is better answered as in hold mode: a name refused through
+// its links, an operator's override on it, a manifest that cannot be read
+// as an image, or an image whose blobs all have usable verdicts.
+func (g *Gate) judgeEarly(ctx context.Context, up *upstream.Registry, t Target, a ManifestAnswer, links storage.Links, ev events.Event) (d Decision, early bool) {
+	if g.admitLinked(ctx, t.Name(), t.ImageAt(a.Digest), links) != nil {
+		return Decision{}, false
+	}
+	key := imageKey{name: t.Name(), digest: a.Digest}
+	f := Facts{Subject: Image, Name: t.Name(), Digest: a.Digest, RetryAfter: g.opts.RetryAfter}
+	if g.gatherOverride(ctx, &f) {
+		return Decision{}, false
+	}
+	refs, err := BlobsOf(a.Body, g.opts.MaxManifestLayers)
+	if err != nil {
+		return Decision{}, false
+	}
+	f.Config = refs[0].Digest
+	g.refreshSay(ctx, &f, refs)
+	f.RulesetID = g.Scanner().RulesetID()
+	usable := 0
+	for _, r := range refs {
+		v, err := g.opts.Verdicts.Verdict(ctx, r.Digest, f.RulesetID, r.Context)
+		switch {
+		case err == nil:
+			f.Blobs = append(f.Blobs, BlobFact{Ref: r, Verdict: v, State: Judged})
+			if g.usable(ctx, v) {
+				usable++
+			}
+		case !errors.Is(err, storage.ErrNotFound):
+			// Fail closed: without the verdict store nothing is known.
+			f.Blobs = append(f.Blobs, BlobFact{Ref: r, State: Failed, Err: fmt.Errorf("%w: verdict store: %v", errTransient, err)})
+		}
+	}
+	d = g.judge(f)
+	if remembered, ok := g.images.refused(key); ok && !d.Refused() {
+		d = remembered
+	}
+	switch {
+	case d.Refused():
+		ev.Digest, ev.Decision, ev.Findings, ev.Reason = a.Digest, d.Outcome, d.Findings, d.Message
+		g.opts.Events.Emit(ev)
+		return d, true
+	case usable == len(refs):
+		return Decision{}, false
+	}
+	g.streamImage(up, t, a.Digest, a.Body, refs, ev)
+	return Decision{Outcome: verdict.Pending, Kind: Serve}, true
+}
