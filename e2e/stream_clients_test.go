@@ -26,43 +26,61 @@ type puller interface {
 }
 
 // clientSetup configures one client against addr (pullgate, or a tap in
-// front of it).
+// front of it); origin (host:port) stands in for the registry itself where
+// the client's configuration falls back to it.
 type clientSetup struct {
 	name  string
-	setup func(t *testing.T, addr string) puller
+	setup func(t *testing.T, addr, origin string) puller
 }
 
-func dockerMirror(t *testing.T, addr string) puller {
+func dockerMirror(t *testing.T, addr, _ string) puller {
 	return &dockerPuller{d: SharedDockerd(t, DockerdOptions{Mirrors: []string{"http://" + addr}})}
 }
 
-func dockerExplicit(t *testing.T, addr string) puller {
+func dockerExplicit(t *testing.T, addr, _ string) puller {
 	return &dockerPuller{d: SharedDockerd(t, DockerdOptions{Insecure: []string{addr}}), prefix: addr + "/"}
 }
 
-func ctrEnforce(t *testing.T, addr string) puller {
+func ctrEnforce(t *testing.T, addr, _ string) puller {
 	return &ctrPuller{c: StartContainerd(t), hosts: hostsDir(t, "enforce", addr, "docker.io")}
 }
 
-func ctrFallback(t *testing.T, addr string) puller {
-	return &ctrPuller{c: StartContainerd(t), hosts: hostsDir(t, "fallback", addr, "docker.io")}
+// ctrFallbackToOrigin is the fallback snippet with origin as the registry
+// it falls back to, so the suite can see the fallback happen.
+func ctrFallbackToOrigin(t *testing.T, addr, origin string) puller {
+	dir := hostsDir(t, "fallback", addr, "docker.io")
+	path := filepath.Join(dir, "docker.io", "hosts.toml")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeTestFile(t, path, strings.Replace(string(b), `server = "https://registry-1.docker.io"`, `server = "http://`+origin+`"`, 1))
+	return &ctrPuller{c: StartContainerd(t), hosts: dir}
 }
 
-func podmanNoFallback(t *testing.T, addr string) puller {
+func podmanNoFallback(t *testing.T, addr, _ string) puller {
 	return &podmanPuller{p: newPodman(t, writeTemp(t, "registries.conf", configSnippet(t, "registries.conf.no-fallback", addr)))}
 }
 
-func podmanMirror(t *testing.T, addr string) puller {
-	return &podmanPuller{p: newPodman(t, writeTemp(t, "registries.conf", configSnippet(t, "registries.conf", addr)))}
+// mirrorToOrigin is the mirror registries.conf with origin as the
+// registry it falls back to.
+func mirrorToOrigin(t *testing.T, addr, origin string) string {
+	conf := strings.Replace(configSnippet(t, "registries.conf", addr), `location = "registry-1.docker.io"`, `location = "`+origin+`"`+"\ninsecure = true", 1)
+	return writeTemp(t, "registries.conf", conf)
 }
 
-func skopeoNoFallback(t *testing.T, addr string) puller {
+func podmanMirrorToOrigin(t *testing.T, addr, origin string) puller {
+	return &podmanPuller{p: newPodman(t, mirrorToOrigin(t, addr, origin))}
+}
+
+func skopeoMirrorToOrigin(t *testing.T, addr, origin string) puller {
+	return &skopeoPuller{conf: mirrorToOrigin(t, addr, origin), dir: t.TempDir()}
+}
+
+func skopeoNoFallback(t *testing.T, addr, _ string) puller {
 	return &skopeoPuller{conf: writeTemp(t, "registries.conf", configSnippet(t, "registries.conf.no-fallback", addr)), dir: t.TempDir()}
 }
 
-func skopeoMirror(t *testing.T, addr string) puller {
-	return &skopeoPuller{conf: writeTemp(t, "registries.conf", configSnippet(t, "registries.conf", addr)), dir: t.TempDir()}
-}
 
 type dockerPuller struct {
 	d      *Dockerd

@@ -110,7 +110,7 @@ func startPausedPull(t *testing.T, c modeCase, repo string, img testregistry.Ima
 	pp.up = startPausingUpstream(t, pp.hub, pp.layer, upstreamTail)
 	pp.pg = startModePullgate(t, pp.up.URL(), c.config)
 	pp.tp = startTap(t, pp.pg.URL())
-	pp.p = c.setup(t, pp.tp.Addr())
+	pp.p = c.setup(t, pp.tp.Addr(), pp.hub.Host())
 	return pp
 }
 
@@ -237,6 +237,56 @@ func TestStreamMinerRefused(t *testing.T) {
 			}
 			if log := pp.p.Log(); log != "" && !strings.Contains(log, expand(reason)) {
 				t.Errorf("dockerd's log lacks the reason %q", expand(reason))
+			}
+		})
+	}
+}
+
+// TestStreamFallback: the snippets that fall back to the registry itself
+// (here a local origin) when pullgate refuses. Where a client falls back,
+// it gets the miner image from the origin: only the egress firewall stops
+// that (README, "Use it with …"). A client refused mid-pull does not fall
+// back.
+func TestStreamFallback(t *testing.T) {
+	for _, c := range []struct {
+		modeCase
+		fallsBack bool
+	}{
+		// containerd tries the next host for each blob pullgate refuses,
+		// the config's 403 and the cut layer's Range retry alike.
+		{modeCase{clientSetup{"ctr hosts.toml fallback", ctrFallbackToOrigin}, chosenModes, streams}, true},
+		{modeCase{clientSetup{"podman mirror", podmanMirrorToOrigin}, chosenModes, held}, true},
+		{modeCase{clientSetup{"skopeo copy mirror", skopeoMirrorToOrigin}, chosenModes, held}, true},
+		// containers/image picks its source at the manifest: a refusal
+		// after it is final.
+		{modeCase{clientSetup{"podman mirror, stream", podmanMirrorToOrigin}, allStream, configFirst}, false},
+		{modeCase{clientSetup{"skopeo copy mirror, stream", skopeoMirrorToOrigin}, allStream, streams}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			pp := startPausedPull(t, c.modeCase, "someone/miner", bigMinerImage("fallback "+c.name))
+			ctx := pullCtx(t)
+			r := pp.run(t, ctx, c.modeCase, "someone/miner:1")
+			has, got := pp.p.Has(ctx, "someone/miner:1")
+			// Blob GETs at the origin's registry endpoint: a client resuming
+			// with Range is answered there, not redirected to the CDN.
+			fetched := pp.hub.BlobGets(pp.layer)
+			t.Logf("pull (%s): err %v, image %v %s, the origin asked for the miner layer %d times: %s", r.took.Round(time.Millisecond), r.err, has, got, fetched, lastLine(r.out))
+			if most, _ := pp.tp.MostSent(pp.layer); most >= pp.size {
+				t.Fatalf("pullgate sent all %d bytes of the miner layer: %q", pp.size, pp.tp.Summary(pp.layer))
+			}
+			testsync.WaitFor(t, 10*time.Second, "pullgate to log the block", func() bool { return strings.Contains(pp.pg.Log(), "decision=blocked") })
+			if !c.fallsBack {
+				if r.err == nil || has || fetched != 1 {
+					t.Fatalf("want no fallback: err %v, image %v, the origin was asked for the layer %d times (pullgate's once)", r.err, has, fetched)
+				}
+				return
+			}
+			// pullgate fetched the layer once, the client's fallback again.
+			if r.err != nil || !has || fetched < 2 {
+				t.Fatalf("want the fallback to the origin: err %v, image %v, the origin was asked for the layer %d times, want more than pullgate's once\n%s", r.err, has, fetched, r.out)
+			}
+			if got != pp.built.Digest {
+				t.Errorf("the image from the origin has digest %s, want %s", got, pp.built.Digest)
 			}
 		})
 	}
