@@ -81,7 +81,6 @@ func skopeoNoFallback(t *testing.T, addr, _ string) puller {
 	return &skopeoPuller{conf: writeTemp(t, "registries.conf", configSnippet(t, "registries.conf.no-fallback", addr)), dir: t.TempDir()}
 }
 
-
 type dockerPuller struct {
 	d      *Dockerd
 	prefix string // "" through registry-mirrors, "host:port/" by explicit host
