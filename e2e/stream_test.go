@@ -30,11 +30,17 @@ import (
 const upstreamTail = 256 << 10
 
 // Gate configurations: the per-client modes the client measurements chose
-// (docs/architecture.md, "Clients and gate modes"), and every client
-// streaming.
+// (docs/architecture.md, "Clients and gate modes"), every client streaming,
+// and every client held. Each names every prefix: a configuration's
+// agent_modes is merged into the defaults, so a prefix left out keeps its
+// default mode.
 const (
-	chosenModes = "gate:\n  mode: hold\n  agent_modes:\n    \"docker/\": stream\n    \"containerd/\": stream\n"
-	allStream   = "gate:\n  mode: stream\n  agent_modes:\n    \"docker/\": stream\n"
+	chosenModes = "gate:\n  mode: hold\n  agent_modes:\n" +
+		"    \"docker/\": stream\n    \"containerd/\": stream\n    \"containers/\": hold\n    \"skopeo/\": hold\n"
+	allStream = "gate:\n  mode: stream\n  agent_modes:\n" +
+		"    \"docker/\": stream\n    \"containerd/\": stream\n    \"containers/\": stream\n    \"skopeo/\": stream\n"
+	allHold = "gate:\n  mode: hold\n  agent_modes:\n" +
+		"    \"docker/\": hold\n    \"containerd/\": hold\n    \"containers/\": hold\n    \"skopeo/\": hold\n"
 )
 
 // flow is where a client waits while the upstream holds the layer's tail.
