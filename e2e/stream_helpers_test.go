@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -105,9 +106,11 @@ func (p *pausingUpstream) serveBlob(w http.ResponseWriter, r *http.Request, dgst
 }
 
 // tap is a reverse proxy in front of pullgate that records every request
-// and the body bytes each response carried.
+// and the body bytes each response carried, and can cap the rate of what
+// it passes on (a client's own link).
 type tap struct {
-	srv *httptest.Server
+	srv  *httptest.Server
+	rate int // bytes per second per response; 0: uncapped
 
 	mu   sync.Mutex
 	seen []tapped
@@ -122,11 +125,18 @@ type tapped struct {
 
 func startTap(t testing.TB, target string) *tap {
 	t.Helper()
+	return startCappedTap(t, target, 0)
+}
+
+// startCappedTap is startTap passing at most rate bytes per second to
+// each client response.
+func startCappedTap(t testing.TB, target string, rate int) *tap {
+	t.Helper()
 	u, err := url.Parse(target)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tp := &tap{}
+	tp := &tap{rate: rate}
 	proxy := httputil.NewSingleHostReverseProxy(u)
 	proxy.FlushInterval = -1 // pass bytes on as they come: the point is to see a stream
 	tp.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -134,7 +144,12 @@ func startTap(t testing.TB, target string) *tap {
 		i := len(tp.seen)
 		tp.seen = append(tp.seen, tapped{Method: r.Method, URI: r.URL.RequestURI(), Range: r.Header.Get("Range"), Agent: r.UserAgent()})
 		tp.mu.Unlock()
-		proxy.ServeHTTP(&tapWriter{ResponseWriter: w, tap: tp, i: i}, r)
+		tw := &tapWriter{ResponseWriter: w, tap: tp, i: i}
+		if rate > 0 {
+			tw.tick = time.NewTicker(tapStep)
+			defer tw.tick.Stop()
+		}
+		proxy.ServeHTTP(tw, r)
 	}))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -192,9 +207,15 @@ func (tp *tap) Summary(dgst digest.Digest) []string {
 
 type tapWriter struct {
 	http.ResponseWriter
-	tap *tap
-	i   int
+	tap    *tap
+	i      int
+	tick   *time.Ticker // paces writes when the tap is capped
+	budget int          // bytes that may go out before the next tick
 }
+
+// tapStep is the pace of a capped tap: rate/100 bytes every 10 ms, as a
+// link delivers them.
+const tapStep = 10 * time.Millisecond
 
 func (w *tapWriter) WriteHeader(code int) {
 	w.tap.mu.Lock()
@@ -206,6 +227,25 @@ func (w *tapWriter) WriteHeader(code int) {
 }
 
 func (w *tapWriter) Write(p []byte) (int, error) {
+	if w.tick == nil {
+		return w.write(p)
+	}
+	written := 0
+	for len(p) > 0 {
+		if w.budget == 0 {
+			<-w.tick.C
+			w.budget = max(w.tap.rate/int(time.Second/tapStep), 1)
+		}
+		n, err := w.write(p[:min(w.budget, len(p))])
+		written, w.budget, p = written+n, w.budget-n, p[n:]
+		if err != nil {
+			return written, err
+		}
+	}
+	return written, nil
+}
+
+func (w *tapWriter) write(p []byte) (int, error) {
 	n, err := w.ResponseWriter.Write(p)
 	w.tap.mu.Lock()
 	if w.tap.seen[w.i].Status == 0 {
