@@ -12,13 +12,12 @@ import (
 // shared (every image built on a base image carries its layers), so a deny
 // on one publisher, or a policy tightened after a pull, would refuse them in
 // every other image; names refuse the image, its manifest. A blob without a
-// verdict is ingested first (held like a manifest); it is never streamed
-// unscanned.
+// verdict is ingested first (held like a manifest).
 //
 // In stream mode (stream.go) a layer of an image whose manifest was served
-// early is streamed while it is scanned, its tail held until its verdict;
-// and on any GET, the config of such an image waits for the image's
-// decision.
+// early is streamed while it is scanned, its tail held until its verdict,
+// so it is never sent whole unscanned; and on any GET, the config of such
+// an image waits for the image's decision.
 func (s *Server) blob(w http.ResponseWriter, r *http.Request, t target) {
 	if r.Method == http.MethodGet {
 		if err := s.gate.AwaitConfig(r.Context(), t.Target, s.holdFor(r)); err != nil {

@@ -31,7 +31,7 @@ type fixture struct {
 	client *http.Client
 }
 
-func newFixture(t *testing.T, mods ...func(*Options, *scanner.Options)) *fixture {
+func newFixture(t testing.TB, mods ...func(*Options, *scanner.Options)) *fixture {
 	t.Helper()
 	hub := testregistry.Start(t)
 	blobs, store := testStores(t)

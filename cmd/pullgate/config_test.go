@@ -235,6 +235,8 @@ func TestConfigRejectsUnknownKeysAndBadValues(t *testing.T) {
 		"typo":     "listn: \":5000\"\n",
 		"duration": "gate:\n  hold: soon\n",
 		"no url":   "upstreams:\n  quay.io: {}\n",
+		"mode":     "gate:\n  mode: fast\n",
+		"agent":    "gate:\n  agent_modes: {\"skopeo/\": later}\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			file := filepath.Join(dir, name+".yaml")

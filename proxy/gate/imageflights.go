@@ -65,6 +65,9 @@ func (f *imageFlights) start(key imageKey, refs []Ref, judge func() Decision) *i
 	go func() {
 		d := Decision{Kind: Upstream, Message: "pullgate: the image's judgment failed"}
 		defer func() {
+			// A judgment that panicked refuses the image (d's default);
+			// the process goes on.
+			_ = recover()
 			f.mu.Lock()
 			fl.decision, fl.ended = d, time.Now()
 			if !d.Refused() {
@@ -130,12 +133,13 @@ func (f *imageFlights) find(name string, dgst digest.Digest) (*imageFlight, Ref,
 }
 
 // refused returns the remembered refusal of an image under name whose
-// flight has ended, if there is one.
+// flight has ended, if it was a decision against the content (a transient
+// failure is judged again).
 func (f *imageFlights) refused(key imageKey) (Decision, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	fl, ok := f.m[key]
-	if !ok || fl.running() || !fl.decision.Refused() {
+	if !ok || fl.running() || fl.decision.Kind != Denied {
 		return Decision{}, false
 	}
 	return fl.decision, true

@@ -34,7 +34,10 @@ func (g *Gate) ingest(fl *flight, up *upstream.Registry, repo string, ref Ref) (
 	// Another flight (or replica) may have finished since the caller's
 	// look-up: claim reads the verdict again once this ingest holds the
 	// lease, and returns it when it is there.
-	release, v, found, err := g.claim(ctx, ref, rid)
+	// A reader waiting for this ingest's spool is told at once that there
+	// will be none when another replica holds the lease: it waits for that
+	// replica's verdict as in hold mode.
+	release, v, found, err := g.claim(ctx, ref, rid, func() { fl.publishSpool(nil) })
 	if err != nil {
 		return storage.Verdict{}, err
 	}

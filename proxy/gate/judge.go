@@ -346,26 +346,6 @@ func (g *Gate) blobVerdicts(ctx, holdCtx context.Context, up *upstream.Registry,
 	return facts
 }
 
-// CheckIndex refuses an index whose entries a client would fetch from
-// anywhere but here: containerd fetches a descriptor from its urls first
-// and may take embedded data as the content, so a child manifest (and all
-// it names) would reach the client past the gate.
-func CheckIndex(body []byte) error {
-	idx, err := ParseIndex(body)
-	if err != nil {
-		return err
-	}
-	for _, d := range idx.Manifests {
-		if len(d.URLs) > 0 {
-			return fmt.Errorf("index entry %s names urls to fetch it from, which would take it past pullgate", cut(string(d.Digest), 80))
-		}
-		if len(d.Data) > 0 {
-			return fmt.Errorf("index entry %s carries its content inline (data), which would take it past pullgate", cut(string(d.Digest), 80))
-		}
-	}
-	return nil
-}
-
 // imageAllow returns an operator's allow on an image, by manifest digest,
 // whose stored manifest lists the blob dgst and which is linked under name
 // (any name when name is empty), or nil. An image allow covers its blobs

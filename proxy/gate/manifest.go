@@ -227,3 +227,23 @@ func cut(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
+
+// CheckIndex refuses an index whose entries a client would fetch from
+// anywhere but here: containerd fetches a descriptor from its urls first
+// and may take embedded data as the content, so a child manifest (and all
+// it names) would reach the client past the gate.
+func CheckIndex(body []byte) error {
+	idx, err := ParseIndex(body)
+	if err != nil {
+		return err
+	}
+	for _, d := range idx.Manifests {
+		if len(d.URLs) > 0 {
+			return fmt.Errorf("index entry %s names urls to fetch it from, which would take it past pullgate", cut(string(d.Digest), 80))
+		}
+		if len(d.Data) > 0 {
+			return fmt.Errorf("index entry %s carries its content inline (data), which would take it past pullgate", cut(string(d.Digest), 80))
+		}
+	}
+	return nil
+}

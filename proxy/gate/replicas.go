@@ -24,10 +24,11 @@ const leasePoll = 500 * time.Millisecond
 // replica should ingest, or the verdict another ingest (here or in another
 // replica) produced meanwhile: the verdict is read after the lease is
 // taken, so an ingest that finished between the caller's look-up and the
-// lock is never repeated. A waiting replica is woken when the holder
+// lock is never repeated. waiting is called when another replica holds
+// the lease. A waiting replica is woken when the holder
 // releases the lease (Redis pub/sub), and polls in case the holder died
 // and its lease ran out.
-func (g *Gate) claim(ctx context.Context, ref Ref, rulesetID string) (release func(), v storage.Verdict, found bool, err error) {
+func (g *Gate) claim(ctx context.Context, ref Ref, rulesetID string, waiting func()) (release func(), v storage.Verdict, found bool, err error) {
 	locker := g.opts.Locks
 	if locker == nil {
 		if v, err := g.opts.Verdicts.Verdict(ctx, ref.Digest, rulesetID, ref.Context); err == nil && g.usable(ctx, v) {
@@ -59,6 +60,7 @@ func (g *Gate) claim(ctx context.Context, ref Ref, rulesetID string) (release fu
 			stopWatch()
 			return nil, v, true, nil
 		}
+		waiting()
 		select {
 		case <-ctx.Done():
 			stopWatch()

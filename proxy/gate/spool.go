@@ -157,6 +157,11 @@ func resetSpoolDir(dir string) error {
 // costs only the streaming: its clients wait for the verdict, as in hold
 // mode.
 func (g *Gate) openSpool(fl *flight, ref Ref, size int64) *spool {
+	select {
+	case <-fl.spooled:
+		return nil // readers were told there is none (see claim)
+	default:
+	}
 	if !ref.Spool || g.opts.SpoolDir == "" || size < 0 || ref.IsConfig() {
 		fl.publishSpool(nil)
 		return nil
