@@ -54,7 +54,7 @@ func ctrFallbackToOrigin(t *testing.T, addr, origin string) puller {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeTestFile(t, path, strings.Replace(string(b), `server = "https://registry-1.docker.io"`, `server = "http://`+origin+`"`, 1))
+	writeTestFile(t, path, replaceOnce(t, string(b), `server = "https://registry-1.docker.io"`, `server = "http://`+origin+`"`))
 	return &ctrPuller{c: StartContainerd(t), hosts: dir}
 }
 
@@ -62,10 +62,20 @@ func podmanNoFallback(t *testing.T, addr, _ string) puller {
 	return &podmanPuller{p: newPodman(t, writeTemp(t, "registries.conf", configSnippet(t, "registries.conf.no-fallback", addr)))}
 }
 
+// replaceOnce replaces old in s, which must hold it: a snippet that no
+// longer names the registry would leave the test falling back elsewhere.
+func replaceOnce(t *testing.T, s, old, new string) string {
+	t.Helper()
+	if strings.Count(s, old) != 1 {
+		t.Fatalf("the snippet does not name %q once:\n%s", old, s)
+	}
+	return strings.Replace(s, old, new, 1)
+}
+
 // mirrorToOrigin is the mirror registries.conf with origin as the
 // registry it falls back to.
 func mirrorToOrigin(t *testing.T, addr, origin string) string {
-	conf := strings.Replace(configSnippet(t, "registries.conf", addr), `location = "registry-1.docker.io"`, `location = "`+origin+`"`+"\ninsecure = true", 1)
+	conf := replaceOnce(t, configSnippet(t, "registries.conf", addr), `location = "registry-1.docker.io"`, `location = "`+origin+`"`+"\ninsecure = true")
 	return writeTemp(t, "registries.conf", conf)
 }
 
