@@ -195,7 +195,7 @@ func TestStreamCleanColdPull(t *testing.T) {
 // pulls again (the stored verdict refuses the manifest itself).
 type minerCase struct {
 	modeCase
-	first, again string // substrings of what the user sees; "%m" is the manifest digest
+	first, again string // in what the user sees; "%m" is the manifest digest, "%h" pullgate's host:port
 }
 
 // TestStreamMinerRefused: each client pulls an image whose big layer
