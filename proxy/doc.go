@@ -7,6 +7,8 @@
 //
 // proxy never decides what may be served: every refusal and every "serve"
 // is a gate.Decision, which proxy only turns into a status and a body. It
-// never streams a byte that has no clean verdict under the current ruleset
-// (or an operator's allow).
+// never sends a blob's last bytes (in hold mode, any byte) without a clean
+// verdict under the current ruleset (or an operator's allow): in stream
+// mode (stream.go) a layer's body goes out while it is scanned and its
+// tail waits for the gate's decision.
 package proxy

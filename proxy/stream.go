@@ -57,6 +57,9 @@ func (s *Server) streamBlob(w http.ResponseWriter, r *http.Request, t target, st
 	end := rg.start + rg.length
 	err := copySpooled(ctx, dw, st, rg.start, min(end, st.HoldFrom))
 	if err == nil {
+		// What net/http still buffers goes out before the wait for the
+		// decision, which may last as long as the rest of the scan.
+		_ = dw.rc.Flush()
 		ev := requestEvent(r, t.Registry+"/"+t.Repo, t.Digest)
 		err = st.Judge(ctx, s.upstream(t), t.Target, s.holdFor(r), ev)
 	}

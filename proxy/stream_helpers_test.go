@@ -40,6 +40,7 @@ type pause struct {
 	release chan struct{} // closed by the test: go on
 	cut     bool          // after the release, cut instead of sending the tail
 	once    sync.Once
+	reach   sync.Once
 }
 
 const pauseTail = 4 << 10
@@ -141,7 +142,7 @@ func (p *pausingRegistry) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	_, _ = w.Write(data[:len(data)-pauseTail])
 	_ = http.NewResponseController(w).Flush()
-	close(pz.reached)
+	pz.reach.Do(func() { close(pz.reached) })
 	select {
 	case <-pz.release:
 	case <-r.Context().Done():

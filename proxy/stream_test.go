@@ -20,6 +20,7 @@ import (
 	"github.com/pullgate/pullgate/internal/samples"
 	"github.com/pullgate/pullgate/internal/testregistry"
 	"github.com/pullgate/pullgate/internal/testsync"
+	"github.com/pullgate/pullgate/internal/verdict"
 	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/proxy/upstream"
 	"github.com/pullgate/pullgate/storage"
@@ -236,6 +237,16 @@ func TestStreamConfigRefusedWithImage(t *testing.T) {
 	if _, msg := ociError(t, body); !strings.Contains(msg, "Entrypoint") {
 		t.Fatalf("message %q lacks the reason", msg)
 	}
+	// The background judgment recorded the image's decision, as a held
+	// manifest's would be.
+	testsync.WaitFor(t, waitLong, "the image's decision recorded", func() bool {
+		for _, ev := range f.srv.live.Recent(100) {
+			if ev.Digest == b.Digest && ev.Decision == verdict.Blocked && strings.Contains(ev.Reason, "Entrypoint") {
+				return true
+			}
+		}
+		return false
+	})
 	// The image's refusal is remembered: the manifest is refused at once.
 	if resp, _ := f.do(t, "GET", "/v2/someone/web/manifests/1"); resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("manifest of a refused image: %d", resp.StatusCode)
@@ -390,5 +401,34 @@ func TestStreamAcrossReplicasWaitsForTheVerdict(t *testing.T) {
 	})
 	if n := up.blobGets(ld); n != 1 {
 		t.Fatalf("layer fetched %d times by two replicas", n)
+	}
+}
+
+// The tail waits for the gate's whole decision on the blob, not only its
+// scan: an operator's deny made while the layer streams cuts it, though it
+// scanned clean.
+func TestStreamTailWaitsForOperatorDeny(t *testing.T) {
+	f := newStreamFixture(t)
+	layer := noisyLayer(512 << 10)
+	f.up.push(t, "library/big", "1", testregistry.Image{Layers: [][]byte{layer}})
+	ld := digest.FromBytes(layer)
+	pz := f.up.pauseBlob(ld, false)
+	if resp, _ := f.do(t, "GET", "/v2/library/big/manifests/1"); resp.StatusCode != 200 {
+		t.Fatalf("manifest: %d", resp.StatusCode)
+	}
+	size := int64(len(layer))
+	dl := f.startGet(t, "/v2/library/big/blobs/"+ld.String())
+	testsync.WaitFor(t, waitLong, "half of the layer streamed", func() bool { return dl.got.Load() > size/2 })
+	f.override(t, ld.String(), storage.Deny)
+	pz.open()
+	if got, err := dl.wait(t); err == nil || int64(len(got)) > size-gate.StreamHold {
+		t.Fatalf("layer denied while streaming: got %d of %d bytes (err %v)", len(got), size, err)
+	}
+	resp, body := f.do(t, "GET", "/v2/library/big/blobs/"+ld.String())
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("retry of a denied layer: %d", resp.StatusCode)
+	}
+	if _, msg := ociError(t, body); !strings.Contains(msg, "denied by operator") {
+		t.Fatalf("message %q", msg)
 	}
 }

@@ -7,6 +7,8 @@
 //
 // gate never writes HTTP: a Decision says what kind of refusal it is
 // (Kind), and the registry API turns that into a status and an OCI error.
-// It never serves a byte either, and never turns a verdict of an older
-// ruleset into one of the current ruleset.
+// It never serves a byte either (in stream mode it only hands the registry
+// API a BlobStream, which stops short of a layer's tail until the gate has
+// decided), and never turns a verdict of an older ruleset into one of the
+// current ruleset.
 package gate
