@@ -40,7 +40,10 @@ func startTwoUpstreams(t *testing.T) *twoUpstreams {
 	}
 	auth := base64.StdEncoding.EncodeToString([]byte(ghcrUser + ":" + ghcrSecret))
 	creds := writeTemp(t, "config.json", `{"auths":{"ghcr.io":{"auth":"`+auth+`"}}}`)
-	cfg := writeTemp(t, "pullgate.yaml", fmt.Sprintf("upstreams:\n  ghcr.io:\n    url: %q\n    credentials_file: %q\n    allow_networks: [127.0.0.0/8]\n", u.ghcr.URL(), creds))
+	// Every client held: these tests are the hold mode's contract (what
+	// each client shows of a refused manifest); stream_test.go has the
+	// modes each client is given.
+	cfg := writeTemp(t, "pullgate.yaml", fmt.Sprintf("upstreams:\n  ghcr.io:\n    url: %q\n    credentials_file: %q\n    allow_networks: [127.0.0.0/8]\n", u.ghcr.URL(), creds)+allHold)
 	u.pg = StartPullgate(t, PullgateOptions{
 		Upstreams: map[string]string{"docker.io": u.hub.URL()},
 		Extra:     []string{"--config", cfg},

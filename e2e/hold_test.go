@@ -24,7 +24,7 @@ func TestStillScanningAnswerPerClient(t *testing.T) {
 	slow := digest.FromBytes(img.Layers[1])
 	hub.Fault(slow, testregistry.Fault{Delay: 4 * time.Second})
 	cfg := filepath.Join(t.TempDir(), "pullgate.yaml")
-	writeTestFile(t, cfg, "gate:\n  hold: 1s\n  hold_docker: 2m\n  retry_after: 1s\n")
+	writeTestFile(t, cfg, allHold+"  hold: 1s\n  hold_docker: 2m\n  retry_after: 1s\n")
 	pg := StartPullgate(t, PullgateOptions{Upstreams: map[string]string{"docker.io": hub.URL()}, Extra: []string{"--config", cfg}})
 
 	// A containerd-like client is answered within its short hold.
