@@ -62,8 +62,11 @@ func (g *Gate) judgeEarly(ctx context.Context, up *upstream.Registry, t Target, 
 		}
 	}
 	d = g.judge(f)
-	if remembered, ok := g.images.refused(key); ok && !d.Refused() {
-		d = remembered
+	if _, ok := g.images.refused(key); ok && !d.Refused() {
+		// Refused when its judgment ended, not by what is stored now:
+		// judged as in hold mode, where an operator's allow or new rules
+		// are heard.
+		return Decision{}, false
 	}
 	switch {
 	case d.Refused():

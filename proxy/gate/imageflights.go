@@ -26,7 +26,10 @@ type imageFlight struct {
 	name   string // "docker.io/library/alpine"
 	digest digest.Digest
 	refs   []Ref // config first, each with its size from the manifest
-	done   chan struct{}
+	// judgeAgain decides on the image again, now: a remembered refusal
+	// gives way to an operator's allow or new rules made since.
+	judgeAgain func(ctx context.Context, hold time.Duration) Decision
+	done       chan struct{}
 	// decision is the image's, set before done is closed.
 	decision Decision
 	ended    time.Time
@@ -50,7 +53,7 @@ const (
 )
 
 // start returns the running flight of key, or starts judge as a new one.
-func (f *imageFlights) start(key imageKey, refs []Ref, judge func() Decision) *imageFlight {
+func (f *imageFlights) start(key imageKey, refs []Ref, judge func() Decision, judgeAgain func(context.Context, time.Duration) Decision) *imageFlight {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if fl, ok := f.m[key]; ok && fl.running() {
@@ -60,7 +63,7 @@ func (f *imageFlights) start(key imageKey, refs []Ref, judge func() Decision) *i
 		f.m = make(map[imageKey]*imageFlight)
 	}
 	f.prune()
-	fl := &imageFlight{name: key.name, digest: key.digest, refs: refs, done: make(chan struct{})}
+	fl := &imageFlight{name: key.name, digest: key.digest, refs: refs, judgeAgain: judgeAgain, done: make(chan struct{})}
 	f.m[key] = fl
 	go func() {
 		d := Decision{Kind: Upstream, Message: "pullgate: the image's judgment failed"}
@@ -182,6 +185,8 @@ func (g *Gate) streamImage(up *upstream.Registry, t Target, dgst digest.Digest, 
 			g.log.Warn("image refused after its manifest was streamed", "image", t.ImageAt(dgst), "reason", d.Message)
 		}
 		return d
+	}, func(ctx context.Context, hold time.Duration) Decision {
+		return g.judgeImage(ctx, up, t.Repo, dgst, body, hold, scanner.Interactive, false)
 	})
 }
 
@@ -207,9 +212,20 @@ func (g *Gate) AwaitConfig(ctx context.Context, t Target, hold time.Duration) er
 			msg := "pullgate: config " + t.Digest.String() + " of " + fl.name + "@" + fl.digest.String() + " waits for the image's scan; retry in " + g.opts.RetryAfter.String()
 			return stillScanning(msg, g.opts.RetryAfter)
 		}
-		if fl.decision.Refused() {
-			return fl.decision
+		if !fl.decision.Refused() {
+			continue
+		}
+		// Refused when its flight ended: decided again now (from the
+		// stored verdicts, as a held manifest is), so that an operator's
+		// allow, or rules changed since, are heard.
+		if d := fl.judgeAgain(ctx, max(time.Until(deadline(holdCtx)), 0)); d.Refused() {
+			return d
 		}
 	}
 	return nil
+}
+
+func deadline(ctx context.Context) time.Time {
+	d, _ := ctx.Deadline()
+	return d
 }
