@@ -136,14 +136,15 @@ type GateConfig struct {
 	// once, layers are streamed while they are scanned and only their
 	// tails wait for the verdict, the config waits for the image's
 	// decision) or "hold" (the manifest waits for the whole image's
-	// decision). Default hold: podman, skopeo and containerd show a
-	// refusal that comes mid-blob as "unexpected EOF", without the reason
+	// decision). Default hold: podman and skopeo show a refusal that
+	// comes mid-blob as "unexpected EOF", without the reason
 	// (docs/architecture.md, "Clients and gate modes").
 	Mode string `yaml:"mode"`
 	// AgentModes picks the mode by User-Agent prefix before Mode (the
-	// longest prefix wins). Default {"docker/": "stream"}: dockerd shows a
-	// refusal that comes mid-blob word for word as a held one, after about
-	// 15 s of retries, and gains the overlap of the cold pull.
+	// longest prefix wins). Default {"docker/": "stream", "containerd/":
+	// "stream"}: both ask for the config beside the layers, and the
+	// config's refusal shows them the reason (docs/architecture.md,
+	// "Clients and gate modes").
 	AgentModes map[string]string `yaml:"agent_modes"`
 }
 
@@ -192,7 +193,7 @@ func defaultConfig() Config {
 			MaxLayers:      500,
 			IngestLease:    Duration(10 * time.Second),
 			Mode:           "hold",
-			AgentModes:     map[string]string{"docker/": "stream"},
+			AgentModes:     map[string]string{"docker/": "stream", "containerd/": "stream"},
 		},
 		Scan: ScanConfig{
 			MaxLayerBytes:   8 << 30,
