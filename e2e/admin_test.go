@@ -50,12 +50,6 @@ func (a *alertReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.sigs = append(a.sigs, r.Header.Get(events.WebhookSignatureHeader))
 }
 
-func (a *alertReceiver) delivered() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return len(a.bodies)
-}
-
 // TestAdminPageInBrowser drives the admin page in a real headless Chromium
 // while a real dockerd pulls through the pullgate binary: the refusal
 // appears on the open page without a reload, with the image, the file and
