@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -482,5 +483,47 @@ func TestStreamDeclaredSizeLies(t *testing.T) {
 				t.Fatalf("the layer is in the store: %v", err)
 			}
 		})
+	}
+}
+
+// A client that reads a refused layer slowly is cut once the verdict is
+// in, not sent the rest of the layer's head: it receives far less than
+// the head of a layer much larger than the socket buffers.
+func TestStreamSlowReaderCutOnRefusal(t *testing.T) {
+	f := newStreamFixture(t)
+	miner := noisyLayer(32<<20, testregistry.File{Path: "usr/bin/kworker", Mode: 0o755, Data: samples.XMRig()})
+	f.up.push(t, "someone/tool", "1", testregistry.Image{Layers: [][]byte{miner}})
+	md := digest.FromBytes(miner)
+	pz := f.up.pauseBlob(md, false)
+	if resp, body := f.do(t, "GET", "/v2/someone/tool/manifests/1"); resp.StatusCode != 200 {
+		t.Fatalf("manifest in stream mode: %d %s", resp.StatusCode, body)
+	}
+	req, _ := http.NewRequest(http.MethodGet, f.url+"/v2/someone/tool/blobs/"+md.String(), nil)
+	resp, err := f.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	head := make([]byte, 1<<20)
+	if _, err := io.ReadFull(resp.Body, head); err != nil {
+		t.Fatalf("the first MiB of a streamed layer: %v", err)
+	}
+	// The client stops reading; the scan finishes and refuses.
+	testsync.WaitFor(t, waitLong, "the upstream reached its held tail", func() bool {
+		select {
+		case <-pz.reached:
+			return true
+		default:
+			return false
+		}
+	})
+	pz.open()
+	testsync.WaitFor(t, waitLong, "the layer's refusal stored", func() bool {
+		resp, _ := f.do(t, "GET", "/v2/someone/tool/manifests/1")
+		return resp.StatusCode == http.StatusForbidden
+	})
+	rest, _ := io.ReadAll(resp.Body)
+	if got := len(head) + len(rest); got > len(miner)/2 {
+		t.Fatalf("a slow reader got %d of the refused layer's %d bytes after its refusal; want it cut", got, len(miner))
 	}
 }

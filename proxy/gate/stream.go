@@ -73,12 +73,27 @@ func (g *Gate) StreamBlob(ctx context.Context, up *upstream.Registry, t Target) 
 // come from upstream too, whatever the manifest declared: the end of what
 // upstream really sends (which may hash to the digest short of the
 // declared size) is held as well as the end of the declared blob.
+//
+// Once the ingest has ended without a clean verdict nothing more is read:
+// a slow client is not sent the rest of a refused layer's head, nor kept
+// holding its spool.
 func (s *BlobStream) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	if s.released {
 		return s.sp.readAt(ctx, p, off, s.Size, 0)
 	}
+	select {
+	case <-s.fl.done:
+		if s.fl.err != nil || s.fl.verdict.Status != storage.StatusClean {
+			return 0, errIngestNotClean
+		}
+	default:
+	}
 	return s.sp.readAt(ctx, p, off, s.HoldFrom, StreamHold)
 }
+
+// errIngestNotClean cuts the readers of a layer whose ingest ended
+// without a clean verdict.
+var errIngestNotClean = errors.New("the layer's ingest ended without a clean verdict")
 
 // Judge waits for the ingest to finish, then asks the gate for the blob's
 // decision as for any blob (AskBlob: the stored verdict, the operator's
