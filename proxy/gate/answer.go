@@ -68,16 +68,22 @@ func (g *Gate) askManifest(ctx context.Context, up *upstream.Registry, t Target,
 		return a
 	}
 	if stream && IsImageManifest(mediaType) {
-		if d, early := g.judgeEarly(ctx, up, t, a, links, ev); early {
+		if d, early := g.judgeEarly(holdCtx, up, t, a, links, ev); early {
 			a.Decision = d
-			if d.Refused() {
-				a.Err = d
+			if d.Outcome == verdict.Pending {
+				return a // served early: the image flight records the decision
 			}
-			return a
+			return g.answered(a, ev, start)
 		}
 	}
 	a.Decision = g.judgeManifest(ctx, up, t, a, links, max(hold-time.Since(start), 0))
-	ev.Digest, ev.Decision, ev.Findings, ev.Reason = desc.Digest, a.Decision.Outcome, a.Decision.Findings, a.Decision.Message
+	return g.answered(a, ev, start)
+}
+
+// answered records a manifest's decision as ev and sets the refusal the
+// client gets, if any.
+func (g *Gate) answered(a ManifestAnswer, ev events.Event, start time.Time) ManifestAnswer {
+	ev.Digest, ev.Decision, ev.Findings, ev.Reason = a.Digest, a.Decision.Outcome, a.Decision.Findings, a.Decision.Message
 	ev.Latency = time.Since(start)
 	g.opts.Events.Emit(ev)
 	if a.Decision.Refused() {

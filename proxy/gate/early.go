@@ -17,11 +17,14 @@ import (
 // list, the denies on its blobs, the remembered refusal of an earlier
 // judgment, and the verdicts already stored under the current rules (a
 // blob that refuses alone, or findings that add up across them). A
-// refusal is recorded as ev and returned; an image not refused by them is
-// served, and judged in the background (streamImage). early is false when
+// decision final from them (a refusal, or every blob judged under the
+// current rules) is returned with early true for the caller to record; an
+// image not yet decided is served, and judged in the background
+// (streamImage), which records it as ev. early is false when
 // the manifest is better answered as in hold mode: a name refused through
 // its links, an operator's override on it, a manifest that cannot be read
-// as an image, or an image whose blobs all have usable verdicts.
+// as an image, a config that could not be judged, or a refusal remembered
+// from an ended judgment that the stored facts no longer give.
 func (g *Gate) judgeEarly(ctx context.Context, up *upstream.Registry, t Target, a ManifestAnswer, links storage.Links, ev events.Event) (d Decision, early bool) {
 	if g.admitLinked(ctx, t.Name(), t.ImageAt(a.Digest), links) != nil {
 		return Decision{}, false
@@ -61,6 +64,9 @@ func (g *Gate) judgeEarly(ctx context.Context, up *upstream.Registry, t Target, 
 			f.Blobs = append(f.Blobs, BlobFact{Ref: r, State: Failed, Err: fmt.Errorf("%w: verdict store: %v", errTransient, err)})
 		}
 	}
+	if g.Scanner().RulesetID() != f.RulesetID {
+		return Decision{}, false // the rules moved while it was read: as in hold mode
+	}
 	d = g.judge(f)
 	if _, ok := g.images.refused(key); ok && !d.Refused() {
 		// Refused when its judgment ended, not by what is stored now:
@@ -68,13 +74,11 @@ func (g *Gate) judgeEarly(ctx context.Context, up *upstream.Registry, t Target, 
 		// are heard.
 		return Decision{}, false
 	}
-	switch {
-	case d.Refused():
-		ev.Digest, ev.Decision, ev.Findings, ev.Reason = a.Digest, d.Outcome, d.Findings, d.Message
-		g.opts.Events.Emit(ev)
+	if d.Refused() || usable == len(refs) {
+		// Every blob judged under the current rules (or a refusal known
+		// already): these are the facts a held manifest is decided on,
+		// so the decision is final, and is not gathered a second time.
 		return d, true
-	case usable == len(refs):
-		return Decision{}, false
 	}
 	g.streamImage(up, t, a.Digest, a.Body, refs, ev)
 	return Decision{Outcome: verdict.Pending, Kind: Serve}, true
