@@ -172,6 +172,11 @@ func (w *walker) walk(r io.Reader) error {
 		return err
 	}
 	defer release()
+	if comp != uncompressed {
+		ra := newReadAhead(body)
+		defer ra.close() // before release: the goroutine reads the decoder
+		body = ra
+	}
 	w.count = &countReader{r: body, limit: w.s.limits.MaxLayerBytes}
 	stream, err := w.walkBody()
 	if err != nil {

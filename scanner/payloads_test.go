@@ -1,0 +1,98 @@
+package scanner
+
+import (
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// everyBytePayloads is the search as it reads when it looks at every
+// byte of the script: the reference the probing search must agree with.
+func everyBytePayloads(data []byte) []payload {
+	return appendRuns(nil, data, 0, len(data))
+}
+
+// scriptAround builds a script with base64 runs of the given lengths,
+// each on one line or wrapped at width, between ordinary lines, placed so
+// that runs start and end on both sides of the probed positions.
+func scriptAround(rng *rand.Rand, lengths []int, width int) []byte {
+	var b bytes.Buffer
+	b.WriteString("#!/bin/sh\n")
+	for _, n := range lengths {
+		b.WriteString(strings.Repeat("x", rng.IntN(3000)) + " # pad\n")
+		raw := make([]byte, n*3/4+3)
+		for i := range raw {
+			raw[i] = byte(rng.Uint32())
+		}
+		enc := base64.StdEncoding.EncodeToString(raw)[:n]
+		if width <= 0 {
+			fmt.Fprintf(&b, "echo '%s' | base64 -d | sh\n", enc)
+			continue
+		}
+		b.WriteString("base64 -d <<E | sh\n")
+		for len(enc) > 0 {
+			k := min(width, len(enc))
+			b.WriteString(enc[:k] + "\n")
+			enc = enc[k:]
+		}
+		b.WriteString("E\n")
+	}
+	return b.Bytes()
+}
+
+func samePayloads(t *testing.T, data []byte) {
+	t.Helper()
+	got, want := base64Payloads(data), everyBytePayloads(data)
+	if len(got) != len(want) {
+		t.Fatalf("%d payloads, the every-byte search finds %d", len(got), len(want))
+	}
+	for i := range got {
+		if got[i].offset != want[i].offset || !bytes.Equal(got[i].data, want[i].data) {
+			t.Fatalf("payload %d at %d (%d bytes), the every-byte search has it at %d (%d bytes)",
+				i, got[i].offset, len(got[i].data), want[i].offset, len(want[i].data))
+		}
+	}
+}
+
+// The probing search finds exactly what a look at every byte finds: runs
+// just under, at and over the minimum, on one line and wrapped, at and
+// around the probe spacing, at the start and the end of the data.
+func TestBase64PayloadsProbeAsEveryByte(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	lengths := []int{minBase64Run - 4, minBase64Run, minBase64Run + 4, minBase64Run/2 + 8, 3 * minBase64Run, 20000}
+	for _, width := range []int{0, 64, 76, 4096} {
+		for round := range 20 {
+			t.Run(fmt.Sprintf("width=%d/round=%d", width, round), func(t *testing.T) {
+				rng.Shuffle(len(lengths), func(i, j int) { lengths[i], lengths[j] = lengths[j], lengths[i] })
+				chosen := lengths[:1+round%len(lengths)]
+				data := scriptAround(rng, chosen, width)
+				samePayloads(t, data)
+				if len(everyBytePayloads(data)) == 0 && slices.Max(chosen) >= minBase64Run {
+					t.Fatal("no payload in a script built with runs over the minimum: the test proves nothing")
+				}
+			})
+		}
+	}
+	// A run that is the whole data, and one that ends it without a line break.
+	enc := []byte(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0xa5, 0x5a, 0x33}, 2000)))
+	samePayloads(t, enc)
+	samePayloads(t, append([]byte("x "), enc...))
+	if len(base64Payloads(enc)) != 1 {
+		t.Fatal("a run that is the whole data is not found")
+	}
+}
+
+func FuzzBase64Payloads(f *testing.F) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	f.Add(scriptAround(rng, []int{minBase64Run}, 0))
+	f.Add(scriptAround(rng, []int{minBase64Run + 100, 5000}, 76))
+	f.Add([]byte(strings.Repeat("QUJD", minBase64Run/4)))
+	f.Add([]byte(strings.Repeat("QUJDRA==\n", 600)))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		samePayloads(t, data)
+	})
+}
