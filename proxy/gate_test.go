@@ -15,6 +15,7 @@ import (
 
 	"github.com/pullgate/pullgate/internal/samples"
 	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/internal/testsync"
 	"github.com/pullgate/pullgate/internal/verdict"
 	"github.com/pullgate/pullgate/proxy/gate"
 	"github.com/pullgate/pullgate/scanner"
@@ -52,10 +53,13 @@ func TestMinerLayerRefused(t *testing.T) {
 		t.Fatalf("blocked layer is in the store: %v", err)
 	}
 	// The clean layers of the image are stored and can be served: they are
-	// clean on their own, and other images may share them.
-	if _, err := f.blobs.Stat(context.Background(), digest.FromBytes(img.Layers[0])); err != nil {
-		t.Fatalf("clean layer not stored: %v", err)
-	}
+	// clean on their own, and other images may share them. The refusal
+	// may come as soon as the miner's layer is judged, while the others
+	// are still being ingested.
+	testsync.WaitFor(t, 10*time.Second, "the clean layer to be stored", func() bool {
+		_, err := f.blobs.Stat(context.Background(), digest.FromBytes(img.Layers[0]))
+		return err == nil
+	})
 }
 
 func TestMinerInConfigRefused(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,3 +106,51 @@ func TestRelativeLink(t *testing.T) {
 		}
 	}
 }
+
+// A deny or the known-bad list on an index's own digest refuses the index
+// (the digest a person pulls by), by tag and by digest; an allow on it
+// serves it as before, with its entries still judged one by one.
+func TestIndexDigestDeniedOrKnownBad(t *testing.T) {
+	cases := []struct {
+		name     string
+		override storage.Action // on the index digest, if not ""
+		knownBad bool           // the index digest on the known-bad list
+		status   int
+		want     string
+	}{
+		{"operator deny", storage.Deny, false, http.StatusForbidden, "denied by operator admin"},
+		{"known-bad list", "", true, http.StatusForbidden, "is on the known-bad list"},
+		{"operator allow", storage.Allow, false, http.StatusOK, ""},
+		{"nothing on it", "", false, http.StatusOK, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			known := &laterDigest{}
+			f := newFixture(t, func(o *Options, _ *scanner.Options) { o.KnownBad = known })
+			good := f.hub.Push(t, "library/idx", "", testregistry.CleanImage("idx"))
+			idx := f.hub.PushIndex(t, "library/idx", "1", map[string]digest.Digest{"linux/amd64": good})
+			if c.knownBad {
+				known.d = idx
+			}
+			if c.override != "" {
+				f.override(t, idx.String(), c.override)
+			}
+			for _, ref := range []string{"1", idx.String()} {
+				body := f.wantStatus(t, "/v2/library/idx/manifests/"+ref, c.status)
+				if c.want == "" {
+					continue
+				}
+				if _, msg := ociError(t, body); !strings.Contains(msg, c.want) || !strings.Contains(msg, idx.String()) {
+					t.Fatalf("%s: message %q does not say %q of %s", ref, msg, c.want, idx)
+				}
+			}
+			// The platform's own manifest is judged on its own content.
+			f.wantStatus(t, "/v2/library/idx/manifests/"+good.String(), http.StatusOK)
+		})
+	}
+}
+
+// laterDigest is a known-bad list of one digest, set once it is known.
+type laterDigest struct{ d digest.Digest }
+
+func (l *laterDigest) Has(d digest.Digest) bool { return l.d != "" && d == l.d }

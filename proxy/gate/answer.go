@@ -106,7 +106,9 @@ func (g *Gate) judgeManifest(ctx context.Context, up *upstream.Registry, t Targe
 	}
 	switch {
 	case IsIndex(a.MediaType):
-		return g.judge(Facts{Subject: Index, Name: t.Registry + "/" + t.Repo, Digest: a.Digest, Invalid: CheckIndex(a.Body)})
+		f := Facts{Subject: Index, Name: t.Registry + "/" + t.Repo, Digest: a.Digest, Invalid: CheckIndex(a.Body), KnownBad: g.knownBad(a.Digest)}
+		g.gatherOverride(ctx, &f)
+		return g.judge(f)
 	case IsImageManifest(a.MediaType):
 		return g.judgeImage(ctx, up, t.Repo, a.Digest, a.Body, hold, scanner.Interactive, false)
 	}

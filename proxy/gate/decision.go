@@ -169,6 +169,15 @@ func Decide(p scanner.Policy, f Facts) Decision {
 		return Decision{Outcome: r.Outcome, Kind: r.Kind, Message: r.Message}
 	}
 	if f.Subject == Index {
+		// An index is served for its entries to be judged one by one,
+		// but a deny or the known-bad list on its own digest refuses it:
+		// that is the digest a person pulls by. An allow changes nothing.
+		if d, overridden := decideOverride(f, image); overridden && d.Refused() {
+			return d
+		}
+		if d, ok := knownBad(p, f, image); ok {
+			return d
+		}
 		if f.Invalid != nil {
 			return Decision{Outcome: verdict.Failed, Kind: Invalid, Message: fmt.Sprintf("pullgate: %s refused: %v", image, f.Invalid)}
 		}
