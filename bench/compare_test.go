@@ -2,11 +2,13 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -137,8 +139,10 @@ func compareCold(b *testing.B, up *fileRegistry, im *fileImage, capped bool) {
 			}
 			if err == nil && !capped {
 				var warm pullSample
-				if warm, err = warmPull(target, im, m); err == nil {
+				var reps []pullSample
+				if warm, reps, err = warmPull(target, im, m); err == nil {
 					results.addPull(im.name, "warm", sys, warm)
+					b.Logf("%s warm round %d %s: %v", im.name, round+1, sys, walls(reps))
 				}
 			}
 			m.stop()
@@ -175,18 +179,31 @@ func timedPull(url string, im *fileImage, m *mirror) (pullSample, error) {
 }
 
 // warmPull is the median of warmReps pulls through a mirror that has the
-// image already.
-func warmPull(url string, im *fileImage, m *mirror) (pullSample, error) {
+// image already, and every pull in the order made.
+func warmPull(url string, im *fileImage, m *mirror) (pullSample, []pullSample, error) {
 	var samples []pullSample
 	for range warmReps {
 		s, err := timedPull(url, im, m)
 		if err != nil {
-			return s, err
+			return s, samples, err
 		}
 		samples = append(samples, s)
 	}
-	slices.SortFunc(samples, func(a, b pullSample) int { return int(a.wall - b.wall) })
-	return samples[len(samples)/2], nil
+	sorted := slices.Clone(samples)
+	slices.SortFunc(sorted, func(a, b pullSample) int { return int(a.wall - b.wall) })
+	return sorted[len(sorted)/2], samples, nil
+}
+
+// walls is each pull's wall time and the mirror's CPU time, in seconds.
+func walls(ss []pullSample) string {
+	var b strings.Builder
+	for i, s := range ss {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%.3fs (%.2f cpu-s)", s.wall.Seconds(), s.cpu.Seconds())
+	}
+	return b.String()
 }
 
 // reportCompare reports one condition's medians and ratios as benchmark
