@@ -6,12 +6,14 @@ import (
 	"compress/flate"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math/rand/v2"
 	"sync"
 	"testing"
 
 	"github.com/pullgate/pullgate/internal/isal"
+	"github.com/pullgate/pullgate/internal/samples"
 )
 
 // zipMember is one member of a test zip: its content, and the flate
@@ -260,4 +262,70 @@ func TestZipInflatersConcurrent(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
+}
+
+// rawMember is a deflated member written as given: stream is its
+// compressed bytes, data what its sizes and CRC-32 say it holds.
+func rawMember(t *testing.T, zw *zip.Writer, name string, data, stream []byte) {
+	t.Helper()
+	fh := &zip.FileHeader{Name: name, Method: zip.Deflate, CRC32: crc32.ChecksumIEEE(data),
+		CompressedSize64: uint64(len(stream)), UncompressedSize64: uint64(len(data))}
+	fh.SetMode(0o755)
+	w, err := zw.CreateRaw(fh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(stream); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// In a layer's zip, a member whose deflate stream ends before its section
+// does is read whole and scanned; one whose stream is cut is reported
+// unreadable, and the member after it is still scanned.
+func TestZipMembersThroughISALScanned(t *testing.T) {
+	miner := samples.XMRig()
+	plain := memberData(8, 20000)
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	rawMember(t, zw, "tail/xmrig", miner, append(deflateBytes(t, miner), "bytes after the final block"...))
+	rawMember(t, zw, "cut.txt", plain, deflateBytes(t, plain)[:1000])
+	rawMember(t, zw, "after/xmrig", miner, deflateBytes(t, miner))
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s := newTestScanner(t, Options{Workers: 2})
+	res, err := scanOne(t, s, tfile{name: "opt/a.zip", mode: 0o644, data: buf.Bytes()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"/opt/a.zip!tail/xmrig":  "MinerXMRig",
+		"/opt/a.zip!cut.txt":     ArchiveUnreadableRule,
+		"/opt/a.zip!after/xmrig": "MinerXMRig",
+	}
+	for _, f := range res.Findings {
+		if want[f.Path] == f.Rule {
+			delete(want, f.Path)
+		} else if f.Rule == ArchiveUnreadableRule {
+			t.Errorf("unexpected %+v", f)
+		}
+	}
+	if len(want) > 0 {
+		t.Fatalf("findings %+v lack %v", res.Findings, want)
+	}
+}
+
+func deflateBytes(t *testing.T, data []byte) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	w, err := flate.NewWriter(&b, 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(data)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
 }
