@@ -13,6 +13,7 @@ static struct inflate_state *pg_new(int flag) {
 	struct inflate_state *s = malloc(sizeof(*s));
 	if (s != NULL) {
 		isal_inflate_init(s);
+		pg_clear_upper();
 		s->crc_flag = flag;
 	}
 	return s;
@@ -20,6 +21,7 @@ static struct inflate_state *pg_new(int flag) {
 
 static void pg_reset(struct inflate_state *s, int flag) {
 	isal_inflate_reset(s);
+	pg_clear_upper();
 	s->crc_flag = flag;
 }
 
