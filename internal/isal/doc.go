@@ -1,7 +1,8 @@
-// Package isal decompresses gzip and raw deflate streams with Intel's ISA-L (libisal),
-// whose inflate runs about three times as fast as a pure Go one on the
-// same core. Layers are gzip-compressed tar streams, and a cold pull spends
-// most of its CPU inflating them, so this is where the scanner reads them.
+// Package isal decompresses gzip and raw deflate streams with Intel's
+// ISA-L (libisal), whose inflate runs about three times as fast as a pure
+// Go one on the same core. Layers are gzip-compressed tar streams, and a
+// cold pull spends most of its CPU inflating them, so this is where the
+// scanner reads them.
 //
 // NewRawReader reads raw deflate (no gzip header or trailer), as zip
 // members hold it, and is reset and reused from member to member.

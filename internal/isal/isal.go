@@ -173,6 +173,13 @@ func (z *Reader) Read(p []byte) (int, error) {
 	}
 	n := copy(p, z.outB[z.outLo:z.outHi])
 	z.outLo += n
+	if z.raw && z.finished && z.outLo == z.outHi {
+		// The end comes with the last bytes, as compress/flate gives it:
+		// archive/zip then checks the member's CRC-32 and size in the
+		// same Read, even for a caller that reads no further.
+		z.err = io.EOF
+		return n, io.EOF
+	}
 	return n, nil
 }
 

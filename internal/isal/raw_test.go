@@ -269,3 +269,30 @@ func TestRawSourceError(t *testing.T) {
 type failing struct{ err error }
 
 func (f *failing) Read([]byte) (int, error) { return 0, f.err }
+
+// The last bytes of a raw stream come with io.EOF, as compress/flate
+// gives them, so a caller reading exactly the stream's length (archive/zip
+// for its CRC-32) sees the end.
+func TestRawEOFWithTheLastBytes(t *testing.T) {
+	z := newRaw(t)
+	for _, size := range []int{1, 5000, 700 << 10} {
+		data := sample(size)
+		if err := z.Reset(bytes.NewReader(deflate(t, data, 6))); err != nil {
+			t.Fatal(err)
+		}
+		var got []byte
+		var err error
+		buf := make([]byte, 64<<10)
+		for err == nil {
+			var n int
+			n, err = z.Read(buf)
+			got = append(got, buf[:n]...)
+			if err == nil && len(got) == size {
+				t.Fatalf("size %d: all bytes read without io.EOF", size)
+			}
+		}
+		if err != io.EOF || !bytes.Equal(got, data) {
+			t.Fatalf("size %d: %v after %d bytes", size, err, len(got))
+		}
+	}
+}
