@@ -9,11 +9,14 @@ import (
 	"hash/crc32"
 	"io"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pullgate/pullgate/internal/isal"
 	"github.com/pullgate/pullgate/internal/samples"
+	"github.com/pullgate/pullgate/internal/testsync"
 )
 
 // zipMember is one member of a test zip: its content, and the flate
@@ -330,4 +333,28 @@ func deflateBytes(t *testing.T, data []byte) []byte {
 		t.Fatal(err)
 	}
 	return b.Bytes()
+}
+
+// Readers the pool drops on a GC free their C memory: the pool keeps no
+// C memory that the heap does not.
+func TestZipInflatersFreedWithThePool(t *testing.T) {
+	stream := deflateBytes(t, memberData(4, 3000))
+	var open []io.ReadCloser
+	for i := 0; i < 8; i++ {
+		rc := newInflater(bytes.NewReader(stream))
+		if _, err := io.ReadAll(rc); err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, rc)
+	}
+	if isal.Live() < 8 {
+		t.Fatalf("%d readers hold C memory, want at least the 8 open ones", isal.Live())
+	}
+	for _, rc := range open {
+		rc.Close()
+	}
+	testsync.WaitFor(t, 30*time.Second, "every pooled reader's C memory freed", func() bool {
+		runtime.GC()
+		return isal.Live() == 0
+	})
 }

@@ -52,6 +52,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -127,8 +128,16 @@ func newReader(r io.Reader, raw bool) (*Reader, error) {
 	}
 	// A Reader dropped without Close still gives its C memory back.
 	z.cleanup = runtime.AddCleanup(z, freeC, cMem{state, in, out})
+	live.Add(1)
 	return z, nil
 }
+
+// live counts the Readers whose C memory is not freed yet.
+var live atomic.Int64
+
+// Live reports how many Readers hold C memory (about 768 KiB each): those
+// not closed and not yet collected.
+func Live() int64 { return live.Load() }
 
 func crcFlag(raw bool) C.int {
 	if raw {
@@ -158,6 +167,7 @@ type cMem struct {
 }
 
 func freeC(m cMem) {
+	live.Add(-1)
 	C.free(unsafe.Pointer(m.state))
 	C.free(unsafe.Pointer(m.in))
 	C.free(unsafe.Pointer(m.out))

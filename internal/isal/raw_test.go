@@ -5,7 +5,11 @@ import (
 	"compress/flate"
 	"errors"
 	"io"
+	"runtime"
 	"testing"
+	"time"
+
+	"github.com/pullgate/pullgate/internal/testsync"
 )
 
 // writers are compress/flate's writers by level: a new one costs about
@@ -295,4 +299,31 @@ func TestRawEOFWithTheLastBytes(t *testing.T) {
 			t.Fatalf("size %d: %v after %d bytes", size, err, len(got))
 		}
 	}
+}
+
+// Close frees a Reader's C memory once, however often it is called, and
+// a Reader dropped without Close frees it when collected.
+func TestReaderCMemoryFreed(t *testing.T) {
+	before := Live()
+	z, err := NewRawReader(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if Live() != before+1 {
+		t.Fatalf("Live %d after a new Reader, want %d", Live(), before+1)
+	}
+	z.Close()
+	z.Close()
+	if Live() != before {
+		t.Fatalf("Live %d after Close twice, want %d", Live(), before)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := NewRawReader(nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testsync.WaitFor(t, 30*time.Second, "dropped Readers' C memory freed", func() bool {
+		runtime.GC()
+		return Live() == before
+	})
 }
