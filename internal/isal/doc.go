@@ -1,9 +1,13 @@
-// Package isal decompresses gzip streams with Intel's ISA-L (libisal),
-// whose inflate runs about three times as fast as a pure Go one on the
-// same core. Layers are gzip-compressed tar streams, and a cold pull spends
-// most of its CPU inflating them, so this is where the scanner reads them.
+// Package isal decompresses gzip and raw deflate streams with Intel's
+// ISA-L (libisal), whose inflate runs about three times as fast as a pure
+// Go one on the same core. Layers are gzip-compressed tar streams, and a
+// cold pull spends most of its CPU inflating them, so this is where the
+// scanner reads them.
 //
-// The reader checks every member's CRC-32 and length, reads concatenated
+// NewRawReader reads raw deflate (no gzip header or trailer), as zip
+// members hold it, and is reset and reused from member to member.
+//
+// The gzip reader checks every member's CRC-32 and length, reads concatenated
 // members as one stream (as gzip does), and refuses anything else after a
 // member. It copies through C-allocated buffers, so no Go pointer is ever
 // kept by C.

@@ -7,18 +7,22 @@ package isal
 #include <isa-l/igzip_lib.h>
 #include "vector.h"
 
-static struct inflate_state *pg_new(void) {
+// flag is ISAL_GZIP, or ISAL_DEFLATE for a raw stream (no header or
+// trailer), as a zip member is.
+static struct inflate_state *pg_new(int flag) {
 	struct inflate_state *s = malloc(sizeof(*s));
 	if (s != NULL) {
 		isal_inflate_init(s);
-		s->crc_flag = ISAL_GZIP;
+		pg_clear_upper();
+		s->crc_flag = flag;
 	}
 	return s;
 }
 
-static void pg_reset(struct inflate_state *s) {
+static void pg_reset(struct inflate_state *s, int flag) {
 	isal_inflate_reset(s);
-	s->crc_flag = ISAL_GZIP;
+	pg_clear_upper();
+	s->crc_flag = flag;
 }
 
 // pg_isal_inflate is isal_inflate; tests put a stand-in here that leaves
@@ -48,6 +52,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -57,9 +62,14 @@ var ErrCorrupt = errors.New("gzip: corrupt stream")
 const (
 	inSize  = 256 << 10
 	outSize = 512 << 10
+	// firstRead is a raw stream's first read from its source, doubled on
+	// each later one up to inSize: most zip members are a few hundred
+	// bytes to a few KiB, and a source that is not bounded to the member
+	// would otherwise be asked for 256 KiB each time.
+	firstRead = 4 << 10
 )
 
-// Reader inflates a gzip stream.
+// Reader inflates a gzip stream, or a raw deflate stream (NewRawReader).
 type Reader struct {
 	src      io.Reader
 	state    *C.struct_inflate_state
@@ -76,12 +86,32 @@ type Reader struct {
 	members  int
 	err      error
 	cleanup  runtime.Cleanup
+	raw      bool // a raw deflate stream: one, no header or trailer
+	readCap  int  // most bytes the next fill of a raw stream reads
+	stale    bool // the C state still holds the stream before Reset
 }
 
 // NewReader returns a Reader over r. The gzip header is checked on the
 // first Read. Close frees the C memory.
 func NewReader(r io.Reader) (*Reader, error) {
-	state := C.pg_new()
+	return newReader(r, false)
+}
+
+// NewRawReader returns a Reader of the raw deflate stream in r (RFC 1951,
+// as zip members hold it). It ends at the stream's final block: it does
+// not read on to look for more, and reads from r at most a few KiB past
+// that block (a bounded source, as archive/zip gives, is read no
+// further than its bound). It checks no checksum, as raw deflate has
+// none (archive/zip checks the member's CRC-32 and size itself). A
+// source that ends before the final block is an error wrapping
+// ErrCorrupt and io.ErrUnexpectedEOF. Reset reuses it for another
+// stream; Close frees the C memory.
+func NewRawReader(r io.Reader) (*Reader, error) {
+	return newReader(r, true)
+}
+
+func newReader(r io.Reader, raw bool) (*Reader, error) {
+	state := C.pg_new(crcFlag(raw))
 	in := (*C.uint8_t)(C.malloc(inSize))
 	out := (*C.uint8_t)(C.malloc(outSize))
 	if state == nil || in == nil || out == nil {
@@ -94,10 +124,41 @@ func NewReader(r io.Reader) (*Reader, error) {
 		src: r, state: state, in: in, out: out,
 		inBuf: unsafe.Slice((*byte)(unsafe.Pointer(in)), inSize),
 		outB:  unsafe.Slice((*byte)(unsafe.Pointer(out)), outSize),
+		raw:   raw, readCap: firstRead,
 	}
 	// A Reader dropped without Close still gives its C memory back.
 	z.cleanup = runtime.AddCleanup(z, freeC, cMem{state, in, out})
+	live.Add(1)
 	return z, nil
+}
+
+// live counts the Readers whose C memory is not freed yet.
+var live atomic.Int64
+
+// Live reports how many Readers hold C memory (about 768 KiB each): those
+// not closed and not yet collected.
+func Live() int64 { return live.Load() }
+
+func crcFlag(raw bool) C.int {
+	if raw {
+		return C.ISAL_DEFLATE
+	}
+	return C.ISAL_GZIP
+}
+
+// Reset makes z read a new stream from r, of the kind it was made for,
+// keeping its C memory; it drops its hold on the previous source. The C
+// state is reset on the next Read, so a Reset(nil) that only lets go of a
+// source costs nothing. A closed Reader cannot be reset.
+func (z *Reader) Reset(r io.Reader) error {
+	if z.state == nil {
+		return errors.New("isal: reset of a closed reader")
+	}
+	*z = Reader{
+		src: r, state: z.state, in: z.in, out: z.out, inBuf: z.inBuf, outB: z.outB,
+		cleanup: z.cleanup, raw: z.raw, readCap: firstRead, stale: true,
+	}
+	return nil
 }
 
 type cMem struct {
@@ -106,6 +167,7 @@ type cMem struct {
 }
 
 func freeC(m cMem) {
+	live.Add(-1)
 	C.free(unsafe.Pointer(m.state))
 	C.free(unsafe.Pointer(m.in))
 	C.free(unsafe.Pointer(m.out))
@@ -121,12 +183,26 @@ func (z *Reader) Read(p []byte) (int, error) {
 	}
 	n := copy(p, z.outB[z.outLo:z.outHi])
 	z.outLo += n
+	if z.raw && z.finished && z.outLo == z.outHi {
+		// The end comes with the last bytes, as compress/flate gives it:
+		// archive/zip then checks the member's CRC-32 and size in the
+		// same Read, even for a caller that reads no further.
+		z.err = io.EOF
+		return n, io.EOF
+	}
 	return n, nil
 }
 
 // step inflates the next chunk into outB, or sets the final error.
 func (z *Reader) step() error {
+	if z.stale {
+		C.pg_reset(z.state, crcFlag(z.raw))
+		z.stale = false
+	}
 	if z.finished {
+		if z.raw {
+			return io.EOF
+		}
 		// A member ended: more input must be another member, or nothing.
 		if err := z.fill(); err != nil {
 			return err
@@ -137,7 +213,7 @@ func (z *Reader) step() error {
 		if z.inBuf[z.inOff] != 0x1f {
 			return fmt.Errorf("%w: data after the end of the gzip stream", ErrCorrupt)
 		}
-		C.pg_reset(z.state)
+		C.pg_reset(z.state, C.ISAL_GZIP)
 		z.finished = false
 	}
 	if z.inOff == z.inLen && !z.srcEOF {
@@ -153,15 +229,30 @@ func (z *Reader) step() error {
 	z.outLo, z.outHi = 0, int(made)
 	switch {
 	case ret < 0:
-		return fmt.Errorf("%w: %s", ErrCorrupt, errText(int(ret)))
+		return z.corrupt(errors.New(errText(int(ret))))
 	case fin != 0:
 		z.finished = true
 		z.members++
 	case made == 0 && used == 0 && z.srcEOF && z.inOff == z.inLen:
-		return fmt.Errorf("%w: %w", ErrCorrupt, io.ErrUnexpectedEOF)
+		return z.corrupt(io.ErrUnexpectedEOF)
 	}
 	return nil
 }
+
+// corrupt is the error for what is wrong with the stream's content.
+func (z *Reader) corrupt(what error) error {
+	if z.raw {
+		return deflateError{what}
+	}
+	return fmt.Errorf("%w: %w", ErrCorrupt, what)
+}
+
+// deflateError is about a raw deflate stream; it is ErrCorrupt without
+// saying gzip.
+type deflateError struct{ what error }
+
+func (e deflateError) Error() string   { return "deflate: corrupt stream: " + e.what.Error() }
+func (e deflateError) Unwrap() []error { return []error{ErrCorrupt, e.what} }
 
 // fill moves unconsumed input to the front and reads more behind it.
 func (z *Reader) fill() error {
@@ -172,8 +263,13 @@ func (z *Reader) fill() error {
 		z.inLen = copy(z.inBuf, z.inBuf[z.inOff:z.inLen])
 		z.inOff = 0
 	}
-	for z.inLen < len(z.inBuf) {
-		n, err := z.src.Read(z.inBuf[z.inLen:])
+	end := len(z.inBuf)
+	if z.raw {
+		end = min(end, z.inLen+z.readCap)
+		z.readCap = min(2*z.readCap, inSize)
+	}
+	for z.inLen < end {
+		n, err := z.src.Read(z.inBuf[z.inLen:end])
 		z.inLen += n
 		if err == io.EOF {
 			z.srcEOF = true
@@ -195,6 +291,7 @@ func (z *Reader) Close() error {
 		z.cleanup.Stop()
 		freeC(cMem{z.state, z.in, z.out})
 		z.state, z.in, z.out, z.inBuf, z.outB = nil, nil, nil, nil, nil
+		z.src = nil
 		if z.err == nil {
 			z.err = errors.New("isal: reader closed")
 		}
