@@ -12,7 +12,7 @@ rule MinerInImageConfig
         description = "cryptominer command line in the image config (stratum URL or donate level)"
     strings:
         $donate = "--donate\x2dlevel"
-        $st     = /stratum[0-9]?\+(tcp|ssl|tls):\/\//
+        $st     = /stratum[0-9]?(\+tcp:\/\/|\+ssl:\/\/|\+tls:\/\/)/
     condition:
         context == "config" and ($donate or $st)
 }

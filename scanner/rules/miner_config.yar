@@ -25,7 +25,7 @@ rule MinerXMRigConfig
         $av     = "\"a\x76\":"
         $maxcpu = "\"max-cpu\x2dusage\""
         $aff    = "\"cpu-affinit\x79\""
-        $st     = /stratum[0-9]?\+(tcp|ssl|tls):\/\//
+        $st     = /stratum[0-9]?(\+tcp:\/\/|\+ssl:\/\/|\+tls:\/\/)/
     condition:
         not (uint32(0) == 0x464c457f) and $pools and $url and $user and
         ($donate or $st or 3 of ($rx, $cpu, $algo, $rig, $nh, $keep, $coin, $av, $maxcpu, $aff))
@@ -52,7 +52,7 @@ rule MinerStratumConfig
         severity = "high"
         description = "miner configuration (CPU and GPU miners): stratum URL with user and algorithm"
     strings:
-        $url  = /"(url|pool)"\s*:\s*"stratum[0-9]?\+(tcp|ssl|tls):\/\//
+        $url  = /"(url|pool)"\s*:\s*"stratum[0-9]?(\+tcp:\/\/|\+ssl:\/\/|\+tls:\/\/)/
         $user = /"(user|userpass|wallet)"\s*:\s*"/
         $algo = /"(algo|algorithm)"\s*:\s*"/
     condition:

@@ -142,7 +142,7 @@ rule MinerStratumExecutable
         severity = "high"
         description = "executable with a built-in stratum mining pool URL"
     strings:
-        $url = /stratum[0-9]?\+(tcp|ssl|tls):\/\/[A-Za-z0-9\[]/
+        $url = /stratum[0-9]?(\+tcp:\/\/|\+ssl:\/\/|\+tls:\/\/)[A-Za-z0-9\[]/
     condition:
         executable and context == "layer" and $url and not ScriptLike
 }

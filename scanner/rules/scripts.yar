@@ -14,7 +14,7 @@ rule MinerStratumScript
         severity = "high"
         description = "stratum mining pool URL in a script, service file or crontab"
     strings:
-        $url = /stratum[0-9]?\+(tcp|ssl|tls):\/\/[A-Za-z0-9\[]/
+        $url = /stratum[0-9]?(\+tcp:\/\/|\+ssl:\/\/|\+tls:\/\/)[A-Za-z0-9\[]/
     condition:
         context == "layer" and $url and ScriptLike
 }
@@ -26,7 +26,7 @@ rule MinerStratumURL
         severity = "medium"
         description = "stratum mining pool URL in a data file"
     strings:
-        $url = /stratum[0-9]?\+(tcp|ssl|tls):\/\/[A-Za-z0-9\[]/
+        $url = /stratum[0-9]?(\+tcp:\/\/|\+ssl:\/\/|\+tls:\/\/)[A-Za-z0-9\[]/
     condition:
         context == "layer" and $url and not ScriptLike and not executable
 }
@@ -41,7 +41,7 @@ rule MinerCommandLine
         $cli = /(^|[\s"'])(-o|--url[= ]?)\s*([a-z0-9+]{3,20}:\/\/)?[A-Za-z0-9][A-Za-z0-9.\-]{2,100}:[0-9]{2,5}[\s"',]([^\n]{0,300}[\s"'])?(-u|--user[= ]?)\s*[0-9A-Za-z][0-9A-Za-z._+\-]{29,}/
         $gpu = /(^|[\s"'])(-pool|--pool)[= ]\s*([a-z0-9+]{3,20}:\/\/)?[A-Za-z0-9][A-Za-z0-9.\-]{2,100}:[0-9]{2,5}[\s"',]([^\n]{0,300}[\s"'])?(-wal|--wallet|--user|-u)[= ]\s*(0x[0-9a-fA-F]{40}|[0-9A-Za-z][0-9A-Za-z._+\-]{29,})/
         $donate = "--donate\x2dlevel"
-        $st = /stratum[0-9]?\+(tcp|ssl|tls):\/\//
+        $st = /stratum[0-9]?(\+tcp:\/\/|\+ssl:\/\/|\+tls:\/\/)/
     condition:
         $cli or $gpu or ($donate and $st)
 }
@@ -57,7 +57,7 @@ rule DropperMinerScript
         $wget  = "wget " fullword
         $chmod = /chmod\s+(\+x|[0-7]?7[0-7][0-7])/
         $m1 = "xmr\x69g" nocase
-        $m2 = /stratum[0-9]?\+(tcp|ssl|tls):\/\//
+        $m2 = /stratum[0-9]?(\+tcp:\/\/|\+ssl:\/\/|\+tls:\/\/)/
         $m3 = "--donate\x2dlevel"
         $m4 = "mine\x72d" fullword
         $m5 = "cpumine\x72" fullword
