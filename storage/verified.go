@@ -25,11 +25,29 @@ import (
 // verifyEvery is how long a verification stands for a file left unchanged.
 const verifyEvery = time.Hour
 
-// verifyMargin keeps a file changed within the filesystem's timestamp
-// granularity (a second on some) of its verification from keeping the
-// identity it had when verified: a verification counts only for a file
-// whose last change was at least this long before the read began.
-var verifyMargin = time.Second
+// A verification counts only for a file whose last change was at least a
+// margin before the read began, so that a file changed again within the
+// filesystem's timestamp granularity of its verification cannot keep the
+// identity it had when verified. The margin is a second where the file's
+// times are whole seconds (a filesystem that keeps no finer times), and
+// fineMargin where they show sub-second precision: Linux stamps changes
+// from its coarse clock, which ticks every jiffy (at most 10 ms), so a
+// change after the read began has a later time. Without it, a blob
+// committed less than a second before its first serves (a warm pull right
+// after the cold one) was hashed again on each.
+const (
+	coarseMargin = time.Second
+	fineMargin   = 50 * time.Millisecond
+)
+
+// margin is how long before a read f must have last changed for the read
+// to count as its verification.
+func (id fileID) margin() time.Duration {
+	if id.mtime%int64(time.Second) != 0 || id.ctime%int64(time.Second) != 0 {
+		return fineMargin
+	}
+	return coarseMargin
+}
 
 // fileID is what the filesystem says of a file's content.
 type fileID struct {
@@ -67,11 +85,14 @@ func (b *Blobs) Verified(dgst digest.Digest, f *os.File) bool {
 
 // SetVerified records that f, an open file of blob dgst, was read from its
 // start to its end from the time began and hashed to dgst. It is not
-// recorded when f changed too near that time to tell (see verifyMargin), or
+// recorded when f changed too near that time to tell (see margin), or
 // when the store no longer knows the blob (removed meanwhile).
 func (b *Blobs) SetVerified(dgst digest.Digest, f *os.File, began time.Time) {
 	id, ok := identify(f)
-	if !ok || id.ctime > began.Add(-verifyMargin).UnixNano() || id.mtime > began.Add(-verifyMargin).UnixNano() {
+	if !ok {
+		return
+	}
+	if settled := began.Add(-id.margin()).UnixNano(); id.ctime > settled || id.mtime > settled {
 		return
 	}
 	b.blobsHere.verified(dgst, id, time.Now())
