@@ -133,13 +133,23 @@ func contents(kind archiveKind, data []byte) *archived {
 		}
 		return nil
 	}
-	return &archived{kind: kind, data: bytes.Clone(data)}
+	return &archived{kind: kind, data: bytes.Clone(data), tar: alsoTar(kind, data)}
+}
+
+// alsoTar says whether head, the start of a file of kind, is a zip that is
+// also a tar as archive/tar reads it: a tar whose first member's name
+// starts with a zip's local header. tar reads such a file from its first
+// byte, and what it unpacks is not among the zip's members, so the file
+// is walked as both, and scanned whole as bytes (never trimmed).
+func alsoTar(kind archiveKind, head []byte) bool {
+	return kind == archiveZip && isTar(head[:min(len(head), 2*blockSize)])
 }
 
 // archived is a file to look into once it has been submitted.
 type archived struct {
 	kind     archiveKind
 	data     []byte    // the archive, a copy
+	tar      bool      // a zip that is also a tar (see alsoTar)
 	payloads []payload // a script's decoded payloads
 }
 
@@ -164,6 +174,11 @@ func (w *walker) unarchive(it item, a *archived) error {
 	switch kind {
 	case archiveZip:
 		err = w.walkZip(it, bytes.NewReader(data), int64(len(data)))
+		if a.tar {
+			if err = w.settle(it, err); err == nil {
+				err = w.walkMembers(it, &unarchiveReader{r: bytes.NewReader(data), w: w, what: "tar " + it.shown()})
+			}
+		}
 	case archiveTar:
 		err = w.walkMembers(it, &unarchiveReader{r: bytes.NewReader(data), w: w, what: "tar " + it.shown()})
 	case archiveStream:
@@ -209,11 +224,12 @@ const archiveHead = 4 << 10
 // file holds, never its compressed bytes, and every member is scanned
 // (stored zip members were scanned twice). A tar is scanned whole (a tar
 // can also be a valid ELF), as is a script, and every file when a
-// known-bad list needs its whole hash. If the archive is then not read to
-// its end, scanWhole scans all of it. n is the file's size.
-func (w *walker) trimmable(it *item, kind archiveKind, n int) bool {
+// known-bad list needs its whole hash, and a zip that is also a tar (see
+// alsoTar). If the archive is then not read to its end, scanWhole scans
+// all of it. head is the file's first bytes, n its size.
+func (w *walker) trimmable(it *item, kind archiveKind, head []byte, n int) bool {
 	return (kind == archiveZip || kind == archiveStream) && w.st.rs.knownBad == nil &&
-		it.nest < w.s.limits.MaxArchiveDepth && n > archiveHead
+		it.nest < w.s.limits.MaxArchiveDepth && n > archiveHead && !alsoTar(kind, head)
 }
 
 // scanWhole scans data, a copy of the archive it, as bytes, when it was

@@ -81,7 +81,7 @@ func (w *walker) addSmall(it item, r io.Reader, size, batchCap int) (bool, error
 		// submitted and recycled while the archive is unpacked.
 		a = contents(kind, data)
 	}
-	trimmed := w.trimmable(&it, kind, size)
+	trimmed := w.trimmable(&it, kind, data, size)
 	if trimmed {
 		it.data = data[:archiveHead]
 	}

@@ -168,11 +168,19 @@ func (s *spool) close() { s.f.Close() }
 
 // unarchiveZip walks a zip of size bytes spooled to sp. Only its first
 // window was scanned as bytes: when it is not read whole, all of it is
-// scanned as bytes from the spool.
-func (w *walker) unarchiveZip(it item, sp *spool, size int64) error {
+// scanned as bytes from the spool. A zip that is also a tar (see alsoTar)
+// had every window scanned, and is walked as a tar too.
+func (w *walker) unarchiveZip(it item, sp *spool, size int64, tarToo bool) error {
 	unread := w.unread
-	if err := w.settle(it, w.walkZip(it, sp.f, size)); err != nil || w.unread == unread {
+	if err := w.settle(it, w.walkZip(it, sp.f, size)); err != nil {
 		return err
+	}
+	if tarToo {
+		r := &unarchiveReader{r: io.NewSectionReader(sp.f, 0, size), w: w, what: "tar " + it.shown()}
+		return w.settle(it, w.walkMembers(it, r))
+	}
+	if w.unread == unread {
+		return nil
 	}
 	w.rescanned += size
 	if w.scanned() > w.s.limits.MaxLayerBytes {

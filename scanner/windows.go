@@ -32,6 +32,7 @@ type fileWindows struct {
 	head    *buffer
 	headLen int
 	spool   *spool
+	tarToo  bool // a spooled zip that is also a tar: every window scanned, walked as both
 }
 
 // scanWindows submits a large file as windows of Window bytes, each
@@ -119,7 +120,7 @@ func (w *walker) nextWindow(fw *fileWindows, first bool) (bool, error) {
 			return false, err
 		}
 	}
-	if fw.spool != nil && !first {
+	if fw.spool != nil && !first && !fw.tarToo {
 		// A zip is scanned as bytes for its first window only, unless it
 		// is not read whole (finishWindows scans the spool then).
 		buf.put()
@@ -185,7 +186,7 @@ func (w *walker) firstWindow(fw *fileWindows, data []byte, last bool) error {
 	case fw.kind == notArchive:
 	case last:
 		fw.archive = contents(fw.kind, data)
-		fw.trimmed = w.trimmable(&fw.it, fw.kind, len(data))
+		fw.trimmed = w.trimmable(&fw.it, fw.kind, data, len(data))
 	case fw.it.nest >= w.s.limits.MaxArchiveDepth, fw.kind == archiveScript:
 		// Reported as too deep by finishWindows; a script larger than a
 		// window is scanned as it is.
@@ -197,6 +198,7 @@ func (w *walker) firstWindow(fw *fileWindows, data []byte, last bool) error {
 			return err
 		}
 		fw.spool = sp
+		fw.tarToo = alsoTar(fw.kind, data)
 	default:
 		// A tar or a compressed stream is unpacked as it is read: the
 		// first window is kept, the rest read by the unpacker.
@@ -250,7 +252,7 @@ func (w *walker) finishWindows(fw *fileWindows) (bool, error) {
 			}
 		}
 	case fw.spool != nil:
-		if err := w.unarchiveZip(it, fw.spool, fw.read); err != nil {
+		if err := w.unarchiveZip(it, fw.spool, fw.read, fw.tarToo); err != nil {
 			return false, err
 		}
 	case fw.kind != notArchive && fw.kind != archiveScript && it.nest >= w.s.limits.MaxArchiveDepth:
