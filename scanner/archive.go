@@ -185,7 +185,7 @@ func (w *walker) unarchive(it item, a *archived) error {
 		err = w.walkStream(it, bufio.NewReader(bytes.NewReader(data)))
 	case archiveScript:
 		for _, p := range payloads {
-			child := it.member(fmt.Sprintf("base64@%d", p.offset), false)
+			child := it.member(p.name(), false)
 			r := &unarchiveReader{r: bytes.NewReader(p.data), w: w, what: "base64 payload " + child.where}
 			if _, err = w.scanFile(child, r, int64(len(p.data))); err != nil {
 				break

@@ -349,12 +349,17 @@ func TestBase64Payloads(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			got := base64Payloads([]byte(c.script))
-			switch {
-			case c.want == nil && len(got) != 0:
-				t.Fatalf("decoded %d payloads, want none", len(got))
-			case c.want != nil && (len(got) != 1 || !bytes.Equal(got[0].data, c.want)):
-				t.Fatalf("decoded %d payloads, want exactly the %d byte payload", len(got), len(c.want))
-			case c.want != nil && got[0].offset != strings.Index(c.script, enc[:8]):
+			if c.want == nil {
+				if len(got) != 0 {
+					t.Fatalf("decoded %d payloads, want none", len(got))
+				}
+				return
+			}
+			// One run, decoded at each of base64's four alignments.
+			if len(got) != 4 || got[0].skip != 0 || !bytes.Equal(got[0].data, c.want) {
+				t.Fatalf("decoded %d payloads, want the %d byte payload at the first of four alignments", len(got), len(c.want))
+			}
+			if got[0].offset != strings.Index(c.script, enc[:8]) {
 				t.Fatalf("offset %d, want %d", got[0].offset, strings.Index(c.script, enc[:8]))
 			}
 		})

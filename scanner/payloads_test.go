@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/pullgate/pullgate/internal/samples"
 )
 
 // everyBytePayloads is the search as it reads when it looks at every
@@ -81,7 +83,7 @@ func TestBase64PayloadsProbeAsEveryByte(t *testing.T) {
 	enc := []byte(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0xa5, 0x5a, 0x33}, 2000)))
 	samePayloads(t, enc)
 	samePayloads(t, append([]byte("x "), enc...))
-	if len(base64Payloads(enc)) != 1 {
+	if got := base64Payloads(enc); len(got) != 4 || got[0].skip != 0 {
 		t.Fatal("a run that is the whole data is not found")
 	}
 }
@@ -95,4 +97,51 @@ func FuzzBase64Payloads(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		samePayloads(t, data)
 	})
+}
+
+// How scripts carry a payload that base64 -d (or a shell that joins the
+// pieces first) decodes, each found whole: an unquoted assignment, a
+// here-document wrapped at widths that are not a multiple of four, with
+// CRLF, a quoted value over lines, and a run split by an empty pair of
+// quotes at an odd place. Scanned in a layer, each is refused.
+func TestBase64PayloadsAsScriptsCarryThem(t *testing.T) {
+	miner := append(samples.XMRig(), samples.Filler(4000)...)
+	enc := base64.StdEncoding.EncodeToString(miner)
+	wrap := func(w int, eol string) string {
+		var b strings.Builder
+		for s := enc; len(s) > 0; {
+			n := min(w, len(s))
+			b.WriteString(s[:n] + eol)
+			s = s[n:]
+		}
+		return b.String()
+	}
+	cases := []struct{ name, script string }{
+		{"unquoted assignment", "#!/bin/sh\nP=" + enc + "\necho \"$P\" | base64 -d > /tmp/x\n"},
+		{"here-document at 61", "#!/bin/sh\nbase64 -d <<E | sh\n" + wrap(61, "\n") + "E\n"},
+		{"here-document at 61 with CRLF", "#!/bin/sh\r\nbase64 -d <<E | sh\r\n" + wrap(61, "\r\n") + "E\r\n"},
+		{"here-document at 5", "#!/bin/sh\nbase64 -d <<E | sh\n" + wrap(5, "\n") + "E\n"},
+		{"here-document at 4097", "#!/bin/sh\nbase64 -d <<E | sh\n" + wrap(4097, "\n") + "E\n"},
+		{"quoted value over lines", "#!/bin/sh\nP='" + strings.TrimSuffix(wrap(76, "\n"), "\n") + "'\necho \"$P\" | base64 -d | sh\n"},
+		{"split by an empty pair of quotes", "#!/bin/sh\necho \"" + enc[:4097] + "\"\"" + enc[4097:] + "\" | base64 -d | sh\n"},
+	}
+	s := newTestScanner(t, Options{Workers: 2})
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			found := false
+			for _, p := range base64Payloads([]byte(c.script)) {
+				found = found || bytes.Contains(p.data, miner)
+			}
+			if !found {
+				t.Fatal("no payload decodes to the script's payload")
+			}
+			res, err := scanOne(t, s, tfile{name: "usr/local/bin/setup.sh", mode: 0o755, data: []byte(c.script)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := findingOf(res.Findings, "MinerXMRig"); !ok {
+				t.Fatalf("findings %+v: the miner in the payload was not found", res.Findings)
+			}
+		})
+	}
 }
