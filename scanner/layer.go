@@ -106,6 +106,8 @@ type walker struct {
 	batch *job   // small files waiting to be submitted
 	used  int    // bytes of batch.buf in use
 	tail  []byte // overlap carried between windows of a large file
+
+	member []byte // a zip member read whole before it is scanned (scanMember)
 }
 
 // sourceReader wraps the caller's reader: it remembers a read error (so it

@@ -128,8 +128,9 @@ func (w *walker) countMember(name string, declared int64) (int64, error) {
 // walkZip walks a zip of size bytes read from ra (a zip is read from its
 // central directory at the end: a file whole in memory, or spooled). Every
 // member but directories and symbolic links is scanned with the exec bit
-// of its Unix mode; a member that cannot be opened or read to its end is
-// reported as ArchiveUnreadable and the others are still scanned.
+// of its Unix mode, as unzip and jar extract it (see openMember); a member
+// that cannot be opened or read to its end is reported as
+// ArchiveUnreadable and the others are still scanned.
 func (w *walker) walkZip(it item, ra io.ReaderAt, size int64) error {
 	zr, err := openZip(it, ra, size)
 	if err != nil {
@@ -144,16 +145,15 @@ func (w *walker) walkZip(it item, ra io.ReaderAt, size int64) error {
 			continue
 		}
 		child := it.member(memberName(f.Name), mode&0o111 != 0)
-		size, err := w.countMember(child.where, int64(f.UncompressedSize64))
+		rc, err := openMember(f)
 		if err != nil {
-			return err
-		}
-		rc, err := f.Open()
-		if err != nil {
+			if err := w.countFile(child.where, 0); err != nil {
+				return err
+			}
 			w.archiveFinding(child, ArchiveUnreadableRule, SeverityMedium, "zip member could not be opened, so it was not scanned: "+err.Error())
 			continue
 		}
-		_, err = w.scanFile(child, &unarchiveReader{r: rc, w: w, what: "zip member " + child.where}, size)
+		err = w.scanMember(child, &unarchiveReader{r: rc, w: w, what: "zip member " + child.where})
 		rc.Close()
 		switch {
 		case err == nil:

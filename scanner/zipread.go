@@ -2,6 +2,7 @@ package scanner
 
 import (
 	"archive/zip"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -113,3 +114,51 @@ func newInflater(r io.Reader) io.ReadCloser {
 type failedReader struct{ err error }
 
 func (f *failedReader) Read([]byte) (int, error) { return 0, f.err }
+
+// openMember opens a zip member as unzip and jar extract it: a deflated
+// member is inflated to the end of its deflate stream, whatever sizes
+// and CRC-32 its headers declare (archive/zip stops at the declared size
+// and refuses the rest, which would leave a member that is longer than it
+// says unscanned past that point, and one that is shorter unscanned
+// altogether). Other methods are read by archive/zip.
+func openMember(f *zip.File) (io.ReadCloser, error) {
+	if f.Method != zip.Deflate {
+		return f.Open()
+	}
+	raw, err := f.OpenRaw()
+	if err != nil {
+		return nil, err
+	}
+	return newInflater(raw), nil
+}
+
+// scanMember scans a member of unknown true length: one that fits a batch
+// is read whole first, so it is packed with others at the size it really
+// has; a longer one is scanned as a stream. A member that cannot be read
+// to its end is scanned as far as it reads, and the error returned.
+func (w *walker) scanMember(it item, r io.Reader) error {
+	if err := w.countFile(it.where, 0); err != nil {
+		return err
+	}
+	buf := w.memberBuf(w.s.batchSize + 1)
+	n, rerr := io.ReadFull(r, buf)
+	if rerr == nil {
+		_, err := w.scanFile(it, io.MultiReader(bytes.NewReader(buf[:n]), r), -1)
+		return err
+	}
+	if _, err := w.scanFile(it, bytes.NewReader(buf[:n]), int64(n)); err != nil {
+		return err
+	}
+	if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+		return nil
+	}
+	return rerr
+}
+
+// memberBuf is the walker's buffer for reading one member, reused.
+func (w *walker) memberBuf(n int) []byte {
+	if cap(w.member) < n {
+		w.member = make([]byte, n)
+	}
+	return w.member[:n]
+}

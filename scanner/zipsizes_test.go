@@ -1,0 +1,89 @@
+package scanner
+
+import (
+	"archive/zip"
+	"bytes"
+	"compress/flate"
+	"fmt"
+	"hash/crc32"
+	"testing"
+
+	"github.com/pullgate/pullgate/internal/samples"
+)
+
+// zipDeclaring writes a zip whose one deflated member holds content but
+// declares the uncompressed size usize and CRC-32 crc in its headers.
+func zipDeclaring(t *testing.T, name string, content []byte, usize uint64, crc uint32) []byte {
+	t.Helper()
+	var deflated bytes.Buffer
+	fw, err := flate.NewWriter(&deflated, flate.DefaultCompression)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw.Write(content)
+	fw.Close()
+	var out bytes.Buffer
+	zw := zip.NewWriter(&out)
+	w, err := zw.CreateRaw(&zip.FileHeader{Name: name, Method: zip.Deflate, CRC32: crc,
+		CompressedSize64: uint64(deflated.Len()), UncompressedSize64: usize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(deflated.Bytes())
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
+// A deflated zip member is scanned as unzip and jar extract it, to the end
+// of its deflate stream, whatever size and CRC-32 its headers declare.
+func TestZipMemberDeclaringOtherSizes(t *testing.T) {
+	miner := append(samples.XMRig(), samples.Filler(200<<10)...) // longer than a batch: read as a stream
+	n := uint64(len(miner))
+	crc := crc32.ChecksumIEEE(miner)
+	cases := []struct {
+		name  string
+		usize uint64
+		crc   uint32
+	}{
+		{"as it is", n, crc},
+		{"one byte longer", n + 1, crc},
+		{"twice as long", 2 * n, crc},
+		{"4 GiB", 0xfffffffe, crc},
+		{"100 bytes", 100, crc},
+		{"empty", 0, crc},
+		{"wrong CRC-32", n, crc ^ 0xffff},
+	}
+	s := newTestScanner(t, Options{Workers: 2})
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			z := zipDeclaring(t, "bin/worker", miner, c.usize, c.crc)
+			res, err := scanOne(t, s, tfile{name: "opt/app/tools.jar", mode: 0o644, data: z})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, ok := findingOf(res.Findings, "MinerXMRig")
+			if !ok {
+				t.Fatalf("findings %+v: the miner in the member was not found", res.Findings)
+			}
+			if want := "/opt/app/tools.jar!bin/worker"; f.Path != want {
+				t.Errorf("finding at %q, want %q", f.Path, want)
+			}
+		})
+	}
+	// Small members keep being packed at their real size.
+	for _, size := range []int{0, 1, 5000} {
+		t.Run(fmt.Sprintf("clean member of %d bytes", size), func(t *testing.T) {
+			content := samples.Filler(size)
+			z := zipDeclaring(t, "a.txt", content, uint64(size)+7, crc32.ChecksumIEEE(content))
+			res, err := scanOne(t, s, tfile{name: "opt/a.zip", mode: 0o644, data: z})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Findings) != 0 {
+				t.Fatalf("findings %+v on a clean member", res.Findings)
+			}
+		})
+	}
+}
