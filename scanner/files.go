@@ -1,6 +1,7 @@
 package scanner
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -75,11 +76,16 @@ func (w *walker) addSmall(it item, r io.Reader, size, batchCap int) (bool, error
 	if !it.opaque {
 		kind = detectArchive(&it, data, int64(size))
 	}
-	var a *archived
+	var a, tail *archived
 	if kind != notArchive {
 		// Taken now: data goes to a worker with its batch, which may be
 		// submitted and recycled while the archive is unpacked.
 		a = contents(kind, data)
+	}
+	if kind != archiveZip && !it.opaque && zipAtEnd(data) {
+		// A zip behind something else (a self-extractor, a "#!" zipapp):
+		// its members are looked into too; the file is scanned whole.
+		tail = &archived{kind: archiveZip, data: bytes.Clone(data)}
 	}
 	trimmed := w.trimmable(&it, kind, data, size)
 	if trimmed {
@@ -90,6 +96,11 @@ func (w *walker) addSmall(it item, r io.Reader, size, batchCap int) (bool, error
 		// Unpacked before data's batch can be submitted and recycled.
 		u, err := w.unpack(data)
 		if err := w.scanUnpacked(it, u, err); err != nil {
+			return false, err
+		}
+	}
+	if tail != nil {
+		if err := w.unarchive(it, tail); err != nil {
 			return false, err
 		}
 	}

@@ -162,3 +162,20 @@ func (w *walker) memberBuf(n int) []byte {
 	}
 	return w.member[:n]
 }
+
+// zipEndMagic starts a zip's end of central directory record.
+var zipEndMagic = []byte("PK\x05\x06")
+
+// zipAtEnd says whether data, a whole file that does not start as a zip,
+// ends as one that archive/zip opens with at least one member: unzip,
+// jar and Python read a zip from its end, whatever comes before it, so a
+// self-extractor or a "#!" zipapp is a zip to them. The end record lies
+// in the last 64 KiB and 22 bytes (its comment is at most 65,535 bytes).
+func zipAtEnd(data []byte) bool {
+	tail := data[max(0, len(data)-(1<<16+22)):]
+	if !bytes.Contains(tail, zipEndMagic) {
+		return false
+	}
+	zr, err := zip.NewReader(&budgetReaderAt{r: bytes.NewReader(data), left: maxZipDirectory + 66<<10}, int64(len(data)))
+	return err == nil && len(zr.File) > 0
+}

@@ -87,3 +87,43 @@ func TestZipMemberDeclaringOtherSizes(t *testing.T) {
 		})
 	}
 }
+
+// A zip behind something else is a zip to unzip, jar and Python, which
+// read it from its end: a "#!" zipapp, an executable stub, zeros. Its
+// members are looked into; a file that only carries the end record's
+// magic is not taken for one.
+func TestZipBehindAPrefix(t *testing.T) {
+	miner := append(samples.XMRig(), samples.Filler(2000)...)
+	z := zipDeclaring(t, "bin/worker", miner, uint64(len(miner)), crc32.ChecksumIEEE(miner))
+	cases := []struct {
+		name, path string
+		prefix     []byte
+	}{
+		{"a #! zipapp", "opt/app.pyz", []byte("#!/usr/bin/env python3\n")},
+		{"an executable stub", "opt/setup.run", append(samples.ELF("GLIBC_2.34"), samples.Filler(3000)...)},
+		{"zeros", "opt/blob.dat", make([]byte, 64)},
+	}
+	s := newTestScanner(t, Options{Workers: 2})
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			res, err := scanOne(t, s, tfile{name: c.path, mode: 0o755, data: append(bytes.Clone(c.prefix), z...)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, ok := findingOf(res.Findings, "MinerXMRig")
+			if !ok || f.Path != "/"+c.path+"!bin/worker" {
+				t.Fatalf("findings %+v: want MinerXMRig on /%s!bin/worker", res.Findings, c.path)
+			}
+		})
+	}
+	t.Run("the end record's magic alone", func(t *testing.T) {
+		data := append(samples.Filler(5000), append([]byte("PK\x05\x06"), make([]byte, 30)...)...)
+		res, err := scanOne(t, s, tfile{name: "opt/data.bin", mode: 0o644, data: data})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Findings) != 0 {
+			t.Fatalf("findings %+v on a file that is no zip", res.Findings)
+		}
+	})
+}
