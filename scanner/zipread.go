@@ -3,6 +3,7 @@ package scanner
 import (
 	"archive/zip"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -43,6 +44,14 @@ func (b *budgetReaderAt) ReadAt(p []byte, off int64) (int, error) {
 func openZip(it item, ra io.ReaderAt, size int64) (*zip.Reader, error) {
 	br := &budgetReaderAt{r: ra, left: maxZipDirectory + 66<<10}
 	zr, err := zip.NewReader(br, size)
+	if err != nil && !errors.Is(err, errZipDirectory) {
+		// archive/zip refuses a directory whose entries its end record
+		// counts wrongly; unzip, jar and Python read the entries there.
+		if fixed, ok := recountedZip(ra, size); ok {
+			br = &budgetReaderAt{r: fixed, left: maxZipDirectory + 66<<10}
+			zr, err = zip.NewReader(br, size)
+		}
+	}
 	switch {
 	case errors.Is(err, errZipDirectory):
 		return nil, limitError("zip %s has a central directory of more than %d bytes", it.shown(), maxZipDirectory)
@@ -178,4 +187,59 @@ func zipAtEnd(data []byte) bool {
 	}
 	zr, err := zip.NewReader(&budgetReaderAt{r: bytes.NewReader(data), left: maxZipDirectory + 66<<10}, int64(len(data)))
 	return err == nil && len(zr.File) > 0
+}
+
+// recountedZip is ra with its end record's entry counts set to the number
+// of central directory entries that really follow one another from where
+// the record says the directory starts, when they differ (archive/zip
+// compares the two and refuses the zip). Only a zip without zip64 records
+// and with no prefix is recounted; ok is false when there is nothing to
+// change or the record cannot be found.
+func recountedZip(ra io.ReaderAt, size int64) (io.ReaderAt, bool) {
+	tailLen := min(size, 1<<16+22)
+	tail := make([]byte, tailLen)
+	if _, err := ra.ReadAt(tail, size-tailLen); err != nil {
+		return nil, false
+	}
+	i := bytes.LastIndex(tail, zipEndMagic)
+	if i < 0 || len(tail)-i < 22 {
+		return nil, false
+	}
+	end := tail[i : i+22]
+	dirSize, dirOff := int64(binary.LittleEndian.Uint32(end[12:])), int64(binary.LittleEndian.Uint32(end[16:]))
+	if dirSize > maxZipDirectory || dirOff+dirSize > size-tailLen+int64(i) {
+		return nil, false
+	}
+	dir := make([]byte, dirSize)
+	if _, err := ra.ReadAt(dir, dirOff); err != nil {
+		return nil, false
+	}
+	n := 0
+	for p := 0; p+46 <= len(dir) && binary.LittleEndian.Uint32(dir[p:]) == 0x02014b50; n++ {
+		p += 46 + int(binary.LittleEndian.Uint16(dir[p+28:])) + int(binary.LittleEndian.Uint16(dir[p+30:])) + int(binary.LittleEndian.Uint16(dir[p+32:]))
+	}
+	if n == 0 || uint16(n) == binary.LittleEndian.Uint16(end[10:]) {
+		return nil, false
+	}
+	patched := bytes.Clone(end)
+	binary.LittleEndian.PutUint16(patched[8:], uint16(n))
+	binary.LittleEndian.PutUint16(patched[10:], uint16(n))
+	return &overlaidReaderAt{r: ra, at: size - tailLen + int64(i), b: patched}, true
+}
+
+// overlaidReaderAt reads r with b in place of the bytes at at.
+type overlaidReaderAt struct {
+	r  io.ReaderAt
+	at int64
+	b  []byte
+}
+
+func (o *overlaidReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	n, err := o.r.ReadAt(p, off)
+	for i := range o.b {
+		if k := o.at + int64(i) - off; k >= 0 && k < int64(n) {
+			p[k] = o.b[i]
+		}
+	}
+	return n, err
 }

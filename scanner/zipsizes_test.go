@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"compress/flate"
+	"encoding/binary"
 	"fmt"
 	"hash/crc32"
 	"testing"
@@ -126,4 +127,40 @@ func TestZipBehindAPrefix(t *testing.T) {
 			t.Fatalf("findings %+v on a file that is no zip", res.Findings)
 		}
 	})
+}
+
+// A zip whose end record counts its entries wrongly is read from its
+// directory as unzip, jar and Python read it.
+func TestZipMiscountedEntries(t *testing.T) {
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for name, content := range map[string][]byte{"README": []byte("a clean member"), "bin/worker": samples.XMRig()} {
+		w, err := zw.Create(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(content)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s := newTestScanner(t, Options{Workers: 2})
+	for _, count := range []uint16{0, 1, 5, 0xffff} {
+		t.Run(fmt.Sprintf("counted %d", count), func(t *testing.T) {
+			z := bytes.Clone(buf.Bytes())
+			end := len(z) - 22
+			binary.LittleEndian.PutUint16(z[end+8:], count)
+			binary.LittleEndian.PutUint16(z[end+10:], count)
+			if _, err := zip.NewReader(bytes.NewReader(z), int64(len(z))); err == nil {
+				t.Fatal("archive/zip opens the miscounted zip: the case proves nothing")
+			}
+			res, err := scanOne(t, s, tfile{name: "opt/app/lib.jar", mode: 0o644, data: z})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f, ok := findingOf(res.Findings, "MinerXMRig"); !ok || f.Path != "/opt/app/lib.jar!bin/worker" {
+				t.Fatalf("findings %+v: want MinerXMRig on /opt/app/lib.jar!bin/worker", res.Findings)
+			}
+		})
+	}
 }
