@@ -33,18 +33,24 @@ func (w *walker) walkStream(it item, br *bufio.Reader) error {
 	if err != nil && err != io.EOF {
 		return err
 	}
+	whole := it.member(decompressedName(it.name, c), it.exec)
 	if isTar(head) {
 		if err := w.walkMembers(it, dr); err != nil {
 			return err
 		}
-		// Read to the end, as a layer is: what follows the tar's end
-		// still counts against MaxLayerBytes, and only the end verifies
-		// the stream's checksum.
-		_, err := io.Copy(io.Discard, dr)
-		return err
+		// What follows the tar's end is read to the end, as a layer's
+		// is (it counts against MaxLayerBytes, and only the end verifies
+		// the stream's checksum), and scanned from its first byte that is
+		// not zero: content that starts with two zero blocks is an empty
+		// tar to archive/tar, but not to a shell that runs it.
+		return w.afterZeros(dr, func(rest io.Reader) error {
+			_, err := w.scanFile(whole, rest, -1)
+			return err
+		})
 	}
-	_, err = w.scanFile(it.member(decompressedName(it.name, c), it.exec), dr, -1)
-	return err
+	// Read as a member of unknown length: one that fits a batch is
+	// looked at whole (a zip behind a prefix, see zipAtEnd).
+	return w.scanMember(whole, dr)
 }
 
 // zstdLimit reports zstd's window limit as ErrLimit, as for layers.
@@ -145,11 +151,11 @@ func (w *walker) walkZip(it item, ra io.ReaderAt, size int64) error {
 			continue
 		}
 		child := it.member(memberName(f.Name), mode&0o111 != 0)
+		if err := w.countFile(child.where, 0); err != nil {
+			return err
+		}
 		rc, err := openMember(f)
 		if err != nil {
-			if err := w.countFile(child.where, 0); err != nil {
-				return err
-			}
 			w.archiveFinding(child, ArchiveUnreadableRule, SeverityMedium, "zip member could not be opened, so it was not scanned: "+err.Error())
 			continue
 		}

@@ -206,8 +206,13 @@ func (w *walker) nextEntry(tr *tar.Reader, in string) (*tar.Header, error) {
 // file "/": no tar reader looks at it, but an artifact's reader, or a
 // puller that reads files by offset, may.
 func (w *walker) walkTrailer(r io.Reader) error {
-	// Zeros (the tar's record padding, or a bomb of them) are nothing to
-	// scan: the raw file starts at the first byte that is not zero.
+	return w.afterZeros(r, w.walkRaw)
+}
+
+// afterZeros skips zeros (a tar's record padding, or a bomb of them:
+// nothing to scan) and hands what follows the first byte that is not zero,
+// if any, to scan.
+func (w *walker) afterZeros(r io.Reader, scan func(io.Reader) error) error {
 	br := bufio.NewReaderSize(r, 32<<10)
 	for {
 		p, err := br.Peek(32 << 10)
@@ -215,7 +220,7 @@ func (w *walker) walkTrailer(r io.Reader) error {
 			if _, err := br.Discard(i); err != nil {
 				return err
 			}
-			return w.walkRaw(br)
+			return scan(br)
 		}
 		if _, derr := br.Discard(len(p)); derr != nil {
 			return derr

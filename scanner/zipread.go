@@ -146,10 +146,7 @@ func openMember(f *zip.File) (io.ReadCloser, error) {
 // has; a longer one is scanned as a stream. A member that cannot be read
 // to its end is scanned as far as it reads, and the error returned.
 func (w *walker) scanMember(it item, r io.Reader) error {
-	if err := w.countFile(it.where, 0); err != nil {
-		return err
-	}
-	buf := w.memberBuf(w.s.batchSize + 1)
+	buf := w.memberBuf(it.nest, w.s.batchSize+1)
 	n, rerr := io.ReadFull(r, buf)
 	if rerr == nil {
 		_, err := w.scanFile(it, io.MultiReader(bytes.NewReader(buf[:n]), r), -1)
@@ -164,12 +161,17 @@ func (w *walker) scanMember(it item, r io.Reader) error {
 	return rerr
 }
 
-// memberBuf is the walker's buffer for reading one member, reused.
-func (w *walker) memberBuf(n int) []byte {
-	if cap(w.member) < n {
-		w.member = make([]byte, n)
+// memberBuf is the walker's buffer for reading one member at depth nest,
+// reused. One per depth: a member read as a stream may still be reading
+// from its buffer while what it holds is unpacked, one level deeper.
+func (w *walker) memberBuf(nest, n int) []byte {
+	for len(w.member) <= nest {
+		w.member = append(w.member, nil)
 	}
-	return w.member[:n]
+	if cap(w.member[nest]) < n {
+		w.member[nest] = make([]byte, n)
+	}
+	return w.member[nest][:n]
 }
 
 // zipEndMagic starts a zip's end of central directory record.

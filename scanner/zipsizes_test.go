@@ -164,3 +164,17 @@ func TestZipMiscountedEntries(t *testing.T) {
 		})
 	}
 }
+
+// A compressed file whose content starts with two zero blocks is an empty
+// tar to archive/tar, but a shell runs what follows: it is scanned.
+func TestCompressedContentAfterZeros(t *testing.T) {
+	content := append(make([]byte, 1024+512*3), samples.XMRig()...)
+	s := newTestScanner(t, Options{Workers: 2})
+	res, err := scanOne(t, s, tfile{name: "opt/run.gz", mode: 0o755, data: gzipBytes(t, content)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, ok := findingOf(res.Findings, "MinerXMRig"); !ok || f.Path != "/opt/run.gz!run" {
+		t.Fatalf("findings %+v: want MinerXMRig on /opt/run.gz!run", res.Findings)
+	}
+}
