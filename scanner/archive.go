@@ -226,10 +226,11 @@ const archiveHead = 4 << 10
 // can also be a valid ELF), as is a script, and every file when a
 // known-bad list needs its whole hash, and a zip that is also a tar (see
 // alsoTar). If the archive is then not read to its end, scanWhole scans
-// all of it. head is the file's first bytes, n its size.
-func (w *walker) trimmable(it *item, kind archiveKind, head []byte, n int) bool {
-	return (kind == archiveZip || kind == archiveStream) && w.st.rs.knownBad == nil &&
-		it.nest < w.s.limits.MaxArchiveDepth && n > archiveHead && !alsoTar(kind, head)
+// all of it. a is what contents took of the file (nil for none), n its
+// size.
+func (w *walker) trimmable(it *item, a *archived, n int) bool {
+	return a != nil && (a.kind == archiveZip || a.kind == archiveStream) && !a.tar && w.st.rs.knownBad == nil &&
+		it.nest < w.s.limits.MaxArchiveDepth && n > archiveHead
 }
 
 // scanWhole scans data, a copy of the archive it, as bytes, when it was

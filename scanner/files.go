@@ -87,7 +87,7 @@ func (w *walker) addSmall(it item, r io.Reader, size, batchCap int) (bool, error
 		// its members are looked into too; the file is scanned whole.
 		tail = &archived{kind: archiveZip, data: bytes.Clone(data)}
 	}
-	trimmed := w.trimmable(&it, kind, data, size)
+	trimmed := w.trimmable(&it, a, size)
 	if trimmed {
 		it.data = data[:archiveHead]
 	}

@@ -186,7 +186,7 @@ func (w *walker) firstWindow(fw *fileWindows, data []byte, last bool) error {
 	case fw.kind == notArchive:
 	case last:
 		fw.archive = contents(fw.kind, data)
-		fw.trimmed = w.trimmable(&fw.it, fw.kind, data, len(data))
+		fw.trimmed = w.trimmable(&fw.it, fw.archive, len(data))
 	case fw.it.nest >= w.s.limits.MaxArchiveDepth, fw.kind == archiveScript:
 		// Reported as too deep by finishWindows; a script larger than a
 		// window is scanned as it is.

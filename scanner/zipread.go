@@ -144,10 +144,12 @@ func openMember(f *zip.File) (io.ReadCloser, error) {
 // scanMember scans a member of unknown true length: one that fits a batch
 // is read whole first, so it is packed with others at the size it really
 // has; a longer one is scanned as a stream. A member that cannot be read
-// to its end is scanned as far as it reads, and the error returned.
+// to its end is scanned as far as it reads, and the error returned: the
+// reader's own, as fillChunk keeps it (io.ReadFull would make a decoder's
+// io.ErrUnexpectedEOF for a cut stream look like a short member's end).
 func (w *walker) scanMember(it item, r io.Reader) error {
 	buf := w.memberBuf(it.nest, w.s.batchSize+1)
-	n, rerr := io.ReadFull(r, buf)
+	n, rerr := fillChunk(r, buf)
 	if rerr == nil {
 		_, err := w.scanFile(it, io.MultiReader(bytes.NewReader(buf[:n]), r), -1)
 		return err
@@ -155,7 +157,7 @@ func (w *walker) scanMember(it item, r io.Reader) error {
 	if _, err := w.scanFile(it, bytes.NewReader(buf[:n]), int64(n)); err != nil {
 		return err
 	}
-	if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+	if rerr == io.EOF {
 		return nil
 	}
 	return rerr

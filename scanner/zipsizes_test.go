@@ -178,3 +178,31 @@ func TestCompressedContentAfterZeros(t *testing.T) {
 		t.Fatalf("findings %+v: want MinerXMRig on /opt/run.gz!run", res.Findings)
 	}
 }
+
+// A compressed file cut short is reported unreadable (and scanned whole as
+// bytes), whichever decoder reads it: some end a cut stream with a bare
+// io.ErrUnexpectedEOF, which is not the end of the content.
+func TestCutCompressedFileReported(t *testing.T) {
+	content := append(samples.Filler(40000), []byte("the end of a cut file")...)
+	s := newTestScanner(t, Options{Workers: 2})
+	for _, c := range []struct {
+		name string
+		blob []byte
+	}{
+		{"run.gz", gzipBytes(t, content)},
+		{"run.bz2", cli(t, content, "bzip2", "-c")},
+		{"run.xz", cli(t, content, "xz", "-c", "-1")},
+		{"run.zst", zstdBytes(t, content)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cut := c.blob[:len(c.blob)*2/3]
+			res, err := scanOne(t, s, tfile{name: "opt/" + c.name, mode: 0o644, data: cut})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f, ok := findingOf(res.Findings, ArchiveUnreadableRule); !ok || f.Path != "/opt/"+c.name {
+				t.Fatalf("findings %+v, want %s at /opt/%s", res.Findings, ArchiveUnreadableRule, c.name)
+			}
+		})
+	}
+}
