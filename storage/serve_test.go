@@ -99,7 +99,10 @@ func TestReapUploadsWhileRunning(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		b.ReapUploads(ctx, 100*time.Millisecond, 20*time.Millisecond, slog.New(slog.DiscardHandler))
+		// An age long enough that the upload is still there when the test
+		// looks for it right after writing, even on a loaded machine (at
+		// 100 ms a pass could take it first).
+		b.ReapUploads(ctx, time.Second, 20*time.Millisecond, slog.New(slog.DiscardHandler))
 	}()
 
 	// Started after the reaper's first pass: only a pass while running
