@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 
@@ -25,7 +26,12 @@ import (
 // plays in it.
 func (g *Gate) linkManifest(ctx context.Context, t Target, dgst digest.Digest, mediaType string, body []byte) {
 	name := t.Name()
-	g.putLink(ctx, name, dgst)
+	// Recorded at once: the embedded store commits writers that come
+	// together in one transaction, so a manifest's links cost one commit,
+	// not one per blob (the manifest waits for them before it is served).
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { g.putLink(ctx, name, dgst) })
 	switch mediaType {
 	case MediaTypeOCIManifest, MediaTypeDockerManifest:
 		refs, err := BlobsOf(body, g.opts.MaxManifestLayers)
@@ -41,7 +47,7 @@ func (g *Gate) linkManifest(ctx context.Context, t Target, dgst digest.Digest, m
 			roles[ref.Digest] = append(roles[ref.Digest], ref.Context)
 		}
 		for _, d := range order {
-			g.putLink(ctx, name, d, roles[d]...)
+			wg.Go(func() { g.putLink(ctx, name, d, roles[d]...) })
 		}
 	}
 	// An index's children are not linked here: an index only claims

@@ -20,6 +20,15 @@ import (
 // hanging. A variable so tests need not wait for it.
 var openTimeout = 3 * time.Second
 
+// maxBatchDelay is how long a write (Batch) waits for others to commit
+// with it in one transaction. bbolt's default, 10 ms, is what a lone
+// writer always waits: a cold manifest records its tag, its links and its
+// config's verdict one after another, and at 10 ms each they were most of
+// the time before it could be served (measured in docs/performance.md,
+// "Store writes on the cold manifest path"). Writers that come together
+// (a pull's links, concurrent pulls) still share a commit and its fsync.
+const maxBatchDelay = time.Millisecond
+
 // Bucket layout: verdicts/<digest>/<ruleset id>|<context>,
 // overrides/<subject>, tags/<key>; values are JSON. links/<digest>/<repo>
 // and roles/<digest>/<context> are sets (empty values). Verdicts of earlier
@@ -67,6 +76,9 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("open verdict store %s: %w", path, err)
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: openTimeout})
+	if err == nil {
+		db.MaxBatchDelay = maxBatchDelay
+	}
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("open verdict store %s: file is locked by another process (is another pullgate running with this data directory?): %w", path, err)
