@@ -13,9 +13,19 @@ import (
 )
 
 // everyBytePayloads is the search as it reads when it looks at every
-// byte of the script: the reference the probing search must agree with.
+// byte of the file, piece after piece from the first: the reference the
+// probing search must agree with.
 func everyBytePayloads(data []byte) []payload {
-	return appendRuns(nil, data, 0, len(data))
+	var out []payload
+	for i := 0; ; {
+		first, ok := nextPiece(data, i, len(data))
+		if !ok {
+			return out
+		}
+		text, last := runFrom(data, first, nil)
+		out = appendRun(out, first.start, text)
+		i = last.end
+	}
 }
 
 // scriptAround builds a script with base64 runs of the given lengths,
