@@ -1,7 +1,5 @@
 package scanner
 
-import "bytes"
-
 // How a payload's pieces are joined back into one run of base64, as the
 // shell or the language that holds them joins them: '"AAAA"'BBBB'',
 // P="${P}BBBB", P+=BBBB, { echo AAAA; echo BBBB; }, "AAAA" + "BBBB",
@@ -21,6 +19,12 @@ const (
 	// maxGap is the most bytes between two pieces of one run: enough for
 	// '"\nP="${P}', '; echo -n "', '",\n        "' and their like.
 	maxGap = 48
+	// maxWords is the most words (segments of the alphabet that are no
+	// piece) between two pieces of one run: "P=", "P" of
+	// '"\nP="${P}', "echo", "n" of "; echo -n ", "+". A command
+	// line between two values ("' | base64 -d | tar xz -C /tmp") has
+	// more.
+	maxWords = 3
 )
 
 // isB64 marks the bytes of the standard base64 alphabet and its padding.
@@ -85,10 +89,21 @@ func pieceAt(data []byte, a, b int) (piece, bool) {
 	if !long && (body < b && b < len(data) && isB64[data[b]] || !hasAlnum(data[a:body])) {
 		return piece{}, false
 	}
-	opensValue := a > 0 && bytes.IndexByte([]byte("\"'}="), data[a-1]) >= 0
+	before, after := byte('\n'), byte('\n')
+	if a > 0 {
+		before = data[a-1]
+	}
+	if b < len(data) {
+		after = data[b]
+	}
+	// Most short words stand after a space, a "(" or a ".": one look
+	// at the bytes around them says they are no piece.
+	if !long && (pieceEdge[before]&opens == 0 || pieceEdge[after]&closes == 0) {
+		return piece{}, false
+	}
+	opensValue := pieceEdge[before]&opensValue != 0
 	opensLine, closesLine := startsLine(data, a), endsLine(data, b)
-	closesValue := b < len(data) && (data[b] == '"' || data[b] == '\'' || data[b] == '\\')
-	if !long && !((opensValue || opensLine) && (closesValue || closesLine)) {
+	if !long && !((opensValue || opensLine) && (after == '"' || after == '\'' || after == '\\' || closesLine)) {
 		return piece{}, false
 	}
 	return piece{
@@ -99,6 +114,28 @@ func pieceAt(data []byte, a, b int) (piece, bool) {
 		cont:   b < len(data) && data[b] == '\\',
 	}, true
 }
+
+// What a byte next to a short segment may say: it may open a value
+// (opens: a quote, "}", "=", or a line's start or indent), it opens one
+// whatever stands before it (opensValue), or it may close one (closes: a
+// quote, "\\", or a line's end or trailing space).
+const (
+	opens = 1 << iota
+	opensValue
+	closes
+)
+
+var pieceEdge = func() (t [256]byte) {
+	for _, c := range []byte("\"'") {
+		t[c] = opens | opensValue | closes
+	}
+	t['}'], t['='] = opens|opensValue, opens|opensValue
+	t['\\'] = closes
+	for _, c := range []byte(" \t\n\r") {
+		t[c] = opens | closes
+	}
+	return t
+}()
 
 func hasAlnum(s []byte) bool {
 	for _, c := range s {
@@ -129,24 +166,26 @@ func endsLine(data []byte, b int) bool {
 // than limit, where i is a segment's start or no base64 character; ok is
 // false when there is none.
 func nextPiece(data []byte, i, limit int) (piece, bool) {
-	p, _, ok := searchPiece(data, i, limit)
+	p, _, _, ok := searchPiece(data, i, limit)
 	return p, ok
 }
 
-// searchPiece is nextPiece, also saying how far it read: no piece starts
-// in data[i:seen].
-func searchPiece(data []byte, i, limit int) (p piece, seen int, ok bool) {
+// searchPiece is nextPiece, also saying how far it read (no piece starts
+// in data[i:seen]) and how many words (segments that are no piece) it
+// passed.
+func searchPiece(data []byte, i, limit int) (p piece, seen, words int, ok bool) {
 	for {
 		for i < len(data) && i <= limit && !isB64[data[i]] {
 			i++
 		}
 		if i >= len(data) || i > limit {
-			return piece{}, i, false
+			return piece{}, i, words, false
 		}
 		b := segmentAt(data, i)
 		if p, ok := pieceAt(data, i, b); ok {
-			return p, i, true
+			return p, i, words, true
 		}
+		words++
 		i = b
 	}
 }
@@ -175,34 +214,63 @@ func prevPiece(data []byte, q piece) (piece, bool) {
 	if !found || last.end < q.start-maxGap || last.padded {
 		return piece{}, false
 	}
+	if _, _, words, _ := searchPiece(data, last.end, q.start-1); words > maxWords {
+		return piece{}, false
+	}
 	return last, true
 }
 
 // nextInChain is the piece after p in its chain: the next piece, when it
-// starts no more than maxGap after p and p holds no padding.
+// starts no more than maxGap after p with no more than maxWords words
+// between, and p holds no padding.
 func nextInChain(data []byte, p piece) (piece, bool) {
 	if p.padded {
 		return piece{}, false
 	}
-	return nextPiece(data, p.end, p.end+maxGap)
+	next, _, words, ok := searchPiece(data, p.end, p.end+maxGap)
+	return next, ok && words <= maxWords
 }
 
 // runFrom reads the run that starts with the piece first: it and the
 // pieces that follow it in its chain while each joins (see joins). It
 // appends the run's characters to text and returns it with the run's last
-// piece.
-func runFrom(data []byte, first piece, text []byte) ([]byte, piece) {
-	var before piece // the piece before last, when has2
-	last, has2 := first, false
+// piece, and whether the run is joined from more than one piece.
+func runFrom(data []byte, first piece, text []byte) (_ []byte, last piece, joined bool) {
+	var before piece // the piece before last, when joined
+	last = first
 	text = append(text, data[first.start:first.end]...)
 	for {
 		next, ok := nextInChain(data, last)
-		if !ok || !joins(before, last, has2, next) {
-			return text, last
+		if !ok || !joins(before, last, joined, next) {
+			return text, last, joined
 		}
 		text = append(text, data[next.start:next.end]...)
-		before, last, has2 = last, next, true
+		before, last, joined = last, next, true
 	}
+}
+
+// looksEncoded says whether text, the characters of a run joined from
+// pieces, looks like base64 of data somewhere: one of its stretches of
+// minBase64Run characters (the last one ending it) has a digit in 32 or
+// more. Base64 of binaries and of text has about one in ten (bash,
+// argparse.py and the GPL measured 9 to 11%); words joined from a list
+// ("abc", "def", … in a lexer's tables) and a binary's symbol names have
+// one in sixty or fewer, and are not decoded. Stretches, not the whole:
+// padding a payload with zeros does not hide it.
+func looksEncoded(text []byte) bool {
+	for i := 0; i < len(text); i += minBase64Run {
+		w := text[max(0, min(i, len(text)-minBase64Run)):min(len(text), i+minBase64Run)]
+		digits := 0
+		for _, c := range w {
+			if c >= '0' && c <= '9' {
+				digits++
+			}
+		}
+		if digits*32 >= len(w) {
+			return true
+		}
+	}
+	return false
 }
 
 // joins says whether next goes on a run whose last piece is last (and

@@ -38,8 +38,12 @@ func (p payload) name() string {
 // A run of minBase64Run characters spans at least as many bytes, so it
 // covers one of the positions probed below, half a run apart, and from a
 // position inside it a piece of it starts within maxGap bytes. Only the
-// runs found there are read whole: a file with no piece near a probe
-// costs a look at a few dozen bytes per 2 KiB, not a look at every byte.
+// chains of pieces found there are read: a file with no piece near a
+// probe costs a look at a few dozen bytes per 2 KiB. A chain found at a
+// probe starts after the probe before it (or that probe would have found
+// it), so one of minBase64Run characters or more goes on past the next
+// probe; one that stops short of it is only walked through, never read
+// back nor decoded.
 func base64Payloads(data []byte) []payload {
 	const step = minBase64Run / 2
 	var out []payload
@@ -52,10 +56,14 @@ func base64Payloads(data []byte) []payload {
 		if isB64[data[p]] {
 			i = segmentStart(data, p)
 		}
-		q, seen, ok := searchPiece(data, i, p+maxGap)
+		q, seen, _, ok := searchPiece(data, i, p+maxGap)
 		if !ok {
 			// A long stretch that is no piece ("====…") is read once.
 			done = seen
+			continue
+		}
+		if end, past := chainPast(data, q, p+step); !past {
+			done = end
 			continue
 		}
 		for {
@@ -70,14 +78,28 @@ func base64Payloads(data []byte) []payload {
 	return out
 }
 
+// chainPast walks the chain of q forward and says whether it goes on
+// past limit; end is the end of the last piece it read.
+func chainPast(data []byte, q piece, limit int) (end int, past bool) {
+	for q.end <= limit {
+		next, ok := nextInChain(data, q)
+		if !ok {
+			return q.end, false
+		}
+		q = next
+	}
+	return q.end, true
+}
+
 // appendChain appends the payloads of the runs of the chain that starts
 // with the piece first, and returns where the chain ends.
 func appendChain(out []payload, data []byte, first piece) ([]payload, int) {
 	var text []byte
 	for {
 		var last piece
-		text, last = runFrom(data, first, text[:0])
-		out = appendRun(out, first.start, text)
+		var joined bool
+		text, last, joined = runFrom(data, first, text[:0])
+		out = appendRun(out, first.start, text, joined)
 		next, ok := nextInChain(data, last)
 		if !ok {
 			return out, last.end
@@ -87,9 +109,9 @@ func appendChain(out []payload, data []byte, first piece) ([]payload, int) {
 }
 
 // appendRun appends the payloads of the run at offset whose characters
-// are text, when it is long enough.
-func appendRun(out []payload, offset int, text []byte) []payload {
-	if len(text) < minBase64Run {
+// are text, when it is long enough and, joined from pieces, looks encoded.
+func appendRun(out []payload, offset int, text []byte, joined bool) []payload {
+	if len(text) < minBase64Run || joined && !looksEncoded(text) {
 		return out
 	}
 	for skip := range 4 {

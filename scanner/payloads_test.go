@@ -22,8 +22,8 @@ func everyBytePayloads(data []byte) []payload {
 		if !ok {
 			return out
 		}
-		text, last := runFrom(data, first, nil)
-		out = appendRun(out, first.start, text)
+		text, last, joined := runFrom(data, first, nil)
+		out = appendRun(out, first.start, text, joined)
 		i = last.end
 	}
 }
