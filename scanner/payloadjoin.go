@@ -72,7 +72,8 @@ func segmentStart(data []byte, i int) int {
 
 // pieceAt says whether the segment data[a:b] is a piece, and which.
 // Padding alone is not, nor is a short segment that ends in "=" and goes
-// on (a name being assigned: "P=", "P+="). A segment of minPiece or more
+// on or is set off by a line's start alone (a name being assigned: "P=",
+// "P+=", 'P="'). A segment of minPiece or more
 // is; a shorter one is when it has a letter or a digit (an operator "+"
 // is none) and stands as data: after a quote, a "}" ("${P}AB"), an
 // assignment or the start of a line (past its indent), and before a
@@ -104,6 +105,11 @@ func pieceAt(data []byte, a, b int) (piece, bool) {
 	opensValue := pieceEdge[before]&opensValue != 0
 	opensLine, closesLine := startsLine(data, a), endsLine(data, b)
 	if !long && !((opensValue || opensLine) && (after == '"' || after == '\'' || after == '\\' || closesLine)) {
+		return piece{}, false
+	}
+	// A name assigned a quoted value at a line's start ('P="…"'); a
+	// block's last line ("QQ==") ends its line.
+	if !long && body < b && !opensValue && !closesLine {
 		return piece{}, false
 	}
 	return piece{
