@@ -240,29 +240,29 @@ func nextInChain(data []byte, p piece) (piece, bool) {
 // runFrom reads the run that starts with the piece first: it and the
 // pieces that follow it in its chain while each joins (see joins). It
 // appends the run's characters to text and returns it with the run's last
-// piece, and whether the run is joined from more than one piece.
-func runFrom(data []byte, first piece, text []byte) (_ []byte, last piece, joined bool) {
-	var before piece // the piece before last, when joined
-	last = first
+// piece.
+func runFrom(data []byte, first piece, text []byte) ([]byte, piece) {
+	var before piece // the piece before last, when has2
+	last, has2 := first, false
 	text = append(text, data[first.start:first.end]...)
 	for {
 		next, ok := nextInChain(data, last)
-		if !ok || !joins(before, last, joined, next) {
-			return text, last, joined
+		if !ok || !joins(before, last, has2, next) {
+			return text, last
 		}
 		text = append(text, data[next.start:next.end]...)
-		before, last, joined = last, next, true
+		before, last, has2 = last, next, true
 	}
 }
 
-// looksEncoded says whether text, the characters of a run joined from
-// pieces, looks like base64 of data somewhere: one of its stretches of
-// minBase64Run characters (the last one ending it) has a digit in 32 or
-// more. Base64 of binaries and of text has about one in ten (bash,
-// argparse.py and the GPL measured 9 to 11%); words joined from a list
-// ("abc", "def", … in a lexer's tables) and a binary's symbol names have
-// one in sixty or fewer, and are not decoded. Stretches, not the whole:
-// padding a payload with zeros does not hide it.
+// looksEncoded says whether text, a run's characters, looks like base64
+// of data somewhere: one of its stretches of minBase64Run characters (the
+// last one ending it) has a digit in 32 or more. Base64 of binaries and
+// of text has about one in ten (bash, argparse.py and the GPL measured 9
+// to 11%); words joined from a list ("abc", "def", … in a lexer's
+// tables), a binary's symbol names and a file of one letter repeated
+// have one in sixty or fewer, and are not decoded. Stretches, not the
+// whole: padding a payload with zeros ("AAAA…") does not hide it.
 func looksEncoded(text []byte) bool {
 	for i := 0; i < len(text); i += minBase64Run {
 		w := text[max(0, min(i, len(text)-minBase64Run)):min(len(text), i+minBase64Run)]

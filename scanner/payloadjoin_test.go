@@ -231,4 +231,8 @@ func TestBase64JoinKeepsWordsOut(t *testing.T) {
 	if got := base64Payloads([]byte(words.String())); len(got) != 0 {
 		t.Fatalf("%d payloads decoded from a list of words", len(got))
 	}
+	// A file of one letter: one long piece that is no base64 of anything.
+	if got := base64Payloads(bytes.Repeat([]byte("x"), 1<<20)); len(got) != 0 {
+		t.Fatalf("%d payloads decoded from a run of one letter", len(got))
+	}
 }

@@ -97,9 +97,8 @@ func appendChain(out []payload, data []byte, first piece) ([]payload, int) {
 	var text []byte
 	for {
 		var last piece
-		var joined bool
-		text, last, joined = runFrom(data, first, text[:0])
-		out = appendRun(out, first.start, text, joined)
+		text, last = runFrom(data, first, text[:0])
+		out = appendRun(out, first.start, text)
 		next, ok := nextInChain(data, last)
 		if !ok {
 			return out, last.end
@@ -109,9 +108,9 @@ func appendChain(out []payload, data []byte, first piece) ([]payload, int) {
 }
 
 // appendRun appends the payloads of the run at offset whose characters
-// are text, when it is long enough and, joined from pieces, looks encoded.
-func appendRun(out []payload, offset int, text []byte, joined bool) []payload {
-	if len(text) < minBase64Run || joined && !looksEncoded(text) {
+// are text, when it is long enough and looks encoded.
+func appendRun(out []payload, offset int, text []byte) []payload {
+	if len(text) < minBase64Run || !looksEncoded(text) {
 		return out
 	}
 	for skip := range 4 {
