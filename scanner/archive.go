@@ -50,7 +50,8 @@ var (
 // detectArchive says whether a file starting with head (its first bytes,
 // at least its first 512 when it has them) is an archive the scanner
 // looks into, by magic bytes only, so files that are none cost a few
-// comparisons. size is the file's size (< 0 when unknown).
+// comparisons; any other file large enough to carry a base64 payload is
+// archiveScript. size is the file's size (< 0 when unknown).
 func detectArchive(it *item, head []byte, size int64) archiveKind {
 	switch {
 	case len(head) < 4:

@@ -13,7 +13,7 @@ package scanner
 const (
 	// minPiece is how long a stretch of base64 is to be a piece wherever
 	// it stands; a shorter one is a piece only where it stands as data
-	// (see isPiece), so words between pieces ("echo", "P" of "${P}",
+	// (see pieceAt), so words between pieces ("echo", "P" of "${P}",
 	// "join") are not taken into the payload.
 	minPiece = 16
 	// maxGap is the most bytes between two pieces of one run: enough for
@@ -73,9 +73,8 @@ func segmentStart(data []byte, i int) int {
 // pieceAt says whether the segment data[a:b] is a piece, and which.
 // Padding alone is not, nor is a short segment that ends in "=" and goes
 // on or is set off by a line's start alone (a name being assigned: "P=",
-// "P+=", 'P="'). A segment of minPiece or more
-// is; a shorter one is when it has a letter or a digit (an operator "+"
-// is none) and stands as data: after a quote, a "}" ("${P}AB"), an
+// "P+=", 'P="'). A segment of minPiece or more is; a shorter one is when
+// it has a letter or a digit (an operator "+" is none) and stands as data: after a quote, a "}" ("${P}AB"), an
 // assignment or the start of a line (past its indent), and before a
 // quote, a "\" or the end of a line.
 func pieceAt(data []byte, a, b int) (piece, bool) {
@@ -99,10 +98,10 @@ func pieceAt(data []byte, a, b int) (piece, bool) {
 	}
 	// Most short words stand after a space, a "(" or a ".": one look
 	// at the bytes around them says they are no piece.
-	if !long && (pieceEdge[before]&opens == 0 || pieceEdge[after]&closes == 0) {
+	if !long && (pieceEdge[before]&edgeOpens == 0 || pieceEdge[after]&edgeCloses == 0) {
 		return piece{}, false
 	}
-	opensValue := pieceEdge[before]&opensValue != 0
+	opensValue := pieceEdge[before]&edgeValue != 0
 	opensLine, closesLine := startsLine(data, a), endsLine(data, b)
 	if !long && !((opensValue || opensLine) && (after == '"' || after == '\'' || after == '\\' || closesLine)) {
 		return piece{}, false
@@ -122,23 +121,23 @@ func pieceAt(data []byte, a, b int) (piece, bool) {
 }
 
 // What a byte next to a short segment may say: it may open a value
-// (opens: a quote, "}", "=", or a line's start or indent), it opens one
-// whatever stands before it (opensValue), or it may close one (closes: a
-// quote, "\\", or a line's end or trailing space).
+// (edgeOpens: a quote, "}", "=", or a line's start or indent), it opens
+// one whatever stands before it (edgeValue), or it may close one
+// (edgeCloses: a quote, "\\", or a line's end or trailing space).
 const (
-	opens = 1 << iota
-	opensValue
-	closes
+	edgeOpens = 1 << iota
+	edgeValue
+	edgeCloses
 )
 
 var pieceEdge = func() (t [256]byte) {
 	for _, c := range []byte("\"'") {
-		t[c] = opens | opensValue | closes
+		t[c] = edgeOpens | edgeValue | edgeCloses
 	}
-	t['}'], t['='] = opens|opensValue, opens|opensValue
-	t['\\'] = closes
+	t['}'], t['='] = edgeOpens|edgeValue, edgeOpens|edgeValue
+	t['\\'] = edgeCloses
 	for _, c := range []byte(" \t\n\r") {
-		t[c] = opens | closes
+		t[c] = edgeOpens | edgeCloses
 	}
 	return t
 }()
