@@ -78,17 +78,7 @@ func segmentStart(data []byte, i int) int {
 // assignment or the start of a line (past its indent), and before a
 // quote, a "\" or the end of a line.
 func pieceAt(data []byte, a, b int) (piece, bool) {
-	body := b
-	for body > a && data[body-1] == '=' {
-		body--
-	}
-	if body == a {
-		return piece{}, false
-	}
 	long := b-a >= minPiece
-	if !long && (body < b && b < len(data) && isB64[data[b]] || !hasAlnum(data[a:body])) {
-		return piece{}, false
-	}
 	before, after := byte('\n'), byte('\n')
 	if a > 0 {
 		before = data[a-1]
@@ -96,9 +86,20 @@ func pieceAt(data []byte, a, b int) (piece, bool) {
 	if b < len(data) {
 		after = data[b]
 	}
-	// Most short words stand after a space, a "(" or a ".": one look
+	// Most short words stand after a space, a "(" or a ".", and most
+	// short stretches in a binary between bytes of no meaning: one look
 	// at the bytes around them says they are no piece.
 	if !long && (pieceEdge[before]&edgeOpens == 0 || pieceEdge[after]&edgeCloses == 0) {
+		return piece{}, false
+	}
+	body := b
+	for body > a && data[body-1] == '=' {
+		body--
+	}
+	if body == a {
+		return piece{}, false
+	}
+	if !long && (body < b && b < len(data) && isB64[data[b]] || !hasAlnum(data[a:body])) {
 		return piece{}, false
 	}
 	opensValue := pieceEdge[before]&edgeValue != 0
