@@ -157,6 +157,7 @@ func TestBase64JoinedAsTheyRun(t *testing.T) {
 	for _, f := range joinForms() {
 		t.Run(f.name, func(t *testing.T) {
 			text := f.text(enc)
+			samePayloads(t, []byte(text))
 			found := false
 			for _, p := range base64Payloads([]byte(text)) {
 				found = found || bytes.HasPrefix(p.data, payload)

@@ -104,6 +104,11 @@ func FuzzBase64Payloads(f *testing.F) {
 	f.Add(scriptAround(rng, []int{minBase64Run + 100, 5000}, 76))
 	f.Add([]byte(strings.Repeat("QUJD", minBase64Run/4)))
 	f.Add([]byte(strings.Repeat("QUJDRA==\n", 600)))
+	// Payloads in pieces, as scripts and programs join them.
+	enc := base64.StdEncoding.EncodeToString(samples.Filler(5000))
+	for _, jf := range joinForms() {
+		f.Add([]byte(jf.text(enc)))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		samePayloads(t, data)
 	})
