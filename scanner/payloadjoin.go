@@ -1,5 +1,7 @@
 package scanner
 
+import "bytes"
+
 // How a payload's pieces are joined back into one run of base64, as the
 // shell or the language that holds them joins them: '"AAAA"'BBBB'',
 // P="${P}BBBB", P+=BBBB, { echo AAAA; echo BBBB; }, "AAAA" + "BBBB",
@@ -112,6 +114,9 @@ func pieceAt(data []byte, a, b int) (piece, bool) {
 	if !long && body < b && !opensValue && !closesLine {
 		return piece{}, false
 	}
+	if !long && hereDelimiter(data, a) {
+		return piece{}, false
+	}
 	return piece{
 		start: a, end: b,
 		padded: body < b,
@@ -142,6 +147,17 @@ var pieceEdge = func() (t [256]byte) {
 	}
 	return t
 }()
+
+// hereDelimiter says whether data[a:] is a here-document's quoted
+// delimiter (<<'EOF', <<"EOF", <<-'EOF'), which names the block that
+// follows and is none of it.
+func hereDelimiter(data []byte, a int) bool {
+	if a < 3 || (data[a-1] != '\'' && data[a-1] != '"') {
+		return false
+	}
+	lead := data[:a-1]
+	return bytes.HasSuffix(lead, []byte("<<")) || bytes.HasSuffix(lead, []byte("<<-"))
+}
 
 func hasAlnum(s []byte) bool {
 	for _, c := range s {

@@ -209,6 +209,8 @@ func TestBase64JoinKeepsWordsOut(t *testing.T) {
 	enc := base64.StdEncoding.EncodeToString(payload)
 	cases := []struct{ name, text string }{
 		{"a quoted delimiter and a command line before a block", "cat <<'EOF' | base64 -d | tar xz -C /tmp\n" + each(lines(enc, 76), "%s\n") + "EOF\n"},
+		{"a quoted delimiter before a block", "#!/bin/sh\ncat <<'EOF' | base64 -d\n" + each(lines(enc, 76), "%s\n") + "EOF\n"},
+		{"a quoted delimiter of <<- before a block", "#!/bin/sh\nbase64 -d <<-\"EOF\"\n" + each(lines(enc, 76), "\t%s\n") + "\tEOF\n"},
 		{"a word closing a block", "base64 -d <<E\n" + each(lines(enc, 76), "%s\n") + "DATA\n/tmp/run\n"},
 		{"echo and names between values", "{ echo " + strings.Join(cutLong(enc), "; echo ") + "; } | base64 -d\n"},
 	}
