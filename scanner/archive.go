@@ -34,7 +34,7 @@ const (
 	archiveStream             // gzip, xz, bzip2 or zstd: one stream, a tar or one file
 	archiveTar                // a POSIX or GNU tar
 	archiveZip                // zip and every format built on it (jar, war, whl, apk, ...)
-	archiveScript             // a script that may carry base64 payloads
+	archiveScript             // any other file, which may carry base64 payloads
 )
 
 var (
@@ -50,7 +50,8 @@ var (
 // detectArchive says whether a file starting with head (its first bytes,
 // at least its first 512 when it has them) is an archive the scanner
 // looks into, by magic bytes only, so files that are none cost a few
-// comparisons. size is the file's size (< 0 when unknown).
+// comparisons; any other file large enough to carry a base64 payload is
+// archiveScript. size is the file's size (< 0 when unknown).
 func detectArchive(it *item, head []byte, size int64) archiveKind {
 	switch {
 	case len(head) < 4:
@@ -69,7 +70,12 @@ func detectArchive(it *item, head []byte, size int64) archiveKind {
 	case compressedGzip, compressedXz, compressedZstd:
 		return archiveStream
 	}
-	if (size < 0 || size >= minBase64Run) && (bytes.HasPrefix(head, []byte("#!")) || scriptExtensions[it.ext]) {
+	// Base64 is looked for in every other file, whatever its name or
+	// first line: a payload may lie in a data file ("blob", "x.b64") that
+	// a script decodes. Whether it holds any is decided by content, when
+	// the file is read (see base64Payloads), at a few dozen bytes per
+	// 2 KiB for a file that holds none.
+	if size < 0 || size >= minBase64Run {
 		return archiveScript
 	}
 	return notArchive
@@ -124,8 +130,8 @@ func (u *unarchiveReader) Read(p []byte) (int, error) {
 
 // contents takes what unarchive needs of a file of kind whole in data,
 // before data goes to a worker that recycles it: a copy of an archive, or
-// the decoded base64 payloads of a script (nil when it has none, so an
-// ordinary script costs one pass and no allocation).
+// the decoded base64 payloads of any other file (nil when it has none, so
+// an ordinary file costs a probe and no allocation).
 func contents(kind archiveKind, data []byte) *archived {
 	if kind == archiveScript {
 		if p := base64Payloads(data); len(p) > 0 {

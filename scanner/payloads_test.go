@@ -13,9 +13,19 @@ import (
 )
 
 // everyBytePayloads is the search as it reads when it looks at every
-// byte of the script: the reference the probing search must agree with.
+// byte of the file, piece after piece from the first: the reference the
+// probing search must agree with.
 func everyBytePayloads(data []byte) []payload {
-	return appendRuns(nil, data, 0, len(data))
+	var out []payload
+	for i := 0; ; {
+		first, ok := nextPiece(data, i, len(data))
+		if !ok {
+			return out
+		}
+		text, last := runFrom(data, first, nil)
+		out = appendRun(out, first.start, text)
+		i = last.end
+	}
 }
 
 // scriptAround builds a script with base64 runs of the given lengths,
@@ -80,7 +90,7 @@ func TestBase64PayloadsProbeAsEveryByte(t *testing.T) {
 		}
 	}
 	// A run that is the whole data, and one that ends it without a line break.
-	enc := []byte(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0xa5, 0x5a, 0x33}, 2000)))
+	enc := []byte(base64.StdEncoding.EncodeToString(samples.Filler(6000)))
 	samePayloads(t, enc)
 	samePayloads(t, append([]byte("x "), enc...))
 	if got := base64Payloads(enc); len(got) != 4 || got[0].skip != 0 {
@@ -94,6 +104,11 @@ func FuzzBase64Payloads(f *testing.F) {
 	f.Add(scriptAround(rng, []int{minBase64Run + 100, 5000}, 76))
 	f.Add([]byte(strings.Repeat("QUJD", minBase64Run/4)))
 	f.Add([]byte(strings.Repeat("QUJDRA==\n", 600)))
+	// Payloads in pieces, as scripts and programs join them.
+	enc := base64.StdEncoding.EncodeToString(samples.Filler(5000))
+	for _, jf := range joinForms() {
+		f.Add([]byte(jf.text(enc)))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		samePayloads(t, data)
 	})
