@@ -1,0 +1,325 @@
+package scanner
+
+import (
+	"archive/zip"
+	"bytes"
+	"cmp"
+	"encoding/binary"
+	"io"
+	"io/fs"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// A zip is read twice over, as the two kinds of extractor read it. unzip,
+// Python and Java's ZipFile read the central directory at the end (the
+// directory walk); jar x from standard input, Java's ZipInputStream and
+// bsdtar reading a stream read the local headers from the first byte, one
+// entry after the other, a deflated entry to the end of its deflate
+// stream (the local walk). What neither walk covers is scanned as bytes
+// (scanZipGaps), so nothing an attacker hides between entries goes
+// unscanned.
+
+// zipWalk is what both walks of one zip share.
+type zipWalk struct {
+	it   item
+	ra   io.ReaderAt
+	size int64
+	// scanned holds the members the directory walk scanned whole, by the
+	// offset of their data: an entry of the local walk with the same data
+	// offset and method (and size, stored) holds the same bytes, and is
+	// not scanned again.
+	scanned map[int64]zipScanned
+	// failed holds the data offsets of members the directory walk
+	// reported unreadable: the local walk does not report them again.
+	failed map[int64]bool
+	// spans are the bytes a header, member data, a data descriptor, the
+	// directory or the end record covers.
+	spans []zipSpan
+}
+
+type zipScanned struct {
+	method uint16
+	size   int64 // compressed size of a stored member
+	end    int64 // where its data really ends
+}
+
+type zipSpan struct{ from, to int64 }
+
+func (zw *zipWalk) cover(from, to int64) {
+	if to > from {
+		zw.spans = append(zw.spans, zipSpan{from, to})
+	}
+}
+
+// walkZipDirectory scans every member the central directory names, but
+// directories and symbolic links, with the exec bit of its Unix mode (see
+// openMember), and records where each one's data really ends. A member
+// that cannot be opened or read to its end is reported as
+// ArchiveUnreadable and the others are still scanned.
+func (w *walker) walkZipDirectory(zw *zipWalk, zr *zip.Reader) error {
+	for _, f := range zr.File {
+		if err := w.st.ctx.Err(); err != nil {
+			return err
+		}
+		mode := f.Mode()
+		if mode.IsDir() || mode&fs.ModeSymlink != 0 {
+			continue
+		}
+		child := zw.it.member(memberName(f.Name), mode&0o111 != 0)
+		if err := w.countFile(child.where, 0); err != nil {
+			return err
+		}
+		dataOff, err := f.DataOffset()
+		var m *zipMemberReader
+		if err == nil {
+			m, err = openMember(f, zw.ra, dataOff, zw.size)
+		}
+		if err != nil {
+			zw.failed[dataOff] = true
+			w.archiveFinding(child, ArchiveUnreadableRule, SeverityMedium, "zip member could not be opened, so it was not scanned: "+err.Error())
+			continue
+		}
+		err = w.scanMember(child, &unarchiveReader{r: m, w: w, what: "zip member " + child.where})
+		m.Close()
+		switch {
+		case err == nil:
+			if end, ok := m.end(); ok {
+				zw.scanned[dataOff] = zipScanned{method: f.Method, size: int64(f.CompressedSize64), end: end}
+				zw.cover(dataOff, end)
+			}
+		case w.hardError(err):
+			return err
+		default:
+			// Each member is read on its own from the directory, so one
+			// that is shorter than it says does not hide the others.
+			zw.failed[dataOff] = true
+			w.archiveFinding(child, ArchiveUnreadableRule, SeverityLow, "zip member could not be read to its end: "+err.Error())
+		}
+	}
+	return nil
+}
+
+// zipLocal is one local header as the local walk reads it.
+type zipLocal struct {
+	flags, method uint16
+	csize         int64
+	name          string
+	dataOff       int64
+	zip64         bool // its extra field has a zip64 record: its data descriptor holds 8-byte sizes
+}
+
+// Flags of a local header.
+const (
+	zipEncrypted  = 1
+	zipDescriptor = 8
+)
+
+// localHeader reads the local header at off; ok is false when there is
+// none (the walk ends).
+func (zw *zipWalk) localHeader(off int64) (zipLocal, bool) {
+	var h [30]byte
+	if off < 0 || off+30 > zw.size {
+		return zipLocal{}, false
+	}
+	if _, err := zw.ra.ReadAt(h[:], off); err != nil || !bytes.Equal(h[:4], zipMagic) {
+		return zipLocal{}, false
+	}
+	le := binary.LittleEndian
+	nameLen, extraLen := int64(le.Uint16(h[26:])), int64(le.Uint16(h[28:]))
+	e := zipLocal{flags: le.Uint16(h[6:]), method: le.Uint16(h[8:]), csize: int64(le.Uint32(h[18:])), dataOff: off + 30 + nameLen + extraLen}
+	if e.dataOff > zw.size {
+		return zipLocal{}, false
+	}
+	ne := make([]byte, nameLen+extraLen)
+	if _, err := zw.ra.ReadAt(ne, off+30); err != nil {
+		return zipLocal{}, false
+	}
+	e.name = string(ne[:nameLen])
+	usize32 := le.Uint32(h[22:])
+	for x := ne[nameLen:]; len(x) >= 4; {
+		id, n := le.Uint16(x), int(le.Uint16(x[2:]))
+		if n > len(x)-4 {
+			break
+		}
+		if id == 1 {
+			// The zip64 record holds the sizes the header marks 0xFFFFFFFF,
+			// the uncompressed size first.
+			e.zip64 = true
+			v := x[4 : 4+n]
+			if usize32 == 0xFFFFFFFF && len(v) >= 8 {
+				v = v[8:]
+			}
+			if e.csize == 0xFFFFFFFF && len(v) >= 8 {
+				e.csize = int64(min(le.Uint64(v), uint64(zw.size)))
+			}
+		}
+		x = x[4+n:]
+	}
+	return e, true
+}
+
+// walkZipLocal reads the zip's entries from its local headers, as a
+// streaming extractor does, from offset 0 when the zip starts with one:
+// each entry's header, its data (stored: the header's compressed size;
+// deflated: to the end of its deflate stream), then its data descriptor
+// when it has one; the next bytes must be another local header, or the
+// walk ends. An entry the directory walk scanned with the same content is
+// skipped; any other is scanned as a member named by its local header.
+// Offsets only grow, so the walk ends within the file, and every entry
+// scanned counts against the limits as a member does.
+func (w *walker) walkZipLocal(zw *zipWalk) error {
+	for off := int64(0); ; {
+		if err := w.st.ctx.Err(); err != nil {
+			return err
+		}
+		e, ok := zw.localHeader(off)
+		if !ok {
+			return nil
+		}
+		zw.cover(off, e.dataOff)
+		end, err := w.localEntry(zw, e)
+		if err != nil || end < 0 {
+			return err
+		}
+		zw.cover(e.dataOff, end)
+		off = end
+		if e.flags&zipDescriptor != 0 {
+			var sig [4]byte
+			if _, err := zw.ra.ReadAt(sig[:], off); err == nil && binary.LittleEndian.Uint32(sig[:]) == 0x08074b50 {
+				off += 4
+			}
+			off += 12
+			if e.zip64 {
+				off += 8
+			}
+			zw.cover(end, min(off, zw.size))
+		}
+	}
+}
+
+// localEntry scans the entry e of the local walk, unless the directory
+// walk scanned the same bytes, and returns where its data ends, or -1
+// when the walk cannot go past it (an encrypted entry, an unknown method,
+// a stored entry whose size only its data descriptor says, data that does
+// not inflate to its end). Only limits and the scan's end are errors.
+func (w *walker) localEntry(zw *zipWalk, e zipLocal) (int64, error) {
+	if s, ok := zw.scanned[e.dataOff]; ok && s.method == e.method && (e.method == zip.Deflate || s.size == e.csize) {
+		return s.end, nil
+	}
+	child := zw.it.member(memberName(e.name), false)
+	reported := zw.failed[e.dataOff]
+	unreadable := func(severity, reason string) {
+		if !reported {
+			w.archiveFinding(child, ArchiveUnreadableRule, severity, reason)
+		}
+	}
+	src := io.NewSectionReader(zw.ra, e.dataOff, zw.size-e.dataOff)
+	var m *zipMemberReader
+	switch {
+	case e.flags&zipEncrypted != 0:
+		unreadable(SeverityMedium, "zip entry read from its local header is encrypted, so it was not scanned")
+		return -1, nil
+	case e.method == zip.Store && e.flags&zipDescriptor != 0:
+		// Java's ZipInputStream refuses it: its size is only known after
+		// it. What follows is scanned as bytes (scanZipGaps).
+		return -1, nil
+	case e.method == zip.Store:
+		n := min(e.csize, src.Size())
+		m = &zipMemberReader{ReadCloser: io.NopCloser(io.LimitReader(src, n)), stored: e.dataOff + n}
+	case e.method == zip.Deflate:
+		m = inflateMember(src, e.dataOff)
+	default:
+		unreadable(SeverityMedium, "zip entry read from its local header has compression method "+strconv.Itoa(int(e.method))+", so it was not scanned")
+		return -1, nil
+	}
+	defer m.Close()
+	r := &unarchiveReader{r: m, w: w, what: "zip entry " + child.where}
+	var err error
+	if strings.HasSuffix(e.name, "/") {
+		// A directory to every extractor: its data is never written out.
+		_, err = io.Copy(io.Discard, r)
+	} else if err = w.countFile(child.where, 0); err == nil {
+		err = w.scanMember(child, r)
+	}
+	switch {
+	case err == nil:
+	case w.hardError(err):
+		return -1, err
+	default:
+		unreadable(SeverityLow, "zip entry read from its local header could not be read to its end: "+err.Error())
+		return -1, nil
+	}
+	end, ok := m.end()
+	if !ok {
+		return -1, nil
+	}
+	return end, nil
+}
+
+// scanZipGaps scans as bytes, under the zip's own name, what no header,
+// member data, data descriptor, nor the directory and its end record
+// cover, past head (the bytes already scanned as the zip's head): bytes a
+// streaming extractor may read as an entry the local walk could not get
+// to, or that are there for no reader at all. A zip as tools write it has
+// none.
+func (w *walker) scanZipGaps(zw *zipWalk, head int64) error {
+	zw.coverDirectory()
+	slices.SortFunc(zw.spans, func(a, b zipSpan) int { return cmp.Compare(a.from, b.from) })
+	at := int64(0)
+	for _, s := range append(zw.spans, zipSpan{zw.size, zw.size}) {
+		if s.from > at && s.from > head {
+			if err := w.scanGap(zw, at, s.from); err != nil {
+				return err
+			}
+		}
+		at = max(at, s.to)
+	}
+	return nil
+}
+
+func (w *walker) scanGap(zw *zipWalk, from, to int64) error {
+	it := zw.it
+	it.opaque = true
+	w.rescanned += to - from
+	if w.scanned() > w.s.limits.MaxLayerBytes {
+		return limitError("zip %s scanned again between its entries takes the bytes scanned past MaxLayerBytes %d", it.shown(), w.s.limits.MaxLayerBytes)
+	}
+	_, err := w.scanFile(it, io.NewSectionReader(zw.ra, from, to-from), to-from)
+	return err
+}
+
+// coverDirectory covers the central directory and the end records, as
+// the end record (and its zip64 locator) place them; what cannot be
+// found is left to be scanned as a gap.
+func (zw *zipWalk) coverDirectory() {
+	le := binary.LittleEndian
+	tailLen := min(zw.size, 1<<16+22)
+	tail := make([]byte, tailLen)
+	if _, err := zw.ra.ReadAt(tail, zw.size-tailLen); err != nil {
+		return
+	}
+	i := bytes.LastIndex(tail, zipEndMagic)
+	if i < 0 || len(tail)-i < 22 {
+		return
+	}
+	endAt := zw.size - tailLen + int64(i)
+	zw.cover(endAt, zw.size)
+	dirSize, dirOff := int64(le.Uint32(tail[i+12:])), int64(le.Uint32(tail[i+16:]))
+	if dirOff == 0xFFFFFFFF && i >= 20 && bytes.Equal(tail[i-20:i-16], []byte("PK\x06\x07")) {
+		rec := int64(le.Uint64(tail[i-12:]))
+		var z [56]byte
+		if rec < 0 || rec >= endAt {
+			return
+		}
+		if _, err := zw.ra.ReadAt(z[:], rec); err != nil || !bytes.Equal(z[:4], []byte("PK\x06\x06")) {
+			return
+		}
+		zw.cover(rec, endAt)
+		dirSize, dirOff = int64(le.Uint64(z[40:])), int64(le.Uint64(z[48:]))
+	}
+	if dirOff >= 0 && dirSize >= 0 && dirOff <= zw.size && dirSize <= zw.size-dirOff {
+		zw.cover(dirOff, dirOff+dirSize)
+	}
+}
