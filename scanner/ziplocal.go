@@ -205,7 +205,10 @@ func (w *walker) walkZipLocal(zw *zipWalk) error {
 // a stored entry whose size only its data descriptor says, data that does
 // not inflate to its end). Only limits and the scan's end are errors.
 func (w *walker) localEntry(zw *zipWalk, e zipLocal) (int64, error) {
-	if s, ok := zw.scanned[e.dataOff]; ok && s.method == e.method && (e.method == zip.Deflate || s.size == e.csize) {
+	// A stored entry with a data descriptor says its size only after its
+	// data; bsdtar takes it from there, so the directory's is as good.
+	s, ok := zw.scanned[e.dataOff]
+	if ok && s.method == e.method && (e.method == zip.Deflate || s.size == e.csize || e.flags&zipDescriptor != 0) {
 		return s.end, nil
 	}
 	child := zw.it.member(memberName(e.name), false)

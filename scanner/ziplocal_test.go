@@ -1,0 +1,220 @@
+package scanner
+
+import (
+	"bytes"
+	"compress/flate"
+	"encoding/binary"
+	"hash/crc32"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/pullgate/pullgate/internal/samples"
+)
+
+// rawEntry is one entry of a zip written byte by byte (rawZip), so that
+// its headers can lie as an attacker's do.
+type rawEntry struct {
+	name       string
+	data       []byte
+	deflate    bool
+	hidden     bool  // a local header and data the central directory does not list
+	descriptor bool  // flag bit 3: sizes zero in the local header, a data descriptor after the data
+	cdCSize    int64 // > 0: the compressed size the directory (and descriptor) declares
+}
+
+// rawZip writes entries one after the other, then the central directory
+// of those not hidden and the end record. lieEnd makes the end record
+// count its entries wrongly and misstate the directory's size, so that
+// archive/zip refuses the directory.
+func rawZip(t testing.TB, entries []rawEntry, lieEnd bool) []byte {
+	t.Helper()
+	le := binary.LittleEndian
+	var out, cd bytes.Buffer
+	put := func(b *bytes.Buffer, vs ...any) {
+		for _, v := range vs {
+			binary.Write(b, le, v)
+		}
+	}
+	listed := 0
+	for _, e := range entries {
+		body, method := e.data, uint16(0)
+		if e.deflate {
+			var d bytes.Buffer
+			fw, _ := flate.NewWriter(&d, flate.DefaultCompression)
+			fw.Write(e.data)
+			fw.Close()
+			body, method = d.Bytes(), 8
+		}
+		crc, csize, usize := crc32.ChecksumIEEE(e.data), uint32(len(body)), uint32(len(e.data))
+		if e.cdCSize > 0 {
+			csize = uint32(e.cdCSize)
+		}
+		flags := uint16(0)
+		lcrc, lcsize, lusize := crc, csize, usize
+		if e.descriptor {
+			flags, lcrc, lcsize, lusize = 8, 0, 0, 0
+		}
+		off := uint32(out.Len())
+		put(&out, uint32(0x04034b50), uint16(20), flags, method, uint16(0), uint16(0x21), lcrc, lcsize, lusize, uint16(len(e.name)), uint16(0))
+		out.WriteString(e.name)
+		out.Write(body)
+		if e.descriptor {
+			put(&out, uint32(0x08074b50), crc, csize, usize)
+		}
+		if e.hidden {
+			continue
+		}
+		listed++
+		put(&cd, uint32(0x02014b50), uint16(0x031e), uint16(20), flags, method, uint16(0), uint16(0x21), crc, csize, usize,
+			uint16(len(e.name)), uint16(0), uint16(0), uint16(0), uint16(0), uint32(0o100755<<16), off)
+		cd.WriteString(e.name)
+	}
+	dirOff, dirSize := uint32(out.Len()), uint32(cd.Len())
+	out.Write(cd.Bytes())
+	count := uint16(listed)
+	if lieEnd {
+		count, dirSize = count+3, 10
+	}
+	put(&out, uint32(0x06054b50), uint16(0), uint16(0), count, count, dirSize, dirOff, uint16(0))
+	return out.Bytes()
+}
+
+// zipLocalCase is a crafted zip and the members a scanner must find the
+// miner in (paths inside the zip; "" for the zip's own bytes, where the
+// miner is not at the start, so MinerCommandLine finds it, not
+// MinerXMRig).
+type zipLocalCase struct {
+	name string
+	zip  []byte
+	want []string
+}
+
+func zipLocalCases(t testing.TB) []zipLocalCase {
+	// Clean members are stored noise, so what follows them lies past the
+	// 4 KiB of the zip scanned as its head.
+	clean := func(name string) rawEntry { return rawEntry{name: name, data: samples.Filler(8 << 10)} }
+	miner := func(name string, deflate bool) rawEntry { return rawEntry{name: name, data: samples.XMRig(), deflate: deflate} }
+	hidden := func(e rawEntry) rawEntry { e.hidden = true; return e }
+	short := func(e rawEntry, descriptor bool) rawEntry { e.cdCSize, e.descriptor = 20, descriptor; return e }
+	stuck := rawEntry{name: "lib/a.dat", data: []byte("stored, sized after"), descriptor: true, hidden: true}
+	prefix := append([]byte("#!/usr/bin/env python3\n"), samples.Filler(3<<19)...) // 1.5 MiB
+	return []zipLocalCase{
+		{"hidden stored entry between two members",
+			rawZip(t, []rawEntry{clean("a.txt"), hidden(miner("bin/hidden", false)), clean("b.txt")}, false), []string{"bin/hidden"}},
+		{"hidden deflated entry before the directory",
+			rawZip(t, []rawEntry{clean("a.txt"), hidden(miner("bin/hidden", true))}, false), []string{"bin/hidden"}},
+		{"compressed size short in the directory",
+			rawZip(t, []rawEntry{clean("a.txt"), short(miner("bin/worker", true), false), clean("b.txt")}, false), []string{"bin/worker"}},
+		{"compressed size short in a data descriptor",
+			rawZip(t, []rawEntry{short(miner("bin/worker", true), true), clean("b.txt")}, false), []string{"bin/worker"}},
+		{"end record that lies",
+			rawZip(t, []rawEntry{miner("bin/one", true), clean("a.txt"), miner("bin/two", true)}, true), []string{"bin/one", "bin/two"}},
+		{"hidden stored entry behind one the local walk cannot pass",
+			rawZip(t, []rawEntry{clean("a.txt"), stuck, hidden(miner("bin/hidden", false)), clean("b.txt")}, false), []string{""}},
+		{"zip behind a prefix of 1.5 MiB",
+			append(prefix, rawZip(t, []rawEntry{clean("a.txt"), miner("bin/worker", true)}, false)...), []string{"bin/worker"}},
+	}
+}
+
+// Each way of hiding a member from a reader of the central directory:
+// the miner is found on the member's path, and the layer refused.
+func TestZipReadAsEveryExtractorReadsIt(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	for _, c := range zipLocalCases(t) {
+		t.Run(c.name, func(t *testing.T) {
+			res, err := scanOne(t, s, tfile{name: "opt/app.jar", mode: 0o644, data: c.zip})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range c.want {
+				where, rule := "/opt/app.jar", "MinerCommandLine"
+				if m != "" {
+					where, rule = where+"!"+m, "MinerXMRig"
+				}
+				if !hasFinding(res.Findings, rule, where) {
+					t.Errorf("no %s on %s; findings %+v", rule, where, res.Findings)
+				}
+			}
+			if len(res.Blocking()) == 0 {
+				t.Errorf("nothing refuses the layer; findings %+v", res.Findings)
+			}
+		})
+	}
+}
+
+// Ground truth: every file bsdtar (reading the zip as a stream, as jar x
+// does from standard input) or unzip (reading its central directory)
+// extracts from each crafted zip is a member the scanner found the miner
+// in (every member of these zips but the clean ones carries it).
+func TestZipExtractorsAgree(t *testing.T) {
+	for _, tool := range []string{"bsdtar", "unzip"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is not installed: run make deps", tool)
+		}
+	}
+	s := newTestScanner(t, Options{Workers: 2})
+	for _, c := range zipLocalCases(t) {
+		t.Run(c.name, func(t *testing.T) {
+			zipPath := filepath.Join(t.TempDir(), "app.zip")
+			if err := os.WriteFile(zipPath, c.zip, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			res, err := scanOne(t, s, tfile{name: "opt/app.jar", mode: 0o644, data: c.zip})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, x := range []struct {
+				tool  string
+				args  func(dir string) []string
+				stdin bool
+			}{
+				{"bsdtar", func(dir string) []string { return []string{"-xf", "-", "-C", dir} }, true},
+				{"unzip", func(dir string) []string { return []string{"-o", zipPath, "-d", dir} }, false},
+			} {
+				dir := t.TempDir()
+				cmd := exec.Command(x.tool, x.args(dir)...)
+				if x.stdin {
+					f, err := os.Open(zipPath)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer f.Close()
+					cmd.Stdin = f
+				}
+				out, _ := cmd.CombinedOutput() // damaged zips make both complain; what they wrote counts
+				for _, name := range extracted(t, dir) {
+					data, err := os.ReadFile(filepath.Join(dir, name))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !bytes.Contains(data, samples.XMRig()[:64]) {
+						continue // a clean member, or a cut one that holds no miner
+					}
+					if !hasFinding(res.Findings, "MinerXMRig", "/opt/app.jar!"+name) {
+						t.Errorf("%s extracts %s holding the miner, and the scanner found no miner there; findings %+v\n%s", x.tool, name, res.Findings, out)
+					}
+				}
+			}
+		})
+	}
+}
+
+// extracted lists the regular files under dir, relative to it.
+func extracted(t *testing.T, dir string) []string {
+	t.Helper()
+	var names []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			rel, _ := filepath.Rel(dir, p)
+			names = append(names, filepath.ToSlash(rel))
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
