@@ -96,7 +96,9 @@ func zipLocalCases(t testing.TB) []zipLocalCase {
 	// Clean members are stored noise, so what follows them lies past the
 	// 4 KiB of the zip scanned as its head.
 	clean := func(name string) rawEntry { return rawEntry{name: name, data: samples.Filler(8 << 10)} }
-	miner := func(name string, deflate bool) rawEntry { return rawEntry{name: name, data: samples.XMRig(), deflate: deflate} }
+	miner := func(name string, deflate bool) rawEntry {
+		return rawEntry{name: name, data: samples.XMRig(), deflate: deflate}
+	}
 	hidden := func(e rawEntry) rawEntry { e.hidden = true; return e }
 	short := func(e rawEntry, descriptor bool) rawEntry { e.cdCSize, e.descriptor = 20, descriptor; return e }
 	stuck := rawEntry{name: "lib/a.dat", data: []byte("stored, sized after"), descriptor: true, hidden: true}
