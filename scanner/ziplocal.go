@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/binary"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"slices"
@@ -165,7 +166,8 @@ func (zw *zipWalk) localHeader(off int64) (zipLocal, bool) {
 // each entry's header, its data (stored: the header's compressed size;
 // deflated: to the end of its deflate stream), then its data descriptor
 // when it has one; the next bytes must be another local header, or the
-// walk ends. An entry the directory walk scanned with the same content is
+// walk ends. An encrypted entry, or one of a method other than stored or
+// deflated, is reported and skipped by its header's size. An entry the directory walk scanned with the same content is
 // skipped; any other is scanned as a member named by its local header.
 // Offsets only grow, so the walk ends within the file, and every entry
 // scanned counts against the limits as a member does.
@@ -201,9 +203,10 @@ func (w *walker) walkZipLocal(zw *zipWalk) error {
 
 // localEntry scans the entry e of the local walk, unless the directory
 // walk scanned the same bytes, and returns where its data ends, or -1
-// when the walk cannot go past it (an encrypted entry, an unknown method,
-// a stored entry whose size only its data descriptor says, data that does
-// not inflate to its end). Only limits and the scan's end are errors.
+// when the walk cannot go past it (an encrypted entry or one of an
+// unknown method whose size only its data descriptor says, data that does
+// not inflate to its end, a stored entry without the data descriptor its
+// header announces: its data runs to the end of the file). Only limits and the scan's end are errors.
 func (w *walker) localEntry(zw *zipWalk, e zipLocal) (int64, error) {
 	// A stored entry with a data descriptor says its size only after its
 	// data; bsdtar takes it from there, so the directory's is as good.
@@ -221,21 +224,28 @@ func (w *walker) localEntry(zw *zipWalk, e zipLocal) (int64, error) {
 	src := io.NewSectionReader(zw.ra, e.dataOff, zw.size-e.dataOff)
 	var m *zipMemberReader
 	switch {
-	case e.flags&zipEncrypted != 0:
-		unreadable(SeverityMedium, "zip entry read from its local header is encrypted, so it was not scanned")
-		return -1, nil
-	case e.method == zip.Store && e.flags&zipDescriptor != 0:
-		// Java's ZipInputStream refuses it: its size is only known after
-		// it. What follows is scanned as bytes (scanZipGaps).
-		return -1, nil
+	case e.flags&zipEncrypted != 0 || (e.method != zip.Store && e.method != zip.Deflate):
+		// bsdtar skips it by the size its header gives, if it gives one.
+		unreadable(SeverityMedium, "zip entry read from its local header is encrypted or of compression method "+
+			strconv.Itoa(int(e.method))+", so it was not scanned")
+		if e.flags&zipDescriptor != 0 {
+			return -1, nil
+		}
+		return e.dataOff + min(e.csize, src.Size()), nil
 	case e.method == zip.Store:
 		n := min(e.csize, src.Size())
+		if e.flags&zipDescriptor != 0 {
+			// Its size is only said after it: Java's ZipInputStream
+			// refuses it, bsdtar looks for the descriptor that follows.
+			// Without one, bsdtar writes out the rest of the file.
+			n = src.Size()
+			if end, ok := zw.storedEnd(e.dataOff); ok {
+				n = end - e.dataOff
+			}
+		}
 		m = &zipMemberReader{ReadCloser: io.NopCloser(io.LimitReader(src, n)), stored: e.dataOff + n}
-	case e.method == zip.Deflate:
-		m = inflateMember(src, e.dataOff)
 	default:
-		unreadable(SeverityMedium, "zip entry read from its local header has compression method "+strconv.Itoa(int(e.method))+", so it was not scanned")
-		return -1, nil
+		m = inflateMember(src, e.dataOff)
 	}
 	defer m.Close()
 	r := &unarchiveReader{r: m, w: w, what: "zip entry " + child.where}
@@ -325,4 +335,42 @@ func (zw *zipWalk) coverDirectory() {
 	if dirOff >= 0 && dirSize >= 0 && dirOff <= zw.size && dirSize <= zw.size-dirOff {
 		zw.cover(dirOff, dirOff+dirSize)
 	}
+}
+
+// storedEnd finds where a stored entry whose data starts at dataOff and
+// whose size only its data descriptor says ends, as bsdtar reading a
+// stream finds it: at the first "PK\x07\x08" followed by the CRC-32 of
+// the bytes before it and their count (a zip64 descriptor is not looked
+// for). It reads the file at most once from dataOff.
+func (zw *zipWalk) storedEnd(dataOff int64) (int64, bool) {
+	const chunk = 64 << 10
+	le := binary.LittleEndian
+	sig := []byte("PK\x07\x08")
+	buf := make([]byte, chunk+16)
+	var crc uint32
+	done := dataOff // crc covers [dataOff, done)
+	for pos := dataOff; pos < zw.size; pos += chunk {
+		n, err := zw.ra.ReadAt(buf[:min(int64(len(buf)), zw.size-pos)], pos)
+		if err != nil && err != io.EOF {
+			return 0, false
+		}
+		b := buf[:n]
+		for i := 0; ; {
+			k := bytes.Index(b[i:], sig)
+			q := i + k
+			if k < 0 || q >= chunk || q+16 > n {
+				break
+			}
+			crc = crc32.Update(crc, crc32.IEEETable, b[done-pos:q])
+			done = pos + int64(q)
+			if le.Uint32(b[q+4:]) == crc && int64(le.Uint32(b[q+8:])) == done-dataOff {
+				return done, true
+			}
+			i = q + 1
+		}
+		upTo := min(n, chunk)
+		crc = crc32.Update(crc, crc32.IEEETable, b[done-pos:upTo])
+		done = pos + int64(upTo)
+	}
+	return 0, false
 }
