@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/flate"
 	"encoding/binary"
+	"errors"
 	"hash/crc32"
 	"io/fs"
 	"os"
@@ -24,6 +25,9 @@ type rawEntry struct {
 	descriptor bool   // flag bit 3: sizes zero in the local header, a data descriptor after the data
 	cdCSize    int64  // > 0: the compressed size the directory (and descriptor) declares
 	body       []byte // non-nil: the data as written, whatever data and deflate say
+	extra      []byte // the local header's extra field
+	localCSize uint32 // non-zero: the compressed size the local header declares
+	nameLen    int    // non-zero: the name length the local header declares
 }
 
 // rawZip writes entries one after the other, then the central directory
@@ -62,8 +66,16 @@ func rawZip(t testing.TB, entries []rawEntry, lieEnd bool) []byte {
 			flags, lcrc, lcsize, lusize = 8, 0, 0, 0
 		}
 		off := uint32(out.Len())
-		put(&out, uint32(0x04034b50), uint16(20), flags, method, uint16(0), uint16(0x21), lcrc, lcsize, lusize, uint16(len(e.name)), uint16(0))
+		if e.localCSize != 0 {
+			lcsize = e.localCSize
+		}
+		nameLen := uint16(len(e.name))
+		if e.nameLen != 0 {
+			nameLen = uint16(e.nameLen)
+		}
+		put(&out, uint32(0x04034b50), uint16(20), flags, method, uint16(0), uint16(0x21), lcrc, lcsize, lusize, nameLen, uint16(len(e.extra)))
 		out.WriteString(e.name)
+		out.Write(e.extra)
 		out.Write(body)
 		if e.descriptor {
 			put(&out, uint32(0x08074b50), crc, csize, usize)
@@ -224,4 +236,50 @@ func extracted(t *testing.T, dir string) []string {
 		t.Fatal(err)
 	}
 	return names
+}
+
+// zipHostileCases are zips whose local headers try to make the local walk
+// loop, allocate or read without bound, and the limits that must stop it
+// (limit: the scan must fail with ErrLimit; otherwise it must end with a
+// verdict).
+func zipHostileCases(t testing.TB) []struct {
+	name   string
+	zip    []byte
+	limits Limits
+	limit  bool
+} {
+	zeros := make([]byte, 64<<20)
+	tiny := make([]rawEntry, 20000)
+	for i := range tiny {
+		tiny[i] = rawEntry{name: "t", data: []byte{1}, hidden: true}
+	}
+	zip64 := binary.LittleEndian.AppendUint16(binary.LittleEndian.AppendUint16(nil, 1), 16)
+	zip64 = binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(zip64, 1<<62), 1<<62)
+	return []struct {
+		name   string
+		zip    []byte
+		limits Limits
+		limit  bool
+	}{
+		{"20,000 tiny hidden entries", rawZip(t, tiny, false), Limits{MaxFiles: 1000}, true},
+		{"hidden deflate bomb", rawZip(t, []rawEntry{{name: "bomb", data: zeros, deflate: true, hidden: true}}, false), Limits{MaxLayerBytes: 32 << 20}, true},
+		{"hidden directory holding a deflate bomb", rawZip(t, []rawEntry{{name: "d/", data: zeros, deflate: true, hidden: true}}, false), Limits{MaxLayerBytes: 32 << 20}, true},
+		{"zip64 size past the end", rawZip(t, []rawEntry{{name: "big", data: samples.Filler(100), hidden: true, extra: zip64, localCSize: 0xFFFFFFFF}, {name: "a", data: []byte("a")}}, false), Limits{}, false},
+		{"name past the end", rawZip(t, []rawEntry{{name: "n", data: []byte("a"), hidden: true, nameLen: 0xFFFF}}, false), Limits{}, false},
+		{"entry whose size points into itself", rawZip(t, []rawEntry{{name: "s", data: samples.Filler(100), hidden: true, localCSize: 1}, {name: "a", data: []byte("a")}}, false), Limits{}, false},
+	}
+}
+
+// The local walk is bounded by the limits every member counts against,
+// whatever its headers say.
+func TestZipLocalWalkBounded(t *testing.T) {
+	for _, c := range zipHostileCases(t) {
+		t.Run(c.name, func(t *testing.T) {
+			s := newTestScanner(t, Options{Workers: 2, Limits: c.limits})
+			res, err := scanOne(t, s, tfile{name: "opt/h.zip", mode: 0o644, data: c.zip})
+			if c.limit != errors.Is(err, ErrLimit) || (!c.limit && err != nil) {
+				t.Fatalf("err = %v (findings %+v), want ErrLimit: %v", err, res.Findings, c.limit)
+			}
+		})
+	}
 }
