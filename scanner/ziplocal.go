@@ -165,8 +165,9 @@ func (zw *zipWalk) localHeader(off int64) (zipLocal, bool) {
 // streaming extractor does, from offset 0 when the zip starts with one:
 // each entry's header, its data (stored: the header's compressed size;
 // deflated: to the end of its deflate stream), then its data descriptor
-// when it has one; the next bytes must be another local header, or the
-// walk ends. An encrypted entry, or one of a method other than stored or
+// when it has one; then the next local header, skipping bytes that are
+// none as bsdtar does, unless the central directory or an end record
+// comes first: the walk ends there. An encrypted entry, or one of a method other than stored or
 // deflated, is reported and skipped by its header's size. An entry the directory walk scanned with the same content is
 // skipped; any other is scanned as a member named by its local header.
 // Offsets only grow, so the walk ends within the file, and every entry
@@ -175,6 +176,12 @@ func (w *walker) walkZipLocal(zw *zipWalk) error {
 	for off := int64(0); ; {
 		if err := w.st.ctx.Err(); err != nil {
 			return err
+		}
+		if off > 0 {
+			var ok bool
+			if off, ok = zw.nextHeader(off); !ok {
+				return nil
+			}
 		}
 		e, ok := zw.localHeader(off)
 		if !ok {
@@ -371,6 +378,39 @@ func (zw *zipWalk) storedEnd(dataOff int64) (int64, bool) {
 		upTo := min(n, chunk)
 		crc = crc32.Update(crc, crc32.IEEETable, b[done-pos:upTo])
 		done = pos + int64(upTo)
+	}
+	return 0, false
+}
+
+// nextHeader finds the first local header at or after off, as bsdtar
+// reading a stream skips what lies between entries; ok is false when a
+// central directory entry or an end record, or the end of the file, comes
+// first (after a zip's last entry, its directory is at off: nothing is
+// searched).
+func (zw *zipWalk) nextHeader(off int64) (int64, bool) {
+	const chunk = 64 << 10
+	buf := make([]byte, 0, chunk+3)
+	for pos := off; pos < zw.size; pos += chunk {
+		buf = buf[:min(int64(cap(buf)), zw.size-pos)]
+		n, err := zw.ra.ReadAt(buf, pos)
+		if err != nil && err != io.EOF {
+			return 0, false
+		}
+		b := buf[:n]
+		for i := 0; i < min(n, chunk); {
+			k := bytes.Index(b[i:], []byte("PK"))
+			if k < 0 || i+k+4 > n {
+				break
+			}
+			switch q := i + k; string(b[q+2 : q+4]) {
+			case "\x03\x04":
+				return pos + int64(q), true
+			case "\x01\x02", "\x05\x06", "\x06\x06":
+				return 0, false
+			default:
+				i = q + 1
+			}
+		}
 	}
 	return 0, false
 }

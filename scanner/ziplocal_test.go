@@ -28,6 +28,7 @@ type rawEntry struct {
 	extra      []byte // the local header's extra field
 	localCSize uint32 // non-zero: the compressed size the local header declares
 	nameLen    int    // non-zero: the name length the local header declares
+	junk       []byte // bytes before the local header
 }
 
 // rawZip writes entries one after the other, then the central directory
@@ -65,6 +66,7 @@ func rawZip(t testing.TB, entries []rawEntry, lieEnd bool) []byte {
 		if e.descriptor {
 			flags, lcrc, lcsize, lusize = 8, 0, 0, 0
 		}
+		out.Write(e.junk)
 		off := uint32(out.Len())
 		if e.localCSize != 0 {
 			lcsize = e.localCSize
@@ -118,6 +120,10 @@ func zipLocalCases(t testing.TB) []zipLocalCase {
 	hidden := func(e rawEntry) rawEntry { e.hidden = true; return e }
 	short := func(e rawEntry, descriptor bool) rawEntry { e.cdCSize, e.descriptor = 20, descriptor; return e }
 	sizedAfter := rawEntry{name: "lib/a.dat", data: []byte("stored, sized after"), descriptor: true, hidden: true}
+	behindJunk := hidden(miner("bin/hidden", false))
+	behindJunk.junk = []byte("sixteen junk b..")
+	inNone := clean("b.txt")
+	inNone.junk = samples.XMRig()
 	corrupt := rawEntry{name: "lib/b.dat", data: []byte("x"), deflate: true, hidden: true, body: bytes.Repeat([]byte{0xff}, 64)}
 	prefix := append([]byte("#!/usr/bin/env python3\n"), samples.Filler(3<<19)...) // 1.5 MiB
 	return []zipLocalCase{
@@ -133,6 +139,10 @@ func zipLocalCases(t testing.TB) []zipLocalCase {
 			rawZip(t, []rawEntry{miner("bin/one", true), clean("a.txt"), miner("bin/two", true)}, true), []string{"bin/one", "bin/two"}},
 		{"hidden stored entry behind a stored one sized after its data",
 			rawZip(t, []rawEntry{clean("a.txt"), sizedAfter, hidden(miner("bin/hidden", false)), clean("b.txt")}, false), []string{"bin/hidden"}},
+		{"hidden stored entry behind junk",
+			rawZip(t, []rawEntry{clean("a.txt"), behindJunk, clean("b.txt")}, false), []string{"bin/hidden"}},
+		{"miner's bytes between entries, in none",
+			rawZip(t, []rawEntry{clean("a.txt"), inNone, clean("c.txt")}, false), []string{""}},
 		{"hidden stored entry behind one that does not inflate",
 			rawZip(t, []rawEntry{clean("a.txt"), corrupt, hidden(miner("bin/hidden", false)), clean("b.txt")}, false), []string{""}},
 		{"zip behind a prefix of 1.5 MiB",
