@@ -320,6 +320,16 @@ func (zw *zipWalk) storedEnd(dataOff int64) (int64, bool) {
 // first (after a zip's last entry, its directory is at off: nothing is
 // searched).
 func (zw *zipWalk) nextHeader(off int64) (int64, bool) {
+	var sig [4]byte
+	if _, err := zw.ra.ReadAt(sig[:], off); err != nil {
+		return 0, false
+	}
+	switch string(sig[:]) {
+	case "PK\x03\x04":
+		return off, true
+	case "PK\x01\x02", "PK\x05\x06", "PK\x06\x06":
+		return 0, false
+	}
 	const chunk = 64 << 10
 	buf := make([]byte, 0, chunk+3)
 	for pos := off; pos < zw.size; pos += chunk {
