@@ -36,6 +36,7 @@ type zipWalk struct {
 	// spans are the bytes a header, member data, a data descriptor, the
 	// directory or the end record covers.
 	spans []zipSpan
+	buf   []byte // a local header's name and extra field
 }
 
 type zipScanned struct {
@@ -104,7 +105,7 @@ func (w *walker) walkZipDirectory(zw *zipWalk, zr *zip.Reader) error {
 type zipLocal struct {
 	flags, method uint16
 	csize         int64
-	name          string
+	name          []byte // in the walk's buffer: valid until the next header is read
 	dataOff       int64
 	zip64         bool // its extra field has a zip64 record: its data descriptor holds 8-byte sizes
 }
@@ -131,11 +132,14 @@ func (zw *zipWalk) localHeader(off int64) (zipLocal, bool) {
 	if e.dataOff > zw.size {
 		return zipLocal{}, false
 	}
-	ne := make([]byte, nameLen+extraLen)
+	if int64(cap(zw.buf)) < nameLen+extraLen {
+		zw.buf = make([]byte, nameLen+extraLen)
+	}
+	ne := zw.buf[:nameLen+extraLen]
 	if _, err := zw.ra.ReadAt(ne, off+30); err != nil {
 		return zipLocal{}, false
 	}
-	e.name = string(ne[:nameLen])
+	e.name = ne[:nameLen]
 	usize32 := le.Uint32(h[22:])
 	for x := ne[nameLen:]; len(x) >= 4; {
 		id, n := le.Uint16(x), int(le.Uint16(x[2:]))
@@ -219,7 +223,8 @@ func (w *walker) localEntry(zw *zipWalk, e zipLocal) (int64, error) {
 	if ok && s.method == e.method && (e.method == zip.Deflate || s.size == e.csize || e.flags&zipDescriptor != 0) {
 		return s.end, nil
 	}
-	child := zw.it.member(memberName(e.name), false)
+	name := string(e.name)
+	child := zw.it.member(memberName(name), false)
 	reported := zw.failed[e.dataOff]
 	unreadable := func(severity, reason string) {
 		if !reported {
@@ -255,7 +260,7 @@ func (w *walker) localEntry(zw *zipWalk, e zipLocal) (int64, error) {
 	defer m.Close()
 	r := &unarchiveReader{r: m, w: w, what: "zip entry " + child.where}
 	var err error
-	if strings.HasSuffix(e.name, "/") {
+	if strings.HasSuffix(name, "/") {
 		// A directory to every extractor: its data is never written out.
 		_, err = io.Copy(io.Discard, r)
 	} else if err = w.countFile(child.where, 0); err == nil {

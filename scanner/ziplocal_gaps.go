@@ -45,10 +45,21 @@ func (w *walker) scanGap(zw *zipWalk, from, to int64) error {
 // found is left to be scanned as a gap.
 func (zw *zipWalk) coverDirectory() {
 	le := binary.LittleEndian
-	tailLen := min(zw.size, 1<<16+22)
-	tail := make([]byte, tailLen)
+	// Most zips have no comment: their end record is their last 22 bytes.
+	tailLen := min(zw.size, 22)
+	var last [22]byte
+	tail := last[:tailLen]
 	if _, err := zw.ra.ReadAt(tail, zw.size-tailLen); err != nil {
 		return
+	}
+	if len(tail) < 22 || !bytes.HasPrefix(tail, zipEndMagic) || le.Uint32(tail[16:]) == 0xFFFFFFFF {
+		// A comment, or zip64 records before it: the end record is
+		// searched for in the last 64 KiB and 22 bytes.
+		tailLen = min(zw.size, 1<<16+22)
+		tail = make([]byte, tailLen)
+		if _, err := zw.ra.ReadAt(tail, zw.size-tailLen); err != nil {
+			return
+		}
 	}
 	i := bytes.LastIndex(tail, zipEndMagic)
 	if i < 0 || len(tail)-i < 22 {
