@@ -139,7 +139,7 @@ func (w *walker) countMember(name string, declared int64) (int64, error) {
 // (scanZipGaps). A directory that cannot be read is returned, once the
 // local walk is done, for the caller to report.
 func (w *walker) walkZip(it item, ra io.ReaderAt, size, head int64) error {
-	zw := &zipWalk{it: it, ra: ra, size: size, scanned: map[int64]zipScanned{}, failed: map[int64]bool{}}
+	zw := newZipWalk(it, ra, size)
 	zr, dirErr := openZip(it, ra, size)
 	switch {
 	case dirErr == nil:

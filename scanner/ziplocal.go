@@ -37,6 +37,47 @@ type zipWalk struct {
 	// directory or the end record covers.
 	spans []zipSpan
 	buf   []byte // a local header's name and extra field
+	// hdr reads headers and signatures for the local walk: ra itself
+	// for a zip in memory, through a read-ahead buffer for a spooled
+	// one, so that a jar of thousands of entries does not cost four
+	// system calls for each.
+	hdr io.ReaderAt
+}
+
+func newZipWalk(it item, ra io.ReaderAt, size int64) *zipWalk {
+	zw := &zipWalk{it: it, ra: ra, size: size, hdr: ra, scanned: map[int64]zipScanned{}, failed: map[int64]bool{}}
+	if _, ok := ra.(*bytes.Reader); !ok {
+		zw.hdr = &headerReader{r: ra, size: size, buf: make([]byte, 32<<10)}
+	}
+	return zw
+}
+
+// headerReader reads r through one buffer, refilled from the offset read
+// when a read falls outside it; a read larger than the buffer goes to r.
+type headerReader struct {
+	r    io.ReaderAt
+	size int64
+	buf  []byte
+	off  int64
+	n    int
+}
+
+func (c *headerReader) ReadAt(p []byte, off int64) (int, error) {
+	if off >= c.off && off+int64(len(p)) <= c.off+int64(c.n) {
+		return copy(p, c.buf[off-c.off:c.n]), nil
+	}
+	if len(p) > len(c.buf) || off < 0 || off >= c.size {
+		return c.r.ReadAt(p, off)
+	}
+	n, err := c.r.ReadAt(c.buf[:min(int64(len(c.buf)), c.size-off)], off)
+	c.off, c.n = off, n
+	if n < len(p) {
+		if err == nil {
+			err = io.EOF
+		}
+		return copy(p, c.buf[:n]), err
+	}
+	return copy(p, c.buf[:n]), nil
 }
 
 type zipScanned struct {
@@ -123,7 +164,7 @@ func (zw *zipWalk) localHeader(off int64) (zipLocal, bool) {
 	if off < 0 || off+30 > zw.size {
 		return zipLocal{}, false
 	}
-	if _, err := zw.ra.ReadAt(h[:], off); err != nil || !bytes.Equal(h[:4], zipMagic) {
+	if _, err := zw.hdr.ReadAt(h[:], off); err != nil || !bytes.Equal(h[:4], zipMagic) {
 		return zipLocal{}, false
 	}
 	le := binary.LittleEndian
@@ -136,7 +177,7 @@ func (zw *zipWalk) localHeader(off int64) (zipLocal, bool) {
 		zw.buf = make([]byte, nameLen+extraLen)
 	}
 	ne := zw.buf[:nameLen+extraLen]
-	if _, err := zw.ra.ReadAt(ne, off+30); err != nil {
+	if _, err := zw.hdr.ReadAt(ne, off+30); err != nil {
 		return zipLocal{}, false
 	}
 	e.name = ne[:nameLen]
@@ -198,7 +239,7 @@ func (w *walker) walkZipLocal(zw *zipWalk) error {
 		off = end
 		if e.flags&zipDescriptor != 0 {
 			var sig [4]byte
-			if _, err := zw.ra.ReadAt(sig[:], off); err == nil && binary.LittleEndian.Uint32(sig[:]) == 0x08074b50 {
+			if _, err := zw.hdr.ReadAt(sig[:], off); err == nil && binary.LittleEndian.Uint32(sig[:]) == 0x08074b50 {
 				off += 4
 			}
 			off += 12
@@ -326,7 +367,7 @@ func (zw *zipWalk) storedEnd(dataOff int64) (int64, bool) {
 // searched).
 func (zw *zipWalk) nextHeader(off int64) (int64, bool) {
 	var sig [4]byte
-	if _, err := zw.ra.ReadAt(sig[:], off); err != nil {
+	if _, err := zw.hdr.ReadAt(sig[:], off); err != nil {
 		return 0, false
 	}
 	switch string(sig[:]) {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/pullgate/pullgate/internal/samples"
@@ -145,6 +146,8 @@ func zipLocalCases(t testing.TB) []zipLocalCase {
 			rawZip(t, []rawEntry{clean("a.txt"), inNone, clean("c.txt")}, false), []string{""}},
 		{"hidden stored entry behind one that does not inflate",
 			rawZip(t, []rawEntry{clean("a.txt"), corrupt, hidden(miner("bin/hidden", false)), clean("b.txt")}, false), []string{""}},
+		{"hidden deflated entry in a zip larger than the window (spooled)",
+			rawZip(t, []rawEntry{{name: "pad", data: samples.Filler(3 * minWindow)}, hidden(miner("bin/hidden", true)), clean("b.txt")}, false), []string{"bin/hidden"}},
 		{"zip behind a prefix of 1.5 MiB",
 			append(prefix, rawZip(t, []rawEntry{clean("a.txt"), miner("bin/worker", true)}, false)...), []string{"bin/worker"}},
 	}
@@ -153,9 +156,17 @@ func zipLocalCases(t testing.TB) []zipLocalCase {
 // Each way of hiding a member from a reader of the central directory:
 // the miner is found on the member's path, and the layer refused.
 func TestZipReadAsEveryExtractorReadsIt(t *testing.T) {
-	s := newTestScanner(t, Options{Workers: 2})
+	def := newTestScanner(t, Options{Workers: 2})
+	small := newTestScanner(t, Options{Workers: 2, Limits: Limits{Window: minWindow}})
 	for _, c := range zipLocalCases(t) {
 		t.Run(c.name, func(t *testing.T) {
+			s := def
+			if strings.Contains(c.name, "spooled") {
+				s = small
+				if int64(len(c.zip)) <= minWindow {
+					t.Fatalf("the zip (%d bytes) fits one window: the case proves nothing", len(c.zip))
+				}
+			}
 			res, err := scanOne(t, s, tfile{name: "opt/app.jar", mode: 0o644, data: c.zip})
 			if err != nil {
 				t.Fatal(err)
