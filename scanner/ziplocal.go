@@ -210,11 +210,11 @@ func (zw *zipWalk) localHeader(off int64) (zipLocal, bool) {
 // deflated: to the end of its deflate stream), then its data descriptor
 // when it has one; then the next local header, skipping bytes that are
 // none as bsdtar does, unless the central directory or an end record
-// comes first: the walk ends there. An encrypted entry, or one of a method other than stored or
-// deflated, is reported and skipped by its header's size. An entry the directory walk scanned with the same content is
-// skipped; any other is scanned as a member named by its local header.
-// Offsets only grow, so the walk ends within the file, and every entry
-// scanned counts against the limits as a member does.
+// comes first: the walk ends there. An entry the directory walk scanned
+// with the same content is skipped; any other is scanned as a member
+// named by its local header (see localEntry). Offsets only grow, so the
+// walk ends within the file, and every entry scanned counts against the
+// limits as a member does.
 func (w *walker) walkZipLocal(zw *zipWalk) error {
 	for off := int64(0); ; {
 		if err := w.st.ctx.Err(); err != nil {
@@ -253,10 +253,12 @@ func (w *walker) walkZipLocal(zw *zipWalk) error {
 
 // localEntry scans the entry e of the local walk, unless the directory
 // walk scanned the same bytes, and returns where its data ends, or -1
-// when the walk cannot go past it (an encrypted entry or one of an
-// unknown method whose size only its data descriptor says, data that does
-// not inflate to its end, a stored entry without the data descriptor its
-// header announces: its data runs to the end of the file). Only limits and the scan's end are errors.
+// when the walk cannot go past it: data that does not inflate to its end,
+// an encrypted entry or one of another method than stored and deflated
+// whose size only its data descriptor says (with a size in its header,
+// such an entry is reported and passed). A stored entry whose data
+// descriptor is not found runs to the end of the file, as bsdtar writes
+// it out. Only limits and the scan's end are errors.
 func (w *walker) localEntry(zw *zipWalk, e zipLocal) (int64, error) {
 	// A stored entry with a data descriptor says its size only after its
 	// data; bsdtar takes it from there, so the directory's is as good.
