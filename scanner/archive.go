@@ -156,6 +156,7 @@ type archived struct {
 	kind     archiveKind
 	data     []byte    // the archive, a copy
 	tar      bool      // a zip that is also a tar (see alsoTar)
+	trimmed  bool      // only its head is scanned as bytes (see trimmable)
 	payloads []payload // a script's decoded payloads
 }
 
@@ -179,7 +180,11 @@ func (w *walker) unarchive(it item, a *archived) error {
 	var err error
 	switch kind {
 	case archiveZip:
-		err = w.walkZip(it, bytes.NewReader(data), int64(len(data)))
+		head := int64(-1)
+		if a.trimmed {
+			head = archiveHead
+		}
+		err = w.walkZip(it, bytes.NewReader(data), int64(len(data)), head)
 		if a.tar {
 			if err = w.settle(it, err); err == nil {
 				err = w.walkMembers(it, &unarchiveReader{r: bytes.NewReader(data), w: w, what: "tar " + it.shown()})
@@ -233,10 +238,15 @@ const archiveHead = 4 << 10
 // known-bad list needs its whole hash, and a zip that is also a tar (see
 // alsoTar). If the archive is then not read to its end, scanWhole scans
 // all of it. a is what contents took of the file (nil for none), n its
-// size.
+// size; a trimmed zip is marked so, for its gaps to be scanned (see
+// scanZipGaps).
 func (w *walker) trimmable(it *item, a *archived, n int) bool {
-	return a != nil && (a.kind == archiveZip || a.kind == archiveStream) && !a.tar && w.st.rs.knownBad == nil &&
+	t := a != nil && (a.kind == archiveZip || a.kind == archiveStream) && !a.tar && w.st.rs.knownBad == nil &&
 		it.nest < w.s.limits.MaxArchiveDepth && n > archiveHead
+	if t {
+		a.trimmed = true
+	}
+	return t
 }
 
 // scanWhole scans data, a copy of the archive it, as bytes, when it was

@@ -310,6 +310,18 @@ func FuzzUnarchive(f *testing.F) {
 	// through a spool file.
 	f.Add(tarGz(f, pad(300<<10), miner))
 	f.Add(zipOf(f, pad(300<<10), miner))
+	// Zips read from their local headers (ziplocal_test.go), but the one
+	// behind a prefix of 1.5 MiB, slow to minimize.
+	for _, c := range zipLocalCases(f) {
+		if len(c.zip) < 1<<20 {
+			f.Add(c.zip)
+		}
+	}
+	for _, c := range zipHostileCases(f) {
+		if len(c.zip) < 1<<20 {
+			f.Add(c.zip)
+		}
+	}
 	s := newTestScanner(f, Options{Workers: 2, Limits: Limits{MaxLayerBytes: 16 << 20, MaxFiles: 10000, Window: minWindow, LayerTimeout: 30 * time.Second}})
 	f.Fuzz(func(t *testing.T, content []byte) {
 		layer := tarLayer(t, tfile{name: "opt/f", mode: 0o755, data: content})

@@ -172,7 +172,11 @@ func (s *spool) close() { s.f.Close() }
 // had every window scanned, and is walked as a tar too.
 func (w *walker) unarchiveZip(it item, sp *spool, size int64, tarToo bool) error {
 	unread := w.unread
-	if err := w.settle(it, w.walkZip(it, sp.f, size)); err != nil {
+	head := min(size, w.s.limits.Window) // its first window
+	if tarToo {
+		head = -1
+	}
+	if err := w.settle(it, w.walkZip(it, sp.f, size, head)); err != nil {
 		return err
 	}
 	if tarToo {

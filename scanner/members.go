@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"io/fs"
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
@@ -131,45 +130,34 @@ func (w *walker) countMember(name string, declared int64) (int64, error) {
 	return declared, nil
 }
 
-// walkZip walks a zip of size bytes read from ra (a zip is read from its
-// central directory at the end: a file whole in memory, or spooled). Every
-// member but directories and symbolic links is scanned with the exec bit
-// of its Unix mode, as unzip and jar extract it (see openMember); a member
-// that cannot be opened or read to its end is reported as
-// ArchiveUnreadable and the others are still scanned.
-func (w *walker) walkZip(it item, ra io.ReaderAt, size int64) error {
-	zr, err := openZip(it, ra, size)
-	if err != nil {
+// walkZip walks a zip of size bytes read from ra (a zip whole in memory,
+// or spooled) as both kinds of extractor read it: from its central
+// directory at the end (walkZipDirectory), then from its local headers
+// (walkZipLocal), which also reads a zip whose directory archive/zip
+// refuses. When head >= 0, only the zip's first head bytes were scanned
+// as bytes, and what neither walk covers is scanned as bytes too
+// (scanZipGaps). A directory that cannot be read is returned, once the
+// local walk is done, for the caller to report.
+func (w *walker) walkZip(it item, ra io.ReaderAt, size, head int64) error {
+	zw := newZipWalk(it, ra, size)
+	zr, dirErr := openZip(it, ra, size)
+	switch {
+	case dirErr == nil:
+		if err := w.walkZipDirectory(zw, zr); err != nil {
+			return err
+		}
+	case w.hardError(dirErr):
+		return dirErr
+	}
+	if err := w.walkZipLocal(zw); err != nil {
 		return err
 	}
-	for _, f := range zr.File {
-		if err := w.st.ctx.Err(); err != nil {
-			return err
-		}
-		mode := f.Mode()
-		if mode.IsDir() || mode&fs.ModeSymlink != 0 {
-			continue
-		}
-		child := it.member(memberName(f.Name), mode&0o111 != 0)
-		if err := w.countFile(child.where, 0); err != nil {
-			return err
-		}
-		rc, err := openMember(f)
-		if err != nil {
-			w.archiveFinding(child, ArchiveUnreadableRule, SeverityMedium, "zip member could not be opened, so it was not scanned: "+err.Error())
-			continue
-		}
-		err = w.scanMember(child, &unarchiveReader{r: rc, w: w, what: "zip member " + child.where})
-		rc.Close()
-		switch {
-		case err == nil:
-		case w.hardError(err):
-			return err
-		default:
-			// Each member is read on its own from the directory, so one
-			// that is shorter than it says does not hide the others.
-			w.archiveFinding(child, ArchiveUnreadableRule, SeverityLow, "zip member could not be read to its end: "+err.Error())
-		}
+	if dirErr != nil {
+		// Reported by the caller, and the zip scanned whole as bytes.
+		return dirErr
+	}
+	if head >= 0 {
+		return w.scanZipGaps(zw, head)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package scanner
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -33,6 +34,9 @@ type fileWindows struct {
 	headLen int
 	spool   *spool
 	tarToo  bool // a spooled zip that is also a tar: every window scanned, walked as both
+	// zipTail is a copy of a file in one window that ends as a zip (see
+	// zipAtEnd); every window of it is scanned as bytes.
+	zipTail *archived
 }
 
 // scanWindows submits a large file as windows of Window bytes, each
@@ -182,6 +186,10 @@ func (w *walker) firstWindow(fw *fileWindows, data []byte, last bool) error {
 		return nil
 	}
 	fw.kind = detectArchive(&fw.it, data, fw.size)
+	if last && fw.kind != archiveZip && zipAtEnd(data) {
+		// A zip behind something else, as in addSmall.
+		fw.zipTail = &archived{kind: archiveZip, data: bytes.Clone(data)}
+	}
 	switch {
 	case fw.kind == notArchive:
 	case last:
@@ -238,6 +246,9 @@ func (w *walker) finishWindows(fw *fileWindows) (bool, error) {
 		fw.whole = nil
 	}
 	if err := w.scanUnpacked(it, fw.u, fw.uerr); err != nil {
+		return false, err
+	}
+	if err := w.unarchive(it, fw.zipTail); err != nil {
 		return false, err
 	}
 	switch {

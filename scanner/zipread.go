@@ -78,9 +78,12 @@ var inflaters sync.Pool
 // inflater is one member's reader. Its first Close hands its isal reader
 // back to inflaters, detached from the member's source; later Closes do
 // nothing, and a Read after Close fails, so a reader in the pool is never
-// used by two members.
+// used by two members. Once the stream ends, used is how many bytes of
+// the source it took.
 type inflater struct {
-	z *isal.Reader
+	z    *isal.Reader
+	done bool
+	used int64
 }
 
 var errInflaterClosed = errors.New("read of a closed zip member")
@@ -89,7 +92,11 @@ func (f *inflater) Read(p []byte) (int, error) {
 	if f.z == nil {
 		return 0, errInflaterClosed
 	}
-	return f.z.Read(p)
+	n, err := f.z.Read(p)
+	if err == io.EOF && !f.done {
+		f.done, f.used = true, f.z.InputUsed()
+	}
+	return n, err
 }
 
 func (f *inflater) Close() error {
@@ -104,17 +111,23 @@ func (f *inflater) Close() error {
 	return nil
 }
 
-// newInflater is archive/zip's decompressor for zip.Deflate. archive/zip
-// hands it the member's compressed bytes as a section bounded to their
-// size, and checks the member's CRC-32 and size on what it reads.
+// newInflater is archive/zip's decompressor for zip.Deflate.
 func newInflater(r io.Reader) io.ReadCloser {
+	if f := newRawInflater(r); f != nil {
+		return f
+	}
+	return io.NopCloser(&failedReader{errors.New("inflate zip member: isal: out of memory")})
+}
+
+// newRawInflater is an inflater of r, from the pool or new; nil when
+// ISA-L has no memory for one.
+func newRawInflater(r io.Reader) *inflater {
 	if z, ok := inflaters.Get().(*isal.Reader); ok && z.Reset(r) == nil {
 		return &inflater{z: z}
 	}
 	z, err := isal.NewRawReader(r)
 	if err != nil {
-		// No reader, no content: the member is reported unreadable.
-		return io.NopCloser(&failedReader{fmt.Errorf("inflate zip member: %w", err)})
+		return nil
 	}
 	return &inflater{z: z}
 }
@@ -124,21 +137,50 @@ type failedReader struct{ err error }
 
 func (f *failedReader) Read([]byte) (int, error) { return 0, f.err }
 
-// openMember opens a zip member as unzip and jar extract it: a deflated
-// member is inflated to the end of its deflate stream, whatever sizes
-// and CRC-32 its headers declare (archive/zip stops at the declared size
-// and refuses the rest, which would leave a member that is longer than it
-// says unscanned past that point, and one that is shorter unscanned
-// altogether). Other methods are read by archive/zip.
-func openMember(f *zip.File) (io.ReadCloser, error) {
+// zipMemberReader reads one member's data, and says where the data ends
+// once it has been read to its end.
+type zipMemberReader struct {
+	io.ReadCloser
+	inf     *inflater
+	dataOff int64
+	stored  int64 // the end of a stored member's data
+}
+
+// end is the offset where the member's data ended, if it was read to its
+// end (a deflated member: its stream's final block).
+func (m *zipMemberReader) end() (int64, bool) {
+	if m.inf == nil {
+		return m.stored, true
+	}
+	return m.dataOff + m.inf.used, m.inf.done
+}
+
+// inflateMember inflates the deflate stream at dataOff, read from src.
+func inflateMember(src io.Reader, dataOff int64) *zipMemberReader {
+	inf := newRawInflater(src)
+	if inf == nil {
+		return &zipMemberReader{ReadCloser: io.NopCloser(&failedReader{errors.New("inflate zip member: isal: out of memory")}), stored: -1}
+	}
+	return &zipMemberReader{ReadCloser: inf, inf: inf, dataOff: dataOff}
+}
+
+// openMember opens a zip member of a zip of size bytes in ra, whose data
+// starts at dataOff, as unzip and jar extract it: a deflated member is
+// inflated to the end of its deflate stream, bounded only by the end of
+// the file, whatever sizes and CRC-32 its headers declare (archive/zip
+// stops at the declared compressed size and refuses the rest, which would
+// leave a member whose stream is longer than it says unscanned past that
+// point, and one that is shorter unscanned altogether). Other methods are
+// read by archive/zip.
+func openMember(f *zip.File, ra io.ReaderAt, dataOff, size int64) (*zipMemberReader, error) {
 	if f.Method != zip.Deflate {
-		return f.Open()
+		rc, err := f.Open()
+		if err != nil {
+			return nil, err
+		}
+		return &zipMemberReader{ReadCloser: rc, stored: dataOff + int64(f.CompressedSize64)}, nil
 	}
-	raw, err := f.OpenRaw()
-	if err != nil {
-		return nil, err
-	}
-	return newInflater(raw), nil
+	return inflateMember(io.NewSectionReader(ra, dataOff, size-dataOff), dataOff), nil
 }
 
 // scanMember scans a member of unknown true length: one that fits a batch

@@ -32,7 +32,7 @@ int (*pg_isal_inflate)(struct inflate_state *) = isal_inflate;
 // pg_inflate runs one step; it reports how much input it used, how much
 // output it made, and whether the member ended.
 int pg_inflate(struct inflate_state *s, uint8_t *in, uint32_t in_len, uint32_t *in_used,
-                      uint8_t *out, uint32_t out_len, uint32_t *out_made, int *finished) {
+                      uint8_t *out, uint32_t out_len, uint32_t *out_made, int *finished, int *held) {
 	s->next_in = in;
 	s->avail_in = in_len;
 	s->next_out = out;
@@ -42,6 +42,8 @@ int pg_inflate(struct inflate_state *s, uint8_t *in, uint32_t in_len, uint32_t *
 	*in_used = in_len - s->avail_in;
 	*out_made = out_len - s->avail_out;
 	*finished = s->block_state == ISAL_BLOCK_FINISH;
+	// Whole bytes ISA-L took from in but holds unread in its bit buffer.
+	*held = s->read_in_length / 8;
 	return ret;
 }
 */
@@ -86,9 +88,11 @@ type Reader struct {
 	members  int
 	err      error
 	cleanup  runtime.Cleanup
-	raw      bool // a raw deflate stream: one, no header or trailer
-	readCap  int  // most bytes the next fill of a raw stream reads
-	stale    bool // the C state still holds the stream before Reset
+	raw      bool  // a raw deflate stream: one, no header or trailer
+	readCap  int   // most bytes the next fill of a raw stream reads
+	read     int64 // bytes read from src
+	held     int   // whole bytes in ISA-L's bit buffer after the last step
+	stale    bool  // the C state still holds the stream before Reset
 }
 
 // NewReader returns a Reader over r. The gzip header is checked on the
@@ -222,10 +226,11 @@ func (z *Reader) step() error {
 		}
 	}
 	var used, made C.uint32_t
-	var fin C.int
+	var fin, held C.int
 	ret := C.pg_inflate(z.state, (*C.uint8_t)(unsafe.Add(unsafe.Pointer(z.in), z.inOff)), C.uint32_t(z.inLen-z.inOff), &used,
-		z.out, outSize, &made, &fin)
+		z.out, outSize, &made, &fin, &held)
 	z.inOff += int(used)
+	z.held = int(held)
 	z.outLo, z.outHi = 0, int(made)
 	switch {
 	case ret < 0:
@@ -271,6 +276,7 @@ func (z *Reader) fill() error {
 	for z.inLen < end {
 		n, err := z.src.Read(z.inBuf[z.inLen:end])
 		z.inLen += n
+		z.read += int64(n)
 		if err == io.EOF {
 			z.srcEOF = true
 			return nil
@@ -283,6 +289,17 @@ func (z *Reader) fill() error {
 		}
 	}
 	return nil
+}
+
+// InputUsed is how many bytes of its source a raw stream used up to the
+// end of its final block, once Read returned io.EOF (before, it is what
+// was used so far): the bytes read from the source, less those still
+// unread in the buffer and the whole bytes ISA-L holds in its bit buffer.
+// The stream's last byte is counted whole, as the bits after its final
+// block are padding. A zip reader finds where a member's data really ends
+// with it, whatever size its headers declare.
+func (z *Reader) InputUsed() int64 {
+	return z.read - int64(z.inLen-z.inOff) - int64(z.held)
 }
 
 // Close frees the reader's C memory; it does not close the source.

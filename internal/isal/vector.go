@@ -23,7 +23,7 @@ static int pg_inflate_dirty(struct inflate_state *s) {
 }
 
 int pg_inflate(struct inflate_state *s, uint8_t *in, uint32_t in_len, uint32_t *in_used,
-               uint8_t *out, uint32_t out_len, uint32_t *out_made, int *finished);
+               uint8_t *out, uint32_t out_len, uint32_t *out_made, int *finished, int *held);
 
 // pg_inflate_then_look inflates in into out with the reader's own step
 // and reports the vector state as the step left it, with ISA-L standing
@@ -37,10 +37,10 @@ static int pg_inflate_then_look(uint8_t *in, uint32_t in_len, uint8_t *out, uint
 	isal_inflate_init(s);
 	s->crc_flag = ISAL_GZIP;
 	uint32_t used, made;
-	int fin;
+	int fin, held;
 	int (*real)(struct inflate_state *) = pg_isal_inflate;
 	pg_isal_inflate = pg_inflate_dirty;
-	int ret = pg_inflate(s, in, in_len, &used, out, out_len, &made, &fin);
+	int ret = pg_inflate(s, in, in_len, &used, out, out_len, &made, &fin, &held);
 	int look = pg_upper_dirty();
 	pg_isal_inflate = real;
 	free(s);
