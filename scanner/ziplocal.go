@@ -233,10 +233,25 @@ func (w *walker) walkZipLocal(zw *zipWalk) error {
 // it out. Only limits and the scan's end are errors.
 func (w *walker) localEntry(zw *zipWalk, e zipLocal) (int64, error) {
 	// A stored entry with a data descriptor says its size only after its
-	// data; bsdtar takes it from there, so the directory's is as good.
+	// data: a streaming extractor ends it at its first fitting descriptor,
+	// whatever the directory says, so it is the same entry only when that
+	// is where the directory's ends; otherwise the entry is scanned as the
+	// extractor writes it out, and the walk goes on from there.
+	storedDD := e.method == zip.Store && e.flags&zipDescriptor != 0
+	ddEnd, ddFound := int64(-1), false
+	if storedDD {
+		ddEnd, ddFound = zw.storedEnd(e.dataOff)
+	}
 	s, ok := zw.scanned[e.dataOff]
-	if ok && s.method == e.method && (e.method == zip.Deflate || s.size == e.csize || e.flags&zipDescriptor != 0) {
-		return s.end, nil
+	if ok && s.method == e.method {
+		switch {
+		case storedDD:
+			if ddFound && ddEnd == s.end {
+				return s.end, nil
+			}
+		case e.method == zip.Deflate, s.size == e.csize, e.flags&zipDescriptor != 0:
+			return s.end, nil
+		}
 	}
 	name := string(e.name)
 	child := zw.it.member(memberName(name), false)
@@ -264,8 +279,8 @@ func (w *walker) localEntry(zw *zipWalk, e zipLocal) (int64, error) {
 			// refuses it, bsdtar looks for the descriptor that follows.
 			// Without one, bsdtar writes out the rest of the file.
 			n = src.Size()
-			if end, ok := zw.storedEnd(e.dataOff); ok {
-				n = end - e.dataOff
+			if ddFound {
+				n = ddEnd - e.dataOff
 			}
 		}
 		m = &zipMemberReader{ReadCloser: io.NopCloser(io.LimitReader(src, n)), stored: e.dataOff + n}
@@ -299,8 +314,9 @@ func (w *walker) localEntry(zw *zipWalk, e zipLocal) (int64, error) {
 // storedEnd finds where a stored entry whose data starts at dataOff and
 // whose size only its data descriptor says ends, as bsdtar reading a
 // stream finds it: at the first "PK\x07\x08" followed by the CRC-32 of
-// the bytes before it and their count (a zip64 descriptor is not looked
-// for). It reads the file at most once from dataOff.
+// the bytes before it. The sizes that follow are not compared (bsdtar
+// only warns when they differ), and a zip64 descriptor fits as well as
+// the short form. It reads the file at most once from dataOff.
 func (zw *zipWalk) storedEnd(dataOff int64) (int64, bool) {
 	const chunk = 64 << 10
 	le := binary.LittleEndian
@@ -322,7 +338,7 @@ func (zw *zipWalk) storedEnd(dataOff int64) (int64, bool) {
 			}
 			crc = crc32.Update(crc, crc32.IEEETable, b[done-pos:q])
 			done = pos + int64(q)
-			if le.Uint32(b[q+4:]) == crc && int64(le.Uint32(b[q+8:])) == done-dataOff {
+			if le.Uint32(b[q+4:]) == crc {
 				return done, true
 			}
 			i = q + 1
