@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"hash/crc32"
+	"strings"
 	"testing"
 
 	"github.com/pullgate/pullgate/internal/samples"
@@ -95,5 +96,30 @@ func zipPrefixCases(t testing.TB) []zipLocalCase {
 		{"zip behind 1 MiB whose directory sizes a member 0xFFFFFFFF without zip64", cat(big, noZip64(plain)), want},
 		{"#! zipapp counting the prefix in its offsets, end record counting 1 entry of 2", counted(counting, 1), want},
 		{"#! zipapp counting the prefix in its offsets, a member sized 0xFFFFFFFF without zip64", noZip64(counting), want},
+	}
+}
+
+// A zip behind a prefix whose directory cannot be read is reported so,
+// as one without a prefix is, besides the members its local walk finds.
+func TestZipBehindAPrefixUnreadableDirectory(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	n := 0
+	for _, c := range zipPrefixCases(t) {
+		if !strings.Contains(c.name, "0xFFFFFFFF") {
+			continue
+		}
+		n++
+		t.Run(c.name, func(t *testing.T) {
+			res, err := scanOne(t, s, tfile{name: "opt/app.jar", mode: 0o644, data: c.zip})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !hasFinding(res.Findings, ArchiveUnreadableRule, "/opt/app.jar") {
+				t.Errorf("no %s on /opt/app.jar; findings %+v", ArchiveUnreadableRule, res.Findings)
+			}
+		})
+	}
+	if n == 0 {
+		t.Fatal("no case has a directory archive/zip refuses")
 	}
 }
