@@ -37,6 +37,7 @@ type zipWalk struct {
 	// directory or the end record covers.
 	spans []zipSpan
 	buf   []byte // a local header's name and extra field
+	ddBuf []byte // storedEnd's window on the data
 	// hdr reads headers and signatures for the local walk: ra itself
 	// for a zip in memory, through a read-ahead buffer for a spooled
 	// one, so that a jar of thousands of entries does not cost four
@@ -318,18 +319,22 @@ func (w *walker) localEntry(zw *zipWalk, e zipLocal) (int64, error) {
 // only warns when they differ), and a zip64 descriptor fits as well as
 // the short form. It reads the file at most once from dataOff.
 func (zw *zipWalk) storedEnd(dataOff int64) (int64, bool) {
-	const chunk = 64 << 10
+	const maxChunk = 64 << 10
 	le := binary.LittleEndian
 	sig := []byte("PK\x07\x08")
-	buf := make([]byte, chunk+16)
+	if len(zw.ddBuf) < maxChunk+16 {
+		zw.ddBuf = make([]byte, maxChunk+16)
+	}
 	var crc uint32
 	done := dataOff // crc covers [dataOff, done)
-	for pos := dataOff; pos < zw.size; pos += chunk {
-		n, err := zw.ra.ReadAt(buf[:min(int64(len(buf)), zw.size-pos)], pos)
+	// Most entries sized this way are small: the first read is too.
+	chunk := 4 << 10
+	for pos := dataOff; pos < zw.size; pos, chunk = pos+int64(chunk), min(2*chunk, maxChunk) {
+		n, err := zw.hdr.ReadAt(zw.ddBuf[:min(int64(chunk+16), zw.size-pos)], pos)
 		if err != nil && err != io.EOF {
 			return 0, false
 		}
-		b := buf[:n]
+		b := zw.ddBuf[:n]
 		for i := 0; ; {
 			k := bytes.Index(b[i:], sig)
 			q := i + k

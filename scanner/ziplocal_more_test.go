@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"hash/crc32"
+	"io"
 	"strings"
 	"testing"
 
@@ -121,5 +122,27 @@ func TestZipBehindAPrefixUnreadableDirectory(t *testing.T) {
 	}
 	if n == 0 {
 		t.Fatal("no case has a directory archive/zip refuses")
+	}
+}
+
+// storedEnd finds the first descriptor whose CRC-32 fits the bytes before
+// it wherever it falls among its reads (which grow from 4 KiB to 64 KiB),
+// past signatures whose CRC-32 does not fit, in memory and spooled.
+func TestStoredEndAcrossReads(t *testing.T) {
+	const at = 100 // where the data starts
+	for _, n := range []int{0, 1, 4<<10 - 17, 4<<10 - 8, 4 << 10, 4<<10 + 3, 12<<10 - 1, 12 << 10, 28<<10 + 9, 64 << 10, 200<<10 + 5} {
+		data := samples.Filler(n)
+		for i := 500; i+16 <= n; i += 1000 {
+			copy(data[i:], "PK\x07\x08\x01\x00\x00\x00") // a signature whose CRC-32 does not fit
+		}
+		file := append(make([]byte, at), data...)
+		file = binary.LittleEndian.AppendUint32(append(file, "PK\x07\x08"...), crc32.ChecksumIEEE(data))
+		file = append(file, make([]byte, 50)...)
+		for _, ra := range []io.ReaderAt{bytes.NewReader(file), io.NewSectionReader(bytes.NewReader(file), 0, int64(len(file)))} {
+			zw := newZipWalk(item{}, ra, int64(len(file)))
+			if end, ok := zw.storedEnd(at); !ok || end != at+int64(n) {
+				t.Errorf("data of %d bytes (%T): storedEnd = %d, %v, want %d", n, ra, end, ok, at+n)
+			}
+		}
 	}
 }
