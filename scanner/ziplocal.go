@@ -238,7 +238,7 @@ func (w *walker) localEntry(zw *zipWalk, e zipLocal) (int64, error) {
 	// whatever the directory says, so it is the same entry only when that
 	// is where the directory's ends; otherwise the entry is scanned as the
 	// extractor writes it out, and the walk goes on from there.
-	storedDD := e.method == zip.Store && e.flags&zipDescriptor != 0
+	storedDD := e.method == zip.Store && e.flags&(zipDescriptor|zipEncrypted) == zipDescriptor
 	ddEnd, ddFound := int64(-1), false
 	if storedDD {
 		ddEnd, ddFound = zw.storedEnd(e.dataOff)
