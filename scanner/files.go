@@ -82,10 +82,13 @@ func (w *walker) addSmall(it item, r io.Reader, size, batchCap int) (bool, error
 		// submitted and recycled while the archive is unpacked.
 		a = contents(kind, data)
 	}
-	if kind != archiveZip && !it.opaque && zipAtEnd(data) {
-		// A zip behind something else (a self-extractor, a "#!" zipapp):
-		// its members are looked into too; the file is scanned whole.
-		tail = &archived{kind: archiveZip, data: bytes.Clone(data)}
+	if kind != archiveZip && !it.opaque {
+		if start, ok := zipAtEnd(data); ok {
+			// A zip behind something else (a self-extractor, a "#!"
+			// zipapp): its members are looked into too; the file is
+			// scanned whole.
+			tail = &archived{kind: archiveZip, data: bytes.Clone(data[start:])}
+		}
 	}
 	trimmed := w.trimmable(&it, a, size)
 	if trimmed {

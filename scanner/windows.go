@@ -186,9 +186,11 @@ func (w *walker) firstWindow(fw *fileWindows, data []byte, last bool) error {
 		return nil
 	}
 	fw.kind = detectArchive(&fw.it, data, fw.size)
-	if last && fw.kind != archiveZip && zipAtEnd(data) {
-		// A zip behind something else, as in addSmall.
-		fw.zipTail = &archived{kind: archiveZip, data: bytes.Clone(data)}
+	if last && fw.kind != archiveZip {
+		if start, ok := zipAtEnd(data); ok {
+			// A zip behind something else, as in addSmall.
+			fw.zipTail = &archived{kind: archiveZip, data: bytes.Clone(data[start:])}
+		}
 	}
 	switch {
 	case fw.kind == notArchive:

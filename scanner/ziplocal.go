@@ -37,6 +37,7 @@ type zipWalk struct {
 	// directory or the end record covers.
 	spans []zipSpan
 	buf   []byte // a local header's name and extra field
+	ddBuf []byte // storedEnd's window on the data
 	// hdr reads headers and signatures for the local walk: ra itself
 	// for a zip in memory, through a read-ahead buffer for a spooled
 	// one, so that a jar of thousands of entries does not cost four
@@ -233,10 +234,25 @@ func (w *walker) walkZipLocal(zw *zipWalk) error {
 // it out. Only limits and the scan's end are errors.
 func (w *walker) localEntry(zw *zipWalk, e zipLocal) (int64, error) {
 	// A stored entry with a data descriptor says its size only after its
-	// data; bsdtar takes it from there, so the directory's is as good.
+	// data: a streaming extractor ends it at its first fitting descriptor,
+	// whatever the directory says, so it is the same entry only when that
+	// is where the directory's ends; otherwise the entry is scanned as the
+	// extractor writes it out, and the walk goes on from there.
+	storedDD := e.method == zip.Store && e.flags&(zipDescriptor|zipEncrypted) == zipDescriptor
+	ddEnd, ddFound := int64(-1), false
+	if storedDD {
+		ddEnd, ddFound = zw.storedEnd(e.dataOff)
+	}
 	s, ok := zw.scanned[e.dataOff]
-	if ok && s.method == e.method && (e.method == zip.Deflate || s.size == e.csize || e.flags&zipDescriptor != 0) {
-		return s.end, nil
+	if ok && s.method == e.method {
+		switch {
+		case storedDD:
+			if ddFound && ddEnd == s.end {
+				return s.end, nil
+			}
+		case e.method == zip.Deflate, s.size == e.csize, e.flags&zipDescriptor != 0:
+			return s.end, nil
+		}
 	}
 	name := string(e.name)
 	child := zw.it.member(memberName(name), false)
@@ -264,8 +280,8 @@ func (w *walker) localEntry(zw *zipWalk, e zipLocal) (int64, error) {
 			// refuses it, bsdtar looks for the descriptor that follows.
 			// Without one, bsdtar writes out the rest of the file.
 			n = src.Size()
-			if end, ok := zw.storedEnd(e.dataOff); ok {
-				n = end - e.dataOff
+			if ddFound {
+				n = ddEnd - e.dataOff
 			}
 		}
 		m = &zipMemberReader{ReadCloser: io.NopCloser(io.LimitReader(src, n)), stored: e.dataOff + n}
@@ -299,21 +315,26 @@ func (w *walker) localEntry(zw *zipWalk, e zipLocal) (int64, error) {
 // storedEnd finds where a stored entry whose data starts at dataOff and
 // whose size only its data descriptor says ends, as bsdtar reading a
 // stream finds it: at the first "PK\x07\x08" followed by the CRC-32 of
-// the bytes before it and their count (a zip64 descriptor is not looked
-// for). It reads the file at most once from dataOff.
+// the bytes before it. The sizes that follow are not compared (bsdtar
+// only warns when they differ), and a zip64 descriptor fits as well as
+// the short form. It reads the file at most once from dataOff.
 func (zw *zipWalk) storedEnd(dataOff int64) (int64, bool) {
-	const chunk = 64 << 10
+	const maxChunk = 64 << 10
 	le := binary.LittleEndian
 	sig := []byte("PK\x07\x08")
-	buf := make([]byte, chunk+16)
+	if len(zw.ddBuf) < maxChunk+16 {
+		zw.ddBuf = make([]byte, maxChunk+16)
+	}
 	var crc uint32
 	done := dataOff // crc covers [dataOff, done)
-	for pos := dataOff; pos < zw.size; pos += chunk {
-		n, err := zw.ra.ReadAt(buf[:min(int64(len(buf)), zw.size-pos)], pos)
+	// Most entries sized this way are small: the first read is too.
+	chunk := 4 << 10
+	for pos := dataOff; pos < zw.size; pos, chunk = pos+int64(chunk), min(2*chunk, maxChunk) {
+		n, err := zw.hdr.ReadAt(zw.ddBuf[:min(int64(chunk+16), zw.size-pos)], pos)
 		if err != nil && err != io.EOF {
 			return 0, false
 		}
-		b := buf[:n]
+		b := zw.ddBuf[:n]
 		for i := 0; ; {
 			k := bytes.Index(b[i:], sig)
 			q := i + k
@@ -322,7 +343,7 @@ func (zw *zipWalk) storedEnd(dataOff int64) (int64, bool) {
 			}
 			crc = crc32.Update(crc, crc32.IEEETable, b[done-pos:q])
 			done = pos + int64(q)
-			if le.Uint32(b[q+4:]) == crc && int64(le.Uint32(b[q+8:])) == done-dataOff {
+			if le.Uint32(b[q+4:]) == crc {
 				return done, true
 			}
 			i = q + 1

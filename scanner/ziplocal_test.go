@@ -127,7 +127,7 @@ func zipLocalCases(t testing.TB) []zipLocalCase {
 	inNone.junk = samples.XMRig()
 	corrupt := rawEntry{name: "lib/b.dat", data: []byte("x"), deflate: true, hidden: true, body: bytes.Repeat([]byte{0xff}, 64)}
 	prefix := append([]byte("#!/usr/bin/env python3\n"), samples.Filler(3<<19)...) // 1.5 MiB
-	return []zipLocalCase{
+	return append(append([]zipLocalCase{
 		{"hidden stored entry between two members",
 			rawZip(t, []rawEntry{clean("a.txt"), hidden(miner("bin/hidden", false)), clean("b.txt")}, false), []string{"bin/hidden"}},
 		{"hidden deflated entry before the directory",
@@ -150,7 +150,7 @@ func zipLocalCases(t testing.TB) []zipLocalCase {
 			rawZip(t, []rawEntry{{name: "pad", data: samples.Filler(3 * minWindow)}, hidden(miner("bin/hidden", true)), clean("b.txt")}, false), []string{"bin/hidden"}},
 		{"zip behind a prefix of 1.5 MiB",
 			append(prefix, rawZip(t, []rawEntry{clean("a.txt"), miner("bin/worker", true)}, false)...), []string{"bin/worker"}},
-	}
+	}, zipDescriptorCases(t)...), zipPrefixCases(t)...)
 }
 
 // Each way of hiding a member from a reader of the central directory:

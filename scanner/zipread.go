@@ -222,17 +222,66 @@ func (w *walker) memberBuf(nest, n int) []byte {
 var zipEndMagic = []byte("PK\x05\x06")
 
 // zipAtEnd says whether data, a whole file that does not start as a zip,
-// ends as one that archive/zip opens with at least one member: unzip,
-// jar and Python read a zip from its end, whatever comes before it, so a
-// self-extractor or a "#!" zipapp is a zip to them. The end record lies
-// in the last 64 KiB and 22 bytes (its comment is at most 65,535 bytes).
-func zipAtEnd(data []byte) bool {
-	tail := data[max(0, len(data)-(1<<16+22)):]
-	if !bytes.Contains(tail, zipEndMagic) {
-		return false
+// ends as one, and where that zip starts: unzip, jar and Python read a
+// zip from its end, whatever comes before it, so a self-extractor or a
+// "#!" zipapp is a zip to them. The end record lies in the last 64 KiB
+// and 22 bytes (its comment is at most 65,535 bytes). A zip archive/zip
+// opens whole, recounted if need be (see recountedZip), with at least one
+// member, is read whole (start 0: archive/zip finds a prefix itself);
+// one it refuses is read from where it starts (see zipStart), so that the
+// recount and the local walk apply to it as to a zip without a prefix.
+func zipAtEnd(data []byte) (start int, ok bool) {
+	tailAt := max(0, len(data)-(1<<16+22))
+	if !bytes.Contains(data[tailAt:], zipEndMagic) {
+		return 0, false
 	}
-	zr, err := zip.NewReader(&budgetReaderAt{r: bytes.NewReader(data), left: maxZipDirectory + 66<<10}, int64(len(data)))
-	return err == nil && len(zr.File) > 0
+	ra, size := bytes.NewReader(data), int64(len(data))
+	zr, err := zip.NewReader(&budgetReaderAt{r: ra, left: maxZipDirectory + 66<<10}, size)
+	if err != nil && !errors.Is(err, errZipDirectory) {
+		if fixed, ok := recountedZip(ra, size); ok {
+			zr, err = zip.NewReader(&budgetReaderAt{r: fixed, left: maxZipDirectory + 66<<10}, size)
+		}
+	}
+	if err == nil {
+		return 0, len(zr.File) > 0
+	}
+	return zipStart(data, tailAt)
+}
+
+// zipStart finds where the zip whose end record lies in data past tailAt
+// starts, when archive/zip cannot read its directory: for the last end
+// record with a central directory entry where its size says the
+// directory starts, the directory's start less the offset the record
+// gives it, when a local header is there (the offsets count from the
+// zip's start); else the first local header before the directory (the
+// offsets count the prefix too, and the local walk reads the entries
+// from there). ok is false when no end record has a directory entry
+// before it, or no local header is found.
+func zipStart(data []byte, tailAt int) (int, bool) {
+	le := binary.LittleEndian
+	first := -2 // the first local header, searched once
+	for end := len(data) - 22; end >= tailAt; end-- {
+		k := bytes.LastIndex(data[tailAt:end+4], zipEndMagic)
+		if k < 0 {
+			return 0, false
+		}
+		end = tailAt + k
+		dirSize, dirOff := int(le.Uint32(data[end+12:])), int64(le.Uint32(data[end+16:]))
+		dir := end - dirSize
+		if dirSize < 46 || dir < 0 || !bytes.HasPrefix(data[dir:], []byte("PK\x01\x02")) {
+			continue
+		}
+		if start := int64(dir) - dirOff; start > 0 && bytes.HasPrefix(data[start:], zipMagic) {
+			return int(start), true
+		}
+		if first == -2 {
+			first = bytes.Index(data, zipMagic)
+		}
+		if first >= 0 && first < dir {
+			return first, true
+		}
+	}
+	return 0, false
 }
 
 // recountedZip is ra with its end record's entry counts set to the number
