@@ -19,8 +19,10 @@ const (
 	// "join") are not taken into the payload.
 	minPiece = 16
 	// maxGap is the most bytes between two pieces of one run: enough for
-	// '"\nP="${P}', '; echo -n "', '",\n        "' and their like.
-	maxGap = 48
+	// '"\nP="${P}', '; echo -n "', '",\n        "' and their like, and
+	// for the names of appends ('"\nNAME="${NAME}': names of up to 45
+	// characters).
+	maxGap = 96
 	// maxWords is the most words (segments of the alphabet that are no
 	// piece) between two pieces of one run: "P=", "P" of
 	// '"\nP="${P}', "echo", "n" of "; echo -n ", "+". A command
@@ -102,6 +104,9 @@ func pieceAt(data []byte, a, b int) (piece, bool) {
 		return piece{}, false
 	}
 	if !long && (body < b && b < len(data) && isB64[data[b]] || !hasAlnum(data[a:body])) {
+		return piece{}, false
+	}
+	if isName(data, a, b) || stringPrefix(data, a, b) {
 		return piece{}, false
 	}
 	opensValue := pieceEdge[before]&edgeValue != 0
@@ -207,15 +212,17 @@ func searchPiece(data []byte, i, limit int) (p piece, seen, words int, ok bool) 
 		if p, ok := pieceAt(data, i, b); ok {
 			return p, i, words, true
 		}
-		words++
+		if !stringPrefix(data, i, b) {
+			words++
+		}
 		i = b
 	}
 }
 
 // prevPiece is the piece before q in q's chain: the last piece that
-// ends no more than maxGap before q, unless it ends in padding; ok is
-// false when q starts its chain. A chain holds one run or more (see
-// runFrom): its start is a run's start.
+// ends no more than maxGap before q; ok is false when q starts its
+// chain. A chain holds one run or more (see runFrom): its start is a
+// run's start.
 func prevPiece(data []byte, q piece) (piece, bool) {
 	// One byte further back: a piece that ends maxGap before q ends
 	// there.
@@ -233,7 +240,7 @@ func prevPiece(data []byte, q piece) (piece, bool) {
 		last, found = p, true
 		i = p.end
 	}
-	if !found || last.end < q.start-maxGap || last.padded {
+	if !found || last.end < q.start-maxGap {
 		return piece{}, false
 	}
 	if _, _, words, _ := searchPiece(data, last.end, q.start-1); words > maxWords {
@@ -244,24 +251,22 @@ func prevPiece(data []byte, q piece) (piece, bool) {
 
 // nextInChain is the piece after p in its chain: the next piece, when it
 // starts no more than maxGap after p with no more than maxWords words
-// between, and p holds no padding.
+// between. A chain goes on past padding: base64 -d reads padded chunks
+// one after another (see appendChain).
 func nextInChain(data []byte, p piece) (piece, bool) {
-	if p.padded {
-		return piece{}, false
-	}
 	next, _, words, ok := searchPiece(data, p.end, p.end+maxGap)
 	return next, ok && words <= maxWords
 }
 
 // runFrom reads the run that starts with the piece first: it and the
-// pieces that follow it in its chain while each joins (see joins). It
-// appends the run's characters to text and returns it with the run's last
-// piece.
+// pieces that follow it in its chain while each joins (see joins), up to
+// the first that ends in padding. It appends the run's characters to text
+// and returns it with the run's last piece.
 func runFrom(data []byte, first piece, text []byte) ([]byte, piece) {
 	var before piece // the piece before last, when has2
 	last, has2 := first, false
 	text = append(text, data[first.start:first.end]...)
-	for {
+	for !last.padded {
 		next, ok := nextInChain(data, last)
 		if !ok || !joins(before, last, has2, next) {
 			return text, last
@@ -269,6 +274,7 @@ func runFrom(data []byte, first piece, text []byte) ([]byte, piece) {
 		text = append(text, data[next.start:next.end]...)
 		before, last, has2 = last, next, true
 	}
+	return text, last
 }
 
 // looksEncoded says whether text, a run's characters, looks like base64
