@@ -20,9 +20,14 @@ const (
 	minPiece = 16
 	// maxGap is the most bytes between two pieces of one run: enough for
 	// '"\nP="${P}', '; echo -n "', '",\n        "' and their like, and
-	// for the names of appends ('"\nNAME="${NAME}': names of up to 45
-	// characters).
-	maxGap = 96
+	// for the names of appends ('"\nNAME="${NAME}'), which are not
+	// counted in it (see maxNameCredit).
+	maxGap = 48
+	// maxNameCredit is the most bytes of one variable's name not counted
+	// in a gap: an append 'NAME="${NAME}…"' joins for names of up to 64
+	// characters, while a gap of plain bytes stays at maxGap, which keeps
+	// a probe's look short.
+	maxNameCredit = 64
 	// maxWords is the most words (segments of the alphabet that are no
 	// piece) between two pieces of one run: "P=", "P" of
 	// '"\nP="${P}', "echo", "n" of "; echo -n ", "+". A command
@@ -199,7 +204,8 @@ func nextPiece(data []byte, i, limit int) (piece, bool) {
 
 // searchPiece is nextPiece, also saying how far it read (no piece starts
 // in data[i:seen]) and how many words (segments that are no piece) it
-// passed.
+// passed. A variable's name it passes moves limit on by its length, up to
+// maxNameCredit: names are not counted in a gap.
 func searchPiece(data []byte, i, limit int) (p piece, seen, words int, ok bool) {
 	for {
 		for i < len(data) && i <= limit && !isB64[data[i]] {
@@ -215,18 +221,21 @@ func searchPiece(data []byte, i, limit int) (p piece, seen, words int, ok bool) 
 		if !stringPrefix(data, i, b) {
 			words++
 		}
+		if isName(data, i, b) {
+			limit += min(b-i, maxNameCredit)
+		}
 		i = b
 	}
 }
 
-// prevPiece is the piece before q in q's chain: the last piece that
-// ends no more than maxGap before q; ok is false when q starts its
-// chain. A chain holds one run or more (see runFrom): its start is a
-// run's start.
+// prevPiece is the piece before q in q's chain: the last piece before q,
+// when q is the piece after it (see nextInChain); ok is false when q
+// starts its chain. A chain holds one run or more (see runFrom): its
+// start is a run's start.
 func prevPiece(data []byte, q piece) (piece, bool) {
-	// One byte further back: a piece that ends maxGap before q ends
-	// there.
-	i := max(0, q.start-maxGap-1)
+	// One byte further back than the farthest a piece of the chain can
+	// end: maxGap, and maxWords names not counted in it.
+	i := max(0, q.start-maxGap-maxWords*maxNameCredit-1)
 	if isB64[data[i]] {
 		i = segmentStart(data, i)
 	}
@@ -234,19 +243,17 @@ func prevPiece(data []byte, q piece) (piece, bool) {
 	found := false
 	for {
 		p, ok := nextPiece(data, i, q.start-1)
-		if !ok {
+		if !ok || p.start >= q.start {
 			break
 		}
 		last, found = p, true
 		i = p.end
 	}
-	if !found || last.end < q.start-maxGap {
+	if !found {
 		return piece{}, false
 	}
-	if _, _, words, _ := searchPiece(data, last.end, q.start-1); words > maxWords {
-		return piece{}, false
-	}
-	return last, true
+	next, ok := nextInChain(data, last)
+	return last, ok && next.start == q.start
 }
 
 // nextInChain is the piece after p in its chain: the next piece, when it
