@@ -28,6 +28,8 @@ func isName(data []byte, a, b int) bool {
 		body--
 	}
 	switch {
+	case body == a:
+		return false
 	case body == b:
 		return spacedAssignment(data, b) && nameShaped(data, a, b)
 	case b-body == 1:
