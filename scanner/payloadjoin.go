@@ -24,9 +24,10 @@ const (
 	// counted in it (see maxNameCredit).
 	maxGap = 48
 	// maxNameCredit is the most bytes of one variable's name not counted
-	// in a gap: an append 'NAME="${NAME}…"' joins for names of up to 64
-	// characters, while a gap of plain bytes stays at maxGap, which keeps
-	// a probe's look short.
+	// in a gap, for names of minPiece characters or more (a shorter one
+	// fits in maxGap: 'P="${P}' for names up to 21): an append
+	// 'NAME="${NAME}…"' joins for names of up to 64 characters, while a
+	// gap of plain bytes stays at maxGap, which keeps a probe's look short.
 	maxNameCredit = 64
 	// maxWords is the most words (segments of the alphabet that are no
 	// piece) between two pieces of one run: "P=", "P" of
@@ -221,7 +222,9 @@ func searchPiece(data []byte, i, limit int) (p piece, seen, words int, ok bool) 
 		if !stringPrefix(data, i, b) {
 			words++
 		}
-		if isName(data, i, b) {
+		// Only a long name is credited (see maxNameCredit): a short one
+		// fits in maxGap, and most segments in a binary are short.
+		if b-i >= minPiece && isName(data, i, b) {
 			limit += min(b-i, maxNameCredit)
 		}
 		i = b
@@ -233,9 +236,23 @@ func searchPiece(data []byte, i, limit int) (p piece, seen, words int, ok bool) 
 // starts its chain. A chain holds one run or more (see runFrom): its
 // start is a run's start.
 func prevPiece(data []byte, q piece) (piece, bool) {
-	// One byte further back than the farthest a piece of the chain can
-	// end: maxGap, and maxWords names not counted in it.
-	i := max(0, q.start-maxGap-maxWords*maxNameCredit-1)
+	// One byte further back than a piece of the chain can end: maxGap
+	// with no name between, or maxWords names more. The nearer look
+	// is the common one, and cheap.
+	last, found := lastPieceFrom(data, q.start-maxGap-1, q)
+	if !found {
+		last, found = lastPieceFrom(data, q.start-maxGap-maxWords*maxNameCredit-1, q)
+	}
+	if !found {
+		return piece{}, false
+	}
+	next, ok := nextInChain(data, last)
+	return last, ok && next.start == q.start
+}
+
+// lastPieceFrom is the last piece that ends in data[i:q.start].
+func lastPieceFrom(data []byte, i int, q piece) (piece, bool) {
+	i = max(0, i)
 	if isB64[data[i]] {
 		i = segmentStart(data, i)
 	}
@@ -244,16 +261,11 @@ func prevPiece(data []byte, q piece) (piece, bool) {
 	for {
 		p, ok := nextPiece(data, i, q.start-1)
 		if !ok || p.start >= q.start {
-			break
+			return last, found
 		}
 		last, found = p, true
 		i = p.end
 	}
-	if !found {
-		return piece{}, false
-	}
-	next, ok := nextInChain(data, last)
-	return last, ok && next.start == q.start
 }
 
 // nextInChain is the piece after p in its chain: the next piece, when it
