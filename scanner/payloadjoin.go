@@ -250,7 +250,8 @@ func prevPiece(data []byte, q piece) (piece, bool) {
 	return last, ok && next.start == q.start
 }
 
-// lastPieceFrom is the last piece that ends in data[i:q.start].
+// lastPieceFrom is the last piece before q that a search from data[i]
+// finds (one that holds data[i] included).
 func lastPieceFrom(data []byte, i int, q piece) (piece, bool) {
 	i = max(0, i)
 	if isB64[data[i]] {
