@@ -19,8 +19,16 @@ const (
 	// "join") are not taken into the payload.
 	minPiece = 16
 	// maxGap is the most bytes between two pieces of one run: enough for
-	// '"\nP="${P}', '; echo -n "', '",\n        "' and their like.
+	// '"\nP="${P}', '; echo -n "', '",\n        "' and their like, and
+	// for the names of appends ('"\nNAME="${NAME}'), which are not
+	// counted in it (see maxNameCredit).
 	maxGap = 48
+	// maxNameCredit is the most bytes of one variable's name not counted
+	// in a gap, for names of minPiece characters or more (a shorter one
+	// fits in maxGap: 'P="${P}' for names up to 21): an append
+	// 'NAME="${NAME}…"' joins for names of up to 64 characters, while a
+	// gap of plain bytes stays at maxGap, which keeps a probe's look short.
+	maxNameCredit = 64
 	// maxWords is the most words (segments of the alphabet that are no
 	// piece) between two pieces of one run: "P=", "P" of
 	// '"\nP="${P}', "echo", "n" of "; echo -n ", "+". A command
@@ -102,6 +110,9 @@ func pieceAt(data []byte, a, b int) (piece, bool) {
 		return piece{}, false
 	}
 	if !long && (body < b && b < len(data) && isB64[data[b]] || !hasAlnum(data[a:body])) {
+		return piece{}, false
+	}
+	if isName(data, a, b) || stringPrefix(data, a, b) {
 		return piece{}, false
 	}
 	opensValue := pieceEdge[before]&edgeValue != 0
@@ -194,7 +205,8 @@ func nextPiece(data []byte, i, limit int) (piece, bool) {
 
 // searchPiece is nextPiece, also saying how far it read (no piece starts
 // in data[i:seen]) and how many words (segments that are no piece) it
-// passed.
+// passed. A variable's name it passes moves limit on by its length, up to
+// maxNameCredit: names are not counted in a gap.
 func searchPiece(data []byte, i, limit int) (p piece, seen, words int, ok bool) {
 	for {
 		for i < len(data) && i <= limit && !isB64[data[i]] {
@@ -207,19 +219,41 @@ func searchPiece(data []byte, i, limit int) (p piece, seen, words int, ok bool) 
 		if p, ok := pieceAt(data, i, b); ok {
 			return p, i, words, true
 		}
-		words++
+		if !stringPrefix(data, i, b) {
+			words++
+		}
+		// Only a long name is credited (see maxNameCredit): a short one
+		// fits in maxGap, and most segments in a binary are short.
+		if b-i >= minPiece && isName(data, i, b) {
+			limit += min(b-i, maxNameCredit)
+		}
 		i = b
 	}
 }
 
-// prevPiece is the piece before q in q's chain: the last piece that
-// ends no more than maxGap before q, unless it ends in padding; ok is
-// false when q starts its chain. A chain holds one run or more (see
-// runFrom): its start is a run's start.
+// prevPiece is the piece before q in q's chain: the last piece before q,
+// when q is the piece after it (see nextInChain); ok is false when q
+// starts its chain. A chain holds one run or more (see runFrom): its
+// start is a run's start.
 func prevPiece(data []byte, q piece) (piece, bool) {
-	// One byte further back: a piece that ends maxGap before q ends
-	// there.
-	i := max(0, q.start-maxGap-1)
+	// One byte further back than a piece of the chain can end: maxGap
+	// with no name between, or maxWords names more. The nearer look
+	// is the common one, and cheap.
+	last, found := lastPieceFrom(data, q.start-maxGap-1, q)
+	if !found {
+		last, found = lastPieceFrom(data, q.start-maxGap-maxWords*maxNameCredit-1, q)
+	}
+	if !found {
+		return piece{}, false
+	}
+	next, ok := nextInChain(data, last)
+	return last, ok && next.start == q.start
+}
+
+// lastPieceFrom is the last piece before q that a search from data[i]
+// finds (one that holds data[i] included).
+func lastPieceFrom(data []byte, i int, q piece) (piece, bool) {
+	i = max(0, i)
 	if isB64[data[i]] {
 		i = segmentStart(data, i)
 	}
@@ -227,41 +261,32 @@ func prevPiece(data []byte, q piece) (piece, bool) {
 	found := false
 	for {
 		p, ok := nextPiece(data, i, q.start-1)
-		if !ok {
-			break
+		if !ok || p.start >= q.start {
+			return last, found
 		}
 		last, found = p, true
 		i = p.end
 	}
-	if !found || last.end < q.start-maxGap || last.padded {
-		return piece{}, false
-	}
-	if _, _, words, _ := searchPiece(data, last.end, q.start-1); words > maxWords {
-		return piece{}, false
-	}
-	return last, true
 }
 
 // nextInChain is the piece after p in its chain: the next piece, when it
 // starts no more than maxGap after p with no more than maxWords words
-// between, and p holds no padding.
+// between. A chain goes on past padding: base64 -d reads padded chunks
+// one after another (see appendChain).
 func nextInChain(data []byte, p piece) (piece, bool) {
-	if p.padded {
-		return piece{}, false
-	}
 	next, _, words, ok := searchPiece(data, p.end, p.end+maxGap)
 	return next, ok && words <= maxWords
 }
 
 // runFrom reads the run that starts with the piece first: it and the
-// pieces that follow it in its chain while each joins (see joins). It
-// appends the run's characters to text and returns it with the run's last
-// piece.
+// pieces that follow it in its chain while each joins (see joins), up to
+// the first that ends in padding. It appends the run's characters to text
+// and returns it with the run's last piece.
 func runFrom(data []byte, first piece, text []byte) ([]byte, piece) {
 	var before piece // the piece before last, when has2
 	last, has2 := first, false
 	text = append(text, data[first.start:first.end]...)
-	for {
+	for !last.padded {
 		next, ok := nextInChain(data, last)
 		if !ok || !joins(before, last, has2, next) {
 			return text, last
@@ -269,6 +294,7 @@ func runFrom(data []byte, first piece, text []byte) ([]byte, piece) {
 		text = append(text, data[next.start:next.end]...)
 		before, last, has2 = last, next, true
 	}
+	return text, last
 }
 
 // looksEncoded says whether text, a run's characters, looks like base64

@@ -135,6 +135,39 @@ func joinForms() []joinForm {
 		{"JavaScript [...].join('')", "app/run.js", false, false, func(enc string) string {
 			return "const p = [" + each(cut(enc), "\"%s\", ") + "].join('');\n"
 		}},
+		{`appends with a long name N="${N}…"`, "tmp/i.sh", true, false, func(enc string) string {
+			return "#!/bin/sh\n" + longName + "=\n" + each(cut(enc), longName+"=\"${"+longName+"}%s\"\n") +
+				"printf %s \"$" + longName + "\" | base64 -d\n"
+		}},
+		{"appends with a long name N+=…", "tmp/i.sh", true, false, func(enc string) string {
+			return "#!/bin/bash\n" + longName + "=''\n" + each(cut(enc), longName+"+=%s\n") +
+				"printf %s \"${" + longName + "}\" | base64 -d\n"
+		}},
+		{`an array with a long name N+=("…"), "${N[@]}"`, "tmp/i.sh", true, false, func(enc string) string {
+			return "#!/bin/bash\n" + longName + "=()\n" + each(cut(enc), longName+"+=(\"%s\")\n") +
+				"printf %s \"${" + longName + "[@]}\" | base64 -d\n"
+		}},
+		{`Python N += "…" with a long name`, "app/run.py", false, true, func(enc string) string {
+			return "import base64, sys\n" + longName + " = \"\"\n" + each(cut(enc), longName+" += \"%s\"\n") +
+				"sys.stdout.buffer.write(base64.b64decode(" + longName + "))\n"
+		}},
+		{`JavaScript N += "…" with a long name`, "app/run.js", false, false, func(enc string) string {
+			return "let " + longName + " = \"\";\n" + each(cut(enc), longName+" += \"%s\";\n") +
+				"require('fs').writeFileSync('/tmp/x', Buffer.from(" + longName + ", 'base64'));\n"
+		}},
+		{`Python b"…" b"…"`, "app/run.py", false, true, func(enc string) string {
+			return "import base64, sys\nP = (\n" + each(cut(enc), "    b\"%s\"\n") + ")\nsys.stdout.buffer.write(base64.b64decode(P))\n"
+		}},
+		{`Python rb'…' rb'…'`, "app/run.py", false, true, func(enc string) string {
+			return "import base64, sys\nP = (" + each(cut(enc), "\n    rb'%s'") + ")\nsys.stdout.buffer.write(base64.b64decode(P))\n"
+		}},
+		{`Python f"…" R"…" u"…"`, "app/run.py", false, true, func(enc string) string {
+			var b strings.Builder
+			for i, p := range cut(enc) {
+				fmt.Fprintf(&b, "    %s\"%s\"\n", []string{"f", "R", "u"}[i%3], p)
+			}
+			return "import base64, sys\nP = (\n" + b.String() + ")\nsys.stdout.buffer.write(base64.b64decode(P))\n"
+		}},
 		{"a data file with no #! read by an entrypoint", "opt/app/blob", false, false, func(enc string) string {
 			return each(lines(enc, 76), "%s\n")
 		}},
@@ -144,6 +177,10 @@ func joinForms() []joinForm {
 		{"a .b64 file on one line", "opt/app/x.b64", false, false, func(enc string) string { return enc + "\n" }},
 	}
 }
+
+// longName is a variable's name of more than minPiece characters of the
+// base64 alphabet, which a payload is appended to piece by piece.
+const longName = "encodedInstallerPayload2"
 
 // Each way of carrying a payload in pieces is read whole: the search
 // decodes the whole payload from one run, and the layer with the file in
@@ -173,18 +210,7 @@ func TestBase64JoinedAsTheyRun(t *testing.T) {
 					runsTo(t, payload, "python3", "-c", text)
 				}
 			}
-			res, err := scanOne(t, s, tfile{name: f.path, mode: 0o644, data: []byte(text)},
-				tfile{name: "entrypoint.sh", mode: 0o755, data: []byte("#!/bin/sh\nbase64 -d /" + f.path + " | tar xz -C /tmp\n")})
-			if err != nil {
-				t.Fatal(err)
-			}
-			m, ok := findingOf(res.Findings, "MinerXMRig")
-			if !ok || !strings.HasPrefix(m.Path, "/"+f.path+"!base64@") || !strings.HasSuffix(m.Path, "!xmrig-6.21.0/xmrig") {
-				t.Fatalf("findings %+v, want MinerXMRig on /%s!base64@…!xmrig-6.21.0/xmrig", res.Findings, f.path)
-			}
-			if len(res.Blocking()) == 0 {
-				t.Fatalf("findings %+v: not refused", res.Findings)
-			}
+			refusedFor(t, s, f.path, text)
 		})
 	}
 }
@@ -237,5 +263,87 @@ func TestBase64JoinKeepsWordsOut(t *testing.T) {
 	// A file of one letter: one long piece that is no base64 of anything.
 	if got := base64Payloads(bytes.Repeat([]byte("x"), 1<<20)); len(got) != 0 {
 		t.Fatalf("%d payloads decoded from a run of one letter", len(got))
+	}
+}
+
+// paddedChunks is payload cut into chunks of size bytes, each encoded on
+// its own (padded), one a line.
+func paddedChunks(payload []byte, size int) string {
+	var b strings.Builder
+	for len(payload) > 0 {
+		n := min(size, len(payload))
+		b.WriteString(base64.StdEncoding.EncodeToString(payload[:n]) + "\n")
+		payload = payload[n:]
+	}
+	return b.String()
+}
+
+// Separately padded chunks one after another, as base64 -d reads them:
+// 76-character lines each ending in "=", 4,004-character lines ending in
+// "==", in a data file an entrypoint decodes and in a here-document. The
+// file decodes to the payload with coreutils base64 -d, the search
+// decodes it whole from one stream, and the layer is refused.
+func TestBase64PaddedChunksRead(t *testing.T) {
+	payload := dropperPayload()
+	s := newTestScanner(t, Options{Workers: 2})
+	cases := []struct {
+		name, path string
+		heredoc    bool
+		size       int
+	}{
+		{"76-character lines ending in =", "opt/app/blob", false, 56},
+		{"4,004-character chunks ending in ==", "opt/app/blob", false, 3001},
+		{"chunks ending in == in a here-document", "tmp/i.sh", true, 3001},
+		{"chunks of 1,000 bytes, wrapped at 76", "opt/app/blob", false, 1000},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			text := paddedChunks(payload, c.size)
+			if c.size == 1000 {
+				var b strings.Builder
+				for _, chunk := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+					b.WriteString(each(lines(chunk, 76), "%s\n"))
+				}
+				text = b.String()
+			}
+			if c.heredoc {
+				text = "#!/bin/sh\nbase64 -d <<EOF\n" + text + "EOF\n"
+				runsTo(t, payload, "bash", "-c", text)
+			} else {
+				cmd := exec.Command("base64", "-d")
+				cmd.Stdin = strings.NewReader(text)
+				out, err := cmd.Output()
+				if err != nil || !bytes.Equal(out, payload) {
+					t.Fatalf("base64 -d: %d bytes, %v: the form does not carry the payload", len(out), err)
+				}
+			}
+			samePayloads(t, []byte(text))
+			found := false
+			for _, p := range base64Payloads([]byte(text)) {
+				found = found || bytes.Equal(p.data, payload)
+			}
+			if !found {
+				t.Error("no stream decodes to the payload")
+			}
+			refusedFor(t, s, c.path, text)
+		})
+	}
+}
+
+// refusedFor scans a layer holding text at path, and an entrypoint that
+// decodes it, and checks that it is refused for the miner in the payload.
+func refusedFor(t *testing.T, s *Scanner, path, text string) {
+	t.Helper()
+	res, err := scanOne(t, s, tfile{name: path, mode: 0o644, data: []byte(text)},
+		tfile{name: "entrypoint.sh", mode: 0o755, data: []byte("#!/bin/sh\nbase64 -d /" + path + " | tar xz -C /tmp\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, ok := findingOf(res.Findings, "MinerXMRig")
+	if !ok || !strings.HasPrefix(m.Path, "/"+path+"!base64@") || !strings.HasSuffix(m.Path, "!xmrig-6.21.0/xmrig") {
+		t.Fatalf("findings %+v, want MinerXMRig on /%s!base64@…!xmrig-6.21.0/xmrig", res.Findings, path)
+	}
+	if len(res.Blocking()) == 0 {
+		t.Fatalf("findings %+v: not refused", res.Findings)
 	}
 }

@@ -28,7 +28,8 @@ func (p payload) name() string {
 // base64Payloads decodes every run of at least minBase64Run base64
 // characters in data, as far as each decodes. A run is a chain of pieces
 // of base64 joined as the shell or language that holds them joins them
-// (see payloadjoin.go); it ends after padding ("=" is only ever last).
+// (see payloadjoin.go); it ends after padding ("=" is only ever last),
+// and a run after it in its chain goes on the stream (see appendChain).
 // What a script puts around the payload may shift it against base64's
 // groups of four ("sh" before a here-document, a piece that is not a
 // multiple of four), so each run is decoded at the four alignments, each
@@ -92,19 +93,76 @@ func chainPast(data []byte, q piece, limit int) (end int, past bool) {
 }
 
 // appendChain appends the payloads of the runs of the chain that starts
-// with the piece first, and returns where the chain ends.
+// with the piece first, and returns where the chain ends. A run that
+// ends in padding and the runs that follow it in the chain are a stream,
+// as base64 -d reads separately padded chunks one after another ("QQ==",
+// then "QkI="): the stream is decoded whole, each run from its own
+// alignment (see decodeStream), in place of its first run alone. Each run
+// after the first is also decoded on its own, at the four alignments: a
+// name or a word taken for the stream's first run ("NAME=" of an empty
+// assignment) does not shift the payload that follows it.
 func appendChain(out []payload, data []byte, first piece) ([]payload, int) {
 	var text []byte
+	var ends []int // where each run of the stream ends in text
+	offset := first.start
 	for {
+		start := len(text)
 		var last piece
-		text, last = runFrom(data, first, text[:0])
-		out = appendRun(out, first.start, text)
+		text, last = runFrom(data, first, text)
+		if len(ends) > 0 {
+			out = appendRun(out, first.start, text[start:])
+		}
+		ends = append(ends, len(text))
 		next, ok := nextInChain(data, last)
+		if !ok || !last.padded {
+			out = appendStream(out, offset, text, ends)
+			text, ends, offset = text[:0], ends[:0], next.start
+		}
 		if !ok {
 			return out, last.end
 		}
 		first = next
 	}
+}
+
+// appendStream appends the payloads of the stream at offset whose
+// characters are text, its runs ending at ends: its first run's alone
+// when it is one run or does not look encoded.
+func appendStream(out []payload, offset int, text []byte, ends []int) []payload {
+	if len(ends) == 1 || len(text) < minBase64Run || !looksEncoded(text) {
+		return appendRun(out, offset, text[:ends[0]])
+	}
+	for skip := range 4 {
+		if dec := decodeStream(text, ends, skip); len(dec) > 0 {
+			out = append(out, payload{offset: offset, skip: skip, data: dec})
+		}
+	}
+	return out
+}
+
+// decodeStream decodes text from its skip-th character as base64 -d
+// does: each run, up to ends, in groups of four from its start, the
+// outputs one after another. It stops in the first run that does not
+// decode whole.
+func decodeStream(text []byte, ends []int, skip int) []byte {
+	var out []byte
+	from := skip
+	for _, end := range ends {
+		if from >= end {
+			break
+		}
+		chunk := text[from:end]
+		whole := len(chunk)%4 == 0
+		chunk = chunk[:len(chunk)/4*4]
+		dec := make([]byte, base64.StdEncoding.DecodedLen(len(chunk)))
+		n, err := base64.StdEncoding.Decode(dec, chunk)
+		out = append(out, dec[:n]...)
+		if err != nil || !whole {
+			break
+		}
+		from = end
+	}
+	return out
 }
 
 // appendRun appends the payloads of the run at offset whose characters

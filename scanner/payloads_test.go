@@ -22,9 +22,7 @@ func everyBytePayloads(data []byte) []payload {
 		if !ok {
 			return out
 		}
-		text, last := runFrom(data, first, nil)
-		out = appendRun(out, first.start, text)
-		i = last.end
+		out, i = appendChain(out, data, first)
 	}
 }
 
@@ -108,6 +106,9 @@ func FuzzBase64Payloads(f *testing.F) {
 	enc := base64.StdEncoding.EncodeToString(samples.Filler(5000))
 	for _, jf := range joinForms() {
 		f.Add([]byte(jf.text(enc)))
+	}
+	for _, size := range []int{56, 3001} {
+		f.Add([]byte(paddedChunks(samples.Filler(9000), size)))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		samePayloads(t, data)
