@@ -30,11 +30,11 @@ const (
 type archiveKind int
 
 const (
-	notArchive    archiveKind = iota
-	archiveStream             // gzip, xz, bzip2 or zstd: one stream, a tar or one file
-	archiveTar                // a POSIX or GNU tar
-	archiveZip                // zip and every format built on it (jar, war, whl, apk, ...)
-	archiveScript             // any other file, which may carry base64 payloads
+	notArchive      archiveKind = iota
+	archiveStream               // gzip, xz, bzip2 or zstd: one stream, a tar or one file
+	archiveTar                  // a POSIX or GNU tar
+	archiveZip                  // zip and every format built on it (jar, war, whl, apk, ...)
+	archivePayloads             // any other file, which may carry base64 payloads
 )
 
 var (
@@ -51,7 +51,7 @@ var (
 // at least its first 512 when it has them) is an archive the scanner
 // looks into, by magic bytes only, so files that are none cost a few
 // comparisons; any other file large enough to carry a base64 payload is
-// archiveScript. size is the file's size (< 0 when unknown).
+// archivePayloads. size is the file's size (< 0 when unknown).
 func detectArchive(it *item, head []byte, size int64) archiveKind {
 	switch {
 	case len(head) < 4:
@@ -76,7 +76,7 @@ func detectArchive(it *item, head []byte, size int64) archiveKind {
 	// the file is read (see base64Payloads), at a few dozen bytes per
 	// 2 KiB for a file that holds none.
 	if size < 0 || size >= minBase64Run {
-		return archiveScript
+		return archivePayloads
 	}
 	return notArchive
 }
@@ -133,7 +133,7 @@ func (u *unarchiveReader) Read(p []byte) (int, error) {
 // the decoded base64 payloads of any other file (nil when it has none, so
 // an ordinary file costs a probe and no allocation).
 func contents(kind archiveKind, data []byte) *archived {
-	if kind == archiveScript {
+	if kind == archivePayloads {
 		if p := base64Payloads(data); len(p) > 0 {
 			return &archived{kind: kind, payloads: p}
 		}
@@ -157,7 +157,7 @@ type archived struct {
 	data     []byte    // the archive, a copy
 	tar      bool      // a zip that is also a tar (see alsoTar)
 	trimmed  bool      // only its head is scanned as bytes (see trimmable)
-	payloads []payload // a script's decoded payloads
+	payloads []payload // a file's decoded base64 payloads
 }
 
 // unarchive looks into the file it (a): each member, or each decoded
@@ -194,7 +194,7 @@ func (w *walker) unarchive(it item, a *archived) error {
 		err = w.walkMembers(it, &unarchiveReader{r: bytes.NewReader(data), w: w, what: "tar " + it.shown()})
 	case archiveStream:
 		err = w.walkStream(it, bufio.NewReader(bytes.NewReader(data)))
-	case archiveScript:
+	case archivePayloads:
 		for _, p := range payloads {
 			child := it.member(p.name(), false)
 			r := &unarchiveReader{r: bytes.NewReader(p.data), w: w, what: "base64 payload " + child.where}

@@ -197,9 +197,9 @@ func (w *walker) firstWindow(fw *fileWindows, data []byte, last bool) error {
 	case last:
 		fw.archive = contents(fw.kind, data)
 		fw.trimmed = w.trimmable(&fw.it, fw.archive, len(data))
-	case fw.it.nest >= w.s.limits.MaxArchiveDepth, fw.kind == archiveScript:
-		// Reported as too deep by finishWindows; a script larger than a
-		// window is scanned as it is.
+	case fw.it.nest >= w.s.limits.MaxArchiveDepth, fw.kind == archivePayloads:
+		// Reported as too deep by finishWindows; a file larger than a
+		// window is not searched for base64, only scanned as it is.
 	case fw.kind == archiveZip:
 		// A zip is read from its directory at the end: the file is kept
 		// on disk, not in memory, until its last window.
@@ -268,7 +268,7 @@ func (w *walker) finishWindows(fw *fileWindows) (bool, error) {
 		if err := w.unarchiveZip(it, fw.spool, fw.read, fw.tarToo); err != nil {
 			return false, err
 		}
-	case fw.kind != notArchive && fw.kind != archiveScript && it.nest >= w.s.limits.MaxArchiveDepth:
+	case fw.kind != notArchive && fw.kind != archivePayloads && it.nest >= w.s.limits.MaxArchiveDepth:
 		// Neither streamed nor spooled: reported as too deep.
 		if err := w.unarchive(it, &archived{kind: fw.kind}); err != nil {
 			return false, err

@@ -91,7 +91,11 @@ func (w *walker) walkZipDirectory(zw *zipWalk, zr *zip.Reader) error {
 			m, err = openMember(f, zw.ra, dataOff, zw.size)
 		}
 		if err != nil {
-			zw.failed[dataOff] = true
+			if dataOff > 0 {
+				// Its data offset known: the local walk does not report
+				// it again.
+				zw.failed[dataOff] = true
+			}
 			w.archiveFinding(child, ArchiveUnreadableRule, SeverityMedium, "zip member could not be opened, so it was not scanned: "+err.Error())
 			continue
 		}

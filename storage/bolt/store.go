@@ -76,15 +76,13 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("open verdict store %s: %w", path, err)
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: openTimeout})
-	if err == nil {
-		db.MaxBatchDelay = maxBatchDelay
-	}
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("open verdict store %s: file is locked by another process (is another pullgate running with this data directory?): %w", path, err)
 		}
 		return nil, fmt.Errorf("open verdict store %s: %w", path, err)
 	}
+	db.MaxBatchDelay = maxBatchDelay
 	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, b := range [][]byte{bucketVerdicts, bucketOverrides, bucketTags, bucketLinks, bucketRoles} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
