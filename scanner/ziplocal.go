@@ -30,8 +30,7 @@ type zipWalk struct {
 	// offset and method (and size, stored) holds the same bytes, and is
 	// not scanned again.
 	scanned map[int64]zipScanned
-	// failed holds the data offsets of members the directory walk
-	// reported unreadable: the local walk does not report them again.
+	// failed: data offsets of members reported unreadable, not again.
 	failed map[int64]bool
 	// spans are the bytes a header, member data, a data descriptor, the
 	// directory or the end record covers.
@@ -91,9 +90,7 @@ func (w *walker) walkZipDirectory(zw *zipWalk, zr *zip.Reader) error {
 			m, err = openMember(f, zw.ra, dataOff, zw.size)
 		}
 		if err != nil {
-			if dataOff > 0 {
-				// Its data offset known: the local walk does not report
-				// it again.
+			if dataOff > 0 { // a real offset (see failed)
 				zw.failed[dataOff] = true
 			}
 			w.archiveFinding(child, ArchiveUnreadableRule, SeverityMedium, "zip member could not be opened, so it was not scanned: "+err.Error())
