@@ -114,8 +114,12 @@ func FuzzLinkStore(f *testing.F) {
 				t.Fatalf("entry %d of %d bytes read back as %v", i, len(k.data), got)
 			}
 		}
-		if len(st.ring) > int(max) {
-			t.Fatalf("ring grew to %d bytes, over %d", len(st.ring), max)
+		held := 0
+		for _, c := range st.ring {
+			held += len(c)
+		}
+		if held > int(max) {
+			t.Fatalf("ring grew to %d bytes, over %d", held, max)
 		}
 	})
 }

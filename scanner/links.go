@@ -44,11 +44,16 @@ type linkStore struct {
 
 	nameBytes int64 // bytes held in linkEntry.names, bounded by max
 
-	ring    []byte  // grows to max, then wraps
-	pooled  *[]byte // where ring came from
+	// ring holds the most recent max bytes written, in chunks of
+	// ringChunk allocated as the ring first reaches them, so that it never
+	// grows by copying itself; then it wraps.
+	ring    [][]byte
 	max     int64
 	written int64 // bytes ever written to the ring
 }
+
+// ringChunk is the unit the ring is allocated in.
+const ringChunk = 1 << 20
 
 func newLinkStore(max int64) *linkStore {
 	return &linkStore{seed: maphash.MakeSeed(), paths: map[uint64]*linkEntry{}, plnk: map[uint64]*linkEntry{}, max: max}
@@ -65,38 +70,40 @@ func (s *linkStore) keep(size int64) (io.Writer, int64, bool) {
 	return ringWriter{s}, s.written, true
 }
 
-// ringPool reuses rings between layer scans: a layer larger than the ring
-// fills it, and allocating 32 MiB per scan would be the GC's work.
-var ringPool = sync.Pool{New: func() any { return new([]byte) }}
+// chunkPool reuses ring chunks between layer scans.
+var chunkPool = sync.Pool{New: func() any { return new([ringChunk]byte) }}
 
 // release gives the ring back; the store must not be used after. Jobs
 // never point into the ring (rescans copy into scan buffers).
 func (s *linkStore) release() {
-	if s.pooled != nil {
-		*s.pooled = s.ring[:0]
-		ringPool.Put(s.pooled)
-		s.pooled, s.ring = nil, nil
+	for _, c := range s.ring {
+		if len(c) == ringChunk {
+			chunkPool.Put((*[ringChunk]byte)(c))
+		}
 	}
+	s.ring = nil
+}
+
+// chunk returns the i-th chunk of the ring, allocating the chunks up to it.
+func (s *linkStore) chunk(i int64) []byte {
+	for int64(len(s.ring)) <= i {
+		from := int64(len(s.ring)) * ringChunk
+		if n := s.max - from; n < ringChunk {
+			s.ring = append(s.ring, make([]byte, n)) // a ring smaller than a chunk (tests)
+		} else {
+			s.ring = append(s.ring, chunkPool.Get().(*[ringChunk]byte)[:])
+		}
+	}
+	return s.ring[i]
 }
 
 type ringWriter struct{ s *linkStore }
 
 func (w ringWriter) Write(p []byte) (int, error) {
-	s := w.s
-	n := len(p)
-	if s.pooled == nil {
-		s.pooled = ringPool.Get().(*[]byte)
-		s.ring = (*s.pooled)[:0]
-	}
-	if room := s.max - int64(len(s.ring)); room > 0 {
-		grow := min(room, int64(len(p)))
-		s.ring = append(s.ring, p[:grow]...)
-		s.written += grow
-		p = p[grow:]
-	}
+	s, n := w.s, len(p)
 	for len(p) > 0 {
 		off := s.written % s.max
-		m := copy(s.ring[off:], p)
+		m := copy(s.chunk(off / ringChunk)[off%ringChunk:], p)
 		s.written += int64(m)
 		p = p[m:]
 	}
@@ -143,10 +150,14 @@ func (s *linkStore) content(e *linkEntry) (io.Reader, bool) {
 	if e.size == 0 {
 		return bytes.NewReader(nil), true
 	}
-	off := e.start % s.max
-	end := off + e.size
-	if end <= int64(len(s.ring)) {
-		return bytes.NewReader(s.ring[off:end]), true
+	var parts []io.Reader
+	for at, left := e.start, e.size; left > 0; {
+		off := at % s.max
+		c := s.chunk(off / ringChunk)[off%ringChunk:]
+		c = c[:min(int64(len(c)), left)]
+		parts = append(parts, bytes.NewReader(c))
+		at += int64(len(c))
+		left -= int64(len(c))
 	}
-	return io.MultiReader(bytes.NewReader(s.ring[off:]), bytes.NewReader(s.ring[:end-s.max])), true
+	return io.MultiReader(parts...), true
 }
