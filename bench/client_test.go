@@ -36,8 +36,9 @@ var manifestAccept = strings.Join([]string{
 }, ", ")
 
 // pull is what a client does: GET the manifest by tag, then GET the config
-// and every layer, concurrency at a time, reading each body fully and
-// verifying its size and digest. It returns the bytes received.
+// and, at the same time, every layer, concurrency at a time, reading each
+// body fully and verifying its size and digest. It returns the bytes
+// received.
 func pull(ctx context.Context, c doer, base, repo, tag string) (int64, error) {
 	return pullObserved(ctx, c, base, repo, tag, nil)
 }
@@ -73,17 +74,27 @@ func pullObserved(ctx context.Context, c doer, base, repo, tag string, firstByte
 		return 0, fmt.Errorf("manifest %s:%s: no layers (media type %s)", repo, tag, m.MediaType)
 	}
 
+	// As dockerd's puller does it (moby's pullSchema2): the config in a
+	// goroutine of its own, the layers through the download manager,
+	// concurrency at a time; the config takes none of the layers' slots.
 	total := atomic.Int64{}
 	total.Add(int64(len(body)))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(concurrency)
-	for _, d := range append([]ocispec.Descriptor{m.Config}, m.Layers...) {
-		g.Go(func() error {
-			n, err := fetchBlob(gctx, c, base, repo, d, firstByte)
+	g.Go(func() error {
+		n, err := fetchBlob(gctx, c, base, repo, m.Config, firstByte)
+		total.Add(n)
+		return err
+	})
+	layers, lctx := errgroup.WithContext(gctx)
+	layers.SetLimit(concurrency)
+	for _, d := range m.Layers {
+		layers.Go(func() error {
+			n, err := fetchBlob(lctx, c, base, repo, d, firstByte)
 			total.Add(n)
 			return err
 		})
 	}
+	g.Go(layers.Wait)
 	err = g.Wait() // before the count: the operands of a return are evaluated left to right
 	return total.Load(), err
 }
