@@ -7,7 +7,6 @@ import (
 	"hash/crc32"
 	"io"
 	"io/fs"
-	"strconv"
 	"strings"
 )
 
@@ -58,14 +57,6 @@ type zipScanned struct {
 	end    int64 // where its data really ends
 }
 
-type zipSpan struct{ from, to int64 }
-
-func (zw *zipWalk) cover(from, to int64) {
-	if to > from {
-		zw.spans = append(zw.spans, zipSpan{from, to})
-	}
-}
-
 // walkZipDirectory scans every member the central directory names, but
 // directories and symbolic links, with the exec bit of its Unix mode (see
 // openMember), and records where each one's data really ends. A member
@@ -93,7 +84,8 @@ func (w *walker) walkZipDirectory(zw *zipWalk, zr *zip.Reader) error {
 			if dataOff > 0 { // a real offset (see failed)
 				zw.failed[dataOff] = true
 			}
-			w.archiveFinding(child, ArchiveUnreadableRule, SeverityMedium, "zip member could not be opened, so it was not scanned: "+err.Error())
+			severity, reason := unopened(f.Method, err)
+			w.archiveFinding(child, ArchiveUnreadableRule, severity, reason)
 			continue
 		}
 		err = w.scanMember(child, &unarchiveReader{r: m, w: w, what: "zip member " + child.where})
@@ -266,10 +258,9 @@ func (w *walker) localEntry(zw *zipWalk, e zipLocal) (int64, error) {
 	src := io.NewSectionReader(zw.ra, e.dataOff, zw.size-e.dataOff)
 	var m *zipMemberReader
 	switch {
-	case e.flags&zipEncrypted != 0 || (e.method != zip.Store && e.method != zip.Deflate):
+	case e.flags&zipEncrypted != 0 || !zipDecoded(e.method):
+		unreadable(undecodedLocal(e))
 		// bsdtar skips it by the size its header gives, if it gives one.
-		unreadable(SeverityMedium, "zip entry read from its local header is encrypted or of compression method "+
-			strconv.Itoa(int(e.method))+", so it was not scanned")
 		if e.flags&zipDescriptor != 0 {
 			return -1, nil
 		}
@@ -286,8 +277,10 @@ func (w *walker) localEntry(zw *zipWalk, e zipLocal) (int64, error) {
 			}
 		}
 		m = &zipMemberReader{ReadCloser: io.NopCloser(io.LimitReader(src, n)), stored: e.dataOff + n}
-	default:
+	case e.method == zip.Deflate:
 		m = inflateMember(src, e.dataOff)
+	default:
+		m = otherMember(e, src)
 	}
 	defer m.Close()
 	r := &unarchiveReader{r: m, w: w, what: "zip entry " + child.where}

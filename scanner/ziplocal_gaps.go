@@ -84,3 +84,13 @@ func (zw *zipWalk) coverDirectory() {
 		zw.cover(dirOff, dirOff+dirSize)
 	}
 }
+
+// zipSpan is a stretch of a zip that a walk read: a header, member data, a
+// descriptor, the directory or an end record.
+type zipSpan struct{ from, to int64 }
+
+func (zw *zipWalk) cover(from, to int64) {
+	if to > from {
+		zw.spans = append(zw.spans, zipSpan{from, to})
+	}
+}

@@ -30,6 +30,7 @@ type rawEntry struct {
 	localCSize uint32 // non-zero: the compressed size the local header declares
 	nameLen    int    // non-zero: the name length the local header declares
 	junk       []byte // bytes before the local header
+	method     uint16 // non-zero: the method the headers declare, with body as the data written
 }
 
 // rawZip writes entries one after the other, then the central directory
@@ -57,6 +58,9 @@ func rawZip(t testing.TB, entries []rawEntry, lieEnd bool) []byte {
 		}
 		if e.body != nil {
 			body = e.body
+		}
+		if e.method != 0 {
+			method = e.method
 		}
 		crc, csize, usize := crc32.ChecksumIEEE(e.data), uint32(len(body)), uint32(len(e.data))
 		if e.cdCSize > 0 {
@@ -150,7 +154,7 @@ func zipLocalCases(t testing.TB) []zipLocalCase {
 			rawZip(t, []rawEntry{{name: "pad", data: samples.Filler(3 * minWindow)}, hidden(miner("bin/hidden", true)), clean("b.txt")}, false), []string{"bin/hidden"}},
 		{"zip behind a prefix of 1.5 MiB",
 			append(prefix, rawZip(t, []rawEntry{clean("a.txt"), miner("bin/worker", true)}, false)...), []string{"bin/worker"}},
-	}, zipDescriptorCases(t)...), zipPrefixCases(t)...)
+	}, zipDescriptorCases(t)...), append(zipPrefixCases(t), zipMethodCases(t)...)...)
 }
 
 // Each way of hiding a member from a reader of the central directory:

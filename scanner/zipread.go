@@ -62,6 +62,7 @@ func openZip(it item, ra io.ReaderAt, size int64) (*zip.Reader, error) {
 	// are bounded by the limits on what they unpack to.
 	br.left = math.MaxInt64
 	zr.RegisterDecompressor(zip.Deflate, newInflater)
+	registerZipMethods(zr)
 	return zr, nil
 }
 

@@ -98,6 +98,9 @@ func archivePositives() []Case {
 		one("makeself-dropper", "archive", script("/tmp/install.sh", Makeself(Gzip(Tar(padded...)))), "MinerXMRig"),
 		one("xmrig-large-tar-gz", "archive", text("/opt/x/xmrig-large.tar.gz", string(gzipLevel(Tar(large...), gzip.BestSpeed))), "MinerXMRig"),
 		one("xmrig-large-zip", "archive", text("/opt/x/xmrig-large.zip", string(Zip(large...))), "MinerXMRig"),
+		one("xmrig-zip-lzma", "archive", text("/opt/x/xmrig-lzma.zip", string(ZipMethod(ZipLZMA, XMRigRelease()...))), "MinerXMRig"),
+		one("xmrig-zip-xz", "archive", text("/opt/x/xmrig-xz.zip", string(ZipMethod(ZipXz, XMRigRelease()...))), "MinerXMRig"),
+		one("xmrig-zip-zstd", "archive", text("/opt/x/xmrig-zstd.zip", string(ZipMethod(ZipZstd, XMRigRelease()...))), "MinerXMRig"),
 		one("xmrig-large-gz", "archive", text("/usr/share/misc/kworker-large.gz", string(gzipLevel(append(XMRig(), Filler(largePad)...), gzip.BestSpeed))), "MinerXMRig"),
 	}
 }
