@@ -157,7 +157,7 @@ type archived struct {
 	data     []byte    // the archive, a copy
 	tar      bool      // a zip that is also a tar (see alsoTar)
 	trimmed  bool      // only its head is scanned as bytes (see trimmable)
-	payloads []payload // a file's decoded base64 payloads
+	payloads []payload // a file's base64 payloads, decoded as they are scanned
 }
 
 // unarchive looks into the file it (a): each member, or each decoded
@@ -195,10 +195,19 @@ func (w *walker) unarchive(it item, a *archived) error {
 	case archiveStream:
 		err = w.walkStream(it, bufio.NewReader(bytes.NewReader(data)))
 	case archivePayloads:
+		for len(w.decoded) <= it.nest {
+			w.decoded = append(w.decoded, nil)
+		}
 		for _, p := range payloads {
+			// Scanning copies the bytes: one buffer serves every payload.
+			dec := p.decodeInto(w.decoded[it.nest])
+			w.decoded[it.nest] = dec
+			if len(dec) == 0 {
+				continue
+			}
 			child := it.member(p.name(), false)
-			r := &unarchiveReader{r: bytes.NewReader(p.data), w: w, what: "base64 payload " + child.where}
-			if _, err = w.scanFile(child, r, int64(len(p.data))); err != nil {
+			r := &unarchiveReader{r: bytes.NewReader(dec), w: w, what: "base64 payload " + child.where}
+			if _, err = w.scanFile(child, r, int64(len(dec))); err != nil {
 				break
 			}
 		}

@@ -368,7 +368,7 @@ func TestBase64Payloads(t *testing.T) {
 				return
 			}
 			// One run, decoded at each of base64's four alignments.
-			if len(got) != 4 || got[0].skip != 0 || !bytes.Equal(got[0].data, c.want) {
+			if len(got) != 4 || got[0].skip != 0 || !bytes.Equal(got[0].decode(), c.want) {
 				t.Fatalf("decoded %d payloads, want the %d byte payload at the first of four alignments", len(got), len(c.want))
 			}
 			if got[0].offset != strings.Index(c.script, enc[:8]) {

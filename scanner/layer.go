@@ -107,7 +107,8 @@ type walker struct {
 	used  int    // bytes of batch.buf in use
 	tail  []byte // overlap carried between windows of a large file
 
-	member [][]byte // per depth: a member read whole before it is scanned (scanMember)
+	member  [][]byte // per depth: a member read whole before it is scanned (scanMember)
+	decoded [][]byte // per depth: the base64 payload being scanned (unarchive)
 }
 
 // sourceReader wraps the caller's reader: it remembers a read error (so it

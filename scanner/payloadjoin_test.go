@@ -197,7 +197,7 @@ func TestBase64JoinedAsTheyRun(t *testing.T) {
 			samePayloads(t, []byte(text))
 			found := false
 			for _, p := range base64Payloads([]byte(text)) {
-				found = found || bytes.HasPrefix(p.data, payload)
+				found = found || bytes.HasPrefix(p.decode(), payload)
 			}
 			if !found {
 				t.Error("no run decodes to the payload")
@@ -243,7 +243,7 @@ func TestBase64JoinKeepsWordsOut(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			got := base64Payloads([]byte(c.text))
-			if len(got) == 0 || !bytes.Equal(got[0].data, payload) || got[0].offset != strings.Index(c.text, enc[:16]) {
+			if len(got) == 0 || !bytes.Equal(got[0].decode(), payload) || got[0].offset != strings.Index(c.text, enc[:16]) {
 				t.Fatalf("%d payloads, the first not the payload alone from its first character", len(got))
 			}
 		})
@@ -320,7 +320,7 @@ func TestBase64PaddedChunksRead(t *testing.T) {
 			samePayloads(t, []byte(text))
 			found := false
 			for _, p := range base64Payloads([]byte(text)) {
-				found = found || bytes.Equal(p.data, payload)
+				found = found || bytes.Equal(p.decode(), payload)
 			}
 			if !found {
 				t.Error("no stream decodes to the payload")

@@ -3,6 +3,7 @@ package scanner
 import (
 	"encoding/base64"
 	"fmt"
+	"slices"
 )
 
 // minBase64Run is the shortest run of base64 in a file that is decoded
@@ -10,11 +11,29 @@ import (
 // keeping it large keeps ordinary files cheap.
 const minBase64Run = 4 << 10
 
-// payload is a base64 run decoded from a file, skip characters into it.
+// payload is a base64 run of a file, to be decoded from skip characters
+// into it: text is the run's characters (shared by the run's four
+// alignments), ends where each separately padded run of a stream ends in
+// it (nil for one run). It is decoded only when it is scanned, one
+// alignment at a time, so a file's payloads hold no more memory than
+// their characters and the one being scanned.
 type payload struct {
 	offset int
 	skip   int
-	data   []byte
+	text   []byte
+	ends   []int
+}
+
+// decode returns the payload's bytes, a new slice.
+func (p payload) decode() []byte { return p.decodeInto(nil) }
+
+// decodeInto decodes the payload into buf's memory, grown if need be, and
+// returns the bytes.
+func (p payload) decodeInto(buf []byte) []byte {
+	if p.ends != nil {
+		return decodeStream(buf[:0], p.text, p.ends, p.skip)
+	}
+	return decodeBase64Run(buf[:0], p.text, p.skip)
 }
 
 // name is how findings name the payload inside its file.
@@ -33,8 +52,8 @@ func (p payload) name() string {
 // What a script puts around the payload may shift it against base64's
 // groups of four ("sh" before a here-document, a piece that is not a
 // multiple of four), so each run is decoded at the four alignments, each
-// scanned. Each decoded payload is a new slice, so data may be recycled
-// once this returns.
+// scanned. Payloads hold their characters, not data, so data may be
+// recycled once this returns.
 //
 // A run of minBase64Run characters spans at least as many bytes, so it
 // covers one of the positions probed below, half a run apart, and from a
@@ -105,6 +124,7 @@ func appendChain(out []payload, data []byte, first piece) ([]payload, int) {
 	var text []byte
 	var ends []int // where each run of the stream ends in text
 	offset := first.start
+	held := len(out) // payloads before those that hold text and ends
 	for {
 		start := len(text)
 		var last piece
@@ -116,6 +136,9 @@ func appendChain(out []payload, data []byte, first piece) ([]payload, int) {
 		next, ok := nextInChain(data, last)
 		if !ok || !last.padded {
 			out = appendStream(out, offset, text, ends)
+			if len(out) > held { // payloads hold them: the next stream gets its own
+				text, ends, held = nil, nil, len(out)
+			}
 			text, ends, offset = text[:0], ends[:0], next.start
 		}
 		if !ok {
@@ -133,19 +156,16 @@ func appendStream(out []payload, offset int, text []byte, ends []int) []payload 
 		return appendRun(out, offset, text[:ends[0]])
 	}
 	for skip := range 4 {
-		if dec := decodeStream(text, ends, skip); len(dec) > 0 {
-			out = append(out, payload{offset: offset, skip: skip, data: dec})
-		}
+		out = append(out, payload{offset: offset, skip: skip, text: text, ends: ends})
 	}
 	return out
 }
 
-// decodeStream decodes text from its skip-th character as base64 -d
-// does: each run, up to ends, in groups of four from its start, the
-// outputs one after another. It stops in the first run that does not
+// decodeStream appends to out text decoded from its skip-th character as
+// base64 -d does: each run, up to ends, in groups of four from its start,
+// the outputs one after another. It stops in the first run that does not
 // decode whole.
-func decodeStream(text []byte, ends []int, skip int) []byte {
-	var out []byte
+func decodeStream(out, text []byte, ends []int, skip int) []byte {
 	from := skip
 	for _, end := range ends {
 		if from >= end {
@@ -153,16 +173,22 @@ func decodeStream(text []byte, ends []int, skip int) []byte {
 		}
 		chunk := text[from:end]
 		whole := len(chunk)%4 == 0
-		chunk = chunk[:len(chunk)/4*4]
-		dec := make([]byte, base64.StdEncoding.DecodedLen(len(chunk)))
-		n, err := base64.StdEncoding.Decode(dec, chunk)
-		out = append(out, dec[:n]...)
+		var err error
+		out, err = decodeAppend(out, chunk[:len(chunk)/4*4])
 		if err != nil || !whole {
 			break
 		}
 		from = end
 	}
 	return out
+}
+
+// decodeAppend appends the decoding of text, whole groups of four, to
+// out, up to its first group that does not decode.
+func decodeAppend(out, text []byte) ([]byte, error) {
+	out = slices.Grow(out, base64.StdEncoding.DecodedLen(len(text)))
+	n, err := base64.StdEncoding.Decode(out[len(out):cap(out)], text)
+	return out[:len(out)+n], err
 }
 
 // appendRun appends the payloads of the run at offset whose characters
@@ -172,22 +198,18 @@ func appendRun(out []payload, offset int, text []byte) []payload {
 		return out
 	}
 	for skip := range 4 {
-		if dec := decodeBase64Run(text, skip); len(dec) > 0 {
-			out = append(out, payload{offset: offset, skip: skip, data: dec})
-		}
+		out = append(out, payload{offset: offset, skip: skip, text: text})
 	}
 	return out
 }
 
-// decodeBase64Run decodes text, a run's characters, from its skip-th
-// character, up to its first group that does not decode.
-func decodeBase64Run(text []byte, skip int) []byte {
+// decodeBase64Run appends to out text, a run's characters, decoded from
+// its skip-th character, up to its first group that does not decode.
+func decodeBase64Run(out, text []byte, skip int) []byte {
 	if skip >= len(text) {
-		return nil
+		return out
 	}
 	clean := text[skip:]
-	clean = clean[:len(clean)/4*4]
-	dec := make([]byte, base64.StdEncoding.DecodedLen(len(clean)))
-	n, _ := base64.StdEncoding.Decode(dec, clean)
-	return dec[:n]
+	out, _ = decodeAppend(out, clean[:len(clean)/4*4])
+	return out
 }

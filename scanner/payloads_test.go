@@ -61,9 +61,9 @@ func samePayloads(t *testing.T, data []byte) {
 		t.Fatalf("%d payloads, the every-byte search finds %d", len(got), len(want))
 	}
 	for i := range got {
-		if got[i].offset != want[i].offset || !bytes.Equal(got[i].data, want[i].data) {
+		if got[i].offset != want[i].offset || !bytes.Equal(got[i].decode(), want[i].decode()) {
 			t.Fatalf("payload %d at %d (%d bytes), the every-byte search has it at %d (%d bytes)",
-				i, got[i].offset, len(got[i].data), want[i].offset, len(want[i].data))
+				i, got[i].offset, len(got[i].decode()), want[i].offset, len(want[i].decode()))
 		}
 	}
 }
@@ -146,7 +146,7 @@ func TestBase64PayloadsAsScriptsCarryThem(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			found := false
 			for _, p := range base64Payloads([]byte(c.script)) {
-				found = found || bytes.Contains(p.data, miner)
+				found = found || bytes.Contains(p.decode(), miner)
 			}
 			if !found {
 				t.Fatal("no payload decodes to the script's payload")
