@@ -138,3 +138,35 @@ func TestPromotedScanQueuesInteractive(t *testing.T) {
 		t.Fatalf("pop order: promoted %v, %v, then other %v", got[0] == st, got[1] == st, got[2] == other)
 	}
 }
+
+// Among interactive scans, the jobs of the scan due first run first: a
+// small layer's scan submitted after a large one's goes ahead of it, and
+// a large one that has waited as long as its size says goes ahead of a
+// small one that comes later. A FIFO pool fails this test.
+func TestSmallerScanDueFirst(t *testing.T) {
+	h := newHeldPool(t, 8)
+	large := WithSize(Interactive, 1<<30) // due in some 32 s
+	h.scan(t, large)
+	small := WithSize(Interactive, 1<<20) // due in some 31 ms
+	h.scan(t, small)
+	order := h.release()
+	for i, st := range order[1 : 1+h.s.slots] {
+		if st.prio != Prioritizer(small) {
+			t.Fatalf("job %d after the worker was freed belongs to the large scan; the small scan's should come first", i+1)
+		}
+	}
+
+	q := newQueue()
+	waited := &scanState{prio: Interactive, due: time.Now().Add(-time.Second)}
+	late := &scanState{prio: Interactive, due: time.Now().Add(time.Millisecond)}
+	for _, j := range []*job{{scan: late}, {scan: waited}, {scan: late}} {
+		if err := q.push(j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, want := range []*scanState{waited, late, late} {
+		if j, _ := q.pop(nil); j.scan != want {
+			t.Fatalf("pop %d: the job of the scan due %v, want the one due %v", i, j.scan.due, want.due)
+		}
+	}
+}

@@ -4,7 +4,8 @@ import "sync"
 
 // queue holds jobs waiting for a worker. Workers always take Interactive
 // jobs before Background ones, and among Background jobs first those of a
-// scan promoted since they were queued; otherwise jobs run in order.
+// scan promoted since they were queued; among Interactive jobs, those of
+// the scan due first (see SizedPrioritizer), in order.
 type queue struct {
 	mu     sync.Mutex
 	cond   sync.Cond
@@ -41,8 +42,14 @@ func (q *queue) pop(stale func() bool) (*job, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for {
-		if len(q.jobs[Interactive]) > 0 {
-			return q.take(Interactive, 0), true
+		if js := q.jobs[Interactive]; len(js) > 0 {
+			first := 0
+			for k, j := range js {
+				if j.scan.due.Before(js[first].scan.due) {
+					first = k
+				}
+			}
+			return q.take(Interactive, first), true
 		}
 		if bg := q.jobs[Background]; len(bg) > 0 {
 			i := 0

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hillu/go-yara/v4"
 )
@@ -50,6 +51,43 @@ func (v *PriorityVar) Set(p Priority) { v.p.Store(int32(p)) }
 
 // Priority returns the current priority.
 func (v *PriorityVar) Priority() Priority { return Priority(v.p.Load()) }
+
+// A SizedPrioritizer is a Prioritizer that also says how large the blob
+// it scans is, as stored (a compressed layer's compressed size; see
+// WithSize). It sets when the scan is due: among queued jobs of one
+// priority, workers take those of the scan due first. A scan without a
+// size is due when it starts; one with a size, dueRate later for each
+// byte. So a small layer's verdict does not wait behind that of a large
+// layer pulled with it (the client of a small layer often waits for it
+// before it asks for the next), and a large layer still goes first once
+// it has waited as long as its size says (no scan waits for ever).
+type SizedPrioritizer interface {
+	Prioritizer
+	Size() int64
+}
+
+// dueRate is the pace at which a scan's size makes it due later, about
+// what one worker scans of a compressed layer.
+const dueRate = 32 << 20 // bytes per second
+
+// WithSize returns p with the size of the blob its scan reads.
+func WithSize(p Prioritizer, size int64) SizedPrioritizer { return sized{p, size} }
+
+type sized struct {
+	Prioritizer
+	size int64
+}
+
+func (s sized) Size() int64 { return s.size }
+
+// dueAt is when a scan that starts at now with prio is due (see
+// SizedPrioritizer).
+func dueAt(now time.Time, prio Prioritizer) time.Time {
+	if sp, ok := prio.(SizedPrioritizer); ok && sp.Size() > 0 {
+		return now.Add(time.Duration(float64(sp.Size()) / dueRate * float64(time.Second)))
+	}
+	return now
+}
 
 // Options configure New. Zero values take defaults.
 type Options struct {
@@ -281,6 +319,7 @@ func (s *Scanner) newScan(ctx context.Context, kind string, prio Prioritizer) (*
 	st := &scanState{
 		ctx:      ctx,
 		deadline: deadline,
+		due:      dueAt(time.Now(), prio),
 		context:  kind,
 		prio:     prio,
 		rs:       rs,

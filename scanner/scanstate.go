@@ -72,7 +72,8 @@ type job struct {
 type scanState struct {
 	ctx      context.Context
 	deadline time.Time
-	context  string // contextLayer or contextConfig
+	due      time.Time // orders its jobs among others of their priority (see SizedPrioritizer)
+	context  string    // contextLayer or contextConfig
 	prio     Prioritizer
 	rs       *ruleset // pinned for the whole scan; every job runs under it
 	// slots bounds the jobs (and so the buffers) in flight for this scan:

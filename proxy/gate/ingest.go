@@ -164,7 +164,7 @@ func (g *Gate) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scanner
 // scanner reads it: a config whole, anything else as a stream.
 func (g *Gate) scanWhileReading(ctx context.Context, sc *scanner.Scanner, ref Ref, fl *flight, src io.Reader, limit int64) (int64, scanner.Result, error, error) {
 	if !ref.IsConfig() {
-		return teeScan(ctx, g.streamScan(sc, ref), fl.prio, src)
+		return teeScan(ctx, g.streamScan(sc, ref), scanner.WithSize(fl.prio, ref.Size), src)
 	}
 	buf, copyErr := io.ReadAll(src)
 	n := int64(len(buf))
@@ -269,7 +269,7 @@ func (g *Gate) rescanLocal(ctx context.Context, fl *flight, sc *scanner.Scanner,
 			return g.contentError(rid, ref, err), nil
 		}
 	} else {
-		res, err = g.streamScan(sc, ref)(ctx, rc, fl.prio)
+		res, err = g.streamScan(sc, ref)(ctx, rc, scanner.WithSize(fl.prio, ref.Size))
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, scanner.ErrClosed) {
 				return storage.Verdict{}, fmt.Errorf("%w: rescan %s: %w", errTransient, ref.Digest, err)
