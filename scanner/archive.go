@@ -215,6 +215,22 @@ func (w *walker) unarchive(it item, a *archived) error {
 	return w.settle(it, err)
 }
 
+// chargeDecoder counts a quarter of what a decoder allocates to set up a
+// bzip2, xz or LZMA stream (its block buffer or dictionary) as unpacked
+// bytes, against MaxLayerBytes. Setting one up costs 1 to 2 ms of CPU (a
+// bzip2 stream of 900 kB blocks, an xz one with xz's default 8 MiB
+// dictionary), so a layer of many tiny streams, which unpack to next to
+// nothing, is refused after some 10 s of that work (about 9,500 bzip2 or
+// 4,000 such xz streams), as its scanned bytes would be.
+func (w *walker) chargeDecoder(alloc int64) error {
+	w.unarchived += alloc / 4
+	if w.scanned() > w.s.limits.MaxLayerBytes {
+		return limitError("the bzip2, xz and LZMA streams in this layer cost more to set up than what is left of MaxLayerBytes %d "+
+			"(a quarter of each one's buffers counts)", w.s.limits.MaxLayerBytes)
+	}
+	return nil
+}
+
 // settle returns an error met while looking into the archive it when it
 // must stop the layer's scan (see hardError); any other error is
 // reported as ArchiveUnreadable and the scan goes on.
@@ -222,7 +238,7 @@ func (w *walker) settle(it item, err error) error {
 	if err == nil || w.hardError(err) {
 		return err
 	}
-	w.archiveFinding(it, ArchiveUnreadableRule, SeverityLow, "archive could not be read to its end: "+err.Error())
+	w.archiveFinding(it, ArchiveUnreadableRule, unreadableSeverity(err), "archive could not be read to its end: "+err.Error())
 	return nil
 }
 

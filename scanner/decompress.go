@@ -98,7 +98,10 @@ var zstdPool = sync.Pool{New: func() any {
 // releases the decoder. Every decoder reads br to the end of its own
 // format and fails on trailing bytes that are not another stream of it,
 // so reading to EOF verifies every checksum.
-func decompress(c compression, br *bufio.Reader) (io.Reader, func(), error) {
+//
+// charge, if not nil, is told what a bzip2 or xz decoder allocates to
+// set up each stream or block (see walker.chargeDecoder), before it does.
+func decompress(c compression, br *bufio.Reader, charge func(int64) error) (io.Reader, func(), error) {
 	switch c {
 	case compressedGzip:
 		// ISA-L inflates about three times as fast as Go on one core,
@@ -122,9 +125,14 @@ func decompress(c compression, br *bufio.Reader) (io.Reader, func(), error) {
 		// compress/bzip2 reads concatenated streams as one, as moby does
 		// with the same package; its memory is bounded by the format
 		// (900 kB blocks).
+		if err := chargeBzip2(br, charge); err != nil {
+			return nil, nil, err
+		}
 		return bzip2.NewReader(br), func() {}, nil
 	case compressedXz:
-		xr, err := xz.NewReader(newXzGuard(br))
+		g := newXzGuard(br)
+		g.charge = charge
+		xr, err := xz.NewReader(g)
 		if err != nil {
 			return nil, nil, corruptError("read xz header", err)
 		}
@@ -136,13 +144,13 @@ func decompress(c compression, br *bufio.Reader) (io.Reader, func(), error) {
 // checkXzBlockHeader checks the LZMA2 dictionary size in a whole xz
 // block header b. A header it cannot parse is left to the decoder, which
 // refuses it.
-func checkXzBlockHeader(b []byte) error {
+func checkXzBlockHeader(b []byte) (dict int64, err error) {
 	if len(b) == 0 || b[0] == 0 { // index indicator: no block
-		return nil
+		return 0, nil
 	}
 	size := (int(b[0]) + 1) * 4
 	if len(b) < size {
-		return nil
+		return 0, nil
 	}
 	h := b[1:size]
 	flags := h[0]
@@ -158,32 +166,60 @@ func checkXzBlockHeader(b []byte) error {
 	}
 	if flags&0x40 != 0 { // compressed size present
 		if _, ok := varint(); !ok {
-			return nil
+			return 0, nil
 		}
 	}
 	if flags&0x80 != 0 { // uncompressed size present
 		if _, ok := varint(); !ok {
-			return nil
+			return 0, nil
 		}
 	}
 	for range nfilters {
 		id, ok := varint()
 		if !ok {
-			return nil
+			return 0, nil
 		}
 		n, ok := varint()
 		if !ok || n > uint64(len(h)-i) {
-			return nil
+			return 0, nil
 		}
 		props := h[i : i+int(n)]
 		i += int(n)
 		if id == 0x21 && len(props) == 1 { // LZMA2
 			if d := xzDictSize(props[0]); d > xzMaxDict {
-				return limitError("xz stream needs a %d byte dictionary, more than %d", d, xzMaxDict)
+				return 0, limitError("xz stream needs a %d byte dictionary, more than %d", d, xzMaxDict)
+			} else {
+				dict = int64(d)
 			}
 		}
+		if name, ok := xzFilters[id]; ok {
+			// The decoder knows LZMA2 alone; xz, bsdtar and tar J
+			// unpack these.
+			return 0, unsupportedError("xz stream with the %s filter, which xz and bsdtar unpack", name)
+		}
 	}
-	return nil
+	return dict, nil
+}
+
+// chargeBzip2 tells charge what compress/bzip2 allocates for the stream
+// br starts: a 4-byte entry per byte of its blocks' size ("BZh1" to
+// "BZh9": 100 to 900 kB).
+func chargeBzip2(br *bufio.Reader, charge func(int64) error) error {
+	if charge == nil {
+		return nil
+	}
+	level := int64(9)
+	if h, err := br.Peek(4); err == nil && h[3] >= '1' && h[3] <= '9' {
+		level = int64(h[3] - '0')
+	}
+	return charge(level * 100_000 * 4)
+}
+
+// xzFilters names the xz filters besides LZMA2 that liblzma decodes: the
+// branch converters for executables (BCJ) and delta.
+var xzFilters = map[uint64]string{
+	0x03: "delta", 0x04: "x86 BCJ", 0x05: "PowerPC BCJ", 0x06: "IA-64 BCJ", 0x07: "ARM BCJ",
+	0x08: "ARM-Thumb BCJ", 0x09: "SPARC BCJ", 0x0a: "ARM64 BCJ", 0x0b: "RISC-V BCJ",
 }
 
 // xzDictSize decodes an LZMA2 dictionary size byte.

@@ -170,7 +170,7 @@ func (w *walker) walk(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	body, release, err := decompress(comp, br)
+	body, release, err := decompress(comp, br, nil)
 	if err != nil {
 		return err
 	}

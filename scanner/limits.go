@@ -96,6 +96,27 @@ func limitError(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrLimit, fmt.Sprintf(format, args...))
 }
 
+// errUnsupported marks a stream or member that tools on a host unpack and
+// pullgate's decoders do not (an xz filter, a bzip2 mode): what it holds
+// was never scanned, so it is refused (a high ArchiveUnreadable), where a
+// corrupt one, which no tool unpacks either, is only reported.
+var errUnsupported = errors.New("pullgate cannot decode it, so what it holds was never scanned and it is refused")
+
+// unsupportedError builds an error wrapping errUnsupported.
+func unsupportedError(format string, args ...any) error {
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), errUnsupported)
+}
+
+// unreadableSeverity is the severity of ArchiveUnreadable for err, met
+// reading an archive or a member: high when tools unpack what pullgate
+// could not (errUnsupported), low otherwise.
+func unreadableSeverity(err error) string {
+	if errors.Is(err, errUnsupported) {
+		return SeverityHigh
+	}
+	return SeverityLow
+}
+
 // corruptError builds an error wrapping ErrCorrupt and the cause.
 func corruptError(what string, err error) error {
 	return fmt.Errorf("%w: %s: %w", ErrCorrupt, what, err)

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
+	"compress/bzip2"
 	"errors"
 	"io"
 	"strings"
@@ -21,12 +22,12 @@ func (w *walker) walkStream(it item, br *bufio.Reader) error {
 		return err
 	}
 	c := detectCompression(magic)
-	body, release, err := decompress(c, br)
+	body, release, err := decompress(c, br, w.chargeDecoder)
 	if err != nil {
 		return err
 	}
 	defer release()
-	ur := &unarchiveReader{r: zstdLimit(body), w: w, what: c.String() + " " + it.shown()}
+	ur := &unarchiveReader{r: decoderErrors(body), w: w, what: c.String() + " " + it.shown()}
 	dr := bufio.NewReaderSize(ur, 2*blockSize)
 	head, err := dr.Peek(2 * blockSize)
 	if err != nil && err != io.EOF {
@@ -52,18 +53,30 @@ func (w *walker) walkStream(it item, br *bufio.Reader) error {
 	return w.scanMember(whole, dr)
 }
 
-// zstdLimit reports zstd's window limit as ErrLimit, as for layers.
-func zstdLimit(r io.Reader) io.Reader { return zstdLimitReader{r} }
+// decoderErrors reports what a decoder's error says of the stream: zstd's
+// window limit as ErrLimit, as for layers, and a bzip2 stream in the
+// randomised mode (bzip2 0.9.0's, which libbz2 still unpacks and Go's
+// compress/bzip2 refuses) as errUnsupported.
+func decoderErrors(r io.Reader) io.Reader { return decoderErrorsReader{r} }
 
-type zstdLimitReader struct{ r io.Reader }
+type decoderErrorsReader struct{ r io.Reader }
 
-func (z zstdLimitReader) Read(p []byte) (int, error) {
-	n, err := z.r.Read(p)
-	if errors.Is(err, zstd.ErrWindowSizeExceeded) || errors.Is(err, zstd.ErrDecoderSizeExceeded) {
+func (d decoderErrorsReader) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	var bz bzip2.StructuralError
+	switch {
+	case err == nil || err == io.EOF:
+	case errors.Is(err, zstd.ErrWindowSizeExceeded) || errors.Is(err, zstd.ErrDecoderSizeExceeded):
 		err = limitError("zstd stream needs more than %d bytes of window: %v", zstdMaxWindow, err)
+	case errors.As(err, &bz) && bz == bzip2Randomized:
+		err = unsupportedError("bzip2 stream in the randomised mode, which bzip2 and bsdtar unpack")
 	}
 	return n, err
 }
+
+// bzip2Randomized is compress/bzip2's error for a block in the
+// randomised mode.
+const bzip2Randomized = bzip2.StructuralError("deprecated randomized files")
 
 // decompressedName is the name of what a compressed file named name
 // holds: the name without its compression's extension, or the

@@ -14,9 +14,10 @@ import (
 // never decodes. Bytes it cannot follow, and a stream that ends anywhere
 // but after a stream footer, are refused as corrupt.
 type xzGuard struct {
-	r     io.Reader
-	state xzState
-	err   error
+	r      io.Reader
+	state  xzState
+	err    error
+	charge func(int64) error // if not nil, told each LZMA2 block's dictionary before the decoder allocates it
 
 	want  int    // bytes to collect into hdr, or to skip
 	hdr   []byte // the header being collected
@@ -226,8 +227,14 @@ func (g *xzGuard) headerDone() error {
 		g.check = xzCheckSize(h[7] & 0x0f)
 		g.state = xzBlockStart
 	case xzBlockHeader:
-		if err := checkXzBlockHeader(h); err != nil {
+		dict, err := checkXzBlockHeader(h)
+		if err != nil {
 			return err
+		}
+		if g.charge != nil && dict > 0 {
+			if err := g.charge(dict); err != nil {
+				return err
+			}
 		}
 		g.block = int64(len(h))
 		g.state = xzChunk

@@ -78,7 +78,7 @@ func (w *walker) walkZipDirectory(zw *zipWalk, zr *zip.Reader) error {
 		dataOff, err := f.DataOffset()
 		var m *zipMemberReader
 		if err == nil {
-			m, err = openMember(f, zw.ra, dataOff, zw.size)
+			m, err = openMember(f, zw.ra, dataOff, zw.size, w.chargeDecoder)
 		}
 		if err != nil {
 			if dataOff > 0 { // a real offset (see failed)
@@ -93,7 +93,7 @@ func (w *walker) walkZipDirectory(zw *zipWalk, zr *zip.Reader) error {
 		switch {
 		case err == nil:
 			if end, ok := m.end(); ok {
-				zw.scanned[dataOff] = zipScanned{method: f.Method, size: int64(f.CompressedSize64), end: end}
+				zw.scanned[dataOff] = zipScanned{method: zipMethodOf(f.Method), size: int64(f.CompressedSize64), end: end}
 				zw.cover(dataOff, end)
 			}
 		case w.hardError(err):
@@ -102,7 +102,7 @@ func (w *walker) walkZipDirectory(zw *zipWalk, zr *zip.Reader) error {
 			// Each member is read on its own from the directory, so one
 			// that is shorter than it says does not hide the others.
 			zw.failed[dataOff] = true
-			w.archiveFinding(child, ArchiveUnreadableRule, SeverityLow, "zip member could not be read to its end: "+err.Error())
+			w.archiveFinding(child, ArchiveUnreadableRule, unreadableSeverity(err), "zip member could not be read to its end: "+err.Error())
 		}
 	}
 	return nil
@@ -135,7 +135,7 @@ func (zw *zipWalk) localHeader(off int64) (zipLocal, bool) {
 	}
 	le := binary.LittleEndian
 	nameLen, extraLen := int64(le.Uint16(h[26:])), int64(le.Uint16(h[28:]))
-	e := zipLocal{flags: le.Uint16(h[6:]), method: le.Uint16(h[8:]), csize: int64(le.Uint32(h[18:])), dataOff: off + 30 + nameLen + extraLen}
+	e := zipLocal{flags: le.Uint16(h[6:]), method: zipMethodOf(le.Uint16(h[8:])), csize: int64(le.Uint32(h[18:])), dataOff: off + 30 + nameLen + extraLen}
 	if e.dataOff > zw.size {
 		return zipLocal{}, false
 	}
@@ -280,7 +280,7 @@ func (w *walker) localEntry(zw *zipWalk, e zipLocal) (int64, error) {
 	case e.method == zip.Deflate:
 		m = inflateMember(src, e.dataOff)
 	default:
-		m = otherMember(e, src)
+		m = otherMember(e, src, w.chargeDecoder)
 	}
 	defer m.Close()
 	r := &unarchiveReader{r: m, w: w, what: "zip entry " + child.where}
@@ -296,7 +296,7 @@ func (w *walker) localEntry(zw *zipWalk, e zipLocal) (int64, error) {
 	case w.hardError(err):
 		return -1, err
 	default:
-		unreadable(SeverityLow, "zip entry read from its local header could not be read to its end: "+err.Error())
+		unreadable(unreadableSeverity(err), "zip entry read from its local header could not be read to its end: "+err.Error())
 		return -1, nil
 	}
 	end, ok := m.end()

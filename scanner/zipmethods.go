@@ -1,7 +1,7 @@
 package scanner
 
 import (
-	"archive/zip"
+	"bufio"
 	"bytes"
 	"compress/bzip2"
 	"encoding/binary"
@@ -28,6 +28,19 @@ const (
 	zipZstd  = 93
 	zipXz    = 95
 )
+
+// zipAES is the method of a member encrypted with WinZip's AES; its real
+// method is in an extra field.
+const zipAES = 99
+
+// zipMethodOf is the method m as bsdtar reads it: libarchive keeps the low
+// byte of the field alone, so 0x108 is deflate to it, 0x10c bzip2. unzip,
+// Python and Java read all 16 bits and unpack no such member.
+func zipMethodOf(m uint16) uint16 { return m & 0xff }
+
+// errEncrypted is the error of a member that is encrypted: extractors
+// unpack it only with its password.
+var errEncrypted = errors.New("zip member is encrypted")
 
 // zipDecoded reports whether pullgate decodes members of method m.
 func zipDecoded(m uint16) bool {
@@ -62,31 +75,31 @@ func zipMethodFinding(m uint16) (severity, reason string) {
 	return SeverityMedium, fmt.Sprintf("zip member is compressed with method %d, which no extractor on a host unpacks, so it was not scanned", m)
 }
 
-// zipDecompressor is the decoder of a method archive/zip does not know,
-// for zip.Reader.RegisterDecompressor.
-func zipDecompressor(m uint16) zip.Decompressor {
-	return func(r io.Reader) io.ReadCloser { return newZipDecoder(m, r) }
-}
-
-// registerZipMethods lets zr open members of every method pullgate
-// decodes besides stored and deflated.
-func registerZipMethods(zr *zip.Reader) {
-	for _, m := range []uint16{zipBzip2, zipLZMA, zipZstd, zipXz} {
-		zr.RegisterDecompressor(m, zipDecompressor(m))
-	}
-}
-
 // newZipDecoder returns a reader of the member data r (its compressed
 // bytes) decoded by method m, one of zipBzip2, zipLZMA, zipZstd and zipXz.
 // Each decoder's memory is bounded as the layer's own decompression is
 // (the zstd window, the xz and LZMA dictionaries); a member that would
 // need more fails with a limit error, which refuses the layer.
-func newZipDecoder(m uint16, r io.Reader) io.ReadCloser {
+func newZipDecoder(m uint16, r io.Reader, charge func(int64) error) io.ReadCloser {
+	d := zipDecoder(m, r, charge)
+	return struct {
+		io.Reader
+		io.Closer
+	}{decoderErrors(d), d}
+}
+
+func zipDecoder(m uint16, r io.Reader, charge func(int64) error) io.ReadCloser {
 	switch m {
 	case zipBzip2:
-		return io.NopCloser(bzip2.NewReader(r))
+		br := bufio.NewReader(r)
+		if err := chargeBzip2(br, charge); err != nil {
+			return failed(err)
+		}
+		return io.NopCloser(bzip2.NewReader(br))
 	case zipXz:
-		xr, err := xz.NewReader(newXzGuard(r))
+		g := newXzGuard(r)
+		g.charge = charge
+		xr, err := xz.NewReader(g)
 		if err != nil {
 			return failed(corruptError("read xz header of zip member", err))
 		}
@@ -99,7 +112,7 @@ func newZipDecoder(m uint16, r io.Reader) io.ReadCloser {
 		}
 		return &zstdMember{zr}
 	case zipLZMA:
-		return newZipLZMA(r)
+		return newZipLZMA(r, charge)
 	}
 	return failed(fmt.Errorf("zip method %d is not decoded", m))
 }
@@ -133,7 +146,7 @@ func (z *zstdMember) Close() error {
 // whatever size the zip headers declare (archive/zip still checks the
 // directory's size and CRC-32 against what it decodes). The dictionary
 // is bounded as an xz stream's is.
-func newZipLZMA(r io.Reader) io.ReadCloser {
+func newZipLZMA(r io.Reader, charge func(int64) error) io.ReadCloser {
 	var h [9]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
 		return failed(corruptError("read LZMA header of zip member", err))
@@ -141,8 +154,14 @@ func newZipLZMA(r io.Reader) io.ReadCloser {
 	if n := binary.LittleEndian.Uint16(h[2:]); n != 5 {
 		return failed(corruptError("read LZMA header of zip member", fmt.Errorf("%d bytes of properties, not 5", n)))
 	}
-	if d := binary.LittleEndian.Uint32(h[5:]); d > xzMaxDict {
+	d := binary.LittleEndian.Uint32(h[5:])
+	if d > xzMaxDict {
 		return failed(limitError("LZMA zip member needs a %d byte dictionary, more than %d", d, xzMaxDict))
+	}
+	if charge != nil {
+		if err := charge(int64(max(d, lzma.MinDictCap))); err != nil {
+			return failed(err)
+		}
 	}
 	// The classic .lzma header: the properties and an unknown size.
 	hdr := append(bytes.Clone(h[4:9]), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
@@ -150,19 +169,38 @@ func newZipLZMA(r io.Reader) io.ReadCloser {
 	if err != nil {
 		return failed(corruptError("read LZMA header of zip member", err))
 	}
-	return io.NopCloser(lzmaToEnd{lr})
+	return io.NopCloser(&lzmaToEnd{r: lr})
 }
 
 // lzmaToEnd ends an LZMA stream without an end-of-stream marker where its
-// data ends, as an extractor that knows the member's size does.
-type lzmaToEnd struct{ r io.Reader }
+// data ends, as an extractor that knows the member's size does: the
+// decoder says io.ErrUnexpectedEOF there, which is read as io.EOF. On that
+// or any other error the decoder may still hold bytes it decoded before
+// it: they are read out first, then the error is returned.
+type lzmaToEnd struct {
+	r   io.Reader
+	err error // the decoder's error, returned once what it holds is read
+}
 
-func (l lzmaToEnd) Read(p []byte) (int, error) {
-	n, err := l.r.Read(p)
-	if errors.Is(err, io.ErrUnexpectedEOF) {
-		err = io.EOF
+func (l *lzmaToEnd) Read(p []byte) (int, error) {
+	if l.err != nil {
+		if n, _ := l.r.Read(p); n > 0 {
+			return n, nil
+		}
+		return 0, l.err
 	}
-	return n, err
+	n, err := l.r.Read(p)
+	if err == nil || err == io.EOF {
+		return n, err
+	}
+	l.err = err
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		l.err = io.EOF
+	}
+	if n > 0 {
+		return n, nil
+	}
+	return l.Read(p)
 }
 
 // otherMember reads the local entry e, of a method decoded by
@@ -170,19 +208,19 @@ func (l lzmaToEnd) Read(p []byte) (int, error) {
 // its header's compressed size says, or, when only its data descriptor
 // says it, to the end of the file, where the decoder stops at its
 // stream's end and the end of the entry is not known.
-func otherMember(e zipLocal, src *io.SectionReader) *zipMemberReader {
+func otherMember(e zipLocal, src *io.SectionReader, charge func(int64) error) *zipMemberReader {
 	if e.flags&zipDescriptor != 0 {
-		return &zipMemberReader{ReadCloser: newZipDecoder(e.method, src), stored: -1}
+		return &zipMemberReader{ReadCloser: newZipDecoder(e.method, src, charge), stored: -1}
 	}
 	n := min(e.csize, src.Size())
-	return &zipMemberReader{ReadCloser: newZipDecoder(e.method, io.LimitReader(src, n)), stored: e.dataOff + n}
+	return &zipMemberReader{ReadCloser: newZipDecoder(e.method, io.LimitReader(src, n), charge), stored: e.dataOff + n}
 }
 
 // undecodedLocal is the finding for a local entry that is encrypted or of
 // a method pullgate does not decode.
 func undecodedLocal(e zipLocal) (severity, reason string) {
-	if e.flags&zipEncrypted != 0 {
-		return SeverityMedium, "zip entry read from its local header is encrypted, so it was not scanned"
+	if e.flags&zipEncrypted != 0 || e.method == zipAES {
+		return SeverityMedium, "zip entry read from its local header is encrypted (extractors unpack it only with its password), so it was not scanned"
 	}
 	severity, reason = zipMethodFinding(e.method)
 	return severity, reason + " (an entry read from its local header)"
@@ -191,8 +229,11 @@ func undecodedLocal(e zipLocal) (severity, reason string) {
 // unopened is the finding for a member of the directory that could not be
 // opened (err), of method m.
 func unopened(m uint16, err error) (severity, reason string) {
-	if !zipDecoded(m) {
-		return zipMethodFinding(m)
+	switch {
+	case errors.Is(err, errEncrypted):
+		return SeverityMedium, "zip member is encrypted (extractors unpack it only with its password), so it was not scanned"
+	case !zipDecoded(zipMethodOf(m)):
+		return zipMethodFinding(zipMethodOf(m))
 	}
 	return SeverityMedium, "zip member could not be opened, so it was not scanned: " + err.Error()
 }

@@ -3,6 +3,8 @@ package scanner
 import (
 	"bytes"
 	"compress/flate"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,11 +17,14 @@ import (
 	"github.com/pullgate/pullgate/internal/samples"
 )
 
+// zipLZMANoEnd asks compressZip for an LZMA member without an end marker.
+const zipLZMANoEnd = 0x10000 + zipLZMA
+
 // compressZip returns data compressed as a zip member of method m holds
 // it: bzip2 by the bzip2 command, the others by Go encoders; LZMA with
 // the zip header (the SDK's version, the size of the properties, the
 // properties) and an end-of-stream marker, as Python's zipfile writes it.
-func compressZip(t testing.TB, m uint16, data []byte) []byte {
+func compressZip(t testing.TB, m int, data []byte) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	switch m {
@@ -45,9 +50,15 @@ func compressZip(t testing.TB, m uint16, data []byte) []byte {
 		}
 		w.Write(data)
 		w.Close()
-	case zipLZMA:
+	case zipLZMA, zipLZMANoEnd:
 		var l bytes.Buffer
-		w, err := lzma.WriterConfig{EOSMarker: true, SizeInHeader: false}.NewWriter(&l)
+		cfg := lzma.WriterConfig{EOSMarker: true}
+		if m == zipLZMANoEnd {
+			// No end marker: the size is known from the zip's headers,
+			// as liblzma's LZMA1EXT encoder writes it.
+			cfg = lzma.WriterConfig{SizeInHeader: true, Size: int64(len(data))}
+		}
+		w, err := cfg.NewWriter(&l)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -56,6 +67,10 @@ func compressZip(t testing.TB, m uint16, data []byte) []byte {
 		b.Write([]byte{16, 2, 5, 0})        // LZMA SDK 16.02, 5 bytes of properties
 		b.Write(l.Bytes()[:5])              // the properties
 		b.Write(l.Bytes()[lzma.HeaderLen:]) // the stream, past the classic header's size
+	case 8:
+		fw, _ := flate.NewWriter(&b, flate.DefaultCompression)
+		fw.Write(data)
+		fw.Close()
 	default:
 		t.Fatalf("no encoder for method %d", m)
 	}
@@ -70,9 +85,15 @@ func zipMethodCases(t testing.TB) []zipLocalCase {
 	var out []zipLocalCase
 	for _, m := range []struct {
 		name   string
-		method uint16
-	}{{"bzip2", zipBzip2}, {"LZMA", zipLZMA}, {"xz", zipXz}, {"zstd", zipZstd}} {
-		e := rawEntry{name: "bin/worker", data: samples.XMRig(), method: m.method, body: compressZip(t, m.method, samples.XMRig())}
+		method uint16 // as the headers say it
+		codec  int    // as compressZip writes it
+	}{
+		{"bzip2", zipBzip2, zipBzip2}, {"LZMA", zipLZMA, zipLZMA}, {"xz", zipXz, zipXz}, {"zstd", zipZstd, zipZstd},
+		{"LZMA without an end marker", zipLZMA, zipLZMANoEnd},
+		// bsdtar reads the method's low byte alone.
+		{"bzip2 as method 0x10c", 0x10c, zipBzip2}, {"deflated as method 0xff08", 0xff08, 8},
+	} {
+		e := rawEntry{name: "bin/worker", data: samples.XMRig(), method: m.method, body: compressZip(t, m.codec, samples.XMRig())}
 		hidden, after := e, e
 		hidden.name, hidden.hidden = "bin/hidden", true
 		after.name, after.hidden, after.descriptor = "bin/after", true, true
@@ -100,6 +121,8 @@ func TestZipMethodsNotDecoded(t *testing.T) {
 	unknown := rawEntry{name: "bin/worker", data: samples.XMRig(), method: 77, body: samples.Filler(4 << 10)}
 	hidden := deflate64
 	hidden.hidden = true
+	randomised := rawEntry{name: "bin/worker", data: samples.XMRig(), method: zipBzip2, body: randomisedBzip2(t, samples.XMRig())}
+	bcj := rawEntry{name: "bin/worker", data: samples.XMRig(), method: zipXz, body: cli(t, samples.XMRig(), "xz", "-c", "--x86", "--lzma2")}
 
 	z := rawZip(t, []rawEntry{deflate64}, false)
 	dir := t.TempDir()
@@ -124,6 +147,8 @@ func TestZipMethodsNotDecoded(t *testing.T) {
 		{"deflate64 entry hidden from the directory", rawZip(t, []rawEntry{{name: "a.txt", data: samples.Filler(8 << 10)}, hidden}, false), true},
 		{"PPMd, which bsdtar unpacks", rawZip(t, []rawEntry{ppmd}, false), true},
 		{"a method no extractor knows", rawZip(t, []rawEntry{unknown}, false), false},
+		{"bzip2 in the randomised mode, which libbz2 unpacks", rawZip(t, []rawEntry{randomised}, false), true},
+		{"xz with the x86 BCJ filter, which bsdtar unpacks", rawZip(t, []rawEntry{bcj}, false), true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			res, err := scanOne(t, s, tfile{name: "opt/app.zip", mode: 0o644, data: c.zip})
@@ -145,5 +170,67 @@ func TestZipMethodsNotDecoded(t *testing.T) {
 				t.Errorf("refused: %v, want %v; findings %+v", refused, c.refuse, res.Findings)
 			}
 		})
+	}
+}
+
+// randomisedBzip2 is data compressed by bzip2 with its first block's
+// randomised bit set (the bit after the block's magic and CRC), a mode
+// of bzip2 0.9.0 that libbz2 still unpacks and Go's compress/bzip2
+// refuses.
+func randomisedBzip2(t testing.TB, data []byte) []byte {
+	b := compressZip(t, zipBzip2, data)
+	b = bytes.Clone(b)
+	b[4+6+4] |= 0x80
+	return b
+}
+
+// Outside zips the same decoders read compressed files: one in a mode or
+// with a filter that bzip2 or xz unpack and pullgate cannot is refused,
+// and a zstd file whose window is over the limit refuses the layer.
+func TestCompressedFileNotDecodedRefused(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	for _, c := range []struct {
+		name string
+		data []byte
+	}{
+		{"opt/x.bz2", randomisedBzip2(t, samples.XMRig())},
+		{"opt/x.xz", cli(t, samples.XMRig(), "xz", "-c", "--x86", "--lzma2")},
+		{"opt/x.tar.xz", cli(t, tarLayer(t, tfile{name: "xmrig", mode: 0o755, data: samples.XMRig()}), "xz", "-c", "--delta", "--lzma2")},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res, err := scanOne(t, s, tfile{name: c.name, mode: 0o644, data: c.data})
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := false
+			for _, f := range res.Findings {
+				found = found || f.Rule == ArchiveUnreadableRule && f.Severity == SeverityHigh
+			}
+			if !found || len(res.Blocking()) == 0 {
+				t.Errorf("not refused with a high %s; findings %+v", ArchiveUnreadableRule, res.Findings)
+			}
+		})
+	}
+	big := cli(t, samples.XMRig(), "zstd", "-c", "-q", "--zstd=wlog=27")
+	if _, err := scanOne(t, s, tfile{name: "opt/x.zst", mode: 0o644, data: big}); !errors.Is(err, ErrLimit) {
+		t.Errorf("a zstd file with a 128 MiB window: err %v, want ErrLimit", err)
+	}
+	z := rawZip(t, []rawEntry{{name: "bin/worker", data: samples.XMRig(), method: zipZstd, body: big}}, false)
+	if _, err := scanOne(t, s, tfile{name: "opt/app.zip", mode: 0o644, data: z}); !errors.Is(err, ErrLimit) {
+		t.Errorf("a zstd zip member with a 128 MiB window: err %v, want ErrLimit", err)
+	}
+}
+
+// Many tiny bzip2 members, each a decoder to set up, are refused once
+// their setup has cost what MaxLayerBytes allows (chargeDecoder).
+func TestManyBzip2MembersBounded(t *testing.T) {
+	one := compressZip(t, zipBzip2, []byte("x"))
+	entries := make([]rawEntry, 600)
+	for i := range entries {
+		entries[i] = rawEntry{name: fmt.Sprintf("d/f%d", i), data: []byte("x"), method: zipBzip2, body: one}
+	}
+	s := newTestScanner(t, Options{Workers: 2, Limits: Limits{MaxLayerBytes: 128 << 20}})
+	if _, err := scanOne(t, s, tfile{name: "opt/app.zip", mode: 0o644, data: rawZip(t, entries, false)}); !errors.Is(err, ErrLimit) {
+		t.Fatalf("600 bzip2 members of 900 kB blocks against 128 MiB: err %v, want ErrLimit", err)
 	}
 }

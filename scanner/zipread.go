@@ -62,7 +62,6 @@ func openZip(it item, ra io.ReaderAt, size int64) (*zip.Reader, error) {
 	// are bounded by the limits on what they unpack to.
 	br.left = math.MaxInt64
 	zr.RegisterDecompressor(zip.Deflate, newInflater)
-	registerZipMethods(zr)
 	return zr, nil
 }
 
@@ -173,15 +172,32 @@ func inflateMember(src io.Reader, dataOff int64) *zipMemberReader {
 // leave a member whose stream is longer than it says unscanned past that
 // point, and one that is shorter unscanned altogether). Other methods are
 // read by archive/zip.
-func openMember(f *zip.File, ra io.ReaderAt, dataOff, size int64) (*zipMemberReader, error) {
-	if f.Method != zip.Deflate {
-		rc, err := f.Open()
-		if err != nil {
-			return nil, err
+//
+// Methods are read as bsdtar reads them, by their low byte (see
+// zipMethodOf), and an encrypted member is not decoded (errEncrypted).
+func openMember(f *zip.File, ra io.ReaderAt, dataOff, size int64, charge func(int64) error) (*zipMemberReader, error) {
+	m := zipMethodOf(f.Method)
+	switch {
+	case f.Flags&zipEncrypted != 0 || m == zipAES:
+		return nil, errEncrypted
+	case m == zip.Deflate:
+		return inflateMember(io.NewSectionReader(ra, dataOff, size-dataOff), dataOff), nil
+	case zipDecoded(m) && (m != zip.Store || m != f.Method):
+		// Decoded as bsdtar decodes it: its compressed size's bytes, to
+		// the end of its stream, whatever size and CRC-32 it declares
+		// (archive/zip would drop the bytes past its declared size).
+		end := dataOff + int64(min(f.CompressedSize64, uint64(size)))
+		src := io.NewSectionReader(ra, dataOff, max(end-dataOff, 0))
+		if m == zip.Store {
+			return &zipMemberReader{ReadCloser: io.NopCloser(src), stored: end}, nil
 		}
-		return &zipMemberReader{ReadCloser: rc, stored: dataOff + int64(f.CompressedSize64)}, nil
+		return &zipMemberReader{ReadCloser: newZipDecoder(m, src, charge), stored: end}, nil
 	}
-	return inflateMember(io.NewSectionReader(ra, dataOff, size-dataOff), dataOff), nil
+	rc, err := f.Open()
+	if err != nil {
+		return nil, err
+	}
+	return &zipMemberReader{ReadCloser: rc, stored: dataOff + int64(f.CompressedSize64)}, nil
 }
 
 // scanMember scans a member of unknown true length: one that fits a batch
