@@ -215,18 +215,21 @@ func (w *walker) unarchive(it item, a *archived) error {
 	return w.settle(it, err)
 }
 
-// chargeDecoder counts a quarter of what a decoder allocates to set up a
-// bzip2, xz or LZMA stream (its block buffer or dictionary) as unpacked
-// bytes, against MaxLayerBytes. Setting one up costs 1 to 2 ms of CPU (a
-// bzip2 stream of 900 kB blocks, an xz one with xz's default 8 MiB
-// dictionary), so a layer of many tiny streams, which unpack to next to
-// nothing, is refused after some 10 s of that work (about 9,500 bzip2 or
-// 4,000 such xz streams), as its scanned bytes would be.
+// chargeDecoder counts a sixteenth of what a decoder allocates to set up
+// a bzip2, xz or LZMA stream or xz block (its block buffer or dictionary)
+// as unpacked bytes, against MaxLayerBytes. Setting one up costs 1 to 2 ms
+// of CPU (a bzip2 stream of 900 kB blocks, an xz block with xz's default
+// 8 MiB dictionary), about what YARA takes to scan a sixteenth to a
+// twentieth of that allocation, however little the stream holds. So a
+// layer of many tiny streams costs at most what scanning MaxLayerBytes
+// would, and is refused there, while the 8,000 modules of a kernel
+// (1 MiB dictionaries) or thousands of firmware files at xz's default
+// stay far from it.
 func (w *walker) chargeDecoder(alloc int64) error {
-	w.unarchived += alloc / 4
+	w.unarchived += alloc / 16
 	if w.scanned() > w.s.limits.MaxLayerBytes {
 		return limitError("the bzip2, xz and LZMA streams in this layer cost more to set up than what is left of MaxLayerBytes %d "+
-			"(a quarter of each one's buffers counts)", w.s.limits.MaxLayerBytes)
+			"(a sixteenth of each one's buffers counts)", w.s.limits.MaxLayerBytes)
 	}
 	return nil
 }
