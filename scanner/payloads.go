@@ -24,9 +24,6 @@ type payload struct {
 	ends   []int
 }
 
-// decode returns the payload's bytes, a new slice.
-func (p payload) decode() []byte { return p.decodeInto(nil) }
-
 // decodeInto decodes the payload into buf's memory, grown if need be, and
 // returns the bytes.
 func (p payload) decodeInto(buf []byte) []byte {

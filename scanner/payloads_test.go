@@ -161,3 +161,6 @@ func TestBase64PayloadsAsScriptsCarryThem(t *testing.T) {
 		})
 	}
 }
+
+// decode returns the payload's bytes, a new slice.
+func (p payload) decode() []byte { return p.decodeInto(nil) }

@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
 	"github.com/ulikunitz/xz/lzma"
 
 	"github.com/pullgate/pullgate/internal/samples"
@@ -21,9 +19,8 @@ import (
 const zipLZMANoEnd = 0x10000 + zipLZMA
 
 // compressZip returns data compressed as a zip member of method m holds
-// it: bzip2 by the bzip2 command, the others by Go encoders; LZMA with
-// the zip header (the SDK's version, the size of the properties, the
-// properties) and an end-of-stream marker, as Python's zipfile writes it.
+// it: bzip2 by the bzip2 command, deflate by compress/flate, LZMA without
+// an end marker here, the others as samples.ZipMember writes them.
 func compressZip(t testing.TB, m int, data []byte) []byte {
 	t.Helper()
 	var b bytes.Buffer
@@ -36,29 +33,13 @@ func compressZip(t testing.TB, m int, data []byte) []byte {
 			t.Fatalf("bzip2 (make deps installs it): %v", err)
 		}
 		return out
-	case zipXz:
-		w, err := xz.NewWriter(&b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.Write(data)
-		w.Close()
-	case zipZstd:
-		w, err := zstd.NewWriter(&b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.Write(data)
-		w.Close()
-	case zipLZMA, zipLZMANoEnd:
+	case zipXz, zipZstd, zipLZMA:
+		return samples.ZipMember(uint16(m), data)
+	case zipLZMANoEnd:
+		// No end marker: the size is known from the zip's headers, as
+		// liblzma's LZMA1EXT encoder writes it.
 		var l bytes.Buffer
-		cfg := lzma.WriterConfig{EOSMarker: true}
-		if m == zipLZMANoEnd {
-			// No end marker: the size is known from the zip's headers,
-			// as liblzma's LZMA1EXT encoder writes it.
-			cfg = lzma.WriterConfig{SizeInHeader: true, Size: int64(len(data))}
-		}
-		w, err := cfg.NewWriter(&l)
+		w, err := lzma.WriterConfig{SizeInHeader: true, Size: int64(len(data))}.NewWriter(&l)
 		if err != nil {
 			t.Fatal(err)
 		}

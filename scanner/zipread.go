@@ -116,7 +116,7 @@ func newInflater(r io.Reader) io.ReadCloser {
 	if f := newRawInflater(r); f != nil {
 		return f
 	}
-	return io.NopCloser(&failedReader{errors.New("inflate zip member: isal: out of memory")})
+	return failed(errors.New("inflate zip member: isal: out of memory"))
 }
 
 // newRawInflater is an inflater of r, from the pool or new; nil when
@@ -159,7 +159,7 @@ func (m *zipMemberReader) end() (int64, bool) {
 func inflateMember(src io.Reader, dataOff int64) *zipMemberReader {
 	inf := newRawInflater(src)
 	if inf == nil {
-		return &zipMemberReader{ReadCloser: io.NopCloser(&failedReader{errors.New("inflate zip member: isal: out of memory")}), stored: -1}
+		return &zipMemberReader{ReadCloser: failed(errors.New("inflate zip member: isal: out of memory")), stored: -1}
 	}
 	return &zipMemberReader{ReadCloser: inf, inf: inf, dataOff: dataOff}
 }
@@ -182,7 +182,7 @@ func openMember(f *zip.File, ra io.ReaderAt, dataOff, size int64, charge func(in
 		return nil, errEncrypted
 	case m == zip.Deflate:
 		return inflateMember(io.NewSectionReader(ra, dataOff, size-dataOff), dataOff), nil
-	case zipDecoded(m) && (m != zip.Store || m != f.Method):
+	case zipDecoded(m) && m != zip.Store, m == zip.Store && f.Method != zip.Store:
 		// Decoded as bsdtar decodes it: its compressed size's bytes, to
 		// the end of its stream, whatever size and CRC-32 it declares
 		// (archive/zip would drop the bytes past its declared size).

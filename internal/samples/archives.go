@@ -43,11 +43,18 @@ func gzipLevel(b []byte, level int) []byte {
 }
 
 // Zip returns a zip (or jar) of files, deflated, each with its Unix mode.
-func Zip(files ...File) []byte {
+func Zip(files ...File) []byte { return zipOf(zip.Deflate, nil, files) }
+
+// zipOf returns a zip of files compressed with method, by comp when
+// archive/zip has no compressor of its own for it.
+func zipOf(method uint16, comp zip.Compressor, files []File) []byte {
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
+	if comp != nil {
+		zw.RegisterCompressor(method, comp)
+	}
 	for _, f := range files {
-		fh := &zip.FileHeader{Name: strings.TrimPrefix(f.Path, "/"), Method: zip.Deflate}
+		fh := &zip.FileHeader{Name: strings.TrimPrefix(f.Path, "/"), Method: method}
 		fh.SetMode(fs.FileMode(f.Mode))
 		w, err := zw.CreateHeader(fh)
 		if err != nil {

@@ -4,8 +4,6 @@ import (
 	"archive/zip"
 	"bytes"
 	"io"
-	"io/fs"
-	"strings"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
@@ -23,20 +21,21 @@ const (
 // ZipMethod returns a zip of files, each compressed with method (ZipLZMA,
 // ZipZstd or ZipXz) as 7-Zip, Python and bsdtar write and read them.
 func ZipMethod(method uint16, files ...File) []byte {
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	zw.RegisterCompressor(method, zipCompressor(method))
-	for _, f := range files {
-		fh := &zip.FileHeader{Name: strings.TrimPrefix(f.Path, "/"), Method: method}
-		fh.SetMode(fs.FileMode(f.Mode))
-		w, err := zw.CreateHeader(fh)
-		if err != nil {
-			panic(err)
-		}
-		w.Write(f.Data)
+	return zipOf(method, zipCompressor(method), files)
+}
+
+// ZipMember returns data compressed as a zip member of method (ZipLZMA,
+// ZipZstd or ZipXz) holds it: for LZMA, the zip's 4-byte header, the
+// properties and a stream with an end marker.
+func ZipMember(method uint16, data []byte) []byte {
+	var b bytes.Buffer
+	w, err := newZipEncoder(method, &b)
+	if err != nil {
+		panic(err)
 	}
-	zw.Close()
-	return buf.Bytes()
+	w.Write(data)
+	w.Close()
+	return b.Bytes()
 }
 
 // zipCompressor is the compressor of method. archive/zip makes it before
