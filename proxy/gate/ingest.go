@@ -164,7 +164,10 @@ func (g *Gate) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scanner
 // scanner reads it: a config whole, anything else as a stream.
 func (g *Gate) scanWhileReading(ctx context.Context, sc *scanner.Scanner, ref Ref, fl *flight, src io.Reader, limit int64) (int64, scanner.Result, error, error) {
 	if !ref.IsConfig() {
-		return teeScan(ctx, g.streamScan(sc, ref), scanner.WithSize(fl.prio, ref.Size), src)
+		// Due by what it may read: the size the manifest or upstream
+		// declares, else the blob limit (a blob of unknown size, asked
+		// for by digest, does not go ahead of every sized one).
+		return teeScan(ctx, g.streamScan(sc, ref), scanner.WithSize(fl.prio, limit), src)
 	}
 	buf, copyErr := io.ReadAll(src)
 	n := int64(len(buf))
@@ -249,7 +252,7 @@ func (s *sink) Write(p []byte) (int, error) {
 // when no role reads it clean, which one role cannot tell.
 func (g *Gate) rescanLocal(ctx context.Context, fl *flight, sc *scanner.Scanner, ref Ref, drop bool) (storage.Verdict, error) {
 	rid := sc.RulesetID()
-	stored, _, err := g.opts.Blobs.Open(ctx, ref.Digest)
+	stored, size, err := g.opts.Blobs.Open(ctx, ref.Digest)
 	if err != nil {
 		return storage.Verdict{}, fmt.Errorf("%w: open stored %s %s: %v", errTransient, ref.Noun(), ref.Digest, err)
 	}
@@ -269,7 +272,7 @@ func (g *Gate) rescanLocal(ctx context.Context, fl *flight, sc *scanner.Scanner,
 			return g.contentError(rid, ref, err), nil
 		}
 	} else {
-		res, err = g.streamScan(sc, ref)(ctx, rc, scanner.WithSize(fl.prio, ref.Size))
+		res, err = g.streamScan(sc, ref)(ctx, rc, scanner.WithSize(fl.prio, size))
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, scanner.ErrClosed) {
 				return storage.Verdict{}, fmt.Errorf("%w: rescan %s: %w", errTransient, ref.Digest, err)
