@@ -160,7 +160,8 @@ func New(opts Options) (*Scanner, error) {
 		limits: limits,
 		// The default rules use no string counts or match offsets beyond
 		// the first, so YARA may stop looking for a string once found.
-		flags:     yara.ScanFlagsFastMode,
+		// See noTryCatch for the other flag.
+		flags:     yara.ScanFlagsFastMode | noTryCatch,
 		workers:   workers,
 		slots:     min(workers+1, maxSlots),
 		queue:     newQueue(),
