@@ -83,16 +83,44 @@ func base64Payloads(data []byte) []payload {
 			done = end
 			continue
 		}
-		for {
-			prev, ok := prevPiece(data, q)
-			if !ok {
-				break
-			}
-			q = prev
-		}
-		out, done = appendChain(out, data, q)
+		out, done = appendChain(out, data, chainStart(data, q, max(done, p-step)))
 	}
 	return out
+}
+
+// chainStart is the first piece of q's chain. It walks forward from
+// data[from:] to q, each piece read once, and then back from the first
+// piece of q's chain there, which is its start unless the chain begins
+// before from. Walking back from q alone (prevPiece) reads the bytes
+// before every piece of the chain again: for a block wrapped in short
+// lines (a table of numbers), many times its length.
+func chainStart(data []byte, q piece, from int) piece {
+	if from < q.start && isB64[data[from]] {
+		from = segmentStart(data, from)
+	}
+	x, ok := nextPiece(data, from, q.start)
+	for ok && x.start < q.start {
+		first := x
+		for x.start < q.start {
+			next, linked := nextInChain(data, x)
+			if !linked {
+				break
+			}
+			x = next
+		}
+		if x.start == q.start {
+			q = first
+			break
+		}
+		x, ok = nextPiece(data, x.end, q.start)
+	}
+	for {
+		prev, ok := prevPiece(data, q)
+		if !ok {
+			return q
+		}
+		q = prev
+	}
 }
 
 // chainPast walks the chain of q forward and says whether it goes on
