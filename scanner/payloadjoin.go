@@ -99,8 +99,12 @@ func pieceAt(data []byte, a, b int) (piece, bool) {
 	// Most short words stand after a space, a "(" or a ".", and most
 	// short stretches in a binary between bytes of no meaning: one look
 	// at the bytes around them says they are no piece.
+	escaped := false
 	if !long && (pieceEdge[before]&edgeOpens == 0 || pieceEdge[after]&edgeCloses == 0) {
-		return piece{}, false
+		if before != '\\' && before != ';' && after != '\\' && after != '&' || !escapedPiece(data, a, b) {
+			return piece{}, false
+		}
+		escaped = true
 	}
 	body := b
 	for body > a && data[body-1] == '=' {
@@ -109,20 +113,24 @@ func pieceAt(data []byte, a, b int) (piece, bool) {
 	if body == a {
 		return piece{}, false
 	}
-	if !long && (body < b && b < len(data) && isB64[data[b]] || !hasAlnum(data[a:body])) {
+	if !long && (body < b && b < len(data) && isB64[data[b]] || !escaped && !hasAlnum(data[a:body])) {
 		return piece{}, false
 	}
 	if isName(data, a, b) || stringPrefix(data, a, b) {
 		return piece{}, false
 	}
-	opensValue := pieceEdge[before]&edgeValue != 0
+	opensValue := pieceEdge[before]&edgeValue != 0 || escaped
 	opensLine, closesLine := startsLine(data, a), endsLine(data, b)
-	if !long && !((opensValue || opensLine) && (after == '"' || after == '\'' || after == '\\' || closesLine)) {
+	if !long && !escaped && !((opensValue || opensLine) && (after == '"' || after == '\'' || after == '\\' || closesLine)) {
 		return piece{}, false
 	}
 	// A name assigned a quoted value at a line's start ('P="…"'); a
 	// block's last line ("QQ==") ends its line.
 	if !long && body < b && !opensValue && !closesLine {
+		return piece{}, false
+	}
+	// A key ("data": "…", 'data': …) names the value after it.
+	if !long && (after == '"' || after == '\'') && b+1 < len(data) && data[b+1] == ':' {
 		return piece{}, false
 	}
 	if !long && hereDelimiter(data, a) {
