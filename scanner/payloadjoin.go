@@ -52,6 +52,8 @@ type piece struct {
 	line       bool // a whole line past its indent, as a wrapped block's
 	bare       bool // short, and set off by nothing but a line's start
 	cont       bool // followed by "\": the line goes on on the next one
+	array      bool // an element of a bash array (see payloadarrays.go)
+	later      bool // an element after the first, known by the one before it
 }
 
 func (p piece) len() int { return p.end - p.start }
@@ -99,8 +101,9 @@ func pieceAt(data []byte, a, b int) (piece, bool) {
 	// Most short words stand after a space, a "(" or a ".", and most
 	// short stretches in a binary between bytes of no meaning: one look
 	// at the bytes around them says they are no piece.
+	element := arrayElementStart(data, a, b)
 	escaped := false
-	if !long && (pieceEdge[before]&edgeOpens == 0 || pieceEdge[after]&edgeCloses == 0) {
+	if !long && !element && (pieceEdge[before]&edgeOpens == 0 || pieceEdge[after]&edgeCloses == 0) {
 		if before != '\\' && before != ';' && after != '\\' && after != '&' || !escapedPiece(data, a, b) {
 			return piece{}, false
 		}
@@ -119,9 +122,9 @@ func pieceAt(data []byte, a, b int) (piece, bool) {
 	if isName(data, a, b) || stringPrefix(data, a, b) {
 		return piece{}, false
 	}
-	opensValue := pieceEdge[before]&edgeValue != 0 || escaped
+	opensValue := pieceEdge[before]&edgeValue != 0 || escaped || element
 	opensLine, closesLine := startsLine(data, a), endsLine(data, b)
-	if !long && !escaped && !((opensValue || opensLine) && (after == '"' || after == '\'' || after == '\\' || closesLine)) {
+	if !long && !escaped && !element && !((opensValue || opensLine) && (after == '"' || after == '\'' || after == '\\' || closesLine)) {
 		return piece{}, false
 	}
 	// A name assigned a quoted value at a line's start ('P="…"'); a
@@ -129,11 +132,7 @@ func pieceAt(data []byte, a, b int) (piece, bool) {
 	if !long && body < b && !opensValue && !closesLine {
 		return piece{}, false
 	}
-	// A key ("data": "…", 'data': …) names the value after it.
-	if !long && (after == '"' || after == '\'') && b+1 < len(data) && data[b+1] == ':' {
-		return piece{}, false
-	}
-	if !long && hereDelimiter(data, a) {
+	if !long && (isKey(data, b) || hereDelimiter(data, a)) {
 		return piece{}, false
 	}
 	return piece{
@@ -142,7 +141,14 @@ func pieceAt(data []byte, a, b int) (piece, bool) {
 		line:   opensLine && closesLine,
 		bare:   !long && !opensValue,
 		cont:   b < len(data) && data[b] == '\\',
+		array:  element,
 	}, true
+}
+
+// isKey says whether a quote and ":" follow data[:b]: a key ("data": "…",
+// 'data': …) names the value after it, and is none of it.
+func isKey(data []byte, b int) bool {
+	return b+1 < len(data) && (data[b] == '"' || data[b] == '\'') && data[b+1] == ':'
 }
 
 // What a byte next to a short segment may say: it may open a value
@@ -282,6 +288,11 @@ func lastPieceFrom(data []byte, i int, q piece) (piece, bool) {
 // between. A chain goes on past padding: base64 -d reads padded chunks
 // one after another (see appendChain).
 func nextInChain(data []byte, p piece) (piece, bool) {
+	if p.array {
+		if next, ok := nextElement(data, p); ok || p.later {
+			return next, ok
+		}
+	}
 	next, _, words, ok := searchPiece(data, p.end, p.end+maxGap)
 	return next, ok && words <= maxWords
 }

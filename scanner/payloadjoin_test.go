@@ -168,6 +168,20 @@ func joinForms() []joinForm {
 			}
 			return "import base64, sys\nP = (\n" + b.String() + ")\nsys.stdout.buffer.write(base64.b64decode(P))\n"
 		}},
+		{"an array of unquoted 15-character elements over lines", "tmp/i.sh", true, false, func(enc string) string {
+			var b strings.Builder
+			for i, p := range cutAt(enc, []int{15}) {
+				b.WriteString(p + []string{" ", " ", " ", "\n  "}[i%4])
+			}
+			return "#!/bin/bash\nA=(\n  " + b.String() + ")\nprintf %s \"${A[@]}\" | base64 -d\n"
+		}},
+		{"an array of unquoted and quoted elements of mixed sizes", "tmp/i.sh", true, false, func(enc string) string {
+			var b strings.Builder
+			for i, p := range cutAt(enc, []int{1001, 7, 333, 15, 2050, 3, 77, 12, 1}) {
+				b.WriteString([]string{"'" + p + "'", `"` + p + `"`, p, p}[i%4] + []string{" ", "\n", "\t"}[i%3])
+			}
+			return "#!/bin/bash\nA+=(" + b.String() + ")\nprintf %s \"${A[@]}\" | base64 -d\n"
+		}},
 		{"a data file with no #! read by an entrypoint", "opt/app/blob", false, false, func(enc string) string {
 			return each(lines(enc, 76), "%s\n")
 		}},

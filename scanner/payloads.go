@@ -87,6 +87,15 @@ func probePayloads(data []byte, unescape bool) []payload {
 		if p < done {
 			continue
 		}
+		if q, ok := arrayAround(data, p, max(done, p-step)); ok {
+			if end, past := chainPast(data, q, p+step); end > p {
+				if past {
+					out, end = appendChainOf(out, data, chainStart(data, q, max(done, p-step)), unescape)
+				}
+				done = end
+				continue
+			}
+		}
 		i := p
 		if isB64[data[p]] {
 			i = segmentStart(data, p)

@@ -107,6 +107,10 @@ func FuzzBase64Payloads(f *testing.F) {
 	for _, jf := range joinForms() {
 		f.Add([]byte(jf.text(enc)))
 	}
+	for _, ef := range escapeForms() {
+		f.Add([]byte(ef.text(enc)))
+	}
+	f.Add([]byte("A=(\n" + each(cutAt(enc, []int{15, 3, 40}), "%s \n")[:6000] + ")\nB=(x y\nz)\n" + enc[:5000]))
 	for _, size := range []int{56, 3001} {
 		f.Add([]byte(paddedChunks(samples.Filler(9000), size)))
 	}
