@@ -65,6 +65,9 @@ func nextElement(data []byte, p piece) (piece, bool) {
 		return piece{}, false
 	}
 	b := segmentAt(data, j)
+	if q, ok := pieceAt(data, j, b); ok {
+		return q, true
+	}
 	if quote != 0 && (b >= len(data) || data[b] != quote) || quote == 0 && !endsElement(data, b) {
 		return piece{}, false
 	}

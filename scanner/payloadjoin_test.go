@@ -175,12 +175,12 @@ func joinForms() []joinForm {
 			}
 			return "#!/bin/bash\nA=(\n  " + b.String() + ")\nprintf %s \"${A[@]}\" | base64 -d\n"
 		}},
-		{"an array of unquoted and quoted elements of mixed sizes", "tmp/i.sh", true, false, func(enc string) string {
+		{"an array of unquoted elements of mixed sizes after a quoted one", "tmp/i.sh", true, false, func(enc string) string {
 			var b strings.Builder
-			for i, p := range cutAt(enc, []int{1001, 7, 333, 15, 2050, 3, 77, 12, 1}) {
-				b.WriteString([]string{"'" + p + "'", `"` + p + `"`, p, p}[i%4] + []string{" ", "\n", "\t"}[i%3])
+			for i, p := range cutAt(enc[1001:], []int{7, 15, 3, 12, 1, 9}) {
+				b.WriteString(p + []string{" ", "\n", "\t", "  \n\t"}[i%4])
 			}
-			return "#!/bin/bash\nA+=(" + b.String() + ")\nprintf %s \"${A[@]}\" | base64 -d\n"
+			return "#!/bin/bash\nA+=( '" + enc[:1001] + "'\n" + b.String() + ")\nprintf %s \"${A[@]}\" | base64 -d\n"
 		}},
 		{"a data file with no #! read by an entrypoint", "opt/app/blob", false, false, func(enc string) string {
 			return each(lines(enc, 76), "%s\n")
