@@ -106,3 +106,51 @@ func arrayAround(data []byte, p, from int) (piece, bool) {
 	q, ok := nextPiece(data, i, i+maxGap)
 	return q, ok && q.array
 }
+
+// elementBefore says whether a short unquoted segment set off by spaces
+// or line breaks stands before data[a], past spaces, line breaks and one
+// quote: an element of an array that only the one before it makes a
+// piece may be the piece before data[a] in its chain.
+func elementBefore(data []byte, a int) bool {
+	j := a
+	if j > 0 && (data[j-1] == '"' || data[j-1] == '\'') {
+		j--
+	}
+	k := j
+	for k > 0 && j-k <= maxGap && isSpace(data[k-1]) {
+		k--
+	}
+	if k == j || k == 0 || !isB64[data[k-1]] {
+		return false
+	}
+	i := k - 1
+	for i > 0 && k-i < minPiece && isB64[data[i-1]] {
+		i--
+	}
+	return k-i < minPiece && (i == 0 || isSpace(data[i-1]) || data[i-1] == '(')
+}
+
+// arrayChainStart is the first piece of q's chain (see chainStart), from
+// the first element of an array when the chain goes back through
+// elements known only by the one before them: walking back finds only
+// pieces known wherever they stand. The array's "=(" is looked for no
+// further back than done, the searched part.
+func arrayChainStart(data []byte, q piece, done, from int) piece {
+	start := chainStart(data, q, max(done, from))
+	if !elementBefore(data, start.start) {
+		return start
+	}
+	first, ok := arrayAround(data, start.start, done)
+	if !ok {
+		return start
+	}
+	for x := first; x.start <= start.start; {
+		if x.start == start.start {
+			return chainStart(data, first, done)
+		}
+		if x, ok = nextInChain(data, x); !ok {
+			break
+		}
+	}
+	return start
+}

@@ -101,13 +101,16 @@ func pieceAt(data []byte, a, b int) (piece, bool) {
 	// Most short words stand after a space, a "(" or a ".", and most
 	// short stretches in a binary between bytes of no meaning: one look
 	// at the bytes around them says they are no piece.
-	element := arrayElementStart(data, a, b)
-	escaped := false
-	if !long && !element && (pieceEdge[before]&edgeOpens == 0 || pieceEdge[after]&edgeCloses == 0) {
-		if before != '\\' && before != ';' && after != '\\' && after != '&' || !escapedPiece(data, a, b) {
+	escaped, element := false, false
+	if !long && (pieceEdge[before]&edgeOpens == 0 || pieceEdge[after]&edgeCloses == 0) {
+		switch {
+		case (before == '\\' || before == ';' || after == '\\' || after == '&') && escapedPiece(data, a, b):
+			escaped = true
+		case before == '(' && arrayElementStart(data, a, b):
+			element = true
+		default:
 			return piece{}, false
 		}
-		escaped = true
 	}
 	body := b
 	for body > a && data[body-1] == '=' {
@@ -125,7 +128,10 @@ func pieceAt(data []byte, a, b int) (piece, bool) {
 	opensValue := pieceEdge[before]&edgeValue != 0 || escaped || element
 	opensLine, closesLine := startsLine(data, a), endsLine(data, b)
 	if !long && !escaped && !element && !((opensValue || opensLine) && (after == '"' || after == '\'' || after == '\\' || closesLine)) {
-		return piece{}, false
+		if pieceEdge[before]&edgeElement == 0 || !arrayElementStart(data, a, b) {
+			return piece{}, false
+		}
+		element, opensValue = true, true
 	}
 	// A name assigned a quoted value at a line's start ('P="…"'); a
 	// block's last line ("QQ==") ends its line.
@@ -134,6 +140,9 @@ func pieceAt(data []byte, a, b int) (piece, bool) {
 	}
 	if !long && (isKey(data, b) || hereDelimiter(data, a)) {
 		return piece{}, false
+	}
+	if !element && pieceEdge[before]&edgeElement != 0 {
+		element = arrayElementStart(data, a, b)
 	}
 	return piece{
 		start: a, end: b,
@@ -159,6 +168,7 @@ const (
 	edgeOpens = 1 << iota
 	edgeValue
 	edgeCloses
+	edgeElement // a space, a line break or a quote: may stand before an array's first element
 )
 
 var pieceEdge = func() (t [256]byte) {
@@ -169,6 +179,9 @@ var pieceEdge = func() (t [256]byte) {
 	t['\\'] = edgeCloses
 	for _, c := range []byte(" \t\n\r") {
 		t[c] = edgeOpens | edgeCloses
+	}
+	for _, c := range []byte(" \t\n\r\"'") {
+		t[c] |= edgeElement
 	}
 	return t
 }()

@@ -87,20 +87,22 @@ func probePayloads(data []byte, unescape bool) []payload {
 		if p < done {
 			continue
 		}
-		if q, ok := arrayAround(data, p, max(done, p-step)); ok {
-			if end, past := chainPast(data, q, p+step); end > p {
-				if past {
-					out, end = appendChainOf(out, data, chainStart(data, q, max(done, p-step)), unescape)
-				}
-				done = end
-				continue
-			}
-		}
 		i := p
 		if isB64[data[p]] {
 			i = segmentStart(data, p)
 		}
 		q, seen, _, ok := searchPiece(data, i, p+maxGap)
+		if !ok || elementBefore(data, q.start) {
+			if first, ok := arrayAround(data, p, max(done, p-step)); ok {
+				if end, past := chainPast(data, first, p+step); end > p {
+					if past {
+						out, end = appendChainOf(out, data, arrayChainStart(data, first, done, p-step), unescape)
+					}
+					done = end
+					continue
+				}
+			}
+		}
 		if !ok {
 			// A long stretch that is no piece ("====…") is read once.
 			done = seen
@@ -110,7 +112,7 @@ func probePayloads(data []byte, unescape bool) []payload {
 			done = end
 			continue
 		}
-		out, done = appendChainOf(out, data, chainStart(data, q, max(done, p-step)), unescape)
+		out, done = appendChainOf(out, data, arrayChainStart(data, q, done, p-step), unescape)
 	}
 	return out
 }
