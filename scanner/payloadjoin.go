@@ -52,6 +52,8 @@ type piece struct {
 	line       bool // a whole line past its indent, as a wrapped block's
 	bare       bool // short, and set off by nothing but a line's start
 	cont       bool // followed by "\": the line goes on on the next one
+	array      bool // an element of a bash array (see payloadarrays.go)
+	later      bool // an element after the first, known by the one before it
 }
 
 func (p piece) len() int { return p.end - p.start }
@@ -99,8 +101,16 @@ func pieceAt(data []byte, a, b int) (piece, bool) {
 	// Most short words stand after a space, a "(" or a ".", and most
 	// short stretches in a binary between bytes of no meaning: one look
 	// at the bytes around them says they are no piece.
+	escaped, element := false, false
 	if !long && (pieceEdge[before]&edgeOpens == 0 || pieceEdge[after]&edgeCloses == 0) {
-		return piece{}, false
+		switch {
+		case (before == '\\' || before == ';' || after == '\\' || after == '&') && escapedPiece(data, a, b):
+			escaped = true
+		case before == '(' && arrayElementStart(data, a, b):
+			element = true
+		default:
+			return piece{}, false
+		}
 	}
 	body := b
 	for body > a && data[body-1] == '=' {
@@ -109,24 +119,30 @@ func pieceAt(data []byte, a, b int) (piece, bool) {
 	if body == a {
 		return piece{}, false
 	}
-	if !long && (body < b && b < len(data) && isB64[data[b]] || !hasAlnum(data[a:body])) {
+	if !long && (body < b && b < len(data) && isB64[data[b]] || !escaped && !hasAlnum(data[a:body])) {
 		return piece{}, false
 	}
 	if isName(data, a, b) || stringPrefix(data, a, b) {
 		return piece{}, false
 	}
-	opensValue := pieceEdge[before]&edgeValue != 0
+	opensValue := pieceEdge[before]&edgeValue != 0 || escaped || element
 	opensLine, closesLine := startsLine(data, a), endsLine(data, b)
-	if !long && !((opensValue || opensLine) && (after == '"' || after == '\'' || after == '\\' || closesLine)) {
-		return piece{}, false
+	if !long && !escaped && !element && !((opensValue || opensLine) && (after == '"' || after == '\'' || after == '\\' || closesLine)) {
+		if pieceEdge[before]&edgeElement == 0 || !arrayElementStart(data, a, b) {
+			return piece{}, false
+		}
+		element, opensValue = true, true
 	}
 	// A name assigned a quoted value at a line's start ('P="…"'); a
 	// block's last line ("QQ==") ends its line.
 	if !long && body < b && !opensValue && !closesLine {
 		return piece{}, false
 	}
-	if !long && hereDelimiter(data, a) {
+	if !long && (isKey(data, b) || hereDelimiter(data, a)) {
 		return piece{}, false
+	}
+	if !element && pieceEdge[before]&edgeElement != 0 {
+		element = arrayElementStart(data, a, b)
 	}
 	return piece{
 		start: a, end: b,
@@ -134,7 +150,14 @@ func pieceAt(data []byte, a, b int) (piece, bool) {
 		line:   opensLine && closesLine,
 		bare:   !long && !opensValue,
 		cont:   b < len(data) && data[b] == '\\',
+		array:  element,
 	}, true
+}
+
+// isKey says whether a quote and ":" follow data[:b]: a key ("data": "…",
+// 'data': …) names the value after it, and is none of it.
+func isKey(data []byte, b int) bool {
+	return b+1 < len(data) && (data[b] == '"' || data[b] == '\'') && data[b+1] == ':'
 }
 
 // What a byte next to a short segment may say: it may open a value
@@ -145,6 +168,7 @@ const (
 	edgeOpens = 1 << iota
 	edgeValue
 	edgeCloses
+	edgeElement // a space, a line break or a quote: may stand before an array's first element
 )
 
 var pieceEdge = func() (t [256]byte) {
@@ -155,6 +179,9 @@ var pieceEdge = func() (t [256]byte) {
 	t['\\'] = edgeCloses
 	for _, c := range []byte(" \t\n\r") {
 		t[c] = edgeOpens | edgeCloses
+	}
+	for _, c := range []byte(" \t\n\r\"'") {
+		t[c] |= edgeElement
 	}
 	return t
 }()
@@ -274,6 +301,11 @@ func lastPieceFrom(data []byte, i int, q piece) (piece, bool) {
 // between. A chain goes on past padding: base64 -d reads padded chunks
 // one after another (see appendChain).
 func nextInChain(data []byte, p piece) (piece, bool) {
+	if p.array {
+		if next, ok := nextElement(data, p); ok || p.later {
+			return next, ok
+		}
+	}
 	next, _, words, ok := searchPiece(data, p.end, p.end+maxGap)
 	return next, ok && words <= maxWords
 }

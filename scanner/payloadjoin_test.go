@@ -168,6 +168,20 @@ func joinForms() []joinForm {
 			}
 			return "import base64, sys\nP = (\n" + b.String() + ")\nsys.stdout.buffer.write(base64.b64decode(P))\n"
 		}},
+		{"an array of unquoted 15-character elements over lines", "tmp/i.sh", true, false, func(enc string) string {
+			var b strings.Builder
+			for i, p := range cutAt(enc, []int{15}) {
+				b.WriteString(p + []string{" ", " ", " ", "\n  "}[i%4])
+			}
+			return "#!/bin/bash\nA=(\n  " + b.String() + ")\nprintf %s \"${A[@]}\" | base64 -d\n"
+		}},
+		{"an array of unquoted elements of mixed sizes after a quoted one", "tmp/i.sh", true, false, func(enc string) string {
+			var b strings.Builder
+			for i, p := range cutAt(enc[1001:], []int{7, 15, 3, 12, 1, 9}) {
+				b.WriteString(p + []string{" ", "\n", "\t", "  \n\t"}[i%4])
+			}
+			return "#!/bin/bash\nA+=( '" + enc[:1001] + "'\n" + b.String() + ")\nprintf %s \"${A[@]}\" | base64 -d\n"
+		}},
 		{"a data file with no #! read by an entrypoint", "opt/app/blob", false, false, func(enc string) string {
 			return each(lines(enc, 76), "%s\n")
 		}},

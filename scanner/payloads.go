@@ -22,6 +22,10 @@ type payload struct {
 	skip   int
 	text   []byte
 	ends   []int
+	// unescaped says that offset is in the copy of the chain at span in
+	// the file with its escapes replaced (see payloadescapes.go).
+	unescaped bool
+	span      int
 }
 
 // decodeInto decodes the payload into buf's memory, grown if need be, and
@@ -34,11 +38,21 @@ func (p payload) decodeInto(buf []byte) []byte {
 }
 
 // name is how findings name the payload inside its file.
+// A payload of an unescaped chain is "base64@SPAN+unescaped", followed
+// by "@OFFSET" when it starts further into the copy than its first
+// character, and by "+SKIP" as any other.
 func (p payload) name() string {
-	if p.skip == 0 {
-		return fmt.Sprintf("base64@%d", p.offset)
+	name := fmt.Sprintf("base64@%d", p.offset)
+	if p.unescaped {
+		name = fmt.Sprintf("base64@%d+unescaped", p.span)
+		if p.offset > 0 {
+			name += fmt.Sprintf("@%d", p.offset)
+		}
 	}
-	return fmt.Sprintf("base64@%d+%d", p.offset, p.skip)
+	if p.skip > 0 {
+		name += fmt.Sprintf("+%d", p.skip)
+	}
+	return name
 }
 
 // base64Payloads decodes every run of at least minBase64Run base64
@@ -61,7 +75,11 @@ func (p payload) name() string {
 // it), so one of minBase64Run characters or more goes on past the next
 // probe; one that stops short of it is only walked through, never read
 // back nor decoded.
-func base64Payloads(data []byte) []payload {
+func base64Payloads(data []byte) []payload { return probePayloads(data, true) }
+
+// probePayloads is base64Payloads, which also reads the chains written
+// with their holder's escapes when unescape is set.
+func probePayloads(data []byte, unescape bool) []payload {
 	const step = minBase64Run / 2
 	var out []payload
 	done := 0 // data[:done] is searched
@@ -74,6 +92,17 @@ func base64Payloads(data []byte) []payload {
 			i = segmentStart(data, p)
 		}
 		q, seen, _, ok := searchPiece(data, i, p+maxGap)
+		if !ok || elementBefore(data, q.start) {
+			if first, ok := arrayAround(data, p, max(done, p-step)); ok {
+				if end, past := chainPast(data, first, p+step); end > p {
+					if past {
+						out, end = appendChainOf(out, data, arrayChainStart(data, first, done, p-step), unescape)
+					}
+					done = end
+					continue
+				}
+			}
+		}
 		if !ok {
 			// A long stretch that is no piece ("====…") is read once.
 			done = seen
@@ -83,7 +112,7 @@ func base64Payloads(data []byte) []payload {
 			done = end
 			continue
 		}
-		out, done = appendChain(out, data, chainStart(data, q, max(done, p-step)))
+		out, done = appendChainOf(out, data, arrayChainStart(data, q, done, p-step), unescape)
 	}
 	return out
 }

@@ -22,7 +22,7 @@ func everyBytePayloads(data []byte) []payload {
 		if !ok {
 			return out
 		}
-		out, i = appendChain(out, data, first)
+		out, i = appendChainOf(out, data, first, true)
 	}
 }
 
@@ -61,7 +61,7 @@ func samePayloads(t *testing.T, data []byte) {
 		t.Fatalf("%d payloads, the every-byte search finds %d", len(got), len(want))
 	}
 	for i := range got {
-		if got[i].offset != want[i].offset || !bytes.Equal(got[i].decode(), want[i].decode()) {
+		if got[i].name() != want[i].name() || !bytes.Equal(got[i].decode(), want[i].decode()) {
 			t.Fatalf("payload %d at %d (%d bytes), the every-byte search has it at %d (%d bytes)",
 				i, got[i].offset, len(got[i].decode()), want[i].offset, len(want[i].decode()))
 		}
@@ -107,6 +107,10 @@ func FuzzBase64Payloads(f *testing.F) {
 	for _, jf := range joinForms() {
 		f.Add([]byte(jf.text(enc)))
 	}
+	for _, ef := range escapeForms() {
+		f.Add([]byte(ef.text(enc)))
+	}
+	f.Add([]byte("A=(\n" + each(cutAt(enc, []int{15, 3, 40}), "%s \n")[:6000] + ")\nB=(x y\nz)\n" + enc[:5000]))
 	for _, size := range []int{56, 3001} {
 		f.Add([]byte(paddedChunks(samples.Filler(9000), size)))
 	}
