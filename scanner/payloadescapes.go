@@ -64,8 +64,11 @@ func appendUnescaped(out []payload, data []byte, start, end int) []payload {
 }
 
 // holdsBase64Escape says whether s holds an escape that stands for a
-// character of the base64 alphabet. "\/" is none: the backslash is a gap
-// between two pieces, and the chain reads right without it.
+// character of the base64 alphabet, or a line break or a tab: a value
+// wrapped with JSON's "\n" (as json.dumps writes base64 wrapped at 76)
+// has each "n" glued to the next line's characters. "\/" is none: the
+// backslash is a gap between two pieces, and the chain reads right
+// without it.
 func holdsBase64Escape(s []byte) bool {
 	return holdsEscapeAt(s, '\\') || holdsEscapeAt(s, '&')
 }
@@ -80,11 +83,18 @@ func holdsEscapeAt(s []byte, c byte) bool {
 			return false
 		}
 		i += j
-		if _, ok := base64Escape(s, i); ok && s[i+1] != '/' {
+		if _, ok := base64Escape(s, i); ok && s[i+1] != '/' || lineEscape(s, i) {
 			return true
 		}
 	}
 	return false
+}
+
+// lineEscape says whether an escape for a line break or a tab starts at
+// data[i] ("\n", "\r", "\t", "\u000a", "&#10;").
+func lineEscape(data []byte, i int) bool {
+	r, n := escapeAt(data, i)
+	return n > 0 && (r == '\n' || r == '\r' || r == '\t')
 }
 
 // base64Escape says whether an escape that stands for a character of the
@@ -95,8 +105,9 @@ func base64Escape(data []byte, i int) (int, bool) {
 }
 
 // unescapeText is s with its escapes replaced by the characters they
-// stand for, in UTF-8; any other byte is kept as it is ("\n" stays two
-// characters: a gap between pieces either way).
+// stand for, in UTF-8 ("\n" a line break, so that the lines of a
+// wrapped value join as a wrapped block's); any other byte is kept as it
+// is.
 func unescapeText(s []byte) []byte {
 	out := make([]byte, 0, len(s))
 	for i := 0; i < len(s); {
@@ -112,7 +123,8 @@ func unescapeText(s []byte) []byte {
 }
 
 // escapeAt reads the escape at data[i:]: JSON's "\uXXXX" (a character of
-// the Basic Multilingual Plane, no surrogate), "\/", "\xHH", and XML's
+// the Basic Multilingual Plane, no surrogate), "\/", "\n", "\r", "\t",
+// "\xHH", and XML's
 // and HTML's numeric references "&#DDD;" and "&#xHHH;" (either case). It
 // returns the character and the escape's length, 0 when none starts
 // there.
@@ -123,6 +135,12 @@ func escapeAt(data []byte, i int) (rune, int) {
 	switch {
 	case data[i] == '\\' && data[i+1] == '/':
 		return '/', 2
+	case data[i] == '\\' && data[i+1] == 'n':
+		return '\n', 2
+	case data[i] == '\\' && data[i+1] == 'r':
+		return '\r', 2
+	case data[i] == '\\' && data[i+1] == 't':
+		return '\t', 2
 	case data[i] == '\\' && data[i+1] == 'u':
 		r, ok := hexRune(data, i+2, 4)
 		if !ok || r >= 0xd800 && r < 0xe000 {
