@@ -71,10 +71,7 @@ func nextElement(data []byte, p piece) (piece, bool) {
 	if quote != 0 && (b >= len(data) || data[b] != quote) || quote == 0 && !endsElement(data, b) {
 		return piece{}, false
 	}
-	body := b
-	for body > j && data[body-1] == '=' {
-		body--
-	}
+	body := bodyEnd(data, j, b)
 	if body == j {
 		return piece{}, false
 	}

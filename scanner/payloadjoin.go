@@ -73,6 +73,15 @@ func segmentAt(data []byte, a int) int {
 	return b
 }
 
+// bodyEnd is where the characters of the segment data[a:b] end and its
+// padding ("=") starts: b when it has none, a when it is all padding.
+func bodyEnd(data []byte, a, b int) int {
+	for b > a && data[b-1] == '=' {
+		b--
+	}
+	return b
+}
+
 // segmentStart is the start of the segment that holds data[i], a base64
 // character.
 func segmentStart(data []byte, i int) int {
@@ -112,10 +121,7 @@ func pieceAt(data []byte, a, b int) (piece, bool) {
 			return piece{}, false
 		}
 	}
-	body := b
-	for body > a && data[body-1] == '=' {
-		body--
-	}
+	body := bodyEnd(data, a, b)
 	if body == a {
 		return piece{}, false
 	}

@@ -23,10 +23,7 @@ func isName(data []byte, a, b int) bool {
 	if a > 0 && data[a-1] == '$' || a > 1 && data[a-1] == '{' && data[a-2] == '$' {
 		return true
 	}
-	body := b
-	for body > a && data[body-1] == '=' {
-		body--
-	}
+	body := bodyEnd(data, a, b)
 	switch {
 	case body == a:
 		return false
