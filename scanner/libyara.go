@@ -22,7 +22,7 @@ import yara "github.com/hillu/go-yara/v4"
 // while libyara's handlers are in place, a nil dereference on any other
 // thread of this Go process (one a handler recovers from, say) is caught
 // by libyara's handler instead of Go's, and the process crashes.
-// TestScanLeavesGoSignalHandling shows the hang.
+// TestScanLeavesGoSignalHandling shows it.
 const noTryCatch yara.ScanFlags = C.SCAN_FLAGS_NO_TRYCATCH
 
 // yaraVersion is the libyara version the scanner was built against; it
