@@ -12,6 +12,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/pullgate/pullgate/internal/testregistry"
 	"github.com/pullgate/pullgate/internal/testsync"
 	"github.com/pullgate/pullgate/storage"
 )
@@ -136,4 +137,33 @@ func TestServedBlobVerifiedOnce(t *testing.T) {
 			t.Fatalf("%s: the changed blob is still in the store: %v", tc.name, err)
 		}
 	}
+}
+
+// A blob streamed to its client from the spool is hashed from the store
+// once committed, in the background: the first pull of it from the store
+// (the first warm pull) is then sent by sendfile, as in hold mode, where
+// the cold pull's own serve verified it.
+func TestStreamedBlobVerifiedInStore(t *testing.T) {
+	root := t.TempDir()
+	blobs, err := storage.NewFilesystemBlobs(t.Context(), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newStreamFixture(t, func(o *Options) { o.Blobs = blobs })
+	f.blobs = blobs
+	layer := noisyLayer(256 << 10)
+	f.up.push(t, "library/big", "1", testregistry.Image{Layers: [][]byte{layer}})
+	ld := digest.FromBytes(layer)
+
+	if resp, body := f.do(t, "GET", "/v2/library/big/manifests/1"); resp.StatusCode != 200 {
+		t.Fatalf("manifest in stream mode: %d %s", resp.StatusCode, body)
+	}
+	got, err := f.startGet(t, "/v2/library/big/blobs/"+ld.String()).wait(t)
+	if err != nil || digest.FromBytes(got) != ld {
+		t.Fatalf("streamed layer: %d bytes, err %v", len(got), err)
+	}
+	testsync.WaitFor(t, waitLong, "the stored layer verified without a serve from the store", func() bool {
+		_, statErr := os.Stat(dataFile(root, ld))
+		return statErr == nil && verifiedFile(t, f.fixture, dataFile(root, ld), ld)
+	})
 }

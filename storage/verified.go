@@ -1,6 +1,9 @@
 package storage
 
 import (
+	"context"
+	"fmt"
+	"io"
 	"os"
 	"syscall"
 	"time"
@@ -96,4 +99,62 @@ func (b *Blobs) SetVerified(dgst digest.Digest, f *os.File, began time.Time) {
 		return
 	}
 	b.blobsHere.verified(dgst, id, time.Now())
+}
+
+// Verify reads the committed blob dgst from its start to its end and
+// hashes it, as a serve does, and remembers the file as verified when it
+// matches, so that its first serve can use sendfile. A blob whose file
+// changed less than the margin ago (one just committed) is read once the
+// margin has passed, so that the read counts (see SetVerified). It
+// reports whether the blob was verified; a blob already verified, or in
+// a store that is not files, is left alone. A blob whose bytes do not
+// hash to dgst gives an error wrapping ErrDigestMismatch, and stays as it
+// is: its next serve hashes it again and refuses it.
+func (b *Blobs) Verify(ctx context.Context, dgst digest.Digest) (bool, error) {
+	rc, _, err := b.Reader(ctx, dgst)
+	if err != nil {
+		return false, err
+	}
+	defer rc.Close()
+	f, ok := rc.(*os.File)
+	if !ok || b.Verified(dgst, f) {
+		return false, nil
+	}
+	id, ok := identify(f)
+	if !ok {
+		return false, nil
+	}
+	settled := time.Unix(0, max(id.ctime, id.mtime)).Add(id.margin())
+	if wait := time.Until(settled); wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false, ctx.Err()
+		case <-t.C:
+		}
+	}
+	began := time.Now()
+	v := dgst.Verifier()
+	if _, err := io.Copy(v, readerCtx{ctx, f}); err != nil {
+		return false, fmt.Errorf("verify blob %s: %w", dgst, err)
+	}
+	if !v.Verified() {
+		return false, fmt.Errorf("verify blob %s: %w", dgst, ErrDigestMismatch)
+	}
+	b.SetVerified(dgst, f, began)
+	return b.Verified(dgst, f), nil
+}
+
+// readerCtx stops a read when ctx ends.
+type readerCtx struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r readerCtx) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.r.Read(p)
 }

@@ -152,6 +152,7 @@ type Gate struct {
 	policy     atomic.Pointer[map[string]RepoPolicy]
 	reloads    chan string   // ReloadRules to Run
 	rescans    chan struct{} // a rescan wanted (one waiting at most)
+	verifies   chan struct{} // bounds the stored blobs hashed in the background (verifyStored)
 	// rulesPrint is the fingerprint of the rule files as the running
 	// rules were compiled from them, as near as New can tell.
 	rulesPrint string
@@ -179,6 +180,7 @@ func New(opts Options) (*Gate, error) {
 	g.SetPolicy(opts.Policy)
 	g.tags.ttl = opts.TagTTL
 	g.prefetches.sem = make(chan struct{}, 2)
+	g.verifies = make(chan struct{}, 1)
 	return g, nil
 }
 

@@ -116,7 +116,8 @@ func (g *Gate) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scanner
 	}
 	digester := digest.Canonical.Digester()
 	sinks := []io.Writer{w, digester.Hash()}
-	if sp := g.openSpool(fl, ref, size, want); sp != nil {
+	sp := g.openSpool(fl, ref, size, want)
+	if sp != nil {
 		defer sp.end()
 		sinks = append(sinks, sp)
 	}
@@ -157,6 +158,9 @@ func (g *Gate) fetchAndScan(ctx context.Context, fl *flight, sc *scanner.Scanner
 		return storage.Verdict{}, fmt.Errorf("%w: commit %s %s: %v", errTransient, ref.Noun(), ref.Digest, err)
 	}
 	committed = true
+	if sp != nil {
+		g.verifyStored(ref.Digest)
+	}
 	return v, nil
 }
 

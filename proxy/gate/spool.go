@@ -7,6 +7,9 @@ import (
 	"io"
 	"os"
 	"sync"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/pullgate/pullgate/storage"
 )
 
 // A spool is the copy of one blob's upstream bytes that an ingest writes
@@ -180,4 +183,23 @@ func (g *Gate) openSpool(fl *flight, ref Ref, upstreamSize, size int64) *spool {
 	}
 	fl.publishSpool(sp)
 	return sp
+}
+
+// verifyStored hashes a blob just committed from a spooled ingest in the
+// background, once its file has settled, so that the store remembers it
+// verified (storage.Blobs.Verify). Its streaming clients read the spool,
+// not the store, so without this the first pull of the blob from the
+// store (the first warm pull) would be the one to hash it, and could not
+// use sendfile. One blob is hashed at a time; a blob that does not match
+// is left for its next serve to find and remove.
+func (g *Gate) verifyStored(dgst digest.Digest) {
+	go func() {
+		g.verifies <- struct{}{}
+		defer func() { <-g.verifies }()
+		ctx, cancel := context.WithTimeout(context.Background(), g.opts.IngestTimeout)
+		defer cancel()
+		if _, err := g.opts.Blobs.Verify(ctx, dgst); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			g.log.Warn("verify stored blob", "digest", dgst.String(), "err", err)
+		}
+	}()
 }
