@@ -158,6 +158,9 @@ type archived struct {
 	tar      bool      // a zip that is also a tar (see alsoTar)
 	trimmed  bool      // only its head is scanned as bytes (see trimmable)
 	payloads []payload // a file's base64 payloads, decoded as they are scanned
+	// at, when set, names where in its file the archive starts
+	// ("gzip@1234", see behindPrefix): what it holds is named under it.
+	at string
 }
 
 // unarchive looks into the file it (a): each member, or each decoded
@@ -170,6 +173,9 @@ type archived struct {
 func (w *walker) unarchive(it item, a *archived) error {
 	if a == nil {
 		return nil
+	}
+	if a.at != "" {
+		it = it.member(a.at, it.exec)
 	}
 	if it.nest >= w.s.limits.MaxArchiveDepth {
 		w.archiveFinding(it, ArchiveTooDeepRule, SeverityHigh,

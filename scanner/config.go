@@ -50,7 +50,8 @@ func (l *stringList) UnmarshalJSON(b []byte) error {
 
 // ScanConfig scans an image config JSON blob: the raw bytes, and
 // Entrypoint, Cmd, Env, Labels and each history[].created_by as text with
-// Path "config:<field>". A config that is not valid JSON is scanned raw
+// Path "config:<field>", and every key and string of the whole config,
+// unescaped, as "config:strings". A config that is not valid JSON is scanned raw
 // and reported as ErrCorrupt.
 func (s *Scanner) ScanConfig(ctx context.Context, config []byte, prio Prioritizer) (Result, error) {
 	start := time.Now()
@@ -71,6 +72,15 @@ func (s *Scanner) ScanConfig(ctx context.Context, config []byte, prio Prioritize
 		items = append(items, cfg.ContainerConfig.items("container_config.")...)
 		for i, h := range cfg.History {
 			items = appendText(items, fmt.Sprintf("history[%d]", i), h.CreatedBy)
+		}
+		// Every other field a client acts on (Healthcheck, which the
+		// Docker Engine runs in every container of the image, OnBuild,
+		// Shell, ...) as clients read it: with its escapes undone.
+		var all any
+		if json.Unmarshal(config, &all) == nil {
+			var b strings.Builder
+			appendStrings(&b, all)
+			items = appendText(items, strings.TrimPrefix(configStringsPath, "config:"), b.String())
 		}
 	}
 
@@ -139,21 +149,60 @@ func rawWindows(b []byte, window int) []item {
 	}
 }
 
-// configFindings drops raw-JSON findings for rules that also matched a
-// field: the field says where the indicator is.
+// configStringsPath is the Path of findings in every string of the
+// config (see ScanConfig), reported only for rules that matched no named
+// field.
+const configStringsPath = "config:strings"
+
+// configFindings keeps, for each rule, the findings that say best where
+// its indicator is: those in a named field; else in the config's strings;
+// else in its raw JSON.
 func configFindings(fs []Finding) []Finding {
-	inField := map[string]bool{}
+	rank := func(p string) int {
+		switch p {
+		case configRawPath:
+			return 2
+		case configStringsPath:
+			return 1
+		}
+		return 0
+	}
+	best := map[string]int{}
 	for _, f := range fs {
-		if f.Path != configRawPath {
-			inField[f.Rule] = true
+		if r, ok := best[f.Rule]; !ok || rank(f.Path) < r {
+			best[f.Rule] = rank(f.Path)
 		}
 	}
 	out := fs[:0]
 	for _, f := range fs {
-		if f.Path == configRawPath && inField[f.Rule] {
-			continue
+		if rank(f.Path) == best[f.Rule] {
+			out = append(out, f)
 		}
-		out = append(out, f)
 	}
 	return out
+}
+
+// appendStrings writes every key and string value of the JSON value v to
+// b, a line each, objects' keys in order.
+func appendStrings(b *strings.Builder, v any) {
+	switch v := v.(type) {
+	case string:
+		b.WriteString(v)
+		b.WriteByte('\n')
+	case []any:
+		for _, e := range v {
+			appendStrings(b, e)
+		}
+	case map[string]any:
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			b.WriteString(k)
+			b.WriteByte('\n')
+			appendStrings(b, v[k])
+		}
+	}
 }

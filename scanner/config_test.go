@@ -3,6 +3,7 @@ package scanner
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -37,6 +38,18 @@ func TestScanConfig(t *testing.T) {
 			name:     "Docker v1 container_config",
 			config:   `{"container_config":{"Cmd":["/bin/sh","-c","./x -o ` + stratumTCP + `p.example.net:80"]}}`,
 			wantRule: "MinerInImageConfig", wantPath: "config:container_config.Cmd", wantBlock: true,
+		},
+		{
+			// The Docker Engine runs a healthcheck in every container of
+			// the image; JSON's escapes hide its text from the raw bytes.
+			name:     "miner in Healthcheck, written with escapes",
+			config:   `{"config":{"Cmd":["nginx"],"Healthcheck":{"Test":["CMD-SHELL","` + jsonEscapeAll("/tmp/x -o "+stratumTCP+"pool.example.net:3333 "+donateLevel+"=1") + `"]}}}`,
+			wantRule: "MinerInImageConfig", wantPath: "config:strings", wantBlock: true, wantNot: "config:json",
+		},
+		{
+			name:     "miner in OnBuild",
+			config:   `{"config":{"Cmd":["sh"],"OnBuild":["RUN /tmp/x -o ` + stratumTCP + `pool.example.net:3333"]}}`,
+			wantRule: "MinerInImageConfig", wantPath: "config:strings", wantBlock: true, wantNot: "config:json",
 		},
 		{
 			name:     "wallet in Env does not block",
@@ -99,4 +112,13 @@ func TestScanConfigLimits(t *testing.T) {
 	if _, err := s.ScanConfig(ctx, []byte(`{}`), Interactive); !errors.Is(err, context.Canceled) {
 		t.Errorf("err = %v, want context.Canceled", err)
 	}
+}
+
+// jsonEscapeAll writes every character of s as a JSON \u escape.
+func jsonEscapeAll(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		fmt.Fprintf(&b, "\\u%04x", r)
+	}
+	return b.String()
 }

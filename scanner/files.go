@@ -1,7 +1,6 @@
 package scanner
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -76,18 +75,21 @@ func (w *walker) addSmall(it item, r io.Reader, size, batchCap int) (bool, error
 	if !it.opaque {
 		kind = detectArchive(&it, data, int64(size))
 	}
-	var a, tail *archived
+	var a *archived
 	if kind != notArchive {
 		// Taken now: data goes to a worker with its batch, which may be
 		// submitted and recycled while the archive is unpacked.
 		a = contents(kind, data)
 	}
-	if kind != archiveZip && !it.opaque {
-		if start, ok := zipAtEnd(data); ok {
-			// A zip behind something else (a self-extractor, a "#!"
-			// zipapp): its members are looked into too; the file is
-			// scanned whole.
-			tail = &archived{kind: archiveZip, data: bytes.Clone(data[start:])}
+	var behind []*archived
+	var tooMany bool
+	if !it.opaque {
+		// An archive behind something else (a self-extractor, a "#!"
+		// zipapp, gzexe, makeself): what it holds is looked into too;
+		// the file is scanned whole.
+		var err error
+		if behind, tooMany, err = w.behindPrefix(data, kind); err != nil {
+			return false, err
 		}
 	}
 	trimmed := w.trimmable(&it, a, size)
@@ -102,10 +104,8 @@ func (w *walker) addSmall(it item, r io.Reader, size, batchCap int) (bool, error
 			return false, err
 		}
 	}
-	if tail != nil {
-		if err := w.unarchive(it, tail); err != nil {
-			return false, err
-		}
+	if err := w.unarchiveAll(it, behind, tooMany); err != nil {
+		return false, err
 	}
 	if kind == notArchive {
 		return it.exec, nil

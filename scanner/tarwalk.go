@@ -59,6 +59,9 @@ func (w *walker) walkTar(r io.Reader) error {
 		if err != nil {
 			return err
 		}
+		if err := w.scanXattrs(hdr); err != nil {
+			return err
+		}
 		switch hdr.Typeflag {
 		case tar.TypeLink:
 			if err := w.scanLink(hdr); err != nil {

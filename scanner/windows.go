@@ -1,7 +1,6 @@
 package scanner
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -34,9 +33,11 @@ type fileWindows struct {
 	headLen int
 	spool   *spool
 	tarToo  bool // a spooled zip that is also a tar: every window scanned, walked as both
-	// zipTail is a copy of a file in one window that ends as a zip (see
-	// zipAtEnd); every window of it is scanned as bytes.
-	zipTail *archived
+	// behind is what a file in one window holds behind a prefix (see
+	// behindPrefix); every window of it is scanned as bytes. tooMany:
+	// not all of it is listed.
+	behind  []*archived
+	tooMany bool
 }
 
 // scanWindows submits a large file as windows of Window bytes, each
@@ -186,10 +187,11 @@ func (w *walker) firstWindow(fw *fileWindows, data []byte, last bool) error {
 		return nil
 	}
 	fw.kind = detectArchive(&fw.it, data, fw.size)
-	if last && fw.kind != archiveZip {
-		if start, ok := zipAtEnd(data); ok {
-			// A zip behind something else, as in addSmall.
-			fw.zipTail = &archived{kind: archiveZip, data: bytes.Clone(data[start:])}
+	if last {
+		// An archive behind something else, as in addSmall.
+		var err error
+		if fw.behind, fw.tooMany, err = w.behindPrefix(data, fw.kind); err != nil {
+			return err
 		}
 	}
 	switch {
@@ -250,7 +252,7 @@ func (w *walker) finishWindows(fw *fileWindows) (bool, error) {
 	if err := w.scanUnpacked(it, fw.u, fw.uerr); err != nil {
 		return false, err
 	}
-	if err := w.unarchive(it, fw.zipTail); err != nil {
+	if err := w.unarchiveAll(it, fw.behind, fw.tooMany); err != nil {
 		return false, err
 	}
 	switch {

@@ -1,0 +1,131 @@
+package scanner
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pullgate/pullgate/internal/samples"
+)
+
+// selfExtracting is a script in makeself's default form: the script, then
+// the archive's raw bytes, which the script unpacks from its own file with
+// tail. tarFlag is tar's flag for the compression ("z", "J", "j").
+func selfExtracting(archive []byte, tarFlag string) []byte {
+	header := "#!/bin/sh\n# self-extracting archive\n" +
+		"dir=${1:-/tmp/.x}; mkdir -p \"$dir\"\n" +
+		"tail -c +%07d \"$0\" | tar x" + tarFlag + "f - -C \"$dir\" || exit 1\n" +
+		"[ -z \"$1\" ] && exec \"$dir/xmrig-6.21.0/xmrig\"\nexit 0\n"
+	// The offset is written with a fixed width, so its own length is known.
+	off := len(fmt.Sprintf(header, 0)) + 1
+	return append([]byte(fmt.Sprintf(header, off)), archive...)
+}
+
+// gzexed is what Debian's gzexe makes of data: a script that unpacks the
+// gzip behind its own lines and runs it.
+func gzexed(t *testing.T, data []byte) []byte {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "helper")
+	if err := os.WriteFile(path, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("gzexe", path).CombinedOutput(); err != nil {
+		t.Fatalf("gzexe: %v: %s", err, out)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// A compressed stream behind a script's lines (gzexe, makeself's default
+// form) is looked into as the script unpacks it: the shell and tar are
+// the ground truth for every form, and each layer is refused.
+func TestStreamsBehindAScriptRead(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	release := tarLayer(t, xmrigRelease()...)
+	cases := []struct {
+		name    string
+		data    []byte
+		tarFlag string // "" when the shell is not asked to unpack it
+		inside  string // the finding's path after the stream's name
+	}{
+		{"makeself .tar.gz", selfExtracting(gzipBytes(t, release), "z"), "z", "!xmrig-6.21.0/xmrig"},
+		{"makeself .tar.xz", selfExtracting(cli(t, release, "xz", "-c"), "J"), "J", "!xmrig-6.21.0/xmrig"},
+		{"makeself .tar.bz2", selfExtracting(cli(t, release, "bzip2", "-c"), "j"), "j", "!xmrig-6.21.0/xmrig"},
+		{"makeself .tar.zst", selfExtracting(zstdBytes(t, release), "--zstd -"), "", "!xmrig-6.21.0/xmrig"},
+		{"gzexe", gzexed(t, samples.XMRig()), "", "!gzip"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.tarFlag != "" {
+				dir := t.TempDir()
+				script := filepath.Join(dir, "install.sh")
+				if err := os.WriteFile(script, c.data, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if out, err := exec.Command("sh", script, filepath.Join(dir, "out")).CombinedOutput(); err != nil {
+					t.Fatalf("the script does not unpack itself: %v: %s", err, out)
+				}
+				if got, _ := os.ReadFile(filepath.Join(dir, "out/xmrig-6.21.0/xmrig")); !bytes.Equal(got, samples.XMRig()) {
+					t.Fatal("the script unpacked something else than the miner")
+				}
+			}
+			res, err := scanOne(t, s, tfile{name: "tmp/install.sh", mode: 0o755, data: c.data})
+			if err != nil {
+				t.Fatalf("ScanLayer: %v", err)
+			}
+			off := len(c.data)
+			for _, m := range [][]byte{gzipMagic, xzMagic, bzip2Magic, zstdMagic} {
+				if i := bytes.Index(c.data, m); i > 0 && i < off {
+					off = i
+				}
+			}
+			want := fmt.Sprintf("/tmp/install.sh!%v@%d%s", detectCompression(c.data[off:]), off, c.inside)
+			if !hasFinding(res.Findings, "MinerXMRig", want) {
+				t.Fatalf("findings %v: want MinerXMRig on %s", res.Findings, want)
+			}
+		})
+	}
+}
+
+// A script whose later bytes only look like a stream's start, or hold a
+// benign stream, gives no finding; one with more streams than are read is
+// refused.
+func TestStreamsBehindAScriptKeptOut(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	fake := append([]byte("#!/bin/sh\necho hi\n"), gzipMagic...)
+	fake = append(fake, samples.Filler(2000)...)
+	benign := selfExtracting(gzipBytes(t, tarLayer(t, reg("doc/README", 0o644, strings.Repeat("a line of a README\n", 300)))), "z")
+	many := []byte("#!/bin/sh\n")
+	for i := range maxBehindStreams + 1 {
+		many = append(many, gzipBytes(t, fmt.Appendf(nil, "part %d\n", i))...)
+	}
+	for _, c := range []struct {
+		name string
+		data []byte
+		want string // the one rule expected, or none
+	}{
+		{"gzip's magic followed by noise", fake, ""},
+		{"a benign archive", benign, ""},
+		{"more streams than are read", many, ArchiveUnreadableRule},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res, err := scanOne(t, s, tfile{name: "opt/run.sh", mode: 0o755, data: c.data})
+			if err != nil {
+				t.Fatalf("ScanLayer: %v", err)
+			}
+			switch {
+			case c.want == "" && len(res.Findings) != 0:
+				t.Fatalf("findings %v, want none", res.Findings)
+			case c.want != "" && (len(res.Findings) != 1 || res.Findings[0].Rule != c.want || res.Findings[0].Severity != SeverityHigh):
+				t.Fatalf("findings %v, want one %s (high)", res.Findings, c.want)
+			}
+		})
+	}
+}
