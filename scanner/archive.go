@@ -35,6 +35,7 @@ const (
 	archiveTar                  // a POSIX or GNU tar
 	archiveZip                  // zip and every format built on it (jar, war, whl, apk, ...)
 	archivePayloads             // any other file, which may carry base64 payloads
+	archiveAr                   // an ar archive: a Debian package, a static library
 )
 
 var (
@@ -60,6 +61,10 @@ func detectArchive(it *item, head []byte, size int64) archiveKind {
 		return archiveZip
 	case len(head) >= 263 && bytes.Equal(head[257:262], ustarMagic) && isTar(head[:min(len(head), 2*blockSize)]):
 		return archiveTar
+	case isDeb(head):
+		return archiveAr
+	case isLzmaAlone(head), isLZW(head):
+		return archiveStream
 	}
 	switch detectCompression(head) {
 	case compressedBzip2:
@@ -174,6 +179,11 @@ func (w *walker) unarchive(it item, a *archived) error {
 	if a == nil {
 		return nil
 	}
+	return w.releasingBig(func() error { return w.unarchiveHeld(it, a) })
+}
+
+// unarchiveHeld is unarchive, once a is known to be something.
+func (w *walker) unarchiveHeld(it item, a *archived) error {
 	if a.at != "" {
 		it = it.member(a.at, it.exec)
 	}
@@ -200,6 +210,8 @@ func (w *walker) unarchive(it item, a *archived) error {
 		err = w.walkMembers(it, &unarchiveReader{r: bytes.NewReader(data), w: w, what: "tar " + it.shown()})
 	case archiveStream:
 		err = w.walkStream(it, bufio.NewReader(bytes.NewReader(data)))
+	case archiveAr:
+		err = w.walkAr(it, &unarchiveReader{r: bytes.NewReader(data), w: w, what: "ar " + it.shown()})
 	case archivePayloads:
 		for len(w.decoded) <= it.nest {
 			w.decoded = append(w.decoded, nil)
@@ -232,6 +244,9 @@ func (w *walker) unarchive(it item, a *archived) error {
 // (1 MiB dictionaries) or thousands of firmware files at xz's default
 // stay far from it.
 func (w *walker) chargeDecoder(alloc int64) error {
+	if err := w.takeBigDecoder(alloc); err != nil {
+		return err
+	}
 	w.unarchived += alloc / 16
 	if w.scanned() > w.s.limits.MaxLayerBytes {
 		return limitError("the bzip2, xz and LZMA streams in this layer cost more to set up than what is left of MaxLayerBytes %d "+

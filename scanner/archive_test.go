@@ -306,6 +306,10 @@ func FuzzUnarchive(f *testing.F) {
 	f.Add(zipOf(f, miner))
 	f.Add(zipOf(f, tfile{name: "a.tar.gz", mode: 0o644, data: tarGz(f, tfile{name: "b.zip", mode: 0o644, data: zipOf(f, miner)})}))
 	f.Add([]byte(makeself(tarGz(f, miner, tfile{name: "pad", mode: 0o644, data: samples.Filler(4 << 10)}))))
+	// A script followed by its .tar.gz, an ar archive, an .lzma file.
+	f.Add(selfExtracting(tarGz(f, miner), "z"))
+	f.Add(fmt.Appendf(nil, "!<arch>\ndebian-binary   0           0     0     100644  4         `\n2.0\nxmrig/          0           0     0     100755  %-10d`\n%s", len(miner.data), miner.data))
+	f.Add(cli(f, miner.data, "xz", "--format=lzma", "-c"))
 	// Larger than the fuzz scanner's window: unpacked as a stream, and
 	// through a spool file.
 	f.Add(tarGz(f, pad(300<<10), miner))

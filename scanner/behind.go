@@ -45,7 +45,11 @@ func (w *walker) behindPrefix(data []byte, kind archiveKind) (out []*archived, t
 	}
 	var rest []byte // one copy for every stream: each is a suffix of it
 	for _, off := range streamStarts(data, line+1) {
-		ok, err := w.decodesAsStream(data[off:])
+		var ok bool
+		err := w.releasingBig(func() (err error) {
+			ok, err = w.decodesAsStream(data[off:])
+			return err
+		})
 		if err != nil {
 			return out, false, err
 		}

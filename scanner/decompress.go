@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/bzip2"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -29,10 +30,12 @@ const (
 	compressedGzip
 	compressedXz
 	compressedZstd
+	compressedLzma // inside layers only (see nestedCompression)
+	compressedLZW  // inside layers only, refused (see errLZW)
 )
 
 func (c compression) String() string {
-	return [...]string{"uncompressed", "bzip2", "gzip", "xz", "zstd"}[c]
+	return [...]string{"uncompressed", "bzip2", "gzip", "xz", "zstd", "lzma", "compress"}[c]
 }
 
 // The magic bytes moby and containerd check; gzip includes its only
@@ -115,6 +118,9 @@ func decompress(c compression, br *bufio.Reader, charge func(int64) error) (io.R
 		zr := zstdPool.Get().(*zstd.Decoder)
 		if err := zr.Reset(br); err != nil {
 			zstdPool.Put(zr)
+			if errors.Is(err, zstd.ErrUnknownDictionary) {
+				return nil, nil, unsupportedError("zstd frame made with a dictionary (zstd -D), which zstd unpacks given the dictionary")
+			}
 			return nil, nil, corruptError("read zstd header", err)
 		}
 		return zr, func() {
@@ -129,6 +135,14 @@ func decompress(c compression, br *bufio.Reader, charge func(int64) error) (io.R
 			return nil, nil, err
 		}
 		return bzip2.NewReader(br), func() {}, nil
+	case compressedLzma:
+		lr, err := decompressLzma(br, charge)
+		if err != nil {
+			return nil, nil, err
+		}
+		return lr, func() {}, nil
+	case compressedLZW:
+		return nil, nil, errLZW
 	case compressedXz:
 		g := newXzGuard(br)
 		g.charge = charge

@@ -76,6 +76,8 @@ func (w *walker) streamArchive(fw *fileWindows) error {
 		err = w.walkMembers(it, &unarchiveReader{r: taken, w: w, what: "tar " + it.shown()})
 	case archiveStream:
 		err = w.walkStream(it, bufio.NewReader(taken))
+	case archiveAr:
+		err = w.walkAr(it, &unarchiveReader{r: taken, w: w, what: "ar " + it.shown()})
 	}
 	if rest.err != nil {
 		return rest.err

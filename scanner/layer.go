@@ -66,7 +66,7 @@ func (s *Scanner) scanBlob(ctx context.Context, r io.Reader, prio Prioritizer, k
 	}
 	defer cancel()
 	w := &walker{s: s, st: st, parent: ctx, kind: kind}
-	err = w.walk(r)
+	err = w.releasingBig(func() error { return w.walk(r) })
 	if err == nil {
 		err = st.wait()
 	}
@@ -109,6 +109,8 @@ type walker struct {
 
 	member  [][]byte // per depth: a member read whole before it is scanned (scanMember)
 	decoded [][]byte // per depth: the base64 payload being scanned (unarchive)
+
+	bigHeld bool // holds one of the scanner's big-decoder turns (see takeBigDecoder)
 }
 
 // sourceReader wraps the caller's reader: it remembers a read error (so it

@@ -17,11 +17,11 @@ import (
 // other content is scanned as one file named for the compressed one
 // without its extension ("xmrig.gz" holds "xmrig").
 func (w *walker) walkStream(it item, br *bufio.Reader) error {
-	magic, err := br.Peek(detectPeek)
+	magic, err := br.Peek(nestedPeek)
 	if err != nil && err != io.EOF {
 		return err
 	}
-	c := detectCompression(magic)
+	c := nestedCompression(magic)
 	body, release, err := decompress(c, br, w.chargeDecoder)
 	if err != nil {
 		return err
@@ -54,7 +54,8 @@ func (w *walker) walkStream(it item, br *bufio.Reader) error {
 }
 
 // decoderErrors reports what a decoder's error says of the stream: zstd's
-// window limit as ErrLimit, as for layers, and a bzip2 stream in the
+// window limit as ErrLimit, as for layers, a zstd frame that needs a
+// dictionary as errUnsupported, and a bzip2 stream in the
 // randomised mode (bzip2 0.9.0's, which libbz2 still unpacks and Go's
 // compress/bzip2 refuses) as errUnsupported.
 func decoderErrors(r io.Reader) io.Reader { return decoderErrorsReader{r} }
@@ -68,6 +69,8 @@ func (d decoderErrorsReader) Read(p []byte) (int, error) {
 	case err == nil || err == io.EOF:
 	case errors.Is(err, zstd.ErrWindowSizeExceeded) || errors.Is(err, zstd.ErrDecoderSizeExceeded):
 		err = limitError("zstd stream needs more than %d bytes of window: %v", zstdMaxWindow, err)
+	case errors.Is(err, zstd.ErrUnknownDictionary):
+		err = unsupportedError("zstd frame made with a dictionary (zstd -D), which zstd unpacks given the dictionary")
 	case errors.As(err, &bz) && bz == bzip2Randomized:
 		err = unsupportedError("bzip2 stream in the randomised mode, which bzip2 and bsdtar unpack")
 	}
@@ -85,7 +88,7 @@ func decompressedName(name string, c compression) string {
 	lower := strings.ToLower(name)
 	for _, e := range [...]struct{ ext, then string }{
 		{".tgz", ".tar"}, {".txz", ".tar"}, {".tbz2", ".tar"}, {".tzst", ".tar"},
-		{".gz", ""}, {".xz", ""}, {".bz2", ""}, {".zst", ""},
+		{".gz", ""}, {".xz", ""}, {".bz2", ""}, {".zst", ""}, {".lzma", ""}, {".tlz", ".tar"}, {".z", ""},
 	} {
 		if strings.HasSuffix(lower, e.ext) && len(name) > len(e.ext) {
 			return name[:len(name)-len(e.ext)] + e.then

@@ -135,6 +135,9 @@ type Scanner struct {
 
 	batches *bufferPool
 	windows *bufferPool
+	// bigDecoders holds a token for each walk that holds a decoder of
+	// more than bigDecoder bytes (see takeBigDecoder).
+	bigDecoders chan struct{}
 
 	// testHookJob, when set by a test, runs in the worker before each job.
 	testHookJob func(*job)
@@ -168,6 +171,8 @@ func New(opts Options) (*Scanner, error) {
 		batchSize: int(min(batchSize, limits.Window)),
 		batches:   newBufferPool(int(min(batchSize, limits.Window))),
 		windows:   newBufferPool(int(limits.Window)),
+
+		bigDecoders: make(chan struct{}, maxBigDecoders),
 	}
 	s.cur.Store(rs)
 	ws := make([]*worker, workers)

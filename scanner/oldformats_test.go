@@ -1,0 +1,105 @@
+package scanner
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/pullgate/pullgate/internal/samples"
+)
+
+// debOf builds a Debian package with dpkg-deb holding the miner at
+// usr/bin/kworker, its data compressed as comp (-Zxz, -Zgzip, ...).
+func debOf(t *testing.T, comp string) []byte {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "pkg")
+	for _, d := range []string{"DEBIAN", "usr/bin"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	control := "Package: tool\nVersion: 1.0\nArchitecture: amd64\nMaintainer: x <x@example.com>\nDescription: tool\n"
+	if err := os.WriteFile(filepath.Join(root, "DEBIAN/control"), []byte(control), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "usr/bin/kworker"), samples.XMRig(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := root + ".deb"
+	if b, err := exec.Command("dpkg-deb", "--root-owner-group", comp, "--build", root, out).CombinedOutput(); err != nil {
+		t.Fatalf("dpkg-deb: %v: %s", err, b)
+	}
+	deb, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return deb
+}
+
+// Formats a host's own tools unpack inside a layer: a Debian package
+// (dpkg -i, dpkg-deb -x), LZMA's own .lzma (unlzma, xz --format=lzma)
+// are read; compress(1)'s .Z (gzip -d) is refused unread.
+func TestOlderFormatsInLayers(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	lzmaFile := cli(t, samples.XMRig(), "xz", "--format=lzma", "-c")
+	if got := cli(t, lzmaFile, "xz", "--format=lzma", "-dc"); string(got) != string(samples.XMRig()) {
+		t.Fatal("xz does not give the miner back from the .lzma file")
+	}
+	cases := []struct {
+		name, file   string
+		data         []byte
+		rule, path   string
+		wantSeverity string
+	}{
+		{"deb, data.tar.xz", "opt/p/tool.deb", debOf(t, "-Zxz"), "MinerXMRig", "/opt/p/tool.deb!data.tar.xz!usr/bin/kworker", SeverityHigh},
+		{"deb, data.tar.gz", "opt/p/tool.deb", debOf(t, "-Zgzip"), "MinerXMRig", "/opt/p/tool.deb!data.tar.gz!usr/bin/kworker", SeverityHigh},
+		{"deb named otherwise", "var/cache/blob", debOf(t, "-Zzstd"), "MinerXMRig", "/var/cache/blob!data.tar.zst!usr/bin/kworker", SeverityHigh},
+		{"lzma", "opt/p/m.lzma", lzmaFile, "MinerXMRig", "/opt/p/m.lzma!m", SeverityHigh},
+		// A frame header naming dictionary 7: the decoder cannot go on.
+		{"zstd with a dictionary", "opt/p/m.zst", []byte("\x28\xb5\x2f\xfd\x21\x07\x05\x29\x00\x00hello"), ArchiveUnreadableRule, "/opt/p/m.zst", SeverityHigh},
+		{"compress .Z", "opt/p/m.Z", append([]byte{0x1f, 0x9d, 0x90}, samples.Filler(3000)...), ArchiveUnreadableRule, "/opt/p/m.Z", SeverityHigh},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			res, err := scanOne(t, s, tfile{name: c.file, mode: 0o644, data: c.data})
+			if err != nil {
+				t.Fatalf("ScanLayer: %v", err)
+			}
+			found := false
+			for _, f := range res.Findings {
+				found = found || f.Rule == c.rule && f.Path == c.path && f.Severity == c.wantSeverity
+			}
+			if !found {
+				t.Fatalf("findings %v: want %s (%s) on %s", res.Findings, c.rule, c.wantSeverity, c.path)
+			}
+		})
+	}
+}
+
+// A static library (an ar archive, not a Debian package) of this machine
+// is scanned as bytes, not unpacked, and it and text that starts as an
+// .lzma header could give nothing.
+func TestOlderFormatsKeptOut(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	libs, _ := filepath.Glob("/usr/lib/x86_64-linux-gnu/*.a")
+	if len(libs) == 0 {
+		t.Skip("no static library on this machine")
+	}
+	lib, err := os.ReadFile(libs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []tfile{
+		{name: "usr/lib/" + filepath.Base(libs[0]), mode: 0o644, data: lib},
+		reg("etc/brackets.txt", 0o644, "]\x00\x00\x80\x00 a bracket, then text\n"),
+	} {
+		res, err := scanOne(t, s, f)
+		if err != nil || len(res.Findings) != 0 {
+			t.Fatalf("%s: findings %v, err %v", f.name, res.Findings, err)
+		}
+		if res.Files != 1 {
+			t.Fatalf("%s: %d files scanned: a static library is not unpacked, only a Debian package is", f.name, res.Files)
+		}
+	}
+}
