@@ -76,7 +76,7 @@ func one(name, family string, f File, rules ...string) Case {
 // Positives returns the synthetic positives, one or more per family the
 // default rules cover. Every one must be refused by the default policy.
 func Positives() []Case {
-	return slices.Concat(minerPositives(), dropperPositives(), imagePositives(), archivePositives())
+	return slices.Concat(minerPositives(), dropperPositives(), imagePositives(), archivePositives(), wrapperPositives())
 }
 
 // minerPositives are miner executables across families, versions and

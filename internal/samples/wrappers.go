@@ -1,0 +1,79 @@
+package samples
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/ulikunitz/xz/lzma"
+)
+
+// SelfExtracting is a script in makeself's default form: the script,
+// then a .tar.gz of files that it unpacks from its own file with tail and
+// runs.
+func SelfExtracting(files ...File) []byte {
+	header := "#!/bin/sh\n# self-extracting archive\nd=/tmp/.x; mkdir -p $d\n" +
+		"tail -c +%07d \"$0\" | tar xzf - -C $d && exec $d/xmrig-6.21.0/xmrig\nexit 1\n"
+	off := len(fmt.Sprintf(header, 0)) + 1
+	return append([]byte(fmt.Sprintf(header, off)), Gzip(Tar(files...))...)
+}
+
+// Gzexed is data as Debian's gzexe leaves it: a script that unpacks the
+// gzip behind its own lines into a temporary file and runs it.
+func Gzexed(data []byte) []byte {
+	header := "#!/bin/sh\nskip=%d\n" +
+		"gztmpdir=`mktemp -d /tmp/gztmpXXXXXXXXX` || exit 1\n" +
+		"gztmp=$gztmpdir/$0\ntail -n +$skip \"$0\" | gzip -cd > \"$gztmp\" && chmod 700 \"$gztmp\"\n" +
+		"\"$gztmp\" ${1+\"$@\"}; res=$?\nrm -rf \"$gztmpdir\"\nexit $res\n"
+	skip := bytes.Count([]byte(header), []byte("\n")) + 1
+	return append([]byte(fmt.Sprintf(header, skip)), Gzip(data)...)
+}
+
+// Deb is a Debian package whose data.tar.gz holds files, as dpkg-deb
+// builds it: an ar archive of debian-binary, control.tar.gz, data.tar.gz.
+func Deb(files ...File) []byte {
+	control := Gzip(Tar(File{Path: "control", Mode: 0o644, Data: []byte("Package: tool\nVersion: 1.0\nArchitecture: amd64\nMaintainer: x <x@example.com>\nDescription: tool\n")}))
+	var b bytes.Buffer
+	b.WriteString("!<arch>\n")
+	for _, m := range []struct {
+		name string
+		data []byte
+	}{{"debian-binary", []byte("2.0\n")}, {"control.tar.gz", control}, {"data.tar.gz", Gzip(Tar(files...))}} {
+		fmt.Fprintf(&b, "%-16s%-12d%-6d%-6d%-8s%-10d`\n", m.name, 0, 0, 0, "100644", len(m.data))
+		b.Write(m.data)
+		if len(m.data)%2 == 1 {
+			b.WriteByte('\n')
+		}
+	}
+	return b.Bytes()
+}
+
+// Lzma is data in LZMA's own format (.lzma, as xz --format=lzma writes it).
+func Lzma(data []byte) []byte {
+	var b bytes.Buffer
+	w, err := lzma.NewWriter(&b)
+	if err != nil {
+		panic(err)
+	}
+	w.Write(data)
+	w.Close()
+	return b.Bytes()
+}
+
+// wrapperPositives are miners behind the wrappers a host's own tools
+// unpack: a self-extracting script, gzexe, a Debian package, .lzma, and
+// a healthcheck written with JSON's escapes.
+func wrapperPositives() []Case {
+	escaped := ""
+	for _, r := range "/tmp/x -o stratum+tcp://" + Pool + " -u " + Wallet {
+		escaped += fmt.Sprintf("\\u%04x", r)
+	}
+	return []Case{
+		one("makeself-raw-tar-gz", "archive", script("/tmp/install.run", string(SelfExtracting(XMRigRelease()...))), "MinerXMRig"),
+		one("gzexe-xmrig", "archive", exe("/usr/bin/kworker", Gzexed(XMRig())), "MinerXMRig"),
+		one("deb-with-xmrig", "archive", text("/var/cache/apt/archives/tool_1.0_amd64.deb", string(Deb(exe("usr/bin/kworker", XMRig())))), "MinerXMRig"),
+		one("xmrig-lzma", "archive", text("/opt/x/kworker.lzma", string(Lzma(XMRig()))), "MinerXMRig"),
+		{Name: "config-healthcheck-escaped", Family: "image-config",
+			Config: []byte(`{"config":{"Cmd":["nginx"],"Healthcheck":{"Test":["CMD-SHELL","` + escaped + `"]}}}`),
+			Rules:  []string{"MinerInImageConfig", "MinerCommandLine"}},
+	}
+}
