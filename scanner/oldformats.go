@@ -18,11 +18,13 @@ import (
 // own beyond a few header bytes, so the header is checked strictly.
 
 // isLzmaAlone says whether b starts like an .lzma file as xz and the LZMA
-// SDK write it: properties lc+lp*9+pb*45 under 225, a dictionary size of
-// 2^n or 2^n+2^(n-1) from 4 KiB up, and an uncompressed size that is
-// unknown (all ones) or under 2^48.
+// SDK write it: the default properties (lc=3, lp=0, pb=2: 0x5d; no tool
+// writes others unless told to), a dictionary size of 2^n or 2^n+2^(n-1)
+// from 4 KiB up, an uncompressed size that is unknown (all ones) or under
+// 2^48, and the range coder's first byte, which is always zero. Kotlin's
+// metadata files, among others, pass every test but the first.
 func isLzmaAlone(b []byte) bool {
-	if len(b) < 13 || b[0] >= 9*5*5 {
+	if len(b) < 14 || b[0] != 0x5d || b[13] != 0 {
 		return false
 	}
 	d := binary.LittleEndian.Uint32(b[1:5])
@@ -40,8 +42,8 @@ func isLZW(b []byte) bool {
 }
 
 // nestedPeek is how many bytes nestedCompression looks at: an .lzma
-// header's 13.
-const nestedPeek = 13
+// header's 13 and the first byte after it.
+const nestedPeek = 14
 
 // nestedCompression is detectCompression for a file inside a layer, which
 // may also be in one of the older formats.

@@ -161,10 +161,13 @@ func TestRealUPX(t *testing.T) {
 func TestRealUPXMethods(t *testing.T) {
 	s := newTestScanner(t, Options{Workers: 2})
 	const path = "/usr/sbin/sysupdate"
-	for _, goarch := range []string{"amd64", "386", "arm64"} {
+	for _, goarch := range []string{"amd64", "386", "arm64", "arm", "mips", "mipsle", "ppc64le"} {
 		for _, method := range upx.Methods {
 			if goarch != "amd64" && method == "--nrv2d" {
 				continue // kept to one architecture: the machine is shared
+			}
+			if slices.Contains([]string{"arm", "mips", "mipsle", "ppc64le"}, goarch) && method != "--nrv2e" && method != "--lzma" {
+				continue // the unpacker's own test has every method on each
 			}
 			t.Run(goarch+method, func(t *testing.T) {
 				packed := pack(t, minerFor(t, goarch), method)

@@ -15,6 +15,9 @@ import (
 //     replaced by its big-endian absolute target whose top byte is cto8.
 //   - 0x52 (ct26arm, arm64): the 26-bit displacement of every B and BL was
 //     replaced by the absolute target in words.
+//   - 0x50 (ct24arm, 32-bit ARM): the 24-bit displacement of every BL,
+//     whatever its condition (the top byte's low half 0xb), was replaced
+//     by the absolute target in words.
 //
 // Any other filter id is refused: guessing would hand the scanner bytes
 // that differ from what the host runs.
@@ -27,6 +30,9 @@ func unfilter(id, cto8 byte, b []byte) error {
 		return nil
 	case 0x52:
 		unfilterCt26arm(b)
+		return nil
+	case 0x50:
+		unfilterCt24arm(b)
 		return nil
 	}
 	return fmt.Errorf("filter 0x%02x is not supported", id)
@@ -63,6 +69,16 @@ func unfilterCt26arm(b []byte) {
 			w := binary.LittleEndian.Uint32(b[i:])
 			v := (w & 0x03ffffff) - uint32(i)/4
 			binary.LittleEndian.PutUint32(b[i:], w&0xfc000000|v&0x03ffffff)
+		}
+	}
+}
+
+func unfilterCt24arm(b []byte) {
+	for i := 0; i+4 <= len(b); i += 4 {
+		if b[i+3]&0x0f == 0x0b {
+			w := binary.LittleEndian.Uint32(b[i:])
+			v := (w & 0x00ffffff) - uint32(i)/4
+			binary.LittleEndian.PutUint32(b[i:], w&0xff000000|v&0x00ffffff)
 		}
 	}
 }

@@ -22,28 +22,36 @@ const (
 // nrvDecoder decodes one NRV block into a buffer of the size that the
 // block's b_info declares. Flag bits are read MSB first from a bit buffer
 // refilled 32 bits at a time from a little-endian word (the _LE32 methods
-// UPX uses for ELF). Running out of
+// UPX uses for ELF), or a byte at a time (the _8 ones). Running out of
 // input, of output, or of history is an error: a tampered block can never
 // read or write outside its buffers, and since every step consumes input
 // the decoder always ends.
 type nrvDecoder struct {
-	src []byte
-	in  int
-	bb  uint32
-	bc  uint
-	bad bool
+	src   []byte
+	in    int
+	bb    uint32
+	bc    uint
+	bad   bool
+	byte8 bool // the _8 variants: the bit buffer is refilled a byte at a time
 }
 
 func (d *nrvDecoder) bit() uint32 {
 	if d.bc == 0 {
-		if d.in+4 > len(d.src) {
+		n := 4
+		if d.byte8 {
+			n = 1
+		}
+		if d.in+n > len(d.src) {
 			d.bad = true
 			return 1 // a set bit ends every loop that reads one
 		}
-		s := d.src[d.in : d.in+4]
-		d.bb = uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
-		d.in += 4
-		d.bc = 32
+		if d.byte8 {
+			d.bb, d.bc = uint32(d.src[d.in]), 8
+		} else {
+			s := d.src[d.in : d.in+4]
+			d.bb, d.bc = uint32(s[0])|uint32(s[1])<<8|uint32(s[2])<<16|uint32(s[3])<<24, 32
+		}
+		d.in += n
 	}
 	d.bc--
 	return (d.bb >> d.bc) & 1
@@ -59,9 +67,19 @@ func (d *nrvDecoder) byte() uint32 {
 	return uint32(b)
 }
 
-// nrvDecompress decodes src into dst, which must be exactly filled.
+// nrvDecompress decodes src, an _LE32 stream, into dst, which must be
+// exactly filled.
 func nrvDecompress(v nrvVariant, src, dst []byte) error {
-	d := nrvDecoder{src: src}
+	return nrvDecode(nrvDecoder{src: src}, v, dst)
+}
+
+// nrvDecompress8 decodes src, an _8 stream, into dst.
+func nrvDecompress8(v nrvVariant, src, dst []byte) error {
+	return nrvDecode(nrvDecoder{src: src, byte8: true}, v, dst)
+}
+
+func nrvDecode(d nrvDecoder, v nrvVariant, dst []byte) error {
+	src := d.src
 	out := 0
 	lastOff := uint32(1)
 	for {

@@ -36,7 +36,8 @@ func Unpack(r io.ReaderAt, size int64, lim Limits) (*Unpacked, error) {
 		return nil, fmt.Errorf("%w: the packed file declares %d bytes, the limit is %d", ErrTooLarge, lay.filesize, lim.MaxOutput)
 	}
 	u := &unpacker{
-		r: r, size: size, pos: int64(lay.lpos + lInfoSize + pInfoSize),
+		order: lay.packed.order,
+		r:     r, size: size, pos: int64(lay.lpos + lInfoSize + pInfoSize),
 		blocksize: uint32(min(lay.blocksize, lay.filesize)),
 		uAdler:    adler32.New(), cAdler: adler32.New(),
 	}
@@ -92,7 +93,9 @@ func probe(r io.ReaderAt, size int64) (layout, error) {
 	if !ok || arch == "" || packed.phoff != uint64(packed.ehsize) || packed.phnum == 0 || packed.phnum > 8 {
 		return layout{}, ErrNotPacked
 	}
-	le := binary.LittleEndian
+	// UPX's structures are in the target's byte order, but its marks
+	// are the bytes "UPX!" whatever it: they are read little-endian.
+	le, te := binary.LittleEndian, packed.order
 	lpos := int(packed.ehsize) + int(packed.phnum)*int(packed.phentsize)
 	if lpos+lInfoSize+pInfoSize+bInfoSize > len(head) {
 		return layout{}, ErrNotPacked
@@ -100,9 +103,9 @@ func probe(r io.ReaderAt, size int64) (layout, error) {
 	l := head[lpos:]
 	lay := layout{
 		packed: packed, arch: arch, lpos: lpos,
-		lmagic: le.Uint32(l[4:]), lsize: int64(le.Uint16(l[8:])), version: l[10],
-		filesize: int64(le.Uint32(l[lInfoSize+4:])), blocksize: int64(le.Uint32(l[lInfoSize+8:])),
-		first: parseBInfo(l[lInfoSize+pInfoSize:]),
+		lmagic: le.Uint32(l[4:]), lsize: int64(te.Uint16(l[8:])), version: l[10],
+		filesize: int64(te.Uint32(l[lInfoSize+4:])), blocksize: int64(te.Uint32(l[lInfoSize+8:])),
+		first: parseBInfo(l[lInfoSize+pInfoSize:], te),
 	}
 	orig := struct{ ehsize, phentsize uint32 }{52, 32}
 	if packed.is64 {
@@ -211,12 +214,12 @@ func (u *unpacker) trailerChecks(res *Unpacked, lay layout) error {
 	if err := u.readAt(end[:], u.pos); err != nil {
 		return fmt.Errorf("read the end marker: %w", err)
 	}
-	if le.Uint32(end[:]) != 0 {
+	if u.order.Uint32(end[:]) != 0 {
 		return fmt.Errorf("%w: a block follows the restored file at offset %d", ErrCorrupt, u.pos)
 	}
 	res.MarksAltered = res.MarksAltered || le.Uint32(end[4:]) != magicLE
 
-	ph, found, err := trailer(u.r, u.size, int64(lay.lpos+lInfoSize), lay.filesize)
+	ph, found, err := trailer(u.r, u.size, int64(lay.lpos+lInfoSize), lay.filesize, u.order)
 	if err != nil {
 		return err
 	}
@@ -240,7 +243,7 @@ func (u *unpacker) gapStart(loadEnd, lsize int64, want uint32) int64 {
 		if u.readAt(h[:], pos) != nil {
 			return false
 		}
-		b := parseBInfo(h[:])
+		b := parseBInfo(h[:], u.order)
 		return b.unc == want && b.cpr > 0 && b.cpr <= b.unc
 	}
 	if ok(loadEnd + lsize) {
@@ -298,7 +301,7 @@ type packHeader struct {
 // by its mark: the last 36 bytes before any zero padding are the 32-byte
 // PackHeader and the offset of p_info. It reports found only when that
 // offset and the declared file size match what l_info and p_info said.
-func trailer(r io.ReaderAt, size, pinfo, filesize int64) (packHeader, bool, error) {
+func trailer(r io.ReaderAt, size, pinfo, filesize int64, te binary.ByteOrder) (packHeader, bool, error) {
 	var ph packHeader
 	const tail = 8192
 	buf := make([]byte, min(size, tail))
@@ -315,7 +318,7 @@ func trailer(r io.ReaderAt, size, pinfo, filesize int64) (packHeader, bool, erro
 			continue
 		}
 		c := buf[end-36 : end]
-		if int64(le.Uint32(c[32:])) == pinfo && int64(le.Uint32(c[24:])) == filesize {
+		if int64(te.Uint32(c[32:])) == pinfo && int64(te.Uint32(c[24:])) == filesize {
 			t = c
 			break
 		}
@@ -324,6 +327,12 @@ func trailer(r io.ReaderAt, size, pinfo, filesize int64) (packHeader, bool, erro
 		return ph, false, nil
 	}
 	ph.magic = le.Uint32(t)
-	ph.uAdler, ph.cAdler = le.Uint32(t[8:]), le.Uint32(t[12:])
+	// UPX's PackHeader puts the checksums after the lengths in the
+	// big-endian formats, before them in the little-endian ones.
+	at := 8
+	if te == binary.ByteOrder(binary.BigEndian) {
+		at = 16
+	}
+	ph.uAdler, ph.cAdler = te.Uint32(t[at:]), te.Uint32(t[at+4:])
 	return ph, true, nil
 }

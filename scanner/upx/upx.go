@@ -33,14 +33,20 @@ type Limits struct {
 type Method uint8
 
 // The methods UPX uses for Linux ELF. The NRV methods are the _LE32
-// variants (a 32-bit little-endian bit buffer); UPX uses the 8- and 16-bit
-// ones only for other formats, and they are refused as unknown here.
+// variants (a 32-bit little-endian bit buffer) everywhere but 32-bit ARM,
+// which has the _8 ones; the 16-bit ones are refused as unknown here.
 const (
 	MethodNRV2B  Method = 2
 	MethodNRV2D  Method = 5
 	MethodNRV2E  Method = 8
 	MethodLZMA   Method = 14
 	methodStored Method = 0 // a block that did not compress
+
+	// The _8 variants (an 8-bit bit buffer), which UPX uses for 32-bit
+	// ARM.
+	MethodNRV2B8 Method = 3
+	MethodNRV2D8 Method = 6
+	MethodNRV2E8 Method = 9
 )
 
 func (m Method) String() string {
@@ -53,6 +59,12 @@ func (m Method) String() string {
 		return "NRV2E"
 	case MethodLZMA:
 		return "LZMA"
+	case MethodNRV2B8:
+		return "NRV2B_8"
+	case MethodNRV2D8:
+		return "NRV2D_8"
+	case MethodNRV2E8:
+		return "NRV2E_8"
 	case methodStored:
 		return "stored"
 	}
@@ -72,7 +84,8 @@ type Unpacked struct {
 	// Segments are the restored file's PT_LOAD file ranges: what the host
 	// would load.
 	Segments []Segment
-	// Arch is "amd64", "386" or "arm64".
+	// Arch is "amd64", "386", "arm64", "arm", "mips", "mipsle" or
+	// "ppc64le".
 	Arch string
 	// Method is the compression method of the program's blocks.
 	Method Method
@@ -110,6 +123,9 @@ func (u *Unpacked) Describe() string {
 
 const (
 	emI386    = 3
+	emMIPS    = 8
+	emPPC64   = 21
+	emARM     = 40
 	emX86_64  = 62
 	emAArch64 = 183
 
@@ -126,6 +142,7 @@ const (
 // elfShape is what Unpack needs of an ELF header, for the packed file and
 // for the original one it restores.
 type elfShape struct {
+	order     binary.ByteOrder // of the headers and of UPX's own structures
 	is64      bool
 	machine   uint16
 	phoff     uint64
@@ -141,10 +158,18 @@ type phdr struct {
 
 func parseELF(b []byte) (elfShape, bool) {
 	var e elfShape
-	if len(b) < 52 || string(b[:4]) != "\x7fELF" || b[5] != 1 {
+	if len(b) < 52 || string(b[:4]) != "\x7fELF" {
 		return e, false
 	}
-	le := binary.LittleEndian
+	switch b[5] {
+	case 1:
+		e.order = binary.LittleEndian
+	case 2:
+		e.order = binary.BigEndian
+	default:
+		return e, false
+	}
+	le := e.order
 	switch b[4] {
 	case 1:
 		e.machine = le.Uint16(b[18:])
@@ -171,6 +196,12 @@ func parseELF(b []byte) (elfShape, bool) {
 }
 
 func (e elfShape) arch() string {
+	if e.order == binary.BigEndian {
+		if e.machine == emMIPS && !e.is64 {
+			return "mips"
+		}
+		return ""
+	}
 	switch {
 	case e.machine == emX86_64 && e.is64:
 		return "amd64"
@@ -178,6 +209,12 @@ func (e elfShape) arch() string {
 		return "386"
 	case e.machine == emAArch64 && e.is64:
 		return "arm64"
+	case e.machine == emARM && !e.is64:
+		return "arm"
+	case e.machine == emMIPS && !e.is64:
+		return "mipsle"
+	case e.machine == emPPC64 && e.is64:
+		return "ppc64le"
 	}
 	return ""
 }
@@ -185,7 +222,7 @@ func (e elfShape) arch() string {
 // phdrs parses the program headers in b, which holds the ELF header and
 // the table right after it.
 func (e elfShape) phdrs(b []byte) []phdr {
-	le := binary.LittleEndian
+	le := e.order
 	ps := make([]phdr, 0, e.phnum)
 	for i := range int(e.phnum) {
 		p := b[int(e.ehsize)+i*int(e.phentsize):]
@@ -204,13 +241,13 @@ type bInfo struct {
 	ftid, cto8 byte
 }
 
-func parseBInfo(b []byte) bInfo {
-	le := binary.LittleEndian
+func parseBInfo(b []byte, le binary.ByteOrder) bInfo {
 	return bInfo{unc: le.Uint32(b), cpr: le.Uint32(b[4:]), method: Method(b[8]), ftid: b[9], cto8: b[10]}
 }
 
 // unpacker holds the state of one Unpack call.
 type unpacker struct {
+	order     binary.ByteOrder
 	r         io.ReaderAt
 	size      int64
 	pos       int64 // next b_info
@@ -239,7 +276,7 @@ func (u *unpacker) block(dst []byte) (int, error) {
 	if err := u.readAt(hb[:], u.pos); err != nil {
 		return 0, err
 	}
-	h := parseBInfo(hb[:])
+	h := parseBInfo(hb[:], u.order)
 	if h.unc == 0 || h.cpr == 0 || h.cpr > h.unc || h.unc > u.blocksize || int64(h.unc) > int64(len(dst)) {
 		return 0, fmt.Errorf("%w: b_info at offset %d declares %d bytes from %d, blocks are at most %d and %d are wanted", ErrCorrupt, u.pos, h.unc, h.cpr, u.blocksize, len(dst))
 	}
@@ -275,6 +312,12 @@ func decompress(h bInfo, src, dst []byte) error {
 		err = nrvDecompress(nrv2d, src, dst)
 	case MethodNRV2E:
 		err = nrvDecompress(nrv2e, src, dst)
+	case MethodNRV2B8:
+		err = nrvDecompress8(nrv2b, src, dst)
+	case MethodNRV2D8:
+		err = nrvDecompress8(nrv2d, src, dst)
+	case MethodNRV2E8:
+		err = nrvDecompress8(nrv2e, src, dst)
 	case MethodLZMA:
 		err = lzmaDecompress(src, dst)
 	default:
