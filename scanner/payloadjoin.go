@@ -372,10 +372,12 @@ func looksEncoded(text []byte) bool {
 // or a word: "DATA" closing a here-document) goes on only a line that
 // continues ("\\") or as the next line of a wrapped block: one no longer
 // than the line before, which is not itself shorter than the line before
-// it (a shorter line is a block's last).
+// it (a shorter line is a block's last). An element of an array goes on
+// with whatever its chain leads to: the element alone on its line after
+// it is one bash joins.
 func joins(before, last piece, has2 bool, next piece) bool {
 	switch {
-	case !next.bare || last.cont:
+	case !next.bare || last.cont || last.array:
 		return true
 	case !last.line || next.len() > last.len():
 		return false

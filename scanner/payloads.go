@@ -93,7 +93,7 @@ func probePayloads(data []byte, unescape bool) []payload {
 		}
 		q, seen, _, ok := searchPiece(data, i, p+maxGap)
 		if !ok || elementBefore(data, q.start) {
-			if first, ok := arrayAround(data, p, max(done, p-step)); ok {
+			if first, ok := arrayAround(data, p, max(done, p-step), false); ok {
 				if end, past := chainPast(data, first, p+step); end > p {
 					if past {
 						out, end = appendChainOf(out, data, arrayChainStart(data, first, done, p-step), unescape)
