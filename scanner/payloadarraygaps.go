@@ -74,11 +74,18 @@ func commentLen(data []byte, j int) int {
 }
 
 // appendStartLen is the length of ") NAME+=(" at data[j] (spaces, line
-// breaks and ";" between ")" and the name), or 0 when none starts there.
+// breaks, ";" and comments between ")" and the name), or 0 when none
+// starts there.
 func appendStartLen(data []byte, j int) int {
 	i := j + 1
-	for i < len(data) && i-j <= maxGap && (isSpace(data[i]) || data[i] == ';') {
-		i++
+	for i < len(data) && i-j <= maxGap+maxComment {
+		if isSpace(data[i]) || data[i] == ';' {
+			i++
+		} else if data[i] == '#' && isSpace(data[i-1]) && commentLen(data, i) <= maxComment {
+			i += commentLen(data, i)
+		} else {
+			break
+		}
 	}
 	n := i
 	for n < len(data) && n-i <= maxName && nameByte(data[n], n == i) {
@@ -172,8 +179,11 @@ func appendStartBefore(data []byte, i int) (int, bool) {
 	if n == i-3 {
 		return 0, false
 	}
-	for n > 0 && i-n <= maxName+3+maxGap && (isSpace(data[n-1]) || data[n-1] == ';') {
+	for n > 0 && i-n <= maxName+3+maxGap+maxComment && (isSpace(data[n-1]) || data[n-1] == ';') {
 		n--
+		if h, ok := commentBefore(data, n, 0); ok && data[n] == '\n' {
+			n = h
+		}
 	}
 	if n == 0 || data[n-1] != ')' || appendStartLen(data, n-1) != i-(n-1) {
 		return 0, false
