@@ -7,18 +7,20 @@ import "bytes"
 // a space stands as words do ("echo ABCD"), so it is a piece only by
 // where it stands: the first element is one because "=(" opens its
 // array (see arrayElementStart), and each element after it because the
-// element before it is one, with nothing but spaces, line breaks and
-// quotes between (see nextElement). The chain ends with the array (at
-// ")" or whatever else stands there) unless the array is its first
-// element alone ('N+=("…")', appended to one by one), which goes on as
-// any piece does: a piece after the array can be known for the next in
-// its chain only from a piece known wherever it stands. An element is thus known only
-// from its array's start: the probe that lands inside an array looks
-// back for its "=(" (see arrayAround).
+// element before it is one, with nothing but spaces, line breaks,
+// quotes, continued lines and comments between, or the start of an
+// append to the same array (see nextElement and payloadarraygaps.go).
+// The chain ends with the array (at ")" or whatever else stands there)
+// unless the array is its first element alone ('N+=("…")', appended to
+// one by one), which goes on as any piece does: a piece after the array
+// can be known for the next in its chain only from a piece known
+// wherever it stands. An element is thus known only from its array's
+// start: the probe that lands inside an array looks back for its "=("
+// (see arrayAround).
 
 // arrayElementStart says whether the segment data[a:b] is the first
-// element of an array: "=(" and spaces or line breaks stand before it
-// (within maxGap), and it ends where an element does.
+// element of an array: "=(" and spaces, line breaks or continued lines
+// stand before it (within maxGap), and it ends where an element does.
 func arrayElementStart(data []byte, a, b int) bool {
 	i := a
 	if i > 0 && (data[i-1] == '"' || data[i-1] == '\'') {
@@ -56,8 +58,10 @@ func nextElement(data []byte, p piece) (piece, bool) {
 		return piece{}, false
 	}
 	// A piece in a comment or in an append's start would be passed over.
-	if _, inside := nextPiece(data, p.end, j-1); marked && inside {
-		return piece{}, false
+	if marked {
+		if _, inside := nextPiece(data, p.end, j-1); inside {
+			return piece{}, false
+		}
 	}
 	quote := byte(0)
 	if data[j] == '"' || data[j] == '\'' {
