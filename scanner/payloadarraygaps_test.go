@@ -271,6 +271,7 @@ func TestBase64ArrayGapsKeepWordsOutOfPayloads(t *testing.T) {
 	cases := []struct{ name, text string }{
 		{"comments of words among the elements", "A=(\n  " + body.String() + ")\n"},
 		{"an array of words before", "opts=(run fast)  # QUJD\nA=(\n  " + body.String() + ")\n"},
+		{"an array of words one a line before", "opts=(\n  run\n  fast\n)\nA=(\n  " + body.String() + ")\n"},
 		{"appends to another array after", "A=(\n  " + body.String() + ")  # done\nother+=(alpha beta)\nother+=(gamma)\n"},
 		{"appends of words after", "A=(" + body.String() + ")\nA+=(--opt value)\n"},
 	}

@@ -305,32 +305,60 @@ func lastPieceFrom(data []byte, i int, q piece) (piece, bool) {
 // nextInChain is the piece after p in its chain: the next piece, when it
 // starts no more than maxGap after p with no more than maxWords words
 // between. A chain goes on past padding: base64 -d reads padded chunks
-// one after another (see appendChain).
+// one after another (see appendChain). A short piece alone on its line
+// before a ")" is an array's last element, or a word: its chain ends
+// there, as an array's does.
 func nextInChain(data []byte, p piece) (piece, bool) {
 	if p.array {
 		if next, ok := nextElement(data, p); ok || p.later {
 			return next, ok
 		}
 	}
+	if p.bare && closedAfter(data, p.end) {
+		return piece{}, false
+	}
 	next, _, words, ok := searchPiece(data, p.end, p.end+maxGap)
 	return next, ok && words <= maxWords
+}
+
+// closedAfter says whether ")" stands at data[i], past spaces and line
+// breaks.
+func closedAfter(data []byte, i int) bool {
+	for start := i; i < len(data) && i-start <= maxGap && isSpace(data[i]); {
+		i++
+	}
+	return i < len(data) && data[i] == ')'
 }
 
 // runFrom reads the run that starts with the piece first: it and the
 // pieces that follow it in its chain while each joins (see joins), up to
 // the first that ends in padding. It appends the run's characters to text
 // and returns it with the run's last piece.
+//
+// A run that starts at an array's element goes on over elements alone on
+// their lines, whatever their lengths, up to a ")": such an element is a
+// piece wherever it stands, and its chain goes on to the next as a
+// block's lines do, but bash joins the lines of an array of any lengths.
+// What a run holds is read only forward from its chain's start, by the
+// probe and the search of every byte alike, so it may depend on the
+// pieces before.
 func runFrom(data []byte, first piece, text []byte) ([]byte, piece) {
 	var before piece // the piece before last, when has2
 	last, has2 := first, false
+	inArray := first.array
 	text = append(text, data[first.start:first.end]...)
 	for !last.padded {
 		next, ok := nextInChain(data, last)
-		if !ok || !joins(before, last, has2, next) {
+		if !ok {
+			return text, last
+		}
+		inArray = inArray && bytes.IndexByte(data[last.end:next.start], ')') < 0
+		if !(inArray && next.bare) && !joins(before, last, has2, next) {
 			return text, last
 		}
 		text = append(text, data[next.start:next.end]...)
 		before, last, has2 = last, next, true
+		inArray = inArray || next.array
 	}
 	return text, last
 }

@@ -213,6 +213,9 @@ func joinForms() []joinForm {
 			}
 			return "#!/bin/bash\nA=( \\\n  " + b.String() + ")\nprintf %s \"${A[@]}\" | base64 -d\n"
 		}},
+		{"an array of unquoted elements one a line, of lengths going up and down", "tmp/i.sh", true, false, func(enc string) string {
+			return "#!/bin/bash\nA=(\n" + each(cutAt(enc, []int{7, 12, 3, 15, 9, 14}), "  %s\n") + ")\nprintf %s \"${A[@]}\" | base64 -d\n"
+		}},
 		{"a data file with no #! read by an entrypoint", "opt/app/blob", false, false, func(enc string) string {
 			return each(lines(enc, 76), "%s\n")
 		}},
