@@ -289,3 +289,45 @@ func TestBase64ArrayGapsKeepWordsOutOfPayloads(t *testing.T) {
 		})
 	}
 }
+
+// arrayJoinForms are the ways of carrying a payload in a bash array with
+// comments, continued lines or appends among its elements, or one
+// element a line (see joinForms).
+func arrayJoinForms() []joinForm {
+	return []joinForm{
+		{"an array of unquoted elements with comment lines and comments at lines' ends", "tmp/i.sh", true, false, func(enc string) string {
+			var b strings.Builder
+			for i, p := range cutAt(enc, []int{11, 7, 15, 3, 13, 9}) {
+				switch {
+				case i%3 != 2:
+					b.WriteString(p + " ")
+				case i%15 == 14:
+					fmt.Fprintf(&b, "%s\n  # part %d: the next %d bytes\n  ", p, i/15+2, 15*11)
+				case i%6 == 5:
+					fmt.Fprintf(&b, "%s   # (%d)\n  ", p, i)
+				default:
+					b.WriteString(p + "\n  ")
+				}
+			}
+			return "#!/bin/bash\nA=(\n  " + b.String() + "\n)\nprintf %s \"${A[@]}\" | base64 -d\n"
+		}},
+		{"appends of several unquoted elements A+=(p1 p2 p3) line after line", "tmp/i.sh", true, false, func(enc string) string {
+			var b strings.Builder
+			parts := cutAt(enc, []int{11, 7, 15, 3, 13, 9})
+			for i := 0; i < len(parts); i += 3 {
+				b.WriteString("A+=(" + strings.Join(parts[i:min(i+3, len(parts))], " ") + ")\n")
+			}
+			return "#!/bin/bash\nA=()\n" + b.String() + "printf %s \"${A[@]}\" | base64 -d\n"
+		}},
+		{"an array of unquoted elements continued with backslashes at lines' ends", "tmp/i.sh", true, false, func(enc string) string {
+			var b strings.Builder
+			for i, p := range cutAt(enc, []int{11, 7, 15, 3, 13, 9, 14}) {
+				b.WriteString(p + []string{" ", " ", " \\\n  ", " ", "\\\n\t", " ", "\\\n"}[i%7])
+			}
+			return "#!/bin/bash\nA=( \\\n  " + b.String() + ")\nprintf %s \"${A[@]}\" | base64 -d\n"
+		}},
+		{"an array of unquoted elements one a line, of lengths going up and down", "tmp/i.sh", true, false, func(enc string) string {
+			return "#!/bin/bash\nA=(\n" + each(cutAt(enc, []int{7, 12, 3, 15, 9, 14}), "  %s\n") + ")\nprintf %s \"${A[@]}\" | base64 -d\n"
+		}},
+	}
+}

@@ -203,3 +203,12 @@ func arrayChainStart(data []byte, q piece, done, from int) piece {
 	}
 	return chainStart(data, start, done)
 }
+
+// closedAfter says whether ")" stands at data[i], past spaces and line
+// breaks.
+func closedAfter(data []byte, i int) bool {
+	for start := i; i < len(data) && i-start <= maxGap && isSpace(data[i]); {
+		i++
+	}
+	return i < len(data) && data[i] == ')'
+}

@@ -87,7 +87,7 @@ func joinForms() []joinForm {
 		}
 		return b.String()
 	}
-	return []joinForm{
+	return append([]joinForm{
 		{"here-document with <<- and tabs", "tmp/i.sh", true, false, func(enc string) string {
 			return "#!/bin/sh\nbase64 -d <<-EOF\n" + each(lines(enc, 76), "\t\t%s\n") + "\tEOF\n"
 		}},
@@ -182,40 +182,6 @@ func joinForms() []joinForm {
 			}
 			return "#!/bin/bash\nA+=( '" + enc[:1001] + "'\n" + b.String() + ")\nprintf %s \"${A[@]}\" | base64 -d\n"
 		}},
-		{"an array of unquoted elements with comment lines and comments at lines' ends", "tmp/i.sh", true, false, func(enc string) string {
-			var b strings.Builder
-			for i, p := range cutAt(enc, []int{11, 7, 15, 3, 13, 9}) {
-				switch {
-				case i%3 != 2:
-					b.WriteString(p + " ")
-				case i%15 == 14:
-					fmt.Fprintf(&b, "%s\n  # part %d: the next %d bytes\n  ", p, i/15+2, 15*11)
-				case i%6 == 5:
-					fmt.Fprintf(&b, "%s   # (%d)\n  ", p, i)
-				default:
-					b.WriteString(p + "\n  ")
-				}
-			}
-			return "#!/bin/bash\nA=(\n  " + b.String() + "\n)\nprintf %s \"${A[@]}\" | base64 -d\n"
-		}},
-		{"appends of several unquoted elements A+=(p1 p2 p3) line after line", "tmp/i.sh", true, false, func(enc string) string {
-			var b strings.Builder
-			parts := cutAt(enc, []int{11, 7, 15, 3, 13, 9})
-			for i := 0; i < len(parts); i += 3 {
-				b.WriteString("A+=(" + strings.Join(parts[i:min(i+3, len(parts))], " ") + ")\n")
-			}
-			return "#!/bin/bash\nA=()\n" + b.String() + "printf %s \"${A[@]}\" | base64 -d\n"
-		}},
-		{"an array of unquoted elements continued with backslashes at lines' ends", "tmp/i.sh", true, false, func(enc string) string {
-			var b strings.Builder
-			for i, p := range cutAt(enc, []int{11, 7, 15, 3, 13, 9, 14}) {
-				b.WriteString(p + []string{" ", " ", " \\\n  ", " ", "\\\n\t", " ", "\\\n"}[i%7])
-			}
-			return "#!/bin/bash\nA=( \\\n  " + b.String() + ")\nprintf %s \"${A[@]}\" | base64 -d\n"
-		}},
-		{"an array of unquoted elements one a line, of lengths going up and down", "tmp/i.sh", true, false, func(enc string) string {
-			return "#!/bin/bash\nA=(\n" + each(cutAt(enc, []int{7, 12, 3, 15, 9, 14}), "  %s\n") + ")\nprintf %s \"${A[@]}\" | base64 -d\n"
-		}},
 		{"a data file with no #! read by an entrypoint", "opt/app/blob", false, false, func(enc string) string {
 			return each(lines(enc, 76), "%s\n")
 		}},
@@ -223,7 +189,7 @@ func joinForms() []joinForm {
 			return each(lines(enc, 64), "%s\n")
 		}},
 		{"a .b64 file on one line", "opt/app/x.b64", false, false, func(enc string) string { return enc + "\n" }},
-	}
+	}, arrayJoinForms()...)
 }
 
 // longName is a variable's name of more than minPiece characters of the
