@@ -1,5 +1,7 @@
 package scanner
 
+import "bytes"
+
 // What bash lets stand between two elements of an array besides spaces
 // and line breaks, each of which it reads as no part of any element:
 //
@@ -134,13 +136,27 @@ func nameByte(c byte, first bool) bool {
 // line's start or after a space, looked for no further back than from
 // and maxComment bytes.
 func commentBefore(data []byte, i, from int) (int, bool) {
-	h, found := 0, false
-	for k := i - 1; k >= from && i-k <= maxComment && data[k] != '\n'; k-- {
-		if data[k] == '#' && (k == 0 || isSpace(data[k-1])) {
-			h, found = k, true
+	// Found a byte at a time by bytes.IndexByte: most text has no "#"
+	// near, and minified code has long lines.
+	ls := max(from, i-maxComment, 0)
+	first := bytes.IndexByte(data[ls:i], '#')
+	if first < 0 {
+		return 0, false
+	}
+	if n := bytes.LastIndexByte(data[ls+first:i], '\n'); n >= 0 {
+		ls += first + n + 1
+	}
+	for k := ls; k < i; k++ {
+		n := bytes.IndexByte(data[k:i], '#')
+		if n < 0 {
+			return 0, false
+		}
+		k += n
+		if k == 0 || isSpace(data[k-1]) {
+			return k, true
 		}
 	}
-	return h, found
+	return 0, false
 }
 
 // gapBefore is where the gap that ends just before data[i] starts, read
