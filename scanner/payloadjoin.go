@@ -305,12 +305,17 @@ func lastPieceFrom(data []byte, i int, q piece) (piece, bool) {
 // nextInChain is the piece after p in its chain: the next piece, when it
 // starts no more than maxGap after p with no more than maxWords words
 // between. A chain goes on past padding: base64 -d reads padded chunks
-// one after another (see appendChain).
+// one after another (see appendChain). A short piece alone on its line
+// before a ")" is an array's last element, or a word: its chain ends
+// there, as an array's does.
 func nextInChain(data []byte, p piece) (piece, bool) {
 	if p.array {
 		if next, ok := nextElement(data, p); ok || p.later {
 			return next, ok
 		}
+	}
+	if p.bare && closedAfter(data, p.end) {
+		return piece{}, false
 	}
 	next, _, words, ok := searchPiece(data, p.end, p.end+maxGap)
 	return next, ok && words <= maxWords
@@ -320,50 +325,33 @@ func nextInChain(data []byte, p piece) (piece, bool) {
 // pieces that follow it in its chain while each joins (see joins), up to
 // the first that ends in padding. It appends the run's characters to text
 // and returns it with the run's last piece.
+//
+// A run that starts at an array's element goes on over elements alone on
+// their lines, whatever their lengths, up to a ")": such an element is a
+// piece wherever it stands, and its chain goes on to the next as a
+// block's lines do, but bash joins the lines of an array of any lengths.
+// What a run holds is read only forward from its chain's start, by the
+// probe and the search of every byte alike, so it may depend on the
+// pieces before.
 func runFrom(data []byte, first piece, text []byte) ([]byte, piece) {
 	var before piece // the piece before last, when has2
 	last, has2 := first, false
+	inArray := first.array
 	text = append(text, data[first.start:first.end]...)
 	for !last.padded {
 		next, ok := nextInChain(data, last)
-		if !ok || !joins(before, last, has2, next) {
+		if !ok {
+			return text, last
+		}
+		inArray = inArray && bytes.IndexByte(data[last.end:next.start], ')') < 0
+		if !(inArray && next.bare) && !joins(before, last, has2, next) {
 			return text, last
 		}
 		text = append(text, data[next.start:next.end]...)
 		before, last, has2 = last, next, true
+		inArray = inArray || next.array
 	}
 	return text, last
-}
-
-// looksEncoded says whether text, a run's characters, looks like base64
-// of data somewhere: in one of its stretches of minBase64Run characters
-// (the last one ending it), a digit in 32 or more, and an upper-case and
-// a lower-case letter in 8 or more each. Base64 of binaries and of text
-// has about one digit in ten (bash, argparse.py and the GPL measured 9 to
-// 11%) and both cases by the third; words joined from a list ("abc",
-// "def", … in a lexer's tables), a binary's symbol names, a file of one
-// letter repeated and hex (PostScript images) fail one of these, and are
-// not decoded. Stretches, not the whole: padding a payload with zeros
-// ("AAAA…") does not hide it.
-func looksEncoded(text []byte) bool {
-	for i := 0; i < len(text); i += minBase64Run {
-		w := text[max(0, min(i, len(text)-minBase64Run)):min(len(text), i+minBase64Run)]
-		var digits, upper, lower int
-		for _, c := range w {
-			switch {
-			case c >= '0' && c <= '9':
-				digits++
-			case c >= 'A' && c <= 'Z':
-				upper++
-			case c >= 'a' && c <= 'z':
-				lower++
-			}
-		}
-		if digits*32 >= len(w) && upper*8 >= len(w) && lower*8 >= len(w) {
-			return true
-		}
-	}
-	return false
 }
 
 // joins says whether next goes on a run whose last piece is last (and
@@ -372,10 +360,12 @@ func looksEncoded(text []byte) bool {
 // or a word: "DATA" closing a here-document) goes on only a line that
 // continues ("\\") or as the next line of a wrapped block: one no longer
 // than the line before, which is not itself shorter than the line before
-// it (a shorter line is a block's last).
+// it (a shorter line is a block's last). An element of an array goes on
+// with whatever its chain leads to: the element alone on its line after
+// it is one bash joins.
 func joins(before, last piece, has2 bool, next piece) bool {
 	switch {
-	case !next.bare || last.cont:
+	case !next.bare || last.cont || last.array:
 		return true
 	case !last.line || next.len() > last.len():
 		return false

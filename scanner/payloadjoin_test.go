@@ -87,7 +87,7 @@ func joinForms() []joinForm {
 		}
 		return b.String()
 	}
-	return []joinForm{
+	return append([]joinForm{
 		{"here-document with <<- and tabs", "tmp/i.sh", true, false, func(enc string) string {
 			return "#!/bin/sh\nbase64 -d <<-EOF\n" + each(lines(enc, 76), "\t\t%s\n") + "\tEOF\n"
 		}},
@@ -189,7 +189,7 @@ func joinForms() []joinForm {
 			return each(lines(enc, 64), "%s\n")
 		}},
 		{"a .b64 file on one line", "opt/app/x.b64", false, false, func(enc string) string { return enc + "\n" }},
-	}
+	}, arrayJoinForms()...)
 }
 
 // longName is a variable's name of more than minPiece characters of the

@@ -114,6 +114,12 @@ func FuzzBase64Payloads(f *testing.F) {
 	for _, size := range []int{56, 3001} {
 		f.Add([]byte(paddedChunks(samples.Filler(9000), size)))
 	}
+	// Arrays with comments, continued lines and appends among their
+	// elements, and with the gaps that end their chains.
+	for _, rarity := range []int{3, 30} {
+		f.Add(randomArray(rng, enc, rarity))
+	}
+	f.Add([]byte(shellWordArrays))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		samePayloads(t, data)
 	})
