@@ -63,7 +63,7 @@ func detectArchive(it *item, head []byte, size int64) archiveKind {
 		return archiveTar
 	case isDeb(head):
 		return archiveAr
-	case isLzmaAlone(head), isLZW(head):
+	case isLzmaAlone(head), isLZW(head), isLZ4(head), isLzip(head):
 		return archiveStream
 	}
 	switch detectCompression(head) {
@@ -230,6 +230,14 @@ func (w *walker) unarchiveHeld(it item, a *archived) error {
 			}
 		}
 	}
+	if a.at != "" && err != nil && !w.hardError(err) && !errors.Is(err, errUnsupported) {
+		// A stream behind a prefix ends where its own format does, and
+		// programs carry such streams followed by other data: what
+		// follows it, or a stream that does not decode to its end, is no
+		// finding (gzip -d stops at the same place, and the whole file
+		// is scanned as bytes). One that cannot be decoded at all is.
+		err = quietError{err}
+	}
 	return w.settle(it, err)
 }
 
@@ -262,6 +270,10 @@ func (w *walker) settle(it item, err error) error {
 	if err == nil || w.hardError(err) {
 		return err
 	}
+	if errors.As(err, new(quietError)) {
+		w.unread++ // not read to its end: scanned whole as bytes
+		return nil
+	}
 	w.archiveFinding(it, ArchiveUnreadableRule, unreadableSeverity(err), "archive could not be read to its end: "+err.Error())
 	return nil
 }
@@ -290,7 +302,7 @@ const archiveHead = 4 << 10
 // size; a trimmed zip is marked so, for its gaps to be scanned (see
 // scanZipGaps).
 func (w *walker) trimmable(it *item, a *archived, n int) bool {
-	t := a != nil && (a.kind == archiveZip || a.kind == archiveStream) && !a.tar && w.st.rs.knownBad == nil &&
+	t := a != nil && (a.kind == archiveZip || a.kind == archiveStream && nestedCompression(a.data) != compressedLzma) && !a.tar && w.st.rs.knownBad == nil &&
 		it.nest < w.s.limits.MaxArchiveDepth && n > archiveHead
 	if t {
 		a.trimmed = true

@@ -3,21 +3,25 @@ package scanner
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // Archives behind a prefix. A self-extracting file is something the host
 // runs followed by what it unpacks: a "#!" zipapp or a self-extractor
-// ending in a zip (see zipAtEnd), or a script followed by a compressed
-// stream. gzexe (in Debian's gzip package) writes a script that unpacks
-// the gzip after its own lines with tail; makeself's default archive is
-// a script followed by a .tar.gz (or .tar.bz2, .tar.xz, .tar.zst). Such a
-// stream's first bytes are no magic at the file's start, so the file is
-// looked into where each stream starts.
+// ending in a zip (see zipAtEnd), or a script or a program followed by a
+// compressed stream. gzexe (in Debian's gzip package) writes a script
+// that unpacks the gzip after its own lines with tail; makeself's default
+// archive is a script followed by a .tar.gz (or .tar.bz2, .tar.xz,
+// .tar.zst, .lzma); a script run with sh needs no "#!", and a program can
+// read what follows it from /proc/self/exe. Such a stream's first bytes
+// are no magic at the file's start, so every file that is no archive
+// itself is looked into where each stream starts.
 
-// maxBehindStreams caps the compressed streams looked into behind one
-// script's first line. A script with more is reported ArchiveUnreadable
+// maxBehindStreams caps the compressed streams looked into in one file
+// behind its start. A file with more is reported ArchiveUnreadable
 // (high): the ones after the cap are not read.
 const maxBehindStreams = 64
 
@@ -27,27 +31,31 @@ const maxBehindStreams = 64
 const streamTrial = 512
 
 // behindPrefix lists what data, a whole file of kind, holds behind a
-// prefix: a zip at its end, and the compressed streams behind the first
-// line of a script. truncated says a script held more streams than
-// maxBehindStreams.
+// prefix: a zip at its end, and the compressed streams after its first
+// byte, when the file is no archive itself. truncated says it held more
+// streams than maxBehindStreams.
 func (w *walker) behindPrefix(data []byte, kind archiveKind) (out []*archived, truncated bool, err error) {
 	if kind != archiveZip {
 		if start, ok := zipAtEnd(data); ok {
 			out = append(out, &archived{kind: archiveZip, data: bytes.Clone(data[start:])})
 		}
 	}
-	if kind == archiveStream || !bytes.HasPrefix(data, []byte("#!")) {
-		return out, false, nil
-	}
-	line := bytes.IndexByte(data, '\n')
-	if line < 0 {
+	if kind != notArchive && kind != archivePayloads {
+		// An archive's own members are looked into as such.
 		return out, false, nil
 	}
 	var rest []byte // one copy for every stream: each is a suffix of it
-	for _, off := range streamStarts(data, line+1) {
+	nul := bytes.IndexByte(data, 0)
+	for _, off := range streamStarts(data, 1) {
+		// A stream pullgate cannot decode is taken for one (and refused)
+		// behind text, a script's lines, where its magic number is no
+		// accident, and when it is xz, whose headers carry checksums;
+		// programs that handle LZ4, lzip or zstd carry their magic
+		// numbers followed by anything.
+		loud := nul < 0 || nul >= off || nestedCompression(data[off:]) == compressedXz
 		var ok bool
 		err := w.releasingBig(func() (err error) {
-			ok, err = w.decodesAsStream(data[off:])
+			ok, err = w.decodesAsStream(data[off:], loud)
 			return err
 		})
 		if err != nil {
@@ -63,17 +71,20 @@ func (w *walker) behindPrefix(data []byte, kind archiveKind) (out []*archived, t
 			rest = bytes.Clone(data[off:])
 		}
 		out = append(out, &archived{kind: archiveStream, data: rest[len(rest)-(len(data)-off):],
-			at: fmt.Sprintf("%v@%d", detectCompression(data[off:]), off)})
+			at: fmt.Sprintf("%v@%d", nestedCompression(data[off:]), off)})
 	}
 	return out, false, nil
 }
 
 // streamStarts lists, in order, the offsets from from on where data holds
-// the magic bytes of a gzip, xz, bzip2 or zstd stream that detectArchive
-// takes for one.
+// the magic bytes of a stream that detectArchive takes for one: gzip, xz,
+// bzip2, zstd, LZ4, lzip and compress(1) by their magic numbers, .lzma with xz's and
+// the LZMA SDK's default properties (0x5d; other properties are not
+// looked for behind a prefix).
 func streamStarts(data []byte, from int) []int {
 	var offs []int
-	for _, m := range [][]byte{gzipMagic, xzMagic, bzip2Magic, zstdMagic} {
+	magics := [][]byte{gzipMagic, xzMagic, bzip2Magic, zstdMagic, {0x5d, 0, 0}, {0x04, 0x22, 0x4d, 0x18}, []byte("LZIP"), {0x1f, 0x9d}}
+	for _, m := range magics {
 		for i := from; i < len(data); {
 			j := bytes.Index(data[i:], m)
 			if j < 0 {
@@ -86,44 +97,51 @@ func streamStarts(data []byte, from int) []int {
 			i = at + 1
 		}
 	}
-	// In file order, so findings read as the file does.
-	for i := 1; i < len(offs); i++ {
-		for j := i; j > 0 && offs[j] < offs[j-1]; j-- {
-			offs[j], offs[j-1] = offs[j-1], offs[j]
-		}
-	}
+	slices.Sort(offs) // in file order, so findings read as the file does
 	return offs
 }
 
 // decodesAsStream says whether data starts with a compressed stream that
-// decodes its first streamTrial bytes (or to its end) without an error.
+// decodes its first streamTrial bytes (or to its end) without an error,
+// or, when unreadable is set, one that pullgate cannot decode at all.
 // What the trial decodes counts against MaxLayerBytes, as unpacking does.
-func (w *walker) decodesAsStream(data []byte) (bool, error) {
+func (w *walker) decodesAsStream(data []byte, unreadable bool) (bool, error) {
 	br := bufio.NewReader(bytes.NewReader(data))
-	body, release, err := decompress(detectCompression(data), br, w.chargeDecoder)
-	if err != nil {
-		if w.hardError(err) {
-			return false, err
-		}
+	body, release, err := decompress(nestedCompression(data), br, w.chargeDecoder)
+	switch {
+	case err == nil:
+	case w.decoderLimit(err):
+		return false, nil
+	case w.hardError(err):
+		return false, err
+	case errors.Is(err, errUnsupported):
+		// A stream a host's tools unpack and pullgate cannot: looked
+		// into, it is refused (see unreadableSeverity).
+		return unreadable, nil
+	default:
 		return false, nil
 	}
 	defer release()
-	ur := &unarchiveReader{r: body, w: w, what: "compressed stream in a script"}
+	ur := &unarchiveReader{r: decoderErrors(body), w: w, what: "compressed stream behind a prefix"}
 	n, err := io.ReadFull(ur, make([]byte, streamTrial))
 	switch {
 	case err == nil, err == io.ErrUnexpectedEOF && n > 0, err == io.EOF:
 		return true, nil
+	case errors.Is(err, errUnsupported):
+		return unreadable, nil
+	case w.decoderLimit(err):
+		return false, nil
 	case w.hardError(err):
 		return false, err
 	}
 	return false, nil
 }
 
-// tooManyStreams reports a script whose streams behind its first line
-// were not all read.
+// tooManyStreams reports a file whose streams behind its start were not
+// all read.
 func (w *walker) tooManyStreams(it item) {
 	w.archiveFinding(it, ArchiveUnreadableRule, SeverityHigh,
-		fmt.Sprintf("more than %d compressed streams behind the script's first line; those after them were not read", maxBehindStreams))
+		fmt.Sprintf("more than %d compressed streams behind the file's start; those after them were not read", maxBehindStreams))
 }
 
 // unarchiveAll looks into each archive of as, found in the file it (see
@@ -138,4 +156,14 @@ func (w *walker) unarchiveAll(it item, as []*archived, tooMany bool) error {
 		w.tooManyStreams(it)
 	}
 	return nil
+}
+
+// decoderLimit says whether err is a decoder's own limit (a zstd window or
+// an xz dictionary over 64 MiB), not the layer's: bytes that only look
+// like such a stream's header are common in programs that carry the
+// decoders' tables, so a candidate behind a prefix that asks for more is
+// taken for other bytes (docs/detection.md), where the same stream at a
+// file's start is refused.
+func (w *walker) decoderLimit(err error) bool {
+	return errors.Is(err, ErrLimit) && w.scanned() <= w.s.limits.MaxLayerBytes && w.st.ctx.Err() == nil
 }

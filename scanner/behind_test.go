@@ -60,6 +60,11 @@ func TestStreamsBehindAScriptRead(t *testing.T) {
 		{"makeself .tar.bz2", selfExtracting(cli(t, release, "bzip2", "-c"), "j"), "j", "!xmrig-6.21.0/xmrig"},
 		{"makeself .tar.zst", selfExtracting(zstdBytes(t, release), "--zstd -"), "", "!xmrig-6.21.0/xmrig"},
 		{"gzexe", gzexed(t, samples.XMRig()), "", "!gzip"},
+		// Run with sh, or read from /proc/self/exe: no "#!" needed.
+		{"a comment for a first line", append([]byte("# run with sh\ntail -c +40 \"$0\" | tar xz\nexit\n"), gzipBytes(t, release)...), "", "!xmrig-6.21.0/xmrig"},
+		{"a byte-order mark before #!", append([]byte("\ufeff#!/bin/sh\ntail -c +30 \"$0\" | tar xz\n"), gzipBytes(t, release)...), "", "!xmrig-6.21.0/xmrig"},
+		{"appended to a program", append(samples.ELF("a helper"), gzipBytes(t, release)...), "", "!xmrig-6.21.0/xmrig"},
+		{"makeself .lzma", selfExtracting(cli(t, samples.XMRig(), "xz", "--format=lzma", "-c"), "--lzma "), "", "!lzma"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -81,12 +86,12 @@ func TestStreamsBehindAScriptRead(t *testing.T) {
 				t.Fatalf("ScanLayer: %v", err)
 			}
 			off := len(c.data)
-			for _, m := range [][]byte{gzipMagic, xzMagic, bzip2Magic, zstdMagic} {
+			for _, m := range [][]byte{gzipMagic, xzMagic, bzip2Magic, zstdMagic, {0x5d, 0, 0}} {
 				if i := bytes.Index(c.data, m); i > 0 && i < off {
 					off = i
 				}
 			}
-			want := fmt.Sprintf("/tmp/install.sh!%v@%d%s", detectCompression(c.data[off:]), off, c.inside)
+			want := fmt.Sprintf("/tmp/install.sh!%v@%d%s", nestedCompression(c.data[off:]), off, c.inside)
 			if !hasFinding(res.Findings, "MinerXMRig", want) {
 				t.Fatalf("findings %v: want MinerXMRig on %s", res.Findings, want)
 			}
@@ -106,12 +111,19 @@ func TestStreamsBehindAScriptKeptOut(t *testing.T) {
 	for i := range maxBehindStreams + 1 {
 		many = append(many, gzipBytes(t, fmt.Appendf(nil, "part %d\n", i))...)
 	}
+	zstdDict := []byte("\x28\xb5\x2f\xfd\x21\x07\x05\x29\x00\x00hello")
 	for _, c := range []struct {
 		name string
 		data []byte
 		want string // the one rule expected, or none
 	}{
 		{"gzip's magic followed by noise", fake, ""},
+		// Streams a host unpacks and pullgate cannot: refused behind a
+		// script's lines, not in a program's bytes.
+		{"xz with the x86 filter behind a script", append([]byte("#!/bin/sh\n"), cli(t, samples.XMRig(), "xz", "--x86", "--lzma2", "-c")...), ArchiveUnreadableRule},
+		{"a zstd frame that needs a dictionary behind a script", append([]byte("#!/bin/sh\n"), zstdDict...), ArchiveUnreadableRule},
+		{"compress(1) behind a script", append([]byte("#!/bin/sh\n"), 0x1f, 0x9d, 0x90, 0x23, 0x21, 0x2f), ArchiveUnreadableRule},
+		{"LZ4's magic in a program", append(samples.ELF("lz4 support"), 0x04, 0x22, 0x4d, 0x18, 0x64, 0x40, 0xa7), ""},
 		{"a benign archive", benign, ""},
 		{"more streams than are read", many, ArchiveUnreadableRule},
 	} {

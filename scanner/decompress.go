@@ -32,10 +32,12 @@ const (
 	compressedZstd
 	compressedLzma // inside layers only (see nestedCompression)
 	compressedLZW  // inside layers only, refused (see errLZW)
+	compressedLZ4  // inside layers only, refused
+	compressedLzip // inside layers only, refused
 )
 
 func (c compression) String() string {
-	return [...]string{"uncompressed", "bzip2", "gzip", "xz", "zstd", "lzma", "compress"}[c]
+	return [...]string{"uncompressed", "bzip2", "gzip", "xz", "zstd", "lzma", "compress", "lz4", "lzip"}[c]
 }
 
 // The magic bytes moby and containerd check; gzip includes its only
@@ -143,6 +145,10 @@ func decompress(c compression, br *bufio.Reader, charge func(int64) error) (io.R
 		return lr, func() {}, nil
 	case compressedLZW:
 		return nil, nil, errLZW
+	case compressedLZ4:
+		return nil, nil, errLZ4
+	case compressedLzip:
+		return nil, nil, errLzip
 	case compressedXz:
 		g := newXzGuard(br)
 		g.charge = charge

@@ -22,6 +22,26 @@ func (w *walker) walkStream(it item, br *bufio.Reader) error {
 		return err
 	}
 	c := nestedCompression(magic)
+	if c == compressedLzma {
+		// Known by a weak signature (see isLzmaAlone): a decoding error
+		// may only mean the file is no .lzma at all.
+		err := w.walkStreamOf(it, br, c)
+		if err != nil && !w.hardError(err) {
+			return quietError{err}
+		}
+		return err
+	}
+	return w.walkStreamOf(it, br, c)
+}
+
+// quietError is a failure to read a file as an archive that is no finding
+// of its own: the file is scanned whole as bytes all the same (see settle).
+type quietError struct{ error }
+
+func (q quietError) Unwrap() error { return q.error }
+
+// walkStreamOf is walkStream for a stream of compression c.
+func (w *walker) walkStreamOf(it item, br *bufio.Reader, c compression) error {
 	body, release, err := decompress(c, br, w.chargeDecoder)
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package scanner
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -18,21 +19,36 @@ import (
 // own beyond a few header bytes, so the header is checked strictly.
 
 // isLzmaAlone says whether b starts like an .lzma file as xz and the LZMA
-// SDK write it: the default properties (lc=3, lp=0, pb=2: 0x5d; no tool
-// writes others unless told to), a dictionary size of 2^n or 2^n+2^(n-1)
-// from 4 KiB up, an uncompressed size that is unknown (all ones) or under
-// 2^48, and the range coder's first byte, which is always zero. Kotlin's
-// metadata files, among others, pass every test but the first.
+// SDK write it: properties lc+lp*9+pb*45 under 225, a dictionary size of
+// 2^n or 2^n+2^(n-1) from 4 KiB up to xz's largest (64 MiB: a larger one
+// is taken for other bytes, not refused), an uncompressed size that is unknown
+// (all ones) or under 2^48, and the range coder's first byte, which is
+// always zero. Other files pass these tests too (Kotlin's metadata files
+// do), so a file taken for .lzma is scanned whole as bytes as well, and a
+// decoding error in it is no finding (see walkStream): unlzma stops at the
+// same error, and what decoded before it is scanned.
 func isLzmaAlone(b []byte) bool {
-	if len(b) < 14 || b[0] != 0x5d || b[13] != 0 {
+	if len(b) < 14 || b[0] >= 9*5*5 || b[13] != 0 {
 		return false
 	}
 	d := binary.LittleEndian.Uint32(b[1:5])
-	if top := d >> bits.TrailingZeros32(d); d < 1<<12 || top != 1 && top != 3 {
+	if top := d >> bits.TrailingZeros32(d); d < 1<<12 || d > xzMaxDict || top != 1 && top != 3 {
 		return false
 	}
 	size := binary.LittleEndian.Uint64(b[5:13])
 	return size == ^uint64(0) || size < 1<<48
+}
+
+// isLZ4 says whether b starts with an LZ4 frame's magic number, or the
+// legacy format's: zstd -d and lz4 unpack both, pullgate does not.
+func isLZ4(b []byte) bool {
+	return bytes.HasPrefix(b, []byte{0x04, 0x22, 0x4d, 0x18}) || bytes.HasPrefix(b, []byte{0x02, 0x21, 0x4c, 0x18})
+}
+
+// isLzip says whether b starts with lzip's header ("LZIP", version 0 or
+// 1): lzip and bsdtar unpack it, pullgate does not.
+func isLzip(b []byte) bool {
+	return len(b) >= 5 && string(b[:4]) == "LZIP" && b[4] <= 1
 }
 
 // isLZW says whether b starts with compress(1)'s header: 1f 9d and a flag
@@ -55,6 +71,10 @@ func nestedCompression(b []byte) compression {
 		return compressedLzma
 	case isLZW(b):
 		return compressedLZW
+	case isLZ4(b):
+		return compressedLZ4
+	case isLzip(b):
+		return compressedLzip
 	}
 	return uncompressed
 }
@@ -100,5 +120,9 @@ func (t *toTheEnd) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// errLZW: .Z files are refused, not read (see docs/detection.md).
-var errLZW = fmt.Errorf("%w: compress(1) .Z (LZW), which gzip -d and uncompress unpack", errUnsupported)
+// Formats refused, not read (see docs/detection.md).
+var (
+	errLZW  = fmt.Errorf("%w: compress(1) .Z (LZW), which gzip -d and uncompress unpack", errUnsupported)
+	errLZ4  = fmt.Errorf("%w: LZ4, which lz4 and zstd -d unpack", errUnsupported)
+	errLzip = fmt.Errorf("%w: lzip, which lzip and bsdtar unpack", errUnsupported)
+)

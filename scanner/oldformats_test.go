@@ -56,6 +56,9 @@ func TestOlderFormatsInLayers(t *testing.T) {
 		{"deb, data.tar.gz", "opt/p/tool.deb", debOf(t, "-Zgzip"), "MinerXMRig", "/opt/p/tool.deb!data.tar.gz!usr/bin/kworker", SeverityHigh},
 		{"deb named otherwise", "var/cache/blob", debOf(t, "-Zzstd"), "MinerXMRig", "/var/cache/blob!data.tar.zst!usr/bin/kworker", SeverityHigh},
 		{"lzma", "opt/p/m.lzma", lzmaFile, "MinerXMRig", "/opt/p/m.lzma!m", SeverityHigh},
+		{"lzma, other properties", "opt/p/m.lzma", cli(t, samples.XMRig(), "xz", "--format=lzma", "--lzma1=lc=0,lp=0,pb=0", "-c"), "MinerXMRig", "/opt/p/m.lzma!m", SeverityHigh},
+		{"lz4", "opt/p/m.lz4", append([]byte{0x04, 0x22, 0x4d, 0x18, 0x64, 0x40, 0xa7}, samples.Filler(100)...), ArchiveUnreadableRule, "/opt/p/m.lz4", SeverityHigh},
+		{"lzip", "opt/p/m.tar.lz", append([]byte("LZIP\x01\x14"), samples.Filler(100)...), ArchiveUnreadableRule, "/opt/p/m.tar.lz", SeverityHigh},
 		// A frame header naming dictionary 7: the decoder cannot go on.
 		{"zstd with a dictionary", "opt/p/m.zst", []byte("\x28\xb5\x2f\xfd\x21\x07\x05\x29\x00\x00hello"), ArchiveUnreadableRule, "/opt/p/m.zst", SeverityHigh},
 		{"compress .Z", "opt/p/m.Z", append([]byte{0x1f, 0x9d, 0x90}, samples.Filler(3000)...), ArchiveUnreadableRule, "/opt/p/m.Z", SeverityHigh},

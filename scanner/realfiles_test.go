@@ -128,8 +128,9 @@ func TestRealFilesAreNotBlocked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Files != int64(len(files)) {
-		t.Errorf("scanned %d files, want %d", res.Files, len(files))
+	if res.Files < int64(len(files)) {
+		// More with what the files hold: streams programs carry.
+		t.Errorf("scanned %d files, want at least %d", res.Files, len(files))
 	}
 	for _, f := range res.Blocking() {
 		t.Errorf("ordinary file blocked: %+v", f)
