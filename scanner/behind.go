@@ -3,6 +3,7 @@ package scanner
 import (
 	"bufio"
 	"bytes"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"io"
@@ -46,7 +47,7 @@ func (w *walker) behindPrefix(data []byte, kind archiveKind) (out []*archived, t
 	}
 	var rest []byte // one copy for every stream: each is a suffix of it
 	nul := bytes.IndexByte(data, 0)
-	for _, off := range streamStarts(data, 1) {
+	for _, off := range streamStarts(data, 1, nul) {
 		// A stream pullgate cannot decode is taken for one (and refused)
 		// behind text, a script's lines, where its magic number is no
 		// accident, and when it is xz, whose headers carry checksums;
@@ -76,29 +77,107 @@ func (w *walker) behindPrefix(data []byte, kind archiveKind) (out []*archived, t
 	return out, false, nil
 }
 
+// streamMagics are what streamStarts looks for: each stream's magic
+// number, found by a byte of it (anchor) with IndexByte, one pass over the
+// file at memory speed for each anchor byte, shared by the magics that
+// have it. back is how far before the pattern the stream starts (bzip2's
+// "BZh9" before its block magic). Formats pullgate cannot decode, and
+// .lzma, whose header is a weak signature that a program's bytes match
+// every few kilobytes, are looked for behind text only: up to the file's
+// first NUL.
+var streamMagics = []streamMagic{
+	{m: gzipMagic, anchor: 0},
+	{m: []byte{0x1f, 0x9d}, anchor: 0, textOnly: true},
+	{m: xzMagic, anchor: 0},
+	{m: zstdMagic, anchor: 3},
+	{m: bzip2Block, anchor: 3, back: 4}, // "1AY&SY" after "BZh1".."BZh9"
+	{m: []byte{0x5d, 0, 0}, anchor: 0, textOnly: true},
+	{m: []byte{0x04, 0x22, 0x4d, 0x18}, anchor: 3, textOnly: true},
+	{m: []byte("LZIP"), anchor: 1, textOnly: true},
+}
+
+type streamMagic struct {
+	m        []byte
+	anchor   int
+	back     int
+	textOnly bool
+}
+
+// anchors groups streamMagics by anchor byte, in their order.
+var anchors = func() (out [][]streamMagic) {
+	at := map[byte]int{}
+	for _, sm := range streamMagics {
+		b := sm.m[sm.anchor]
+		if _, ok := at[b]; !ok {
+			at[b] = len(out)
+			out = append(out, nil)
+		}
+		out[at[b]] = append(out[at[b]], sm)
+	}
+	return out
+}()
+
 // streamStarts lists, in order, the offsets from from on where data holds
-// the magic bytes of a stream that detectArchive takes for one: gzip, xz,
-// bzip2, zstd, LZ4, lzip and compress(1) by their magic numbers, .lzma with xz's and
-// the LZMA SDK's default properties (0x5d; other properties are not
-// looked for behind a prefix).
-func streamStarts(data []byte, from int) []int {
+// the magic bytes of a stream that detectArchive takes for one (see
+// streamMagics); nul is the file's first NUL. A file with no NUL at all
+// holds none: every stream of the size of a program has one.
+func streamStarts(data []byte, from, nul int) []int {
+	if nul < 0 {
+		return nil
+	}
+	code := codeRanges(data)
 	var offs []int
-	magics := [][]byte{gzipMagic, xzMagic, bzip2Magic, zstdMagic, {0x5d, 0, 0}, {0x04, 0x22, 0x4d, 0x18}, []byte("LZIP"), {0x1f, 0x9d}}
-	for _, m := range magics {
-		for i := from; i < len(data); {
-			j := bytes.Index(data[i:], m)
+	for _, group := range anchors {
+		end := 0
+		for _, sm := range group {
+			e := len(data)
+			if sm.textOnly {
+				e = min(e, nul+len(sm.m)+sm.back)
+			}
+			end = max(end, e)
+		}
+		a := group[0].m[group[0].anchor]
+		c := 0
+		for i := from; i < end; {
+			for c < len(code) && code[c][1] <= i {
+				c++
+			}
+			stop := end
+			if c < len(code) {
+				if code[c][0] <= i {
+					i = code[c][1]
+					continue
+				}
+				stop = min(end, code[c][0])
+			}
+			j := bytes.IndexByte(data[i:stop], a)
 			if j < 0 {
-				break
+				i = stop
+				continue
 			}
-			at := i + j
-			if detectArchive(&item{}, data[at:min(len(data), at+2*blockSize)], -1) == archiveStream {
-				offs = append(offs, at)
+			i += j + 1
+			for _, sm := range group {
+				offs = sm.appendAt(offs, data, i-1, from, nul)
 			}
-			i = at + 1
 		}
 	}
 	slices.Sort(offs) // in file order, so findings read as the file does
 	return offs
+}
+
+// appendAt appends the start of sm's stream to offs when its anchor byte
+// at data[k] is part of its magic and detectArchive takes what follows
+// for a stream.
+func (sm streamMagic) appendAt(offs []int, data []byte, k, from, nul int) []int {
+	p := k - sm.anchor
+	at := p - sm.back
+	if at < from || p+len(sm.m) > len(data) || sm.textOnly && at > nul || !bytes.Equal(data[p:p+len(sm.m)], sm.m) {
+		return offs
+	}
+	if detectArchive(&item{}, data[at:min(len(data), at+2*blockSize)], -1) != archiveStream {
+		return offs
+	}
+	return append(offs, at)
 }
 
 // decodesAsStream says whether data starts with a compressed stream that
@@ -166,4 +245,33 @@ func (w *walker) unarchiveAll(it item, as []*archived, tooMany bool) error {
 // file's start is refused.
 func (w *walker) decoderLimit(err error) bool {
 	return errors.Is(err, ErrLimit) && w.scanned() <= w.s.limits.MaxLayerBytes && w.st.ctx.Err() == nil
+}
+
+// codeRanges lists, in file order, the file ranges of an ELF program's
+// executable sections: machine code, where the bytes of the magic numbers
+// (0x1f of gzip's is in x86's most common padding instruction) come every
+// few bytes, and a stream is never kept, since it would be run. What a
+// program carries as data, or appended to it, lies elsewhere. Anything but
+// a well-formed ELF gives none.
+func codeRanges(data []byte) [][2]int {
+	if !isELF(data) {
+		return nil
+	}
+	f, err := elf.NewFile(bytes.NewReader(data))
+	if err != nil {
+		return nil
+	}
+	var rs [][2]int
+	for _, sec := range f.Sections {
+		if sec.Flags&elf.SHF_EXECINSTR == 0 || sec.Type == elf.SHT_NOBITS {
+			continue
+		}
+		from, to := sec.Offset, sec.Offset+sec.FileSize
+		if to < from || to > uint64(len(data)) {
+			continue
+		}
+		rs = append(rs, [2]int{int(from), int(to)})
+	}
+	slices.SortFunc(rs, func(a, b [2]int) int { return a[0] - b[0] })
+	return rs
 }
