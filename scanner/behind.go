@@ -47,13 +47,19 @@ func (w *walker) behindPrefix(data []byte, kind archiveKind) (out []*archived, t
 	}
 	var rest []byte // one copy for every stream: each is a suffix of it
 	nul := bytes.IndexByte(data, 0)
-	for _, off := range streamStarts(data, 1, nul) {
+	if nul < 0 {
+		// No NUL at all: no compressed stream of any size.
+		return out, false, nil
+	}
+	text := textEnd(data)
+	for _, off := range streamStarts(data, 1, text) {
 		// A stream pullgate cannot decode is taken for one (and refused)
 		// behind text, a script's lines, where its magic number is no
 		// accident, and when it is xz, whose headers carry checksums;
 		// programs that handle LZ4, lzip or zstd carry their magic
-		// numbers followed by anything.
-		loud := nul < 0 || nul >= off || nestedCompression(data[off:]) == compressedXz
+		// numbers followed by anything, and other binary data (a
+		// profile's protobuf) holds compress(1)'s by chance.
+		loud := off <= text || nestedCompression(data[off:]) == compressedXz
 		var ok bool
 		err := w.releasingBig(func() (err error) {
 			ok, err = w.decodesAsStream(data[off:], loud)
@@ -84,7 +90,7 @@ func (w *walker) behindPrefix(data []byte, kind archiveKind) (out []*archived, t
 // "BZh9" before its block magic). Formats pullgate cannot decode, and
 // .lzma, whose header is a weak signature that a program's bytes match
 // every few kilobytes, are looked for behind text only: up to the file's
-// first NUL.
+// first byte that is no text (see textEnd).
 var streamMagics = []streamMagic{
 	{m: gzipMagic, anchor: 0},
 	{m: []byte{0x1f, 0x9d}, anchor: 0, textOnly: true},
@@ -119,12 +125,8 @@ var anchors = func() (out [][]streamMagic) {
 
 // streamStarts lists, in order, the offsets from from on where data holds
 // the magic bytes of a stream that detectArchive takes for one (see
-// streamMagics); nul is the file's first NUL. A file with no NUL at all
-// holds none: every stream of the size of a program has one.
-func streamStarts(data []byte, from, nul int) []int {
-	if nul < 0 {
-		return nil
-	}
+// streamMagics); text is where the file's text ends (see textEnd).
+func streamStarts(data []byte, from, text int) []int {
 	code := codeRanges(data)
 	var offs []int
 	for _, group := range anchors {
@@ -132,7 +134,7 @@ func streamStarts(data []byte, from, nul int) []int {
 		for _, sm := range group {
 			e := len(data)
 			if sm.textOnly {
-				e = min(e, nul+len(sm.m)+sm.back)
+				e = min(e, text+len(sm.m)+sm.back)
 			}
 			end = max(end, e)
 		}
@@ -157,7 +159,7 @@ func streamStarts(data []byte, from, nul int) []int {
 			}
 			i += j + 1
 			for _, sm := range group {
-				offs = sm.appendAt(offs, data, i-1, from, nul)
+				offs = sm.appendAt(offs, data, i-1, from, text)
 			}
 		}
 	}
@@ -168,10 +170,10 @@ func streamStarts(data []byte, from, nul int) []int {
 // appendAt appends the start of sm's stream to offs when its anchor byte
 // at data[k] is part of its magic and detectArchive takes what follows
 // for a stream.
-func (sm streamMagic) appendAt(offs []int, data []byte, k, from, nul int) []int {
+func (sm streamMagic) appendAt(offs []int, data []byte, k, from, text int) []int {
 	p := k - sm.anchor
 	at := p - sm.back
-	if at < from || p+len(sm.m) > len(data) || sm.textOnly && at > nul || !bytes.Equal(data[p:p+len(sm.m)], sm.m) {
+	if at < from || p+len(sm.m) > len(data) || sm.textOnly && at > text || !bytes.Equal(data[p:p+len(sm.m)], sm.m) {
 		return offs
 	}
 	if detectArchive(&item{}, data[at:min(len(data), at+2*blockSize)], -1) != archiveStream {
@@ -274,4 +276,16 @@ func codeRanges(data []byte) [][2]int {
 	}
 	slices.SortFunc(rs, func(a, b [2]int) int { return a[0] - b[0] })
 	return rs
+}
+
+// textEnd is where data stops being text: its first control byte other
+// than a tab, a line break, a carriage return or a form feed (a NUL, or
+// the first byte of a compressed stream's header, or of a program).
+func textEnd(data []byte) int {
+	for i, c := range data {
+		if c < 0x20 && c != '\t' && c != '\n' && c != '\r' && c != '\f' || c == 0x7f {
+			return i
+		}
+	}
+	return len(data)
 }

@@ -123,6 +123,9 @@ func TestStreamsBehindAScriptKeptOut(t *testing.T) {
 		{"xz with the x86 filter behind a script", append([]byte("#!/bin/sh\n"), cli(t, samples.XMRig(), "xz", "--x86", "--lzma2", "-c")...), ArchiveUnreadableRule},
 		{"a zstd frame that needs a dictionary behind a script", append([]byte("#!/bin/sh\n"), zstdDict...), ArchiveUnreadableRule},
 		{"compress(1) behind a script", append([]byte("#!/bin/sh\n\x1f\x9d\x90\x23\x21\x2f\x00"), samples.Filler(300)...), ArchiveUnreadableRule},
+		// A profile's protobuf (Go's default.pgo, gzipped) holds
+		// compress(1)'s header by chance, with no NUL before it.
+		{"compress(1)'s magic in binary data", append([]byte(strings.Repeat("\x08\x12\x1aname\x22", 50)+"\x1f\x9d\x90\x23\x21\x2f\x00"), samples.Filler(300)...), ""},
 		{"LZ4's magic in a program", append(samples.ELF("lz4 support"), 0x04, 0x22, 0x4d, 0x18, 0x64, 0x40, 0xa7), ""},
 		{"a benign archive", benign, ""},
 		{"more streams than are read", many, ArchiveUnreadableRule},
