@@ -3,7 +3,6 @@ package scanner
 import (
 	"bufio"
 	"bytes"
-	"debug/elf"
 	"errors"
 	"fmt"
 	"io"
@@ -127,7 +126,6 @@ var anchors = func() (out [][]streamMagic) {
 // the magic bytes of a stream that detectArchive takes for one (see
 // streamMagics); text is where the file's text ends (see textEnd).
 func streamStarts(data []byte, from, text int) []int {
-	code := codeRanges(data)
 	var offs []int
 	for _, group := range anchors {
 		end := 0
@@ -139,23 +137,10 @@ func streamStarts(data []byte, from, text int) []int {
 			end = max(end, e)
 		}
 		a := group[0].m[group[0].anchor]
-		c := 0
 		for i := from; i < end; {
-			for c < len(code) && code[c][1] <= i {
-				c++
-			}
-			stop := end
-			if c < len(code) {
-				if code[c][0] <= i {
-					i = code[c][1]
-					continue
-				}
-				stop = min(end, code[c][0])
-			}
-			j := bytes.IndexByte(data[i:stop], a)
+			j := bytes.IndexByte(data[i:end], a)
 			if j < 0 {
-				i = stop
-				continue
+				break
 			}
 			i += j + 1
 			for _, sm := range group {
@@ -247,35 +232,6 @@ func (w *walker) unarchiveAll(it item, as []*archived, tooMany bool) error {
 // file's start is refused.
 func (w *walker) decoderLimit(err error) bool {
 	return errors.Is(err, ErrLimit) && w.scanned() <= w.s.limits.MaxLayerBytes && w.st.ctx.Err() == nil
-}
-
-// codeRanges lists, in file order, the file ranges of an ELF program's
-// executable sections: machine code, where the bytes of the magic numbers
-// (0x1f of gzip's is in x86's most common padding instruction) come every
-// few bytes, and a stream is never kept, since it would be run. What a
-// program carries as data, or appended to it, lies elsewhere. Anything but
-// a well-formed ELF gives none.
-func codeRanges(data []byte) [][2]int {
-	if !isELF(data) {
-		return nil
-	}
-	f, err := elf.NewFile(bytes.NewReader(data))
-	if err != nil {
-		return nil
-	}
-	var rs [][2]int
-	for _, sec := range f.Sections {
-		if sec.Flags&elf.SHF_EXECINSTR == 0 || sec.Type == elf.SHT_NOBITS {
-			continue
-		}
-		from, to := sec.Offset, sec.Offset+sec.FileSize
-		if to < from || to > uint64(len(data)) {
-			continue
-		}
-		rs = append(rs, [2]int{int(from), int(to)})
-	}
-	slices.SortFunc(rs, func(a, b [2]int) int { return a[0] - b[0] })
-	return rs
 }
 
 // textEnd is where data stops being text: its first control byte other

@@ -2,6 +2,7 @@ package scanner
 
 import (
 	"bytes"
+	"debug/elf"
 	"fmt"
 	"os"
 	"os/exec"
@@ -142,5 +143,45 @@ func TestStreamsBehindAScriptKeptOut(t *testing.T) {
 				t.Fatalf("findings %v, want one %s (high)", res.Findings, c.want)
 			}
 		})
+	}
+}
+
+// A program's section headers are the attacker's to write (the loader
+// reads none of them): a stream in a section marked as machine code is
+// looked into as one anywhere else in the program.
+func TestStreamInACodeSectionRead(t *testing.T) {
+	objcopy, err := exec.LookPath("objcopy")
+	if err != nil {
+		t.Skip("no objcopy (binutils) on this machine")
+	}
+	dir := t.TempDir()
+	payload, prog := filepath.Join(dir, "payload.gz"), filepath.Join(dir, "helper")
+	if err := os.WriteFile(payload, gzipBytes(t, samples.XMRig()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(objcopy, "--add-section", ".text.payload="+payload,
+		"--set-section-flags", ".text.payload=code,readonly,contents", "/bin/true", prog).CombinedOutput(); err != nil {
+		t.Fatalf("objcopy: %v: %s", err, out)
+	}
+	data, err := os.ReadFile(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := elf.NewFile(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := f.Section(".text.payload")
+	if sec == nil || sec.Flags&elf.SHF_EXECINSTR == 0 {
+		t.Fatal("objcopy did not add the payload as a code section")
+	}
+	s := newTestScanner(t, Options{Workers: 2})
+	res, err := scanOne(t, s, tfile{name: "usr/bin/helper", mode: 0o755, data: data})
+	if err != nil {
+		t.Fatalf("ScanLayer: %v", err)
+	}
+	want := fmt.Sprintf("/usr/bin/helper!gzip@%d!gzip", sec.Offset)
+	if !hasFinding(res.Findings, "MinerXMRig", want) {
+		t.Fatalf("findings %v: want MinerXMRig on %s", res.Findings, want)
 	}
 }
