@@ -2,6 +2,7 @@ package scanner
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -73,7 +74,7 @@ func (w *walker) walkAr(it item, r io.Reader) error {
 				return limitError("ar table of long names is %d bytes, more than %d", size, arMaxNames)
 			}
 			if names, err = io.ReadAll(body); err != nil || int64(len(names)) != size {
-				return corruptError("read ar archive", noEOF(cmpErr(err, io.EOF)))
+				return corruptError("read ar archive", noEOF(cmp.Or(err, io.EOF)))
 			}
 			continue
 		}
@@ -107,12 +108,4 @@ func arName(name string, names []byte) string {
 		name = "ar-symbols" // "/" is the symbol table, bytes all the same
 	}
 	return name
-}
-
-// cmpErr is err, or or when err is nil.
-func cmpErr(err, or error) error {
-	if err != nil {
-		return err
-	}
-	return or
 }
