@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"slices"
+
+	"github.com/pullgate/pullgate/internal/bytepairs"
 )
 
 // Archives behind a prefix. A self-extracting file is something the host
@@ -83,19 +85,21 @@ func (w *walker) behindPrefix(data []byte, kind archiveKind) (out []*archived, t
 }
 
 // streamMagics are what streamStarts looks for: each stream's magic
-// number, found by a byte of it (anchor) with IndexByte, one pass over the
-// file at memory speed for each anchor byte, shared by the magics that
-// have it. back is how far before the pattern the stream starts (bzip2's
-// "BZh9" before its block magic). Formats pullgate cannot decode, and
+// number and where in it the bytes it is found by start (anchor). back is
+// how far before the pattern the stream starts (bzip2's "BZh9" before its
+// block magic). The magics looked for in the whole file are found by the
+// pair of bytes at anchor, all in one pass (see wholeFilePairs); a
+// program holds any one byte of them every few hundred bytes, a pair
+// about a thousand times more rarely. Formats pullgate cannot decode, and
 // .lzma, whose header is a weak signature that a program's bytes match
-// every few kilobytes, are looked for behind text only: up to the file's
-// first byte that is no text (see textEnd).
+// every few kilobytes, are looked for behind text only, up to the file's
+// first byte that is no text (see textEnd), by their byte at anchor.
 var streamMagics = []streamMagic{
 	{m: gzipMagic, anchor: 0},
 	{m: []byte{0x1f, 0x9d}, anchor: 0, textOnly: true},
 	{m: xzMagic, anchor: 0},
-	{m: zstdMagic, anchor: 3},
-	{m: bzip2Block, anchor: 3, back: 4}, // "1AY&SY" after "BZh1".."BZh9"
+	{m: zstdMagic, anchor: 0},
+	{m: bzip2Block, anchor: 2, back: 4}, // "1AY&SY" after "BZh1".."BZh9"
 	{m: []byte{0x5d, 0, 0}, anchor: 0, textOnly: true},
 	{m: []byte{0x04, 0x22, 0x4d, 0x18}, anchor: 3, textOnly: true},
 	{m: []byte("LZIP"), anchor: 1, textOnly: true},
@@ -108,18 +112,18 @@ type streamMagic struct {
 	textOnly bool
 }
 
-// anchors groups streamMagics by anchor byte, in their order.
-var anchors = func() (out [][]streamMagic) {
-	at := map[byte]int{}
+// wholeFileMagics are the streamMagics looked for in the whole file, and
+// wholeFilePairs the pairs of bytes they are found by.
+var wholeFileMagics, wholeFilePairs = func() ([]streamMagic, bytepairs.Set) {
+	var magics []streamMagic
+	var pairs [][2]byte
 	for _, sm := range streamMagics {
-		b := sm.m[sm.anchor]
-		if _, ok := at[b]; !ok {
-			at[b] = len(out)
-			out = append(out, nil)
+		if !sm.textOnly {
+			magics = append(magics, sm)
+			pairs = append(pairs, [2]byte{sm.m[sm.anchor], sm.m[sm.anchor+1]})
 		}
-		out[at[b]] = append(out[at[b]], sm)
 	}
-	return out
+	return magics, bytepairs.NewSet(pairs...)
 }()
 
 // streamStarts lists, in order, the offsets from from on where data holds
@@ -127,25 +131,25 @@ var anchors = func() (out [][]streamMagic) {
 // streamMagics); text is where the file's text ends (see textEnd).
 func streamStarts(data []byte, from, text int) []int {
 	var offs []int
-	for _, group := range anchors {
-		end := 0
-		for _, sm := range group {
-			e := len(data)
-			if sm.textOnly {
-				e = min(e, text+len(sm.m)+sm.back)
+	wholeFilePairs.Each(data, func(k int) {
+		for _, sm := range wholeFileMagics {
+			if data[k] == sm.m[sm.anchor] && data[k+1] == sm.m[sm.anchor+1] {
+				offs = sm.appendAt(offs, data, k, from, text)
 			}
-			end = max(end, e)
 		}
-		a := group[0].m[group[0].anchor]
+	})
+	for _, sm := range streamMagics {
+		if !sm.textOnly {
+			continue
+		}
+		end := min(len(data), text+len(sm.m)+sm.back)
 		for i := from; i < end; {
-			j := bytes.IndexByte(data[i:end], a)
+			j := bytes.IndexByte(data[i:end], sm.m[sm.anchor])
 			if j < 0 {
 				break
 			}
 			i += j + 1
-			for _, sm := range group {
-				offs = sm.appendAt(offs, data, i-1, from, text)
-			}
+			offs = sm.appendAt(offs, data, i-1, from, text)
 		}
 	}
 	slices.Sort(offs) // in file order, so findings read as the file does
