@@ -47,11 +47,6 @@ func (w *walker) behindPrefix(data []byte, kind archiveKind) (out []*archived, t
 		return out, false, nil
 	}
 	var rest []byte // one copy for every stream: each is a suffix of it
-	nul := bytes.IndexByte(data, 0)
-	if nul < 0 {
-		// No NUL at all: no compressed stream of any size.
-		return out, false, nil
-	}
 	text := textEnd(data)
 	for _, off := range streamStarts(data, 1, text) {
 		// A stream pullgate cannot decode is taken for one (and refused)
@@ -92,8 +87,9 @@ func (w *walker) behindPrefix(data []byte, kind archiveKind) (out []*archived, t
 // program holds any one byte of them every few hundred bytes, a pair
 // about a thousand times more rarely. Formats pullgate cannot decode, and
 // .lzma, whose header is a weak signature that a program's bytes match
-// every few kilobytes, are looked for behind text only, up to the file's
-// first byte that is no text (see textEnd), by their byte at anchor.
+// every few kilobytes, are looked for behind text only: where the file's
+// text ends (see textEnd). Each holds a control byte within its first
+// textOnlyReach bytes, so it can start nowhere else.
 var streamMagics = []streamMagic{
 	{m: gzipMagic, anchor: 0},
 	{m: []byte{0x1f, 0x9d}, anchor: 0, textOnly: true},
@@ -101,9 +97,14 @@ var streamMagics = []streamMagic{
 	{m: zstdMagic, anchor: 0},
 	{m: bzip2Block, anchor: 2, back: 4}, // "1AY&SY" after "BZh1".."BZh9"
 	{m: []byte{0x5d, 0, 0}, anchor: 0, textOnly: true},
-	{m: []byte{0x04, 0x22, 0x4d, 0x18}, anchor: 3, textOnly: true},
-	{m: []byte("LZIP"), anchor: 1, textOnly: true},
+	{m: []byte{0x04, 0x22, 0x4d, 0x18}, anchor: 0, textOnly: true},
+	{m: []byte{0x02, 0x21, 0x4c, 0x18}, anchor: 0, textOnly: true}, // LZ4's legacy frame (lz4 -l)
+	{m: []byte("LZIP"), anchor: 0, textOnly: true},                 // then its version, 0 or 1
 }
+
+// textOnlyReach is how far into a textOnly magic its first control byte
+// may be: lzip's version byte, after "LZIP".
+const textOnlyReach = 4
 
 type streamMagic struct {
 	m        []byte
@@ -128,7 +129,7 @@ var wholeFileMagics, wholeFilePairs = func() ([]streamMagic, bytepairs.Set) {
 
 // streamStarts lists, in order, the offsets from from on where data holds
 // the magic bytes of a stream that detectArchive takes for one (see
-// streamMagics); text is where the file's text ends (see textEnd).
+// streamMagics); text is where the file's text ends, textEnd(data).
 func streamStarts(data []byte, from, text int) []int {
 	var offs []int
 	wholeFilePairs.Each(data, func(k int) {
@@ -138,18 +139,13 @@ func streamStarts(data []byte, from, text int) []int {
 			}
 		}
 	})
-	for _, sm := range streamMagics {
-		if !sm.textOnly {
-			continue
-		}
-		end := min(len(data), text+len(sm.m)+sm.back)
-		for i := from; i < end; {
-			j := bytes.IndexByte(data[i:end], sm.m[sm.anchor])
-			if j < 0 {
-				break
+	// A textOnly stream starts at or before text, and its control byte
+	// ends the text: it starts at most textOnlyReach bytes before it.
+	for at := max(from, text-textOnlyReach); at <= text && at < len(data); at++ {
+		for _, sm := range streamMagics {
+			if sm.textOnly {
+				offs = sm.appendAt(offs, data, at+sm.back+sm.anchor, from, text)
 			}
-			i += j + 1
-			offs = sm.appendAt(offs, data, i-1, from, text)
 		}
 	}
 	slices.Sort(offs) // in file order, so findings read as the file does
@@ -204,7 +200,10 @@ func (w *walker) decodesAsStream(data []byte, unreadable bool) (bool, error) {
 	case w.hardError(err):
 		return false, err
 	}
-	return false, nil
+	// A stream that decodes some bytes and then fails (other data after
+	// it, a cut or wrong checksum) is one: gzip -d and xz -d write what
+	// they decoded before they complain, and a pipe to a shell runs it.
+	return n > 0, nil
 }
 
 // tooManyStreams reports a file whose streams behind its start were not

@@ -3,10 +3,13 @@ package scanner
 import (
 	"bytes"
 	"debug/elf"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -183,5 +186,58 @@ func TestStreamInACodeSectionRead(t *testing.T) {
 	want := fmt.Sprintf("/usr/bin/helper!gzip@%d!gzip", sec.Offset)
 	if !hasFinding(res.Findings, "MinerXMRig", want) {
 		t.Fatalf("findings %v: want MinerXMRig on %s", res.Findings, want)
+	}
+}
+
+// nulFreeGzip is a gzip member of payload that holds no NUL, as a crafted
+// one can: an extra field where the flags, the time and the extra flags
+// would be zero, the payload varied by the spaces after it until its
+// deflate and CRC hold none, and no size at the end (which holds one for
+// anything under 16 MiB). gzip -d writes all of it before it says the
+// file ends early, so a script piping it to a shell runs it.
+func nulFreeGzip(t *testing.T, payload string) (member, plain []byte) {
+	t.Helper()
+	head := []byte{0x1f, 0x8b, 8, 4, 1, 1, 1, 1, 2, 3, 5, 1} // FEXTRA, XLEN 0x105
+	head = append(head, 'Z', 'Z', 1, 1)                      // one subfield "ZZ" of 0x101 bytes
+	head = append(head, bytes.Repeat([]byte{'z'}, 0x101)...)
+	for pad := range 4000 {
+		plain = []byte(payload + strings.Repeat(" ", pad) + "\n")
+		// gzip's deflate, which ends in its last block of data (Go's
+		// ends in an empty one, which holds a NUL).
+		gz := cli(t, plain, "gzip", "-9nc")
+		body := gz[10 : len(gz)-8]
+		member = append(slices.Clip(head), body...)
+		member = binary.LittleEndian.AppendUint32(member, crc32.ChecksumIEEE(plain))
+		if bytes.IndexByte(member, 0) < 0 {
+			return member, plain
+		}
+	}
+	t.Fatal("no variant of the payload deflates without a NUL")
+	return nil, nil
+}
+
+// A compressed stream need not hold a NUL: a script with one behind its
+// lines holds none, and is looked into as any other.
+func TestNULFreeStreamBehindAScriptRead(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	stream, plain := nulFreeGzip(t, samples.KinsingDropper())
+	cmd := exec.Command("gzip", "-dc")
+	cmd.Stdin = bytes.NewReader(stream)
+	if got, _ := cmd.Output(); !bytes.Equal(got, plain) {
+		t.Fatal("gzip -dc gives back something else than the payload")
+	}
+	head := "# run with sh\ntail -c +53 \"$0\" | gzip -dc | sh\nexit 0\n"
+	data := append([]byte(head), stream...)
+	if bytes.IndexByte(data, 0) >= 0 {
+		t.Fatal("the script holds a NUL")
+	}
+	res, err := scanOne(t, s, tfile{name: "opt/run.sh", mode: 0o755, data: data})
+	if err != nil {
+		t.Fatalf("ScanLayer: %v", err)
+	}
+	c := nestedCompression(stream)
+	want := fmt.Sprintf("/opt/run.sh!%v@%d!%v", c, len(head), c)
+	if !hasFinding(res.Findings, "KinsingDropper", want) {
+		t.Fatalf("findings %v: want KinsingDropper on %s", res.Findings, want)
 	}
 }

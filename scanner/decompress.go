@@ -87,17 +87,26 @@ const zstdMaxWindow = 64 << 20
 // 64 MiB; larger dictionaries are refused with ErrLimit.
 const xzMaxDict = 64 << 20
 
-var zstdPool = sync.Pool{New: func() any {
-	d, err := zstd.NewReader(nil,
-		zstd.WithDecoderConcurrency(1), // decode in the walker's goroutine
-		zstd.WithDecoderLowmem(true),
-		zstd.WithDecoderMaxWindow(zstdMaxWindow),
-	)
-	if err != nil {
-		panic(fmt.Sprintf("zstd decoder options: %v", err))
-	}
-	return d
-}}
+// zstdPool holds the decoders of layers, which check every frame's
+// checksum as containerd's and moby's do; zstdNestedPool those of files
+// inside a layer, which do not, as zstd -d writes a frame before it
+// checks it (see zstdChecksumFill).
+var zstdPool, zstdNestedPool = zstdDecoders(false), zstdDecoders(true)
+
+func zstdDecoders(ignoreChecksum bool) sync.Pool {
+	return sync.Pool{New: func() any {
+		d, err := zstd.NewReader(nil,
+			zstd.WithDecoderConcurrency(1), // decode in the walker's goroutine
+			zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(zstdMaxWindow),
+			zstd.IgnoreChecksum(ignoreChecksum),
+		)
+		if err != nil {
+			panic(fmt.Sprintf("zstd decoder options: %v", err))
+		}
+		return d
+	}}
+}
 
 // decompress returns the decompressed stream of br and a function that
 // releases the decoder. Every decoder reads br to the end of its own
@@ -105,7 +114,8 @@ var zstdPool = sync.Pool{New: func() any {
 // so reading to EOF verifies every checksum.
 //
 // charge, if not nil, is told what a bzip2 or xz decoder allocates to
-// set up each stream or block (see walker.chargeDecoder), before it does.
+// set up each stream or block (see walker.chargeDecoder), before it does;
+// it is set for the files inside a layer, not for the layer itself.
 func decompress(c compression, br *bufio.Reader, charge func(int64) error) (io.Reader, func(), error) {
 	switch c {
 	case compressedGzip:
@@ -117,9 +127,13 @@ func decompress(c compression, br *bufio.Reader, charge func(int64) error) (io.R
 		}
 		return zr, func() { zr.Close() }, nil
 	case compressedZstd:
-		zr := zstdPool.Get().(*zstd.Decoder)
-		if err := zr.Reset(br); err != nil {
-			zstdPool.Put(zr)
+		pool, src := &zstdPool, io.Reader(br)
+		if charge != nil { // a file inside a layer
+			pool, src = &zstdNestedPool, newZstdChecksumFill(br)
+		}
+		zr := pool.Get().(*zstd.Decoder)
+		if err := zr.Reset(src); err != nil {
+			pool.Put(zr)
 			if errors.Is(err, zstd.ErrUnknownDictionary) {
 				return nil, nil, unsupportedError("zstd frame made with a dictionary (zstd -D), which zstd unpacks given the dictionary")
 			}
@@ -127,7 +141,7 @@ func decompress(c compression, br *bufio.Reader, charge func(int64) error) (io.R
 		}
 		return zr, func() {
 			zr.Reset(nil)
-			zstdPool.Put(zr)
+			pool.Put(zr)
 		}, nil
 	case compressedBzip2:
 		// compress/bzip2 reads concatenated streams as one, as moby does

@@ -50,9 +50,12 @@ func (w *walker) walkStreamOf(it item, br *bufio.Reader, c compression) error {
 	ur := &unarchiveReader{r: decoderErrors(body), w: w, what: c.String() + " " + it.shown()}
 	dr := bufio.NewReaderSize(ur, 2*blockSize)
 	head, err := dr.Peek(2 * blockSize)
-	if err != nil && err != io.EOF {
+	if err != nil && err != io.EOF && (len(head) == 0 || w.hardError(err)) {
 		return err
 	}
+	// A stream that fails after its first bytes is read for those: the
+	// host's gzip -d or xz -d writes them before it complains, and dr
+	// gives the error after them.
 	whole := it.member(decompressedName(it.name, c), it.exec)
 	if isTar(head) {
 		if err := w.walkMembers(it, dr); err != nil {

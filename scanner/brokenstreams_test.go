@@ -1,0 +1,89 @@
+package scanner
+
+import (
+	"bytes"
+	"fmt"
+	"os/exec"
+	"slices"
+	"testing"
+
+	"github.com/pullgate/pullgate/internal/samples"
+)
+
+// brokenStreams are the ways a compressed stream can be broken at its
+// end that its tool still decodes: data after it, a cut trailer, a wrong
+// checksum.
+var brokenStreams = []struct {
+	name   string
+	break_ func(b []byte) []byte
+}{
+	{"whole", func(b []byte) []byte { return b }},
+	{"data after it", func(b []byte) []byte { return append(slices.Clip(b), "exit 0\n# end of the installer\n"...) }},
+	{"cut by 1", func(b []byte) []byte { return b[:len(b)-1] }},
+	{"cut by 4", func(b []byte) []byte { return b[:len(b)-4] }},
+	{"cut by 8", func(b []byte) []byte { return b[:len(b)-8] }},
+	{"last byte wrong", func(b []byte) []byte { b = bytes.Clone(b); b[len(b)-1] ^= 0x55; return b }},
+	{"fifth from last wrong", func(b []byte) []byte { b = bytes.Clone(b); b[len(b)-5] ^= 0x55; return b }},
+}
+
+// toolOutput is what tool -dc writes of stream, whatever it then says.
+func toolOutput(tool string, stream []byte) []byte {
+	cmd := exec.Command(tool, "-dc")
+	cmd.Stdin = bytes.NewReader(stream)
+	out, _ := cmd.Output()
+	return out
+}
+
+// A stream that its own tool writes out before it complains of the
+// stream's end (gzip -dc, xz -dc, zstd -dc, bzip2 -dc piped to a shell) is
+// read for what it writes: as a file of its own and behind a script's
+// lines, a short dropper and a program alike. The tool is the ground
+// truth: every case where it writes the whole payload is refused.
+func TestBrokenStreamEndsRead(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	payloads := []struct {
+		name, rule string
+		data       []byte
+	}{
+		{"a dropper", "KinsingDropper", []byte(samples.KinsingDropper())},
+		{"a miner", "MinerXMRig", samples.XMRig()},
+	}
+	tools := []struct{ tool, ext string }{{"gzip", "gz"}, {"xz", "xz"}, {"bzip2", "bz2"}, {"zstd", "zst"}}
+	checked := 0
+	for _, p := range payloads {
+		for _, tl := range tools {
+			stream := cli(t, p.data, tl.tool, "-c")
+			for _, b := range brokenStreams {
+				broken := b.break_(stream)
+				if !bytes.Equal(toolOutput(tl.tool, broken), p.data) {
+					continue // the host gets less than the payload
+				}
+				checked++
+				name := fmt.Sprintf("%s/%s/%s", p.name, tl.tool, b.name)
+				head := "# run with sh\ntail -c +59 \"$0\" | " + tl.tool + " -dc | sh\nexit 0\n"
+				for _, f := range []tfile{
+					{name: "opt/x." + tl.ext, mode: 0o644, data: broken},
+					{name: "opt/run.sh", mode: 0o755, data: append([]byte(head), broken...)},
+				} {
+					res, err := scanOne(t, s, f)
+					if err != nil {
+						t.Fatalf("%s, %s: ScanLayer: %v", name, f.name, err)
+					}
+					found := false
+					for _, fd := range res.Findings {
+						found = found || fd.Rule == p.rule && fd.Severity == SeverityHigh && bytes.ContainsRune([]byte(fd.Path), '!')
+					}
+					if !found {
+						t.Errorf("%s, %s: findings %v, want %s inside it", name, f.name, res.Findings, p.rule)
+					}
+				}
+			}
+		}
+	}
+	// whole and data after it for every tool, the cut and wrong
+	// trailers gzip, xz and zstd write out.
+	if checked < 20 {
+		t.Fatalf("only %d broken streams written whole by their tools: the test looks at too few", checked)
+	}
+	t.Logf("%d broken streams written whole by their tools, each refused", checked)
+}
