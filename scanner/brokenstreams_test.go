@@ -2,9 +2,12 @@ package scanner
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"os/exec"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/pullgate/pullgate/internal/samples"
@@ -47,6 +50,9 @@ func TestBrokenStreamEndsRead(t *testing.T) {
 	}{
 		{"a dropper", "KinsingDropper", []byte(samples.KinsingDropper())},
 		{"a miner", "MinerXMRig", samples.XMRig()},
+		// Read past one batch (1 MiB) as a stream of unknown length.
+		{"a dropper before 1.1 MB of comments", "KinsingDropper",
+			append([]byte(samples.KinsingDropper()), bytes.Repeat([]byte(strings.Repeat("#", 999)+"\n"), 1100)...)},
 	}
 	tools := []struct{ tool, ext string }{{"gzip", "gz"}, {"xz", "xz"}, {"bzip2", "bz2"}, {"zstd", "zst"}}
 	checked := 0
@@ -86,4 +92,57 @@ func TestBrokenStreamEndsRead(t *testing.T) {
 		t.Fatalf("only %d broken streams written whole by their tools: the test looks at too few", checked)
 	}
 	t.Logf("%d broken streams written whole by their tools, each refused", checked)
+}
+
+// xzWithCheck is an xz stream of data whose check type is id: written
+// with CRC-32, then its stream flags in the header and the footer set to
+// id and their CRC-32s made again. xz unpacks it, only warning that it
+// cannot verify a check of a type it does not know.
+func xzWithCheck(t *testing.T, data []byte, id byte) []byte {
+	t.Helper()
+	b := bytes.Clone(cli(t, data, "xz", "-C", "crc32", "-c"))
+	b[7] = id
+	binary.LittleEndian.PutUint32(b[8:], crc32.ChecksumIEEE(b[6:8]))
+	foot := b[len(b)-12:]
+	foot[9] = id
+	binary.LittleEndian.PutUint32(foot, crc32.ChecksumIEEE(foot[4:10]))
+	return b
+}
+
+// xz streams that xz unpacks and the Go decoder cannot read: a check of
+// a type xz does not know, a stream cut inside its compressed data (xz
+// writes what it decoded up to the cut). Each is refused, as a file and
+// behind a script.
+func TestXzStreamsNotReadRefused(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	dropper := []byte(samples.KinsingDropper())
+	whole := cli(t, dropper, "xz", "-c")
+	for _, c := range []struct {
+		name   string
+		stream []byte
+	}{
+		{"a check of type 2", xzWithCheck(t, dropper, 2)},
+		{"a check of type 11", xzWithCheck(t, dropper, 11)},
+		{"cut inside its data", whole[:len(whole)*3/4]},
+	} {
+		if out := toolOutput("xz", c.stream); len(out) == 0 || !bytes.HasPrefix(dropper, out) {
+			t.Fatalf("%s: xz -dc wrote %q, not the dropper's start", c.name, out)
+		}
+		for _, f := range []tfile{
+			{name: "opt/x.xz", mode: 0o644, data: c.stream},
+			{name: "opt/run.sh", mode: 0o755, data: append([]byte("# run with sh\ntail -c +40 \"$0\" | xz -dc | sh\n"), c.stream...)},
+		} {
+			res, err := scanOne(t, s, f)
+			if err != nil {
+				t.Fatalf("%s, %s: ScanLayer: %v", c.name, f.name, err)
+			}
+			found := false
+			for _, fd := range res.Findings {
+				found = found || fd.Rule == ArchiveUnreadableRule && fd.Severity == SeverityHigh
+			}
+			if !found {
+				t.Errorf("%s, %s: findings %v, want ArchiveUnreadable (high)", c.name, f.name, res.Findings)
+			}
+		}
+	}
 }

@@ -165,7 +165,7 @@ func decompress(c compression, br *bufio.Reader, charge func(int64) error) (io.R
 		return nil, nil, errLzip
 	case compressedXz:
 		g := newXzGuard(br)
-		g.charge = charge
+		g.charge, g.cutUnread = charge, charge != nil
 		xr, err := xz.NewReader(g)
 		if err != nil {
 			return nil, nil, corruptError("read xz header", err)

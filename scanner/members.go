@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/pullgate/pullgate/internal/isal"
 )
 
 // walkStream decompresses a gzip, xz, bzip2 or zstd file read from br: a
@@ -94,6 +95,8 @@ func (d decoderErrorsReader) Read(p []byte) (int, error) {
 		err = limitError("zstd stream needs more than %d bytes of window: %v", zstdMaxWindow, err)
 	case errors.Is(err, zstd.ErrUnknownDictionary):
 		err = unsupportedError("zstd frame made with a dictionary (zstd -D), which zstd unpacks given the dictionary")
+	case errors.Is(err, isal.ErrHeaderTooLong):
+		err = unsupportedError("%v, which gzip unpacks", err)
 	case errors.As(err, &bz) && bz == bzip2Randomized:
 		err = unsupportedError("bzip2 stream in the randomised mode, which bzip2 and bsdtar unpack")
 	}

@@ -38,6 +38,9 @@ type fileWindows struct {
 	// not all of it is listed.
 	behind  []*archived
 	tooMany bool
+	// cut is the error that ended a stream of unknown length after some
+	// of its bytes (see readWindow), returned once they are scanned.
+	cut error
 }
 
 // scanWindows submits a large file as windows of Window bytes, each
@@ -66,7 +69,11 @@ func (w *walker) scanWindows(it item, r io.Reader, size int64) (bool, error) {
 	if !it.opaque {
 		w.bytes += fw.read
 	}
-	return w.finishWindows(fw)
+	done, err := w.finishWindows(fw)
+	if err == nil {
+		err = fw.cut
+	}
+	return done, err
 }
 
 // windows submits the windows of fw until the file ends, or until its
@@ -157,8 +164,14 @@ func (w *walker) readWindow(fw *fileWindows, free []byte) (int, bool, error) {
 	fw.read += int64(m)
 	last := fw.size >= 0 && fw.read == fw.size
 	if err != nil {
-		if fw.size >= 0 || (err != io.EOF && err != io.ErrUnexpectedEOF) {
+		if fw.size >= 0 || w.hardError(err) {
 			return m, last, fmt.Errorf("read %s: %w", fw.it.shown(), noEOF(err))
+		}
+		if err != io.EOF && err != io.ErrUnexpectedEOF {
+			// A decoded stream that fails (other data after it, a cut
+			// or wrong checksum) ends here: its tool writes what it
+			// decoded before it complains, so that is scanned first.
+			fw.cut = fmt.Errorf("read %s: %w", fw.it.shown(), err)
 		}
 		last = true
 	}

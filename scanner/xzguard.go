@@ -3,6 +3,7 @@ package scanner
 import (
 	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"io"
 )
 
@@ -18,6 +19,9 @@ type xzGuard struct {
 	state  xzState
 	err    error
 	charge func(int64) error // if not nil, told each LZMA2 block's dictionary before the decoder allocates it
+	// cutUnread refuses a stream cut inside an LZMA2 chunk as unreadable
+	// (a file inside a layer, which xz -d unpacks as far as it goes).
+	cutUnread bool
 
 	want  int    // bytes to collect into hdr, or to skip
 	hdr   []byte // the header being collected
@@ -63,6 +67,14 @@ func (g *xzGuard) Read(p []byte) (int, error) {
 	if g.state == xzLost {
 		g.err = corruptError("read xz stream", errXzUnfollowed)
 		return 0, g.err
+	}
+	if err == io.EOF && g.cutUnread && (g.state == xzSkipData || g.state == xzChunkHeader) {
+		// Cut inside an LZMA2 chunk: xz -d writes what it decoded of
+		// the chunk before it complains, where the Go decoder gives
+		// nothing of a chunk it cannot finish. What the host gets is
+		// not read, so the stream is refused as unreadable.
+		g.err = unsupportedError("xz stream cut inside its compressed data, which xz unpacks up to the cut")
+		return n, g.err
 	}
 	if err == io.EOF && g.state != xzStreamEnd {
 		// The decoder takes a stream cut after a header for a whole one;
@@ -223,6 +235,15 @@ func (g *xzGuard) headerDone() error {
 		if string(h[:6]) != string(xzMagic) {
 			g.state = xzLost
 			return nil
+		}
+		switch id := h[7] & 0x0f; {
+		case id == 0, id == 1, id == 4, id == 10: // none, CRC32, CRC64, SHA-256
+		case crc32.ChecksumIEEE(h[6:8]) == binary.LittleEndian.Uint32(h[8:12]):
+			// xz unpacks a stream whose check it does not know, without
+			// verifying it; the Go decoder refuses it. (Bytes that only
+			// start like a header, as programs that handle xz carry, fail
+			// the header's own CRC-32 and are refused as corrupt.)
+			return unsupportedError("xz stream with an integrity check of type %d, which xz unpacks without checking it", id)
 		}
 		g.check = xzCheckSize(h[7] & 0x0f)
 		g.state = xzBlockStart

@@ -50,6 +50,7 @@ int pg_inflate(struct inflate_state *s, uint8_t *in, uint32_t in_len, uint32_t *
 import "C"
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -93,6 +94,7 @@ type Reader struct {
 	read     int64 // bytes read from src
 	held     int   // whole bytes in ISA-L's bit buffer after the last step
 	stale    bool  // the C state still holds the stream before Reset
+	atHeader bool  // a gzip member's header is next (see wholeHeader)
 }
 
 // NewReader returns a Reader over r. The gzip header is checked on the
@@ -128,7 +130,7 @@ func newReader(r io.Reader, raw bool) (*Reader, error) {
 		src: r, state: state, in: in, out: out,
 		inBuf: unsafe.Slice((*byte)(unsafe.Pointer(in)), inSize),
 		outB:  unsafe.Slice((*byte)(unsafe.Pointer(out)), outSize),
-		raw:   raw, readCap: firstRead,
+		raw:   raw, readCap: firstRead, atHeader: !raw,
 	}
 	// A Reader dropped without Close still gives its C memory back.
 	z.cleanup = runtime.AddCleanup(z, freeC, cMem{state, in, out})
@@ -160,7 +162,7 @@ func (z *Reader) Reset(r io.Reader) error {
 	}
 	*z = Reader{
 		src: r, state: z.state, in: z.in, out: z.out, inBuf: z.inBuf, outB: z.outB,
-		cleanup: z.cleanup, raw: z.raw, readCap: firstRead, stale: true,
+		cleanup: z.cleanup, raw: z.raw, readCap: firstRead, stale: true, atHeader: !z.raw,
 	}
 	return nil
 }
@@ -219,6 +221,13 @@ func (z *Reader) step() error {
 		}
 		C.pg_reset(z.state, C.ISAL_GZIP)
 		z.finished = false
+		z.atHeader = true
+	}
+	if z.atHeader {
+		if err := z.wholeHeader(); err != nil {
+			return err
+		}
+		z.atHeader = false
 	}
 	if z.inOff == z.inLen && !z.srcEOF {
 		if err := z.fill(); err != nil {
@@ -258,6 +267,60 @@ type deflateError struct{ what error }
 
 func (e deflateError) Error() string   { return "deflate: corrupt stream: " + e.what.Error() }
 func (e deflateError) Unwrap() []error { return []error{ErrCorrupt, e.what} }
+
+// ErrHeaderTooLong is the error for a gzip member whose header (its
+// name, comment or extra field) is longer than the input buffer.
+var ErrHeaderTooLong = fmt.Errorf("%w: gzip header longer than %d bytes", ErrCorrupt, inSize)
+
+// wholeHeader reads until the gzip member's header is whole in the input
+// buffer (or the source ends, for ISA-L to refuse). ISA-L checks a
+// header's CRC-16 (FHCRC) wrongly when the header comes in more than one
+// step, and refuses a header gzip -d accepts.
+func (z *Reader) wholeHeader() error {
+	for {
+		if gzipHeaderWhole(z.inBuf[z.inOff:z.inLen]) || z.srcEOF {
+			return nil
+		}
+		if z.inOff == 0 && z.inLen == len(z.inBuf) {
+			return ErrHeaderTooLong
+		}
+		if err := z.fill(); err != nil {
+			return err
+		}
+	}
+}
+
+// gzipHeaderWhole says whether b starts with a whole gzip header (RFC
+// 1952: ten bytes, then the extra field, the name, the comment and the
+// header's CRC-16, each as its flag says).
+func gzipHeaderWhole(b []byte) bool {
+	if len(b) < 10 {
+		return false
+	}
+	flags, n := b[3], 10
+	if flags&4 != 0 { // FEXTRA
+		if len(b) < n+2 {
+			return false
+		}
+		n += 2 + (int(b[n]) | int(b[n+1])<<8)
+	}
+	for _, f := range []byte{8, 16} { // FNAME, FCOMMENT: zero-terminated
+		if flags&f != 0 {
+			if n >= len(b) {
+				return false
+			}
+			end := bytes.IndexByte(b[n:], 0)
+			if end < 0 {
+				return false
+			}
+			n += end + 1
+		}
+	}
+	if flags&2 != 0 { // FHCRC
+		n += 2
+	}
+	return len(b) >= n
+}
 
 // fill moves unconsumed input to the front and reads more behind it.
 func (z *Reader) fill() error {
