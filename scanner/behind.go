@@ -1,8 +1,11 @@
 package scanner
 
 import (
+	"archive/zip"
 	"bufio"
 	"bytes"
+	"compress/flate"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -47,7 +50,10 @@ func (w *walker) behindPrefix(data []byte, kind archiveKind) (out []*archived, t
 		return out, false, nil
 	}
 	var rest []byte // one copy for every stream: each is a suffix of it
-	text := textEnd(data)
+	if len(out) == 0 {
+		out = appendZipEntries(out, data, &rest)
+	}
+	text := streamText(data)
 	for _, off := range streamStarts(data, 1, text) {
 		// A stream pullgate cannot decode is taken for one (and refused)
 		// behind text, a script's lines, where its magic number is no
@@ -70,10 +76,7 @@ func (w *walker) behindPrefix(data []byte, kind archiveKind) (out []*archived, t
 		if len(out) >= maxBehindStreams {
 			return out, true, nil
 		}
-		if rest == nil {
-			rest = bytes.Clone(data[off:])
-		}
-		out = append(out, &archived{kind: archiveStream, data: rest[len(rest)-(len(data)-off):],
+		out = append(out, &archived{kind: archiveStream, data: suffix(&rest, data, off),
 			at: fmt.Sprintf("%v@%d", nestedCompression(data[off:]), off)})
 	}
 	return out, false, nil
@@ -139,8 +142,12 @@ func streamStarts(data []byte, from, text int) []int {
 			}
 		}
 	})
-	// A textOnly stream starts at or before text, and its control byte
-	// ends the text: it starts at most textOnlyReach bytes before it.
+	// A textOnly stream starts at or before text. Where text is where
+	// the first control byte is, the magic's own control byte is that
+	// one, so it starts at most textOnlyReach bytes before it; behind a
+	// script's lines (see streamText) it may start anywhere before text
+	// and is found by its first two bytes, but for .lzma's, whose second
+	// is a NUL.
 	for at := max(from, text-textOnlyReach); at <= text && at < len(data); at++ {
 		for _, sm := range streamMagics {
 			if sm.textOnly {
@@ -148,8 +155,50 @@ func streamStarts(data []byte, from, text int) []int {
 			}
 		}
 	}
+	if region := data[:min(len(data), text+textOnlyReach+1)]; from < len(region) {
+		textOnlyPairs.Each(region, func(k int) {
+			for _, sm := range textOnlyMagics {
+				if data[k] == sm.m[0] && data[k+1] == sm.m[1] {
+					offs = sm.appendAt(offs, data, k, from, text)
+				}
+			}
+		})
+	}
 	slices.Sort(offs) // in file order, so findings read as the file does
-	return offs
+	return slices.Compact(offs)
+}
+
+// textOnlyMagics are the textOnly streamMagics found by the pair of
+// their first two bytes (all but .lzma's), and textOnlyPairs those pairs.
+var textOnlyMagics, textOnlyPairs = func() ([]streamMagic, bytepairs.Set) {
+	var magics []streamMagic
+	var pairs [][2]byte
+	for _, sm := range streamMagics {
+		if sm.textOnly && sm.m[1] != 0 {
+			magics = append(magics, sm)
+			pairs = append(pairs, [2]byte{sm.m[0], sm.m[1]})
+		}
+	}
+	return magics, bytepairs.NewSet(pairs...)
+}()
+
+// streamText is how far into data a stream is behind text (see
+// behindPrefix): to the first control byte (see textEnd), or, in a file
+// whose first line is a line of text, as a script's is, to its first NUL.
+// A script may hold control bytes (a terminal's escapes) and still be
+// run by sh, which reads no NUL; a program or binary data starts with
+// control bytes or a NUL.
+func streamText(data []byte) int {
+	text := textEnd(data)
+	line := data[:min(len(data), 4096)]
+	if i := bytes.IndexByte(line, '\n'); i >= 2 && textEnd(line[:i]) == i && bytes.IndexByte(line[:i], '\f') < 0 {
+		if nul := bytes.IndexByte(data, 0); nul < 0 {
+			text = len(data)
+		} else {
+			text = max(text, nul)
+		}
+	}
+	return text
 }
 
 // appendAt appends the start of sm's stream to offs when its anchor byte
@@ -247,4 +296,73 @@ func textEnd(data []byte) int {
 		}
 	}
 	return len(data)
+}
+
+// suffix is data[off:] in *rest, a copy of a suffix of data made on first
+// use: every stream and zip found behind a prefix is a suffix of it.
+func suffix(rest *[]byte, data []byte, off int) []byte {
+	if len(*rest) < len(data)-off {
+		*rest = bytes.Clone(data[off:])
+	}
+	return (*rest)[len(*rest)-(len(data)-off):]
+}
+
+// zipLocalPair finds zip local headers ("PK\x03\x04") by their last two
+// bytes.
+var zipLocalPair = bytepairs.NewSet([2]byte{3, 4})
+
+// appendZipEntries appends to out, as zips, the zip entries behind data's
+// start that no end record lists: a local header followed by data a
+// streaming extractor unpacks (gzip -d, funzip and bsdtar unpack the first
+// entry of such a file, a script can cut it out with tail). Each is
+// walked from its local header on, as a zip without a central directory
+// (see walkZipLocal); an entry that follows the one before it is part of
+// that walk. At most maxBehindStreams are listed.
+func appendZipEntries(out []*archived, data []byte, rest *[]byte) []*archived {
+	next := -1 // where the entry after the last one listed starts
+	zipLocalPair.Each(data, func(k int) {
+		at := k - 2
+		if at < 1 || at == next || len(out) >= maxBehindStreams || !bytes.HasPrefix(data[at:], zipMagic) {
+			return
+		}
+		end, ok := zipEntryUnpacks(data[at:])
+		if !ok {
+			return
+		}
+		next = -1
+		if end > 0 {
+			next = at + end
+		}
+		out = append(out, &archived{kind: archiveZip, data: suffix(rest, data, at), at: fmt.Sprintf("zip@%d", at)})
+	})
+	return out
+}
+
+// zipEntryUnpacks says whether b starts with a zip local header whose
+// entry, stored or deflated, gives a first byte, and where the entry's
+// data ends when its header says (0 when only a data descriptor does).
+func zipEntryUnpacks(b []byte) (end int, ok bool) {
+	if len(b) < 30 {
+		return 0, false
+	}
+	le := binary.LittleEndian
+	flags, method := le.Uint16(b[6:]), zipMethodOf(le.Uint16(b[8:]))
+	csize := int(le.Uint32(b[18:]))
+	dataOff := 30 + int(le.Uint16(b[26:])) + int(le.Uint16(b[28:]))
+	if dataOff >= len(b) || flags&zipEncrypted != 0 {
+		return 0, false
+	}
+	if flags&zipDescriptor == 0 && csize > 0 && dataOff+csize <= len(b) {
+		end = dataOff + csize
+	}
+	switch method {
+	case zip.Store:
+		return end, csize > 0 || flags&zipDescriptor != 0
+	case zip.Deflate:
+		fr := flate.NewReader(bytes.NewReader(b[dataOff:]))
+		defer fr.Close()
+		n, _ := io.ReadFull(fr, make([]byte, 1))
+		return end, n == 1
+	}
+	return 0, false
 }

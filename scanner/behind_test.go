@@ -2,6 +2,7 @@ package scanner
 
 import (
 	"bytes"
+	"compress/flate"
 	"debug/elf"
 	"encoding/binary"
 	"fmt"
@@ -127,6 +128,9 @@ func TestStreamsBehindAScriptKeptOut(t *testing.T) {
 		{"xz with the x86 filter behind a script", append([]byte("#!/bin/sh\n"), cli(t, samples.XMRig(), "xz", "--x86", "--lzma2", "-c")...), ArchiveUnreadableRule},
 		{"a zstd frame that needs a dictionary behind a script", append([]byte("#!/bin/sh\n"), zstdDict...), ArchiveUnreadableRule},
 		{"compress(1) behind a script", append([]byte("#!/bin/sh\n\x1f\x9d\x90\x23\x21\x2f\x00"), samples.Filler(300)...), ArchiveUnreadableRule},
+		// A script holding a terminal's escape is a script all the same.
+		{"compress(1) behind a script with an escape byte", append([]byte("#!/bin/sh\nB='\x1b[1m'\n\x1f\x9d\x90\x23\x21\x2f\x00"), samples.Filler(300)...), ArchiveUnreadableRule},
+		{"LZ4's legacy frame behind a script with an escape byte", append([]byte("#!/bin/sh\nB='\x1b[1m'\n\x02\x21\x4c\x18\x10\x00\x00\x00"), samples.Filler(300)...), ArchiveUnreadableRule},
 		// A profile's protobuf (Go's default.pgo, gzipped) holds
 		// compress(1)'s header by chance, with no NUL before it.
 		{"compress(1)'s magic in binary data", append([]byte(strings.Repeat("\x08\x12\x1aname\x22", 50)+"\x1f\x9d\x90\x23\x21\x2f\x00"), samples.Filler(300)...), ""},
@@ -239,5 +243,62 @@ func TestNULFreeStreamBehindAScriptRead(t *testing.T) {
 	want := fmt.Sprintf("/opt/run.sh!%v@%d!%v", c, len(head), c)
 	if !hasFinding(res.Findings, "KinsingDropper", want) {
 		t.Fatalf("findings %v: want KinsingDropper on %s", res.Findings, want)
+	}
+}
+
+// zipLocalOnly is one zip local entry of data, deflated or stored, with
+// no central directory and no end record: what a streaming extractor
+// unpacks (gzip -d takes the first entry of such a file).
+func zipLocalOnly(data []byte, method uint16) []byte {
+	body := data
+	if method == 8 {
+		var b bytes.Buffer
+		fw, _ := flate.NewWriter(&b, flate.BestCompression)
+		fw.Write(data)
+		fw.Close()
+		body = b.Bytes()
+	}
+	h := binary.LittleEndian.AppendUint32(nil, 0x04034b50)
+	for _, v := range []uint16{20, 0, method, 0, 0} {
+		h = binary.LittleEndian.AppendUint16(h, v)
+	}
+	for _, v := range []uint32{crc32.ChecksumIEEE(data), uint32(len(body)), uint32(len(data))} {
+		h = binary.LittleEndian.AppendUint32(h, v)
+	}
+	h = binary.LittleEndian.AppendUint16(h, 1) // name length
+	h = binary.LittleEndian.AppendUint16(h, 0)
+	return append(append(h, 'x'), body...)
+}
+
+// A zip entry with no directory behind a file's start, as gzip -dc,
+// funzip or bsdtar unpack it from a script's tail, is read.
+func TestZipEntriesBehindAPrefixRead(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	dropper := []byte(samples.KinsingDropper())
+	deflated := zipLocalOnly(dropper, 8)
+	if got := toolOutput("gzip", deflated); !bytes.Equal(got, dropper) {
+		t.Fatalf("gzip -dc gives %q, not the dropper", got)
+	}
+	head := []byte("# run with sh\ntail -c +54 \"$0\" | gzip -dc | sh\nexit\n")
+	for _, c := range []struct {
+		name string
+		data []byte
+	}{
+		{"deflated, behind a script", append(slices.Clip(head), deflated...)},
+		{"stored, behind a script", append(slices.Clip(head), zipLocalOnly(dropper, 0)...)},
+		{"behind a program", append(samples.ELF("a helper"), deflated...)},
+		{"after a benign entry", append(append(slices.Clip(head), zipLocalOnly([]byte("hello\n"), 8)...), deflated...)},
+	} {
+		res, err := scanOne(t, s, tfile{name: "opt/run.sh", mode: 0o755, data: c.data})
+		if err != nil {
+			t.Fatalf("%s: ScanLayer: %v", c.name, err)
+		}
+		found := false
+		for _, f := range res.Findings {
+			found = found || f.Rule == "KinsingDropper" && strings.Contains(f.Path, "!zip@")
+		}
+		if !found {
+			t.Errorf("%s: findings %v, want KinsingDropper in a zip behind the prefix", c.name, res.Findings)
+		}
 	}
 }

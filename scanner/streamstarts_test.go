@@ -65,10 +65,13 @@ func TestStreamStartsFindsEveryMagic(t *testing.T) {
 	check := func(t *testing.T, data []byte) {
 		t.Helper()
 		for _, from := range []int{0, 1, 5} {
-			text := textEnd(data)
-			want, got := everyStart(data, from, text), streamStarts(data, from, text)
-			if !slices.Equal(got, want) {
-				t.Fatalf("from %d, text %d, %d bytes: got %v, want %v", from, text, len(data), got, want)
+			// Text ends at the first control byte, or at the first NUL
+			// of a script (streamText).
+			for _, text := range []int{textEnd(data), streamText(data)} {
+				want, got := everyStart(data, from, text), streamStarts(data, from, text)
+				if !slices.Equal(got, want) {
+					t.Fatalf("from %d, text %d, %d bytes: got %v, want %v", from, text, len(data), got, want)
+				}
 			}
 		}
 	}
