@@ -347,9 +347,12 @@ func zipEntryUnpacks(b []byte) (end int, ok bool) {
 	}
 	le := binary.LittleEndian
 	flags, method := le.Uint16(b[6:]), zipMethodOf(le.Uint16(b[8:]))
-	csize := int(le.Uint32(b[18:]))
-	dataOff := 30 + int(le.Uint16(b[26:])) + int(le.Uint16(b[28:]))
-	if dataOff >= len(b) || flags&zipEncrypted != 0 {
+	csize, nameLen := int(le.Uint32(b[18:])), int(le.Uint16(b[26:]))
+	dataOff := 30 + nameLen + int(le.Uint16(b[28:]))
+	// A name of text, as extractors write files by it: other bytes that
+	// only start like a header (programs carry the magic number) have
+	// none.
+	if dataOff >= len(b) || flags&zipEncrypted != 0 || nameLen == 0 || textEnd(b[30:30+nameLen]) < nameLen {
 		return 0, false
 	}
 	if flags&zipDescriptor == 0 && csize > 0 && dataOff+csize <= len(b) {
