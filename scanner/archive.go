@@ -200,7 +200,7 @@ func (w *walker) unarchiveHeld(it item, a *archived) error {
 		if a.trimmed {
 			head = archiveHead
 		}
-		err = w.walkZip(it, bytes.NewReader(data), int64(len(data)), head)
+		err = w.walkZip(it, bytes.NewReader(data), int64(len(data)), head, strings.HasPrefix(a.at, "zip@"))
 		if a.tar {
 			if err = w.settle(it, err); err == nil {
 				err = w.walkMembers(it, &unarchiveReader{r: bytes.NewReader(data), w: w, what: "tar " + it.shown()})

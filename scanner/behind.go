@@ -189,16 +189,15 @@ var textOnlyMagics, textOnlyPairs = func() ([]streamMagic, bytepairs.Set) {
 // run by sh, which reads no NUL; a program or binary data starts with
 // control bytes or a NUL.
 func streamText(data []byte) int {
-	text := textEnd(data)
 	line := data[:min(len(data), 4096)]
 	if i := bytes.IndexByte(line, '\n'); i >= 2 && textEnd(line[:i]) == i && bytes.IndexByte(line[:i], '\f') < 0 {
-		if nul := bytes.IndexByte(data, 0); nul < 0 {
-			text = len(data)
-		} else {
-			text = max(text, nul)
+		// The first control byte is never after the first NUL.
+		if nul := bytes.IndexByte(data, 0); nul >= 0 {
+			return nul
 		}
+		return len(data)
 	}
-	return text
+	return textEnd(data)
 }
 
 // appendAt appends the start of sm's stream to offs when its anchor byte
@@ -347,12 +346,9 @@ func zipEntryUnpacks(b []byte) (end int, ok bool) {
 	}
 	le := binary.LittleEndian
 	flags, method := le.Uint16(b[6:]), zipMethodOf(le.Uint16(b[8:]))
-	csize, nameLen := int(le.Uint32(b[18:])), int(le.Uint16(b[26:]))
-	dataOff := 30 + nameLen + int(le.Uint16(b[28:]))
-	// A name of text, as extractors write files by it: other bytes that
-	// only start like a header (programs carry the magic number) have
-	// none.
-	if dataOff >= len(b) || flags&zipEncrypted != 0 || nameLen == 0 || textEnd(b[30:30+nameLen]) < nameLen {
+	csize := int(le.Uint32(b[18:]))
+	dataOff := 30 + int(le.Uint16(b[26:])) + int(le.Uint16(b[28:]))
+	if dataOff >= len(b) || flags&zipEncrypted != 0 {
 		return 0, false
 	}
 	if flags&zipDescriptor == 0 && csize > 0 && dataOff+csize <= len(b) {
@@ -360,7 +356,8 @@ func zipEntryUnpacks(b []byte) (end int, ok bool) {
 	}
 	switch method {
 	case zip.Store:
-		return end, csize > 0 || flags&zipDescriptor != 0
+		// gzip -d takes a stored entry whose two sizes agree.
+		return end, csize > 0 && csize == int(le.Uint32(b[22:])) || flags&zipDescriptor != 0
 	case zip.Deflate:
 		fr := flate.NewReader(bytes.NewReader(b[dataOff:]))
 		defer fr.Close()

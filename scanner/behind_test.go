@@ -288,6 +288,7 @@ func TestZipEntriesBehindAPrefixRead(t *testing.T) {
 		{"stored, behind a script", append(slices.Clip(head), zipLocalOnly(dropper, 0)...)},
 		{"behind a program", append(samples.ELF("a helper"), deflated...)},
 		{"after a benign entry", append(append(slices.Clip(head), zipLocalOnly([]byte("hello\n"), 8)...), deflated...)},
+		{"after an entry of a method no extractor has", append(append(slices.Clip(head), zipLocalOnly([]byte("hello\n"), 80)...), deflated...)},
 	} {
 		res, err := scanOne(t, s, tfile{name: "opt/run.sh", mode: 0o755, data: c.data})
 		if err != nil {
@@ -300,5 +301,22 @@ func TestZipEntriesBehindAPrefixRead(t *testing.T) {
 		if !found {
 			t.Errorf("%s: findings %v, want KinsingDropper in a zip behind the prefix", c.name, res.Findings)
 		}
+	}
+}
+
+// Bytes that only start like a zip entry behind a file's start (a JVM's
+// class data archives hold the magic number before bytes of no meaning)
+// give no finding.
+func TestZipEntriesBehindAPrefixKeptOut(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	garbage := append(samples.ELF("a helper"), zipLocalOnly(samples.Filler(200), 80)...)
+	garbage = append(garbage, zipLocalOnly([]byte("hello\n"), 8)...)
+	garbage = append(garbage, []byte("PK\x03\x04\x14\x00\x00\x00\x00\x00")...)
+	res, err := scanOne(t, s, tfile{name: "usr/lib/helper", mode: 0o755, data: garbage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Findings) != 0 {
+		t.Fatalf("findings %v, want none", res.Findings)
 	}
 }

@@ -178,7 +178,7 @@ func (w *walker) unarchiveZip(it item, sp *spool, size int64, tarToo bool) error
 	if tarToo {
 		head = -1
 	}
-	if err := w.settle(it, w.walkZip(it, sp.f, size, head)); err != nil {
+	if err := w.settle(it, w.walkZip(it, sp.f, size, head, false)); err != nil {
 		return err
 	}
 	if tarToo {

@@ -180,8 +180,9 @@ func (w *walker) countMember(name string, declared int64) (int64, error) {
 // as bytes, and what neither walk covers is scanned as bytes too
 // (scanZipGaps). A directory that cannot be read is returned, once the
 // local walk is done, for the caller to report.
-func (w *walker) walkZip(it item, ra io.ReaderAt, size, head int64) error {
+func (w *walker) walkZip(it item, ra io.ReaderAt, size, head int64, behind bool) error {
 	zw := newZipWalk(it, ra, size)
+	zw.behind = behind
 	zr, dirErr := openZip(it, ra, size)
 	switch {
 	case dirErr == nil:

@@ -31,6 +31,11 @@ type zipWalk struct {
 	scanned map[int64]zipScanned
 	// failed: data offsets of members reported unreadable, not again.
 	failed map[int64]bool
+	// behind: a zip entry found behind a file's start by its local header
+	// (see appendZipEntries): an entry that cannot be read ends the walk
+	// with no finding, as programs carry the magic number before other
+	// bytes; an entry after it that can is found by its own header.
+	behind bool
 	// spans are the bytes a header, member data, a data descriptor, the
 	// directory or the end record covers.
 	spans []zipSpan
@@ -251,7 +256,7 @@ func (w *walker) localEntry(zw *zipWalk, e zipLocal) (int64, error) {
 	child := zw.it.member(memberName(name), false)
 	reported := zw.failed[e.dataOff]
 	unreadable := func(severity, reason string) {
-		if !reported {
+		if !reported && !zw.behind {
 			w.archiveFinding(child, ArchiveUnreadableRule, severity, reason)
 		}
 	}
@@ -261,7 +266,7 @@ func (w *walker) localEntry(zw *zipWalk, e zipLocal) (int64, error) {
 	case e.flags&zipEncrypted != 0 || !zipDecoded(e.method):
 		unreadable(undecodedLocal(e))
 		// bsdtar skips it by the size its header gives, if it gives one.
-		if e.flags&zipDescriptor != 0 {
+		if e.flags&zipDescriptor != 0 || zw.behind {
 			return -1, nil
 		}
 		return e.dataOff + min(e.csize, src.Size()), nil
