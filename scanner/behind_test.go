@@ -309,8 +309,8 @@ func TestZipEntriesBehindAPrefixRead(t *testing.T) {
 // give no finding.
 func TestZipEntriesBehindAPrefixKeptOut(t *testing.T) {
 	s := newTestScanner(t, Options{Workers: 2})
-	garbage := append(samples.ELF("a helper"), zipLocalOnly(samples.Filler(200), 80)...)
-	garbage = append(garbage, zipLocalOnly([]byte("hello\n"), 8)...)
+	garbage := append(samples.ELF("a helper"), zipLocalOnly([]byte("hello\n"), 8)...)
+	garbage = append(garbage, zipLocalOnly(samples.Filler(200), 80)...)
 	garbage = append(garbage, []byte("PK\x03\x04\x14\x00\x00\x00\x00\x00")...)
 	res, err := scanOne(t, s, tfile{name: "usr/lib/helper", mode: 0o755, data: garbage})
 	if err != nil {
