@@ -64,7 +64,7 @@ func (w *walker) behindPrefix(data []byte, kind archiveKind) (out []*archived, t
 		loud := off <= text || nestedCompression(data[off:]) == compressedXz
 		var ok bool
 		err := w.releasingBig(func() (err error) {
-			ok, err = w.decodesAsStream(data[off:], loud)
+			ok, err = w.decodesAsStream(data[off:], loud, off <= text)
 			return err
 		})
 		if err != nil {
@@ -217,15 +217,17 @@ func (sm streamMagic) appendAt(offs []int, data []byte, k, from, text int) []int
 
 // decodesAsStream says whether data starts with a compressed stream that
 // decodes its first streamTrial bytes (or to its end) without an error,
-// or, when unreadable is set, one that pullgate cannot decode at all.
+// or, when unreadable is set, one that pullgate cannot decode at all, or,
+// when behindText is set, one that asks for more than the decoders allow
+// (unpacked, it stops the layer at that limit, as at a file's start).
 // What the trial decodes counts against MaxLayerBytes, as unpacking does.
-func (w *walker) decodesAsStream(data []byte, unreadable bool) (bool, error) {
+func (w *walker) decodesAsStream(data []byte, unreadable, behindText bool) (bool, error) {
 	br := bufio.NewReader(bytes.NewReader(data))
 	body, release, err := decompress(nestedCompression(data), br, w.chargeDecoder)
 	switch {
 	case err == nil:
 	case w.decoderLimit(err):
-		return false, nil
+		return behindText, nil
 	case w.hardError(err):
 		return false, err
 	case errors.Is(err, errUnsupported):
@@ -244,7 +246,7 @@ func (w *walker) decodesAsStream(data []byte, unreadable bool) (bool, error) {
 	case errors.Is(err, errUnsupported):
 		return unreadable, nil
 	case w.decoderLimit(err):
-		return false, nil
+		return behindText, nil
 	case w.hardError(err):
 		return false, err
 	}
@@ -278,9 +280,9 @@ func (w *walker) unarchiveAll(it item, as []*archived, tooMany bool) error {
 // decoderLimit says whether err is a decoder's own limit (a zstd window or
 // an xz dictionary over 64 MiB), not the layer's: bytes that only look
 // like such a stream's header are common in programs that carry the
-// decoders' tables, so a candidate behind a prefix that asks for more is
-// taken for other bytes (docs/detection.md), where the same stream at a
-// file's start is refused.
+// decoders' tables, so a candidate behind binary bytes that asks for
+// more is taken for other bytes (docs/detection.md), where the same
+// stream at a file's start or behind text is refused.
 func (w *walker) decoderLimit(err error) bool {
 	return errors.Is(err, ErrLimit) && w.scanned() <= w.s.limits.MaxLayerBytes && w.st.ctx.Err() == nil
 }

@@ -5,6 +5,7 @@ import (
 	"compress/flate"
 	"debug/elf"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"os"
@@ -318,5 +319,36 @@ func TestZipEntriesBehindAPrefixKeptOut(t *testing.T) {
 	}
 	if len(res.Findings) != 0 {
 		t.Fatalf("findings %v, want none", res.Findings)
+	}
+}
+
+// A stream behind a script's lines that asks for more than the decoders
+// allow (a zstd window or an xz dictionary of 128 MiB, which zstd and xz
+// grant) stops the layer at that limit, as it does at a file's start;
+// behind a program's bytes it is taken for other bytes.
+func TestOversizedStreamsBehindAScriptRefused(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	dropper := []byte(samples.KinsingDropper())
+	zst := bytes.Clone(cli(t, dropper, "zstd", "--no-check", "-c"))
+	if zst[4]&0x20 != 0 {
+		t.Fatal("zstd wrote a single-segment frame")
+	}
+	zst[5] = (27 - 10) << 3 // a window of 128 MiB
+	xz := cli(t, dropper, "xz", "--lzma2=dict=128MiB", "-c")
+	for _, c := range []struct {
+		tool   string
+		stream []byte
+	}{{"zstd", zst}, {"xz", xz}} {
+		if got := toolOutput(c.tool, c.stream); !bytes.Equal(got, dropper) {
+			t.Fatalf("%s -dc gives %q", c.tool, got)
+		}
+		script := append([]byte("# run with sh\ntail -c +44 \"$0\" | "+c.tool+" -dc | sh\n"), c.stream...)
+		if _, err := scanOne(t, s, tfile{name: "opt/run.sh", mode: 0o755, data: script}); !errors.Is(err, ErrLimit) {
+			t.Errorf("%s behind a script: %v, want ErrLimit", c.tool, err)
+		}
+		res, err := scanOne(t, s, tfile{name: "usr/lib/helper", mode: 0o755, data: append(samples.ELF("a helper"), c.stream...)})
+		if err != nil || len(res.Findings) != 0 {
+			t.Errorf("%s behind a program: %v, %v; want no finding", c.tool, res.Findings, err)
+		}
 	}
 }
