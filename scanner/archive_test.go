@@ -310,6 +310,15 @@ func FuzzUnarchive(f *testing.F) {
 	f.Add(selfExtracting(tarGz(f, miner), "z"))
 	f.Add(fmt.Appendf(nil, "!<arch>\ndebian-binary   0           0     0     100644  4         `\n2.0\nxmrig/          0           0     0     100755  %-10d`\n%s", len(miner.data), miner.data))
 	f.Add(cli(f, miner.data, "xz", "--format=lzma", "-c"))
+	// Streams broken at their end, behind a script; a zip entry with no
+	// directory behind one; a zstd frame cut in its checksum.
+	dropper := []byte(samples.KinsingDropper())
+	gz := gzipBytes(f, dropper)
+	f.Add(append([]byte("# sh\ntail -c +30 \"$0\" | gzip -dc | sh\n"), gz[:len(gz)-3]...))
+	f.Add(append([]byte("#!/bin/sh\nB='\x1b'\n"), append(bytes.Clone(gz), "trailing"...)...))
+	f.Add(append([]byte("#!/bin/sh\n"), zipLocalOnly(dropper, 8)...))
+	zst := cli(f, dropper, "zstd", "-c")
+	f.Add(zst[:len(zst)-2])
 	// Larger than the fuzz scanner's window: unpacked as a stream, and
 	// through a spool file.
 	f.Add(tarGz(f, pad(300<<10), miner))
