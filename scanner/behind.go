@@ -340,8 +340,9 @@ func appendZipEntries(out []*archived, data []byte, rest *[]byte) []*archived {
 }
 
 // zipEntryUnpacks says whether b starts with a zip local header whose
-// entry, stored or deflated, gives a first byte, and where the entry's
-// data ends when its header says (0 when only a data descriptor does).
+// entry gives a first byte (stored or deflated; one of the other methods
+// pullgate decodes, with data), and where the entry's data ends when its
+// header says (0 when only a data descriptor does).
 func zipEntryUnpacks(b []byte) (end int, ok bool) {
 	if len(b) < 30 {
 		return 0, false
@@ -365,6 +366,8 @@ func zipEntryUnpacks(b []byte) (end int, ok bool) {
 		defer fr.Close()
 		n, _ := io.ReadFull(fr, make([]byte, 1))
 		return end, n == 1
+	case 12, 14, 93, 95: // bzip2, LZMA, zstd, xz: bsdtar unpacks them
+		return end, csize > 0 || flags&zipDescriptor != 0
 	}
 	return 0, false
 }

@@ -259,6 +259,12 @@ func zipLocalOnly(data []byte, method uint16) []byte {
 		fw.Close()
 		body = b.Bytes()
 	}
+	return zipLocalEntry(data, body, method)
+}
+
+// zipLocalEntry is a zip local header for data, compressed as body with
+// method, followed by body.
+func zipLocalEntry(data, body []byte, method uint16) []byte {
 	h := binary.LittleEndian.AppendUint32(nil, 0x04034b50)
 	for _, v := range []uint16{20, 0, method, 0, 0} {
 		h = binary.LittleEndian.AppendUint16(h, v)
@@ -290,6 +296,11 @@ func TestZipEntriesBehindAPrefixRead(t *testing.T) {
 		{"behind a program", append(samples.ELF("a helper"), deflated...)},
 		{"after a benign entry", append(append(slices.Clip(head), zipLocalOnly([]byte("hello\n"), 8)...), deflated...)},
 		{"after an entry of a method no extractor has", append(append(slices.Clip(head), zipLocalOnly([]byte("hello\n"), 80)...), deflated...)},
+		// Methods bsdtar unpacks from a pipe too.
+		{"bzip2", append(slices.Clip(head), zipLocalEntry(dropper, compressZip(t, zipBzip2, dropper), zipBzip2)...)},
+		{"LZMA", append(slices.Clip(head), zipLocalEntry(dropper, compressZip(t, zipLZMA, dropper), zipLZMA)...)},
+		{"xz", append(slices.Clip(head), zipLocalEntry(dropper, compressZip(t, zipXz, dropper), zipXz)...)},
+		{"zstd", append(slices.Clip(head), zipLocalEntry(dropper, compressZip(t, zipZstd, dropper), zipZstd)...)},
 	} {
 		res, err := scanOne(t, s, tfile{name: "opt/run.sh", mode: 0o755, data: c.data})
 		if err != nil {
