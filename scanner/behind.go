@@ -85,102 +85,83 @@ func (w *walker) behindPrefix(data []byte, kind archiveKind) (out []*archived, t
 // streamMagics are what streamStarts looks for: each stream's magic
 // number and where in it the bytes it is found by start (anchor). back is
 // how far before the pattern the stream starts (bzip2's "BZh9" before its
-// block magic). The magics looked for in the whole file are found by the
-// pair of bytes at anchor, all in one pass (see wholeFilePairs); a
-// program holds any one byte of them every few hundred bytes, a pair
-// about a thousand times more rarely. Formats pullgate cannot decode, and
-// .lzma, whose header is a weak signature that a program's bytes match
-// every few kilobytes, are looked for behind text only: where the file's
-// text ends (see textEnd). Each holds a control byte within its first
-// textOnlyReach bytes, so it can start nowhere else.
+// block magic). They are found by the pair of bytes at anchor, in two
+// passes of four pairs each (see magicSets); a program holds any one
+// byte of them every few hundred bytes, a pair about a thousand times
+// more rarely. lzip, which pullgate cannot decode, is taken for a stream
+// behind text only (see streamText), and .lzma, whose header is a weak
+// signature that a program's bytes match every few kilobytes, is looked
+// for only where the text ends: its second byte is a NUL, which ends it.
 var streamMagics = []streamMagic{
-	{m: gzipMagic, anchor: 0},
-	{m: []byte{0x1f, 0x9d}, anchor: 0, textOnly: true},
-	{m: xzMagic, anchor: 0},
-	{m: zstdMagic, anchor: 0},
+	{m: gzipMagic},
+	{m: xzMagic},
+	{m: zstdMagic},
 	{m: bzip2Block, anchor: 2, back: 4}, // "1AY&SY" after "BZh1".."BZh9"
-	{m: []byte{0x5d, 0, 0}, anchor: 0, textOnly: true},
-	{m: []byte{0x04, 0x22, 0x4d, 0x18}, anchor: 0, textOnly: true},
-	{m: []byte{0x02, 0x21, 0x4c, 0x18}, anchor: 0, textOnly: true}, // LZ4's legacy frame (lz4 -l)
-	{m: []byte("LZIP"), anchor: 0, textOnly: true},                 // then its version, 0 or 1
+	{m: []byte{0x1f, 0x9d}, set: 1},     // compress(1)
+	{m: []byte{0x04, 0x22, 0x4d, 0x18}, set: 1},
+	{m: []byte{0x02, 0x21, 0x4c, 0x18}, set: 1},         // LZ4's legacy frame (lz4 -l)
+	{m: []byte("LZIP"), set: 1, textOnly: true},         // then its version, 0 or 1
+	{m: []byte{0x5d, 0, 0}, set: noSet, textOnly: true}, // .lzma
 }
 
-// textOnlyReach is how far into a textOnly magic its first control byte
-// may be: lzip's version byte, after "LZIP".
-const textOnlyReach = 4
+// noSet marks a magic found by no pass of pairs: .lzma's.
+const noSet = -1
+
+// textOnlyReach is how far before the text's end a magic found by no
+// pass may start: .lzma's NUL is its second byte.
+const textOnlyReach = 1
 
 type streamMagic struct {
 	m        []byte
 	anchor   int
 	back     int
+	set      int // which of magicSets finds it
 	textOnly bool
 }
 
-// wholeFileMagics are the streamMagics looked for in the whole file, and
-// wholeFilePairs the pairs of bytes they are found by.
-var wholeFileMagics, wholeFilePairs = func() ([]streamMagic, bytepairs.Set) {
-	var magics []streamMagic
-	var pairs [][2]byte
-	for _, sm := range streamMagics {
-		if !sm.textOnly {
-			magics = append(magics, sm)
-			pairs = append(pairs, [2]byte{sm.m[sm.anchor], sm.m[sm.anchor+1]})
+// magicSets are the passes of streamStarts: the magics each finds, and
+// the pairs of bytes it finds them by.
+var magicSets = func() (sets [2]struct {
+	magics []streamMagic
+	pairs  bytepairs.Set
+}) {
+	for i := range sets {
+		var pairs [][2]byte
+		for _, sm := range streamMagics {
+			if sm.set == i {
+				sets[i].magics = append(sets[i].magics, sm)
+				pairs = append(pairs, [2]byte{sm.m[sm.anchor], sm.m[sm.anchor+1]})
+			}
 		}
+		sets[i].pairs = bytepairs.NewSet(pairs...)
 	}
-	return magics, bytepairs.NewSet(pairs...)
+	return sets
 }()
 
 // streamStarts lists, in order, the offsets from from on where data holds
 // the magic bytes of a stream that detectArchive takes for one (see
-// streamMagics); text is where the file's text ends, textEnd(data).
+// streamMagics); text is where the file's text ends (see streamText).
 func streamStarts(data []byte, from, text int) []int {
 	var offs []int
-	wholeFilePairs.Each(data, func(k int) {
-		for _, sm := range wholeFileMagics {
-			if data[k] == sm.m[sm.anchor] && data[k+1] == sm.m[sm.anchor+1] {
-				offs = sm.appendAt(offs, data, k, from, text)
-			}
-		}
-	})
-	// A textOnly stream starts at or before text. Where text is where
-	// the first control byte is, the magic's own control byte is that
-	// one, so it starts at most textOnlyReach bytes before it; behind a
-	// script's lines (see streamText) it may start anywhere before text
-	// and is found by its first two bytes, but for .lzma's, whose second
-	// is a NUL.
-	for at := max(from, text-textOnlyReach); at <= text && at < len(data); at++ {
-		for _, sm := range streamMagics {
-			if sm.textOnly {
-				offs = sm.appendAt(offs, data, at+sm.back+sm.anchor, from, text)
-			}
-		}
-	}
-	if region := data[:min(len(data), text+textOnlyReach+1)]; from < len(region) {
-		textOnlyPairs.Each(region, func(k int) {
-			for _, sm := range textOnlyMagics {
-				if data[k] == sm.m[0] && data[k+1] == sm.m[1] {
+	for _, set := range magicSets {
+		set.pairs.Each(data, func(k int) {
+			for _, sm := range set.magics {
+				if data[k] == sm.m[sm.anchor] && data[k+1] == sm.m[sm.anchor+1] {
 					offs = sm.appendAt(offs, data, k, from, text)
 				}
 			}
 		})
 	}
-	slices.Sort(offs) // in file order, so findings read as the file does
-	return slices.Compact(offs)
-}
-
-// textOnlyMagics are the textOnly streamMagics found by the pair of
-// their first two bytes (all but .lzma's), and textOnlyPairs those pairs.
-var textOnlyMagics, textOnlyPairs = func() ([]streamMagic, bytepairs.Set) {
-	var magics []streamMagic
-	var pairs [][2]byte
-	for _, sm := range streamMagics {
-		if sm.textOnly && sm.m[1] != 0 {
-			magics = append(magics, sm)
-			pairs = append(pairs, [2]byte{sm.m[0], sm.m[1]})
+	for at := max(from, text-textOnlyReach); at <= text && at < len(data); at++ {
+		for _, sm := range streamMagics {
+			if sm.set == noSet {
+				offs = sm.appendAt(offs, data, at+sm.back+sm.anchor, from, text)
+			}
 		}
 	}
-	return magics, bytepairs.NewSet(pairs...)
-}()
+	slices.Sort(offs) // in file order, so findings read as the file does
+	return offs
+}
 
 // streamText is how far into data a stream is behind text (see
 // behindPrefix): to the first control byte (see textEnd), or, in a file
@@ -253,6 +234,12 @@ func (w *walker) decodesAsStream(data []byte, unreadable, behindText bool) (bool
 	// A stream that decodes some bytes and then fails (other data after
 	// it, a cut or wrong checksum) is one: gzip -d and xz -d write what
 	// they decoded before they complain, and a pipe to a shell runs it.
+	// compress(1) and LZ4 decode a few bytes of almost anything after
+	// their short headers, so behind binary bytes they must decode the
+	// whole trial.
+	if c := nestedCompression(data); !behindText && (c == compressedLZW || c == compressedLZ4) {
+		return false, nil
+	}
 	return n > 0, nil
 }
 

@@ -128,10 +128,11 @@ func TestStreamsBehindAScriptKeptOut(t *testing.T) {
 		// script's lines, not in a program's bytes.
 		{"xz with the x86 filter behind a script", append([]byte("#!/bin/sh\n"), cli(t, samples.XMRig(), "xz", "--x86", "--lzma2", "-c")...), ArchiveUnreadableRule},
 		{"a zstd frame that needs a dictionary behind a script", append([]byte("#!/bin/sh\n"), zstdDict...), ArchiveUnreadableRule},
-		{"compress(1) behind a script", append([]byte("#!/bin/sh\n\x1f\x9d\x90\x23\x21\x2f\x00"), samples.Filler(300)...), ArchiveUnreadableRule},
-		// A script holding a terminal's escape is a script all the same.
-		{"compress(1) behind a script with an escape byte", append([]byte("#!/bin/sh\nB='\x1b[1m'\n\x1f\x9d\x90\x23\x21\x2f\x00"), samples.Filler(300)...), ArchiveUnreadableRule},
-		{"LZ4's legacy frame behind a script with an escape byte", append([]byte("#!/bin/sh\nB='\x1b[1m'\n\x02\x21\x4c\x18\x10\x00\x00\x00"), samples.Filler(300)...), ArchiveUnreadableRule},
+		// compress(1) and LZ4 are read: their magic numbers before other
+		// bytes, in a script's string as in a program, are no finding.
+		{"compress(1)'s magic behind a script", append([]byte("#!/bin/sh\n\x1f\x9d\x90\x23\x21\x2f\x00"), samples.Filler(300)...), ""},
+		{"compress(1)'s magic in a script's string", []byte("#!/bin/sh\nM='\x1f\x9d\x90'\necho \"$M\"\n"), ""},
+		{"LZ4's legacy magic in a script's string", []byte("#!/bin/sh\nM='\x02\x21\x4c\x18\x10\x00\x00\x00'\n"), ""},
 		// A profile's protobuf (Go's default.pgo, gzipped) holds
 		// compress(1)'s header by chance, with no NUL before it.
 		{"compress(1)'s magic in binary data", append([]byte(strings.Repeat("\x08\x12\x1aname\x22", 50)+"\x1f\x9d\x90\x23\x21\x2f\x00"), samples.Filler(300)...), ""},
@@ -360,6 +361,47 @@ func TestOversizedStreamsBehindAScriptRefused(t *testing.T) {
 		res, err := scanOne(t, s, tfile{name: "usr/lib/helper", mode: 0o755, data: append(samples.ELF("a helper"), c.stream...)})
 		if err != nil || len(res.Findings) != 0 {
 			t.Errorf("%s behind a program: %v, %v; want no finding", c.tool, res.Findings, err)
+		}
+	}
+}
+
+// compress(1) and LZ4 streams are read behind any prefix: a script (with
+// a terminal's escape in its first line, or a NUL in a comment, which
+// dash runs), or a program. gzip -dc and lz4 -dc are the ground truth.
+func TestOlderStreamsBehindAPrefixRead(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	miner := samples.XMRig()
+	streams := []struct {
+		name, tool string
+		data       []byte
+	}{
+		{"compress", "gzip", lzwCompress(miner, 16)},
+		{"lz4", "lz4", cli(t, miner, "lz4", "-c")},
+		{"lz4", "lz4", cli(t, miner, "lz4", "-l", "-c")},
+	}
+	prefixes := []struct {
+		name string
+		data []byte
+	}{
+		{"a script", []byte("#!/bin/sh\ntail -c +40 \"$0\" | sh\nexit\n")},
+		{"a script with an escape in its first line", []byte("#!/bin/sh \x1b[1m\ntail -c +40 \"$0\" | sh\nexit\n")},
+		{"a script with a NUL in a comment", []byte("#!/bin/sh\n# \x00\ntail -c +40 \"$0\" | sh\nexit\n")},
+		{"a program", samples.ELF("a helper")},
+	}
+	for _, st := range streams {
+		if got := toolOutput(st.tool, st.data); !bytes.Equal(got, miner) {
+			t.Fatalf("%s -dc does not give the miner back from the %s stream", st.tool, st.name)
+		}
+		for _, p := range prefixes {
+			data := append(slices.Clip(p.data), st.data...)
+			res, err := scanOne(t, s, tfile{name: "opt/run.sh", mode: 0o755, data: data})
+			if err != nil {
+				t.Fatalf("%s behind %s: ScanLayer: %v", st.name, p.name, err)
+			}
+			want := fmt.Sprintf("/opt/run.sh!%s@%d!%s", st.name, len(p.data), st.name)
+			if !hasFinding(res.Findings, "MinerXMRig", want) {
+				t.Errorf("%s behind %s: findings %v, want MinerXMRig on %s", st.name, p.name, res.Findings, want)
+			}
 		}
 	}
 }

@@ -158,9 +158,13 @@ func decompress(c compression, br *bufio.Reader, charge func(int64) error) (io.R
 		}
 		return lr, func() {}, nil
 	case compressedLZW:
-		return nil, nil, errLZW
+		zr, err := newLZWReader(br)
+		if err != nil {
+			return nil, nil, err
+		}
+		return zr, func() {}, nil
 	case compressedLZ4:
-		return nil, nil, errLZ4
+		return newLZ4Reader(br), func() {}, nil
 	case compressedLzip:
 		return nil, nil, errLzip
 	case compressedXz:

@@ -114,7 +114,7 @@ func decompressedName(name string, c compression) string {
 	lower := strings.ToLower(name)
 	for _, e := range [...]struct{ ext, then string }{
 		{".tgz", ".tar"}, {".txz", ".tar"}, {".tbz2", ".tar"}, {".tzst", ".tar"},
-		{".gz", ""}, {".xz", ""}, {".bz2", ""}, {".zst", ""}, {".lzma", ""}, {".tlz", ".tar"}, {".z", ""},
+		{".gz", ""}, {".xz", ""}, {".bz2", ""}, {".zst", ""}, {".lzma", ""}, {".tlz", ".tar"}, {".z", ""}, {".lz4", ""},
 	} {
 		if strings.HasSuffix(lower, e.ext) && len(name) > len(e.ext) {
 			return name[:len(name)-len(e.ext)] + e.then

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/bits"
 
+	"github.com/pierrec/lz4/v4"
 	"github.com/ulikunitz/xz/lzma"
 )
 
@@ -40,7 +41,8 @@ func isLzmaAlone(b []byte) bool {
 }
 
 // isLZ4 says whether b starts with an LZ4 frame's magic number, or the
-// legacy format's: zstd -d and lz4 unpack both, pullgate does not.
+// legacy format's (lz4 -l): lz4 and zstd -d unpack both, and so does
+// pullgate (see newLZ4Reader).
 func isLZ4(b []byte) bool {
 	return bytes.HasPrefix(b, []byte{0x04, 0x22, 0x4d, 0x18}) || bytes.HasPrefix(b, []byte{0x02, 0x21, 0x4c, 0x18})
 }
@@ -120,9 +122,13 @@ func (t *toTheEnd) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Formats refused, not read (see docs/detection.md).
-var (
-	errLZW  = fmt.Errorf("%w: compress(1) .Z (LZW), which gzip -d and uncompress unpack", errUnsupported)
-	errLZ4  = fmt.Errorf("%w: LZ4, which lz4 and zstd -d unpack", errUnsupported)
-	errLzip = fmt.Errorf("%w: lzip, which lzip and bsdtar unpack", errUnsupported)
-)
+// errLzip refuses lzip, a format not read (see docs/detection.md).
+var errLzip = fmt.Errorf("%w: lzip, which lzip and bsdtar unpack", errUnsupported)
+
+// newLZ4Reader decodes the LZ4 frames in br, of either format, one after
+// another as lz4 -d does; skippable frames are skipped. A frame's blocks
+// are at most 4 MiB (8 MiB in the legacy format), so its memory is
+// bounded.
+func newLZ4Reader(br *bufio.Reader) io.Reader {
+	return lz4.NewReader(br)
+}

@@ -39,7 +39,8 @@ func debOf(t *testing.T, comp string) []byte {
 
 // Formats a host's own tools unpack inside a layer: a Debian package
 // (dpkg -i, dpkg-deb -x), LZMA's own .lzma (unlzma, xz --format=lzma)
-// are read; compress(1)'s .Z (gzip -d) is refused unread.
+// are read, as are compress(1)'s .Z (gzip -d) and LZ4 (lz4 -d, zstd -d);
+// lzip is refused unread.
 func TestOlderFormatsInLayers(t *testing.T) {
 	s := newTestScanner(t, Options{Workers: 2})
 	lzmaFile := cli(t, samples.XMRig(), "xz", "--format=lzma", "-c")
@@ -57,11 +58,12 @@ func TestOlderFormatsInLayers(t *testing.T) {
 		{"deb named otherwise", "var/cache/blob", debOf(t, "-Zzstd"), "MinerXMRig", "/var/cache/blob!data.tar.zst!usr/bin/kworker", SeverityHigh},
 		{"lzma", "opt/p/m.lzma", lzmaFile, "MinerXMRig", "/opt/p/m.lzma!m", SeverityHigh},
 		{"lzma, other properties", "opt/p/m.lzma", cli(t, samples.XMRig(), "xz", "--format=lzma", "--lzma1=lc=0,lp=0,pb=0", "-c"), "MinerXMRig", "/opt/p/m.lzma!m", SeverityHigh},
-		{"lz4", "opt/p/m.lz4", append([]byte{0x04, 0x22, 0x4d, 0x18, 0x64, 0x40, 0xa7}, samples.Filler(100)...), ArchiveUnreadableRule, "/opt/p/m.lz4", SeverityHigh},
+		{"lz4", "opt/p/m.lz4", cli(t, samples.XMRig(), "lz4", "-c"), "MinerXMRig", "/opt/p/m.lz4!m", SeverityHigh},
+		{"lz4's legacy frame", "opt/p/m.lz4", cli(t, samples.XMRig(), "lz4", "-l", "-c"), "MinerXMRig", "/opt/p/m.lz4!m", SeverityHigh},
 		{"lzip", "opt/p/m.tar.lz", append([]byte("LZIP\x01\x14"), samples.Filler(100)...), ArchiveUnreadableRule, "/opt/p/m.tar.lz", SeverityHigh},
 		// A frame header naming dictionary 7: the decoder cannot go on.
 		{"zstd with a dictionary", "opt/p/m.zst", []byte("\x28\xb5\x2f\xfd\x21\x07\x05\x29\x00\x00hello"), ArchiveUnreadableRule, "/opt/p/m.zst", SeverityHigh},
-		{"compress .Z", "opt/p/m.Z", append([]byte{0x1f, 0x9d, 0x90}, samples.Filler(3000)...), ArchiveUnreadableRule, "/opt/p/m.Z", SeverityHigh},
+		{"compress .Z", "opt/p/m.Z", lzwCompress(samples.XMRig(), 16), "MinerXMRig", "/opt/p/m.Z!m", SeverityHigh},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
