@@ -63,7 +63,7 @@ func detectArchive(it *item, head []byte, size int64) archiveKind {
 		return archiveTar
 	case isDeb(head):
 		return archiveAr
-	case isLzmaAlone(head), isLZW(head), isLZ4(head), isLzip(head):
+	case isLzmaAlone(head), isLZW(head), isLZ4(head), isLzip(head), isZlib(head):
 		return archiveStream
 	}
 	switch detectCompression(head) {
@@ -302,7 +302,7 @@ const archiveHead = 4 << 10
 // size; a trimmed zip is marked so, for its gaps to be scanned (see
 // scanZipGaps).
 func (w *walker) trimmable(it *item, a *archived, n int) bool {
-	t := a != nil && (a.kind == archiveZip || a.kind == archiveStream && nestedCompression(a.data) != compressedLzma) && !a.tar && w.st.rs.knownBad == nil &&
+	t := a != nil && (a.kind == archiveZip || a.kind == archiveStream && !weakSignature(nestedCompression(a.data))) && !a.tar && w.st.rs.knownBad == nil &&
 		it.nest < w.s.limits.MaxArchiveDepth && n > archiveHead
 	if t {
 		a.trimmed = true

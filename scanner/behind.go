@@ -54,7 +54,13 @@ func (w *walker) behindPrefix(data []byte, kind archiveKind) (out []*archived, t
 		out = appendZipEntries(out, data, &rest)
 	}
 	text := streamText(data)
-	for _, off := range streamStarts(data, 1, text) {
+	offs := streamStarts(data, 1, text)
+	if at := xarStart(data); at >= 0 {
+		offs = append(offs, zlibStarts(data, at)...)
+		slices.Sort(offs)
+		offs = slices.Compact(offs)
+	}
+	for _, off := range offs {
 		// A stream pullgate cannot decode is taken for one (and refused)
 		// behind text, a script's lines, where its magic number is no
 		// accident, and when it is xz, whose headers carry checksums;
@@ -102,7 +108,17 @@ var streamMagics = []streamMagic{
 	{m: []byte{0x02, 0x21, 0x4c, 0x18}, set: 1},         // LZ4's legacy frame (lz4 -l)
 	{m: []byte("LZIP"), set: 1, textOnly: true},         // then its version, 0 or 1
 	{m: []byte{0x5d, 0, 0}, set: noSet, textOnly: true}, // .lzma
+	// zlib, by its header's usual forms (see isZlib): looked for behind
+	// text only, and in a XAR archive, where each file is one; a program
+	// holds these pairs every 64 KiB, each a trial decode.
+	{m: []byte{0x78, 0x9c}, set: 2, textOnly: true},
+	{m: []byte{0x78, 0xda}, set: 2, textOnly: true},
+	{m: []byte{0x78, 0x01}, set: 2, textOnly: true},
+	{m: []byte{0x78, 0x5e}, set: 2, textOnly: true},
 }
+
+// xarMagic starts a XAR archive.
+var xarMagic = []byte("xar!")
 
 // noSet marks a magic found by no pass of pairs: .lzma's.
 const noSet = -1
@@ -121,16 +137,19 @@ type streamMagic struct {
 
 // magicSets are the passes of streamStarts: the magics each finds, and
 // the pairs of bytes it finds them by.
-var magicSets = func() (sets [2]struct {
-	magics []streamMagic
-	pairs  bytepairs.Set
+var magicSets = func() (sets [3]struct {
+	magics   []streamMagic
+	pairs    bytepairs.Set
+	textOnly bool // every magic of the set: the pass stops where the text does
 }) {
 	for i := range sets {
 		var pairs [][2]byte
+		sets[i].textOnly = true
 		for _, sm := range streamMagics {
 			if sm.set == i {
 				sets[i].magics = append(sets[i].magics, sm)
 				pairs = append(pairs, [2]byte{sm.m[sm.anchor], sm.m[sm.anchor+1]})
+				sets[i].textOnly = sets[i].textOnly && sm.textOnly
 			}
 		}
 		sets[i].pairs = bytepairs.NewSet(pairs...)
@@ -144,7 +163,11 @@ var magicSets = func() (sets [2]struct {
 func streamStarts(data []byte, from, text int) []int {
 	var offs []int
 	for _, set := range magicSets {
-		set.pairs.Each(data, func(k int) {
+		region := data
+		if set.textOnly { // zlib: behind text, or in a XAR (see zlibStarts)
+			region = data[:min(len(data), text+2)]
+		}
+		set.pairs.Each(region, func(k int) {
 			for _, sm := range set.magics {
 				if data[k] == sm.m[sm.anchor] && data[k+1] == sm.m[sm.anchor+1] {
 					offs = sm.appendAt(offs, data, k, from, text)
@@ -236,8 +259,9 @@ func (w *walker) decodesAsStream(data []byte, unreadable, behindText bool) (bool
 	// they decoded before they complain, and a pipe to a shell runs it.
 	// compress(1) and LZ4 decode a few bytes of almost anything after
 	// their short headers, so behind binary bytes they must decode the
-	// whole trial.
-	if c := nestedCompression(data); !behindText && (c == compressedLZW || c == compressedLZ4) {
+	// whole trial; zlib, whose header is two letters of text ("x^" in
+	// a formula), must everywhere.
+	if c := nestedCompression(data); c == compressedZlib || !behindText && (c == compressedLZW || c == compressedLZ4) {
 		return false, nil
 	}
 	return n > 0, nil
@@ -357,4 +381,37 @@ func zipEntryUnpacks(b []byte) (end int, ok bool) {
 		return end, csize > 0 || flags&zipDescriptor != 0
 	}
 	return 0, false
+}
+
+// xarStart is where data holds a XAR archive's header, or -1: "xar!", a
+// header size of at least 28 and version 1, as bsdtar writes and reads
+// it. bsdtar reads one from a pipe, so one behind a prefix counts too.
+func xarStart(data []byte) int {
+	for off := 0; ; {
+		i := bytes.Index(data[off:], xarMagic)
+		if i < 0 {
+			return -1
+		}
+		at := off + i
+		if h := data[at:]; len(h) >= 28 && binary.BigEndian.Uint16(h[4:]) >= 28 && binary.BigEndian.Uint16(h[6:]) == 1 {
+			return at
+		}
+		off = at + 1
+	}
+}
+
+// zlibStarts lists the zlib streams in data from a XAR archive's start
+// at on: its table of contents and, by default, each of its files is
+// one, behind binary bytes.
+func zlibStarts(data []byte, at int) []int {
+	var offs []int
+	set := magicSets[2]
+	set.pairs.Each(data[at:], func(k int) {
+		for _, sm := range set.magics {
+			if data[at+k] == sm.m[0] && data[at+k+1] == sm.m[1] {
+				offs = sm.appendAt(offs, data, at+k, at, len(data))
+			}
+		}
+	})
+	return offs
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/klauspost/compress/zlib"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 
@@ -31,13 +32,14 @@ const (
 	compressedXz
 	compressedZstd
 	compressedLzma // inside layers only (see nestedCompression)
-	compressedLZW  // inside layers only, refused (see errLZW)
-	compressedLZ4  // inside layers only, refused
+	compressedLZW  // inside layers only
+	compressedLZ4  // inside layers only
 	compressedLzip // inside layers only, refused
+	compressedZlib // inside layers only (see isZlib)
 )
 
 func (c compression) String() string {
-	return [...]string{"uncompressed", "bzip2", "gzip", "xz", "zstd", "lzma", "compress", "lz4", "lzip"}[c]
+	return [...]string{"uncompressed", "bzip2", "gzip", "xz", "zstd", "lzma", "compress", "lz4", "lzip", "zlib"}[c]
 }
 
 // The magic bytes moby and containerd check; gzip includes its only
@@ -165,6 +167,12 @@ func decompress(c compression, br *bufio.Reader, charge func(int64) error) (io.R
 		return zr, func() {}, nil
 	case compressedLZ4:
 		return newLZ4Reader(br), func() {}, nil
+	case compressedZlib:
+		zr, err := zlib.NewReader(br)
+		if err != nil {
+			return nil, nil, corruptError("read zlib header", err)
+		}
+		return zr, func() { zr.Close() }, nil
 	case compressedLzip:
 		return nil, nil, errLzip
 	case compressedXz:

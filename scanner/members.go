@@ -23,9 +23,9 @@ func (w *walker) walkStream(it item, br *bufio.Reader) error {
 		return err
 	}
 	c := nestedCompression(magic)
-	if c == compressedLzma {
-		// Known by a weak signature (see isLzmaAlone): a decoding error
-		// may only mean the file is no .lzma at all.
+	if weakSignature(c) {
+		// Known by a weak signature (see isLzmaAlone, isZlib): a decoding
+		// error may only mean the file is no such stream at all.
 		err := w.walkStreamOf(it, br, c)
 		if err != nil && !w.hardError(err) {
 			return quietError{err}
@@ -203,4 +203,10 @@ func (w *walker) walkZip(it item, ra io.ReaderAt, size, head int64, behind bool)
 		return w.scanZipGaps(zw, head)
 	}
 	return nil
+}
+
+// weakSignature says whether a stream of compression c is known by so few
+// header bytes that other files match them: .lzma and zlib.
+func weakSignature(c compression) bool {
+	return c == compressedLzma || c == compressedZlib
 }

@@ -77,6 +77,8 @@ func nestedCompression(b []byte) compression {
 		return compressedLZ4
 	case isLzip(b):
 		return compressedLzip
+	case isZlib(b):
+		return compressedZlib
 	}
 	return uncompressed
 }
@@ -131,4 +133,15 @@ var errLzip = fmt.Errorf("%w: lzip, which lzip and bsdtar unpack", errUnsupporte
 // bounded.
 func newLZ4Reader(br *bufio.Reader) io.Reader {
 	return lz4.NewReader(br)
+}
+
+// isZlib says whether b starts with a zlib stream's header (RFC 1950) as
+// zlib writes it: deflate with a 32 KiB window (0x78), no preset
+// dictionary, its check bits right. Python's zlib.decompress,
+// zlib-flate, pigz -dz and openssl zlib unpack it, and so does bsdtar
+// inside a XAR archive, whose files are zlib streams. Two bytes are a
+// weak signature, so a file taken for one is scanned whole as bytes too,
+// and a decoding error in it is no finding (see walkStream).
+func isZlib(b []byte) bool {
+	return len(b) >= 2 && b[0] == 0x78 && b[1]&0x20 == 0 && (int(b[0])<<8|int(b[1]))%31 == 0
 }

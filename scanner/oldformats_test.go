@@ -1,9 +1,13 @@
 package scanner
 
 import (
+	"bytes"
+	"compress/zlib"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/pullgate/pullgate/internal/samples"
@@ -106,5 +110,58 @@ func TestOlderFormatsKeptOut(t *testing.T) {
 		if res.Files != 1 {
 			t.Fatalf("%s: %d files scanned: a static library is not unpacked, only a Debian package is", f.name, res.Files)
 		}
+	}
+}
+
+// zlib streams (Python's zlib, zlib-flate, pigz -dz) are read as a file,
+// behind a script's lines, and in a XAR archive (bsdtar's default
+// compression for its files), which bsdtar unpacks from a pipe behind a
+// script or a program too.
+func TestZlibStreamsRead(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	dropper := []byte(samples.KinsingDropper())
+	var zb bytes.Buffer
+	zw := zlib.NewWriter(&zb)
+	zw.Write(dropper)
+	zw.Close()
+	z := zb.Bytes()
+	if got := cli(t, z, "python3", "-c", "import sys, zlib; sys.stdout.buffer.write(zlib.decompress(sys.stdin.buffer.read()))"); !bytes.Equal(got, dropper) {
+		t.Fatal("python3's zlib does not give the dropper back")
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "run.sh"), dropper, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	xar := cli(t, nil, "bsdtar", "--format", "xar", "-C", dir, "-cf", "-", "run.sh")
+	if got := cli(t, xar, "bsdtar", "-xOf", "-"); !bytes.Equal(got, dropper) {
+		t.Fatal("bsdtar does not give the dropper back from the XAR archive")
+	}
+	script := []byte("#!/bin/sh\ntail -c +50 \"$0\" | bsdtar -xOf - | sh\nexit\n")
+	for _, c := range []struct {
+		name, file string
+		data       []byte
+	}{
+		{"zlib", "opt/x.zz", z},
+		{"zlib behind a script", "opt/run.sh", append([]byte("#!/bin/sh\ntail -c +50 \"$0\" | zlib-flate -uncompress | sh\n"), z...)},
+		{"XAR", "opt/x.xar", xar},
+		{"XAR behind a script", "opt/run.sh", append(slices.Clip(script), xar...)},
+		{"XAR behind a program", "opt/run", append(samples.ELF("a helper"), xar...)},
+	} {
+		res, err := scanOne(t, s, tfile{name: c.file, mode: 0o755, data: c.data})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		found := false
+		for _, f := range res.Findings {
+			found = found || f.Rule == "KinsingDropper" && strings.Contains(f.Path, "!")
+		}
+		if !found {
+			t.Errorf("%s: findings %v, want KinsingDropper inside it", c.name, res.Findings)
+		}
+	}
+	// Text that starts with zlib's header by chance is text.
+	res, err := scanOne(t, s, tfile{name: "opt/notes.txt", mode: 0o644, data: []byte("x^2 + y^2 = r^2\n\x01and some more lines\n")})
+	if err != nil || len(res.Findings) != 0 {
+		t.Fatalf("a text starting with x^: %v, %v", res.Findings, err)
 	}
 }
