@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 
+	"github.com/klauspost/compress/zlib"
 	"github.com/pullgate/pullgate/internal/bytepairs"
 )
 
@@ -257,8 +258,9 @@ func (w *walker) decodesAsStream(data []byte, unreadable, behindText bool) (bool
 	// compress(1) and LZ4 decode a few bytes of almost anything after
 	// their short headers, so behind binary bytes they must decode the
 	// whole trial; zlib, whose header is two letters of text ("x^" in
-	// a formula), must everywhere.
-	if c := nestedCompression(data); c == compressedZlib || !behindText && (c == compressedLZW || c == compressedLZ4) {
+	// a formula), must everywhere, or reach its end (a wrong Adler-32
+	// after its data, which pigz -dz and zlib-flate write out).
+	if c := nestedCompression(data); c == compressedZlib && !errors.Is(err, zlib.ErrChecksum) || !behindText && (c == compressedLZW || c == compressedLZ4) {
 		return false, nil
 	}
 	return n > 0, nil

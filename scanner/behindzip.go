@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/pullgate/pullgate/internal/bytepairs"
 )
@@ -95,9 +96,9 @@ func xarStart(data []byte) int {
 	}
 }
 
-// zlibStarts lists the zlib streams in data from a XAR archive's start
-// at on: its table of contents and, by default, each of its files is
-// one, behind binary bytes.
+// zlibStarts lists the zlib and .lzma streams in data from a XAR
+// archive's start at on: its table of contents and, by default, each of
+// its files is a zlib stream, behind binary bytes.
 func zlibStarts(data []byte, at int) []int {
 	var offs []int
 	set := magicSets[2]
@@ -108,5 +109,15 @@ func zlibStarts(data []byte, at int) []int {
 			}
 		}
 	})
+	// bsdtar's LZMA encoding for XAR files is LZMA's own format.
+	lzmaMagic := streamMagics[slices.IndexFunc(streamMagics, func(sm streamMagic) bool { return sm.set == noSet })]
+	for off := at; ; {
+		i := bytes.Index(data[off:], lzmaMagic.m)
+		if i < 0 {
+			break
+		}
+		offs = lzmaMagic.appendAt(offs, data, off+i, at, len(data))
+		off += i + 1
+	}
 	return offs
 }

@@ -62,8 +62,8 @@ func newLZWReader(br *bufio.Reader) (*lzwReader, error) {
 	if z.block {
 		z.freeEnt = lzwFirst
 	}
-	z.prefix = make([]uint16, z.maxMax)
-	z.suffix = make([]byte, z.maxMax)
+	z.prefix = make([]uint16, max(z.maxMax, 512))
+	z.suffix = make([]byte, max(z.maxMax, 512))
 	for i := range 256 {
 		z.suffix[i] = byte(i)
 	}

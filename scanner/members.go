@@ -18,7 +18,9 @@ import (
 // other content is scanned as one file named for the compressed one
 // without its extension ("xmrig.gz" holds "xmrig").
 func (w *walker) walkStream(it item, br *bufio.Reader) error {
-	magic, err := br.Peek(nestedPeek)
+	// Enough for the skippable frames that may come before an LZ4 frame
+	// (see nestedCompression).
+	magic, err := br.Peek(min(br.Size(), 4096))
 	if err != nil && err != io.EOF {
 		return err
 	}

@@ -54,9 +54,11 @@ func isLzip(b []byte) bool {
 }
 
 // isLZW says whether b starts with compress(1)'s header: 1f 9d and a flag
-// byte of 9 to 16 bits per code, its reserved bits clear.
+// byte of at most 16 bits per code. gzip -d reads any such header: one
+// under 9 bits adds no code to the table, and reserved bits set only
+// draw a warning.
 func isLZW(b []byte) bool {
-	return len(b) >= 3 && b[0] == 0x1f && b[1] == 0x9d && b[2]&0x60 == 0 && b[2]&0x1f >= 9 && b[2]&0x1f <= 16
+	return len(b) >= 3 && b[0] == 0x1f && b[1] == 0x9d && b[2]&0x1f <= 16
 }
 
 // nestedPeek is how many bytes nestedCompression looks at: an .lzma
@@ -66,6 +68,10 @@ const nestedPeek = 14
 // nestedCompression is detectCompression for a file inside a layer, which
 // may also be in one of the older formats.
 func nestedCompression(b []byte) compression {
+	if rest, ok := pastSkippable(b); ok && isLZ4(rest) {
+		// zstd and LZ4 share skippable frames: what follows says which.
+		return compressedLZ4
+	}
 	switch c := detectCompression(b); {
 	case c != uncompressed:
 		return c
@@ -131,17 +137,51 @@ var errLzip = fmt.Errorf("%w: lzip, which lzip and bsdtar unpack", errUnsupporte
 // another as lz4 -d does; skippable frames are skipped. A frame's blocks
 // are at most 4 MiB (8 MiB in the legacy format), so its memory is
 // bounded.
-func newLZ4Reader(br *bufio.Reader) io.Reader {
-	return lz4.NewReader(br)
+func newLZ4Reader(br *bufio.Reader) (io.Reader, error) {
+	if h, _ := br.Peek(5); len(h) == 5 && h[0] == 0x04 && h[4]&1 != 0 {
+		// A frame naming a dictionary: lz4 -d unpacks it when its blocks
+		// need none, the Go decoder refuses it.
+		return nil, unsupportedError("LZ4 frame naming a dictionary, which lz4 unpacks")
+	}
+	return lz4.NewReader(skipSkippable(br)), nil
 }
 
-// isZlib says whether b starts with a zlib stream's header (RFC 1950) as
-// zlib writes it: deflate with a 32 KiB window (0x78), no preset
-// dictionary, its check bits right. Python's zlib.decompress,
+// skipSkippable passes over the skippable frames (zstd's and LZ4's) at
+// the start of br, as lz4 -d does before a frame of its own.
+func skipSkippable(br *bufio.Reader) *bufio.Reader {
+	for {
+		h, err := br.Peek(8)
+		if err != nil || binary.LittleEndian.Uint32(h)&zstdSkippableMask != zstdSkippableStart {
+			return br
+		}
+		if _, err := br.Discard(8 + int(binary.LittleEndian.Uint32(h[4:]))); err != nil {
+			return br
+		}
+	}
+}
+
+// isZlib says whether b starts with a zlib stream's header (RFC 1950):
+// deflate with a window of at most 32 KiB, no preset dictionary, its
+// check bits right (behind a prefix only the 32 KiB window's forms,
+// 0x78, are looked for; see streamMagics). Python's zlib.decompress,
 // zlib-flate, pigz -dz and openssl zlib unpack it, and so does bsdtar
 // inside a XAR archive, whose files are zlib streams. Two bytes are a
 // weak signature, so a file taken for one is scanned whole as bytes too,
 // and a decoding error in it is no finding (see walkStream).
 func isZlib(b []byte) bool {
-	return len(b) >= 2 && b[0] == 0x78 && b[1]&0x20 == 0 && (int(b[0])<<8|int(b[1]))%31 == 0
+	return len(b) >= 2 && b[0]&0x0f == 8 && b[0]>>4 <= 7 && b[1]&0x20 == 0 && (int(b[0])<<8|int(b[1]))%31 == 0
+}
+
+// pastSkippable is b after the skippable frames it starts with, and
+// whether it starts with one and they end within b.
+func pastSkippable(b []byte) ([]byte, bool) {
+	skipped := false
+	for len(b) >= 8 && binary.LittleEndian.Uint32(b)&zstdSkippableMask == zstdSkippableStart {
+		n := 8 + int(binary.LittleEndian.Uint32(b[4:]))
+		if n > len(b) {
+			return nil, false
+		}
+		b, skipped = b[n:], true
+	}
+	return b, skipped
 }

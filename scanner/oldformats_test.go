@@ -165,3 +165,74 @@ func TestZlibStreamsRead(t *testing.T) {
 		t.Fatalf("a text starting with x^: %v, %v", res.Findings, err)
 	}
 }
+
+// Round 17's forms, each checked against the host's tool: .Z headers
+// gzip -d reads (reserved bits set, under 9 bits a code), skippable
+// frames before an LZ4 frame, zlib of a small window, zlib with a wrong
+// Adler-32 behind a script (zlib-flate and pigz -dz write it out), and a
+// XAR archive of LZMA-encoded files. An LZ4 frame naming a dictionary is
+// refused.
+func TestOlderFormatsRound17(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	dropper := []byte(samples.KinsingDropper())
+	reserved := lzwCompress(dropper, 16)
+	reserved[2] |= 0x60
+	lz4 := cli(t, dropper, "lz4", "-c")
+	skippable := append([]byte{0x50, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 'a', 'b', 'c'}, lz4...)
+	py := func(code string) []byte {
+		return cli(t, dropper, "python3", "-c", "import sys, zlib; d = sys.stdin.buffer.read(); "+code)
+	}
+	smallWindow := py("c = zlib.compressobj(9, zlib.DEFLATED, 9); sys.stdout.buffer.write(c.compress(d) + c.flush())")
+	badAdler := bytes.Clone(py("sys.stdout.buffer.write(zlib.compress(d))"))
+	badAdler[len(badAdler)-1] ^= 0x55
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "run.sh"), dropper, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	xarLzma := cli(t, nil, "bsdtar", "--format", "xar", "--options", "xar:compression=lzma", "-C", dir, "-cf", "-", "run.sh")
+	for _, c := range []struct {
+		name, tool string
+		stream     []byte
+		behind     bool // behind a script, else a file of its own
+	}{
+		{".Z with reserved bits", "gzip -dc", reserved, false},
+		{".Z of 8 bits a code", "gzip -dc", lzwCompress(dropper, 8), true},
+		{"skippable frames before LZ4", "lz4 -dc", skippable, false},
+		{"zlib of a 512-byte window", "python3 -c 'import sys,zlib; sys.stdout.buffer.write(zlib.decompress(sys.stdin.buffer.read(), 9))'", smallWindow, false},
+		{"zlib with a wrong Adler-32", "", badAdler, true},
+		{"XAR of LZMA files", "bsdtar -xOf -", xarLzma, true},
+	} {
+		if c.tool != "" {
+			cmd := exec.Command("sh", "-c", c.tool)
+			cmd.Stdin = bytes.NewReader(c.stream)
+			if got, _ := cmd.Output(); !bytes.Equal(got, dropper) {
+				t.Fatalf("%s: %s does not give the dropper back", c.name, c.tool)
+			}
+		}
+		f := tfile{name: "opt/x", mode: 0o644, data: c.stream}
+		if c.behind {
+			f = tfile{name: "opt/run.sh", mode: 0o755, data: append([]byte("#!/bin/sh\ntail -c +40 \"$0\" | sh\nexit\n"), c.stream...)}
+		}
+		res, err := scanOne(t, s, f)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		found := false
+		for _, fd := range res.Findings {
+			found = found || fd.Rule == "KinsingDropper" && strings.Contains(fd.Path, "!")
+		}
+		if !found {
+			t.Errorf("%s: findings %v, want KinsingDropper inside it", c.name, res.Findings)
+		}
+	}
+	dict := bytes.Clone(lz4)
+	dict[4] |= 1
+	res, err := scanOne(t, s, tfile{name: "opt/x.lz4", mode: 0o644, data: dict})
+	refused := false
+	for _, fd := range res.Findings {
+		refused = refused || fd.Rule == ArchiveUnreadableRule && fd.Severity == SeverityHigh
+	}
+	if err != nil || !refused {
+		t.Fatalf("an LZ4 frame naming a dictionary: %v, %v; want ArchiveUnreadable (high)", res.Findings, err)
+	}
+}
