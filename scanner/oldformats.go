@@ -61,10 +61,6 @@ func isLZW(b []byte) bool {
 	return len(b) >= 3 && b[0] == 0x1f && b[1] == 0x9d && b[2]&0x1f <= 16
 }
 
-// nestedPeek is how many bytes nestedCompression looks at: an .lzma
-// header's 13 and the first byte after it.
-const nestedPeek = 14
-
 // nestedCompression is detectCompression for a file inside a layer, which
 // may also be in one of the older formats.
 func nestedCompression(b []byte) compression {
