@@ -73,10 +73,10 @@ func zipEntryUnpacks(b []byte) (end int, ok bool) {
 		defer fr.Close()
 		n, _ := io.ReadFull(fr, make([]byte, 1))
 		return end, n == 1
-	case 12, 14, 93, 95: // bzip2, LZMA, zstd, xz: bsdtar unpacks them
-		return end, csize > 0 || flags&zipDescriptor != 0
 	}
-	return 0, false
+	// The other methods pullgate decodes (bzip2, LZMA, zstd, xz), which
+	// bsdtar unpacks too.
+	return end, zipDecoded(method) && (csize > 0 || flags&zipDescriptor != 0)
 }
 
 // xarStart is where data holds a XAR archive's header, or -1: "xar!", a

@@ -166,11 +166,7 @@ func decompress(c compression, br *bufio.Reader, charge func(int64) error) (io.R
 		}
 		return zr, func() {}, nil
 	case compressedLZ4:
-		lr, err := newLZ4Reader(br)
-		if err != nil {
-			return nil, nil, err
-		}
-		return lr, func() {}, nil
+		return newLZ4Reader(br), func() {}, nil
 	case compressedZlib:
 		zr, err := zlib.NewReader(br)
 		if err != nil {

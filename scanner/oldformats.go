@@ -132,14 +132,10 @@ var errLzip = fmt.Errorf("%w: lzip, which lzip and bsdtar unpack", errUnsupporte
 // newLZ4Reader decodes the LZ4 frames in br, of either format, one after
 // another as lz4 -d does; skippable frames are skipped. A frame's blocks
 // are at most 4 MiB (8 MiB in the legacy format), so its memory is
-// bounded.
-func newLZ4Reader(br *bufio.Reader) (io.Reader, error) {
-	if h, _ := br.Peek(5); len(h) == 5 && h[0] == 0x04 && h[4]&1 != 0 {
-		// A frame naming a dictionary: lz4 -d unpacks it when its blocks
-		// need none, the Go decoder refuses it.
-		return nil, unsupportedError("LZ4 frame naming a dictionary, which lz4 unpacks")
-	}
-	return lz4.NewReader(skipSkippable(br)), nil
+// bounded. A first frame naming a dictionary is read without it (see
+// lz4WithoutDictID).
+func newLZ4Reader(br *bufio.Reader) io.Reader {
+	return lz4.NewReader(lz4WithoutDictID(skipSkippable(br)))
 }
 
 // skipSkippable passes over the skippable frames (zstd's and LZ4's) at

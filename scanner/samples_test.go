@@ -151,6 +151,17 @@ func hasFinding(fs []Finding, rule, path string) bool {
 	return false
 }
 
+// hasFindingIn says whether rule matched, at high severity, something
+// unpacked from a layer's file (a path with "!" in it).
+func hasFindingIn(fs []Finding, rule string) bool {
+	for _, f := range fs {
+		if f.Rule == rule && f.Severity == SeverityHigh && strings.Contains(f.Path, "!") {
+			return true
+		}
+	}
+	return false
+}
+
 func hexSHA256(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
