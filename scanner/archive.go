@@ -165,7 +165,12 @@ type archived struct {
 	payloads []payload // a file's base64 payloads, decoded as they are scanned
 	// at, when set, names where in its file the archive starts
 	// ("gzip@1234", see behindPrefix): what it holds is named under it.
-	at string
+	at  string
+	off int64 // and where, for a stream (see unarchiveAll)
+	// spooled, when set, holds the archive in place of data: a zip or a
+	// stream behind the start of a file larger than one window, read
+	// from the file's spool (see searchSpooled).
+	spooled *io.SectionReader
 }
 
 // unarchive looks into the file it (a): each member, or each decoded
@@ -193,6 +198,10 @@ func (w *walker) unarchiveHeld(it item, a *archived) error {
 		return nil
 	}
 	kind, data, payloads := a.kind, a.data, a.payloads
+	ra, size := io.ReaderAt(bytes.NewReader(data)), int64(len(data))
+	if a.spooled != nil {
+		ra, size = a.spooled, a.spooled.Size()
+	}
 	var err error
 	switch kind {
 	case archiveZip:
@@ -200,7 +209,7 @@ func (w *walker) unarchiveHeld(it item, a *archived) error {
 		if a.trimmed {
 			head = archiveHead
 		}
-		err = w.walkZip(it, bytes.NewReader(data), int64(len(data)), head, strings.HasPrefix(a.at, "zip@"))
+		err = w.walkZip(it, ra, size, head, strings.HasPrefix(a.at, "zip@"))
 		if a.tar {
 			if err = w.settle(it, err); err == nil {
 				err = w.walkMembers(it, &unarchiveReader{r: bytes.NewReader(data), w: w, what: "tar " + it.shown()})
@@ -209,7 +218,7 @@ func (w *walker) unarchiveHeld(it item, a *archived) error {
 	case archiveTar:
 		err = w.walkMembers(it, &unarchiveReader{r: bytes.NewReader(data), w: w, what: "tar " + it.shown()})
 	case archiveStream:
-		err = w.walkStream(it, bufio.NewReader(bytes.NewReader(data)))
+		err = w.walkStream(it, bufio.NewReader(io.NewSectionReader(ra, 0, size)))
 	case archiveAr:
 		err = w.walkAr(it, &unarchiveReader{r: bytes.NewReader(data), w: w, what: "ar " + it.shown()})
 	case archivePayloads:

@@ -24,9 +24,29 @@ import (
 // itself is looked into where each stream starts.
 
 // maxBehindStreams caps the compressed streams looked into in one file
-// behind its start. A file with more is reported ArchiveUnreadable
+// behind its start, or one for every 64 KiB of a larger file than 4 MiB
+// (see maxBehind). A file with more is reported ArchiveUnreadable
 // (high): the ones after the cap are not read.
 const maxBehindStreams = 64
+
+// maxListed caps the candidates listed in a file of size bytes: each is
+// tried, and those a stream before them was read on into are not read
+// again (see unarchiveAll), so a file may list many more than it reads
+// (a Chromium resource pack of 20 MB starts 4,850 gzip members). A trial
+// costs about 15 µs, so at one per 2 KiB a crafted file costs about what
+// YARA takes to scan it.
+func maxListed(size int64) int {
+	return int(max(maxBehindStreams, size/2048))
+}
+
+// maxBehind is the cap for a file of size bytes. Go programs carry a
+// gzip stream for each protocol buffer file they were built with (a
+// registered descriptor): 65 in containerd's 45 MiB, 98 in docker's 43.
+// Each stream read costs what decoding it does, counted against
+// MaxLayerBytes, and a decoder's set-up.
+func maxBehind(size int64) int {
+	return int(max(maxBehindStreams, size/(64<<10)))
+}
 
 // streamTrial is how much a candidate stream must decode to be taken for
 // one: enough that bytes which only start like a stream's header (the
@@ -36,7 +56,7 @@ const streamTrial = 512
 // behindPrefix lists what data, a whole file of kind, holds behind a
 // prefix: a zip at its end, and the compressed streams after its first
 // byte, when the file is no archive itself. truncated says it held more
-// streams than maxBehindStreams.
+// streams than maxBehind allows.
 func (w *walker) behindPrefix(data []byte, kind archiveKind) (out []*archived, truncated bool, err error) {
 	if kind != archiveZip {
 		if start, ok := zipAtEnd(data); ok {
@@ -49,41 +69,38 @@ func (w *walker) behindPrefix(data []byte, kind archiveKind) (out []*archived, t
 	}
 	var rest []byte // one copy for every stream: each is a suffix of it
 	if len(out) == 0 {
-		out = appendZipEntries(out, data, &rest)
+		for _, at := range zipEntryStarts(data, maxListed(int64(len(data)))) {
+			out = append(out, &archived{kind: archiveZip, data: suffix(&rest, data, at), at: fmt.Sprintf("zip@%d", at)})
+		}
 	}
 	text := streamText(data)
-	offs := streamStarts(data, 1, text)
-	if at := xarStart(data); at >= 0 {
-		offs = append(offs, zlibStarts(data, at)...)
-		slices.Sort(offs)
-		offs = slices.Compact(offs)
-	}
-	for _, off := range offs {
-		// A stream pullgate cannot decode is taken for one (and refused)
-		// behind text, a script's lines, where its magic number is no
-		// accident, and when it is xz, whose headers carry checksums;
-		// programs that handle LZ4, lzip or zstd carry their magic
-		// numbers followed by anything, and other binary data (a
-		// profile's protobuf) holds compress(1)'s by chance.
-		loud := off <= text || nestedCompression(data[off:]) == compressedXz
-		var ok bool
-		err := w.releasingBig(func() (err error) {
-			ok, err = w.decodesAsStream(data[off:], loud, off <= text)
-			return err
-		})
+	for _, off := range streamsIn(data, 1, text) {
+		ok, err := w.streamAt(data[off:], bytes.NewReader(data[off:]), int64(off), int64(text))
 		if err != nil {
 			return out, false, err
 		}
 		if !ok {
 			continue
 		}
-		if len(out) >= maxBehindStreams {
+		if len(out) >= maxListed(int64(len(data))) {
 			return out, true, nil
 		}
-		out = append(out, &archived{kind: archiveStream, data: suffix(&rest, data, off),
+		out = append(out, &archived{kind: archiveStream, data: suffix(&rest, data, off), off: int64(off),
 			at: fmt.Sprintf("%v@%d", nestedCompression(data[off:]), off)})
 	}
 	return out, false, nil
+}
+
+// streamsIn lists, in order, where the streams behind data's start may
+// start from from on: streamStarts, and a XAR archive's zlib streams.
+func streamsIn(data []byte, from, text int) []int {
+	offs := streamStarts(data, from, text)
+	if at := xarStart(data); at >= 0 {
+		offs = append(offs, zlibStarts(data, at)...)
+		slices.Sort(offs)
+		offs = slices.Compact(offs)
+	}
+	return offs
 }
 
 // streamMagics are what streamStarts looks for: each stream's magic
@@ -191,8 +208,7 @@ func streamStarts(data []byte, from, text int) []int {
 // run by sh, which reads no NUL; a program or binary data starts with
 // control bytes or a NUL.
 func streamText(data []byte) int {
-	line := data[:min(len(data), 4096)]
-	if i := bytes.IndexByte(line, '\n'); i >= 2 && textEnd(line[:i]) == i && bytes.IndexByte(line[:i], '\f') < 0 {
+	if firstLineText(data) {
 		// The first control byte is never after the first NUL.
 		if nul := bytes.IndexByte(data, 0); nul >= 0 {
 			return nul
@@ -217,15 +233,41 @@ func (sm streamMagic) appendAt(offs []int, data []byte, k, from, text int) []int
 	return append(offs, at)
 }
 
+// firstLineText says whether data, a file's start, starts with a line of
+// text, as a script does (see streamText).
+func firstLineText(data []byte) bool {
+	line := data[:min(len(data), 4096)]
+	i := bytes.IndexByte(line, '\n')
+	return i >= 2 && textEnd(line[:i]) == i && bytes.IndexByte(line[:i], '\f') < 0
+}
+
+// streamAt says whether the candidate stream at off in its file, whose
+// bytes from there on src reads and head starts with, is one to look
+// into, text being where the file's text ends (see streamText). A stream
+// pullgate cannot decode is taken for one (and refused) behind text, a
+// script's lines, where its magic number is no accident, and when it is
+// xz, whose headers carry checksums; programs that handle LZ4, lzip or
+// zstd carry their magic numbers followed by anything, and other binary
+// data (a profile's protobuf) holds compress(1)'s by chance.
+func (w *walker) streamAt(head []byte, src io.Reader, off, text int64) (ok bool, err error) {
+	c := nestedCompression(head)
+	loud := off <= text || c == compressedXz
+	err = w.releasingBig(func() (err error) {
+		ok, err = w.decodesAsStream(c, src, loud, off <= text)
+		return err
+	})
+	return ok, err
+}
+
 // decodesAsStream says whether data starts with a compressed stream that
 // decodes its first streamTrial bytes (or to its end) without an error,
 // or, when unreadable is set, one that pullgate cannot decode at all, or,
 // when behindText is set, one that asks for more than the decoders allow
 // (unpacked, it stops the layer at that limit, as at a file's start).
 // What the trial decodes counts against MaxLayerBytes, as unpacking does.
-func (w *walker) decodesAsStream(data []byte, unreadable, behindText bool) (bool, error) {
-	br := bufio.NewReader(bytes.NewReader(data))
-	body, release, err := decompress(nestedCompression(data), br, w.chargeDecoder)
+func (w *walker) decodesAsStream(c compression, src io.Reader, unreadable, behindText bool) (bool, error) {
+	br := bufio.NewReader(src)
+	body, release, err := decompress(c, br, w.chargeDecoder)
 	switch {
 	case err == nil:
 	case w.decoderLimit(err):
@@ -260,31 +302,10 @@ func (w *walker) decodesAsStream(data []byte, unreadable, behindText bool) (bool
 	// whole trial; zlib, whose header is two letters of text ("x^" in
 	// a formula), must everywhere, or reach its end (a wrong Adler-32
 	// after its data, which pigz -dz and zlib-flate write out).
-	if c := nestedCompression(data); c == compressedZlib && !errors.Is(err, zlib.ErrChecksum) || !behindText && (c == compressedLZW || c == compressedLZ4) {
+	if c == compressedZlib && !errors.Is(err, zlib.ErrChecksum) || !behindText && (c == compressedLZW || c == compressedLZ4) {
 		return false, nil
 	}
 	return n > 0, nil
-}
-
-// tooManyStreams reports a file whose streams behind its start were not
-// all read.
-func (w *walker) tooManyStreams(it item) {
-	w.archiveFinding(it, ArchiveUnreadableRule, SeverityHigh,
-		fmt.Sprintf("more than %d compressed streams behind the file's start; those after them were not read", maxBehindStreams))
-}
-
-// unarchiveAll looks into each archive of as, found in the file it (see
-// behindPrefix); tooMany reports that more were not listed.
-func (w *walker) unarchiveAll(it item, as []*archived, tooMany bool) error {
-	for _, a := range as {
-		if err := w.unarchive(it, a); err != nil {
-			return err
-		}
-	}
-	if tooMany {
-		w.tooManyStreams(it)
-	}
-	return nil
 }
 
 // decoderLimit says whether err is a decoder's own limit (a zstd window or

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"compress/flate"
 	"encoding/binary"
-	"fmt"
 	"io"
 	"slices"
 
@@ -19,18 +18,19 @@ import (
 // bytes.
 var zipLocalPair = bytepairs.NewSet([2]byte{3, 4})
 
-// appendZipEntries appends to out, as zips, the zip entries behind data's
-// start that no end record lists: a local header followed by data a
-// streaming extractor unpacks (gzip -d, funzip and bsdtar unpack the first
-// entry of such a file, a script can cut it out with tail). Each is
-// walked from its local header on, as a zip without a central directory
-// (see walkZipLocal); an entry that follows the one before it is part of
-// that walk. At most maxBehindStreams are listed.
-func appendZipEntries(out []*archived, data []byte, rest *[]byte) []*archived {
+// zipEntryStarts lists, up to max of them, where data holds zip entries
+// behind its start that no end record lists: a local header followed by
+// data a streaming extractor unpacks (gzip -d, funzip and bsdtar unpack
+// the first entry of such a file, a script can cut it out with tail).
+// Each is walked from its local header on, as a zip without a central
+// directory (see walkZipLocal); an entry that follows the one before it
+// is part of that walk.
+func zipEntryStarts(data []byte, max int) []int {
+	var starts []int
 	next := -1 // where the entry after the last one listed starts
 	zipLocalPair.Each(data, func(k int) {
 		at := k - 2
-		if at < 1 || at == next || len(out) >= maxBehindStreams || !bytes.HasPrefix(data[at:], zipMagic) {
+		if at < 1 || at == next || len(starts) >= max || !bytes.HasPrefix(data[at:], zipMagic) {
 			return
 		}
 		end, ok := zipEntryUnpacks(data[at:])
@@ -41,9 +41,9 @@ func appendZipEntries(out []*archived, data []byte, rest *[]byte) []*archived {
 		if end > 0 {
 			next = at + end
 		}
-		out = append(out, &archived{kind: archiveZip, data: suffix(rest, data, at), at: fmt.Sprintf("zip@%d", at)})
+		starts = append(starts, at)
 	})
-	return out
+	return starts
 }
 
 // zipEntryUnpacks says whether b starts with a zip local header whose

@@ -104,7 +104,7 @@ func (w *walker) addSmall(it item, r io.Reader, size, batchCap int) (bool, error
 			return false, err
 		}
 	}
-	if err := w.unarchiveAll(it, behind, tooMany); err != nil {
+	if err := w.unarchiveAll(it, behind, tooMany, int64(len(data))); err != nil {
 		return false, err
 	}
 	if kind == notArchive {

@@ -137,34 +137,60 @@ func (rr *recentReader) recent() []byte {
 	return append(rr.ring[rr.pos:len(rr.ring):len(rr.ring)], rr.ring[:rr.pos]...)
 }
 
-// spool is a temporary file a zip larger than one window is written to
-// as it is scanned. It is removed from its folder as soon as it is
-// created, so nothing is left behind whatever happens to the process.
+// spool is a temporary file a file larger than one window is written to
+// as it is scanned: a zip, read from its directory at its end, and a
+// file searched behind its start (see searchSpooled). It is removed from
+// its folder as soon as it is created, so nothing is left behind whatever
+// happens to the process.
 type spool struct {
 	f    *os.File
 	name string // the file it holds, for errors
+	bad  error  // the first error reading it back
 }
 
 // newSpool creates a spool for the file shown as name, in os.TempDir
 // ($TMPDIR).
 func newSpool(name string) (*spool, error) {
-	f, err := os.CreateTemp("", "pullgate-zip-*")
+	f, err := os.CreateTemp("", "pullgate-spool-*")
 	if err != nil {
-		return nil, fmt.Errorf("%w: spool zip %s to a temporary file: %w", errSpool, name, err)
+		return nil, fmt.Errorf("%w: spool %s to a temporary file: %w", errSpool, name, err)
 	}
 	if err := os.Remove(f.Name()); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("%w: remove the spool file of zip %s: %w", errSpool, name, err)
+		return nil, fmt.Errorf("%w: remove the spool file of %s: %w", errSpool, name, err)
 	}
 	return &spool{f: f, name: name}, nil
 }
 
 func (s *spool) write(b []byte) error {
 	if _, err := s.f.Write(b); err != nil {
-		return fmt.Errorf("%w: spool zip %s to a temporary file: %w", errSpool, s.name, err)
+		return fmt.Errorf("%w: spool %s to a temporary file: %w", errSpool, s.name, err)
 	}
 	return nil
 }
+
+// ReadAt reads the spool back. Its first error sticks (see failed): a
+// decoder reading through it takes an error for its stream's end, and
+// the scan must stop instead.
+func (s *spool) ReadAt(p []byte, off int64) (int, error) {
+	n, err := s.f.ReadAt(p, off)
+	if err != nil {
+		if s.bad == nil {
+			s.bad = fmt.Errorf("%w: read back the spool of %s: %w", errSpool, s.name, err)
+		}
+		return n, s.bad
+	}
+	return n, nil
+}
+
+// readAt fills p from off on.
+func (s *spool) readAt(p []byte, off int64) error {
+	_, err := s.ReadAt(p, off)
+	return err
+}
+
+// failed is the first error reading the spool back, if any.
+func (s *spool) failed() error { return s.bad }
 
 func (s *spool) close() { s.f.Close() }
 

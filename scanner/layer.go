@@ -109,6 +109,9 @@ type walker struct {
 
 	member  [][]byte // per depth: a member read whole before it is scanned (scanMember)
 	decoded [][]byte // per depth: the base64 payload being scanned (unarchive)
+	// onMember, while a stream behind a prefix is looked into, is told
+	// where its later gzip members start (see unarchiveAll).
+	onMember func(off int64)
 
 	bigHeld bool // holds one of the scanner's big-decoder turns (see takeBigDecoder)
 }

@@ -45,11 +45,16 @@ func (q quietError) Unwrap() error { return q.error }
 
 // walkStreamOf is walkStream for a stream of compression c.
 func (w *walker) walkStreamOf(it item, br *bufio.Reader, c compression) error {
+	onMember := w.onMember // for this stream, not those inside it
+	w.onMember = nil
 	body, release, err := decompress(c, br, w.chargeDecoder)
 	if err != nil {
 		return err
 	}
 	defer release()
+	if zr, ok := body.(*isal.Reader); ok && onMember != nil {
+		body = newMemberReader(zr, onMember)
+	}
 	ur := &unarchiveReader{r: decoderErrors(body), w: w, what: c.String() + " " + it.shown()}
 	dr := bufio.NewReaderSize(ur, 2*blockSize)
 	head, err := dr.Peek(2 * blockSize)

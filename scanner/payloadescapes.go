@@ -23,9 +23,13 @@ import (
 // holder's escapes write some of its characters, those of the chain
 // unescaped; it returns where the chain ends.
 func appendChainOf(out []payload, data []byte, first piece, unescape bool) ([]payload, int) {
+	n := len(out)
 	out, end := appendChain(out, data, first)
 	if unescape {
 		out = appendUnescaped(out, data, first.start, end)
+	}
+	for k := n; k < len(out); k++ {
+		out[k].from, out[k].to = first.start, end
 	}
 	return out, end
 }

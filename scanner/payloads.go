@@ -26,6 +26,9 @@ type payload struct {
 	// the file with its escapes replaced (see payloadescapes.go).
 	unescaped bool
 	span      int
+	// from and to are where the chain the payload is read from starts
+	// and ends in the file (see payloadsIn).
+	from, to int
 }
 
 // decodeInto decodes the payload into buf's memory, grown if need be, and

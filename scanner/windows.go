@@ -38,6 +38,11 @@ type fileWindows struct {
 	// not all of it is listed.
 	behind  []*archived
 	tooMany bool
+	// A larger file that is no archive is spooled as its windows go by,
+	// and searched behind its start from the spool at its end (see
+	// searchSpooled).
+	searched *spool
+	text     largeText
 	// cut is the error that ended a stream of unknown length after some
 	// of its bytes (see readWindow), returned once they are scanned.
 	cut error
@@ -125,6 +130,16 @@ func (w *walker) nextWindow(fw *fileWindows, first bool) (bool, error) {
 	if fw.hold {
 		fw.whole = append(fw.whole, data[n:]...)
 	}
+	if fw.searched != nil {
+		if !first {
+			fw.text.extend(data[n:])
+		}
+		if err := fw.searched.write(data[n:]); err != nil {
+			buf.put()
+			w.st.release()
+			return false, err
+		}
+	}
 	if fw.spool != nil {
 		if err := fw.spool.write(data[n:]); err != nil {
 			buf.put()
@@ -208,13 +223,22 @@ func (w *walker) firstWindow(fw *fileWindows, data []byte, last bool) error {
 		}
 	}
 	switch {
-	case fw.kind == notArchive:
 	case last:
-		fw.archive = contents(fw.kind, data)
-		fw.trimmed = w.trimmable(&fw.it, fw.archive, len(data))
-	case fw.it.nest >= w.s.limits.MaxArchiveDepth, fw.kind == archivePayloads:
-		// Reported as too deep by finishWindows; a file larger than a
-		// window is not searched for base64, only scanned as it is.
+		if fw.kind != notArchive {
+			fw.archive = contents(fw.kind, data)
+			fw.trimmed = w.trimmable(&fw.it, fw.archive, len(data))
+		}
+	case fw.kind == notArchive, fw.kind == archivePayloads:
+		// Searched behind its start, and for base64 if it is text, from
+		// a spool once its last window is scanned.
+		sp, err := newSpool(fw.it.shown())
+		if err != nil {
+			return err
+		}
+		fw.searched = sp
+		fw.text.start(data)
+	case fw.it.nest >= w.s.limits.MaxArchiveDepth:
+		// Reported as too deep by finishWindows.
 	case fw.kind == archiveZip:
 		// A zip is read from its directory at the end: the file is kept
 		// on disk, not in memory, until its last window.
@@ -243,6 +267,10 @@ func (fw *fileWindows) release() {
 		fw.spool.close()
 		fw.spool = nil
 	}
+	if fw.searched != nil {
+		fw.searched.close()
+		fw.searched = nil
+	}
 }
 
 // finishWindows checks the whole file once all its windows are submitted:
@@ -265,8 +293,13 @@ func (w *walker) finishWindows(fw *fileWindows) (bool, error) {
 	if err := w.scanUnpacked(it, fw.u, fw.uerr); err != nil {
 		return false, err
 	}
-	if err := w.unarchiveAll(it, fw.behind, fw.tooMany); err != nil {
+	if err := w.unarchiveAll(it, fw.behind, fw.tooMany, fw.read); err != nil {
 		return false, err
+	}
+	if fw.searched != nil {
+		if err := w.searchSpooled(it, fw.searched, fw.read, fw.text.end, fw.kind == archivePayloads); err != nil {
+			return false, err
+		}
 	}
 	switch {
 	case fw.archive != nil:

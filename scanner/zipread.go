@@ -248,11 +248,25 @@ var zipEndMagic = []byte("PK\x05\x06")
 // one it refuses is read from where it starts (see zipStart), so that the
 // recount and the local walk apply to it as to a zip without a prefix.
 func zipAtEnd(data []byte) (start int, ok bool) {
-	tailAt := max(0, len(data)-(1<<16+22))
+	tailAt := max(0, len(data)-zipTail)
 	if !bytes.Contains(data[tailAt:], zipEndMagic) {
 		return 0, false
 	}
-	ra, size := bytes.NewReader(data), int64(len(data))
+	at, ok := zipAtEndOf(bytes.NewReader(data), int64(len(data)), data[tailAt:],
+		func() int64 { return int64(bytes.Index(data, zipMagic)) })
+	return int(at), ok
+}
+
+// zipTail is how far from a file's end a zip's end record may start.
+const zipTail = 1<<16 + 22
+
+// zipAtEndOf is zipAtEnd for a file of size bytes read through ra, whose
+// last zipTail bytes (or all, when it is shorter) are tail; first finds
+// its first local header, or -1.
+func zipAtEndOf(ra io.ReaderAt, size int64, tail []byte, first func() int64) (start int64, ok bool) {
+	if !bytes.Contains(tail, zipEndMagic) {
+		return 0, false
+	}
 	zr, err := zip.NewReader(&budgetReaderAt{r: ra, left: maxZipDirectory + 66<<10}, size)
 	if err != nil && !errors.Is(err, errZipDirectory) {
 		if fixed, ok := recountedZip(ra, size); ok {
@@ -262,43 +276,50 @@ func zipAtEnd(data []byte) (start int, ok bool) {
 	if err == nil {
 		return 0, len(zr.File) > 0
 	}
-	return zipStart(data, tailAt)
+	return zipStart(ra, tail, size-int64(len(tail)), first)
 }
 
-// zipStart finds where the zip whose end record lies in data past tailAt
-// starts, when archive/zip cannot read its directory: for the last end
-// record with a central directory entry where its size says the
-// directory starts, the directory's start less the offset the record
-// gives it, when a local header is there (the offsets count from the
-// zip's start); else the first local header before the directory (the
-// offsets count the prefix too, and the local walk reads the entries
-// from there). ok is false when no end record has a directory entry
-// before it, or no local header is found.
-func zipStart(data []byte, tailAt int) (int, bool) {
+// zipStart finds where the zip whose end record lies in tail (the file's
+// bytes from tailAt on, read through ra) starts, when archive/zip cannot
+// read its directory: for the last end record with a central directory
+// entry where its size says the directory starts, the directory's start
+// less the offset the record gives it, when a local header is there (the
+// offsets count from the zip's start); else the first local header before
+// the directory (the offsets count the prefix too, and the local walk
+// reads the entries from there). ok is false when no end record has a
+// directory entry before it, or no local header is found.
+func zipStart(ra io.ReaderAt, tail []byte, tailAt int64, first func() int64) (int64, bool) {
 	le := binary.LittleEndian
-	first := -2 // the first local header, searched once
-	for end := len(data) - 22; end >= tailAt; end-- {
-		k := bytes.LastIndex(data[tailAt:end+4], zipEndMagic)
+	firstAt := int64(-2) // the first local header, searched once
+	for end := len(tail) - 22; end >= 0; end-- {
+		k := bytes.LastIndex(tail[:end+4], zipEndMagic)
 		if k < 0 {
 			return 0, false
 		}
-		end = tailAt + k
-		dirSize, dirOff := int(le.Uint32(data[end+12:])), int64(le.Uint32(data[end+16:]))
-		dir := end - dirSize
-		if dirSize < 46 || dir < 0 || !bytes.HasPrefix(data[dir:], []byte("PK\x01\x02")) {
+		end = k
+		dirSize, dirOff := int64(le.Uint32(tail[end+12:])), int64(le.Uint32(tail[end+16:]))
+		dir := tailAt + int64(end) - dirSize
+		if dirSize < 46 || dir < 0 || !holdsAt(ra, dir, []byte("PK\x01\x02")) {
 			continue
 		}
-		if start := int64(dir) - dirOff; start > 0 && bytes.HasPrefix(data[start:], zipMagic) {
-			return int(start), true
+		if start := dir - dirOff; start > 0 && holdsAt(ra, start, zipMagic) {
+			return start, true
 		}
-		if first == -2 {
-			first = bytes.Index(data, zipMagic)
+		if firstAt == -2 {
+			firstAt = first()
 		}
-		if first >= 0 && first < dir {
-			return first, true
+		if firstAt >= 0 && firstAt < dir {
+			return firstAt, true
 		}
 	}
 	return 0, false
+}
+
+// holdsAt says whether ra holds m at off.
+func holdsAt(ra io.ReaderAt, off int64, m []byte) bool {
+	b := make([]byte, len(m))
+	n, _ := ra.ReadAt(b, off)
+	return n == len(m) && bytes.Equal(b, m)
 }
 
 // recountedZip is ra with its end record's entry counts set to the number

@@ -95,6 +95,7 @@ type Reader struct {
 	held     int   // whole bytes in ISA-L's bit buffer after the last step
 	stale    bool  // the C state still holds the stream before Reset
 	atHeader bool  // a gzip member's header is next (see wholeHeader)
+	onMember func(off int64)
 }
 
 // NewReader returns a Reader over r. The gzip header is checked on the
@@ -218,6 +219,9 @@ func (z *Reader) step() error {
 		}
 		if z.inBuf[z.inOff] != 0x1f {
 			return fmt.Errorf("%w: data after the end of the gzip stream", ErrCorrupt)
+		}
+		if z.onMember != nil {
+			z.onMember(z.read - int64(z.inLen-z.inOff))
 		}
 		C.pg_reset(z.state, C.ISAL_GZIP)
 		z.finished = false
@@ -353,6 +357,10 @@ func (z *Reader) fill() error {
 	}
 	return nil
 }
+
+// OnMember has f told where each member of a gzip stream after its first
+// starts, as an offset into the source, before it is read. Reset drops f.
+func (z *Reader) OnMember(f func(off int64)) { z.onMember = f }
 
 // InputUsed is how many bytes of its source a raw stream used up to the
 // end of its final block, once Read returned io.EOF (before, it is what

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	kgzip "github.com/klauspost/compress/gzip"
@@ -85,6 +86,34 @@ func TestConcatenatedMembers(t *testing.T) {
 	got, err := inflate(t, append(gz(t, a), gz(t, b)...), 1<<30)
 	if err != nil || !bytes.Equal(got, append(a, b...)) {
 		t.Fatalf("two members: %v", err)
+	}
+}
+
+// OnMember is told where each member after the first starts, whatever
+// the reads that bring the input in.
+func TestMemberStarts(t *testing.T) {
+	var blob []byte
+	var want []int64
+	for i, n := range []int{5000, 70000, 1, 300000, 17} {
+		if i > 0 {
+			want = append(want, int64(len(blob)))
+		}
+		blob = append(blob, gz(t, sample(n))...)
+	}
+	for _, chunk := range []int{1, 7, 4096, 1 << 30} {
+		z, err := NewReader(&chunky{r: bytes.NewReader(blob), n: chunk})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []int64
+		z.OnMember(func(off int64) { got = append(got, off) })
+		if _, err := io.Copy(io.Discard, z); err != nil {
+			t.Fatal(err)
+		}
+		z.Close()
+		if !slices.Equal(got, want) {
+			t.Errorf("reads of %d: members at %v, want %v", chunk, got, want)
+		}
 	}
 }
 

@@ -1,0 +1,292 @@
+package scanner
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"io"
+)
+
+// Large files behind their start. A file larger than one window that is
+// no archive itself is spooled to a temporary file as its windows are
+// scanned, and is looked into behind its start from the spool once its
+// last window is submitted, as behindPrefix looks into a file in one
+// window: a zip at its end, zip entries, compressed streams and XAR
+// archives behind its start, and its base64 payloads. Padding a
+// self-extractor past the window hides nothing.
+//
+// The spool is read back in chunks of one window that overlap by
+// windowOverlap. A candidate belongs to the chunk it starts in before the
+// next chunk's start, so each is tried once, with at least windowOverlap
+// bytes of the chunk after it to tell its format by; a stream is decoded
+// from the spool, to its end however far that is. A base64 chain cut by
+// a chunk's end starts the next chunk, so that it is read whole when it
+// is shorter than a window.
+
+// largeText follows where a large file's text ends (see streamText) as
+// its windows go by.
+type largeText struct {
+	end  int64 // where the text ends, or how far it runs so far
+	nul  bool  // the file starts with a line of text: the text runs to its first NUL
+	open bool  // the text has not ended yet
+}
+
+// start sets lt from the file's first window.
+func (lt *largeText) start(data []byte) {
+	lt.end = int64(streamText(data))
+	lt.nul = firstLineText(data)
+	lt.open = lt.end == int64(len(data))
+}
+
+// extend follows the text into b, the next bytes of the file.
+func (lt *largeText) extend(b []byte) {
+	if !lt.open {
+		return
+	}
+	i := textEnd(b)
+	if lt.nul {
+		if i = bytes.IndexByte(b, 0); i < 0 {
+			i = len(b)
+		}
+	}
+	lt.end += int64(i)
+	lt.open = i == len(b)
+}
+
+// searchSpooled looks into what the large file it, of size bytes spooled
+// to sp, holds behind its start (see behindPrefix), its text ending at
+// text; payloads says it is searched for base64 payloads too.
+func (w *walker) searchSpooled(it item, sp *spool, size, text int64, payloads bool) error {
+	tail := make([]byte, min(size, zipTail))
+	if err := sp.readAt(tail, size-int64(len(tail))); err != nil {
+		return err
+	}
+	var out []*archived
+	var ferr error
+	first := func() int64 {
+		var at int64
+		at, ferr = w.spoolIndex(sp, size, zipMagic)
+		return at
+	}
+	if start, ok := zipAtEndOf(sp, size, tail, first); ok {
+		out = append(out, &archived{kind: archiveZip, spooled: io.NewSectionReader(sp, start, size-start)})
+	}
+	if ferr == nil {
+		ferr = sp.failed()
+	}
+	if ferr != nil {
+		return ferr
+	}
+	c := &spoolChunks{w: w, sp: sp, size: size, text: text, zipEntries: len(out) == 0, payloads: payloads, out: out}
+	tooMany, err := c.search(it)
+	if err == nil {
+		err = w.unarchiveAll(it, c.out, tooMany, size)
+	}
+	if err == nil {
+		// A read error is taken for a stream's end by its decoder.
+		err = sp.failed()
+	}
+	return err
+}
+
+// spoolChunks is the state of one search of a spool, chunk by chunk.
+type spoolChunks struct {
+	w          *walker
+	sp         *spool
+	size, text int64
+	zipEntries bool // no zip at the file's end: its entries are looked for
+	payloads   bool
+	out        []*archived
+	listed     int64 // streams are listed up to there
+	covered    int64 // the end of the last base64 chain read
+}
+
+// search reads the spool chunk by chunk, lists in c.out the zip entries
+// and streams each chunk holds, and looks into its base64 payloads at
+// once (they are read from the chunk's memory). tooMany says more
+// candidates were found than maxListed allows.
+func (c *spoolChunks) search(it item) (tooMany bool, err error) {
+	buf := c.w.s.windows.get()
+	defer buf.put()
+	for base := int64(0); base < c.size; {
+		chunk := buf.b[:min(int64(len(buf.b)), c.size-base)]
+		if err := c.sp.readAt(chunk, base); err != nil {
+			return false, err
+		}
+		end := base + int64(len(chunk))
+		next := end - windowOverlap // the next chunk's candidates start from there
+		if end == c.size {
+			next = c.size
+		}
+		if tooMany, err = c.streams(chunk, base, next); err != nil || tooMany {
+			return tooMany, err
+		}
+		// The next chunk may start before next (see payloadsIn): its
+		// streams before next are listed.
+		c.listed = next
+		if c.payloads {
+			if next, err = c.payloadsIn(it, chunk, base, next); err != nil {
+				return false, err
+			}
+		}
+		base = next
+	}
+	return false, nil
+}
+
+// streams appends to c.out the zip entries and compressed streams that
+// start in chunk, the spool's bytes from base on, before next.
+func (c *spoolChunks) streams(chunk []byte, base, next int64) (tooMany bool, err error) {
+	from := int(max(0, c.listed-base))
+	if base == 0 {
+		from = 1 // the file's own start is no stream behind it
+	}
+	mine := func(off int) bool { return off >= from && base+int64(off) < next }
+	if c.zipEntries {
+		for _, at := range zipEntryStarts(chunk, maxListed(c.size)) {
+			if mine(at) && len(c.out) < maxListed(c.size) {
+				c.out = append(c.out, c.spooled(archiveZip, base+int64(at), fmt.Sprintf("zip@%d", base+int64(at))))
+			}
+		}
+	}
+	text := int(max(-2, min(c.text-base, int64(len(chunk)))))
+	for _, off := range streamsIn(chunk, from, text) {
+		if !mine(off) {
+			continue
+		}
+		abs := base + int64(off)
+		ok, err := c.w.streamAt(chunk[off:], io.NewSectionReader(c.sp, abs, c.size-abs), abs, c.text)
+		if err == nil {
+			err = c.sp.failed()
+		}
+		if err != nil {
+			return false, err
+		}
+		if !ok {
+			continue
+		}
+		if len(c.out) >= maxListed(c.size) {
+			return true, nil
+		}
+		c.out = append(c.out, c.spooled(archiveStream, abs, fmt.Sprintf("%v@%d", nestedCompression(chunk[off:]), abs)))
+	}
+	return false, nil
+}
+
+// spooled is the archive of kind that starts at off in the spool.
+func (c *spoolChunks) spooled(kind archiveKind, off int64, at string) *archived {
+	return &archived{kind: kind, spooled: io.NewSectionReader(c.sp, off, c.size-off), at: at, off: off}
+}
+
+// payloadsIn looks into the base64 payloads of chunk, the spool's bytes
+// from base on, whose chains start before next and after the last chain
+// read. A chain that runs to within windowOverlap/2 of the chunk's end,
+// when the file goes on, is read with the next chunk, which starts with
+// it: the returned start of the next chunk. One that started the chunk,
+// longer than a window, is decoded from the spool (see longRun).
+func (c *spoolChunks) payloadsIn(it item, chunk []byte, base, next int64) (int64, error) {
+	var keep []payload
+	end := base + int64(len(chunk))
+	for _, p := range base64Payloads(chunk) {
+		from, to := base+int64(p.from), base+int64(p.to)
+		if from < c.covered {
+			continue // read with the chunk before
+		}
+		if from >= next {
+			break // the next chunk's
+		}
+		if end < c.size && to > end-windowOverlap/2 && it.nest < c.w.s.limits.MaxArchiveDepth {
+			if from > base {
+				next = from
+				break
+			}
+			n, err := c.longRun(it, from)
+			if c.covered = from + n; err != nil {
+				return next, err
+			}
+			continue
+		}
+		c.covered = max(c.covered, to)
+		if p.unescaped {
+			p.span += int(base)
+		} else {
+			p.offset += int(base)
+		}
+		keep = append(keep, p)
+	}
+	if len(keep) == 0 {
+		return next, nil
+	}
+	return next, c.w.unarchive(it, &archived{kind: archivePayloads, payloads: keep})
+}
+
+// longRun decodes the base64 chain at from in the spool, longer than a
+// window, as base64 -d reads lines of it (a makeself installer made with
+// --base64): to its first byte that is no base64 and no line break. It
+// returns how many of the spool's bytes it read. A run that does not
+// decode to its end is scanned as far as it does, as a payload's is.
+func (c *spoolChunks) longRun(it item, from int64) (int64, error) {
+	src := &base64Lines{r: bufio.NewReaderSize(io.NewSectionReader(c.sp, from, c.size-from), 64<<10)}
+	child := it.member(fmt.Sprintf("base64@%d", from), false)
+	r := &unarchiveReader{r: base64.NewDecoder(base64.StdEncoding, src), w: c.w, what: "base64 payload " + child.where}
+	_, err := c.w.scanFile(child, r, -1)
+	if err == nil {
+		err = c.sp.failed()
+	}
+	if err != nil && !c.w.hardError(err) {
+		err = c.w.settle(child, quietError{err})
+	}
+	return src.n, err
+}
+
+// base64Lines reads base64 text and line breaks from r, and ends at the
+// first other byte; n counts what it read.
+type base64Lines struct {
+	r    *bufio.Reader
+	n    int64
+	done bool
+}
+
+func (b *base64Lines) Read(p []byte) (int, error) {
+	k := 0
+	for k < len(p) && !b.done {
+		c, err := b.r.ReadByte()
+		if err != nil {
+			if k > 0 {
+				return k, nil
+			}
+			return 0, err
+		}
+		if !isB64[c] && c != '=' && c != '\n' && c != '\r' {
+			b.done = true
+			break
+		}
+		p[k] = c
+		k++
+		b.n++
+	}
+	if k == 0 {
+		return 0, io.EOF
+	}
+	return k, nil
+}
+
+// spoolIndex is where m first occurs in the spool of size bytes, or -1.
+func (w *walker) spoolIndex(sp *spool, size int64, m []byte) (int64, error) {
+	buf := w.s.windows.get()
+	defer buf.put()
+	for base := int64(0); base < size; base += int64(len(buf.b) - len(m)) {
+		chunk := buf.b[:min(int64(len(buf.b)), size-base)]
+		if err := sp.readAt(chunk, base); err != nil {
+			return -1, err
+		}
+		if i := bytes.Index(chunk, m); i >= 0 {
+			return base + int64(i), nil
+		}
+		if base+int64(len(chunk)) == size {
+			break
+		}
+	}
+	return -1, nil
+}

@@ -1,0 +1,187 @@
+package scanner
+
+import (
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pullgate/pullgate/internal/samples"
+)
+
+// paddedInstaller is a script that unpacks what follows its own lines
+// with tail, its lines padded with comments so that what it unpacks
+// starts at off (at least where the lines end).
+func paddedInstaller(off int, archive []byte, unpack string) []byte {
+	head := fmt.Sprintf("#!/bin/sh\ntail -c +%010d \"$0\" | %s\nexit 0\n", off+1, unpack)
+	b := []byte(head)
+	for len(b) < off {
+		line := min(off-len(b), 72)
+		b = append(b, "#"...)
+		b = append(b, bytes.Repeat([]byte("-"), line-2)...)
+		b = append(b, '\n')
+	}
+	return append(b, archive...)
+}
+
+// wrappedBase64 is payload in base64, in lines of 76 characters.
+func wrappedBase64(payload []byte) string {
+	enc := base64.StdEncoding.EncodeToString(payload)
+	var b strings.Builder
+	for len(enc) > 76 {
+		b.WriteString(enc[:76] + "\n")
+		enc = enc[76:]
+	}
+	return b.String() + enc + "\n"
+}
+
+// A file larger than the scan window is looked into behind its start as
+// one in a window is: padding a self-extractor past the window, or
+// putting its stream across the boundary of two of the chunks it is read
+// back in, hides nothing.
+func TestLargeFilesSearchedBehindTheirStart(t *testing.T) {
+	big, limits := largeSizes()
+	s := newTestScanner(t, Options{Workers: 2, Limits: limits})
+	w := int(s.limits.Window)
+	miner := tfile{name: "xmrig-6.21.0/xmrig", mode: 0o755, data: samples.XMRig()}
+	tgz := tarGz(t, xmrigRelease()...)
+	type tcase struct {
+		name   string
+		data   []byte
+		within string // the finding's path starts with /tmp/install.sh and this
+	}
+	cases := []tcase{
+		{"makeself whose archive runs past the window", paddedInstaller(0, tarGz(t, pad(big), miner), "tar xz"), "!gzip@"},
+		{"a stream after a window of script", paddedInstaller(big, tgz, "tar xz"), fmt.Sprintf("!gzip@%d!", big)},
+		{"xz after a window of script", paddedInstaller(big, cli(t, tarLayer(t, xmrigRelease()...), "xz", "-c"), "tar xJ"), fmt.Sprintf("!xz@%d!", big)},
+		{"zstd after a window of script", paddedInstaller(big, zstdBytes(t, tarLayer(t, xmrigRelease()...)), "zstd -dc | tar x"), fmt.Sprintf("!zstd@%d!", big)},
+		{"appended to a large program", append(append(samples.ELF("a helper"), samples.Filler(big)...), tgz...), "!gzip@"},
+		{"a zip entry with no directory after a window of script", paddedInstaller(big, zipLocalOnly([]byte(samples.KinsingDropper()), 8), "funzip | sh"), fmt.Sprintf("!zip@%d!", big)},
+		{"a zip at the end of a large script", paddedInstaller(big, zipOf(t, xmrigRelease()...), "true"), "!xmrig-6.21.0/xmrig"},
+		{"base64 after a window of script", []byte(string(paddedInstaller(big, nil, "true")) + "base64 -d <<'EOF' | tar xz -C /tmp\n" + wrappedBase64(tgz) + "EOF\n"), "!base64@"},
+		{"base64 longer than a window", []byte("#!/bin/sh\nbase64 -d <<'EOF' | tar xz -C /tmp\n" + wrappedBase64(tarGz(t, pad(big), miner)) + "EOF\n"), "!base64@"},
+		{"base64 across two chunks", []byte(string(paddedInstaller(w-windowOverlap-1000, nil, "true")) + wrappedBase64(tarGz(t, pad(2*windowOverlap), miner))), "!base64@"},
+	}
+	// The stream starting on either side of where one chunk's candidates
+	// end and the next's begin, and with its header across a chunk's end.
+	for _, off := range []int{w - windowOverlap - 1, w - windowOverlap, w - windowOverlap + 1, w - 5, w + 3} {
+		data := append(paddedInstaller(off, tgz, "tar xz"), samples.Filler(2*windowOverlap)...)
+		cases = append(cases, tcase{fmt.Sprintf("a stream at %d", off), data, fmt.Sprintf("!gzip@%d!", off)})
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if len(c.data) <= w {
+				t.Fatalf("the file is %d bytes, not larger than the window", len(c.data))
+			}
+			res, err := scanOne(t, s, tfile{name: "tmp/install.sh", mode: 0o755, data: c.data})
+			if err != nil {
+				t.Fatalf("ScanLayer: %v", err)
+			}
+			found := false
+			for _, f := range res.Findings {
+				found = found || f.Severity == SeverityHigh && (f.Rule == "MinerXMRig" || f.Rule == "KinsingDropper") &&
+					strings.HasPrefix(f.Path, "/tmp/install.sh"+c.within[:1]) && strings.Contains(f.Path, c.within)
+			}
+			if !found {
+				t.Fatalf("findings %v: want the payload found inside /tmp/install.sh%s…", res.Findings, c.within)
+			}
+			if d := DefaultPolicy().Decide(res.Findings); !d.Blocked {
+				t.Errorf("not blocked: %+v", res.Findings)
+			}
+		})
+	}
+}
+
+// The script a large installer is unpacks what pullgate reads in it: the
+// ground truth for the padded form.
+func TestLargeInstallerUnpacks(t *testing.T) {
+	big, _ := largeSizes()
+	dir := t.TempDir()
+	script := filepath.Join(dir, "install.sh")
+	data := paddedInstaller(big, tarGz(t, xmrigRelease()...), "tar xz -C "+filepath.Join(dir, "out"))
+	if err := os.MkdirAll(filepath.Join(dir, "out"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(script, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("sh", script).CombinedOutput(); err != nil {
+		t.Fatalf("the script does not unpack itself: %v: %s", err, out)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "out/xmrig-6.21.0/xmrig")); !bytes.Equal(got, samples.XMRig()) {
+		t.Fatal("the script unpacked something else than the miner")
+	}
+}
+
+// Large files with nothing behind their start, or only what looks like a
+// stream's first bytes, give no finding.
+func TestLargeFilesBehindTheirStartKeptOut(t *testing.T) {
+	big, limits := largeSizes()
+	s := newTestScanner(t, Options{Workers: 2, Limits: limits})
+	fake := append(append([]byte{}, gzipMagic...), 8, 0, 0, 0, 0, 0, 0, 3, 'n', 'o', 't', ' ', 'a', ' ', 's', 't', 'r', 'e', 'a', 'm')
+	benign := tarGz(t, reg("README", 0o644, "nothing to see\n"))
+	cases := map[string][]byte{
+		"a large program":                        append(samples.ELF("a helper"), samples.Filler(big)...),
+		"a large script":                         paddedInstaller(big, []byte("echo done\n"), "true"),
+		"a gzip header that is no stream":        paddedInstaller(big, fake, "true"),
+		"a benign archive behind a large script": paddedInstaller(big, benign, "tar xz"),
+		"base64 of filler in a large script":     []byte(string(paddedInstaller(big, nil, "true")) + wrappedBase64(samples.Filler(20000))),
+	}
+	for name, data := range cases {
+		t.Run(name, func(t *testing.T) {
+			res, err := scanOne(t, s, tfile{name: "opt/app/run", mode: 0o755, data: data})
+			if err != nil {
+				t.Fatalf("ScanLayer: %v", err)
+			}
+			if len(res.Findings) > 0 {
+				t.Fatalf("findings %+v, want none", res.Findings)
+			}
+		})
+	}
+}
+
+// A run of gzip members behind a prefix is read once, from its first
+// member on, as gzip -dc reads it, not once more from each member; a
+// member whose output the stream before it did not read whole is read
+// on its own.
+func TestGzipMembersBehindAPrefixReadOnce(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	var members []byte
+	plain := 0
+	for i := range 300 {
+		text := append([]byte(fmt.Sprintf("resource %d\n", i)), samples.Filler(2100)...)
+		plain += len(text)
+		members = append(members, gzipBytes(t, text)...)
+	}
+	data := paddedInstaller(0, members, "gzip -dc")
+	res, err := scanOne(t, s, tfile{name: "opt/app/resources", mode: 0o644, data: data})
+	if err != nil {
+		t.Fatalf("ScanLayer: %v", err)
+	}
+	if len(res.Findings) > 0 {
+		t.Fatalf("findings %+v, want none", res.Findings)
+	}
+	if limit := int64(len(data) + 4*plain); res.Bytes > limit {
+		t.Fatalf("scanned %d bytes for a file of %d holding %d, want at most %d", res.Bytes, len(data), plain, limit)
+	}
+
+	// A tar that stops being one in the next member: the walk of the
+	// first stops there, and the next member is read on its own.
+	tarHead := tarLayer(t, reg("notes.txt", 0o644, strings.Repeat("a", 100)))
+	tarHead = tarHead[:1024] // its header and body, no end
+	dropper := gzipBytes(t, samples.XMRig())
+	first := gzipBytes(t, tarHead)
+	data = paddedInstaller(0, append(first, dropper...), "gzip -dc | tar x")
+	res, err = scanOne(t, s, tfile{name: "tmp/install.sh", mode: 0o755, data: data})
+	if err != nil {
+		t.Fatalf("ScanLayer: %v", err)
+	}
+	off := bytes.Index(data, first) + len(first)
+	if want := fmt.Sprintf("/tmp/install.sh!gzip@%d!gzip", off); !hasFinding(res.Findings, "MinerXMRig", want) {
+		t.Fatalf("findings %v: want MinerXMRig on %s", res.Findings, want)
+	}
+}
