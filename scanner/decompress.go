@@ -166,7 +166,11 @@ func decompress(c compression, br *bufio.Reader, charge func(int64) error) (io.R
 		}
 		return zr, func() {}, nil
 	case compressedLZ4:
-		return newLZ4Reader(br), func() {}, nil
+		zr, release, err := newLZ4Reader(br)
+		if err != nil {
+			return nil, nil, err
+		}
+		return zr, release, nil
 	case compressedZlib:
 		zr, err := zlib.NewReader(br)
 		if err != nil {

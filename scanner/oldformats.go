@@ -134,9 +134,27 @@ var errLzip = fmt.Errorf("%w: lzip, which lzip and bsdtar unpack", errUnsupporte
 // are at most 4 MiB (8 MiB in the legacy format), so its memory is
 // bounded. A first frame naming a dictionary is read without it (see
 // lz4WithoutDictID).
-func newLZ4Reader(br *bufio.Reader) io.Reader {
-	return lz4.NewReader(lz4WithoutDictID(skipSkippable(br)))
+//
+// A legacy frame whose first block is larger than the format allows is
+// refused before the reader is made: lz4 -d writes nothing of one, and
+// the reader would first take two 8 MiB buffers (programs that handle
+// LZ4 carry the legacy magic followed by anything). release gives the
+// reader's buffers back to their pool.
+func newLZ4Reader(br *bufio.Reader) (r io.Reader, release func(), err error) {
+	br = skipSkippable(br)
+	if h, _ := br.Peek(8); len(h) == 8 && binary.LittleEndian.Uint32(h) == lz4LegacyMagic && binary.LittleEndian.Uint32(h[4:]) > lz4LegacyBound {
+		return nil, nil, corruptError("read lz4 legacy frame", fmt.Errorf("a block of %d bytes, more than the format's %d", binary.LittleEndian.Uint32(h[4:]), lz4LegacyBound))
+	}
+	zr := lz4.NewReader(lz4WithoutDictID(br))
+	return zr, func() { zr.Reset(nil) }, nil
 }
+
+// lz4LegacyMagic starts a legacy LZ4 frame (lz4 -l); its blocks hold at
+// most 8 MiB, compressed to at most lz4LegacyBound bytes (LZ4_COMPRESSBOUND).
+const (
+	lz4LegacyMagic = 0x184c2102
+	lz4LegacyBound = 8<<20 + 8<<20/255 + 16
+)
 
 // skipSkippable passes over the skippable frames (zstd's and LZ4's) at
 // the start of br, as lz4 -d does before a frame of its own.

@@ -1,8 +1,10 @@
 package scanner
 
 import (
+	"bufio"
 	"bytes"
 	"compress/zlib"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -249,5 +251,29 @@ func TestXXH32AsLZ4(t *testing.T) {
 		if got := byte(xxh32(f[4:n]) >> 8); got != f[n] {
 			t.Fatalf("lz4 %v: header checksum %#x, lz4 wrote %#x", args, got, f[n])
 		}
+	}
+}
+
+// A legacy LZ4 frame whose first block is over the format's bound is
+// refused before a reader is made, as lz4 -d writes nothing of it; one
+// within the bound is still read.
+func TestLZ4LegacyBlockBound(t *testing.T) {
+	over := []byte{0x02, 0x21, 0x4c, 0x18, 0x0f, 0x94, 0xc2, 0x0f, 'h', 'e', 'l', 'l', 'o'}
+	cmd := exec.Command("lz4", "-dc")
+	cmd.Stdin = bytes.NewReader(over)
+	if out, err := cmd.Output(); err == nil || len(out) > 0 {
+		t.Fatalf("lz4 -dc wrote %d bytes (error %v) of a block over the bound", len(out), err)
+	}
+	if _, _, err := newLZ4Reader(bufio.NewReader(bytes.NewReader(over))); err == nil {
+		t.Fatal("a legacy block over the bound was taken")
+	}
+	plain := samples.Filler(100000)
+	zr, release, err := newLZ4Reader(bufio.NewReader(bytes.NewReader(cli(t, plain, "lz4", "-l", "-c"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	if got, err := io.ReadAll(zr); err != nil || !bytes.Equal(got, plain) {
+		t.Fatalf("legacy frame read back %d bytes, %v", len(got), err)
 	}
 }
