@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"os"
+	"syscall"
 )
 
 // Large files behind their start. A file larger than one window that is
@@ -23,6 +25,23 @@ import (
 // from the spool, to its end however far that is. A base64 chain cut by
 // a chunk's end starts the next chunk, so that it is read whole when it
 // is shorter than a window.
+
+// scanSpooled submits the large file it, spooled whole to sp, to be
+// scanned as one: YARA maps the spool, so a rule's strings match together
+// however far apart in the file they are, where windows would each see
+// 16 MiB of it. The job holds its own descriptor of the spool.
+func (w *walker) scanSpooled(it item, sp *spool) error {
+	if err := w.st.acquire(); err != nil {
+		return err
+	}
+	fd, err := syscall.Dup(int(sp.f.Fd()))
+	if err != nil {
+		w.st.release()
+		return fmt.Errorf("%w: open the spool of %s again: %w", errSpool, sp.name, err)
+	}
+	it.spooled = os.NewFile(uintptr(fd), sp.name)
+	return w.s.submit(&job{scan: w.st, items: []item{it}, file: it.spooled})
+}
 
 // largeText follows where a large file's text ends (see streamText) as
 // its windows go by.

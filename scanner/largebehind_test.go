@@ -185,3 +185,29 @@ func TestGzipMembersBehindAPrefixReadOnce(t *testing.T) {
 		t.Fatalf("findings %v: want MinerXMRig on %s", res.Findings, want)
 	}
 }
+
+// A large file is scanned whole, not window by window: a rule's strings
+// placed more than a window apart still match together.
+func TestLargeFileStringsAWindowApart(t *testing.T) {
+	big, limits := largeSizes()
+	s := newTestScanner(t, Options{Workers: 2, Limits: limits})
+	// XMRig's option and algorithm names, none enough on its own.
+	parts := []string{"donate-over-proxy", "huge-pages-jit", "max-threads-hint", "rx/wow"}
+	data := samples.ELF(parts[0])
+	for _, p := range parts[1:] {
+		data = append(append(data, samples.Filler(big)...), p...)
+	}
+	res, err := scanOne(t, s, tfile{name: "opt/x/helper", mode: 0o755, data: data})
+	if err != nil {
+		t.Fatalf("ScanLayer: %v", err)
+	}
+	if !hasFinding(res.Findings, "MinerXMRigInternals", "/opt/x/helper") {
+		t.Fatalf("findings %v: want MinerXMRigInternals on /opt/x/helper", res.Findings)
+	}
+	for i := range parts {
+		res, err := scanOne(t, s, tfile{name: "opt/x/helper", mode: 0o755, data: samples.ELF(parts[i])})
+		if err != nil || len(res.Findings) > 0 {
+			t.Fatalf("%q alone: findings %v, %v; want none", parts[i], res.Findings, err)
+		}
+	}
+}

@@ -80,6 +80,9 @@ func (w *worker) do(j *job) {
 		if j.buf != nil {
 			j.buf.put()
 		}
+		if j.file != nil {
+			j.file.Close()
+		}
 		// Not busy before the slot is released, so a caller that sees its
 		// scan finished never sees its work still counted.
 		w.s.busy.Add(-1)
@@ -122,7 +125,11 @@ func (w *worker) scan(st *scanState, it *item) error {
 		w.timeout = secs
 	}
 	w.matches = w.matches[:0]
-	if err := w.ys.ScanMem(it.data); err != nil {
+	scan := func() error { return w.ys.ScanMem(it.data) }
+	if it.spooled != nil {
+		scan = func() error { return w.ys.ScanFileDescriptor(it.spooled.Fd()) }
+	}
+	if err := scan(); err != nil {
 		if time.Now().After(st.deadline) {
 			return st.ctx.Err()
 		}
@@ -132,7 +139,7 @@ func (w *worker) scan(st *scanState, it *item) error {
 		m := st.rs.metas[rule]
 		st.add(Finding{Rule: rule, Category: m.category, Severity: m.severity, Description: m.description, Path: it.shown(), File: it.file()})
 	}
-	if it.hash && st.rs.knownBad != nil {
+	if it.hash && it.spooled == nil && st.rs.knownBad != nil {
 		if f, ok := st.rs.knownBad.finding(sha256.Sum256(it.data), it.shown()); ok {
 			f.File = it.file()
 			st.add(f)

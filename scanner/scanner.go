@@ -360,6 +360,9 @@ func (s *Scanner) submit(j *job) error {
 		if j.buf != nil {
 			j.buf.put()
 		}
+		if j.file != nil {
+			j.file.Close()
+		}
 		j.scan.release()
 		return err
 	}

@@ -2,6 +2,7 @@ package scanner
 
 import (
 	"context"
+	"os"
 	"sync"
 	"time"
 )
@@ -31,6 +32,9 @@ type item struct {
 	// archive: what a large archive holds past the end its unpacker
 	// read to.
 	opaque bool
+	// spooled, when set, holds the item's content in place of data: a
+	// large file's spool, scanned whole (see scanSpooled).
+	spooled *os.File
 }
 
 // file is a finding's File: the layer's file, for content unpacked from it.
@@ -65,6 +69,7 @@ type job struct {
 	scan  *scanState
 	buf   *buffer // returned to its pool when the job is done; nil when items point into caller memory
 	items []item
+	file  *os.File // closed when the job is done: an item's file
 }
 
 // scanState is shared by the walker of one ScanLayer/ScanConfig call and

@@ -147,6 +147,12 @@ func (w *walker) nextWindow(fw *fileWindows, first bool) (bool, error) {
 			return false, err
 		}
 	}
+	if fw.searched != nil {
+		// Scanned whole from its spool once it is in (see scanSpooled).
+		buf.put()
+		w.st.release()
+		return last, nil
+	}
 	if fw.spool != nil && !first && !fw.tarToo {
 		// A zip is scanned as bytes for its first window only, unless it
 		// is not read whole (finishWindows scans the spool then).
@@ -297,6 +303,9 @@ func (w *walker) finishWindows(fw *fileWindows) (bool, error) {
 		return false, err
 	}
 	if fw.searched != nil {
+		if err := w.scanSpooled(it, fw.searched); err != nil {
+			return false, err
+		}
 		if err := w.searchSpooled(it, fw.searched, fw.read, fw.text.end, fw.kind == archivePayloads); err != nil {
 			return false, err
 		}
