@@ -11,15 +11,14 @@ import (
 // stream read on into the members after it stands for them.
 
 // tooManyStreams reports a file whose streams behind its start were not
-// all read.
-func (w *walker) tooManyStreams(it item, read int) {
-	w.archiveFinding(it, ArchiveUnreadableRule, SeverityHigh,
-		fmt.Sprintf("more compressed streams behind the file's start than are looked into (%d); those after them were not read", read))
+// all read: what says why.
+func (w *walker) tooManyStreams(it item, what string) {
+	w.archiveFinding(it, ArchiveUnreadableRule, SeverityHigh, what+"; those after them were not read")
 }
 
 // unarchiveAll looks into each archive of as, found in the file it of
 // size bytes (see behindPrefix), up to maxBehind(size) of them; tooMany
-// reports that more were not listed.
+// says more were not tried or listed.
 //
 // A gzip stream goes on into the members that follow it, as gzip -dc
 // does: a member that one before it was read on into, its output read
@@ -33,8 +32,8 @@ func (w *walker) unarchiveAll(it item, as []*archived, tooMany bool, size int64)
 			continue
 		}
 		if n++; n > maxBehind(size) {
-			tooMany = true
-			break
+			w.tooManyStreams(it, fmt.Sprintf("more compressed streams behind the file's start than are read (%d)", maxBehind(size)))
+			return nil
 		}
 		w.onMember = func(off int64) {
 			if read == nil {
@@ -49,7 +48,7 @@ func (w *walker) unarchiveAll(it item, as []*archived, tooMany bool, size int64)
 		}
 	}
 	if tooMany {
-		w.tooManyStreams(it, n-1)
+		w.tooManyStreams(it, fmt.Sprintf("more candidate streams behind the file's start than are tried (%d) or listed (%d)", maxTrials(size), maxListed(size)))
 	}
 	return nil
 }

@@ -88,8 +88,9 @@ func (w *walker) searchSpooled(it item, sp *spool, size, text int64, payloads bo
 		at, ferr = w.spoolIndex(sp, size, zipMagic)
 		return at
 	}
-	if start, ok := zipAtEndOf(sp, size, tail, first); ok {
-		out = append(out, &archived{kind: archiveZip, spooled: io.NewSectionReader(sp, start, size-start)})
+	end, atEnd := zipAtEndOf(sp, size, tail, first)
+	if atEnd {
+		out = append(out, &archived{kind: archiveZip, spooled: io.NewSectionReader(sp, end.start, size-end.start)})
 	}
 	if ferr == nil {
 		ferr = sp.failed()
@@ -97,7 +98,7 @@ func (w *walker) searchSpooled(it item, sp *spool, size, text int64, payloads bo
 	if ferr != nil {
 		return ferr
 	}
-	c := &spoolChunks{w: w, sp: sp, size: size, text: text, zipEntries: len(out) == 0, payloads: payloads, out: out}
+	c := &spoolChunks{w: w, sp: sp, size: size, text: text, end: end, atEnd: atEnd, payloads: payloads, out: out}
 	tooMany, err := c.search(it)
 	if err == nil {
 		err = w.unarchiveAll(it, c.out, tooMany, size)
@@ -114,17 +115,19 @@ type spoolChunks struct {
 	w          *walker
 	sp         *spool
 	size, text int64
-	zipEntries bool // no zip at the file's end: its entries are looked for
+	end        endZip // a zip at the file's end, when atEnd: its entries are read as it lists them
+	atEnd      bool
 	payloads   bool
 	out        []*archived
 	listed     int64 // streams are listed up to there
+	trials     int
 	covered    int64 // the end of the last base64 chain read
 }
 
 // search reads the spool chunk by chunk, lists in c.out the zip entries
 // and streams each chunk holds, and looks into its base64 payloads at
 // once (they are read from the chunk's memory). tooMany says more
-// candidates were found than maxListed allows.
+// candidates were found than maxTrials or maxListed allows.
 func (c *spoolChunks) search(it item) (tooMany bool, err error) {
 	buf := c.w.s.windows.get()
 	defer buf.put()
@@ -162,17 +165,19 @@ func (c *spoolChunks) streams(chunk []byte, base, next int64) (tooMany bool, err
 		from = 1 // the file's own start is no stream behind it
 	}
 	mine := func(off int) bool { return off >= from && base+int64(off) < next }
-	if c.zipEntries {
-		for _, at := range zipEntryStarts(chunk, maxListed(c.size)) {
-			if mine(at) && len(c.out) < maxListed(c.size) {
-				c.out = append(c.out, c.spooled(archiveZip, base+int64(at), fmt.Sprintf("zip@%d", base+int64(at))))
-			}
+	for _, at := range zipEntryStarts(chunk, maxListed(c.size)) {
+		abs := base + int64(at)
+		if mine(at) && len(c.out) < maxListed(c.size) && (!c.atEnd || !c.end.lists(chunk[at:], abs)) {
+			c.out = append(c.out, c.spooled(archiveZip, abs, fmt.Sprintf("zip@%d", abs)))
 		}
 	}
 	text := int(max(-2, min(c.text-base, int64(len(chunk)))))
 	for _, off := range streamsIn(chunk, from, text) {
 		if !mine(off) {
 			continue
+		}
+		if c.trials++; c.trials > maxTrials(c.size) {
+			return true, nil
 		}
 		abs := base + int64(off)
 		ok, err := c.w.streamAt(chunk[off:], io.NewSectionReader(c.sp, abs, c.size-abs), abs, c.text)
@@ -207,10 +212,14 @@ func (c *spoolChunks) spooled(kind archiveKind, off int64, at string) *archived 
 func (c *spoolChunks) payloadsIn(it item, chunk []byte, base, next int64) (int64, error) {
 	var keep []payload
 	end := base + int64(len(chunk))
+	// A chain's payloads (its runs, each at four alignments) share its
+	// extent: only chains read with the chunks before, or decoded by
+	// longRun, are passed over.
+	covered := c.covered
 	for _, p := range base64Payloads(chunk) {
 		from, to := base+int64(p.from), base+int64(p.to)
-		if from < c.covered {
-			continue // read with the chunk before
+		if from < covered {
+			continue
 		}
 		if from >= next {
 			break // the next chunk's
@@ -220,10 +229,11 @@ func (c *spoolChunks) payloadsIn(it item, chunk []byte, base, next int64) (int64
 				next = from
 				break
 			}
-			n, err := c.longRun(it, from)
-			if c.covered = from + n; err != nil {
+			n, err := c.longRun(it, max(from, base+int64(runStart(chunk))))
+			if covered = from + n; err != nil {
 				return next, err
 			}
+			c.covered = max(c.covered, covered)
 			continue
 		}
 		c.covered = max(c.covered, to)
@@ -241,54 +251,142 @@ func (c *spoolChunks) payloadsIn(it item, chunk []byte, base, next int64) (int64
 }
 
 // longRun decodes the base64 chain at from in the spool, longer than a
-// window, as base64 -d reads lines of it (a makeself installer made with
-// --base64): to its first byte that is no base64 and no line break. It
-// returns how many of the spool's bytes it read. A run that does not
-// decode to its end is scanned as far as it does, as a payload's is.
+// window, as base64 -d reads a makeself installer made with --base64, a
+// here-document of it (its tabs) or a block after a marker line: to its
+// first byte that is no base64, no white space, no quote and no \n-style
+// escape (pieces joined in quotes, one a line, are read; see base64Run),
+// at each of base64's four alignments, as a payload's runs are. It
+// returns how many of the spool's bytes the run took. What does not
+// decode to its end is scanned as far as it does.
 func (c *spoolChunks) longRun(it item, from int64) (int64, error) {
-	src := &base64Lines{r: bufio.NewReaderSize(io.NewSectionReader(c.sp, from, c.size-from), 64<<10)}
-	child := it.member(fmt.Sprintf("base64@%d", from), false)
-	r := &unarchiveReader{r: base64.NewDecoder(base64.StdEncoding, src), w: c.w, what: "base64 payload " + child.where}
-	_, err := c.w.scanFile(child, r, -1)
-	if err == nil {
-		err = c.sp.failed()
+	var n int64
+	for skip := range 4 {
+		run := &base64Run{r: bufio.NewReaderSize(io.NewSectionReader(c.sp, from, c.size-from), 64<<10), skip: skip}
+		name := fmt.Sprintf("base64@%d", from)
+		if skip > 0 {
+			name += fmt.Sprintf("+%d", skip)
+		}
+		child := it.member(name, false)
+		r := &unarchiveReader{r: run, w: c.w, what: "base64 payload " + child.where}
+		_, err := c.w.scanFile(child, r, -1)
+		if err == nil {
+			err = c.sp.failed()
+		}
+		if err != nil && !c.w.hardError(err) {
+			err = c.w.settle(child, quietError{err})
+		}
+		if err != nil {
+			return run.n, err
+		}
+		n = run.n
 	}
-	if err != nil && !c.w.hardError(err) {
-		err = c.w.settle(child, quietError{err})
-	}
-	return src.n, err
+	return n, nil
 }
 
-// base64Lines reads base64 text and line breaks from r, and ends at the
-// first other byte; n counts what it read.
-type base64Lines struct {
+// runStart is where the bytes that end chunk stop being what base64Run
+// reads: the start of a run longer than a window, which a probe's chain
+// may start before (a word and a quote before a JSON value's run).
+func runStart(chunk []byte) int {
+	i := len(chunk)
+	for i > 0 {
+		c := chunk[i-1]
+		escape := c == '\\' && i < len(chunk) && (chunk[i] == 'n' || chunk[i] == 'r' || chunk[i] == 't')
+		if !escape && !isB64[c] && !runSpace(c) {
+			break
+		}
+		i--
+	}
+	return i
+}
+
+// runSpace says whether base64Run passes over c.
+func runSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v' || c == '"' || c == '\''
+}
+
+// base64Run decodes base64 text from r, leaving out its first skip
+// letters: white space, quotes and the escapes \n, \r and \t are passed
+// over, padding ends a group and the text goes on after it (GNU base64 -d
+// reads separately padded lines so), and the first other byte ends it. n
+// counts the bytes it read.
+type base64Run struct {
 	r    *bufio.Reader
+	skip int
 	n    int64
+	q    [4]byte
+	nq   int
+	out  []byte
+	buf  []byte
 	done bool
 }
 
-func (b *base64Lines) Read(p []byte) (int, error) {
-	k := 0
-	for k < len(p) && !b.done {
+func (b *base64Run) Read(p []byte) (int, error) {
+	for len(b.out) == 0 && !b.done {
+		b.fill()
+	}
+	if len(b.out) == 0 {
+		return 0, io.EOF
+	}
+	k := copy(p, b.out)
+	b.out = b.out[k:]
+	return k, nil
+}
+
+// fill decodes the next few KiB into b.out.
+func (b *base64Run) fill() {
+	out := b.buf[:0]
+	for len(out) < 3<<10 && !b.done {
 		c, err := b.r.ReadByte()
 		if err != nil {
-			if k > 0 {
-				return k, nil
-			}
-			return 0, err
-		}
-		if !isB64[c] && c != '=' && c != '\n' && c != '\r' {
 			b.done = true
 			break
 		}
-		p[k] = c
-		k++
 		b.n++
+		switch {
+		case c == '=':
+			out = b.group(out)
+		case isB64[c]:
+			if b.skip > 0 {
+				b.skip--
+				continue
+			}
+			b.q[b.nq] = c
+			if b.nq++; b.nq == 4 {
+				out = b.group(out)
+			}
+		case runSpace(c):
+		case c == '\\':
+			if e, err := b.r.Peek(1); err == nil && (e[0] == 'n' || e[0] == 'r' || e[0] == 't') {
+				b.r.ReadByte()
+				b.n++
+				continue
+			}
+			b.done = true
+		default:
+			b.done = true
+		}
 	}
-	if k == 0 {
-		return 0, io.EOF
+	if b.done {
+		out = b.group(out)
 	}
-	return k, nil
+	b.buf, b.out = out, out
+}
+
+// group decodes the letters gathered so far, a whole group or one ended
+// by padding.
+func (b *base64Run) group(out []byte) []byte {
+	if b.nq < 2 {
+		b.nq = 0
+		return out
+	}
+	q := b.q
+	for k := b.nq; k < 4; k++ {
+		q[k] = '='
+	}
+	var d [3]byte
+	n, _ := base64.StdEncoding.Decode(d[:], q[:])
+	b.nq = 0
+	return append(out, d[:n]...)
 }
 
 // spoolIndex is where m first occurs in the spool of size bytes, or -1.

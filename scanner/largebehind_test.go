@@ -211,3 +211,128 @@ func TestLargeFileStringsAWindowApart(t *testing.T) {
 		}
 	}
 }
+
+// Base64 in a file larger than the scan window is read in the shapes a
+// smaller file's is, and a run longer than a window in the shapes its
+// decoders take: after a marker line (at any alignment), tab-indented in
+// a here-document, in separately padded lines, in lines joined by
+// spaces, in quoted pieces one a line, and in a JSON value's escapes.
+func TestLargeFileBase64Shapes(t *testing.T) {
+	big, limits := largeSizes()
+	s := newTestScanner(t, Options{Workers: 2, Limits: limits})
+	miner := tfile{name: "xmrig-6.21.0/xmrig", mode: 0o755, data: samples.XMRig()}
+	small := tarGz(t, xmrigRelease()...)
+	long := tarGz(t, pad(big), miner)
+	lines := func(payload []byte, width int, sep, prefix, suffix string) string {
+		enc := base64.StdEncoding.EncodeToString(payload)
+		var b strings.Builder
+		for len(enc) > 0 {
+			n := min(width, len(enc))
+			b.WriteString(prefix + enc[:n] + suffix + sep)
+			enc = enc[n:]
+		}
+		return b.String()
+	}
+	padded := func(payload []byte) string {
+		var b strings.Builder
+		for len(payload) > 0 {
+			n := min(55, len(payload))
+			b.WriteString(base64.StdEncoding.EncodeToString(payload[:n]) + "\n")
+			payload = payload[n:]
+		}
+		return b.String()
+	}
+	head := string(paddedInstaller(big, nil, "true"))
+	cases := map[string]string{
+		"a marker line before a block":                 head + "BEGIN\n" + wrappedBase64(small) + "__END__\n",
+		"a marker line before a block after padding":   head + "PAYLOAD\n" + wrappedBase64(small),
+		"a marker line before a block over a window":   "#!/bin/sh\nABC\n" + wrappedBase64(long) + "__END__\n",
+		"a here-document with tabs, over a window":     "#!/bin/sh\nbase64 -d <<-EOF | tar xz\n" + lines(long, 76, "\n", "\t", "") + "\tEOF\n",
+		"separately padded lines, over a window":       "#!/bin/sh\n" + padded(long),
+		"lines joined by spaces, over a window":        "#!/bin/sh\n" + lines(long, 76, " ", "", "") + "\n",
+		"quoted pieces one a line, over a window":      "data = (\n" + lines(long, 76, "\n", "    \"", "\"") + ")\n",
+		"a JSON value with \\n escapes, over a window": "{\"name\": \"x\", \"data\": \"" + lines(long, 76, "\\n", "", "") + "\"}\n",
+	}
+	for name, text := range cases {
+		t.Run(name, func(t *testing.T) {
+			if len(text) <= int(s.limits.Window) {
+				t.Fatalf("the file is %d bytes, not larger than the window", len(text))
+			}
+			res, err := scanOne(t, s, tfile{name: "opt/app/data", mode: 0o644, data: []byte(text)})
+			if err != nil {
+				t.Fatalf("ScanLayer: %v", err)
+			}
+			found := false
+			for _, f := range res.Findings {
+				found = found || f.Rule == "MinerXMRig" && strings.HasPrefix(f.Path, "/opt/app/data!base64@")
+			}
+			if !found {
+				t.Fatalf("findings %v: want MinerXMRig inside a base64 payload", res.Findings)
+			}
+		})
+	}
+}
+
+// Bytes crafted to start like a stream every few bytes are tried up to
+// maxTrials, and the file is refused past it, in a window or spooled.
+func TestStreamTrialsCapped(t *testing.T) {
+	big, limits := largeSizes()
+	s := newTestScanner(t, Options{Workers: 2, Limits: limits})
+	fake := append(append([]byte{}, gzipMagic...), 8, 0, 0, 0, 0, 0, 0, 3, 'x', 'x', 'x', 'x', 'x')
+	for _, size := range []int{256 << 10, big + int(s.limits.Window)} {
+		data := []byte("#!/bin/sh\n")
+		for len(data) < size {
+			data = append(data, fake...)
+		}
+		res, err := scanOne(t, s, tfile{name: "opt/app/run", mode: 0o755, data: data})
+		if err != nil {
+			t.Fatalf("ScanLayer: %v", err)
+		}
+		if !hasFinding(res.Findings, ArchiveUnreadableRule, "/opt/app/run") || !strings.Contains(res.Findings[0].Description, "tried") {
+			t.Fatalf("%d bytes: findings %v, want the file refused for its candidates", size, res.Findings)
+		}
+	}
+	// Go's crc32_table_ppc64le.s, with a zlib header in each of its
+	// 1,722 "x^", is tried whole and passes.
+	goroot, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(goroot)), "src/hash/crc32/crc32_table_ppc64le.s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := bytes.Count(text, []byte("x^")); n < 1000 {
+		t.Fatalf("the table holds %d formulas, not the file expected", n)
+	}
+	res, err := scanOne(t, s, tfile{name: "src/crc32_table.s", mode: 0o644, data: text})
+	if err != nil || len(res.Findings) > 0 {
+		t.Fatalf("formulas: findings %v, %v; want none", res.Findings, err)
+	}
+}
+
+// A zip entry behind a file's start that the zip at its end does not
+// list is read too, in a window or spooled: funzip writes it out.
+func TestZipEntryBeforeAZipAtTheEnd(t *testing.T) {
+	big, limits := largeSizes()
+	s := newTestScanner(t, Options{Workers: 2, Limits: limits})
+	entry := zipLocalOnly([]byte(samples.KinsingDropper()), 8)
+	benign := zipOf(t, reg("README", 0o644, "nothing to see\n"))
+	for _, pad := range []int{0, big} {
+		data := append(paddedInstaller(pad, entry, "funzip | sh"), benign...)
+		off := len(data) - len(benign) - len(entry)
+		res, err := scanOne(t, s, tfile{name: "tmp/install.sh", mode: 0o755, data: data})
+		if err != nil {
+			t.Fatalf("ScanLayer: %v", err)
+		}
+		if want := fmt.Sprintf("/tmp/install.sh!zip@%d!x", off); !hasFinding(res.Findings, "KinsingDropper", want) {
+			t.Fatalf("%d bytes: findings %v, want KinsingDropper on %s", len(data), res.Findings, want)
+		}
+		// The end zip's own entry is read once, as it lists it.
+		for _, f := range res.Findings {
+			if strings.Contains(f.Path, "README") {
+				t.Fatalf("finding on the benign zip's entry: %+v", f)
+			}
+		}
+	}
+}

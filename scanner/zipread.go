@@ -247,14 +247,32 @@ var zipEndMagic = []byte("PK\x05\x06")
 // member, is read whole (start 0: archive/zip finds a prefix itself);
 // one it refuses is read from where it starts (see zipStart), so that the
 // recount and the local walk apply to it as to a zip without a prefix.
-func zipAtEnd(data []byte) (start int, ok bool) {
+func zipAtEnd(data []byte) (z endZip, ok bool) {
 	tailAt := max(0, len(data)-zipTail)
 	if !bytes.Contains(data[tailAt:], zipEndMagic) {
-		return 0, false
+		return z, false
 	}
-	at, ok := zipAtEndOf(bytes.NewReader(data), int64(len(data)), data[tailAt:],
+	return zipAtEndOf(bytes.NewReader(data), int64(len(data)), data[tailAt:],
 		func() int64 { return int64(bytes.Index(data, zipMagic)) })
-	return int(at), ok
+}
+
+// endZip is a zip at a file's end (see zipAtEnd): where it starts, and
+// where the data of each entry its directory lists starts, when
+// archive/zip reads it whole.
+type endZip struct {
+	start  int64
+	listed map[int64]bool
+}
+
+// lists says whether the zip entry whose local header h is at off in the
+// file is one of z's: listed in its directory, or, for a zip archive/zip
+// refuses, at or after its start.
+func (z endZip) lists(h []byte, off int64) bool {
+	if z.listed == nil {
+		return off >= z.start
+	}
+	le := binary.LittleEndian
+	return len(h) >= 30 && z.listed[off+30+int64(le.Uint16(h[26:]))+int64(le.Uint16(h[28:]))]
 }
 
 // zipTail is how far from a file's end a zip's end record may start.
@@ -263,9 +281,9 @@ const zipTail = 1<<16 + 22
 // zipAtEndOf is zipAtEnd for a file of size bytes read through ra, whose
 // last zipTail bytes (or all, when it is shorter) are tail; first finds
 // its first local header, or -1.
-func zipAtEndOf(ra io.ReaderAt, size int64, tail []byte, first func() int64) (start int64, ok bool) {
+func zipAtEndOf(ra io.ReaderAt, size int64, tail []byte, first func() int64) (z endZip, ok bool) {
 	if !bytes.Contains(tail, zipEndMagic) {
-		return 0, false
+		return z, false
 	}
 	zr, err := zip.NewReader(&budgetReaderAt{r: ra, left: maxZipDirectory + 66<<10}, size)
 	if err != nil && !errors.Is(err, errZipDirectory) {
@@ -274,9 +292,16 @@ func zipAtEndOf(ra io.ReaderAt, size int64, tail []byte, first func() int64) (st
 		}
 	}
 	if err == nil {
-		return 0, len(zr.File) > 0
+		z.listed = make(map[int64]bool, len(zr.File))
+		for _, f := range zr.File {
+			if off, err := f.DataOffset(); err == nil {
+				z.listed[off] = true
+			}
+		}
+		return z, len(zr.File) > 0
 	}
-	return zipStart(ra, tail, size-int64(len(tail)), first)
+	z.start, ok = zipStart(ra, tail, size-int64(len(tail)), first)
+	return z, ok
 }
 
 // zipStart finds where the zip whose end record lies in tail (the file's

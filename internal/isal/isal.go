@@ -65,10 +65,11 @@ var ErrCorrupt = errors.New("gzip: corrupt stream")
 const (
 	inSize  = 256 << 10
 	outSize = 512 << 10
-	// firstRead is a raw stream's first read from its source, doubled on
+	// firstRead is a stream's first read from its source, doubled on
 	// each later one up to inSize: most zip members are a few hundred
 	// bytes to a few KiB, and a source that is not bounded to the member
-	// would otherwise be asked for 256 KiB each time.
+	// would otherwise be asked for 256 KiB each time; a candidate stream
+	// behind a file's start is tried by its first bytes alone.
 	firstRead = 4 << 10
 )
 
@@ -90,7 +91,7 @@ type Reader struct {
 	err      error
 	cleanup  runtime.Cleanup
 	raw      bool  // a raw deflate stream: one, no header or trailer
-	readCap  int   // most bytes the next fill of a raw stream reads
+	readCap  int   // most bytes the next fill reads
 	read     int64 // bytes read from src
 	held     int   // whole bytes in ISA-L's bit buffer after the last step
 	stale    bool  // the C state still holds the stream before Reset
@@ -335,11 +336,8 @@ func (z *Reader) fill() error {
 		z.inLen = copy(z.inBuf, z.inBuf[z.inOff:z.inLen])
 		z.inOff = 0
 	}
-	end := len(z.inBuf)
-	if z.raw {
-		end = min(end, z.inLen+z.readCap)
-		z.readCap = min(2*z.readCap, inSize)
-	}
+	end := min(len(z.inBuf), z.inLen+z.readCap)
+	z.readCap = min(2*z.readCap, inSize)
 	for z.inLen < end {
 		n, err := z.src.Read(z.inBuf[z.inLen:end])
 		z.inLen += n
