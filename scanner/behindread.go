@@ -35,11 +35,16 @@ func (w *walker) unarchiveAll(it item, as []*archived, tooMany bool, size int64)
 			w.tooManyStreams(it, fmt.Sprintf("more compressed streams behind the file's start than are read (%d)", maxBehind(size)))
 			return nil
 		}
-		w.onMember = func(off int64) {
-			if read == nil {
-				read = map[int64]bool{}
+		if a.kind == archiveStream {
+			// Only a stream's own members: a zip entry's stream
+			// starts past its local header, and its offsets are not
+			// the file's.
+			w.onMember = func(off int64) {
+				if read == nil {
+					read = map[int64]bool{}
+				}
+				read[a.off+off] = true
 			}
-			read[a.off+off] = true
 		}
 		err := w.unarchive(it, a)
 		w.onMember = nil
