@@ -167,6 +167,9 @@ type archived struct {
 	// ("gzip@1234", see behindPrefix): what it holds is named under it.
 	at  string
 	off int64 // and where, for a stream (see unarchiveAll)
+	// end, for a tar in memory once read, is where its walk stopped:
+	// what follows its end (see unarchiveTrailing).
+	end int64
 	// spooled, when set, holds the archive in place of data: a zip or a
 	// stream behind the start of a file larger than one window, read
 	// from the file's spool (see searchSpooled).
@@ -192,10 +195,20 @@ func (w *walker) unarchiveHeld(it item, a *archived) error {
 	if a.at != "" {
 		it = it.member(a.at, it.exec)
 	}
+	err := w.readArchive(it, a)
+	if err == errTooDeep {
+		return nil
+	}
+	return w.settle(it, err)
+}
+
+// readArchive looks into a, as unarchiveHeld does, and returns what ended
+// it: nil when a was read to its end, an error for settle otherwise.
+func (w *walker) readArchive(it item, a *archived) error {
 	if it.nest >= w.s.limits.MaxArchiveDepth {
 		w.archiveFinding(it, ArchiveTooDeepRule, SeverityHigh,
 			fmt.Sprintf("archive or encoded payload nested more than MaxArchiveDepth %d deep, so what it holds was not scanned", w.s.limits.MaxArchiveDepth))
-		return nil
+		return errTooDeep
 	}
 	kind, data, payloads := a.kind, a.data, a.payloads
 	ra, size := io.ReaderAt(bytes.NewReader(data)), int64(len(data))
@@ -216,7 +229,9 @@ func (w *walker) unarchiveHeld(it item, a *archived) error {
 			}
 		}
 	case archiveTar:
-		err = w.walkMembers(it, &unarchiveReader{r: bytes.NewReader(data), w: w, what: "tar " + it.shown()})
+		br := bytes.NewReader(data)
+		err = w.walkMembers(it, &unarchiveReader{r: br, w: w, what: "tar " + it.shown()})
+		a.end = size - int64(br.Len())
 	case archiveStream:
 		err = w.walkStream(it, bufio.NewReader(io.NewSectionReader(ra, 0, size)))
 	case archiveAr:
@@ -247,8 +262,12 @@ func (w *walker) unarchiveHeld(it item, a *archived) error {
 		// is scanned as bytes). One that cannot be decoded at all is.
 		err = quietError{err}
 	}
-	return w.settle(it, err)
+	return err
 }
+
+// errTooDeep is readArchive's answer for an archive nested deeper than
+// MaxArchiveDepth, reported already as such.
+var errTooDeep = errors.New("nested more than MaxArchiveDepth deep")
 
 // chargeDecoder counts a sixteenth of what a decoder allocates to set up
 // a bzip2, xz or LZMA stream or xz block (its block buffer or dictionary)

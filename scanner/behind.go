@@ -78,15 +78,28 @@ func (w *walker) behindPrefix(data []byte, kind archiveKind) (out []*archived, t
 			out = append(out, &archived{kind: archiveZip, data: bytes.Clone(data[end.start:])})
 		}
 	}
-	if kind != notArchive && kind != archivePayloads {
-		// An archive's own members are looked into as such.
+	if kind != notArchive && kind != archivePayloads && kind != archiveStream {
+		// An archive's own members are looked into as such. A
+		// compressed file's stream ends where its format does, and what
+		// follows it (other bytes, then a stream that tail -c cuts out)
+		// or lies in its header's fields is searched as behind any
+		// prefix; the streams its own reading covers are not read
+		// again (see unarchiveOwn).
 		return out, false, nil
 	}
+	more, truncated, err := w.streamsBehind(data, end, atEnd)
+	return append(out, more...), truncated, err
+}
+
+// streamsBehind lists the zip entries and compressed streams after data's
+// first byte (see behindPrefix), but for the entries end, the zip at its
+// end if atEnd, lists.
+func (w *walker) streamsBehind(data []byte, end endZip, atEnd bool) (out []*archived, truncated bool, err error) {
 	var rest []byte // one copy for every stream: each is a suffix of it
 	for _, at := range zipEntryStarts(data, maxListed(int64(len(data)))) {
 		// The entries of a zip at the end are read as it lists them.
 		if !atEnd || !end.lists(data[at:], int64(at)) {
-			out = append(out, &archived{kind: archiveZip, data: suffix(&rest, data, at), at: fmt.Sprintf("zip@%d", at)})
+			out = append(out, &archived{kind: archiveZip, data: suffix(&rest, data, at), off: int64(at), at: fmt.Sprintf("zip@%d", at)})
 		}
 	}
 	text := streamText(data)

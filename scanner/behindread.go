@@ -1,8 +1,10 @@
 package scanner
 
 import (
+	"bytes"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/pullgate/pullgate/internal/isal"
 )
@@ -16,20 +18,97 @@ func (w *walker) tooManyStreams(it item, what string) {
 	w.archiveFinding(it, ArchiveUnreadableRule, SeverityHigh, what+"; those after them were not read")
 }
 
+// ownStream is what reading a compressed file's own stream covered of the
+// streams behind its start (see unarchiveOwn).
+type ownStream struct {
+	read map[int64]bool // where the gzip members it read on into start
+	// whole is the file's compression when its stream was read to the
+	// file's end, uncompressed otherwise: every stream of that format
+	// behind its start is then a frame or stream of its own (zstd -T
+	// and pzstd write many frames, xz and bzip2 files may be
+	// concatenated), read already.
+	whole compression
+}
+
+// covers says whether the stream at off, compressed with c, was read as
+// part of the file's own.
+func (o ownStream) covers(off int64, c compression) bool {
+	return o.read[off] || o.whole != uncompressed && c == o.whole && c != compressedGzip
+}
+
+// unarchiveOwn looks into a, what a file in one window holds itself, and
+// says what that read of the streams behind the file's start. A file
+// whose own stream is trimmed to its head (see trimmable) and not read to
+// its end is then scanned whole as bytes.
+func (w *walker) unarchiveOwn(it item, a *archived, trimmed bool) (own ownStream, err error) {
+	if a == nil {
+		return own, nil
+	}
+	if a.kind == archiveStream {
+		w.onMember = func(off int64) {
+			if own.read == nil {
+				own.read = map[int64]bool{}
+			}
+			own.read[off] = true
+		}
+	}
+	unread := w.unread
+	err = w.releasingBig(func() error {
+		err := w.readArchive(it, a)
+		if err == nil && a.kind == archiveStream {
+			own.whole = nestedCompression(a.data)
+		}
+		if err == errTooDeep {
+			return nil
+		}
+		return w.settle(it, err)
+	})
+	w.onMember = nil
+	if err == nil && trimmed && w.unread != unread {
+		err = w.scanWhole(it, a.data)
+	}
+	if err == nil && a.kind == archiveTar && a.end > 0 && a.end < int64(len(a.data)) {
+		err = w.unarchiveTrailing(it, a.data, a.end)
+	}
+	return own, err
+}
+
+// unarchiveTrailing looks into what follows the end of the tar data, at
+// end: tar x stops at its end, and tail -c cuts out a stream or a zip
+// entry placed after it. A zip at the file's end was read already (see
+// behindPrefix).
+func (w *walker) unarchiveTrailing(it item, data []byte, end int64) error {
+	// What streamsBehind lists starts after its data's first byte.
+	from := end - 1
+	tail := data[from:]
+	zend, atEnd := zipAtEnd(tail)
+	as, tooMany, err := w.streamsBehind(tail, zend, atEnd)
+	if err != nil {
+		return err
+	}
+	it.base = from
+	return w.unarchiveAll(it, as, tooMany, int64(len(tail)), ownStream{})
+}
+
 // unarchiveAll looks into each archive of as, found in the file it of
-// size bytes (see behindPrefix), up to maxBehind(size) of them; tooMany
-// says more were not tried or listed.
+// size bytes (see behindPrefix), up to maxBehind(size) of them, but for
+// the streams the file's own covered; tooMany says more were not tried or
+// listed.
 //
 // A gzip stream goes on into the members that follow it, as gzip -dc
 // does: a member that one before it was read on into, its output read
 // whole, is not read again on its own, or a run of n members (a Chromium
 // resource pack holds hundreds) would be read n²/2 times.
-func (w *walker) unarchiveAll(it item, as []*archived, tooMany bool, size int64) error {
-	var read map[int64]bool // where such members start
+func (w *walker) unarchiveAll(it item, as []*archived, tooMany bool, size int64, own ownStream) error {
+	read := own.read // where such members start
 	n := 0
 	for _, a := range as {
-		if a.kind == archiveStream && read[a.off] {
+		if a.kind == archiveStream && (read[a.off] || own.covers(a.off, nestedCompression(a.data))) {
 			continue
+		}
+		if it.base != 0 && a.at != "" {
+			// Named by its offset in the file, not in the leftover.
+			a.at = strings.TrimSuffix(a.at, fmt.Sprintf("@%d", a.off)) + fmt.Sprintf("@%d", it.base+a.off)
 		}
 		if n++; n > maxBehind(size) {
 			w.tooManyStreams(it, fmt.Sprintf("more compressed streams behind the file's start than are read (%d)", maxBehind(size)))
@@ -58,24 +137,33 @@ func (w *walker) unarchiveAll(it item, as []*archived, tooMany bool, size int64)
 	return nil
 }
 
-// memberReader reads a gzip stream behind a prefix and tells done where
-// each of its members after the first starts, once that member's output
-// has all been read: when the next member starts (ISA-L starts one only
-// when the output before it is read, see isal.Reader.OnMember), or when
-// the stream ends, with an error or not.
+// memberReader reads a gzip stream and tells done where each of its
+// members after the first starts, once that member's output has all been
+// read: when the next member starts (ISA-L starts one only when the output
+// before it is read, see isal.Reader.OnMember), or when the stream ends,
+// with an error or not.
+//
+// A member whose output starts as a file that is judged by its start does
+// is not told: a program, a script, an archive. Read on into, its output
+// lies behind the members before it, where rules on a file's first bytes
+// and the walk of an archive do not see it; tail -c cuts it out and
+// gzip -dc gives it alone. It is read again on its own.
 type memberReader struct {
 	r       io.Reader
 	done    func(off int64)
 	pending int64
 	has     bool
+	head    []byte // the first bytes of the pending member's output
 }
+
+// memberHead is how much of a member's output says whether it starts as a
+// program, a script or an archive (a tar's magic is at 257).
+const memberHead = 2 * blockSize
 
 func newMemberReader(zr *isal.Reader, done func(off int64)) *memberReader {
 	m := &memberReader{r: zr, done: done}
 	zr.OnMember(func(off int64) {
-		if m.has {
-			m.done(m.pending)
-		}
+		m.settle()
 		m.pending, m.has = off, true
 	})
 	return m
@@ -83,9 +171,27 @@ func newMemberReader(zr *isal.Reader, done func(off int64)) *memberReader {
 
 func (m *memberReader) Read(p []byte) (int, error) {
 	n, err := m.r.Read(p)
-	if err != nil && m.has {
-		m.done(m.pending)
-		m.has = false
+	if m.has && len(m.head) < memberHead {
+		m.head = append(m.head, p[:min(n, memberHead-len(m.head))]...)
+	}
+	if err != nil {
+		m.settle()
 	}
 	return n, err
+}
+
+// settle tells done of the pending member, if its output was read whole
+// where it lies.
+func (m *memberReader) settle() {
+	if m.has && !startsAsAFile(m.head) {
+		m.done(m.pending)
+	}
+	m.has, m.head = false, m.head[:0]
+}
+
+// startsAsAFile says whether head, the start of some output, is judged by
+// its start: a program, a script or an archive.
+func startsAsAFile(head []byte) bool {
+	return hasExecMagic(head) || bytes.HasPrefix(head, []byte("#!")) ||
+		detectArchive(&item{}, head, int64(len(head))) != notArchive
 }

@@ -104,20 +104,14 @@ func (w *walker) addSmall(it item, r io.Reader, size, batchCap int) (bool, error
 			return false, err
 		}
 	}
-	if err := w.unarchiveAll(it, behind, tooMany, int64(len(data))); err != nil {
+	// The file's own archive first: what its stream reads is not read
+	// again behind its start.
+	own, err := w.unarchiveOwn(it, a, trimmed)
+	if err != nil {
 		return false, err
 	}
-	if kind == notArchive {
-		return it.exec, nil
-	}
-	unread := w.unread
-	if err := w.unarchive(it, a); err != nil {
+	if err := w.unarchiveAll(it, behind, tooMany, int64(len(data)), own); err != nil {
 		return false, err
-	}
-	if trimmed && w.unread != unread {
-		if err := w.scanWhole(it, a.data); err != nil {
-			return false, err
-		}
 	}
 	return it.exec, nil
 }

@@ -83,17 +83,25 @@ func (w *walker) streamArchive(fw *fileWindows) error {
 		return rest.err
 	}
 	left := it
-	left.opaque = true
+	left.opaque, left.leftover, left.base = true, fw.kind == archiveStream || fw.kind == archiveTar, taken.n
 	lw := &fileWindows{it: left, r: body, size: -1}
 	defer lw.release()
 	if err != nil {
 		if err := w.settle(it, err); err != nil {
 			return err
 		}
-		lw.r = io.MultiReader(bytes.NewReader(taken.recent()), body)
+		recent := taken.recent()
+		lw.r = io.MultiReader(bytes.NewReader(recent), body)
+		lw.it.base -= int64(len(recent))
 	}
 	if err := w.windows(lw); err != nil {
 		return err
+	}
+	if lw.it.leftover {
+		// What lw holds behind its start.
+		if _, err := w.finishWindows(lw); err != nil {
+			return err
+		}
 	}
 	return rest.err
 }
@@ -109,10 +117,12 @@ type recentReader struct {
 	ring []byte
 	pos  int
 	full bool
+	n    int64 // bytes read through it
 }
 
 func (rr *recentReader) Read(p []byte) (int, error) {
 	n, err := rr.r.Read(p)
+	rr.n += int64(n)
 	b, size := p[:n], len(rr.ring)
 	if len(b) >= size {
 		copy(rr.ring, b[len(b)-size:])

@@ -99,7 +99,7 @@ func (w *walker) searchSpooled(it item, sp *spool, size, text int64, payloads bo
 	c := &spoolChunks{w: w, sp: sp, size: size, text: text, end: end, atEnd: atEnd, payloads: payloads, out: out}
 	tooMany, err := c.search(it)
 	if err == nil {
-		err = w.unarchiveAll(it, c.out, tooMany, size)
+		err = w.unarchiveAll(it, c.out, tooMany, size, ownStream{})
 	}
 	if err == nil {
 		// A read error is taken for a stream's end by its decoder.

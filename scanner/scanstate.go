@@ -32,6 +32,14 @@ type item struct {
 	// archive: what a large archive holds past the end its unpacker
 	// read to.
 	opaque bool
+	// leftover, with opaque, is what a large compressed file or tar
+	// holds past the end its reading stopped at: it is searched behind
+	// its start as a file is (a stream after other bytes, which tail -c
+	// cuts out), but its start is never taken for an archive.
+	leftover bool
+	// base is where the leftover starts in its file: what is found
+	// behind its start is named by its offset in the file.
+	base int64
 	// spooled, when set, holds the item's content in place of data: a
 	// large file's spool, scanned whole (see scanSpooled).
 	spooled *os.File

@@ -217,10 +217,12 @@ func (w *walker) firstWindow(fw *fileWindows, data []byte, last bool) error {
 			}
 		}
 	}
-	if fw.it.opaque {
+	if fw.it.opaque && !fw.it.leftover {
 		return nil
 	}
-	fw.kind = detectArchive(&fw.it, data, fw.size)
+	if !fw.it.opaque {
+		fw.kind = detectArchive(&fw.it, data, fw.size)
+	}
 	if last {
 		// An archive behind something else, as in addSmall.
 		var err error
@@ -299,7 +301,13 @@ func (w *walker) finishWindows(fw *fileWindows) (bool, error) {
 	if err := w.scanUnpacked(it, fw.u, fw.uerr); err != nil {
 		return false, err
 	}
-	if err := w.unarchiveAll(it, fw.behind, fw.tooMany, fw.read); err != nil {
+	// The file's own archive first: what its stream reads is not read
+	// again behind its start.
+	own, err := w.unarchiveOwn(it, fw.archive, fw.trimmed)
+	if err != nil {
+		return false, err
+	}
+	if err := w.unarchiveAll(it, fw.behind, fw.tooMany, fw.read, own); err != nil {
 		return false, err
 	}
 	if fw.searched != nil {
@@ -312,15 +320,7 @@ func (w *walker) finishWindows(fw *fileWindows) (bool, error) {
 	}
 	switch {
 	case fw.archive != nil:
-		unread := w.unread
-		if err := w.unarchive(it, fw.archive); err != nil {
-			return false, err
-		}
-		if fw.trimmed && w.unread != unread {
-			if err := w.scanWhole(it, fw.archive.data); err != nil {
-				return false, err
-			}
-		}
+		// Read above.
 	case fw.spool != nil:
 		if err := w.unarchiveZip(it, fw.spool, fw.read, fw.tarToo); err != nil {
 			return false, err

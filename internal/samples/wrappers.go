@@ -59,9 +59,29 @@ func Lzma(data []byte) []byte {
 	return b.Bytes()
 }
 
+// AfterGzip is a benign gzip file with other bytes and then data's gzip
+// after it: gzip -dc gives the benign text, tail -c +N | gzip -dc data.
+func AfterGzip(data []byte) []byte {
+	return bytes.Join([][]byte{Gzip([]byte("release notes\n")), []byte("\x00\x01 trailer\n"), Gzip(data)}, nil)
+}
+
+// InGzipExtra is a benign gzip file whose header's extra field (FEXTRA,
+// which gzip -d passes over) holds data's gzip, for tail -c +13 to cut
+// out. data's gzip must be under 64 KiB.
+func InGzipExtra(data []byte) []byte {
+	plain, inner := Gzip([]byte("release notes\n")), Gzip(data)
+	out := append([]byte{}, plain[:3]...)
+	out = append(out, plain[3]|4) // FEXTRA
+	out = append(out, plain[4:10]...)
+	out = append(out, byte(len(inner)), byte(len(inner)>>8))
+	out = append(out, inner...)
+	return append(out, plain[10:]...)
+}
+
 // wrapperPositives are miners behind the wrappers a host's own tools
-// unpack: a self-extracting script, gzexe, a Debian package, .lzma, and
-// a healthcheck written with JSON's escapes.
+// unpack: a self-extracting script, gzexe, a Debian package, .lzma, a
+// gzip after a benign one or in its header (tail -c cuts either out),
+// and a healthcheck written with JSON's escapes.
 func wrapperPositives() []Case {
 	escaped := ""
 	for _, r := range "/tmp/x -o stratum+tcp://" + Pool + " -u " + Wallet {
@@ -72,6 +92,8 @@ func wrapperPositives() []Case {
 		one("gzexe-xmrig", "archive", exe("/usr/bin/kworker", Gzexed(XMRig())), "MinerXMRig"),
 		one("deb-with-xmrig", "archive", text("/var/cache/apt/archives/tool_1.0_amd64.deb", string(Deb(exe("usr/bin/kworker", XMRig())))), "MinerXMRig"),
 		one("xmrig-lzma", "archive", text("/opt/x/kworker.lzma", string(Lzma(XMRig()))), "MinerXMRig"),
+		one("xmrig-after-a-gzip", "archive", text("/usr/share/doc/tool/changelog.gz", string(AfterGzip(XMRig()))), "MinerXMRig"),
+		one("xmrig-in-a-gzip-header", "archive", text("/usr/share/doc/tool/NEWS.gz", string(InGzipExtra(XMRig()))), "MinerXMRig"),
 		{Name: "config-healthcheck-escaped", Family: "image-config",
 			Config: []byte(`{"config":{"Cmd":["nginx"],"Healthcheck":{"Test":["CMD-SHELL","` + escaped + `"]}}}`),
 			Rules:  []string{"MinerInImageConfig", "MinerCommandLine"}},

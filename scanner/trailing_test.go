@@ -1,0 +1,113 @@
+package scanner
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/pullgate/pullgate/internal/samples"
+	"github.com/ulikunitz/xz"
+)
+
+// cutOut is what tail -c +off+1 | gzip -dc writes of data, on this host.
+func cutOut(t *testing.T, data []byte, off int) []byte {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "data.gz")
+	if err := os.WriteFile(f, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := exec.Command("sh", "-c", fmt.Sprintf("tail -c +%d %s | gzip -dc 2>/dev/null", off+1, f)).Output()
+	return out
+}
+
+// A compressed file's stream ends where its format does, and a tar where
+// its end blocks are: what follows them, or lies in a gzip header's
+// fields, is there for tail -c to cut out and gzip -dc to unpack (round
+// 18's F4 and F5). It is searched as behind any
+// prefix, and a gzip member that starts as a program is read on its own,
+// not only as the tail of the members before it.
+func TestStreamsAfterACompressedFileRead(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	miner := gzipBytes(t, samples.XMRig())
+	benign := gzipBytes(t, []byte("release notes\n"))
+	junk := []byte("JUNK\x00\x01\x02 trailing bytes")
+	join := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	bigTar := tarLayer(t, tfile{name: "data.bin", mode: 0o644, data: samples.Filler(17 << 20)})
+	for _, c := range []struct {
+		name string
+		data []byte
+		off  int // where the miner's gzip starts
+	}{
+		{"gzip, other bytes, gzip", join(benign, junk, miner), len(benign) + len(junk)},
+		{"gzip, zeros, gzip", join(benign, make([]byte, 700), miner), len(benign) + 700},
+		{"zstd, other bytes, gzip", join(zstdBytes(t, []byte("release notes\n")), junk, miner), len(zstdBytes(t, []byte("release notes\n"))) + len(junk)},
+		{"gzip, then a member that is a program", join(benign, miner), len(benign)},
+		{"gzip in a gzip header's extra field", samples.InGzipExtra(samples.XMRig()), 12},
+		{"tar, then gzip", join(tarLayer(t, reg("notes.txt", 0o644, "notes\n")), miner), 2048},
+		{"tar over the scan window, other bytes, gzip", join(bigTar, junk, miner), len(bigTar) + len(junk)},
+		{"gzip over the scan window, other bytes, gzip", join(gzipBytes(t, samples.Filler(17<<20)), junk, miner), len(gzipBytes(t, samples.Filler(17<<20))) + len(junk)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if !bytes.Equal(cutOut(t, c.data, c.off), samples.XMRig()) {
+				t.Fatalf("tail -c +%d | gzip -dc does not give the miner: the case is wrong", c.off+1)
+			}
+			res, err := scanOne(t, s, tfile{name: "opt/data.gz", mode: 0o644, data: c.data})
+			if err != nil {
+				t.Fatalf("ScanLayer: %v", err)
+			}
+			if want := fmt.Sprintf("/opt/data.gz!gzip@%d!gzip", c.off); !hasFinding(res.Findings, "MinerXMRig", want) {
+				t.Fatalf("findings %v: want MinerXMRig on %s", res.Findings, want)
+			}
+		})
+	}
+}
+
+// The streams a compressed file's own reading covers are not read again
+// behind its start: the members of a gzip file (bgzip writes one per 64
+// KiB), the frames of a zstd file, the streams of concatenated xz files.
+func TestOwnStreamsNotReadAgain(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	for _, c := range []struct {
+		name string
+		part func(testing.TB, []byte) []byte
+	}{{"gzip members", gzipBytes}, {"zstd frames", zstdBytes}, {"xz streams", xzBytes}} {
+		t.Run(c.name, func(t *testing.T) {
+			var data []byte
+			plain := 0
+			for i := range 300 {
+				text := append([]byte(fmt.Sprintf("block %d\n", i)), samples.Filler(3000)...)
+				plain += len(text)
+				data = append(data, c.part(t, text)...)
+			}
+			res, err := scanOne(t, s, tfile{name: "data/reads.bin", mode: 0o644, data: data})
+			if err != nil {
+				t.Fatalf("ScanLayer: %v", err)
+			}
+			if len(res.Findings) > 0 {
+				t.Fatalf("findings %+v, want none", res.Findings)
+			}
+			if limit := int64(len(data) + 2*plain); res.Bytes > limit {
+				t.Fatalf("scanned %d bytes for a file of %d holding %d, want at most %d", res.Bytes, len(data), plain, limit)
+			}
+		})
+	}
+}
+
+func xzBytes(t testing.TB, b []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := xz.NewWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
