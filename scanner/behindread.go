@@ -192,6 +192,7 @@ func (m *memberReader) settle() {
 // startsAsAFile says whether head, the start of some output, is judged by
 // its start: a program, a script or an archive.
 func startsAsAFile(head []byte) bool {
+	kind := detectArchive(&item{}, head, int64(len(head)))
 	return hasExecMagic(head) || bytes.HasPrefix(head, []byte("#!")) ||
-		detectArchive(&item{}, head, int64(len(head))) != notArchive
+		kind != notArchive && kind != archivePayloads
 }

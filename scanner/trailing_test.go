@@ -30,12 +30,14 @@ func cutOut(t *testing.T, data []byte, off int) []byte {
 // prefix, and a gzip member that starts as a program is read on its own,
 // not only as the tail of the members before it.
 func TestStreamsAfterACompressedFileRead(t *testing.T) {
-	s := newTestScanner(t, Options{Workers: 2})
+	big, limits := largeSizes()
+	s := newTestScanner(t, Options{Workers: 2, Limits: limits})
 	miner := gzipBytes(t, samples.XMRig())
 	benign := gzipBytes(t, []byte("release notes\n"))
 	junk := []byte("JUNK\x00\x01\x02 trailing bytes")
 	join := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
-	bigTar := tarLayer(t, tfile{name: "data.bin", mode: 0o644, data: samples.Filler(17 << 20)})
+	bigTar := tarLayer(t, tfile{name: "data.bin", mode: 0o644, data: samples.Filler(big)})
+	bigGzip := gzipBytes(t, samples.Filler(big))
 	for _, c := range []struct {
 		name string
 		data []byte
@@ -48,7 +50,7 @@ func TestStreamsAfterACompressedFileRead(t *testing.T) {
 		{"gzip in a gzip header's extra field", samples.InGzipExtra(samples.XMRig()), 12},
 		{"tar, then gzip", join(tarLayer(t, reg("notes.txt", 0o644, "notes\n")), miner), 2048},
 		{"tar over the scan window, other bytes, gzip", join(bigTar, junk, miner), len(bigTar) + len(junk)},
-		{"gzip over the scan window, other bytes, gzip", join(gzipBytes(t, samples.Filler(17<<20)), junk, miner), len(gzipBytes(t, samples.Filler(17<<20))) + len(junk)},
+		{"gzip over the scan window, other bytes, gzip", join(bigGzip, junk, miner), len(bigGzip) + len(junk)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if !bytes.Equal(cutOut(t, c.data, c.off), samples.XMRig()) {
@@ -67,7 +69,7 @@ func TestStreamsAfterACompressedFileRead(t *testing.T) {
 
 // The streams a compressed file's own reading covers are not read again
 // behind its start: the members of a gzip file (bgzip writes one per 64
-// KiB), the frames of a zstd file, the streams of concatenated xz files.
+// KiB), the frames of a zstd file (pzstd), concatenated xz streams.
 func TestOwnStreamsNotReadAgain(t *testing.T) {
 	s := newTestScanner(t, Options{Workers: 2})
 	for _, c := range []struct {
@@ -77,7 +79,10 @@ func TestOwnStreamsNotReadAgain(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			var data []byte
 			plain := 0
-			for i := range 300 {
+			// More than the 64 streams read behind one file's start
+			// (maxBehindStreams), which a file whose own are read
+			// again reaches.
+			for i := range maxBehindStreams + 16 {
 				text := append([]byte(fmt.Sprintf("block %d\n", i)), samples.Filler(3000)...)
 				plain += len(text)
 				data = append(data, c.part(t, text)...)
@@ -89,7 +94,7 @@ func TestOwnStreamsNotReadAgain(t *testing.T) {
 			if len(res.Findings) > 0 {
 				t.Fatalf("findings %+v, want none", res.Findings)
 			}
-			if limit := int64(len(data) + 2*plain); res.Bytes > limit {
+			if limit := int64(len(data) + plain + plain/4); res.Bytes > limit {
 				t.Fatalf("scanned %d bytes for a file of %d holding %d, want at most %d", res.Bytes, len(data), plain, limit)
 			}
 		})
