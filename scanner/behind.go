@@ -299,7 +299,7 @@ func (w *walker) streamAt(head []byte, src io.Reader, off, text int64) (ok bool,
 // What the trial decodes counts against MaxLayerBytes, as unpacking does.
 func (w *walker) decodesAsStream(c compression, src io.Reader, unreadable, behindText bool) (bool, error) {
 	br := bufio.NewReader(src)
-	body, release, err := decompress(c, br, w.chargeDecoder)
+	body, release, err := decompressTrial(c, br, w.chargeDecoder)
 	switch {
 	case err == nil:
 	case w.decoderLimit(err):

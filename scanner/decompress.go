@@ -135,6 +135,17 @@ func zstdDecoders(ignoreChecksum bool) sync.Pool {
 	}}
 }
 
+// decompressTrial is decompress for a candidate's trial, which decodes
+// its first streamTrial bytes: an .lzma stream's dictionary is no larger
+// than that needs.
+func decompressTrial(c compression, br *bufio.Reader, charge func(int64) error) (io.Reader, func(), error) {
+	if c != compressedLzma {
+		return decompress(c, br, charge)
+	}
+	lr, err := decompressLzma(br, charge, lzmaTrialDict)
+	return lr, func() {}, err
+}
+
 // decompress returns the decompressed stream of br and a function that
 // releases the decoder. Every decoder reads br to the end of its own
 // format and fails on trailing bytes that are not another stream of it,
@@ -182,7 +193,7 @@ func decompress(c compression, br *bufio.Reader, charge func(int64) error) (io.R
 		}
 		return bzip2.NewReader(br), func() {}, nil
 	case compressedLzma:
-		lr, err := decompressLzma(br, charge)
+		lr, err := decompressLzma(br, charge, 0)
 		if err != nil {
 			return nil, nil, err
 		}

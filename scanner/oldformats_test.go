@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"compress/zlib"
+	"encoding/binary"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -275,5 +277,40 @@ func TestLZ4LegacyBlockBound(t *testing.T) {
 	defer release()
 	if got, err := io.ReadAll(zr); err != nil || !bytes.Equal(got, plain) {
 		t.Fatalf("legacy frame read back %d bytes, %v", len(got), err)
+	}
+}
+
+// A trial decodes an .lzma candidate's first streamTrial bytes with a
+// small dictionary (lzmaTrialDict): they are the bytes the dictionary the
+// header asks for gives, and they come out of a header that asks for too
+// much as before.
+func TestLzmaTrialDictionary(t *testing.T) {
+	data := samples.Lzma(bytes.Repeat(append(samples.XMRig(), samples.Filler(5000)...), 20))
+	if d := binary.LittleEndian.Uint32(data[1:5]); d <= lzmaTrialDict {
+		t.Fatalf("the sample's dictionary is %d bytes, want more than the trial's", d)
+	}
+	first := func(maxDict uint32) []byte {
+		t.Helper()
+		var charged int64
+		r, err := decompressLzma(bufio.NewReader(bytes.NewReader(data)), func(n int64) error { charged = n; return nil }, maxDict)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, streamTrial)
+		if _, err := io.ReadFull(r, b); err != nil {
+			t.Fatal(err)
+		}
+		if maxDict > 0 && charged > int64(maxDict) {
+			t.Errorf("a trial charged %d bytes of dictionary, want at most %d", charged, maxDict)
+		}
+		return b
+	}
+	if !bytes.Equal(first(0), first(lzmaTrialDict)) {
+		t.Fatal("the trial's first bytes differ from the stream's")
+	}
+	huge := bytes.Clone(data)
+	binary.LittleEndian.PutUint32(huge[1:5], xzMaxDict+1)
+	if _, err := decompressLzma(bufio.NewReader(bytes.NewReader(huge)), nil, lzmaTrialDict); !errors.Is(err, ErrLimit) {
+		t.Fatalf("a header asking for %d bytes: %v, want ErrLimit", xzMaxDict+1, err)
 	}
 }
