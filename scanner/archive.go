@@ -247,7 +247,7 @@ func (w *walker) readArchive(it item, a *archived) error {
 			if len(dec) == 0 {
 				continue
 			}
-			child := it.member(p.name(), false)
+			child := it.member(p.name(it.base), false)
 			r := &unarchiveReader{r: bytes.NewReader(dec), w: w, what: "base64 payload " + child.where}
 			if _, err = w.scanFile(child, r, int64(len(dec))); err != nil {
 				break

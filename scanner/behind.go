@@ -88,7 +88,24 @@ func (w *walker) behindPrefix(data []byte, kind archiveKind) (out []*archived, t
 		return out, false, nil
 	}
 	more, truncated, err := w.streamsBehind(data, end, atEnd)
-	return append(out, more...), truncated, err
+	out = append(out, more...)
+	if kind == archiveStream {
+		// Base64 after its stream, for tail -c | base64 -d.
+		out = appendPayloads(out, data)
+	}
+	return out, truncated, err
+}
+
+// appendPayloads appends to out the base64 payloads data, a compressed
+// file or what follows an archive's end, holds.
+func appendPayloads(out []*archived, data []byte) []*archived {
+	if len(data) < minBase64Run {
+		return out
+	}
+	if a := contents(archivePayloads, data); a != nil {
+		out = append(out, a)
+	}
+	return out
 }
 
 // streamsBehind lists the zip entries and compressed streams after data's

@@ -74,8 +74,8 @@ func (w *walker) unarchiveOwn(it item, a *archived, trimmed bool) (own ownStream
 }
 
 // unarchiveTrailing looks into what follows the end of the tar data, at
-// end: tar x stops at its end, and tail -c cuts out a stream or a zip
-// entry placed after it. A zip at the file's end was read already (see
+// end: tar x stops at its end, and tail -c cuts out a stream, a zip entry
+// or base64 placed after it. A zip at the file's end was read already (see
 // behindPrefix).
 func (w *walker) unarchiveTrailing(it item, data []byte, end int64) error {
 	// What streamsBehind lists starts after its data's first byte.
@@ -86,6 +86,7 @@ func (w *walker) unarchiveTrailing(it item, data []byte, end int64) error {
 	if err != nil {
 		return err
 	}
+	as = appendPayloads(as, tail)
 	it.base = from
 	return w.unarchiveAll(it, as, tooMany, int64(len(tail)), ownStream{})
 }

@@ -22,7 +22,7 @@ func (c *spoolChunks) longRun(it item, from int64) (int64, error) {
 	var n int64
 	for skip := range 4 {
 		run := &base64Run{r: bufio.NewReaderSize(io.NewSectionReader(c.sp, from, c.size-from), 64<<10), skip: skip}
-		name := fmt.Sprintf("base64@%d", from)
+		name := fmt.Sprintf("base64@%d", it.base+from)
 		if skip > 0 {
 			name += fmt.Sprintf("+%d", skip)
 		}

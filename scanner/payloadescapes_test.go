@@ -97,8 +97,8 @@ func TestBase64HolderEscapesRead(t *testing.T) {
 			for _, p := range base64Payloads([]byte(text)) {
 				if bytes.Contains(p.decode(), payload) {
 					found = true
-					if !p.unescaped || !strings.HasPrefix(p.name(), "base64@") || !strings.Contains(p.name(), "+unescaped") {
-						t.Errorf("payload named %q, want base64@…+unescaped", p.name())
+					if !p.unescaped || !strings.HasPrefix(p.name(0), "base64@") || !strings.Contains(p.name(0), "+unescaped") {
+						t.Errorf("payload named %q, want base64@…+unescaped", p.name(0))
 					}
 				}
 			}
@@ -167,7 +167,7 @@ func TestBase64EscapesKeptOut(t *testing.T) {
 			}
 			for _, p := range got {
 				if p.unescaped {
-					t.Fatalf("payload %s read from an unescaped copy", p.name())
+					t.Fatalf("payload %s read from an unescaped copy", p.name(0))
 				}
 			}
 		})

@@ -40,14 +40,15 @@ func (p payload) decodeInto(buf []byte) []byte {
 	return decodeBase64Run(buf[:0], p.text, p.skip)
 }
 
-// name is how findings name the payload inside its file.
+// name is how findings name the payload inside its file, whose bytes
+// were searched from base on (see item.base).
 // A payload of an unescaped chain is "base64@SPAN+unescaped", followed
 // by "@OFFSET" when it starts further into the copy than its first
 // character, and by "+SKIP" as any other.
-func (p payload) name() string {
-	name := fmt.Sprintf("base64@%d", p.offset)
+func (p payload) name(base int64) string {
+	name := fmt.Sprintf("base64@%d", base+int64(p.offset))
 	if p.unescaped {
-		name = fmt.Sprintf("base64@%d+unescaped", p.span)
+		name = fmt.Sprintf("base64@%d+unescaped", base+int64(p.span))
 		if p.offset > 0 {
 			name += fmt.Sprintf("@%d", p.offset)
 		}

@@ -61,7 +61,7 @@ func samePayloads(t *testing.T, data []byte) {
 		t.Fatalf("%d payloads, the every-byte search finds %d", len(got), len(want))
 	}
 	for i := range got {
-		if got[i].name() != want[i].name() || !bytes.Equal(got[i].decode(), want[i].decode()) {
+		if got[i].name(0) != want[i].name(0) || !bytes.Equal(got[i].decode(), want[i].decode()) {
 			t.Fatalf("payload %d at %d (%d bytes), the every-byte search has it at %d (%d bytes)",
 				i, got[i].offset, len(got[i].decode()), want[i].offset, len(want[i].decode()))
 		}

@@ -67,6 +67,46 @@ func TestStreamsAfterACompressedFileRead(t *testing.T) {
 	}
 }
 
+// Base64 after a compressed file's stream or a tar's end, for tail -c |
+// base64 -d (outside attack round 19).
+func TestBase64AfterACompressedFileRead(t *testing.T) {
+	big, limits := largeSizes()
+	s := newTestScanner(t, Options{Workers: 2, Limits: limits})
+	payload := append(samples.XMRig(), samples.Filler(8<<10)...)
+	b64 := []byte(wrappedBase64(payload))
+	junk := []byte("JUNK\x00\x01\x02 trailing bytes\n")
+	bigGzip := gzipBytes(t, samples.Filler(big))
+	for _, c := range []struct {
+		name string
+		head []byte
+	}{
+		{"gzip", gzipBytes(t, []byte("release notes\n"))},
+		{"tar", tarLayer(t, reg("notes.txt", 0o644, "notes\n"))},
+		{"gzip over the scan window", bigGzip},
+		{"tar over the scan window", tarLayer(t, tfile{name: "data.bin", mode: 0o644, data: samples.Filler(big)})},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			data := bytes.Join([][]byte{c.head, junk, b64}, nil)
+			off := len(c.head) + len(junk)
+			f := filepath.Join(t.TempDir(), "data")
+			if err := os.WriteFile(f, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, _ := exec.Command("sh", "-c", fmt.Sprintf("tail -c +%d %s | base64 -d", off+1, f)).Output()
+			if !bytes.Equal(out, payload) {
+				t.Fatalf("tail -c +%d | base64 -d does not give the miner: the case is wrong", off+1)
+			}
+			res, err := scanOne(t, s, tfile{name: "opt/data.gz", mode: 0o644, data: data})
+			if err != nil {
+				t.Fatalf("ScanLayer: %v", err)
+			}
+			if want := fmt.Sprintf("/opt/data.gz!base64@%d", off); !hasFinding(res.Findings, "MinerXMRig", want) {
+				t.Fatalf("findings %v: want MinerXMRig on %s", res.Findings, want)
+			}
+		})
+	}
+}
+
 // The streams a compressed file's own reading covers are not read again
 // behind its start: the members of a gzip file (bgzip writes one per 64
 // KiB), the frames of a zstd file (pzstd), concatenated xz streams.

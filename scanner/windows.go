@@ -220,8 +220,13 @@ func (w *walker) firstWindow(fw *fileWindows, data []byte, last bool) error {
 	if fw.it.opaque && !fw.it.leftover {
 		return nil
 	}
-	if !fw.it.opaque {
+	switch {
+	case !fw.it.opaque:
 		fw.kind = detectArchive(&fw.it, data, fw.size)
+	case fw.it.leftover:
+		// Searched for streams and base64 behind its start, as text
+		// of unknown size is.
+		fw.kind = archivePayloads
 	}
 	if last {
 		// An archive behind something else, as in addSmall.
