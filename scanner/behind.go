@@ -78,22 +78,14 @@ func (w *walker) behindPrefix(data []byte, kind archiveKind) (out []*archived, t
 			out = append(out, &archived{kind: archiveZip, data: bytes.Clone(data[end.start:])})
 		}
 	}
-	if kind != notArchive && kind != archivePayloads && kind != archiveStream {
-		// An archive's own members are looked into as such. A
-		// compressed file's stream ends where its format does, and what
-		// follows it (other bytes, then a stream that tail -c cuts out)
-		// or lies in its header's fields is searched as behind any
-		// prefix; the streams its own reading covers are not read
-		// again (see unarchiveOwn).
+	if kind != notArchive && kind != archivePayloads {
+		// An archive's own members are looked into as such (and a
+		// compressed file is searched behind its start once its own
+		// stream is read, see unarchiveOwn).
 		return out, false, nil
 	}
-	more, truncated, err := w.streamsBehind(data, end, atEnd)
-	out = append(out, more...)
-	if kind == archiveStream {
-		// Base64 after its stream, for tail -c | base64 -d.
-		out = appendPayloads(out, data)
-	}
-	return out, truncated, err
+	more, truncated, err := w.streamsBehind(data, end, atEnd, nil)
+	return append(out, more...), truncated, err
 }
 
 // appendPayloads appends to out the base64 payloads data, a compressed
@@ -110,8 +102,9 @@ func appendPayloads(out []*archived, data []byte) []*archived {
 
 // streamsBehind lists the zip entries and compressed streams after data's
 // first byte (see behindPrefix), but for the entries end, the zip at its
-// end if atEnd, lists.
-func (w *walker) streamsBehind(data []byte, end endZip, atEnd bool) (out []*archived, truncated bool, err error) {
+// end if atEnd, lists, and the streams covered says were read (nil for
+// none): those are neither tried nor listed.
+func (w *walker) streamsBehind(data []byte, end endZip, atEnd bool, covered func(off int64, c compression) bool) (out []*archived, truncated bool, err error) {
 	var rest []byte // one copy for every stream: each is a suffix of it
 	for _, at := range zipEntryStarts(data, maxListed(int64(len(data)))) {
 		// The entries of a zip at the end are read as it lists them.
@@ -120,8 +113,12 @@ func (w *walker) streamsBehind(data []byte, end endZip, atEnd bool) (out []*arch
 		}
 	}
 	text := streamText(data)
-	for k, off := range streamsIn(data, 1, text) {
-		if k >= maxTrials(int64(len(data))) {
+	tried := 0
+	for _, off := range streamsIn(data, 1, text) {
+		if covered != nil && covered(int64(off), nestedCompression(data[off:])) {
+			continue
+		}
+		if tried++; tried > maxTrials(int64(len(data))) {
 			return out, true, nil
 		}
 		ok, err := w.streamAt(data[off:], bytes.NewReader(data[off:]), int64(off), int64(text))

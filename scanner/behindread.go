@@ -67,10 +67,30 @@ func (w *walker) unarchiveOwn(it item, a *archived, trimmed bool) (own ownStream
 	if err == nil && trimmed && w.unread != unread {
 		err = w.scanWhole(it, a.data)
 	}
-	if err == nil && a.kind == archiveTar && a.end > 0 && a.end < int64(len(a.data)) {
+	switch {
+	case err != nil:
+	case a.kind == archiveStream:
+		err = w.unarchiveBehindOwn(it, a.data, own)
+	case a.kind == archiveTar && a.end > 0 && a.end < int64(len(a.data)):
 		err = w.unarchiveTrailing(it, a.data, a.end)
 	}
 	return own, err
+}
+
+// unarchiveBehindOwn looks into what data, a compressed file whose own
+// stream was read, holds behind its start (see behindPrefix), but for the
+// streams that reading covers, which are neither tried nor counted: what
+// follows its stream (other bytes, then a stream that tail -c cuts out),
+// what lies in its header's fields, and base64 (tail -c | base64 -d). A
+// zip at its end was listed with the file (see behindPrefix).
+func (w *walker) unarchiveBehindOwn(it item, data []byte, own ownStream) error {
+	end, atEnd := zipAtEnd(data)
+	as, tooMany, err := w.streamsBehind(data, end, atEnd, own.covers)
+	if err != nil {
+		return err
+	}
+	as = appendPayloads(as, data)
+	return w.unarchiveAll(it, as, tooMany, int64(len(data)), own)
 }
 
 // unarchiveTrailing looks into what follows the end of the tar data, at
@@ -82,7 +102,7 @@ func (w *walker) unarchiveTrailing(it item, data []byte, end int64) error {
 	from := end - 1
 	tail := data[from:]
 	zend, atEnd := zipAtEnd(tail)
-	as, tooMany, err := w.streamsBehind(tail, zend, atEnd)
+	as, tooMany, err := w.streamsBehind(tail, zend, atEnd, nil)
 	if err != nil {
 		return err
 	}

@@ -139,6 +139,18 @@ func TestOwnStreamsNotReadAgain(t *testing.T) {
 			}
 		})
 	}
+	// A log that a program appends a gzip member to a line at a time:
+	// many more members than streams behind a start are listed (one
+	// per 2 KiB, 64 at least), none of them tried (outside attack round
+	// 19's false block).
+	var log []byte
+	for i := range 300 {
+		log = append(log, gzipBytes(t, fmt.Appendf(nil, "request %d served\n", i))...)
+	}
+	res, err := scanOne(t, s, tfile{name: "var/log/app.log.gz", mode: 0o644, data: log})
+	if err != nil || len(res.Findings) > 0 {
+		t.Fatalf("a log of 300 gzip members: %v, findings %+v, want none", err, res.Findings)
+	}
 }
 
 func xzBytes(t testing.TB, b []byte) []byte {
