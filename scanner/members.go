@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
+	"cmp"
 	"compress/bzip2"
 	"errors"
 	"io"
@@ -134,12 +135,27 @@ func decompressedName(name string, c compression) string {
 // scanned as a member of parent, with its mode's exec bit. A hard link is
 // scanned by its name only (an empty body with its exec bit): its content
 // was scanned under its target's name.
+//
+// A header archive/tar refuses is skipped as GNU tar skips it (see
+// resync); the walk ends with that error, for the caller to report, once
+// the rest is read.
 func (w *walker) walkMembers(parent item, r io.Reader) error {
-	tr := tar.NewReader(r)
+	cr := &tarCounter{r: r}
+	tr := tar.NewReader(cr)
+	var refused error
 	for {
 		hdr, err := w.nextEntry(tr, parent.shown())
 		if err == io.EOF {
-			return nil
+			return refused
+		}
+		if err != nil && skipBadHeader(err) && !w.hardError(err) {
+			refused = cmp.Or(refused, err)
+			next, err := w.resync(parent, cr)
+			if err != nil || next == nil {
+				return cmp.Or(err, refused)
+			}
+			tr = tar.NewReader(io.MultiReader(bytes.NewReader(next), cr))
+			continue
 		}
 		if err != nil {
 			return err

@@ -168,3 +168,50 @@ func xzBytes(t testing.TB, b []byte) []byte {
 	}
 	return buf.Bytes()
 }
+
+// A tar inside a file is read as GNU tar reads it: past a junk block
+// between members, and past a header archive/tar refuses (a non-octal
+// device number), whose body GNU tar writes out (outside attack round 19).
+func TestTarReadPastABadHeader(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	miner := samples.XMRig()
+	first := tarLayer(t, reg("README", 0o644, "hello\n"))[:2*blockSize] // a header and its body, no end
+	junk := bytes.Repeat([]byte("A"), blockSize)
+	withMiner := tarLayer(t, tfile{name: "kworker", mode: 0o755, data: miner})
+	badDev := tarLayer(t, reg("README", 0o644, "hello\n"), tfile{name: "kworker", mode: 0o755, data: miner})
+	h := badDev[2*blockSize : 3*blockSize]
+	copy(h[329:337], "zzzzzzz\x00") // devmajor
+	copy(h[148:156], "        ")
+	sum := 0
+	for _, c := range h {
+		sum += int(c)
+	}
+	copy(h[148:156], fmt.Sprintf("%06o\x00 ", sum))
+	for _, c := range []struct {
+		name, want string
+		tar        []byte
+	}{
+		{"a junk block between members", "/opt/app.tar.gz!kworker", bytes.Join([][]byte{first, junk, withMiner}, nil)},
+		{"a non-octal device number", fmt.Sprintf("/opt/app.tar.gz!skipped@%d", 3*blockSize), badDev},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			data := gzipBytes(t, c.tar)
+			dir := t.TempDir()
+			f := filepath.Join(dir, "app.tar.gz")
+			if err := os.WriteFile(f, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			exec.Command("tar", "xzf", f, "-C", dir).Run() // GNU tar exits 2 past the junk
+			if got, _ := os.ReadFile(filepath.Join(dir, "kworker")); !bytes.Equal(got, miner) {
+				t.Fatal("GNU tar does not write the miner out: the case is wrong")
+			}
+			res, err := scanOne(t, s, tfile{name: "opt/app.tar.gz", mode: 0o644, data: data})
+			if err != nil {
+				t.Fatalf("ScanLayer: %v", err)
+			}
+			if !hasFinding(res.Findings, "MinerXMRig", c.want) {
+				t.Fatalf("findings %v: want MinerXMRig on %s", res.Findings, c.want)
+			}
+		})
+	}
+}
