@@ -222,7 +222,13 @@ func (w *walker) readArchive(it item, a *archived) error {
 		if a.trimmed {
 			head = archiveHead
 		}
-		err = w.walkZip(it, ra, size, head, strings.HasPrefix(a.at, "zip@"))
+		var zw *zipWalk
+		zw, err = w.walkZipOf(it, ra, size, head, strings.HasPrefix(a.at, "zip@"))
+		if err == nil && a.at == "" && a.spooled == nil {
+			// A zip's own bytes: its comment, extra fields, gaps and what
+			// follows its end record, for tail -c to cut a stream out of.
+			err = w.unarchiveZipOwnBytes(it, data, zw)
+		}
 		if a.tar {
 			if err = w.settle(it, err); err == nil {
 				err = w.walkMembers(it, &unarchiveReader{r: bytes.NewReader(data), w: w, what: "tar " + it.shown()})

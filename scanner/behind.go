@@ -112,6 +112,14 @@ func (w *walker) streamsBehind(data []byte, end endZip, atEnd bool, covered func
 			out = append(out, &archived{kind: archiveZip, data: suffix(&rest, data, at), off: int64(at), at: fmt.Sprintf("zip@%d", at)})
 		}
 	}
+	more, truncated, err := w.streamsOf(data, covered)
+	return append(out, more...), truncated, err
+}
+
+// streamsOf lists the compressed streams after data's first byte (see
+// behindPrefix) that covered, if not nil, does not say were read.
+func (w *walker) streamsOf(data []byte, covered func(off int64, c compression) bool) (out []*archived, truncated bool, err error) {
+	var rest []byte // one copy for every stream: each is a suffix of it
 	text := streamText(data)
 	tried := 0
 	for _, off := range streamsIn(data, 1, text) {

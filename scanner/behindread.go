@@ -217,3 +217,24 @@ func startsAsAFile(head []byte) bool {
 	return hasExecMagic(head) || bytes.HasPrefix(head, []byte("#!")) ||
 		kind != notArchive && kind != archivePayloads
 }
+
+// unarchiveZipOwnBytes looks into the streams data, a zip whose members
+// zw read, holds outside its members' data: in its comment, its headers'
+// extra fields, the gaps between its entries and after its end record,
+// where unzip never looks and tail -c cuts them out (outside attack round
+// 19). What lies in a member's data is read with the member.
+func (w *walker) unarchiveZipOwnBytes(it item, data []byte, zw *zipWalk) error {
+	covered := func(off int64, _ compression) bool {
+		for from, s := range zw.scanned {
+			if from <= off && off < s.end {
+				return true
+			}
+		}
+		return false
+	}
+	as, tooMany, err := w.streamsOf(data, covered)
+	if err != nil {
+		return err
+	}
+	return w.unarchiveAll(it, as, tooMany, int64(len(data)), ownStream{})
+}

@@ -204,28 +204,39 @@ func (w *walker) countMember(name string, declared int64) (int64, error) {
 // (scanZipGaps). A directory that cannot be read is returned, once the
 // local walk is done, for the caller to report.
 func (w *walker) walkZip(it item, ra io.ReaderAt, size, head int64, behind bool) error {
-	zw := newZipWalk(it, ra, size)
+	_, err := w.walkZipOf(it, ra, size, head, behind)
+	return err
+}
+
+// walkZipOf is walkZip, returning what the walk covered too.
+func (w *walker) walkZipOf(it item, ra io.ReaderAt, size, head int64, behind bool) (zw *zipWalk, err error) {
+	zw = newZipWalk(it, ra, size)
+	defer func() {
+		if err != nil {
+			zw = nil
+		}
+	}()
 	zw.behind = behind
 	zr, dirErr := openZip(it, ra, size)
 	switch {
 	case dirErr == nil:
 		if err := w.walkZipDirectory(zw, zr); err != nil {
-			return err
+			return zw, err
 		}
 	case w.hardError(dirErr):
-		return dirErr
+		return zw, dirErr
 	}
 	if err := w.walkZipLocal(zw); err != nil {
-		return err
+		return zw, err
 	}
 	if dirErr != nil {
 		// Reported by the caller, and the zip scanned whole as bytes.
-		return dirErr
+		return zw, dirErr
 	}
 	if head >= 0 {
-		return w.scanZipGaps(zw, head)
+		return zw, w.scanZipGaps(zw, head)
 	}
-	return nil
+	return zw, nil
 }
 
 // weakSignature says whether a stream of compression c is known by so few

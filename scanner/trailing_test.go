@@ -38,6 +38,7 @@ func TestStreamsAfterACompressedFileRead(t *testing.T) {
 	join := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 	bigTar := tarLayer(t, tfile{name: "data.bin", mode: 0o644, data: samples.Filler(big)})
 	bigGzip := gzipBytes(t, samples.Filler(big))
+	benignZip := zipOf(t, reg("a.txt", 0o644, "hello\n"), reg("b/c.gz", 0o644, string(gzipBytes(t, []byte("inner\n")))))
 	for _, c := range []struct {
 		name string
 		data []byte
@@ -48,6 +49,8 @@ func TestStreamsAfterACompressedFileRead(t *testing.T) {
 		{"zstd, other bytes, gzip", join(zstdBytes(t, []byte("release notes\n")), junk, miner), len(zstdBytes(t, []byte("release notes\n"))) + len(junk)},
 		{"gzip, then a member that is a program", join(benign, miner), len(benign)},
 		{"gzip in a gzip header's extra field", samples.InGzipExtra(samples.XMRig()), 12},
+		{"zip, then gzip after its end record", join(benignZip, miner), len(benignZip)},
+		{"gzip in a zip's comment", zipComment(benignZip, miner), len(benignZip)},
 		{"tar, then gzip", join(tarLayer(t, reg("notes.txt", 0o644, "notes\n")), miner), 2048},
 		{"tar over the scan window, other bytes, gzip", join(bigTar, junk, miner), len(bigTar) + len(junk)},
 		{"gzip over the scan window, other bytes, gzip", join(bigGzip, junk, miner), len(bigGzip) + len(junk)},
@@ -214,4 +217,12 @@ func TestTarReadPastABadHeader(t *testing.T) {
 			}
 		})
 	}
+}
+
+// zipComment is z, a zip with no comment, with comment as its comment:
+// unzip passes over it.
+func zipComment(z, comment []byte) []byte {
+	out := bytes.Clone(z)
+	out[len(out)-2], out[len(out)-1] = byte(len(comment)), byte(len(comment)>>8)
+	return append(out, comment...)
 }
