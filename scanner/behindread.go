@@ -24,16 +24,25 @@ type ownStream struct {
 	read map[int64]bool // where the gzip members it read on into start
 	// whole is the file's compression when its stream was read to the
 	// file's end, uncompressed otherwise: every stream of that format
-	// behind its start is then a frame or stream of its own (zstd -T
-	// and pzstd write many frames, xz and bzip2 files may be
-	// concatenated), read already.
+	// behind its start is then a stream of its own (xz and bzip2 files
+	// may be concatenated), read already.
 	whole compression
+	// frames are where a zstd file's own frames start (zstd -T and
+	// pzstd write many), skippable frames left out (see
+	// zstdFrameStarts).
+	frames map[int64]bool
 }
 
 // covers says whether the stream at off, compressed with c, was read as
 // part of the file's own.
 func (o ownStream) covers(off int64, c compression) bool {
-	return o.read[off] || o.whole != uncompressed && c == o.whole && c != compressedGzip
+	switch {
+	case o.read[off]:
+		return true
+	case c == compressedZstd && o.whole == compressedZstd:
+		return o.frames[off]
+	}
+	return o.whole != uncompressed && c == o.whole && c != compressedGzip
 }
 
 // unarchiveOwn looks into a, what a file in one window holds itself, and
@@ -57,6 +66,9 @@ func (w *walker) unarchiveOwn(it item, a *archived, trimmed bool) (own ownStream
 		err := w.readArchive(it, a)
 		if err == nil && a.kind == archiveStream {
 			own.whole = nestedCompression(a.data)
+			if own.whole == compressedZstd {
+				own.frames = zstdFrameStarts(a.data)
+			}
 		}
 		if err == errTooDeep {
 			return nil

@@ -2,7 +2,9 @@ package scanner
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,14 +14,19 @@ import (
 	"github.com/ulikunitz/xz"
 )
 
-// cutOut is what tail -c +off+1 | gzip -dc writes of data, on this host.
+// cutOut is what tail -c +off+1 | gzip -dc (zstd -dc for a zstd frame)
+// writes of data, on this host.
 func cutOut(t *testing.T, data []byte, off int) []byte {
 	t.Helper()
 	f := filepath.Join(t.TempDir(), "data.gz")
 	if err := os.WriteFile(f, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, _ := exec.Command("sh", "-c", fmt.Sprintf("tail -c +%d %s | gzip -dc 2>/dev/null", off+1, f)).Output()
+	tool := "gzip"
+	if nestedCompression(data[off:]) == compressedZstd {
+		tool = "zstd"
+	}
+	out, _ := exec.Command("sh", "-c", fmt.Sprintf("tail -c +%d %s | %s -dc 2>/dev/null", off+1, f, tool)).Output()
 	return out
 }
 
@@ -38,6 +45,7 @@ func TestStreamsAfterACompressedFileRead(t *testing.T) {
 	join := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 	bigTar := tarLayer(t, tfile{name: "data.bin", mode: 0o644, data: samples.Filler(big)})
 	bigGzip := gzipBytes(t, samples.Filler(big))
+	zstdMiner := zstdBytes(t, samples.XMRig())
 	benignZip := zipOf(t, reg("a.txt", 0o644, "hello\n"), reg("b/c.gz", 0o644, string(gzipBytes(t, []byte("inner\n")))))
 	for _, c := range []struct {
 		name string
@@ -49,6 +57,7 @@ func TestStreamsAfterACompressedFileRead(t *testing.T) {
 		{"zstd, other bytes, gzip", join(zstdBytes(t, []byte("release notes\n")), junk, miner), len(zstdBytes(t, []byte("release notes\n"))) + len(junk)},
 		{"gzip, then a member that is a program", join(benign, miner), len(benign)},
 		{"gzip in a gzip header's extra field", samples.InGzipExtra(samples.XMRig()), 12},
+		{"zstd in a zstd file's skippable frame", join(skippable(zstdMiner), zstdBytes(t, []byte("release notes\n"))), 8},
 		{"zip, then gzip after its end record", join(benignZip, miner), len(benignZip)},
 		{"gzip in a zip's comment", zipComment(benignZip, miner), len(benignZip)},
 		{"tar, then gzip", join(tarLayer(t, reg("notes.txt", 0o644, "notes\n")), miner), 2048},
@@ -56,14 +65,15 @@ func TestStreamsAfterACompressedFileRead(t *testing.T) {
 		{"gzip over the scan window, other bytes, gzip", join(bigGzip, junk, miner), len(bigGzip) + len(junk)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			if !bytes.Equal(cutOut(t, c.data, c.off), samples.XMRig()) {
-				t.Fatalf("tail -c +%d | gzip -dc does not give the miner: the case is wrong", c.off+1)
+			format := nestedCompression(c.data[c.off:])
+			if !bytes.HasPrefix(cutOut(t, c.data, c.off), samples.XMRig()) {
+				t.Fatalf("tail -c +%d | %v -dc does not give the miner: the case is wrong", c.off+1, format)
 			}
 			res, err := scanOne(t, s, tfile{name: "opt/data.gz", mode: 0o644, data: c.data})
 			if err != nil {
 				t.Fatalf("ScanLayer: %v", err)
 			}
-			if want := fmt.Sprintf("/opt/data.gz!gzip@%d!gzip", c.off); !hasFinding(res.Findings, "MinerXMRig", want) {
+			if want := fmt.Sprintf("/opt/data.gz!%v@%d!%[1]v", format, c.off); !hasFinding(res.Findings, "MinerXMRig", want) {
 				t.Fatalf("findings %v: want MinerXMRig on %s", res.Findings, want)
 			}
 		})
@@ -225,4 +235,35 @@ func zipComment(z, comment []byte) []byte {
 	out := bytes.Clone(z)
 	out[len(out)-2], out[len(out)-1] = byte(len(comment)), byte(len(comment)>>8)
 	return append(out, comment...)
+}
+
+// skippable is data in a zstd skippable frame, which zstd -d passes over.
+func skippable(data []byte) []byte {
+	return append(binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32(nil, 0x184D2A50), uint32(len(data))), data...)
+}
+
+// zstdFrameStarts follows a zstd file's frames by their headers: those
+// zstd writes (with and without a checksum, of one segment or not, RLE
+// blocks), past skippable frames.
+func TestZstdFrameStarts(t *testing.T) {
+	var data []byte
+	want := map[int64]bool{}
+	for i, b := range [][]byte{
+		zstdBytes(t, []byte("short")),
+		skippable([]byte("passed over")),
+		zstdBytes(t, bytes.Repeat([]byte("a"), 300000)), // RLE blocks, several
+		zstdBytes(t, samples.Filler(200000)),            // raw blocks
+		zstdBytes(t, nil),
+	} {
+		if i != 1 {
+			want[int64(len(data))] = true
+		}
+		data = append(data, b...)
+	}
+	if got := zstdFrameStarts(data); !maps.Equal(got, want) {
+		t.Fatalf("frames start at %v, want %v", got, want)
+	}
+	if got := zstdFrameStarts(data[:len(data)-3]); len(got) != len(want)-1 {
+		t.Fatalf("cut inside its last frame: %v, want all but the last", got)
+	}
 }
