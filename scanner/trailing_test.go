@@ -46,6 +46,7 @@ func TestStreamsAfterACompressedFileRead(t *testing.T) {
 	bigTar := tarLayer(t, tfile{name: "data.bin", mode: 0o644, data: samples.Filler(big)})
 	bigGzip := gzipBytes(t, samples.Filler(big))
 	zstdMiner := zstdBytes(t, samples.XMRig())
+	bigZstd := zstdBytes(t, samples.Filler(big))
 	benignZip := zipOf(t, reg("a.txt", 0o644, "hello\n"), reg("b/c.gz", 0o644, string(gzipBytes(t, []byte("inner\n")))))
 	for _, c := range []struct {
 		name string
@@ -62,6 +63,8 @@ func TestStreamsAfterACompressedFileRead(t *testing.T) {
 		{"gzip in a zip's comment", zipComment(benignZip, miner), len(benignZip)},
 		{"tar, then gzip", join(tarLayer(t, reg("notes.txt", 0o644, "notes\n")), miner), 2048},
 		{"tar over the scan window, other bytes, gzip", join(bigTar, junk, miner), len(bigTar) + len(junk)},
+		{"gzip over the scan window with a gzip in its header", gzipExtraOf(bigGzip, miner), 12},
+		{"zstd over the scan window after a skippable frame holding a gzip", join(skippable(miner), bigZstd), 8},
 		{"gzip over the scan window, other bytes, gzip", join(bigGzip, junk, miner), len(bigGzip) + len(junk)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -266,4 +269,14 @@ func TestZstdFrameStarts(t *testing.T) {
 	if got := zstdFrameStarts(data[:len(data)-3]); len(got) != len(want)-1 {
 		t.Fatalf("cut inside its last frame: %v, want all but the last", got)
 	}
+}
+
+// gzipExtraOf is plain, a gzip member with no extra field, with extra in
+// its header's extra field (FEXTRA), which gzip -d passes over.
+func gzipExtraOf(plain, extra []byte) []byte {
+	out := append([]byte{}, plain[:10]...)
+	out[3] |= 4
+	out = binary.LittleEndian.AppendUint16(out, uint16(len(extra)))
+	out = append(out, extra...)
+	return append(out, plain[10:]...)
 }
