@@ -172,7 +172,7 @@ func TestOwnStreamsNotReadAgain(t *testing.T) {
 func xzBytes(t testing.TB, b []byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	w, err := xz.NewWriter(&buf)
+	w, err := xz.WriterConfig{DictCap: 1 << 16}.NewWriter(&buf) // xz's default, 8 MiB, is slow to set up
 	if err != nil {
 		t.Fatal(err)
 	}
