@@ -2,8 +2,10 @@ package scanner
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/pullgate/pullgate/internal/isal"
@@ -236,7 +238,7 @@ func startsAsAFile(head []byte) bool {
 // where unzip never looks and tail -c cuts them out (outside attack round
 // 19). What lies in a member's data is read with the member.
 func (w *walker) unarchiveZipOwnBytes(it item, data []byte, zw *zipWalk) error {
-	covered := func(off int64, _ compression) bool {
+	inMember := func(off int64) bool {
 		for from, s := range zw.scanned {
 			if from <= off && off < s.end {
 				return true
@@ -244,9 +246,25 @@ func (w *walker) unarchiveZipOwnBytes(it item, data []byte, zw *zipWalk) error {
 		}
 		return false
 	}
-	as, tooMany, err := w.streamsOf(data, covered)
+	as, tooMany, err := w.streamsOf(data, func(off int64, _ compression) bool { return inMember(off) })
 	if err != nil {
 		return err
+	}
+	// Zip entries with no directory entry (funzip reads one from a
+	// pipe), but for the zip's own, and base64.
+	for _, at := range zipEntryStarts(data, maxListed(int64(len(data)))) {
+		if h := data[at:]; len(h) >= 30 && !inMember(int64(at)) {
+			dataOff := int64(at + 30 + int(binary.LittleEndian.Uint16(h[26:])) + int(binary.LittleEndian.Uint16(h[28:])))
+			if _, own := zw.scanned[dataOff]; !own && !zw.failed[dataOff] {
+				as = append(as, &archived{kind: archiveZip, data: data[at:], off: int64(at), at: fmt.Sprintf("zip@%d", at)})
+			}
+		}
+	}
+	if a := contents(archivePayloads, data); a != nil && len(data) >= minBase64Run {
+		a.payloads = slices.DeleteFunc(a.payloads, func(p payload) bool { return p.unescaped || inMember(int64(p.offset)) })
+		if len(a.payloads) > 0 {
+			as = append(as, a)
+		}
 	}
 	return w.unarchiveAll(it, as, tooMany, int64(len(data)), ownStream{})
 }

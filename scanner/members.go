@@ -150,7 +150,7 @@ func (w *walker) walkMembers(parent item, r io.Reader) error {
 		}
 		if err != nil && skipBadHeader(err) && !w.hardError(err) {
 			refused = cmp.Or(refused, err)
-			next, err := w.resync(parent, cr)
+			next, err := w.refused(parent, cr)
 			if err != nil || next == nil {
 				return cmp.Or(err, refused)
 			}

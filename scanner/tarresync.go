@@ -19,26 +19,93 @@ import (
 // member's body behind a header archive/tar refused starts it, as it
 // starts what the host's tar writes out (outside attack round 19).
 
-// tarCounter counts the bytes read through it.
+// tarCounter counts the bytes read through it, and keeps the last block.
 type tarCounter struct {
-	r io.Reader
-	n int64
+	r    io.Reader
+	n    int64
+	last []byte // the last blockSize bytes read
 }
 
 func (c *tarCounter) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	if n >= blockSize {
+		c.last = append(c.last[:0], p[n-blockSize:n]...)
+	} else {
+		c.last = append(c.last, p[:n]...)
+		c.last = c.last[max(0, len(c.last)-blockSize):]
+	}
 	return n, err
+}
+
+// refused goes on past the header block archive/tar refused, the last
+// block r read, as GNU tar does: a block whose checksum holds is a header
+// it still uses, and a regular file's body, as long as the block says, is
+// written out (a non-octal device number does not stop it); any other
+// block is skipped to the next header (see resync), itself among the bytes
+// skipped. It returns the block to go on from, nil at r's end.
+func (w *walker) refused(parent item, r *tarCounter) ([]byte, error) {
+	blk := bytes.Clone(r.last)
+	if len(blk) < blockSize || !headerBlock(blk) {
+		return w.resync(parent, r, blk)
+	}
+	size, ok := headerSize(blk)
+	if typ := blk[156]; !ok || typ != 0 && typ != '0' && typ != '7' {
+		return w.resync(parent, r, nil)
+	}
+	name := string(bytes.TrimRight(blk[:100], "\x00"))
+	if bytes.Equal(blk[257:262], ustarMagic) {
+		if prefix := bytes.TrimRight(blk[345:500], "\x00"); len(prefix) > 0 {
+			name = string(prefix) + "/" + name
+		}
+	}
+	mode, _ := strconv.ParseInt(string(bytes.Trim(blk[100:108], " \x00")), 8, 64)
+	child := parent.member(memberName(name), mode&0o111 != 0)
+	if _, err := w.scanFile(child, io.LimitReader(r, size), size); err != nil {
+		return nil, err
+	}
+	if _, err := io.CopyN(io.Discard, r, (blockSize-size%blockSize)%blockSize); err != nil {
+		return nil, nil
+	}
+	return w.resync(parent, r, nil)
+}
+
+// headerSize is the size a header block gives its body, in octal or in
+// base 256, as GNU tar reads it.
+func headerSize(blk []byte) (int64, bool) {
+	field := blk[124:136]
+	if field[0]&0x80 != 0 {
+		var n int64
+		for i, c := range field {
+			if i == 0 {
+				c &= 0x7f
+			}
+			if n > (1<<62)>>8 {
+				return 0, false
+			}
+			n = n<<8 | int64(c)
+		}
+		return n, true
+	}
+	n, err := strconv.ParseInt(string(bytes.Trim(field, " \x00")), 8, 64)
+	return n, err == nil && n >= 0
 }
 
 // resync reads r, a tar whose last header archive/tar refused, block by
 // block up to the next block that is a header (or a zero block: the end,
 // or padding), and returns that block, nil at the end of r. The blocks
-// before it are scanned as one file of parent, "skipped@<offset>" (at,
-// where the first of them starts in the tar), in pieces of one window.
-func (w *walker) resync(parent item, r *tarCounter) ([]byte, error) {
-	var skipped []byte
-	at := r.n
+// before it, after skipped (read already), are scanned as one file of
+// parent, "skipped@<offset>" (where the first of them starts in the tar),
+// in pieces of one window.
+func (w *walker) resync(parent item, r *tarCounter, skipped []byte) ([]byte, error) {
+	at := r.n - int64(len(skipped))
+	if rest := (blockSize - r.n%blockSize) % blockSize; rest > 0 {
+		// archive/tar stopped inside a block (a PAX record it read
+		// 1 MiB of): blocks start at whole multiples of blockSize.
+		b := make([]byte, rest)
+		n, _ := io.ReadFull(r, b)
+		skipped = append(skipped, b[:n]...)
+	}
 	flush := func() error {
 		if len(skipped) == 0 {
 			return nil
@@ -96,7 +163,8 @@ func headerBlock(blk []byte) bool {
 }
 
 // skipBadHeader says whether err, met reading a tar header, is one GNU
-// tar skips past.
+// tar goes on past: a header archive/tar cannot use, or a PAX record or
+// long name over the 1 MiB archive/tar reads.
 func skipBadHeader(err error) bool {
-	return errors.Is(err, tar.ErrHeader)
+	return errors.Is(err, tar.ErrHeader) || errors.Is(err, tar.ErrFieldTooLong) || errors.Is(err, io.ErrUnexpectedEOF)
 }

@@ -1,13 +1,16 @@
 package scanner
 
 import (
+	"archive/tar"
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/pullgate/pullgate/internal/samples"
@@ -60,6 +63,7 @@ func TestStreamsAfterACompressedFileRead(t *testing.T) {
 		{"gzip in a gzip header's extra field", samples.InGzipExtra(samples.XMRig()), 12},
 		{"zstd in a zstd file's skippable frame", join(skippable(zstdMiner), zstdBytes(t, []byte("release notes\n"))), 8},
 		{"zip, then gzip after its end record", join(benignZip, miner), len(benignZip)},
+		{"gzip between two tar members", join(first512(t), pad512(miner), tarLayer(t, reg("b", 0o644, "b\n"))), 2 * blockSize},
 		{"gzip in a zip's comment", zipComment(benignZip, miner), len(benignZip)},
 		{"tar, then gzip", join(tarLayer(t, reg("notes.txt", 0o644, "notes\n")), miner), 2048},
 		{"tar over the scan window, other bytes, gzip", join(bigTar, junk, miner), len(bigTar) + len(junk)},
@@ -76,7 +80,10 @@ func TestStreamsAfterACompressedFileRead(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ScanLayer: %v", err)
 			}
-			if want := fmt.Sprintf("/opt/data.gz!%v@%d!%[1]v", format, c.off); !hasFinding(res.Findings, "MinerXMRig", want) {
+			// Between tar members, the stream is what the walk skipped.
+			skipped := map[string]string{"gzip between two tar members": "/opt/data.gz!skipped@1024!gzip"}
+			want := cmp.Or(skipped[c.name], fmt.Sprintf("/opt/data.gz!%v@%d!%[1]v", format, c.off))
+			if !hasFinding(res.Findings, "MinerXMRig", want) {
 				t.Fatalf("findings %v: want MinerXMRig on %s", res.Findings, want)
 			}
 		})
@@ -203,12 +210,27 @@ func TestTarReadPastABadHeader(t *testing.T) {
 		sum += int(c)
 	}
 	copy(h[148:156], fmt.Sprintf("%06o\x00 ", sum))
+	// A PAX header whose record is over 1 MiB: archive/tar's writer
+	// will not write one, so its block is a regular file's made into one.
+	record := "comment=" + strings.Repeat("c", 1<<20+100) + "\n"
+	record = fmt.Sprintf("%d %s", len(record)+8, record)
+	pax := tarLayer(t, reg("PaxHeaders/README", 0o644, record))
+	pax = pax[:len(pax)-2*blockSize] // no end blocks
+	pax[156] = tar.TypeXHeader
+	copy(pax[148:156], "        ")
+	paxSum := 0
+	for _, c := range pax[:blockSize] {
+		paxSum += int(c)
+	}
+	copy(pax[148:156], fmt.Sprintf("%06o\x00 ", paxSum))
+	bigPAX := bytes.NewBuffer(append(pax, tarLayer(t, reg("README", 0o644, "hello\n"), tfile{name: "kworker", mode: 0o755, data: miner})...))
 	for _, c := range []struct {
 		name, want string
 		tar        []byte
 	}{
 		{"a junk block between members", "/opt/app.tar.gz!kworker", bytes.Join([][]byte{first, junk, withMiner}, nil)},
-		{"a non-octal device number", fmt.Sprintf("/opt/app.tar.gz!skipped@%d", 3*blockSize), badDev},
+		{"a PAX record over the 1 MiB archive/tar reads", "/opt/app.tar.gz!kworker", bigPAX.Bytes()},
+		{"a non-octal device number", "/opt/app.tar.gz!kworker", badDev},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			data := gzipBytes(t, c.tar)
@@ -279,4 +301,14 @@ func gzipExtraOf(plain, extra []byte) []byte {
 	out = binary.LittleEndian.AppendUint16(out, uint16(len(extra)))
 	out = append(out, extra...)
 	return append(out, plain[10:]...)
+}
+
+// first512 is a tar member of one block of body, with no end blocks.
+func first512(t *testing.T) []byte {
+	return tarLayer(t, reg("a", 0o644, "a\n"))[:2*blockSize]
+}
+
+// pad512 is b padded with zeros to whole tar blocks.
+func pad512(b []byte) []byte {
+	return append(bytes.Clone(b), make([]byte, (blockSize-len(b)%blockSize)%blockSize)...)
 }
