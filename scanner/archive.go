@@ -224,10 +224,11 @@ func (w *walker) readArchive(it item, a *archived) error {
 		}
 		var zw *zipWalk
 		zw, err = w.walkZipOf(it, ra, size, head, strings.HasPrefix(a.at, "zip@"))
-		if err == nil && a.at == "" && a.spooled == nil {
+		if a.at == "" && a.spooled == nil && !w.hardError(err) {
 			// A zip's own bytes: its comment, extra fields, gaps and what
-			// follows its end record, for tail -c to cut a stream out of.
-			err = w.unarchiveZipOwnBytes(it, data, zw)
+			// follows its end record, for tail -c to cut a stream out of,
+			// however its own walk ended.
+			err = cmp.Or(w.unarchiveZipOwnBytes(it, data, zw), err)
 		}
 		if a.tar {
 			if err = w.settle(it, err); err == nil {

@@ -1,6 +1,7 @@
 package scanner
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -61,8 +62,17 @@ func (w *walker) addSmall(it item, r io.Reader, size, batchCap int) (bool, error
 		w.used = 0
 	}
 	data := w.batch.buf.b[w.used : w.used+size]
-	if _, err := io.ReadFull(r, data); err != nil {
-		return false, fmt.Errorf("read %s: %w", it.shown(), noEOF(err))
+	if n, err := io.ReadFull(r, data); err != nil {
+		err = fmt.Errorf("read %s: %w", it.shown(), noEOF(err))
+		if n > 0 && !w.hardError(err) {
+			// Shorter than its header says: tar writes out what there
+			// is ("Unexpected EOF in archive"), so that is scanned, then
+			// the error ends the walk.
+			if _, serr := w.addSmall(it, bytes.NewReader(bytes.Clone(data[:n])), n, batchCap); serr != nil {
+				return false, serr
+			}
+		}
+		return false, err
 	}
 	w.used += size
 	if !it.opaque {

@@ -208,14 +208,10 @@ func (w *walker) walkZip(it item, ra io.ReaderAt, size, head int64, behind bool)
 	return err
 }
 
-// walkZipOf is walkZip, returning what the walk covered too.
+// walkZipOf is walkZip, returning what the walk covered too, however it
+// ended.
 func (w *walker) walkZipOf(it item, ra io.ReaderAt, size, head int64, behind bool) (zw *zipWalk, err error) {
 	zw = newZipWalk(it, ra, size)
-	defer func() {
-		if err != nil {
-			zw = nil
-		}
-	}()
 	zw.behind = behind
 	zr, dirErr := openZip(it, ra, size)
 	switch {

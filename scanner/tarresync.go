@@ -61,7 +61,11 @@ func (w *walker) refused(parent item, r *tarCounter) ([]byte, error) {
 	}
 	mode, _ := strconv.ParseInt(string(bytes.Trim(blk[100:108], " \x00")), 8, 64)
 	child := parent.member(memberName(name), mode&0o111 != 0)
-	if _, err := w.scanFile(child, io.LimitReader(r, size), size); err != nil {
+	n, err := w.countMember(child.where, size)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := w.scanFile(child, io.LimitReader(r, size), n); err != nil {
 		return nil, err
 	}
 	if _, err := io.CopyN(io.Discard, r, (blockSize-size%blockSize)%blockSize); err != nil {
@@ -120,7 +124,8 @@ func (w *walker) resync(parent item, r *tarCounter, skipped []byte) ([]byte, err
 	}
 	blk := make([]byte, blockSize)
 	for {
-		if _, err := io.ReadFull(r, blk); err != nil {
+		if n, err := io.ReadFull(r, blk); err != nil {
+			skipped = append(skipped, blk[:n]...)
 			if ferr := flush(); ferr != nil {
 				return nil, ferr
 			}

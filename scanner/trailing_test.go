@@ -230,6 +230,8 @@ func TestTarReadPastABadHeader(t *testing.T) {
 	}{
 		{"a junk block between members", "/opt/app.tar.gz!kworker", bytes.Join([][]byte{first, junk, withMiner}, nil)},
 		{"a PAX record over the 1 MiB archive/tar reads", "/opt/app.tar.gz!kworker", bigPAX.Bytes()},
+		{"a member cut short", "/opt/app.tar.gz!kworker", cutShort(t, miner, 100<<10)},
+		{"a member cut short, declared over the scan window", "/opt/app.tar.gz!kworker", cutShort(t, miner, 20<<20)},
 		{"a non-octal device number", "/opt/app.tar.gz!kworker", badDev},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -240,7 +242,7 @@ func TestTarReadPastABadHeader(t *testing.T) {
 				t.Fatal(err)
 			}
 			exec.Command("tar", "xzf", f, "-C", dir).Run() // GNU tar exits 2 past the junk
-			if got, _ := os.ReadFile(filepath.Join(dir, "kworker")); !bytes.Equal(got, miner) {
+			if got, _ := os.ReadFile(filepath.Join(dir, "kworker")); !bytes.HasPrefix(got, miner) {
 				t.Fatal("GNU tar does not write the miner out: the case is wrong")
 			}
 			res, err := scanOne(t, s, tfile{name: "opt/app.tar.gz", mode: 0o644, data: data})
@@ -311,4 +313,13 @@ func first512(t *testing.T) []byte {
 // pad512 is b padded with zeros to whole tar blocks.
 func pad512(b []byte) []byte {
 	return append(bytes.Clone(b), make([]byte, (blockSize-len(b)%blockSize)%blockSize)...)
+}
+
+// cutShort is a tar of README and kworker, whose header declares miner
+// followed by more bytes, cut where miner ends: GNU tar writes kworker out
+// as far as it goes ("Unexpected EOF in archive").
+func cutShort(t *testing.T, miner []byte, more int) []byte {
+	body := pad512(miner) // tar writes whole blocks only
+	whole := tarLayer(t, reg("README", 0o644, "hello\n"), tfile{name: "kworker", mode: 0o755, data: append(body, make([]byte, more)...)})
+	return whole[:3*blockSize+len(body)]
 }

@@ -187,8 +187,14 @@ func (w *walker) readWindow(fw *fileWindows, free []byte) (int, bool, error) {
 	fw.read += int64(m)
 	last := fw.size >= 0 && fw.read == fw.size
 	if err != nil {
-		if fw.size >= 0 || w.hardError(err) {
+		if w.hardError(err) || fw.size >= 0 && m == 0 {
 			return m, last, fmt.Errorf("read %s: %w", fw.it.shown(), noEOF(err))
+		}
+		if fw.size >= 0 {
+			// Shorter than its header says: what there is is scanned
+			// first, as for a stream that fails.
+			fw.cut = fmt.Errorf("read %s: %w", fw.it.shown(), noEOF(err))
+			return m, true, nil
 		}
 		if err != io.EOF && err != io.ErrUnexpectedEOF {
 			// A decoded stream that fails (other data after it, a cut
