@@ -232,12 +232,12 @@ func (w *walker) readArchive(it item, a *archived) error {
 		}
 		if a.tar {
 			if err = w.settle(it, err); err == nil {
-				err = w.walkMembers(it, &unarchiveReader{r: bytes.NewReader(data), w: w, what: "tar " + it.shown()})
+				err = w.walkMembers(it, &unarchiveReader{r: bytes.NewReader(data), w: w, what: "tar " + it.shown()}, nil)
 			}
 		}
 	case archiveTar:
 		br := bytes.NewReader(data)
-		err = w.walkMembers(it, &unarchiveReader{r: br, w: w, what: "tar " + it.shown()})
+		err = w.walkMembers(it, &unarchiveReader{r: br, w: w, what: "tar " + it.shown()}, nil)
 		a.end = size - int64(br.Len())
 	case archiveStream:
 		err = w.walkStream(it, bufio.NewReader(io.NewSectionReader(ra, 0, size)))

@@ -119,10 +119,16 @@ func (w *walker) streamsBehind(data []byte, end endZip, atEnd bool, covered func
 // streamsOf lists the compressed streams after data's first byte (see
 // behindPrefix) that covered, if not nil, does not say were read.
 func (w *walker) streamsOf(data []byte, covered func(off int64, c compression) bool) (out []*archived, truncated bool, err error) {
-	var rest []byte // one copy for every stream: each is a suffix of it
 	text := streamText(data)
+	return w.streamsAt(data, streamsIn(data, 1, text), text, covered)
+}
+
+// streamsAt is streamsOf for the candidates offs, in order, of data, whose
+// text ends at text.
+func (w *walker) streamsAt(data []byte, offs []int, text int, covered func(off int64, c compression) bool) (out []*archived, truncated bool, err error) {
+	var rest []byte // one copy for every stream: each is a suffix of it
 	tried := 0
-	for _, off := range streamsIn(data, 1, text) {
+	for _, off := range offs {
 		if covered != nil && covered(int64(off), nestedCompression(data[off:])) {
 			continue
 		}

@@ -73,7 +73,7 @@ func (w *walker) streamArchive(fw *fileWindows) error {
 	var err error
 	switch fw.kind {
 	case archiveTar:
-		err = w.walkMembers(it, &unarchiveReader{r: taken, w: w, what: "tar " + it.shown()})
+		err = w.walkMembers(it, &unarchiveReader{r: taken, w: w, what: "tar " + it.shown()}, nil)
 	case archiveStream:
 		err = w.walkStream(it, bufio.NewReader(taken))
 	case archiveAr:
@@ -219,7 +219,7 @@ func (w *walker) unarchiveZip(it item, sp *spool, size int64, tarToo bool) error
 	}
 	if tarToo {
 		r := &unarchiveReader{r: io.NewSectionReader(sp.f, 0, size), w: w, what: "tar " + it.shown()}
-		return w.settle(it, w.walkMembers(it, r))
+		return w.settle(it, w.walkMembers(it, r, nil))
 	}
 	if w.unread == unread {
 		return nil

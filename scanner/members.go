@@ -67,7 +67,7 @@ func (w *walker) walkStreamOf(it item, br *bufio.Reader, c compression) error {
 	// gives the error after them.
 	whole := it.member(decompressedName(it.name, c), it.exec)
 	if isTar(head) {
-		if err := w.walkMembers(it, dr); err != nil {
+		if err := w.walkMembers(it, dr, &whole); err != nil {
 			return err
 		}
 		// What follows the tar's end is read to the end, as a layer's
@@ -139,8 +139,25 @@ func decompressedName(name string, c compression) string {
 // A header archive/tar refuses is skipped as GNU tar skips it (see
 // resync); the walk ends with that error, for the caller to report, once
 // the rest is read.
-func (w *walker) walkMembers(parent item, r io.Reader) error {
+//
+// The tar's own bytes are searched too (see tarOwn), named under parent,
+// or, for a tar read out of a compressed file (decompressed set), under
+// decompressed, and then scanned as bytes as well.
+func (w *walker) walkMembers(parent item, r io.Reader, decompressed *item) error {
 	cr := &tarCounter{r: r}
+	own, scan := parent, decompressed != nil
+	if scan {
+		own = *decompressed
+	}
+	err := w.walkMembersOf(parent, cr, func() error { return w.searchTarOwn(own, &cr.own, scan, false) })
+	if w.hardError(err) {
+		return err
+	}
+	return cmp.Or(w.searchTarOwn(own, &cr.own, scan, true), err)
+}
+
+// walkMembersOf is walkMembers' walk; after each entry it calls flush.
+func (w *walker) walkMembersOf(parent item, cr *tarCounter, flush func() error) error {
 	tr := tar.NewReader(cr)
 	var refused error
 	for {
@@ -164,6 +181,9 @@ func (w *walker) walkMembers(parent item, r io.Reader) error {
 		size := hdr.Size
 		switch hdr.Typeflag {
 		case tar.TypeSymlink, tar.TypeChar, tar.TypeBlock, tar.TypeDir, tar.TypeFifo, tar.TypeXGlobalHeader:
+			if err := flush(); err != nil {
+				return err
+			}
 			continue
 		case tar.TypeLink:
 			body, size = bytes.NewReader(nil), 0
@@ -172,7 +192,13 @@ func (w *walker) walkMembers(parent item, r io.Reader) error {
 		if size, err = w.countMember(child.where, size); err != nil {
 			return err
 		}
-		if _, err := w.scanFile(child, body, size); err != nil {
+		if err := cr.own.body(func() error {
+			_, err := w.scanFile(child, body, size)
+			return err
+		}); err != nil {
+			return err
+		}
+		if err := flush(); err != nil {
 			return err
 		}
 	}

@@ -19,16 +19,22 @@ import (
 // member's body behind a header archive/tar refused starts it, as it
 // starts what the host's tar writes out (outside attack round 19).
 
-// tarCounter counts the bytes read through it, and keeps the last block.
+// tarCounter counts the bytes read through it, and keeps the last block
+// and the tar's own bytes (see tarOwn).
 type tarCounter struct {
 	r    io.Reader
 	n    int64
 	last []byte // the last blockSize bytes read
+	own  tarOwn
 }
 
 func (c *tarCounter) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	c.own.add(p[:n])
+	if c.own.err != nil {
+		return n, c.own.err
+	}
 	if n >= blockSize {
 		c.last = append(c.last[:0], p[n-blockSize:n]...)
 	} else {
@@ -65,7 +71,10 @@ func (w *walker) refused(parent item, r *tarCounter) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := w.scanFile(child, io.LimitReader(r, size), n); err != nil {
+	if err := r.own.body(func() error {
+		_, err := w.scanFile(child, io.LimitReader(r, size), n)
+		return err
+	}); err != nil {
 		return nil, err
 	}
 	if _, err := io.CopyN(io.Discard, r, (blockSize-size%blockSize)%blockSize); err != nil {
@@ -102,6 +111,10 @@ func headerSize(blk []byte) (int64, bool) {
 // parent, "skipped@<offset>" (where the first of them starts in the tar),
 // in pieces of one window.
 func (w *walker) resync(parent item, r *tarCounter, skipped []byte) ([]byte, error) {
+	// What is skipped is scanned as a file of its own, not kept as the
+	// tar's own bytes.
+	r.own.paused = true
+	defer func() { r.own.paused = false }()
 	at := r.n - int64(len(skipped))
 	if rest := (blockSize - r.n%blockSize) % blockSize; rest > 0 {
 		// archive/tar stopped inside a block (a PAX record it read
@@ -135,6 +148,7 @@ func (w *walker) resync(parent item, r *tarCounter, skipped []byte) ([]byte, err
 			return nil, err
 		}
 		if headerBlock(blk) {
+			r.own.keepRead(blk)
 			return blk, flush()
 		}
 		skipped = append(skipped, blk...)

@@ -1,0 +1,283 @@
+package scanner
+
+import (
+	"bytes"
+	"compress/flate"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/pullgate/pullgate/internal/samples"
+)
+
+// rawHeader is a ustar header block for name, of type typ, announcing
+// size bytes, its checksum set.
+func rawHeader(name string, typ byte, size int) []byte {
+	h := make([]byte, blockSize)
+	copy(h, name)
+	copy(h[100:], "0000644\x00")
+	copy(h[108:], "0000000\x00")
+	copy(h[116:], "0000000\x00")
+	copy(h[124:], fmt.Sprintf("%011o\x00", size))
+	copy(h[136:], "00000000000\x00")
+	h[156] = typ
+	copy(h[257:], "ustar\x0000")
+	copy(h[148:], "        ")
+	sum := 0
+	for _, c := range h {
+		sum += int(c)
+	}
+	copy(h[148:], fmt.Sprintf("%06o\x00 ", sum))
+	return h
+}
+
+// tarEntry is a header of type typ and body, padded.
+func tarEntry(name string, typ byte, body []byte) []byte {
+	return append(rawHeader(name, typ, len(body)), pad512(body)...)
+}
+
+// paxRecord is one PAX record, "LEN key=value\n".
+func paxRecord(key string, value []byte) []byte {
+	rec := " " + key + "=" + string(value) + "\n"
+	n := len(rec) + 1
+	for len(fmt.Sprint(n))+len(rec) != n {
+		n++
+	}
+	return []byte(fmt.Sprint(n) + rec)
+}
+
+var tarEnd = make([]byte, 2*blockSize)
+
+// hostCut is what sh -c script writes, with $F the path of data.
+func hostCut(t *testing.T, data []byte, script string) []byte {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "data")
+	if err := os.WriteFile(f, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", "-c", script)
+	cmd.Env = append(os.Environ(), "F="+f)
+	out, _ := cmd.Output()
+	return out
+}
+
+// straddling is a GNU long-name entry whose body ends in a gzip member's
+// start, a stored block that takes in the padding and the header after
+// it, followed by the member's rest as the next entry's body: gzip -dc
+// of what tail -c cuts out at the member's start gives those blocks'
+// bytes, then payload. It returns the tar's start and where the member
+// starts in it.
+func straddling(t *testing.T, payload []byte) ([]byte, int) {
+	t.Helper()
+	var rest bytes.Buffer
+	fw, _ := flate.NewWriter(&rest, flate.BestCompression)
+	fw.Write(payload)
+	fw.Close()
+	gzHead := []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3}
+	lnBody := []byte("name\x00")
+	start := blockSize + len(lnBody)
+	// The stored block's content: from after its header to the end of
+	// the next entry's header block.
+	stored := 5
+	storedLen := (blockSize - (len(lnBody)+len(gzHead)+stored)%blockSize) + blockSize
+	bodyLen := rest.Len() + 8
+	lnBody = append(lnBody, gzHead...)
+	lnBody = append(lnBody, 0, byte(storedLen), byte(storedLen>>8), ^byte(storedLen), ^byte(storedLen>>8))
+	out := append(rawHeader("././@LongLink", 'L', len(lnBody)), pad512(lnBody)...)
+	out = append(out, rawHeader("ignored", '0', bodyLen)...)
+	literal := out[len(out)-storedLen:]
+	plain := append(bytes.Clone(literal), payload...)
+	trailer := binary.LittleEndian.AppendUint32(nil, crc32.ChecksumIEEE(plain))
+	trailer = binary.LittleEndian.AppendUint32(trailer, uint32(len(plain)))
+	out = append(out, pad512(append(rest.Bytes(), trailer...))...)
+	return out, start
+}
+
+// A tar's own bytes, outside its members' bodies, are searched, for
+// tail -c to cut a stream out of them; in a tar read out of a .tar.gz
+// they are scanned as bytes too.
+func TestTarOwnBytesSearched(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	miner := gzipBytes(t, samples.XMRig())
+	dropper := gzipBytes(t, samples.Dropper())
+	if len(dropper) > 500 {
+		t.Fatalf("the dropper gzips to %d bytes: no padding holds it", len(dropper))
+	}
+	hello := tarEntry("hello.txt", '0', []byte("hello\n"))
+	join := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	pax := paxRecord("comment", miner)
+	inPadding := append(rawHeader("a.txt", '0', 6), pad512(append([]byte("hello\n"), dropper...))...)
+	var many [][]byte
+	for i := range 20 {
+		many = append(many, tarEntry(fmt.Sprintf("f%02d.bin", i), '0', samples.Filler(70<<10)))
+	}
+	manyBytes := join(many...)
+	straddle, straddleAt := straddling(t, samples.Dropper())
+	// Headers only, about ownFlush of them: the search after the next
+	// file's entry stops short of the PAX record, which the next search
+	// tries; more after it make that search one between entries too.
+	var dirs [][]byte
+	for i := range ownFlush/blockSize - 4 {
+		dirs = append(dirs, rawHeader(fmt.Sprintf("d%05d/", i), '5', 0))
+	}
+	dirBytes := join(dirs...)
+	for _, c := range []struct {
+		name       string
+		tar        []byte
+		off        int
+		rule, tool string
+	}{
+		{"a PAX record", join(tarEntry("PaxHeaders/a", 'x', pax), hello, tarEnd), blockSize + bytes.Index(pax, miner), "MinerXMRig", "gzip"},
+		{"a GNU long name", join(tarEntry("././@LongLink", 'L', append([]byte("a\x00"), miner...)), hello, tarEnd), blockSize + 2, "MinerXMRig", "gzip"},
+		{"a member's padding", join(inPadding, tarEnd), blockSize + 6, "MinerCommandLine", "gzip"},
+		{"a PAX record after many members", join(manyBytes, tarEntry("PaxHeaders/a", 'x', pax), hello, tarEnd), len(manyBytes) + blockSize + bytes.Index(pax, miner), "MinerXMRig", "gzip"},
+		{"a PAX record at the end of ownFlush of directories", join(dirBytes, tarEntry("PaxHeaders/a", 'x', pax), hello, tarEnd), len(dirBytes) + blockSize + bytes.Index(pax, miner), "MinerXMRig", "gzip"},
+		{"a PAX record between ownFlush of directories and more", join(dirBytes, tarEntry("PaxHeaders/a", 'x', pax), hello, dirBytes, tarEnd), len(dirBytes) + blockSize + bytes.Index(pax, miner), "MinerXMRig", "gzip"},
+		{"a long name running into the body", join(straddle, tarEnd), straddleAt, "MinerCommandLine", "gzip"},
+		{"base64 in a PAX record", join(tarEntry("PaxHeaders/a", 'x', paxRecord("comment", []byte(wrappedBase64(append(samples.XMRig(), samples.Filler(8<<10)...))))), hello, tarEnd), -1, "MinerXMRig", "base64"},
+	} {
+		off := c.off
+		if off < 0 {
+			off = bytes.Index(c.tar, []byte("comment=")) + len("comment=")
+		}
+		t.Run(c.name, func(t *testing.T) {
+			want := samples.XMRig()
+			if c.rule == "MinerCommandLine" {
+				want = samples.Dropper()
+			}
+			cut := fmt.Sprintf("tail -c +%d | %s -d", off+1, c.tool)
+			if got := hostCut(t, c.tar, "< $F "+cut); !bytes.Contains(got, want) {
+				t.Fatalf("%s does not give the sample: the case is wrong", cut)
+			}
+			if got := hostCut(t, c.tar, "tar tf $F"); len(got) == 0 {
+				t.Fatal("tar tf lists nothing: the case is wrong")
+			}
+			name := fmt.Sprintf("%s@%d", c.tool, off)
+			if c.tool == "gzip" {
+				name += "!gzip"
+			}
+			res, err := scanOne(t, s, tfile{name: "opt/x.tar", mode: 0o644, data: c.tar})
+			if err != nil {
+				t.Fatalf("ScanLayer: %v", err)
+			}
+			if p := "/opt/x.tar!" + name; !hasFinding(res.Findings, c.rule, p) {
+				t.Fatalf("findings %v: want %s on %s", res.Findings, c.rule, p)
+			}
+			gz := gzipBytes(t, c.tar)
+			if got := hostCut(t, gz, "gzip -dc $F | "+cut); !bytes.Contains(got, want) {
+				t.Fatalf("gzip -dc | %s does not give the sample: the case is wrong", cut)
+			}
+			res, err = scanOne(t, s, tfile{name: "opt/x.tar.gz", mode: 0o644, data: gz})
+			if err != nil {
+				t.Fatalf("ScanLayer: %v", err)
+			}
+			if p := "/opt/x.tar.gz!x.tar!" + name; !hasFinding(res.Findings, c.rule, p) {
+				t.Fatalf("findings %v: want %s on %s", res.Findings, c.rule, p)
+			}
+		})
+	}
+}
+
+// A tar over the scan window, read in windows, has its own bytes searched
+// too.
+func TestTarOwnBytesSearchedInALargeTar(t *testing.T) {
+	big, limits := largeSizes()
+	s := newTestScanner(t, Options{Workers: 2, Limits: limits})
+	pax := paxRecord("comment", gzipBytes(t, samples.XMRig()))
+	head := tarEntry("data.bin", '0', samples.Filler(big))
+	tarData := bytes.Join([][]byte{head, tarEntry("PaxHeaders/a", 'x', pax), tarEntry("a.txt", '0', []byte("hello\n")), tarEnd}, nil)
+	off := len(head) + blockSize + bytes.Index(pax, gzipBytes(t, samples.XMRig()))
+	if got := hostCut(t, tarData, fmt.Sprintf("tail -c +%d $F | gzip -dc", off+1)); !bytes.Equal(got, samples.XMRig()) {
+		t.Fatal("tail -c | gzip -dc does not give the miner: the case is wrong")
+	}
+	res, err := scanOne(t, s, tfile{name: "opt/x.tar", mode: 0o644, data: tarData})
+	if err != nil {
+		t.Fatalf("ScanLayer: %v", err)
+	}
+	if p := fmt.Sprintf("/opt/x.tar!gzip@%d!gzip", off); !hasFinding(res.Findings, "MinerXMRig", p) {
+		t.Fatalf("findings %v: want MinerXMRig on %s", res.Findings, p)
+	}
+}
+
+// In a tar read out of a .tar.gz, a script in a PAX record is scanned as
+// bytes (a tar in a file was scanned whole already).
+func TestTarOwnBytesScannedInACompressedTar(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	tarData := bytes.Join([][]byte{tarEntry("PaxHeaders/a", 'x', paxRecord("comment", samples.Dropper())), tarEntry("a.txt", '0', []byte("hello\n")), tarEnd}, nil)
+	res, err := scanOne(t, s, tfile{name: "opt/x.tar.gz", mode: 0o644, data: gzipBytes(t, tarData)})
+	if err != nil {
+		t.Fatalf("ScanLayer: %v", err)
+	}
+	if !hasFinding(res.Findings, "MinerCommandLine", "/opt/x.tar.gz!x.tar") {
+		t.Fatalf("findings %v: want MinerCommandLine on /opt/x.tar.gz!x.tar", res.Findings)
+	}
+}
+
+// What a member's body holds is the member's, found under its name and
+// not again under the tar; a tar of PAX records, long names and many
+// members, none holding anything, gives no finding.
+func TestTarOwnBytesKeptOut(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	miner := gzipBytes(t, samples.XMRig())
+	long := strings.Repeat("d/", 80) + "notes.txt"
+	var members []tfile
+	for i := range 100 {
+		members = append(members, tfile{name: fmt.Sprintf("%s%03d", long, i), mode: 0o644, data: samples.Filler(1000 + 97*i)})
+	}
+	benign := tarLayer(t, members...)
+	inBody := tarLayer(t, tfile{name: "m.gz", mode: 0o644, data: miner}, tfile{name: "n.txt", mode: 0o644, data: []byte("n\n")})
+	for _, c := range []struct {
+		name string
+		file tfile
+		want []string // findings' paths, in any order
+	}{
+		{"benign tar", tfile{name: "opt/x.tar", mode: 0o644, data: benign}, nil},
+		{"benign tar.gz", tfile{name: "opt/x.tar.gz", mode: 0o644, data: gzipBytes(t, benign)}, nil},
+		{"a gzip member", tfile{name: "opt/x.tar", mode: 0o644, data: inBody}, []string{"/opt/x.tar!m.gz!m"}},
+		{"a gzip member of a tar.gz", tfile{name: "opt/x.tar.gz", mode: 0o644, data: gzipBytes(t, inBody)}, []string{"/opt/x.tar.gz!m.gz!m"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res, err := scanOne(t, s, c.file)
+			if err != nil {
+				t.Fatalf("ScanLayer: %v", err)
+			}
+			var got []string
+			for _, f := range res.Findings {
+				if !slices.Contains(got, f.Path) {
+					got = append(got, f.Path)
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(c.want) {
+				t.Fatalf("findings %v: want them on %v only", res.Findings, c.want)
+			}
+		})
+	}
+}
+
+// archive/tar reads any number of PAX headers before an entry, and the
+// tar's own bytes are kept whole between entries: past ownMax the walk
+// stops, and the file is refused.
+func TestTarOwnBytesBounded(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	var parts [][]byte
+	for range (ownFlush+ownMax)/1_000_000 + 2 {
+		parts = append(parts, tarEntry("PaxHeaders/a", 'x', paxRecord("comment", bytes.Repeat([]byte("x"), 1_000_000))))
+	}
+	parts = append(parts, tarEntry("a.txt", '0', []byte("hello\n")), tarEnd)
+	res, err := scanOne(t, s, tfile{name: "opt/x.tar.gz", mode: 0o644, data: gzipBytes(t, bytes.Join(parts, nil))})
+	if err != nil {
+		t.Fatalf("ScanLayer: %v", err)
+	}
+	for _, f := range res.Findings {
+		if f.Rule == ArchiveUnreadableRule && f.Severity == SeverityHigh && f.Path == "/opt/x.tar.gz" && strings.Contains(f.Description, "tar headers run on") {
+			return
+		}
+	}
+	t.Fatalf("findings %v: want a high ArchiveUnreadable on /opt/x.tar.gz, its headers too long", res.Findings)
+}
