@@ -2,6 +2,7 @@ package scanner
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -238,14 +239,7 @@ func startsAsAFile(head []byte) bool {
 // where unzip never looks and tail -c cuts them out (outside attack round
 // 19). What lies in a member's data is read with the member.
 func (w *walker) unarchiveZipOwnBytes(it item, data []byte, zw *zipWalk) error {
-	inMember := func(off int64) bool {
-		for from, s := range zw.scanned {
-			if from <= off && off < s.end {
-				return true
-			}
-		}
-		return false
-	}
+	inMember := zw.inMember()
 	as, tooMany, err := w.streamsOf(data, func(off int64, _ compression) bool { return inMember(off) })
 	if err != nil {
 		return err
@@ -253,11 +247,8 @@ func (w *walker) unarchiveZipOwnBytes(it item, data []byte, zw *zipWalk) error {
 	// Zip entries with no directory entry (funzip reads one from a
 	// pipe), but for the zip's own, and base64.
 	for _, at := range zipEntryStarts(data, maxListed(int64(len(data)))) {
-		if h := data[at:]; len(h) >= 30 && !inMember(int64(at)) {
-			dataOff := int64(at + 30 + int(binary.LittleEndian.Uint16(h[26:])) + int(binary.LittleEndian.Uint16(h[28:])))
-			if _, own := zw.scanned[dataOff]; !own && !zw.failed[dataOff] {
-				as = append(as, &archived{kind: archiveZip, data: data[at:], off: int64(at), at: fmt.Sprintf("zip@%d", at)})
-			}
+		if !inMember(int64(at)) && !zw.entryAt(data[at:], int64(at)) {
+			as = append(as, &archived{kind: archiveZip, data: data[at:], off: int64(at), at: fmt.Sprintf("zip@%d", at)})
 		}
 	}
 	if a := contents(archivePayloads, data); a != nil && len(data) >= minBase64Run {
@@ -267,4 +258,38 @@ func (w *walker) unarchiveZipOwnBytes(it item, data []byte, zw *zipWalk) error {
 		}
 	}
 	return w.unarchiveAll(it, as, tooMany, int64(len(data)), ownStream{})
+}
+
+// inMember says whether an offset of the zip lies in the data of a member
+// the walk read (see zipWalk.scanned).
+func (zw *zipWalk) inMember() func(off int64) bool {
+	type span struct{ from, end int64 }
+	spans := make([]span, 0, len(zw.scanned))
+	for from, s := range zw.scanned {
+		spans = append(spans, span{from, s.end})
+	}
+	slices.SortFunc(spans, func(a, b span) int { return cmp.Compare(a.from, b.from) })
+	// reach[i] is the furthest any of spans[:i+1] ends: spans may overlap.
+	reach := make([]int64, len(spans))
+	for i, s := range spans {
+		reach[i] = s.end
+		if i > 0 {
+			reach[i] = max(reach[i], reach[i-1])
+		}
+	}
+	return func(off int64) bool {
+		i, _ := slices.BinarySearchFunc(spans, off, func(s span, off int64) int { return cmp.Compare(s.from, off+1) })
+		return i > 0 && off < reach[i-1]
+	}
+}
+
+// entryAt says whether h, at off in the zip, is the local header of one
+// of the members the walk read, or failed to.
+func (zw *zipWalk) entryAt(h []byte, off int64) bool {
+	if len(h) < 30 {
+		return true // no entry at all
+	}
+	dataOff := off + 30 + int64(binary.LittleEndian.Uint16(h[26:])) + int64(binary.LittleEndian.Uint16(h[28:]))
+	_, own := zw.scanned[dataOff]
+	return own || zw.failed[dataOff]
 }

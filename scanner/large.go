@@ -3,6 +3,7 @@ package scanner
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"fmt"
 	"io"
 	"os"
@@ -208,13 +209,19 @@ func (s *spool) close() { s.f.Close() }
 // window was scanned as bytes: when it is not read whole, all of it is
 // scanned as bytes from the spool. A zip that is also a tar (see alsoTar)
 // had every window scanned, and is walked as a tar too.
-func (w *walker) unarchiveZip(it item, sp *spool, size int64, tarToo bool) error {
+func (w *walker) unarchiveZip(it item, sp *spool, size, text int64, tarToo bool) error {
 	unread := w.unread
 	head := min(size, w.s.limits.Window) // its first window
 	if tarToo {
 		head = -1
 	}
-	if err := w.settle(it, w.walkZip(it, sp.f, size, head, false)); err != nil {
+	zw, err := w.walkZipOf(it, sp.f, size, head, false)
+	if !w.hardError(err) {
+		// Its own bytes, however its walk ended (see
+		// unarchiveZipOwnBytes).
+		err = cmp.Or(w.searchSpooledOutside(it, sp, size, text, true, zw), err)
+	}
+	if err := w.settle(it, err); err != nil {
 		return err
 	}
 	if tarToo {

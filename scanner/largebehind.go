@@ -75,6 +75,17 @@ func (lt *largeText) extend(b []byte) {
 // to sp, holds behind its start (see behindPrefix), its text ending at
 // text; payloads says it is searched for base64 payloads too.
 func (w *walker) searchSpooled(it item, sp *spool, size, text int64, payloads bool) error {
+	return w.searchSpooledOutside(it, sp, size, text, payloads, nil)
+}
+
+// searchSpooledOutside is searchSpooled for what a large zip, whose walk
+// was zw, holds outside its members' data (see unarchiveZipOwnBytes):
+// neither the zip nor its own entries are read again.
+func (w *walker) searchSpooledOutside(it item, sp *spool, size, text int64, payloads bool, zw *zipWalk) error {
+	var skip func(off int64) bool
+	if zw != nil {
+		skip = zw.inMember()
+	}
 	tail := make([]byte, min(size, zipTail))
 	if err := sp.readAt(tail, size-int64(len(tail))); err != nil {
 		return err
@@ -87,7 +98,7 @@ func (w *walker) searchSpooled(it item, sp *spool, size, text int64, payloads bo
 		return at
 	}
 	end, atEnd := zipAtEndOf(sp, size, tail, first)
-	if atEnd {
+	if atEnd && (skip == nil || end.start > 0) {
 		out = append(out, &archived{kind: archiveZip, spooled: io.NewSectionReader(sp, end.start, size-end.start)})
 	}
 	if ferr == nil {
@@ -96,7 +107,7 @@ func (w *walker) searchSpooled(it item, sp *spool, size, text int64, payloads bo
 	if ferr != nil {
 		return ferr
 	}
-	c := &spoolChunks{w: w, sp: sp, size: size, text: text, end: end, atEnd: atEnd, payloads: payloads, out: out}
+	c := &spoolChunks{w: w, sp: sp, size: size, text: text, end: end, atEnd: atEnd, payloads: payloads, out: out, skip: skip, zw: zw}
 	tooMany, err := c.search(it)
 	if err == nil {
 		err = w.unarchiveAll(it, c.out, tooMany, size, ownStream{})
@@ -119,7 +130,9 @@ type spoolChunks struct {
 	out        []*archived
 	listed     int64 // streams are listed up to there
 	trials     int
-	covered    int64 // the end of the last base64 chain read
+	covered    int64                // the end of the last base64 chain read
+	skip       func(off int64) bool // nil, or where no candidate is taken
+	zw         *zipWalk             // nil, or the zip whose own entries are not taken again
 }
 
 // search reads the spool chunk by chunk, lists in c.out the zip entries
@@ -162,9 +175,14 @@ func (c *spoolChunks) streams(chunk []byte, base, next int64) (tooMany bool, err
 	if base == 0 {
 		from = 1 // the file's own start is no stream behind it
 	}
-	mine := func(off int) bool { return off >= from && base+int64(off) < next }
+	mine := func(off int) bool {
+		return off >= from && base+int64(off) < next && (c.skip == nil || !c.skip(base+int64(off)))
+	}
 	for _, at := range zipEntryStarts(chunk, maxListed(c.size)) {
 		abs := base + int64(at)
+		if c.zw != nil && c.zw.entryAt(chunk[at:], abs) {
+			continue
+		}
 		if mine(at) && len(c.out) < maxListed(c.size) && (!c.atEnd || !c.end.lists(chunk[at:], abs)) {
 			c.out = append(c.out, c.spooled(archiveZip, abs, fmt.Sprintf("zip@%d", abs)))
 		}
@@ -221,6 +239,9 @@ func (c *spoolChunks) payloadsIn(it item, chunk []byte, base, next int64) (int64
 		}
 		if from >= next {
 			break // the next chunk's
+		}
+		if c.skip != nil && (p.unescaped || c.skip(from)) {
+			continue
 		}
 		if end < c.size && to > end-windowOverlap/2 && it.nest < c.w.s.limits.MaxArchiveDepth {
 			if from > base {

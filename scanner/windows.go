@@ -378,7 +378,7 @@ func (w *walker) finishWindows(fw *fileWindows) (bool, error) {
 	case fw.archive != nil:
 		// Read above.
 	case fw.spool != nil:
-		if err := w.unarchiveZip(it, fw.spool, fw.read, fw.tarToo); err != nil {
+		if err := w.unarchiveZip(it, fw.spool, fw.read, fw.text.end, fw.tarToo); err != nil {
 			return false, err
 		}
 	case fw.kind != notArchive && fw.kind != archivePayloads && it.nest >= w.s.limits.MaxArchiveDepth:
