@@ -1,6 +1,7 @@
 package scanner
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
 	"encoding/binary"
@@ -34,12 +35,17 @@ type ownStream struct {
 	// pzstd write many), skippable frames left out (see
 	// zstdFrameStarts).
 	frames map[int64]bool
+	// alone are the frames and streams of its own that are read on
+	// their own all the same (see unarchiveBehindOwn).
+	alone map[int64]bool
 }
 
 // covers says whether the stream at off, compressed with c, was read as
 // part of the file's own.
 func (o ownStream) covers(off int64, c compression) bool {
 	switch {
+	case o.alone[off]:
+		return false
 	case o.read[off]:
 		return true
 	case c == compressedZstd && o.whole == compressedZstd:
@@ -98,10 +104,31 @@ func (w *walker) unarchiveOwn(it item, a *archived, trimmed bool) (own ownStream
 // follows its stream (other bytes, then a stream that tail -c cuts out),
 // what lies in its header's fields, and base64 (tail -c | base64 -d). A
 // zip at its end was listed with the file (see behindPrefix).
+//
+// A later zstd frame, xz or bzip2 stream of the file's own, read as part
+// of the whole, is read on its own too when its output starts as a file
+// (see startsAsAFile), as a gzip member's is (see memberReader): tail -c
+// and zstd -dc give it alone, where rules on a file's first bytes see it.
 func (w *walker) unarchiveBehindOwn(it item, data []byte, own ownStream) error {
 	end, atEnd := zipAtEnd(data)
-	as, tooMany, err := w.streamsBehind(data, end, atEnd, own.covers)
-	if err != nil {
+	own.alone = map[int64]bool{}
+	heads := 0
+	var herr error
+	covered := func(off int64, c compression) bool {
+		if c == compressedGzip || !own.covers(off, c) {
+			return own.covers(off, c)
+		}
+		file := true // past the trials' cap, tried as any other
+		if heads++; heads <= maxTrials(int64(len(data))) {
+			var err error
+			file, err = w.decodedStartsAsAFile(c, data[off:])
+			herr = cmp.Or(herr, err)
+		}
+		own.alone[off] = file
+		return !file
+	}
+	as, tooMany, err := w.streamsBehind(data, end, atEnd, covered)
+	if err = cmp.Or(herr, err); err != nil {
 		return err
 	}
 	as = appendPayloads(as, data)
@@ -292,4 +319,25 @@ func (zw *zipWalk) entryAt(h []byte, off int64) bool {
 	dataOff := off + 30 + int64(binary.LittleEndian.Uint16(h[26:])) + int64(binary.LittleEndian.Uint16(h[28:]))
 	_, own := zw.scanned[dataOff]
 	return own || zw.failed[dataOff]
+}
+
+// decodedStartsAsAFile says whether what the stream of compression c at
+// data's start decodes to starts as a file (see startsAsAFile). What it
+// decodes counts against MaxLayerBytes, as a trial's does.
+func (w *walker) decodedStartsAsAFile(c compression, data []byte) (bool, error) {
+	head := make([]byte, memberHead)
+	n := 0
+	err := w.releasingBig(func() error {
+		body, release, err := decompressTrial(c, bufio.NewReader(bytes.NewReader(data)), w.chargeDecoder)
+		if err != nil {
+			return err
+		}
+		defer release()
+		n, err = io.ReadFull(&unarchiveReader{r: decoderErrors(body), w: w, what: c.String() + " stream behind a file's start"}, head)
+		return err
+	})
+	if err != nil && w.hardError(err) {
+		return false, err
+	}
+	return startsAsAFile(head[:n]), nil
 }

@@ -323,3 +323,39 @@ func cutShort(t *testing.T, miner []byte, more int) []byte {
 	whole := tarLayer(t, reg("README", 0o644, "hello\n"), tfile{name: "kworker", mode: 0o755, data: append(body, make([]byte, more)...)})
 	return whole[:3*blockSize+len(body)]
 }
+
+// A later zstd frame, xz or bzip2 stream of a file's own whose output
+// starts as a program is read on its own: tail -c | zstd -dc gives it
+// alone, where a rule on a file's first bytes sees it, which it does not
+// as the tail of the whole file's output.
+func TestLaterFramesStartingAsAFileReadAlone(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	notes := []byte("release notes\n")
+	for _, c := range []struct {
+		tool, ext string
+		enc       func([]byte) []byte
+	}{
+		{"zstd", "zst", func(b []byte) []byte { return zstdBytes(t, b) }},
+		{"xz", "xz", func(b []byte) []byte { return cli(t, b, "xz", "-c") }},
+		{"bzip2", "bz2", func(b []byte) []byte { return cli(t, b, "bzip2", "-c") }},
+	} {
+		t.Run(c.tool, func(t *testing.T) {
+			first := c.enc(notes)
+			data := append(bytes.Clone(first), c.enc(samples.XMRig())...)
+			off := len(first)
+			if got := hostCut(t, data, fmt.Sprintf("tail -c +%d $F | %s -dc", off+1, c.tool)); !bytes.Equal(got, samples.XMRig()) {
+				t.Fatalf("tail -c | %s -dc does not give the miner: the case is wrong", c.tool)
+			}
+			if got := hostCut(t, data, c.tool+" -dc $F"); !bytes.Equal(got, append(bytes.Clone(notes), samples.XMRig()...)) {
+				t.Fatalf("%s -dc does not give both: the case is wrong", c.tool)
+			}
+			res, err := scanOne(t, s, tfile{name: "opt/data." + c.ext, mode: 0o644, data: data})
+			if err != nil {
+				t.Fatalf("ScanLayer: %v", err)
+			}
+			if p := fmt.Sprintf("/opt/data.%s!%s@%d!%[2]s", c.ext, c.tool, off); !hasFinding(res.Findings, "MinerXMRig", p) {
+				t.Fatalf("findings %v: want MinerXMRig on %s", res.Findings, p)
+			}
+		})
+	}
+}
