@@ -1,7 +1,6 @@
 package scanner
 
 import (
-	"bufio"
 	"bytes"
 	"cmp"
 	"encoding/binary"
@@ -121,7 +120,7 @@ func (w *walker) unarchiveBehindOwn(it item, data []byte, own ownStream) error {
 		file := true // past the trials' cap, tried as any other
 		if heads++; heads <= maxTrials(int64(len(data))) {
 			var err error
-			file, err = w.decodedStartsAsAFile(c, data[off:])
+			file, err = w.decodedStartsAsAFile(c, bytes.NewReader(data[off:]))
 			herr = cmp.Or(herr, err)
 		}
 		own.alone[off] = file
@@ -321,23 +320,10 @@ func (zw *zipWalk) entryAt(h []byte, off int64) bool {
 	return own || zw.failed[dataOff]
 }
 
-// decodedStartsAsAFile says whether what the stream of compression c at
-// data's start decodes to starts as a file (see startsAsAFile). What it
+// decodedStartsAsAFile says whether what the stream of compression c
+// read from r decodes to starts as a file (see startsAsAFile). What it
 // decodes counts against MaxLayerBytes, as a trial's does.
-func (w *walker) decodedStartsAsAFile(c compression, data []byte) (bool, error) {
-	head := make([]byte, memberHead)
-	n := 0
-	err := w.releasingBig(func() error {
-		body, release, err := decompressTrial(c, bufio.NewReader(bytes.NewReader(data)), w.chargeDecoder)
-		if err != nil {
-			return err
-		}
-		defer release()
-		n, err = io.ReadFull(&unarchiveReader{r: decoderErrors(body), w: w, what: c.String() + " stream behind a file's start"}, head)
-		return err
-	})
-	if err != nil && w.hardError(err) {
-		return false, err
-	}
-	return startsAsAFile(head[:n]), nil
+func (w *walker) decodedStartsAsAFile(c compression, r io.Reader) (bool, error) {
+	head, err := w.decodedHead(c, r)
+	return err == nil && startsAsAFile(head), err
 }

@@ -43,6 +43,12 @@ func (r *restReader) Read(p []byte) (int, error) {
 	if fw.sum != nil {
 		fw.sum.Write(p[:n])
 	}
+	if fw.compSpool != nil {
+		if werr := fw.compSpool.write(p[:n]); werr != nil {
+			r.err = werr
+			return n, werr
+		}
+	}
 	switch maxBytes := r.w.s.limits.MaxFileBytes; {
 	case fw.size < 0 && fw.read > maxBytes:
 		r.err = limitError("file %s is more than MaxFileBytes %d", fw.it.shown(), maxBytes)
@@ -72,19 +78,25 @@ func (w *walker) streamArchive(fw *fileWindows) error {
 	// bytes it took last are scanned again with what it left.
 	taken := &recentReader{r: body, ring: make([]byte, decoderReadAhead)}
 	var err error
+	read := map[int64]bool{} // the gzip members its reading goes on into
 	switch fw.kind {
 	case archiveTar:
 		err = w.walkMembers(it, &unarchiveReader{r: taken, w: w, what: "tar " + it.shown()}, nil)
 	case archiveStream:
+		w.onMember = func(off int64) { read[off] = true }
 		err = w.walkStream(it, bufio.NewReader(taken))
+		w.onMember = nil
 	case archiveAr:
 		err = w.walkAr(it, &unarchiveReader{r: taken, w: w, what: "ar " + it.shown()})
 	}
 	if rest.err != nil {
 		return rest.err
 	}
+	whole := err == nil
 	left := it
-	left.opaque, left.leftover, left.base = true, fw.kind == archiveStream || fw.kind == archiveTar, taken.n
+	// What a spooled compressed file leaves is searched with the rest
+	// of the spool (see largeown.go).
+	left.opaque, left.leftover, left.base = true, fw.compSpool == nil && (fw.kind == archiveStream || fw.kind == archiveTar), taken.n
 	lw := &fileWindows{it: left, r: body, size: -1}
 	defer lw.release()
 	if err != nil {
@@ -104,7 +116,14 @@ func (w *walker) streamArchive(fw *fileWindows) error {
 			return err
 		}
 	}
-	return rest.err
+	if rest.err != nil || fw.compSpool == nil {
+		return rest.err
+	}
+	own, err := w.ownOfLarge(fw.compSpool, fw.read, nestedCompression(fw.head.b[:fw.headLen]), read, whole)
+	if err != nil {
+		return err
+	}
+	return w.searchLargeCompressed(it, fw.compSpool, fw.read, own)
 }
 
 // decoderReadAhead is more than any decoder reads ahead of what it
@@ -219,7 +238,7 @@ func (w *walker) unarchiveZip(it item, sp *spool, size, text int64, tarToo bool)
 	if !w.hardError(err) {
 		// Its own bytes, however its walk ended (see
 		// unarchiveZipOwnBytes).
-		err = cmp.Or(w.searchSpooledOutside(it, sp, size, text, true, zw), err)
+		err = cmp.Or(w.searchSpooledOutside(it, sp, size, text, true, zipOwn(zw)), err)
 	}
 	if err := w.settle(it, err); err != nil {
 		return err

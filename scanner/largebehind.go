@@ -75,17 +75,31 @@ func (lt *largeText) extend(b []byte) {
 // to sp, holds behind its start (see behindPrefix), its text ending at
 // text; payloads says it is searched for base64 payloads too.
 func (w *walker) searchSpooled(it item, sp *spool, size, text int64, payloads bool) error {
-	return w.searchSpooledOutside(it, sp, size, text, payloads, nil)
+	return w.searchSpooledOutside(it, sp, size, text, payloads, spoolOwn{})
 }
 
-// searchSpooledOutside is searchSpooled for what a large zip, whose walk
-// was zw, holds outside its members' data (see unarchiveZipOwnBytes):
-// neither the zip nor its own entries are read again.
-func (w *walker) searchSpooledOutside(it item, sp *spool, size, text int64, payloads bool, zw *zipWalk) error {
-	var skip func(off int64) bool
-	if zw != nil {
-		skip = zw.inMember()
-	}
+// spoolOwn is what a search of a spooled archive passes over, of what
+// the archive's own reading covered: a zip's members' data and its own
+// entries (zw), or a compressed file's own stream (own, see
+// unarchiveBehindOwn).
+type spoolOwn struct {
+	zw    *zipWalk
+	own   ownStream
+	skip  func(off int64, c compression) bool // nil: nothing
+	isZip bool                                // the spool is a zip, not read again as one
+}
+
+// zipOwn is what a search of a large zip, whose walk was zw, passes over
+// (see unarchiveZipOwnBytes).
+func zipOwn(zw *zipWalk) spoolOwn {
+	in := zw.inMember()
+	return spoolOwn{zw: zw, skip: func(off int64, _ compression) bool { return in(off) }, isZip: true}
+}
+
+// searchSpooledOutside is searchSpooled but for what o passes over.
+func (w *walker) searchSpooledOutside(it item, sp *spool, size, text int64, payloads bool, o spoolOwn) error {
+	skip := o.skip
+	zw := o.zw
 	tail := make([]byte, min(size, zipTail))
 	if err := sp.readAt(tail, size-int64(len(tail))); err != nil {
 		return err
@@ -98,7 +112,7 @@ func (w *walker) searchSpooledOutside(it item, sp *spool, size, text int64, payl
 		return at
 	}
 	end, atEnd := zipAtEndOf(sp, size, tail, first)
-	if atEnd && (skip == nil || end.start > 0) {
+	if atEnd && (!o.isZip || end.start > 0) {
 		out = append(out, &archived{kind: archiveZip, spooled: io.NewSectionReader(sp, end.start, size-end.start)})
 	}
 	if ferr == nil {
@@ -110,7 +124,7 @@ func (w *walker) searchSpooledOutside(it item, sp *spool, size, text int64, payl
 	c := &spoolChunks{w: w, sp: sp, size: size, text: text, end: end, atEnd: atEnd, payloads: payloads, out: out, skip: skip, zw: zw}
 	tooMany, err := c.search(it)
 	if err == nil {
-		err = w.unarchiveAll(it, c.out, tooMany, size, ownStream{})
+		err = w.unarchiveAll(it, c.out, tooMany, size, o.own)
 	}
 	if err == nil {
 		// A read error is taken for a stream's end by its decoder.
@@ -130,9 +144,9 @@ type spoolChunks struct {
 	out        []*archived
 	listed     int64 // streams are listed up to there
 	trials     int
-	covered    int64                // the end of the last base64 chain read
-	skip       func(off int64) bool // nil, or where no candidate is taken
-	zw         *zipWalk             // nil, or the zip whose own entries are not taken again
+	covered    int64                               // the end of the last base64 chain read
+	skip       func(off int64, c compression) bool // nil, or where no candidate is taken
+	zw         *zipWalk                            // nil, or the zip whose own entries are not taken again
 }
 
 // search reads the spool chunk by chunk, lists in c.out the zip entries
@@ -175,21 +189,21 @@ func (c *spoolChunks) streams(chunk []byte, base, next int64) (tooMany bool, err
 	if base == 0 {
 		from = 1 // the file's own start is no stream behind it
 	}
-	mine := func(off int) bool {
-		return off >= from && base+int64(off) < next && (c.skip == nil || !c.skip(base+int64(off)))
+	mine := func(off int, kind compression) bool {
+		return off >= from && base+int64(off) < next && (c.skip == nil || !c.skip(base+int64(off), kind))
 	}
 	for _, at := range zipEntryStarts(chunk, maxListed(c.size)) {
 		abs := base + int64(at)
 		if c.zw != nil && c.zw.entryAt(chunk[at:], abs) {
 			continue
 		}
-		if mine(at) && len(c.out) < maxListed(c.size) && (!c.atEnd || !c.end.lists(chunk[at:], abs)) {
+		if mine(at, uncompressed) && len(c.out) < maxListed(c.size) && (!c.atEnd || !c.end.lists(chunk[at:], abs)) {
 			c.out = append(c.out, c.spooled(archiveZip, abs, fmt.Sprintf("zip@%d", abs)))
 		}
 	}
 	text := int(max(-2, min(c.text-base, int64(len(chunk)))))
 	for _, off := range streamsIn(chunk, from, text) {
-		if !mine(off) {
+		if !mine(off, nestedCompression(chunk[off:])) {
 			continue
 		}
 		if c.trials++; c.trials > maxTrials(c.size) {
@@ -240,7 +254,7 @@ func (c *spoolChunks) payloadsIn(it item, chunk []byte, base, next int64) (int64
 		if from >= next {
 			break // the next chunk's
 		}
-		if c.skip != nil && (p.unescaped || c.skip(from)) {
+		if c.skip != nil && (p.unescaped || c.skip(from, uncompressed)) {
 			continue
 		}
 		if end < c.size && to > end-windowOverlap/2 && it.nest < c.w.s.limits.MaxArchiveDepth {

@@ -1,9 +1,7 @@
 package scanner
 
 import (
-	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
@@ -45,6 +43,9 @@ type fileWindows struct {
 	// searchSpooled).
 	searched *spool
 	text     largeText
+	// A larger compressed file is spooled as it is read, and searched
+	// behind its start once its stream is read (see largeown.go).
+	compSpool *spool
 	// cut is the error that ended a stream of unknown length after some
 	// of its bytes (see readWindow), returned once they are scanned.
 	cut error
@@ -271,54 +272,21 @@ func (w *walker) firstWindow(fw *fileWindows, data []byte, last bool) error {
 		fw.tarToo = alsoTar(fw.kind, data)
 	default:
 		// A tar or a compressed stream is unpacked as it is read: the
-		// first window is kept, the rest read by the unpacker. What a
-		// compressed file's header carries is searched as behind a
-		// prefix, as for a smaller one (see headerFields).
+		// first window is kept, the rest read by the unpacker. A
+		// compressed file is spooled too, to be searched behind its
+		// start (see largeown.go).
 		fw.head = w.s.windows.get()
 		fw.headLen = copy(fw.head.b, data)
 		if fw.kind == archiveStream {
-			var err error
-			if fw.behind, fw.tooMany, err = w.streamsOf(data[:headerFields(data)], nil); err != nil {
+			sp, err := newSpool(fw.it.shown())
+			if err != nil {
 				return err
 			}
+			fw.compSpool = sp
+			return sp.write(data)
 		}
 	}
 	return nil
-}
-
-// headerFields is where what data, the start of a compressed file, holds
-// besides its stream ends: a gzip header's extra field, name and comment,
-// and the skippable frames before a zstd file's first frame, which
-// gzip -d and zstd -d pass over and tail -c cuts a stream out of; 0 for
-// other formats. It is at most len(data).
-func headerFields(data []byte) int {
-	le := binary.LittleEndian
-	end := 0
-	switch nestedCompression(data) {
-	case compressedGzip:
-		if len(data) < 10 {
-			return 0
-		}
-		flg := data[3]
-		end = 10
-		if flg&4 != 0 && end+2 <= len(data) { // FEXTRA
-			end += 2 + int(le.Uint16(data[end:]))
-		}
-		for _, f := range []byte{8, 16} { // FNAME, FCOMMENT
-			if flg&f != 0 && end < len(data) {
-				if i := bytes.IndexByte(data[end:], 0); i >= 0 {
-					end += i + 1
-				} else {
-					end = len(data)
-				}
-			}
-		}
-	case compressedZstd:
-		for end+8 <= len(data) && le.Uint32(data[end:])&0xFFFFFFF0 == 0x184D2A50 {
-			end += 8 + int(le.Uint32(data[end+4:]))
-		}
-	}
-	return min(end, len(data))
 }
 
 // release gives back what fw holds beyond its windows.
@@ -334,6 +302,10 @@ func (fw *fileWindows) release() {
 	if fw.searched != nil {
 		fw.searched.close()
 		fw.searched = nil
+	}
+	if fw.compSpool != nil {
+		fw.compSpool.close()
+		fw.compSpool = nil
 	}
 }
 
