@@ -63,16 +63,7 @@ func detectArchive(it *item, head []byte, size int64) archiveKind {
 		return archiveTar
 	case isDeb(head):
 		return archiveAr
-	case isLzmaAlone(head), isLZW(head), isLZ4(head), isLzip(head), isZlib(head):
-		return archiveStream
-	}
-	switch detectCompression(head) {
-	case compressedBzip2:
-		if len(head) >= 10 && head[3] >= '1' && head[3] <= '9' &&
-			(bytes.Equal(head[4:10], bzip2Block) || bytes.Equal(head[4:10], bzip2End)) {
-			return archiveStream
-		}
-	case compressedGzip, compressedXz, compressedZstd:
+	case streamStart(head):
 		return archiveStream
 	}
 	// Base64 is looked for in every other file, whatever its name or
@@ -84,6 +75,26 @@ func detectArchive(it *item, head []byte, size int64) archiveKind {
 		return archivePayloads
 	}
 	return notArchive
+}
+
+// streamStart says whether head starts a compressed stream the scanner
+// decodes, by its magic bytes (whatever else it may also be: a tar header
+// can start with a gzip header, outside attack round 20).
+func streamStart(head []byte) bool {
+	switch {
+	case len(head) < 4:
+		return false
+	case isLzmaAlone(head), isLZW(head), isLZ4(head), isLzip(head), isZlib(head):
+		return true
+	}
+	switch detectCompression(head) {
+	case compressedBzip2:
+		return len(head) >= 10 && head[3] >= '1' && head[3] <= '9' &&
+			(bytes.Equal(head[4:10], bzip2Block) || bytes.Equal(head[4:10], bzip2End))
+	case compressedGzip, compressedXz, compressedZstd:
+		return true
+	}
+	return false
 }
 
 // member is the item for content found inside it: an archive member

@@ -287,7 +287,7 @@ func (sm streamMagic) appendAt(offs []int, data []byte, k, from, text int) []int
 	if at < from || p+len(sm.m) > len(data) || sm.textOnly && at > text || !bytes.Equal(data[p:p+len(sm.m)], sm.m) {
 		return offs
 	}
-	if detectArchive(&item{}, data[at:min(len(data), at+2*blockSize)], -1) != archiveStream {
+	if !streamStart(data[at:min(len(data), at+2*blockSize)]) {
 		return offs
 	}
 	return append(offs, at)

@@ -225,7 +225,10 @@ func (w *walker) ownCandidates(data []byte, o *tarOwn, limit int) (as []*archive
 			continue
 		}
 		sub := data[r.at:min(len(data), end+2*blockSize)]
-		for _, k := range streamStarts(sub, max(1-r.at, 0), max(text-r.at, -2)) {
+		// The tar's first byte too: a tar header may start with a gzip
+		// header whose extra field takes in the rest of its block, and
+		// gzip -dc unpacks the member's body after it.
+		for _, k := range streamStarts(sub, 0, max(text-r.at, -2)) {
 			if k < end-r.at {
 				offs = append(offs, r.at+k)
 			}

@@ -99,6 +99,29 @@ func straddling(t *testing.T, payload []byte) ([]byte, int) {
 	return out, start
 }
 
+// gzipHeaderEntry is a tar entry whose header block starts with a gzip
+// header, its extra field taking in the rest of the block, and whose body
+// is the rest of the gzip member of payload: tar x writes the body out,
+// and gzip -dc from the header's first byte gives payload (outside attack
+// round 20).
+func gzipHeaderEntry(payload []byte) []byte {
+	var raw bytes.Buffer
+	fw, _ := flate.NewWriter(&raw, flate.BestCompression)
+	fw.Write(payload)
+	fw.Close()
+	body := binary.LittleEndian.AppendUint32(raw.Bytes(), crc32.ChecksumIEEE(payload))
+	body = binary.LittleEndian.AppendUint32(body, uint32(len(payload)))
+	h := rawHeader("", '0', len(body))
+	copy(h, []byte{0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 3, 0xf4, 0x01}) // XLEN 500
+	copy(h[148:], "        ")
+	sum := 0
+	for _, c := range h {
+		sum += int(c)
+	}
+	copy(h[148:], fmt.Sprintf("%06o\x00 ", sum))
+	return append(h, pad512(body)...)
+}
+
 // A tar's own bytes, outside its members' bodies, are searched, for
 // tail -c to cut a stream out of them; in a tar read out of a .tar.gz
 // they are scanned as bytes too.
@@ -139,6 +162,8 @@ func TestTarOwnBytesSearched(t *testing.T) {
 		{"a PAX record after many members", join(manyBytes, tarEntry("PaxHeaders/a", 'x', pax), hello, tarEnd), len(manyBytes) + blockSize + bytes.Index(pax, miner), "MinerXMRig", "gzip"},
 		{"a PAX record at the end of ownFlush of directories", join(dirBytes, tarEntry("PaxHeaders/a", 'x', pax), hello, tarEnd), len(dirBytes) + blockSize + bytes.Index(pax, miner), "MinerXMRig", "gzip"},
 		{"a PAX record between ownFlush of directories and more", join(dirBytes, tarEntry("PaxHeaders/a", 'x', pax), hello, dirBytes, tarEnd), len(dirBytes) + blockSize + bytes.Index(pax, miner), "MinerXMRig", "gzip"},
+		{"a gzip at the tar's first byte", join(gzipHeaderEntry(samples.XMRig()), hello, tarEnd), 0, "MinerXMRig", "gzip"},
+		{"a gzip at a header's first byte", join(hello, gzipHeaderEntry(samples.XMRig()), tarEnd), 2 * blockSize, "MinerXMRig", "gzip"},
 		{"a long name running into the body", join(straddle, tarEnd), straddleAt, "MinerCommandLine", "gzip"},
 		{"base64 in a PAX record", join(tarEntry("PaxHeaders/a", 'x', paxRecord("comment", []byte(wrappedBase64(append(samples.XMRig(), samples.Filler(8<<10)...))))), hello, tarEnd), -1, "MinerXMRig", "base64"},
 	} {
