@@ -185,6 +185,9 @@ type archived struct {
 	// stream behind the start of a file larger than one window, read
 	// from the file's spool (see searchSpooled).
 	spooled *io.SectionReader
+	// cut says data ends where bytes of the file are missing (see
+	// tarOwn.gap): a stream that runs on past it is refused.
+	cut bool
 }
 
 // unarchive looks into the file it (a): each member, or each decoded
@@ -271,6 +274,9 @@ func (w *walker) readArchive(it item, a *archived) error {
 				break
 			}
 		}
+	}
+	if a.cut && err != nil && !w.hardError(err) && errors.Is(err, io.ErrUnexpectedEOF) {
+		err = cutError(a.at)
 	}
 	if a.at != "" && err != nil && !w.hardError(err) && !errors.Is(err, errUnsupported) {
 		// A stream behind a prefix ends where its own format does, and

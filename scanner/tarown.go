@@ -2,6 +2,7 @@ package scanner
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"sort"
 	"strings"
@@ -116,6 +117,30 @@ func (o *tarOwn) run(at int) ownRun {
 	return o.runs[max(i-1, 0)]
 }
 
+// gap is where, from buf[at] on, buf's bytes stop following each other
+// in the tar: after a body cut to its context, or at buf's end when the
+// tar goes on (not final); -1 when they follow to the tar's end.
+func (o *tarOwn) gap(at int, final bool) int {
+	i := sort.Search(len(o.runs), func(i int) bool { return o.runs[i].at > at })
+	for i = max(i-1, 0); i+1 < len(o.runs); i++ {
+		r, n := o.runs[i], o.runs[i+1]
+		if r.off+int64(n.at-r.at) != n.off {
+			return n.at
+		}
+	}
+	if final {
+		return -1
+	}
+	return len(o.buf)
+}
+
+// cutError is the error for what at names, found in a tar's own bytes,
+// which runs on past the bytes kept to search them: refused, as what
+// pullgate cannot read is.
+func cutError(at string) error {
+	return unsupportedError("%s, in the tar's headers or padding, runs on past the %d KiB after them kept to read it", at, ownContext>>10)
+}
+
 // inBody says whether buf[at] is a body's.
 func (o *tarOwn) inBodyAt(at int64) bool { return o.run(int(at)).body }
 
@@ -191,7 +216,7 @@ func (w *walker) searchTarOwn(own item, o *tarOwn, scan, final bool) error {
 			return err
 		}
 	}
-	as, tooMany, err := w.ownCandidates(data, o, limit)
+	as, tooMany, err := w.ownCandidates(data, o, limit, final)
 	if err != nil {
 		return err
 	}
@@ -210,7 +235,7 @@ func (w *walker) searchTarOwn(own item, o *tarOwn, scan, final bool) error {
 // long and no chain of one runs through a NUL, so a shorter run that
 // ends in a NUL, as a header block and the padding after a body do, is
 // not probed for base64.
-func (w *walker) ownCandidates(data []byte, o *tarOwn, limit int) (as []*archived, tooMany bool, err error) {
+func (w *walker) ownCandidates(data []byte, o *tarOwn, limit int, final bool) (as []*archived, tooMany bool, err error) {
 	text := streamText(data)
 	var offs []int
 	var zips []*archived
@@ -239,12 +264,18 @@ func (w *walker) ownCandidates(data []byte, o *tarOwn, limit int) (as []*archive
 			}
 		}
 		if end-r.at >= minBase64Run || data[end-1] != 0 {
-			if a := contents(archivePayloads, data[r.at:min(len(data), end+ownContext)]); a != nil {
+			gap := o.gap(r.at, final)
+			sub := data[r.at:cmp.Or(max(gap, 0), len(data))]
+			if a := contents(archivePayloads, sub); a != nil {
 				for _, p := range a.payloads {
-					if p.offset += r.at; !p.unescaped && p.offset < end {
-						p.offset = int(o.tarOff(int64(p.offset)))
-						payloads = append(payloads, p)
+					if p.offset += r.at; p.unescaped || p.offset >= end {
+						continue
 					}
+					if gap >= 0 && p.to == len(sub) {
+						return nil, false, cutError(fmt.Sprintf("base64@%d", o.tarOff(int64(p.offset))))
+					}
+					p.offset = int(o.tarOff(int64(p.offset)))
+					payloads = append(payloads, p)
 				}
 			}
 		}
@@ -252,6 +283,10 @@ func (w *walker) ownCandidates(data []byte, o *tarOwn, limit int) (as []*archive
 	as, tooMany, err = w.streamsAt(data, offs, text, nil)
 	as = append(as, zips...)
 	for _, a := range as {
+		if gap := o.gap(int(a.off), final); gap >= 0 {
+			// Read as far as its bytes follow each other in the tar.
+			a.data, a.cut = data[a.off:gap], true
+		}
 		a.at = strings.TrimSuffix(a.at, fmt.Sprintf("@%d", a.off)) + fmt.Sprintf("@%d", o.tarOff(a.off))
 	}
 	if len(payloads) > 0 {

@@ -306,3 +306,112 @@ func TestTarOwnBytesBounded(t *testing.T) {
 	}
 	t.Fatalf("findings %v: want a high ArchiveUnreadable on /opt/x.tar.gz, its headers too long", res.Findings)
 }
+
+// spanningEntries is a tar of n directory headers with a gzip stream that
+// starts in the name field of header a and takes the next 192 KiB of
+// headers in as stored blocks, its last block and trailer in a later
+// header's prefix field: tail -c | gzip -dc gives those headers' bytes,
+// then payload (outside attack round 20, F4). It returns the tar and
+// where the stream starts.
+func spanningEntries(n, a int, payload []byte) ([]byte, int) {
+	tarData := make([]byte, 0, n*blockSize)
+	for i := range n {
+		tarData = append(tarData, rawHeader(fmt.Sprintf("d%06d/", i), '5', 0)...)
+	}
+	start := a*blockSize + 20
+	pos := start + copy(tarData[start:], []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 2, 3})
+	var raw bytes.Buffer
+	fw, _ := flate.NewWriter(&raw, flate.BestCompression)
+	fw.Write(payload)
+	fw.Close()
+	type block struct{ at, n int }
+	var stored []block
+	for k := range 3 {
+		n := 65531
+		if k == 2 {
+			n = ((pos+5+60000)/blockSize+1)*blockSize + 345 - (pos + 5)
+		}
+		stored = append(stored, block{pos + 5, n})
+		copy(tarData[pos:], []byte{0, byte(n), byte(n >> 8), ^byte(n), ^byte(n >> 8)})
+		pos += 5 + n
+	}
+	trailer := pos + copy(tarData[pos:], raw.Bytes())
+	// The trailer's block keeps the same byte sum whatever the trailer
+	// holds, so that its checksum does not depend on the CRC.
+	balance := func() {
+		b := trailer / blockSize * blockSize
+		c := 2040
+		for _, v := range tarData[trailer : trailer+8] {
+			c -= int(v)
+		}
+		for i := range 12 {
+			v := min(255, c)
+			tarData[b+500+i] = byte(v)
+			c -= v
+		}
+	}
+	checksums := func() {
+		for b := 0; b < len(tarData); b += blockSize {
+			h := tarData[b : b+blockSize]
+			copy(h[148:], "        ")
+			sum := 0
+			for _, c := range h {
+				sum += int(c)
+			}
+			copy(h[148:], fmt.Sprintf("%06o\x00 ", sum))
+		}
+	}
+	balance()
+	checksums()
+	var out []byte
+	for _, s := range stored {
+		out = append(out, tarData[s.at:s.at+s.n]...)
+	}
+	out = append(out, payload...)
+	binary.LittleEndian.PutUint32(tarData[trailer:], crc32.ChecksumIEEE(out))
+	binary.LittleEndian.PutUint32(tarData[trailer+4:], uint32(len(out)))
+	balance()
+	checksums()
+	return append(tarData, tarEnd...), start
+}
+
+// A stream in a tar's own bytes that runs on past what is kept to read
+// it (64 KiB of a member's body, or of the headers after a search's
+// stop) cannot be read whole: the tar is refused (outside attack round
+// 20, F3 and F4).
+func TestTarOwnBytesCutRefused(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	// Short enough for a header's prefix field.
+	line := []byte("\n./x --donate-level 1 -o stratum+tcp://pool.example.invalid:3\n")
+	intoBody, intoBodyAt := straddling(t, append(samples.Filler(96<<10), samples.Dropper()...))
+	across, acrossAt := spanningEntries(6000, 1800, line)
+	for _, c := range []struct {
+		name    string
+		tar     []byte
+		off     int
+		payload []byte
+	}{
+		{"into a body past 64 KiB", append(intoBody, tarEnd...), intoBodyAt, samples.Dropper()},
+		{"across a search's stop", across, acrossAt, line},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := hostCut(t, c.tar, fmt.Sprintf("tail -c +%d $F | gzip -dc 2>/dev/null", c.off+1)); !bytes.HasSuffix(got, c.payload) {
+				t.Fatal("tail -c | gzip -dc does not give the payload: the case is wrong")
+			}
+			if got := hostCut(t, c.tar, "tar tf $F >/dev/null && echo ok"); string(got) != "ok\n" {
+				t.Fatal("tar tf fails: the case is wrong")
+			}
+			for _, f := range []tfile{{name: "opt/x.tar", mode: 0o644, data: c.tar}, {name: "opt/x.tar.gz", mode: 0o644, data: gzipBytes(t, c.tar)}} {
+				res, err := scanOne(t, s, f)
+				if err != nil {
+					t.Fatalf("ScanLayer: %v", err)
+				}
+				if !slices.ContainsFunc(res.Findings, func(f Finding) bool {
+					return f.Rule == ArchiveUnreadableRule && f.Severity == SeverityHigh && strings.Contains(f.Description, "runs on past")
+				}) {
+					t.Fatalf("%s: findings %v: want a high ArchiveUnreadable, the stream cut", f.name, res.Findings)
+				}
+			}
+		})
+	}
+}
