@@ -192,10 +192,19 @@ func (w *walker) walkMembersOf(parent item, cr *tarCounter, flush func() error) 
 		if size, err = w.countMember(child.where, size); err != nil {
 			return err
 		}
-		if err := cr.own.body(func() error {
+		read := func() error {
 			_, err := w.scanFile(child, body, size)
 			return err
-		}); err != nil {
+		}
+		if !sparse(hdr) {
+			// A sparse member's fragments lie back to back in the tar,
+			// where tail -c reads across them, and holes between them
+			// in what is scanned: they are searched as the tar's own
+			// bytes (outside attack round 20).
+			scan := read
+			read = func() error { return cr.own.body(scan) }
+		}
+		if err := read(); err != nil {
 			return err
 		}
 		if err := flush(); err != nil {
@@ -265,4 +274,17 @@ func (w *walker) walkZipOf(it item, ra io.ReaderAt, size, head int64, behind boo
 // header bytes that other files match them: .lzma and zlib.
 func weakSignature(c compression) bool {
 	return c == compressedLzma || c == compressedZlib
+}
+
+// sparse says whether hdr is a sparse file's: GNU's old format, or PAX's.
+func sparse(hdr *tar.Header) bool {
+	if hdr.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
 }

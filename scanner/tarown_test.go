@@ -415,3 +415,48 @@ func TestTarOwnBytesCutRefused(t *testing.T) {
 		})
 	}
 }
+
+// A sparse member's fragments lie back to back in the tar, and a stream
+// across two of them is cut out whole by tail -c, where the member
+// unpacked has a hole in it: a sparse member's body is searched as the
+// tar's own bytes (outside attack round 20, F5).
+func TestTarSparseFragmentsSearched(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	gz := gzipBytes(t, samples.Dropper())
+	lead := 1024 - len(gz)/2
+	body := append(append(bytes.Repeat([]byte("a"), lead), gz...), bytes.Repeat([]byte("x"), 2048-lead-len(gz))...)
+	h := rawHeader("sp", 'S', len(body))
+	copy(h[257:], "ustar  \x00") // GNU's magic
+	for i, f := range [][2]int{{0, 1024}, {1 << 20, 1024}} {
+		copy(h[386+24*i:], fmt.Sprintf("%011o\x00%011o\x00", f[0], f[1]))
+	}
+	copy(h[483:], fmt.Sprintf("%011o\x00", 1<<20+1024))
+	copy(h[148:], "        ")
+	sum := 0
+	for _, c := range h {
+		sum += int(c)
+	}
+	copy(h[148:], fmt.Sprintf("%06o\x00 ", sum))
+	hello := tarEntry("hello.txt", '0', []byte("hello\n"))
+	tarData := bytes.Join([][]byte{hello, h, pad512(body), tarEnd}, nil)
+	off := len(hello) + blockSize + lead
+	if got := hostCut(t, tarData, fmt.Sprintf("tail -c +%d $F | gzip -dc 2>/dev/null", off+1)); !bytes.Equal(got, samples.Dropper()) {
+		t.Fatal("tail -c | gzip -dc does not give the dropper: the case is wrong")
+	}
+	if got := hostCut(t, tarData, "tar tvf $F"); !bytes.Contains(got, []byte("1049600")) {
+		t.Fatalf("tar tvf lists %q, not a sparse file: the case is wrong", got)
+	}
+	for _, f := range []tfile{{name: "opt/x.tar", mode: 0o644, data: tarData}, {name: "opt/x.tar.gz", mode: 0o644, data: gzipBytes(t, tarData)}} {
+		res, err := scanOne(t, s, f)
+		if err != nil {
+			t.Fatalf("ScanLayer: %v", err)
+		}
+		p := fmt.Sprintf("/%s!gzip@%d!gzip", f.name, off)
+		if f.name == "opt/x.tar.gz" {
+			p = fmt.Sprintf("/opt/x.tar.gz!x.tar!gzip@%d!gzip", off)
+		}
+		if !hasFinding(res.Findings, "MinerCommandLine", p) {
+			t.Fatalf("findings %v: want MinerCommandLine on %s", res.Findings, p)
+		}
+	}
+}
