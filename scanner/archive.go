@@ -36,6 +36,7 @@ const (
 	archiveZip                  // zip and every format built on it (jar, war, whl, apk, ...)
 	archivePayloads             // any other file, which may carry base64 payloads
 	archiveAr                   // an ar archive: a Debian package, a static library
+	archiveCpio                 // a cpio archive: an initramfs image, an rpm's payload
 )
 
 var (
@@ -59,10 +60,13 @@ func detectArchive(it *item, head []byte, size int64) archiveKind {
 		return notArchive
 	case bytes.HasPrefix(head, zipMagic), bytes.HasPrefix(head, zipEmptyMagic):
 		return archiveZip
-	case len(head) >= 263 && bytes.Equal(head[257:262], ustarMagic) && isTar(head[:min(len(head), 2*blockSize)]):
+	case len(head) >= 263 && bytes.Equal(head[257:262], ustarMagic) && isTar(head[:min(len(head), 2*blockSize)]),
+		isV7Tar(head):
 		return archiveTar
 	case isDeb(head):
 		return archiveAr
+	case isCpio(head):
+		return archiveCpio
 	case streamStart(head):
 		return archiveStream
 	}
@@ -257,6 +261,10 @@ func (w *walker) readArchive(it item, a *archived) error {
 		err = w.walkStream(it, bufio.NewReader(io.NewSectionReader(ra, 0, size)))
 	case archiveAr:
 		err = w.walkAr(it, &unarchiveReader{r: bytes.NewReader(data), w: w, what: "ar " + it.shown()})
+	case archiveCpio:
+		br := bytes.NewReader(data)
+		err = w.walkCpio(it, &unarchiveReader{r: br, w: w, what: "cpio " + it.shown()})
+		a.end = size - int64(br.Len())
 	case archivePayloads:
 		for len(w.decoded) <= it.nest {
 			w.decoded = append(w.decoded, nil)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -323,6 +324,18 @@ func FuzzUnarchive(f *testing.F) {
 	// through a spool file.
 	f.Add(tarGz(f, pad(300<<10), miner))
 	f.Add(zipOf(f, pad(300<<10), miner))
+	// A tar's own bytes (tarown.go): a PAX record and a padding holding
+	// streams, a header that starts with a gzip header, a sparse member;
+	// a v7 tar; cpio, newc and odc (cpio.go).
+	f.Add(slices.Concat(tarEntry("PaxHeaders/a", 'x', paxRecord("comment", gz)), tarEntry("a", '0', dropper[:10]), tarEnd))
+	f.Add(slices.Concat(gzipHeaderEntry(dropper), tarEnd))
+	f.Add(slices.Concat(tarEntry("sp", 'S', gz), tarEnd))
+	v7 := rawHeader("xmrig", '0', len(miner.data))
+	clear(v7[257:265])
+	sumHeader(v7)
+	f.Add(slices.Concat(v7, pad512(miner.data), tarEnd))
+	f.Add(slices.Concat(newcEntry("xmrig", gz, miner.data, 0o100755), newcEntry("TRAILER!!!", nil, nil, 0)))
+	f.Add(fmt.Appendf(nil, "070707000000000000100755000000000000000001000000%011o%06o%011oxmrig\x00%s", 0, 6, len(dropper), dropper))
 	// Zips read from their local headers (ziplocal_test.go), but the one
 	// behind a prefix of 1.5 MiB, slow to minimize.
 	for _, c := range zipLocalCases(f) {

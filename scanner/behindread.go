@@ -91,7 +91,7 @@ func (w *walker) unarchiveOwn(it item, a *archived, trimmed bool) (own ownStream
 	case err != nil:
 	case a.kind == archiveStream:
 		err = w.unarchiveBehindOwn(it, a.data, own)
-	case a.kind == archiveTar && a.end > 0 && a.end < int64(len(a.data)):
+	case (a.kind == archiveTar || a.kind == archiveCpio) && a.end > 0 && a.end < int64(len(a.data)):
 		err = w.unarchiveTrailing(it, a.data, a.end)
 	}
 	return own, err

@@ -88,6 +88,8 @@ func (w *walker) streamArchive(fw *fileWindows) error {
 		w.onMember = nil
 	case archiveAr:
 		err = w.walkAr(it, &unarchiveReader{r: taken, w: w, what: "ar " + it.shown()})
+	case archiveCpio:
+		err = w.walkCpio(it, &unarchiveReader{r: taken, w: w, what: "cpio " + it.shown()})
 	}
 	if rest.err != nil {
 		return rest.err
@@ -96,7 +98,7 @@ func (w *walker) streamArchive(fw *fileWindows) error {
 	left := it
 	// What a spooled compressed file leaves is searched with the rest
 	// of the spool (see largeown.go).
-	left.opaque, left.leftover, left.base = true, fw.compSpool == nil && (fw.kind == archiveStream || fw.kind == archiveTar), taken.n
+	left.opaque, left.leftover, left.base = true, fw.compSpool == nil && (fw.kind == archiveStream || fw.kind == archiveTar || fw.kind == archiveCpio), taken.n
 	lw := &fileWindows{it: left, r: body, size: -1}
 	defer lw.release()
 	if err != nil {

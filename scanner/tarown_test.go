@@ -28,13 +28,18 @@ func rawHeader(name string, typ byte, size int) []byte {
 	copy(h[136:], "00000000000\x00")
 	h[156] = typ
 	copy(h[257:], "ustar\x0000")
+	sumHeader(h)
+	return h
+}
+
+// sumHeader sets the checksum of h, a header block.
+func sumHeader(h []byte) {
 	copy(h[148:], "        ")
 	sum := 0
 	for _, c := range h {
 		sum += int(c)
 	}
 	copy(h[148:], fmt.Sprintf("%06o\x00 ", sum))
-	return h
 }
 
 // tarEntry is a header of type typ and body, padded.
@@ -113,12 +118,7 @@ func gzipHeaderEntry(payload []byte) []byte {
 	body = binary.LittleEndian.AppendUint32(body, uint32(len(payload)))
 	h := rawHeader("", '0', len(body))
 	copy(h, []byte{0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 3, 0xf4, 0x01}) // XLEN 500
-	copy(h[148:], "        ")
-	sum := 0
-	for _, c := range h {
-		sum += int(c)
-	}
-	copy(h[148:], fmt.Sprintf("%06o\x00 ", sum))
+	sumHeader(h)
 	return append(h, pad512(body)...)
 }
 
@@ -431,12 +431,7 @@ func TestTarSparseFragmentsSearched(t *testing.T) {
 		copy(h[386+24*i:], fmt.Sprintf("%011o\x00%011o\x00", f[0], f[1]))
 	}
 	copy(h[483:], fmt.Sprintf("%011o\x00", 1<<20+1024))
-	copy(h[148:], "        ")
-	sum := 0
-	for _, c := range h {
-		sum += int(c)
-	}
-	copy(h[148:], fmt.Sprintf("%06o\x00 ", sum))
+	sumHeader(h)
 	hello := tarEntry("hello.txt", '0', []byte("hello\n"))
 	tarData := bytes.Join([][]byte{hello, h, pad512(body), tarEnd}, nil)
 	off := len(hello) + blockSize + lead

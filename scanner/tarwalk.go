@@ -33,6 +33,20 @@ func isTar(head []byte) bool {
 	return err == nil || err == io.EOF || errors.Is(err, errNeedMore)
 }
 
+// isV7Tar says whether head starts a tar in the format before ustar,
+// which has no magic (tar --format=v7, bsdtar --format=v7): a first
+// block that is a header whose checksum holds, with a name, a type v7
+// or GNU tar extracts and a size, and that archive/tar reads.
+func isV7Tar(head []byte) bool {
+	if len(head) < blockSize || head[0] == 0 || !bytes.ContainsRune([]byte("\x000123457"), rune(head[156])) {
+		return false
+	}
+	if _, ok := headerSize(head); !ok || !headerBlock(head[:blockSize]) {
+		return false
+	}
+	return isTar(head[:min(len(head), 2*blockSize)])
+}
+
 type eofReader struct{}
 
 func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }

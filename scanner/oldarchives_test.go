@@ -1,0 +1,107 @@
+package scanner
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/pullgate/pullgate/internal/samples"
+)
+
+// archiveOf is what sh -c script writes to its standard output, run in
+// a folder holding files: kdevtmpfsi (an executable, when miner is set)
+// and 70 small gzip files.
+func archiveOf(t *testing.T, miner bool, script string) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	for i := range 70 {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("page%02d.1.gz", i)), gzipBytes(t, []byte(fmt.Sprintf("manual page %d\n", i))), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if miner {
+		if err := os.WriteFile(filepath.Join(dir, "kdevtmpfsi"), samples.Filler(3000), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command("sh", "-c", script)
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s: %v", script, err)
+	}
+	return out
+}
+
+// Tars in the format before ustar (no magic) and cpio archives (newc and
+// odc, as initramfs images and bsdtar write them) are walked as archives:
+// unread, their members went unseen, and a file of many small gzip files
+// was refused for its streams behind its start (outside attack round 20,
+// F6 and FB1).
+func TestV7TarsAndCpioWalked(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	for _, c := range []struct{ name, script, file, member string }{
+		{"GNU tar v7", "tar --format=v7 -cf - *", "opt/x.tar", "/opt/x.tar!kdevtmpfsi"},
+		{"bsdtar v7", "bsdtar --format=v7 -cf - *", "opt/x.tar", "/opt/x.tar!kdevtmpfsi"},
+		{"cpio newc", "bsdtar --format=newc -cf - *", "opt/x.cpio", "/opt/x.cpio!kdevtmpfsi"},
+		{"cpio odc", "bsdtar --format=cpio -cf - *", "opt/x.cpio", "/opt/x.cpio!kdevtmpfsi"},
+		{"initramfs, a gzip cpio", "ls | bsdtar --format=newc -cf - -T - | gzip -c", "boot/initrd.img", "/boot/initrd.img!gzip!kdevtmpfsi"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res, err := scanOne(t, s, tfile{name: c.file, mode: 0o644, data: archiveOf(t, true, c.script)})
+			if err != nil {
+				t.Fatalf("ScanLayer: %v", err)
+			}
+			if !hasFinding(res.Findings, "KinsingBinary", c.member) {
+				t.Fatalf("findings %v: want KinsingBinary on %s", res.Findings, c.member)
+			}
+			res, err = scanOne(t, s, tfile{name: c.file, mode: 0o644, data: archiveOf(t, false, c.script)})
+			if err != nil {
+				t.Fatalf("ScanLayer: %v", err)
+			}
+			if len(res.Findings) > 0 {
+				t.Fatalf("without the miner, findings %v", res.Findings)
+			}
+		})
+	}
+}
+
+// newcEntry is a newc cpio member named name, whose name field holds
+// after its NUL the bytes hidden, and whose body is body.
+func newcEntry(name string, hidden, body []byte, mode int) []byte {
+	nameField := append(append([]byte(name), 0), hidden...)
+	h := fmt.Sprintf("070701%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x",
+		1, mode, 0, 0, 1, 0, len(body), 0, 0, 0, 0, len(nameField), 0)
+	out := append([]byte(h), nameField...)
+	out = append(out, make([]byte, (4-len(out)%4)%4)...)
+	out = append(out, body...)
+	return append(out, make([]byte, (4-len(body)%4)%4)...)
+}
+
+// A cpio archive's own bytes are searched as a tar's are: a gzip after
+// the NUL of a member's name, which cpio -i passes over and tail -c cuts
+// out.
+func TestCpioOwnBytesSearched(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	gz := gzipBytes(t, samples.Dropper())
+	first := newcEntry("notes.txt", nil, []byte("notes\n"), 0o100644)
+	archive := slices.Concat(first, newcEntry("a.txt", gz, []byte("hello\n"), 0o100644), newcEntry("TRAILER!!!", nil, nil, 0))
+	off := len(first) + 110 + len("a.txt") + 1
+	if got := hostCut(t, archive, fmt.Sprintf("tail -c +%d $F | gzip -dc 2>/dev/null", off+1)); !bytes.Equal(got, samples.Dropper()) {
+		t.Fatal("tail -c | gzip -dc does not give the dropper: the case is wrong")
+	}
+	if got := hostCut(t, archive, "bsdtar -tf $F"); string(got) != "notes.txt\na.txt\n" {
+		t.Fatalf("bsdtar -tf lists %q: the case is wrong", got)
+	}
+	res, err := scanOne(t, s, tfile{name: "opt/x.cpio", mode: 0o644, data: archive})
+	if err != nil {
+		t.Fatalf("ScanLayer: %v", err)
+	}
+	if p := fmt.Sprintf("/opt/x.cpio!gzip@%d!gzip", off); !hasFinding(res.Findings, "MinerCommandLine", p) {
+		t.Fatalf("findings %v: want MinerCommandLine on %s", res.Findings, p)
+	}
+}
