@@ -224,10 +224,14 @@ func (w *walker) unarchiveHeld(it item, a *archived) error {
 // it: nil when a was read to its end, an error for settle otherwise.
 func (w *walker) readArchive(it item, a *archived) error {
 	if it.nest >= w.s.limits.MaxArchiveDepth {
+		if w.weakNoStream(a) {
+			return nil
+		}
 		w.archiveFinding(it, ArchiveTooDeepRule, SeverityHigh,
 			fmt.Sprintf("archive or encoded payload nested more than MaxArchiveDepth %d deep, so what it holds was not scanned", w.s.limits.MaxArchiveDepth))
 		return errTooDeep
 	}
+
 	kind, data, payloads := a.kind, a.data, a.payloads
 	ra, size := io.ReaderAt(bytes.NewReader(data)), int64(len(data))
 	if a.spooled != nil {
@@ -295,6 +299,19 @@ func (w *walker) readArchive(it item, a *archived) error {
 		err = quietError{err}
 	}
 	return err
+}
+
+// weakNoStream says whether a, at the depth limit, is known by a weak
+// signature only (see weakSignature) and is no stream after all: it does
+// not decode as one (see decodesAsStream), so there is nothing deeper to
+// refuse for. 32 bytes of a GCC LTO section's output start as an .lzma
+// header does (outside attack round 20, FB2).
+func (w *walker) weakNoStream(a *archived) bool {
+	if a.kind != archiveStream || a.spooled != nil || !weakSignature(nestedCompression(a.data)) {
+		return false
+	}
+	ok, err := w.decodesAsStream(nestedCompression(a.data), bytes.NewReader(a.data), true, true)
+	return err == nil && !ok
 }
 
 // errTooDeep is readArchive's answer for an archive nested deeper than

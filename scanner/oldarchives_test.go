@@ -105,3 +105,39 @@ func TestCpioOwnBytesSearched(t *testing.T) {
 		t.Fatalf("findings %v: want MinerCommandLine on %s", res.Findings, p)
 	}
 }
+
+// At the depth limit, content known only by a weak signature (an .lzma
+// header's few bytes) that does not decode is no archive, and nothing is
+// refused for it: a GCC LTO section's zstd frame in an object file in a
+// tar gives 32 bytes that start as an .lzma header (outside attack round
+// 20, FB2). A real .lzma file there is still too deep.
+func TestWeakSignatureAtTheDepthLimit(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	lto := []byte("\x04\x00\x00\x00\x01\x00\x98\x04\x0c\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")
+	if c := nestedCompression(lto); c != compressedLzma {
+		t.Fatalf("the LTO output is taken for %v, not .lzma: the case is wrong", c)
+	}
+	object := func(content []byte) []byte {
+		return slices.Concat([]byte("\x7fELF\x02\x01\x01\x00"), make([]byte, 1100), zstdBytes(t, content), make([]byte, 64))
+	}
+	lzma := cli(t, bytes.Repeat([]byte("release notes\n"), 60), "xz", "--format=lzma", "-c")
+	for _, c := range []struct {
+		name    string
+		content []byte
+		tooDeep bool
+	}{
+		{"LTO output", lto, false},
+		{"an .lzma file", lzma, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tarData := tarLayer(t, tfile{name: "python.o", mode: 0o644, data: object(c.content)})
+			res, err := scanOne(t, s, tfile{name: "opt/py.tar", mode: 0o644, data: tarData})
+			if err != nil {
+				t.Fatalf("ScanLayer: %v", err)
+			}
+			if got := slices.ContainsFunc(res.Findings, func(f Finding) bool { return f.Rule == ArchiveTooDeepRule }); got != c.tooDeep || len(res.Findings) > 1 {
+				t.Fatalf("findings %v: want ArchiveTooDeep %v, and nothing else", res.Findings, c.tooDeep)
+			}
+		})
+	}
+}
