@@ -1,8 +1,10 @@
 package samples
 
 import (
+	"archive/tar"
 	"bytes"
 	"fmt"
+	"strings"
 
 	"github.com/ulikunitz/xz/lzma"
 )
@@ -78,6 +80,41 @@ func InGzipExtra(data []byte) []byte {
 	return append(out, plain[10:]...)
 }
 
+// InPaxRecord is a tar holding a benign file whose PAX record (a
+// comment, which tar x passes over) holds data's gzip, for tail -c to cut
+// out.
+func InPaxRecord(data []byte) []byte {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	note := []byte("release notes\n")
+	hdr := &tar.Header{Name: "NOTES", Mode: 0o644, Size: int64(len(note)), Typeflag: tar.TypeReg,
+		Format: tar.FormatPAX, PAXRecords: map[string]string{"comment": string(Gzip(data))}}
+	if err := tw.WriteHeader(hdr); err != nil {
+		panic(err)
+	}
+	tw.Write(note)
+	tw.Close()
+	return buf.Bytes()
+}
+
+// Cpio is a cpio archive of files in the newc form, as initramfs images
+// hold them.
+func Cpio(files ...File) []byte {
+	var b bytes.Buffer
+	entry := func(name string, mode int64, data []byte) {
+		fmt.Fprintf(&b, "070701%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%s\x00",
+			1, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(name)+1, 0, name)
+		b.Write(make([]byte, (4-b.Len()%4)%4))
+		b.Write(data)
+		b.Write(make([]byte, (4-b.Len()%4)%4))
+	}
+	for _, f := range files {
+		entry(strings.TrimPrefix(f.Path, "/"), 0o100000|f.Mode, f.Data)
+	}
+	entry("TRAILER!!!", 0, nil)
+	return b.Bytes()
+}
+
 // wrapperPositives are miners behind the wrappers a host's own tools
 // unpack: a self-extracting script, gzexe, a Debian package, .lzma, a
 // gzip after a benign one or in its header (tail -c cuts either out),
@@ -94,6 +131,8 @@ func wrapperPositives() []Case {
 		one("xmrig-lzma", "archive", text("/opt/x/kworker.lzma", string(Lzma(XMRig()))), "MinerXMRig"),
 		one("xmrig-after-a-gzip", "archive", text("/usr/share/doc/tool/changelog.gz", string(AfterGzip(XMRig()))), "MinerXMRig"),
 		one("xmrig-in-a-gzip-header", "archive", text("/usr/share/doc/tool/NEWS.gz", string(InGzipExtra(XMRig()))), "MinerXMRig"),
+		one("xmrig-in-a-pax-record", "archive", text("/usr/share/doc/tool/notes.tar.gz", string(Gzip(InPaxRecord(XMRig())))), "MinerXMRig"),
+		one("xmrig-in-an-initramfs", "archive", text("/boot/initrd.img-6.1.0-amd64", string(Gzip(Cpio(exe("usr/bin/kworker", XMRig()))))), "MinerXMRig"),
 		{Name: "config-healthcheck-escaped", Family: "image-config",
 			Config: []byte(`{"config":{"Cmd":["nginx"],"Healthcheck":{"Test":["CMD-SHELL","` + escaped + `"]}}}`),
 			Rules:  []string{"MinerInImageConfig", "MinerCommandLine"}},
