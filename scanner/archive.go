@@ -267,8 +267,9 @@ func (w *walker) readArchive(it item, a *archived) error {
 		err = w.walkAr(it, &unarchiveReader{r: bytes.NewReader(data), w: w, what: "ar " + it.shown()})
 	case archiveCpio:
 		br := bytes.NewReader(data)
-		err = w.walkCpio(it, &unarchiveReader{r: br, w: w, what: "cpio " + it.shown()})
-		a.end = size - int64(br.Len())
+		var extra int64
+		extra, err = w.walkCpio(it, &unarchiveReader{r: br, w: w, what: "cpio " + it.shown()})
+		a.end = size - int64(br.Len()) - extra
 	case archivePayloads:
 		for len(w.decoded) <= it.nest {
 			w.decoded = append(w.decoded, nil)

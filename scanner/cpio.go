@@ -74,54 +74,75 @@ func parseCpioHeader(b []byte) (cpioHeader, error) {
 }
 
 // walkCpio walks a cpio archive read from r, its members scanned as
-// members of parent, its own bytes searched as a tar's are.
-func (w *walker) walkCpio(parent item, r io.Reader) error {
+// members of parent, its own bytes searched as a tar's are. An initramfs
+// image is several archives one after the other, NULs between them, and
+// the kernel unpacks them all: a cpio after a trailer is walked too. What
+// follows the last one is left to the caller, which is told how many of
+// its bytes were read (extra).
+func (w *walker) walkCpio(parent item, r io.Reader) (extra int64, err error) {
 	cr := &tarCounter{r: r}
-	err := w.walkCpioOf(parent, cr, func() error { return w.searchTarOwn(parent, &cr.own, false, false) })
+	extra, err = w.walkCpioOf(parent, cr, func() error { return w.searchTarOwn(parent, &cr.own, false, false) })
 	if w.hardError(err) {
-		return err
+		return extra, err
 	}
-	return cmp.Or(w.searchTarOwn(parent, &cr.own, false, true), err)
+	return extra, cmp.Or(w.searchTarOwn(parent, &cr.own, false, true), err)
 }
 
+// cpioMagics are the header lengths of the forms of cpio, by magic.
+var cpioMagics = map[string]int{"070701": 110, "070702": 110, "070707": 76}
+
 // walkCpioOf is walkCpio's walk; after each member it calls flush.
-func (w *walker) walkCpioOf(parent item, cr *tarCounter, flush func() error) error {
+func (w *walker) walkCpioOf(parent item, cr *tarCounter, flush func() error) (int64, error) {
 	buf := make([]byte, 110+4096)
+	trailer := false
 	for {
 		at := cr.n
-		if _, err := io.ReadFull(cr, buf[:6]); err != nil {
-			return noEOF(err) // a cpio ends with its trailer
+		if trailer {
+			// Past the NULs after a trailer: another cpio, or the end.
+			for buf[0] = 0; buf[0] == 0; {
+				if _, err := io.ReadFull(cr, buf[:1]); err != nil {
+					return 0, nil
+				}
+			}
+			at = cr.n - 1
+			k, _ := io.ReadFull(cr, buf[1:6])
+			if cpioMagics[string(buf[:1+k])] == 0 {
+				return int64(1 + k), nil
+			}
+		} else if _, err := io.ReadFull(cr, buf[:6]); err != nil {
+			return 0, noEOF(err) // a cpio ends with its trailer
 		}
-		n := map[string]int{"070701": 110, "070702": 110, "070707": 76}[string(buf[:6])]
+		n := cpioMagics[string(buf[:6])]
 		if n == 0 {
-			return corruptError(fmt.Sprintf("cpio %s at %d", parent.shown(), at), fmt.Errorf("no cpio header"))
+			return 0, corruptError(fmt.Sprintf("cpio %s at %d", parent.shown(), at), fmt.Errorf("no cpio header"))
 		}
 		if _, err := io.ReadFull(cr, buf[6:n]); err != nil {
-			return noEOF(err)
+			return 0, noEOF(err)
 		}
 		h, err := parseCpioHeader(buf[:n])
 		if err != nil {
-			return corruptError(fmt.Sprintf("cpio %s at %d", parent.shown(), at), err)
+			return 0, corruptError(fmt.Sprintf("cpio %s at %d", parent.shown(), at), err)
 		}
 		name := buf[h.headerLen : h.headerLen+h.nameSize]
 		if _, err := io.ReadFull(cr, name); err != nil {
-			return noEOF(err)
+			return 0, noEOF(err)
 		}
 		if err := w.skipCpioPad(cr, h, h.headerLen+h.nameSize); err != nil {
-			return err
+			return 0, err
 		}
 		h.name = string(bytes.TrimRight(name[:bytes.IndexByte(append(name, 0), 0)], "\x00"))
 		if h.name == "TRAILER!!!" {
-			return nil
+			trailer = true
+			continue
 		}
 		if err := w.cpioBody(parent, cr, h); err != nil {
-			return err
+			return 0, err
 		}
 		if err := w.skipCpioPad(cr, h, h.size); err != nil {
-			return err
+			return 0, err
 		}
 		if err := flush(); err != nil {
-			return err
+			return 0, err
 		}
 	}
 }

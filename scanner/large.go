@@ -78,6 +78,7 @@ func (w *walker) streamArchive(fw *fileWindows) error {
 	// bytes it took last are scanned again with what it left.
 	taken := &recentReader{r: body, ring: make([]byte, decoderReadAhead)}
 	var err error
+	var extra int64          // read past a cpio's end (see walkCpio)
 	read := map[int64]bool{} // the gzip members its reading goes on into
 	switch fw.kind {
 	case archiveTar:
@@ -89,7 +90,7 @@ func (w *walker) streamArchive(fw *fileWindows) error {
 	case archiveAr:
 		err = w.walkAr(it, &unarchiveReader{r: taken, w: w, what: "ar " + it.shown()})
 	case archiveCpio:
-		err = w.walkCpio(it, &unarchiveReader{r: taken, w: w, what: "cpio " + it.shown()})
+		extra, err = w.walkCpio(it, &unarchiveReader{r: taken, w: w, what: "cpio " + it.shown()})
 	}
 	if rest.err != nil {
 		return rest.err
@@ -108,6 +109,10 @@ func (w *walker) streamArchive(fw *fileWindows) error {
 		recent := taken.recent()
 		lw.r = io.MultiReader(bytes.NewReader(recent), body)
 		lw.it.base -= int64(len(recent))
+	} else if back := leftoverBack(taken.recent(), int(extra), body); back > 0 {
+		recent := taken.recent()
+		lw.r = io.MultiReader(bytes.NewReader(recent[len(recent)-back:]), body)
+		lw.it.base -= int64(back)
 	}
 	if err := w.windows(lw); err != nil {
 		return err
@@ -126,6 +131,23 @@ func (w *walker) streamArchive(fw *fileWindows) error {
 		return err
 	}
 	return w.searchLargeCompressed(it, fw.compSpool, fw.read, own)
+}
+
+// leftoverBack is how many of the last bytes an archive's walk read
+// (recent) its leftover starts with: the extra bytes a cpio's walk read
+// past its end, and, when what follows the archive starts as a stream or
+// a zip entry, the byte before, since the leftover is searched behind its
+// start, never at it (a stream right after a tar's end blocks). A program
+// there starts the leftover's first window, for rules on a file's first
+// bytes.
+func leftoverBack(recent []byte, extra int, body *bufio.Reader) int {
+	back := min(extra, len(recent))
+	next, _ := body.Peek(2 * blockSize)
+	next = append(bytes.Clone(recent[len(recent)-back:]), next...)
+	if back < len(recent) && (streamStart(next) || bytes.HasPrefix(next, zipMagic)) {
+		back++
+	}
+	return back
 }
 
 // decoderReadAhead is more than any decoder reads ahead of what it

@@ -141,3 +141,33 @@ func TestWeakSignatureAtTheDepthLimit(t *testing.T) {
 		})
 	}
 }
+
+// An initramfs image is several cpio archives one after the other, NULs
+// between them, some compressed, and the kernel unpacks them all: an
+// early microcode archive, then the main one (outside attack round 20b).
+func TestConcatenatedCpioWalked(t *testing.T) {
+	early := slices.Concat(newcEntry("kernel/x86/microcode/GenuineIntel.bin", nil, samples.Filler(3000), 0o100644), newcEntry("TRAILER!!!", nil, nil, 0), make([]byte, 512))
+	main := slices.Concat(newcEntry("kdevtmpfsi", nil, samples.Filler(3000), 0o100755), newcEntry("TRAILER!!!", nil, nil, 0))
+	gz := gzipBytes(t, main)
+	big, limits := largeSizes()
+	s := newTestScanner(t, Options{Workers: 2, Limits: limits})
+	bigEarly := slices.Concat(newcEntry("kernel/firmware.bin", nil, samples.Filler(big), 0o100644), newcEntry("TRAILER!!!", nil, nil, 0), make([]byte, 512))
+	for _, c := range []struct {
+		name, want string
+		data       []byte
+	}{
+		{"two archives", "/boot/initrd.img!kdevtmpfsi", slices.Concat(early, main)},
+		{"an archive, then a gzip one", fmt.Sprintf("/boot/initrd.img!gzip@%d!gzip!kdevtmpfsi", len(early)), slices.Concat(early, gz)},
+		{"an archive over the scan window, then a gzip one", fmt.Sprintf("/boot/initrd.img!gzip@%d!gzip!kdevtmpfsi", len(bigEarly)), slices.Concat(bigEarly, gz)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res, err := scanOne(t, s, tfile{name: "boot/initrd.img", mode: 0o644, data: c.data})
+			if err != nil {
+				t.Fatalf("ScanLayer: %v", err)
+			}
+			if !hasFinding(res.Findings, "KinsingBinary", c.want) {
+				t.Fatalf("findings %v: want KinsingBinary on %s", res.Findings, c.want)
+			}
+		})
+	}
+}

@@ -67,6 +67,7 @@ func TestStreamsAfterACompressedFileRead(t *testing.T) {
 		{"gzip in a zip's comment", zipComment(benignZip, miner), len(benignZip)},
 		{"tar, then gzip", join(tarLayer(t, reg("notes.txt", 0o644, "notes\n")), miner), 2048},
 		{"tar over the scan window, other bytes, gzip", join(bigTar, junk, miner), len(bigTar) + len(junk)},
+		{"tar over the scan window, then gzip", join(bigTar, miner), len(bigTar)},
 		{"gzip over the scan window with a gzip in its header", gzipExtraOf(bigGzip, miner), 12},
 		{"zstd over the scan window after a skippable frame holding a gzip", join(skippable(miner), bigZstd), 8},
 		{"gzip over the scan window, other bytes, gzip", join(bigGzip, junk, miner), len(bigGzip) + len(junk)},
