@@ -230,21 +230,15 @@ func (w *walker) countMember(name string, declared int64) (int64, error) {
 	return declared, nil
 }
 
-// walkZip walks a zip of size bytes read from ra (a zip whole in memory,
-// or spooled) as both kinds of extractor read it: from its central
-// directory at the end (walkZipDirectory), then from its local headers
-// (walkZipLocal), which also reads a zip whose directory archive/zip
-// refuses. When head >= 0, only the zip's first head bytes were scanned
-// as bytes, and what neither walk covers is scanned as bytes too
-// (scanZipGaps). A directory that cannot be read is returned, once the
-// local walk is done, for the caller to report.
-func (w *walker) walkZip(it item, ra io.ReaderAt, size, head int64, behind bool) error {
-	_, err := w.walkZipOf(it, ra, size, head, behind)
-	return err
-}
-
-// walkZipOf is walkZip, returning what the walk covered too, however it
-// ended.
+// walkZipOf walks a zip of size bytes read from ra (a zip whole in
+// memory, or spooled) as both kinds of extractor read it: from its
+// central directory at the end (walkZipDirectory), then from its local
+// headers (walkZipLocal), which also reads a zip whose directory
+// archive/zip refuses. When head >= 0, only the zip's first head bytes
+// were scanned as bytes, and what neither walk covers is scanned as bytes
+// too (scanZipGaps). A directory that cannot be read is returned, once
+// the local walk is done, for the caller to report, with what the walk
+// covered, however it ended.
 func (w *walker) walkZipOf(it item, ra io.ReaderAt, size, head int64, behind bool) (zw *zipWalk, err error) {
 	zw = newZipWalk(it, ra, size)
 	zw.behind = behind

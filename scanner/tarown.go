@@ -141,9 +141,6 @@ func cutError(at string) error {
 	return unsupportedError("%s, in the tar's headers or padding, runs on past the %d KiB after them kept to read it", at, ownContext>>10)
 }
 
-// inBody says whether buf[at] is a body's.
-func (o *tarOwn) inBodyAt(at int64) bool { return o.run(int(at)).body }
-
 // tarOff is where in the tar buf[at] was read.
 func (o *tarOwn) tarOff(at int64) int64 {
 	r := o.run(int(at))
