@@ -81,26 +81,6 @@ func detectArchive(it *item, head []byte, size int64) archiveKind {
 	return notArchive
 }
 
-// streamStart says whether head starts a compressed stream the scanner
-// decodes, by its magic bytes (whatever else it may also be: a tar header
-// can start with a gzip header, outside attack round 20).
-func streamStart(head []byte) bool {
-	switch {
-	case len(head) < 4:
-		return false
-	case isLzmaAlone(head), isLZW(head), isLZ4(head), isLzip(head), isZlib(head):
-		return true
-	}
-	switch detectCompression(head) {
-	case compressedBzip2:
-		return len(head) >= 10 && head[3] >= '1' && head[3] <= '9' &&
-			(bytes.Equal(head[4:10], bzip2Block) || bytes.Equal(head[4:10], bzip2End))
-	case compressedGzip, compressedXz, compressedZstd:
-		return true
-	}
-	return false
-}
-
 // member is the item for content found inside it: an archive member
 // named name (relative, cleaned), or a payload decoded from it. Rules see
 // the member as if it were unpacked at the root ("/" + name, its own base
@@ -300,19 +280,6 @@ func (w *walker) readArchive(it item, a *archived) error {
 		err = quietError{err}
 	}
 	return err
-}
-
-// weakNoStream says whether a, at the depth limit, is known by a weak
-// signature only (see weakSignature) and is no stream after all: it does
-// not decode as one (see decodesAsStream), so there is nothing deeper to
-// refuse for. 32 bytes of a GCC LTO section's output start as an .lzma
-// header does (outside attack round 20, FB2).
-func (w *walker) weakNoStream(a *archived) bool {
-	if a.kind != archiveStream || a.spooled != nil || !weakSignature(nestedCompression(a.data)) {
-		return false
-	}
-	ok, err := w.decodesAsStream(nestedCompression(a.data), bytes.NewReader(a.data), true, true)
-	return err == nil && !ok
 }
 
 // errTooDeep is readArchive's answer for an archive nested deeper than

@@ -321,3 +321,23 @@ func xzDictSize(p byte) int64 {
 	}
 	return int64(2|p&1) << (p/2 + 11)
 }
+
+// streamStart says whether head starts a compressed stream the scanner
+// decodes, by its magic bytes (whatever else it may also be: a tar header
+// can start with a gzip header, outside attack round 20).
+func streamStart(head []byte) bool {
+	switch {
+	case len(head) < 4:
+		return false
+	case isLzmaAlone(head), isLZW(head), isLZ4(head), isLzip(head), isZlib(head):
+		return true
+	}
+	switch detectCompression(head) {
+	case compressedBzip2:
+		return len(head) >= 10 && head[3] >= '1' && head[3] <= '9' &&
+			(bytes.Equal(head[4:10], bzip2Block) || bytes.Equal(head[4:10], bzip2End))
+	case compressedGzip, compressedXz, compressedZstd:
+		return true
+	}
+	return false
+}

@@ -282,3 +282,16 @@ func sparse(hdr *tar.Header) bool {
 	}
 	return false
 }
+
+// weakNoStream says whether a, at the depth limit, is known by a weak
+// signature only (see weakSignature) and is no stream after all: it does
+// not decode as one (see decodesAsStream), so there is nothing deeper to
+// refuse for. 32 bytes of a GCC LTO section's output start as an .lzma
+// header does (outside attack round 20, FB2).
+func (w *walker) weakNoStream(a *archived) bool {
+	if a.kind != archiveStream || a.spooled != nil || !weakSignature(nestedCompression(a.data)) {
+		return false
+	}
+	ok, err := w.decodesAsStream(nestedCompression(a.data), bytes.NewReader(a.data), true, true)
+	return err == nil && !ok
+}
