@@ -171,3 +171,57 @@ func TestConcatenatedCpioWalked(t *testing.T) {
 		})
 	}
 }
+
+// A v7 tar whose first header GNU tar still extracts: a type it does not
+// know (extracted as a regular file), a checksum summed as signed bytes,
+// a mode that is no octal number (outside attack round 20b, R8).
+func TestV7OddHeadersWalked(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	body := samples.XMRig()
+	v7 := func(edit func(h []byte)) []byte {
+		h := rawHeader("kdevtmpfsi", '0', len(body))
+		clear(h[257:265])
+		copy(h[100:], "0000755\x00")
+		edit(h)
+		return slices.Concat(h, pad512(body), tarEnd)
+	}
+	for _, c := range []struct {
+		name string
+		tar  []byte
+	}{
+		{"an unknown type", v7(func(h []byte) { h[156] = 'Q'; sumHeader(h) })},
+		{"a signed checksum", v7(func(h []byte) {
+			copy(h[108:], "\xe9\xe9\xe9\x00")
+			copy(h[148:], "        ")
+			sum := 0
+			for _, c := range h {
+				sum += int(int8(c))
+			}
+			copy(h[148:], fmt.Sprintf("%06o\x00 ", sum))
+		})},
+		{"a mode that is no number", v7(func(h []byte) { copy(h[100:], "00007x5\x00"); sumHeader(h) })},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			f := filepath.Join(dir, "x.tar")
+			if err := os.WriteFile(f, c.tar, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if out, _ := exec.Command("tar", "xf", f, "-C", dir).CombinedOutput(); !fileExists(filepath.Join(dir, "kdevtmpfsi")) {
+				t.Fatalf("GNU tar does not write kdevtmpfsi out (%s): the case is wrong", out)
+			}
+			res, err := scanOne(t, s, tfile{name: "opt/x.tar", mode: 0o644, data: c.tar})
+			if err != nil {
+				t.Fatalf("ScanLayer: %v", err)
+			}
+			if !hasFinding(res.Findings, "MinerXMRig", "/opt/x.tar!kdevtmpfsi") {
+				t.Fatalf("findings %v: want MinerXMRig on /opt/x.tar!kdevtmpfsi", res.Findings)
+			}
+		})
+	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}

@@ -56,7 +56,7 @@ func (w *walker) refused(parent item, r *tarCounter) ([]byte, error) {
 		return w.resync(parent, r, blk)
 	}
 	size, ok := headerSize(blk)
-	if typ := blk[156]; !ok || typ != 0 && typ != '0' && typ != '7' {
+	if !ok || !gnuRegular(blk[156]) {
 		return w.resync(parent, r, nil)
 	}
 	name := string(bytes.TrimRight(blk[:100], "\x00"))
@@ -171,14 +171,24 @@ func headerBlock(blk []byte) bool {
 	if err != nil || len(field) == 0 {
 		return false
 	}
-	var sum int64
+	// Summed as unsigned bytes, or as signed ones as some old tars did:
+	// GNU tar takes either.
+	var sum, signed int64
 	for i, c := range blk {
 		if i >= 148 && i < 156 {
 			c = ' '
 		}
 		sum += int64(c)
+		signed += int64(int8(c))
 	}
-	return sum == want
+	return sum == want || signed == want
+}
+
+// gnuRegular says whether GNU tar writes a header of type typ out as a
+// regular file, with its body: a regular file's types, and any type it
+// does not know ("Unknown file type, extracted as normal file").
+func gnuRegular(typ byte) bool {
+	return !bytes.ContainsRune([]byte("123456xgLKSVMDNAEIX"), rune(typ))
 }
 
 // skipBadHeader says whether err, met reading a tar header, is one GNU

@@ -35,16 +35,16 @@ func isTar(head []byte) bool {
 
 // isV7Tar says whether head starts a tar in the format before ustar,
 // which has no magic (tar --format=v7, bsdtar --format=v7): a first
-// block that is a header whose checksum holds, with a name, a type v7
-// or GNU tar extracts and a size, and that archive/tar reads.
+// block that is a header whose checksum holds, with a name and a size,
+// whatever its type and other fields (GNU tar extracts an unknown type as
+// a regular file, and goes on past a field it cannot read; the walk goes
+// on past what archive/tar refuses as GNU tar does, see refused).
 func isV7Tar(head []byte) bool {
-	if len(head) < blockSize || head[0] == 0 || !bytes.ContainsRune([]byte("\x000123457"), rune(head[156])) {
+	if len(head) < blockSize || head[0] == 0 {
 		return false
 	}
-	if _, ok := headerSize(head); !ok || !headerBlock(head[:blockSize]) {
-		return false
-	}
-	return isTar(head[:min(len(head), 2*blockSize)])
+	_, ok := headerSize(head)
+	return ok && headerBlock(head[:blockSize])
 }
 
 type eofReader struct{}
