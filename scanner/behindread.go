@@ -147,6 +147,12 @@ func (w *walker) unarchiveTrailing(it item, data []byte, end int64) error {
 	if err != nil {
 		return err
 	}
+	if c := nestedCompression(tail[1:]); weakSignature(c) && streamStart(tail[1:]) {
+		// Right at the end, as what an initramfs's next archive is
+		// compressed with (an .lzma one too, which is looked for behind
+		// text only otherwise).
+		as = append(as, &archived{kind: archiveStream, data: tail[1:], off: 1, at: fmt.Sprintf("%v@1", c)})
+	}
 	as = appendPayloads(as, tail)
 	it.base = from
 	return w.unarchiveAll(it, as, tooMany, int64(len(tail)), ownStream{})

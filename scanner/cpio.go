@@ -3,6 +3,7 @@ package scanner
 import (
 	"bytes"
 	"cmp"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"strconv"
@@ -24,51 +25,84 @@ type cpioHeader struct {
 	mode      int64
 	size      int64
 	nameSize  int64
-	newc      bool // padded to 4 bytes after the name and the body
+	align     int64 // what the name (after the header) and the body are padded to
 	headerLen int64
 }
 
+// cpioNameMax is the longest name read: cpio and bsdtar take longer ones
+// than PATH_MAX, and a longer one is refused, unread.
+const cpioNameMax = 1 << 20
+
+// cpioJunkMax is how far the walk looks for the next header past bytes
+// that are none, a byte at a time; past it the archive is refused.
+const cpioJunkMax = 16 << 20
+
+// cpioHeaderLen is the length of the header whose first 6 bytes are b,
+// by its magic: newc, crc, odc, or old binary (0x71c7 in either byte
+// order); 0 for none.
+func cpioHeaderLen(b []byte) int {
+	switch {
+	case len(b) >= 6 && (string(b[:6]) == "070701" || string(b[:6]) == "070702"):
+		return 110
+	case len(b) >= 6 && string(b[:6]) == "070707":
+		return 76
+	case len(b) >= 2 && (b[0] == 0xc7 && b[1] == 0x71 || b[0] == 0x71 && b[1] == 0xc7):
+		return 26
+	}
+	return 0
+}
+
 // isCpio says whether head starts a cpio archive: a header in one of the
-// forms above whose fields are numbers.
+// forms above whose fields are numbers, and, for the binary form, whose
+// magic is two bytes only, a name that is text ending in a NUL.
 func isCpio(head []byte) bool {
-	_, err := parseCpioHeader(head)
-	return err == nil
+	h, err := parseCpioHeader(head)
+	if err != nil || h.headerLen != 26 {
+		return err == nil
+	}
+	name := head[26:min(len(head), 26+int(h.nameSize))]
+	return int64(len(name)) == h.nameSize && name[len(name)-1] == 0 &&
+		bytes.IndexFunc(name[:len(name)-1], func(r rune) bool { return r < ' ' || r > '~' }) < 0
 }
 
 // parseCpioHeader reads the fixed part of the header b starts with.
 func parseCpioHeader(b []byte) (cpioHeader, error) {
-	field := func(from, n, base int) (int64, bool) {
-		if len(b) < from+n {
-			return 0, false
-		}
-		v, err := strconv.ParseInt(string(b[from:from+n]), base, 64)
-		return v, err == nil && v >= 0
-	}
-	var h cpioHeader
-	var ok1, ok2, ok3 bool
-	switch {
-	case len(b) >= 6 && (bytes.Equal(b[:6], []byte("070701")) || bytes.Equal(b[:6], []byte("070702"))):
-		h.mode, ok1 = field(6+8, 8, 16)
-		h.size, ok2 = field(6+6*8, 8, 16)
-		h.nameSize, ok3 = field(6+11*8, 8, 16)
-		h.newc, h.headerLen = true, 110
-	case len(b) >= 6 && bytes.Equal(b[:6], []byte("070707")):
-		h.mode, ok1 = field(18, 6, 8)
-		h.nameSize, ok2 = field(59, 6, 8)
-		h.size, ok3 = field(65, 11, 8)
-		h.headerLen = 76
-	default:
+	n := cpioHeaderLen(b)
+	h := cpioHeader{headerLen: int64(n), align: 1}
+	if n == 0 || len(b) < n {
 		return h, fmt.Errorf("no cpio header")
 	}
-	digits := "0123456789abcdefABCDEF"
-	if !h.newc {
-		digits = "01234567"
+	if n == 26 {
+		order := binary.ByteOrder(binary.LittleEndian)
+		if b[0] == 0x71 {
+			order = binary.BigEndian
+		}
+		word := func(i int) int64 { return int64(order.Uint16(b[2*i:])) }
+		h.mode, h.nameSize, h.size = word(3), word(10), word(11)<<16|word(12)
+		h.align = 2
+		if h.nameSize < 1 {
+			return h, fmt.Errorf("a cpio header with no name")
+		}
+		return h, nil
 	}
-	if len(b) < int(h.headerLen) || bytes.IndexFunc(b[6:h.headerLen], func(r rune) bool { return !bytes.ContainsRune([]byte(digits), r) }) >= 0 {
+	base, digits := 16, "0123456789abcdefABCDEF"
+	if n == 76 {
+		base, digits = 8, "01234567"
+	}
+	if bytes.IndexFunc(b[6:n], func(r rune) bool { return !bytes.ContainsRune([]byte(digits), r) }) >= 0 {
 		return h, fmt.Errorf("a cpio header whose fields are not numbers")
 	}
-	if !ok1 || !ok2 || !ok3 || h.nameSize < 1 || h.nameSize > 4096 {
-		return h, fmt.Errorf("a cpio header whose fields are not numbers")
+	field := func(from, w int) int64 {
+		v, _ := strconv.ParseInt(string(b[from:from+w]), base, 64)
+		return v
+	}
+	if n == 110 {
+		h.mode, h.size, h.nameSize, h.align = field(14, 8), field(54, 8), field(94, 8), 4
+	} else {
+		h.mode, h.nameSize, h.size = field(18, 6), field(59, 6), field(65, 11)
+	}
+	if h.nameSize < 1 {
+		return h, fmt.Errorf("a cpio header with no name")
 	}
 	return h, nil
 }
@@ -88,63 +122,92 @@ func (w *walker) walkCpio(parent item, r io.Reader) (extra int64, err error) {
 	return extra, cmp.Or(w.searchTarOwn(parent, &cr.own, false, true), err)
 }
 
-// cpioMagics are the header lengths of the forms of cpio, by magic.
-var cpioMagics = map[string]int{"070701": 110, "070702": 110, "070707": 76}
-
 // walkCpioOf is walkCpio's walk; after each member it calls flush.
+// Bytes that are no header between members are skipped to the next
+// header, as GNU cpio and bsdtar skip them ("skipped N bytes of junk"),
+// and the walk ends with that error once the rest is read; they are kept
+// as the archive's own bytes, searched.
 func (w *walker) walkCpioOf(parent item, cr *tarCounter, flush func() error) (int64, error) {
-	buf := make([]byte, 110+4096)
+	var junk error
 	trailer := false
 	for {
-		at := cr.n
-		if trailer {
-			// Past the NULs after a trailer: another cpio, or the end.
-			for buf[0] = 0; buf[0] == 0; {
-				if _, err := io.ReadFull(cr, buf[:1]); err != nil {
-					return 0, nil
-				}
-			}
-			at = cr.n - 1
-			k, _ := io.ReadFull(cr, buf[1:6])
-			if cpioMagics[string(buf[:1+k])] == 0 {
-				return int64(1 + k), nil
-			}
-		} else if _, err := io.ReadFull(cr, buf[:6]); err != nil {
-			return 0, noEOF(err) // a cpio ends with its trailer
+		h, extra, err := w.nextCpioHeader(cr, trailer)
+		if err != nil || h.headerLen == 0 {
+			return extra, cmp.Or(err, junk)
 		}
-		n := cpioMagics[string(buf[:6])]
-		if n == 0 {
-			return 0, corruptError(fmt.Sprintf("cpio %s at %d", parent.shown(), at), fmt.Errorf("no cpio header"))
+		if extra > 0 {
+			junk = cmp.Or(junk, corruptError(fmt.Sprintf("cpio %s", parent.shown()), fmt.Errorf("%d bytes of junk before the header at %d skipped", extra, cr.n-h.headerLen)))
 		}
-		if _, err := io.ReadFull(cr, buf[6:n]); err != nil {
-			return 0, noEOF(err)
+		if h.nameSize > cpioNameMax {
+			return 0, unsupportedError("cpio %s: a member's name of %d bytes, over the %d read", parent.shown(), h.nameSize, cpioNameMax)
 		}
-		h, err := parseCpioHeader(buf[:n])
-		if err != nil {
-			return 0, corruptError(fmt.Sprintf("cpio %s at %d", parent.shown(), at), err)
-		}
-		name := buf[h.headerLen : h.headerLen+h.nameSize]
+		name := make([]byte, h.nameSize)
 		if _, err := io.ReadFull(cr, name); err != nil {
 			return 0, noEOF(err)
 		}
-		if err := w.skipCpioPad(cr, h, h.headerLen+h.nameSize); err != nil {
+		if err := skipCpioPad(cr, h, h.headerLen+h.nameSize); err != nil {
 			return 0, err
 		}
-		h.name = string(bytes.TrimRight(name[:bytes.IndexByte(append(name, 0), 0)], "\x00"))
+		if i := bytes.IndexByte(name, 0); i >= 0 {
+			name = name[:i]
+		}
+		h.name = string(name)
 		if h.name == "TRAILER!!!" {
 			trailer = true
 			continue
 		}
+		trailer = false
 		if err := w.cpioBody(parent, cr, h); err != nil {
 			return 0, err
 		}
-		if err := w.skipCpioPad(cr, h, h.size); err != nil {
+		if err := skipCpioPad(cr, h, h.size); err != nil {
 			return 0, err
 		}
 		if err := flush(); err != nil {
 			return 0, err
 		}
 	}
+}
+
+// nextCpioHeader reads the next header's fixed part. After a trailer it
+// first passes over NULs: what follows is another cpio (an initramfs is
+// several), or, when it is none, the end: h is zero, and extra is how
+// many of its bytes were read. Elsewhere, bytes before the next header
+// are skipped, extra of them; h is zero at the end of cr.
+func (w *walker) nextCpioHeader(cr *tarCounter, trailer bool) (h cpioHeader, extra int64, err error) {
+	buf := make([]byte, 110)
+	if trailer {
+		for buf[0] = 0; buf[0] == 0; {
+			if _, err := io.ReadFull(cr, buf[:1]); err != nil {
+				return h, 0, nil
+			}
+		}
+		k, _ := io.ReadFull(cr, buf[1:6])
+		if cpioHeaderLen(buf[:1+k]) == 0 {
+			return h, int64(1 + k), nil
+		}
+	} else if _, err := io.ReadFull(cr, buf[:6]); err != nil {
+		return h, 0, noEOF(err) // a cpio ends with its trailer
+	}
+	for cpioHeaderLen(buf[:6]) == 0 {
+		if extra >= cpioJunkMax {
+			return h, extra, unsupportedError("more than %d MiB of bytes that are no cpio header", cpioJunkMax>>20)
+		}
+		copy(buf, buf[1:6])
+		if _, err := io.ReadFull(cr, buf[5:6]); err != nil {
+			return h, extra, noEOF(err)
+		}
+		extra++
+	}
+	n := cpioHeaderLen(buf[:6])
+	if _, err := io.ReadFull(cr, buf[6:n]); err != nil {
+		return h, extra, noEOF(err)
+	}
+	h, err = parseCpioHeader(buf[:n])
+	if err != nil {
+		return h, extra, corruptError(fmt.Sprintf("cpio header at %d", cr.n-int64(n)), err)
+	}
+	return h, extra, nil
 }
 
 // cpioBody scans the body of a regular file as a member; any other body
@@ -165,12 +228,10 @@ func (w *walker) cpioBody(parent item, cr *tarCounter, h cpioHeader) error {
 	})
 }
 
-// skipCpioPad reads the padding newc puts after n bytes (a header and its
-// name, or a body) to a multiple of 4.
-func (w *walker) skipCpioPad(cr *tarCounter, h cpioHeader, n int64) error {
-	if !h.newc {
-		return nil
-	}
-	_, err := io.CopyN(io.Discard, cr, (4-n%4)%4)
+// skipCpioPad reads the padding after n bytes (a header and its name, or
+// a body) to a multiple of h's alignment: 4 for newc, 2 for the binary
+// form, none for odc.
+func skipCpioPad(cr *tarCounter, h cpioHeader, n int64) error {
+	_, err := io.CopyN(io.Discard, cr, (h.align-n%h.align)%h.align)
 	return noEOF(err)
 }

@@ -2,6 +2,7 @@ package scanner
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"os/exec"
@@ -224,4 +225,55 @@ func TestV7OddHeadersWalked(t *testing.T) {
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
+}
+
+// binaryCpioEntry is a member of a cpio in the old binary form, in the
+// byte order order.
+func binaryCpioEntry(order binary.ByteOrder, name string, body []byte, mode int) []byte {
+	h := make([]byte, 26)
+	for i, v := range []int{0o070707, 0, 1, mode, 0, 0, 1, 0, 0, 0, len(name) + 1, len(body) >> 16, len(body) & 0xffff} {
+		order.PutUint16(h[2*i:], uint16(v))
+	}
+	out := append(append(h, name...), 0)
+	out = append(out, make([]byte, len(out)%2)...)
+	return append(append(out, body...), make([]byte, len(body)%2)...)
+}
+
+// cpio as GNU cpio and bsdtar extract it: the old binary form in either
+// byte order, names longer than 4 KiB, junk between members, and an
+// .lzma archive after another (outside attack round 20b, R1, R2, R4, R5).
+func TestCpioFormsWalked(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	elf := samples.XMRig()
+	trailer := newcEntry("TRAILER!!!", nil, nil, 0)
+	early := slices.Concat(newcEntry("kernel/x86/microcode/GenuineIntel.bin", nil, samples.Filler(3000), 0o100644), trailer)
+	main := slices.Concat(newcEntry("kdevtmpfsi", nil, elf, 0o100755), trailer)
+	for _, c := range []struct {
+		name, want string
+		data       []byte
+	}{
+		{"binary, little-endian", "/opt/x.cpio!kdevtmpfsi", slices.Concat(binaryCpioEntry(binary.LittleEndian, "kdevtmpfsi", elf, 0o100755), binaryCpioEntry(binary.LittleEndian, "TRAILER!!!", nil, 0))},
+		{"binary, big-endian", "/opt/x.cpio!kdevtmpfsi", slices.Concat(binaryCpioEntry(binary.BigEndian, "kdevtmpfsi", elf, 0o100755), binaryCpioEntry(binary.BigEndian, "TRAILER!!!", nil, 0))},
+		{"a name of 5,000 bytes", "/opt/x.cpio!kdevtmpfsi", slices.Concat(newcEntry("kdevtmpfsi", samples.Filler(5000), elf, 0o100755), trailer)},
+		{"junk between members", "/opt/x.cpio!kdevtmpfsi", slices.Concat(newcEntry("a.txt", nil, []byte("a\n"), 0o100644), []byte("JUNK JUNK JUNK JUNK JUNK"), main)},
+		{"an .lzma archive after another", fmt.Sprintf("/opt/x.cpio!lzma@%d!lzma!kdevtmpfsi", len(early)), slices.Concat(early, cli(t, main, "xz", "--format=lzma", "-c"))},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.name != "an .lzma archive after another" {
+				dir := t.TempDir()
+				cmd := exec.Command("bsdtar", "-xf", "-", "-C", dir)
+				cmd.Stdin = bytes.NewReader(c.data)
+				if out, _ := cmd.CombinedOutput(); !fileExists(filepath.Join(dir, "kdevtmpfsi")) {
+					t.Fatalf("bsdtar does not write kdevtmpfsi out (%s): the case is wrong", out)
+				}
+			}
+			res, err := scanOne(t, s, tfile{name: "opt/x.cpio", mode: 0o644, data: c.data})
+			if err != nil {
+				t.Fatalf("ScanLayer: %v", err)
+			}
+			if !hasFinding(res.Findings, "MinerXMRig", c.want) {
+				t.Fatalf("findings %v: want MinerXMRig on %s", res.Findings, c.want)
+			}
+		})
+	}
 }
