@@ -149,7 +149,7 @@ func (w *walker) walkMembers(parent item, r io.Reader, decompressed *item) error
 	if scan {
 		own = *decompressed
 	}
-	err := w.walkMembersOf(parent, cr, func() error { return w.searchTarOwn(own, &cr.own, scan, false) })
+	err := w.walkMembersOf(parent, own, cr, func() error { return w.searchTarOwn(own, &cr.own, scan, false) })
 	if w.hardError(err) {
 		return err
 	}
@@ -157,7 +157,8 @@ func (w *walker) walkMembers(parent item, r io.Reader, decompressed *item) error
 }
 
 // walkMembersOf is walkMembers' walk; after each entry it calls flush.
-func (w *walker) walkMembersOf(parent item, cr *tarCounter, flush func() error) error {
+// What a sparse member's fragments hold is named under own.
+func (w *walker) walkMembersOf(parent, own item, cr *tarCounter, flush func() error) error {
 	tr := tar.NewReader(cr)
 	var refused error
 	for {
@@ -196,15 +197,12 @@ func (w *walker) walkMembersOf(parent item, cr *tarCounter, flush func() error) 
 			_, err := w.scanFile(child, body, size)
 			return err
 		}
-		if !sparse(hdr) {
-			// A sparse member's fragments lie back to back in the tar,
-			// where tail -c reads across them, and holes between them
-			// in what is scanned: they are searched as the tar's own
-			// bytes (outside attack round 20).
-			scan := read
-			read = func() error { return cr.own.body(scan) }
+		if sparse(hdr) {
+			err = w.sparseBody(own, cr, read)
+		} else {
+			err = cr.own.body(read)
 		}
-		if err := read(); err != nil {
+		if err != nil {
 			return err
 		}
 		if err := flush(); err != nil {

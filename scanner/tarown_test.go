@@ -455,3 +455,27 @@ func TestTarSparseFragmentsSearched(t *testing.T) {
 		}
 	}
 }
+
+// A sparse member whose fragments hold more than a tar's headers may
+// (ownMax) is served: its fragments are spooled, not kept (round 20b,
+// FB1).
+func TestTarLargeSparseMemberServed(t *testing.T) {
+	if raceEnabled {
+		t.Skip("17 MiB through the race detector is slow; TestTarSparseFragmentsSearched covers the search")
+	}
+	s := newTestScanner(t, Options{Workers: 2})
+	body := samples.Filler(ownMax + 1<<20)
+	h := rawHeader("db", 'S', len(body))
+	copy(h[257:], "ustar  \x00")
+	copy(h[386:], fmt.Sprintf("%011o\x00%011o\x00", 0, len(body)))
+	copy(h[483:], fmt.Sprintf("%011o\x00", len(body)+1<<20))
+	sumHeader(h)
+	tarData := slices.Concat(h, pad512(body), tarEnd)
+	res, err := scanOne(t, s, tfile{name: "opt/x.tar", mode: 0o644, data: tarData})
+	if err != nil {
+		t.Fatalf("ScanLayer: %v", err)
+	}
+	if len(res.Findings) > 0 {
+		t.Fatalf("findings %v: want none", res.Findings)
+	}
+}

@@ -26,12 +26,19 @@ type tarCounter struct {
 	n    int64
 	last []byte // the last blockSize bytes read
 	own  tarOwn
+	// tee, when set, is written what is read (see sparseBody); teeErr
+	// is its first error.
+	tee    *spool
+	teeErr error
 }
 
 func (c *tarCounter) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	c.own.add(p[:n])
+	if c.tee != nil && c.teeErr == nil {
+		c.teeErr = c.tee.write(p[:n])
+	}
 	if c.own.err != nil {
 		return n, c.own.err
 	}
