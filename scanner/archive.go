@@ -238,18 +238,19 @@ func (w *walker) readArchive(it item, a *archived) error {
 			}
 		}
 	case archiveTar:
-		br := bytes.NewReader(data)
-		err = w.walkMembers(it, &unarchiveReader{r: br, w: w, what: "tar " + it.shown()}, nil)
-		a.end = size - int64(br.Len())
+		sr := io.NewSectionReader(ra, 0, size)
+		err = w.walkMembers(it, &unarchiveReader{r: sr, w: w, what: "tar " + it.shown()}, nil)
+		a.end, _ = sr.Seek(0, io.SeekCurrent)
 	case archiveStream:
 		err = w.walkStream(it, bufio.NewReader(io.NewSectionReader(ra, 0, size)))
 	case archiveAr:
 		err = w.walkAr(it, &unarchiveReader{r: bytes.NewReader(data), w: w, what: "ar " + it.shown()})
 	case archiveCpio:
-		br := bytes.NewReader(data)
+		sr := io.NewSectionReader(ra, 0, size)
 		var extra int64
-		extra, err = w.walkCpio(it, &unarchiveReader{r: br, w: w, what: "cpio " + it.shown()})
-		a.end = size - int64(br.Len()) - extra
+		extra, err = w.walkCpio(it, &unarchiveReader{r: sr, w: w, what: "cpio " + it.shown()})
+		a.end, _ = sr.Seek(0, io.SeekCurrent)
+		a.end -= extra
 	case archivePayloads:
 		for len(w.decoded) <= it.nest {
 			w.decoded = append(w.decoded, nil)

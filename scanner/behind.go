@@ -112,8 +112,50 @@ func (w *walker) streamsBehind(data []byte, end endZip, atEnd bool, covered func
 			out = append(out, &archived{kind: archiveZip, data: suffix(&rest, data, at), off: int64(at), at: fmt.Sprintf("zip@%d", at)})
 		}
 	}
+	for _, r := range rawArchiveStarts(data, 1, maxListed(int64(len(data)))) {
+		out = append(out, &archived{kind: r.kind, data: suffix(&rest, data, r.at), off: int64(r.at), at: fmt.Sprintf("%s@%d", r.name, r.at)})
+	}
 	more, truncated, err := w.streamsOf(data, covered)
 	return append(out, more...), truncated, err
+}
+
+// rawArchive is where an uncompressed archive starts behind a prefix.
+type rawArchive struct {
+	at   int
+	kind archiveKind
+	name string
+}
+
+// rawArchiveStarts lists, from from on, up to max tars (a header block
+// whose checksum holds, by its "ustar" magic) and cpio archives (a header
+// in the newc or odc form) that start behind data's first byte:
+// tail -c | tar x (makeself --nocomp, a script's appended tar) and
+// tail -c | cpio -i unpack them (outside attack round 20b, R7).
+func rawArchiveStarts(data []byte, from, max int) []rawArchive {
+	var out []rawArchive
+	for _, m := range []struct {
+		magic []byte
+		back  int
+		kind  archiveKind
+		name  string
+	}{{ustarMagic, 257, archiveTar, "tar"}, {[]byte("07070"), 0, archiveCpio, "cpio"}} {
+		for i := 0; len(out) < max; i++ {
+			j := bytes.Index(data[i:], m.magic)
+			if j < 0 {
+				break
+			}
+			i += j
+			at := i - m.back
+			switch {
+			case at < from:
+			case m.kind == archiveTar && at+blockSize <= len(data) && headerBlock(data[at:at+blockSize]) && data[at] != 0,
+				m.kind == archiveCpio && isCpio(data[at:]) && cpioHeaderLen(data[at:]) > 26:
+				out = append(out, rawArchive{at, m.kind, m.name})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b rawArchive) int { return a.at - b.at })
+	return out
 }
 
 // streamsOf lists the compressed streams after data's first byte (see

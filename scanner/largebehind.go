@@ -201,6 +201,11 @@ func (c *spoolChunks) streams(chunk []byte, base, next int64) (tooMany bool, err
 			c.out = append(c.out, c.spooled(archiveZip, abs, fmt.Sprintf("zip@%d", abs)))
 		}
 	}
+	for _, r := range rawArchiveStarts(chunk, from, maxListed(c.size)) {
+		if abs := base + int64(r.at); mine(r.at, uncompressed) && len(c.out) < maxListed(c.size) {
+			c.out = append(c.out, c.spooled(r.kind, abs, fmt.Sprintf("%s@%d", r.name, abs)))
+		}
+	}
 	text := int(max(-2, min(c.text-base, int64(len(chunk)))))
 	for _, off := range streamsIn(chunk, from, text) {
 		if !mine(off, nestedCompression(chunk[off:])) {

@@ -277,3 +277,49 @@ func TestCpioFormsWalked(t *testing.T) {
 		})
 	}
 }
+
+// An uncompressed tar or cpio behind a prefix, which tail -c | tar x and
+// tail -c | cpio -i unpack: makeself --nocomp, a script's appended tar, a
+// program's (outside attack round 20b, R7). In a file over the scan
+// window too.
+func TestRawArchivesBehindAPrefixRead(t *testing.T) {
+	big, limits := largeSizes()
+	s := newTestScanner(t, Options{Workers: 2, Limits: limits})
+	miner := tfile{name: "kdevtmpfsi", mode: 0o755, data: samples.XMRig()}
+	script := []byte("#!/bin/sh\ntail -c +58 \"$0\" | tar xf - -C /tmp && exec /tmp/kdevtmpfsi\n")
+	tarData := tarLayer(t, miner)
+	cpioData := slices.Concat(newcEntry("kdevtmpfsi", nil, samples.XMRig(), 0o100755), newcEntry("TRAILER!!!", nil, nil, 0))
+	padded := slices.Concat(script, []byte("# "), samples.Filler(big), []byte("\n"))
+	for _, c := range []struct {
+		name, kind string
+		prefix     []byte
+		archive    []byte
+	}{
+		{"a script, then a tar", "tar", script, tarData},
+		{"a script, then a cpio", "cpio", script, cpioData},
+		{"a gzip, then a tar", "tar", gzipBytes(t, []byte("release notes\n")), tarData},
+		{"a script over the scan window, then a tar", "tar", padded, tarData},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			data := slices.Concat(c.prefix, c.archive)
+			tool := map[string]string{"tar": "bsdtar -xf - -C $D", "cpio": "bsdtar -xf - -C $D"}[c.kind]
+			dir := t.TempDir()
+			cmd := exec.Command("sh", "-c", fmt.Sprintf("tail -c +%d $F | %s", len(c.prefix)+1, tool))
+			f := filepath.Join(dir, "data")
+			if err := os.WriteFile(f, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cmd.Env = append(os.Environ(), "F="+f, "D="+dir)
+			if out, _ := cmd.CombinedOutput(); !fileExists(filepath.Join(dir, "kdevtmpfsi")) {
+				t.Fatalf("tail -c | %s does not write kdevtmpfsi out (%s): the case is wrong", c.kind, out)
+			}
+			res, err := scanOne(t, s, tfile{name: "opt/install.sh", mode: 0o755, data: data})
+			if err != nil {
+				t.Fatalf("ScanLayer: %v", err)
+			}
+			if p := fmt.Sprintf("/opt/install.sh!%s@%d!kdevtmpfsi", c.kind, len(c.prefix)); !hasFinding(res.Findings, "MinerXMRig", p) {
+				t.Fatalf("findings %v: want MinerXMRig on %s", res.Findings, p)
+			}
+		})
+	}
+}
