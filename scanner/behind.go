@@ -85,7 +85,7 @@ func (w *walker) behindPrefix(data []byte, kind archiveKind) (out []*archived, t
 		return out, false, nil
 	}
 	more, truncated, err := w.streamsBehind(data, end, atEnd, nil)
-	return append(out, more...), truncated, err
+	return appendRawArchives(append(out, more...), data), truncated, err
 }
 
 // appendPayloads appends to out the base64 payloads data, a compressed
@@ -112,11 +112,20 @@ func (w *walker) streamsBehind(data []byte, end endZip, atEnd bool, covered func
 			out = append(out, &archived{kind: archiveZip, data: suffix(&rest, data, at), off: int64(at), at: fmt.Sprintf("zip@%d", at)})
 		}
 	}
-	for _, r := range rawArchiveStarts(data, 1, maxListed(int64(len(data)))) {
-		out = append(out, &archived{kind: r.kind, data: suffix(&rest, data, r.at), off: int64(r.at), at: fmt.Sprintf("%s@%d", r.name, r.at)})
-	}
 	more, truncated, err := w.streamsOf(data, covered)
 	return append(out, more...), truncated, err
+}
+
+// appendRawArchives appends to out the uncompressed tars and cpio
+// archives behind data's first byte (see rawArchiveStarts). A compressed
+// file read to its end is not searched for them: its stream's output
+// holds them, and an xz or gzip stream stores incompressible stretches as
+// they are, a tar's headers among them (a Debian package's data.tar.xz).
+func appendRawArchives(out []*archived, data []byte) []*archived {
+	for _, r := range rawArchiveStarts(data, 1, maxListed(int64(len(data)))) {
+		out = append(out, &archived{kind: r.kind, data: data[r.at:], off: int64(r.at), at: fmt.Sprintf("%s@%d", r.name, r.at)})
+	}
+	return out
 }
 
 // rawArchive is where an uncompressed archive starts behind a prefix.

@@ -130,6 +130,9 @@ func (w *walker) unarchiveBehindOwn(it item, data []byte, own ownStream) error {
 	if err = cmp.Or(herr, err); err != nil {
 		return err
 	}
+	if own.whole == uncompressed {
+		as = appendRawArchives(as, data)
+	}
 	as = appendPayloads(as, data)
 	return w.unarchiveAll(it, as, tooMany, int64(len(data)), own)
 }
@@ -153,7 +156,7 @@ func (w *walker) unarchiveTrailing(it item, data []byte, end int64) error {
 		// text only otherwise).
 		as = append(as, &archived{kind: archiveStream, data: tail[1:], off: 1, at: fmt.Sprintf("%v@1", c)})
 	}
-	as = appendPayloads(as, tail)
+	as = appendPayloads(appendRawArchives(as, tail), tail)
 	it.base = from
 	return w.unarchiveAll(it, as, tooMany, int64(len(tail)), ownStream{})
 }

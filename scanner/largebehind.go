@@ -121,7 +121,7 @@ func (w *walker) searchSpooledOutside(it item, sp *spool, size, text int64, payl
 	if ferr != nil {
 		return ferr
 	}
-	c := &spoolChunks{w: w, sp: sp, size: size, text: text, end: end, atEnd: atEnd, payloads: payloads, out: out, skip: skip, zw: zw}
+	c := &spoolChunks{w: w, sp: sp, size: size, text: text, end: end, atEnd: atEnd, payloads: payloads, out: out, skip: skip, zw: zw, own: o.own}
 	tooMany, err := c.search(it)
 	if err == nil {
 		err = w.unarchiveAll(it, c.out, tooMany, size, o.own)
@@ -147,6 +147,7 @@ type spoolChunks struct {
 	covered    int64                               // the end of the last base64 chain read
 	skip       func(off int64, c compression) bool // nil, or where no candidate is taken
 	zw         *zipWalk                            // nil, or the zip whose own entries are not taken again
+	own        ownStream                           // what a compressed file's own reading covered
 }
 
 // search reads the spool chunk by chunk, lists in c.out the zip entries
@@ -202,6 +203,9 @@ func (c *spoolChunks) streams(chunk []byte, base, next int64) (tooMany bool, err
 		}
 	}
 	for _, r := range rawArchiveStarts(chunk, from, maxListed(c.size)) {
+		if c.own.whole != uncompressed {
+			break // see appendRawArchives
+		}
 		if abs := base + int64(r.at); mine(r.at, uncompressed) && len(c.out) < maxListed(c.size) {
 			c.out = append(c.out, c.spooled(r.kind, abs, fmt.Sprintf("%s@%d", r.name, abs)))
 		}

@@ -2,6 +2,7 @@ package scanner
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -321,5 +322,33 @@ func TestRawArchivesBehindAPrefixRead(t *testing.T) {
 				t.Fatalf("findings %v: want MinerXMRig on %s", res.Findings, p)
 			}
 		})
+	}
+}
+
+// A compressed file read to its end is not searched for uncompressed
+// archives behind its start: xz and gzip store incompressible stretches
+// as they are, a tar's headers among them, and its output holds that tar
+// already (a Debian package's data.tar.xz was refused as too deep).
+func TestRawArchivesInACompressedStreamNotReadAgain(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	tarData := tarLayer(t, tfile{name: "kdevtmpfsi", mode: 0o755, data: samples.XMRig()})
+	var stored bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&stored, gzip.NoCompression)
+	zw.Write(tarData)
+	zw.Close()
+	if !bytes.Contains(stored.Bytes(), tarData[:blockSize]) {
+		t.Fatal("the gzip file holds no tar header as it is: the case is wrong")
+	}
+	res, err := scanOne(t, s, tfile{name: "opt/x.tar.gz", mode: 0o644, data: stored.Bytes()})
+	if err != nil {
+		t.Fatalf("ScanLayer: %v", err)
+	}
+	for _, f := range res.Findings {
+		if f.Path != "/opt/x.tar.gz!kdevtmpfsi" {
+			t.Fatalf("findings %v: want them on /opt/x.tar.gz!kdevtmpfsi only", res.Findings)
+		}
+	}
+	if !hasFinding(res.Findings, "MinerXMRig", "/opt/x.tar.gz!kdevtmpfsi") {
+		t.Fatalf("findings %v: want MinerXMRig on /opt/x.tar.gz!kdevtmpfsi", res.Findings)
 	}
 }
