@@ -141,6 +141,12 @@ type rawArchive struct {
 // tail -c | tar x (makeself --nocomp, a script's appended tar) and
 // tail -c | cpio -i unpack them (outside attack round 20b, R7).
 func rawArchiveStarts(data []byte, from, max int) []rawArchive {
+	if from >= len(data) || bytes.IndexByte(data[from:], 0) < 0 {
+		// Both hold NULs (a tar's header, a cpio's names and padding):
+		// text with none, most of what a layer holds, is passed over in
+		// one fast pass.
+		return nil
+	}
 	var out []rawArchive
 	for _, m := range []struct {
 		magic []byte
