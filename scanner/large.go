@@ -227,6 +227,12 @@ func (s *spool) write(b []byte) error {
 // decoder reading through it takes an error for its stream's end, and
 // the scan must stop instead.
 func (s *spool) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		// Asked for by the file's own bytes (a zip's directory offset
+		// that goes negative): no failure of the spool, which would stop
+		// the scan.
+		return 0, fmt.Errorf("read the spool of %s at %d: negative offset", s.name, off)
+	}
 	n, err := s.f.ReadAt(p, off)
 	if err != nil {
 		if s.bad == nil {
