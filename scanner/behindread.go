@@ -110,24 +110,9 @@ func (w *walker) unarchiveOwn(it item, a *archived, trimmed bool) (own ownStream
 // and zstd -dc give it alone, where rules on a file's first bytes see it.
 func (w *walker) unarchiveBehindOwn(it item, data []byte, own ownStream) error {
 	end, atEnd := zipAtEnd(data)
-	own.alone = map[int64]bool{}
-	heads := 0
-	var herr error
-	covered := func(off int64, c compression) bool {
-		if c == compressedGzip || !own.covers(off, c) {
-			return own.covers(off, c)
-		}
-		file := true // past the trials' cap, tried as any other
-		if heads++; heads <= maxTrials(int64(len(data))) {
-			var err error
-			file, err = w.decodedStartsAsAFile(c, bytes.NewReader(data[off:]))
-			herr = cmp.Or(herr, err)
-		}
-		own.alone[off] = file
-		return !file
-	}
+	covered, herr := w.ownCovered(&own, bytes.NewReader(data), int64(len(data)))
 	as, tooMany, err := w.streamsBehind(data, end, atEnd, covered)
-	if err = cmp.Or(herr, err); err != nil {
+	if err = cmp.Or(*herr, err); err != nil {
 		return err
 	}
 	if own.whole == uncompressed {
@@ -335,4 +320,30 @@ func (zw *zipWalk) entryAt(h []byte, off int64) bool {
 func (w *walker) decodedStartsAsAFile(c compression, r io.Reader) (bool, error) {
 	head, err := w.decodedHead(c, r)
 	return err == nil && startsAsAFile(head), err
+}
+
+// ownCovered is what of the streams behind the start of a compressed
+// file, read from ra (size bytes), its own reading covered (see
+// ownStream.covers), but for a later frame or stream of its own whose
+// output starts as a file, which is read on its own too (own.alone,
+// see unarchiveBehindOwn). Those head trials count against maxTrials;
+// past it every frame is tried as any other candidate. The first error
+// a trial met is left in *err.
+func (w *walker) ownCovered(own *ownStream, ra io.ReaderAt, size int64) (covered func(off int64, c compression) bool, err *error) {
+	own.alone = map[int64]bool{}
+	heads := 0
+	err = new(error)
+	return func(off int64, c compression) bool {
+		if c == uncompressed || c == compressedGzip || !own.covers(off, c) {
+			return own.covers(off, c)
+		}
+		file := true
+		if heads++; heads <= maxTrials(size) {
+			var terr error
+			file, terr = w.decodedStartsAsAFile(c, io.NewSectionReader(ra, off, size-off))
+			*err = cmp.Or(*err, terr)
+		}
+		own.alone[off] = file
+		return !file
+	}, err
 }

@@ -41,28 +41,13 @@ func (w *walker) ownOfLarge(sp *spool, size int64, c compression, read map[int64
 // it for what its own stream, own, did not cover (see unarchiveBehindOwn
 // for the frames read on their own too).
 func (w *walker) searchLargeCompressed(it item, sp *spool, size int64, own ownStream) error {
-	own.alone = map[int64]bool{}
-	heads := 0
-	var herr error
-	covered := func(off int64, c compression) bool {
-		if c == uncompressed || c == compressedGzip || !own.covers(off, c) {
-			return own.covers(off, c)
-		}
-		file := true // past the trials' cap, tried as any other
-		if heads++; heads <= maxTrials(size) {
-			var err error
-			file, err = w.decodedStartsAsAFile(c, io.NewSectionReader(sp, off, size-off))
-			herr = cmp.Or(herr, err)
-		}
-		own.alone[off] = file
-		return !file
-	}
+	covered, herr := w.ownCovered(&own, sp, size)
 	head := make([]byte, min(size, 4096))
 	if err := sp.readAt(head, 0); err != nil {
 		return err
 	}
 	err := w.searchSpooledOutside(it, sp, size, int64(streamText(head)), true, spoolOwn{own: own, skip: covered})
-	return cmp.Or(herr, err)
+	return cmp.Or(*herr, err)
 }
 
 // zstdFrameStartsAt is zstdFrameStarts for a zstd file of size bytes read
