@@ -313,31 +313,41 @@ func (w *walker) streamAt(head []byte, src io.Reader, off, text int64) (ok bool,
 	c := nestedCompression(head)
 	loud := off <= text || c == compressedXz
 	err = w.releasingBig(func() (err error) {
-		ok, err = w.decodesAsStream(c, src, loud, off <= text)
+		ok, err = w.decodesAsStream(c, src, trialRules{unreadable: loud, overLimit: off <= text, partial: off <= text})
 		return err
 	})
 	return ok, err
 }
 
+// trialRules are what, besides decoding its first streamTrial bytes (or
+// to its end), makes a candidate a stream (see decodesAsStream).
+type trialRules struct {
+	unreadable bool // a stream pullgate cannot decode at all
+	overLimit  bool // one that asks for more than the decoders allow (unpacked, it stops the layer at that limit, as at a file's start)
+	// partial: one of a weak format (compress(1), LZ4, .lzma), whose
+	// decoders decode some bytes of almost anything after their short
+	// headers, that decodes some bytes and then fails; it is one behind
+	// text, a script's lines, where its header is no accident.
+	partial bool
+}
+
 // decodesAsStream says whether data starts with a compressed stream that
 // decodes its first streamTrial bytes (or to its end) without an error,
-// or, when unreadable is set, one that pullgate cannot decode at all, or,
-// when behindText is set, one that asks for more than the decoders allow
-// (unpacked, it stops the layer at that limit, as at a file's start).
-// What the trial decodes counts against MaxLayerBytes, as unpacking does.
-func (w *walker) decodesAsStream(c compression, src io.Reader, unreadable, behindText bool) (bool, error) {
+// or is one by rules. What the trial decodes counts against
+// MaxLayerBytes, as unpacking does.
+func (w *walker) decodesAsStream(c compression, src io.Reader, rules trialRules) (bool, error) {
 	br := bufio.NewReader(src)
 	body, release, err := decompressTrial(c, br, w.chargeDecoder)
 	switch {
 	case err == nil:
 	case w.decoderLimit(err):
-		return behindText, nil
+		return rules.overLimit, nil
 	case w.hardError(err):
 		return false, err
 	case errors.Is(err, errUnsupported):
 		// A stream a host's tools unpack and pullgate cannot: looked
 		// into, it is refused (see unreadableSeverity).
-		return unreadable, nil
+		return rules.unreadable, nil
 	default:
 		return false, nil
 	}
@@ -348,21 +358,23 @@ func (w *walker) decodesAsStream(c compression, src io.Reader, unreadable, behin
 	case err == nil, err == io.ErrUnexpectedEOF && n > 0, err == io.EOF:
 		return true, nil
 	case errors.Is(err, errUnsupported):
-		return unreadable, nil
+		return rules.unreadable, nil
 	case w.decoderLimit(err):
-		return behindText, nil
+		return rules.overLimit, nil
 	case w.hardError(err):
 		return false, err
 	}
 	// A stream that decodes some bytes and then fails (other data after
 	// it, a cut or wrong checksum) is one: gzip -d and xz -d write what
 	// they decoded before they complain, and a pipe to a shell runs it.
-	// compress(1) and LZ4 decode a few bytes of almost anything after
-	// their short headers, so behind binary bytes they must decode the
-	// whole trial; zlib, whose header is two letters of text ("x^" in
+	// compress(1), LZ4 and .lzma decode some bytes of almost anything
+	// after their short headers, so unless rules.partial they must decode
+	// the whole trial or reach their end (an .lzma file in a XAR archive,
+	// followed by the next); zlib, whose header is two letters of text ("x^" in
 	// a formula), must everywhere, or reach its end (a wrong Adler-32
 	// after its data, which pigz -dz and zlib-flate write out).
-	if c == compressedZlib && !errors.Is(err, zlib.ErrChecksum) || !behindText && (c == compressedLZW || c == compressedLZ4) {
+	weak := c == compressedLZW || c == compressedLZ4 || c == compressedLzma
+	if c == compressedZlib && !errors.Is(err, zlib.ErrChecksum) || !rules.partial && weak && !errors.Is(err, errAfterTheEnd) {
 		return false, nil
 	}
 	return n > 0, nil

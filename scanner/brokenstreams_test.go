@@ -142,3 +142,38 @@ func TestXzStreamsNotReadRefused(t *testing.T) {
 		}
 	}
 }
+
+// An .lzma stream damaged after its payload: xz, unlzma and lzcat write
+// out what they decoded before the damage, payload and all, and then
+// complain. The .lzma format has no magic number, so a stream that does
+// not decode to its end is no proof of one; what was decoded is scanned
+// all the same, as a file and behind a script.
+func TestLzmaDamagedAfterItsPayloadRead(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	payload := append(samples.XMRig(), samples.Filler(300<<10)...)
+	stream := cli(t, payload, "xz", "--format=lzma", "-c")
+	damaged := map[string][]byte{"cut at three quarters": stream[:len(stream)*3/4]}
+	for _, from := range []int{100, 5000, 50000} {
+		b := bytes.Clone(stream)
+		b[len(b)-from] ^= 0x55
+		damaged[fmt.Sprintf("byte %d from the end", from)] = b
+	}
+	for name, b := range damaged {
+		if out := toolOutput("lzcat", b); !bytes.HasPrefix(out, samples.XMRig()) {
+			t.Fatalf("%s: lzcat writes %d bytes, not the miner", name, len(out))
+		}
+		head := "# run with sh\ntail -c +41 \"$0\" | lzcat | sh\nexit 0\n"
+		for _, f := range []tfile{
+			{name: "opt/x.lzma", mode: 0o644, data: b},
+			{name: "opt/run.sh", mode: 0o755, data: append([]byte(head), b...)},
+		} {
+			res, err := scanOne(t, s, f)
+			if err != nil {
+				t.Fatalf("%s, %s: ScanLayer: %v", name, f.name, err)
+			}
+			if !hasFindingIn(res.Findings, "MinerXMRig") {
+				t.Errorf("%s, %s: findings %v, want MinerXMRig inside it", name, f.name, res.Findings)
+			}
+		}
+	}
+}

@@ -136,14 +136,13 @@ func zstdDecoders(ignoreChecksum bool) sync.Pool {
 }
 
 // decompressTrial is decompress for a candidate's trial, which decodes
-// its first streamTrial bytes: an .lzma stream's dictionary is no larger
-// than that needs.
+// its first streamTrial bytes: an .lzma stream is charged no more
+// dictionary than that touches.
 func decompressTrial(c compression, br *bufio.Reader, charge func(int64) error) (io.Reader, func(), error) {
 	if c != compressedLzma {
 		return decompress(c, br, charge)
 	}
-	lr, err := decompressLzma(br, charge, lzmaTrialDict)
-	return lr, func() {}, err
+	return decompressLzma(br, charge, lzmaTrialDict)
 }
 
 // decompress returns the decompressed stream of br and a function that
@@ -193,11 +192,7 @@ func decompress(c compression, br *bufio.Reader, charge func(int64) error) (io.R
 		}
 		return bzip2.NewReader(br), func() {}, nil
 	case compressedLzma:
-		lr, err := decompressLzma(br, charge, 0)
-		if err != nil {
-			return nil, nil, err
-		}
-		return lr, func() {}, nil
+		return decompressLzma(br, charge, 0)
 	case compressedLZW:
 		zr, err := newLZWReader(br)
 		if err != nil {

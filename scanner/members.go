@@ -283,13 +283,14 @@ func sparse(hdr *tar.Header) bool {
 
 // weakNoStream says whether a, at the depth limit, is known by a weak
 // signature only (see weakSignature) and is no stream after all: it does
-// not decode as one (see decodesAsStream), so there is nothing deeper to
-// refuse for. 32 bytes of a GCC LTO section's output start as an .lzma
-// header does (outside attack round 20, FB2).
+// not decode its whole trial as one (see decodesAsStream), so there is
+// nothing deeper to refuse for. 32 bytes of a GCC LTO section's output
+// start as an .lzma header does, and liblzma decodes a few bytes of them
+// before their end (outside attack round 20, FB2).
 func (w *walker) weakNoStream(a *archived) bool {
 	if a.kind != archiveStream || a.spooled != nil || !weakSignature(nestedCompression(a.data)) {
 		return false
 	}
-	ok, err := w.decodesAsStream(nestedCompression(a.data), bytes.NewReader(a.data), true, true)
+	ok, err := w.decodesAsStream(nestedCompression(a.data), bytes.NewReader(a.data), trialRules{unreadable: true, overLimit: true})
 	return err == nil && !ok
 }

@@ -10,6 +10,7 @@ import (
 	"math/bits"
 
 	"github.com/pierrec/lz4/v4"
+	"github.com/pullgate/pullgate/internal/liblzma"
 	"github.com/ulikunitz/xz/lzma"
 )
 
@@ -85,50 +86,55 @@ func nestedCompression(b []byte) compression {
 	return uncompressed
 }
 
-// decompressLzma decodes an .lzma file; its dictionary is bounded and
-// charged as an xz stream's is. maxDict, if not zero, caps the dictionary
-// allocated (see lzmaTrialDict).
-func decompressLzma(br *bufio.Reader, charge func(int64) error, maxDict uint32) (io.Reader, error) {
+// decompressLzma decodes an .lzma file with liblzma, as xz, unlzma,
+// bsdtar and dpkg on a host do (see internal/liblzma): every byte decoded
+// before an error is read, as they write it out. Its dictionary is bounded
+// and charged as an xz stream's is; maxCharge, if not zero, caps what is
+// charged (see lzmaTrialDict). The function returned frees the decoder.
+func decompressLzma(br *bufio.Reader, charge func(int64) error, maxCharge uint32) (io.Reader, func(), error) {
 	h, err := br.Peek(13)
 	if err != nil {
-		return nil, corruptError("read lzma header", err)
+		return nil, nil, corruptError("read lzma header", err)
 	}
 	d := binary.LittleEndian.Uint32(h[1:5])
 	if d > xzMaxDict {
-		return nil, limitError("lzma stream needs a %d byte dictionary, more than %d", d, xzMaxDict)
-	}
-	src := io.Reader(br)
-	if maxDict > 0 && d > maxDict {
-		// The header the decoder reads asks for less.
-		hdr := bytes.Clone(h)
-		binary.LittleEndian.PutUint32(hdr[1:5], maxDict)
-		if _, err := br.Discard(len(hdr)); err != nil {
-			return nil, corruptError("read lzma header", err)
-		}
-		src, d = io.MultiReader(bytes.NewReader(hdr), br), maxDict
+		return nil, nil, limitError("lzma stream needs a %d byte dictionary, more than %d", d, xzMaxDict)
 	}
 	if charge != nil {
-		if err := charge(int64(max(d, lzma.MinDictCap))); err != nil {
-			return nil, err
+		c := max(d, lzma.MinDictCap)
+		if maxCharge > 0 {
+			c = min(c, maxCharge)
+		}
+		if err := charge(int64(c)); err != nil {
+			return nil, nil, err
 		}
 	}
-	lr, err := lzma.ReaderConfig{DictCap: xzMaxDict}.NewReader(src)
+	lr, err := liblzma.NewReader(br, lzmaMemLimit)
 	if err != nil {
-		return nil, corruptError("read lzma header", err)
+		return nil, nil, limitError("%v", err)
 	}
-	return &toTheEnd{r: lr, br: br}, nil
+	return &toTheEnd{r: lr, br: br}, lr.Close, nil
 }
 
-// lzmaTrialDict is the dictionary an .lzma candidate's trial decodes with
-// (see decodesAsStream): the first streamTrial bytes it decodes reach back
-// no further than themselves, and the dictionary a header asks for (16
-// MiB, say, in bytes of a program that only look like a header) was
-// allocated and cleared for each, 16 ms of CPU a benchmark image.
+// lzmaMemLimit is what liblzma may allocate for one .lzma stream: the
+// largest dictionary read (xzMaxDict) and the literal coder's tables,
+// which take up to 6 MiB with the largest lc and lp a header may set.
+const lzmaMemLimit = xzMaxDict + 8<<20
+
+// lzmaTrialDict is the most an .lzma candidate's trial is charged for
+// its dictionary (see decodesAsStream): liblzma allocates the dictionary a
+// header asks for without touching it, and the trial's first streamTrial
+// bytes touch no more of it than themselves.
 const lzmaTrialDict = 64 << 10
+
+// errAfterTheEnd is toTheEnd's error: the stream reached its end, and
+// bytes follow it.
+var errAfterTheEnd = errors.New("bytes after the end of the stream")
 
 // toTheEnd fails a stream whose decoder ended before its file did, as the
 // other decoders do (see decompress): what follows was not decoded, so the
-// file is reported unreadable and scanned whole as bytes.
+// file is reported unreadable and scanned whole as bytes. It also gives
+// liblzma's errors the scanner's meaning.
 type toTheEnd struct {
 	r  io.Reader
 	br *bufio.Reader
@@ -136,10 +142,15 @@ type toTheEnd struct {
 
 func (t *toTheEnd) Read(p []byte) (int, error) {
 	n, err := t.r.Read(p)
-	if err == io.EOF {
+	switch {
+	case err == io.EOF:
 		if _, more := t.br.Peek(1); more == nil {
-			return n, corruptError("read lzma stream", errors.New("bytes after the end of the stream"))
+			return n, corruptError("read lzma stream", errAfterTheEnd)
 		}
+	case errors.Is(err, liblzma.ErrMemLimit):
+		return n, limitError("%v", err)
+	case err != nil:
+		return n, corruptError("read lzma stream", err)
 	}
 	return n, err
 }

@@ -280,37 +280,44 @@ func TestLZ4LegacyBlockBound(t *testing.T) {
 	}
 }
 
-// A trial decodes an .lzma candidate's first streamTrial bytes with a
-// small dictionary (lzmaTrialDict): they are the bytes the dictionary the
-// header asks for gives, and they come out of a header that asks for too
-// much as before.
+// A trial of an .lzma candidate is charged no more dictionary than its
+// first streamTrial bytes touch (lzmaTrialDict), a whole reading the
+// dictionary its header asks for; a header asking for more than
+// xzMaxDict is refused before anything is allocated.
 func TestLzmaTrialDictionary(t *testing.T) {
 	data := samples.Lzma(bytes.Repeat(append(samples.XMRig(), samples.Filler(5000)...), 20))
-	if d := binary.LittleEndian.Uint32(data[1:5]); d <= lzmaTrialDict {
+	d := binary.LittleEndian.Uint32(data[1:5])
+	if d <= lzmaTrialDict {
 		t.Fatalf("the sample's dictionary is %d bytes, want more than the trial's", d)
 	}
-	first := func(maxDict uint32) []byte {
+	first := func(maxCharge uint32) ([]byte, int64) {
 		t.Helper()
 		var charged int64
-		r, err := decompressLzma(bufio.NewReader(bytes.NewReader(data)), func(n int64) error { charged = n; return nil }, maxDict)
+		r, release, err := decompressLzma(bufio.NewReader(bytes.NewReader(data)), func(n int64) error { charged = n; return nil }, maxCharge)
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer release()
 		b := make([]byte, streamTrial)
 		if _, err := io.ReadFull(r, b); err != nil {
 			t.Fatal(err)
 		}
-		if maxDict > 0 && charged > int64(maxDict) {
-			t.Errorf("a trial charged %d bytes of dictionary, want at most %d", charged, maxDict)
-		}
-		return b
+		return b, charged
 	}
-	if !bytes.Equal(first(0), first(lzmaTrialDict)) {
+	whole, charged := first(0)
+	if charged != int64(d) {
+		t.Errorf("a whole reading charged %d bytes of dictionary, want the header's %d", charged, d)
+	}
+	trial, charged := first(lzmaTrialDict)
+	if charged > lzmaTrialDict {
+		t.Errorf("a trial charged %d bytes of dictionary, want at most %d", charged, lzmaTrialDict)
+	}
+	if !bytes.Equal(whole, trial) {
 		t.Fatal("the trial's first bytes differ from the stream's")
 	}
 	huge := bytes.Clone(data)
 	binary.LittleEndian.PutUint32(huge[1:5], xzMaxDict+1)
-	if _, err := decompressLzma(bufio.NewReader(bytes.NewReader(huge)), nil, lzmaTrialDict); !errors.Is(err, ErrLimit) {
+	if _, _, err := decompressLzma(bufio.NewReader(bytes.NewReader(huge)), nil, lzmaTrialDict); !errors.Is(err, ErrLimit) {
 		t.Fatalf("a header asking for %d bytes: %v, want ErrLimit", xzMaxDict+1, err)
 	}
 }
