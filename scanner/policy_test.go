@@ -27,6 +27,8 @@ func TestPolicyDecide(t *testing.T) {
 	upx2 := fnd("PackerUPX", CategoryPacker, SeverityLow, "/usr/local/bin/kubectl")
 	altered := fnd("PackerUPXAltered", CategoryPacker, SeverityMedium, "/bin/netd")
 	known := fnd(KnownBadRule, CategoryKnownBad, SeverityHigh, "/x")
+	encrypted := fnd(ArchiveUnreadableRule, CategoryArchive, SeverityMedium, "/srv/backup.zip!notes.txt")
+	failed := fnd("PackerUnpackFailed", CategoryPacker, SeverityMedium, "/bin/netd")
 
 	cases := []struct {
 		name    string
@@ -49,6 +51,12 @@ func TestPolicyDecide(t *testing.T) {
 		{"packed and a medium block", DefaultPolicy(), []Finding{upx, stratumData}, true, 2},
 		{"two packer rules are one indicator", DefaultPolicy(), []Finding{upx, altered}, false, 0},
 		{"altered packer and wallet block", DefaultPolicy(), []Finding{altered, wallet}, true, 2},
+		// Outside attack round 21, FB1: a packed Go tool and an encrypted
+		// zip member are no two reasons; a packer that was not read is.
+		{"packed and an unread archive member warn", DefaultPolicy(), []Finding{upx, encrypted}, false, 0},
+		{"packed, an unread member and a medium block", DefaultPolicy(), []Finding{upx, encrypted, stratumData}, true, 3},
+		{"packed and unread, and an unread member block", DefaultPolicy(), []Finding{upx, failed, encrypted}, true, 3},
+		{"altered packer and an unread member block", DefaultPolicy(), []Finding{altered, encrypted}, true, 2},
 		{"duplicates count once", DefaultPolicy(), []Finding{xmrig, xmrig}, true, 1},
 		{"threshold 3", Policy{MediumToBlock: 3}, []Finding{name, tuning}, false, 0},
 		{"threshold 1", Policy{MediumToBlock: 1}, []Finding{name}, true, 1},
