@@ -37,6 +37,7 @@ const (
 	archivePayloads             // any other file, which may carry base64 payloads
 	archiveAr                   // an ar archive: a Debian package, a static library
 	archiveCpio                 // a cpio archive: an initramfs image, an rpm's payload
+	archiveForeign              // an archive bsdtar unpacks and pullgate does not read: refused
 )
 
 var (
@@ -69,6 +70,8 @@ func detectArchive(it *item, head []byte, size int64) archiveKind {
 		return archiveCpio
 	case streamStart(head):
 		return archiveStream
+	case foreignArchive(head) != "":
+		return archiveForeign
 	}
 	// Base64 is looked for in every other file, whatever its name or
 	// first line: a payload may lie in a data file ("blob", "x.b64") that
@@ -251,6 +254,8 @@ func (w *walker) readArchive(it item, a *archived) error {
 		extra, err = w.walkCpio(it, &unarchiveReader{r: sr, w: w, what: "cpio " + it.shown()})
 		a.end, _ = sr.Seek(0, io.SeekCurrent)
 		a.end -= extra
+	case archiveForeign:
+		err = foreignError(data)
 	case archivePayloads:
 		for len(w.decoded) <= it.nest {
 			w.decoded = append(w.decoded, nil)

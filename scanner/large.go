@@ -91,6 +91,8 @@ func (w *walker) streamArchive(fw *fileWindows) error {
 		err = w.walkAr(it, &unarchiveReader{r: taken, w: w, what: "ar " + it.shown()})
 	case archiveCpio:
 		extra, err = w.walkCpio(it, &unarchiveReader{r: taken, w: w, what: "cpio " + it.shown()})
+	case archiveForeign:
+		err = foreignError(fw.head.b[:fw.headLen])
 	}
 	if rest.err != nil {
 		return rest.err
