@@ -9,7 +9,6 @@ import (
 	"slices"
 
 	"github.com/klauspost/compress/zlib"
-	"github.com/pullgate/pullgate/internal/bytepairs"
 )
 
 // Archives behind a prefix. A self-extracting file is something the host
@@ -163,75 +162,6 @@ func streamsIn(data []byte, from, text int) []int {
 	return offs
 }
 
-// streamMagics are what streamStarts looks for: each stream's magic
-// number and where in it the bytes it is found by start (anchor). back is
-// how far before the pattern the stream starts (bzip2's "BZh9" before its
-// block magic). They are found by the pair of bytes at anchor, in two
-// passes of four pairs each (see magicSets); a program holds any one
-// byte of them every few hundred bytes, a pair about a thousand times
-// more rarely. lzip, which pullgate cannot decode, is taken for a stream
-// behind text only (see streamText), and .lzma, whose header is a weak
-// signature that a program's bytes match every few kilobytes, is looked
-// for only where the text ends: its second byte is a NUL, which ends it.
-var streamMagics = []streamMagic{
-	{m: gzipMagic},
-	{m: xzMagic},
-	{m: zstdMagic},
-	{m: bzip2Block, anchor: 2, back: 4}, // "1AY&SY" after "BZh1".."BZh9"
-	{m: []byte{0x1f, 0x9d}, set: 1},     // compress(1)
-	{m: []byte{0x04, 0x22, 0x4d, 0x18}, set: 1},
-	{m: []byte{0x02, 0x21, 0x4c, 0x18}, set: 1},         // LZ4's legacy frame (lz4 -l)
-	{m: []byte("LZIP"), set: 1, textOnly: true},         // then its version, 0 or 1
-	{m: []byte{0x5d, 0, 0}, set: noSet, textOnly: true}, // .lzma
-	// zlib, by its header's usual forms (see isZlib): looked for behind
-	// text only, and in a XAR archive, where each file is one; a program
-	// holds these pairs every 64 KiB, each a trial decode.
-	{m: []byte{0x78, 0x9c}, set: 2, textOnly: true},
-	{m: []byte{0x78, 0xda}, set: 2, textOnly: true},
-	{m: []byte{0x78, 0x01}, set: 2, textOnly: true},
-	{m: []byte{0x78, 0x5e}, set: 2, textOnly: true},
-}
-
-// xarMagic starts a XAR archive.
-var xarMagic = []byte("xar!")
-
-// noSet marks a magic found by no pass of pairs: .lzma's.
-const noSet = -1
-
-// textOnlyReach is how far before the text's end a magic found by no
-// pass may start: .lzma's NUL is its second byte.
-const textOnlyReach = 1
-
-type streamMagic struct {
-	m        []byte
-	anchor   int
-	back     int
-	set      int // which of magicSets finds it
-	textOnly bool
-}
-
-// magicSets are the passes of streamStarts: the magics each finds, and
-// the pairs of bytes it finds them by.
-var magicSets = func() (sets [3]struct {
-	magics   []streamMagic
-	pairs    bytepairs.Set
-	textOnly bool // every magic of the set: the pass stops where the text does
-}) {
-	for i := range sets {
-		var pairs [][2]byte
-		sets[i].textOnly = true
-		for _, sm := range streamMagics {
-			if sm.set == i {
-				sets[i].magics = append(sets[i].magics, sm)
-				pairs = append(pairs, [2]byte{sm.m[sm.anchor], sm.m[sm.anchor+1]})
-				sets[i].textOnly = sets[i].textOnly && sm.textOnly
-			}
-		}
-		sets[i].pairs = bytepairs.NewSet(pairs...)
-	}
-	return sets
-}()
-
 // streamStarts lists, in order, the offsets from from on where data holds
 // the magic bytes of a stream that detectArchive takes for one (see
 // streamMagics); text is where the file's text ends (see streamText).
@@ -373,7 +303,7 @@ func (w *walker) decodesAsStream(c compression, src io.Reader, rules trialRules)
 	// followed by the next); zlib, whose header is two letters of text ("x^" in
 	// a formula), must everywhere, or reach its end (a wrong Adler-32
 	// after its data, which pigz -dz and zlib-flate write out).
-	weak := c == compressedLZW || c == compressedLZ4 || c == compressedLzma
+	weak := c == compressedLZW || c == compressedLZ4 || c == compressedLzma || c == compressedPack
 	if c == compressedZlib && !errors.Is(err, zlib.ErrChecksum) || !rules.partial && weak && !errors.Is(err, errAfterTheEnd) {
 		return false, nil
 	}

@@ -36,10 +36,11 @@ const (
 	compressedLZ4  // inside layers only
 	compressedLzip // inside layers only, refused
 	compressedZlib // inside layers only (see isZlib)
+	compressedPack // inside layers only (see isPack)
 )
 
 func (c compression) String() string {
-	return [...]string{"uncompressed", "bzip2", "gzip", "xz", "zstd", "lzma", "compress", "lz4", "lzip", "zlib"}[c]
+	return [...]string{"uncompressed", "bzip2", "gzip", "xz", "zstd", "lzma", "compress", "lz4", "lzip", "zlib", "pack"}[c]
 }
 
 // The magic bytes moby and containerd check; gzip includes its only
@@ -193,6 +194,12 @@ func decompress(c compression, br *bufio.Reader, charge func(int64) error) (io.R
 		return bzip2.NewReader(br), func() {}, nil
 	case compressedLzma:
 		return decompressLzma(br, charge, 0)
+	case compressedPack:
+		zr, err := newPackReader(br)
+		if err != nil {
+			return nil, nil, err
+		}
+		return zr, func() {}, nil
 	case compressedLZW:
 		zr, err := newLZWReader(br)
 		if err != nil {
@@ -324,7 +331,7 @@ func streamStart(head []byte) bool {
 	switch {
 	case len(head) < 4:
 		return false
-	case isLzmaAlone(head), isLZW(head), isLZ4(head), isLzip(head), isZlib(head):
+	case isLzmaAlone(head), isLZW(head), isLZ4(head), isLzip(head), isZlib(head), isPack(head):
 		return true
 	}
 	switch detectCompression(head) {

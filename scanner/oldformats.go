@@ -80,6 +80,8 @@ func nestedCompression(b []byte) compression {
 		return compressedLZ4
 	case isLzip(b):
 		return compressedLzip
+	case isPack(b):
+		return compressedPack
 	case isZlib(b):
 		return compressedZlib
 	}
