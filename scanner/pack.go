@@ -40,7 +40,7 @@ func parsePackTree(b []byte) (t packTree, n int, err error) {
 	}
 	t.maxLen = int(b[0])
 	if t.maxLen < 1 || t.maxLen > packMaxBits {
-		return t, 0, errors.New("Huffman code bit length out of range")
+		return t, 0, errors.New("the longest code's length is out of range")
 	}
 	if len(b) < 1+t.maxLen {
 		return t, 0, io.ErrUnexpectedEOF
