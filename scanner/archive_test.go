@@ -336,6 +336,13 @@ func FuzzUnarchive(f *testing.F) {
 	f.Add(slices.Concat(v7, pad512(miner.data), tarEnd))
 	f.Add(slices.Concat(newcEntry("xmrig", gz, miner.data, 0o100755), newcEntry("TRAILER!!!", nil, nil, 0)))
 	f.Add(fmt.Appendf(nil, "070707000000000000100755000000000000000001000000%011o%06o%011oxmrig\x00%s", 0, 6, len(dropper), dropper))
+	// pack(1) files, one and two members; an .lzma file damaged after
+	// its payload (version 15).
+	packed := packEncode(f, dropper)
+	f.Add(packed)
+	f.Add(slices.Concat([]byte("#!/bin/sh\n"), packed, packed))
+	lz := cli(f, dropper, "xz", "--format=lzma", "-c")
+	f.Add(append(bytes.Clone(lz[:len(lz)-4]), "damaged"...))
 	// Zips read from their local headers (ziplocal_test.go), but the one
 	// behind a prefix of 1.5 MiB, slow to minimize.
 	for _, c := range zipLocalCases(f) {

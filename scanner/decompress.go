@@ -49,8 +49,12 @@ func (c compression) String() string {
 var (
 	bzip2Magic = []byte{0x42, 0x5a, 0x68} // "BZh"
 	gzipMagic  = []byte{0x1f, 0x8b, 0x08}
-	xzMagic    = []byte{0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00}
-	zstdMagic  = []byte{0x28, 0xb5, 0x2f, 0xfd}
+	// gzipOldMagic starts a gzip member as gzip 0.5 wrote it: gzip -d
+	// still reads it (see isal's oldMagic), Go and moby do not, so a
+	// layer is never taken for one.
+	gzipOldMagic = []byte{0x1f, 0x9e, 0x08}
+	xzMagic      = []byte{0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00}
+	zstdMagic    = []byte{0x28, 0xb5, 0x2f, 0xfd}
 )
 
 // zstd skippable frames (magic 0x184D2A50 to 0x184D2A5F) may start a
@@ -331,7 +335,7 @@ func streamStart(head []byte) bool {
 	switch {
 	case len(head) < 4:
 		return false
-	case isLzmaAlone(head), isLZW(head), isLZ4(head), isLzip(head), isZlib(head), isPack(head):
+	case isLzmaAlone(head), isLZW(head), isLZ4(head), isLzip(head), isZlib(head), isPack(head), isOldGzip(head):
 		return true
 	}
 	switch detectCompression(head) {

@@ -2,14 +2,16 @@ package scanner
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 )
 
 // Archives that bsdtar (libarchive) on a host unpacks and pullgate does
 // not read: what they hold was never scanned, so a file that is one is
 // refused, a high ArchiveUnreadable, as lzip is (outside attack round 21,
 // F4 and F5). Each is known by a magic number of six bytes or more at its
-// start.
+// start, but gzip's LZH method, whose two bytes start no other file.
 var foreignArchives = []struct {
 	magic []byte
 	name  string
@@ -18,6 +20,7 @@ var foreignArchives = []struct {
 	{[]byte("Rar!\x1a\x07\x00"), "a RAR archive, which unrar and bsdtar unpack"},
 	{[]byte("Rar!\x1a\x07\x01\x00"), "a RAR 5 archive, which unrar and bsdtar unpack"},
 	{[]byte("MSCF\x00\x00\x00\x00"), "a Cabinet archive, which cabextract and bsdtar unpack"},
+	{[]byte("\x1f\xa0"), "a file of gzip's LZH method, which gzip -d unpacks"},
 }
 
 // zisofsMagic starts each file an ISO 9660 image stores compressed with
@@ -31,16 +34,135 @@ const isoMagicAt = 0x8001
 
 // foreignArchive names the archive head starts, among those pullgate does
 // not read, or says "". An ISO 9660 image is one only when head, what is
-// held of it (a window of a larger image), holds a zisofs file.
+// held of it (a window of a larger image), holds a zisofs file. A program
+// (ELF or PE) is one when it is a self-extractor bsdtar unpacks (see
+// selfExtractor).
 func foreignArchive(head []byte) string {
 	for _, f := range foreignArchives {
 		if bytes.HasPrefix(head, f.magic) {
 			return f.name
 		}
 	}
-	if len(head) > isoMagicAt+5 && bytes.Equal(head[isoMagicAt:isoMagicAt+5], []byte("CD001")) &&
-		bytes.Contains(head, zisofsMagic) {
+	switch {
+	case len(head) > isoMagicAt+5 && bytes.Equal(head[isoMagicAt:isoMagicAt+5], []byte("CD001")) &&
+		bytes.Contains(head, zisofsMagic):
 		return "an ISO 9660 image of zisofs-compressed files, which bsdtar unpacks"
+	case lhaHeader(head) == 0:
+		return lhaName
+	}
+	return selfExtractor(head)
+}
+
+const lhaName = "an LHA archive, which lha and bsdtar unpack"
+
+// lhaHeader is libarchive's check of an LHA header at h (its
+// lha_check_header_format, H_SIZE 22 bytes): 0 when h starts one (a
+// method "-lh?-" of a level bsdtar reads, or LArc's "-lz?-"), otherwise
+// how far on the next may start. A level 0 or 1 header's checksum is
+// checked as libarchive checks it when it reads the header.
+func lhaHeader(h []byte) int {
+	const size, method, attr, level = 22, 2, 19, 20
+	if len(h) < size {
+		return len(h) + 1
+	}
+	switch h[method+3] {
+	case '0', '1', '2', '3', '4', '5', '6', '7', 'd', 's':
+	case 'h', 'z':
+		return 1
+	case 'l':
+		return 2
+	case '-':
+		return 3
+	default:
+		return 4
+	}
+	if h[0] == 0 || h[method] != '-' || h[method+1] != 'l' || h[method+4] != '-' {
+		return 4
+	}
+	ok := false
+	switch h[method+2] {
+	case 'h':
+		ok = h[method+3] != 's' && (h[level] == 0 || h[level] <= 3 && h[attr] == 0x20)
+	case 'z':
+		ok = h[level] == 0 && (h[method+3] == 's' || h[method+3] == '4' || h[method+3] == '5')
+	}
+	if !ok {
+		return 4
+	}
+	if h[level] <= 1 { // the checksum of the header's bytes after its first two
+		n := int(h[0]) + 2
+		if n > len(h) {
+			return 4
+		}
+		var sum byte
+		for _, b := range h[2:n] {
+			sum += b
+		}
+		if sum != h[1] {
+			return 4
+		}
+	}
+	return 0
+}
+
+// Where libarchive's bidders look for an archive behind a program's
+// start, a self-extractor's stub (archive_read_support_format_*.c):
+// 7-Zip in an ELF or PE file from 0x27000 to 0x60000, RAR in one from
+// 64 KiB to 128 KiB every 16 bytes, Cabinet in a PE file in its first
+// 128 KiB and LHA in its first 20 KiB, each read ahead a window of 4 KiB
+// on.
+const (
+	sfx7zFrom, sfx7zTo   = 0x27000, 0x60000
+	sfxRarFrom, sfxRarTo = 64 << 10, 128 << 10
+	sfxCabTo             = 128<<10 + 4<<10
+	sfxLhaTo             = 20<<10 + 4<<10
+)
+
+// selfExtractor names the archive a program (ELF or PE) carries where
+// bsdtar finds it and unpacks it, among those pullgate does not read, or
+// says "". Each is checked as its reader checks it before it reads on, so
+// a program that only holds the magic (libarchive itself does) is none.
+func selfExtractor(head []byte) string {
+	pe := bytes.HasPrefix(head, []byte("MZ"))
+	if !pe && !bytes.HasPrefix(head, elfMagic) {
+		return ""
+	}
+	for p := sfx7zFrom; p < min(len(head), sfx7zTo); {
+		i := bytes.Index(head[p:min(len(head), sfx7zTo)], foreignArchives[0].magic)
+		if i < 0 {
+			break
+		}
+		p += i
+		if h := head[p:]; len(h) >= 32 && crc32.ChecksumIEEE(h[12:32]) == binary.LittleEndian.Uint32(h[8:12]) {
+			return "a 7-Zip self-extractor, which 7z and bsdtar unpack"
+		}
+		p++
+	}
+	for p := sfxRarFrom; p+8 < min(len(head), sfxRarTo); p += 16 {
+		if h := head[p:]; bytes.HasPrefix(h, foreignArchives[1].magic) || bytes.HasPrefix(h, foreignArchives[2].magic) {
+			return "a RAR self-extractor, which unrar and bsdtar unpack"
+		}
+	}
+	if !pe {
+		return ""
+	}
+	for p := 0; p < min(len(head), sfxCabTo); {
+		i := bytes.Index(head[p:min(len(head), sfxCabTo)], foreignArchives[3].magic)
+		if i < 0 {
+			break
+		}
+		p += i
+		if h := head[p:]; len(h) > 25 && h[25] == 1 && h[24] == 3 {
+			return "a Cabinet self-extractor, which cabextract and bsdtar unpack"
+		}
+		p++
+	}
+	for p := 0; p < min(len(head), sfxLhaTo); {
+		next := lhaHeader(head[p:])
+		if next == 0 {
+			return "an LHA self-extractor, which lha and bsdtar unpack"
+		}
+		p += next
 	}
 	return ""
 }

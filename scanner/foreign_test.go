@@ -2,6 +2,7 @@ package scanner
 
 import (
 	"bytes"
+	"encoding/binary"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,6 +75,94 @@ func TestForeignArchivesRefused(t *testing.T) {
 			if !c.refused && !hasFinding(res.Findings, "MinerCommandLine", "/opt/x.bin") {
 				t.Errorf("%s, window %d: findings %v, want MinerCommandLine in its bytes", c.name, s.limits.Window, res.Findings)
 			}
+		}
+	}
+}
+
+// lhaStored is an LHA archive (a level 0 header, method -lh0-) of one
+// file stored as it is.
+func lhaStored(name string, data []byte) []byte {
+	var crc uint16
+	for _, b := range data {
+		crc ^= uint16(b)
+		for range 8 {
+			if crc&1 != 0 {
+				crc = crc>>1 ^ 0xa001
+			} else {
+				crc >>= 1
+			}
+		}
+	}
+	body := []byte("-lh0-")
+	body = binary.LittleEndian.AppendUint32(body, uint32(len(data)))
+	body = binary.LittleEndian.AppendUint32(body, uint32(len(data)))
+	body = append(body, 0, 0, 0, 0, 0x20, 0, byte(len(name)))
+	body = binary.LittleEndian.AppendUint16(append(body, name...), crc)
+	var sum byte
+	for _, b := range body {
+		sum += b
+	}
+	return slices.Concat([]byte{byte(len(body)), sum}, body, data, []byte{0})
+}
+
+// stub is a program's start of n bytes: an ELF or a PE header, then zeros.
+func stub(magic string, n int) []byte {
+	return append([]byte(magic), make([]byte, n-len(magic))...)
+}
+
+// LHA archives and the self-extractors bsdtar finds behind a program's
+// start (7-Zip, RAR, Cabinet, LHA) are refused, each where and as
+// libarchive's bidder finds it; a program that only holds one of their
+// magic numbers is not (outside attack round 21).
+func TestSelfExtractorsAndLHARefused(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	miner := samples.XMRig()
+	lha := lhaStored("xmrig", miner)
+	sevenZip := bsdtarArchive(t, "m", miner, "--format", "7zip")
+	rar := append([]byte("Rar!\x1a\x07\x00\xcf\x90\x73"), make([]byte, 64)...)
+	cab := append([]byte("MSCF\x00\x00\x00\x00"), make([]byte, 64)...)
+	cab[24], cab[25] = 3, 1
+	badSum := bytes.Clone(lha)
+	badSum[1]++
+	cases := []struct {
+		name    string
+		data    []byte
+		refused bool
+		bsdtar  bool // bsdtar -xOf gives the miner
+	}{
+		{"LHA", lha, true, true},
+		{"LHA behind a PE stub", slices.Concat(stub("MZ", 1000), lha), true, true},
+		{"7-Zip behind an ELF stub", slices.Concat(stub("\x7fELF", sfx7zFrom+100), sevenZip), true, true},
+		{"7-Zip behind a PE stub", slices.Concat(stub("MZ", sfx7zFrom), sevenZip), true, true},
+		{"RAR behind an ELF stub", slices.Concat(stub("\x7fELF", sfxRarFrom+32), rar), true, false},
+		{"Cabinet behind a PE stub", slices.Concat(stub("MZ", 4096), cab), true, false},
+		{"gzip's LZH method", append([]byte("\x1f\xa0"), make([]byte, 64)...), true, false},
+		{"an LHA header whose checksum fails", badSum, false, false},
+		{"an ELF holding 7-Zip's magic", slices.Concat(stub("\x7fELF", sfx7zFrom+100), sevenZip[:6], make([]byte, 64)), false, false},
+		{"an ELF holding RAR's magic off its steps", slices.Concat(stub("\x7fELF", sfxRarFrom+33), rar), false, false},
+		{"a PE holding RAR's magic before 64 KiB", slices.Concat(stub("MZ", 4096), rar), false, false},
+		{"an ELF holding an LHA header", slices.Concat(stub("\x7fELF", 1000), lha), false, false},
+	}
+	dir := t.TempDir()
+	for _, c := range cases {
+		if c.bsdtar {
+			p := filepath.Join(dir, "archive")
+			if err := os.WriteFile(p, c.data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := exec.Command("bsdtar", "-xOf", p).Output(); err != nil || !bytes.Equal(got, miner) {
+				t.Fatalf("%s: bsdtar -xOf gives %d bytes (%v), not the miner", c.name, len(got), err)
+			}
+		}
+		res, err := scanOne(t, s, tfile{name: "opt/x.bin", mode: 0o755, data: c.data})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		refused := slices.ContainsFunc(res.Findings, func(f Finding) bool {
+			return f.Rule == ArchiveUnreadableRule && f.Severity == SeverityHigh && f.Path == "/opt/x.bin"
+		})
+		if refused != c.refused {
+			t.Errorf("%s: findings %v, want a high ArchiveUnreadable %v", c.name, res.Findings, c.refused)
 		}
 	}
 }

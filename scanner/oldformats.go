@@ -62,6 +62,9 @@ func isLZW(b []byte) bool {
 	return len(b) >= 3 && b[0] == 0x1f && b[1] == 0x9d && b[2]&0x1f <= 16
 }
 
+// isOldGzip says whether b starts a gzip member with gzip 0.5's magic.
+func isOldGzip(b []byte) bool { return bytes.HasPrefix(b, gzipOldMagic) }
+
 // nestedCompression is detectCompression for a file inside a layer, which
 // may also be in one of the older formats.
 func nestedCompression(b []byte) compression {
@@ -72,6 +75,8 @@ func nestedCompression(b []byte) compression {
 	switch c := detectCompression(b); {
 	case c != uncompressed:
 		return c
+	case isOldGzip(b):
+		return compressedGzip
 	case isLzmaAlone(b):
 		return compressedLzma
 	case isLZW(b):

@@ -12,7 +12,7 @@ import (
 
 // packEncode writes data as pack(1) does: Huffman codes of the bytes and
 // an end-of-block code, the longest length's codes last (see packTree).
-func packEncode(t *testing.T, data []byte) []byte {
+func packEncode(t testing.TB, data []byte) []byte {
 	t.Helper()
 	const eob = 256
 	freq := map[int]int{eob: 1}

@@ -20,7 +20,8 @@ var streamMagics = []streamMagic{
 	{m: []byte{0x1f, 0x9d}, set: 1},     // compress(1)
 	{m: []byte{0x04, 0x22, 0x4d, 0x18}, set: 1},
 	{m: []byte{0x02, 0x21, 0x4c, 0x18}, set: 1},         // LZ4's legacy frame (lz4 -l)
-	{m: []byte("LZIP"), set: 1, textOnly: true},         // then its version, 0 or 1
+	{m: gzipOldMagic, set: 1},                           // gzip 0.5's, which gzip -d reads
+	{m: []byte("LZIP"), set: 3, textOnly: true},         // then its version, 0 or 1
 	{m: []byte{0x5d, 0, 0}, set: noSet, textOnly: true}, // .lzma
 	// zlib, by its header's usual forms (see isZlib): looked for behind
 	// text only, and in a XAR archive, where each file is one; a program
@@ -29,8 +30,8 @@ var streamMagics = []streamMagic{
 	{m: []byte{0x78, 0xda}, set: 2, textOnly: true},
 	{m: []byte{0x78, 0x01}, set: 2, textOnly: true},
 	{m: []byte{0x78, 0x5e}, set: 2, textOnly: true},
-	// pack(1), which gzip -d unpacks: behind text only, in a pass of its
-	// own over the text alone.
+	// pack(1), which gzip -d unpacks: behind text only, in a pass over
+	// the text alone, with lzip's.
 	{m: packMagic, set: 3, textOnly: true},
 }
 

@@ -51,8 +51,10 @@ import "C"
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"runtime"
 	"sync/atomic"
@@ -233,6 +235,7 @@ func (z *Reader) step() error {
 			return err
 		}
 		z.atHeader = false
+		oldMagic(z.inBuf[z.inOff:z.inLen])
 	}
 	if z.inOff == z.inLen && !z.srcEOF {
 		if err := z.fill(); err != nil {
@@ -295,28 +298,60 @@ func (z *Reader) wholeHeader() error {
 	}
 }
 
+// oldMagic gives ISA-L the gzip magic in place of the one gzip 0.5 wrote,
+// 1f 9e, at the whole header b starts with: gzip -d reads such a member
+// as gzip, at a file's start or after other members. A header CRC-16
+// (FHCRC) covers the magic: one that holds over the header as it stands
+// is made again over the new magic, one that does not is left for ISA-L
+// to refuse with the old magic, as gzip -d refuses it.
+func oldMagic(b []byte) {
+	if len(b) < 10 || b[0] != 0x1f || b[1] != 0x9e {
+		return
+	}
+	n, ok := gzipHeaderLen(b)
+	if !ok {
+		return
+	}
+	if b[3]&2 == 0 {
+		b[1] = 0x8b
+		return
+	}
+	if uint16(crc32.ChecksumIEEE(b[:n-2])) != binary.LittleEndian.Uint16(b[n-2:n]) {
+		return
+	}
+	b[1] = 0x8b
+	binary.LittleEndian.PutUint16(b[n-2:n], uint16(crc32.ChecksumIEEE(b[:n-2])))
+}
+
 // gzipHeaderWhole says whether b starts with a whole gzip header (RFC
 // 1952: ten bytes, then the extra field, the name, the comment and the
 // header's CRC-16, each as its flag says).
 func gzipHeaderWhole(b []byte) bool {
+	_, ok := gzipHeaderLen(b)
+	return ok
+}
+
+// gzipHeaderLen is the length of the gzip header b starts with, and
+// whether b holds it whole.
+func gzipHeaderLen(b []byte) (int, bool) {
 	if len(b) < 10 {
-		return false
+		return 0, false
 	}
 	flags, n := b[3], 10
 	if flags&4 != 0 { // FEXTRA
 		if len(b) < n+2 {
-			return false
+			return 0, false
 		}
 		n += 2 + (int(b[n]) | int(b[n+1])<<8)
 	}
 	for _, f := range []byte{8, 16} { // FNAME, FCOMMENT: zero-terminated
 		if flags&f != 0 {
 			if n >= len(b) {
-				return false
+				return 0, false
 			}
 			end := bytes.IndexByte(b[n:], 0)
 			if end < 0 {
-				return false
+				return 0, false
 			}
 			n += end + 1
 		}
@@ -324,7 +359,7 @@ func gzipHeaderWhole(b []byte) bool {
 	if flags&2 != 0 { // FHCRC
 		n += 2
 	}
-	return len(b) >= n
+	return n, len(b) >= n
 }
 
 // fill moves unconsumed input to the front and reads more behind it.
