@@ -38,6 +38,7 @@ const (
 	archiveAr                   // an ar archive: a Debian package, a static library
 	archiveCpio                 // a cpio archive: an initramfs image, an rpm's payload
 	archiveForeign              // an archive bsdtar unpacks and pullgate does not read: refused
+	archiveISO                  // an ISO 9660 image (see walkISO)
 )
 
 var (
@@ -72,6 +73,8 @@ func detectArchive(it *item, head []byte, size int64) archiveKind {
 		return archiveStream
 	case foreignArchive(head) != "":
 		return archiveForeign
+	case isISO9660(head):
+		return archiveISO
 	}
 	// Base64 is looked for in every other file, whatever its name or
 	// first line: a payload may lie in a data file ("blob", "x.b64") that
@@ -200,7 +203,17 @@ func (w *walker) unarchiveHeld(it item, a *archived) error {
 	if err == errTooDeep {
 		return nil
 	}
-	return w.settle(it, err)
+	whole := err == nil
+	if err := w.settle(it, err); err != nil || whole || a.kind != archiveStream || a.spooled != nil {
+		return err
+	}
+	// Not read to its end: what zstd -dc or gzip -dc writes of it may
+	// join frames of other formats (tail -c | zstd -dc).
+	var read map[int64]bool
+	if a.at != "" { // a stream behind the start of the file unarchiveAll reads
+		read = w.joined
+	}
+	return w.walkJoined(it, a.data, a.off, read)
 }
 
 // readArchive looks into a, as unarchiveHeld does, and returns what ended
@@ -256,6 +269,8 @@ func (w *walker) readArchive(it item, a *archived) error {
 		a.end -= extra
 	case archiveForeign:
 		err = foreignError(data)
+	case archiveISO:
+		err = w.walkISO(it, ra, size)
 	case archivePayloads:
 		for len(w.decoded) <= it.nest {
 			w.decoded = append(w.decoded, nil)

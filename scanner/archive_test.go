@@ -343,6 +343,16 @@ func FuzzUnarchive(f *testing.F) {
 	f.Add(slices.Concat([]byte("#!/bin/sh\n"), packed, packed))
 	lz := cli(f, dropper, "xz", "--format=lzma", "-c")
 	f.Add(append(bytes.Clone(lz[:len(lz)-4]), "damaged"...))
+	// Frames of several formats that zstd -dc and gzip -dc join
+	// (joined.go).
+	half := len(dropper) / 2
+	f.Add(slices.Concat(cli(f, dropper[:half], "zstd", "-c", "-q"), gzipBytes(f, dropper[half:]), cli(f, dropper[:10], "xz", "-c"),
+		cli(f, dropper[:10], "lz4", "-c", "-q"), cli(f, dropper[:10], "xz", "--format=lzma", "-c")))
+	f.Add(slices.Concat(gzipBytes(f, dropper[:half]), packEncode(f, dropper[half:]), lzwCompress(dropper, 16)))
+	// ISO 9660 images: a file of several extents, an .lzma file
+	// (iso9660.go).
+	f.Add(multiExtentISO(f, [][]byte{dropper[:half], dropper[half:]}))
+	f.Add(bsdtarArchive(f, "tool.lzma", cli(f, dropper, "xz", "--format=lzma", "-c"), "--format", "iso9660"))
 	// Zips read from their local headers (ziplocal_test.go), but the one
 	// behind a prefix of 1.5 MiB, slow to minimize.
 	for _, c := range zipLocalCases(f) {

@@ -77,10 +77,12 @@ func (w *walker) behindPrefix(data []byte, kind archiveKind) (out []*archived, t
 			out = append(out, &archived{kind: archiveZip, data: bytes.Clone(data[end.start:])})
 		}
 	}
-	if kind != notArchive && kind != archivePayloads {
+	if kind != notArchive && kind != archivePayloads && kind != archiveISO {
 		// An archive's own members are looked into as such (and a
 		// compressed file is searched behind its start once its own
-		// stream is read, see unarchiveOwn).
+		// stream is read, see unarchiveOwn). An ISO image is searched
+		// as any file is: its files are walked, and what lies between
+		// them is cut out with tail -c.
 		return out, false, nil
 	}
 	more, truncated, err := w.streamsBehind(data, end, atEnd, nil)

@@ -37,6 +37,9 @@ type ownStream struct {
 	// alone are the frames and streams of its own that are read on
 	// their own all the same (see unarchiveBehindOwn).
 	alone map[int64]bool
+	// joined are where the frames that a reading as zstd -dc or gzip
+	// -dc reads them went through start (see walkJoined).
+	joined map[int64]bool
 }
 
 // covers says whether the stream at off, compressed with c, was read as
@@ -81,7 +84,13 @@ func (w *walker) unarchiveOwn(it item, a *archived, trimmed bool) (own ownStream
 		if err == errTooDeep {
 			return nil
 		}
-		return w.settle(it, err)
+		if err := w.settle(it, err); err != nil || a.kind != archiveStream || own.whole != uncompressed {
+			return err
+		}
+		// Not read to its end: what zstd -dc or gzip -dc writes of it may
+		// join frames of other formats.
+		own.joined = map[int64]bool{}
+		return w.walkJoined(it, a.data, 0, own.joined)
 	})
 	w.onMember = nil
 	if err == nil && trimmed && w.unread != unread {
@@ -157,6 +166,12 @@ func (w *walker) unarchiveTrailing(it item, data []byte, end int64) error {
 // resource pack holds hundreds) would be read n²/2 times.
 func (w *walker) unarchiveAll(it item, as []*archived, tooMany bool, size int64, own ownStream) error {
 	read := own.read // where such members start
+	joined := w.joined
+	w.joined = own.joined
+	if w.joined == nil {
+		w.joined = map[int64]bool{}
+	}
+	defer func() { w.joined = joined }()
 	n := 0
 	for _, a := range as {
 		if a.kind == archiveStream && (read[a.off] || own.covers(a.off, nestedCompression(a.data))) {

@@ -29,8 +29,10 @@ var foreignArchives = []struct {
 var zisofsMagic = []byte("\x37\xe4\x53\x96\xc9\xdb\xd6\x07")
 
 // isoMagicAt is where an ISO 9660 image's first volume descriptor names
-// its standard identifier.
+// its standard identifier, isoMagic.
 const isoMagicAt = 0x8001
+
+var isoMagic = []byte("CD001")
 
 // foreignArchive names the archive head starts, among those pullgate does
 // not read, or says "". An ISO 9660 image is one only when head, what is
@@ -44,8 +46,8 @@ func foreignArchive(head []byte) string {
 		}
 	}
 	switch {
-	case len(head) > isoMagicAt+5 && bytes.Equal(head[isoMagicAt:isoMagicAt+5], []byte("CD001")) &&
-		bytes.Contains(head, zisofsMagic):
+	case len(head) > isoMagicAt+len(isoMagic) && bytes.Equal(head[isoMagicAt:isoMagicAt+len(isoMagic)], isoMagic) &&
+		holdsZisofsFile(head):
 		return "an ISO 9660 image of zisofs-compressed files, which bsdtar unpacks"
 	case lhaHeader(head) == 0:
 		return lhaName
@@ -165,6 +167,28 @@ func selfExtractor(head []byte) string {
 		p += next
 	}
 	return ""
+}
+
+// isoSector is the size of an ISO 9660 image's sectors, where its files'
+// extents start.
+const isoSector = 2048
+
+// holdsZisofsFile says whether an ISO image, what is held of it, holds a
+// zisofs file: its header at the start of a sector (where a file's extent
+// starts), with the header size (4, in words) and block size (2^15 to
+// 2^17) zisofs writes. A file that only holds the magic, as libarchive
+// does, is none (outside attack round 22, FB1).
+func holdsZisofsFile(iso []byte) bool {
+	for off := 0; ; off++ {
+		i := bytes.Index(iso[off:], zisofsMagic)
+		if i < 0 {
+			return false
+		}
+		off += i
+		if h := iso[off:]; off%isoSector == 0 && len(h) >= 16 && h[12] == 4 && h[13] >= 15 && h[13] <= 17 {
+			return true
+		}
+	}
 }
 
 // foreignError refuses the archive data starts (see foreignArchive).

@@ -14,7 +14,7 @@ import (
 
 // bsdtarArchive writes files into an archive of format with bsdtar, and
 // checks that bsdtar gives name's content back from it.
-func bsdtarArchive(t *testing.T, name string, content []byte, args ...string) []byte {
+func bsdtarArchive(t testing.TB, name string, content []byte, args ...string) []byte {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, name), content, 0o755); err != nil {
@@ -45,6 +45,9 @@ func TestForeignArchivesRefused(t *testing.T) {
 	sevenZip := bsdtarArchive(t, "m", miner, "--format", "7zip")
 	zisofs := bsdtarArchive(t, "m", miner, "--format", "iso9660", "--options", "zisofs")
 	plainISO := bsdtarArchive(t, "m", miner, "--format", "iso9660")
+	// A program that holds zisofs's magic as a constant, as libarchive
+	// does (outside attack round 22, FB1).
+	withMagic := bsdtarArchive(t, "m", slices.Concat([]byte("lib"), zisofsMagic, []byte{1, 2, 3, 4, 5, 6, 7, 8}, miner), "--format", "iso9660")
 	filler := samples.Filler(300 << 10) // past a small window
 	for _, s := range []*Scanner{
 		newTestScanner(t, Options{Workers: 2}),
@@ -61,13 +64,17 @@ func TestForeignArchivesRefused(t *testing.T) {
 			{"RAR 5", append([]byte("Rar!\x1a\x07\x01\x00"), filler...), true},
 			{"Cabinet", append([]byte("MSCF\x00\x00\x00\x00"), filler...), true},
 			{"ISO 9660 of plain files", plainISO, false},
+			{"ISO 9660 of a file holding zisofs's magic", withMagic, false},
+			// Compressed, it starts with the 32 KiB of zeros archive/tar
+			// takes for an empty tar (outside attack round 22, F12).
+			{"ISO 9660 of zisofs files, gzipped", gzipBytes(t, zisofs), true},
 		} {
 			res, err := scanOne(t, s, tfile{name: "opt/x.bin", mode: 0o644, data: c.data})
 			if err != nil {
 				t.Fatalf("%s, window %d: %v", c.name, s.limits.Window, err)
 			}
 			refused := slices.ContainsFunc(res.Findings, func(f Finding) bool {
-				return f.Rule == ArchiveUnreadableRule && f.Severity == SeverityHigh && f.Path == "/opt/x.bin"
+				return f.Rule == ArchiveUnreadableRule && f.Severity == SeverityHigh && f.File == "/opt/x.bin"
 			})
 			if refused != c.refused {
 				t.Errorf("%s, window %d: findings %v, want a high ArchiveUnreadable %v", c.name, s.limits.Window, res.Findings, c.refused)

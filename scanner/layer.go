@@ -90,6 +90,10 @@ type walker struct {
 	st     *scanState
 	parent context.Context
 	kind   blobKind
+	// joined is where, in the file whose streams behind its start are
+	// being read, the frames a reading as zstd -dc or gzip -dc went
+	// through start (see walkJoined).
+	joined map[int64]bool
 
 	links *linkStore
 

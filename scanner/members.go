@@ -56,8 +56,16 @@ func (w *walker) walkStreamOf(it item, br *bufio.Reader, c compression) error {
 	if zr, ok := body.(*isal.Reader); ok && onMember != nil {
 		body = newMemberReader(zr, onMember)
 	}
-	ur := &unarchiveReader{r: decoderErrors(body), w: w, what: c.String() + " " + it.shown()}
-	dr := bufio.NewReaderSize(ur, 2*blockSize)
+	return w.walkDecoded(it, it.member(decompressedName(it.name, c), it.exec), decoderErrors(body), c.String()+" "+it.shown())
+}
+
+// walkDecoded looks into whole, the file body decodes from it: a tar is
+// walked member by member (a compressed tar is one level: its members are
+// it's), any other content is scanned as one file. what names the
+// decoding in a limit's error.
+func (w *walker) walkDecoded(it, whole item, body io.Reader, what string) error {
+	ur := &unarchiveReader{r: body, w: w, what: what}
+	dr := bufio.NewReaderSize(ur, isoMagicAt+len(isoMagic))
 	head, err := dr.Peek(2 * blockSize)
 	if err != nil && err != io.EOF && (len(head) == 0 || w.hardError(err)) {
 		return err
@@ -65,8 +73,7 @@ func (w *walker) walkStreamOf(it item, br *bufio.Reader, c compression) error {
 	// A stream that fails after its first bytes is read for those: the
 	// host's gzip -d or xz -d writes them before it complains, and dr
 	// gives the error after them.
-	whole := it.member(decompressedName(it.name, c), it.exec)
-	if isTar(head) {
+	if isTar(head) && !isISO(dr) {
 		if err := w.walkMembers(it, dr, &whole); err != nil {
 			return err
 		}
@@ -83,6 +90,14 @@ func (w *walker) walkStreamOf(it item, br *bufio.Reader, c compression) error {
 	// Read as a member of unknown length: one that fits a batch is
 	// looked at whole (a zip behind a prefix, see zipAtEnd).
 	return w.scanMember(whole, dr)
+}
+
+// isISO says whether what r holds is an ISO 9660 image: its first 32 KiB,
+// the system area, is zeros, which archive/tar reads as a tar's end, where
+// bsdtar reads the image (outside attack round 22, F12).
+func isISO(r *bufio.Reader) bool {
+	h, _ := r.Peek(isoMagicAt + len(isoMagic))
+	return len(h) == isoMagicAt+len(isoMagic) && bytes.Equal(h[isoMagicAt:], isoMagic)
 }
 
 // decoderErrors reports what a decoder's error says of the stream: zstd's

@@ -22,8 +22,8 @@ import (
 
 // isLzmaAlone says whether b starts like an .lzma file as xz and the LZMA
 // SDK write it: properties lc+lp*9+pb*45 under 225, a dictionary size of
-// 2^n or 2^n+2^(n-1) from 4 KiB up to xz's largest (64 MiB: a larger one
-// is taken for other bytes, not refused), an uncompressed size that is unknown
+// 2^n or 2^n+2^(n-1) from 4 KiB, or 2^32-1 (larger ones than xz's 64 MiB
+// are decoded with 64 MiB, see decompressLzma), an uncompressed size that is unknown
 // (all ones) or under 2^48, and the range coder's first byte, which is
 // always zero. Other files pass these tests too (Kotlin's metadata files
 // do), so a file taken for .lzma is scanned whole as bytes as well, and a
@@ -34,7 +34,7 @@ func isLzmaAlone(b []byte) bool {
 		return false
 	}
 	d := binary.LittleEndian.Uint32(b[1:5])
-	if top := d >> bits.TrailingZeros32(d); d < 1<<12 || d > xzMaxDict || top != 1 && top != 3 {
+	if top := d >> bits.TrailingZeros32(d); d < 1<<12 || top != 1 && top != 3 && d != ^uint32(0) {
 		return false
 	}
 	size := binary.LittleEndian.Uint64(b[5:13])
@@ -103,10 +103,12 @@ func decompressLzma(br *bufio.Reader, charge func(int64) error, maxCharge uint32
 	if err != nil {
 		return nil, nil, corruptError("read lzma header", err)
 	}
-	d := binary.LittleEndian.Uint32(h[1:5])
-	if d > xzMaxDict {
-		return nil, nil, limitError("lzma stream needs a %d byte dictionary, more than %d", d, xzMaxDict)
-	}
+	// A larger dictionary than xzMaxDict is not allocated: the stream is
+	// decoded with xzMaxDict, which holds all of an output up to that
+	// size, and one that reaches back farther is refused (ErrDictCap).
+	// The host's unlzma allocates what the header asks (outside attack
+	// round 22, F3).
+	d := min(binary.LittleEndian.Uint32(h[1:5]), xzMaxDict)
 	if charge != nil {
 		c := max(d, lzma.MinDictCap)
 		if maxCharge > 0 {
@@ -116,9 +118,9 @@ func decompressLzma(br *bufio.Reader, charge func(int64) error, maxCharge uint32
 			return nil, nil, err
 		}
 	}
-	lr, err := liblzma.NewReader(br, lzmaMemLimit)
+	lr, err := liblzma.NewCappedReader(br, xzMaxDict)
 	if err != nil {
-		return nil, nil, limitError("%v", err)
+		return nil, nil, corruptError("read lzma header", err)
 	}
 	return &toTheEnd{r: lr, br: br}, lr.Close, nil
 }
@@ -154,8 +156,8 @@ func (t *toTheEnd) Read(p []byte) (int, error) {
 		if _, more := t.br.Peek(1); more == nil {
 			return n, corruptError("read lzma stream", errAfterTheEnd)
 		}
-	case errors.Is(err, liblzma.ErrMemLimit):
-		return n, limitError("%v", err)
+	case errors.Is(err, liblzma.ErrMemLimit), errors.Is(err, liblzma.ErrDictCap):
+		return n, limitError("%v (its header asks for more than %d bytes)", err, xzMaxDict)
 	case err != nil:
 		return n, corruptError("read lzma stream", err)
 	}

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"compress/zlib"
 	"encoding/binary"
-	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -285,7 +284,8 @@ func TestLZ4LegacyBlockBound(t *testing.T) {
 // dictionary its header asks for; a header asking for more than
 // xzMaxDict is refused before anything is allocated.
 func TestLzmaTrialDictionary(t *testing.T) {
-	data := samples.Lzma(bytes.Repeat(append(samples.XMRig(), samples.Filler(5000)...), 20))
+	plain := bytes.Repeat(append(samples.XMRig(), samples.Filler(5000)...), 20)
+	data := samples.Lzma(plain)
 	d := binary.LittleEndian.Uint32(data[1:5])
 	if d <= lzmaTrialDict {
 		t.Fatalf("the sample's dictionary is %d bytes, want more than the trial's", d)
@@ -315,9 +315,18 @@ func TestLzmaTrialDictionary(t *testing.T) {
 	if !bytes.Equal(whole, trial) {
 		t.Fatal("the trial's first bytes differ from the stream's")
 	}
+	// A header asking for more than xzMaxDict is read with xzMaxDict,
+	// and charged no more (outside attack round 22, F3).
 	huge := bytes.Clone(data)
-	binary.LittleEndian.PutUint32(huge[1:5], xzMaxDict+1)
-	if _, _, err := decompressLzma(bufio.NewReader(bytes.NewReader(huge)), nil, lzmaTrialDict); !errors.Is(err, ErrLimit) {
-		t.Fatalf("a header asking for %d bytes: %v, want ErrLimit", xzMaxDict+1, err)
+	binary.LittleEndian.PutUint32(huge[1:5], 1<<31)
+	var charged2 int64
+	r, release, err := decompressLzma(bufio.NewReader(bytes.NewReader(huge)), func(n int64) error { charged2 = n; return nil }, 0)
+	if err != nil {
+		t.Fatalf("a header asking for 2 GiB: %v", err)
+	}
+	got, err := io.ReadAll(r)
+	release()
+	if err != nil || !bytes.Equal(got, plain) || charged2 != xzMaxDict {
+		t.Fatalf("a header asking for 2 GiB: %d bytes, %v, charged %d; want the stream, charged %d", len(got), err, charged2, xzMaxDict)
 	}
 }

@@ -99,13 +99,16 @@ func isPack(b []byte) bool {
 // an error, as gzip writes it before it complains; a length that differs
 // from the header's is an error after the whole output, as gzip's.
 type packReader struct {
-	br    *bufio.Reader
-	t     packTree
-	want  uint32
-	out   uint32
-	bits  uint32 // bits not yet used, the next in nbits' top
-	nbits int
-	err   error
+	br *bufio.Reader
+	// joined ends the stream with io.EOF at a member's end that another
+	// format follows (see joinedReader), where gzip -d goes on to it.
+	joined bool
+	t      packTree
+	want   uint32
+	out    uint32
+	bits   uint32 // bits not yet used, the next in nbits' top
+	nbits  int
+	err    error
 }
 
 func newPackReader(br *bufio.Reader) (io.Reader, error) {
@@ -146,6 +149,8 @@ func (r *packReader) next() error {
 		return io.EOF
 	case isPackMagic(h):
 		return r.header()
+	case r.joined:
+		return io.EOF
 	}
 	return corruptError("read pack stream", errAfterTheEnd)
 }

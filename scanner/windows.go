@@ -250,9 +250,10 @@ func (w *walker) firstWindow(fw *fileWindows, data []byte, last bool) error {
 			fw.archive = contents(fw.kind, data)
 			fw.trimmed = w.trimmable(&fw.it, fw.archive, len(data))
 		}
-	case fw.kind == notArchive, fw.kind == archivePayloads:
+	case fw.kind == notArchive, fw.kind == archivePayloads, fw.kind == archiveISO:
 		// Searched behind its start, and for base64 if it is text, from
-		// a spool once its last window is scanned.
+		// a spool once its last window is scanned; an ISO image is walked
+		// from that spool too.
 		sp, err := newSpool(fw.it.shown())
 		if err != nil {
 			return err
@@ -344,6 +345,11 @@ func (w *walker) finishWindows(fw *fileWindows) (bool, error) {
 		}
 		if err := w.searchSpooled(it, fw.searched, fw.read, fw.text.end, fw.kind == archivePayloads); err != nil {
 			return false, err
+		}
+		if fw.kind == archiveISO {
+			if err := w.unarchive(it, &archived{kind: archiveISO, spooled: io.NewSectionReader(fw.searched.f, 0, fw.read)}); err != nil {
+				return false, err
+			}
 		}
 	}
 	switch {

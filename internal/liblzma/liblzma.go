@@ -1,5 +1,5 @@
 // Package liblzma decodes .lzma files (LZMA_Alone, the format of
-// lzma-utils and of `xz --format=lzma`) with liblzma, the library the
+// lzma-utils and of `xz --format=lzma`), and single .xz streams, with liblzma, the library the
 // host's own xz, unlzma, bsdtar and dpkg read them with.
 //
 // Reading a file the way the host does matters at its end: liblzma hands
@@ -19,16 +19,52 @@ package liblzma
 #cgo LDFLAGS: -llzma
 #cgo CFLAGS: -I${SRCDIR}/../isal
 #include <stdlib.h>
+#include <string.h>
 #include <lzma.h>
 #include "vector.h"
 
-static lzma_stream *pg_alone(uint64_t memlimit, int *ret) {
+// pg_new starts a decoder of one .lzma stream, or of one .xz stream when
+// xz is set (no LZMA_CONCATENATED: it ends with the stream, before any
+// padding or stream after it).
+static lzma_stream *pg_new(int xz, uint64_t memlimit, int *ret) {
 	lzma_stream *s = calloc(1, sizeof(*s)); // LZMA_STREAM_INIT is all zeros
 	if (s == NULL) {
 		*ret = LZMA_MEM_ERROR;
 		return NULL;
 	}
-	*ret = lzma_alone_decoder(s, memlimit);
+	*ret = xz ? lzma_stream_decoder(s, memlimit, 0) : lzma_alone_decoder(s, memlimit);
+	pg_clear_upper();
+	if (*ret != LZMA_OK) {
+		lzma_end(s);
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+// pg_capped starts a decoder of an .lzma stream whose 13-byte header was
+// read by the caller: LZMA1 with the header's properties and uncompressed
+// size (UINT64_MAX: unknown, an end marker ends it; otherwise an end
+// marker may still end it there, as lzma_alone_decoder allows), and a
+// dictionary of dict bytes, which may be smaller than the header's.
+static lzma_stream *pg_capped(uint8_t props, uint32_t dict, uint64_t size, int *ret) {
+	lzma_stream *s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		*ret = LZMA_MEM_ERROR;
+		return NULL;
+	}
+	lzma_options_lzma opt;
+	memset(&opt, 0, sizeof(opt));
+	opt.dict_size = dict;
+	opt.lc = props % 9;
+	props /= 9;
+	opt.lp = props % 5;
+	opt.pb = props / 5;
+	opt.ext_flags = LZMA_LZMA1EXT_ALLOW_EOPM;
+	opt.ext_size_low = (uint32_t)size;
+	opt.ext_size_high = (uint32_t)(size >> 32);
+	lzma_filter filters[2] = {{LZMA_FILTER_LZMA1EXT, &opt}, {LZMA_VLI_UNKNOWN, NULL}};
+	*ret = lzma_raw_decoder(s, filters);
 	pg_clear_upper();
 	if (*ret != LZMA_OK) {
 		lzma_end(s);
@@ -66,6 +102,7 @@ import "C"
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -89,6 +126,7 @@ type Reader struct {
 	s       *C.lzma_stream
 	err     error // returned once the bytes before it are given out
 	stalled int   // steps in a row that moved nothing
+	capped  bool  // decoded with less dictionary than its header asks
 	cleanup runtime.Cleanup
 }
 
@@ -97,8 +135,54 @@ type Reader struct {
 // allocate: the dictionary the header asks for and the literal coder's
 // tables. Close frees the C memory.
 func NewReader(src *bufio.Reader, memlimit uint64) (*Reader, error) {
+	return newReader(src, memlimit, false)
+}
+
+// NewXzReader returns a Reader of the one .xz stream src starts with, as
+// NewReader is of an .lzma stream: it ends with that stream, before its
+// padding or the stream after it, as zstd -dc reads an .xz frame among
+// frames of other formats.
+func NewXzReader(src *bufio.Reader, memlimit uint64) (*Reader, error) {
+	return newReader(src, memlimit, true)
+}
+
+// NewCappedReader returns a Reader of the .lzma stream in src that
+// decodes with a dictionary of at most dictCap bytes, whatever its header
+// asks: a stream only reaches back as far as it has decoded, so one whose
+// output is no larger than dictCap decodes as with the header's, and one
+// that reaches back farther fails with ErrDictCap. It reads the header
+// itself; one liblzma would refuse (properties over 224) is ErrCorrupt.
+func NewCappedReader(src *bufio.Reader, dictCap uint32) (*Reader, error) {
+	h, err := src.Peek(13)
+	if err != nil {
+		return nil, fmt.Errorf("%w: header: %w", ErrCorrupt, err)
+	}
+	if h[0] >= 9*5*5 {
+		return nil, fmt.Errorf("%w: header: properties %d", ErrCorrupt, h[0])
+	}
+	dict := binary.LittleEndian.Uint32(h[1:5])
 	var ret C.int
-	s := C.pg_alone(C.uint64_t(memlimit), &ret)
+	s := C.pg_capped(C.uint8_t(h[0]), C.uint32_t(max(min(dict, dictCap), 4096)), C.uint64_t(binary.LittleEndian.Uint64(h[5:13])), &ret)
+	if s == nil {
+		return nil, fmt.Errorf("lzma: start the decoder: %s", retString(ret))
+	}
+	_, _ = src.Discard(13)
+	r := &Reader{src: src, s: s, capped: dict > dictCap}
+	r.cleanup = runtime.AddCleanup(r, func(s *C.lzma_stream) { C.pg_end(s) }, s)
+	return r, nil
+}
+
+// ErrDictCap is the error of a stream read by NewCappedReader that
+// reaches back farther than the dictionary it was given, less than its
+// header asked.
+var ErrDictCap = errors.New("lzma: the stream reaches back farther than the dictionary it is decoded with")
+
+func newReader(src *bufio.Reader, memlimit uint64, xz bool) (*Reader, error) {
+	var ret, x C.int
+	if xz {
+		x = 1
+	}
+	s := C.pg_new(x, C.uint64_t(memlimit), &ret)
 	if s == nil {
 		return nil, fmt.Errorf("lzma: start the decoder: %s", retString(ret))
 	}
@@ -137,6 +221,9 @@ func (r *Reader) Read(p []byte) (int, error) {
 		_, _ = r.src.Discard(int(inUsed))
 		n := int(outMade)
 		r.err = stepError(ret)
+		if r.capped && ret == C.LZMA_DATA_ERROR {
+			r.err = fmt.Errorf("%w: %w", ErrDictCap, r.err)
+		}
 		if r.err == nil {
 			if n > 0 {
 				r.stalled = 0

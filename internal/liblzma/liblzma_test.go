@@ -133,3 +133,82 @@ func TestNotAHeader(t *testing.T) {
 		t.Fatalf("three bytes: %v, want ErrCorrupt", err)
 	}
 }
+
+// An .xz stream is read to its end and no further: what follows it, a
+// second stream among them, stays in the source.
+func TestXzOneStream(t *testing.T) {
+	data := payload()
+	stream := xz(t, data, "-c")
+	second := xz(t, []byte("second"), "-c")
+	for _, step := range []int{1, 100, 64 << 10} {
+		br := bufio.NewReader(io.MultiReader(bytes.NewReader(stream), bytes.NewReader(second)))
+		r, err := NewXzReader(br, memlimit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := readAll(r, step)
+		r.Close()
+		if err != io.EOF || !bytes.Equal(got, data) {
+			t.Fatalf("read %d of %d bytes, %d at a time, ending with %v", len(got), len(data), step, err)
+		}
+		if rest, _ := io.ReadAll(br); !bytes.Equal(rest, second) {
+			t.Fatalf("the source holds %d bytes after the stream, want the second stream's %d", len(rest), len(second))
+		}
+	}
+}
+
+// A stream whose header asks more dictionary than the cap decodes as xz
+// decodes it while it reaches back no farther than the cap, and fails
+// with ErrDictCap where it reaches farther; its header's other fields
+// (properties, a known size, an end marker) are read as liblzma's .lzma
+// decoder reads them.
+func TestCappedReader(t *testing.T) {
+	data := payload()
+	rng := rand.New(rand.NewPCG(3, 4))
+	block := make([]byte, 200<<10)
+	for i := range block {
+		block[i] = byte(rng.Uint32())
+	}
+	far := append(bytes.Clone(block), block...) // a match 200 KiB back
+	withDict := func(s []byte, dict uint32) []byte {
+		s = bytes.Clone(s)
+		binary.LittleEndian.PutUint32(s[1:5], dict)
+		return s
+	}
+	cases := []struct {
+		name    string
+		stream  []byte
+		want    []byte
+		dictCap uint32
+		err     error
+	}{
+		{"dict 128 MiB", xz(t, data, "--format=lzma", "--lzma1=preset=6,dict=128MiB", "-c"), data, 64 << 20, io.EOF},
+		{"dict 2^32-1", withDict(xz(t, data, "--format=lzma", "-c"), 0xffffffff), data, 64 << 20, io.EOF},
+		{"lc 0 lp 4 pb 0", xz(t, data, "--format=lzma", "--lzma1=preset=6,lc=0,lp=4,pb=0", "-c"), data, 64 << 20, io.EOF},
+		{"a match past the cap", xz(t, far, "--format=lzma", "--lzma1=preset=6,dict=1MiB", "-c"), nil, 64 << 10, ErrDictCap},
+	}
+	for _, c := range cases {
+		if c.want != nil {
+			cmd := exec.Command("xz", "-dc", "--format=lzma")
+			cmd.Stdin = bytes.NewReader(c.stream)
+			if got, err := cmd.Output(); err != nil || !bytes.Equal(got, c.want) {
+				t.Fatalf("%s: xz -dc gives %d bytes (%v)", c.name, len(got), err)
+			}
+		}
+		br := bufio.NewReader(io.MultiReader(bytes.NewReader(c.stream), bytes.NewReader([]byte("after"))))
+		r, err := NewCappedReader(br, c.dictCap)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		got, err := readAll(r, 4096)
+		r.Close()
+		if !errors.Is(err, c.err) || c.want != nil && !bytes.Equal(got, c.want) {
+			t.Errorf("%s: %d bytes, ending with %v; want %v", c.name, len(got), err, c.err)
+		}
+		if c.err == io.EOF {
+			if rest, _ := io.ReadAll(br); string(rest) != "after" {
+				t.Errorf("%s: the source holds %q after the stream", c.name, rest)
+			}
+		}
+	}
+}

@@ -1,0 +1,144 @@
+package scanner
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/pullgate/pullgate/internal/samples"
+)
+
+// A miner cut into eight slices, each in a frame of another format than
+// the one before it, is whole only in what zstd -dc writes: that is read
+// and scanned as the file "x!zstd -dc" (outside attack round 21, F1).
+// Each slice alone is not refused, which the test checks first.
+func TestZstdJoinsFormats(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	miner := samples.XMRig()
+	const k = 8
+	slice := func(i int) []byte { return miner[i*len(miner)/k : (i+1)*len(miner)/k] }
+	for i := range k {
+		res, err := scanOne(t, s, tfile{name: "opt/slice", mode: 0o644, data: slice(i)})
+		if err != nil || len(res.Blocking()) > 0 {
+			t.Fatalf("slice %d alone: findings %v, %v; the test needs slices that are not refused", i, res.Findings, err)
+		}
+	}
+	frame := map[string]func([]byte) []byte{
+		"zstd": func(b []byte) []byte { return cli(t, b, "zstd", "-c", "-q") },
+		"gzip": func(b []byte) []byte { return gzipBytes(t, b) },
+		"xz":   func(b []byte) []byte { return cli(t, b, "xz", "-c") },
+		"lzma": func(b []byte) []byte { return cli(t, b, "xz", "--format=lzma", "-c") },
+		"lz4":  func(b []byte) []byte { return cli(t, b, "lz4", "-c", "-q") },
+	}
+	skippable := []byte{0x50, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 'a', 'b', 'c'}
+	cases := []struct {
+		name   string
+		orders []string // the format of each slice's frame
+		before []byte   // between the first frame and the second
+	}{
+		{"zstd first", []string{"zstd", "gzip", "xz", "lz4", "lzma", "zstd", "gzip", "xz"}, nil},
+		{"gzip first", []string{"gzip", "zstd", "gzip", "zstd", "gzip", "zstd", "gzip", "zstd"}, nil},
+		{"xz first", []string{"xz", "lz4", "xz", "lz4", "xz", "lz4", "xz", "lz4"}, nil},
+		{"lzma first", []string{"lzma", "gzip", "lzma", "gzip", "lzma", "gzip", "lzma", "gzip"}, nil},
+		{"lz4 first, a skippable frame", []string{"lz4", "zstd", "lz4", "zstd", "lz4", "zstd", "lz4", "zstd"}, skippable},
+	}
+	for _, c := range cases {
+		var file []byte
+		for i, f := range c.orders {
+			file = append(file, frame[f](slice(i))...)
+			if i == 0 {
+				file = append(file, c.before...)
+			}
+		}
+		if got := toolOutput("zstd", file); !bytes.Equal(got, miner) {
+			t.Fatalf("%s: zstd -dc writes %d bytes, not the miner", c.name, len(got))
+		}
+		res, err := scanOne(t, s, tfile{name: "opt/x.zst", mode: 0o644, data: file})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if !hasFinding(res.Findings, "MinerXMRig", "/opt/x.zst!zstd -dc") {
+			t.Errorf("%s: findings %v, want MinerXMRig in /opt/x.zst!zstd -dc", c.name, res.Findings)
+		}
+		// Behind a script (tail -c | zstd -dc), read once from the first
+		// frame: each frame after it is in that reading.
+		head := fmt.Sprintf("#!/bin/sh\ntail -c +%d \"$0\" | zstd -dc > /tmp/k; exec /tmp/k\n", 61)
+		head = fmt.Sprintf("#!/bin/sh\ntail -c +%d \"$0\" | zstd -dc > /tmp/k; exec /tmp/k\n", len(head)+1)
+		res, err = scanOne(t, s, tfile{name: "opt/run.sh", mode: 0o755, data: append([]byte(head), file...)})
+		if err != nil {
+			t.Fatalf("%s, behind a script: %v", c.name, err)
+		}
+		at := fmt.Sprintf("/opt/run.sh!%s@%d!zstd -dc", c.orders[0], len(head))
+		if !hasFinding(res.Findings, "MinerXMRig", at) {
+			t.Errorf("%s, behind a script: findings %v, want MinerXMRig in %s", c.name, res.Findings, at)
+		}
+		for _, f := range res.Findings {
+			if strings.HasSuffix(f.Path, "zstd -dc") && f.Path != at {
+				t.Errorf("%s, behind a script: %s read again from a later frame", c.name, f.Path)
+			}
+		}
+	}
+}
+
+// gzip -dc joins gzip members, gzip 0.5's members, pack(1) members and a
+// compress(1) stream that ends the file: a miner cut into slices over
+// them is read whole, as "x!gzip -dc" (outside attack round 21, left).
+func TestGzipJoinsFormats(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	miner := samples.XMRig()
+	const k = 8
+	slice := func(i int) []byte { return miner[i*len(miner)/k : (i+1)*len(miner)/k] }
+	frame := map[string]func([]byte) []byte{
+		"gzip": func(b []byte) []byte { return gzipBytes(t, b) },
+		"old":  func(b []byte) []byte { return oldGzip(gzipBytes(t, b)) },
+		"pack": func(b []byte) []byte { return packEncode(t, b) },
+	}
+	for _, order := range [][]string{
+		{"gzip", "pack", "gzip", "pack", "gzip", "pack", "gzip", "Z"},
+		{"pack", "gzip", "pack", "old", "pack", "gzip", "pack", "gzip"},
+		{"old", "pack", "pack", "old", "gzip", "pack", "old", "Z"},
+	} {
+		var file []byte
+		for i, f := range order {
+			if f == "Z" { // to the end: every slice left
+				file = append(file, lzwCompress(miner[i*len(miner)/k:], 16)...)
+				break
+			}
+			file = append(file, frame[f](slice(i))...)
+		}
+		if got := toolOutput("gzip", file); !bytes.Equal(got, miner) {
+			t.Fatalf("%v: gzip -dc writes %d bytes, not the miner", order, len(got))
+		}
+		res, err := scanOne(t, s, tfile{name: "opt/x.gz", mode: 0o644, data: file})
+		if err != nil {
+			t.Fatalf("%v: %v", order, err)
+		}
+		if !hasFinding(res.Findings, "MinerXMRig", "/opt/x.gz!gzip -dc") {
+			t.Errorf("%v: findings %v, want MinerXMRig in /opt/x.gz!gzip -dc", order, res.Findings)
+		}
+	}
+}
+
+// A file of one format followed by other bytes is not read a second time
+// as zstd -dc reads it: that would give what its own stream gave.
+func TestZstdJoinOneFormatNotRead(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	text := bytes.Repeat([]byte("a line of the changelog\n"), 200)
+	for _, file := range [][]byte{
+		append(gzipBytes(t, text), make([]byte, 100)...),
+		slices.Concat(gzipBytes(t, text), gzipBytes(t, text), []byte("trailing")),
+		append(cli(t, text, "zstd", "-c", "-q"), "trailing"...),
+	} {
+		res, err := scanOne(t, s, tfile{name: "opt/x.gz", mode: 0o644, data: file})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range res.Findings {
+			if strings.Contains(f.Path, "zstd -dc") {
+				t.Errorf("finding %v: a file of one format read again", f)
+			}
+		}
+	}
+}
