@@ -61,6 +61,22 @@ func Lzma(data []byte) []byte {
 	return b.Bytes()
 }
 
+// InFramesOfTwoFormats is data cut into eight slices, each in a gzip
+// member or an .lzma stream in turn: zstd -dc, which switches format at
+// each frame, writes data; each stream on its own holds one slice.
+func InFramesOfTwoFormats(data []byte) []byte {
+	var out []byte
+	for i := range 8 {
+		slice := data[i*len(data)/8 : (i+1)*len(data)/8]
+		if i%2 == 0 {
+			out = append(out, Gzip(slice)...)
+		} else {
+			out = append(out, Lzma(slice)...)
+		}
+	}
+	return out
+}
+
 // AfterGzip is a benign gzip file with other bytes and then data's gzip
 // after it: gzip -dc gives the benign text, tail -c +N | gzip -dc data.
 func AfterGzip(data []byte) []byte {
@@ -118,7 +134,8 @@ func Cpio(files ...File) []byte {
 // wrapperPositives are miners behind the wrappers a host's own tools
 // unpack: a self-extracting script, gzexe, a Debian package, .lzma, a
 // gzip after a benign one or in its header (tail -c cuts either out),
-// and a healthcheck written with JSON's escapes.
+// frames of two formats that zstd -dc joins, and a healthcheck written
+// with JSON's escapes.
 func wrapperPositives() []Case {
 	escaped := ""
 	for _, r := range "/tmp/x -o stratum+tcp://" + Pool + " -u " + Wallet {
@@ -133,6 +150,7 @@ func wrapperPositives() []Case {
 		one("xmrig-in-a-gzip-header", "archive", text("/usr/share/doc/tool/NEWS.gz", string(InGzipExtra(XMRig()))), "MinerXMRig"),
 		one("xmrig-in-a-pax-record", "archive", text("/usr/share/doc/tool/notes.tar.gz", string(Gzip(InPaxRecord(XMRig())))), "MinerXMRig"),
 		one("xmrig-in-an-initramfs", "archive", text("/boot/initrd.img-6.1.0-amd64", string(Gzip(Cpio(exe("usr/bin/kworker", XMRig()))))), "MinerXMRig"),
+		one("xmrig-in-frames-of-two-formats", "archive", text("/opt/x/kworker.zst", string(InFramesOfTwoFormats(XMRig()))), "MinerXMRig"),
 		{Name: "config-healthcheck-escaped", Family: "image-config",
 			Config: []byte(`{"config":{"Cmd":["nginx"],"Healthcheck":{"Test":["CMD-SHELL","` + escaped + `"]}}}`),
 			Rules:  []string{"MinerInImageConfig", "MinerCommandLine"}},
