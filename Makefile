@@ -54,7 +54,7 @@ lint: vet
 test: deps lint test-unit test-e2e
 
 test-unit:
-	$(GO) test -race -count=1 -timeout 10m ./cmd/... ./proxy/... ./scanner/... ./storage/... ./internal/...
+	$(GO) test -race -count=1 -timeout 15m ./cmd/... ./proxy/... ./scanner/... ./storage/... ./internal/...
 	$(GO) test -count=1 -timeout 5m -run '^TestLoad' ./proxy/
 
 test-e2e:

@@ -96,6 +96,12 @@ func (w *walker) unarchiveOwn(it item, a *archived, trimmed bool) (own ownStream
 	if err == nil && trimmed && w.unread != unread {
 		err = w.scanWhole(it, a.data)
 	}
+	if err == nil && a.kind != archiveISO && isISO9660(a.data) {
+		// An ISO image whose first 32 KiB, free for its author, hold
+		// another archive: bsdtar takes it for the image (outside attack
+		// round 22b, F2).
+		err = w.unarchive(it, &archived{kind: archiveISO, data: a.data})
+	}
 	switch {
 	case err != nil:
 	case a.kind == archiveStream:

@@ -109,10 +109,12 @@ func zlibStarts(data []byte, at int) []int {
 			}
 		}
 	})
-	// bsdtar's LZMA encoding for XAR files is LZMA's own format.
+	// bsdtar's LZMA encoding for XAR files is LZMA's own format, found
+	// by its properties and the NUL of its dictionary size's low byte.
 	lzmaMagic := streamMagics[slices.IndexFunc(streamMagics, func(sm streamMagic) bool { return sm.set == noSet })]
+	xarLzma := append(bytes.Clone(lzmaMagic.m), 0)
 	for off := at; ; {
-		i := bytes.Index(data[off:], lzmaMagic.m)
+		i := bytes.Index(data[off:], xarLzma)
 		if i < 0 {
 			break
 		}

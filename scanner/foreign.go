@@ -110,14 +110,19 @@ func lhaHeader(h []byte) int {
 // Where libarchive's bidders look for an archive behind a program's
 // start, a self-extractor's stub (archive_read_support_format_*.c):
 // 7-Zip in an ELF or PE file from 0x27000 to 0x60000, RAR in one from
-// 64 KiB to 128 KiB every 16 bytes, Cabinet in a PE file in its first
-// 128 KiB and LHA in its first 20 KiB, each read ahead a window of 4 KiB
-// on.
+// 64 KiB every 16 bytes, Cabinet in a PE file and LHA in one from its
+// start. Each bidder stops starting reads at a bound (128 KiB for RAR and
+// Cabinet, 20 KiB for LHA) but looks through all the bytes its last read
+// brought in, which went up to 0x40000 for a Cabinet and 0xc000 for LHA
+// when bsdtar read a file (outside attack round 22b, F4 and F6): those
+// three are looked for up to 512 KiB, 512 KiB and 64 KiB. A 7-Zip start
+// header's CRC, a RAR step and a Cabinet's version keep what a program
+// merely holds from being taken for one.
 const (
 	sfx7zFrom, sfx7zTo   = 0x27000, 0x60000
-	sfxRarFrom, sfxRarTo = 64 << 10, 128 << 10
-	sfxCabTo             = 128<<10 + 4<<10
-	sfxLhaTo             = 20<<10 + 4<<10
+	sfxRarFrom, sfxRarTo = 64 << 10, 512 << 10
+	sfxCabTo             = 512 << 10
+	sfxLhaTo             = 64 << 10
 )
 
 // selfExtractor names the archive a program (ELF or PE) carries where

@@ -143,6 +143,10 @@ func TestSelfExtractorsAndLHARefused(t *testing.T) {
 		{"7-Zip behind a PE stub", slices.Concat(stub("MZ", sfx7zFrom), sevenZip), true, true},
 		{"RAR behind an ELF stub", slices.Concat(stub("\x7fELF", sfxRarFrom+32), rar), true, false},
 		{"Cabinet behind a PE stub", slices.Concat(stub("MZ", 4096), cab), true, false},
+		// Past the bidders' bounds, in bytes their last read brought in
+		// (outside attack round 22b, F4 and F6).
+		{"Cabinet behind a PE stub past 128 KiB", slices.Concat(stub("MZ", 0x30000), cab), true, false},
+		{"LHA behind a PE stub past 20 KiB", slices.Concat(stub("MZ", 0x8000), lha), true, true},
 		{"gzip's LZH method", append([]byte("\x1f\xa0"), make([]byte, 64)...), true, false},
 		{"an LHA header whose checksum fails", badSum, false, false},
 		{"an ELF holding 7-Zip's magic", slices.Concat(stub("\x7fELF", sfx7zFrom+100), sevenZip[:6], make([]byte, 64)), false, false},

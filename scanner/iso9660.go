@@ -2,12 +2,14 @@ package scanner
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"path"
 	"strings"
+	"unicode/utf16"
 )
 
 // ISO 9660 images are walked as bsdtar extracts them (outside attack
@@ -39,8 +41,9 @@ type isoRecord struct {
 	name         string
 }
 
-// parseISORecord reads the directory record r starts with (ECMA-119 9.1).
-func parseISORecord(r []byte) (isoRecord, bool) {
+// parseISORecord reads the directory record r starts with (ECMA-119 9.1),
+// whose identifier is in UCS-2 in a Joliet tree.
+func parseISORecord(r []byte, joliet bool) (isoRecord, bool) {
 	if len(r) < 34 || int(r[0]) > len(r) || r[0] < 34 || 33+int(r[32]) > int(r[0]) {
 		return isoRecord{}, false
 	}
@@ -52,6 +55,13 @@ func parseISORecord(r []byte) (isoRecord, bool) {
 	}
 	id := r[33 : 33+int(r[32])]
 	rec.name = string(id)
+	if joliet && len(id) > 1 {
+		u := make([]uint16, len(id)/2)
+		for i := range u {
+			u[i] = binary.BigEndian.Uint16(id[2*i:])
+		}
+		rec.name = string(utf16.Decode(u))
+	}
 	if !rec.dir {
 		if i := strings.LastIndexByte(rec.name, ';'); i >= 0 {
 			rec.name = rec.name[:i]
@@ -76,33 +86,69 @@ func parseISORecord(r []byte) (isoRecord, bool) {
 	return rec, true
 }
 
-// walkISO walks the ISO 9660 image ra of size bytes, the file it.
+// walkISO walks the ISO 9660 image ra of size bytes, the file it: the
+// tree of each primary and Joliet volume descriptor, as bsdtar takes
+// either (a Joliet tree may list files the primary does not, outside
+// attack round 22b, F1). A file both list is scanned once.
 func (w *walker) walkISO(it item, ra io.ReaderAt, size int64) error {
-	pvd := make([]byte, isoSector)
-	if _, err := ra.ReadAt(pvd, 16*isoSector); err != nil {
-		return corruptError("iso9660 volume descriptor", noEOF(err))
+	iw := &isoWalk{w: w, it: it, ra: ra, size: size, seen: map[int64]bool{}, files: map[[2]int64]bool{}}
+	vd := make([]byte, isoSector)
+	walked := false
+	var first error
+	for n := int64(16); n < 16+isoMaxDescriptors; n++ {
+		if _, err := ra.ReadAt(vd, n*isoSector); err != nil {
+			return corruptError("iso9660 volume descriptor", noEOF(err))
+		}
+		if !bytes.Equal(vd[1:6], isoMagic) || vd[0] == 255 { // the set's terminator
+			break
+		}
+		joliet := vd[0] == 2 && vd[88] == '%' && vd[89] == '/' && (vd[90] == '@' || vd[90] == 'C' || vd[90] == 'E')
+		if vd[0] != 1 && !joliet {
+			continue
+		}
+		if binary.LittleEndian.Uint16(vd[128:130]) != isoSector {
+			return unsupportedError("ISO 9660 image of blocks other than 2 KiB, which bsdtar may unpack")
+		}
+		root, ok := parseISORecord(vd[156:190], joliet)
+		if !ok || !root.dir {
+			first = cmp.Or(first, corruptError("iso9660 root directory", errISO))
+			continue
+		}
+		walked = true
+		iw.joliet = joliet
+		if err := iw.dir(root, "", 0); err != nil {
+			if iw.w.hardError(err) {
+				return err
+			}
+			first = cmp.Or(first, err)
+		}
 	}
-	if pvd[0] != 1 || binary.LittleEndian.Uint16(pvd[128:130]) != isoSector {
-		return unsupportedError("ISO 9660 image whose first volume descriptor is not a primary one of 2 KiB blocks, which bsdtar may unpack")
+	if !walked {
+		return cmp.Or(first, unsupportedError("ISO 9660 image with no primary or Joliet volume descriptor, which bsdtar may unpack"))
 	}
-	root, ok := parseISORecord(pvd[156:190])
-	if !ok || !root.dir {
-		return corruptError("iso9660 root directory", errISO)
-	}
-	iw := &isoWalk{w: w, it: it, ra: ra, size: size, seen: map[int64]bool{}}
-	return iw.dir(root, "", 0)
+	return first
 }
+
+// isoMaxDescriptors is how many volume descriptors are read before the
+// set's terminator.
+const isoMaxDescriptors = 32
 
 type isoWalk struct {
 	w       *walker
 	it      item
 	ra      io.ReaderAt
 	size    int64
-	seen    map[int64]bool // directory extents walked
+	joliet  bool              // the tree walked names files in UCS-2
+	seen    map[int64]bool    // directory extents walked
+	files   map[[2]int64]bool // files scanned, by first extent and size
 	records int
+	bytes   int64 // what the files scanned add up to
 }
 
-// dir walks the directory d, whose files are named under prefix.
+// dir walks the directory d, whose files are named under prefix. A
+// record or a subdirectory that cannot be read is passed over, as bsdtar
+// passes over a directory out of order (outside attack round 22b, F3),
+// and the first such error is returned once the rest is walked.
 func (iw *isoWalk) dir(d isoRecord, prefix string, depth int) error {
 	if depth > isoMaxDepth {
 		return unsupportedError("ISO 9660 directories nested more than %d deep", isoMaxDepth)
@@ -111,7 +157,7 @@ func (iw *isoWalk) dir(d isoRecord, prefix string, depth int) error {
 		return nil // a directory met again: a loop, or a link to one
 	}
 	iw.seen[d.extent] = true
-	if d.extent < 0 || d.size < 0 || d.extent+d.size > iw.size || d.size > 64<<20 {
+	if d.extent < 17*isoSector || d.size < 0 || d.extent+d.size > iw.size || d.size > 64<<20 {
 		return corruptError(fmt.Sprintf("iso9660 directory %q at %d", prefix, d.extent), errISO)
 	}
 	// Directories may overlap, each the whole image: what they take to
@@ -124,15 +170,27 @@ func (iw *isoWalk) dir(d isoRecord, prefix string, depth int) error {
 	if _, err := iw.ra.ReadAt(buf, d.extent); err != nil {
 		return corruptError("iso9660 directory", noEOF(err))
 	}
+	var first error
+	pass := func(err error) error { // nil to go on, or the error that stops the walk
+		if iw.w.hardError(err) {
+			return err
+		}
+		first = cmp.Or(first, err)
+		return nil
+	}
 	var pending []isoRecord // the extents of a file not yet ended
 	for off := 0; off < len(buf); {
 		if buf[off] == 0 { // records do not cross a sector: the rest is padding
 			off = (off/isoSector + 1) * isoSector
 			continue
 		}
-		rec, ok := parseISORecord(buf[off:min(len(buf), (off/isoSector+1)*isoSector)])
+		rec, ok := parseISORecord(buf[off:min(len(buf), (off/isoSector+1)*isoSector)], iw.joliet)
 		if !ok {
-			return corruptError(fmt.Sprintf("iso9660 record at %d", d.extent+int64(off)), errISO)
+			if err := pass(corruptError(fmt.Sprintf("iso9660 record at %d", d.extent+int64(off)), errISO)); err != nil {
+				return err
+			}
+			off = (off/isoSector + 1) * isoSector
+			continue
 		}
 		off += int(buf[off])
 		if iw.records++; iw.records > isoMaxRecords {
@@ -142,7 +200,7 @@ func (iw *isoWalk) dir(d isoRecord, prefix string, depth int) error {
 			continue
 		}
 		if rec.dir {
-			if err := iw.dir(rec, path.Join(prefix, rec.name), depth+1); err != nil {
+			if err := pass(iw.dir(rec, path.Join(prefix, rec.name), depth+1)); err != nil {
 				return err
 			}
 			continue
@@ -151,15 +209,17 @@ func (iw *isoWalk) dir(d isoRecord, prefix string, depth int) error {
 			continue
 		}
 		// Named by its first record, as bsdtar names it.
-		if err := iw.file(path.Join(prefix, pending[0].name), pending); err != nil {
+		if err := pass(iw.file(path.Join(prefix, pending[0].name), pending)); err != nil {
 			return err
 		}
 		pending = pending[:0]
 	}
 	if len(pending) > 0 {
-		return iw.file(path.Join(prefix, pending[0].name), pending)
+		if err := pass(iw.file(path.Join(prefix, pending[0].name), pending)); err != nil {
+			return err
+		}
 	}
-	return nil
+	return first
 }
 
 // file scans the file whose extents are exts, joined as bsdtar joins
@@ -173,6 +233,18 @@ func (iw *isoWalk) file(name string, exts []isoRecord) error {
 		}
 		total += e.size
 		readers = append(readers, io.NewSectionReader(iw.ra, e.extent, e.size))
+	}
+	key := [2]int64{exts[0].extent, total}
+	if iw.files[key] {
+		return nil // listed by another tree, or twice
+	}
+	iw.files[key] = true
+	// A file may be the whole image, and so hold the image's files
+	// again, nested: what they add up to is bounded by the image
+	// (outside attack round 22b, R1). Files an authoring tool writes
+	// share no extents.
+	if iw.bytes += total; iw.bytes > 2*iw.size+1<<20 {
+		return limitError("ISO 9660 image %s whose files add up to more than twice the image", iw.it.shown())
 	}
 	child := iw.it.member(memberName(name), false)
 	size, err := iw.w.countMember(child.where, total)

@@ -34,7 +34,7 @@ func multiExtentISO(t testing.TB, pieces [][]byte) []byte {
 		t.Fatal(err)
 	}
 	pvd := img[16*isoSector:]
-	root, ok := parseISORecord(pvd[156:190])
+	root, ok := parseISORecord(pvd[156:190], false)
 	if !ok {
 		t.Fatal("bsdtar's image has no root directory record")
 	}
@@ -116,7 +116,7 @@ func TestISOHostileDirectories(t *testing.T) {
 		pieces[i] = []byte(fmt.Sprintf("piece %d\n", i))
 	}
 	img := multiExtentISO(t, pieces)
-	root, _ := parseISORecord(img[16*isoSector+156 : 16*isoSector+190])
+	root, _ := parseISORecord(img[16*isoSector+156:16*isoSector+190], false)
 	loop, overlap := bytes.Clone(img), bytes.Clone(img)
 	for off := int(root.extent); off < int(root.extent+root.size); {
 		if img[off] == 0 {
@@ -138,5 +138,78 @@ func TestISOHostileDirectories(t *testing.T) {
 		if _, err := scanOne(t, s, tfile{name: "opt/x.iso", mode: 0o644, data: data}); err != nil && !errors.Is(err, ErrLimit) {
 			t.Errorf("%s: %v, want a verdict or ErrLimit", name, err)
 		}
+	}
+}
+
+// isoRecords calls fn with the offset of every record of the directory
+// tree whose volume descriptor is at sector vd, in the image img.
+func isoRecords(t *testing.T, img []byte, vd int, fn func(off int)) {
+	t.Helper()
+	d := img[vd*isoSector:]
+	root, ok := parseISORecord(d[156:190], d[0] == 2)
+	if !ok {
+		t.Fatalf("no root directory record at sector %d", vd)
+	}
+	for off := int(root.extent); off < int(root.extent+root.size); {
+		if img[off] == 0 {
+			off = (off/isoSector + 1) * isoSector
+			continue
+		}
+		fn(off)
+		off += int(img[off])
+	}
+}
+
+// Images made to slip past the walk (outside attack round 22b): a file
+// the Joliet tree lists where the primary's record is broken (F1), an
+// image whose first 32 KiB hold a zip (F2), a directory record pointing
+// at the volume descriptor before the file (F3), and files that are the
+// whole image, nested three deep (R1).
+func TestISOImagesAsBsdtarReadsThem(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	miner := samples.XMRig()
+	plain := bsdtarArchive(t, "kworker", miner, "--format", "iso9660", "--options", "!rockridge,joliet")
+	// F1: the primary tree's record of the file points past the image.
+	joliet := bytes.Clone(plain)
+	isoRecords(t, joliet, 16, func(off int) {
+		if joliet[off+32] > 1 && joliet[off+25]&2 == 0 {
+			binary.LittleEndian.PutUint32(joliet[off+2:], 1<<30)
+		}
+	})
+	// F2: a zip in the system area.
+	zipped := bytes.Clone(plain)
+	copy(zipped, zipOf(t, tfile{name: "readme", mode: 0o644, data: []byte("hello")}))
+	// F3: the first record after the root's own, a directory at sector 16.
+	badDir := bytes.Clone(plain)
+	first := true
+	isoRecords(t, badDir, 16, func(off int) {
+		if badDir[off+32] > 1 && first {
+			first = false
+			badDir[off+25] = 2
+			binary.LittleEndian.PutUint32(badDir[off+2:], 16)
+		}
+	})
+	for _, c := range []struct {
+		name string
+		data []byte
+	}{{"F1, Joliet", joliet}, {"F2, a zip first", zipped}, {"F3, a directory at the descriptor", badDir}} {
+		res, err := scanOne(t, s, tfile{name: "opt/x.iso", mode: 0o644, data: c.data})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if !hasFindingIn(res.Findings, "MinerXMRig") {
+			t.Errorf("%s: findings %v, want MinerXMRig in the image's file", c.name, res.Findings)
+		}
+	}
+	// R1: every file record the whole image; the walk stays bounded.
+	self := bsdtarArchive(t, "A", samples.Filler(64<<10), "--format", "iso9660", "--options", "!rockridge,!joliet")
+	isoRecords(t, self, 16, func(off int) {
+		if self[off+32] > 1 && self[off+25]&2 == 0 {
+			binary.LittleEndian.PutUint32(self[off+2:], 0)
+			binary.LittleEndian.PutUint32(self[off+10:], uint32(len(self)))
+		}
+	})
+	if _, err := scanOne(t, s, tfile{name: "opt/x.iso", mode: 0o644, data: self}); err != nil && !errors.Is(err, ErrLimit) {
+		t.Errorf("R1: %v, want a verdict or ErrLimit", err)
 	}
 }

@@ -28,6 +28,7 @@ func TestLzmaLargeDictionaryRead(t *testing.T) {
 		{"dict 128 MiB", cli(t, miner, "xz", "--format=lzma", big, "-c"), miner},
 		{"dict 2^32-1", withDict(cli(t, miner, "xz", "--format=lzma", "-c"), 0xffffffff), miner},
 		{"dict 3 GiB", withDict(cli(t, miner, "xz", "--format=lzma", "-c"), 0xc0000000), miner},
+		{"dict 4 KiB", cli(t, miner, "xz", "--format=lzma", "--lzma1=preset=6,dict=4KiB", "-c"), miner},
 		{"a tar", cli(t, tarLayer(t, tfile{name: "xmrig", mode: 0o755, data: miner}), "xz", "--format=lzma", big, "-c"), nil},
 	} {
 		if c.want != nil {
@@ -35,12 +36,20 @@ func TestLzmaLargeDictionaryRead(t *testing.T) {
 				t.Fatalf("%s: xz -dc writes %d bytes, not the miner", c.name, len(got))
 			}
 		}
-		res, err := scanOne(t, s, tfile{name: "opt/x.lzma", mode: 0o644, data: c.data})
-		if err != nil {
-			t.Fatalf("%s: %v", c.name, err)
-		}
-		if !hasFindingIn(res.Findings, "MinerXMRig") {
-			t.Errorf("%s: findings %v, want MinerXMRig inside it", c.name, res.Findings)
+		head := "#!/bin/sh\ntail -c +46 \"$0\" | lzcat > /tmp/k; exec /tmp/k\n"
+		for _, f := range []tfile{
+			{name: "opt/x.lzma", mode: 0o644, data: c.data},
+			// Behind a script: with a dictionary of 2^32-1, the first
+			// NUL after the text is the range coder's (round 22b, F5).
+			{name: "opt/run.sh", mode: 0o755, data: append([]byte(head), c.data...)},
+		} {
+			res, err := scanOne(t, s, f)
+			if err != nil {
+				t.Fatalf("%s, %s: %v", c.name, f.name, err)
+			}
+			if !hasFindingIn(res.Findings, "MinerXMRig") {
+				t.Errorf("%s, %s: findings %v, want MinerXMRig inside it", c.name, f.name, res.Findings)
+			}
 		}
 	}
 }

@@ -19,10 +19,10 @@ var streamMagics = []streamMagic{
 	{m: bzip2Block, anchor: 2, back: 4}, // "1AY&SY" after "BZh1".."BZh9"
 	{m: []byte{0x1f, 0x9d}, set: 1},     // compress(1)
 	{m: []byte{0x04, 0x22, 0x4d, 0x18}, set: 1},
-	{m: []byte{0x02, 0x21, 0x4c, 0x18}, set: 1},         // LZ4's legacy frame (lz4 -l)
-	{m: gzipOldMagic, set: 1},                           // gzip 0.5's, which gzip -d reads
-	{m: []byte("LZIP"), set: 3, textOnly: true},         // then its version, 0 or 1
-	{m: []byte{0x5d, 0, 0}, set: noSet, textOnly: true}, // .lzma
+	{m: []byte{0x02, 0x21, 0x4c, 0x18}, set: 1}, // LZ4's legacy frame (lz4 -l)
+	{m: gzipOldMagic, set: 1},                   // gzip 0.5's, which gzip -d reads
+	{m: []byte("LZIP"), set: 3, textOnly: true}, // then its version, 0 or 1
+	{m: lzmaProps, set: noSet, textOnly: true},  // .lzma
 	// zlib, by its header's usual forms (see isZlib): looked for behind
 	// text only, and in a XAR archive, where each file is one; a program
 	// holds these pairs every 64 KiB, each a trial decode.
@@ -41,9 +41,16 @@ var xarMagic = []byte("xar!")
 // noSet marks a magic found by no pass of pairs: .lzma's.
 const noSet = -1
 
+// lzmaProps is the properties byte that starts an .lzma header as xz and
+// lzma-utils write it (lc 3, lp 0, pb 2); isLzmaAlone checks the rest.
+var lzmaProps = []byte{0x5d}
+
 // textOnlyReach is how far before the text's end a magic found by no
-// pass may start: .lzma's NUL is its second byte.
-const textOnlyReach = 1
+// pass may start: .lzma's NUL is its second byte, but for a dictionary
+// size of 2^32-1, which unlzma and lzcat read (outside attack round 22b,
+// F5): then its first NUL is the range coder's first byte, after the
+// 13-byte header, or one in a known size.
+const textOnlyReach = 13
 
 type streamMagic struct {
 	m        []byte

@@ -33,6 +33,7 @@ type fileWindows struct {
 	headLen int
 	spool   *spool
 	tarToo  bool // a spooled zip that is also a tar: every window scanned, walked as both
+	isoToo  bool // a spooled zip that is also an ISO image: the same
 	// behind is what a file in one window holds behind a prefix (see
 	// behindPrefix); every window of it is scanned as bytes. tooMany:
 	// not all of it is listed.
@@ -156,7 +157,7 @@ func (w *walker) nextWindow(fw *fileWindows, first bool) (bool, error) {
 		w.st.release()
 		return last, nil
 	}
-	if fw.spool != nil && !first && !fw.tarToo {
+	if fw.spool != nil && !first && !fw.tarToo && !fw.isoToo {
 		// A zip is scanned as bytes for its first window only, unless it
 		// is not read whole (finishWindows scans the spool then).
 		buf.put()
@@ -271,6 +272,7 @@ func (w *walker) firstWindow(fw *fileWindows, data []byte, last bool) error {
 		}
 		fw.spool = sp
 		fw.tarToo = alsoTar(fw.kind, data)
+		fw.isoToo = isISO9660(data)
 	default:
 		// A tar or a compressed stream is unpacked as it is read: the
 		// first window is kept, the rest read by the unpacker. A
@@ -358,6 +360,11 @@ func (w *walker) finishWindows(fw *fileWindows) (bool, error) {
 	case fw.spool != nil:
 		if err := w.unarchiveZip(it, fw.spool, fw.read, fw.text.end, fw.tarToo); err != nil {
 			return false, err
+		}
+		if fw.isoToo { // see unarchiveOwn
+			if err := w.unarchive(it, &archived{kind: archiveISO, spooled: io.NewSectionReader(fw.spool.f, 0, fw.read)}); err != nil {
+				return false, err
+			}
 		}
 	case fw.kind != notArchive && fw.kind != archivePayloads && it.nest >= w.s.limits.MaxArchiveDepth:
 		// Neither streamed nor spooled: reported as too deep.
