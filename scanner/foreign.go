@@ -125,6 +125,9 @@ const (
 	sfxLhaTo             = 64 << 10
 )
 
+// rarMark is what both RAR magics start with.
+var rarMark = []byte("Rar!\x1a\x07")
+
 // selfExtractor names the archive a program (ELF or PE) carries where
 // bsdtar finds it and unpacks it, among those pullgate does not read, or
 // says "". Each is checked as its reader checks it before it reads on, so
@@ -145,10 +148,16 @@ func selfExtractor(head []byte) string {
 		}
 		p++
 	}
-	for p := sfxRarFrom; p+8 < min(len(head), sfxRarTo); p += 16 {
-		if h := head[p:]; bytes.HasPrefix(h, foreignArchives[1].magic) || bytes.HasPrefix(h, foreignArchives[2].magic) {
+	for p := sfxRarFrom; p < min(len(head), sfxRarTo); {
+		i := bytes.Index(head[p:min(len(head), sfxRarTo+8)], rarMark)
+		if i < 0 {
+			break
+		}
+		p += i
+		if h := head[p:]; (p-sfxRarFrom)%16 == 0 && (bytes.HasPrefix(h, foreignArchives[1].magic) || bytes.HasPrefix(h, foreignArchives[2].magic)) {
 			return "a RAR self-extractor, which unrar and bsdtar unpack"
 		}
+		p++
 	}
 	if !pe {
 		return ""
