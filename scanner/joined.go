@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 
+	"github.com/pullgate/pullgate/internal/isal"
 	"github.com/pullgate/pullgate/internal/liblzma"
 	"github.com/ulikunitz/xz/lzma"
 )
@@ -77,35 +78,6 @@ func zstdFrameFormat(h []byte) compression {
 
 // lz4FrameMagic starts an LZ4 frame (lz4's default format).
 const lz4FrameMagic = 0x184D2204
-
-// zstdRunLen is the length of the zstd and skippable frames data starts
-// with, as far as their headers can be followed (see zstdFrameLen); 0
-// when the first cannot. at, if not nil, is told where each starts.
-func zstdRunLen(data []byte, at func(off int)) int {
-	n := 0
-	for n+8 <= len(data) {
-		if at != nil {
-			at(n)
-		}
-		switch magic := binary.LittleEndian.Uint32(data[n:]); {
-		case magic&zstdSkippableMask == zstdSkippableStart:
-			size := int64(binary.LittleEndian.Uint32(data[n+4:]))
-			if int64(n)+8+size > int64(len(data)) {
-				return n
-			}
-			n += 8 + int(size)
-		case magic == 0xFD2FB528:
-			l, ok := zstdFrameLen(data[n:])
-			if !ok {
-				return n
-			}
-			n += l
-		default:
-			return n
-		}
-	}
-	return n
-}
 
 // lz4FrameLen is the length of the LZ4 frame data starts with, from its
 // header and its blocks' sizes (the LZ4 frame format, 1.6), and whether
@@ -215,7 +187,7 @@ func (j *joinedReader) next() error {
 	case compressedZstd, compressedLZ4:
 		n, _ := lz4FrameLen(rest)
 		if c == compressedZstd {
-			n = zstdRunLen(rest, func(off int) {
+			n = zstdFrames(rest, func(off int, _ bool) {
 				if j.at != nil {
 					j.at[j.base+int64(j.off+off)] = true
 				}
@@ -235,7 +207,7 @@ func (j *joinedReader) next() error {
 		// One member, read byte by byte, so that it is left where the
 		// member ends, as zlib's inflate does for zstd -dc; gzip 0.5's
 		// magic read as gzip's (see gzipOldMagic).
-		m := &oldMagicReader{b: rest}
+		m := &headReader{head: isal.OldMagicHeader(rest), b: rest}
 		zr, err := gzip.NewReader(m)
 		if err != nil {
 			return corruptError("read gzip header", err)
@@ -300,25 +272,27 @@ func (l liblzmaErrors) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// oldMagicReader reads b, its second byte read as gzip's 0x8b.
-type oldMagicReader struct {
-	b  []byte
-	at int
+// headReader reads b, its first bytes read from head in their place
+// (gzip 0.5's header, as isal.OldMagicHeader remakes it), a byte at a
+// time: at is how far it read.
+type headReader struct {
+	head, b []byte
+	at      int
 }
 
-func (m *oldMagicReader) ReadByte() (byte, error) {
+func (m *headReader) ReadByte() (byte, error) {
 	if m.at >= len(m.b) {
 		return 0, io.EOF
 	}
 	c := m.b[m.at]
-	if m.at == 1 {
-		c = 0x8b
+	if m.at < len(m.head) {
+		c = m.head[m.at]
 	}
 	m.at++
 	return c, nil
 }
 
-func (m *oldMagicReader) Read(p []byte) (int, error) {
+func (m *headReader) Read(p []byte) (int, error) {
 	n := 0
 	for n < len(p) {
 		c, err := m.ReadByte()

@@ -3,6 +3,7 @@ package scanner
 import (
 	"bytes"
 	"fmt"
+	"hash/crc32"
 	"slices"
 	"strings"
 	"testing"
@@ -94,11 +95,21 @@ func TestGzipJoinsFormats(t *testing.T) {
 		"gzip": func(b []byte) []byte { return gzipBytes(t, b) },
 		"old":  func(b []byte) []byte { return oldGzip(gzipBytes(t, b)) },
 		"pack": func(b []byte) []byte { return packEncode(t, b) },
+		// gzip 0.5's magic with a header CRC-16 over it, which gzip -d
+		// checks over the bytes as they stand.
+		"oldcrc": func(b []byte) []byte {
+			m := oldGzip(gzipBytes(t, b))
+			h := bytes.Clone(m[:10])
+			h[3] |= 2
+			sum := crc32.ChecksumIEEE(h)
+			return slices.Concat(h, []byte{byte(sum), byte(sum >> 8)}, m[10:])
+		},
 	}
 	for _, order := range [][]string{
 		{"gzip", "pack", "gzip", "pack", "gzip", "pack", "gzip", "Z"},
 		{"pack", "gzip", "pack", "old", "pack", "gzip", "pack", "gzip"},
 		{"old", "pack", "pack", "old", "gzip", "pack", "old", "Z"},
+		{"pack", "oldcrc", "pack", "oldcrc", "pack", "oldcrc", "pack", "oldcrc"},
 	} {
 		var file []byte
 		for i, f := range order {

@@ -65,7 +65,7 @@ func (w *walker) walkStreamOf(it item, br *bufio.Reader, c compression) error {
 // decoding in a limit's error.
 func (w *walker) walkDecoded(it, whole item, body io.Reader, what string) error {
 	ur := &unarchiveReader{r: body, w: w, what: what}
-	dr := bufio.NewReaderSize(ur, isoMagicAt+len(isoMagic))
+	dr := bufio.NewReaderSize(ur, 2*blockSize)
 	head, err := dr.Peek(2 * blockSize)
 	if err != nil && err != io.EOF && (len(head) == 0 || w.hardError(err)) {
 		return err
@@ -73,6 +73,11 @@ func (w *walker) walkDecoded(it, whole item, body io.Reader, what string) error 
 	// A stream that fails after its first bytes is read for those: the
 	// host's gzip -d or xz -d writes them before it complains, and dr
 	// gives the error after them.
+	if len(head) > 0 && head[0] == 0 && isTar(head) {
+		// Zero blocks: an empty tar, or an ISO image's system area,
+		// looked at further only then.
+		dr = bufio.NewReaderSize(dr, isoMagicAt+len(isoMagic))
+	}
 	if isTar(head) && !isISO(dr) {
 		if err := w.walkMembers(it, dr, &whole); err != nil {
 			return err
@@ -96,6 +101,9 @@ func (w *walker) walkDecoded(it, whole item, body io.Reader, what string) error 
 // the system area, is zeros, which archive/tar reads as a tar's end, where
 // bsdtar reads the image (outside attack round 22, F12).
 func isISO(r *bufio.Reader) bool {
+	if r.Size() < isoMagicAt+len(isoMagic) {
+		return false // a tar's first header: no zero blocks
+	}
 	h, _ := r.Peek(isoMagicAt + len(isoMagic))
 	return len(h) == isoMagicAt+len(isoMagic) && bytes.Equal(h[isoMagicAt:], isoMagic)
 }

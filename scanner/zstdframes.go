@@ -8,25 +8,44 @@ import "encoding/binary"
 // not listed: zstd -d passes over what it holds, and tail -c cuts out a
 // frame hidden in it (outside attack round 19).
 func zstdFrameStarts(data []byte) map[int64]bool {
-	le := binary.LittleEndian
 	starts := map[int64]bool{}
-	for off := 0; off+8 <= len(data); {
-		magic := le.Uint32(data[off:])
-		switch {
-		case magic&0xFFFFFFF0 == 0x184D2A50: // skippable
-			off += 8 + int(le.Uint32(data[off+4:]))
-		case magic == 0xFD2FB528:
-			n, ok := zstdFrameLen(data[off:])
-			if !ok {
-				return starts
-			}
+	zstdFrames(data, func(off int, skippable bool) {
+		if !skippable {
 			starts[int64(off)] = true
-			off += n
+		}
+	})
+	return starts
+}
+
+// zstdFrames follows the zstd and skippable frames data starts with, as
+// far as their headers and block headers can be followed (see
+// zstdFrameLen), and tells fn where each whole one starts, and whether it
+// is skippable. It returns where the frames it followed end: 0 when the
+// first cannot be followed.
+func zstdFrames(data []byte, fn func(off int, skippable bool)) int {
+	le := binary.LittleEndian
+	n := 0
+	for n+8 <= len(data) {
+		switch magic := le.Uint32(data[n:]); {
+		case magic&zstdSkippableMask == zstdSkippableStart:
+			size := int64(le.Uint32(data[n+4:]))
+			if int64(n)+8+size > int64(len(data)) {
+				return n
+			}
+			fn(n, true)
+			n += 8 + int(size)
+		case magic == 0xFD2FB528:
+			l, ok := zstdFrameLen(data[n:])
+			if !ok {
+				return n
+			}
+			fn(n, false)
+			n += l
 		default:
-			return starts
+			return n
 		}
 	}
-	return starts
+	return n
 }
 
 // zstdFrameLen is the length of the zstd frame data starts with, from its

@@ -323,6 +323,20 @@ func oldMagic(b []byte) {
 	binary.LittleEndian.PutUint16(b[n-2:n], uint16(crc32.ChecksumIEEE(b[:n-2])))
 }
 
+// OldMagicHeader is the header of the gzip member b starts with, as
+// oldMagic gives it to ISA-L, when it has gzip 0.5's magic and is whole
+// in b: a copy, for another gzip reader to read in its place. It is nil
+// for any other header.
+func OldMagicHeader(b []byte) []byte {
+	n, ok := gzipHeaderLen(b)
+	if !ok || b[1] != 0x9e {
+		return nil
+	}
+	h := bytes.Clone(b[:n])
+	oldMagic(h)
+	return h
+}
+
 // gzipHeaderWhole says whether b starts with a whole gzip header (RFC
 // 1952: ten bytes, then the extra field, the name, the comment and the
 // header's CRC-16, each as its flag says).
