@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -272,4 +274,25 @@ func (f *streamFixture) spoolFiles(t *testing.T) []string {
 		out = append(out, e.Name())
 	}
 	return out
+}
+
+// smallWindowClient is an HTTP client whose connections receive into a
+// fixed 128 KiB socket buffer: what the server has sent and the client has
+// not read is bounded by that and the server's send buffer, not by the
+// receive buffer's autotuning.
+func smallWindowClient(t *testing.T) *http.Client {
+	t.Helper()
+	// Set before connect, so that the window offered is the small one.
+	d := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 128<<10)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	tr := &http.Transport{DialContext: d.DialContext}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr}
 }
