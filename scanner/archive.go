@@ -204,7 +204,7 @@ func (w *walker) unarchiveHeld(it item, a *archived) error {
 		return nil
 	}
 	whole := err == nil
-	if err := w.settle(it, err); err != nil || whole || a.kind != archiveStream || a.spooled != nil {
+	if err := w.settle(it, err); err != nil || whole || a.kind != archiveStream {
 		return err
 	}
 	// Not read to its end: what zstd -dc or gzip -dc writes of it may
@@ -212,6 +212,13 @@ func (w *walker) unarchiveHeld(it item, a *archived) error {
 	var read map[int64]bool
 	if a.at != "" { // a stream behind the start of the file unarchiveAll reads
 		read = w.joined
+	}
+	if a.spooled != nil {
+		ra, off, n := a.spooled.Outer()
+		if sp, ok := ra.(*spool); ok {
+			return w.walkJoinedSpooled(it, sp, off, n, read)
+		}
+		return nil
 	}
 	return w.walkJoined(it, a.data, a.off, read)
 }

@@ -2,6 +2,7 @@ package scanner
 
 import (
 	"bytes"
+	"crypto/rand"
 	"fmt"
 	"hash/crc32"
 	"slices"
@@ -150,6 +151,67 @@ func TestZstdJoinOneFormatNotRead(t *testing.T) {
 			if strings.Contains(f.Path, "zstd -dc") {
 				t.Errorf("finding %v: a file of one format read again", f)
 			}
+		}
+	}
+}
+
+// A file over one window (16 MiB) is joined too: the miner in slices, one
+// per frame of another format, then a frame of padding past the window.
+// Read from the spool, as the file itself and behind a script (outside
+// attack round 22b left it).
+func TestJoinedPastOneWindow(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	miner := samples.XMRig()
+	const k = 4
+	slice := func(i int) []byte { return miner[i*len(miner)/k : (i+1)*len(miner)/k] }
+	pad := make([]byte, 17<<20)
+	if _, err := rand.Read(pad); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		tool, name string
+		frames     []func([]byte) []byte
+		last       []byte // the padding's frame
+	}{
+		{"zstd", "opt/x.zst", []func([]byte) []byte{
+			func(b []byte) []byte { return gzipBytes(t, b) },
+			func(b []byte) []byte { return cli(t, b, "xz", "-c") },
+			func(b []byte) []byte { return cli(t, b, "zstd", "-c", "-q") },
+			func(b []byte) []byte { return cli(t, b, "lz4", "-c", "-q") },
+		}, cli(t, pad, "zstd", "-c", "-q", "-1")},
+		{"gzip", "opt/x.gz", []func([]byte) []byte{
+			func(b []byte) []byte { return gzipBytes(t, b) },
+			func(b []byte) []byte { return packEncode(t, b) },
+			func(b []byte) []byte { return gzipBytes(t, b) },
+			func(b []byte) []byte { return packEncode(t, b) },
+		}, gzipBytes(t, pad)},
+	}
+	for _, c := range cases {
+		var file []byte
+		for i, f := range c.frames {
+			file = append(file, f(slice(i))...)
+		}
+		file = append(file, c.last...)
+		if got := toolOutput(c.tool, file); !bytes.Equal(got, slices.Concat(miner, pad)) {
+			t.Fatalf("%s -dc does not write the miner and the padding", c.tool)
+		}
+		at := "/" + c.name + "!" + c.tool + " -dc"
+		res, err := scanOne(t, s, tfile{name: c.name, mode: 0o644, data: file})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if !hasFinding(res.Findings, "MinerXMRig", at) {
+			t.Errorf("%s: findings %v, want MinerXMRig in %s", c.name, res.Findings, at)
+		}
+		head := fmt.Sprintf("#!/bin/sh\ntail -c +%d \"$0\" | %s -dc > /tmp/k; exec /tmp/k\n", 100, c.tool)
+		head = fmt.Sprintf("#!/bin/sh\ntail -c +%d \"$0\" | %s -dc > /tmp/k; exec /tmp/k\n", len(head)+1, c.tool)
+		res, err = scanOne(t, s, tfile{name: "opt/run.sh", mode: 0o755, data: append([]byte(head), file...)})
+		if err != nil {
+			t.Fatalf("%s behind a script: %v", c.name, err)
+		}
+		at = fmt.Sprintf("/opt/run.sh!gzip@%d!%s -dc", len(head), c.tool)
+		if !hasFinding(res.Findings, "MinerXMRig", at) {
+			t.Errorf("%s behind a script: findings %v, want MinerXMRig in %s", c.name, res.Findings, at)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 )
 
 // Archives larger than one window are unpacked too, without holding them
@@ -132,6 +133,14 @@ func (w *walker) streamArchive(fw *fileWindows) error {
 	if err != nil {
 		return err
 	}
+	if fw.kind == archiveStream && !whole {
+		// Not read to its end: what zstd -dc or gzip -dc writes of it
+		// may join frames of other formats, as for a file in a window.
+		own.joined = map[int64]bool{}
+		if err := w.walkJoinedSpooled(it, fw.compSpool, 0, fw.read, own.joined); err != nil {
+			return err
+		}
+	}
 	return w.searchLargeCompressed(it, fw.compSpool, fw.read, own)
 }
 
@@ -249,6 +258,25 @@ func (s *spool) ReadAt(p []byte, off int64) (int, error) {
 func (s *spool) readAt(p []byte, off int64) error {
 	_, err := s.ReadAt(p, off)
 	return err
+}
+
+// mapped maps the spool's first n bytes, read-only, for a reading that
+// needs the file's bytes at hand (see walkJoinedSpooled): they come from
+// the page cache as they are touched, never into the heap. unmap ends the
+// mapping. The spool is written whole before it is mapped, through the
+// same page cache, and unlinked, so nothing shortens it under the mapping.
+func (s *spool) mapped(n int64) (data []byte, unmap func(), err error) {
+	if n <= 0 {
+		return nil, func() {}, nil
+	}
+	if n != int64(int(n)) {
+		return nil, nil, fmt.Errorf("%w: map the spool of %s: %d bytes", errSpool, s.name, n)
+	}
+	b, err := syscall.Mmap(int(s.f.Fd()), 0, int(n), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: map the spool of %s: %w", errSpool, s.name, err)
+	}
+	return b, func() { _ = syscall.Munmap(b) }, nil
 }
 
 // failed is the first error reading the spool back, if any.
