@@ -3,9 +3,11 @@ package scanner
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
+	"compress/flate"
 	"encoding/binary"
 	"errors"
+	"hash"
+	"hash/crc32"
 	"io"
 
 	"github.com/pullgate/pullgate/internal/isal"
@@ -207,14 +209,12 @@ func (j *joinedReader) next() error {
 		// One member, read byte by byte, so that it is left where the
 		// member ends, as zlib's inflate does for zstd -dc; gzip 0.5's
 		// magic read as gzip's (see gzipOldMagic).
-		m := &headReader{head: isal.OldMagicHeader(rest), b: rest}
-		zr, err := gzip.NewReader(m)
+		m, err := newGzipMember(rest)
 		if err != nil {
-			return corruptError("read gzip header", err)
+			return err
 		}
-		zr.Multistream(false)
-		j.end = func() int { return j.off + m.at }
-		j.cur = zr
+		j.end = func() int { return j.off + m.at() }
+		j.cur = m
 	case compressedPack:
 		pr, err := newPackReader(br)
 		if err != nil {
@@ -381,3 +381,59 @@ func (w *walker) walkJoinedSpooled(it item, sp *spool, off, n int64, read map[in
 	defer unmap()
 	return w.walkJoined(it, data[off:off+n], off, read)
 }
+
+// gzipMember reads the one gzip member b starts with as zlib's inflate
+// reads it for zstd -dc and gzip -dc: its header's fields of any length
+// (Go's compress/gzip refuses a name or a comment of 512 bytes or more,
+// which the tools read: outside attack round 23, F1), its header CRC-16
+// checked, its deflate data, then its trailer's CRC-32 and length
+// checked. The output is given as it is decoded, as the tools write it
+// before they check the trailer.
+type gzipMember struct {
+	src *headReader
+	fr  io.ReadCloser
+	crc hash.Hash32
+	n   uint32
+}
+
+func newGzipMember(b []byte) (*gzipMember, error) {
+	n, ok := isal.HeaderLen(b)
+	if !ok {
+		return nil, corruptError("read gzip header", errors.New("the header runs past the file's end"))
+	}
+	h := b[:n]
+	if old := isal.OldMagicHeader(b); old != nil {
+		h = old
+	}
+	if h[2] != 8 || h[3]&0xe0 != 0 {
+		return nil, corruptError("read gzip header", errors.New("unknown method or flags"))
+	}
+	if h[3]&2 != 0 && uint16(crc32.ChecksumIEEE(h[:n-2])) != binary.LittleEndian.Uint16(h[n-2:]) {
+		return nil, corruptError("read gzip header", errors.New("header CRC-16 mismatch"))
+	}
+	src := &headReader{b: b, at: n}
+	return &gzipMember{src: src, fr: flate.NewReader(src), crc: crc32.NewIEEE()}, nil
+}
+
+func (g *gzipMember) Read(p []byte) (int, error) {
+	k, err := g.fr.Read(p)
+	g.crc.Write(p[:k])
+	g.n += uint32(k)
+	if err != io.EOF {
+		if err != nil {
+			err = corruptError("read gzip member", err)
+		}
+		return k, err
+	}
+	var t [8]byte
+	if _, err := io.ReadFull(g.src, t[:]); err != nil {
+		return k, corruptError("read gzip trailer", io.ErrUnexpectedEOF)
+	}
+	if binary.LittleEndian.Uint32(t[:]) != g.crc.Sum32() || binary.LittleEndian.Uint32(t[4:]) != g.n {
+		return k, corruptError("read gzip trailer", errors.New("CRC-32 or length mismatch"))
+	}
+	return k, io.EOF
+}
+
+// at is where the member's bytes read so far end in b.
+func (g *gzipMember) at() int { return g.src.at }

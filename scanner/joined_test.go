@@ -2,6 +2,8 @@ package scanner
 
 import (
 	"bytes"
+	"compress/flate"
+	"encoding/binary"
 	"crypto/rand"
 	"fmt"
 	"hash/crc32"
@@ -212,6 +214,63 @@ func TestJoinedPastOneWindow(t *testing.T) {
 		at = fmt.Sprintf("/opt/run.sh!gzip@%d!%s -dc", len(head), c.tool)
 		if !hasFinding(res.Findings, "MinerXMRig", at) {
 			t.Errorf("%s behind a script: findings %v, want MinerXMRig in %s", c.name, res.Findings, at)
+		}
+	}
+}
+
+// gzipWithComment is a gzip member of b whose header carries a comment of
+// n bytes, which zlib and gzip read whatever its length.
+func gzipWithComment(t *testing.T, b []byte, n int) []byte {
+	t.Helper()
+	var body bytes.Buffer
+	fw, err := flate.NewWriter(&body, flate.BestSpeed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw.Write(b)
+	fw.Close()
+	out := []byte{0x1f, 0x8b, 8, 0x10, 0, 0, 0, 0, 0, 3}
+	out = append(out, bytes.Repeat([]byte("c"), n)...)
+	out = append(out, 0)
+	out = append(out, body.Bytes()...)
+	out = binary.LittleEndian.AppendUint32(out, crc32.ChecksumIEEE(b))
+	return binary.LittleEndian.AppendUint32(out, uint32(len(b)))
+}
+
+// A gzip member among frames that zstd -dc joins is read with a name or a
+// comment of any length, as zlib reads it (outside attack round 23, F1
+// and F1b: Go's compress/gzip refused fields of 512 bytes or more, and
+// a member with a header over 256 KiB after an empty xz stream was
+// served).
+func TestJoinedGzipLongHeaderFields(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	miner := samples.XMRig()
+	const k = 8
+	slice := func(i int) []byte { return miner[i*len(miner)/k : (i+1)*len(miner)/k] }
+	var sliced []byte
+	for i := range k {
+		if i%2 == 0 {
+			sliced = append(sliced, cli(t, slice(i), "xz", "-c")...)
+		} else {
+			sliced = append(sliced, gzipWithComment(t, slice(i), 600)...)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		file []byte
+	}{
+		{"slices in xz streams and gzip members with 600-byte comments", sliced},
+		{"an empty xz stream, then the miner in a gzip member with a 300,000-byte comment", append(cli(t, nil, "xz", "-c"), gzipWithComment(t, miner, 300_000)...)},
+	} {
+		if got := toolOutput("zstd", c.file); !bytes.Equal(got, miner) {
+			t.Fatalf("%s: zstd -dc writes %d bytes, not the miner", c.name, len(got))
+		}
+		res, err := scanOne(t, s, tfile{name: "opt/x.xz", mode: 0o644, data: c.file})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if !hasFinding(res.Findings, "MinerXMRig", "/opt/x.xz!zstd -dc") {
+			t.Errorf("%s: findings %v, want MinerXMRig in /opt/x.xz!zstd -dc", c.name, res.Findings)
 		}
 	}
 }

@@ -337,6 +337,10 @@ func OldMagicHeader(b []byte) []byte {
 	return h
 }
 
+// HeaderLen is the length of the gzip header b starts with (either
+// magic), and whether b holds it whole, however long its fields.
+func HeaderLen(b []byte) (int, bool) { return gzipHeaderLen(b) }
+
 // gzipHeaderWhole says whether b starts with a whole gzip header (RFC
 // 1952: ten bytes, then the extra field, the name, the comment and the
 // header's CRC-16, each as its flag says).
