@@ -13,7 +13,7 @@ SUDO    := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # containerd (ctr), podman,
 # skopeo, the yara CLI (benchmark baseline), unshare and ip (the end-to-end
 # suite runs in its own network namespace), chromium (the admin page test).
-DEBS := gcc pkg-config libyara-dev libisal-dev liblzma-dev xz-utils yara redis-server unzip libarchive-tools bzip2 docker.io containerd skopeo podman debootstrap util-linux iproute2 ca-certificates chromium fonts-dejavu-core
+DEBS := gcc pkg-config libyara-dev libisal-dev liblzma-dev xz-utils xxd yara redis-server unzip libarchive-tools bzip2 docker.io containerd skopeo podman debootstrap util-linux iproute2 ca-certificates chromium fonts-dejavu-core
 
 # distribution's registry, whose proxy mode is the pull benchmarks' baseline
 # (bench/mirrors_test.go names the same version).

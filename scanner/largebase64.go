@@ -18,16 +18,34 @@ import (
 // at each of base64's four alignments, as a payload's runs are. It
 // returns how many of the spool's bytes the run took. What does not
 // decode to its end is scanned as far as it does.
-func (c *spoolChunks) longRun(it item, from int64) (int64, error) {
+func (c *spoolChunks) longRun(it item, from int64, enc encoding) (int64, error) {
 	var n int64
-	for skip := range 4 {
-		run := &base64Run{r: bufio.NewReaderSize(io.NewSectionReader(c.sp, from, c.size-from), 64<<10), skip: skip}
-		name := fmt.Sprintf("base64@%d", it.base+from)
-		if skip > 0 {
-			name += fmt.Sprintf("+%d", skip)
+	ways := 4 // base64's alignments
+	switch enc {
+	case encHex:
+		ways = 2
+	case encEscaped, encEscapedEcho:
+		ways = 2 // \0NNN read as printf and as echo -e read it
+	}
+	for way := range ways {
+		br := bufio.NewReaderSize(io.NewSectionReader(c.sp, from, c.size-from), 64<<10)
+		var run interface {
+			io.Reader
+			taken() int64
+		}
+		name := fmt.Sprintf("%s@%d", enc.prefix(), it.base+from)
+		switch enc {
+		case encEscaped, encEscapedEcho:
+			run = newEscapedRun(br, way == 1)
+			name = fmt.Sprintf("%s@%d", encoding(encEscaped+encoding(way)).prefix(), it.base+from)
+		default:
+			run = &base64Run{r: br, skip: way, hex: enc == encHex}
+			if way > 0 {
+				name += fmt.Sprintf("+%d", way)
+			}
 		}
 		child := it.member(name, false)
-		r := &unarchiveReader{r: run, w: c.w, what: "base64 payload " + child.where}
+		r := &unarchiveReader{r: run, w: c.w, what: enc.prefix() + " payload " + child.where}
 		_, err := c.w.scanFile(child, r, -1)
 		if err == nil {
 			err = c.sp.failed()
@@ -36,9 +54,9 @@ func (c *spoolChunks) longRun(it item, from int64) (int64, error) {
 			err = c.w.settle(child, quietError{err})
 		}
 		if err != nil {
-			return run.n, err
+			return run.taken(), err
 		}
-		n = run.n
+		n = run.taken()
 	}
 	return n, nil
 }
@@ -72,6 +90,7 @@ func runSpace(c byte) bool {
 type base64Run struct {
 	r    *bufio.Reader
 	skip int
+	hex  bool // hex digits, two a byte, in place of base64's groups
 	n    int64
 	q    [4]byte
 	nq   int
@@ -79,6 +98,9 @@ type base64Run struct {
 	buf  []byte
 	done bool
 }
+
+// taken is how many bytes of its reader the run took.
+func (b *base64Run) taken() int64 { return b.n }
 
 func (b *base64Run) Read(p []byte) (int, error) {
 	for len(b.out) == 0 && !b.done {
@@ -103,6 +125,18 @@ func (b *base64Run) fill() {
 		}
 		b.n++
 		switch {
+		case b.hex && !isHexDigit(c) && !runSpace(c) && c != '\\':
+			b.done = true
+		case b.hex && isHexDigit(c):
+			if b.skip > 0 {
+				b.skip--
+				continue
+			}
+			b.q[b.nq] = c
+			if b.nq++; b.nq == 2 {
+				out = append(out, hexValue(b.q[0])<<4|hexValue(b.q[1]))
+				b.nq = 0
+			}
 		case c == '=':
 			out = b.group(out)
 		case isB64[c]:
@@ -126,7 +160,7 @@ func (b *base64Run) fill() {
 			b.done = true
 		}
 	}
-	if b.done {
+	if b.done && !b.hex {
 		out = b.group(out)
 	}
 	b.buf, b.out = out, out

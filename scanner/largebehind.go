@@ -271,7 +271,11 @@ func (c *spoolChunks) payloadsIn(it item, chunk []byte, base, next int64) (int64
 				next = from
 				break
 			}
-			n, err := c.longRun(it, max(from, base+int64(runStart(chunk))))
+			at := from
+			if p.enc == encBase64 || p.enc == encHex {
+				at = max(from, base+int64(runStart(chunk)))
+			}
+			n, err := c.longRun(it, at, p.enc)
 			if covered = from + n; err != nil {
 				return next, err
 			}

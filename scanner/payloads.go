@@ -1,6 +1,7 @@
 package scanner
 
 import (
+	"cmp"
 	"encoding/base64"
 	"fmt"
 	"slices"
@@ -29,11 +30,22 @@ type payload struct {
 	// from and to are where the chain the payload is read from starts
 	// and ends in the file (see payloadsIn).
 	from, to int
+	// enc is how its characters are decoded: base64 but for hex and
+	// byte escapes (see payloadhex.go).
+	enc encoding
 }
 
 // decodeInto decodes the payload into buf's memory, grown if need be, and
 // returns the bytes.
 func (p payload) decodeInto(buf []byte) []byte {
+	switch p.enc {
+	case encHex:
+		return decodeHexText(buf[:0], p.text, p.skip)
+	case encEscaped, encEscapedEcho:
+		return decodeEscapes(buf[:0], p.text, p.enc == encEscapedEcho)
+	case encHexPairs:
+		return decodeHexPairs(buf[:0], p.text)
+	}
 	if p.ends != nil {
 		return decodeStream(buf[:0], p.text, p.ends, p.skip)
 	}
@@ -46,9 +58,9 @@ func (p payload) decodeInto(buf []byte) []byte {
 // by "@OFFSET" when it starts further into the copy than its first
 // character, and by "+SKIP" as any other.
 func (p payload) name(base int64) string {
-	name := fmt.Sprintf("base64@%d", base+int64(p.offset))
+	name := fmt.Sprintf("%s@%d", p.enc.prefix(), base+int64(p.offset))
 	if p.unescaped {
-		name = fmt.Sprintf("base64@%d+unescaped", base+int64(p.span))
+		name = fmt.Sprintf("%s@%d+unescaped", p.enc.prefix(), base+int64(p.span))
 		if p.offset > 0 {
 			name += fmt.Sprintf("@%d", p.offset)
 		}
@@ -79,7 +91,16 @@ func (p payload) name(base int64) string {
 // it), so one of minBase64Run characters or more goes on past the next
 // probe; one that stops short of it is only walked through, never read
 // back nor decoded.
-func base64Payloads(data []byte) []payload { return probePayloads(data, true) }
+func base64Payloads(data []byte) []payload {
+	out := probePayloads(data, true)
+	n := len(out)
+	out = appendHexPairRuns(appendEscapedRuns(out, data), data)
+	if n > 0 && len(out) > n {
+		// In the file's order, as the search of a spool takes them.
+		slices.SortStableFunc(out, func(a, b payload) int { return cmp.Compare(a.from, b.from) })
+	}
+	return out
+}
 
 // probePayloads is base64Payloads, which also reads the chains written
 // with their holder's escapes when unescape is set.
@@ -252,6 +273,9 @@ func decodeAppend(out, text []byte) ([]byte, error) {
 // appendRun appends the payloads of the run at offset whose characters
 // are text, when it is long enough and looks encoded.
 func appendRun(out []payload, offset int, text []byte) []payload {
+	if len(text) >= minBase64Run && isHexText(text) {
+		return appendHexRun(out, offset, text)
+	}
 	if len(text) < minBase64Run || !looksEncoded(text) {
 		return out
 	}

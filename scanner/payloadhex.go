@@ -1,0 +1,524 @@
+package scanner
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/hex"
+	"io"
+)
+
+// Payloads written in hex, the other encoding a script turns back into a
+// program with the host's own tools:
+//
+//   - plain hex digits: xxd -r -p, Python's bytes.fromhex and
+//     binascii.unhexlify, Perl's pack("H*"). Hex digits are base64
+//     letters, so such a run is found as a chain of pieces like any other
+//     (a dump of lines of 60 digits is one chain); a run of 4 KiB or more
+//     whose characters are all hex digits is decoded as hex, at both
+//     alignments, rather than as base64 (which looksEncoded refuses it
+//     as: hex has one letter case, or none);
+//   - byte escapes in a string: "\x7f\x45" and octal "\177\105" as
+//     printf, echo -e, bash's $'…', Python, Perl and Ruby read them, a
+//     program's bytes written one escape each, or as Python's repr
+//     writes bytes (printable ones as they are, the rest escaped). The
+//     string is decoded as its holder reads it: inside quotes, escapes
+//     give their bytes (\n, \t, \\, \' and the like too) and other
+//     characters themselves; outside, quotes open strings again
+//     (printf '…'"…", Python's adjacent literals) and up to maxGap bytes
+//     between strings are passed over (a line's "printf '", "' >> x"),
+//     so a program written over many lines of printf is read as one.
+//     A run is read from 4 KiB of the file, holding 256 byte escapes or
+//     more; "\0NNN", which echo -e reads as one octal escape and printf
+//     as "\0NN" and a digit, is read both ways when the run holds it.
+//
+// Other encodings (base32, uuencode, xxd's default dump with its offsets,
+// C arrays of 0x7f) are not read.
+
+// encoding is how a payload's characters are decoded.
+type encoding uint8
+
+const (
+	encBase64      encoding = iota
+	encHex                  // hex digits, two a byte
+	encEscaped              // a string's byte escapes, \0NNN as printf reads it
+	encEscapedEcho          // the same, \0NNN as echo -e reads it
+	encHexPairs             // hex pairs among other characters, as xxd -r -p reads them
+)
+
+// prefix names a payload of e in findings ("hex@1234").
+func (e encoding) prefix() string {
+	switch e {
+	case encHex:
+		return "hex"
+	case encEscaped:
+		return "escapes"
+	case encEscapedEcho:
+		return "escapes+echo"
+	case encHexPairs:
+		return "xxd -r -p"
+	}
+	return "base64"
+}
+
+// minByteEscapes is how many \x or octal escapes a run of them holds at
+// least to be decoded: a source file's strings with a few escapes each
+// cost nothing, a program written as escapes holds thousands.
+const minByteEscapes = 256
+
+// isHexText says whether every character of text is a hex digit.
+func isHexText(text []byte) bool {
+	for _, c := range text {
+		if !isHexDigit(c) {
+			return false
+		}
+	}
+	return true
+}
+
+func isHexDigit(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+func hexValue(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
+}
+
+// appendHexRun appends the payloads of text, a run of hex digits at
+// offset, at both alignments.
+func appendHexRun(out []payload, offset int, text []byte) []payload {
+	for skip := range 2 {
+		out = append(out, payload{offset: offset, skip: skip, text: text, enc: encHex})
+	}
+	return out
+}
+
+// decodeHexText appends to out text, hex digits, decoded from its skip-th
+// character, an odd last digit left out.
+func decodeHexText(out, text []byte, skip int) []byte {
+	if skip >= len(text) {
+		return out
+	}
+	t := text[skip:]
+	t = t[:len(t)/2*2]
+	n := len(out)
+	out = append(out, make([]byte, len(t)/2)...)
+	k, _ := hex.Decode(out[n:], t)
+	return out[:n+k]
+}
+
+// byteEscapeAt says whether data[i:] starts a byte escape: "\x" and a hex
+// digit, or "\" and an octal digit.
+func byteEscapeAt(data []byte, i int) bool {
+	if i+2 >= len(data) || data[i] != '\\' {
+		return false
+	}
+	c := data[i+1]
+	return c == 'x' && isHexDigit(data[i+2]) || c >= '0' && c <= '7'
+}
+
+// denseEscapes says whether data[i:] starts with a byte escape and holds
+// 8 of them in its first 64 bytes, as a program written as escapes does
+// at its header: a run is looked for only there, so that a program's
+// stray backslashes and a source file's few escapes cost a comparison.
+func denseEscapes(data []byte, i int) bool {
+	if !byteEscapeAt(data, i) && !shellEscapeAt(data, i) {
+		return false
+	}
+	n := 0
+	for j := i; j < min(len(data), i+64); j++ {
+		if data[j] == '\\' && byteEscapeAt(data, j) {
+			if n++; n == 8 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// shellEscapeAt says whether data[i:] starts "\\" and a byte escape:
+// what a shell's double quotes give printf as the escape ("\\x7f").
+func shellEscapeAt(data []byte, i int) bool {
+	return i+1 < len(data) && data[i] == '\\' && byteEscapeAt(data, i+1)
+}
+
+// appendEscapedRuns appends the payloads of the runs of byte escapes in
+// data (see above): each run's text is its span of data, copied.
+func appendEscapedRuns(out []payload, data []byte) []payload {
+	if len(data) < minBase64Run {
+		return out
+	}
+	for i := 0; i < len(data); {
+		k := bytes.IndexByte(data[i:], '\\')
+		if k < 0 {
+			break
+		}
+		i += k
+		if i > 0 && data[i-1] == '\\' || !denseEscapes(data, i) {
+			i++
+			continue
+		}
+		start := stringStart(data, i)
+		es := escapeScan{r: bytes.NewReader(data[start:])}
+		es.run()
+		end := start + es.n
+		if end-start >= minBase64Run && es.escapes >= minByteEscapes {
+			text := bytes.Clone(data[start:end])
+			p := payload{offset: start, text: text, enc: encEscaped, from: start, to: end}
+			out = append(out, p)
+			if es.zeroOctal {
+				p.enc = encEscapedEcho
+				out = append(out, p)
+			}
+		}
+		i = max(end, i+1)
+	}
+	return out
+}
+
+// stringStart is where the string whose escape is at data[i] starts: its
+// opening quote, when one stands before it on its line within 256 bytes with
+// only its characters between (Python's repr starts b'ELF…'), or i.
+func stringStart(data []byte, i int) int {
+	for j := i - 1; j >= 0 && j >= i-256; j-- {
+		switch data[j] {
+		case '\'', '"':
+			return j
+		case '\n':
+			return i
+		}
+	}
+	return i
+}
+
+// decodeEscapes appends to out what the string run text (see
+// escapeScan) stands for.
+func decodeEscapes(out, text []byte, echo bool) []byte {
+	es := escapeScan{r: bytes.NewReader(text), echo: echo, out: out, decode: true}
+	es.run()
+	return es.out
+}
+
+// escapeScan reads a run of strings holding byte escapes from r, as
+// their holder reads them: n counts the bytes of r the run takes,
+// escapes its byte escapes, zeroOctal whether one is "\0NNN"; out, when
+// decode is set, gathers its bytes.
+type escapeScan struct {
+	r         io.ByteReader
+	echo      bool
+	decode    bool
+	out       []byte
+	n         int
+	escapes   int
+	zeroOctal bool
+	// limit, when set, stops the scan once out holds that many bytes
+	// (a stream reading a few KiB at a time, see escapedRun).
+	limit int
+	// the state between calls to step
+	quote byte // the quote of the string the scan is in, 0 outside
+	gap   int  // bytes passed over outside strings since the last of a string
+	held  []byte
+	done  bool
+}
+
+// maxLiteral is how many characters of a string in a row the run takes
+// without an escape: more ends it.
+const maxLiteral = 64 << 10
+
+func (es *escapeScan) run() {
+	for !es.done && (es.limit == 0 || len(es.out) < es.limit) {
+		es.step()
+	}
+}
+
+// next reads a byte, or ends the run.
+func (es *escapeScan) next() (byte, bool) {
+	if len(es.held) > 0 {
+		c := es.held[0]
+		es.held = es.held[1:]
+		return c, true
+	}
+	c, err := es.r.ReadByte()
+	if err != nil {
+		es.done = true
+		return 0, false
+	}
+	return c, true
+}
+
+// peek is the next byte, left to be read.
+func (es *escapeScan) peek() (byte, bool) {
+	c, ok := es.next()
+	if ok {
+		es.held = append(es.held[:0], c)
+	}
+	return c, ok
+}
+
+func (es *escapeScan) emit(c byte) {
+	if es.decode {
+		es.out = append(es.out, c)
+	}
+}
+
+// step reads one character, or one escape, of the run.
+func (es *escapeScan) step() {
+	c, ok := es.next()
+	if !ok {
+		return
+	}
+	switch {
+	case c == '\\':
+		es.escape()
+	case es.quote == 0 && (c == '\'' || c == '"'):
+		es.quote, es.gap = c, 0
+		es.n++
+	case es.quote == 0:
+		if es.gap++; es.gap > maxGap {
+			es.done = true
+			return
+		}
+		es.n++
+	case c == es.quote:
+		es.quote, es.gap = 0, 0
+		es.n++
+	default:
+		if es.gap++; es.gap > maxLiteral {
+			es.done = true
+			return
+		}
+		es.emit(c)
+		es.n++
+	}
+}
+
+// escape reads the escape whose backslash was just read.
+func (es *escapeScan) escape() {
+	c, ok := es.peek()
+	if !ok {
+		return
+	}
+	es.held = es.held[:0]
+	switch {
+	case c == 'x':
+		d, ok := es.peek()
+		if !ok || !isHexDigit(d) {
+			es.literalEscape('x')
+			return
+		}
+		es.held = es.held[:0]
+		v, k := hexValue(d), 3
+		if d, ok := es.peek(); ok && isHexDigit(d) {
+			es.held = es.held[:0]
+			v, k = v<<4|hexValue(d), 4
+		}
+		es.byteEscape(v, k)
+	case c >= '0' && c <= '7':
+		v, k, max := c-'0', 2, 3
+		if c == '0' && es.echo {
+			v, max = 0, 4 // "\0" and up to three digits
+		}
+		for k-1 < max {
+			d, ok := es.peek()
+			if !ok || d < '0' || d > '7' {
+				break
+			}
+			es.held = es.held[:0]
+			if k == 4 && c == '0' {
+				es.zeroOctal = true
+			}
+			v, k = v<<3|(d-'0'), k+1
+		}
+		if c == '0' && k == 4 {
+			// "\0NN" and maybe a digit after: echo -e reads it otherwise.
+			if d, ok := es.peek(); ok && d >= '0' && d <= '7' {
+				es.zeroOctal = true
+			}
+		}
+		es.byteEscape(v, k)
+	case c == '\n': // a line continued
+		es.n += 2
+	case c == '\\' && es.quote == '"':
+		// A shell's double quotes make "\\" one backslash: "\\x7f" is
+		// printf's escape (in a Python string it would be text).
+		if d, ok := es.peek(); ok && (d == 'x' || d >= '0' && d <= '7') {
+			es.n++
+			es.escape()
+			return
+		}
+		es.literalEscape(c)
+	default:
+		if es.quote == 0 {
+			// Outside a string only byte escapes count (echo -e \\x7f).
+			if es.gap += 2; es.gap > maxGap {
+				es.done = true
+				return
+			}
+			es.n += 2
+			return
+		}
+		es.literalEscape(c)
+	}
+}
+
+func (es *escapeScan) byteEscape(v byte, k int) {
+	es.emit(v)
+	es.escapes++
+	es.gap = 0
+	es.n += k
+}
+
+// literalEscape is the escape "\c" in a string: its byte, or both
+// characters where c escapes nothing (printf and Python keep those).
+func (es *escapeScan) literalEscape(c byte) {
+	es.n += 2
+	es.gap = 0
+	if es.quote == 0 {
+		return
+	}
+	if b, ok := charEscapes[c]; ok {
+		es.emit(b)
+		return
+	}
+	es.emit('\\')
+	es.emit(c)
+}
+
+// charEscapes are the escapes of one character that printf, echo -e and
+// Python read as a byte.
+var charEscapes = map[byte]byte{
+	'n': '\n', 't': '\t', 'r': '\r', 'a': 7, 'b': 8, 'f': '\f', 'v': '\v', 'e': 0x1b,
+	'\\': '\\', '\'': '\'', '"': '"',
+}
+
+// escapedRun streams a run of strings holding byte escapes (see
+// escapeScan), for one longer than a window (see longRun).
+type escapedRun struct {
+	es  escapeScan
+	buf []byte
+}
+
+func newEscapedRun(r *bufio.Reader, echo bool) *escapedRun {
+	return &escapedRun{es: escapeScan{r: r, echo: echo, decode: true, limit: 3 << 10}}
+}
+
+func (e *escapedRun) Read(p []byte) (int, error) {
+	for len(e.buf) == 0 {
+		if e.es.done {
+			return 0, io.EOF
+		}
+		e.es.out = e.es.out[:0]
+		e.es.run()
+		e.buf = e.es.out
+	}
+	k := copy(p, e.buf)
+	e.buf = e.buf[k:]
+	return k, nil
+}
+
+// taken is how many bytes of its reader the run took.
+func (e *escapedRun) taken() int64 { return int64(e.es.n) }
+
+// Hex with something between its bytes: "7f 45 4c", "7f:45:4c", xxd -i's
+// C array "0x7f, 0x45", lines of hex digits in groups. xxd -r -p reads
+// every hex digit in pairs and passes over any other character (which
+// drops a lone digit before it), so all of these give the bytes back. A
+// run of such pairs is not a chain of base64 pieces (each pair is too
+// short to be one), so it is found on its own: at probes 2 KiB apart,
+// as base64 is, where 64 bytes around the probe hold 8 pairs or more,
+// and read back and forth from there to where 16 bytes hold no pair.
+
+// pairsAt counts the hex pairs (tokens of an even number of hex digits,
+// up to 16, "0x" before one passed over) in data[a:b].
+func pairsAt(data []byte, a, b int) int {
+	n := 0
+	for i := max(a, 0); i < min(b, len(data)); {
+		if !isHexDigit(data[i]) || i > 0 && isHexDigit(data[i-1]) {
+			i++
+			continue
+		}
+		if data[i] == '0' && i+1 < len(data) && (data[i+1] == 'x' || data[i+1] == 'X') {
+			i += 2
+			continue
+		}
+		j := i
+		for j < len(data) && isHexDigit(data[j]) {
+			j++
+		}
+		if k := j - i; k%2 == 0 && k <= 16 {
+			n++
+		}
+		i = j
+	}
+	return n
+}
+
+// denseHex says whether the 64 bytes of data around i hold 8 hex pairs.
+func denseHex(data []byte, i int) bool { return pairsAt(data, i-32, i+32) >= 8 }
+
+// appendHexPairRuns appends the payloads of data's runs of hex pairs.
+func appendHexPairRuns(out []payload, data []byte) []payload {
+	if len(data) < minBase64Run {
+		return out
+	}
+	const step = minBase64Run / 2
+	done := 0
+	escaped := out // runs of escapes are read as such, not again as pairs
+	for p := step - 1; p < len(data); p += step {
+		if p < done || !denseHex(data, p) || inEscapedRun(escaped, p) {
+			continue
+		}
+		start := p
+		for start > done && pairsAt(data, start-16, start) > 0 {
+			start -= 16
+		}
+		end := p
+		for end < len(data) && pairsAt(data, end, end+16) > 0 {
+			end += 16
+		}
+		end = min(end, len(data))
+		done = end
+		if end-start < minBase64Run || pairsAt(data, start, end) < minBase64Run/8 {
+			continue
+		}
+		out = append(out, payload{offset: start, text: bytes.Clone(data[start:end]), enc: encHexPairs, from: start, to: end})
+	}
+	return out
+}
+
+// decodeHexPairs appends to out what xxd -r -p writes of text: its hex
+// digits in pairs, any other character passed over, dropping a lone
+// digit before it.
+func decodeHexPairs(out, text []byte) []byte {
+	var hi byte
+	half := false
+	for _, c := range text {
+		if !isHexDigit(c) {
+			half = false
+			continue
+		}
+		if half {
+			out = append(out, hi<<4|hexValue(c))
+			half = false
+			continue
+		}
+		hi, half = hexValue(c), true
+	}
+	return out
+}
+
+// inEscapedRun says whether data[i] is in one of the runs of escapes in
+// ps.
+func inEscapedRun(ps []payload, i int) bool {
+	for _, p := range ps {
+		if (p.enc == encEscaped || p.enc == encEscapedEcho) && p.from <= i && i < p.to {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,223 @@
+package scanner
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pullgate/pullgate/internal/samples"
+)
+
+// hexLines is b in hex, lines of n digits, as xxd -p writes it.
+func hexLines(b []byte, n int, upper bool) string {
+	h := hex.EncodeToString(b)
+	if upper {
+		h = strings.ToUpper(h)
+	}
+	var sb strings.Builder
+	for len(h) > n {
+		sb.WriteString(h[:n] + "\n")
+		h = h[n:]
+	}
+	sb.WriteString(h + "\n")
+	return sb.String()
+}
+
+// escapeLines is b written as printf lines appending to out, each of
+// per bytes, every byte as the escape esc makes.
+func escapeLines(b []byte, per int, cmd, out string, esc func(byte) string) string {
+	var sb strings.Builder
+	for len(b) > 0 {
+		k := min(per, len(b))
+		sb.WriteString(cmd + " '")
+		for _, c := range b[:k] {
+			sb.WriteString(esc(c))
+		}
+		sb.WriteString("' >> " + out + "\n")
+		b = b[k:]
+	}
+	return sb.String()
+}
+
+// pyRepr is b as Python's repr writes a bytes literal.
+func pyRepr(b []byte) string {
+	var sb strings.Builder
+	sb.WriteString("b'")
+	for _, c := range b {
+		switch {
+		case c == '\\' || c == '\'':
+			sb.WriteString("\\" + string(c))
+		case c == '\t':
+			sb.WriteString(`\t`)
+		case c == '\n':
+			sb.WriteString(`\n`)
+		case c == '\r':
+			sb.WriteString(`\r`)
+		case c < 0x20 || c >= 0x7f:
+			fmt.Fprintf(&sb, `\x%02x`, c)
+		default:
+			sb.WriteByte(c)
+		}
+	}
+	sb.WriteString("'")
+	return sb.String()
+}
+
+// runScript runs script with shell in dir, where it writes its payload
+// to the file k, and returns that file.
+func runScript(t *testing.T, shell, script string) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.Command(shell, "-c", script)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v: %s", shell, err, out)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "k"))
+	return b
+}
+
+// A program written in hex or as a string's byte escapes, which the
+// host's xxd -r -p, perl's pack, printf, echo -e and Python turn back
+// into it, is read as they read it: each case checked against the tool.
+func TestHexAndEscapedPayloadsRead(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	miner := samples.XMRig()
+	hexEsc := func(c byte) string { return fmt.Sprintf(`\x%02x`, c) }
+	octEsc := func(c byte) string { return fmt.Sprintf(`\%03o`, c) }
+	echoEsc := func(c byte) string { return fmt.Sprintf(`\0%03o`, c) }
+	cases := []struct {
+		name, shell, script, prefix string
+	}{
+		{"xxd -p in a here-document", "bash",
+			"xxd -r -p > k <<'EOF'\n" + hexLines(miner, 60, false) + "EOF\n", "hex@"},
+		{"upper-case hex on one line, perl's pack", "bash",
+			"perl -e 'print pack(\"H*\", \"" + hexLines(miner, 1<<30, true)[:2*len(miner)] + "\")' > k\n", "hex@"},
+		{"hex with a space between bytes", "bash",
+			"xxd -r -p > k <<'EOF'\n" + spacedHex(miner, " ", 16) + "EOF\n", "xxd -r -p@"},
+		{"hex with a colon between bytes", "bash",
+			"xxd -r -p > k <<'EOF'\n" + spacedHex(miner, ":", 32) + "EOF\n", "xxd -r -p@"},
+		{"xxd -i's C array body", "bash",
+			"xxd -r -p > k <<'EOF'\n" + cArray(miner) + "EOF\n", "xxd -r -p@"},
+		{"printf of \\x escapes, 64 bytes a line", "bash",
+			escapeLines(miner, 64, "printf", "k", hexEsc), "escapes@"},
+		{"printf of octal escapes, 100 bytes a line, dash", "dash",
+			escapeLines(miner, 100, "printf", "k", octEsc), "escapes@"},
+		{"echo -ne of \\0NNN escapes", "bash",
+			escapeLines(miner, 50, "echo -ne", "k", echoEsc), "escapes+echo@"},
+		{"printf of \\\\x escapes in a shell's double quotes", "bash",
+			strings.ReplaceAll(strings.ReplaceAll(escapeLines(miner, 64, "printf", "k", func(c byte) string { return fmt.Sprintf(`\\x%02x`, c) }), "printf '", `printf "`), "' >>", `" >>`), "escapes@"},
+		{"a bytes literal as Python's repr writes it", "python3",
+			"open('k', 'wb').write(" + pyRepr(miner) + ")\n", "escapes@"},
+	}
+	for _, c := range cases {
+		if _, err := exec.LookPath(c.shell); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got := runScript(t, c.shell, c.script); !bytes.Equal(got, miner) {
+			t.Fatalf("%s: the host's tools write %d bytes, not the miner", c.name, len(got))
+		}
+		res, err := scanOne(t, s, tfile{name: "opt/run.sh", mode: 0o755, data: []byte(c.script)})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		found := false
+		for _, f := range res.Findings {
+			if f.Rule == "MinerXMRig" && strings.HasPrefix(f.Path, "/opt/run.sh!"+c.prefix) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s: findings %v, want MinerXMRig in /opt/run.sh!%s…", c.name, res.Findings, c.prefix)
+		}
+	}
+}
+
+// A hex dump and an escaped program over one window are read from the
+// file's spool, as a whole.
+func TestHexAndEscapedPayloadsPastOneWindow(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	miner := samples.XMRig()
+	pad := bytes.Repeat([]byte("# a comment line of a long script, for padding\n"), (17<<20)/48)
+	big := append(bytes.Clone(miner), bytes.Repeat([]byte{0}, 9<<20)...) // over 16 MiB as hex
+	for _, c := range []struct {
+		name   string
+		data   []byte
+		prefix string
+	}{
+		{"a dump behind 17 MiB of comments", append(bytes.Clone(pad), "xxd -r -p > k <<'EOF'\n"+hexLines(miner, 60, false)+"EOF\n"...), "hex@"},
+		{"a dump longer than a window", []byte("xxd -r -p > k <<'EOF'\n" + hexLines(big, 60, false) + "EOF\n"), "hex@"},
+		{"escapes behind 17 MiB of comments", append(bytes.Clone(pad), escapeLines(miner, 64, "printf", "k", func(c byte) string { return fmt.Sprintf(`\x%02x`, c) })...), "escapes@"},
+	} {
+		res, err := scanOne(t, s, tfile{name: "opt/run.sh", mode: 0o755, data: c.data})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		found := false
+		for _, f := range res.Findings {
+			if f.Rule == "MinerXMRig" && strings.HasPrefix(f.Path, "/opt/run.sh!"+c.prefix) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s: findings %v, want MinerXMRig in /opt/run.sh!%s…", c.name, res.Findings, c.prefix)
+		}
+	}
+}
+
+// Text with escapes that is no program costs nothing more and is no
+// finding: a source file's strings, an encoding table.
+func TestEscapedTextNotRefused(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	var table strings.Builder
+	table.WriteString("decoding_table = (\n")
+	for i := range 256 {
+		fmt.Fprintf(&table, "    '\\x%02x'     #  0x%02X -> CONTROL CHARACTER\n", i, i)
+	}
+	table.WriteString(")\n")
+	res, err := scanOne(t, s, tfile{name: "usr/lib/python3/encodings/cp.py", mode: 0o644, data: []byte(table.String())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := res.Blocking(); len(b) > 0 {
+		t.Errorf("an encoding table refused: %v", b)
+	}
+}
+
+// spacedHex is b in hex, sep between bytes, per bytes a line.
+func spacedHex(b []byte, sep string, per int) string {
+	var sb strings.Builder
+	for i, c := range b {
+		fmt.Fprintf(&sb, "%02x", c)
+		if (i+1)%per == 0 || i == len(b)-1 {
+			sb.WriteString("\n")
+		} else {
+			sb.WriteString(sep)
+		}
+	}
+	return sb.String()
+}
+
+// cArray is b as xxd -i writes it from its standard input, twelve bytes
+// a line.
+func cArray(b []byte) string {
+	var sb strings.Builder
+	for i, c := range b {
+		if i%12 == 0 {
+			sb.WriteString("  ")
+		}
+		fmt.Fprintf(&sb, "0x%02x", c)
+		if i < len(b)-1 {
+			sb.WriteString(", ")
+		}
+		if i%12 == 11 || i == len(b)-1 {
+			sb.WriteString("\n")
+		}
+	}
+	return sb.String()
+}
