@@ -24,8 +24,8 @@ import (
 //     string is decoded as its holder reads it: inside quotes, escapes
 //     give their bytes (\n, \t, \\, \' and the like too) and other
 //     characters themselves; outside, quotes open strings again
-//     (printf '…'"…", Python's adjacent literals) and up to maxGap bytes
-//     between strings are passed over (a line's "printf '", "' >> x"),
+//     (printf '…'"…", Python's adjacent literals) and up to maxEscapeGap
+//     bytes between strings are passed over (a line's "printf '", "' >> x"),
 //     so a program written over many lines of printf is read as one.
 //     A run is read from 4 KiB of the file, holding 256 byte escapes or
 //     more; "\0NNN", which echo -e reads as one octal escape and printf
@@ -65,14 +65,30 @@ func (e encoding) prefix() string {
 // cost nothing, a program written as escapes holds thousands.
 const minByteEscapes = 256
 
-// isHexText says whether every character of text is a hex digit.
+// isHexText says whether every character of text is a hex digit, and
+// one of its stretches of minBase64Run holds a digit and a letter in 32
+// or more each, as hex of data does (about 10 digits and 6 letters in
+// 16): a run of one character ("0000…", "aaaa…", a tar's padding) is
+// none, while zeros padding a program do not hide it.
 func isHexText(text []byte) bool {
 	for _, c := range text {
 		if !isHexDigit(c) {
 			return false
 		}
 	}
-	return true
+	for i := 0; i < len(text); i += minBase64Run {
+		w := text[max(0, min(i, len(text)-minBase64Run)):min(len(text), i+minBase64Run)]
+		digits := 0
+		for _, c := range w {
+			if c <= '9' {
+				digits++
+			}
+		}
+		if digits >= len(w)/32 && len(w)-digits >= len(w)/32 {
+			return true
+		}
+	}
+	return false
 }
 
 func isHexDigit(c byte) bool {
@@ -226,6 +242,11 @@ type escapeScan struct {
 	done  bool
 }
 
+// maxEscapeGap is the most bytes between two strings of one run: a
+// line's redirection to a long path and the next line's "printf '", a
+// comment line between them (outside attack round 23b).
+const maxEscapeGap = 256
+
 // maxLiteral is how many characters of a string in a row the run takes
 // without an escape: more ends it.
 const maxLiteral = 64 << 10
@@ -279,7 +300,7 @@ func (es *escapeScan) step() {
 		es.quote, es.gap = c, 0
 		es.n++
 	case es.quote == 0:
-		if es.gap++; es.gap > maxGap {
+		if es.gap++; es.gap > maxEscapeGap {
 			es.done = true
 			return
 		}
@@ -304,6 +325,16 @@ func (es *escapeScan) escape() {
 		return
 	}
 	es.held = es.held[:0]
+	if es.quote == 0 {
+		// Outside a string an escape is none of the payload's bytes: a
+		// PDF's strings, in parentheses, hold octal escapes too.
+		if es.gap += 2; es.gap > maxEscapeGap {
+			es.done = true
+			return
+		}
+		es.n += 2
+		return
+	}
 	switch {
 	case c == 'x':
 		d, ok := es.peek()
@@ -353,15 +384,6 @@ func (es *escapeScan) escape() {
 		}
 		es.literalEscape(c)
 	default:
-		if es.quote == 0 {
-			// Outside a string only byte escapes count (echo -e \\x7f).
-			if es.gap += 2; es.gap > maxGap {
-				es.done = true
-				return
-			}
-			es.n += 2
-			return
-		}
 		es.literalEscape(c)
 	}
 }
@@ -433,8 +455,9 @@ func (e *escapedRun) taken() int64 { return int64(e.es.n) }
 // as base64 is, where 64 bytes around the probe hold 8 pairs or more,
 // and read back and forth from there to where 16 bytes hold no pair.
 
-// pairsAt counts the hex pairs (tokens of an even number of hex digits,
-// up to 16, "0x" before one passed over) in data[a:b].
+// pairsAt counts the hex pairs (tokens of two hex digits, "0x" before
+// one passed over) in data[a:b]. Longer groups are left out: a PDF's
+// glyph strings (<00240045>) and JSON's \u escapes are groups of four.
 func pairsAt(data []byte, a, b int) int {
 	n := 0
 	for i := max(a, 0); i < min(b, len(data)); {
@@ -450,7 +473,7 @@ func pairsAt(data []byte, a, b int) int {
 		for j < len(data) && isHexDigit(data[j]) {
 			j++
 		}
-		if k := j - i; k%2 == 0 && k <= 16 {
+		if j-i == 2 {
 			n++
 		}
 		i = j
@@ -475,7 +498,7 @@ func appendHexPairRuns(out []payload, data []byte) []payload {
 		}
 		start := p
 		for start > done && pairsAt(data, start-16, start) > 0 {
-			start -= 16
+			start = max(start-16, done)
 		}
 		end := p
 		for end < len(data) && pairsAt(data, end, end+16) > 0 {
