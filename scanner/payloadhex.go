@@ -446,93 +446,160 @@ func (e *escapedRun) Read(p []byte) (int, error) {
 // taken is how many bytes of its reader the run took.
 func (e *escapedRun) taken() int64 { return int64(e.es.n) }
 
-// Hex with something between its bytes: "7f 45 4c", "7f:45:4c", xxd -i's
-// C array "0x7f, 0x45", lines of hex digits in groups. xxd -r -p reads
-// every hex digit in pairs and passes over any other character (which
-// drops a lone digit before it), so all of these give the bytes back. A
-// run of such pairs is not a chain of base64 pieces (each pair is too
-// short to be one), so it is found on its own: at probes 2 KiB apart,
-// as base64 is, where 64 bytes around the probe hold 8 pairs or more,
-// and read back and forth from there to where 16 bytes hold no pair.
+// Hex as xxd -r -p reads it: "7f 45 4c", "7f:45:4c", xxd -i's C array
+// "0x7f, 0x45", groups of any size, a digit a line. xxd -r -p passes
+// over white space, even between a byte's two digits, takes hex digits
+// in pairs, drops a lone digit before any other character, and skips the
+// rest of a line at three of those in a row (see xxdReader). Such text is
+// not a chain of base64 pieces (its tokens are too short to be pieces),
+// so it is found on its own: at probes 2 KiB apart, as base64 is, where
+// the 64 characters past the probe that are not white space are half
+// hex digits or more, and not plain hex (read as a chain); and read back
+// and forth from there while that holds.
 
-// pairsAt counts the hex pairs (tokens of two hex digits, "0x" before
-// one passed over) in data[a:b]. Longer groups are left out: a PDF's
-// glyph strings (<00240045>) and JSON's \u escapes are groups of four.
-func pairsAt(data []byte, a, b int) int {
-	n := 0
-	for i := max(a, 0); i < min(b, len(data)); {
-		if !isHexDigit(data[i]) || i > 0 && isHexDigit(data[i-1]) {
-			i++
+// xxdWindow looks at the 64 characters of data from i on that are not
+// white space, within 4 KiB: ok says they look like hex for xxd -r -p
+// (32 digits or more, at least as many as other characters, at most 4
+// letters but x, so that words and JSON's \u escapes are none, and not
+// plain hex: runs of 16 digits with nothing else), digits counts the
+// digits, and next is where they end.
+func xxdWindow(data []byte, i int) (ok bool, digits, next int) {
+	var seen, other, letters, run int
+	long := false
+	j := max(i, 0)
+	for ; j < len(data) && j < i+4096 && seen < 64; j++ {
+		c := data[j]
+		if xxdSpace(c) {
+			run = 0
 			continue
 		}
-		if data[i] == '0' && i+1 < len(data) && (data[i+1] == 'x' || data[i+1] == 'X') {
-			i += 2
+		seen++
+		if isHexDigit(c) {
+			digits++
+			if run++; run >= 16 {
+				long = true
+			}
 			continue
 		}
-		j := i
-		for j < len(data) && isHexDigit(data[j]) {
-			j++
+		other++
+		run = 0
+		if c|0x20 >= 'g' && c|0x20 <= 'z' && c|0x20 != 'x' {
+			letters++
 		}
-		if j-i == 2 {
-			n++
-		}
-		i = j
 	}
-	return n
+	return seen == 64 && digits >= 32 && other <= digits && letters <= 4 && !(long && other == 0), digits, j
 }
 
-// denseHex says whether the 64 bytes of data around i hold 8 hex pairs.
-func denseHex(data []byte, i int) bool { return pairsAt(data, i-32, i+32) >= 8 }
+// xxdSpace says whether xxd -r -p passes over c wherever it stands.
+func xxdSpace(c byte) bool { return c == ' ' || c == '\n' || c == '\t' || c == '\r' }
 
-// appendHexPairRuns appends the payloads of data's runs of hex pairs.
+// appendHexPairRuns appends the payloads of data's runs of hex as xxd
+// -r -p reads it, each read twice: from its first digit and from its
+// second, for a run that starts amid other text whose digits xxd would
+// have taken first.
 func appendHexPairRuns(out []payload, data []byte) []payload {
 	if len(data) < minBase64Run {
 		return out
 	}
 	const step = minBase64Run / 2
 	done := 0
-	escaped := out // runs of escapes are read as such, not again as pairs
+	escaped := out // runs of escapes are read as such, not again as hex
 	for p := step - 1; p < len(data); p += step {
-		if p < done || !denseHex(data, p) || inEscapedRun(escaped, p) {
+		if p < done || inEscapedRun(escaped, p) {
+			continue
+		}
+		if ok, _, _ := xxdWindow(data, p); !ok {
 			continue
 		}
 		start := p
-		for start > done && pairsAt(data, start-16, start) > 0 {
-			start = max(start-16, done)
+		for start-64 >= done {
+			if ok, _, _ := xxdWindow(data, start-64); !ok {
+				break
+			}
+			start -= 64
 		}
-		end := p
-		for end < len(data) && pairsAt(data, end, end+16) > 0 {
-			end += 16
+		// To its line's start, where a here-document's text starts.
+		if k := bytes.LastIndexByte(data[max(done, start-64):start], '\n'); k >= 0 {
+			start = max(done, start-64) + k + 1
 		}
-		end = min(end, len(data))
-		done = end
-		if end-start < minBase64Run || pairsAt(data, start, end) < minBase64Run/8 {
+		end, digits := start, 0
+		for end < len(data) {
+			ok, d, next := xxdWindow(data, end)
+			if !ok {
+				break
+			}
+			end, digits = next, digits+d
+		}
+		done = max(end, p+1)
+		if end-start < minBase64Run || digits < minBase64Run/4 {
 			continue
 		}
-		out = append(out, payload{offset: start, text: bytes.Clone(data[start:end]), enc: encHexPairs, from: start, to: end})
+		text := bytes.Clone(data[start:end])
+		for skip := range 2 {
+			out = append(out, payload{offset: start, skip: skip, text: text, enc: encHexPairs, from: start, to: end})
+		}
 	}
 	return out
 }
 
-// decodeHexPairs appends to out what xxd -r -p writes of text: its hex
-// digits in pairs, any other character passed over, dropping a lone
-// digit before it.
-func decodeHexPairs(out, text []byte) []byte {
-	var hi byte
-	half := false
-	for _, c := range text {
-		if !isHexDigit(c) {
-			half = false
+// decodeHexPairs appends to out what xxd -r -p writes of text, its
+// first skip hex digits left out.
+func decodeHexPairs(out, text []byte, skip int) []byte {
+	x := xxdReader{n1: -1, ignore: true}
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		if skip > 0 && isHexDigit(c) {
+			skip--
 			continue
 		}
-		if half {
-			out = append(out, hi<<4|hexValue(c))
-			half = false
-			continue
+		b, ok, eol := x.next(c)
+		if ok {
+			out = append(out, b)
 		}
-		hi, half = hexValue(c), true
+		if eol {
+			k := bytes.IndexByte(text[i:], '\n')
+			if k < 0 {
+				break
+			}
+			i += k
+			x.ignore = true
+		}
 	}
 	return out
+}
+
+// xxdReader is xxd -r -p's state (xxd.c, huntype, for the PostScript
+// plain style): the last three characters' values (-1 for no digit) and
+// whether other characters are passed over, as at a line's start after
+// garbage.
+type xxdReader struct {
+	n1, n2, n3 int
+	ignore     bool
+}
+
+// next takes c: the byte it completes, if any, and whether the rest of
+// the line is skipped.
+func (x *xxdReader) next(c byte) (b byte, ok, eol bool) {
+	if xxdSpace(c) {
+		return 0, false, false
+	}
+	x.n3, x.n2, x.n1 = x.n2, x.n1, -1
+	if isHexDigit(c) {
+		x.n1 = int(hexValue(c))
+	}
+	if x.n1 < 0 && x.ignore {
+		return 0, false, false
+	}
+	x.ignore = false
+	switch {
+	case x.n2 >= 0 && x.n1 >= 0:
+		b = byte(x.n2<<4 | x.n1)
+		x.n1 = -1
+		return b, true, false
+	case x.n1 < 0 && x.n2 < 0 && x.n3 < 0:
+		return 0, false, true
+	}
+	return 0, false, false
 }
 
 // inEscapedRun says whether data[i] is in one of the runs of escapes in

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,7 +74,10 @@ func pyRepr(b []byte) string {
 func runScript(t *testing.T, shell, script string) []byte {
 	t.Helper()
 	dir := t.TempDir()
-	cmd := exec.Command(shell, "-c", script)
+	if err := os.WriteFile(filepath.Join(dir, "run"), []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(shell, "run")
 	cmd.Dir = dir
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v: %s", shell, err, out)
@@ -102,6 +106,14 @@ func TestHexAndEscapedPayloadsRead(t *testing.T) {
 			"xxd -r -p > k <<'EOF'\n" + spacedHex(miner, " ", 16) + "EOF\n", "xxd -r -p@"},
 		{"hex with a colon between bytes", "bash",
 			"xxd -r -p > k <<'EOF'\n" + spacedHex(miner, ":", 32) + "EOF\n", "xxd -r -p@"},
+		{"a space between every digit", "bash",
+			"xxd -r -p > k <<'EOF'\n" + spacedDigits(miner, " ", 3, 40) + "EOF\n", "xxd -r -p@"},
+		{"groups of three digits, two tabs apart", "bash",
+			"xxd -r -p > k <<'EOF'\n" + spacedDigits(miner, "\t\t", 3, 20) + "EOF\n", "xxd -r -p@"},
+		{"pairs 17 spaces apart", "bash",
+			"xxd -r -p > k <<'EOF'\n" + spacedHex(miner, strings.Repeat(" ", 17), 16) + "EOF\n", "xxd -r -p@"},
+		{"lines of hex with a junk tail", "bash",
+			"xxd -r -p > k <<'EOF'\n" + strings.ReplaceAll(hexLines(miner, 60, false), "\n", " ## zz\n") + "EOF\n", "xxd -r -p@"},
 		{"xxd -i's C array body", "bash",
 			"xxd -r -p > k <<'EOF'\n" + cArray(miner) + "EOF\n", "xxd -r -p@"},
 		{"printf of \\x escapes, 64 bytes a line", "bash",
@@ -219,5 +231,44 @@ func cArray(b []byte) string {
 			sb.WriteString("\n")
 		}
 	}
+	return sb.String()
+}
+
+// decodeHexPairs writes what xxd -r -p writes, over random text of hex
+// digits, white space and the characters put between bytes.
+func TestXxdReaderAsXxd(t *testing.T) {
+	alphabet := []byte("0123456789abcdefABCDEF0x:,- \n\t#")
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 400 {
+		b := make([]byte, rng.IntN(120))
+		for k := range b {
+			b[k] = alphabet[rng.IntN(len(alphabet))]
+		}
+		cmd := exec.Command("xxd", "-r", "-p")
+		cmd.Stdin = bytes.NewReader(b)
+		want, err := cmd.Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := decodeHexPairs(nil, b, 0); !bytes.Equal(got, want) {
+			t.Fatalf("case %d %q: xxd -r -p writes %x, decodeHexPairs %x", i, b, want, got)
+		}
+	}
+}
+
+// spacedDigits is b in hex, sep after every n digits, a line break after
+// every per groups.
+func spacedDigits(b []byte, sep string, n, per int) string {
+	h := hex.EncodeToString(b)
+	var sb strings.Builder
+	for i := 0; i < len(h); i += n {
+		sb.WriteString(h[i:min(i+n, len(h))])
+		if (i/n+1)%per == 0 {
+			sb.WriteString("\n")
+		} else {
+			sb.WriteString(sep)
+		}
+	}
+	sb.WriteString("\n")
 	return sb.String()
 }

@@ -44,7 +44,7 @@ func (p payload) decodeInto(buf []byte) []byte {
 	case encEscaped, encEscapedEcho:
 		return decodeEscapes(buf[:0], p.text, p.enc == encEscapedEcho)
 	case encHexPairs:
-		return decodeHexPairs(buf[:0], p.text)
+		return decodeHexPairs(buf[:0], p.text, p.skip)
 	}
 	if p.ends != nil {
 		return decodeStream(buf[:0], p.text, p.ends, p.skip)
