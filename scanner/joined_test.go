@@ -3,8 +3,8 @@ package scanner
 import (
 	"bytes"
 	"compress/flate"
-	"encoding/binary"
 	"crypto/rand"
+	"encoding/binary"
 	"fmt"
 	"hash/crc32"
 	"slices"
