@@ -92,11 +92,16 @@ func (p payload) name(base int64) string {
 // probe; one that stops short of it is only walked through, never read
 // back nor decoded.
 func base64Payloads(data []byte) []payload {
-	out := probePayloads(data, true)
+	return appendHexPayloads(probePayloads(data, true), data)
+}
+
+// appendHexPayloads appends to out, data's base64 payloads, its payloads
+// in hex and in byte escapes (see payloadhex.go), all in the file's
+// order, as the search of a spool takes them.
+func appendHexPayloads(out []payload, data []byte) []payload {
 	n := len(out)
 	out = appendHexPairRuns(appendEscapedRuns(out, data), data)
 	if n > 0 && len(out) > n {
-		// In the file's order, as the search of a spool takes them.
 		slices.SortStableFunc(out, func(a, b payload) int { return cmp.Compare(a.from, b.from) })
 	}
 	return out

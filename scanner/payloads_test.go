@@ -20,7 +20,7 @@ func everyBytePayloads(data []byte) []payload {
 	for i := 0; ; {
 		first, ok := nextPiece(data, i, len(data))
 		if !ok {
-			return out
+			return appendHexPayloads(out, data) // found by their own triggers
 		}
 		out, i = appendChainOf(out, data, first, true)
 	}
@@ -120,6 +120,15 @@ func FuzzBase64Payloads(f *testing.F) {
 		f.Add(randomArray(rng, enc, rarity))
 	}
 	f.Add([]byte(shellWordArrays))
+	// Hex and byte escapes (see payloadhex.go).
+	filler := samples.Filler(3000)
+	f.Add([]byte("xxd -r -p <<'EOF'\n" + hexLines(filler, 60, false) + "EOF\n"))
+	f.Add([]byte(spacedHex(filler, ":", 16)))
+	f.Add([]byte(spacedDigits(filler, " ", 3, 20)))
+	f.Add([]byte(cArray(filler)))
+	f.Add([]byte(escapeLines(filler, 64, "printf", "k", func(c byte) string { return fmt.Sprintf(`\x%02x`, c) })))
+	f.Add([]byte(escapeLines(filler, 64, "echo -ne", "k", func(c byte) string { return fmt.Sprintf(`\0%03o`, c) })))
+	f.Add([]byte("open('k', 'wb').write(" + pyRepr(filler) + ")\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		samePayloads(t, data)
 	})
