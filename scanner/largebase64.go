@@ -22,7 +22,7 @@ func (c *spoolChunks) longRun(it item, from int64, enc encoding) (int64, error) 
 	var n int64
 	ways := 4 // base64's alignments
 	switch enc {
-	case encHex:
+	case encHex, encHexPairs:
 		ways = 2
 	case encEscaped, encEscapedEcho:
 		ways = 2 // \0NNN read as printf and as echo -e read it
@@ -38,6 +38,11 @@ func (c *spoolChunks) longRun(it item, from int64, enc encoding) (int64, error) 
 		case encEscaped, encEscapedEcho:
 			run = newEscapedRun(br, way == 1)
 			name = fmt.Sprintf("%s@%d", encoding(encEscaped+encoding(way)).prefix(), it.base+from)
+		case encHexPairs:
+			run = newHexPairsRun(br, way)
+			if way > 0 {
+				name += fmt.Sprintf("+%d", way)
+			}
 		default:
 			run = &base64Run{r: br, skip: way, hex: enc == encHex}
 			if way > 0 {

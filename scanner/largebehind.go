@@ -121,7 +121,7 @@ func (w *walker) searchSpooledOutside(it item, sp *spool, size, text int64, payl
 	if ferr != nil {
 		return ferr
 	}
-	c := &spoolChunks{w: w, sp: sp, size: size, text: text, end: end, atEnd: atEnd, payloads: payloads, out: out, skip: skip, zw: zw, own: o.own}
+	c := &spoolChunks{w: w, sp: sp, size: size, text: text, end: end, atEnd: atEnd, payloads: payloads, out: out, skip: skip, zw: zw, own: o.own, rebased: -1}
 	tooMany, err := c.search(it)
 	if err == nil {
 		err = w.unarchiveAll(it, c.out, tooMany, size, o.own)
@@ -145,6 +145,7 @@ type spoolChunks struct {
 	listed     int64 // streams are listed up to there
 	trials     int
 	covered    int64                               // the end of the last base64 chain read
+	rebased    int64                               // where a chunk was last started at a chain's start, or -1
 	skip       func(off int64, c compression) bool // nil, or where no candidate is taken
 	zw         *zipWalk                            // nil, or the zip whose own entries are not taken again
 	own        ownStream                           // what a compressed file's own reading covered
@@ -267,8 +268,11 @@ func (c *spoolChunks) payloadsIn(it item, chunk []byte, base, next int64) (int64
 			continue
 		}
 		if end < c.size && to > end-windowOverlap/2 && it.nest < c.w.s.limits.MaxArchiveDepth {
-			if from > base {
-				next = from
+			// A chunk is started at a chain's start once: should its
+			// finder place the chain a little later there, the chain is
+			// read from where it finds it, not chunk after chunk.
+			if from > base && base != c.rebased {
+				next, c.rebased = from, from
 				break
 			}
 			at := from

@@ -76,19 +76,42 @@ func isHexText(text []byte) bool {
 			return false
 		}
 	}
-	for i := 0; i < len(text); i += minBase64Run {
-		w := text[max(0, min(i, len(text)-minBase64Run)):min(len(text), i+minBase64Run)]
+	return someStretch(text, func(w []byte) bool {
 		digits := 0
 		for _, c := range w {
 			if c <= '9' {
 				digits++
 			}
 		}
-		if digits >= len(w)/32 && len(w)-digits >= len(w)/32 {
+		return digits >= len(w)/32 && len(w)-digits >= len(w)/32
+	})
+}
+
+// someStretch says whether one of text's stretches of minBase64Run (the
+// last ends at text's end) is ok.
+func someStretch(text []byte, ok func(w []byte) bool) bool {
+	for i := 0; i < len(text); i += minBase64Run {
+		if ok(text[max(0, min(i, len(text)-minBase64Run)):min(len(text), i+minBase64Run)]) {
 			return true
 		}
 	}
 	return false
+}
+
+// holdsHexLetters says whether one of text's stretches of minBase64Run
+// holds a hex letter (a to f) in 32 characters or more, as hex of a
+// program does: bytes whose every digit is 0 to 9 are no program, and
+// text of decimal numbers, one a line (Perl's unicore tables), is none.
+func holdsHexLetters(text []byte) bool {
+	return someStretch(text, func(w []byte) bool {
+		n := 0
+		for _, c := range w {
+			if c|0x20 >= 'a' && c|0x20 <= 'f' {
+				n++
+			}
+		}
+		return n >= len(w)/32
+	})
 }
 
 func isHexDigit(c byte) bool {
@@ -512,11 +535,11 @@ func appendHexPairRuns(out []payload, data []byte) []payload {
 			continue
 		}
 		start := p
-		for start-64 >= done {
-			if ok, _, _ := xxdWindow(data, start-64); !ok {
+		for start > done {
+			if ok, _, _ := xxdWindow(data, max(done, start-64)); !ok {
 				break
 			}
-			start -= 64
+			start = max(done, start-64)
 		}
 		// To its line's start, where a here-document's text starts.
 		if k := bytes.LastIndexByte(data[max(done, start-64):start], '\n'); k >= 0 {
@@ -530,8 +553,9 @@ func appendHexPairRuns(out []payload, data []byte) []payload {
 			}
 			end, digits = next, digits+d
 		}
+		end = hexTail(data, end)
 		done = max(end, p+1)
-		if end-start < minBase64Run || digits < minBase64Run/4 {
+		if end-start < minBase64Run || digits < minBase64Run/4 || !holdsHexLetters(data[start:end]) {
 			continue
 		}
 		text := bytes.Clone(data[start:end])
@@ -542,30 +566,135 @@ func appendHexPairRuns(out []payload, data []byte) []payload {
 	return out
 }
 
+// hexTail is where a run of hex whose last whole window of 64
+// characters ends at data[end] ends: past the lines after it (the first
+// from end, within 4 KiB) whose characters that are not white space are
+// half hex digits or more, 64 such characters at most, so that the last bytes of a
+// dump whose window takes in the text after it (a here-document's
+// delimiter) are read too.
+func hexTail(data []byte, end int) int {
+	stop := min(len(data), end+4096)
+	for seen := 0; end < stop && seen < 64; {
+		line := data[end:stop]
+		if k := bytes.IndexByte(line, '\n'); k >= 0 {
+			line = line[:k+1]
+		}
+		digits, other := 0, 0
+		for _, c := range line {
+			switch {
+			case xxdSpace(c):
+			case isHexDigit(c):
+				digits++
+			default:
+				other++
+			}
+		}
+		if other > digits {
+			break
+		}
+		seen += digits + other
+		end += len(line)
+	}
+	return end
+}
+
 // decodeHexPairs appends to out what xxd -r -p writes of text, its
 // first skip hex digits left out.
 func decodeHexPairs(out, text []byte, skip int) []byte {
-	x := xxdReader{n1: -1, ignore: true}
+	d := newXxdDecoder(skip)
+	return d.decode(out, text)
+}
+
+// xxdDecoder is xxd -r -p over text given in pieces: its reader's state,
+// the digits still to leave out, and whether the rest of a line is passed
+// over.
+type xxdDecoder struct {
+	x    xxdReader
+	skip int
+	eol  bool
+}
+
+func newXxdDecoder(skip int) *xxdDecoder {
+	return &xxdDecoder{x: xxdReader{n1: -1, ignore: true}, skip: skip}
+}
+
+// decode appends to out what xxd -r -p writes of text, the next piece.
+func (d *xxdDecoder) decode(out, text []byte) []byte {
 	for i := 0; i < len(text); i++ {
-		c := text[i]
-		if skip > 0 && isHexDigit(c) {
-			skip--
-			continue
-		}
-		b, ok, eol := x.next(c)
-		if ok {
-			out = append(out, b)
-		}
-		if eol {
+		if d.eol {
 			k := bytes.IndexByte(text[i:], '\n')
 			if k < 0 {
 				break
 			}
 			i += k
-			x.ignore = true
+			d.eol, d.x.ignore = false, true
+			continue
 		}
+		c := text[i]
+		if d.skip > 0 && isHexDigit(c) {
+			d.skip--
+			continue
+		}
+		b, ok, eol := d.x.next(c)
+		if ok {
+			out = append(out, b)
+		}
+		d.eol = eol
 	}
 	return out
+}
+
+// hexPairsRun reads a run of hex pairs longer than a window (see
+// longRun) as appendHexPairRuns reads one within a window: window by
+// window of 64 characters that are not white space (xxdWindow), the first
+// taken as the finder took it, then the run's tail (hexTail), decoded as
+// xxd -r -p decodes them.
+type hexPairsRun struct {
+	r    *bufio.Reader
+	d    *xxdDecoder
+	n    int64
+	out  []byte
+	done bool
+}
+
+func newHexPairsRun(r *bufio.Reader, skip int) *hexPairsRun {
+	return &hexPairsRun{r: r, d: newXxdDecoder(skip)}
+}
+
+// taken is how many bytes of its reader the run took.
+func (h *hexPairsRun) taken() int64 { return h.n }
+
+func (h *hexPairsRun) Read(p []byte) (int, error) {
+	for len(h.out) == 0 && !h.done {
+		h.fill()
+	}
+	if len(h.out) == 0 {
+		return 0, io.EOF
+	}
+	k := copy(p, h.out)
+	h.out = h.out[k:]
+	return k, nil
+}
+
+// fill decodes the windows that start in the next 12 KiB (a window and
+// a tail look 4 KiB ahead), or the run's last ones and its tail.
+func (h *hexPairsRun) fill() {
+	buf, err := h.r.Peek(16 << 10)
+	eof := err != nil
+	i := 0
+	for eof || i+4096 <= len(buf) {
+		ok, _, next := xxdWindow(buf, i)
+		if !ok && !(h.n == 0 && i == 0 && next > 0) {
+			i, h.done = hexTail(buf, i), true
+			break
+		}
+		i = next
+	}
+	h.out = h.d.decode(h.out[:0], buf[:i])
+	h.n += int64(i)
+	if _, err := h.r.Discard(i); err != nil || i == 0 {
+		h.done = true
+	}
 }
 
 // xxdReader is xxd -r -p's state (xxd.c, huntype, for the PostScript

@@ -164,6 +164,7 @@ func TestHexAndEscapedPayloadsPastOneWindow(t *testing.T) {
 	}{
 		{"a dump behind 17 MiB of comments", append(bytes.Clone(pad), "xxd -r -p > k <<'EOF'\n"+hexLines(miner, 60, false)+"EOF\n"...), "hex@"},
 		{"a dump longer than a window", []byte("xxd -r -p > k <<'EOF'\n" + hexLines(big, 60, false) + "EOF\n"), "hex@"},
+		{"hex with a space between bytes, longer than a window", []byte("xxd -r -p > k <<'EOF'\n" + spacedHex(big, " ", 16) + "EOF\n"), "xxd -r -p@"},
 		{"escapes behind 17 MiB of comments", append(bytes.Clone(pad), escapeLines(miner, 64, "printf", "k", func(c byte) string { return fmt.Sprintf(`\x%02x`, c) })...), "escapes@"},
 	} {
 		res, err := scanOne(t, s, tfile{name: "opt/run.sh", mode: 0o755, data: c.data})
@@ -271,4 +272,31 @@ func spacedDigits(b []byte, sep string, n, per int) string {
 	}
 	sb.WriteString("\n")
 	return sb.String()
+}
+
+// TestHexPairsNeedHexLetters: text of decimal numbers, one a line (Perl's
+// unicore tables in a here-document), is what xxd -r -p reads, and no
+// program: it is not taken for hex. A program's hex behind 64 KiB of
+// zeros' hex, in the same run, still is.
+func TestHexPairsNeedHexLetters(t *testing.T) {
+	var table strings.Builder
+	table.WriteString("return <<'END';\nV860\n")
+	for i := range 4000 {
+		fmt.Fprintf(&table, "%d\n", i*37%100000)
+	}
+	table.WriteString("END\n")
+	if p := appendHexPairRuns(nil, []byte(table.String())); len(p) > 0 {
+		t.Errorf("a table of decimal numbers read as hex: %d runs", len(p))
+	}
+
+	miner := samples.XMRig()
+	body := spacedHex(append(make([]byte, 32<<10), miner...), " ", 16)
+	script := []byte("xxd -r -p > k <<'EOF'\n" + body + "EOF\n")
+	p := appendHexPairRuns(nil, script)
+	if len(p) != 2 || p[0].to-p[0].from < len(body)-64 {
+		t.Fatalf("%d runs, the first %d bytes long; want the whole body of %d bytes at both alignments", len(p), p[0].to-p[0].from, len(body))
+	}
+	if got := decodeHexPairs(nil, p[0].text, p[0].skip); !bytes.Contains(got, miner) {
+		t.Error("the run does not decode to the program")
+	}
 }
