@@ -491,27 +491,54 @@ func xxdWindow(data []byte, i int) (ok bool, digits, next int) {
 	long := false
 	j := max(i, 0)
 	for ; j < len(data) && j < i+4096 && seen < 64; j++ {
-		c := data[j]
-		if xxdSpace(c) {
+		switch xxdClass[data[j]] {
+		case xxdWhite:
 			run = 0
 			continue
-		}
-		seen++
-		if isHexDigit(c) {
+		case xxdDigit:
+			seen++
 			digits++
 			if run++; run >= 16 {
 				long = true
 			}
 			continue
+		case xxdLetter:
+			letters++
 		}
+		seen++
 		other++
 		run = 0
-		if c|0x20 >= 'g' && c|0x20 <= 'z' && c|0x20 != 'x' {
-			letters++
+		// Past 4 letters or 32 others the window is none: a program's
+		// bytes and a text's words end it here, not 64 characters on.
+		if letters > 4 || other > 32 {
+			return false, digits, j + 1
 		}
 	}
 	return seen == 64 && digits >= 32 && other <= digits && letters <= 4 && !(long && other == 0), digits, j
 }
+
+// xxdClass sorts bytes for xxdWindow: white space, hex digits, letters
+// but x (words), others.
+var xxdClass = func() (t [256]uint8) {
+	for c := range 256 {
+		switch b := byte(c); {
+		case xxdSpace(b):
+			t[c] = xxdWhite
+		case isHexDigit(b):
+			t[c] = xxdDigit
+		case b|0x20 >= 'g' && b|0x20 <= 'z' && b|0x20 != 'x':
+			t[c] = xxdLetter
+		}
+	}
+	return t
+}()
+
+const (
+	xxdOther = iota
+	xxdWhite
+	xxdDigit
+	xxdLetter
+)
 
 // xxdSpace says whether xxd -r -p passes over c wherever it stands.
 func xxdSpace(c byte) bool { return c == ' ' || c == '\n' || c == '\t' || c == '\r' }
