@@ -87,6 +87,31 @@ func isHexText(text []byte) bool {
 	})
 }
 
+// mostlyHex says whether three in four of text's characters, or more, are
+// hex digits (base64 of data holds one in three), and one of its
+// stretches of minBase64Run holds a digit 0 to 9 and a letter a to f in
+// 32 characters or more each, as isHexText asks of plain hex.
+func mostlyHex(text []byte) bool {
+	n := 0
+	for _, c := range text {
+		if xxdClass[c] == xxdDigit {
+			n++
+		}
+	}
+	return n >= len(text)-len(text)/4 && someStretch(text, func(w []byte) bool {
+		digits, letters := 0, 0
+		for _, c := range w {
+			switch {
+			case c >= '0' && c <= '9':
+				digits++
+			case c|0x20 >= 'a' && c|0x20 <= 'f':
+				letters++
+			}
+		}
+		return digits >= len(w)/32 && letters >= len(w)/32
+	})
+}
+
 // someStretch says whether one of text's stretches of minBase64Run (the
 // last ends at text's end) is ok.
 func someStretch(text []byte, ok func(w []byte) bool) bool {
@@ -98,22 +123,30 @@ func someStretch(text []byte, ok func(w []byte) bool) bool {
 	return false
 }
 
-// holdsHexLetters says whether one of text's stretches of minBase64Run
-// holds a hex letter (a to f) in 32 characters or more, as hex of a
-// program does: bytes whose every digit is 0 to 9 are no program, and
-// text of decimal numbers, one a line (Perl's unicore tables), is none.
+// holdsHexLetters says whether one of text's stretches of 4,096 hex
+// digits (or all of them, if fewer) holds a hex letter (a to f) in 32
+// digits or more, as hex of a program does: bytes whose every digit is
+// 0 to 9 are no program, and text of decimal numbers, one a line (Perl's
+// unicore tables), is none.
 func holdsHexLetters(text []byte) bool {
-	return someStretch(text, func(w []byte) bool {
-		n := 0
-		for _, c := range w {
-			if c|0x20 >= 'a' && c|0x20 <= 'f' {
-				n++
-			}
+	digits, letters := 0, 0
+	for _, c := range text {
+		if xxdClass[c] != xxdDigit {
+			continue
 		}
-		return n >= len(w)/32
-	})
+		digits++
+		if c > '9' {
+			letters++
+		}
+		if digits == 4096 {
+			if letters >= digits/32 {
+				return true
+			}
+			digits, letters = 0, 0
+		}
+	}
+	return digits > 0 && letters >= digits/32
 }
-
 func isHexDigit(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
@@ -483,11 +516,13 @@ func (e *escapedRun) taken() int64 { return int64(e.es.n) }
 // xxdWindow looks at the 64 characters of data from i on that are not
 // white space, within 4 KiB: ok says they look like hex for xxd -r -p
 // (32 digits or more, at least as many as other characters, at most 4
-// letters but x, so that words and JSON's \u escapes are none, and not
-// plain hex: runs of 16 digits with nothing else), digits counts the
-// digits, and next is where they end.
-func xxdWindow(data []byte, i int) (ok bool, digits, next int) {
-	var seen, other, letters, run int
+// letters but x, so that words and JSON's \u escapes are none, and,
+// unless plain, not plain hex: runs of 16 digits with nothing else; a
+// line's rest after three other characters in a row is passed over, as
+// xxd -r -p passes over it), digits counts the digits, and next is where
+// they end.
+func xxdWindow(data []byte, i int, plain bool) (ok bool, digits, next int) {
+	var seen, other, letters, run, junk int
 	long := false
 	j := max(i, 0)
 	for ; j < len(data) && j < i+4096 && seen < 64; j++ {
@@ -498,6 +533,7 @@ func xxdWindow(data []byte, i int) (ok bool, digits, next int) {
 		case xxdDigit:
 			seen++
 			digits++
+			junk = 0
 			if run++; run >= 16 {
 				long = true
 			}
@@ -513,8 +549,19 @@ func xxdWindow(data []byte, i int) (ok bool, digits, next int) {
 		if letters > 4 || other > 32 {
 			return false, digits, j + 1
 		}
+		// At three others in a row xxd -r -p passes over the rest of
+		// the line: so does the window.
+		if junk++; junk == 3 {
+			k := bytes.IndexByte(data[j:min(len(data), i+4096)], '\n')
+			if k < 0 {
+				j = min(len(data), i+4096)
+				break
+			}
+			j += k
+			junk = 0
+		}
 	}
-	return seen == 64 && digits >= 32 && other <= digits && letters <= 4 && !(long && other == 0), digits, j
+	return seen == 64 && digits >= 32 && other <= digits && letters <= 4 && (plain || !(long && other == 0)), digits, j
 }
 
 // xxdClass sorts bytes for xxdWindow: white space, hex digits, letters
@@ -558,23 +605,27 @@ func appendHexPairRuns(out []payload, data []byte) []payload {
 		if p < done || inEscapedRun(escaped, p) {
 			continue
 		}
-		if ok, _, _ := xxdWindow(data, p); !ok {
+		if ok, _, _ := xxdWindow(data, p, false); !ok {
 			continue
 		}
 		start := p
 		for start > done {
-			if ok, _, _ := xxdWindow(data, max(done, start-64)); !ok {
+			if ok, _, _ := xxdWindow(data, max(done, start-64), false); !ok {
 				break
 			}
 			start = max(done, start-64)
 		}
-		// To its line's start, where a here-document's text starts.
-		if k := bytes.LastIndexByte(data[max(done, start-64):start], '\n'); k >= 0 {
-			start = max(done, start-64) + k + 1
+		// The first of the 64 characters before it a window holds from.
+		for i := max(done, start-64); i < start; i++ {
+			if ok, _, _ := xxdWindow(data, i, false); ok {
+				start = i
+				break
+			}
 		}
+		from := hexRunStart(data, done, start)
 		end, digits := start, 0
 		for end < len(data) {
-			ok, d, next := xxdWindow(data, end)
+			ok, d, next := xxdWindow(data, end, false)
 			if !ok {
 				break
 			}
@@ -582,15 +633,52 @@ func appendHexPairRuns(out []payload, data []byte) []payload {
 		}
 		end = hexTail(data, end)
 		done = max(end, p+1)
-		if end-start < minBase64Run || digits < minBase64Run/4 || !holdsHexLetters(data[start:end]) {
+		if end-from < minBase64Run || digits < minBase64Run/4 || !holdsHexLetters(data[from:end]) {
 			continue
 		}
-		text := bytes.Clone(data[start:end])
+		text := bytes.Clone(data[from:end])
 		for skip := range 2 {
-			out = append(out, payload{offset: start, skip: skip, text: text, enc: encHexPairs, from: start, to: end})
+			out = append(out, payload{offset: from, skip: skip, text: text, enc: encHexPairs, from: from, to: end})
 		}
 	}
 	return out
+}
+
+// hexRunStart is where the text of a run of hex pairs whose first window
+// starts at data[start] starts, as the host's tool gets it: after the
+// quote that opens it (echo '7f 45 …' | xxd -r -p, bytes.fromhex('7f 45
+// …')), the line's other text being the command's; else at its line's
+// start, where a here-document's text starts (a line of other text
+// before it is one xxd -r -p passes over), when that is within 64 bytes;
+// else at start. A window holds from no more than two other characters
+// before a run (at three, xxd -r -p and the window pass over the line),
+// so the opening quote is the character before start or among the first
+// three from it, white space aside.
+func hexRunStart(data []byte, done, start int) int {
+	lo := max(done, start-4096)
+	if k := bytes.LastIndexByte(data[lo:start], '\n'); k >= 0 {
+		lo += k + 1
+	}
+	q := start // the character before start that is not white space, on its line
+	for q > lo && xxdSpace(data[q-1]) {
+		q--
+	}
+	q = max(lo, q-1)
+	end := start
+	for n := 0; end < len(data) && n < 3; end++ {
+		if c := data[end]; c == '\n' {
+			break
+		} else if !xxdSpace(c) {
+			n++
+		}
+	}
+	if k := bytes.LastIndexAny(data[q:end], "'\""); k >= 0 {
+		return q + k + 1
+	}
+	if k := bytes.LastIndexByte(data[max(done, start-64):start], '\n'); k >= 0 {
+		return max(done, start-64) + k + 1
+	}
+	return start
 }
 
 // hexTail is where a run of hex whose last whole window of 64
@@ -710,7 +798,7 @@ func (h *hexPairsRun) fill() {
 	eof := err != nil
 	i := 0
 	for eof || i+4096 <= len(buf) {
-		ok, _, next := xxdWindow(buf, i)
+		ok, _, next := xxdWindow(buf, i, true)
 		if !ok && !(h.n == 0 && i == 0 && next > 0) {
 			i, h.done = hexTail(buf, i), true
 			break

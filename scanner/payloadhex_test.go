@@ -116,6 +116,18 @@ func TestHexAndEscapedPayloadsRead(t *testing.T) {
 			"xxd -r -p > k <<'EOF'\n" + strings.ReplaceAll(hexLines(miner, 60, false), "\n", " ## zz\n") + "EOF\n", "xxd -r -p@"},
 		{"xxd -i's C array body", "bash",
 			"xxd -r -p > k <<'EOF'\n" + cArray(miner) + "EOF\n", "xxd -r -p@"},
+		{"echo of hex with a space between bytes, one line, piped to xxd -r -p", "bash",
+			"echo '" + strings.TrimSuffix(spacedHex(miner, " ", 1<<30), "\n") + "' | xxd -r -p > k\n", "xxd -r -p@"},
+		{"bytes.fromhex of hex with a space between bytes, one line", "python3",
+			"import os\nopen('k', 'wb').write(bytes.fromhex('" + strings.TrimSuffix(spacedHex(miner, " ", 1<<30), "\n") + "'))\n", "xxd -r -p@"},
+		{"a digit every 32 characters", "bash",
+			"xxd -r -p > k <<'EOF'\n" + spacedDigits(miner, strings.Repeat(" ", 31), 1, 40) + "EOF\n", "xxd -r -p@"},
+		{"lines of 8 digits, each with a tail of 3 semicolons and 100 dashes", "bash",
+			"xxd -r -p > k <<'EOF'\n" + strings.ReplaceAll(hexLines(miner, 8, false), "\n", ";;;"+strings.Repeat("-", 100)+"\n") + "EOF\n", "xxd -r -p@"},
+		{"xxd -p's lines, a line of 80 # after each", "bash",
+			"xxd -r -p > k <<'EOF'\n" + strings.ReplaceAll(hexLines(miner, 60, false), "\n", "\n"+strings.Repeat("#", 80)+"\n") + "EOF\n", "xxd -r -p@"},
+		{"xxd -p's lines, one of them starting with a stray letter", "bash",
+			"xxd -r -p > k <<'EOF'\n" + strayLetter(hexLines(miner, 60, false)) + "EOF\n", "xxd -r -p@"},
 		{"printf of \\x escapes, 64 bytes a line", "bash",
 			escapeLines(miner, 64, "printf", "k", hexEsc), "escapes@"},
 		{"printf of octal escapes, 100 bytes a line, dash", "dash",
@@ -164,6 +176,8 @@ func TestHexAndEscapedPayloadsPastOneWindow(t *testing.T) {
 	}{
 		{"a dump behind 17 MiB of comments", append(bytes.Clone(pad), "xxd -r -p > k <<'EOF'\n"+hexLines(miner, 60, false)+"EOF\n"...), "hex@"},
 		{"a dump longer than a window", []byte("xxd -r -p > k <<'EOF'\n" + hexLines(big, 60, false) + "EOF\n"), "hex@"},
+		{"a dump longer than a window, one line starting with a stray letter", []byte("xxd -r -p > k <<'EOF'\n" + strayLetter(hexLines(big, 60, false)) + "EOF\n"), "xxd -r -p@"},
+		{"hex with a space between bytes behind 17 MiB of lines of #", append(bytes.Repeat([]byte(strings.Repeat("#", 69)+"\n"), (17<<20)/70), "xxd -r -p > k <<'EOF'\n"+spacedHex(miner, " ", 16)+"EOF\n"...), "xxd -r -p@"},
 		{"hex with a space between bytes, longer than a window", []byte("xxd -r -p > k <<'EOF'\n" + spacedHex(big, " ", 16) + "EOF\n"), "xxd -r -p@"},
 		{"escapes behind 17 MiB of comments", append(bytes.Clone(pad), escapeLines(miner, 64, "printf", "k", func(c byte) string { return fmt.Sprintf(`\x%02x`, c) })...), "escapes@"},
 	} {
@@ -299,4 +313,36 @@ func TestHexPairsNeedHexLetters(t *testing.T) {
 	if got := decodeHexPairs(nil, p[0].text, p[0].skip); !bytes.Contains(got, miner) {
 		t.Error("the run does not decode to the program")
 	}
+}
+
+// TestHexPairsRunStart: a run of hex pairs is decoded from its first
+// byte, whatever stands before it: lines of other text (which end a
+// window 64 characters before the run, or less), or the command whose
+// quoted argument it is, at every alignment to the 2 KiB probes.
+func TestHexPairsRunStart(t *testing.T) {
+	miner := samples.XMRig()
+	dump := spacedHex(miner, " ", 16)
+	line := strings.TrimSuffix(spacedHex(miner, " ", 1<<30), "\n")
+	for n := range 160 {
+		for _, c := range []struct{ name, text string }{
+			{"lines of #", strings.Repeat(strings.Repeat("#", 69)+"\n", 40) + strings.Repeat("#", n) + "\n" + dump},
+			{"echo", strings.Repeat("#", n) + "\necho '" + line + "' | xxd -r -p > k\n"},
+			{"bytes.fromhex", "x = '" + strings.Repeat("a", n) + "'; open('k', 'wb').write(bytes.fromhex(\"" + line + "\"))\n"},
+		} {
+			ps := appendHexPairRuns(nil, []byte(c.text))
+			if len(ps) == 0 {
+				t.Fatalf("%s, %d: no run found", c.name, n)
+			}
+			if got := ps[0].decodeInto(nil); !bytes.HasPrefix(got, miner) {
+				t.Fatalf("%s, %d: the run at %d decodes to % x…, not the program", c.name, n, ps[0].from, got[:min(len(got), 8)])
+			}
+		}
+	}
+}
+
+// strayLetter is lines with a z before the middle one, which xxd -r -p
+// passes over.
+func strayLetter(lines string) string {
+	i := strings.IndexByte(lines[len(lines)/2:], '\n') + len(lines)/2 + 1
+	return lines[:i] + "z" + lines[i:]
 }

@@ -281,6 +281,13 @@ func appendRun(out []payload, offset int, text []byte) []payload {
 	if len(text) >= minBase64Run && isHexText(text) {
 		return appendHexRun(out, offset, text)
 	}
+	if len(text) >= minBase64Run && mostlyHex(text) {
+		// Hex with a stray letter here and there, which xxd -r -p
+		// passes over, and whose windows are plain hex but there.
+		for skip := range 2 {
+			out = append(out, payload{offset: offset, skip: skip, text: text, enc: encHexPairs})
+		}
+	}
 	if len(text) < minBase64Run || !looksEncoded(text) {
 		return out
 	}
