@@ -87,10 +87,11 @@ func isHexText(text []byte) bool {
 	})
 }
 
-// mostlyHex says whether three in four of text's characters, or more, are
-// hex digits (base64 of data holds one in three), and one of its
-// stretches of minBase64Run holds a digit 0 to 9 and a letter a to f in
-// 32 characters or more each, as isHexText asks of plain hex.
+// mostlyHex says whether half of text's characters, or more, are hex
+// digits (base64 of data holds one in three; xxd -r -p reads pairs with
+// two other characters between them), and one of its stretches of
+// minBase64Run holds a digit 0 to 9 and a letter a to f in 32 characters
+// or more each, as isHexText asks of plain hex.
 func mostlyHex(text []byte) bool {
 	n := 0
 	for _, c := range text {
@@ -98,7 +99,7 @@ func mostlyHex(text []byte) bool {
 			n++
 		}
 	}
-	return n >= len(text)-len(text)/4 && someStretch(text, func(w []byte) bool {
+	return n >= len(text)/2 && someStretch(text, func(w []byte) bool {
 		digits, letters := 0, 0
 		for _, c := range w {
 			switch {
@@ -124,10 +125,11 @@ func someStretch(text []byte, ok func(w []byte) bool) bool {
 }
 
 // holdsHexLetters says whether one of text's stretches of 4,096 hex
-// digits (or all of them, if fewer) holds a hex letter (a to f) in 32
-// digits or more, as hex of a program does: bytes whose every digit is
-// 0 to 9 are no program, and text of decimal numbers, one a line (Perl's
-// unicore tables), is none.
+// digits (or all of them, if fewer) holds a letter (a to f) and a
+// decimal digit in 32 digits or more each, as hex of a program does:
+// bytes whose every digit is 0 to 9 are no program, and text of decimal
+// numbers, one a line (Perl's unicore tables), is none; nor is a run of
+// one letter ("cccc…", a comment in a PAX record).
 func holdsHexLetters(text []byte) bool {
 	digits, letters := 0, 0
 	for _, c := range text {
@@ -139,14 +141,15 @@ func holdsHexLetters(text []byte) bool {
 			letters++
 		}
 		if digits == 4096 {
-			if letters >= digits/32 {
+			if min(letters, digits-letters) >= digits/32 {
 				return true
 			}
 			digits, letters = 0, 0
 		}
 	}
-	return digits > 0 && letters >= digits/32
+	return digits > 0 && min(letters, digits-letters) >= digits/32
 }
+
 func isHexDigit(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
@@ -565,11 +568,13 @@ func xxdWindow(data []byte, i int, plain bool) (ok bool, digits, next int) {
 }
 
 // xxdClass sorts bytes for xxdWindow: white space, hex digits, letters
-// but x (words), others.
+// but x (words), others. Quotes are white space to it: the strings a
+// shell or Python joins ('7f”45', '7f'+'45', '7f'\”45') are one run,
+// whose quotes are taken out when its text starts at one (see unquote).
 var xxdClass = func() (t [256]uint8) {
 	for c := range 256 {
 		switch b := byte(c); {
-		case xxdSpace(b):
+		case xxdSpace(b), b == '\'', b == '"':
 			t[c] = xxdWhite
 		case isHexDigit(b):
 			t[c] = xxdDigit
@@ -605,38 +610,42 @@ func appendHexPairRuns(out []payload, data []byte) []payload {
 		if p < done || inEscapedRun(escaped, p) {
 			continue
 		}
-		if ok, _, _ := xxdWindow(data, p, false); !ok {
+		if ok, _, _ := xxdWindow(data, p, true); !ok {
 			continue
 		}
+		// Back and on from there, plain hex too: a dump may be written
+		// both ways (7f 45 4c, then xxd -p's lines). Back by 64 bytes,
+		// or, where that lands in a line xxd -r -p passes over (a
+		// comment between lines of hex), to that line's start.
 		start := p
 		for start > done {
-			if ok, _, _ := xxdWindow(data, max(done, start-64), false); !ok {
-				break
+			i := max(done, start-64)
+			if ok, _, _ := xxdWindow(data, i, true); !ok {
+				i = max(done, bytes.LastIndexByte(data[:i], '\n')+1)
+				if ok, _, _ := xxdWindow(data, i, true); !ok || i >= start {
+					break
+				}
 			}
-			start = max(done, start-64)
+			start = i
 		}
 		// The first of the 64 characters before it a window holds from.
 		for i := max(done, start-64); i < start; i++ {
-			if ok, _, _ := xxdWindow(data, i, false); ok {
+			if ok, _, _ := xxdWindow(data, i, true); ok {
 				start = i
 				break
 			}
 		}
-		from := hexRunStart(data, done, start)
-		end, digits := start, 0
-		for end < len(data) {
-			ok, d, next := xxdWindow(data, end, false)
-			if !ok {
-				break
-			}
-			end, digits = next, digits+d
-		}
+		from, quoted := hexRunStart(data, done, start)
+		end, digits := hexRunEnd(data, start)
 		end = hexTail(data, end)
 		done = max(end, p+1)
-		if end-from < minBase64Run || digits < minBase64Run/4 || !holdsHexLetters(data[from:end]) {
+		if end-from < minBase64Run || digits < minBase64Run/4 || !holdsHexLetters(data[from:end]) || plainHex(data[from:end]) {
 			continue
 		}
 		text := bytes.Clone(data[from:end])
+		if quoted {
+			text = unquote(text)
+		}
 		for skip := range 2 {
 			out = append(out, payload{offset: from, skip: skip, text: text, enc: encHexPairs, from: from, to: end})
 		}
@@ -645,16 +654,20 @@ func appendHexPairRuns(out []payload, data []byte) []payload {
 }
 
 // hexRunStart is where the text of a run of hex pairs whose first window
-// starts at data[start] starts, as the host's tool gets it: after the
-// quote that opens it (echo '7f 45 …' | xxd -r -p, bytes.fromhex('7f 45
-// …')), the line's other text being the command's; else at its line's
-// start, where a here-document's text starts (a line of other text
-// before it is one xxd -r -p passes over), when that is within 64 bytes;
-// else at start. A window holds from no more than two other characters
-// before a run (at three, xxd -r -p and the window pass over the line),
-// so the opening quote is the character before start or among the first
-// three from it, white space aside.
-func hexRunStart(data []byte, done, start int) int {
+// starts at data[start] starts, as the host's tool gets it, and whether
+// it is quoted. Quoted, it starts at the first quote of the quoted
+// strings before it on its line that hold nothing but hex and
+// separators: the command's argument (echo '7f' '45 4c …' | xxd -r -p,
+// bytes.fromhex('7f 45' '4c …')), the line's other text being the
+// command's, and its quotes are taken out (see unquote). Else it starts
+// at its line's start, where a here-document's text starts (a line of
+// other text before it is one xxd -r -p passes over), when that is
+// within 64 bytes; else at start. A window holds from no more than two
+// other characters before a run (at three, xxd -r -p and the window pass
+// over the line, and quotes are white space to it), so a quote opening
+// it is the character before start or within its first window, on the
+// line of its hex.
+func hexRunStart(data []byte, done, start int) (from int, quoted bool) {
 	lo := max(done, start-4096)
 	if k := bytes.LastIndexByte(data[lo:start], '\n'); k >= 0 {
 		lo += k + 1
@@ -664,21 +677,119 @@ func hexRunStart(data []byte, done, start int) int {
 		q--
 	}
 	q = max(lo, q-1)
-	end := start
-	for n := 0; end < len(data) && n < 3; end++ {
-		if c := data[end]; c == '\n' {
-			break
-		} else if !xxdSpace(c) {
-			n++
+	_, _, end := xxdWindow(data, start, true)
+	if first := openingQuote(data, q, end); first >= 0 {
+		lo := max(done, first-4096)
+		if k := bytes.LastIndexByte(data[lo:first], '\n'); k >= 0 {
+			lo += k + 1
 		}
-	}
-	if k := bytes.LastIndexAny(data[q:end], "'\""); k >= 0 {
-		return q + k + 1
+		for i := first - 1; i >= lo; i-- {
+			c := data[i]
+			if c == '\'' || c == '"' {
+				first = i
+			} else if xxdClass[c] != xxdDigit && c != ' ' && c != '\t' && c != '\\' && c != '+' && c != ',' && c != ':' {
+				break
+			}
+		}
+		return first, true
 	}
 	if k := bytes.LastIndexByte(data[max(done, start-64):start], '\n'); k >= 0 {
-		return max(done, start-64) + k + 1
+		return max(done, start-64) + k + 1, false
 	}
-	return start
+	return start, false
+}
+
+// openingQuote is the last quote in data[from:to] that 16 hex digits
+// follow within 64 bytes on its line, or -1: a quote that opens a string
+// of hex, not one that closes another (a here-document's 'EOF'), and
+// the last, should a string of hex digits stand before it on the line
+// (x = 'aaaa…'; y = bytes.fromhex('7f 45 …')).
+func openingQuote(data []byte, from, to int) int {
+	last := -1
+	for i := from; i < to; i++ {
+		if data[i] != '\'' && data[i] != '"' {
+			continue
+		}
+		n := 0
+		for _, c := range data[i+1 : min(len(data), i+65)] {
+			if c == '\n' {
+				break
+			}
+			if xxdClass[c] == xxdDigit {
+				n++
+			}
+		}
+		if n >= 16 {
+			last = i
+		}
+	}
+	return last
+}
+
+// unquote is text without its quotes, and a backslash before one: the
+// strings a shell or Python joins ('7f' '45', '7f'"45", '7f 45'\”4c'
+// for a quote among them, which xxd -r -p passes over as one character
+// of junk).
+func unquote(text []byte) []byte {
+	out := text[:0]
+	for i, c := range text {
+		if c == '\'' || c == '"' || c == '\\' && i+1 < len(text) && (text[i+1] == '\'' || text[i+1] == '"') {
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// plainHex says whether text is plain hex, read as a chain of pieces
+// (see isHexText): tokens of 16 hex digits or more between white space,
+// but for its last.
+func plainHex(text []byte) bool {
+	run, short := 0, false
+	for _, c := range text {
+		switch xxdClass[c] {
+		case xxdDigit:
+			if short {
+				return false
+			}
+			run++
+		case xxdWhite:
+			short = short || run > 0 && run < 16
+			run = 0
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// hexRunEnd is where a run of hex pairs whose first window starts at
+// data[start] ends, window after window (see nextHexWindow), and how
+// many digits it holds.
+func hexRunEnd(data []byte, start int) (end, digits int) {
+	end = start
+	for end < len(data) {
+		ok, d, next := nextHexWindow(data, end)
+		if !ok {
+			break
+		}
+		end, digits = next, digits+d
+	}
+	return end, digits
+}
+
+// nextHexWindow is xxdWindow, plain hex too, of the window of a run at
+// data[i]; one that starts inside a line xxd -r -p passes over (a
+// comment after each line of hex, whose first characters the window
+// before took) is tried again from the next line. It looks 8 KiB ahead
+// at most.
+func nextHexWindow(data []byte, i int) (ok bool, digits, next int) {
+	if ok, digits, next = xxdWindow(data, i, true); !ok {
+		if k := bytes.IndexByte(data[i:min(len(data), i+4096)], '\n'); k >= 0 {
+			ok, digits, next = xxdWindow(data, i+k+1, true)
+		}
+	}
+	return ok, digits, next
 }
 
 // hexTail is where a run of hex whose last whole window of 64
@@ -791,14 +902,14 @@ func (h *hexPairsRun) Read(p []byte) (int, error) {
 	return k, nil
 }
 
-// fill decodes the windows that start in the next 12 KiB (a window and
-// a tail look 4 KiB ahead), or the run's last ones and its tail.
+// fill decodes the windows that start in the next 8 KiB (a window looks
+// 8 KiB ahead, a tail 4 KiB), or the run's last ones and its tail.
 func (h *hexPairsRun) fill() {
 	buf, err := h.r.Peek(16 << 10)
 	eof := err != nil
 	i := 0
-	for eof || i+4096 <= len(buf) {
-		ok, _, next := xxdWindow(buf, i, true)
+	for eof || i+8192 <= len(buf) {
+		ok, _, next := nextHexWindow(buf, i)
 		if !ok && !(h.n == 0 && i == 0 && next > 0) {
 			i, h.done = hexTail(buf, i), true
 			break

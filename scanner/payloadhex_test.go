@@ -128,6 +128,20 @@ func TestHexAndEscapedPayloadsRead(t *testing.T) {
 			"xxd -r -p > k <<'EOF'\n" + strings.ReplaceAll(hexLines(miner, 60, false), "\n", "\n"+strings.Repeat("#", 80)+"\n") + "EOF\n", "xxd -r -p@"},
 		{"xxd -p's lines, one of them starting with a stray letter", "bash",
 			"xxd -r -p > k <<'EOF'\n" + strayLetter(hexLines(miner, 60, false)) + "EOF\n", "xxd -r -p@"},
+		{"echo of spaced hex with '' in the middle", "bash",
+			"echo '" + spacedHalves(miner, "''") + "' | xxd -r -p > k\n", "xxd -r -p@"},
+		{"echo of spaced hex with an escaped quote in the middle", "bash",
+			"echo '" + spacedHalves(miner, `'\''`) + "' | xxd -r -p > k\n", "xxd -r -p@"},
+		{"echo of the first byte and the rest as two arguments", "bash",
+			"echo '7f' '" + strings.TrimSuffix(spacedHex(miner[1:], " ", 1<<30), "\n") + "' | xxd -r -p > k\n", "xxd -r -p@"},
+		{"bytes.fromhex of two adjacent literals", "python3",
+			"open('k', 'wb').write(bytes.fromhex('" + spacedHalves(miner, "' '") + "'))\n", "xxd -r -p@"},
+		{"spaced hex for 64 bytes, then xxd -p's lines", "bash",
+			"xxd -r -p > k <<'EOF'\n" + spacedHex(miner[:64], " ", 16) + hexLines(miner[64:], 60, false) + "EOF\n", "xxd -r -p@"},
+		{"xxd -p's lines, each followed by a comment of words", "bash",
+			"xxd -r -p > k <<'EOF'\n" + strings.ReplaceAll(hexLines(miner, 60, false), "\n", "\n# this line explains the following block of bytes ok\n") + "EOF\n", "xxd -r -p@"},
+		{"a letter after every byte", "bash",
+			"xxd -r -p > k <<'EOF'\n" + strings.ReplaceAll(spacedHex(miner, "z", 30), "\n", "z\n") + "EOF\n", "xxd -r -p@"},
 		{"printf of \\x escapes, 64 bytes a line", "bash",
 			escapeLines(miner, 64, "printf", "k", hexEsc), "escapes@"},
 		{"printf of octal escapes, 100 bytes a line, dash", "dash",
@@ -175,7 +189,7 @@ func TestHexAndEscapedPayloadsPastOneWindow(t *testing.T) {
 		prefix string
 	}{
 		{"a dump behind 17 MiB of comments", append(bytes.Clone(pad), "xxd -r -p > k <<'EOF'\n"+hexLines(miner, 60, false)+"EOF\n"...), "hex@"},
-		{"a dump longer than a window", []byte("xxd -r -p > k <<'EOF'\n" + hexLines(big, 60, false) + "EOF\n"), "hex@"},
+		{"a dump longer than a window", []byte("xxd -r -p > k <<'EOF'\n" + hexLines(big, 60, false) + "EOF\n"), "xxd -r -p@"},
 		{"a dump longer than a window, one line starting with a stray letter", []byte("xxd -r -p > k <<'EOF'\n" + strayLetter(hexLines(big, 60, false)) + "EOF\n"), "xxd -r -p@"},
 		{"hex with a space between bytes behind 17 MiB of lines of #", append(bytes.Repeat([]byte(strings.Repeat("#", 69)+"\n"), (17<<20)/70), "xxd -r -p > k <<'EOF'\n"+spacedHex(miner, " ", 16)+"EOF\n"...), "xxd -r -p@"},
 		{"hex with a space between bytes, longer than a window", []byte("xxd -r -p > k <<'EOF'\n" + spacedHex(big, " ", 16) + "EOF\n"), "xxd -r -p@"},
@@ -327,7 +341,8 @@ func TestHexPairsRunStart(t *testing.T) {
 		for _, c := range []struct{ name, text string }{
 			{"lines of #", strings.Repeat(strings.Repeat("#", 69)+"\n", 40) + strings.Repeat("#", n) + "\n" + dump},
 			{"echo", strings.Repeat("#", n) + "\necho '" + line + "' | xxd -r -p > k\n"},
-			{"bytes.fromhex", "x = '" + strings.Repeat("a", n) + "'; open('k', 'wb').write(bytes.fromhex(\"" + line + "\"))\n"},
+			{"bytes.fromhex", "x = '" + strings.Repeat("z", n) + "'; open('k', 'wb').write(bytes.fromhex(\"" + line + "\"))\n"},
+			{"two strings", "echo '7f' '" + line[3:] + "' | xxd -r -p > k\n"},
 		} {
 			ps := appendHexPairRuns(nil, []byte(c.text))
 			if len(ps) == 0 {
@@ -345,4 +360,10 @@ func TestHexPairsRunStart(t *testing.T) {
 func strayLetter(lines string) string {
 	i := strings.IndexByte(lines[len(lines)/2:], '\n') + len(lines)/2 + 1
 	return lines[:i] + "z" + lines[i:]
+}
+
+// spacedHalves is b as hex with a space between bytes, on one line, with
+// mid between its two halves.
+func spacedHalves(b []byte, mid string) string {
+	return strings.TrimSuffix(spacedHex(b[:len(b)/2], " ", 1<<30), "\n") + " " + mid + strings.TrimSuffix(spacedHex(b[len(b)/2:], " ", 1<<30), "\n")
 }

@@ -282,8 +282,8 @@ func appendRun(out []payload, offset int, text []byte) []payload {
 		return appendHexRun(out, offset, text)
 	}
 	if len(text) >= minBase64Run && mostlyHex(text) {
-		// Hex with a stray letter here and there, which xxd -r -p
-		// passes over, and whose windows are plain hex but there.
+		// Hex with stray letters (7fz45z4c…, or one here and there in
+		// plain hex), which xxd -r -p passes over.
 		for skip := range 2 {
 			out = append(out, payload{offset: offset, skip: skip, text: text, enc: encHexPairs})
 		}
