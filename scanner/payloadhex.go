@@ -513,8 +513,8 @@ func (e *escapedRun) taken() int64 { return int64(e.es.n) }
 // not a chain of base64 pieces (its tokens are too short to be pieces),
 // so it is found on its own: at probes 2 KiB apart, as base64 is, where
 // the 64 characters past the probe that are not white space are half
-// hex digits or more, and not plain hex (read as a chain); and read back
-// and forth from there while that holds.
+// hex digits or more; and read back and forth from there while that
+// holds. A run of plain hex alone is left to the chain (see plainHex).
 
 // xxdWindow looks at the 64 characters of data from i on that are not
 // white space, within 4 KiB: ok says they look like hex for xxd -r -p
@@ -569,8 +569,9 @@ func xxdWindow(data []byte, i int, plain bool) (ok bool, digits, next int) {
 
 // xxdClass sorts bytes for xxdWindow: white space, hex digits, letters
 // but x (words), others. Quotes are white space to it: the strings a
-// shell or Python joins ('7f”45', '7f'+'45', '7f'\”45') are one run,
-// whose quotes are taken out when its text starts at one (see unquote).
+// shell or Python joins ('7f' '45', '7f'+'45', an escaped quote between
+// two strings) are one run, whose quotes are taken out when its text
+// starts at one (see unquote).
 var xxdClass = func() (t [256]uint8) {
 	for c := range 256 {
 		switch b := byte(c); {
@@ -621,7 +622,12 @@ func appendHexPairRuns(out []payload, data []byte) []payload {
 		for start > done {
 			i := max(done, start-64)
 			if ok, _, _ := xxdWindow(data, i, true); !ok {
-				i = max(done, bytes.LastIndexByte(data[:i], '\n')+1)
+				lo := max(done, i-4096)
+				k := bytes.LastIndexByte(data[lo:i], '\n')
+				if k < 0 && lo > done {
+					break // no line's start within 4 KiB
+				}
+				i = lo + k + 1
 				if ok, _, _ := xxdWindow(data, i, true); !ok || i >= start {
 					break
 				}
@@ -727,9 +733,9 @@ func openingQuote(data []byte, from, to int) int {
 }
 
 // unquote is text without its quotes, and a backslash before one: the
-// strings a shell or Python joins ('7f' '45', '7f'"45", '7f 45'\”4c'
-// for a quote among them, which xxd -r -p passes over as one character
-// of junk).
+// strings a shell or Python joins ('7f' '45', '7f'"45", an escaped quote
+// between two strings for a quote among them, which xxd -r -p passes
+// over as one character of junk).
 func unquote(text []byte) []byte {
 	out := text[:0]
 	for i, c := range text {
@@ -795,9 +801,9 @@ func nextHexWindow(data []byte, i int) (ok bool, digits, next int) {
 // hexTail is where a run of hex whose last whole window of 64
 // characters ends at data[end] ends: past the lines after it (the first
 // from end, within 4 KiB) whose characters that are not white space are
-// half hex digits or more, 64 such characters at most, so that the last bytes of a
-// dump whose window takes in the text after it (a here-document's
-// delimiter) are read too.
+// half hex digits or more, 64 such characters at most, so that the last
+// bytes of a dump whose window takes in the text after it (a
+// here-document's delimiter) are read too.
 func hexTail(data []byte, end int) int {
 	stop := min(len(data), end+4096)
 	for seen := 0; end < stop && seen < 64; {
