@@ -890,7 +890,8 @@ type hexPairsRun struct {
 }
 
 func newHexPairsRun(r *bufio.Reader, skip int) *hexPairsRun {
-	return &hexPairsRun{r: r, d: newXxdDecoder(skip)}
+	// fill peeks 16 KiB: a smaller buffer would end the run there.
+	return &hexPairsRun{r: bufio.NewReaderSize(r, 64<<10), d: newXxdDecoder(skip)}
 }
 
 // taken is how many bytes of its reader the run took.

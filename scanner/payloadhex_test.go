@@ -1,9 +1,11 @@
 package scanner
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -366,4 +368,32 @@ func strayLetter(lines string) string {
 // mid between its two halves.
 func spacedHalves(b []byte, mid string) string {
 	return strings.TrimSuffix(spacedHex(b[:len(b)/2], " ", 1<<30), "\n") + " " + mid + strings.TrimSuffix(spacedHex(b[len(b)/2:], " ", 1<<30), "\n")
+}
+
+// hexPairsRun reads a run of hex pairs as decodeHexPairs decodes the
+// same text when its windows take in all of it: hex of any payload with
+// a separator between bytes, then a line of words. Hostile input ends,
+// within what it was given, and never panics.
+func FuzzHexPairsRun(f *testing.F) {
+	f.Add([]byte("hello, world"), uint8(0), []byte("7f 45 4c zz 00"))
+	f.Add(bytes.Repeat([]byte{0x7f, 0x45, 0x4c, 0x46}, 3000), uint8(1), []byte("\n\n\n# a b c d e f g"))
+	f.Add([]byte{}, uint8(2), bytes.Repeat([]byte("'7f' '45'\n"), 2000))
+	f.Fuzz(func(t *testing.T, payload []byte, form uint8, hostile []byte) {
+		seps := []string{" ", ":", "\n", ", 0x", "\t"}
+		text := spacedHex(payload, seps[int(form)%len(seps)], 16) + "that was all of it, the end\n"
+		want := decodeHexPairs(nil, []byte(text), 0)
+		run := newHexPairsRun(bufio.NewReader(strings.NewReader(text)), 0)
+		got, err := io.ReadAll(run)
+		if err != nil || run.taken() > int64(len(text)) {
+			t.Fatalf("err %v, taken %d of %d", err, run.taken(), len(text))
+		}
+		if !bytes.HasPrefix(want, got) || len(payload) >= 64 && !bytes.HasPrefix(got, payload) {
+			t.Fatalf("the run reads %d bytes, % x…, not what xxd -r -p writes of %d", len(got), got[:min(len(got), 16)], len(payload))
+		}
+		run = newHexPairsRun(bufio.NewReader(bytes.NewReader(hostile)), int(form%2))
+		got, err = io.ReadAll(run)
+		if err != nil || run.taken() > int64(len(hostile)) || len(got) > len(hostile)/2+1 {
+			t.Fatalf("hostile input: err %v, taken %d of %d, %d bytes out", err, run.taken(), len(hostile), len(got))
+		}
+	})
 }
