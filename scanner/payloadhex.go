@@ -554,7 +554,7 @@ func xxdWindow(data []byte, i int, plain bool) (ok bool, digits, next int) {
 		}
 		// At three others in a row xxd -r -p passes over the rest of
 		// the line: so does the window.
-		if junk++; junk == 3 {
+		if junk++; junk == 3 && seen < 64 {
 			k := bytes.IndexByte(data[j:min(len(data), i+4096)], '\n')
 			if k < 0 {
 				j = min(len(data), i+4096)
@@ -618,17 +618,25 @@ func appendHexPairRuns(out []payload, data []byte) []payload {
 		// both ways (7f 45 4c, then xxd -p's lines). Back by 64 bytes,
 		// or, where that lands in a line xxd -r -p passes over (a
 		// comment between lines of hex), to that line's start.
+		// A window taken is one that holds and reaches the run's start,
+		// so that no text it does not hold stands between them (a
+		// string of hex digits before the command whose argument the
+		// run is).
+		reaches := func(i, start int) bool {
+			ok, _, next := xxdWindow(data, i, true)
+			return ok && next >= start
+		}
 		start := p
 		for start > done {
 			i := max(done, start-64)
-			if ok, _, _ := xxdWindow(data, i, true); !ok {
+			if !reaches(i, start) {
 				lo := max(done, i-4096)
 				k := bytes.LastIndexByte(data[lo:i], '\n')
 				if k < 0 && lo > done {
 					break // no line's start within 4 KiB
 				}
 				i = lo + k + 1
-				if ok, _, _ := xxdWindow(data, i, true); !ok || i >= start {
+				if i >= start || !reaches(i, start) {
 					break
 				}
 			}
@@ -636,7 +644,7 @@ func appendHexPairRuns(out []payload, data []byte) []payload {
 		}
 		// The first of the 64 characters before it a window holds from.
 		for i := max(done, start-64); i < start; i++ {
-			if ok, _, _ := xxdWindow(data, i, true); ok {
+			if reaches(i, start) {
 				start = i
 				break
 			}
@@ -801,9 +809,10 @@ func nextHexWindow(data []byte, i int) (ok bool, digits, next int) {
 // hexTail is where a run of hex whose last whole window of 64
 // characters ends at data[end] ends: past the lines after it (the first
 // from end, within 4 KiB) whose characters that are not white space are
-// half hex digits or more, 64 such characters at most, so that the last
-// bytes of a dump whose window takes in the text after it (a
-// here-document's delimiter) are read too.
+// half hex digits or more, 64 such characters at most and none past
+// three others in a row, so that the last bytes of a dump whose window
+// takes in the text after it (a here-document's delimiter) are read
+// too.
 func hexTail(data []byte, end int) int {
 	stop := min(len(data), end+4096)
 	for seen := 0; end < stop && seen < 64; {
@@ -811,21 +820,23 @@ func hexTail(data []byte, end int) int {
 		if k := bytes.IndexByte(line, '\n'); k >= 0 {
 			line = line[:k+1]
 		}
-		digits, other := 0, 0
-		for _, c := range line {
-			switch {
+		n, digits, other, junk := 0, 0, 0, 0
+		for ; n < len(line) && seen+digits+other < 64 && junk < 3; n++ {
+			switch c := line[n]; {
 			case xxdSpace(c):
 			case isHexDigit(c):
-				digits++
+				digits, junk = digits+1, 0
 			default:
-				other++
+				other, junk = other+1, junk+1
 			}
 		}
 		if other > digits {
 			break
 		}
 		seen += digits + other
-		end += len(line)
+		if end += n; junk == 3 {
+			break // xxd -r -p passes over the rest of the line
+		}
 	}
 	return end
 }
