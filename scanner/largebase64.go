@@ -15,10 +15,12 @@ import (
 // here-document of it (its tabs) or a block after a marker line: to its
 // first byte that is no base64, no white space, no quote and no \n-style
 // escape (pieces joined in quotes, one a line, are read; see base64Run),
-// at each of base64's four alignments, as a payload's runs are. It
-// returns how many of the spool's bytes the run took. What does not
-// decode to its end is scanned as far as it does.
-func (c *spoolChunks) longRun(it item, from int64, enc encoding) (int64, error) {
+// at each of base64's four alignments, as a payload's runs are; a run
+// of hex or hex pairs at both of its alignments (hexPairsRun, which
+// takes a quoted run's quotes out), escapes as printf and as echo -e
+// read them. It returns how many of the spool's bytes the run took. What
+// does not decode to its end is scanned as far as it does.
+func (c *spoolChunks) longRun(it item, from int64, enc encoding, quoted bool) (int64, error) {
 	var n int64
 	ways := 4 // base64's alignments
 	switch enc {
@@ -39,7 +41,7 @@ func (c *spoolChunks) longRun(it item, from int64, enc encoding) (int64, error) 
 			run = newEscapedRun(br, way == 1)
 			name = fmt.Sprintf("%s@%d", encoding(encEscaped+encoding(way)).prefix(), it.base+from)
 		case encHexPairs:
-			run = newHexPairsRun(br, way)
+			run = newHexPairsRun(br, way, quoted)
 			if way > 0 {
 				name += fmt.Sprintf("+%d", way)
 			}
@@ -93,29 +95,38 @@ func runSpace(c byte) bool {
 // reads separately padded lines so), and the first other byte ends it. n
 // counts the bytes it read.
 type base64Run struct {
+	filled
 	r    *bufio.Reader
 	skip int
 	hex  bool // hex digits, two a byte, in place of base64's groups
 	n    int64
 	q    [4]byte
 	nq   int
-	out  []byte
 	buf  []byte
-	done bool
 }
 
 // taken is how many bytes of its reader the run took.
 func (b *base64Run) taken() int64 { return b.n }
 
-func (b *base64Run) Read(p []byte) (int, error) {
-	for len(b.out) == 0 && !b.done {
-		b.fill()
+func (b *base64Run) Read(p []byte) (int, error) { return b.read(p, b.fill) }
+
+// filled is what a run decoded and not yet read, and whether it ended:
+// a reader whose fill decodes the next piece into out.
+type filled struct {
+	out  []byte
+	done bool
+}
+
+// read copies out to p, filling it while it is empty and not done.
+func (f *filled) read(p []byte, fill func()) (int, error) {
+	for len(f.out) == 0 && !f.done {
+		fill()
 	}
-	if len(b.out) == 0 {
+	if len(f.out) == 0 {
 		return 0, io.EOF
 	}
-	k := copy(p, b.out)
-	b.out = b.out[k:]
+	k := copy(p, f.out)
+	f.out = f.out[k:]
 	return k, nil
 }
 

@@ -279,7 +279,7 @@ func (c *spoolChunks) payloadsIn(it item, chunk []byte, base, next int64) (int64
 			if p.enc == encBase64 || p.enc == encHex {
 				at = max(from, base+int64(runStart(chunk)))
 			}
-			n, err := c.longRun(it, at, p.enc)
+			n, err := c.longRun(it, at, p.enc, p.quoted)
 			if covered = from + n; err != nil {
 				return next, err
 			}

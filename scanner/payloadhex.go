@@ -519,34 +519,27 @@ func (e *escapedRun) taken() int64 { return int64(e.es.n) }
 // xxdWindow looks at the 64 characters of data from i on that are not
 // white space, within 4 KiB: ok says they look like hex for xxd -r -p
 // (32 digits or more, at least as many as other characters, at most 4
-// letters but x, so that words and JSON's \u escapes are none, and,
-// unless plain, not plain hex: runs of 16 digits with nothing else; a
-// line's rest after three other characters in a row is passed over, as
-// xxd -r -p passes over it), digits counts the digits, and next is where
-// they end.
-func xxdWindow(data []byte, i int, plain bool) (ok bool, digits, next int) {
-	var seen, other, letters, run, junk int
-	long := false
+// letters but x, so that words and JSON's \u escapes are none; a line's
+// rest after three other characters in a row is passed over, as xxd -r
+// -p passes over it), digits counts the digits, and next is where they
+// end.
+func xxdWindow(data []byte, i int) (ok bool, digits, next int) {
+	var seen, other, letters, junk int
 	j := max(i, 0)
 	for ; j < len(data) && j < i+4096 && seen < 64; j++ {
 		switch xxdClass[data[j]] {
 		case xxdWhite:
-			run = 0
 			continue
 		case xxdDigit:
 			seen++
 			digits++
 			junk = 0
-			if run++; run >= 16 {
-				long = true
-			}
 			continue
 		case xxdLetter:
 			letters++
 		}
 		seen++
 		other++
-		run = 0
 		// Past 4 letters or 32 others the window is none: a program's
 		// bytes and a text's words end it here, not 64 characters on.
 		if letters > 4 || other > 32 {
@@ -564,7 +557,7 @@ func xxdWindow(data []byte, i int, plain bool) (ok bool, digits, next int) {
 			junk = 0
 		}
 	}
-	return seen == 64 && digits >= 32 && other <= digits && letters <= 4 && (plain || !(long && other == 0)), digits, j
+	return seen == 64 && digits >= 32 && other <= digits && letters <= 4, digits, j
 }
 
 // xxdClass sorts bytes for xxdWindow: white space, hex digits, letters
@@ -611,7 +604,7 @@ func appendHexPairRuns(out []payload, data []byte) []payload {
 		if p < done || inEscapedRun(escaped, p) {
 			continue
 		}
-		if ok, _, _ := xxdWindow(data, p, true); !ok {
+		if ok, _, _ := xxdWindow(data, p); !ok {
 			continue
 		}
 		// Back and on from there, plain hex too: a dump may be written
@@ -623,7 +616,7 @@ func appendHexPairRuns(out []payload, data []byte) []payload {
 		// string of hex digits before the command whose argument the
 		// run is).
 		reaches := func(i, start int) bool {
-			ok, _, next := xxdWindow(data, i, true)
+			ok, _, next := xxdWindow(data, i)
 			return ok && next >= start
 		}
 		start := p
@@ -661,7 +654,7 @@ func appendHexPairRuns(out []payload, data []byte) []payload {
 			text = unquote(text)
 		}
 		for skip := range 2 {
-			out = append(out, payload{offset: from, skip: skip, text: text, enc: encHexPairs, from: from, to: end})
+			out = append(out, payload{offset: from, skip: skip, text: text, enc: encHexPairs, quoted: quoted, from: from, to: end})
 		}
 	}
 	return out
@@ -691,7 +684,7 @@ func hexRunStart(data []byte, done, start int) (from int, quoted bool) {
 		q--
 	}
 	q = max(lo, q-1)
-	_, _, end := xxdWindow(data, start, true)
+	_, _, end := xxdWindow(data, start)
 	if first := openingQuote(data, q, end); first >= 0 {
 		lo := max(done, first-4096)
 		if k := bytes.LastIndexByte(data[lo:first], '\n'); k >= 0 {
@@ -792,15 +785,15 @@ func hexRunEnd(data []byte, start int) (end, digits int) {
 	return end, digits
 }
 
-// nextHexWindow is xxdWindow, plain hex too, of the window of a run at
+// nextHexWindow is xxdWindow of the window of a run at
 // data[i]; one that starts inside a line xxd -r -p passes over (a
 // comment after each line of hex, whose first characters the window
 // before took) is tried again from the next line. It looks 8 KiB ahead
 // at most.
 func nextHexWindow(data []byte, i int) (ok bool, digits, next int) {
-	if ok, digits, next = xxdWindow(data, i, true); !ok {
+	if ok, digits, next = xxdWindow(data, i); !ok {
 		if k := bytes.IndexByte(data[i:min(len(data), i+4096)], '\n'); k >= 0 {
-			ok, digits, next = xxdWindow(data, i+k+1, true)
+			ok, digits, next = xxdWindow(data, i+k+1)
 		}
 	}
 	return ok, digits, next
@@ -892,33 +885,25 @@ func (d *xxdDecoder) decode(out, text []byte) []byte {
 // window of 64 characters that are not white space (xxdWindow), the first
 // taken as the finder took it, then the run's tail (hexTail), decoded as
 // xxd -r -p decodes them.
+// A quoted run (see hexRunStart) has its quotes taken out, piece by
+// piece, as the run's text within a window is.
 type hexPairsRun struct {
-	r    *bufio.Reader
-	d    *xxdDecoder
-	n    int64
-	out  []byte
-	done bool
+	filled
+	r      *bufio.Reader
+	d      *xxdDecoder
+	quoted bool
+	n      int64
 }
 
-func newHexPairsRun(r *bufio.Reader, skip int) *hexPairsRun {
+func newHexPairsRun(r *bufio.Reader, skip int, quoted bool) *hexPairsRun {
 	// fill peeks 16 KiB: a smaller buffer would end the run there.
-	return &hexPairsRun{r: bufio.NewReaderSize(r, 64<<10), d: newXxdDecoder(skip)}
+	return &hexPairsRun{r: bufio.NewReaderSize(r, 64<<10), d: newXxdDecoder(skip), quoted: quoted}
 }
 
 // taken is how many bytes of its reader the run took.
 func (h *hexPairsRun) taken() int64 { return h.n }
 
-func (h *hexPairsRun) Read(p []byte) (int, error) {
-	for len(h.out) == 0 && !h.done {
-		h.fill()
-	}
-	if len(h.out) == 0 {
-		return 0, io.EOF
-	}
-	k := copy(p, h.out)
-	h.out = h.out[k:]
-	return k, nil
-}
+func (h *hexPairsRun) Read(p []byte) (int, error) { return h.read(p, h.fill) }
 
 // fill decodes the windows that start in the next 8 KiB (a window looks
 // 8 KiB ahead, a tail 4 KiB), or the run's last ones and its tail.
@@ -934,7 +919,11 @@ func (h *hexPairsRun) fill() {
 		}
 		i = next
 	}
-	h.out = h.d.decode(h.out[:0], buf[:i])
+	piece := buf[:i]
+	if h.quoted {
+		piece = unquote(bytes.Clone(piece))
+	}
+	h.out = h.d.decode(h.out[:0], piece)
 	h.n += int64(i)
 	if _, err := h.r.Discard(i); err != nil || i == 0 {
 		h.done = true

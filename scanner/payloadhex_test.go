@@ -166,13 +166,7 @@ func TestHexAndEscapedPayloadsRead(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
-		found := false
-		for _, f := range res.Findings {
-			if f.Rule == "MinerXMRig" && strings.HasPrefix(f.Path, "/opt/run.sh!"+c.prefix) {
-				found = true
-			}
-		}
-		if !found {
+		if !hasFindingUnder(res.Findings, "MinerXMRig", "/opt/run.sh!"+c.prefix) {
 			t.Errorf("%s: findings %v, want MinerXMRig in /opt/run.sh!%s…", c.name, res.Findings, c.prefix)
 		}
 	}
@@ -195,19 +189,14 @@ func TestHexAndEscapedPayloadsPastOneWindow(t *testing.T) {
 		{"a dump longer than a window, one line starting with a stray letter", []byte("xxd -r -p > k <<'EOF'\n" + strayLetter(hexLines(big, 60, false)) + "EOF\n"), "xxd -r -p@"},
 		{"hex with a space between bytes behind 17 MiB of lines of #", append(bytes.Repeat([]byte(strings.Repeat("#", 69)+"\n"), (17<<20)/70), "xxd -r -p > k <<'EOF'\n"+spacedHex(miner, " ", 16)+"EOF\n"...), "xxd -r -p@"},
 		{"hex with a space between bytes, longer than a window", []byte("xxd -r -p > k <<'EOF'\n" + spacedHex(big, " ", 16) + "EOF\n"), "xxd -r -p@"},
+		{"echo of spaced hex with '''' in the middle, longer than a window", []byte("echo '" + spacedHalves(miner, "''''") + " " + strings.TrimSuffix(spacedHex(big[len(miner):], " ", 1<<30), "\n") + "' | xxd -r -p > k\n"), "xxd -r -p@"},
 		{"escapes behind 17 MiB of comments", append(bytes.Clone(pad), escapeLines(miner, 64, "printf", "k", func(c byte) string { return fmt.Sprintf(`\x%02x`, c) })...), "escapes@"},
 	} {
 		res, err := scanOne(t, s, tfile{name: "opt/run.sh", mode: 0o755, data: c.data})
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
-		found := false
-		for _, f := range res.Findings {
-			if f.Rule == "MinerXMRig" && strings.HasPrefix(f.Path, "/opt/run.sh!"+c.prefix) {
-				found = true
-			}
-		}
-		if !found {
+		if !hasFindingUnder(res.Findings, "MinerXMRig", "/opt/run.sh!"+c.prefix) {
 			t.Errorf("%s: findings %v, want MinerXMRig in /opt/run.sh!%s…", c.name, res.Findings, c.prefix)
 		}
 	}
@@ -385,7 +374,7 @@ func FuzzHexPairsRun(f *testing.F) {
 		seps := []string{" ", ":", "\n", ", 0x", "\t"}
 		text := spacedHex(payload, seps[int(form)%len(seps)], 16) + "that was all of it, the end\n"
 		want := decodeHexPairs(nil, []byte(text), 0)
-		run := newHexPairsRun(bufio.NewReader(strings.NewReader(text)), 0)
+		run := newHexPairsRun(bufio.NewReader(strings.NewReader(text)), 0, false)
 		got, err := io.ReadAll(run)
 		if err != nil || run.taken() > int64(len(text)) {
 			t.Fatalf("err %v, taken %d of %d", err, run.taken(), len(text))
@@ -393,7 +382,7 @@ func FuzzHexPairsRun(f *testing.F) {
 		if !bytes.HasPrefix(want, got) || len(payload) >= 64 && !bytes.HasPrefix(got, payload) {
 			t.Fatalf("the run reads %d bytes, % x…, not what xxd -r -p writes of %d", len(got), got[:min(len(got), 16)], len(payload))
 		}
-		run = newHexPairsRun(bufio.NewReader(bytes.NewReader(hostile)), int(form%2))
+		run = newHexPairsRun(bufio.NewReader(bytes.NewReader(hostile)), int(form%2), form&2 != 0)
 		got, err = io.ReadAll(run)
 		if err != nil || run.taken() > int64(len(hostile)) || len(got) > len(hostile)/2+1 {
 			t.Fatalf("hostile input: err %v, taken %d of %d, %d bytes out", err, run.taken(), len(hostile), len(got))

@@ -33,6 +33,10 @@ type payload struct {
 	// enc is how its characters are decoded: base64 but for hex and
 	// byte escapes (see payloadhex.go).
 	enc encoding
+	// quoted says that a run of hex pairs is quoted strings, its text
+	// here already without its quotes (see hexRunStart): a run read
+	// from the spool takes them out as it goes.
+	quoted bool
 }
 
 // decodeInto decodes the payload into buf's memory, grown if need be, and

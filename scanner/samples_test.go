@@ -151,6 +151,17 @@ func hasFinding(fs []Finding, rule, path string) bool {
 	return false
 }
 
+// hasFindingUnder says whether rule matched a path that starts with
+// prefix.
+func hasFindingUnder(fs []Finding, rule, prefix string) bool {
+	for _, f := range fs {
+		if f.Rule == rule && strings.HasPrefix(f.Path, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
 // hasFindingIn says whether rule matched, at high severity, something
 // unpacked from a layer's file (a path with "!" in it).
 func hasFindingIn(fs []Finding, rule string) bool {
