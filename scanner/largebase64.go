@@ -2,7 +2,6 @@ package scanner
 
 import (
 	"bufio"
-	"encoding/base64"
 	"fmt"
 	"io"
 )
@@ -14,20 +13,23 @@ import (
 // window, as base64 -d reads a makeself installer made with --base64, a
 // here-document of it (its tabs) or a block after a marker line: to its
 // first byte that is no base64, no white space, no quote and no \n-style
-// escape (pieces joined in quotes, one a line, are read; see base64Run),
+// escape (pieces joined in quotes, one a line, are read; see basencRun),
 // at each of base64's four alignments, as a payload's runs are; a run
-// of hex or hex pairs at both of its alignments (hexPairsRun, which
-// takes a quoted run's quotes out), escapes as printf and as echo -e
-// read them. It returns how many of the spool's bytes the run took. What
+// in another of basenc's encodings or in hex the same way, at each of
+// its alignments; a run of hex pairs at both of its alignments
+// (hexPairsRun, which takes a quoted run's quotes out); escapes as printf
+// and as echo -e read them. It returns how many of the spool's bytes the run took. What
 // does not decode to its end is scanned as far as it does.
 func (c *spoolChunks) longRun(it item, from int64, enc encoding, quoted bool) (int64, error) {
 	var n int64
-	ways := 4 // base64's alignments
+	var ways int
 	switch enc {
-	case encHex, encHexPairs:
+	case encHexPairs:
 		ways = 2
 	case encEscaped, encEscapedEcho:
 		ways = 2 // \0NNN read as printf and as echo -e read it
+	default:
+		ways = basencs[enc].group // one a letter of a group
 	}
 	for way := range ways {
 		br := bufio.NewReaderSize(io.NewSectionReader(c.sp, from, c.size-from), 64<<10)
@@ -46,7 +48,7 @@ func (c *spoolChunks) longRun(it item, from int64, enc encoding, quoted bool) (i
 				name += fmt.Sprintf("+%d", way)
 			}
 		default:
-			run = &base64Run{r: br, skip: way, hex: enc == encHex}
+			run = newBasencRun(br, basencs[enc], way)
 			if way > 0 {
 				name += fmt.Sprintf("+%d", way)
 			}
@@ -68,7 +70,7 @@ func (c *spoolChunks) longRun(it item, from int64, enc encoding, quoted bool) (i
 	return n, nil
 }
 
-// runStart is where the bytes that end chunk stop being what base64Run
+// runStart is where the bytes that end chunk stop being what basencRun
 // reads: the start of a run longer than a window, which a probe's chain
 // may start before (a word and a quote before a JSON value's run).
 func runStart(chunk []byte) int {
@@ -84,31 +86,10 @@ func runStart(chunk []byte) int {
 	return i
 }
 
-// runSpace says whether base64Run passes over c.
+// runSpace says whether basencRun passes over c.
 func runSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v' || c == '"' || c == '\''
 }
-
-// base64Run decodes base64 text from r, leaving out its first skip
-// letters: white space, quotes and the escapes \n, \r and \t are passed
-// over, padding ends a group and the text goes on after it (GNU base64 -d
-// reads separately padded lines so), and the first other byte ends it. n
-// counts the bytes it read.
-type base64Run struct {
-	filled
-	r    *bufio.Reader
-	skip int
-	hex  bool // hex digits, two a byte, in place of base64's groups
-	n    int64
-	q    [4]byte
-	nq   int
-	buf  []byte
-}
-
-// taken is how many bytes of its reader the run took.
-func (b *base64Run) taken() int64 { return b.n }
-
-func (b *base64Run) Read(p []byte) (int, error) { return b.read(p, b.fill) }
 
 // filled is what a run decoded and not yet read, and whether it ended:
 // a reader whose fill decodes the next piece into out.
@@ -128,73 +109,4 @@ func (f *filled) read(p []byte, fill func()) (int, error) {
 	k := copy(p, f.out)
 	f.out = f.out[k:]
 	return k, nil
-}
-
-// fill decodes the next few KiB into b.out.
-func (b *base64Run) fill() {
-	out := b.buf[:0]
-	for len(out) < 3<<10 && !b.done {
-		c, err := b.r.ReadByte()
-		if err != nil {
-			b.done = true
-			break
-		}
-		b.n++
-		switch {
-		case b.hex && !isHexDigit(c) && !runSpace(c) && c != '\\':
-			b.done = true
-		case b.hex && isHexDigit(c):
-			if b.skip > 0 {
-				b.skip--
-				continue
-			}
-			b.q[b.nq] = c
-			if b.nq++; b.nq == 2 {
-				out = append(out, hexValue(b.q[0])<<4|hexValue(b.q[1]))
-				b.nq = 0
-			}
-		case c == '=':
-			out = b.group(out)
-		case isB64[c]:
-			if b.skip > 0 {
-				b.skip--
-				continue
-			}
-			b.q[b.nq] = c
-			if b.nq++; b.nq == 4 {
-				out = b.group(out)
-			}
-		case runSpace(c):
-		case c == '\\':
-			if e, err := b.r.Peek(1); err == nil && (e[0] == 'n' || e[0] == 'r' || e[0] == 't') {
-				b.r.ReadByte()
-				b.n++
-				continue
-			}
-			b.done = true
-		default:
-			b.done = true
-		}
-	}
-	if b.done && !b.hex {
-		out = b.group(out)
-	}
-	b.buf, b.out = out, out
-}
-
-// group decodes the letters gathered so far, a whole group or one ended
-// by padding.
-func (b *base64Run) group(out []byte) []byte {
-	if b.nq < 2 {
-		b.nq = 0
-		return out
-	}
-	q := b.q
-	for k := b.nq; k < 4; k++ {
-		q[k] = '='
-	}
-	var d [3]byte
-	n, _ := base64.StdEncoding.Decode(d[:], q[:])
-	b.nq = 0
-	return append(out, d[:n]...)
 }

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// base64Run reads base64 broken up as the forms it passes over break it
+// basencRun reads base64 broken up as the forms it passes over break it
 // (white space, quotes, \n escapes, each group padded on its own) as
 // encoding/base64 reads the plain text, and stops at the first other
 // byte; hostile input ends, with what it decoded, and never panics.
@@ -36,7 +36,7 @@ func FuzzBase64Run(f *testing.F) {
 			}
 		}
 		text = append(text, '}', 'x', 'x', 'x', 'x')
-		run := &base64Run{r: bufio.NewReader(bytes.NewReader(text))}
+		run := newBasencRun(bufio.NewReader(bytes.NewReader(text)), urlBase64, 0)
 		got, err := io.ReadAll(run)
 		if err != nil || !bytes.Equal(got, payload) {
 			t.Fatalf("decoded %q (%v) from %q, want %q", got, err, text, payload)
@@ -46,7 +46,7 @@ func FuzzBase64Run(f *testing.F) {
 		}
 		// Anything at all, at any alignment.
 		for skip := range 4 {
-			io.ReadAll(&base64Run{r: bufio.NewReader(bytes.NewReader(append(breaks, payload...))), skip: skip})
+			io.ReadAll(newBasencRun(bufio.NewReader(bytes.NewReader(append(breaks, payload...))), urlBase64, skip))
 		}
 	})
 }

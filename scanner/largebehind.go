@@ -276,7 +276,7 @@ func (c *spoolChunks) payloadsIn(it item, chunk []byte, base, next int64) (int64
 				break
 			}
 			at := from
-			if p.enc == encBase64 || p.enc == encHex {
+			if p.enc != encBase64URL && basencs[p.enc] != nil {
 				at = max(from, base+int64(runStart(chunk)))
 			}
 			n, err := c.longRun(it, at, p.enc, p.quoted)

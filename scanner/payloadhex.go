@@ -31,8 +31,8 @@ import (
 //     more; "\0NNN", which echo -e reads as one octal escape and printf
 //     as "\0NN" and a digit, is read both ways when the run holds it.
 //
-// Other encodings (base32, uuencode, xxd's default dump with its offsets,
-// C arrays of 0x7f) are not read.
+// basenc's other encodings are read too (see payloadbasenc.go); uuencode,
+// ascii85 and xxd's default dump with its offsets are not.
 
 // encoding is how a payload's characters are decoded.
 type encoding uint8
@@ -43,6 +43,11 @@ const (
 	encEscaped              // a string's byte escapes, \0NNN as printf reads it
 	encEscapedEcho          // the same, \0NNN as echo -e reads it
 	encHexPairs             // hex pairs among other characters, as xxd -r -p reads them
+	encBase32               // base32 (RFC 4648), as base32 -d reads it
+	encBase64URL            // base64 with - and _ for + and /, as basenc --base64url -d reads it
+	encBase32Hex            // base32 with the letters 0-9A-V, as basenc --base32hex -d reads it
+	encBase2MSB             // one letter 0 or 1 a bit, the first the highest, as basenc --base2msbf -d reads it
+	encBase2LSB             // the same, the first the lowest, as basenc --base2lsbf -d reads it
 )
 
 // prefix names a payload of e in findings ("hex@1234").
@@ -56,6 +61,16 @@ func (e encoding) prefix() string {
 		return "escapes+echo"
 	case encHexPairs:
 		return "xxd -r -p"
+	case encBase32:
+		return "base32"
+	case encBase64URL:
+		return "base64url"
+	case encBase32Hex:
+		return "base32hex"
+	case encBase2MSB:
+		return "base2msbf"
+	case encBase2LSB:
+		return "base2lsbf"
 	}
 	return "base64"
 }

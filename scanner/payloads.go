@@ -49,6 +49,8 @@ func (p payload) decodeInto(buf []byte) []byte {
 		return decodeEscapes(buf[:0], p.text, p.enc == encEscapedEcho)
 	case encHexPairs:
 		return decodeHexPairs(buf[:0], p.text, p.skip)
+	case encBase32, encBase32Hex, encBase2MSB, encBase2LSB:
+		return decodeBasenc(buf[:0], p.text, p.skip, basencs[p.enc])
 	}
 	if p.ends != nil {
 		return decodeStream(buf[:0], p.text, p.ends, p.skip)
@@ -100,14 +102,35 @@ func base64Payloads(data []byte) []payload {
 }
 
 // appendHexPayloads appends to out, data's base64 payloads, its payloads
-// in hex and in byte escapes (see payloadhex.go), all in the file's
-// order, as the search of a spool takes them.
+// in hex, in byte escapes (see payloadhex.go) and in base64url (see
+// payloadbasenc.go), all in the file's order, as the search of a spool
+// takes them: a run of base64url before any other payload that overlaps
+// it (base64's chains of its pieces between its - and _), so that the
+// spool's search reads it whole where it goes on past a window.
 func appendHexPayloads(out []payload, data []byte) []payload {
-	n := len(out)
 	out = appendHexPairRuns(appendEscapedRuns(out, data), data)
-	if n > 0 && len(out) > n {
-		slices.SortStableFunc(out, func(a, b payload) int { return cmp.Compare(a.from, b.from) })
+	k := len(out)
+	out = appendURLRuns(out, data)
+	if len(out) < 2 {
+		return out
 	}
+	urls := slices.Clone(out[k:])
+	key := func(p payload) (int, int) {
+		if p.enc == encBase64URL {
+			return p.from, 0
+		}
+		for _, u := range urls {
+			if u.from < p.to && p.from < u.to {
+				return u.from, 1
+			}
+		}
+		return p.from, 1
+	}
+	slices.SortStableFunc(out, func(a, b payload) int {
+		ka, ra := key(a)
+		kb, rb := key(b)
+		return cmp.Or(cmp.Compare(ka, kb), cmp.Compare(ra, rb))
+	})
 	return out
 }
 
@@ -240,6 +263,9 @@ func appendChain(out []payload, data []byte, first piece) ([]payload, int) {
 // characters are text, its runs ending at ends: its first run's alone
 // when it is one run or does not look encoded.
 func appendStream(out []payload, offset int, text []byte, ends []int) []payload {
+	if len(ends) > 1 {
+		out = appendBasenc(out, offset, text) // padding read through as in base64's streams
+	}
 	if len(ends) == 1 || len(text) < minBase64Run || !looksEncoded(text) {
 		return appendRun(out, offset, text[:ends[0]])
 	}
@@ -285,6 +311,7 @@ func appendRun(out []payload, offset int, text []byte) []payload {
 	if len(text) >= minBase64Run && isHexText(text) {
 		return appendHexRun(out, offset, text)
 	}
+	out = appendBasenc(out, offset, text)
 	if len(text) >= minBase64Run && mostlyHex(text) {
 		// Hex with stray letters (7fz45z4c…, or one here and there in
 		// plain hex), which xxd -r -p passes over.

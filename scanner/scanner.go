@@ -13,7 +13,7 @@ import (
 
 // Version is the scanner's own version; it is part of the ruleset id, so
 // a change in how content is walked or scanned makes old verdicts stale.
-const Version = "pullgate-scanner/18"
+const Version = "pullgate-scanner/19"
 
 // Priority orders work in the pool.
 type Priority int

