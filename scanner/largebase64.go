@@ -28,6 +28,8 @@ func (c *spoolChunks) longRun(it item, from int64, enc encoding, quoted bool) (i
 		ways = 2
 	case encEscaped, encEscapedEcho:
 		ways = 2 // \0NNN read as printf and as echo -e read it
+	case encAscii85, encBase85, encZ85:
+		ways = 5
 	default:
 		ways = basencs[enc].group // one a letter of a group
 	}
@@ -44,6 +46,11 @@ func (c *spoolChunks) longRun(it item, from int64, enc encoding, quoted bool) (i
 			name = fmt.Sprintf("%s@%d", encoding(encEscaped+encoding(way)).prefix(), it.base+from)
 		case encHexPairs:
 			run = newHexPairsRun(br, way, quoted)
+			if way > 0 {
+				name += fmt.Sprintf("+%d", way)
+			}
+		case encAscii85, encBase85, encZ85:
+			run = newBase85Run(br, base85s[enc], way)
 			if way > 0 {
 				name += fmt.Sprintf("+%d", way)
 			}

@@ -274,12 +274,43 @@ var isAlnum = func() (t [256]bool) {
 	return t
 }()
 
+// urlWindow says whether the 256 bytes at p (or to data's end) may be
+// inside a run of base64url: all of them what a run is read over, with
+// a digit, both letter cases and a - or _ between two letters or digits
+// among them, as base64url of data holds (a - or _ about every 32
+// letters); a window in a stretch of "AAAA…" (zeros) is none, and a run
+// that holds some is found from a probe in its data. Text is passed over
+// at its first byte that is none, which keeps most probes to a look at a
+// few bytes.
+func urlWindow(data []byte, p int) bool {
+	var digit, upper, lower, dash bool
+	end := min(len(data), p+256)
+	for i := p; i < end; i++ {
+		c := data[i]
+		switch {
+		case urlEscape(data, i):
+			i++
+		case !isURLRun[c]:
+			return false
+		case c >= '0' && c <= '9':
+			digit = true
+		case c >= 'A' && c <= 'Z':
+			upper = true
+		case c >= 'a' && c <= 'z':
+			lower = true
+		case c == '-' || c == '_':
+			dash = dash || i > 0 && i+1 < len(data) && isAlnum[data[i-1]] && isAlnum[data[i+1]]
+		}
+	}
+	return digit && upper && lower && dash
+}
+
 // appendURLRuns appends data's runs of base64url: stretches of what a
 // run is read over (isURLRun), minBase64Run letters or more, that hold a
 // - or _ between two letters or digits, as base64url of data does every
 // 32 letters or so and the dashes of a PEM file's "-----BEGIN" lines do
 // not. A stretch is looked for at a probe every half run, as base64's
-// chains are, and walked once; its copy with + and / for - and _ is
+// chains are (see urlWindow), and walked once; its copy with + and / for - and _ is
 // searched as base64 is (probePayloads), so that its pieces are joined
 // and the words before them left out as base64's are ("echo '", "b'" of
 // a Python bytes literal, a here-document's marker). A run longer than a
@@ -289,7 +320,7 @@ func appendURLRuns(out []payload, data []byte) []payload {
 	const step = minBase64Run / 2
 	done := 0
 	for p := step - 1; p < len(data); p += step {
-		if p < done || !isURLRun[data[p]] && !urlEscape(data, p) {
+		if p < done || !urlWindow(data, p) {
 			continue
 		}
 		from := p

@@ -31,8 +31,8 @@ import (
 //     more; "\0NNN", which echo -e reads as one octal escape and printf
 //     as "\0NN" and a digit, is read both ways when the run holds it.
 //
-// basenc's other encodings are read too (see payloadbasenc.go); uuencode,
-// ascii85 and xxd's default dump with its offsets are not.
+// basenc's other encodings and base85 are read too (see payloadbasenc.go
+// and payloadbase85.go); uuencode is not.
 
 // encoding is how a payload's characters are decoded.
 type encoding uint8
@@ -48,6 +48,9 @@ const (
 	encBase32Hex            // base32 with the letters 0-9A-V, as basenc --base32hex -d reads it
 	encBase2MSB             // one letter 0 or 1 a bit, the first the highest, as basenc --base2msbf -d reads it
 	encBase2LSB             // the same, the first the lowest, as basenc --base2lsbf -d reads it
+	encAscii85              // Ascii85, as Python's a85decode reads it
+	encBase85               // base85 of git and Python's b85decode
+	encZ85                  // Z85, as basenc --z85 -d reads it
 )
 
 // prefix names a payload of e in findings ("hex@1234").
@@ -71,6 +74,12 @@ func (e encoding) prefix() string {
 		return "base2msbf"
 	case encBase2LSB:
 		return "base2lsbf"
+	case encAscii85:
+		return "ascii85"
+	case encBase85:
+		return "base85"
+	case encZ85:
+		return "z85"
 	}
 	return "base64"
 }

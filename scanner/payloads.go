@@ -51,6 +51,8 @@ func (p payload) decodeInto(buf []byte) []byte {
 		return decodeHexPairs(buf[:0], p.text, p.skip)
 	case encBase32, encBase32Hex, encBase2MSB, encBase2LSB:
 		return decodeBasenc(buf[:0], p.text, p.skip, basencs[p.enc])
+	case encAscii85, encBase85, encZ85:
+		return decodeBase85(buf[:0], p.text, p.skip, base85s[p.enc])
 	}
 	if p.ends != nil {
 		return decodeStream(buf[:0], p.text, p.ends, p.skip)
@@ -102,15 +104,16 @@ func base64Payloads(data []byte) []payload {
 }
 
 // appendHexPayloads appends to out, data's base64 payloads, its payloads
-// in hex, in byte escapes (see payloadhex.go) and in base64url (see
-// payloadbasenc.go), all in the file's order, as the search of a spool
+// in hex, in byte escapes (see payloadhex.go), in base64url (see
+// payloadbasenc.go) and in base85 (see payloadbase85.go), all in the
+// file's order, as the search of a spool
 // takes them: a run of base64url before any other payload that overlaps
 // it (base64's chains of its pieces between its - and _), so that the
 // spool's search reads it whole where it goes on past a window.
 func appendHexPayloads(out []payload, data []byte) []payload {
 	out = appendHexPairRuns(appendEscapedRuns(out, data), data)
 	k := len(out)
-	out = appendURLRuns(out, data)
+	out = appendBase85Runs(appendURLRuns(out, data), data)
 	if len(out) < 2 {
 		return out
 	}
