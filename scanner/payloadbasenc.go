@@ -182,41 +182,67 @@ func (b *basencRun) fill() {
 }
 
 // appendBasenc appends the payloads of text, a chain's characters at
-// offset, in each of base32, base32hex and base2 that it is written in.
+// offset, in each of base32, base32hex and base2 that a stretch of it is
+// written in (see basencSegments).
 func appendBasenc(out []payload, offset int, text []byte) []payload {
 	if len(text) < minBase64Run {
 		return out
 	}
-	for _, enc := range basencOf(text) {
-		for skip := range basencs[enc].group {
-			out = append(out, payload{offset: offset, skip: skip, text: text, enc: enc})
+	for _, seg := range basencSegments(text) {
+		for skip := range basencs[seg.enc].group {
+			out = append(out, payload{offset: offset, skip: skip, text: seg.text, enc: seg.enc})
 		}
 	}
 	return out
 }
 
-// basencOf is the encodings text, a chain's characters, is written in:
-// every character one of the encoding's letters or padding, and one of
-// its stretches of minBase64Run holding letters as data written in it
-// does. Base32 of a program or of text holds a digit (2 to 7) in about
-// six letters, base32hex a letter past F in two, base2 both its letters;
-// words run together ("ALPHABRAVO…"), upper-case hex and a line of one
-// digit hold too few.
-func basencOf(text []byte) []encoding {
-	var b32, b32hex, b2 = true, true, true
-	for _, c := range text {
-		if c == '=' {
-			continue
-		}
-		b32 = b32 && base32Std.value[c] >= 0
-		b32hex = b32hex && base32Hex.value[c] >= 0
-		b2 = b2 && (c == '0' || c == '1')
-		if !b32 && !b32hex && !b2 {
-			return nil
+// basencSegment is a stretch of a chain's characters written in enc.
+type basencSegment struct {
+	enc  encoding
+	text []byte
+}
+
+// basencSegments is the stretches of text, a chain's characters, written
+// in base32, base32hex or base2: each as long as the encoding's letters
+// and padding go on, minBase64Run letters or more, holding them as data
+// written in it does in one of its stretches of minBase64Run (a word of
+// other letters joined to the block, an output path or a YAML key, ends
+// a stretch, not the block). Base32 of a program or of text holds a
+// digit (2 to 7) in about six letters, base32hex a letter past F in two,
+// base2 both its letters; words run together ("ALPHABRAVO…"), upper-case
+// hex and a line of one digit hold too few.
+func basencSegments(text []byte) []basencSegment {
+	var out []basencSegment
+	for _, k := range basencKinds {
+		for i := 0; i < len(text); {
+			j, n := i, 0
+			for j < len(text) && (text[j] == '=' || k.in(text[j])) {
+				if text[j] != '=' {
+					n++
+				}
+				j++
+			}
+			if n >= minBase64Run && someStretch(text[i:j], func(w []byte) bool { return k.data(lettersOf(w)) }) {
+				out = append(out, basencSegment{k.enc, text[i:j]})
+				if k.enc == encBase2MSB {
+					out = append(out, basencSegment{encBase2LSB, text[i:j]})
+				}
+			}
+			i = max(j, i+1)
 		}
 	}
-	var out []encoding
-	if b32 && someStretch(text, func(w []byte) bool {
+	return out
+}
+
+// basencKinds are the encodings basencSegments finds: the letters of
+// each, and whether a stretch of them holds letters as data written in
+// it does.
+var basencKinds = []struct {
+	enc  encoding
+	in   func(c byte) bool
+	data func(w []byte) bool
+}{
+	{encBase32, func(c byte) bool { return base32Std.value[c] >= 0 }, func(w []byte) bool {
 		digits := 0
 		for _, c := range w {
 			if c >= '2' && c <= '7' {
@@ -224,10 +250,8 @@ func basencOf(text []byte) []encoding {
 			}
 		}
 		return digits*32 >= len(w) && (len(w)-digits)*4 >= len(w)
-	}) {
-		out = append(out, encBase32)
-	}
-	if b32hex && someStretch(text, func(w []byte) bool {
+	}},
+	{encBase32Hex, func(c byte) bool { return base32Hex.value[c] >= 0 }, func(w []byte) bool {
 		past, digits := 0, 0
 		for _, c := range w {
 			switch {
@@ -238,16 +262,11 @@ func basencOf(text []byte) []encoding {
 			}
 		}
 		return past*8 >= len(w) && digits*32 >= len(w)
-	}) {
-		out = append(out, encBase32Hex)
-	}
-	if b2 && someStretch(text, func(w []byte) bool {
+	}},
+	{encBase2MSB, func(c byte) bool { return c == '0' || c == '1' }, func(w []byte) bool {
 		ones := bytes.Count(w, []byte{'1'})
 		return ones*32 >= len(w) && (len(w)-ones)*32 >= len(w)
-	}) {
-		out = append(out, encBase2MSB, encBase2LSB)
-	}
-	return out
+	}},
 }
 
 // isURLRun marks what a run of base64url is read over (see basencRun):

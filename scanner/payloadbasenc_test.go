@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"io"
+	"math/rand/v2"
 	"os/exec"
 	"strings"
 	"testing"
@@ -206,4 +207,84 @@ func FuzzBasencRun(f *testing.F) {
 			io.ReadAll(newBasencRun(bufio.NewReader(bytes.NewReader(append(breaks, payload...))), c.e, skip))
 		}
 	})
+}
+
+// linesOf is s wrapped in lines of the lengths given, over and over.
+func linesOf(s string, lens ...int) string {
+	var sb strings.Builder
+	for k := 0; len(s) > 0; k++ {
+		n := min(lens[k%len(lens)], len(s))
+		sb.WriteString(s[:n] + "\n")
+		s = s[n:]
+	}
+	return sb.String()
+}
+
+// eachPadded is b encoded a byte at a time, each group padded on its
+// own, with sep after each.
+func eachPadded(b []byte, enc func([]byte) string, sep string) string {
+	var sb strings.Builder
+	for i := range b {
+		sb.WriteString(enc(b[i:i+1]) + sep)
+	}
+	return sb.String()
+}
+
+// Blocks that base64's chains do not hold, which base64 -d and basenc -d
+// read (outside attack round 25): lines shorter than a piece whose
+// lengths do not fall as a wrapped block's do, each byte padded on its
+// own, a word of other letters joined to a block (an output path before
+// a here-document, a YAML key), mixed case with words after it.
+func TestBlocksRead(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	miner := samples.XMRig()
+	b64 := base64.StdEncoding.EncodeToString(miner)
+	b32 := base32.StdEncoding.EncodeToString(miner)
+	rng := rand.New(rand.NewPCG(25, 1))
+	random := make([]int, 64)
+	for i := range random {
+		random[i] = 1 + rng.IntN(40)
+	}
+	mixed := []byte(base32.HexEncoding.EncodeToString(miner))
+	for i := range mixed {
+		if rng.IntN(2) == 0 && mixed[i] >= 'A' {
+			mixed[i] |= 0x20
+		}
+	}
+	cases := []struct {
+		name, shell, script, prefix string
+	}{
+		{"base64 in lines of 14 and 15", "bash",
+			"base64 -d > k <<'EOF'\n" + linesOf(b64, 14, 15) + "EOF\n", "base64@"},
+		{"base64 in lines of 1 and 2", "bash",
+			"base64 -d > k <<'EOF'\n" + linesOf(b64, 1, 2) + "EOF\n", "base64@"},
+		{"base32 in lines of 1 to 40 at random, a <<- here-document with tabs", "bash",
+			"base32 -d > k <<-'EOF'\n\t" + strings.ReplaceAll(linesOf(b32, random...), "\n", "\n\t") + "EOF\n", "base32@"},
+		{"base64 a byte a group, on one line", "bash",
+			"base64 -d > k <<'EOF'\n" + eachPadded(miner, base64.StdEncoding.EncodeToString, "") + "\nEOF\n", "base64@"},
+		{"base64url a byte a group, one a line", "bash",
+			"basenc --base64url -d > k <<'EOF'\n" + eachPadded(miner, base64.URLEncoding.EncodeToString, "\n") + "EOF\n", "base64@"},
+		{"base32 a byte a group, on one line", "bash",
+			"base32 -d > k <<'EOF'\n" + eachPadded(miner, base32.StdEncoding.EncodeToString, "") + "\nEOF\n", "base32@"},
+		{"base32 here-document after a long output path", "bash",
+			"set -e\nbase32 -d > k <<'EOF'\n" + basencOut(t, miner, "--base32") + "EOF\n: /usr/local/bin/kworkerd-helper-service\n", "base32@"},
+		{"base32 after an output path on the command line", "bash",
+			"base32 -d > ./.cache-kworkerd-helper-service <<'EOF'\n" + basencOut(t, miner, "--base32") + "EOF\ncp ./.cache-kworkerd-helper-service k\n", "base32@"},
+		{"base2 after a long YAML key", "bash",
+			"cat > c.yaml <<'EOF'\nminerConfigBlob01: " + base2(miner, false) + "\nEOF\nsed -n 's/^minerConfigBlob01: //p' c.yaml | basenc --base2msbf -d > k\n", "base2msbf@"},
+		{"base32hex in mixed case, Python's casefold, words after it", "python3",
+			"import base64, os\nD = '" + string(mixed) + "'\nopen('k', 'wb').write(base64.b32hexdecode(D, casefold=True))\n", "base32hex@"},
+	}
+	for _, c := range cases {
+		if got := runScript(t, c.shell, c.script); !bytes.Equal(got, miner) {
+			t.Fatalf("%s: the host's tools write %d bytes, not the miner", c.name, len(got))
+		}
+		res, err := scanOne(t, s, tfile{name: "opt/run.sh", mode: 0o755, data: []byte(c.script)})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if !hasFindingUnder(res.Findings, "MinerXMRig", "/opt/run.sh!"+c.prefix) {
+			t.Errorf("%s: findings %v, want MinerXMRig in /opt/run.sh!%s…", c.name, res.Findings, c.prefix)
+		}
+	}
 }

@@ -37,11 +37,17 @@ type payload struct {
 	// here already without its quotes (see hexRunStart): a run read
 	// from the spool takes them out as it goes.
 	quoted bool
+	// stream says that text is read as basencRun reads it, padding
+	// ending a group and the text going on (see payloadblocks.go).
+	stream bool
 }
 
 // decodeInto decodes the payload into buf's memory, grown if need be, and
 // returns the bytes.
 func (p payload) decodeInto(buf []byte) []byte {
+	if p.stream {
+		return decodeBasenc(buf[:0], p.text, p.skip, basencs[p.enc])
+	}
 	switch p.enc {
 	case encHex:
 		return decodeHexText(buf[:0], p.text, p.skip)
@@ -105,19 +111,24 @@ func base64Payloads(data []byte) []payload {
 
 // appendHexPayloads appends to out, data's base64 payloads, its payloads
 // in hex, in byte escapes (see payloadhex.go), in base64url (see
-// payloadbasenc.go) and in base85 (see payloadbase85.go), all in the
-// file's order, as the search of a spool
+// payloadbasenc.go), in base85 (see payloadbase85.go) and in blocks of
+// short lines (see payloadblocks.go), all in the file's order, as the search of a spool
 // takes them: a run of base64url before any other payload that overlaps
 // it (base64's chains of its pieces between its - and _), so that the
 // spool's search reads it whole where it goes on past a window.
 func appendHexPayloads(out []payload, data []byte) []payload {
 	out = appendHexPairRuns(appendEscapedRuns(out, data), data)
 	k := len(out)
-	out = appendBase85Runs(appendURLRuns(out, data), data)
+	out = appendBlocks(appendBase85Runs(appendURLRuns(out, data), data), data)
 	if len(out) < 2 {
 		return out
 	}
-	urls := slices.Clone(out[k:])
+	var urls []payload
+	for _, p := range out[k:] {
+		if p.enc == encBase64URL {
+			urls = append(urls, p)
+		}
+	}
 	key := func(p payload) (int, int) {
 		if p.enc == encBase64URL {
 			return p.from, 0
