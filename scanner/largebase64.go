@@ -30,6 +30,8 @@ func (c *spoolChunks) longRun(it item, from int64, enc encoding, quoted bool) (i
 		ways = 2 // \0NNN read as printf and as echo -e read it
 	case encAscii85, encBase85, encZ85:
 		ways = 5
+	case encXxdDump:
+		ways = len(xxdReadings)
 	default:
 		ways = basencs[enc].group // one a letter of a group
 	}
@@ -54,6 +56,8 @@ func (c *spoolChunks) longRun(it item, from int64, enc encoding, quoted bool) (i
 			if way > 0 {
 				name += fmt.Sprintf("+%d", way)
 			}
+		case encXxdDump:
+			run, name = newXxdDumpRun(br, way, name)
 		default:
 			run = newBasencRun(br, basencs[enc], way)
 			if way > 0 {

@@ -31,8 +31,9 @@ import (
 //     more; "\0NNN", which echo -e reads as one octal escape and printf
 //     as "\0NN" and a digit, is read both ways when the run holds it.
 //
-// basenc's other encodings and base85 are read too (see payloadbasenc.go
-// and payloadbase85.go); uuencode is not.
+// basenc's other encodings, base85 and xxd's default dump are read too
+// (see payloadbasenc.go, payloadbase85.go and payloadxxd.go); uuencode is
+// not.
 
 // encoding is how a payload's characters are decoded.
 type encoding uint8
@@ -51,6 +52,7 @@ const (
 	encAscii85              // Ascii85, as Python's a85decode reads it
 	encBase85               // base85 of git and Python's b85decode
 	encZ85                  // Z85, as basenc --z85 -d reads it
+	encXxdDump              // xxd's default dump, as xxd -r reads it
 )
 
 // prefix names a payload of e in findings ("hex@1234").
@@ -80,6 +82,8 @@ func (e encoding) prefix() string {
 		return "base85"
 	case encZ85:
 		return "z85"
+	case encXxdDump:
+		return "xxd -r"
 	}
 	return "base64"
 }
@@ -623,7 +627,12 @@ func appendHexPairRuns(out []payload, data []byte) []payload {
 	}
 	const step = minBase64Run / 2
 	done := 0
-	escaped := out // runs of escapes are read as such, not again as hex
+	var escaped []payload // runs of escapes are read as such, not again as hex
+	for _, p := range out {
+		if p.enc == encEscaped || p.enc == encEscapedEcho {
+			escaped = append(escaped, p)
+		}
+	}
 	for p := step - 1; p < len(data); p += step {
 		if p < done || inEscapedRun(escaped, p) {
 			continue
@@ -992,7 +1001,7 @@ func (x *xxdReader) next(c byte) (b byte, ok, eol bool) {
 // ps.
 func inEscapedRun(ps []payload, i int) bool {
 	for _, p := range ps {
-		if (p.enc == encEscaped || p.enc == encEscapedEcho) && p.from <= i && i < p.to {
+		if p.from <= i && i < p.to {
 			return true
 		}
 	}

@@ -59,11 +59,45 @@ func (p payload) decodeInto(buf []byte) []byte {
 		return decodeBasenc(buf[:0], p.text, p.skip, basencs[p.enc])
 	case encAscii85, encBase85, encZ85:
 		return decodeBase85(buf[:0], p.text, p.skip, base85s[p.enc])
+	case encXxdDump:
+		return decodeXxdDump(buf[:0], p.text, p.skip)
 	}
 	if p.ends != nil {
 		return decodeStream(buf[:0], p.text, p.ends, p.skip)
 	}
 	return decodeBase64Run(buf[:0], p.text, p.skip)
+}
+
+// whole says whether the payload's letters from its skip-th on end in a
+// whole group (base64's padding counted as letters), as they do at the
+// alignment the text was written at when nothing follows it: always for
+// readings that have no alignments to guess (hex pairs, escapes) and for
+// streams, whose groups end at their padding.
+func (p payload) whole() bool {
+	group := 0
+	switch {
+	case p.stream || p.ends != nil:
+		return true
+	case p.enc == encBase64 || p.enc == encBase64URL:
+		group = 4
+	case p.enc == encHex:
+		group = 2
+	case basencs[p.enc] != nil:
+		group = basencs[p.enc].group
+	case base85s[p.enc] != nil:
+		n := 0
+		for _, c := range p.text[min(p.skip, len(p.text)):] {
+			if c == 'z' && p.enc == encAscii85 {
+				n += 5
+			} else {
+				n++
+			}
+		}
+		return n%5 == 0
+	default:
+		return true
+	}
+	return (len(p.text)-p.skip)%group == 0
 }
 
 // name is how findings name the payload inside its file, whose bytes
@@ -118,6 +152,7 @@ func base64Payloads(data []byte) []payload {
 // spool's search reads it whole where it goes on past a window.
 func appendHexPayloads(out []payload, data []byte) []payload {
 	out = appendHexPairRuns(appendEscapedRuns(out, data), data)
+	out = appendXxdDumps(out, data) // a dump's lines are read as one, not as hex pairs
 	k := len(out)
 	out = appendBlocks(appendBase85Runs(appendURLRuns(out, data), data), data)
 	if len(out) < 2 {
