@@ -71,7 +71,7 @@ func detectArchive(it *item, head []byte, size int64) archiveKind {
 		return archiveCpio
 	case streamStart(head):
 		return archiveStream
-	case foreignArchive(head) != "":
+	case foreignArchive(head) != "" && !(it.unaligned && bytes.HasPrefix(head, weakMagic)):
 		return archiveForeign
 	case isISO9660(head):
 		return archiveISO
@@ -290,6 +290,7 @@ func (w *walker) readArchive(it item, a *archived) error {
 				continue
 			}
 			child := it.member(p.name(it.base), false)
+			child.unaligned = !p.whole()
 			r := &unarchiveReader{r: bytes.NewReader(dec), w: w, what: "base64 payload " + child.where}
 			if _, err = w.scanFile(child, r, int64(len(dec))); err != nil {
 				break

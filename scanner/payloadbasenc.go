@@ -3,8 +3,8 @@ package scanner
 import (
 	"bufio"
 	"bytes"
-	"io"
 	"math/bits"
+	"slices"
 )
 
 // Payloads in the other encodings of coreutils' basenc, which every
@@ -117,15 +117,23 @@ func (d *bitsDecoder) letter(out []byte, c byte) []byte {
 // dropped, as base64 -d drops those of "QQ==".
 func (d *bitsDecoder) pad() { d.ng, d.nacc = 0, 0 }
 
-// decodeBasenc appends to out text, a run's characters, decoded in e
-// from its skip-th letter, up to its first byte that is no letter,
-// padding or white space.
+// decodeBasenc appends to out text, a run's letters and padding, decoded
+// in e from its skip-th letter as basencRun reads them, up to its first
+// byte that is neither.
 func decodeBasenc(out, text []byte, skip int, e *basenc) []byte {
-	r := &basencRun{r: bufio.NewReader(bytes.NewReader(text)), d: bitsDecoder{e: e, skip: skip}}
-	var buf bytes.Buffer
-	buf.Write(out)
-	_, _ = io.Copy(&buf, r) // reads from memory: no error
-	return buf.Bytes()
+	out = slices.Grow(out, len(text)*int(e.bits)/8)
+	d := bitsDecoder{e: e, skip: skip}
+	for _, c := range text {
+		switch {
+		case c == '=' && e.padded:
+			d.pad()
+		case e.value[c] >= 0:
+			out = d.letter(out, c)
+		default:
+			return out
+		}
+	}
+	return out
 }
 
 // basencRun decodes text in one of basenc's encodings from r as
@@ -209,8 +217,9 @@ type basencSegment struct {
 // other letters joined to the block, an output path or a YAML key, ends
 // a stretch, not the block). Base32 of a program or of text holds a
 // digit (2 to 7) in about six letters, base32hex a letter past F in two,
-// base2 both its letters; words run together ("ALPHABRAVO…"), upper-case
-// hex and a line of one digit hold too few.
+// base2 both its letters, and base32 and base32hex 30 of their 32 letters
+// or more; words run together ("ALPHABRAVO…"), upper-case hex and a line
+// of one digit hold too few.
 func basencSegments(text []byte) []basencSegment {
 	var out []basencSegment
 	for _, k := range basencKinds {
@@ -234,6 +243,20 @@ func basencSegments(text []byte) []basencSegment {
 	return out
 }
 
+// spread is how many of e's letters w holds, each counted once: base32
+// of data, 4 KiB of it, holds all 32 or nearly; text that is only
+// written in both base32's letters and base32hex's (A to V, 2 to 7) holds
+// 28 of either, and is decoded in neither.
+func spread(w []byte, e *basenc) int {
+	var seen uint64
+	for _, c := range w {
+		if v := e.value[c]; v >= 0 {
+			seen |= 1 << v
+		}
+	}
+	return bits.OnesCount64(seen)
+}
+
 // basencKinds are the encodings basencSegments finds: the letters of
 // each, and whether a stretch of them holds letters as data written in
 // it does.
@@ -249,7 +272,7 @@ var basencKinds = []struct {
 				digits++
 			}
 		}
-		return digits*32 >= len(w) && (len(w)-digits)*4 >= len(w)
+		return digits*32 >= len(w) && (len(w)-digits)*4 >= len(w) && spread(w, base32Std) >= 30
 	}},
 	{encBase32Hex, func(c byte) bool { return base32Hex.value[c] >= 0 }, func(w []byte) bool {
 		past, digits := 0, 0
@@ -261,7 +284,7 @@ var basencKinds = []struct {
 				past++
 			}
 		}
-		return past*8 >= len(w) && digits*32 >= len(w)
+		return past*8 >= len(w) && digits*32 >= len(w) && spread(w, base32Hex) >= 30
 	}},
 	{encBase2MSB, func(c byte) bool { return c == '0' || c == '1' }, func(w []byte) bool {
 		ones := bytes.Count(w, []byte{'1'})

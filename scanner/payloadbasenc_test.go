@@ -288,3 +288,25 @@ func TestBlocksRead(t *testing.T) {
 		}
 	}
 }
+
+// A payload decoded at an alignment its letters do not end whole in is
+// bytes no tool writes: its start is not taken for gzip's LZH method by
+// that method's two bytes (one in 65,536 such payloads would be), while
+// the alignment a run ends whole in still is.
+func TestUnalignedPayloadNotLZH(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	text := base64.StdEncoding.EncodeToString(append([]byte{0x7e, 0x80, 0}, samples.Filler(6<<10)...))
+	// "A" before "fo…" decodes from its first letter to 1f a0 ….
+	if !strings.HasPrefix(text, "foAA") {
+		t.Fatalf("text starts %q", text[:4])
+	}
+	res, err := scanOne(t, s, tfile{name: "opt/data.txt", mode: 0o644, data: []byte("A" + text + "\n")})
+	if err != nil || len(res.Findings) > 0 {
+		t.Fatalf("a misaligned reading's 1f a0: %v, findings %v", err, res.Findings)
+	}
+	lzh := base64.StdEncoding.EncodeToString(append([]byte{0x1f, 0xa0}, samples.Filler(6<<10)...))
+	res, err = scanOne(t, s, tfile{name: "opt/data.txt", mode: 0o644, data: []byte("AB" + lzh + "\n")})
+	if err != nil || !hasFindingUnder(res.Findings, "ArchiveUnreadable", "/opt/data.txt!base64@") {
+		t.Fatalf("gzip's LZH method in base64: %v, findings %v", err, res.Findings)
+	}
+}

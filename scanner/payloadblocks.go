@@ -16,14 +16,23 @@ package scanner
 // in, from its first letter and from its first line's start, at each
 // alignment.
 
-// blockByteAt says whether data[i] is what a block is made of: base64's
+// isBlockLetter marks the letters of a block: base64's, base64url's -
+// and _ (a block is read as urlsafe_b64decode reads it), and padding.
+var isBlockLetter = func() (t [256]bool) {
+	for c := range t {
+		t[c] = isB64[c] || c == '-' || c == '_'
+	}
+	return t
+}()
+
+// blockByteAt says whether data[i] is what a block is made of: its
 // letters, padding, line breaks, and white space that indents a line
 // (a <<- here-document's tabs, which the shell takes out), 64 bytes of
 // it at most. White space inside a line is none: base64 -d and basenc -d
 // stop at it (a table's columns, prose).
 func blockByteAt(data []byte, i int) bool {
 	switch c := data[i]; {
-	case isB64[c] || c == '\n' || c == '\r':
+	case isBlockLetter[c] || c == '\n' || c == '\r':
 		return true
 	case c != ' ' && c != '\t':
 		return false
@@ -69,7 +78,7 @@ func blockAhead(data []byte, p int) bool {
 	var buf [minBase64Run]byte
 	n := 0
 	for i := p; i < len(data) && n < len(buf) && blockByteAt(data, i); i++ {
-		if c := data[i]; isB64[c] && c != '=' {
+		if c := data[i]; isBlockLetter[c] && c != '=' {
 			buf[n] = c
 			n++
 		}
@@ -134,7 +143,7 @@ func appendBlock(out []payload, data []byte, from, to int) []payload {
 	text := make([]byte, 0, to-from)
 	n := 0
 	for _, c := range data[from:to] {
-		if isB64[c] {
+		if isBlockLetter[c] {
 			text = append(text, c)
 			if c != '=' {
 				n++
@@ -144,7 +153,7 @@ func appendBlock(out []payload, data []byte, from, to int) []payload {
 	if n < minBase64Run {
 		return out
 	}
-	for from < to && !isB64[data[from]] {
+	for from < to && !isBlockLetter[data[from]] {
 		from++
 	}
 	if letters := lettersOf(text); looksEncoded(letters) {

@@ -40,6 +40,11 @@ type item struct {
 	// base is where the leftover starts in its file: what is found
 	// behind its start is named by its offset in the file.
 	base int64
+	// unaligned says that the content is a payload decoded at an
+	// alignment its letters do not end whole in: bytes no tool writes,
+	// whose start is not taken for an archive by a magic of two bytes
+	// (see weakMagic).
+	unaligned bool
 	// spooled, when set, holds the item's content in place of data: a
 	// large file's spool, scanned whole (see scanSpooled).
 	spooled *os.File
