@@ -310,3 +310,24 @@ func TestUnalignedPayloadNotLZH(t *testing.T) {
 		t.Fatalf("gzip's LZH method in base64: %v, findings %v", err, res.Findings)
 	}
 }
+
+// A wrapped block joined to the words before it (a here-document's
+// command line with an output path, and its marker) is also read from
+// its first line, so the program is decoded from its first byte.
+func TestBlockReadFromItsFirstLine(t *testing.T) {
+	s := newTestScanner(t, Options{Workers: 2})
+	miner := samples.XMRig()
+	for _, c := range []struct{ name, script, prefix string }{
+		{"base32", "#!/bin/sh\nset -e\nbase32 -d > k <<'EOF'\n" + basencOut(t, miner, "--base32") + "EOF\n", "base32@"},
+		{"base32, an output path", "#!/bin/sh\nbase32 -d > /usr/local/bin/kworkerd <<'EOF'\n" + basencOut(t, miner, "--base32") + "EOF\n", "base32@"},
+		{"base64, an output path", "#!/bin/sh\nbase64 -d > /usr/local/bin/kworkerd <<'EOF'\n" + basencOut(t, miner, "--base64") + "EOF\n", "base64@"},
+	} {
+		res, err := scanOne(t, s, tfile{name: "opt/run.sh", mode: 0o755, data: []byte(c.script)})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if !hasFindingUnder(res.Findings, "MinerXMRig", "/opt/run.sh!"+c.prefix) {
+			t.Errorf("%s: findings %v, want MinerXMRig in /opt/run.sh!%s…", c.name, res.Findings, c.prefix)
+		}
+	}
+}

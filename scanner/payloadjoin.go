@@ -324,7 +324,8 @@ func nextInChain(data []byte, p piece) (piece, bool) {
 // runFrom reads the run that starts with the piece first: it and the
 // pieces that follow it in its chain while each joins (see joins), up to
 // the first that ends in padding. It appends the run's characters to text
-// and returns it with the run's last piece.
+// and returns it with the run's last piece and where in text the run's
+// first piece that is a whole line starts (-1 for none).
 //
 // A run that starts at an array's element goes on over elements alone on
 // their lines, whatever their lengths, up to a ")": such an element is a
@@ -333,25 +334,32 @@ func nextInChain(data []byte, p piece) (piece, bool) {
 // What a run holds is read only forward from its chain's start, by the
 // probe and the search of every byte alike, so it may depend on the
 // pieces before.
-func runFrom(data []byte, first piece, text []byte) ([]byte, piece) {
+func runFrom(data []byte, first piece, text []byte) ([]byte, piece, int) {
 	var before piece // the piece before last, when has2
 	last, has2 := first, false
 	inArray := first.array
+	lineAt := -1 // where in text the run's first piece that is a whole line starts
+	if first.line {
+		lineAt = len(text)
+	}
 	text = append(text, data[first.start:first.end]...)
 	for !last.padded {
 		next, ok := nextInChain(data, last)
 		if !ok {
-			return text, last
+			return text, last, lineAt
 		}
 		inArray = inArray && bytes.IndexByte(data[last.end:next.start], ')') < 0
 		if !(inArray && next.bare) && !joins(before, last, has2, next) {
-			return text, last
+			return text, last, lineAt
+		}
+		if lineAt < 0 && next.line {
+			lineAt = len(text)
 		}
 		text = append(text, data[next.start:next.end]...)
 		before, last, has2 = last, next, true
 		inArray = inArray || next.array
 	}
-	return text, last
+	return text, last, lineAt
 }
 
 // joins says whether next goes on a run whose last piece is last (and

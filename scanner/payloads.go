@@ -288,9 +288,16 @@ func appendChain(out []payload, data []byte, first piece) ([]payload, int) {
 	for {
 		start := len(text)
 		var last piece
-		text, last = runFrom(data, first, text)
+		var lineAt int
+		text, last, lineAt = runFrom(data, first, text)
 		if len(ends) > 0 {
 			out = appendRun(out, first.start, text[start:])
+		}
+		if lineAt > start {
+			// Words before a wrapped block joined to it (a
+			// here-document's command and marker, an output path):
+			// the block is also read from its first line.
+			out = appendRun(out, first.start, text[lineAt:])
 		}
 		ends = append(ends, len(text))
 		next, ok := nextInChain(data, last)
