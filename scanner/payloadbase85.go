@@ -272,6 +272,20 @@ func appendBase85Run(out []payload, data []byte, p, done int, enc encoding) ([]p
 			starts = append(starts, q+1)
 		}
 	}
+	if nl := bytes.IndexByte(data[from:min(to, from+maxWindowSpace)], '\n'); nl >= 0 {
+		// Letters spaced out, no 32 of them in a row: words before
+		// the run on its first line (a command) are left out from the
+		// next line on.
+		k := 0
+		for _, c := range data[from : from+nl] {
+			if e.letter(c) {
+				k++
+			}
+		}
+		if k > 0 {
+			starts = append(starts, k)
+		}
+	}
 	for _, s := range starts {
 		for skip := range 5 {
 			out = append(out, payload{offset: from, skip: s + skip, text: text, enc: enc, from: from, to: to})
@@ -280,9 +294,10 @@ func appendBase85Run(out []payload, data []byte, p, done int, enc encoding) ([]p
 	return out, to
 }
 
-// base85Window says whether the 64 bytes at p may be inside a run of
-// e's base85: all of them its letters or what it passes over, 32 letters
-// or more, and either
+// base85Window says whether the bytes at p, up to 64 letters (within
+// maxWindowSpace: letters spaced out by white space are looked at as
+// dense ones are), may be inside a run of e's base85: all of them its
+// letters or what it passes over, 32 letters or more, and either
 // digits, both letter cases and 6 punctuation characters or more among
 // them, as 64 letters of base85 of data hold (about 12), or 5 letters or
 // fewer (a group repeated: zeros or another fill). A run of minBase64Run
@@ -292,7 +307,10 @@ func appendBase85Run(out []payload, data []byte, p, done int, enc encoding) ([]p
 func base85Window(data []byte, p int, e *base85) bool {
 	var set [2]uint64 // the letters seen, by their bits
 	n := 0
-	for _, c := range data[p:min(len(data), p+64)] {
+	for _, c := range data[p:min(len(data), p+maxWindowSpace)] {
+		if n == 64 {
+			break
+		}
 		if e.pass[c] || c == '\\' && e != alphaA85 { // \n-style escapes: see appendBase85Run
 			continue
 		}

@@ -58,6 +58,10 @@ func TestBase85PayloadsRead(t *testing.T) {
 			"import base64\nopen('k', 'wb').write(base64.b85decode('" + b85 + "'))\n", "base85@", 0},
 		{"b85decode of adjacent literals, one a line", "python3",
 			"import base64\nopen('k', 'wb').write(base64.b85decode" + pyLiterals(b85, 70) + ")\n", "base85@", 0},
+		{"a85decode of letters two spaces apart", "bash",
+			"python3 -c 'import base64,sys; open(\"k\",\"wb\").write(base64.a85decode(sys.stdin.read()))' <<'EOF'\n" + strings.Join(strings.Split(a85, ""), "  ") + "\nEOF\n", "ascii85@", 0},
+		{"basenc --z85 -d of a letter a line, each followed by a blank line", "bash",
+			"basenc --z85 -d > k <<'EOF'\n" + strings.Join(strings.Split(z, ""), "\n\n") + "\nEOF\n", "z85@", (4 - len(miner)%4) % 4},
 		{"basenc --z85 -d of a here-document", "bash",
 			"basenc --z85 -d > k <<'EOF'\n" + wrapped(z, 75) + "EOF\n", "z85@", (4 - len(miner)%4) % 4},
 	}

@@ -260,6 +260,8 @@ func TestBlocksRead(t *testing.T) {
 			"base64 -d > k <<'EOF'\n" + linesOf(b64, 1, 2) + "EOF\n", "base64@"},
 		{"base32 in lines of 1 to 40 at random, a <<- here-document with tabs", "bash",
 			"base32 -d > k <<-'EOF'\n\t" + strings.ReplaceAll(linesOf(b32, random...), "\n", "\n\t") + "EOF\n", "base32@"},
+		{"base64 a letter a line, each followed by three blank lines", "bash",
+			"base64 -d > k <<'EOF'\n" + strings.ReplaceAll(linesOf(b64, 1), "\n", "\n\n\n\n") + "EOF\n", "base64@"},
 		{"base64 a byte a group, on one line", "bash",
 			"base64 -d > k <<'EOF'\n" + eachPadded(miner, base64.StdEncoding.EncodeToString, "") + "\nEOF\n", "base64@"},
 		{"base64url a byte a group, one a line", "bash",

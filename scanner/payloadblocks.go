@@ -8,8 +8,8 @@ package scanner
 // line breaks and the padding; base64's chains hold neither (a piece is
 // 16 letters, a block's lines shorten only at its end, padding ends a
 // run's piece). Such a block is found on its own, at probes 2 KiB apart:
-// 64 bytes of letters, padding, line breaks and indents alone, 16 letters
-// or more among them and three line breaks or three paddings, and 4 KiB
+// 64 bytes that are no white space, letters, padding, line breaks and
+// indents alone up to them, 16 letters or more among them and three line breaks or three paddings, and 4 KiB
 // of letters from there that look written in one of the encodings. The block is walked
 // to its ends, its letters read as basencRun reads them (padding ends a
 // group, the text goes on), and decoded in each encoding it is written
@@ -49,12 +49,23 @@ func blockByteAt(data []byte, i int) bool {
 	return i < 64
 }
 
-// blockWindow says whether the 64 bytes at p may be inside a block of
-// short lines or of separately padded groups (see above).
+// maxWindowSpace is how far a probe's window reaches for its 64 bytes
+// that are not white space: a block or a run written a letter a line,
+// or with spaces between letters, is looked at for as many letters as a
+// dense one, while a file of white space costs at most this.
+const maxWindowSpace = 4 << 10
+
+// blockWindow says whether the 64 bytes at p that are not white space
+// (within maxWindowSpace) may be inside a block of short lines or of
+// separately padded groups (see above).
 func blockWindow(data []byte, p int) bool {
-	letters, breaks, pads := 0, 0, 0
-	for i := p; i < min(len(data), p+64); i++ {
-		switch c := data[i]; {
+	letters, breaks, pads, n := 0, 0, 0, 0
+	for i := p; i < min(len(data), p+maxWindowSpace) && n < 64; i++ {
+		c := data[i]
+		if c != '\n' && c != '\r' && c != ' ' && c != '\t' {
+			n++
+		}
+		switch {
 		case !blockByteAt(data, i):
 			return false
 		case c == '\n':
