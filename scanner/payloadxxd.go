@@ -60,13 +60,59 @@ const maxDumpGap = 512
 var xxdReadings = [...]int{0, 1, 256, 257}
 
 // xxdWay is the reading that skip names: -c 256 from 256 on (-c 16
-// below), to a pipe when it is odd.
+// below), -c N from xxdStepped on (skip = xxdStepped + 2N), to a pipe
+// when it is odd.
 func xxdWay(skip int) (cols int, pipe bool) {
 	cols = 16
-	if skip >= 256 {
+	switch {
+	case skip >= xxdStepped:
+		cols = max(1, min(256, (skip-xxdStepped)>>1))
+	case skip >= 256:
 		cols = 256
 	}
 	return cols, skip&1 == 1
+}
+
+// xxdStepped starts the readings with -c N for a dump whose lines'
+// offsets step by N, neither 16 nor 256 (see dumpStep): xxd -r -c N reads
+// N bytes a line and passes over the rest, so a dump of lines of N bytes
+// with junk after them, out of order, is read as it reads it.
+const xxdStepped = 512
+
+// dumpStep is the step most of text's dump lines' offsets, sorted, go up
+// by, or 0: the -c the dump was written with.
+func dumpStep(text []byte) int {
+	var offs []uint64
+	for line := range bytes.Lines(text) {
+		if !dumpLineAt(line) {
+			continue
+		}
+		i := 0
+		for i < len(line) && !isHexDigit(line[i]) {
+			i++
+		}
+		var off uint64
+		for j := i; j < len(line) && j-i < 16 && isHexDigit(line[j]); j++ {
+			off = off<<4 | uint64(hexValue(line[j]))
+		}
+		offs = append(offs, off)
+	}
+	slices.Sort(offs)
+	counts := map[uint64]int{}
+	best, bestN := uint64(0), 0
+	for k := 1; k < len(offs); k++ {
+		d := offs[k] - offs[k-1]
+		if d == 0 || d > 256 {
+			continue
+		}
+		if counts[d]++; counts[d] > bestN {
+			best, bestN = d, counts[d]
+		}
+	}
+	if bestN*2 < len(offs) {
+		return 0
+	}
+	return int(best)
 }
 
 // xxdSink takes the bytes xxd -r writes: b at offset off. b is only valid
@@ -591,11 +637,28 @@ func appendXxdDumps(out []payload, data []byte) []payload {
 		// unless a line goes back.
 		var narrow, wide xxdTally
 		x16, x256 := narrow.of(text, 16), wide.of(text, 256)
-		if !narrow.dump(minBase64Run/16) && !wide.dump(minBase64Run/16) {
+		plain := narrow.dump(minBase64Run/16) || wide.dump(minBase64Run/16)
+		step := 0
+		if s := dumpStep(text); s != 0 && s != 16 && s != 256 {
+			var stepped xxdTally
+			stepped.of(text, s)
+			if stepped.dump(minBase64Run / 16) {
+				step = s
+			}
+		}
+		if !plain && step == 0 {
 			continue
 		}
 		text = bytes.Clone(text)
+		for pipe := range 2 {
+			if step != 0 {
+				out = append(out, payload{offset: from, skip: xxdStepped + 2*step + pipe, text: text, enc: encXxdDump, from: from, to: to})
+			}
+		}
 		for _, skip := range xxdReadings {
+			if !plain {
+				break
+			}
 			cols, pipe := xxdWay(skip)
 			x := x16
 			if cols > 16 {
@@ -606,6 +669,7 @@ func appendXxdDumps(out []payload, data []byte) []payload {
 			}
 			out = append(out, payload{offset: from, skip: skip, text: text, enc: encXxdDump, from: from, to: to})
 		}
+
 	}
 	if len(out) == found {
 		return out

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -84,6 +85,7 @@ func TestXxdDumpsRead(t *testing.T) {
 		{"a \\r after every character", heredoc("xxd -r > k", eachLine(xxdOf(t, miner), func(l string) string { return strings.Join(strings.Split(l, ""), "\r") })), miner},
 		{"hex after each line's 16 bytes, which -c 16 passes over", heredoc("xxd -r > k", eachLine(xxdOf(t, miner), func(l string) string { return l[:49] + " deadbeefcafef00d" + l[49:] })), miner},
 		{"a text column that looks like hex", heredoc("xxd -r > k", eachLine(xxdOf(t, miner), func(l string) string { return l[:51] + "deadbeefcafef00d" })), miner},
+		{"-c 8, each line 8 bytes of junk after its 8, lines reversed", heredoc("xxd -r -c 8 > k", junkTails(miner, 8)), miner},
 	}
 	for _, c := range cases {
 		if got := runScript(t, "bash", c.script); !bytes.Equal(got, c.want) {
@@ -128,6 +130,24 @@ func TestXxdDumpsPastOneWindow(t *testing.T) {
 
 // xxdLine is the line of xxd's dump at off of b, 16 bytes at most.
 func xxdLine(off int64, b []byte) string { return goXxd(b, 16, 2, false, off) }
+
+// junkTails is b in lines of n bytes at offsets n apart, each with n
+// bytes of junk after them, last line first: xxd -r -c n passes over
+// the junk, a reading of more bytes a line writes it over the next
+// line's (outside attack round 25b, R1).
+func junkTails(b []byte, n int) string {
+	junk := samples.Filler(n)
+	var lines []string
+	for i := 0; i < len(b); i += n {
+		line := bytes.Clone(b[i:min(len(b), i+n)])
+		if len(line) == n { // a short last line would write its junk
+			line = append(line, junk...)
+		}
+		lines = append(lines, xxdLine(int64(i), line))
+	}
+	slices.Reverse(lines)
+	return strings.Join(lines, "")
+}
 
 // A dump whose offsets reach far (a line at 0xffffffff, which makes xxd
 // -r write a sparse file of 4 GiB) is read within bounds: its gaps are
