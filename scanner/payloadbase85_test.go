@@ -83,8 +83,9 @@ func TestBase85PayloadsRead(t *testing.T) {
 
 // A run of base85 longer than a window is read from the spool, whole.
 func TestBase85PayloadsPastOneWindow(t *testing.T) {
-	s := newTestScanner(t, Options{Workers: 2})
-	big := append(bytes.Clone(samples.XMRig()), samples.Filler(14<<20)...) // over 16 MiB encoded
+	limits, scale := windowSizes()
+	s := newTestScanner(t, Options{Workers: 2, Limits: limits})
+	big := append(bytes.Clone(samples.XMRig()), samples.Filler((14<<20)/scale)...) // over a window encoded
 	for _, c := range []struct {
 		name, data, prefix string
 	}{

@@ -15,6 +15,17 @@ import (
 	"github.com/pullgate/pullgate/internal/samples"
 )
 
+// windowSizes is the limits the tests of runs past one window scan with,
+// and how much smaller than for the default window of 16 MiB their runs
+// are made: under the race detector the smallest window (the same paths,
+// at a cost the race detector can afford).
+func windowSizes() (Limits, int) {
+	if raceEnabled || testing.Short() {
+		return Limits{Window: minWindow}, (16 << 20) / minWindow
+	}
+	return Limits{}, 1
+}
+
 // basencOut is b encoded by the host's basenc with the flags given
 // (--base32, --base64url -w 0, …).
 func basencOut(t testing.TB, b []byte, flags ...string) string {
@@ -93,13 +104,14 @@ func TestBasencPayloadsRead(t *testing.T) {
 // Runs in basenc's encodings longer than a window are read from the
 // file's spool, as a whole.
 func TestBasencPayloadsPastOneWindow(t *testing.T) {
-	s := newTestScanner(t, Options{Workers: 2})
+	limits, scale := windowSizes()
+	s := newTestScanner(t, Options{Workers: 2, Limits: limits})
 	miner := samples.XMRig()
-	big := append(bytes.Clone(miner), bytes.Repeat([]byte{0}, 11<<20)...) // over 16 MiB encoded
+	big := append(bytes.Clone(miner), bytes.Repeat([]byte{0}, (11<<20)/scale)...) // over a window encoded
 	// Base64url of zeros is "AAAA…", standard base64 too: the run holds
 	// its first - or _ past the window. What it decodes to is no program
 	// (zeros before one), but holds a miner's command line.
-	late := append(bytes.Repeat([]byte{0}, 13<<20), miner...)
+	late := append(bytes.Repeat([]byte{0}, (13<<20)/scale), miner...)
 	for _, c := range []struct {
 		name   string
 		data   string
@@ -109,7 +121,7 @@ func TestBasencPayloadsPastOneWindow(t *testing.T) {
 		{"base32 longer than a window", "base32 -d > k <<'EOF'\n" + basencOut(t, big, "--base32") + "EOF\n", "base32@", "MinerXMRig"},
 		{"base64url longer than a window", "basenc --base64url -d > k <<'EOF'\n" + basencOut(t, big, "--base64url") + "EOF\n", "base64url@", "MinerXMRig"},
 		{"base64url whose first - or _ is past a window", "basenc --base64url -d > k <<'EOF'\n" + basencOut(t, late, "--base64url") + "EOF\n", "base64url@", "MinerCommandLine"},
-		{"base2 longer than a window", "basenc --base2msbf -d > k <<'EOF'\n" + basencOut(t, big[:3<<20], "--base2msbf") + "EOF\n", "base2msbf@", "MinerXMRig"},
+		{"base2 longer than a window", "basenc --base2msbf -d > k <<'EOF'\n" + basencOut(t, big[:(3<<20)/scale], "--base2msbf") + "EOF\n", "base2msbf@", "MinerXMRig"},
 	} {
 		res, err := scanOne(t, s, tfile{name: "opt/run.sh", mode: 0o755, data: []byte(c.data)})
 		if err != nil {

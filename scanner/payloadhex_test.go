@@ -175,10 +175,11 @@ func TestHexAndEscapedPayloadsRead(t *testing.T) {
 // A hex dump and an escaped program over one window are read from the
 // file's spool, as a whole.
 func TestHexAndEscapedPayloadsPastOneWindow(t *testing.T) {
-	s := newTestScanner(t, Options{Workers: 2})
+	limits, scale := windowSizes()
+	s := newTestScanner(t, Options{Workers: 2, Limits: limits})
 	miner := samples.XMRig()
-	pad := bytes.Repeat([]byte("# a comment line of a long script, for padding\n"), (17<<20)/48)
-	big := append(bytes.Clone(miner), bytes.Repeat([]byte{0}, 9<<20)...) // over 16 MiB as hex
+	pad := bytes.Repeat([]byte("# a comment line of a long script, for padding\n"), (17<<20)/48/scale)
+	big := append(bytes.Clone(miner), bytes.Repeat([]byte{0}, (9<<20)/scale)...) // over a window as hex
 	for _, c := range []struct {
 		name   string
 		data   []byte
@@ -187,7 +188,7 @@ func TestHexAndEscapedPayloadsPastOneWindow(t *testing.T) {
 		{"a dump behind 17 MiB of comments", append(bytes.Clone(pad), "xxd -r -p > k <<'EOF'\n"+hexLines(miner, 60, false)+"EOF\n"...), "hex@"},
 		{"a dump longer than a window", []byte("xxd -r -p > k <<'EOF'\n" + hexLines(big, 60, false) + "EOF\n"), "xxd -r -p@"},
 		{"a dump longer than a window, one line starting with a stray letter", []byte("xxd -r -p > k <<'EOF'\n" + strayLetter(hexLines(big, 60, false)) + "EOF\n"), "xxd -r -p@"},
-		{"hex with a space between bytes behind 17 MiB of lines of #", append(bytes.Repeat([]byte(strings.Repeat("#", 69)+"\n"), (17<<20)/70), "xxd -r -p > k <<'EOF'\n"+spacedHex(miner, " ", 16)+"EOF\n"...), "xxd -r -p@"},
+		{"hex with a space between bytes behind 17 MiB of lines of #", append(bytes.Repeat([]byte(strings.Repeat("#", 69)+"\n"), (17<<20)/70/scale), "xxd -r -p > k <<'EOF'\n"+spacedHex(miner, " ", 16)+"EOF\n"...), "xxd -r -p@"},
 		{"hex with a space between bytes, longer than a window", []byte("xxd -r -p > k <<'EOF'\n" + spacedHex(big, " ", 16) + "EOF\n"), "xxd -r -p@"},
 		{"echo of spaced hex with '''' in the middle, longer than a window", []byte("echo '" + spacedHalves(miner, "''''") + " " + strings.TrimSuffix(spacedHex(big[len(miner):], " ", 1<<30), "\n") + "' | xxd -r -p > k\n"), "xxd -r -p@"},
 		{"escapes behind 17 MiB of comments", append(bytes.Clone(pad), escapeLines(miner, 64, "printf", "k", func(c byte) string { return fmt.Sprintf(`\x%02x`, c) })...), "escapes@"},

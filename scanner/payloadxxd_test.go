@@ -104,15 +104,16 @@ func TestXxdDumpsRead(t *testing.T) {
 // A dump longer than a window is read from the file's spool, its lines in
 // order or not.
 func TestXxdDumpsPastOneWindow(t *testing.T) {
-	s := newTestScanner(t, Options{Workers: 2})
+	limits, scale := windowSizes()
+	s := newTestScanner(t, Options{Workers: 2, Limits: limits})
 	miner := samples.XMRig()
-	big := append(bytes.Clone(miner), make([]byte, 4<<20)...) // over 16 MiB as a dump
+	big := append(bytes.Clone(miner), make([]byte, (4<<20)/scale)...) // over a window as a dump
 	dump := xxdOf(t, big)
 	for _, c := range []struct{ name, script string }{
 		{"in order", "xxd -r > k <<'EOF'\n" + dump + "EOF\n"},
 		{"lines shuffled", "xxd -r > k <<'EOF'\n" + shuffled(dump, 2) + "EOF\n"},
 	} {
-		if len(c.script) <= 16<<20 {
+		if len(c.script) <= (16<<20)/scale {
 			t.Fatalf("%s: %d bytes, no longer than a window", c.name, len(c.script))
 		}
 		if got := runScript(t, "bash", c.script); !bytes.Equal(got, big) {
